@@ -1,0 +1,456 @@
+package pipeline
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// Config is a decoded pipeline file: everything one generation is built
+// from. Module instances in it are decoded but not provisioned.
+type Config struct {
+	// File is the path the config was read from (for error messages).
+	File string
+	// Name of the pipeline.
+	Name string
+	Log  LogConfig
+	// Modules are the protocol modules, in file order.
+	Modules []ModuleConfig
+	// Links are the NICs, in file order (NIC IDs are handed out in this
+	// order the first time a name is seen).
+	Links      []LinkConfig
+	Forwarding ForwardingConfig
+	Routes     []RouteConfig
+	// Hooks are filter tables installed at the hooks; nil entries cost
+	// nothing. Set from Go until the filter module reads them from the file.
+	Hooks [NumHooks]*HookTable
+
+	hash [32]byte
+}
+
+// LogConfig configures pipectl's logger.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error (default info)
+	Format string `yaml:"format"` // console or json (default console)
+}
+
+// ForwardingConfig turns IP forwarding on per family (default off: a host).
+type ForwardingConfig struct {
+	IPv4 bool `yaml:"ipv4"`
+	IPv6 bool `yaml:"ipv6"`
+}
+
+// ModuleConfig is one entry of `modules:`.
+type ModuleConfig struct {
+	ID       string
+	Module   Module
+	Line     int
+	Col      int
+	Instance string // module ID, for messages
+}
+
+// LinkConfig is one entry of `links:`. The keys below belong to the stack;
+// every other key of the entry is the link module's own config.
+type LinkConfig struct {
+	Name      string           `yaml:"name"`
+	ModuleID  string           `yaml:"module"`
+	MTU       int              `yaml:"mtu"`
+	Addresses []AddressConfig  `yaml:"addresses"`
+	Neighbors []NeighborConfig `yaml:"neighbors"`
+	// Forwarding, when set, overrides the global forwarding switch for
+	// packets received on this link.
+	Forwarding *ForwardingConfig `yaml:"forwarding"`
+
+	Module    LinkModule `yaml:"-"`
+	Line, Col int        `yaml:"-"`
+}
+
+var linkStackKeys = map[string]bool{"name": true, "module": true, "mtu": true, "addresses": true, "neighbors": true, "forwarding": true}
+
+// AddressConfig is an address on a link: "10.0.1.1/24", or a mapping
+// {address: 10.0.1.1/24, primary: first|can|never, deprecated: true}.
+type AddressConfig struct {
+	Prefix     netip.Prefix
+	Behavior   PrimaryEndpointBehavior
+	Deprecated bool
+}
+
+// UnmarshalYAML accepts the scalar and the mapping form, strictly.
+func (a *AddressConfig) UnmarshalYAML(n *yaml.Node) error {
+	var raw struct {
+		Address    string `yaml:"address"`
+		Primary    string `yaml:"primary"`
+		Deprecated bool   `yaml:"deprecated"`
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		raw.Address = n.Value
+	case yaml.MappingNode:
+		if err := DecodeStrict(n, &raw); err != nil {
+			return err
+		}
+	default:
+		return posErr(n, "an address is \"ip/len\" or {address: ip/len, primary: first|can|never}")
+	}
+	p, err := netip.ParsePrefix(raw.Address)
+	if err != nil {
+		return posErr(n, "bad address %q: want ip/prefix-length, e.g. 10.0.1.1/24", raw.Address)
+	}
+	a.Prefix = netip.PrefixFrom(p.Addr().Unmap(), p.Bits())
+	a.Deprecated = raw.Deprecated
+	switch raw.Primary {
+	case "", "can":
+		a.Behavior = CanBePrimaryEndpoint
+	case "first":
+		a.Behavior = FirstPrimaryEndpoint
+	case "never":
+		a.Behavior = NeverPrimaryEndpoint
+	default:
+		return posErr(n, "primary: %q is not one of first, can, never", raw.Primary)
+	}
+	return nil
+}
+
+// NeighborConfig is a static neighbor entry of a link.
+type NeighborConfig struct {
+	IP  string `yaml:"ip"`
+	MAC string `yaml:"mac"`
+
+	Addr      netip.Addr `yaml:"-"`
+	LinkAddr  wire.MAC   `yaml:"-"`
+	Line, Col int        `yaml:"-"`
+}
+
+// RouteConfig is one entry of `routes:`.
+type RouteConfig struct {
+	To     string `yaml:"to"`  // prefix, or "default" (both families: default4/default6 for one)
+	Via    string `yaml:"via"` // gateway; empty: on-link
+	Link   string `yaml:"link"`
+	Metric uint32 `yaml:"metric"`
+
+	Prefixes  []netip.Prefix `yaml:"-"`
+	Gateway   netip.Addr     `yaml:"-"`
+	Line, Col int            `yaml:"-"`
+}
+
+type fileConfig struct {
+	Name       string           `yaml:"name"`
+	Log        LogConfig        `yaml:"log"`
+	Modules    []yaml.Node      `yaml:"modules"`
+	Links      []yaml.Node      `yaml:"links"`
+	Forwarding ForwardingConfig `yaml:"forwarding"`
+	Routes     []yaml.Node      `yaml:"routes"`
+}
+
+// ConfigError is a pipeline file error: file, line, column, the module (or
+// section) it is about, and what is wrong.
+type ConfigError struct {
+	File      string
+	Line, Col int
+	Module    string
+	Err       error
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
+	}
+	b.WriteString(": ")
+	if e.Module != "" {
+		b.WriteString(e.Module)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func (c *Config) errAt(line, col int, module string, err error) *ConfigError {
+	var pe *PosError
+	if errors.As(err, &pe) {
+		return &ConfigError{File: c.File, Line: pe.Line, Col: pe.Col, Module: module, Err: errors.New(pe.Msg)}
+	}
+	return &ConfigError{File: c.File, Line: line, Col: col, Module: module, Err: err}
+}
+
+// LoadConfigFile reads and decodes a pipeline file.
+func LoadConfigFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes a pipeline file strictly: unknown keys, unknown
+// modules, malformed addresses, routes through unknown links and the like are
+// errors naming file:line:col and the module. It opens nothing and needs no
+// privileges; module Provision/Validate run later, when a generation is
+// built (or by Check).
+func ParseConfig(file string, data []byte) (*Config, error) {
+	c := &Config{File: file, hash: sha256.Sum256(data)}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, c.errAt(0, 0, "", fmt.Errorf("not valid YAML: %w", err))
+	}
+	if len(doc.Content) == 0 {
+		return nil, c.errAt(0, 0, "", errors.New("empty pipeline file"))
+	}
+	var fc fileConfig
+	if err := DecodeStrict(&doc, &fc); err != nil {
+		return nil, c.errAt(doc.Line, doc.Column, "", err)
+	}
+	c.Name, c.Log, c.Forwarding = fc.Name, fc.Log, fc.Forwarding
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return nil, c.errAt(findLine(&doc, "log"), 0, "log", fmt.Errorf("level %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "", "console", "json":
+	default:
+		return nil, c.errAt(findLine(&doc, "log"), 0, "log", fmt.Errorf("format %q is not one of console, json", c.Log.Format))
+	}
+
+	seen := map[string]bool{}
+	for i := range fc.Modules {
+		n := &fc.Modules[i]
+		mc, err := c.decodeModule(n)
+		if err != nil {
+			return nil, err
+		}
+		if seen[mc.ID] {
+			return nil, c.errAt(n.Line, n.Column, mc.ID, errors.New("module listed twice"))
+		}
+		seen[mc.ID] = true
+		c.Modules = append(c.Modules, mc)
+	}
+
+	names := map[string]bool{}
+	for i := range fc.Links {
+		lc, err := c.decodeLink(&fc.Links[i])
+		if err != nil {
+			return nil, err
+		}
+		if names[lc.Name] {
+			return nil, c.errAt(lc.Line, lc.Col, lc.ModuleID, fmt.Errorf("link name %q used twice", lc.Name))
+		}
+		names[lc.Name] = true
+		c.Links = append(c.Links, lc)
+	}
+
+	for i := range fc.Routes {
+		n := &fc.Routes[i]
+		var rc RouteConfig
+		if err := DecodeStrict(n, &rc); err != nil {
+			return nil, c.errAt(n.Line, n.Column, "routes", err)
+		}
+		rc.Line, rc.Col = n.Line, n.Column
+		if err := rc.resolve(names); err != nil {
+			return nil, c.errAt(n.Line, n.Column, "routes", err)
+		}
+		c.Routes = append(c.Routes, rc)
+	}
+	return c, nil
+}
+
+func findLine(doc *yaml.Node, key string) int {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i].Line
+		}
+	}
+	return 0
+}
+
+func newModule(id string) (Module, error) {
+	mi, ok := LookupModule(id)
+	if !ok {
+		var known []string
+		ns := ModuleInfo{ID: id}.Namespace()
+		for _, m := range Modules(ns) {
+			known = append(known, m.ID)
+		}
+		if len(known) == 0 {
+			return nil, fmt.Errorf("unknown module %q", id)
+		}
+		return nil, fmt.Errorf("unknown module %q (known: %s)", id, strings.Join(known, ", "))
+	}
+	return mi.New(), nil
+}
+
+// decodeModule decodes "network.ipv4" or {module: network.ipv4, …config}.
+func (c *Config) decodeModule(n *yaml.Node) (ModuleConfig, error) {
+	mc := ModuleConfig{Line: n.Line, Col: n.Column}
+	var rest *yaml.Node
+	switch n.Kind {
+	case yaml.ScalarNode:
+		mc.ID = n.Value
+	case yaml.MappingNode:
+		var idNode *yaml.Node
+		rest = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "module" {
+				idNode = n.Content[i+1]
+				continue
+			}
+			rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
+		}
+		if idNode == nil {
+			return mc, c.errAt(n.Line, n.Column, "modules", errors.New("entry has no module: key"))
+		}
+		mc.ID = idNode.Value
+	default:
+		return mc, c.errAt(n.Line, n.Column, "modules", errors.New("an entry is a module ID or {module: ID, …}"))
+	}
+	m, err := newModule(mc.ID)
+	if err != nil {
+		return mc, c.errAt(n.Line, n.Column, "modules", err)
+	}
+	if _, isLink := m.(LinkModule); isLink {
+		return mc, c.errAt(n.Line, n.Column, mc.ID, errors.New("is a link module: configure it under links:"))
+	}
+	if rest != nil {
+		if err := DecodeStrict(rest, m); err != nil {
+			return mc, c.errAt(n.Line, n.Column, mc.ID, err)
+		}
+	}
+	mc.Module, mc.Instance = m, mc.ID
+	return mc, nil
+}
+
+func (c *Config) decodeLink(n *yaml.Node) (LinkConfig, error) {
+	lc := LinkConfig{Line: n.Line, Col: n.Column}
+	if n.Kind != yaml.MappingNode {
+		return lc, c.errAt(n.Line, n.Column, "links", errors.New("a link is a mapping {name:, module:, …}"))
+	}
+	own := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	rest := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		dst := rest
+		if linkStackKeys[n.Content[i].Value] {
+			dst = own
+		}
+		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
+	}
+	if err := DecodeStrict(own, &lc); err != nil {
+		return lc, c.errAt(n.Line, n.Column, "links", err)
+	}
+	lc.Line, lc.Col = n.Line, n.Column
+	if lc.Name == "" {
+		return lc, c.errAt(n.Line, n.Column, "links", errors.New("link has no name"))
+	}
+	where := "link " + lc.Name
+	if lc.ModuleID == "" {
+		return lc, c.errAt(n.Line, n.Column, where, errors.New("link has no module (e.g. module: link.tun)"))
+	}
+	where = lc.ModuleID + " (link " + lc.Name + ")"
+	m, err := newModule(lc.ModuleID)
+	if err != nil {
+		return lc, c.errAt(n.Line, n.Column, "link "+lc.Name, err)
+	}
+	lm, ok := m.(LinkModule)
+	if !ok {
+		return lc, c.errAt(n.Line, n.Column, where, errors.New("is not a link module"))
+	}
+	if err := DecodeStrict(rest, lm); err != nil {
+		return lc, c.errAt(n.Line, n.Column, where, err)
+	}
+	lc.Module = lm
+	if lc.MTU < 0 || lc.MTU > LargeDataSize {
+		return lc, c.errAt(n.Line, n.Column, where, fmt.Errorf("mtu %d out of range", lc.MTU))
+	}
+	// Neighbors: parse with positions.
+	var nn []yaml.Node
+	for i := 0; i+1 < len(own.Content); i += 2 {
+		if own.Content[i].Value == "neighbors" && own.Content[i+1].Kind == yaml.SequenceNode {
+			for _, e := range own.Content[i+1].Content {
+				nn = append(nn, *e)
+			}
+		}
+	}
+	for i := range lc.Neighbors {
+		nc := &lc.Neighbors[i]
+		if i < len(nn) {
+			nc.Line, nc.Col = nn[i].Line, nn[i].Column
+		}
+		a, err := netip.ParseAddr(nc.IP)
+		if err != nil {
+			return lc, c.errAt(nc.Line, nc.Col, where, fmt.Errorf("neighbor ip %q: %v", nc.IP, err))
+		}
+		mac, err := wire.ParseMAC(nc.MAC)
+		if err != nil {
+			return lc, c.errAt(nc.Line, nc.Col, where, fmt.Errorf("neighbor mac %q: %v", nc.MAC, err))
+		}
+		nc.Addr, nc.LinkAddr = a.Unmap(), mac
+	}
+	return lc, nil
+}
+
+func (rc *RouteConfig) resolve(links map[string]bool) error {
+	switch rc.To {
+	case "":
+		return errors.New("route has no to: (a prefix or default)")
+	case "default":
+		rc.Prefixes = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+	case "default4":
+		rc.Prefixes = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}
+	case "default6":
+		rc.Prefixes = []netip.Prefix{netip.MustParsePrefix("::/0")}
+	default:
+		p, err := netip.ParsePrefix(rc.To)
+		if err != nil {
+			return fmt.Errorf("to: %q is not a prefix (e.g. 10.0.2.0/24) or default", rc.To)
+		}
+		if p.Masked() != p {
+			return fmt.Errorf("to: %q has host bits set (did you mean %s?)", rc.To, p.Masked())
+		}
+		rc.Prefixes = []netip.Prefix{p}
+	}
+	if rc.Via != "" {
+		g, err := netip.ParseAddr(rc.Via)
+		if err != nil {
+			return fmt.Errorf("via: %q is not an IP address", rc.Via)
+		}
+		rc.Gateway = g.Unmap()
+		if rc.To == "default" {
+			// A gateway has one family: the default route is for that family.
+			if rc.Gateway.Is4() {
+				rc.Prefixes = rc.Prefixes[:1]
+			} else {
+				rc.Prefixes = rc.Prefixes[1:]
+			}
+		}
+		for _, p := range rc.Prefixes {
+			if p.Addr().Is4() != rc.Gateway.Is4() {
+				return fmt.Errorf("via %s and to %s are of different families", rc.Via, p)
+			}
+		}
+	}
+	if rc.Link == "" {
+		return errors.New("route has no link: (the name of a link of this file)")
+	}
+	if !links[rc.Link] {
+		return fmt.Errorf("link %q is not defined under links:", rc.Link)
+	}
+	return nil
+}
+
+// Hash identifies the file's bytes: an unchanged file reloads as nothing.
+func (c *Config) Hash() [32]byte { return c.hash }

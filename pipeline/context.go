@@ -1,0 +1,37 @@
+package pipeline
+
+import (
+	"github.com/rs/zerolog"
+)
+
+// Context is what a module sees while it is provisioned and opened: its ID,
+// where it is configured, a logger, the clock and the stack's long-lived
+// counters. It is valid for the module's lifetime.
+type Context struct {
+	// ModuleID is the module's ID (link.tun, network.ipv4).
+	ModuleID string
+	// Instance names this instance: the link name for a link module, the
+	// module ID otherwise.
+	Instance string
+	// File, Line locate the module's config.
+	File string
+	Line int
+	// Logger is the stack's logger with module=ID. Never log per packet.
+	Logger zerolog.Logger
+	// Clock is the stack's clock.
+	Clock Clock
+	// Pool is the packet pool links and protocols take buffers from.
+	Pool *Pool
+
+	counters *counterRegistry
+}
+
+// Counters returns the counter set with this name (e.g. "ipv4"). The set
+// lives as long as the stack: a reloaded module that asks for the same name
+// gets the same counters, so counts carry over.
+func (c *Context) Counters(name string) *CounterSet {
+	if c.counters == nil {
+		c.counters = &counterRegistry{}
+	}
+	return c.counters.set(name)
+}

@@ -1,0 +1,353 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+)
+
+// Generation is everything built from one pipeline file: the modules, the
+// NICs as configured, routes, addresses and hooks. It is immutable once
+// built; workers read it without locks. A reload builds a new generation,
+// swaps it in and stops the old one once every worker has left it.
+type Generation struct {
+	seq   uint64
+	cfg   *Config
+	stack *Stack
+
+	nics       []*nicGen // by NICID; nil where a NIC is not in this generation
+	netProtos  []NetworkProtocol
+	resolvers  []LinkAddressResolver
+	transports [256]TransportProtocol
+	routes     *RouteTable
+	hooks      [NumHooks]*HookTable
+	local4     map[uint32]localAddr
+	local6     map[[16]byte]localAddr
+
+	modules []*moduleInst
+	refs    atomic.Int64
+
+	// stack-level drop counters
+	hookDrops       [NumHooks]*Counter
+	hookMalformed   *Counter
+	neighUnresolved *Counter
+	noNIC           *Counter
+}
+
+type localAddr struct {
+	nic       NICID
+	broadcast bool
+}
+
+type moduleInst struct {
+	id       string
+	instance string
+	mod      Module
+	line     int
+}
+
+// Seq is the generation's sequence number (1 for the first).
+func (g *Generation) Seq() uint64 { return g.seq }
+
+// Config is the configuration the generation was built from.
+func (g *Generation) Config() *Config { return g.cfg }
+
+// Routes is the generation's route table.
+func (g *Generation) Routes() *RouteTable { return g.routes }
+
+func (g *Generation) nic(id NICID) *nicGen {
+	if int(id) < len(g.nics) {
+		return g.nics[id]
+	}
+	return nil
+}
+
+// NIC returns the NetworkInterface of a NIC in this generation.
+func (g *Generation) NIC(id NICID) (NetworkInterface, bool) {
+	ng := g.nic(id)
+	if ng == nil {
+		return nil, false
+	}
+	return ng, true
+}
+
+// NetworkEndpoint returns protocol num's endpoint on a NIC.
+func (g *Generation) NetworkEndpoint(id NICID, num NetworkProtocolNumber) NetworkEndpoint {
+	if ng := g.nic(id); ng != nil {
+		return ng.endpoint(num)
+	}
+	return nil
+}
+
+// TransportProtocol returns the configured transport protocol, or nil.
+func (g *Generation) TransportProtocol(n TransportProtocolNumber) TransportProtocol {
+	return g.transports[n]
+}
+
+// IsLocal4 tells whether an IPv4 destination is one of the stack's
+// addresses (or a subnet or limited broadcast address), and on which NIC.
+func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
+	if dst == [4]byte{255, 255, 255, 255} {
+		return 0, true, true
+	}
+	if len(g.local4) == 0 {
+		return 0, false, false
+	}
+	la, ok := g.local4[binary.BigEndian.Uint32(dst[:])]
+	return la.nic, la.broadcast, ok
+}
+
+// IsLocal6 tells whether an IPv6 destination is one of the stack's
+// addresses.
+func (g *Generation) IsLocal6(dst [16]byte) (NICID, bool) {
+	la, ok := g.local6[dst]
+	return la.nic, ok
+}
+
+func (g *Generation) resolver(num NetworkProtocolNumber) LinkAddressResolver {
+	for _, r := range g.resolvers {
+		if r.ResolvesFor() == num {
+			return r
+		}
+	}
+	return nil
+}
+
+// build assembles a generation from cfg. With open false it provisions and
+// validates every module but opens no device (pipectl validate). On error
+// everything made so far is released and the running generation is
+// untouched.
+func (s *Stack) build(cfg *Config, open bool) (g *Generation, err error) {
+	g = &Generation{cfg: cfg, stack: s, routes: NewRouteTable(nil)}
+	var opened []*NIC
+	defer func() {
+		if err != nil {
+			for _, n := range opened {
+				n.link.Close()
+			}
+			g.cleanup()
+			g = nil
+		}
+	}()
+	counters := s.counterSet("stack")
+	for h := Hook(0); h < NumHooks; h++ {
+		g.hookDrops[h] = counters.Get("filter_drop_" + h.String())
+	}
+	g.hookMalformed = counters.Get("filter_malformed")
+	g.neighUnresolved = counters.Get("neighbor_unresolved")
+	g.noNIC = counters.Get("output_no_nic")
+
+	// Protocol modules.
+	families := map[int]bool{}
+	for i := range cfg.Modules {
+		mc := &cfg.Modules[i]
+		mi := &moduleInst{id: mc.ID, instance: mc.ID, mod: mc.Module, line: mc.Line}
+		g.modules = append(g.modules, mi)
+		if err := s.provision(cfg, mi, mc.Line); err != nil {
+			return nil, err
+		}
+		switch m := mc.Module.(type) {
+		case NetworkModule:
+			p := m.NetworkProtocol()
+			if p == nil {
+				return nil, cfg.errAt(mc.Line, mc.Col, mc.ID, errors.New("provisioned no network protocol"))
+			}
+			g.netProtos = append(g.netProtos, p)
+			if r, ok := p.(LinkAddressResolver); ok {
+				g.resolvers = append(g.resolvers, r)
+			}
+			switch p.Number() {
+			case IPv4ProtocolNumber:
+				families[4] = true
+			case IPv6ProtocolNumber:
+				families[6] = true
+			}
+		case TransportModule:
+			p := m.TransportProtocol()
+			if p == nil {
+				return nil, cfg.errAt(mc.Line, mc.Col, mc.ID, errors.New("provisioned no transport protocol"))
+			}
+			if g.transports[p.Number()] != nil {
+				return nil, cfg.errAt(mc.Line, mc.Col, mc.ID, fmt.Errorf("transport protocol %d configured twice", p.Number()))
+			}
+			g.transports[p.Number()] = p
+		default:
+			return nil, cfg.errAt(mc.Line, mc.Col, mc.ID, errors.New("is neither a network nor a transport module"))
+		}
+	}
+
+	// Links: provision and validate, then (when opening) hand over or open.
+	for i := range cfg.Links {
+		lc := &cfg.Links[i]
+		mi := &moduleInst{id: lc.ModuleID, instance: lc.Name, mod: lc.Module, line: lc.Line}
+		g.modules = append(g.modules, mi)
+		if err := s.provision(cfg, mi, lc.Line); err != nil {
+			return nil, err
+		}
+		where := lc.ModuleID + " (link " + lc.Name + ")"
+		for _, a := range lc.Addresses {
+			fam := 4
+			if a.Prefix.Addr().Is6() {
+				fam = 6
+			}
+			if !families[fam] {
+				return nil, cfg.errAt(lc.Line, lc.Col, where, fmt.Errorf("address %s needs network.ipv%d under modules:", a.Prefix, fam))
+			}
+		}
+	}
+	for _, h := range cfg.Hooks {
+		if h != nil {
+			if err := h.Validate(); err != nil {
+				return nil, &ConfigError{File: cfg.File, Module: "filter", Err: err}
+			}
+		}
+	}
+	if !open {
+		return g, nil
+	}
+
+	// Open or hand over the links.
+	var nicRoutes []Route
+	for i := range cfg.Links {
+		lc := &cfg.Links[i]
+		where := lc.ModuleID + " (link " + lc.Name + ")"
+		key := lc.ModuleID + "|" + lc.Module.LinkKey()
+		n := s.nics[lc.Name]
+		if n == nil || n.key != key {
+			ctx := s.moduleContext(cfg, lc.ModuleID, lc.Name, lc.Line)
+			ep, err := lc.Module.OpenLink(ctx)
+			if err != nil {
+				return nil, cfg.errAt(lc.Line, lc.Col, where, fmt.Errorf("open: %w", err))
+			}
+			id, ok := s.nicIDs[lc.Name]
+			if !ok {
+				s.lastNIC++
+				id = s.lastNIC
+				s.nicIDs[lc.Name] = id
+			}
+			n = &NIC{id: id, name: lc.Name, key: key, mod: lc.ModuleID, link: ep, stack: s, caps: ep.Capabilities()}
+			// A new device starts with an empty neighbor table, even under
+			// a name used before.
+			n.neigh = newNeighborTable(id, s.clock, s.opts.NUDDispatcher)
+			opened = append(opened, n)
+		}
+		ng := &nicGen{nic: n, cfg: lc}
+		ng.mtu = n.link.MTU()
+		if lc.MTU > 0 && lc.MTU < ng.mtu {
+			ng.mtu = lc.MTU
+		}
+		ng.forward = [2]bool{cfg.Forwarding.IPv4, cfg.Forwarding.IPv6}
+		if lc.Forwarding != nil {
+			ng.forward = [2]bool{lc.Forwarding.IPv4, lc.Forwarding.IPv6}
+		}
+		var a4, a6 []AddressInfo
+		for _, a := range lc.Addresses {
+			ai := AddressInfo{Prefix: a.Prefix, Behavior: a.Behavior}
+			if a.Deprecated {
+				ai.Kind = PermanentExpired
+			}
+			if a.Prefix.Addr().Is4() {
+				a4 = append(a4, ai)
+			} else {
+				a6 = append(a6, ai)
+			}
+			nicRoutes = append(nicRoutes, Route{Dst: a.Prefix.Masked(), NIC: n.id, Connected: true})
+		}
+		ng.addrs = [2][]AddressInfo{orderPrimary(a4), orderPrimary(a6)}
+		for int(n.id) >= len(g.nics) {
+			g.nics = append(g.nics, nil)
+		}
+		g.nics[n.id] = ng
+	}
+
+	// Addresses, endpoints, routes, hooks.
+	g.local4 = map[uint32]localAddr{}
+	g.local6 = map[[16]byte]localAddr{}
+	for _, ng := range g.nics {
+		if ng == nil {
+			continue
+		}
+		for _, a := range ng.addrs[0] {
+			g.local4[key4(a.Prefix.Addr())] = localAddr{nic: ng.nic.id}
+			if bits := a.Prefix.Bits(); bits < 31 {
+				bc := key4(a.Prefix.Masked().Addr()) | (^uint32(0) >> bits)
+				if _, taken := g.local4[bc]; !taken {
+					g.local4[bc] = localAddr{nic: ng.nic.id, broadcast: true}
+				}
+			}
+		}
+		for _, a := range ng.addrs[1] {
+			g.local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
+		}
+		for _, p := range g.netProtos {
+			ng.endpoints = append(ng.endpoints, protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)})
+		}
+	}
+	routes := nicRoutes
+	for _, rc := range cfg.Routes {
+		id := s.nicIDs[rc.Link] // ParseConfig checked the link exists
+		for _, p := range rc.Prefixes {
+			routes = append(routes, Route{Dst: p, Via: rc.Gateway, NIC: id, Metric: rc.Metric})
+		}
+	}
+	g.routes = NewRouteTable(routes)
+	g.hooks = cfg.Hooks
+	return g, nil
+}
+
+// provision runs Provision and Validate of one module instance.
+func (s *Stack) provision(cfg *Config, mi *moduleInst, line int) error {
+	ctx := s.moduleContext(cfg, mi.id, mi.instance, line)
+	where := mi.id
+	if mi.instance != mi.id {
+		where = mi.id + " (link " + mi.instance + ")"
+	}
+	if p, ok := mi.mod.(Provisioner); ok {
+		if err := p.Provision(ctx); err != nil {
+			return cfg.errAt(line, 0, where, err)
+		}
+	}
+	if v, ok := mi.mod.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return cfg.errAt(line, 0, where, err)
+		}
+	}
+	return nil
+}
+
+// stop ends a generation no worker is in any more: endpoints close, modules
+// stop and clean up. Links are the stack's, not the generation's.
+func (g *Generation) stop() {
+	for _, ng := range g.nics {
+		if ng == nil {
+			continue
+		}
+		for _, pe := range ng.endpoints {
+			pe.ep.Close()
+		}
+	}
+	for _, mi := range g.modules {
+		if st, ok := mi.mod.(Stopper); ok {
+			if err := st.Stop(); err != nil {
+				g.stack.log.Warn().Err(err).Str("module", mi.id).Msg("stop")
+			}
+		}
+	}
+	g.cleanup()
+}
+
+func (g *Generation) cleanup() {
+	for i := len(g.modules) - 1; i >= 0; i-- {
+		mi := g.modules[i]
+		if c, ok := mi.mod.(CleanerUpper); ok {
+			if err := c.Cleanup(); err != nil {
+				g.stack.log.Warn().Err(err).Str("module", mi.id).Msg("cleanup")
+			}
+		}
+	}
+	g.modules = nil
+}
+
+var zeroAddr netip.Addr

@@ -1,0 +1,281 @@
+package pipeline
+
+import (
+	"net/netip"
+
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// Buffer geometry. Every pooled packet has DefaultHeadroom bytes in front of
+// its data so that links and protocols push headers without copying.
+const (
+	// DefaultHeadroom is the space reserved in front of received or built
+	// data: room for an Ethernet header, a virtio-net header and an
+	// encapsulation.
+	DefaultHeadroom = 128
+	// SmallDataSize is the data capacity of a small buffer: a 1500-byte
+	// MTU frame and then some.
+	SmallDataSize = 2048 - DefaultHeadroom
+	// LargeDataSize is the data capacity of a large buffer: a 64 KiB GSO
+	// super-packet with its headers.
+	LargeDataSize = 65536 + 256
+)
+
+// GSOType is the kind of a GSO super-packet (virtio-net header gso_type).
+type GSOType uint8
+
+const (
+	GSONone GSOType = iota
+	GSOTCPv4
+	GSOTCPv6
+	GSOUDPL4
+)
+
+// GSO is the offload metadata of a packet, as TUN IFF_VNET_HDR and AF_PACKET
+// PACKET_VNET_HDR deliver it (struct virtio_net_hdr).
+type GSO struct {
+	Type GSOType
+	// SegSize is the payload size of each segment (gso_size); MTU checks
+	// on forwarding use it, not the super-packet's length.
+	SegSize uint16
+	// HdrLen is the length of the headers repeated in each segment.
+	HdrLen uint16
+	// NeedsCsum: the transport checksum is partial (VIRTIO_NET_HDR_F_NEEDS_CSUM);
+	// CsumStart and CsumOffset locate it relative to the network header.
+	NeedsCsum  bool
+	CsumStart  uint16
+	CsumOffset uint16
+}
+
+// Segments is how many wire packets the packet stands for (counters count
+// segments).
+func (g *GSO) Segments(payloadLen int) int {
+	if g.Type == GSONone || g.SegSize == 0 || payloadLen <= 0 {
+		return 1
+	}
+	return (payloadLen + int(g.SegSize) - 1) / int(g.SegSize)
+}
+
+// PacketType tells how a received frame was addressed.
+type PacketType uint8
+
+const (
+	PacketHost PacketType = iota
+	PacketBroadcast
+	PacketMulticast
+	PacketOtherHost
+)
+
+// Packet is one packet and its metadata. Its bytes live in one contiguous
+// buffer with headroom in front:
+//
+//	buf: [ headroom | link hdr | network hdr | transport hdr | payload | tailroom ]
+//	                ^head                                             ^tail
+//
+// Header offsets are absolute positions in buf, -1 when not set. A packet is
+// owned by exactly one holder at a time (see registration.go); the holder
+// ends it with Release, or hands it on.
+type Packet struct {
+	buf        []byte
+	head, tail int
+	linkHdr    int
+	netHdr     int
+	transHdr   int
+
+	// InNIC is the NIC the packet was received on (0: locally generated).
+	InNIC NICID
+	// OutNIC is the NIC it leaves through, once routed.
+	OutNIC NICID
+	// NetProto is the network protocol (EtherType) of the packet.
+	NetProto NetworkProtocolNumber
+	// TransProto is the transport protocol, set by the network layer.
+	TransProto TransportProtocolNumber
+	// PktType says how the frame was addressed at the link layer.
+	PktType PacketType
+	// CsumVerified: a link with RX checksum offload already verified the
+	// transport checksum.
+	CsumVerified bool
+	// Hash is a flow hash (0: none computed).
+	Hash uint32
+	// Mark is a filter mark (like skb->mark).
+	Mark uint32
+	// ConnTrack is the packet's conntrack slot + 1 (0: none).
+	ConnTrack uint32
+	// NextHop is the neighbor the packet is sent to, once routed.
+	NextHop netip.Addr
+	// RemoteLinkAddr is the destination link address, set by neighbor
+	// resolution before WritePackets on links that need it.
+	RemoteLinkAddr wire.MAC
+	// GSO is the packet's offload metadata.
+	GSO GSO
+
+	// flags used by the stack (hook progress for re-injection).
+	stage uint8
+
+	pool *Pool
+	next *Packet // free list / queue link
+}
+
+// Data returns the packet's bytes from the current position (the header
+// being processed) to the end.
+func (p *Packet) Data() []byte { return p.buf[p.head:p.tail] }
+
+// Len is len(Data()).
+func (p *Packet) Len() int { return p.tail - p.head }
+
+// Headroom is how many bytes can be pushed in front of Data().
+func (p *Packet) Headroom() int { return p.head }
+
+// Tailroom is how many bytes can be appended after Data().
+func (p *Packet) Tailroom() int { return len(p.buf) - p.tail }
+
+// Push grows the packet at the front by n bytes and returns them (to be
+// filled by the caller). ok is false, and nothing changes, when the headroom
+// is too small.
+func (p *Packet) Push(n int) (b []byte, ok bool) {
+	if n < 0 || n > p.head {
+		return nil, false
+	}
+	p.head -= n
+	return p.buf[p.head : p.head+n], true
+}
+
+// Pull consumes n bytes at the front (a parsed header). ok is false, and
+// nothing changes, when the packet is shorter than n.
+func (p *Packet) Pull(n int) bool {
+	if n < 0 || n > p.tail-p.head {
+		return false
+	}
+	p.head += n
+	return true
+}
+
+// Append grows the packet at the end by n bytes and returns them. ok is
+// false, and nothing changes, when the tailroom is too small.
+func (p *Packet) Append(n int) (b []byte, ok bool) {
+	if n < 0 || n > len(p.buf)-p.tail {
+		return nil, false
+	}
+	p.tail += n
+	return p.buf[p.tail-n : p.tail], true
+}
+
+// Truncate shortens the packet to n bytes from the current position (drops
+// link padding). It does nothing when n is not shorter.
+func (p *Packet) Truncate(n int) {
+	if n >= 0 && n < p.tail-p.head {
+		p.tail = p.head + n
+	}
+}
+
+// SetLinkHeader marks the current position as the start of the link header.
+func (p *Packet) SetLinkHeader() { p.linkHdr = p.head }
+
+// SetNetworkHeader marks the current position as the network header.
+func (p *Packet) SetNetworkHeader() { p.netHdr = p.head }
+
+// SetTransportHeader marks the current position as the transport header.
+func (p *Packet) SetTransportHeader() { p.transHdr = p.head }
+
+// LinkHeader returns the link header (between its mark and the network
+// header), or nil when not marked.
+func (p *Packet) LinkHeader() []byte {
+	if p.linkHdr < 0 || p.netHdr < p.linkHdr {
+		return nil
+	}
+	return p.buf[p.linkHdr:p.netHdr]
+}
+
+// NetworkHeader returns the bytes from the network header to the end of the
+// packet, or nil when not marked.
+func (p *Packet) NetworkHeader() []byte {
+	if p.netHdr < 0 || p.netHdr > p.tail {
+		return nil
+	}
+	return p.buf[p.netHdr:p.tail]
+}
+
+// TransportHeader returns the bytes from the transport header to the end of
+// the packet, or nil when not marked.
+func (p *Packet) TransportHeader() []byte {
+	if p.transHdr < 0 || p.transHdr > p.tail {
+		return nil
+	}
+	return p.buf[p.transHdr:p.tail]
+}
+
+// RewindToNetwork moves the current position back to the network header
+// (after a transport or an error path has consumed it). ok is false when no
+// network header is marked.
+func (p *Packet) RewindToNetwork() bool {
+	if p.netHdr < 0 || p.netHdr > p.tail {
+		return false
+	}
+	p.head = p.netHdr
+	return true
+}
+
+// SetData replaces the packet's contents with a copy of b placed after the
+// default headroom (or, for a buffer too small for that, at the start). ok is
+// false when b does not fit.
+func (p *Packet) SetData(b []byte) bool {
+	off := DefaultHeadroom
+	if off+len(b) > len(p.buf) {
+		return false
+	}
+	p.head = off
+	p.tail = off + copy(p.buf[off:], b)
+	p.linkHdr, p.netHdr, p.transHdr = -1, -1, -1
+	return true
+}
+
+// Reset clears the packet's metadata and leaves it empty with the default
+// headroom. Get returns packets in this state.
+func (p *Packet) reset() {
+	pool, buf := p.pool, p.buf
+	*p = Packet{buf: buf, pool: pool}
+	p.head, p.tail = DefaultHeadroom, DefaultHeadroom
+	p.linkHdr, p.netHdr, p.transHdr = -1, -1, -1
+}
+
+// CopyMeta copies the metadata (not the bytes or header marks) of q into p.
+func (p *Packet) CopyMeta(q *Packet) {
+	p.InNIC, p.OutNIC = q.InNIC, q.OutNIC
+	p.NetProto, p.TransProto = q.NetProto, q.TransProto
+	p.PktType, p.CsumVerified = q.PktType, q.CsumVerified
+	p.Hash, p.Mark, p.ConnTrack = q.Hash, q.Mark, q.ConnTrack
+	p.NextHop, p.RemoteLinkAddr, p.GSO = q.NextHop, q.RemoteLinkAddr, q.GSO
+}
+
+// Clone returns a copy of the packet (bytes, header marks and metadata) in
+// a buffer from the same pool.
+func (p *Packet) Clone() *Packet {
+	pool := p.pool
+	if pool == nil {
+		pool = DefaultPool
+	}
+	q := pool.Get(p.tail - p.head)
+	q.head = p.head
+	if q.head+p.tail-p.head > len(q.buf) {
+		q.head = 0
+	}
+	q.tail = q.head + copy(q.buf[q.head:], p.buf[p.head:p.tail])
+	shift := q.head - p.head
+	mark := func(o int) int {
+		if o < 0 || o+shift < 0 {
+			return -1
+		}
+		return o + shift
+	}
+	q.linkHdr, q.netHdr, q.transHdr = mark(p.linkHdr), mark(p.netHdr), mark(p.transHdr)
+	q.CopyMeta(p)
+	return q
+}
+
+// Release returns the packet to its pool. The caller gives up the packet: it
+// must not touch it, nor any slice from it, afterwards.
+func (p *Packet) Release() {
+	if p.pool != nil {
+		p.pool.put(p)
+	}
+}

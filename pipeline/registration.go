@@ -1,0 +1,374 @@
+package pipeline
+
+import (
+	"net/netip"
+
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// This file holds every cross-layer interface of pipestack. Each method says
+// who owns a packet and what may be changed. Three rules hold everywhere:
+//
+//  1. Batches. Packets travel in slices ([]*Packet). Whoever is handed a
+//     slice owns every non-nil packet in it from the call on; the slice
+//     itself stays the caller's. The callee may overwrite slots (set them
+//     to nil, reorder them) while it runs but must not keep the slice after
+//     it returns.
+//  2. Every packet ends exactly once: it is written to a link, delivered to
+//     an endpoint, dropped through Batch.Drop (which counts the reason and
+//     releases it), or stolen.
+//  3. Stolen. A stage that must keep a packet for later (waiting for a
+//     neighbor, a fragment waiting for its siblings, a packet at an
+//     out-of-process filter) takes it out of the batch: it sets the slot to
+//     nil and keeps the pointer. It later hands the packet back through
+//     Stack.Reinject (or drops it with Stack.DropStolen). No stage ever
+//     blocks the worker waiting for another process or a timer.
+
+// NICID identifies a NIC (a link attached to the stack). IDs start at 1, are
+// stable across reloads for a link of the same name and are never reused.
+type NICID uint32
+
+// NetworkProtocolNumber is an EtherType (0x0800 IPv4, 0x86dd IPv6, 0x0806 ARP).
+type NetworkProtocolNumber uint16
+
+// TransportProtocolNumber is an IP protocol number (6 TCP, 17 UDP, 1 ICMP).
+type TransportProtocolNumber uint8
+
+// Well-known protocol numbers.
+const (
+	IPv4ProtocolNumber NetworkProtocolNumber = wire.EtherTypeIPv4
+	IPv6ProtocolNumber NetworkProtocolNumber = wire.EtherTypeIPv6
+	ARPProtocolNumber  NetworkProtocolNumber = wire.EtherTypeARP
+
+	ICMPv4ProtocolNumber TransportProtocolNumber = wire.ProtocolICMP
+	TCPProtocolNumber    TransportProtocolNumber = wire.ProtocolTCP
+	UDPProtocolNumber    TransportProtocolNumber = wire.ProtocolUDP
+	ICMPv6ProtocolNumber TransportProtocolNumber = wire.ProtocolICMPv6
+)
+
+// LinkCapabilities describe what a link endpoint does for the stack.
+type LinkCapabilities uint32
+
+const (
+	// CapResolutionRequired: the link needs a destination link address
+	// (Packet.RemoteLinkAddr) for every packet it writes: Ethernet.
+	CapResolutionRequired LinkCapabilities = 1 << iota
+	// CapGSO: the link accepts GSO super-packets (Packet.GSO set) on write.
+	CapGSO
+	// CapRXChecksumOffload: received packets may carry
+	// Packet.CsumVerified; the stack then skips transport checksum checks.
+	CapRXChecksumOffload
+	// CapTXChecksumOffload: the link (or the device behind it) completes
+	// partial checksums described by Packet.GSO.NeedsCsum.
+	CapTXChecksumOffload
+)
+
+// LinkEndpoint is a link driver's side of a NIC: a TUN device, an AF_PACKET
+// socket, a Wintun adapter or an in-memory channel.
+//
+// A LinkEndpoint outlives generations: when a reload keeps a link with the
+// same name and LinkKey, the same endpoint is handed to the new generation
+// (Attach is not called again).
+type LinkEndpoint interface {
+	// MTU is the largest network-layer packet the link carries
+	// (excluding its own header).
+	MTU() int
+	// MaxHeaderLength is how many bytes WritePackets may push in front of
+	// the network header. Packets from the stack's pool always have at
+	// least DefaultHeadroom bytes of headroom; a link must not need more.
+	MaxHeaderLength() int
+	// LinkAddress is the link's own address (zero for IP-only links).
+	LinkAddress() wire.MAC
+	// Capabilities of this link.
+	Capabilities() LinkCapabilities
+
+	// Attach starts delivering received batches to d. The link reads in
+	// batches on its own goroutines (or, for an in-memory link, on the
+	// injecting goroutine) and calls d.DeliverNetworkPackets with them.
+	// Attach(nil) stops delivery; it returns once no delivery is in
+	// flight.
+	Attach(d NetworkDispatcher)
+
+	// WritePackets sends a batch. Each non-nil packet's Data() starts at
+	// its network header and NetProto is set; with CapResolutionRequired
+	// RemoteLinkAddr is set too, and the link pushes its own header into
+	// the headroom. WritePackets takes ownership of every non-nil packet,
+	// whether it is sent or dropped (a drop is counted by the link), and
+	// returns how many were sent. It must not block for long: a link whose
+	// device is full drops and counts.
+	WritePackets(pkts []*Packet) int
+
+	// Close stops the link's goroutines and releases its device. After
+	// Close returns no delivery is in flight and WritePackets drops.
+	Close() error
+}
+
+// NetworkDispatcher is the stack's side of a NIC, handed to
+// LinkEndpoint.Attach.
+type NetworkDispatcher interface {
+	// DeliverNetworkPackets hands a received batch to the stack. It takes
+	// ownership of every non-nil packet; the slice stays the caller's and
+	// may be reused when the call returns. The batch runs to completion on
+	// the calling goroutine (including transmission of what it forwards).
+	// Each packet's Data() starts at the network header, NetProto is set
+	// and, for framed links, the link header is marked (SetLinkHeader).
+	// Safe for concurrent use by several goroutines (one per queue).
+	DeliverNetworkPackets(pkts []*Packet)
+}
+
+// NetworkInterface is what a network endpoint sees of its NIC in the
+// generation it was made for.
+type NetworkInterface interface {
+	ID() NICID
+	Name() string
+	// MTU is the effective network-layer MTU: the configured one, capped
+	// by the link's.
+	MTU() int
+	LinkAddress() wire.MAC
+	Capabilities() LinkCapabilities
+	// Addresses lists the NIC's addresses of one family (4 or 6) in
+	// primary order (see PrimaryEndpointBehavior).
+	Addresses(family int) []AddressInfo
+	// PrimaryAddress returns the address the stack uses as a source on
+	// this NIC for the given destination's family, per the seed's rules:
+	// FirstPrimaryEndpoint addresses first, then CanBePrimaryEndpoint ones
+	// in the order added, never NeverPrimaryEndpoint ones; deprecated
+	// addresses only when no other exists.
+	PrimaryAddress(family int) (netip.Prefix, bool)
+	// Forwarding reports whether packets not addressed to the stack and
+	// received on this NIC may be forwarded.
+	Forwarding(family int) bool
+}
+
+// NetworkProtocol is a network-layer protocol module's protocol object
+// (network.ipv4, network.ipv6, network.arp). One instance per generation.
+type NetworkProtocol interface {
+	// Number is the EtherType this protocol handles.
+	Number() NetworkProtocolNumber
+	// MinimumPacketSize: shorter packets are dropped by the protocol.
+	MinimumPacketSize() int
+	// ParseAddresses returns the addresses of a packet whose Data() starts
+	// at this protocol's header. ok is false for a packet too short or
+	// malformed to tell; it never panics.
+	ParseAddresses(b []byte) (src, dst netip.Addr, ok bool)
+	// NewEndpoint makes the protocol's endpoint for one NIC in the
+	// generation being built.
+	NewEndpoint(nic NetworkInterface) NetworkEndpoint
+}
+
+// NetworkEndpoint is one network protocol on one NIC.
+type NetworkEndpoint interface {
+	// HandlePackets processes a batch received on the endpoint's NIC: each
+	// packet has NetProto == the protocol's number, InNIC set and Data() at
+	// the network header. It takes ownership of every packet: each is
+	// forwarded (Batch.Output), delivered to a transport, stolen or dropped
+	// (Batch.Drop). Malformed packets are counted and dropped, never a panic.
+	HandlePackets(b *Batch, pkts []*Packet)
+
+	// WritePackets sends locally generated packets from this NIC: Data()
+	// starts at the transport header (TransProto set); the endpoint pushes
+	// its header built from r and params, runs the Output hook and hands
+	// them to Batch.Output. Takes ownership of every packet.
+	WritePackets(b *Batch, r RouteInfo, params NetworkHeaderParams, pkts []*Packet)
+
+	// ReturnError sends the error message a host sends about pkt (ICMP
+	// port unreachable and the like; rate limited by the protocol) and
+	// takes ownership of pkt. pkt is as it was delivered to the transport:
+	// network header marked.
+	ReturnError(b *Batch, pkt *Packet, kind TransportErrorKind)
+
+	// Close releases the endpoint's resources; called when its
+	// generation stops.
+	Close()
+}
+
+// NetworkHeaderParams are the fields of a locally generated network header
+// that are not taken from the route.
+type NetworkHeaderParams struct {
+	Protocol TransportProtocolNumber
+	TTL      uint8 // 0: the protocol's default
+	TOS      uint8
+}
+
+// RouteInfo is a resolved route for one destination: what an endpoint needs
+// to send a packet.
+type RouteInfo struct {
+	NIC        NICID
+	LocalAddr  netip.Addr // source address
+	RemoteAddr netip.Addr // final destination
+	NextHop    netip.Addr // gateway, or RemoteAddr when on-link
+	MTU        int
+}
+
+// TransportErrorKind names an error a transport asks the network layer to
+// report, or a network layer reports to a transport endpoint.
+type TransportErrorKind uint8
+
+const (
+	ErrorPortUnreachable TransportErrorKind = iota + 1
+	ErrorProtocolUnreachable
+	ErrorNetUnreachable
+	ErrorHostUnreachable
+	ErrorAdminProhibited
+	ErrorPacketTooBig
+	ErrorTTLExceeded
+)
+
+// TransportProtocol is a transport module's protocol object (transport.udp,
+// transport.tcp). One instance per generation; its endpoint tables live
+// outside the generation so that sockets survive a reload.
+type TransportProtocol interface {
+	Number() TransportProtocolNumber
+	MinimumPacketSize() int
+	// ParsePorts reads the ports from a packet whose Data() starts at the
+	// transport header; ok is false when it is too short.
+	ParsePorts(b []byte) (src, dst uint16, ok bool)
+	// HandlePackets receives packets addressed to the stack: NetHdr set,
+	// Data() at the transport header, TransProto set. It takes ownership of
+	// every packet. A packet for no endpoint is answered through
+	// NetworkEndpoint.ReturnError of Batch.NetworkEndpoint(pkt) (which also
+	// takes ownership) or dropped.
+	HandlePackets(b *Batch, pkts []*Packet)
+}
+
+// TransportDispatcher finds the transport protocol configured for a number
+// in the batch's generation; a *Batch implements it. nil means none is
+// configured, and the network layer answers as a host does (ICMP protocol
+// unreachable).
+type TransportDispatcher interface {
+	TransportProtocol(n TransportProtocolNumber) TransportProtocol
+}
+
+// TransportEndpointID identifies a transport endpoint (a socket).
+type TransportEndpointID struct {
+	LocalPort     uint16
+	LocalAddress  netip.Addr
+	RemotePort    uint16
+	RemoteAddress netip.Addr
+}
+
+// TransportEndpoint is one socket of a transport protocol.
+type TransportEndpoint interface {
+	// HandlePackets receives packets demultiplexed to this endpoint and
+	// takes ownership of them. It must not block: a full receive queue
+	// drops and counts.
+	HandlePackets(b *Batch, id TransportEndpointID, pkts []*Packet)
+	// HandleError reports an error received about a packet this endpoint
+	// sent (an ICMP error); pkt is the error's packet, owned by the callee.
+	HandleError(kind TransportErrorKind, pkt *Packet)
+	// Close tears the endpoint down.
+	Close() error
+}
+
+// Hook names the five places where a filter runs, as in netfilter.
+type Hook uint8
+
+const (
+	// Prerouting runs on every received IP packet before the route
+	// decision.
+	Prerouting Hook = iota
+	// Input runs on packets addressed to the stack, before local delivery.
+	Input
+	// Forward runs on packets being forwarded, after the route decision
+	// (TTL already decremented).
+	Forward
+	// Output runs on locally generated packets.
+	Output
+	// Postrouting runs on every packet leaving through a NIC, per output
+	// batch, just before neighbor resolution and the link.
+	Postrouting
+	// NumHooks is the number of hooks.
+	NumHooks
+)
+
+var hookNames = [NumHooks]string{"prerouting", "input", "forward", "output", "postrouting"}
+
+func (h Hook) String() string {
+	if h < NumHooks {
+		return hookNames[h]
+	}
+	return "hook?"
+}
+
+// Tuple is the 5-tuple of a packet as seen at a hook. Ports are zero for
+// protocols without ports and for non-first fragments.
+type Tuple struct {
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Proto            TransportProtocolNumber
+}
+
+// PacketContext is what a matcher and a target see of a packet: parsed once
+// per packet per hook, shared by every rule.
+type PacketContext struct {
+	Hook          Hook
+	InNIC, OutNIC NICID // 0 when not known at this hook
+	Tuple         Tuple
+	// Fragment is true for every fragment but the first (ports unknown).
+	Fragment bool
+	Pkt      *Packet // Data() at the network header
+}
+
+// FieldSet is the set of header fields a matcher constrains. A rule
+// compiler uses it to build a classifier instead of testing every rule.
+type FieldSet uint32
+
+const (
+	FieldSrcAddr FieldSet = 1 << iota
+	FieldDstAddr
+	FieldProto
+	FieldSrcPort
+	FieldDstPort
+	FieldInNIC
+	FieldOutNIC
+	FieldMark
+	// FieldOther: the matcher looks at something else (payload, flags,
+	// state); a classifier must always call it.
+	FieldOther
+)
+
+// Matcher decides whether a rule applies to a packet.
+type Matcher interface {
+	// Fields declares what Match looks at.
+	Fields() FieldSet
+	// Match reports whether pc matches and whether the packet must be
+	// dropped at once (hotdrop) as malformed or hostile. It must not keep
+	// pc or the packet, and may only read the packet.
+	Match(pc *PacketContext) (matches, hotdrop bool)
+}
+
+// BatchMatcher is the batch form, for matchers that amortise per-call cost
+// (an out-of-process plugin gets one message per batch). matched[i] and
+// hotdrop[i] answer for pcs[i]; the slices have equal lengths.
+type BatchMatcher interface {
+	Matcher
+	MatchBatch(pcs []*PacketContext, matched, hotdrop []bool)
+}
+
+// Verdict is what a target decides.
+type Verdict uint8
+
+const (
+	// VerdictContinue: go on with the next rule.
+	VerdictContinue Verdict = iota
+	// VerdictAccept: stop traversing this hook; the packet goes on.
+	VerdictAccept
+	// VerdictDrop: the packet is dropped (counted as a filter drop).
+	VerdictDrop
+	// VerdictReturn: return to the calling chain (the policy at a
+	// built-in chain).
+	VerdictReturn
+	// VerdictJump: continue in the chain whose index Action returned.
+	VerdictJump
+	// VerdictStolen: the target took ownership of the packet (see the
+	// stolen rule at the top of this file).
+	VerdictStolen
+)
+
+// Target acts on a packet whose rule matched.
+type Target interface {
+	// Action returns the verdict and, for VerdictJump, the chain index.
+	// It may modify the packet (NAT, mark) but not its length unless it
+	// steals it. With VerdictStolen it owns pc.Pkt.
+	Action(pc *PacketContext) (Verdict, int)
+}

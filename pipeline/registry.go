@@ -1,0 +1,136 @@
+package pipeline
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Module is anything registered in the module registry. New returns a zero
+// value of the module's config struct; the lifecycle of an instance is
+//
+//	New → strict decode of its YAML → Provision → Validate → (Start …) Stop → Cleanup
+//
+// with Cleanup also after a failed Provision or Validate. The optional
+// phases are the interfaces Provisioner, Validator, Stopper and
+// CleanerUpper. What a module does is given by its role interface:
+// LinkModule, NetworkModule or TransportModule (and, later, the filter
+// roles).
+type Module interface {
+	PipelineModule() ModuleInfo
+}
+
+// ModuleInfo describes a registered module.
+type ModuleInfo struct {
+	// ID is namespaced: link.tun, network.ipv4, transport.udp,
+	// filter.match.<name>, filter.target.<name>.
+	ID string
+	// Summary is one line for `pipectl modules`.
+	Summary string
+	// New returns a new, zero instance.
+	New func() Module
+}
+
+// Namespace is the ID up to its last dot ("link" for "link.tun").
+func (mi ModuleInfo) Namespace() string {
+	if i := strings.LastIndexByte(mi.ID, '.'); i > 0 {
+		return mi.ID[:i]
+	}
+	return ""
+}
+
+// Lifecycle phases a module may implement.
+type (
+	// Provisioner sets defaults and builds the module's runtime objects. It
+	// must not open devices or start goroutines (pipectl validate runs it).
+	Provisioner interface{ Provision(ctx *Context) error }
+	// Validator checks the provisioned configuration.
+	Validator interface{ Validate() error }
+	// Stopper stops what the module started, when its generation ends.
+	Stopper interface{ Stop() error }
+	// CleanerUpper releases what Provision made; it must work after a
+	// half-done Provision.
+	CleanerUpper interface{ Cleanup() error }
+)
+
+// LinkModule is a link driver's module (link.tun, link.channel, …).
+type LinkModule interface {
+	Module
+	// LinkKey identifies the device behind the link: a reload that keeps a
+	// link of the same name and the same key hands the open endpoint over
+	// instead of reopening it. Two keys differ when the device would have
+	// to be reopened (another device name, another namespace, another
+	// framing).
+	LinkKey() string
+	// OpenLink opens the device. Called after Validate, only when the
+	// stack has no endpoint with this name and key.
+	OpenLink(ctx *Context) (LinkEndpoint, error)
+}
+
+// NetworkModule provides a network protocol (network.ipv4, network.arp).
+type NetworkModule interface {
+	Module
+	// NetworkProtocol returns the protocol object built by Provision.
+	NetworkProtocol() NetworkProtocol
+}
+
+// TransportModule provides a transport protocol (transport.udp).
+type TransportModule interface {
+	Module
+	// TransportProtocol returns the protocol object built by Provision.
+	TransportProtocol() TransportProtocol
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]ModuleInfo{}
+	idPattern  = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
+)
+
+// RegisterModule registers a module; call it from init(). Every module
+// registers on every OS; one that cannot work on this OS fails in Provision
+// with "not supported on <os>". It panics on a malformed or duplicate ID (a
+// programming error found at start-up).
+func RegisterModule(m Module) {
+	mi := m.PipelineModule()
+	if !idPattern.MatchString(mi.ID) {
+		panic(fmt.Sprintf("pipeline: module ID %q is not namespaced (want e.g. link.tun)", mi.ID))
+	}
+	if mi.New == nil {
+		panic(fmt.Sprintf("pipeline: module %s has no New", mi.ID))
+	}
+	if v := mi.New(); v == nil {
+		panic(fmt.Sprintf("pipeline: module %s: New returned nil", mi.ID))
+	}
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[mi.ID]; dup {
+		panic(fmt.Sprintf("pipeline: module %s registered twice", mi.ID))
+	}
+	registry[mi.ID] = mi
+}
+
+// LookupModule returns the registered module with this ID.
+func LookupModule(id string) (ModuleInfo, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	mi, ok := registry[id]
+	return mi, ok
+}
+
+// Modules lists the registered modules sorted by ID; with a namespace
+// ("link") only that namespace's.
+func Modules(namespace string) []ModuleInfo {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	var out []ModuleInfo
+	for _, mi := range registry {
+		if namespace == "" || mi.Namespace() == namespace || strings.HasPrefix(mi.ID, namespace+".") {
+			out = append(out, mi)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

@@ -1,0 +1,451 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options configure a Stack.
+type Options struct {
+	// Logger for control-path events (never per packet). Default: none.
+	Logger *zerolog.Logger
+	// Clock drives timers and batch time. Default: SystemClock.
+	Clock Clock
+	// Pool is the packet pool given to modules. Default: DefaultPool.
+	Pool *Pool
+	// NUDDispatcher receives neighbor table events.
+	NUDDispatcher NUDDispatcher
+	// DrainTimeout bounds how long a reload waits for workers to leave the
+	// old generation before it warns (it keeps waiting: stopping a
+	// generation under a worker is never safe). Default 5 s.
+	DrainTimeout time.Duration
+}
+
+// Stack is a network stack built from pipeline files. Its long-lived parts
+// (NICs and their links, neighbor tables, counters) survive reloads; all the
+// rest lives in the current Generation.
+type Stack struct {
+	opts  Options
+	log   zerolog.Logger
+	clock Clock
+	pool  *Pool
+
+	gen atomic.Pointer[Generation]
+
+	mu      sync.Mutex // serialises Apply/Close; guards the fields below
+	nics    map[string]*NIC
+	nicIDs  map[string]NICID
+	lastNIC NICID
+	seq     uint64
+	closed  bool
+
+	counters counterRegistry
+
+	batchMu sync.Mutex
+	batches []*Batch
+}
+
+// New returns a stack with no generation: it drops everything until Apply.
+func New(opts Options) *Stack {
+	s := &Stack{opts: opts, nics: map[string]*NIC{}, nicIDs: map[string]NICID{}}
+	s.log = zerolog.Nop()
+	if opts.Logger != nil {
+		s.log = *opts.Logger
+	}
+	s.clock = opts.Clock
+	if s.clock == nil {
+		s.clock = SystemClock{}
+	}
+	s.pool = opts.Pool
+	if s.pool == nil {
+		s.pool = DefaultPool
+	}
+	if s.opts.DrainTimeout == 0 {
+		s.opts.DrainTimeout = 5 * time.Second
+	}
+	return s
+}
+
+// Pool is the stack's packet pool.
+func (s *Stack) Pool() *Pool { return s.pool }
+
+// Clock is the stack's clock.
+func (s *Stack) Clock() Clock { return s.clock }
+
+func (s *Stack) counterSet(name string) *CounterSet { return s.counters.set(name) }
+
+func (s *Stack) moduleContext(cfg *Config, id, instance string, line int) *Context {
+	return &Context{
+		ModuleID: id, Instance: instance, File: cfg.File, Line: line,
+		Logger: s.log.With().Str("module", id).Logger(),
+		Clock:  s.clock, Pool: s.pool, counters: &s.counters,
+	}
+}
+
+// Check provisions and validates every module of cfg without opening any
+// device or touching a running stack: what `pipectl validate` runs.
+func Check(cfg *Config) error {
+	s := New(Options{})
+	g, err := s.build(cfg, false)
+	if err != nil {
+		return err
+	}
+	g.cleanup()
+	return nil
+}
+
+// Apply makes cfg the running configuration: it builds and validates a whole
+// new generation (opening new links, handing over kept ones), swaps it in,
+// waits until every worker has left the old generation, then stops it and
+// closes links the new one no longer has. A config with the same file bytes
+// as the running one changes nothing. On error the running generation stays
+// as it was.
+func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, errors.New("stack is closed")
+	}
+	cur := s.gen.Load()
+	if cur != nil && cur.cfg.hash != ([32]byte{}) && cur.cfg.hash == cfg.hash && cur.cfg.Hooks == cfg.Hooks {
+		return false, nil
+	}
+	g, err := s.build(cfg, true)
+	if err != nil {
+		return false, err
+	}
+	s.seq++
+	g.seq = s.seq
+
+	// Long-lived state the new generation brings: NICs and static neighbors.
+	var fresh []*NIC
+	for _, ng := range g.nics {
+		if ng == nil {
+			continue
+		}
+		n := ng.nic
+		if s.nics[n.name] != n {
+			fresh = append(fresh, n)
+		}
+		var static []NeighborEntry
+		for _, nc := range ng.cfg.Neighbors {
+			static = append(static, NeighborEntry{Addr: nc.Addr, LinkAddr: nc.LinkAddr, State: NeighborStatic})
+		}
+		n.neigh.setStatic(static)
+	}
+	var gone []*NIC
+	for name, n := range s.nics {
+		if ng := g.nic(n.id); ng == nil || ng.nic != n {
+			gone = append(gone, n)
+			delete(s.nics, name)
+		}
+	}
+	for _, n := range fresh {
+		s.nics[n.name] = n
+	}
+
+	old := s.gen.Swap(g)
+	for _, n := range gone {
+		n.link.Attach(nil)
+	}
+	for _, n := range fresh {
+		n.link.Attach(n)
+	}
+	if old != nil {
+		s.drain(old)
+		old.stop()
+	}
+	for _, n := range gone {
+		if err := n.link.Close(); err != nil {
+			s.log.Warn().Err(err).Str("link", n.name).Msg("close")
+		}
+	}
+	s.log.Info().Uint64("generation", g.seq).Int("links", len(s.nics)).Msg("pipeline applied")
+	return true, nil
+}
+
+// drain waits until no worker is inside g.
+func (s *Stack) drain(g *Generation) {
+	start := time.Now()
+	warned := false
+	for g.refs.Load() != 0 {
+		if !warned && time.Since(start) > s.opts.DrainTimeout {
+			s.log.Warn().Uint64("generation", g.seq).Msg("workers slow to leave the old generation; still waiting")
+			warned = true
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// Close stops the running generation and closes every link.
+func (s *Stack) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	for _, n := range s.nics {
+		n.link.Attach(nil)
+	}
+	if old := s.gen.Swap(nil); old != nil {
+		s.drain(old)
+		old.stop()
+	}
+	for name, n := range s.nics {
+		if err := n.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("link %s: %w", name, err))
+		}
+		delete(s.nics, name)
+	}
+	return errors.Join(errs...)
+}
+
+// Generation returns the generation in force (nil before Apply or after
+// Close).
+func (s *Stack) Generation() *Generation { return s.gen.Load() }
+
+// NIC returns the NIC with this link name.
+func (s *Stack) NIC(name string) (*NIC, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.nics[name]
+	return n, ok
+}
+
+// NICs returns the NICs, by ID.
+func (s *Stack) NICs() []*NIC {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*NIC, 0, len(s.nics))
+	for _, n := range s.nics {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// Link returns the link endpoint of the link with this name.
+func (s *Stack) Link(name string) (LinkEndpoint, bool) {
+	n, ok := s.NIC(name)
+	if !ok {
+		return nil, false
+	}
+	return n.link, true
+}
+
+// Counters returns every counter set (protocols', the stack's), by name.
+func (s *Stack) Counters() []*CounterSet { return s.counters.all() }
+
+// Route looks up the route for dst in the running generation.
+func (s *Stack) Route(dst netip.Addr) (Route, bool) {
+	g := s.gen.Load()
+	if g == nil {
+		return Route{}, false
+	}
+	r := g.routes.Lookup(dst)
+	if r == nil {
+		return Route{}, false
+	}
+	return *r, true
+}
+
+// acquire returns a batch context inside the current generation, or nil
+// when the stack runs none.
+func (s *Stack) acquire() *Batch {
+	var g *Generation
+	for {
+		g = s.gen.Load()
+		if g == nil {
+			return nil
+		}
+		g.refs.Add(1)
+		if s.gen.Load() == g {
+			break
+		}
+		g.refs.Add(-1)
+	}
+	s.batchMu.Lock()
+	var b *Batch
+	if n := len(s.batches); n > 0 {
+		b = s.batches[n-1]
+		s.batches = s.batches[:n-1]
+	}
+	s.batchMu.Unlock()
+	if b == nil {
+		b = &Batch{stack: s}
+	}
+	b.Gen = g
+	b.Now = s.clock.Now()
+	return b
+}
+
+// release flushes the batch's output and leaves its generation.
+func (s *Stack) release(b *Batch) {
+	b.finish()
+	g := b.Gen
+	b.Gen = nil
+	clear(b.Scratch)
+	b.Scratch = b.Scratch[:0]
+	s.batchMu.Lock()
+	s.batches = append(s.batches, b)
+	s.batchMu.Unlock()
+	g.refs.Add(-1)
+}
+
+// Do runs fn inside a batch of the current generation and flushes what fn
+// queued: how code outside the receive path (a socket's write, a timer, a
+// test) sends packets. It returns false, without calling fn, when no
+// generation runs.
+func (s *Stack) Do(fn func(b *Batch)) bool {
+	b := s.acquire()
+	if b == nil {
+		return false
+	}
+	fn(b)
+	s.release(b)
+	return true
+}
+
+func (s *Stack) deliver(n *NIC, pkts []*Packet) {
+	var cnt, bytes uint64
+	for _, p := range pkts {
+		if p != nil {
+			cnt++
+			bytes += uint64(p.Len())
+			p.InNIC = n.id
+		}
+	}
+	n.Stats.RxPackets.Add(cnt)
+	n.Stats.RxBytes.Add(bytes)
+	b := s.acquire()
+	if b == nil {
+		n.Stats.RxDropped.Add(cnt)
+		ReleaseBatch(pkts)
+		return
+	}
+	ng := b.Gen.nic(n.id)
+	if ng == nil || ng.nic != n {
+		n.Stats.RxDropped.Add(cnt)
+		ReleaseBatch(pkts)
+		s.release(b)
+		return
+	}
+	s.dispatch(b, ng, pkts)
+	s.release(b)
+}
+
+// dispatch hands runs of packets of one network protocol to its endpoint.
+func (s *Stack) dispatch(b *Batch, ng *nicGen, pkts []*Packet) {
+	for i := 0; i < len(pkts); {
+		p := pkts[i]
+		if p == nil {
+			i++
+			continue
+		}
+		proto := p.NetProto
+		j := i + 1
+		for j < len(pkts) && (pkts[j] == nil || pkts[j].NetProto == proto) {
+			j++
+		}
+		if ep := ng.endpoint(proto); ep != nil {
+			ep.HandlePackets(b, pkts[i:j])
+		} else {
+			for k := i; k < j; k++ {
+				if pkts[k] != nil {
+					ng.nic.Stats.RxUnknownProtocol.Inc()
+					b.Drop(pkts[k], nil)
+					pkts[k] = nil
+				}
+			}
+		}
+		i = j
+	}
+}
+
+// ResumePoint says where a stolen packet re-enters the stack.
+type ResumePoint uint8
+
+const (
+	// ResumeReceive: as if just received on pkt.InNIC (Data() at the
+	// network header). Used for reassembled datagrams and packets a
+	// Prerouting target stole.
+	ResumeReceive ResumePoint = iota
+	// ResumeOutput: routed (OutNIC and NextHop set), before Postrouting.
+	// For packets stolen at Forward or Output.
+	ResumeOutput
+	// ResumeTransmit: after Postrouting, before neighbor resolution and
+	// the link. For packets stolen at Postrouting or waiting for a neighbor.
+	ResumeTransmit
+)
+
+// Reinject hands stolen packets back to the stack at the given point and
+// runs them to completion on the calling goroutine. It takes ownership of
+// every packet. Packets whose NIC is gone are dropped and counted.
+func (s *Stack) Reinject(at ResumePoint, pkts []*Packet) {
+	b := s.acquire()
+	if b == nil {
+		ReleaseBatch(pkts)
+		return
+	}
+	switch at {
+	case ResumeReceive:
+		for i := 0; i < len(pkts); {
+			if pkts[i] == nil {
+				i++
+				continue
+			}
+			nic := pkts[i].InNIC
+			j := i + 1
+			for j < len(pkts) && (pkts[j] == nil || pkts[j].InNIC == nic) {
+				j++
+			}
+			if ng := b.Gen.nic(nic); ng != nil {
+				s.dispatch(b, ng, pkts[i:j])
+			} else {
+				for _, p := range pkts[i:j] {
+					if p != nil {
+						b.Drop(p, b.Gen.noNIC)
+					}
+				}
+			}
+			clear(pkts[i:j])
+			i = j
+		}
+	default:
+		for i, p := range pkts {
+			if p == nil {
+				continue
+			}
+			if at == ResumeTransmit {
+				p.stage |= stagePostDone
+			} else {
+				p.stage &^= stagePostDone
+			}
+			b.Output(p)
+			pkts[i] = nil
+		}
+	}
+	s.release(b)
+}
+
+// DropStolen ends stolen packets that will not be re-injected, counting them
+// under reason.
+func (s *Stack) DropStolen(reason *Counter, pkts ...*Packet) {
+	for _, p := range pkts {
+		if p != nil {
+			if reason != nil {
+				reason.Inc()
+			}
+			p.Release()
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package wire
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// Checksum returns the RFC 1071 one's-complement sum of b, folded to 16 bits
+// and added (one's-complement) to initial. The result is NOT inverted, so it
+// can be fed back as initial to sum discontiguous pieces, provided every piece
+// but the last has an even length. An odd trailing byte is padded with zero.
+//
+// The result is 0 only when initial and every byte of b are zero; otherwise
+// it lies in [1, 0xffff], exactly as a naive 16-bit loop with end-around carry
+// would compute it.
+func Checksum(b []byte, initial uint16) uint16 {
+	// The one's-complement sum is byte-order independent (RFC 1071 §2(B)):
+	// summing little-endian words and swapping the folded result gives the
+	// big-endian sum, and little-endian loads need no byte swap on the
+	// common hosts. Eight bytes are added at a time, carries chained.
+	sum := uint64(bits.ReverseBytes16(initial))
+	var c uint64
+	for len(b) >= 32 {
+		sum, c = bits.Add64(sum, binary.LittleEndian.Uint64(b[0:8]), c)
+		sum, c = bits.Add64(sum, binary.LittleEndian.Uint64(b[8:16]), c)
+		sum, c = bits.Add64(sum, binary.LittleEndian.Uint64(b[16:24]), c)
+		sum, c = bits.Add64(sum, binary.LittleEndian.Uint64(b[24:32]), c)
+		b = b[32:]
+	}
+	for len(b) >= 8 {
+		sum, c = bits.Add64(sum, binary.LittleEndian.Uint64(b), c)
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		sum, c = bits.Add64(sum, uint64(binary.LittleEndian.Uint32(b)), c)
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		sum, c = bits.Add64(sum, uint64(binary.LittleEndian.Uint16(b)), c)
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		// Little-endian: the lone byte is the high byte of a big-endian
+		// word whose low byte is the zero pad.
+		sum, c = bits.Add64(sum, uint64(b[0]), c)
+	}
+	sum, c = bits.Add64(sum, 0, c)
+	sum += c // cannot carry again: sum was 0 if c is 1
+
+	// Fold with end-around carry; each step keeps a nonzero sum nonzero.
+	sum = (sum >> 32) + (sum & 0xffffffff)
+	sum = (sum >> 32) + (sum & 0xffffffff)
+	sum = (sum >> 16) + (sum & 0xffff)
+	sum = (sum >> 16) + (sum & 0xffff)
+	return bits.ReverseBytes16(uint16(sum))
+}
+
+// ChecksumCombine returns the one's-complement sum of a and b.
+func ChecksumCombine(a, b uint16) uint16 {
+	s := uint32(a) + uint32(b)
+	return uint16(s + s>>16)
+}
+
+// PseudoHeaderChecksum returns the non-inverted partial sum of the TCP/UDP
+// pseudo-header: source and destination addresses (4 bytes each for IPv4,
+// 16 for IPv6), the protocol number and the transport length. Pass it as the
+// pseudo argument of UDP.CalculateChecksum or TCP.CalculateChecksum. It is
+// also the value a sender using checksum offload leaves in the checksum field.
+func PseudoHeaderChecksum(proto uint8, src, dst []byte, length uint16) uint16 {
+	sum := Checksum(src, 0)
+	sum = Checksum(dst, sum)
+	return ChecksumCombine(sum, ChecksumCombine(uint16(proto), length))
+}
+
+// ChecksumUpdate16 returns the new value of a stored (inverted) checksum field
+// after one 16-bit word covered by it changed from old to new, using RFC 1624
+// eqn. 3: HC' = ~(~HC + ~m + m'). For any data that is not all zero the
+// result equals a full recomputation, including when either value is 0x0000.
+//
+// UDP callers must not update a zero (absent) checksum and must store a zero
+// result as 0xffff.
+func ChecksumUpdate16(sum, old, new uint16) uint16 {
+	s := uint32(^sum) + uint32(^old) + uint32(new)
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	return ^uint16(s)
+}
+
+// ChecksumUpdate32 is ChecksumUpdate16 for a 32-bit value (two adjacent,
+// 16-bit aligned words), such as an IPv4 address or a TCP sequence number.
+func ChecksumUpdate32(sum uint16, old, new uint32) uint16 {
+	s := uint64(^sum) +
+		uint64(^uint16(old>>16)) + uint64(^uint16(old)) +
+		uint64(new>>16) + uint64(new&0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	s = (s >> 16) + (s & 0xffff)
+	return ^uint16(s)
+}

@@ -1,0 +1,80 @@
+package wire
+
+// ParseError reports why a Check refused a header. It is a small integer so
+// that returning it as an error never allocates.
+type ParseError uint8
+
+// Parse errors returned by the Check methods. The zero ParseError is not a
+// valid error code.
+const (
+	// ErrTooShort: the buffer is shorter than the fixed part of the header.
+	ErrTooShort ParseError = iota + 1
+	// ErrBadVersion: the IP version field is wrong for the view.
+	ErrBadVersion
+	// ErrBadHeaderLength: the IPv4 IHL is below 5 or beyond the buffer.
+	ErrBadHeaderLength
+	// ErrBadTotalLength: the IPv4 total length is below the header length
+	// or beyond the buffer.
+	ErrBadTotalLength
+	// ErrBadChecksum: a checksum did not verify (returned by callers that
+	// verify checksums; Check itself never does).
+	ErrBadChecksum
+	// ErrBadLength: the UDP length field is below 8 or beyond the buffer.
+	ErrBadLength
+	// ErrBadDataOffset: the TCP data offset is below 5 or beyond the buffer.
+	ErrBadDataOffset
+
+	numParseErrors
+)
+
+var parseErrorText = [numParseErrors]string{
+	"unknown parse error",
+	"packet too short",
+	"bad IP version",
+	"bad IPv4 header length",
+	"bad IPv4 total length",
+	"bad checksum",
+	"bad UDP length",
+	"bad TCP data offset",
+}
+
+var parseErrorFull = [numParseErrors]string{
+	"wire: unknown parse error",
+	"wire: packet too short",
+	"wire: bad IP version",
+	"wire: bad IPv4 header length",
+	"wire: bad IPv4 total length",
+	"wire: bad checksum",
+	"wire: bad UDP length",
+	"wire: bad TCP data offset",
+}
+
+var parseErrorReason = [numParseErrors]string{
+	"unknown",
+	"too_short",
+	"bad_version",
+	"bad_header_length",
+	"bad_total_length",
+	"bad_checksum",
+	"bad_length",
+	"bad_data_offset",
+}
+
+func (e ParseError) index() int {
+	if e >= numParseErrors {
+		return 0
+	}
+	return int(e)
+}
+
+// Error implements error. It returns a static string and does not allocate.
+func (e ParseError) Error() string { return parseErrorFull[e.index()] }
+
+// String returns a human-readable description without the package prefix.
+func (e ParseError) String() string { return parseErrorText[e.index()] }
+
+// Reason returns a snake_case name for the error, suitable as a drop-counter
+// label: "too_short", "bad_version", "bad_header_length", "bad_total_length",
+// "bad_checksum", "bad_length", "bad_data_offset", or "unknown" for a value
+// that is not one of the constants.
+func (e ParseError) Reason() string { return parseErrorReason[e.index()] }
