@@ -17,11 +17,11 @@ type Batch struct {
 	// Now is the stack clock, read once when the batch started.
 	Now time.Time
 
-	out     [][]*Packet // output queue per NICID
-	alt     [][]*Packet // spare queues, swapped with out while flushing
-	pending []NICID
+	out      [][]*Packet // output queue per NICID
+	alt      [][]*Packet // spare queues, swapped with out while flushing
+	pending  []NICID
 	flushing []NICID
-	pc      PacketContext
+	pc       PacketContext
 
 	// Scratch is a slice modules may use within one call (len 0 on entry
 	// to HandlePackets; grown as needed and kept).

@@ -179,4 +179,3 @@ func knownList(fields map[string]reflect.Type) string {
 	sort.Strings(keys)
 	return strings.Join(keys, ", ")
 }
-
