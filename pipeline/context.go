@@ -22,6 +22,9 @@ type Context struct {
 	Clock Clock
 	// Pool is the packet pool links and protocols take buffers from.
 	Pool *Pool
+	// LinkMTU is the link's configured mtu (0: the device's own), for link
+	// modules that set the device's MTU.
+	LinkMTU int
 
 	counters *counterRegistry
 }

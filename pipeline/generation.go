@@ -217,6 +217,7 @@ func (s *Stack) build(cfg *Config, open bool) (g *Generation, err error) {
 		n := s.nics[lc.Name]
 		if n == nil || n.key != key {
 			ctx := s.moduleContext(cfg, lc.ModuleID, lc.Name, lc.Line)
+			ctx.LinkMTU = lc.MTU
 			ep, err := lc.Module.OpenLink(ctx)
 			if err != nil {
 				return nil, cfg.errAt(lc.Line, lc.Col, where, fmt.Errorf("open: %w", err))

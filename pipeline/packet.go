@@ -238,6 +238,15 @@ func (p *Packet) reset() {
 	p.linkHdr, p.netHdr, p.transHdr = -1, -1, -1
 }
 
+// ResetMeta clears the metadata and header marks but keeps the bytes: for a
+// packet handed from one stack to another (a cable between two in-memory
+// links), which must look freshly received.
+func (p *Packet) ResetMeta() {
+	buf, pool, head, tail := p.buf, p.pool, p.head, p.tail
+	*p = Packet{buf: buf, pool: pool, head: head, tail: tail}
+	p.linkHdr, p.netHdr, p.transHdr = -1, -1, -1
+}
+
 // CopyMeta copies the metadata (not the bytes or header marks) of q into p.
 func (p *Packet) CopyMeta(q *Packet) {
 	p.InNIC, p.OutNIC = q.InNIC, q.OutNIC

@@ -75,7 +75,11 @@ func PseudoHeaderChecksum(proto uint8, src, dst []byte, length uint16) uint16 {
 // ChecksumUpdate16 returns the new value of a stored (inverted) checksum field
 // after one 16-bit word covered by it changed from old to new, using RFC 1624
 // eqn. 3: HC' = ~(~HC + ~m + m'). For any data that is not all zero the
-// result equals a full recomputation, including when either value is 0x0000.
+// result equals a full recomputation, including when either value is 0x0000
+// or 0xffff and when the old or new checksum is 0x0000. (If the new data is
+// all zero the result is 0x0000 where a recomputation gives 0xffff; the two
+// cannot be told apart from the checksum alone. An IPv4 header is never all
+// zero.)
 //
 // UDP callers must not update a zero (absent) checksum and must store a zero
 // result as 0xffff.

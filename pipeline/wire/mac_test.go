@@ -42,7 +42,7 @@ func TestParseMAC(t *testing.T) {
 
 func TestMACPredicates(t *testing.T) {
 	tests := []struct {
-		m                     MAC
+		m                    MAC
 		bcast, mcast, isZero bool
 	}{
 		{BroadcastMAC, true, true, false},

@@ -1,0 +1,13 @@
+// Command pipectl runs and checks pipestack pipelines with every built-in
+// module. It is a thin main over package pipectl/cli: a build with extra
+// modules is this file plus their blank imports.
+package main
+
+import (
+	"os"
+
+	"github.com/pipestack/pipestack/pipectl/cli"
+	_ "github.com/pipestack/pipestack/modules/standard"
+)
+
+func main() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) }

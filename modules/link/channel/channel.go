@@ -1,0 +1,370 @@
+package channel
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// Options configure an Endpoint made without a pipeline file.
+type Options struct {
+	Name     string
+	MTU      int
+	Ethernet bool
+	MAC      wire.MAC
+	Queue    int
+	Pool     *pipeline.Pool
+}
+
+// Endpoint is an in-memory link endpoint.
+//
+// Inbound: InjectFrames copies frames into pooled packets and delivers them
+// as one batch on the caller's goroutine (run to completion, like a link's
+// reader loop); InjectPackets hands over packets without a copy.
+//
+// Outbound: WritePackets (the stack's side) queues packets, whole frames with
+// the link header pushed; Read and ReadWait take them out, and the reader
+// owns (and must Release) what it gets.
+type Endpoint struct {
+	opts Options
+
+	dmu  sync.RWMutex // held for reading while a batch is delivered
+	disp pipeline.NetworkDispatcher
+
+	mu     sync.Mutex
+	ring   []*pipeline.Packet
+	head   int
+	n      int
+	closed bool
+	notify chan struct{}
+
+	scratchMu sync.Mutex
+	scratch   [][]*pipeline.Packet
+
+	// Counters.
+	RxInjected, RxDropped, RxMalformed, RxOtherHost atomic.Uint64
+	TxQueued, TxDropped                             atomic.Uint64
+}
+
+// New returns an endpoint.
+func New(o Options) *Endpoint {
+	if o.MTU == 0 {
+		o.MTU = 1500
+	}
+	if o.Queue == 0 {
+		o.Queue = 1024
+	}
+	if o.Pool == nil {
+		o.Pool = pipeline.DefaultPool
+	}
+	return &Endpoint{opts: o, ring: make([]*pipeline.Packet, o.Queue), notify: make(chan struct{}, 1)}
+}
+
+// MTU implements pipeline.LinkEndpoint.
+func (e *Endpoint) MTU() int { return e.opts.MTU }
+
+// MaxHeaderLength implements pipeline.LinkEndpoint.
+func (e *Endpoint) MaxHeaderLength() int {
+	if e.opts.Ethernet {
+		return wire.EthernetHeaderSize
+	}
+	return 0
+}
+
+// LinkAddress implements pipeline.LinkEndpoint.
+func (e *Endpoint) LinkAddress() wire.MAC {
+	if e.opts.Ethernet {
+		return e.opts.MAC
+	}
+	return wire.MAC{}
+}
+
+// Capabilities implements pipeline.LinkEndpoint.
+func (e *Endpoint) Capabilities() pipeline.LinkCapabilities {
+	if e.opts.Ethernet {
+		return pipeline.CapResolutionRequired
+	}
+	return 0
+}
+
+// Ethernet reports whether the endpoint frames packets as Ethernet.
+func (e *Endpoint) Ethernet() bool { return e.opts.Ethernet }
+
+// Attach implements pipeline.LinkEndpoint.
+func (e *Endpoint) Attach(d pipeline.NetworkDispatcher) {
+	e.dmu.Lock()
+	e.disp = d
+	e.dmu.Unlock()
+}
+
+func (e *Endpoint) getScratch() []*pipeline.Packet {
+	e.scratchMu.Lock()
+	var s []*pipeline.Packet
+	if n := len(e.scratch); n > 0 {
+		s = e.scratch[n-1]
+		e.scratch = e.scratch[:n-1]
+	}
+	e.scratchMu.Unlock()
+	return s[:0]
+}
+
+func (e *Endpoint) putScratch(s []*pipeline.Packet) {
+	clear(s)
+	e.scratchMu.Lock()
+	e.scratch = append(e.scratch, s[:0])
+	e.scratchMu.Unlock()
+}
+
+// InjectFrames delivers copies of frames (IP packets, or Ethernet frames for
+// an Ethernet endpoint) as one received batch, on the calling goroutine. A
+// frame too large for a packet buffer is counted in RxDropped.
+func (e *Endpoint) InjectFrames(frames [][]byte) {
+	pkts := e.getScratch()
+	if cap(pkts) < len(frames) {
+		pkts = make([]*pipeline.Packet, 0, len(frames))
+	}
+	pkts = pkts[:len(frames)]
+	max := 0
+	for _, f := range frames {
+		if len(f) > max {
+			max = len(f)
+		}
+	}
+	if max > pipeline.LargeDataSize {
+		max = pipeline.LargeDataSize
+	}
+	e.opts.Pool.GetBatch(pkts, max)
+	for i, f := range frames {
+		if !pkts[i].SetData(f) {
+			e.RxDropped.Add(1)
+			pkts[i].Release()
+			pkts[i] = nil
+		}
+	}
+	e.deliver(pkts)
+	e.putScratch(pkts)
+}
+
+// InjectPackets delivers packets whose Data() holds a whole frame as one
+// received batch and takes ownership of them; the slice stays the caller's.
+func (e *Endpoint) InjectPackets(pkts []*pipeline.Packet) {
+	e.deliver(pkts)
+}
+
+func (e *Endpoint) deliver(pkts []*pipeline.Packet) {
+	n := 0
+	for i, p := range pkts {
+		if p == nil {
+			continue
+		}
+		if !e.parse(p) {
+			pkts[i] = nil
+			p.Release()
+			continue
+		}
+		n++
+	}
+	e.RxInjected.Add(uint64(n))
+	e.dmu.RLock()
+	if e.disp == nil {
+		e.dmu.RUnlock()
+		e.RxDropped.Add(uint64(n))
+		pipeline.ReleaseBatch(pkts)
+		return
+	}
+	e.disp.DeliverNetworkPackets(pkts)
+	e.dmu.RUnlock()
+}
+
+// parse reads the framing: sets NetProto, marks the link header and leaves
+// Data() at the network header.
+func (e *Endpoint) parse(p *pipeline.Packet) bool {
+	if !e.opts.Ethernet {
+		d := p.Data()
+		if len(d) == 0 {
+			e.RxMalformed.Add(1)
+			return false
+		}
+		switch d[0] >> 4 {
+		case 4:
+			p.NetProto = pipeline.IPv4ProtocolNumber
+		case 6:
+			p.NetProto = pipeline.IPv6ProtocolNumber
+		default:
+			e.RxMalformed.Add(1)
+			return false
+		}
+		p.SetLinkHeader()
+		p.SetNetworkHeader()
+		return true
+	}
+	eth := wire.Ethernet(p.Data())
+	if eth.Check() != nil {
+		e.RxMalformed.Add(1)
+		return false
+	}
+	dst := eth.Dst()
+	switch {
+	case dst == e.opts.MAC:
+		p.PktType = pipeline.PacketHost
+	case dst.IsBroadcast():
+		p.PktType = pipeline.PacketBroadcast
+	case dst.IsMulticast():
+		p.PktType = pipeline.PacketMulticast
+	default:
+		e.RxOtherHost.Add(1)
+		return false
+	}
+	p.NetProto = pipeline.NetworkProtocolNumber(eth.Type())
+	p.SetLinkHeader()
+	p.Pull(wire.EthernetHeaderSize)
+	p.SetNetworkHeader()
+	return true
+}
+
+// WritePackets implements pipeline.LinkEndpoint: it pushes the Ethernet
+// header (Ethernet framing) and queues the packets for Read. A full queue
+// drops and counts.
+func (e *Endpoint) WritePackets(pkts []*pipeline.Packet) int {
+	if e.opts.Ethernet {
+		for i, p := range pkts {
+			if p == nil {
+				continue
+			}
+			h, ok := p.Push(wire.EthernetHeaderSize)
+			if !ok {
+				pkts[i] = nil
+				e.TxDropped.Add(1)
+				p.Release()
+				continue
+			}
+			eth := wire.Ethernet(h)
+			eth.SetDst(p.RemoteLinkAddr)
+			eth.SetSrc(e.opts.MAC)
+			eth.SetType(uint16(p.NetProto))
+		}
+	}
+	sent, dropped := 0, 0
+	e.mu.Lock()
+	for i, p := range pkts {
+		if p == nil {
+			continue
+		}
+		pkts[i] = nil
+		if e.closed || e.n == len(e.ring) {
+			dropped++
+			p.Release()
+			continue
+		}
+		e.ring[(e.head+e.n)%len(e.ring)] = p
+		e.n++
+		sent++
+	}
+	e.mu.Unlock()
+	if sent > 0 {
+		select {
+		case e.notify <- struct{}{}:
+		default:
+		}
+	}
+	e.TxQueued.Add(uint64(sent))
+	e.TxDropped.Add(uint64(dropped))
+	return sent
+}
+
+// Read moves up to len(dst) queued outbound packets into dst and returns how
+// many; it does not block. The caller owns the packets (Data() is the whole
+// frame) and must Release them.
+func (e *Endpoint) Read(dst []*pipeline.Packet) int {
+	e.mu.Lock()
+	k := 0
+	for k < len(dst) && e.n > 0 {
+		dst[k] = e.ring[e.head]
+		e.ring[e.head] = nil
+		e.head = (e.head + 1) % len(e.ring)
+		e.n--
+		k++
+	}
+	e.mu.Unlock()
+	return k
+}
+
+// Pending is the number of queued outbound packets.
+func (e *Endpoint) Pending() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n
+}
+
+// ReadWait is Read that blocks until at least one packet is queued, ctx is
+// done (ctx.Err()) or the endpoint is closed (context.Canceled).
+func (e *Endpoint) ReadWait(ctx context.Context, dst []*pipeline.Packet) (int, error) {
+	for {
+		if n := e.Read(dst); n > 0 {
+			return n, nil
+		}
+		e.mu.Lock()
+		closed := e.closed
+		e.mu.Unlock()
+		if closed {
+			return 0, context.Canceled
+		}
+		select {
+		case <-e.notify:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// Close implements pipeline.LinkEndpoint: queued packets are released and
+// later writes dropped.
+func (e *Endpoint) Close() error {
+	e.Attach(nil)
+	e.mu.Lock()
+	e.closed = true
+	for e.n > 0 {
+		e.ring[e.head].Release()
+		e.ring[e.head] = nil
+		e.head = (e.head + 1) % len(e.ring)
+		e.n--
+	}
+	e.mu.Unlock()
+	select {
+	case e.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Pipe connects two endpoints like a cable: what a writes, b receives and
+// vice versa, in batches, on two goroutines, without copying. Both must use
+// the same framing. stop ends the goroutines and waits for them.
+func Pipe(a, b *Endpoint) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	move := func(from, to *Endpoint) {
+		defer wg.Done()
+		buf := make([]*pipeline.Packet, 64)
+		for {
+			n, err := from.ReadWait(ctx, buf)
+			if err != nil {
+				return
+			}
+			for _, p := range buf[:n] {
+				p.ResetMeta()
+			}
+			to.deliver(buf[:n])
+			clear(buf[:n])
+		}
+	}
+	wg.Add(2)
+	go move(a, b)
+	go move(b, a)
+	return func() { cancel(); wg.Wait() }
+}
+
+var _ pipeline.LinkEndpoint = (*Endpoint)(nil)

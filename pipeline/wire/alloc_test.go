@@ -1,0 +1,78 @@
+package wire
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+var (
+	sinkErr error
+	sinkU16 uint16
+	sinkStr string
+)
+
+func TestAllocs(t *testing.T) {
+	ip := ipOf(frameTCPSyn)
+	_, tcp := l4Of(frameTCPSyn)
+	buf := make([]byte, 1500)
+	truncated := IPv4(frameICMPEcho[14:30])
+	cases := map[string]func(){
+		"Checksum":         func() { sinkU16 = Checksum(buf, 0) },
+		"DecTTL":           func() { ip.DecTTL() },
+		"IPv4.Check":       func() { sinkErr = ip.Check() },
+		"IPv4.Check error": func() { sinkErr = truncated.Check() },
+		"Ethernet.Check error": func() {
+			sinkErr = Ethernet(buf[:3]).Check()
+		},
+		"UDP.Check error":    func() { sinkErr = UDP(buf[:20]).Check() },
+		"TCP.Check error":    func() { sinkErr = TCP(buf[:20]).Check() },
+		"ICMPv4.Check error": func() { sinkErr = ICMPv4(buf[:2]).Check() },
+		"TCP checksum": func() {
+			sinkU16 = TCP(tcp).CalculateChecksum(IPv4PseudoChecksum(ip, uint16(len(tcp))))
+		},
+		"ParseError.Error": func() { sinkStr = ErrBadChecksum.Error() },
+	}
+	for name, fn := range cases {
+		if n := testing.AllocsPerRun(100, fn); n != 0 {
+			t.Errorf("%s: %v allocs per run, want 0", name, n)
+		}
+	}
+}
+
+func BenchmarkChecksum1500(b *testing.B) {
+	buf := make([]byte, 1500)
+	r := rand.New(rand.NewPCG(1, 1))
+	for i := range buf {
+		buf[i] = byte(r.Uint32())
+	}
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sinkU16 = Checksum(buf, 0)
+	}
+}
+
+func BenchmarkChecksum20(b *testing.B) {
+	buf := []byte(ipOf(frameICMPEcho)[:20])
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		sinkU16 = Checksum(buf, 0)
+	}
+}
+
+func BenchmarkDecTTL(b *testing.B) {
+	ip := ipOf(frameICMPEcho)
+	b.ReportAllocs()
+	for b.Loop() {
+		ip.DecTTL()
+	}
+}
+
+func BenchmarkIPv4Check(b *testing.B) {
+	ip := ipOf(frameICMPEcho)
+	b.ReportAllocs()
+	for b.Loop() {
+		sinkErr = ip.Check()
+	}
+}
