@@ -6,8 +6,8 @@ package main
 import (
 	"os"
 
-	"github.com/pipestack/pipestack/pipectl/cli"
 	_ "github.com/pipestack/pipestack/modules/standard"
+	"github.com/pipestack/pipestack/pipectl/cli"
 )
 
 func main() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) }

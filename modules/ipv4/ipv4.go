@@ -302,8 +302,13 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		return
 	}
 	if m.Type() != wire.ICMPv4Echo {
-		// Errors about our own packets go to transport endpoints once
-		// transports own sockets; until then they are counted.
+		// Echo replies and errors go to an ICMP transport (ping sockets,
+		// a test collector) when one is configured.
+		if tp := b.TransportProtocol(pipeline.ICMPv4ProtocolNumber); tp != nil {
+			one := [1]*pipeline.Packet{pkt}
+			tp.HandlePackets(b, one[:])
+			return
+		}
 		pkt.Release()
 		return
 	}

@@ -1,0 +1,284 @@
+// Package cli is pipectl, the command that runs and checks pipestack
+// pipelines, as a library: Main is the whole command line, so that a custom
+// build with extra modules is a main package of a few lines that blank-imports
+// them:
+//
+//	package main
+//
+//	import (
+//		"os"
+//
+//		_ "example.com/mymodule"
+//		"github.com/pipestack/pipestack/pipectl/cli"
+//		_ "github.com/pipestack/pipestack/modules/standard"
+//	)
+//
+//	func main() { os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr)) }
+//
+// The subcommands are
+//
+//	run FILE         run the pipeline until SIGINT/SIGTERM; SIGHUP reloads FILE
+//	validate FILE…   decode, provision and validate without opening a device
+//	modules [NS]     list the modules compiled into this binary
+//	version, help
+//
+// Exit codes: 0 success, 1 the pipeline (or running it) failed, 2 the command
+// line is wrong.
+//
+// Run is the run subcommand without signals: tests and programs that embed
+// pipectl drive reloads and the stop through a channel and a context.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pipestack/pipestack/pipeline"
+)
+
+// Version is printed by `pipectl version`. Empty means: take it from the
+// build information (the module version, or the VCS revision of a
+// development build). Set it with -ldflags "-X
+// github.com/pipestack/pipestack/pipectl/cli.Version=v1.2.3".
+var Version = ""
+
+const modulePath = "github.com/pipestack/pipestack"
+
+const usageText = `pipectl runs and checks pipestack pipelines.
+
+Usage:
+  pipectl run [--stats-interval DURATION] FILE
+        run the pipeline in FILE until SIGINT or SIGTERM; SIGHUP reloads FILE
+        (an unchanged file changes nothing, a broken one keeps what runs)
+  pipectl validate FILE...
+        decode, provision and validate each FILE; opens no device, needs no root
+  pipectl modules [NAMESPACE]
+        list the modules compiled into this binary (e.g. pipectl modules link)
+  pipectl version
+        print the version
+  pipectl help
+        print this help
+
+Exit status: 0 success, 1 the pipeline failed, 2 wrong usage.
+`
+
+// Main runs pipectl with args (without the program name) and returns the
+// exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(rest, stdout, stderr)
+	case "validate":
+		return cmdValidate(rest, stdout, stderr)
+	case "modules":
+		return cmdModules(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usageText)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "pipectl: unknown command %q\n\n%s", cmd, usageText)
+		return 2
+	}
+}
+
+// newFlags returns a flag set for a subcommand that reports to stderr.
+func newFlags(name, args string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("pipectl "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: pipectl %s %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses a subcommand's flags; done is true when the command
+// must return code at once (-h, a bad flag).
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		return 0, true
+	case err != nil:
+		return 2, true
+	}
+	return 0, false
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("validate", "FILE...", stderr)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	code := 0
+	for _, file := range fs.Args() {
+		cfg, err := pipeline.LoadConfigFile(file)
+		if err == nil {
+			err = pipeline.Check(cfg)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			code = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok (%s, %s)\n", file, plural(len(cfg.Links), "link"), plural(len(cfg.Modules), "module"))
+	}
+	return code
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func cmdModules(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("modules", "[NAMESPACE]", stderr)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 1 {
+		fs.Usage()
+		return 2
+	}
+	ns := fs.Arg(0)
+	mods := pipeline.Modules(ns)
+	if len(mods) == 0 {
+		if ns != "" {
+			fmt.Fprintf(stderr, "pipectl: no module in namespace %q\n", ns)
+			return 1
+		}
+		fmt.Fprintln(stderr, "pipectl: no module is compiled into this binary")
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+	for _, mi := range mods {
+		fmt.Fprintf(tw, "%s\t%s\n", mi.ID, mi.Summary)
+	}
+	tw.Flush()
+	return 0
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("run", "[--stats-interval DURATION] FILE", stderr)
+	interval := fs.Duration("stats-interval", 0, "log every NIC's counters this often (0: never)")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() != 1 || *interval < 0 {
+		fs.Usage()
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // never delivered on Windows
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is already pending
+				}
+			case <-ctx.Done():
+				// A second SIGINT while the stack stops kills the process.
+				stop()
+				return
+			}
+		}
+	}()
+
+	err := Run(ctx, fs.Arg(0), RunOptions{LogOutput: stderr, Reload: reload, StatsInterval: *interval})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func versionString() string {
+	v := Version
+	if v == "" {
+		v = buildVersion()
+	}
+	return fmt.Sprintf("pipectl %s (%s, %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// buildVersion finds pipestack's version in the build information: the main
+// module's in pipectl itself, the dependency's in a custom build.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := ""
+	if bi.Main.Path == modulePath {
+		v = bi.Main.Version
+	} else {
+		for _, d := range bi.Deps {
+			if d.Path == modulePath {
+				v = d.Version
+				if d.Replace != nil {
+					v += " => " + d.Replace.Path
+				}
+			}
+		}
+	}
+	if v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, when string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "(devel)"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	var b strings.Builder
+	b.WriteString("(devel) " + rev)
+	if dirty {
+		b.WriteString("+dirty")
+	}
+	if t, err := time.Parse(time.RFC3339, when); err == nil {
+		b.WriteString(" " + t.UTC().Format("2006-01-02"))
+	}
+	return b.String()
+}
