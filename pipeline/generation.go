@@ -119,8 +119,8 @@ func (g *Generation) resolver(num NetworkProtocolNumber) LinkAddressResolver {
 // validates every module but opens no device (pipectl validate). On error
 // everything made so far is released and the running generation is
 // untouched.
-func (s *Stack) build(cfg *Config, open bool) (g *Generation, err error) {
-	g = &Generation{cfg: cfg, stack: s, routes: NewRouteTable(nil)}
+func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
+	g := &Generation{cfg: cfg, stack: s, routes: NewRouteTable(nil)}
 	var opened []*NIC
 	defer func() {
 		if err != nil {
@@ -128,7 +128,6 @@ func (s *Stack) build(cfg *Config, open bool) (g *Generation, err error) {
 				n.link.Close()
 			}
 			g.cleanup()
-			g = nil
 		}
 	}()
 	counters := s.counterSet("stack")

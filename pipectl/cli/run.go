@@ -159,7 +159,7 @@ type logSettings struct {
 
 func newLogWriter(out io.Writer) *logWriter {
 	lw := &logWriter{out: out}
-	lw.cons = zerolog.ConsoleWriter{Out: out, NoColor: !isTerminal(out), TimeFormat: "2006-01-02 15:04:05.000"}
+	lw.cons = zerolog.ConsoleWriter{Out: out, NoColor: !isTerminal(out), TimeFormat: "2006-01-02 15:04:05"}
 	lw.cur.Store(&logSettings{level: zerolog.InfoLevel})
 	return lw
 }
