@@ -81,4 +81,3 @@ func TestForwardingZeroAllocs(t *testing.T) {
 		}
 	}
 }
-

@@ -163,7 +163,10 @@ func (e *ConfigError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Col > 0 {
+			fmt.Fprintf(&b, ":%d", e.Col)
+		}
 	}
 	b.WriteString(": ")
 	if e.Module != "" {
@@ -203,7 +206,18 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
-		return nil, c.errAt(0, 0, "", fmt.Errorf("not valid YAML: %w", err))
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		var line int
+		if _, e := fmt.Sscanf(msg, "line %d:", &line); e == nil {
+			msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+			// yaml.v3 numbers lines from 0 in parser errors ("did not
+			// find expected …", reported where the construct began) and
+			// from 1 in scanner errors.
+			if strings.HasPrefix(msg, "did not find expected") {
+				line++
+			}
+		}
+		return nil, c.errAt(line, 0, "", fmt.Errorf("not valid YAML: %s", msg))
 	}
 	if len(doc.Content) == 0 {
 		return nil, c.errAt(0, 0, "", errors.New("empty pipeline file"))
@@ -216,12 +230,14 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:
-		return nil, c.errAt(findLine(&doc, "log"), 0, "log", fmt.Errorf("level %q is not one of debug, info, warn, error", c.Log.Level))
+		n := findKey(&doc, "log", "level")
+		return nil, c.errAt(n.Line, n.Column, "log", fmt.Errorf("level %q is not one of debug, info, warn, error", c.Log.Level))
 	}
 	switch c.Log.Format {
 	case "", "console", "json":
 	default:
-		return nil, c.errAt(findLine(&doc, "log"), 0, "log", fmt.Errorf("format %q is not one of console, json", c.Log.Format))
+		n := findKey(&doc, "log", "format")
+		return nil, c.errAt(n.Line, n.Column, "log", fmt.Errorf("format %q is not one of console, json", c.Log.Format))
 	}
 
 	seen := map[string]bool{}
@@ -266,17 +282,26 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
-func findLine(doc *yaml.Node, key string) int {
+// findKey returns the value node at path (keys of nested mappings) in doc,
+// or the deepest node found on the way.
+func findKey(doc *yaml.Node, path ...string) *yaml.Node {
 	n := doc
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i].Line
+	for _, key := range path {
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				n, found = n.Content[i+1], true
+				break
+			}
+		}
+		if !found {
+			break
 		}
 	}
-	return 0
+	return n
 }
 
 func newModule(id string) (Module, error) {
@@ -349,12 +374,30 @@ func (c *Config) decodeLink(n *yaml.Node) (LinkConfig, error) {
 		}
 		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
 	}
+	section := "links"
+	var name, id string
+	for i := 0; i+1 < len(own.Content); i += 2 {
+		switch own.Content[i].Value {
+		case "name":
+			name = own.Content[i+1].Value
+		case "module":
+			id = own.Content[i+1].Value
+		}
+	}
+	switch {
+	case name != "" && id != "":
+		section = id + " (link " + name + ")"
+	case name != "":
+		section = "link " + name
+	case id != "":
+		section = id
+	}
 	if err := DecodeStrict(own, &lc); err != nil {
-		return lc, c.errAt(n.Line, n.Column, "links", err)
+		return lc, c.errAt(n.Line, n.Column, section, err)
 	}
 	lc.Line, lc.Col = n.Line, n.Column
 	if lc.Name == "" {
-		return lc, c.errAt(n.Line, n.Column, "links", errors.New("link has no name"))
+		return lc, c.errAt(n.Line, n.Column, section, errors.New("link has no name"))
 	}
 	where := "link " + lc.Name
 	if lc.ModuleID == "" {

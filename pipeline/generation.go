@@ -42,10 +42,10 @@ type localAddr struct {
 }
 
 type moduleInst struct {
-	id       string
-	instance string
-	mod      Module
-	line     int
+	id        string
+	instance  string
+	mod       Module
+	line, col int
 }
 
 // Seq is the generation's sequence number (1 for the first).
@@ -142,9 +142,9 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	families := map[int]bool{}
 	for i := range cfg.Modules {
 		mc := &cfg.Modules[i]
-		mi := &moduleInst{id: mc.ID, instance: mc.ID, mod: mc.Module, line: mc.Line}
+		mi := &moduleInst{id: mc.ID, instance: mc.ID, mod: mc.Module, line: mc.Line, col: mc.Col}
 		g.modules = append(g.modules, mi)
-		if err := s.provision(cfg, mi, mc.Line); err != nil {
+		if err := s.provision(cfg, mi); err != nil {
 			return nil, err
 		}
 		switch m := mc.Module.(type) {
@@ -180,9 +180,9 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	// Links: provision and validate, then (when opening) hand over or open.
 	for i := range cfg.Links {
 		lc := &cfg.Links[i]
-		mi := &moduleInst{id: lc.ModuleID, instance: lc.Name, mod: lc.Module, line: lc.Line}
+		mi := &moduleInst{id: lc.ModuleID, instance: lc.Name, mod: lc.Module, line: lc.Line, col: lc.Col}
 		g.modules = append(g.modules, mi)
-		if err := s.provision(cfg, mi, lc.Line); err != nil {
+		if err := s.provision(cfg, mi); err != nil {
 			return nil, err
 		}
 		where := lc.ModuleID + " (link " + lc.Name + ")"
@@ -298,20 +298,20 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 }
 
 // provision runs Provision and Validate of one module instance.
-func (s *Stack) provision(cfg *Config, mi *moduleInst, line int) error {
-	ctx := s.moduleContext(cfg, mi.id, mi.instance, line)
+func (s *Stack) provision(cfg *Config, mi *moduleInst) error {
+	ctx := s.moduleContext(cfg, mi.id, mi.instance, mi.line)
 	where := mi.id
 	if mi.instance != mi.id {
 		where = mi.id + " (link " + mi.instance + ")"
 	}
 	if p, ok := mi.mod.(Provisioner); ok {
 		if err := p.Provision(ctx); err != nil {
-			return cfg.errAt(line, 0, where, err)
+			return cfg.errAt(mi.line, mi.col, where, err)
 		}
 	}
 	if v, ok := mi.mod.(Validator); ok {
 		if err := v.Validate(); err != nil {
-			return cfg.errAt(line, 0, where, err)
+			return cfg.errAt(mi.line, mi.col, where, err)
 		}
 	}
 	return nil

@@ -242,8 +242,10 @@ func (v verdict) Action(*pipeline.PacketContext) (pipeline.Verdict, int) {
 
 type jump int
 
-func (j jump) Action(*pipeline.PacketContext) (pipeline.Verdict, int) { return pipeline.VerdictJump, int(j) }
-func (j jump) JumpsTo() int                                          { return int(j) }
+func (j jump) Action(*pipeline.PacketContext) (pipeline.Verdict, int) {
+	return pipeline.VerdictJump, int(j)
+}
+func (j jump) JumpsTo() int { return int(j) }
 
 // Hooks: a Forward table with a jump, a drop rule and a return.
 func TestForwardHook(t *testing.T) {

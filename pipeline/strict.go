@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -47,35 +48,56 @@ func posErr(n *yaml.Node, format string, args ...any) *PosError {
 
 // yamlErr turns yaml.v3's "line N: cannot unmarshal …" into a PosError.
 func yamlErr(n *yaml.Node, err error) error {
+	var pe *PosError
+	if errors.As(err, &pe) {
+		return pe // from an UnmarshalYAML of ours: already placed
+	}
 	if te, ok := err.(*yaml.TypeError); ok && len(te.Errors) > 0 {
 		msg := te.Errors[0]
-		line := n.Line
-		if strings.HasPrefix(msg, "line ") {
-			var l int
-			if _, e := fmt.Sscanf(msg, "line %d:", &l); e == nil {
-				line = l
-				if i := strings.Index(msg, ": "); i >= 0 {
-					msg = msg[i+2:]
-				}
-				return &PosError{Line: line, Col: colOfLine(n, line), Msg: msg}
+		var line int
+		if _, e := fmt.Sscanf(msg, "line %d:", &line); e == nil {
+			if i := strings.Index(msg, ": "); i >= 0 {
+				msg = msg[i+2:]
 			}
+			// "cannot unmarshal !!str `big` into int": point at the value
+			// and name its key.
+			val := ""
+			if i, j := strings.IndexByte(msg, '`'), strings.LastIndexByte(msg, '`'); i >= 0 && j > i {
+				val = msg[i+1 : j]
+			}
+			if key, v := findValue(n, line, val); v != nil {
+				if key != "" {
+					msg = key + ": " + msg
+				}
+				return &PosError{Line: line, Col: v.Column, Msg: msg}
+			}
+			return &PosError{Line: line, Col: 1, Msg: msg}
 		}
-		return &PosError{Line: line, Col: n.Column, Msg: msg}
+		return &PosError{Line: n.Line, Col: n.Column, Msg: msg}
 	}
 	return &PosError{Line: n.Line, Col: n.Column, Msg: err.Error()}
 }
 
-// colOfLine finds the column of the first node on line under n.
-func colOfLine(n *yaml.Node, line int) int {
-	if n.Line == line {
-		return n.Column
-	}
-	for _, c := range n.Content {
-		if col := colOfLine(c, line); col > 0 {
-			return col
+// findValue finds the scalar with this value on line under n, and the key it
+// is the value of (empty in a sequence).
+func findValue(n *yaml.Node, line int, val string) (string, *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind == yaml.ScalarNode && v.Line == line && (val == "" || v.Value == val) {
+				return k.Value, v
+			}
 		}
 	}
-	return 0
+	for _, c := range n.Content {
+		if c.Kind == yaml.ScalarNode && c.Line == line && (val == "" || c.Value == val) && n.Kind != yaml.MappingNode {
+			return "", c
+		}
+		if k, v := findValue(c, line, val); v != nil {
+			return k, v
+		}
+	}
+	return "", nil
 }
 
 var (
