@@ -386,7 +386,7 @@ func TestRunReload(t *testing.T) {
 	for _, tc := range []struct{ name, content, want string }{
 		{"unknown key", routerUnknownKey, file + `:5:34: test.link (link a): unknown field "devise"`},
 		{"validate fails", routerValidateFails, file + `:4:`},
-		{"not YAML", "links: [", file + ":1: not valid YAML"},
+		{"not YAML", "name: r\nlinks: [\n  {name: a}\n", file + ":2: not valid YAML"},
 	} {
 		o := r.reloadWith(tc.content)
 		if o.err == nil || o.seq != 2 {
