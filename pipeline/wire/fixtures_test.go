@@ -118,7 +118,7 @@ func filled(n int) []byte {
 	return b
 }
 
-// assertUntouched reports the first index in b[from:] that is not 0xa5.
+// firstWritten returns the first index in b[from:] that is not 0xa5, or -1.
 func firstWritten(b []byte, from int) int {
 	for i := from; i < len(b); i++ {
 		if b[i] != 0xa5 {
