@@ -221,6 +221,10 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			if err != nil {
 				return nil, cfg.errAt(lc.Line, lc.Col, where, fmt.Errorf("open: %w", err))
 			}
+			if h := ep.MaxHeaderLength(); h > DefaultHeadroom {
+				ep.Close()
+				return nil, cfg.errAt(lc.Line, lc.Col, where, fmt.Errorf("link needs %d bytes of headroom, the stack gives %d", h, DefaultHeadroom))
+			}
 			id, ok := s.nicIDs[lc.Name]
 			if !ok {
 				s.lastNIC++

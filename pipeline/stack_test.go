@@ -314,3 +314,27 @@ func TestRouteTableLongestPrefix(t *testing.T) {
 		t.Error("found a route for an IPv6 address with no default")
 	}
 }
+
+// The source address follows the seed's PrimaryEndpointBehavior rules.
+func TestPrimaryAddress(t *testing.T) {
+	for _, tc := range []struct{ addrs, want string }{
+		{`[10.0.1.1/24, 10.0.1.2/24]`, "10.0.1.1/24"},
+		{`[{address: 10.0.1.5/24, primary: never}, 10.0.1.1/24]`, "10.0.1.1/24"},
+		{`[10.0.1.1/24, {address: 10.0.1.2/24, primary: first}, {address: 10.0.1.3/24, primary: first}]`, "10.0.1.3/24"},
+		{`[{address: 10.0.1.1/24, deprecated: true}, 10.0.1.2/24]`, "10.0.1.2/24"},
+		{`[{address: 10.0.1.1/24, deprecated: true}]`, "10.0.1.1/24"},
+		{`[{address: 10.0.1.1/24, primary: never}]`, ""},
+	} {
+		n := pt.NewNode(t, "host", `
+modules: [network.ipv4]
+links:
+  - {name: a, module: link.channel, addresses: `+tc.addrs+`}
+`, pipeline.Options{})
+		nic, _ := n.Stack.NIC("a")
+		ni, _ := n.Stack.Generation().NIC(nic.ID())
+		p, ok := ni.PrimaryAddress(4)
+		if got := p.String(); (tc.want == "" && ok) || (tc.want != "" && got != tc.want) {
+			t.Errorf("%s: primary %s (%v), want %q", tc.addrs, got, ok, tc.want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	_ "github.com/pipestack/pipestack/modules/standard"
 	"github.com/pipestack/pipestack/pipeline"
@@ -120,30 +121,11 @@ func run(dir string, count int) error {
 	return nil
 }
 
-// sendEcho originates an ICMP echo request from s through its normal output
-// path (route lookup, IPv4 header, Output and Postrouting hooks, link).
+// sendEcho originates an ICMP echo request from s.
 func sendEcho(s *pipeline.Stack, dst netip.Addr, id, seq uint16, payload []byte) error {
-	r, ok := s.Route(dst)
-	if !ok {
-		return fmt.Errorf("no route to %s", dst)
-	}
-	var err error
-	s.Do(func(b *pipeline.Batch) {
-		nic, _ := b.Gen.NIC(r.NIC)
-		src, ok := nic.PrimaryAddress(4)
-		if !ok {
-			err = fmt.Errorf("no IPv4 address on link %s", nic.Name())
-			return
-		}
-		pkt := s.Pool().Get(wire.ICMPv4MinimumSize + len(payload))
-		body, _ := pkt.Append(wire.ICMPv4MinimumSize + len(payload))
-		m := wire.ICMPv4(body)
-		m.Encode(&wire.ICMPv4Fields{Type: wire.ICMPv4Echo, Rest: wire.ICMPv4EchoRest(id, seq)})
-		copy(m.Payload(), payload)
-		m.SetChecksum(m.CalculateChecksum())
-		ri := pipeline.RouteInfo{NIC: r.NIC, LocalAddr: src.Addr(), RemoteAddr: dst, NextHop: r.NextHop(dst), MTU: nic.MTU()}
-		b.Gen.NetworkEndpoint(r.NIC, pipeline.IPv4ProtocolNumber).WritePackets(b, ri,
-			pipeline.NetworkHeaderParams{Protocol: pipeline.ICMPv4ProtocolNumber}, []*pipeline.Packet{pkt})
-	})
-	return err
+	m := make(wire.ICMPv4, wire.ICMPv4MinimumSize+len(payload))
+	m.Encode(&wire.ICMPv4Fields{Type: wire.ICMPv4Echo, Rest: wire.ICMPv4EchoRest(id, seq)})
+	copy(m.Payload(), payload)
+	m.SetChecksum(m.CalculateChecksum())
+	return ipv4.Send(s, dst, pipeline.ICMPv4ProtocolNumber, m)
 }

@@ -24,7 +24,7 @@ type counters struct {
 	badChecksum, ttlExceeded, noRoute, notForwarding, tooBig        *pipeline.Counter
 	fragUnsupported, unknownProto, martian, noSource, tooBigLocal   *pipeline.Counter
 	icmpIn, icmpEchoIn, icmpEchoReplyOut, icmpErrOut, icmpMalformed *pipeline.Counter
-	icmpSuppressed                                                  *pipeline.Counter
+	icmpSuppressed, linkBroadcast                                   *pipeline.Counter
 }
 
 func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, ttl uint8, icmpErrors bool) *Protocol {
@@ -38,7 +38,7 @@ func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, ttl uint8, icmpEr
 	c.ttlExceeded, c.noRoute, c.notForwarding = cs.Get("ttl_exceeded"), cs.Get("no_route"), cs.Get("not_forwarding")
 	c.tooBig, c.fragUnsupported = cs.Get("too_big"), cs.Get("fragment_unsupported")
 	c.unknownProto, c.martian, c.noSource = cs.Get("unknown_protocol"), cs.Get("martian"), cs.Get("no_source_address")
-	c.tooBigLocal = cs.Get("too_big_local")
+	c.tooBigLocal, c.linkBroadcast = cs.Get("too_big_local"), cs.Get("link_broadcast")
 	c.icmpIn, c.icmpEchoIn = cs.Get("icmp_in"), cs.Get("icmp_echo_in")
 	c.icmpEchoReplyOut, c.icmpErrOut = cs.Get("icmp_echo_reply_out"), cs.Get("icmp_error_out")
 	c.icmpMalformed, c.icmpSuppressed = cs.Get("icmp_malformed"), cs.Get("icmp_error_suppressed")
@@ -147,6 +147,13 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	for i, pkt := range pkts {
 		h := wire.IPv4(pkt.Data())
 		dst := h.Dst()
+		if pkt.PktType != pipeline.PacketHost {
+			// A link-layer broadcast or multicast is never forwarded
+			// (RFC 1812 §5.3.4).
+			pkts[i] = nil
+			b.Drop(pkt, c.linkBroadcast)
+			continue
+		}
 		if dst[0] >= 224 || dst[0] == 0 || dst[0] == 127 {
 			// Multicast, class E and martian destinations are not
 			// forwarded (no multicast routing).

@@ -277,3 +277,14 @@ links:
 		t.Fatalf("a host forwarded: %s", r.DumpCounters())
 	}
 }
+
+// A frame sent to the link broadcast address is not forwarded even when its
+// IP destination is unicast.
+func TestLinkBroadcastNotForwarded(t *testing.T) {
+	r := pt.NewNode(t, "router", routerConfig("ethernet", ""), pipeline.Options{})
+	pkt := pt.UDP4("10.0.1.2", "10.0.2.2", 1, 2, 64, []byte("x"))
+	r.Link(t, "a").InjectFrames([][]byte{pt.EthFrame(wire.BroadcastMAC, wire.MAC{2, 0, 0, 0, 0x0a, 2}, wire.EtherTypeIPv4, pkt)})
+	if r.Link(t, "b").Pending() != 0 || r.Counter("ipv4", "link_broadcast") != 1 {
+		t.Fatalf("broadcast frame forwarded: %s", r.DumpCounters())
+	}
+}

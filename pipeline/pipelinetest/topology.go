@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
 )
@@ -194,36 +195,10 @@ func (c *Collector) Wait(t testing.TB, timeout time.Duration) []byte {
 	}
 }
 
-// SendIPv4 originates an IPv4 packet from the node: payload is the transport
-// message (ICMP, UDP …) of protocol proto, sent to dst through the normal
-// local output path (route lookup, Output hook, Postrouting, link).
+// SendIPv4 originates an IPv4 packet from the node (see ipv4.Send).
 func (n *Node) SendIPv4(t testing.TB, dst string, proto pipeline.TransportProtocolNumber, payload []byte) {
 	t.Helper()
-	to := netip.MustParseAddr(dst)
-	r, ok := n.Stack.Route(to)
-	if !ok {
-		t.Fatalf("node %s: no route to %s", n.Name, dst)
-	}
-	ok = n.Stack.Do(func(b *pipeline.Batch) {
-		nic, found := b.Gen.NIC(r.NIC)
-		if !found {
-			t.Errorf("node %s: route to %s names NIC %d, not in the generation", n.Name, dst, r.NIC)
-			return
-		}
-		src, found := nic.PrimaryAddress(4)
-		if !found {
-			t.Errorf("node %s: no IPv4 address on %s", n.Name, nic.Name())
-			return
-		}
-		pkt := n.Stack.Pool().Get(len(payload) + 64)
-		body, _ := pkt.Append(len(payload))
-		copy(body, payload)
-		ep := b.Gen.NetworkEndpoint(r.NIC, pipeline.IPv4ProtocolNumber)
-		ri := pipeline.RouteInfo{NIC: r.NIC, LocalAddr: src.Addr(), RemoteAddr: to, NextHop: r.NextHop(to), MTU: nic.MTU()}
-		one := []*pipeline.Packet{pkt}
-		ep.WritePackets(b, ri, pipeline.NetworkHeaderParams{Protocol: proto}, one)
-	})
-	if !ok {
-		t.Fatalf("node %s: no generation running", n.Name)
+	if err := ipv4.Send(n.Stack, netip.MustParseAddr(dst), proto, payload); err != nil {
+		t.Fatalf("node %s: %v", n.Name, err)
 	}
 }
