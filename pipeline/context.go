@@ -27,6 +27,25 @@ type Context struct {
 	LinkMTU int
 
 	counters *counterRegistry
+	stack    *Stack
+}
+
+// Stack is the stack the module is built for: what a module uses to
+// re-inject packets it stole (Stack.Reinject) or to run a batch from a timer
+// (Stack.Do). Under pipectl validate it is a throwaway stack that runs
+// nothing.
+func (c *Context) Stack() *Stack { return c.stack }
+
+// Shared returns the stack's long-lived object under key, made by mk the
+// first time: state that must outlive a generation (socket tables,
+// reassembly queues, rate-limit buckets) lives here, keyed by what it
+// belongs to (e.g. "transport.udp/endpoints"), so that a reload finds it
+// again.
+func (c *Context) Shared(key string, mk func() any) any {
+	if c.stack == nil {
+		return mk()
+	}
+	return c.stack.Shared(key, mk)
 }
 
 // Counters returns the counter set with this name (e.g. "ipv4"). The set

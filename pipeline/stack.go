@@ -50,6 +50,26 @@ type Stack struct {
 
 	batchMu sync.Mutex
 	batches []*Batch
+
+	sharedMu sync.Mutex
+	shared   map[string]any
+}
+
+// Shared returns the long-lived object under key, made by mk on first use
+// (see Context.Shared). Go code embedding the stack reaches a module's
+// long-lived state through it (e.g. the UDP socket table).
+func (s *Stack) Shared(key string, mk func() any) any {
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	if v, ok := s.shared[key]; ok {
+		return v
+	}
+	if s.shared == nil {
+		s.shared = map[string]any{}
+	}
+	v := mk()
+	s.shared[key] = v
+	return v
 }
 
 // New returns a stack with no generation: it drops everything until Apply.
@@ -85,7 +105,7 @@ func (s *Stack) moduleContext(cfg *Config, id, instance string, line int) *Conte
 	return &Context{
 		ModuleID: id, Instance: instance, File: cfg.File, Line: line,
 		Logger: s.log.With().Str("module", id).Logger(),
-		Clock:  s.clock, Pool: s.pool, counters: &s.counters,
+		Clock:  s.clock, Pool: s.pool, counters: &s.counters, stack: s,
 	}
 }
 
