@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"sort"
 	"sync"
@@ -56,7 +57,8 @@ type Stack struct {
 }
 
 // Shared returns the long-lived object under key, made by mk on first use
-// (see Context.Shared). Go code embedding the stack reaches a module's
+// (see Context.Shared). Objects that implement io.Closer are closed when
+// the stack closes, after its links. Go code embedding the stack reaches a module's
 // long-lived state through it (e.g. the UDP socket table).
 func (s *Stack) Shared(key string, mk func() any) any {
 	s.sharedMu.Lock()
@@ -226,6 +228,16 @@ func (s *Stack) Close() error {
 		}
 		delete(s.nics, name)
 	}
+	s.sharedMu.Lock()
+	for key, v := range s.shared {
+		if c, ok := v.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			}
+		}
+	}
+	s.shared = nil
+	s.sharedMu.Unlock()
 	return errors.Join(errs...)
 }
 
