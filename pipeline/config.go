@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -22,6 +24,9 @@ type Config struct {
 	// Name of the pipeline.
 	Name string
 	Log  LogConfig
+	// Control is the control socket and metrics endpoint (pipectl run
+	// serves them; the stack itself does not).
+	Control ControlConfig
 	// Modules are the protocol modules, in file order.
 	Modules []ModuleConfig
 	// Links are the NICs, in file order (NIC IDs are handed out in this
@@ -40,6 +45,32 @@ type Config struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`  // debug, info, warn, error (default info)
 	Format string `yaml:"format"` // console or json (default console)
+}
+
+// ControlConfig configures the control socket (`pipectl stats`, `route`,
+// `neigh`, `reload`) and the optional Prometheus endpoint.
+type ControlConfig struct {
+	// Socket is the Unix socket path (mode 0600, root only). Default
+	// /run/pipestack/<name>.sock; "off" disables it.
+	Socket string `yaml:"socket"`
+	// Metrics is a listen address (e.g. 127.0.0.1:9100) for Prometheus
+	// text metrics at /metrics; empty: off.
+	Metrics string `yaml:"metrics"`
+}
+
+// SocketPath is the control socket path in force ("" when off).
+func (c *Config) SocketPath() string {
+	switch c.Control.Socket {
+	case "off":
+		return ""
+	case "":
+		name := c.Name
+		if name == "" {
+			name = "pipestack"
+		}
+		return "/run/pipestack/" + name + ".sock"
+	}
+	return c.Control.Socket
 }
 
 // ForwardingConfig turns IP forwarding on per family (default off: a host).
@@ -144,6 +175,7 @@ type RouteConfig struct {
 type fileConfig struct {
 	Name       string           `yaml:"name"`
 	Log        LogConfig        `yaml:"log"`
+	Control    ControlConfig    `yaml:"control"`
 	Modules    []yaml.Node      `yaml:"modules"`
 	Links      []yaml.Node      `yaml:"links"`
 	Forwarding ForwardingConfig `yaml:"forwarding"`
@@ -226,7 +258,21 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if err := DecodeStrict(&doc, &fc); err != nil {
 		return nil, c.errAt(doc.Line, doc.Column, "", err)
 	}
-	c.Name, c.Log, c.Forwarding = fc.Name, fc.Log, fc.Forwarding
+	c.Name, c.Log, c.Forwarding, c.Control = fc.Name, fc.Log, fc.Forwarding, fc.Control
+	if c.Name != "" && !validName(c.Name) {
+		n := findKey(&doc, "name")
+		return nil, c.errAt(n.Line, n.Column, "", fmt.Errorf("name %q: use letters, digits, '-', '_' and '.'", c.Name))
+	}
+	if m := c.Control.Metrics; m != "" {
+		if _, _, err := net.SplitHostPort(m); err != nil {
+			n := findKey(&doc, "control", "metrics")
+			return nil, c.errAt(n.Line, n.Column, "control", fmt.Errorf("metrics %q is not host:port", m))
+		}
+	}
+	if p := c.Control.Socket; p != "" && p != "off" && !filepath.IsAbs(p) {
+		n := findKey(&doc, "control", "socket")
+		return nil, c.errAt(n.Line, n.Column, "control", fmt.Errorf("socket %q must be an absolute path (or off)", p))
+	}
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -493,6 +539,15 @@ func (rc *RouteConfig) resolve(links map[string]bool) error {
 		return fmt.Errorf("link %q is not defined under links:", rc.Link)
 	}
 	return nil
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Hash identifies the file's bytes: an unchanged file reloads as nothing.

@@ -37,6 +37,9 @@ func (n *NIC) ID() NICID { return n.id }
 // Name is the link's name in the pipeline file.
 func (n *NIC) Name() string { return n.name }
 
+// Module is the link module's ID.
+func (n *NIC) Module() string { return n.mod }
+
 // Link returns the link endpoint.
 func (n *NIC) Link() LinkEndpoint { return n.link }
 

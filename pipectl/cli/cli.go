@@ -20,6 +20,7 @@
 //	run FILE         run the pipeline until SIGINT/SIGTERM; SIGHUP reloads FILE
 //	validate FILE…   decode, provision and validate without opening a device
 //	modules [NS]     list the modules compiled into this binary
+//	stats, route, neigh, reload   ask a running pipeline over its control socket
 //	version, help
 //
 // Exit codes: 0 success, 1 the pipeline (or running it) failed, 2 the command
@@ -31,6 +32,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +46,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pipestack/pipestack/pipectl/control"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -65,6 +68,13 @@ Usage:
         decode, provision and validate each FILE; opens no device, needs no root
   pipectl modules [NAMESPACE]
         list the modules compiled into this binary (e.g. pipectl modules link)
+  pipectl stats [-a] [-json] [-s SOCKET | FILE]
+        a running pipeline's counters per link and per protocol, drops by reason
+  pipectl route [-s SOCKET | FILE]      its routes, as ip route shows them
+  pipectl neigh [-s SOCKET | FILE]      its neighbor entries, as ip neigh shows them
+  pipectl reload [-s SOCKET | FILE]     make it re-read its file (like SIGHUP), and say what happened
+        The control socket is the file's control: socket
+        (default /run/pipestack/<name>.sock); root only.
   pipectl version
         print the version
   pipectl help
@@ -88,6 +98,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "modules":
 		return cmdModules(rest, stdout, stderr)
+	case "stats", "route", "neigh", "reload":
+		return cmdControl(cmd, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -281,4 +293,59 @@ func buildVersion() string {
 		b.WriteString(" " + t.UTC().Format("2006-01-02"))
 	}
 	return b.String()
+}
+
+// cmdControl asks a running pipeline over its control socket.
+func cmdControl(cmd string, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags(cmd, "[-s SOCKET | FILE]", stderr)
+	sock := fs.String("s", "", "control socket path (default: the one FILE configures, else /run/pipestack/pipestack.sock)")
+	all := fs.Bool("a", false, "stats: show zero counters too")
+	asJSON := fs.Bool("json", false, "print the reply as JSON")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	path := *sock
+	switch {
+	case path != "" && fs.NArg() > 0, fs.NArg() > 1:
+		fs.Usage()
+		return 2
+	case fs.NArg() == 1:
+		cfg, err := pipeline.LoadConfigFile(fs.Arg(0))
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if path = cfg.SocketPath(); path == "" {
+			fmt.Fprintf(stderr, "pipectl %s: %s has control: {socket: off}\n", cmd, fs.Arg(0))
+			return 1
+		}
+	case path == "":
+		path = (&pipeline.Config{}).SocketPath()
+	}
+	rep, err := control.Call(path, cmd)
+	if err != nil {
+		fmt.Fprintf(stderr, "pipectl %s: %v\n", cmd, err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+		return 0
+	}
+	switch cmd {
+	case "stats":
+		control.FormatStats(stdout, rep.Stats, *all)
+	case "route":
+		control.FormatRoutes(stdout, rep.Routes)
+	case "neigh":
+		control.FormatNeighbors(stdout, rep.Neigh)
+	case "reload":
+		if rep.Reload.Changed {
+			fmt.Fprintf(stdout, "reloaded: generation %d\n", rep.Reload.Generation)
+		} else {
+			fmt.Fprintf(stdout, "unchanged: generation %d keeps running\n", rep.Reload.Generation)
+		}
+	}
+	return 0
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pipestack/pipestack/pipectl/control"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -61,8 +64,26 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 			opts.Applied(st, changed, err)
 		}
 	}
+	// The control socket's reload requests are served here, on Run's
+	// goroutine, so that reloads never overlap.
+	ctlReload := make(chan chan control.ReloadReply)
+	ctlErr := make(chan error, 1)
+	doReload := func() (control.ReloadReply, error) {
+		res := make(chan control.ReloadReply, 1)
+		select {
+		case ctlReload <- res:
+		case <-ctx.Done():
+			return control.ReloadReply{}, ctx.Err()
+		}
+		r := <-res
+		return r, <-ctlErr
+	}
+	ctl := startControl(cfg, st, doReload, logger)
+	defer func() { ctl.close() }()
+
 	logger.Info().Str("file", file).Str("pipeline", cfg.Name).Uint64("generation", st.Generation().Seq()).Msg("running")
 	applied(true, nil)
+
 
 	var tick <-chan time.Time
 	if opts.StatsInterval > 0 {
@@ -83,6 +104,17 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 		case <-opts.Reload:
 			changed, err := reload(st, file, lw, logger)
 			applied(changed, err)
+			ctl = ctl.update(st, doReload, logger)
+		case res := <-ctlReload:
+			changed, err := reload(st, file, lw, logger)
+			applied(changed, err)
+			var seq uint64
+			if g := st.Generation(); g != nil {
+				seq = g.Seq()
+			}
+			res <- control.ReloadReply{Changed: changed, Generation: seq}
+			ctlErr <- err
+			ctl = ctl.update(st, doReload, logger)
 		case <-tick:
 			logStats(logger, st)
 		}
@@ -206,3 +238,66 @@ func isTerminal(w io.Writer) bool {
 }
 
 var _ zerolog.LevelWriter = (*logWriter)(nil)
+
+// controlState is the control socket and metrics endpoint of a running
+// pipeline, as configured by the generation in force.
+type controlState struct {
+	cfg     pipeline.ControlConfig
+	srv     *control.Server
+	metrics *http.Server
+}
+
+// startControl serves the control socket and the metrics endpoint the file
+// asks for. An explicitly configured socket or metrics address that cannot
+// be served is logged as an error; the default socket (/run/pipestack/
+// <name>.sock) may be unavailable without root, which is only a warning.
+func startControl(cfg *pipeline.Config, st *pipeline.Stack, reload func() (control.ReloadReply, error), logger zerolog.Logger) *controlState {
+	cs := &controlState{cfg: cfg.Control}
+	if path := cfg.SocketPath(); path != "" {
+		srv, err := control.Listen(path, st, reload)
+		switch {
+		case err == nil:
+			cs.srv = srv
+			logger.Info().Str("socket", path).Msg("control socket")
+		case cfg.Control.Socket == "":
+			logger.Warn().Err(err).Msg("no control socket (set control: {socket: PATH} or run as root)")
+		default:
+			logger.Error().Err(err).Msg("control socket")
+		}
+	}
+	if addr := cfg.Control.Metrics; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			logger.Error().Err(err).Msg("metrics endpoint")
+		} else {
+			mux := http.NewServeMux()
+			mux.Handle("/metrics", control.MetricsHandler(st))
+			cs.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+			go cs.metrics.Serve(ln)
+			logger.Info().Str("listen", ln.Addr().String()).Msg("metrics at /metrics")
+		}
+	}
+	return cs
+}
+
+// update restarts the control endpoints when a reload changed their
+// configuration.
+func (cs *controlState) update(st *pipeline.Stack, reload func() (control.ReloadReply, error), logger zerolog.Logger) *controlState {
+	g := st.Generation()
+	if g == nil || g.Config().Control == cs.cfg {
+		return cs
+	}
+	cs.close()
+	return startControl(g.Config(), st, reload, logger)
+}
+
+func (cs *controlState) close() {
+	if cs.srv != nil {
+		cs.srv.Close()
+		cs.srv = nil
+	}
+	if cs.metrics != nil {
+		cs.metrics.Close()
+		cs.metrics = nil
+	}
+}

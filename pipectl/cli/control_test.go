@@ -1,0 +1,121 @@
+package cli_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/pipectl/cli"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// The control socket answers stats, route, neigh and reload while the
+// pipeline runs, root-only, and metrics are served in the Prometheus format.
+func TestControlSocket(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "ctl", "router.sock")
+	metrics := freePort(t)
+	content := fmt.Sprintf(`
+name: router
+control: {socket: %s, metrics: %q}
+modules: [network.testproto]
+links:
+  - {name: a, module: test.link, device: d0, addresses: [10.0.1.1/24], neighbors: [{ip: 10.0.1.2, mac: "02:00:00:00:00:02"}]}
+routes:
+  - {to: 10.9.0.0/16, via: 10.0.1.254, link: a, metric: 5}
+`, sock, metrics)
+	file := tempPipeline(t, content)
+	r := startRun(t, file, cli.RunOptions{})
+	if o := r.next(); o.err != nil {
+		t.Fatal(o.err)
+	}
+
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatalf("no control socket: %v\n%s", err, r.log.String())
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	st := runMain(t, "stats", "-s", sock)
+	if st.code != 0 || !strings.Contains(st.stdout, "1: a: <test.link>") || !strings.Contains(st.stdout, "inet 10.0.1.1/24") {
+		t.Errorf("stats: %d %q %q", st.code, st.stdout, st.stderr)
+	}
+	rt := runMain(t, "route", file) // the socket path read from the file
+	if rt.code != 0 || !strings.Contains(rt.stdout, "10.9.0.0/16 via 10.0.1.254 dev a metric 5") ||
+		!strings.Contains(rt.stdout, "10.0.1.0/24 dev a proto kernel scope link src 10.0.1.1") {
+		t.Errorf("route: %d %q %q", rt.code, rt.stdout, rt.stderr)
+	}
+	ne := runMain(t, "neigh", "-s", sock)
+	if ne.code != 0 || !strings.Contains(ne.stdout, "10.0.1.2 dev a lladdr 02:00:00:00:00:02 PERMANENT") {
+		t.Errorf("neigh: %d %q %q", ne.code, ne.stdout, ne.stderr)
+	}
+	js := runMain(t, "stats", "-json", "-s", sock)
+	if js.code != 0 || !strings.Contains(js.stdout, `"rx_packets": 0`) {
+		t.Errorf("stats -json: %q", js.stdout)
+	}
+
+	// reload over the socket: unchanged, then changed, then broken.
+	if rl := runMain(t, "reload", "-s", sock); rl.code != 0 || !strings.Contains(rl.stdout, "unchanged: generation 1") {
+		t.Errorf("reload unchanged: %d %q %q", rl.code, rl.stdout, rl.stderr)
+	}
+	r.next()
+	writeFile(t, file, strings.Replace(content, "metric: 5", "metric: 7", 1))
+	if rl := runMain(t, "reload", "-s", sock); rl.code != 0 || !strings.Contains(rl.stdout, "reloaded: generation 2") {
+		t.Errorf("reload changed: %d %q %q", rl.code, rl.stdout, rl.stderr)
+	}
+	r.next()
+	writeFile(t, file, strings.Replace(content, "metric: 5", "metrik: 7", 1))
+	if rl := runMain(t, "reload", "-s", sock); rl.code != 1 || !strings.Contains(rl.stderr, `unknown field "metrik"`) {
+		t.Errorf("reload broken: %d %q %q", rl.code, rl.stdout, rl.stderr)
+	}
+	r.next()
+
+	// Prometheus text.
+	var body string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []string{`pipestack_link_rx_packets_total{link="a"} 0`, "# TYPE pipestack_counter_total counter", "pipestack_generation 2"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind after stop: %v", err)
+	}
+	if rl := runMain(t, "stats", "-s", sock); rl.code != 1 || !strings.Contains(rl.stderr, "no pipeline is running") {
+		t.Errorf("stats with nothing running: %d %q", rl.code, rl.stderr)
+	}
+}

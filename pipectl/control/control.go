@@ -1,0 +1,291 @@
+// Package control is pipectl's control socket: a running pipeline answers
+// `pipectl stats`, `route`, `neigh` and `reload` over a Unix socket that only
+// root may open (mode 0600), one JSON request and one JSON reply per
+// connection. It also renders the same counters as Prometheus text metrics.
+package control
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pipestack/pipestack/pipeline"
+)
+
+// Request is what a client sends.
+type Request struct {
+	Cmd string `json:"cmd"` // stats, route, neigh, reload
+}
+
+// Reply is what the server answers; one of the payloads is set.
+type Reply struct {
+	Error  string       `json:"error,omitempty"`
+	Stats  *Stats       `json:"stats,omitempty"`
+	Routes []RouteEntry `json:"routes,omitempty"`
+	Neigh  []NeighEntry `json:"neigh,omitempty"`
+	Reload *ReloadReply `json:"reload,omitempty"`
+}
+
+// Stats are the counters of a running stack.
+type Stats struct {
+	Generation uint64       `json:"generation"`
+	Links      []LinkStats  `json:"links"`
+	Sets       []CounterSet `json:"counters"`
+}
+
+// LinkStats are one link's counters.
+type LinkStats struct {
+	Name      string   `json:"name"`
+	ID        uint32   `json:"id"`
+	Module    string   `json:"module"`
+	MTU       int      `json:"mtu"`
+	LinkAddr  string   `json:"link_addr,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+	RxPackets uint64   `json:"rx_packets"`
+	RxBytes   uint64   `json:"rx_bytes"`
+	RxDropped uint64   `json:"rx_dropped"`
+	RxUnknown uint64   `json:"rx_unknown_protocol"`
+	TxPackets uint64   `json:"tx_packets"`
+	TxBytes   uint64   `json:"tx_bytes"`
+	TxDropped uint64   `json:"tx_dropped"`
+}
+
+// CounterSet is one named group of counters (drops by reason included).
+type CounterSet struct {
+	Name     string                  `json:"name"`
+	Counters []pipeline.CounterValue `json:"values"`
+}
+
+// RouteEntry is one route.
+type RouteEntry struct {
+	To        string `json:"to"`
+	Via       string `json:"via,omitempty"`
+	Link      string `json:"link"`
+	Metric    uint32 `json:"metric"`
+	Connected bool   `json:"connected"`
+	Src       string `json:"src,omitempty"`
+}
+
+// NeighEntry is one neighbor entry.
+type NeighEntry struct {
+	Addr     string `json:"addr"`
+	Link     string `json:"link"`
+	LinkAddr string `json:"lladdr"`
+	State    string `json:"state"`
+	Age      string `json:"age"`
+}
+
+// ReloadReply says what a reload did.
+type ReloadReply struct {
+	Changed    bool   `json:"changed"`
+	Generation uint64 `json:"generation"`
+}
+
+// Snapshot gathers the stack's counters.
+func Snapshot(s *pipeline.Stack) *Stats {
+	st := &Stats{}
+	g := s.Generation()
+	if g != nil {
+		st.Generation = g.Seq()
+	}
+	for _, n := range s.NICs() {
+		c := &n.Stats
+		ls := LinkStats{
+			Name: n.Name(), ID: uint32(n.ID()), Module: n.Module(),
+			RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(), RxDropped: c.RxDropped.Load(), RxUnknown: c.RxUnknownProtocol.Load(),
+			TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(), TxDropped: c.TxDropped.Load(),
+		}
+		if g != nil {
+			if ni, ok := g.NIC(n.ID()); ok {
+				ls.MTU = ni.MTU()
+				if mac := ni.LinkAddress(); !mac.IsZero() {
+					ls.LinkAddr = mac.String()
+				}
+				for _, fam := range []int{4, 6} {
+					for _, a := range ni.Addresses(fam) {
+						ls.Addresses = append(ls.Addresses, a.Prefix.String())
+					}
+				}
+			}
+		}
+		st.Links = append(st.Links, ls)
+	}
+	for _, cs := range s.Counters() {
+		st.Sets = append(st.Sets, CounterSet{Name: cs.Name(), Counters: cs.Snapshot()})
+	}
+	return st
+}
+
+// Routes lists the running generation's routes.
+func Routes(s *pipeline.Stack) []RouteEntry {
+	g := s.Generation()
+	if g == nil {
+		return nil
+	}
+	names := map[pipeline.NICID]string{}
+	for _, n := range s.NICs() {
+		names[n.ID()] = n.Name()
+	}
+	var out []RouteEntry
+	for _, r := range g.Routes().Routes() {
+		e := RouteEntry{To: r.Dst.String(), Link: names[r.NIC], Metric: r.Metric, Connected: r.Connected}
+		if r.Via.IsValid() {
+			e.Via = r.Via.String()
+		}
+		if ni, ok := g.NIC(r.NIC); ok {
+			fam := 4
+			if r.Dst.Addr().Is6() {
+				fam = 6
+			}
+			if p, ok := ni.PrimaryAddress(fam); ok {
+				e.Src = p.Addr().String()
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// Neighbors lists every link's neighbor entries.
+func Neighbors(s *pipeline.Stack) []NeighEntry {
+	now := s.Clock().Now()
+	var out []NeighEntry
+	for _, n := range s.NICs() {
+		entries := n.Neighbors().Entries()
+		sort.Slice(entries, func(i, j int) bool { return entries[i].Addr.Less(entries[j].Addr) })
+		for _, e := range entries {
+			out = append(out, NeighEntry{Addr: e.Addr.String(), Link: n.Name(), LinkAddr: e.LinkAddr.String(),
+				State: e.State.String(), Age: now.Sub(e.UpdatedAt).Round(time.Second).String()})
+		}
+	}
+	return out
+}
+
+// Server serves the control socket.
+type Server struct {
+	ln     net.Listener
+	path   string
+	stack  *pipeline.Stack
+	reload func() (ReloadReply, error)
+	wg     sync.WaitGroup
+}
+
+// Listen creates the socket at path (its directory too, mode 0755; a stale
+// socket file is replaced; the socket itself is mode 0600) and serves it.
+// reload is called for `pipectl reload` and must serialise with other
+// reloads (pipectl run funnels it through its main loop).
+func Listen(path string, s *pipeline.Stack, reload func() (ReloadReply, error)) (*Server, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another pipeline is serving this socket", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &Server{ln: ln, path: path, stack: s, reload: reload}
+	srv.wg.Add(1)
+	go srv.serve()
+	return srv, nil
+}
+
+// Path is the socket's path.
+func (srv *Server) Path() string { return srv.path }
+
+func (srv *Server) serve() {
+	defer srv.wg.Done()
+	for {
+		c, err := srv.ln.Accept()
+		if err != nil {
+			return
+		}
+		srv.wg.Add(1)
+		go func() {
+			defer srv.wg.Done()
+			srv.handle(c)
+		}()
+	}
+}
+
+func (srv *Server) handle(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	var req Request
+	if err := json.NewDecoder(io.LimitReader(c, 4096)).Decode(&req); err != nil {
+		json.NewEncoder(c).Encode(Reply{Error: "bad request: " + err.Error()})
+		return
+	}
+	var rep Reply
+	switch req.Cmd {
+	case "stats":
+		rep.Stats = Snapshot(srv.stack)
+	case "route":
+		rep.Routes = Routes(srv.stack)
+	case "neigh":
+		rep.Neigh = Neighbors(srv.stack)
+	case "reload":
+		r, err := srv.reload()
+		if err != nil {
+			rep.Error = err.Error()
+		} else {
+			rep.Reload = &r
+		}
+	default:
+		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, reload)", req.Cmd)
+	}
+	json.NewEncoder(c).Encode(rep)
+}
+
+// Close stops serving and removes the socket file.
+func (srv *Server) Close() error {
+	err := srv.ln.Close()
+	srv.wg.Wait()
+	os.Remove(srv.path)
+	return err
+}
+
+// Call sends one command to the socket at path and returns the reply; a
+// reply carrying an error is returned as that error.
+func Call(path, cmd string) (*Reply, error) {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no pipeline is running with control socket %s", path)
+		}
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if err := json.NewEncoder(c).Encode(Request{Cmd: cmd}); err != nil {
+		return nil, err
+	}
+	var rep Reply
+	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&rep); err != nil {
+		return nil, fmt.Errorf("reading the reply: %w", err)
+	}
+	if rep.Error != "" {
+		return &rep, errors.New(rep.Error)
+	}
+	return &rep, nil
+}

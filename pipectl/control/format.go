@@ -1,0 +1,119 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pipestack/pipestack/pipeline"
+)
+
+// FormatStats writes counters the way `ip -s link` readers expect them: a
+// block per link, then each counter set with its non-zero counters (drops
+// by reason among them); all counters with all=true.
+func FormatStats(w io.Writer, st *Stats, all bool) {
+	fmt.Fprintf(w, "generation %d\n", st.Generation)
+	for _, l := range st.Links {
+		fmt.Fprintf(w, "%d: %s: <%s> mtu %d\n", l.ID, l.Name, l.Module, l.MTU)
+		if l.LinkAddr != "" {
+			fmt.Fprintf(w, "    link/ether %s\n", l.LinkAddr)
+		}
+		for _, a := range l.Addresses {
+			fam := "inet"
+			if strings.Contains(a, ":") {
+				fam = "inet6"
+			}
+			fmt.Fprintf(w, "    %s %s\n", fam, a)
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "    RX:\tbytes\tpackets\tdropped\tunknown_proto\n")
+		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\n", l.RxBytes, l.RxPackets, l.RxDropped, l.RxUnknown)
+		fmt.Fprintf(tw, "    TX:\tbytes\tpackets\tdropped\t\n")
+		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t\n", l.TxBytes, l.TxPackets, l.TxDropped)
+		tw.Flush()
+	}
+	for _, s := range st.Sets {
+		var lines []string
+		for _, c := range s.Counters {
+			if all || c.Value != 0 {
+				lines = append(lines, fmt.Sprintf("    %-28s %d", c.Name, c.Value))
+			}
+		}
+		if len(lines) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "%s:\n%s\n", s.Name, strings.Join(lines, "\n"))
+	}
+}
+
+// FormatRoutes writes routes like `ip route`.
+func FormatRoutes(w io.Writer, routes []RouteEntry) {
+	for _, r := range routes {
+		to := r.To
+		if to == "0.0.0.0/0" || to == "::/0" {
+			to = "default"
+		}
+		var b strings.Builder
+		b.WriteString(to)
+		if r.Via != "" {
+			b.WriteString(" via " + r.Via)
+		}
+		b.WriteString(" dev " + r.Link)
+		if r.Connected {
+			b.WriteString(" proto kernel scope link")
+		}
+		if r.Src != "" && r.Connected {
+			b.WriteString(" src " + r.Src)
+		}
+		if r.Metric != 0 {
+			fmt.Fprintf(&b, " metric %d", r.Metric)
+		}
+		fmt.Fprintln(w, b.String())
+	}
+}
+
+// FormatNeighbors writes entries like `ip neigh`.
+func FormatNeighbors(w io.Writer, ns []NeighEntry) {
+	for _, n := range ns {
+		fmt.Fprintf(w, "%s dev %s lladdr %s %s\n", n.Addr, n.Link, n.LinkAddr, n.State)
+	}
+}
+
+// MetricsHandler serves the stack's counters in the Prometheus text format
+// at any path it is mounted on.
+func MetricsHandler(s *pipeline.Stack) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		WriteMetrics(w, Snapshot(s))
+	})
+}
+
+// WriteMetrics writes st as Prometheus text metrics.
+func WriteMetrics(w io.Writer, st *Stats) {
+	link := []struct {
+		name, help string
+		get        func(*LinkStats) uint64
+	}{
+		{"pipestack_link_rx_packets_total", "Packets received on a link.", func(l *LinkStats) uint64 { return l.RxPackets }},
+		{"pipestack_link_rx_bytes_total", "Bytes received on a link.", func(l *LinkStats) uint64 { return l.RxBytes }},
+		{"pipestack_link_rx_dropped_total", "Received packets dropped.", func(l *LinkStats) uint64 { return l.RxDropped }},
+		{"pipestack_link_tx_packets_total", "Packets sent on a link.", func(l *LinkStats) uint64 { return l.TxPackets }},
+		{"pipestack_link_tx_bytes_total", "Bytes handed to a link.", func(l *LinkStats) uint64 { return l.TxBytes }},
+		{"pipestack_link_tx_dropped_total", "Packets dropped on output.", func(l *LinkStats) uint64 { return l.TxDropped }},
+	}
+	for _, m := range link {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", m.name, m.help, m.name)
+		for i := range st.Links {
+			fmt.Fprintf(w, "%s{link=%q} %d\n", m.name, st.Links[i].Name, m.get(&st.Links[i]))
+		}
+	}
+	fmt.Fprintf(w, "# HELP pipestack_counter_total Protocol and stack counters (drops by reason among them).\n# TYPE pipestack_counter_total counter\n")
+	for _, s := range st.Sets {
+		for _, c := range s.Counters {
+			fmt.Fprintf(w, "pipestack_counter_total{set=%q,name=%q} %d\n", s.Name, c.Name, c.Value)
+		}
+	}
+	fmt.Fprintf(w, "# HELP pipestack_generation The running configuration generation.\n# TYPE pipestack_generation gauge\npipestack_generation %d\n", st.Generation)
+}
