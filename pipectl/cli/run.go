@@ -84,7 +84,6 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 	logger.Info().Str("file", file).Str("pipeline", cfg.Name).Uint64("generation", st.Generation().Seq()).Msg("running")
 	applied(true, nil)
 
-
 	var tick <-chan time.Time
 	if opts.StatsInterval > 0 {
 		t := time.NewTicker(opts.StatsInterval)
