@@ -27,6 +27,8 @@ type Config struct {
 	// Control is the control socket and metrics endpoint (pipectl run
 	// serves them; the stack itself does not).
 	Control ControlConfig
+	// Privileges says what pipectl run keeps once its devices are open.
+	Privileges PrivilegesConfig
 	// Modules are the protocol modules, in file order.
 	Modules []ModuleConfig
 	// Links are the NICs, in file order (NIC IDs are handed out in this
@@ -71,6 +73,21 @@ func (c *Config) SocketPath() string {
 		return "/run/pipestack/" + name + ".sock"
 	}
 	return c.Control.Socket
+}
+
+// PrivilegesConfig: once the links are open, pipectl run (as root) keeps
+// only the capabilities a running router needs — CAP_NET_ADMIN and
+// CAP_NET_RAW by default — and optionally runs as another user.
+type PrivilegesConfig struct {
+	// User to switch to (name or uid); empty: stay uid 0 but without the
+	// other capabilities.
+	User string `yaml:"user"`
+	// Keep lists the capabilities kept (default [net_admin, net_raw]);
+	// reloads that must open devices in other network namespaces need
+	// sys_admin too.
+	Keep []string `yaml:"keep"`
+	// Drop: false keeps every privilege (default true).
+	Drop *bool `yaml:"drop"`
 }
 
 // ForwardingConfig turns IP forwarding on per family (default off: a host).
@@ -176,6 +193,7 @@ type fileConfig struct {
 	Name       string           `yaml:"name"`
 	Log        LogConfig        `yaml:"log"`
 	Control    ControlConfig    `yaml:"control"`
+	Privileges PrivilegesConfig `yaml:"privileges"`
 	Modules    []yaml.Node      `yaml:"modules"`
 	Links      []yaml.Node      `yaml:"links"`
 	Forwarding ForwardingConfig `yaml:"forwarding"`
@@ -258,7 +276,16 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if err := DecodeStrict(&doc, &fc); err != nil {
 		return nil, c.errAt(doc.Line, doc.Column, "", err)
 	}
-	c.Name, c.Log, c.Forwarding, c.Control = fc.Name, fc.Log, fc.Forwarding, fc.Control
+	c.Name, c.Log, c.Forwarding, c.Control, c.Privileges = fc.Name, fc.Log, fc.Forwarding, fc.Control, fc.Privileges
+	for i, k := range c.Privileges.Keep {
+		if _, ok := Capabilities[strings.ToLower(strings.TrimPrefix(strings.ToLower(k), "cap_"))]; !ok {
+			n := findKey(&doc, "privileges", "keep")
+			if i < len(n.Content) {
+				n = n.Content[i]
+			}
+			return nil, c.errAt(n.Line, n.Column, "privileges", fmt.Errorf("unknown capability %q (e.g. net_admin, net_raw, sys_admin)", k))
+		}
+	}
 	if c.Name != "" && !validName(c.Name) {
 		n := findKey(&doc, "name")
 		return nil, c.errAt(n.Line, n.Column, "", fmt.Errorf("name %q: use letters, digits, '-', '_' and '.'", c.Name))
@@ -539,6 +566,15 @@ func (rc *RouteConfig) resolve(links map[string]bool) error {
 		return fmt.Errorf("link %q is not defined under links:", rc.Link)
 	}
 	return nil
+}
+
+// Capabilities maps the Linux capability names accepted in privileges.keep
+// (without the cap_ prefix) to their numbers.
+var Capabilities = map[string]int{
+	"chown": 0, "dac_override": 1, "dac_read_search": 2, "fowner": 3, "fsetid": 4, "kill": 5,
+	"setgid": 6, "setuid": 7, "setpcap": 8, "net_bind_service": 10, "net_broadcast": 11,
+	"net_admin": 12, "net_raw": 13, "ipc_lock": 14, "sys_chroot": 18, "sys_ptrace": 19,
+	"sys_admin": 21, "sys_nice": 23, "sys_resource": 24, "bpf": 39, "perfmon": 38,
 }
 
 func validName(s string) bool {

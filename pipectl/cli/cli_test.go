@@ -273,6 +273,7 @@ func startRun(t *testing.T, file string, opts cli.RunOptions) *runner {
 	var ctx context.Context
 	ctx, r.cancel = context.WithCancel(context.Background())
 	opts.LogOutput, opts.Reload = &r.log, r.reload
+	opts.KeepPrivileges = true // the test binary must keep its own
 	opts.Applied = func(st *pipeline.Stack, changed bool, err error) {
 		r.stack = st // written before the send, read after the receive
 		var seq uint64

@@ -33,6 +33,9 @@ type RunOptions struct {
 	// changed is false for an unchanged file; err is the reason a reload
 	// was refused (the running generation stays).
 	Applied func(st *pipeline.Stack, changed bool, err error)
+	// KeepPrivileges skips the privilege drop of the file's privileges:
+	// section (for tests running Run inside their own process).
+	KeepPrivileges bool
 }
 
 // Run runs the pipeline in file until ctx is done, then closes the stack.
@@ -81,6 +84,21 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 	ctl := startControl(cfg, st, doReload, logger)
 	defer func() { ctl.close() }()
 
+	privs := cfg.Privileges
+	if opts.KeepPrivileges {
+		no := false
+		privs.Drop = &no
+	}
+	switch msg, err := dropPrivileges(privs); {
+	case err != nil && (cfg.Privileges.User != "" || len(cfg.Privileges.Keep) > 0):
+		ctl.close()
+		st.Close()
+		return fmt.Errorf("privileges: %w", err)
+	case err != nil:
+		logger.Warn().Err(err).Msg("running with all privileges")
+	case msg != "":
+		logger.Info().Msg(msg)
+	}
 	logger.Info().Str("file", file).Str("pipeline", cfg.Name).Uint64("generation", st.Generation().Seq()).Msg("running")
 	applied(true, nil)
 
