@@ -8,12 +8,37 @@ import (
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
-// Protocol is IPv4's protocol object, one per generation.
-type Protocol struct {
-	pool       *pipeline.Pool
+// rpMode is a reverse-path filter mode (Linux rp_filter 0, 2, 1).
+type rpMode uint8
+
+const (
+	rpOff rpMode = iota
+	rpLoose
+	rpStrict
+)
+
+// config is the protocol's configuration in one generation.
+type config struct {
 	ttl        uint8
 	icmpErrors bool
-	ident      atomic.Uint32
+	rate       rateConfig
+	reasm      reasmLimits
+	defragAll  bool
+	rpDefault  rpMode
+	rpLinks    map[string]rpMode
+}
+
+// Protocol is IPv4's protocol object, one per generation. The ICMP limiter
+// and the reassembly queues are long-lived (shared across generations).
+type Protocol struct {
+	pool  *pipeline.Pool
+	cfg   config
+	ttl   uint8
+	ident atomic.Uint32
+
+	reasmLim reasmLimits
+	limiter  *icmpLimiter
+	reasm    *reassembler
 
 	c counters
 }
@@ -21,27 +46,48 @@ type Protocol struct {
 type counters struct {
 	rx, delivered, forwarded, sent                                  *pipeline.Counter
 	malformed                                                       [8]*pipeline.Counter // by wire.ParseError
-	badChecksum, ttlExceeded, noRoute, notForwarding, tooBig        *pipeline.Counter
-	fragUnsupported, unknownProto, martian, noSource, tooBigLocal   *pipeline.Counter
+	badChecksum, badOptions, sourceRoute                            *pipeline.Counter
+	martianSrc, martianDst, rpFilter, multicastFwd                  *pipeline.Counter
+	ttlExceeded, noRoute, notForwarding, tooBig                     *pipeline.Counter
+	unknownProto, noSource, tooBigLocal, linkBroadcast              *pipeline.Counter
+	fragOK, fragCreated, fragFails                                  *pipeline.Counter
 	icmpIn, icmpEchoIn, icmpEchoReplyOut, icmpErrOut, icmpMalformed *pipeline.Counter
-	icmpSuppressed, linkBroadcast                                   *pipeline.Counter
+	icmpSuppressed, icmpRateLimited                                 *pipeline.Counter
+	icmpUnreachOut, icmpTimeExceededOut, icmpParamProblemOut        *pipeline.Counter
+
+	reasmFragments, reasmOK, reasmDuplicate, reasmOverlap, reasmInconsistent *pipeline.Counter
+	reasmMalformed, reasmTooBig, reasmTimeout, reasmEvicted                  *pipeline.Counter
+	reasmSourceLimit, reasmNoMemory, reasmDiscarded                          *pipeline.Counter
 }
 
-func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, ttl uint8, icmpErrors bool) *Protocol {
-	p := &Protocol{pool: pool, ttl: ttl, icmpErrors: icmpErrors}
+func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Protocol {
+	p := &Protocol{pool: pool, cfg: cfg, ttl: cfg.ttl, reasmLim: cfg.reasm}
 	c := &p.c
 	c.rx, c.delivered, c.forwarded, c.sent = cs.Get("rx"), cs.Get("delivered"), cs.Get("forwarded"), cs.Get("sent")
 	for e := wire.ErrTooShort; e <= wire.ErrBadTotalLength; e++ {
 		c.malformed[e] = cs.Get("malformed_" + e.Reason())
 	}
-	c.badChecksum = cs.Get("malformed_bad_checksum")
+	c.badChecksum, c.badOptions = cs.Get("malformed_bad_checksum"), cs.Get("malformed_options")
+	c.sourceRoute = cs.Get("source_route")
+	c.martianSrc, c.martianDst = cs.Get("martian_source"), cs.Get("martian_destination")
+	c.rpFilter, c.multicastFwd = cs.Get("rp_filter"), cs.Get("multicast_not_forwarded")
 	c.ttlExceeded, c.noRoute, c.notForwarding = cs.Get("ttl_exceeded"), cs.Get("no_route"), cs.Get("not_forwarding")
-	c.tooBig, c.fragUnsupported = cs.Get("too_big"), cs.Get("fragment_unsupported")
-	c.unknownProto, c.martian, c.noSource = cs.Get("unknown_protocol"), cs.Get("martian"), cs.Get("no_source_address")
+	c.tooBig = cs.Get("too_big")
+	c.unknownProto, c.noSource = cs.Get("unknown_protocol"), cs.Get("no_source_address")
 	c.tooBigLocal, c.linkBroadcast = cs.Get("too_big_local"), cs.Get("link_broadcast")
+	c.fragOK, c.fragCreated, c.fragFails = cs.Get("frag_ok"), cs.Get("frag_created"), cs.Get("frag_fails")
 	c.icmpIn, c.icmpEchoIn = cs.Get("icmp_in"), cs.Get("icmp_echo_in")
 	c.icmpEchoReplyOut, c.icmpErrOut = cs.Get("icmp_echo_reply_out"), cs.Get("icmp_error_out")
 	c.icmpMalformed, c.icmpSuppressed = cs.Get("icmp_malformed"), cs.Get("icmp_error_suppressed")
+	c.icmpRateLimited = cs.Get("icmp_rate_limited")
+	c.icmpUnreachOut, c.icmpTimeExceededOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_time_exceeded_out")
+	c.icmpParamProblemOut = cs.Get("icmp_param_problem_out")
+	c.reasmFragments, c.reasmOK = cs.Get("reasm_fragments"), cs.Get("reasm_ok")
+	c.reasmDuplicate, c.reasmOverlap = cs.Get("reasm_duplicate"), cs.Get("reasm_overlap")
+	c.reasmInconsistent, c.reasmMalformed = cs.Get("reasm_inconsistent"), cs.Get("reasm_malformed")
+	c.reasmTooBig, c.reasmTimeout = cs.Get("reasm_too_big"), cs.Get("reasm_timeout")
+	c.reasmEvicted, c.reasmSourceLimit = cs.Get("reasm_evicted"), cs.Get("reasm_source_limit")
+	c.reasmNoMemory, c.reasmDiscarded = cs.Get("reasm_no_memory"), cs.Get("reasm_discarded")
 	return p
 }
 
@@ -62,7 +108,11 @@ func (p *Protocol) ParseAddresses(b []byte) (src, dst netip.Addr, ok bool) {
 
 // NewEndpoint implements pipeline.NetworkProtocol.
 func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEndpoint {
-	return &endpoint{p: p, nic: nic}
+	rp := p.cfg.rpDefault
+	if m, ok := p.cfg.rpLinks[nic.Name()]; ok {
+		rp = m
+	}
+	return &endpoint{p: p, nic: nic, rp: rp}
 }
 
 // endpoint is IPv4 on one NIC. It holds no per-packet state: several
@@ -70,17 +120,32 @@ func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEn
 type endpoint struct {
 	p   *Protocol
 	nic pipeline.NetworkInterface
+	rp  rpMode
 }
 
 func (e *endpoint) Close() {}
 
+func (e *endpoint) dropMalformed(b *pipeline.Batch, pkt *pipeline.Packet, err error) {
+	c := &e.p.c
+	pe, _ := err.(wire.ParseError)
+	if int(pe) >= len(c.malformed) || c.malformed[pe] == nil {
+		pe = wire.ErrTooShort
+	}
+	b.Drop(pkt, c.malformed[pe])
+}
+
 // HandlePackets implements pipeline.NetworkEndpoint. Three passes over the
-// batch: validate; route decision (forwarded packets to the front, local
-// ones to the back); then the Forward hook and output for the first group,
-// the Input hook and delivery for the second.
+// batch: validate (header, anti-spoofing, options); route decision
+// (forwarded packets to the front, local ones to the back); then the Forward
+// hook and output for the first group, reassembly, the Input hook and
+// delivery for the second.
 func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	c := &e.p.c
 	var rx uint64
+	// Source checks are cached per run of one source address.
+	var lastSrc [4]byte
+	var lastBad *pipeline.Counter
+	haveSrc := false
 	for i, pkt := range pkts {
 		if pkt == nil {
 			continue
@@ -89,11 +154,7 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		h := wire.IPv4(pkt.Data())
 		if err := h.Check(); err != nil {
 			pkts[i] = nil
-			pe, _ := err.(wire.ParseError)
-			if int(pe) >= len(c.malformed) || c.malformed[pe] == nil {
-				pe = wire.ErrTooShort
-			}
-			b.Drop(pkt, c.malformed[pe])
+			e.dropMalformed(b, pkt, err)
 			continue
 		}
 		if !h.IsChecksumValid() {
@@ -103,9 +164,40 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 		pkt.Truncate(int(h.TotalLength()))
 		pkt.SetNetworkHeader()
-		if martianSource(h.Src()) {
+		src, dst := h.Src(), h.Dst()
+		if !haveSrc || src != lastSrc {
+			lastSrc, lastBad, haveSrc = src, e.checkSource(b, src), true
+		}
+		if lastBad != nil {
 			pkts[i] = nil
-			b.Drop(pkt, c.martian)
+			b.Drop(pkt, lastBad)
+			continue
+		}
+		if martianDestination(dst) {
+			pkts[i] = nil
+			b.Drop(pkt, c.martianDst)
+			continue
+		}
+		if h.HeaderLength() > wire.IPv4MinimumSize {
+			if ptr := h.OptionsError(); ptr >= 0 {
+				pkts[i] = nil
+				e.icmpError(b, pkt, wire.ICMPv4ParamProblem, 0, wire.ICMPv4ParamProblemRest(uint8(ptr)))
+				b.Drop(pkt, c.badOptions)
+				continue
+			}
+			if h.SourceRouted() {
+				// Like Linux with accept_source_route=0.
+				pkts[i] = nil
+				b.Drop(pkt, c.sourceRoute)
+				continue
+			}
+		}
+		if e.p.cfg.defragAll && (h.MoreFragments() || h.FragmentOffset() != 0) {
+			user := userDefrag
+			if _, _, local := b.Gen.IsLocal4(dst); local {
+				user = userLocal // times out with ICMP, as local delivery's
+			}
+			pkts[i] = e.p.reasm.add(b.Now, pkt, user, &e.p.reasmLim)
 		}
 	}
 	c.rx.Add(rx)
@@ -130,6 +222,45 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	}
 }
 
+// checkSource returns the drop counter for a source address that must not
+// be accepted on this NIC, or nil. Martian sources (RFC 1812 §5.3.7): 0/8
+// (but 0.0.0.0, which a DHCP client uses, and which forward refuses),
+// 127/8, multicast, class E and the limited broadcast, and the stack's own
+// addresses (or its subnets' broadcast addresses) coming from outside. Then
+// the reverse-path filter: loose wants some route back to the source,
+// strict one that leaves through this NIC (RFC 3704).
+func (e *endpoint) checkSource(b *pipeline.Batch, src [4]byte) *pipeline.Counter {
+	c := &e.p.c
+	if src == [4]byte{} {
+		return nil
+	}
+	if src[0] == 0 || src[0] == 127 || src[0] >= 224 {
+		return c.martianSrc
+	}
+	if _, _, own := b.Gen.IsLocal4(src); own {
+		return c.martianSrc
+	}
+	if e.rp != rpOff {
+		r := b.Gen.Routes().Lookup4(src)
+		if r == nil || (e.rp == rpStrict && r.NIC != e.nic.ID()) {
+			return c.rpFilter
+		}
+	}
+	return nil
+}
+
+// martianDestination: 0/8, 127/8 (the stack has no loopback link, so such
+// a packet always came from outside) and class E but the limited broadcast.
+func martianDestination(dst [4]byte) bool {
+	switch {
+	case dst[0] == 0, dst[0] == 127:
+		return true
+	case dst[0] >= 240:
+		return dst != [4]byte{255, 255, 255, 255}
+	}
+	return false
+}
+
 // forward routes, checks and rewrites packets not addressed to the stack.
 func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	c := &e.p.c
@@ -144,6 +275,7 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	var lastDst [4]byte
 	var lastRoute *pipeline.Route
 	var lastMTU int
+	fragment := false
 	for i, pkt := range pkts {
 		h := wire.IPv4(pkt.Data())
 		dst := h.Dst()
@@ -154,11 +286,16 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			b.Drop(pkt, c.linkBroadcast)
 			continue
 		}
-		if dst[0] >= 224 || dst[0] == 0 || dst[0] == 127 {
-			// Multicast, class E and martian destinations are not
-			// forwarded (no multicast routing).
+		if dst[0] >= 224 {
+			// No multicast routing.
 			pkts[i] = nil
-			b.Drop(pkt, c.martian)
+			b.Drop(pkt, c.multicastFwd)
+			continue
+		}
+		if h.Src() == [4]byte{} {
+			// 0.0.0.0 is only accepted as a source by the stack itself.
+			pkts[i] = nil
+			b.Drop(pkt, c.martianSrc)
 			continue
 		}
 		if h.TTL() <= 1 {
@@ -187,14 +324,20 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			lastDst, lastRoute, lastMTU = dst, r, mtu
 		}
 		if size := wireSize(pkt, h); size > mtu {
-			pkts[i] = nil
-			if h.DontFragment() {
+			switch {
+			case h.DontFragment():
+				pkts[i] = nil
 				e.icmpError(b, pkt, wire.ICMPv4DstUnreachable, wire.ICMPv4FragmentationNeeded, wire.ICMPv4FragNeededRest(uint16(mtu)))
 				b.Drop(pkt, c.tooBig)
-			} else {
-				b.Drop(pkt, c.fragUnsupported)
+				continue
+			case pkt.GSO.Type != pipeline.GSONone:
+				// Segments without DF over the MTU would have to be
+				// segmented, then fragmented: not supported.
+				pkts[i] = nil
+				b.Drop(pkt, c.fragFails)
+				continue
 			}
-			continue
+			fragment = true // after the Forward hook, which sees it whole
 		}
 		h.DecTTL()
 		pkt.OutNIC = r.NIC
@@ -207,11 +350,18 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	b.RunHook(pipeline.Forward, pkts)
 	var n uint64
 	for i, pkt := range pkts {
-		if pkt != nil {
-			b.Output(pkt)
-			pkts[i] = nil
-			n++
+		if pkt == nil {
+			continue
 		}
+		pkts[i] = nil
+		n++
+		if fragment && pkt.GSO.Type == pipeline.GSONone {
+			if out, ok := b.Gen.NIC(pkt.OutNIC); ok && pkt.Len() > out.MTU() {
+				e.p.fragment(b, pkt, out.MTU())
+				continue
+			}
+		}
+		b.Output(pkt)
 	}
 	c.forwarded.Add(n)
 }
@@ -225,21 +375,22 @@ func wireSize(pkt *pipeline.Packet, h wire.IPv4) int {
 	return int(h.TotalLength())
 }
 
-// martianSource: a source no host may use (RFC 1812 §5.3.7): 0/8 but
-// 0.0.0.0 (DHCP), 127/8, multicast, class E, broadcast.
-func martianSource(src [4]byte) bool {
-	switch {
-	case src == [4]byte{}:
-		return false
-	case src[0] == 0, src[0] == 127, src[0] >= 224:
-		return true
-	}
-	return false
-}
-
-// deliver hands packets addressed to the stack to ICMP or the transport.
+// deliver reassembles fragments and hands packets addressed to the stack to
+// ICMP or the transport. Reassembly happens before the Input hook (which
+// sees whole datagrams, as in Linux): a fragment is stolen (its slot set to
+// nil) and held; the fragment that completes a datagram has its slot taken
+// by the reassembled datagram, which is delivered in this same batch — no
+// re-injection, no second pass through the stack.
 func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	c := &e.p.c
+	for i, pkt := range pkts {
+		if pkt == nil {
+			continue
+		}
+		if h := wire.IPv4(pkt.Data()); h.MoreFragments() || h.FragmentOffset() != 0 {
+			pkts[i] = e.p.reasm.add(b.Now, pkt, userLocal, &e.p.reasmLim)
+		}
+	}
 	b.RunHook(pipeline.Input, pkts)
 	var delivered uint64
 	for i, pkt := range pkts {
@@ -247,11 +398,6 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			continue
 		}
 		h := wire.IPv4(pkt.Data())
-		if h.MoreFragments() || h.FragmentOffset() != 0 {
-			pkts[i] = nil
-			b.Drop(pkt, c.fragUnsupported)
-			continue
-		}
 		pkt.TransProto = pipeline.TransportProtocolNumber(h.Protocol())
 		pkt.Pull(h.HeaderLength())
 		pkt.SetTransportHeader()
@@ -285,9 +431,7 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 				if q := pkts[k]; q != nil {
 					pkts[k] = nil
 					q.RewindToNetwork()
-					if _, bcast, _ := b.Gen.IsLocal4(wire.IPv4(q.Data()).Dst()); !bcast {
-						e.icmpError(b, q, wire.ICMPv4DstUnreachable, wire.ICMPv4ProtoUnreachable, 0)
-					}
+					e.icmpError(b, q, wire.ICMPv4DstUnreachable, wire.ICMPv4ProtoUnreachable, 0)
 					b.Drop(q, c.unknownProto)
 				}
 			}
@@ -325,6 +469,10 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		pkt.Release() // like Linux: icmp_echo_ignore_broadcasts
 		return
 	}
+	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, wire.ICMPv4EchoReply, 0, src) {
+		b.Drop(pkt, c.icmpRateLimited)
+		return
+	}
 	// Turn the request into the reply in place: type 8 → 0 with an
 	// incremental checksum update, then a fresh IP header in front.
 	old := uint16(m.Type())<<8 | uint16(m.Code())
@@ -360,11 +508,16 @@ func (e *endpoint) send(b *pipeline.Batch, pkt *pipeline.Packet, from, to [4]byt
 	pkt.GSO = pipeline.GSO{}
 	one := [1]*pipeline.Packet{pkt}
 	b.RunHook(pipeline.Output, one[:])
-	if one[0] != nil {
-		b.Output(one[0])
-		count.Inc()
-		c.sent.Inc()
+	if one[0] == nil {
+		return
 	}
+	if out, ok := b.Gen.NIC(r.NIC); ok && one[0].Len() > out.MTU() {
+		e.p.fragment(b, one[0], out.MTU())
+	} else {
+		b.Output(one[0])
+	}
+	count.Inc()
+	c.sent.Inc()
 }
 
 // icmpErrorPayload is how much of the offending packet an ICMP error
@@ -372,18 +525,22 @@ func (e *endpoint) send(b *pipeline.Batch, pkt *pipeline.Packet, from, to [4]byt
 const icmpErrorPayload = 576 - wire.IPv4MinimumSize - wire.ICMPv4MinimumSize
 
 // icmpError sends an ICMP error about pkt (Data() at its IPv4 header). It
-// does not take ownership of pkt. No error is sent about an ICMP error,
-// a non-first fragment, a broadcast or multicast packet, or a packet from an
-// address that cannot be answered (RFC 1122 §3.2.2).
+// does not take ownership of pkt. No error is sent about an ICMP error, a
+// non-first fragment, a broadcast or multicast packet, or a packet from an
+// address that cannot be answered (RFC 1122 §3.2.2, RFC 1812 §4.3.2.7); the
+// rest pass the rate limiter.
 func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code uint8, rest uint32) {
 	c := &e.p.c
-	if !e.p.icmpErrors {
+	if !e.p.cfg.icmpErrors {
 		return
 	}
 	h := wire.IPv4(pkt.Data())
+	if h.Check() != nil {
+		return
+	}
 	src, dst := h.Src(), h.Dst()
-	if h.FragmentOffset() != 0 || src == [4]byte{} || src[0] >= 224 || dst[0] >= 224 ||
-		pkt.PktType == pipeline.PacketBroadcast || pkt.PktType == pipeline.PacketMulticast {
+	if h.FragmentOffset() != 0 || src == [4]byte{} || src[0] == 0 || src[0] == 127 || src[0] >= 224 ||
+		dst[0] >= 224 || pkt.PktType == pipeline.PacketBroadcast || pkt.PktType == pipeline.PacketMulticast {
 		c.icmpSuppressed.Inc()
 		return
 	}
@@ -415,6 +572,10 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 			return
 		}
 	}
+	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, typ, code, src) {
+		c.icmpRateLimited.Inc()
+		return
+	}
 	quote := pkt.Data()
 	if len(quote) > icmpErrorPayload {
 		quote = quote[:icmpErrorPayload]
@@ -426,6 +587,14 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 	copy(m.Payload(), quote)
 	m.SetChecksum(m.CalculateChecksum())
 	msg.InNIC = pkt.InNIC
+	switch typ {
+	case wire.ICMPv4DstUnreachable:
+		c.icmpUnreachOut.Inc()
+	case wire.ICMPv4TimeExceeded:
+		c.icmpTimeExceededOut.Inc()
+	case wire.ICMPv4ParamProblem:
+		c.icmpParamProblemOut.Inc()
+	}
 	e.send(b, msg, from.Addr().As4(), src, 0, c.icmpErrOut)
 }
 
@@ -441,6 +610,9 @@ func isICMPQuery(t uint8) bool {
 
 // WritePackets implements pipeline.NetworkEndpoint: it pushes an IPv4
 // header for each packet (Data() at the transport header) and outputs it.
+// A packet larger than the route's MTU (and not a GSO super-packet, which
+// the link segments) is fragmented after the Output hook, which sees it
+// whole; DF is never set on local packets (no path MTU discovery yet).
 func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params pipeline.NetworkHeaderParams, pkts []*pipeline.Packet) {
 	c := &e.p.c
 	ttl := params.TTL
@@ -456,7 +628,7 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 		if pkt == nil {
 			continue
 		}
-		if pkt.Len()+wire.IPv4MinimumSize > mtu && pkt.GSO.Type == pipeline.GSONone {
+		if pkt.Len()+wire.IPv4MinimumSize > 0xffff {
 			pkts[i] = nil
 			b.Drop(pkt, c.tooBigLocal)
 			continue
@@ -480,16 +652,23 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 	b.RunHook(pipeline.Output, pkts)
 	var n uint64
 	for i, pkt := range pkts {
-		if pkt != nil {
-			pkts[i] = nil
-			b.Output(pkt)
-			n++
+		if pkt == nil {
+			continue
 		}
+		pkts[i] = nil
+		n++
+		if pkt.Len() > mtu && pkt.GSO.Type == pipeline.GSONone {
+			e.p.fragment(b, pkt, mtu)
+			continue
+		}
+		b.Output(pkt)
 	}
 	c.sent.Add(n)
 }
 
-// ReturnError implements pipeline.NetworkEndpoint.
+// ReturnError implements pipeline.NetworkEndpoint: the transport's (or a
+// filter target's) kind of error becomes the matching ICMP message about
+// pkt, which it takes ownership of.
 func (e *endpoint) ReturnError(b *pipeline.Batch, pkt *pipeline.Packet, kind pipeline.TransportErrorKind) {
 	if pkt.RewindToNetwork() {
 		typ, code, rest := uint8(wire.ICMPv4DstUnreachable), uint8(0), uint32(0)
@@ -508,7 +687,11 @@ func (e *endpoint) ReturnError(b *pipeline.Batch, pkt *pipeline.Packet, kind pip
 			typ, code = wire.ICMPv4TimeExceeded, wire.ICMPv4TTLExceeded
 		case pipeline.ErrorPacketTooBig:
 			code = wire.ICMPv4FragmentationNeeded
-			rest = wire.ICMPv4FragNeededRest(uint16(e.nic.MTU()))
+			mtu := e.nic.MTU()
+			if out, ok := b.Gen.NIC(pkt.OutNIC); ok && pkt.OutNIC != 0 {
+				mtu = out.MTU()
+			}
+			rest = wire.ICMPv4FragNeededRest(uint16(mtu))
 		}
 		e.icmpError(b, pkt, typ, code, rest)
 	}
@@ -518,4 +701,6 @@ func (e *endpoint) ReturnError(b *pipeline.Batch, pkt *pipeline.Packet, kind pip
 var (
 	_ pipeline.NetworkProtocol = (*Protocol)(nil)
 	_ pipeline.NetworkEndpoint = (*endpoint)(nil)
+	_ Defragmenter             = (*endpoint)(nil)
+	_ Defragmenter             = (*Protocol)(nil)
 )

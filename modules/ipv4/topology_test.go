@@ -240,7 +240,7 @@ func TestCountersAccountForEveryPacket(t *testing.T) {
 	readA()
 	want := map[string]uint64{
 		"forwarded": 2, "malformed_bad_checksum": 1, "malformed_too_short": 1, "malformed_bad_version": 0,
-		"malformed_bad_total_length": 1, "ttl_exceeded": 1, "no_route": 1, "martian": 1,
+		"malformed_bad_total_length": 1, "ttl_exceeded": 1, "no_route": 1, "martian_source": 1,
 	}
 	for k, v := range want {
 		if got := r.Counter("ipv4", k); got != v {
@@ -253,7 +253,7 @@ func TestCountersAccountForEveryPacket(t *testing.T) {
 		t.Errorf("link malformed = %d, want 1", ep.RxMalformed.Load())
 	}
 	var drops uint64
-	for _, k := range []string{"malformed_bad_checksum", "malformed_too_short", "malformed_bad_total_length", "ttl_exceeded", "no_route", "martian"} {
+	for _, k := range []string{"malformed_bad_checksum", "malformed_too_short", "malformed_bad_total_length", "ttl_exceeded", "no_route", "martian_source"} {
 		drops += r.Counter("ipv4", k)
 	}
 	if rx := r.Counter("ipv4", "rx"); rx != drops+r.Counter("ipv4", "forwarded") {

@@ -1,0 +1,119 @@
+package ipv4
+
+import (
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// fragment splits pkt (Data() at its IPv4 header, routed: OutNIC and
+// NextHop set, DF clear, no GSO) into fragments of at most mtu bytes and
+// queues them with b.Output, first fragment first. It takes ownership of
+// pkt. The first fragment is pkt itself, cut short; the others are new
+// pooled packets carrying the options marked "copied" (RFC 791 §3.2). A
+// packet that is already a fragment is fragmented further (offsets add up,
+// the last piece keeps its MF flag).
+func (p *Protocol) fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int) {
+	c := &p.c
+	h := wire.IPv4(pkt.Data())
+	hl := h.HeaderLength()
+	payload := h.Payload()
+	var opts [wire.IPv4MaximumHeaderSize]byte
+	on := wire.IPv4FragmentOptions(opts[:], h.Options())
+	hl2 := wire.IPv4MinimumSize + on
+	firstLen := wire.IPv4FragmentPayloadSize(mtu, hl)
+	restLen := wire.IPv4FragmentPayloadSize(mtu, hl2)
+	if firstLen == 0 || restLen == 0 || len(payload) <= firstLen {
+		b.Drop(pkt, c.fragFails)
+		return
+	}
+	base := int(h.FragmentOffset())
+	flags := h.Flags()
+	lastMF := flags&wire.IPv4FlagMoreFragments != 0
+	var hdr [wire.IPv4MinimumSize]byte
+	copy(hdr[:], h[:wire.IPv4MinimumSize])
+
+	// The first fragment is pkt cut short. Output only queues it: its
+	// bytes beyond the new end (payload, read below) stay untouched until
+	// the batch finishes.
+	h.SetTotalLength(uint16(hl + firstLen))
+	h.SetFlagsFragmentOffset(flags|wire.IPv4FlagMoreFragments, uint16(base))
+	h.SetChecksum(h.CalculateChecksum())
+	pkt.Truncate(hl + firstLen)
+	b.Output(pkt)
+	n := uint64(1)
+	for off := firstLen; off < len(payload); {
+		size := restLen
+		if rem := len(payload) - off; rem <= size {
+			size = rem
+		}
+		f := p.pool.Get(hl2 + size)
+		buf, _ := f.Append(hl2 + size)
+		copy(buf, hdr[:])
+		copy(buf[wire.IPv4MinimumSize:], opts[:on])
+		copy(buf[hl2:], payload[off:off+size])
+		fh := wire.IPv4(buf)
+		buf[0] = wire.IPv4Version<<4 | uint8(hl2/4)
+		fh.SetTotalLength(uint16(hl2 + size))
+		fl := flags &^ wire.IPv4FlagMoreFragments
+		if off+size < len(payload) || lastMF {
+			fl |= wire.IPv4FlagMoreFragments
+		}
+		fh.SetFlagsFragmentOffset(fl, uint16(base+off))
+		fh.SetChecksum(fh.CalculateChecksum())
+		f.CopyMeta(pkt)
+		f.GSO = pipeline.GSO{}
+		f.SetNetworkHeader()
+		b.Output(f)
+		n++
+		off += size
+	}
+	c.fragOK.Inc()
+	c.fragCreated.Add(n)
+}
+
+// Defragmenter is the defragmentation service of network.ipv4 for later
+// stages (conntrack, NAT): they find it on the IPv4 endpoint of the packet's
+// NIC,
+//
+//	d, _ := b.Gen.NetworkEndpoint(pkt.InNIC, pipeline.IPv4ProtocolNumber).(ipv4.Defragmenter)
+//
+// and call it on forwarded packets. (A pipeline that wants every forwarded
+// datagram whole before the Prerouting hook, as Linux does when conntrack
+// is loaded, sets reassembly.defragment_forwarded instead.)
+type Defragmenter interface {
+	// Defragment takes ownership of pkt, whose Data() starts at its IPv4
+	// header. For a packet that is not a fragment it returns (pkt, true).
+	// For a fragment it returns (datagram, true) when pkt completed a
+	// datagram — a new packet the caller owns, with pkt's metadata and its
+	// network header marked — and (nil, false) when pkt was held for its
+	// siblings (stolen: the caller's slot becomes nil) or dropped
+	// (malformed, overlapping, over the memory limits: counted). Reassembly
+	// for this service is kept apart from reassembly for local delivery
+	// and shares its memory limits and timeout (no ICMP is sent when it
+	// times out, as in Linux for conntrack's defragmentation).
+	Defragment(b *pipeline.Batch, pkt *pipeline.Packet) (*pipeline.Packet, bool)
+}
+
+// Defragment implements Defragmenter.
+func (e *endpoint) Defragment(b *pipeline.Batch, pkt *pipeline.Packet) (*pipeline.Packet, bool) {
+	return e.p.Defragment(b, pkt)
+}
+
+// Defragment implements Defragmenter on the protocol object.
+func (p *Protocol) Defragment(b *pipeline.Batch, pkt *pipeline.Packet) (*pipeline.Packet, bool) {
+	h := wire.IPv4(pkt.Data())
+	if err := h.Check(); err != nil {
+		pe, _ := err.(wire.ParseError)
+		if int(pe) >= len(p.c.malformed) || p.c.malformed[pe] == nil {
+			pe = wire.ErrTooShort
+		}
+		b.Drop(pkt, p.c.malformed[pe])
+		return nil, false
+	}
+	if !h.MoreFragments() && h.FragmentOffset() == 0 {
+		return pkt, true
+	}
+	pkt.Truncate(int(h.TotalLength()))
+	out := p.reasm.add(b.Now, pkt, userDefrag, &p.reasmLim)
+	return out, out != nil
+}
