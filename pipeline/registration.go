@@ -231,6 +231,21 @@ type TransportProtocol interface {
 	HandlePackets(b *Batch, pkts []*Packet)
 }
 
+// TransportErrorHandler is implemented by a transport protocol that wants
+// the errors reported about packets it sent: the network layer parses an
+// ICMP error, finds the protocol of the packet it quotes and calls it, so a
+// connected socket learns of port unreachable (ECONNREFUSED) or a smaller
+// path MTU.
+type TransportErrorHandler interface {
+	// HandleError reports kind about the packet quoted: quoted is its
+	// network header and at least 8 bytes of its transport header (the
+	// ports), as the error carried them — the quoted packet's source is
+	// the stack's address, its destination the remote. info is the
+	// next-hop MTU for ErrorPacketTooBig, else 0. quoted points into pkt
+	// (the error message); the callee takes ownership of pkt.
+	HandleError(b *Batch, kind TransportErrorKind, info uint32, quoted []byte, pkt *Packet)
+}
+
 // TransportDispatcher finds the transport protocol configured for a number
 // in the batch's generation; a *Batch implements it. nil means none is
 // configured, and the network layer answers as a host does (ICMP protocol

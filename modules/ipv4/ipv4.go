@@ -453,11 +453,23 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		return
 	}
 	if m.Type() != wire.ICMPv4Echo {
-		// Echo replies and errors go to an ICMP transport (ping sockets,
-		// a test collector) when one is configured.
-		if tp := b.TransportProtocol(pipeline.ICMPv4ProtocolNumber); tp != nil {
+		// Errors about a packet we sent go to its transport protocol;
+		// every message but echo requests also goes to an ICMP transport
+		// (ping sockets, a test collector) when one is configured, as a
+		// raw ICMP socket sees them all.
+		raw := b.TransportProtocol(pipeline.ICMPv4ProtocolNumber)
+		if isICMPError(m.Type()) {
+			if raw == nil {
+				if e.errorToTransport(b, pkt, m) {
+					return
+				}
+			} else if cp := pkt.Clone(); !e.errorToTransport(b, cp, wire.ICMPv4(cp.Data())) { // error path only
+				cp.Release()
+			}
+		}
+		if raw != nil {
 			one := [1]*pipeline.Packet{pkt}
-			tp.HandlePackets(b, one[:])
+			raw.HandlePackets(b, one[:])
 			return
 		}
 		pkt.Release()
@@ -479,6 +491,58 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 	m.SetType(wire.ICMPv4EchoReply)
 	m.SetChecksum(wire.ChecksumUpdate16(m.Checksum(), old, uint16(wire.ICMPv4EchoReply)<<8|uint16(m.Code())))
 	e.send(b, pkt, dst, src, ip.TOS(), c.icmpEchoReplyOut)
+}
+
+func isICMPError(t uint8) bool {
+	return t == wire.ICMPv4DstUnreachable || t == wire.ICMPv4TimeExceeded || t == wire.ICMPv4ParamProblem
+}
+
+// errorToTransport hands an ICMP error to the transport protocol of the
+// packet it quotes, when that protocol handles errors (see
+// pipeline.TransportErrorHandler). It takes ownership of pkt when it returns
+// true. The quoted packet is usually truncated, so only its header length
+// and 8 bytes of transport header are required.
+func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m wire.ICMPv4) bool {
+	var kind pipeline.TransportErrorKind
+	info := uint32(0)
+	switch m.Type() {
+	case wire.ICMPv4DstUnreachable:
+		switch m.Code() {
+		case wire.ICMPv4NetUnreachable:
+			kind = pipeline.ErrorNetUnreachable
+		case wire.ICMPv4HostUnreachable:
+			kind = pipeline.ErrorHostUnreachable
+		case wire.ICMPv4ProtoUnreachable:
+			kind = pipeline.ErrorProtocolUnreachable
+		case wire.ICMPv4PortUnreachable:
+			kind = pipeline.ErrorPortUnreachable
+		case wire.ICMPv4FragmentationNeeded:
+			kind, info = pipeline.ErrorPacketTooBig, uint32(m.MTU())
+		case wire.ICMPv4NetProhibited, wire.ICMPv4HostProhibited, wire.ICMPv4AdminProhibited:
+			kind = pipeline.ErrorAdminProhibited
+		default:
+			return false
+		}
+	case wire.ICMPv4TimeExceeded:
+		kind = pipeline.ErrorTTLExceeded
+	default:
+		return false
+	}
+	q := m.Payload()
+	if len(q) < wire.IPv4MinimumSize || q[0]>>4 != 4 {
+		return false
+	}
+	hl := int(q[0]&0xf) * 4
+	if hl < wire.IPv4MinimumSize || len(q) < hl+8 {
+		return false
+	}
+	tp := b.TransportProtocol(pipeline.TransportProtocolNumber(q[9]))
+	h, ok := tp.(pipeline.TransportErrorHandler)
+	if !ok {
+		return false
+	}
+	h.HandleError(b, kind, info, q, pkt)
+	return true
 }
 
 // send pushes an IPv4 header (from → to, protocol ICMP) in front of Data(),

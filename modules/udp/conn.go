@@ -382,11 +382,11 @@ func (c *Conn) write(p []byte, to netip.AddrPort) (int, error) {
 	return len(p), nil
 }
 
-// maxPayload is the largest UDP payload sent on a route of this MTU: the
-// one place to change when the stack fragments local datagrams (then:
-// 65535 - IP header - UDP header).
+// maxPayload is the largest UDP payload: 65535 - IP header - UDP header.
+// Datagrams larger than the route's MTU are fragmented by network.ipv4, as
+// Linux does for UDP without IP_PMTUDISC_DO.
 func maxPayload(mtu int) int {
-	return mtu - wire.IPv4MinimumSize - wire.UDPHeaderSize
+	return 0xffff - wire.IPv4MinimumSize - wire.UDPHeaderSize
 }
 
 // output builds the datagram into a pooled packet and hands it to the

@@ -474,8 +474,8 @@ func TestMessageTooLong(t *testing.T) {
 	n := hostAlone(t, "")
 	c := listen(t, n, ":0")
 	to := netip.MustParseAddrPort("10.0.2.9:9")
-	if _, err := c.WriteToUDPAddrPort(make([]byte, 1473), to); !errors.Is(err, syscall.EMSGSIZE) {
-		t.Errorf("1473-byte datagram on a 1500 MTU: %v, want EMSGSIZE", err)
+	if _, err := c.WriteToUDPAddrPort(make([]byte, 65508), to); !errors.Is(err, syscall.EMSGSIZE) {
+		t.Errorf("65508-byte datagram: %v, want EMSGSIZE", err)
 	}
 	if _, err := c.WriteToUDPAddrPort(make([]byte, 1472), to); err != nil {
 		t.Errorf("1472-byte datagram: %v", err)
@@ -492,6 +492,24 @@ func TestMessageTooLong(t *testing.T) {
 	}
 	if got := u.SrcPort(); got != c.LocalAddrPort().Port() {
 		t.Errorf("source port %d, want %d", got, c.LocalAddrPort().Port())
+	}
+	// Over the MTU: fragmented by network.ipv4 (offsets in 8-byte units,
+	// all but the last with MF, sizes adding up).
+	if _, err := c.WriteToUDPAddrPort(make([]byte, 4000), to); err != nil {
+		t.Fatalf("4000-byte datagram: %v", err)
+	}
+	frags := readOut(t, n, "eth0")
+	total := 0
+	for i, f := range frags {
+		ip := wire.IPv4(f)
+		pt.CheckIPv4(t, f)
+		if len(f) > 1500 || int(ip.FragmentOffset()) != total || ip.MoreFragments() != (i < len(frags)-1) {
+			t.Errorf("fragment %d: len %d offset %d MF %v", i, len(f), ip.FragmentOffset(), ip.MoreFragments())
+		}
+		total += len(ip.Payload())
+	}
+	if len(frags) != 3 || total != 4008 {
+		t.Errorf("%d fragments carrying %d bytes, want 3 carrying 4008", len(frags), total)
 	}
 }
 
@@ -666,5 +684,25 @@ func TestBatchDemux(t *testing.T) {
 		if got := n.Counter("udp", name); got != want {
 			t.Errorf("udp.%s = %d, want %d", name, got, want)
 		}
+	}
+}
+
+// A connected socket learns of port unreachable from the ICMP error the
+// peer sends back (through network.ipv4 and TransportErrorHandler) and
+// reports ECONNREFUSED on its next read, as Linux does.
+func TestConnRefused(t *testing.T) {
+	tp := newTopo(t)
+	c, err := udp.Dial(tp.a.Stack, "udp", "", "10.0.2.2:9999") // nobody listens
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("anyone?")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	if _, err := c.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("read after sending to a closed port: %v, want ECONNREFUSED (%s)", err, tp.a.DumpCounters())
 	}
 }
