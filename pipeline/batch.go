@@ -23,6 +23,8 @@ type Batch struct {
 	flushing []NICID
 	pc       PacketContext
 
+	segs []*Packet // software GSO output (gso.go), empty between transmits
+
 	// Scratch is a slice modules may use within one call (len 0 on entry
 	// to HandlePackets; grown as needed and kept).
 	Scratch []*Packet
@@ -148,16 +150,26 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		b.resolve(ng, q)
 	}
 	var n, bytes uint64
+	soft := false // a packet carries offload metadata
 	for _, p := range q {
 		if p != nil {
 			n++
 			bytes += uint64(p.Len())
+			soft = soft || p.GSO.Type != GSONone || p.GSO.NeedsCsum
 		}
+	}
+	if soft = soft && nic.caps&(CapGSO|CapTXChecksumOffload) != CapGSO|CapTXChecksumOffload; soft {
+		// GSO super-packets or partial checksums for a link that cannot
+		// finish them: segment and checksum in software (gso.go).
+		q, n, bytes = b.softwareOffload(ng, q)
 	}
 	if n == 0 {
 		return
 	}
 	sent := nic.link.WritePackets(q)
+	if soft {
+		b.clearSegs()
+	}
 	nic.Stats.TxPackets.Add(uint64(sent))
 	nic.Stats.TxBytes.Add(bytes)
 	if uint64(sent) < n {
@@ -165,21 +177,26 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 	}
 }
 
-// resolve fills RemoteLinkAddr from the neighbor table (one lookup per run
-// of packets to the same next hop) or hands the packet to the resolver.
+// resolve fills RemoteLinkAddr from the neighbor table (one lock-free
+// lookup per run of packets to the same next hop; the first packet through
+// a STALE entry moves it to DELAY) or hands the packet to the resolver of
+// its protocol, which steals it until the neighbor answers (nud.go).
+// Packets whose sender set the link address (SetRemoteLinkAddr) are left
+// as they are.
 func (b *Batch) resolve(ng *nicGen, q []*Packet) {
+	t := ng.nic.neigh
 	var lastHop = zeroAddr
 	var lastMAC [6]byte
 	have := false
 	for i, p := range q {
-		if p == nil {
+		if p == nil || p.stage&stageLinkAddrSet != 0 {
 			continue
 		}
 		if have && p.NextHop == lastHop {
 			p.RemoteLinkAddr = lastMAC
 			continue
 		}
-		mac, ok := ng.nic.neigh.Lookup(p.NextHop)
+		mac, ok := t.lookupForSend(b, p.NextHop)
 		if ok {
 			p.RemoteLinkAddr = mac
 			lastHop, lastMAC, have = p.NextHop, mac, true

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"net/netip"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,9 +12,9 @@ import (
 
 // NeighborState is the state of a neighbor entry in the Neighbor
 // Unreachability Detection state machine (RFC 4861 §7.3.2, RFC 7048), as
-// in the seed. This milestone fills tables with Static entries only; the
-// dynamic states are driven by network.arp and network.ipv6 (NDP) through
-// the same table.
+// in the seed. Static entries come from the pipeline file (neighbors:) or
+// Set; the dynamic states are driven by a LinkAddressResolver (network.arp
+// for IPv4, later NDP for IPv6) through the same table: see nud.go.
 type NeighborState uint8
 
 const (
@@ -55,9 +56,10 @@ type NeighborEntry struct {
 }
 
 // NUDDispatcher receives neighbor table events (the seed's contract). It may
-// be called concurrently and may block without disturbing the packet path
-// (events are delivered on the goroutine that changed the table, never on
-// the packet path for static changes).
+// be called concurrently with other tables' events and may block without
+// disturbing the stack: a table queues its events (bounded; overflow is
+// counted in neighbor.events_dropped) and delivers them, in order, from a
+// goroutine of its own, never from the packet path or a timer.
 type NUDDispatcher interface {
 	OnNeighborAdded(NICID, NeighborEntry)
 	OnNeighborChanged(NICID, NeighborEntry)
@@ -65,103 +67,188 @@ type NUDDispatcher interface {
 }
 
 // LinkAddressResolver is implemented by a network protocol that resolves
-// link addresses for another (network.arp for IPv4). The stack calls it from
-// the transmit path for a packet whose next hop has no usable entry. It takes
-// ownership of pkt: it queues it (stolen, bounded) and probes, re-injecting
-// it with Stack.Reinject(ResumeTransmit, …) once resolved, or drops it.
+// link addresses for another (network.arp for IPv4; NDP for IPv6). The
+// neighbor table of each NIC runs the NUD state machine (nud.go); the
+// resolver only speaks the protocol: it sends probes and feeds what it
+// hears to the table (NeighborTable.HandleProbe, HandleConfirmation).
 type LinkAddressResolver interface {
+	// ResolvesFor is the network protocol whose next hops it resolves.
 	ResolvesFor() NetworkProtocolNumber
+
+	// ResolveLinkAddress is called from the transmit path for a packet
+	// (NetProto == ResolvesFor(), OutNIC and NextHop set, Postrouting
+	// done) whose next hop has no usable entry in nic's table. It takes
+	// ownership of pkt and either addresses it itself (a broadcast or
+	// multicast next hop: Packet.SetRemoteLinkAddr, then Batch.Output),
+	// hands it to the state machine with NeighborTable.QueuePacket (which
+	// steals it into the entry's bounded queue, probes, and re-injects it
+	// once resolved), or drops it (Batch.Drop).
 	ResolveLinkAddress(b *Batch, nic NetworkInterface, pkt *Packet)
+
+	// LinkAddressRequest sends one probe for addr out of nic: a broadcast
+	// (or multicast) solicitation when remote is zero, one unicast to
+	// remote otherwise. The state machine calls it inside a batch, from
+	// the transmit path or from its timers; it must not block. It reports
+	// whether a probe left (false: e.g. no source address on nic).
+	LinkAddressRequest(b *Batch, nic NetworkInterface, addr netip.Addr, remote wire.MAC) bool
+
+	// NUDConfigurations are the state machine's parameters for this
+	// protocol's entries, read at every transition (a reload that changes
+	// them takes effect at the next one). Zero or invalid fields mean the
+	// defaults (DefaultNUDConfigurations).
+	NUDConfigurations() NUDConfigurations
 }
 
-// NeighborTable is a NIC's neighbor table. It lives as long as the NIC, so
-// entries survive reloads. Readers on the packet path take a lock-free
-// snapshot; writers copy on write (writes are rare: configuration, probes).
+// neighShards is the number of shards of a table's lookup map: an insert or
+// a removal copies one shard (copy on write), never the whole table.
+const neighShards = 16
+
+// NeighborTable is a NIC's neighbor table and its NUD state machine. It
+// lives as long as the NIC, so entries survive reloads.
+//
+// The packet path reads it without locks: the entries sit in copy-on-write
+// maps (one per shard, replaced on insert and removal only) and each entry
+// publishes its state and link address in one atomic word. Everything else
+// (state changes, timers, the queues of packets waiting for resolution,
+// bounds, events) happens under mu, off the per-packet path: on a miss, on
+// the first use of a STALE entry, on a received probe or confirmation, and
+// in the entries' timers on the stack's clock.
 type NeighborTable struct {
 	nic   NICID
-	mu    sync.Mutex
-	snap  atomic.Pointer[map[netip.Addr]NeighborEntry]
 	clock Clock
 	disp  NUDDispatcher
+
+	shards [neighShards]atomic.Pointer[map[netip.Addr]*neighEntry]
+
+	// stack is learnt from the first batch that touches the table (timers
+	// run their work in a batch of it); c are its "neighbor" counters.
+	stack      atomic.Pointer[Stack]
+	attachOnce sync.Once
+	c          atomic.Pointer[nudCounters]
+
+	mu       sync.Mutex
+	n        int // entries
+	pending  int // packets queued in all entries
+	closed   bool
+	events   []nudEvent
+	draining bool // a goroutine delivers events
+	kick     bool // start one when mu is released
 }
 
 func newNeighborTable(nic NICID, clock Clock, disp NUDDispatcher) *NeighborTable {
 	t := &NeighborTable{nic: nic, clock: clock, disp: disp}
-	m := map[netip.Addr]NeighborEntry{}
-	t.snap.Store(&m)
+	t.c.Store(unattachedCounters)
 	return t
 }
 
-// Lookup returns the link address for addr if the entry is usable.
+// Lookup returns the link address for addr if the entry is usable. It reads
+// without locks and changes nothing (the transmit path's lookup also moves
+// a STALE entry to DELAY).
 func (t *NeighborTable) Lookup(addr netip.Addr) (wire.MAC, bool) {
-	e, ok := (*t.snap.Load())[addr]
-	if !ok || !e.State.usable() {
+	e := t.find(addr)
+	if e == nil {
 		return wire.MAC{}, false
 	}
-	return e.LinkAddr, true
+	s, mac := unpackNeigh(e.word.Load())
+	return mac, s.usable()
 }
 
 // Entry returns the entry for addr.
 func (t *NeighborTable) Entry(addr netip.Addr) (NeighborEntry, bool) {
-	e, ok := (*t.snap.Load())[addr]
-	return e, ok
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.find(addr)
+	if e == nil {
+		return NeighborEntry{}, false
+	}
+	return e.snapshot(), true
 }
 
-// Entries returns all entries.
+// Entries returns all entries, by address.
 func (t *NeighborTable) Entries() []NeighborEntry {
-	m := *t.snap.Load()
-	out := make([]NeighborEntry, 0, len(m))
-	for _, e := range m {
-		out = append(out, e)
-	}
+	t.mu.Lock()
+	out := make([]NeighborEntry, 0, t.n)
+	t.eachLocked(func(e *neighEntry) { out = append(out, e.snapshot()) })
+	t.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
 	return out
 }
 
-// Set adds or replaces an entry and reports the event.
-func (t *NeighborTable) Set(e NeighborEntry) {
+// Set adds or replaces an entry and reports the event. The entry enters the
+// given state as if the state machine had moved it there: its timer is
+// armed (a REACHABLE entry goes STALE after the reachable time, …); a
+// STATIC one never changes. Packets waiting for the address are sent when
+// the new state is usable. Set does not count against the entry bound.
+func (t *NeighborTable) Set(ne NeighborEntry) {
+	now := t.clock.Now()
+	if ne.UpdatedAt.IsZero() {
+		ne.UpdatedAt = now
+	}
+	proto := protoOf(ne.Addr)
+	cfg := t.config(t.currentGen(), proto)
 	t.mu.Lock()
-	old := *t.snap.Load()
-	prev, existed := old[e.Addr]
-	if e.UpdatedAt.IsZero() {
-		e.UpdatedAt = t.clock.Now()
-	}
-	m := make(map[netip.Addr]NeighborEntry, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	m[e.Addr] = e
-	t.snap.Store(&m)
-	t.mu.Unlock()
-	if t.disp == nil {
+	if t.closed {
+		t.unlock()
 		return
 	}
-	switch {
-	case !existed:
-		t.disp.OnNeighborAdded(t.nic, e)
-	case prev.State != e.State || prev.LinkAddr != e.LinkAddr:
-		t.disp.OnNeighborChanged(t.nic, e)
+	e := t.find(ne.Addr)
+	if e == nil {
+		e = t.insertLocked(ne.Addr, proto, ne.State, ne.LinkAddr, ne.UpdatedAt)
+	} else {
+		t.setLocked(e, ne.State, ne.LinkAddr, ne.UpdatedAt)
+		e.updatedAt = ne.UpdatedAt
+	}
+	e.probes = 0
+	switch ne.State {
+	case NeighborReachable:
+		t.armLocked(e, cfg.reachableTime(), now)
+	case NeighborStale, NeighborUnreachable:
+		t.armLocked(e, cfg.GCStaleTime, now)
+	case NeighborDelay:
+		t.armLocked(e, cfg.DelayFirstProbeTime, now)
+	case NeighborProbe, NeighborIncomplete:
+		t.armLocked(e, cfg.RetransmitTimer, now)
+	default:
+		disarmLocked(e)
+	}
+	var flush *Packet
+	if ne.State.usable() {
+		flush = t.takeQueueLocked(e)
+	}
+	t.unlock()
+	if flush == nil {
+		return
+	}
+	var pkts []*Packet
+	for p := flush; p != nil; {
+		next := p.next
+		p.next = nil
+		p.RemoteLinkAddr = ne.LinkAddr
+		p.stage |= stageLinkAddrSet
+		pkts = append(pkts, p)
+		p = next
+	}
+	if s := t.stack.Load(); s != nil {
+		s.Reinject(ResumeTransmit, pkts)
+	} else {
+		ReleaseBatch(pkts)
 	}
 }
 
-// Remove deletes the entry for addr.
+// Remove deletes the entry for addr; packets waiting for it are dropped
+// (neighbor.queue_dropped).
 func (t *NeighborTable) Remove(addr netip.Addr) bool {
 	t.mu.Lock()
-	old := *t.snap.Load()
-	e, ok := old[addr]
-	if ok {
-		m := make(map[netip.Addr]NeighborEntry, len(old))
-		for k, v := range old {
-			if k != addr {
-				m[k] = v
-			}
-		}
-		t.snap.Store(&m)
+	e := t.find(addr)
+	if e == nil {
+		t.unlock()
+		return false
 	}
-	t.mu.Unlock()
-	if ok && t.disp != nil {
-		t.disp.OnNeighborRemoved(t.nic, e)
-	}
-	return ok
+	q := t.deleteLocked(e)
+	c := t.c.Load()
+	t.unlock()
+	dropList(nil, q, c.queueDropped)
+	return true
 }
 
 // setStatic makes the table's static entries exactly those given (a reload):

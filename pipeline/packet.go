@@ -168,6 +168,21 @@ func (p *Packet) Truncate(n int) {
 	}
 }
 
+// stageLinkAddrSet (a Packet.stage bit, beside batch.go's) marks a packet
+// whose destination link address is final. It is the top bit so that new
+// stages added in batch.go do not collide with it.
+const stageLinkAddrSet uint8 = 1 << 7
+
+// SetRemoteLinkAddr sets the destination link address of a packet whose
+// sender knows it (an ARP message, a broadcast, a packet answering a frame
+// it just received): neighbor resolution leaves the packet alone, and so
+// does Postrouting, which only filters IP packets that were routed (such a
+// packet is either not IP or past Postrouting already).
+func (p *Packet) SetRemoteLinkAddr(mac wire.MAC) {
+	p.RemoteLinkAddr = mac
+	p.stage |= stageLinkAddrSet | stagePostDone
+}
+
 // SetLinkHeader marks the current position as the start of the link header.
 func (p *Packet) SetLinkHeader() { p.linkHdr = p.head }
 

@@ -23,6 +23,9 @@ const (
 	ErrBadLength
 	// ErrBadDataOffset: the TCP data offset is below 5 or beyond the buffer.
 	ErrBadDataOffset
+	// ErrBadARPFormat: an ARP packet is not for Ethernet and IPv4
+	// (hardware type 1, protocol 0x0800, address lengths 6 and 4).
+	ErrBadARPFormat
 
 	numParseErrors
 )
@@ -36,6 +39,7 @@ var parseErrorText = [numParseErrors]string{
 	"bad checksum",
 	"bad UDP length",
 	"bad TCP data offset",
+	"bad ARP hardware or protocol format",
 }
 
 var parseErrorFull = [numParseErrors]string{
@@ -47,6 +51,7 @@ var parseErrorFull = [numParseErrors]string{
 	"wire: bad checksum",
 	"wire: bad UDP length",
 	"wire: bad TCP data offset",
+	"wire: bad ARP hardware or protocol format",
 }
 
 var parseErrorReason = [numParseErrors]string{
@@ -58,6 +63,7 @@ var parseErrorReason = [numParseErrors]string{
 	"bad_checksum",
 	"bad_length",
 	"bad_data_offset",
+	"bad_arp_format",
 }
 
 func (e ParseError) index() int {
@@ -75,6 +81,6 @@ func (e ParseError) String() string { return parseErrorText[e.index()] }
 
 // Reason returns a snake_case name for the error, suitable as a drop-counter
 // label: "too_short", "bad_version", "bad_header_length", "bad_total_length",
-// "bad_checksum", "bad_length", "bad_data_offset", or "unknown" for a value
-// that is not one of the constants.
+// "bad_checksum", "bad_length", "bad_data_offset", "bad_arp_format", or
+// "unknown" for a value that is not one of the constants.
 func (e ParseError) Reason() string { return parseErrorReason[e.index()] }
