@@ -89,8 +89,9 @@ func (b *Batch) RunHook(h Hook, pkts []*Packet) {
 func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 	pc := &b.pc
 	for i, p := range pkts {
-		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) {
-			continue
+		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
+			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
+			continue // filters see IP packets only (ARP passes)
 		}
 		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p}
 		if !ParseTuple(p, pc) {

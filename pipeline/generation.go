@@ -235,6 +235,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			// A new device starts with an empty neighbor table, even under
 			// a name used before.
 			n.neigh = newNeighborTable(id, s.clock, s.opts.NUDDispatcher)
+			n.neigh.attach(s)
 			opened = append(opened, n)
 		}
 		ng := &nicGen{nic: n, cfg: lc}

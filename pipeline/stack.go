@@ -188,6 +188,7 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 		if err := n.link.Close(); err != nil {
 			s.log.Warn().Err(err).Str("link", n.name).Msg("close")
 		}
+		n.neigh.close()
 	}
 	s.log.Info().Uint64("generation", g.seq).Int("links", len(s.nics)).Msg("pipeline applied")
 	return true, nil
