@@ -1,0 +1,275 @@
+package afpacket
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// needRoot skips a test that needs root, or fails it under CI.
+func needRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		if _, err := exec.LookPath("ip"); err == nil {
+			return
+		}
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs iproute2 (ip) in PATH")
+		}
+		t.Skip("needs iproute2 (ip)")
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("needs root: it makes a network namespace with a veth pair")
+	}
+	t.Skip("needs root: it makes a network namespace with a veth pair")
+}
+
+// lab is a namespace of its own with a veth pair va <-> vb inside.
+type lab struct {
+	ns         string
+	macA, macB wire.MAC
+}
+
+func run(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newLab(t testing.TB) *lab {
+	t.Helper()
+	needRoot(t)
+	var r [4]byte
+	rand.Read(r[:])
+	l := &lab{ns: "psaf-" + hex.EncodeToString(r[:])}
+	run(t, "ip", "netns", "add", l.ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", l.ns).Run() })
+	// No IPv6 chatter (router solicitations, MLD) on the test wire.
+	run(t, "ip", "netns", "exec", l.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	run(t, "ip", "-n", l.ns, "link", "add", "va", "type", "veth", "peer", "name", "vb")
+	run(t, "ip", "-n", l.ns, "link", "set", "va", "address", "02:00:00:00:00:0a", "up")
+	run(t, "ip", "-n", l.ns, "link", "set", "vb", "address", "02:00:00:00:00:0b", "up")
+	l.macA = wire.MAC{2, 0, 0, 0, 0, 0x0a}
+	l.macB = wire.MAC{2, 0, 0, 0, 0, 0x0b}
+	return l
+}
+
+// open opens an endpoint on va (or dev) with o's mode settings.
+func (l *lab) open(t testing.TB, dev string, o Options) *Endpoint {
+	t.Helper()
+	o.Device, o.Netns = dev, l.ns
+	if o.Name == "" {
+		o.Name = dev
+	}
+	ep, err := New(o)
+	if err != nil {
+		t.Fatalf("open %s: %v", dev, err)
+	}
+	t.Cleanup(func() { ep.Close() })
+	return ep
+}
+
+// peer is a raw packet socket on vb, the kernel's side of the wire.
+type peer struct {
+	fd   int
+	vnet bool
+}
+
+func (l *lab) peer(t testing.TB, vnet bool) *peer {
+	t.Helper()
+	p := &peer{fd: -1, vnet: vnet}
+	err := inNetns(l.ns, func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		p.fd = fd
+		if vnet {
+			if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+				return err
+			}
+		}
+		unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+		ifi, err := netInterface("vb")
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(ethPAll), Ifindex: ifi})
+	})
+	if err != nil {
+		if p.fd >= 0 {
+			unix.Close(p.fd)
+		}
+		t.Fatalf("peer socket: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(p.fd) })
+	return p
+}
+
+func netInterface(name string) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, err
+	}
+	return int(ifr.Uint32()), nil
+}
+
+// send writes one frame (with a virtio-net header in front when the peer
+// has vnet on and vh is given).
+func (p *peer) send(t testing.TB, vh *vnetHdr, frame []byte) {
+	t.Helper()
+	b := frame
+	if p.vnet {
+		var h [vnetHdrLen]byte
+		if vh != nil {
+			vh.encode(h[:])
+		}
+		b = append(h[:], frame...)
+	}
+	if _, err := unix.Write(p.fd, b); err != nil {
+		t.Fatalf("peer send: %v", err)
+	}
+}
+
+// recv reads one frame (the virtio-net header split off), or fails after
+// the timeout.
+func (p *peer) recv(t testing.TB, timeout time.Duration) (vnetHdr, []byte) {
+	t.Helper()
+	buf := make([]byte, 70000)
+	deadline := time.Now().Add(timeout)
+	for {
+		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
+		ms := int(time.Until(deadline) / time.Millisecond)
+		if ms <= 0 {
+			t.Fatalf("peer: nothing received in %v", timeout)
+		}
+		if n, err := unix.Poll(fds, ms); err != nil && err != unix.EINTR {
+			t.Fatalf("peer poll: %v", err)
+		} else if n == 0 {
+			continue
+		}
+		n, _, err := unix.Recvfrom(p.fd, buf, unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("peer recv: %v", err)
+		}
+		b := buf[:n]
+		var vh vnetHdr
+		if p.vnet {
+			vh = decodeVnetHdr(b)
+			b = b[vnetHdrLen:]
+		}
+		return vh, append([]byte(nil), b...)
+	}
+}
+
+// got is one received packet as the dispatcher saw it.
+type got struct {
+	frame    []byte // link header + network packet
+	netProto pipeline.NetworkProtocolNumber
+	pktType  pipeline.PacketType
+	gso      pipeline.GSO
+	csumOK   bool
+}
+
+// collector is a NetworkDispatcher keeping copies of test frames (those
+// whose payload carries the marker) and releasing every packet.
+type collector struct {
+	mu     sync.Mutex
+	marker []byte
+	pkts   []got
+	all    int
+}
+
+func (c *collector) DeliverNetworkPackets(pkts []*pipeline.Packet) {
+	c.mu.Lock()
+	for i, p := range pkts {
+		if p == nil {
+			continue
+		}
+		pkts[i] = nil
+		c.all++
+		if c.marker == nil || bytes.Contains(p.Data(), c.marker) {
+			f := append(append([]byte(nil), p.LinkHeader()...), p.NetworkHeader()...)
+			c.pkts = append(c.pkts, got{frame: f, netProto: p.NetProto, pktType: p.PktType, gso: p.GSO, csumOK: p.CsumVerified})
+		}
+		p.Release()
+	}
+	c.mu.Unlock()
+}
+
+func (c *collector) n() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pkts)
+}
+
+func (c *collector) wait(t testing.TB, n int, timeout time.Duration) []got {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for c.n() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d of %d frames in %v", c.n(), n, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]got(nil), c.pkts...)
+}
+
+// logBuf is a logger writing into a buffer (safe for concurrent use).
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuf) logger() zerolog.Logger { return zerolog.New(l) }
+
+type variant struct {
+	mode string
+	vnet bool
+}
+
+func (v variant) String() string { return fmt.Sprintf("%s/vnet=%t", v.mode, v.vnet) }
+
+var variants = []variant{{ModeMmsg, false}, {ModeMmsg, true}, {ModeRing, false}, {ModeRing, true}}

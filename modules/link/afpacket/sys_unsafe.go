@@ -1,0 +1,40 @@
+//go:build linux
+
+package afpacket
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// recvmmsg reads up to len(hdrs) frames; hdrs must be non-empty.
+func recvmmsg(fd int, hdrs []unix.Mmsghdr, flags int) (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), uintptr(flags), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// sendmmsg sends up to len(hdrs) frames and returns how many went; hdrs
+// must be non-empty.
+func sendmmsg(fd int, hdrs []unix.Mmsghdr, flags int) (int, error) {
+	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), uintptr(flags), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// The block status word of a TPACKET_V3 block is shared with the kernel: it
+// is read with acquire and written with release semantics. b must be 4-byte
+// aligned (blocks are page aligned; the word is at offset 8).
+func loadStatus(b []byte) uint32 {
+	return atomic.LoadUint32((*uint32)(unsafe.Pointer(&b[0])))
+}
+
+func storeStatus(b []byte, v uint32) {
+	atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[0])), v)
+}
