@@ -103,6 +103,13 @@ type LinkEndpoint interface {
 	Close() error
 }
 
+// LinkCounterReader is implemented by a link endpoint that keeps counters
+// of its own (drops by reason at the device, offload statistics); they are
+// shown by `pipectl stats` and the metrics endpoint next to the stack's.
+type LinkCounterReader interface {
+	LinkCounters() []CounterValue
+}
+
 // NetworkDispatcher is the stack's side of a NIC, handed to
 // LinkEndpoint.Attach.
 type NetworkDispatcher interface {

@@ -56,6 +56,8 @@ type LinkStats struct {
 	TxPackets uint64   `json:"tx_packets"`
 	TxBytes   uint64   `json:"tx_bytes"`
 	TxDropped uint64   `json:"tx_dropped"`
+	// Device are the link driver\'s own counters.
+	Device []pipeline.CounterValue `json:"device,omitempty"`
 }
 
 // CounterSet is one named group of counters (drops by reason included).
@@ -102,6 +104,9 @@ func Snapshot(s *pipeline.Stack) *Stats {
 			Name: n.Name(), ID: uint32(n.ID()), Module: n.Module(),
 			RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(), RxDropped: c.RxDropped.Load(), RxUnknown: c.RxUnknownProtocol.Load(),
 			TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(), TxDropped: c.TxDropped.Load(),
+		}
+		if r, ok := n.Link().(pipeline.LinkCounterReader); ok {
+			ls.Device = r.LinkCounters()
 		}
 		if g != nil {
 			if ni, ok := g.NIC(n.ID()); ok {

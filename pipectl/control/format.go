@@ -33,6 +33,15 @@ func FormatStats(w io.Writer, st *Stats, all bool) {
 		fmt.Fprintf(tw, "    TX:\tbytes\tpackets\tdropped\t\n")
 		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t\n", l.TxBytes, l.TxPackets, l.TxDropped)
 		tw.Flush()
+		var dev []string
+		for _, c := range l.Device {
+			if all || c.Value != 0 {
+				dev = append(dev, fmt.Sprintf("%s %d", c.Name, c.Value))
+			}
+		}
+		if len(dev) > 0 {
+			fmt.Fprintf(w, "    device: %s\n", strings.Join(dev, ", "))
+		}
 	}
 	for _, s := range st.Sets {
 		var lines []string
@@ -107,6 +116,12 @@ func WriteMetrics(w io.Writer, st *Stats) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", m.name, m.help, m.name)
 		for i := range st.Links {
 			fmt.Fprintf(w, "%s{link=%q} %d\n", m.name, st.Links[i].Name, m.get(&st.Links[i]))
+		}
+	}
+	fmt.Fprintf(w, "# HELP pipestack_link_device_total A link driver's own counters.\n# TYPE pipestack_link_device_total counter\n")
+	for _, l := range st.Links {
+		for _, c := range l.Device {
+			fmt.Fprintf(w, "pipestack_link_device_total{link=%q,name=%q} %d\n", l.Name, c.Name, c.Value)
 		}
 	}
 	fmt.Fprintf(w, "# HELP pipestack_counter_total Protocol and stack counters (drops by reason among them).\n# TYPE pipestack_counter_total counter\n")

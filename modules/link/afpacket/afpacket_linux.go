@@ -702,3 +702,20 @@ func (e *Endpoint) closeFDs() {
 }
 
 var _ pipeline.LinkEndpoint = (*Endpoint)(nil)
+
+// LinkCounters implements pipeline.LinkCounterReader: the socket-level
+// counters, shown by pipectl stats.
+func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
+	return []pipeline.CounterValue{
+		{Name: "rx_packets", Value: e.RxPackets.Load()}, {Name: "rx_bytes", Value: e.RxBytes.Load()},
+		{Name: "rx_not_attached", Value: e.RxNotAttached.Load()}, {Name: "rx_malformed", Value: e.RxMalformed.Load()},
+		{Name: "rx_truncated", Value: e.RxTruncated.Load()}, {Name: "rx_other_host", Value: e.RxOtherHost.Load()},
+		{Name: "rx_outgoing", Value: e.RxOutgoing.Load()}, {Name: "rx_vlan", Value: e.RxVLAN.Load()},
+		{Name: "rx_bad_offload", Value: e.RxBadOffload.Load()}, {Name: "rx_gso", Value: e.RxGSO.Load()},
+		{Name: "tx_packets", Value: e.TxPackets.Load()}, {Name: "tx_bytes", Value: e.TxBytes.Load()},
+		{Name: "tx_dropped", Value: e.TxDropped.Load()}, {Name: "tx_errors", Value: e.TxErrors.Load()},
+		{Name: "tx_gso", Value: e.TxGSO.Load()},
+	}
+}
+
+var _ pipeline.LinkCounterReader = (*Endpoint)(nil)

@@ -367,4 +367,16 @@ func Pipe(a, b *Endpoint) (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
-var _ pipeline.LinkEndpoint = (*Endpoint)(nil)
+// LinkCounters implements pipeline.LinkCounterReader.
+func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
+	return []pipeline.CounterValue{
+		{Name: "rx_injected", Value: e.RxInjected.Load()}, {Name: "rx_dropped", Value: e.RxDropped.Load()},
+		{Name: "rx_malformed", Value: e.RxMalformed.Load()}, {Name: "rx_other_host", Value: e.RxOtherHost.Load()},
+		{Name: "tx_queued", Value: e.TxQueued.Load()}, {Name: "tx_dropped", Value: e.TxDropped.Load()},
+	}
+}
+
+var (
+	_ pipeline.LinkEndpoint      = (*Endpoint)(nil)
+	_ pipeline.LinkCounterReader = (*Endpoint)(nil)
+)
