@@ -8,10 +8,19 @@
 // work on this OS fails when its pipeline is provisioned, with "not
 // supported on <os>".
 //
-// Built in so far: link.channel (in-memory links) and network.ipv4.
+// Built in so far: link.channel (in-memory links), link.tun (Linux TUN
+// devices), link.afpacket (Linux AF_PACKET), link.sniffer (pcap capture
+// around any link), link.wintun (Windows), network.ipv4, network.arp and
+// transport.udp.
 package standard
 
 import (
-	_ "github.com/pipestack/pipestack/modules/ipv4"         // network.ipv4
-	_ "github.com/pipestack/pipestack/modules/link/channel" // link.channel
+	_ "github.com/pipestack/pipestack/modules/arp"           // network.arp
+	_ "github.com/pipestack/pipestack/modules/ipv4"          // network.ipv4
+	_ "github.com/pipestack/pipestack/modules/link/afpacket" // link.afpacket
+	_ "github.com/pipestack/pipestack/modules/link/channel"  // link.channel
+	_ "github.com/pipestack/pipestack/modules/link/sniffer"  // link.sniffer
+	_ "github.com/pipestack/pipestack/modules/link/tun"      // link.tun
+	_ "github.com/pipestack/pipestack/modules/link/wintun"   // link.wintun
+	_ "github.com/pipestack/pipestack/modules/udp"           // transport.udp
 )

@@ -1,0 +1,163 @@
+//go:build linux
+
+package tun
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/pipelinetest"
+)
+
+// needRoot fails under CI (where the tests run as root) and skips elsewhere.
+func needRoot(t *testing.T) {
+	t.Helper()
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "root (TUN devices, network namespaces)"
+	} else if _, err := os.Stat("/dev/net/tun"); err != nil {
+		why = "root: /dev/net/tun: " + err.Error()
+	} else if _, err := exec.LookPath("ip"); err != nil {
+		why = "ip (apt-get install iproute2)"
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("needs %s", why)
+	}
+	t.Skipf("needs %s", why)
+}
+
+func ip(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// testNetns makes a network namespace removed when the test ends.
+func testNetns(t *testing.T) (ns, suffix string) {
+	t.Helper()
+	b := make([]byte, 3)
+	rand.Read(b)
+	suffix = hex.EncodeToString(b)
+	ns = "pstun-" + suffix
+	ip(t, "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	return ns, suffix
+}
+
+// countDisp counts and releases what it is handed.
+type countDisp struct{ n atomic.Uint64 }
+
+func (d *countDisp) DeliverNetworkPackets(pkts []*pipeline.Packet) {
+	var n uint64
+	for _, p := range pkts {
+		if p != nil {
+			n++
+		}
+	}
+	pipeline.ReleaseBatch(pkts)
+	d.n.Add(n)
+}
+
+// loopback opens a created TUN device in a fresh namespace whose kernel
+// side is 10.99.0.1/24 and returns it with a dispatcher counting what the
+// kernel sends back.
+func loopback(t *testing.T, queues int) (*Endpoint, *countDisp, string, string) {
+	ns, s := testNetns(t)
+	dev := "pstun" + s
+	e, err := open(options{name: "t", device: dev, netns: ns, queues: queues, offload: true, coalesce: true, batch: 32, up: true, mtu: 1400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	if !e.Created() || e.MTU() != 1400 {
+		t.Errorf("created %v mtu %d, want a created device of MTU 1400", e.Created(), e.MTU())
+	}
+	ip(t, "-n", ns, "addr", "add", "10.99.0.1/24", "dev", dev)
+	d := new(countDisp)
+	e.Attach(d)
+	return e, d, ns, dev
+}
+
+// pingBatch writes n echo requests from 10.99.0.2 to the kernel.
+func pingBatch(e *Endpoint, pkts []*pipeline.Packet, req []byte) {
+	pipeline.DefaultPool.GetBatch(pkts, len(req))
+	for _, p := range pkts {
+		p.SetData(req)
+		p.SetNetworkHeader()
+		p.NetProto = pipeline.IPv4ProtocolNumber
+	}
+	e.WritePackets(pkts)
+}
+
+func waitCount(d *countDisp, n uint64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for d.n.Load() < n {
+		if time.Now().After(deadline) {
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
+}
+
+// TestTUNLifecycle: a created device answers through the kernel, is gone
+// after Close, and no goroutine outlives the endpoint.
+func TestTUNLifecycle(t *testing.T) {
+	needRoot(t)
+	pipelinetest.CheckGoroutines(t)
+	for _, queues := range []int{1, 3} {
+		e, d, ns, dev := loopback(t, queues)
+		if out := ip(t, "-n", ns, "-d", "link", "show", dev); !strings.Contains(out, "multi_queue") || !strings.Contains(out, "mtu 1400") {
+			t.Errorf("device: %s", out)
+		}
+		req := pipelinetest.Echo4("10.99.0.2", "10.99.0.1", 64, 1, 1, make([]byte, 56))
+		pkts := make([]*pipeline.Packet, 16)
+		pingBatch(e, pkts, req)
+		if !waitCount(d, 16, 5*time.Second) {
+			t.Fatalf("queues %d: %d echo replies of 16", queues, d.n.Load())
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("ip", "-n", ns, "link", "show", dev).CombinedOutput(); err == nil {
+			t.Errorf("device still there after Close: %s", out)
+		}
+		if n := e.WritePackets([]*pipeline.Packet{pipeline.DefaultPool.Get(10)}); n != 0 {
+			t.Errorf("WritePackets after Close sent %d", n)
+		}
+	}
+}
+
+// TestTUNAttachPersistent: an existing persistent device is attached, not
+// recreated, and stays when the link closes.
+func TestTUNAttachPersistent(t *testing.T) {
+	needRoot(t)
+	ns, s := testNetns(t)
+	dev := "pstunp" + s
+	ip(t, "-n", ns, "tuntap", "add", "dev", dev, "mode", "tun", "multi_queue", "vnet_hdr")
+	e, err := open(options{name: "t", device: dev, netns: ns, queues: 2, offload: true, batch: 8, up: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Created() {
+		t.Error("an existing device reported as created")
+	}
+	e.Close()
+	if out := ip(t, "-n", ns, "link", "show", dev); !strings.Contains(out, dev) {
+		t.Errorf("persistent device gone after Close")
+	}
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# lab.sh — the lab the router demo and the e2e tests run in: two host
+# network namespaces wired to a pipestack router, with the Linux kernel as
+# the hosts.
+#
+#   lab.sh up   [tun|afpacket|kernel]
+#   lab.sh down [tun|afpacket|kernel]
+#   lab.sh status
+#
+# Addressing (the same in every mode; pipelines/router.yaml matches it):
+#
+#   ns ps-a: 10.10.1.2/24 ──── 10.10.1.1  ROUTER  10.10.2.1 ──── 10.10.2.2/24 :ns ps-b
+#            default via 10.10.1.1                 default via 10.10.2.1
+#
+# tun (default): the router runs in the root namespace (pipectl run
+#   pipelines/router.yaml). Each host namespace holds a persistent TUN device
+#   made here (`ip tuntap add mode tun multi_queue vnet_hdr`): ps-tun-a in
+#   ps-a, ps-tun-b in ps-b. The kernel side of each device has the host's
+#   address and default route; the router attaches to the device by name
+#   (link.tun with netns: ps-a) and its own address (10.10.1.1) exists only
+#   inside pipestack. A TUN device is point-to-point L3: no ARP, no MACs.
+#   Until the router attaches, the devices have no carrier.
+# afpacket: a third namespace ps-r for the router, veth pairs ps-va (in
+#   ps-a, 10.10.1.2/24) <-> ps-ra (in ps-r) and ps-vb (in ps-b) <-> ps-rb;
+#   the router ends carry no kernel address: an AF_PACKET router (link.afpacket,
+#   netns: ps-r) owns them.
+# kernel: afpacket's wiring with the Linux kernel as the router (10.10.1.1 on
+#   ps-ra, 10.10.2.1 on ps-rb, ip_forward=1 in ps-r): the baseline the
+#   benchmarks compare against.
+#
+# Names take the suffix in $LAB_SUFFIX (the e2e tests use a random one so
+# that runs never collide); device names must stay within 15 bytes.
+# `down` removes everything `up` made, in every mode, and ignores what is
+# already gone. Needs root and iproute2.
+set -euo pipefail
+
+S="${LAB_SUFFIX:-}"
+NS_A="ps-a$S" NS_B="ps-b$S" NS_R="ps-r$S"
+TUN_A="ps-tun-a$S" TUN_B="ps-tun-b$S"
+VA="ps-va$S" VB="ps-vb$S" RA="ps-ra$S" RB="ps-rb$S"
+MTU="${LAB_MTU:-1500}"
+
+die() { echo "lab.sh: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root"
+command -v ip >/dev/null || die "needs ip (apt-get install iproute2)"
+
+ns() { ip netns exec "$@"; }
+
+host() { # host NS DEV ADDR GW
+	ns "$1" ip addr add "$3" dev "$2"
+	ns "$1" ip link set "$2" up
+	ns "$1" ip route add default via "$4"
+}
+
+up_ns() {
+	for n in "$@"; do
+		ip netns add "$n"
+		ns "$n" ip link set lo up
+	done
+}
+
+up_tun() {
+	up_ns "$NS_A" "$NS_B"
+	ns "$NS_A" ip tuntap add dev "$TUN_A" mode tun multi_queue vnet_hdr
+	ns "$NS_B" ip tuntap add dev "$TUN_B" mode tun multi_queue vnet_hdr
+	ns "$NS_A" ip link set "$TUN_A" mtu "$MTU"
+	ns "$NS_B" ip link set "$TUN_B" mtu "$MTU"
+	host "$NS_A" "$TUN_A" 10.10.1.2/24 10.10.1.1
+	host "$NS_B" "$TUN_B" 10.10.2.2/24 10.10.2.1
+}
+
+up_veth() {
+	up_ns "$NS_A" "$NS_B" "$NS_R"
+	ip link add "$VA" mtu "$MTU" netns "$NS_A" type veth peer name "$RA" mtu "$MTU" netns "$NS_R"
+	ip link add "$VB" mtu "$MTU" netns "$NS_B" type veth peer name "$RB" mtu "$MTU" netns "$NS_R"
+	ns "$NS_R" ip link set "$RA" up
+	ns "$NS_R" ip link set "$RB" up
+	host "$NS_A" "$VA" 10.10.1.2/24 10.10.1.1
+	host "$NS_B" "$VB" 10.10.2.2/24 10.10.2.1
+}
+
+up_kernel() {
+	up_veth
+	ns "$NS_R" ip addr add 10.10.1.1/24 dev "$RA"
+	ns "$NS_R" ip addr add 10.10.2.1/24 dev "$RB"
+	ns "$NS_R" sysctl -qw net.ipv4.ip_forward=1
+}
+
+down() {
+	# Devices first (a persistent TUN device would otherwise outlive a
+	# namespace some process still holds), then the namespaces.
+	ns "$NS_A" ip link del "$TUN_A" 2>/dev/null || true
+	ns "$NS_B" ip link del "$TUN_B" 2>/dev/null || true
+	ns "$NS_A" ip link del "$VA" 2>/dev/null || true
+	ns "$NS_B" ip link del "$VB" 2>/dev/null || true
+	for n in "$NS_A" "$NS_B" "$NS_R"; do
+		ip netns del "$n" 2>/dev/null || true
+	done
+}
+
+status() {
+	for n in "$NS_A" "$NS_B" "$NS_R"; do
+		if ip netns list | grep -qw "$n"; then
+			echo "== $n"
+			ns "$n" ip -br addr
+			ns "$n" ip route
+		fi
+	done
+}
+
+cmd="${1:-}" mode="${2:-tun}"
+case "$mode" in tun | afpacket | kernel) ;; *) die "unknown mode $mode (tun, afpacket, kernel)" ;; esac
+case "$cmd" in
+up)
+	trap 'echo "lab.sh: up failed; removing what was made" >&2; down' ERR
+	case "$mode" in
+	tun) up_tun ;;
+	afpacket) up_veth ;;
+	kernel) up_kernel ;;
+	esac
+	trap - ERR
+	;;
+down) down ;;
+status) status ;;
+*) die "usage: lab.sh up|down [tun|afpacket|kernel] | status" ;;
+esac
