@@ -48,7 +48,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "building pipectl"
-go build -o "$work/pipectl" ./cmd/pipectl
+CGO_ENABLED=0 go build -o "$work/pipectl" ./cmd/pipectl  # pure Go: it can drop privileges once its devices are open
 
 say "lab up: namespaces ps-a (10.10.1.2) and ps-b (10.10.2.2), TUN devices ps-tun-a / ps-tun-b"
 scripts/lab.sh down tun
