@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs pipestack's and gVisor's forwarding benchmarks in one run and prints,
+# Runs pipestack's and gVisor's forwarding benchmarks (IPv4, and IPv6 as
+# "v6 …" rows) in one run and prints,
 # per scenario, the median packets/s of each and the ratio (the pass
 # criterion: the machine is shared and noisy, so only same-run ratios count).
 #
@@ -19,6 +20,7 @@ awk '
 	for (i=2; i<=NF; i++) if ($i=="pps") pps=$(i-1)
 	split(name, p, "/"); impl=p[1]; sub(/^Benchmark[A-Za-z]*Forward/, "", impl); sub(/^BenchmarkForward/, "", impl)
 	scen=substr(name, index(name, "/")+1)
+	if (impl ~ /^6/) { impl=substr(impl, 2); scen="v6 " scen }   # BenchmarkForward6*: IPv6
 	key=impl SUBSEP scen; n[key]++; v[key, n[key]]=pps; scens[scen]=1; impls[impl]=1
 }
 function median(key,   m, i, j, t, a) {

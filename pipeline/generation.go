@@ -73,6 +73,18 @@ func (g *Generation) NIC(id NICID) (NetworkInterface, bool) {
 	return ng, true
 }
 
+// NICByName returns the NetworkInterface of the link of this name in this
+// generation. Unlike Stack.NIC it takes no lock, so code running in a batch
+// may call it.
+func (g *Generation) NICByName(name string) (NetworkInterface, bool) {
+	for _, ng := range g.nics {
+		if ng != nil && ng.nic.name == name {
+			return ng, true
+		}
+	}
+	return nil, false
+}
+
 // NetworkEndpoint returns protocol num's endpoint on a NIC.
 func (g *Generation) NetworkEndpoint(id NICID, num NetworkProtocolNumber) NetworkEndpoint {
 	if ng := g.nic(id); ng != nil {
@@ -99,9 +111,16 @@ func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
 	return la.nic, la.broadcast, ok
 }
 
-// IsLocal6 tells whether an IPv6 destination is one of the stack's
-// addresses.
+// IsLocal6 tells whether an IPv6 destination is one of the stack's unicast
+// addresses, configured or dynamic (link-local, SLAAC), and on which NIC. A
+// tentative address (duplicate address detection not finished, or failed)
+// is not local. Multicast groups are the IPv6 module's business.
 func (g *Generation) IsLocal6(dst [16]byte) (NICID, bool) {
+	if m := g.stack.local6dyn.Load(); m != nil {
+		if d, ok := (*m)[dst]; ok {
+			return d.nic, d.usable
+		}
+	}
 	la, ok := g.local6[dst]
 	return la.nic, ok
 }
@@ -261,6 +280,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			nicRoutes = append(nicRoutes, Route{Dst: a.Prefix.Masked(), NIC: n.id, Connected: true})
 		}
 		ng.addrs = [2][]AddressInfo{orderPrimary(a4), orderPrimary(a6)}
+		ng.raw6 = a6
 		for int(n.id) >= len(g.nics) {
 			g.nics = append(g.nics, nil)
 		}

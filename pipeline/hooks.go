@@ -167,17 +167,33 @@ func ParseTuple(pkt *Packet, pc *PacketContext) bool {
 		}
 		return true
 	case IPv6ProtocolNumber:
-		if len(nh) < 40 || nh[0]>>4 != 6 {
+		ip := wire.IPv6(nh)
+		if ip.Check() != nil {
 			return false
 		}
-		pc.Tuple.Src = netip.AddrFrom16([16]byte(nh[8:24]))
-		pc.Tuple.Dst = netip.AddrFrom16([16]byte(nh[24:40]))
-		pc.Tuple.Proto = TransportProtocolNumber(nh[6])
-		pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(pc.Tuple.Proto, nh[40:])
+		pc.Tuple.Src = netip.AddrFrom16(ip.Src())
+		pc.Tuple.Dst = netip.AddrFrom16(ip.Dst())
+		// The protocol is the upper layer's, past the extension headers
+		// (a bounded walk, only when there are some); a non-first
+		// fragment has no ports.
+		x, err := ip.WalkExtensions(maxExtWalk)
+		if err != nil {
+			return false
+		}
+		pc.Tuple.Proto = TransportProtocolNumber(x.Protocol)
+		pc.Fragment = x.Fragment && x.FragmentOffset != 0
+		if !pc.Fragment {
+			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(pc.Tuple.Proto, ip[x.ProtocolOffset:wire.IPv6HeaderSize+int(ip.PayloadLength())])
+		}
 		return true
 	}
 	return false
 }
+
+// maxExtWalk bounds the IPv6 extension headers ParseTuple walks: the
+// largest max_extension_headers network.ipv6 accepts, so that no packet
+// it let through is malformed to a hook.
+const maxExtWalk = 64
 
 func ports(proto TransportProtocolNumber, b []byte) (uint16, uint16) {
 	switch proto {

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"net/netip"
+	"sync"
+	"sync/atomic"
 
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -18,6 +20,10 @@ type NIC struct {
 	stack *Stack
 	neigh *NeighborTable
 	caps  LinkCapabilities
+
+	// Dynamic IPv6 addresses and kind overrides (dynamic.go).
+	dynMu sync.Mutex
+	dyn   atomic.Pointer[dynAddrs]
 
 	Stats NICStats
 }
@@ -56,6 +62,8 @@ type nicGen struct {
 	cfg       *LinkConfig
 	mtu       int
 	addrs     [2][]AddressInfo // [0] IPv4, [1] IPv6, in primary order
+	raw6      []AddressInfo    // IPv6 addresses as configured, in file order
+	merged    atomic.Pointer[mergedAddrs]
 	forward   [2]bool
 	endpoints []protoEndpoint
 }
@@ -78,12 +86,16 @@ func (g *nicGen) MTU() int                       { return g.mtu }
 func (g *nicGen) LinkAddress() wire.MAC          { return g.nic.link.LinkAddress() }
 func (g *nicGen) Capabilities() LinkCapabilities { return g.nic.caps }
 func (g *nicGen) Forwarding(family int) bool     { return g.forward[famIndex(family)] }
+func (g *nicGen) NIC() *NIC                      { return g.nic }
 func (g *nicGen) Addresses(family int) []AddressInfo {
-	return g.addrs[famIndex(family)]
+	if family == 6 {
+		return g.addrs6()
+	}
+	return g.addrs[0]
 }
 
 func (g *nicGen) PrimaryAddress(family int) (netip.Prefix, bool) {
-	for _, a := range g.addrs[famIndex(family)] {
+	for _, a := range g.Addresses(family) {
 		if primaryCandidate(a) {
 			return a.Prefix, true
 		}

@@ -134,14 +134,27 @@ type NetworkInterface interface {
 	LinkAddress() wire.MAC
 	Capabilities() LinkCapabilities
 	// Addresses lists the NIC's addresses of one family (4 or 6) in
-	// primary order (see PrimaryEndpointBehavior).
+	// primary order (see PrimaryEndpointBehavior). IPv6 lists include the
+	// dynamic addresses (link-local, SLAAC) with their current kind, and
+	// configured addresses with their run-time kind (tentative while
+	// duplicate address detection runs): see dynamic.go. The slice is
+	// shared: do not modify it.
 	Addresses(family int) []AddressInfo
 	// PrimaryAddress returns the address the stack uses as a source on
 	// this NIC for the given destination's family, per the seed's rules:
 	// FirstPrimaryEndpoint addresses first, then CanBePrimaryEndpoint ones
-	// in the order added, never NeverPrimaryEndpoint ones; deprecated
-	// addresses only when no other exists.
+	// in the order added, never NeverPrimaryEndpoint ones nor tentative
+	// ones; deprecated addresses only when no other exists.
 	PrimaryAddress(family int) (netip.Prefix, bool)
+	// SourceAddress returns the source address for a packet to dst
+	// leaving through this NIC: for IPv4 the primary address, preferring
+	// one whose subnet holds dst; for IPv6 the choice of SelectSource6
+	// (same scope as dst first, so a link-local destination gets the
+	// link-local address).
+	SourceAddress(dst netip.Addr) (netip.Addr, bool)
+	// NIC is the long-lived NIC behind this generation's view: its
+	// neighbor table, counters and dynamic addresses.
+	NIC() *NIC
 	// Forwarding reports whether packets not addressed to the stack and
 	// received on this NIC may be forwarded.
 	Forwarding(family int) bool

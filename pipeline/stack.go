@@ -54,6 +54,8 @@ type Stack struct {
 
 	sharedMu sync.Mutex
 	shared   map[string]any
+
+	dynState // dynamic addresses and routes (dynamic.go)
 }
 
 // Shared returns the long-lived object under key, made by mk on first use
@@ -189,6 +191,7 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 			s.log.Warn().Err(err).Str("link", n.name).Msg("close")
 		}
 		n.neigh.close()
+		s.forgetDynamic(n)
 	}
 	s.log.Info().Uint64("generation", g.seq).Int("links", len(s.nics)).Msg("pipeline applied")
 	return true, nil
@@ -278,13 +281,14 @@ func (s *Stack) Link(name string) (LinkEndpoint, bool) {
 // Counters returns every counter set (protocols', the stack's), by name.
 func (s *Stack) Counters() []*CounterSet { return s.counters.all() }
 
-// Route looks up the route for dst in the running generation.
+// Route looks up the route for dst in the running generation and the
+// stack's dynamic routes.
 func (s *Stack) Route(dst netip.Addr) (Route, bool) {
 	g := s.gen.Load()
 	if g == nil {
 		return Route{}, false
 	}
-	r := g.routes.Lookup(dst)
+	r := g.LookupRoute(dst)
 	if r == nil {
 		return Route{}, false
 	}

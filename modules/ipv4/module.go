@@ -91,15 +91,15 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		cfg.icmpErrors = *m.ICMPErrors
 	}
 	rc := &cfg.rate
-	rc.rate, rc.burst, rc.jitter = 1000, 50, 0.5
+	rc.Rate, rc.Burst, rc.Jitter = 1000, 50, 0.5
 	if m.ICMPRate != nil {
-		rc.rate = *m.ICMPRate
+		rc.Rate = *m.ICMPRate
 	}
 	if m.ICMPBurst != 0 {
-		rc.burst = float64(m.ICMPBurst)
+		rc.Burst = float64(m.ICMPBurst)
 	}
 	if m.ICMPJitter != nil {
-		rc.jitter = *m.ICMPJitter
+		rc.Jitter = *m.ICMPJitter
 	}
 	if m.ICMPRateMask == nil {
 		m.ICMPRateMask = []string{"dest_unreachable", "time_exceeded", "parameter_problem"}
@@ -109,11 +109,11 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		if !ok {
 			return fmt.Errorf("icmp_ratemask: %q is not one of echo_reply, dest_unreachable, time_exceeded, parameter_problem", name)
 		}
-		rc.mask |= 1 << t
+		rc.Mask |= 1 << t
 	}
-	rc.destRate, rc.destBurst = m.ICMPPerDest.Rate, float64(m.ICMPPerDest.Burst)
-	if rc.destRate > 0 && rc.destBurst == 0 {
-		rc.destBurst = 6
+	rc.DestRate, rc.DestBurst = m.ICMPPerDest.Rate, float64(m.ICMPPerDest.Burst)
+	if rc.DestRate > 0 && rc.DestBurst == 0 {
+		rc.DestBurst = 6
 	}
 
 	ra := &m.Reassembly
@@ -159,13 +159,13 @@ func (m *Module) Validate() error {
 		return fmt.Errorf("default_ttl %d out of range 1..255", m.DefaultTTL)
 	}
 	rc := &m.proto.cfg.rate
-	if rc.rate < 0 || rc.burst < 1 {
+	if rc.Rate < 0 || rc.Burst < 1 {
 		return errors.New("icmp_rate must be >= 0 and icmp_burst >= 1")
 	}
-	if rc.jitter < 0 || rc.jitter >= 1 {
-		return fmt.Errorf("icmp_jitter %g out of range [0, 1)", rc.jitter)
+	if rc.Jitter < 0 || rc.Jitter >= 1 {
+		return fmt.Errorf("icmp_jitter %g out of range [0, 1)", rc.Jitter)
 	}
-	if rc.destRate < 0 || rc.destBurst < 0 {
+	if rc.DestRate < 0 || rc.DestBurst < 0 {
 		return errors.New("icmp_per_dest: rate and burst must be >= 0")
 	}
 	ra := &m.Reassembly

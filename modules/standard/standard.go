@@ -10,13 +10,14 @@
 //
 // Built in so far: link.channel (in-memory links), link.tun (Linux TUN
 // devices), link.afpacket (Linux AF_PACKET), link.sniffer (pcap capture
-// around any link), link.wintun (Windows), network.ipv4, network.arp and
-// transport.udp.
+// around any link), link.wintun (Windows), network.ipv4, network.arp,
+// network.ipv6 and transport.udp.
 package standard
 
 import (
 	_ "github.com/pipestack/pipestack/modules/arp"           // network.arp
 	_ "github.com/pipestack/pipestack/modules/ipv4"          // network.ipv4
+	_ "github.com/pipestack/pipestack/modules/ipv6"          // network.ipv6
 	_ "github.com/pipestack/pipestack/modules/link/afpacket" // link.afpacket
 	_ "github.com/pipestack/pipestack/modules/link/channel"  // link.channel
 	_ "github.com/pipestack/pipestack/modules/link/sniffer"  // link.sniffer

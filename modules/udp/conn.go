@@ -34,9 +34,11 @@ type Conn struct {
 }
 
 // ListenPacket opens an unconnected socket on s bound to address
-// ("10.0.1.2:9000", ":9000", ":0" for an ephemeral port; IP literals only,
-// no name resolution). network is "udp" or "udp4". s must run a pipeline
-// that configures transport.udp.
+// ("10.0.1.2:9000", "[2001:db8::1]:9000", ":9000", ":0" for an ephemeral
+// port; IP literals only, no name resolution). network is "udp" (either
+// family; a wildcard socket receives both, like Linux with IPV6_V6ONLY
+// off), "udp4" or "udp6". s must run a pipeline that configures
+// transport.udp (and network.ipv4 or network.ipv6).
 func ListenPacket(s *pipeline.Stack, network, address string) (*Conn, error) {
 	op := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Addr: addrOrNil(address), Err: err}
@@ -105,9 +107,7 @@ func Dial(s *pipeline.Stack, network, laddr, raddr string) (*Conn, error) {
 // transport.udp.
 func socketTable(s *pipeline.Stack, network string) (*table, error) {
 	switch network {
-	case "udp", "udp4":
-	case "udp6":
-		return nil, errors.New("udp6: IPv6 is not supported yet")
+	case "udp", "udp4", "udp6":
 	default:
 		return nil, net.UnknownNetworkError(network)
 	}
@@ -138,10 +138,14 @@ func parseAddr(network, address string) (netip.AddrPort, error) {
 		if a, err = netip.ParseAddr(host); err != nil {
 			return netip.AddrPort{}, fmt.Errorf("%q is not an IP address (names are not resolved)", host)
 		}
-		a = a.Unmap()
-		if !a.Is4() {
-			return netip.AddrPort{}, syscall.EAFNOSUPPORT // IPv6 comes later
+		if a.Is4In6() {
+			a = a.Unmap()
 		}
+		if (network == "udp4" && !a.Is4()) || (network == "udp6" && !a.Is6()) {
+			return netip.AddrPort{}, syscall.EAFNOSUPPORT
+		}
+		// A zone names the link of a link-local address; the stack
+		// keeps addresses without zones (see zoneLink).
 		if a.IsUnspecified() {
 			a = netip.Addr{}
 		}
@@ -159,7 +163,14 @@ func checkLocal(s *pipeline.Stack, a netip.Addr) error {
 	if g == nil {
 		return errors.New("the stack runs no pipeline")
 	}
-	if _, _, ok := g.IsLocal4(a.As4()); !ok {
+	a = a.WithZone("")
+	ok := false
+	if a.Is4() {
+		_, _, ok = g.IsLocal4(a.As4())
+	} else {
+		_, ok = g.IsLocal6(a.As16())
+	}
+	if !ok {
 		return os.NewSyscallError("bind", syscall.EADDRNOTAVAIL)
 	}
 	return nil
@@ -172,19 +183,39 @@ func sourceFor(s *pipeline.Stack, dst netip.Addr) (netip.Addr, error) {
 	if g == nil {
 		return netip.Addr{}, errors.New("the stack runs no pipeline")
 	}
-	r := g.Routes().Lookup(dst)
-	if r == nil {
-		return netip.Addr{}, syscall.ENETUNREACH
+	nic, _, err := routeFor(g, dst)
+	if err != nil {
+		return netip.Addr{}, err
 	}
-	nic, ok := g.NIC(r.NIC)
-	if !ok {
-		return netip.Addr{}, syscall.ENETUNREACH
-	}
-	p, ok := nic.PrimaryAddress(4)
+	a, ok := nic.SourceAddress(dst.WithZone(""))
 	if !ok {
 		return netip.Addr{}, syscall.EADDRNOTAVAIL
 	}
-	return p.Addr(), nil
+	return a, nil
+}
+
+// routeFor finds the outgoing NIC and next hop for dst: the routes
+// (configured, or learnt by IPv6 from router advertisements), or, for an
+// IPv6 link-local or multicast destination, the link its zone names
+// ("fe80::1%lan").
+func routeFor(g *pipeline.Generation, dst netip.Addr) (pipeline.NetworkInterface, netip.Addr, error) {
+	if dst.Is6() && (dst.IsLinkLocalUnicast() || dst.IsMulticast()) && dst.Zone() != "" {
+		nic, ok := g.NICByName(dst.Zone())
+		if !ok {
+			return nil, netip.Addr{}, syscall.ENETUNREACH
+		}
+		return nic, dst.WithZone(""), nil
+	}
+	dst = dst.WithZone("")
+	r := g.LookupRoute(dst)
+	if r == nil {
+		return nil, netip.Addr{}, syscall.ENETUNREACH
+	}
+	nic, ok := g.NIC(r.NIC)
+	if !ok {
+		return nil, netip.Addr{}, syscall.ENETUNREACH
+	}
+	return nic, r.NextHop(dst), nil
 }
 
 func addrOrNil(address string) net.Addr {
@@ -197,17 +228,21 @@ func addrOrNil(address string) net.Addr {
 	return nil
 }
 
-// udpAddr turns a binding into a *net.UDPAddr (the wildcard as 0.0.0.0).
-func udpAddr(ap netip.AddrPort) *net.UDPAddr {
+// udpAddr turns a binding into a *net.UDPAddr (the wildcard as 0.0.0.0,
+// or :: for a udp6 socket).
+func udpAddr(ap netip.AddrPort, network string) *net.UDPAddr {
 	a := ap.Addr()
 	if !a.IsValid() {
 		a = netip.IPv4Unspecified()
+		if network == "udp6" {
+			a = netip.IPv6Unspecified()
+		}
 	}
 	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, ap.Port()))
 }
 
 // LocalAddr implements net.PacketConn: the bound address and port.
-func (c *Conn) LocalAddr() net.Addr { return udpAddr(c.ep.local) }
+func (c *Conn) LocalAddr() net.Addr { return udpAddr(c.ep.local, c.network) }
 
 // RemoteAddr implements net.Conn: the peer of a connected socket, nil
 // otherwise.
@@ -215,12 +250,13 @@ func (c *Conn) RemoteAddr() net.Addr {
 	if !c.ep.remote.IsValid() {
 		return nil
 	}
-	return udpAddr(c.ep.remote)
+	return udpAddr(c.ep.remote, c.network)
 }
 
-// LocalAddrPort is LocalAddr as a netip.AddrPort (0.0.0.0 for the wildcard).
+// LocalAddrPort is LocalAddr as a netip.AddrPort (0.0.0.0, or :: for a
+// udp6 socket, for the wildcard).
 func (c *Conn) LocalAddrPort() netip.AddrPort {
-	return udpAddr(c.ep.local).AddrPort()
+	return udpAddr(c.ep.local, c.network).AddrPort()
 }
 
 func (c *Conn) opError(op string, addr net.Addr, err error) error {
@@ -362,8 +398,10 @@ func (c *Conn) write(p []byte, to netip.AddrPort) (int, error) {
 		return 0, c.opError("write", nil, os.ErrDeadlineExceeded)
 	default:
 	}
-	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
-	if !to.Addr().Is4() {
+	if to.Addr().Is4In6() {
+		to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	}
+	if a := to.Addr(); !a.IsValid() || (c.network == "udp4" && !a.Is4()) || (c.network == "udp6" && !a.Is6()) {
 		return 0, c.opError("write", net.UDPAddrFromAddrPort(to), syscall.EAFNOSUPPORT)
 	}
 	if to.Port() == 0 {
@@ -382,36 +420,44 @@ func (c *Conn) write(p []byte, to netip.AddrPort) (int, error) {
 	return len(p), nil
 }
 
-// maxPayload is the largest UDP payload: 65535 - IP header - UDP header.
-// Datagrams larger than the route's MTU are fragmented by network.ipv4, as
-// Linux does for UDP without IP_PMTUDISC_DO.
-func maxPayload(mtu int) int {
+// maxPayload is the largest UDP payload: 65535 - IPv4 header - UDP header
+// for IPv4; for IPv6, whose payload length does not count its 40-byte
+// header, 65535 - UDP header. Datagrams larger than the path MTU are
+// fragmented by the network layer, as Linux does for UDP without
+// IP_PMTUDISC_DO.
+func maxPayload(v6 bool) int {
+	if v6 {
+		return 0xffff - wire.UDPHeaderSize
+	}
 	return 0xffff - wire.IPv4MinimumSize - wire.UDPHeaderSize
 }
 
 // output builds the datagram into a pooled packet and hands it to the
 // network endpoint of the route's NIC. Called in c.s.Do with c.wmu held.
 func (c *Conn) output(b *pipeline.Batch, p []byte, to netip.AddrPort) error {
-	dst := to.Addr()
-	r := b.Gen.Routes().Lookup(dst)
-	if r == nil {
-		return syscall.ENETUNREACH
+	nic, nextHop, err := routeFor(b.Gen, to.Addr())
+	if err != nil {
+		return err
 	}
-	nic, ok := b.Gen.NIC(r.NIC)
-	ne := b.Gen.NetworkEndpoint(r.NIC, pipeline.IPv4ProtocolNumber)
-	if !ok || ne == nil {
+	dst := to.Addr().WithZone("")
+	v6 := dst.Is6()
+	netProto := pipeline.IPv4ProtocolNumber
+	if v6 {
+		netProto = pipeline.IPv6ProtocolNumber
+	}
+	ne := b.Gen.NetworkEndpoint(nic.ID(), netProto)
+	if ne == nil {
 		return syscall.ENETUNREACH
 	}
 	src := c.ep.local.Addr()
-	if !src.IsValid() || src.IsMulticast() {
-		pa, ok := nic.PrimaryAddress(4)
-		if !ok {
+	if !src.IsValid() || src.IsMulticast() || src.Is6() != v6 {
+		var ok bool
+		if src, ok = nic.SourceAddress(dst); !ok {
 			return syscall.EADDRNOTAVAIL
 		}
-		src = pa.Addr()
 	}
 	mtu := nic.MTU()
-	if len(p) > maxPayload(mtu) {
+	if len(p) > maxPayload(v6) {
 		return syscall.EMSGSIZE
 	}
 	n := wire.UDPHeaderSize + len(p)
@@ -422,7 +468,7 @@ func (c *Conn) output(b *pipeline.Batch, p []byte, to netip.AddrPort) error {
 	copy(u[wire.UDPHeaderSize:], p)
 	u.SetChecksum(u.CalculateChecksum(pseudoHeader(src, dst, uint16(n))))
 	pkt.SetTransportHeader()
-	ri := pipeline.RouteInfo{NIC: r.NIC, LocalAddr: src, RemoteAddr: dst, NextHop: r.NextHop(dst), MTU: mtu}
+	ri := pipeline.RouteInfo{NIC: nic.ID(), LocalAddr: src, RemoteAddr: dst, NextHop: nextHop, MTU: mtu}
 	c.wbuf[0] = pkt
 	ne.WritePackets(b, ri, pipeline.NetworkHeaderParams{Protocol: pipeline.UDPProtocolNumber}, c.wbuf[:])
 	c.wbuf[0] = nil

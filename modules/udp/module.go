@@ -3,16 +3,17 @@
 // The module demultiplexes received datagrams to endpoints (sockets) —
 // connected 4-tuple first, then a socket bound to the destination
 // address and port, then one bound to the wildcard address and the port —
-// verifies checksums (a zero checksum, "none", is accepted on IPv4) and
-// answers datagrams for closed ports with an ICMP port unreachable, except
-// when they were sent to a broadcast or multicast address.
+// verifies checksums (a zero checksum, "none", is accepted on IPv4, not on
+// IPv6) and answers datagrams for closed ports with an ICMP port
+// unreachable, except when they were sent to a broadcast or multicast
+// address.
 //
 // A Go program uses the stack's UDP through ListenPacket and Dial, which
 // return a *Conn: a net.PacketConn (and, when connected, a net.Conn) with
 // deadlines, over a stack built from a pipeline file:
 //
 //	s := pipeline.New(pipeline.Options{})
-//	s.Apply(cfg) // modules: [network.ipv4, transport.udp]
+//	s.Apply(cfg) // modules: [network.ipv4, network.ipv6, transport.udp]
 //	c, err := udp.ListenPacket(s, "udp4", "10.0.1.2:9000")
 //	n, from, err := c.ReadFrom(buf)
 //	c.WriteTo(buf[:n], from)
@@ -30,11 +31,13 @@
 // Counters (set "udp"): rx, delivered, sent, no_port, broadcast_no_port,
 // bad_checksum, malformed, receive_queue_full.
 //
-// Not yet: IPv6 (addresses are netip.Addr throughout and the checksum code
-// has the IPv6 branch to fill), fragmentation of large datagrams (they fail
-// with EMSGSIZE: see maxPayload), ICMP errors reported to sockets (the
-// network layer does not hand them to transports yet), SO_REUSEADDR-style
-// port sharing, multicast group membership.
+// IPv6: "udp6" sockets (and "udp" ones, which take either family) over
+// network.ipv6; the checksum covers the IPv6 pseudo-header with the 32-bit
+// length and a zero checksum is refused; the source address is chosen by
+// scope (NetworkInterface.SourceAddress) and routes learnt from router
+// advertisements are followed.
+//
+// Not yet: SO_REUSEADDR-style port sharing, multicast group membership.
 package udp
 
 import (

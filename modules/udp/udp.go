@@ -153,13 +153,21 @@ func addresses(pkt *pipeline.Packet) (src, dst netip.Addr, ok bool) {
 		}
 		h := wire.IPv4(nh)
 		return netip.AddrFrom4(h.Src()), netip.AddrFrom4(h.Dst()), true
+	case pipeline.IPv6ProtocolNumber:
+		if len(nh) < wire.IPv6HeaderSize {
+			return src, dst, false
+		}
+		h := wire.IPv6(nh)
+		return netip.AddrFrom16(h.Src()), netip.AddrFrom16(h.Dst()), true
 	}
 	return src, dst, false
 }
 
 // checksumValid verifies a datagram's checksum against its pseudo-header.
 // A zero checksum means "none" and is accepted on IPv4 only: IPv6 forbids
-// it (RFC 8200 §8.1), which its branch will check when IPv6 lands.
+// it (RFC 8200 §8.1: such a datagram is discarded). The IPv6 pseudo-header
+// carries the 32-bit upper-layer length: the UDP length, whatever extension
+// headers come before.
 func checksumValid(pkt *pipeline.Packet, u wire.UDP) bool {
 	switch pkt.NetProto {
 	case pipeline.IPv4ProtocolNumber:
@@ -167,6 +175,11 @@ func checksumValid(pkt *pipeline.Packet, u wire.UDP) bool {
 			return true
 		}
 		return u.IsChecksumValid(wire.IPv4PseudoChecksum(wire.IPv4(pkt.NetworkHeader()), u.Length()))
+	case pipeline.IPv6ProtocolNumber:
+		if u.Checksum() == 0 {
+			return false
+		}
+		return u.IsChecksumValid(wire.IPv6PseudoChecksum(wire.IPv6(pkt.NetworkHeader()), wire.ProtocolUDP, uint32(u.Length())))
 	}
 	return false
 }

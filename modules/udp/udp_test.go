@@ -450,7 +450,7 @@ func TestBindConflicts(t *testing.T) {
 		t.Errorf("binding a foreign address: %v, want EADDRNOTAVAIL", err)
 	}
 	for _, bad := range []struct{ network, address string }{
-		{"udp6", ":1"}, {"tcp", ":1"}, {"udp", "example.com:1"}, {"udp", "[::1]:1"}, {"udp", ":http"}, {"udp", "10.0.2.2"},
+		{"udp4", "[2001:db8::1]:1"}, {"udp6", "10.0.2.2:1"}, {"tcp", ":1"}, {"udp", "example.com:1"}, {"udp", "[::1]:1"}, {"udp", ":http"}, {"udp", "10.0.2.2"},
 	} {
 		if c, err := udp.ListenPacket(n.Stack, bad.network, bad.address); err == nil {
 			c.Close()

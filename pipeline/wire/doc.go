@@ -1,5 +1,7 @@
-// Package wire provides zero-copy views of packet headers (Ethernet, IPv4,
-// UDP, TCP, ICMPv4) and the Internet checksum routines that go with them.
+// Package wire provides zero-copy views of packet headers (Ethernet, ARP,
+// IPv4 and its options, IPv6 and its extension headers, UDP, TCP, ICMPv4,
+// ICMPv6, and the NDP messages and options carried by ICMPv6) and the
+// Internet checksum routines that go with them.
 //
 // # Views
 //
@@ -44,7 +46,27 @@
 //
 // Parse failures are ParseError values, a uint8 type: returning one as an
 // error does not allocate, and Reason gives a snake_case name suitable for a
-// drop counter ("too_short", "bad_checksum", ...).
+// drop counter ("too_short", "bad_checksum", "bad_payload_length", ...).
+//
+// # IPv6
+//
+// IPv6.Check validates only the fixed header (ErrBadPayloadLength when the
+// payload length runs past the buffer). Extension headers are walked by
+// IPv6.WalkExtensions, bounded by a maximum count and by the payload, which
+// returns where the upper-layer header starts, the Fragment header's fields
+// and the unfragmentable length, or an IPv6Error with the offset of the
+// offending byte — a Parameter Problem pointer as it stands
+// (IPv6Error.ParamProblemCode says which code, or that the packet is dropped
+// silently). The views of single headers (IPv6Options for Hop-by-Hop and
+// Destination Options with an option iterator, IPv6Routing, IPv6Fragment)
+// have their own Check (ErrExtHeaderTruncated when a length field runs past
+// the buffer).
+//
+// ICMPv6 is the message view (type, code, checksum over the IPv6
+// pseudo-header from IPv6PseudoChecksum); the NDP views (Router and Neighbor
+// Solicitation and Advertisement, Redirect) are made from ICMPv6.Body(), and
+// NDPOptions iterates and finds their options (link-layer address, prefix
+// information, MTU, RDNSS, redirected header), with Append* builders.
 //
 // # Checksums
 //

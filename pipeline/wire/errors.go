@@ -26,6 +26,14 @@ const (
 	// ErrBadARPFormat: an ARP packet is not for Ethernet and IPv4
 	// (hardware type 1, protocol 0x0800, address lengths 6 and 4).
 	ErrBadARPFormat
+	// ErrBadPayloadLength: the IPv6 payload length runs past the buffer
+	// (40 + PayloadLength > len(b)).
+	ErrBadPayloadLength
+	// ErrExtHeaderTruncated: an IPv6 extension header view (Hop-by-Hop,
+	// Destination Options, Routing) whose length field runs past the
+	// buffer. (The extension-header walk reports the same condition as
+	// ErrIPv6ExtHeaderTruncated, an IPv6Error carrying an offset.)
+	ErrExtHeaderTruncated
 
 	numParseErrors
 )
@@ -40,6 +48,8 @@ var parseErrorText = [numParseErrors]string{
 	"bad UDP length",
 	"bad TCP data offset",
 	"bad ARP hardware or protocol format",
+	"bad IPv6 payload length",
+	"IPv6 extension header truncated",
 }
 
 var parseErrorFull = [numParseErrors]string{
@@ -52,6 +62,8 @@ var parseErrorFull = [numParseErrors]string{
 	"wire: bad UDP length",
 	"wire: bad TCP data offset",
 	"wire: bad ARP hardware or protocol format",
+	"wire: bad IPv6 payload length",
+	"wire: IPv6 extension header truncated",
 }
 
 var parseErrorReason = [numParseErrors]string{
@@ -64,6 +76,8 @@ var parseErrorReason = [numParseErrors]string{
 	"bad_length",
 	"bad_data_offset",
 	"bad_arp_format",
+	"bad_payload_length",
+	"ext_header_truncated",
 }
 
 func (e ParseError) index() int {
@@ -81,6 +95,7 @@ func (e ParseError) String() string { return parseErrorText[e.index()] }
 
 // Reason returns a snake_case name for the error, suitable as a drop-counter
 // label: "too_short", "bad_version", "bad_header_length", "bad_total_length",
-// "bad_checksum", "bad_length", "bad_data_offset", "bad_arp_format", or
-// "unknown" for a value that is not one of the constants.
+// "bad_checksum", "bad_length", "bad_data_offset", "bad_arp_format",
+// "bad_payload_length", "ext_header_truncated", or "unknown" for a value that
+// is not one of the constants.
 func (e ParseError) Reason() string { return parseErrorReason[e.index()] }

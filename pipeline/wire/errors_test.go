@@ -17,6 +17,9 @@ func TestParseError(t *testing.T) {
 		{ErrBadChecksum, "bad_checksum"},
 		{ErrBadLength, "bad_length"},
 		{ErrBadDataOffset, "bad_data_offset"},
+		{ErrBadARPFormat, "bad_arp_format"},
+		{ErrBadPayloadLength, "bad_payload_length"},
+		{ErrExtHeaderTruncated, "ext_header_truncated"},
 		{0, "unknown"},
 		{200, "unknown"},
 	}

@@ -56,7 +56,7 @@ type IPv6Fields struct {
 }
 
 // Check validates the header: at least 40 bytes (ErrTooShort), version 6
-// (ErrBadVersion) and 40+PayloadLength <= len(b) (ErrBadTotalLength). It
+// (ErrBadVersion) and 40+PayloadLength <= len(b) (ErrBadPayloadLength). It
 // does not look at extension headers; see WalkExtensions. After Check returns
 // nil no accessor panics.
 func (b IPv6) Check() error {
@@ -67,7 +67,7 @@ func (b IPv6) Check() error {
 		return ErrBadVersion
 	}
 	if IPv6HeaderSize+int(binary.BigEndian.Uint16(b[ipv6PayloadLen:])) > len(b) {
-		return ErrBadTotalLength
+		return ErrBadPayloadLength
 	}
 	return nil
 }

@@ -118,7 +118,7 @@ func TestIPv6ImpossibleLength(t *testing.T) {
 	full := ip6Of(frame6EchoRequest)
 	for n := 0; n < len(full); n++ {
 		err := full[:n].Check()
-		want := error(ErrBadTotalLength)
+		want := error(ErrBadPayloadLength)
 		if n < IPv6HeaderSize {
 			want = ErrTooShort
 		}
@@ -134,9 +134,9 @@ func TestIPv6ImpossibleLength(t *testing.T) {
 		{"version 4", func(b IPv6) IPv6 { b[0] = 0x40; return b }, ErrBadVersion},
 		{"version 0", func(b IPv6) IPv6 { b[0] = 0x00; return b }, ErrBadVersion},
 		{"version 15", func(b IPv6) IPv6 { b[0] = 0xf0; return b }, ErrBadVersion},
-		{"payload length 65", func(b IPv6) IPv6 { b.SetPayloadLength(65); return b }, ErrBadTotalLength},
-		{"payload length 0xffff", func(b IPv6) IPv6 { b.SetPayloadLength(0xffff); return b }, ErrBadTotalLength},
-		{"header only", func(b IPv6) IPv6 { return b[:40] }, ErrBadTotalLength},
+		{"payload length 65", func(b IPv6) IPv6 { b.SetPayloadLength(65); return b }, ErrBadPayloadLength},
+		{"payload length 0xffff", func(b IPv6) IPv6 { b.SetPayloadLength(0xffff); return b }, ErrBadPayloadLength},
+		{"header only", func(b IPv6) IPv6 { return b[:40] }, ErrBadPayloadLength},
 		{"payload length 0", func(b IPv6) IPv6 { b.SetPayloadLength(0); return b }, nil},
 		{"payload length 0, header only", func(b IPv6) IPv6 { b.SetPayloadLength(0); return b[:40] }, nil},
 		{"link padding", func(b IPv6) IPv6 { return append(b, 0, 0, 0, 0) }, nil},
@@ -172,7 +172,7 @@ func TestIPv6Parse(t *testing.T) {
 		want  error
 	}{
 		{frame6NoRoute, nil}, {frame6TimeExceeded, nil}, {frame6PortUnreach, nil},
-		{frame6PacketTooBig, ErrBadTotalLength},
+		{frame6PacketTooBig, ErrBadPayloadLength},
 	} {
 		_, m := icmp6Of(tt.frame)
 		if err := IPv6(m.Payload()).Check(); err != tt.want {

@@ -406,14 +406,14 @@ type IPv6OptionsFields struct {
 func IPv6OptionsSize(optionsLen int) int { return (2 + optionsLen + 7) &^ 7 }
 
 // Check returns ErrTooShort if b is shorter than 8 bytes and
-// ErrIPv6ExtHeaderTruncated if the length field runs past b. It does not
-// look at the options; the iterator does.
+// ErrExtHeaderTruncated if the length field runs past b. It does not look
+// at the options; the iterator does.
 func (b IPv6Options) Check() error {
 	if len(b) < 8 {
 		return ErrTooShort
 	}
 	if (int(b[1])+1)*8 > len(b) {
-		return ErrIPv6ExtHeaderTruncated
+		return ErrExtHeaderTruncated
 	}
 	return nil
 }
@@ -565,7 +565,7 @@ const (
 type IPv6Routing []byte
 
 // Check returns ErrTooShort if b is shorter than 8 bytes and
-// ErrIPv6ExtHeaderTruncated if the length field runs past b.
+// ErrExtHeaderTruncated if the length field runs past b.
 func (b IPv6Routing) Check() error { return IPv6Options(b).Check() }
 
 // NextHeader returns the type of the following header.

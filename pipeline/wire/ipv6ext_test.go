@@ -284,7 +284,7 @@ func TestIPv6ExtImpossibleLength(t *testing.T) {
 	}
 	h := ext6(ProtocolUDP, 1)
 	for n := 8; n < 16; n++ {
-		if IPv6Options(h[:n]).Check() != ErrIPv6ExtHeaderTruncated || IPv6Routing(h[:n]).Check() != ErrIPv6ExtHeaderTruncated {
+		if IPv6Options(h[:n]).Check() != ErrExtHeaderTruncated || IPv6Routing(h[:n]).Check() != ErrExtHeaderTruncated {
 			t.Errorf("16-byte header in %d bytes accepted", n)
 		}
 	}

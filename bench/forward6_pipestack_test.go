@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"fmt"
+	"testing"
+
+	_ "github.com/pipestack/pipestack/modules/ipv6"
+	"github.com/pipestack/pipestack/modules/link/channel"
+	"github.com/pipestack/pipestack/pipeline"
+)
+
+// The same scenario as BenchmarkForward6GVisor, on pipestack: network.ipv6
+// with two NICs on in-memory links, IPv6 forwarding on. The router has its
+// link-local addresses (so the dynamic-address overlay that IsLocal6
+// consults is in place, as in any real IPv6 router); duplicate address
+// detection is off, as it is in gVisor's default ipv6.NewProtocol, so that
+// no NDP packet appears on the links. eth/*: 2001:db8:2::2 is a static
+// neighbor of nic 2.
+const pipestackRouter6 = `
+name: bench-router6
+modules: [{module: network.ipv6, dad: {transmits: 0}}]
+links:
+  - {name: a, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: ["2001:db8:1::1/64"]%[3]s}
+  - {name: b, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: ["2001:db8:2::1/64"]%[4]s}
+forwarding: {ipv6: true}
+`
+
+func newPipestackRouter6(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
+	framing, macA, macB := "ip", "", ""
+	if eth {
+		framing = "ethernet"
+		macA = fmt.Sprintf(`, mac: "%s"`, macString(nic1MAC))
+		macB = fmt.Sprintf(`, mac: "%s", neighbors: [{ip: "2001:db8:2::2", mac: "%s"}]`, macString(nic2MAC), macString(receiverMAC))
+	}
+	cfg, err := pipeline.ParseConfig("bench-router6.yaml", []byte(fmt.Sprintf(pipestackRouter6, framing, queueSize, macA, macB)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := pipeline.New(pipeline.Options{})
+	if _, err := s.Apply(cfg); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	la, _ := s.Link("a")
+	lb, _ := s.Link("b")
+	return s, la.(*channel.Endpoint), lb.(*channel.Endpoint)
+}
+
+func BenchmarkForward6Pipestack(b *testing.B) {
+	for _, framing := range []string{"ip", "eth"} {
+		for _, size := range packetSizes6 {
+			b.Run(fmt.Sprintf("%s/%dB", framing, size), func(b *testing.B) {
+				benchForward6Pipestack(b, framing == "eth", size)
+			})
+		}
+	}
+}
+
+func benchForward6Pipestack(b *testing.B, eth bool, size int) {
+	_, in, out := newPipestackRouter6(b, eth)
+	ipPkt := buildUDP6Packet(size)
+	frame := ipPkt
+	if eth {
+		frame = buildEthFrame6(nic1MAC, senderMAC, ipPkt)
+	}
+	frames := make([][]byte, batchSize)
+	for i := range frames {
+		frames[i] = frame
+	}
+	buf := make([]*pipeline.Packet, batchSize)
+	drain := func(n int) {
+		got := out.Read(buf)
+		if got != n {
+			b.Fatalf("forwarded %d of %d packets", got, n)
+		}
+		for _, p := range buf[:got] {
+			d := p.Data()
+			if eth {
+				checkEthHeader6(b, d, receiverMAC, nic2MAC)
+				d = d[ethHeaderLen:]
+			}
+			checkForwarded6(b, d, ipPkt)
+		}
+		pipeline.ReleaseBatch(buf[:got])
+	}
+	in.InjectFrames(frames)
+	drain(batchSize)
+
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(batchSize, b.N-done)
+		in.InjectFrames(frames[:n])
+		drain(n)
+		done += n
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+}
