@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -101,7 +102,9 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// buildPipectl builds cmd/pipectl once per test binary.
+// buildPipectl builds cmd/pipectl once per test binary, pure Go
+// (CGO_ENABLED=0) as the demo does: a cgo binary cannot drop its privileges
+// after opening the links and runs with all of them.
 func buildPipectl(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -112,6 +115,7 @@ func buildPipectl(t *testing.T) string {
 		pipectl = filepath.Join(buildDir, "pipectl")
 		cmd := exec.Command("go", "build", "-o", pipectl, "./cmd/pipectl")
 		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/pipectl: %v\n%s", err, out)
@@ -123,12 +127,17 @@ func buildPipectl(t *testing.T) string {
 	return pipectl
 }
 
-// lab is one instance of scripts/lab.sh's tun lab, with unique names.
+// lab is one instance of scripts/lab.sh's lab (mode tun or afpacket),
+// with unique names.
 type lab struct {
 	t          *testing.T
+	mode       string
 	suffix     string
 	nsA, nsB   string
-	tunA, tunB string
+	tunA, tunB string // tun: the hosts' TUN devices
+	nsR        string // afpacket: the router's namespace
+	ra, rb     string // afpacket: the router's veth ends, in nsR
+	va, vb     string // afpacket: the hosts' veth ends
 }
 
 func randSuffix() string {
@@ -141,8 +150,20 @@ func randSuffix() string {
 // when the test ends, passed or failed.
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	return newLabMode(t, "tun")
+}
+
+// newLabMode is newLab for a lab.sh mode (tun, afpacket).
+func newLabMode(t *testing.T, mode string) *lab {
+	t.Helper()
+	if mode == "afpacket" {
+		if _, err := exec.LookPath("nft"); err != nil {
+			need(t, "nft: apt-get install nftables (lab.sh afpacket drops the router ends' ingress)")
+		}
+	}
 	s := randSuffix()
-	l := &lab{t: t, suffix: s, nsA: "ps-a" + s, nsB: "ps-b" + s, tunA: "ps-tun-a" + s, tunB: "ps-tun-b" + s}
+	l := &lab{t: t, mode: mode, suffix: s, nsA: "ps-a" + s, nsB: "ps-b" + s, tunA: "ps-tun-a" + s, tunB: "ps-tun-b" + s,
+		nsR: "ps-r" + s, ra: "ps-ra" + s, rb: "ps-rb" + s, va: "ps-va" + s, vb: "ps-vb" + s}
 	script := filepath.Join(repoRoot(t), "scripts", "lab.sh")
 	run := func(args ...string) error {
 		cmd := exec.Command(script, args...)
@@ -154,36 +175,69 @@ func newLab(t *testing.T) *lab {
 		return nil
 	}
 	t.Cleanup(func() {
-		if err := run("down", "tun"); err != nil {
+		if err := run("down", mode); err != nil {
 			t.Error(err)
 		}
 		if out, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(out, []byte(s)) {
 			t.Errorf("lab.sh down left namespaces behind:\n%s", out)
 		}
 	})
-	if err := run("up", "tun"); err != nil {
+	if err := run("up", mode); err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-// routerConfig is the lab's router pipeline (as pipelines/router.yaml, with
-// this lab's names); linkB adds keys to link b.
+// devA and devB are the hosts' kernel-side devices (in nsA, nsB).
+func (l *lab) devA() string {
+	if l.mode == "afpacket" {
+		return l.va
+	}
+	return l.tunA
+}
+
+func (l *lab) devB() string {
+	if l.mode == "afpacket" {
+		return l.vb
+	}
+	return l.tunB
+}
+
+// routerConfig is the lab's router pipeline (as pipelines/router.yaml or
+// router-afpacket.yaml, with this lab's names); linkB adds keys to link b.
 func (l *lab) routerConfig(linkB string) string {
+	return l.routerConfigLinks("", linkB)
+}
+
+// routerConfigLinks is routerConfig with keys added to both links (both)
+// and to link b.
+func (l *lab) routerConfigLinks(both, linkB string) string {
+	if l.mode == "afpacket" {
+		return fmt.Sprintf(`# e2e router for lab %[1]s (see pipelines/router-afpacket.yaml)
+name: e2e-%[1]s
+log: {level: info, format: json}
+modules: [network.ipv4, network.arp]
+links:
+  - {name: a, module: link.afpacket, device: %[2]s, netns: %[3]s, addresses: [10.10.1.1/24]%[5]s}
+  - {name: b, module: link.afpacket, device: %[4]s, netns: %[3]s, addresses: [10.10.2.1/24]%[5]s%[6]s}
+forwarding: {ipv4: true}
+`, l.suffix, l.ra, l.nsR, l.rb, both, linkB)
+	}
 	return fmt.Sprintf(`# e2e router for lab %[1]s (see pipelines/router.yaml)
 name: e2e-%[1]s
 log: {level: info, format: json}
 modules: [network.ipv4]
 links:
-  - {name: a, module: link.tun, device: %[2]s, netns: %[3]s, queues: 2, addresses: [10.10.1.1/24]}
-  - {name: b, module: link.tun, device: %[4]s, netns: %[5]s, queues: 2, addresses: [10.10.2.1/24]%[6]s}
+  - {name: a, module: link.tun, device: %[2]s, netns: %[3]s, queues: 2, addresses: [10.10.1.1/24]%[7]s}
+  - {name: b, module: link.tun, device: %[4]s, netns: %[5]s, queues: 2, addresses: [10.10.2.1/24]%[7]s%[6]s}
 forwarding: {ipv4: true}
-`, l.suffix, l.tunA, l.nsA, l.tunB, l.nsB, linkB)
+`, l.suffix, l.tunA, l.nsA, l.tunB, l.nsB, linkB, both)
 }
 
 // router is a running `pipectl run`.
 type router struct {
 	t    *testing.T
+	file string // the pipeline file it runs
 	cmd  *exec.Cmd
 	log  *syncBuffer
 	done chan error
@@ -198,7 +252,7 @@ func startRouter(t *testing.T, cfg string) *router {
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := &router{t: t, log: new(syncBuffer), done: make(chan error, 1)}
+	r := &router{t: t, file: file, log: new(syncBuffer), done: make(chan error, 1)}
 	r.cmd = exec.Command(bin, "run", "--stats-interval", "500ms", file)
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
 	if err := r.cmd.Start(); err != nil {
@@ -264,6 +318,96 @@ func (r *router) stop() error {
 		r.cmd.Process.Kill()
 		<-r.done
 		return errors.New("pipectl did not stop within 10 s of SIGTERM (killed)")
+	}
+}
+
+// control runs `pipectl CMD [ARGS] FILE` against the router's control
+// socket (the default one, /run/pipestack/<name>.sock, found through the
+// file) and returns its output.
+func (r *router) control(cmd string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, buildPipectl(r.t), append(append([]string{cmd}, args...), r.file)...)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("pipectl %s: %v\n%s", cmd, err, out)
+	}
+	return string(out), nil
+}
+
+// routerStats is the part of `pipectl stats -json` the tests read.
+type routerStats struct {
+	Generation uint64 `json:"generation"`
+	Links      []struct {
+		Name      string `json:"name"`
+		RxPackets uint64 `json:"rx_packets"`
+		TxPackets uint64 `json:"tx_packets"`
+		Device    []struct {
+			Name  string `json:"name"`
+			Value uint64 `json:"value"`
+		} `json:"device"`
+	} `json:"links"`
+	Sets []struct {
+		Name   string `json:"name"`
+		Values []struct {
+			Name  string `json:"name"`
+			Value uint64 `json:"value"`
+		} `json:"values"`
+	} `json:"counters"`
+}
+
+// stats asks the router for its counters (pipectl stats -json).
+func (r *router) stats() *routerStats {
+	r.t.Helper()
+	out, err := r.control("stats", "-json")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var rep struct {
+		Stats *routerStats `json:"stats"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Stats == nil {
+		r.t.Fatalf("pipectl stats -json: %v\n%s", err, out)
+	}
+	return rep.Stats
+}
+
+// device returns link's driver counters (LinkCounterReader) by name.
+func (s *routerStats) device(link string) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, l := range s.Links {
+		if l.Name == link {
+			for _, c := range l.Device {
+				m[c.Name] = c.Value
+			}
+		}
+	}
+	return m
+}
+
+// set returns a protocol counter set ("ipv4", "arp") by name.
+func (s *routerStats) set(name string) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, cs := range s.Sets {
+		if cs.Name == name {
+			for _, c := range cs.Values {
+				m[c.Name] = c.Value
+			}
+		}
+	}
+	return m
+}
+
+// rewrite replaces the router's pipeline file atomically (a reload must
+// never read half a file).
+func (r *router) rewrite(cfg string) {
+	r.t.Helper()
+	tmp := r.file + ".new"
+	if err := os.WriteFile(tmp, []byte(cfg), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, r.file); err != nil {
+		r.t.Fatal(err)
 	}
 }
 

@@ -7,7 +7,8 @@
 #   lab.sh down [tun|afpacket|kernel]
 #   lab.sh status
 #
-# Addressing (the same in every mode; pipelines/router.yaml matches it):
+# Addressing (the same in every mode; pipelines/router.yaml and
+# pipelines/router-afpacket.yaml match it):
 #
 #   ns ps-a: 10.10.1.2/24 ──── 10.10.1.1  ROUTER  10.10.2.1 ──── 10.10.2.2/24 :ns ps-b
 #            default via 10.10.1.1                 default via 10.10.2.1
@@ -22,8 +23,20 @@
 #   Until the router attaches, the devices have no carrier.
 # afpacket: a third namespace ps-r for the router, veth pairs ps-va (in
 #   ps-a, 10.10.1.2/24) <-> ps-ra (in ps-r) and ps-vb (in ps-b) <-> ps-rb;
-#   the router ends carry no kernel address: an AF_PACKET router (link.afpacket,
-#   netns: ps-r) owns them.
+#   an AF_PACKET router (pipelines/router-afpacket.yaml: link.afpacket,
+#   netns: ps-r) owns the router ends, so ps-r's kernel is kept out of the
+#   way: no addresses on ps-ra/ps-rb, IPv6 off in ps-r (no link-local
+#   address, no router solicitations, no MLD), and an nftables netdev
+#   ingress chain with policy drop on both (table netdev pipestack-lab).
+#   Without that drop ps-r's kernel would still take every frame through
+#   its own receive path beside the router (ARP, ip_rcv, a route lookup and
+#   a drop counted in InAddrErrors for each transit packet: CPU the router
+#   needs, and a second forwarder the moment ip_forward is turned on in
+#   ps-r). The drop does not hide the frames from the router:
+#   __netif_receive_skb_core hands a frame to the ETH_P_ALL packet sockets
+#   (ptype_all taps, which link.afpacket binds) before the ingress hooks
+#   run, and frames the router sends leave through dev_queue_xmit, which
+#   the ingress hook never sees. Needs nft (nftables).
 # kernel: afpacket's wiring with the Linux kernel as the router (10.10.1.1 on
 #   ps-ra, 10.10.2.1 on ps-rb, ip_forward=1 in ps-r): the baseline the
 #   benchmarks compare against.
@@ -71,12 +84,32 @@ up_tun() {
 
 up_veth() {
 	up_ns "$NS_A" "$NS_B" "$NS_R"
+	up_veth_links
+}
+
+up_veth_links() {
 	ip link add "$VA" mtu "$MTU" netns "$NS_A" type veth peer name "$RA" mtu "$MTU" netns "$NS_R"
 	ip link add "$VB" mtu "$MTU" netns "$NS_B" type veth peer name "$RB" mtu "$MTU" netns "$NS_R"
 	ns "$NS_R" ip link set "$RA" up
 	ns "$NS_R" ip link set "$RB" up
 	host "$NS_A" "$VA" 10.10.1.2/24 10.10.1.1
 	host "$NS_B" "$VB" 10.10.2.2/24 10.10.2.1
+}
+
+up_afpacket() {
+	command -v nft >/dev/null || die "afpacket mode needs nft (apt-get install nftables)"
+	up_ns "$NS_A" "$NS_B" "$NS_R"
+	# IPv6 off in ps-r before the veth ends appear there (they inherit
+	# conf/default), and on each end for good measure.
+	ns "$NS_R" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 net.ipv6.conf.all.disable_ipv6=1
+	up_veth_links
+	ns "$NS_R" sysctl -qw "net.ipv6.conf.$RA.disable_ipv6=1" "net.ipv6.conf.$RB.disable_ipv6=1"
+	ns "$NS_R" nft -f - <<-EOF
+		table netdev pipestack-lab {
+			chain in-a { type filter hook ingress device "$RA" priority 0; policy drop; }
+			chain in-b { type filter hook ingress device "$RB" priority 0; policy drop; }
+		}
+	EOF
 }
 
 up_kernel() {
@@ -104,6 +137,7 @@ status() {
 			echo "== $n"
 			ns "$n" ip -br addr
 			ns "$n" ip route
+			ns "$n" nft list tables netdev 2>/dev/null || true
 		fi
 	done
 }
@@ -115,7 +149,7 @@ up)
 	trap 'echo "lab.sh: up failed; removing what was made" >&2; down' ERR
 	case "$mode" in
 	tun) up_tun ;;
-	afpacket) up_veth ;;
+	afpacket) up_afpacket ;;
 	kernel) up_kernel ;;
 	esac
 	trap - ERR

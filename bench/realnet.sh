@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# realnet.sh — the router between real Linux network namespaces, side by
+# side with the Linux kernel forwarding between the same namespaces, in one
+# run (the pass criterion is the same-run ratio; the machine is shared).
+#
+#   sudo bench/realnet.sh                 # kernel, tun, afpacket; 5 s per measurement
+#   sudo T=10 ROUNDS=3 bench/realnet.sh   # medians of 3 rounds, modes interleaved
+#   sudo MODES="kernel afpacket" bench/realnet.sh
+#
+# For each mode — kernel (scripts/lab.sh up kernel: the kernel of ns ps-r
+# forwards between the veth pairs), tun (pipelines/router.yaml over
+# `lab.sh up tun`) and afpacket (pipelines/router-afpacket.yaml over
+# `lab.sh up afpacket`) — it measures, from ns ps-a (10.10.1.2) to ns ps-b
+# (10.10.2.2):
+#   - iperf3 TCP, 1 stream and 4 streams, T seconds each (receiver's rate);
+#   - small UDP packets with one sender: bench/cmd/udpblast, one thread and
+#     one connected socket doing sendmmsg of 64 datagrams with an 18-byte
+#     payload (46-byte IP packets) for T seconds; the rate is what arrives at
+#     B, counted by an nftables rule in B's prerouting that also drops them
+#     (so B's cost is the same small one in every mode and no ICMP port
+#     unreachable comes back);
+#   - the router's CPU time (utime+stime of pipectl from /proc/PID/stat,
+#     all its threads) per packet forwarded (ipv4 forwarded from `pipectl
+#     stats`) during the UDP run, and its CPU use (cores) during the TCP
+#     runs. The kernel's forwarding work runs in softirq context on whatever
+#     CPU the packet arrived on and cannot be attributed; for every mode the
+#     machine's busy time (/proc/stat, all CPUs, without steal) per packet
+#     received is printed too.
+# Then a table and the ratios against the kernel of this run.
+#
+# Namespaces and devices carry the suffix $LAB_SUFFIX (default "bn", so a
+# demo or e2e run beside it does not collide). Everything is torn down at
+# the end, on failure and on Ctrl-C; it is rerunnable. Needs root, Go,
+# iproute2, iperf3, nftables and python3 (for the JSON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+T="${T:-5}"
+ROUNDS="${ROUNDS:-1}"
+MODES="${MODES:-kernel tun afpacket}"
+export LAB_SUFFIX="${LAB_SUFFIX-bn}"
+S="$LAB_SUFFIX"
+NS_A="ps-a$S" NS_B="ps-b$S"
+
+die() { echo "realnet.sh: $*" >&2; exit 1; }
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+[ "$(id -u)" = 0 ] || die "needs root (network namespaces, TUN devices, packet sockets)"
+for tool in ip iperf3 nft python3 go; do
+	command -v "$tool" >/dev/null || die "needs $tool"
+done
+
+work=$(mktemp -d)
+results="$work/results"
+router_pid= iperf_pid= mode=
+cleanup() {
+	set +e
+	stop_router
+	stop_iperf
+	for m in $MODES; do scripts/lab.sh down "$m" 2>/dev/null; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_router() {
+	if [ -n "$router_pid" ] && kill -0 "$router_pid" 2>/dev/null; then
+		kill -TERM "$router_pid"
+		for _ in $(seq 100); do kill -0 "$router_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$router_pid" 2>/dev/null || true
+		wait "$router_pid" 2>/dev/null || true
+	fi
+	router_pid=
+}
+stop_iperf() {
+	if [ -n "$iperf_pid" ]; then
+		kill "$iperf_pid" 2>/dev/null || true
+		wait "$iperf_pid" 2>/dev/null || true
+	fi
+	iperf_pid=
+}
+
+say "building pipectl (pure Go) and udpblast"
+CGO_ENABLED=0 go build -o "$work/pipectl" ./cmd/pipectl
+(cd bench && go build -o "$work/udpblast" ./cmd/udpblast)
+PIPECTL="$work/pipectl"
+TCK=$(getconf CLK_TCK)
+
+# pipeline FILE: the repo's pipeline with this lab's suffixed names and a
+# name of its own (its control socket is /run/pipestack/<name>.sock).
+pipeline() {
+	sed -E -e "s/^name: .*/name: realnet-$mode$S/" \
+		-e "s/\b(ps-(tun-[ab]|r[ab]|[abr]))([,} ])/\1$S\3/g" "$1"
+}
+
+start_router() {
+	local src=pipelines/router.yaml
+	[ "$mode" = afpacket ] && src=pipelines/router-afpacket.yaml
+	cfg="$work/$mode.yaml"
+	pipeline "$src" >"$cfg"
+	"$PIPECTL" run "$cfg" >"$work/$mode.log" 2>&1 &
+	router_pid=$!
+	for _ in $(seq 100); do grep -q running "$work/$mode.log" && return; sleep 0.1; done
+	cat "$work/$mode.log" >&2
+	die "router ($mode) did not start"
+}
+
+# cpu: the router's utime+stime in clock ticks (0 for the kernel).
+cpu() {
+	if [ -n "$router_pid" ]; then awk '{print $14 + $15}' "/proc/$router_pid/stat"; else echo 0; fi
+}
+# busy: the machine's busy clock ticks (all CPUs; idle, iowait and steal
+# excluded).
+busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# forwarded: the router's ipv4 forwarded counter (0 for the kernel).
+forwarded() {
+	[ -n "$router_pid" ] || { echo 0; return; }
+	"$PIPECTL" stats -json "$cfg" | python3 -c '
+import json, sys
+st = json.load(sys.stdin)["stats"]
+# pipeline.CounterValue has no JSON tags: its fields come out as Name, Value.
+get = lambda d, k: d.get(k, d.get(k.capitalize()))
+print(next((get(v, "value") for s in st["counters"] if s["name"] == "ipv4" for v in s["values"] if get(v, "name") == "forwarded"), 0))'
+}
+# udp_in: packets counted by the drop rule in B.
+udp_in() {
+	ip netns exec "$NS_B" nft -j list chain ip realnet in | python3 -c '
+import json, sys
+for o in json.load(sys.stdin)["nftables"]:
+    for e in o.get("rule", {}).get("expr", []):
+        if "counter" in e:
+            print(e["counter"]["packets"])'
+}
+record() { echo "$round $mode $1 $2" >>"$results"; }
+f() { python3 -c "print('%.6g' % ($1))"; }
+
+measure() {
+	say "round $round: $mode"
+	scripts/lab.sh down "$mode" 2>/dev/null || true
+	scripts/lab.sh up "$mode"
+	cfg=
+	[ "$mode" = kernel ] || start_router
+	timeout 10 ip netns exec "$NS_A" ping -q -c 2 -i 0.2 -W 2 10.10.2.2 >/dev/null || die "$mode: no ping through the router"
+
+	ip netns exec "$NS_B" iperf3 -s -B 10.10.2.2 >/dev/null 2>&1 &
+	iperf_pid=$!
+	for _ in $(seq 50); do ip netns exec "$NS_A" bash -c '</dev/tcp/10.10.2.2/5201' 2>/dev/null && break; sleep 0.1; done
+	for p in 1 4; do
+		local c0 c1 out gbps
+		c0=$(cpu)
+		out=$(timeout $((T + 20)) ip netns exec "$NS_A" iperf3 -c 10.10.2.2 -t "$T" -P "$p" -J)
+		c1=$(cpu)
+		gbps=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)' <<<"$out")
+		record "tcp$p" "$gbps"
+		record "tcp${p}_cores" "$(f "($c1 - $c0) / $TCK / $T")"
+		echo "  TCP $p stream(s): $(f "$gbps") Gbit/s" >&2
+		sleep 0.5
+	done
+	stop_iperf
+
+	ip netns exec "$NS_B" nft -f - <<-EOF
+		table ip realnet {
+			chain in { type filter hook prerouting priority raw; policy accept; udp dport 9000 counter drop; }
+		}
+	EOF
+	local c0 c1 fw0 fw1 b0 b1 in0 in1 out sent el rx
+	in0=$(udp_in) fw0=$(forwarded) c0=$(cpu) b0=$(busy)
+	out=$(timeout $((T + 10)) ip netns exec "$NS_A" "$work/udpblast" -to 10.10.2.2:9000 -size 18 -batch 64 -t "${T}s")
+	b1=$(busy) c1=$(cpu) fw1=$(forwarded)
+	sleep 0.2
+	in1=$(udp_in)
+	sent=$(awk '{print $2}' <<<"$out") el=$(awk '{print $5}' <<<"$out")
+	rx=$((in1 - in0))
+	record udp_sent_pps "$(f "$sent / $el")"
+	record udp_pps "$(f "$rx / $el")"
+	record machine_us "$(f "($b1 - $b0) / $TCK * 1e6 / max($rx, 1)")"
+	if [ -n "$router_pid" ]; then
+		record router_us "$(f "($c1 - $c0) / $TCK * 1e6 / max($fw1 - $fw0, 1)")"
+		record udp_fwd "$((fw1 - fw0))"
+	fi
+	echo "  UDP: sent $(f "$sent / $el")/s, arrived $(f "$rx / $el")/s" >&2
+
+	stop_router
+	scripts/lab.sh down "$mode"
+}
+
+: >"$results"
+for round in $(seq "$ROUNDS"); do
+	for mode in $MODES; do measure; done
+done
+mode=
+
+say "results (median of $ROUNDS round(s), $T s per measurement; $(nproc) CPUs, $(uname -r))"
+python3 - "$results" <<'EOF'
+import sys, statistics
+from collections import defaultdict
+v = defaultdict(dict)  # (mode, metric) -> {round: value}
+for line in open(sys.argv[1]):
+    rnd, mode, metric, value = line.split()
+    v[mode, metric][int(rnd)] = float(value)
+modes = [m for m in ("kernel", "tun", "afpacket") if (m, "tcp1") in v]
+def med(m, k):
+    return statistics.median(v[m, k].values()) if v[m, k] else None
+def fmt(x, spec):
+    return "—" if x is None else format(x, spec)
+print(f"{'mode':9} {'TCP 1 Gbit/s':>12} {'TCP 4 Gbit/s':>12} {'UDP sent/s':>11} {'UDP in B/s':>11} {'router µs/pkt':>13} {'machine µs/pkt':>14} {'router cores TCP1/TCP4':>22}")
+for m in modes:
+    cores = "—" if m == "kernel" else f"{med(m, 'tcp1_cores'):.2f} / {med(m, 'tcp4_cores'):.2f}"
+    print(f"{m:9} {fmt(med(m, 'tcp1'), '12.2f')} {fmt(med(m, 'tcp4'), '12.2f')} {fmt(med(m, 'udp_sent_pps'), '11,.0f')} "
+          f"{fmt(med(m, 'udp_pps'), '11,.0f')} {fmt(med(m, 'router_us'), '13.2f') if m != 'kernel' else 'n/a (softirq)':>13} "
+          f"{fmt(med(m, 'machine_us'), '14.2f')} {cores:>22}")
+if "kernel" in modes:
+    # Ratios against the kernel of the same round (minutes apart at most),
+    # then their median: the machine's speed drifts between rounds.
+    def ratio(m, k):
+        rs = [v[m, k][r] / v["kernel", k][r] for r in v[m, k] if r in v["kernel", k] and v["kernel", k][r] > 0]
+        return (statistics.median(rs) if rs else float("nan")), rs
+    bare = {"tun": 3.1, "afpacket": 2.4}  # bare Go forwarders, µs CPU/pkt, measured earlier on this machine (the issue's figures)
+    ok = lambda c: "ok" if c else "MISSED"
+    print()
+    for m in modes:
+        if m == "kernel":
+            continue
+        (r1, r1s), (r4, _), (ru, rus) = ratio(m, "tcp1"), ratio(m, "tcp4"), ratio(m, "udp_pps")
+        rc = med(m, "router_us") / bare[m]
+        print(f"{m:9} TCP 1 stream  {r1:6.1%} of the kernel (target ≥ 90 %: {ok(r1 >= 0.9)}; rounds {' '.join(f'{x:.0%}' for x in r1s)})")
+        print(f"{'':9} TCP 4 streams {r4:6.1%} of the kernel")
+        print(f"{'':9} small UDP     {ru:6.1%} of the kernel's rate (target ≥ 100 %: {ok(ru >= 1)}; rounds {' '.join(f'{x:.0%}' for x in rus)})")
+        print(f"{'':9} router CPU/pkt {med(m, 'router_us'):.2f} µs = {rc:.2f}× the bare {m} forwarder's {bare[m]} µs (target ≤ 1.2×: {ok(rc <= 1.2)})")
+EOF

@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Scenarios every router lab must pass, whatever its links (TUN or
+// AF_PACKET): the driver's tests call them with their lab and router.
+
+// checkPings pings both ways through the router, and the router's own
+// addresses, and checks that the router forwarded the crossing ones.
+func checkPings(t *testing.T, l *lab, r *router) {
+	t.Helper()
+	for _, c := range []struct{ from, to string }{
+		{l.nsA, "10.10.2.2"}, {l.nsB, "10.10.1.2"}, // across
+		{l.nsA, "10.10.1.1"}, {l.nsB, "10.10.2.1"}, // the router's near side
+		{l.nsA, "10.10.2.1"}, // the router's far side
+	} {
+		out := mustNS(t, 10*time.Second, c.from, "ping", "-c", "3", "-i", "0.2", "-W", "2", c.to)
+		if !strings.Contains(out, "3 received") {
+			t.Errorf("ping %s from %s:\n%s", c.to, c.from, out)
+		}
+	}
+	if got := r.waitCounter("ipv4", "forwarded", 12, 3*time.Second); got < 12 {
+		t.Errorf("ipv4 forwarded = %d, want ≥ 12 (6 echoes and 6 replies across)", got)
+	}
+}
+
+// checkTraceroute: from A the router (10.10.1.1) is the first hop, B the
+// second.
+func checkTraceroute(t *testing.T, l *lab) {
+	t.Helper()
+	out := mustNS(t, 30*time.Second, l.nsA, "traceroute", "-n", "-q", "1", "-w", "2", "-m", "4", "10.10.2.2")
+	var hops []string
+	for _, line := range lines(out)[1:] {
+		if f := strings.Fields(line); len(f) >= 2 {
+			hops = append(hops, f[1])
+		}
+	}
+	if len(hops) != 2 || hops[0] != "10.10.1.1" || hops[1] != "10.10.2.2" {
+		t.Errorf("traceroute hops %v, want [10.10.1.1 10.10.2.2]:\n%s", hops, out)
+	}
+}
+
+// downloadIntact fetches size bytes of blob(seed) with curl in A from the
+// helper HTTP server on 10.10.2.2:8080 (startHTTP) and checks every byte.
+func downloadIntact(t *testing.T, l *lab, size int64, seed uint64) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), fmt.Sprintf("blob%d", seed))
+	url := fmt.Sprintf("http://10.10.2.2:8080/blob?size=%d&seed=%d", size, seed)
+	out := mustNS(t, 45*time.Second, l.nsA, "curl", "-sS", "--fail", "--max-time", "40", "-o", file,
+		"-w", "%{size_download} bytes at %{speed_download} B/s", url)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(data)) != size {
+		t.Fatalf("got %d bytes, want %d", len(data), size)
+	}
+	if got, want := sha256hex(data), blobSHA256(size, seed); got != want {
+		t.Fatalf("download corrupted: sha256 %s, want %s", got, want)
+	}
+	t.Logf("curl: %s, intact", out)
+}
+
+// iperfResult is the part of iperf3 -J's report the tests read.
+type iperfResult struct {
+	Intervals []struct {
+		Sum struct {
+			Start, End    float64
+			Bytes         float64 `json:"bytes"`
+			BitsPerSecond float64 `json:"bits_per_second"`
+		} `json:"sum"`
+	} `json:"intervals"`
+	End struct {
+		SumSent struct {
+			Bytes       float64 `json:"bytes"`
+			Retransmits int     `json:"retransmits"`
+		} `json:"sum_sent"`
+		SumReceived struct {
+			Bytes         float64 `json:"bytes"`
+			BitsPerSecond float64 `json:"bits_per_second"`
+		} `json:"sum_received"`
+	} `json:"end"`
+}
+
+// startIperf3Server runs a one-shot iperf3 server on 10.10.2.2 in B.
+func startIperf3Server(t *testing.T, l *lab) {
+	t.Helper()
+	background(t, time.Minute, "listening", l.nsB, nil, "iperf3", "-s", "-1", "--forceflush", "-B", "10.10.2.2")
+}
+
+// iperf3 runs an iperf3 client in A against the server on 10.10.2.2
+// (startIperf3Server) with -J and the given arguments.
+func iperf3(t *testing.T, l *lab, timeout time.Duration, args ...string) *iperfResult {
+	t.Helper()
+	out := mustNS(t, timeout, l.nsA, append([]string{"iperf3", "-c", "10.10.2.2", "-J"}, args...)...)
+	res, err := parseIperf3(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func parseIperf3(out string) (*iperfResult, error) {
+	res := new(iperfResult)
+	if err := json.Unmarshal([]byte(out), res); err != nil {
+		return nil, fmt.Errorf("iperf3 output: %v\n%s", err, out)
+	}
+	return res, nil
+}
+
+// checkIperf3 runs a 3-second iperf3 TCP stream from A to B.
+func checkIperf3(t *testing.T, l *lab) *iperfResult {
+	t.Helper()
+	startIperf3Server(t, l)
+	res := iperf3(t, l, 20*time.Second, "-t", "3")
+	gbps := res.End.SumReceived.BitsPerSecond / 1e9
+	t.Logf("iperf3 TCP A→B through the router: %.2f Gbit/s, %d retransmits", gbps, res.End.SumSent.Retransmits)
+	if gbps < 0.1 {
+		t.Errorf("iperf3: %.3f Gbit/s", gbps)
+	}
+	return res
+}
+
+// checkPathMTU: the router runs with link b's MTU at 1400 (mtu: 1400)
+// while B's kernel side has 1500 (a narrower path behind the router). A DF
+// packet too big for it gets ICMP fragmentation needed (mtu 1400) back,
+// Linux records the path MTU, and a TCP upload that starts with 1500-byte
+// segments (B advertised an MSS of 1460) completes after discovering it
+// again on its own; the kernel's route cache then shows mtu 1400.
+func checkPathMTU(t *testing.T, l *lab, r *router) {
+	t.Helper()
+	// A TUN router sets its device to 1400; B's kernel goes back to 1500.
+	// An AF_PACKET router only caps its own MTU; the veth keeps 1500.
+	mustNS(t, 5*time.Second, l.nsB, "ip", "link", "set", l.devB(), "mtu", "1500")
+
+	out, err := ns(t, 10*time.Second, l.nsA, "ping", "-M", "do", "-s", "1472", "-c", "1", "-W", "2", "10.10.2.2")
+	if err == nil || !strings.Contains(out, "mtu = 1400") {
+		t.Errorf("DF ping of 1500 bytes: want fragmentation needed (mtu = 1400):\n%s", out)
+	}
+	if route := mustNS(t, 5*time.Second, l.nsA, "ip", "route", "get", "10.10.2.2"); !strings.Contains(route, "mtu 1400") {
+		t.Errorf("A has not learned the path MTU:\n%s", route)
+	}
+	out = mustNS(t, 10*time.Second, l.nsA, "ping", "-M", "do", "-s", "1372", "-c", "2", "-i", "0.2", "-W", "2", "10.10.2.2")
+	if !strings.Contains(out, "2 received") {
+		t.Errorf("DF ping of 1400 bytes:\n%s", out)
+	}
+
+	// Forget the learned MTU; TCP must discover it again on its own.
+	mustNS(t, 5*time.Second, l.nsA, "ip", "route", "flush", "cache")
+	if route := mustNS(t, 5*time.Second, l.nsA, "ip", "route", "get", "10.10.2.2"); strings.Contains(route, "mtu 1400") {
+		t.Fatalf("route cache not flushed:\n%s", route)
+	}
+	startHTTP(t, l.nsB, "10.10.2.2:8080")
+	const size = 4 << 20
+	file := filepath.Join(t.TempDir(), "up")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := copyN(f, blob(7), size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before := r.counters("ipv4")["too_big"]
+	out = mustNS(t, 40*time.Second, l.nsA, "curl", "-sS", "--fail", "--max-time", "30", "-T", file, "http://10.10.2.2:8080/sha256")
+	if got, want := strings.TrimSpace(out), blobSHA256(size, 7); got != want {
+		t.Errorf("upload: server got sha256 %s, want %s", got, want)
+	}
+	if n := r.waitCounter("ipv4", "too_big", before+1, 2*time.Second); n <= before {
+		t.Errorf("the upload never hit the 1400-byte link (ipv4 too_big %d): %v", n, r.counters("ipv4"))
+	}
+	t.Logf("upload of %d bytes: ipv4 too_big %d → %d", size, before, r.counters("ipv4")["too_big"])
+	if route := mustNS(t, 5*time.Second, l.nsA, "ip", "route", "get", "10.10.2.2"); !strings.Contains(route, "mtu 1400") {
+		t.Errorf("after the upload A has not learned the path MTU:\n%s", route)
+	}
+}
