@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"errors"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Counter is a monotonically increasing count. The packet path adds to
@@ -59,8 +61,8 @@ func (s *CounterSet) Snapshot() []CounterValue {
 
 // CounterValue is one counter's name and value.
 type CounterValue struct {
-	Name  string
-	Value uint64
+	Name  string `json:"name"`
+	Value uint64 `json:"value"`
 }
 
 // counterRegistry holds the stack's counter sets by name.
@@ -92,4 +94,14 @@ func (r *counterRegistry) all() []*CounterSet {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
+}
+
+// SetnsHint explains an EPERM from entering a network namespace: after
+// pipectl run drops privileges, opening a link in another namespace (a
+// reload that adds or reopens one) needs CAP_SYS_ADMIN kept.
+func SetnsHint(err error) string {
+	if errors.Is(err, syscall.EPERM) {
+		return " (entering a network namespace needs CAP_SYS_ADMIN: add sys_admin to privileges: {keep: [...]} to reload such links)"
+	}
+	return ""
 }

@@ -194,7 +194,7 @@ func inNetns(ns string, fn func() error) error {
 		defer unix.Close(target)
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", path, err)
+			errc <- fmt.Errorf("setns %s: %w%s", path, err, pipeline.SetnsHint(err))
 			return
 		}
 		ferr := fn()

@@ -269,7 +269,7 @@ func inNetns(ns string, fn func() error) error {
 		defer unix.Close(self)
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns %s: setns: %w", ns, err)
+			errc <- fmt.Errorf("netns %s: setns: %w%s", ns, err, pipeline.SetnsHint(err))
 			return
 		}
 		ferr := fn()
