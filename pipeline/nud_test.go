@@ -206,21 +206,7 @@ func (g *nudRig) send(dst string, n int) {
 }
 
 // read returns the frames the router wrote to a link.
-func (g *nudRig) read(link string) [][]byte {
-	var out [][]byte
-	buf := make([]*pipeline.Packet, 64)
-	ep := g.r.Link(g.t, link)
-	for {
-		n := ep.Read(buf)
-		if n == 0 {
-			return out
-		}
-		for _, p := range buf[:n] {
-			out = append(out, append([]byte(nil), p.Data()...))
-			p.Release()
-		}
-	}
-}
+func (g *nudRig) read(link string) [][]byte { return pt.Drain(g.r.Link(g.t, link)) }
 
 func (g *nudRig) table(link string) *pipeline.NeighborTable {
 	nic, ok := g.r.Stack.NIC(link)

@@ -53,21 +53,7 @@ func newRig(t *testing.T, arp, extra string) *rig {
 	return g
 }
 
-func (g *rig) read(link string) [][]byte {
-	var out [][]byte
-	buf := make([]*pipeline.Packet, 64)
-	ep := g.r.Link(g.t, link)
-	for {
-		n := ep.Read(buf)
-		if n == 0 {
-			return out
-		}
-		for _, p := range buf[:n] {
-			out = append(out, append([]byte(nil), p.Data()...))
-			p.Release()
-		}
-	}
-}
+func (g *rig) read(link string) [][]byte { return pt.Drain(g.r.Link(g.t, link)) }
 
 func (g *rig) inject(link string, frames ...[]byte) { g.r.Link(g.t, link).InjectFrames(frames) }
 

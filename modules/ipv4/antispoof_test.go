@@ -31,7 +31,7 @@ func TestMartians(t *testing.T) {
 	// …but never forwarded.
 	l.inject(l.a, pt.UDP4("0.0.0.0", "10.0.2.2", 68, 67, 64, []byte("x")))
 	l.wantCounters(t, map[string]uint64{"martian_source": 8, "forwarded": 0})
-	if len(drain(l.b))+len(drain(l.a)) != 0 {
+	if len(pt.Drain(l.b))+len(pt.Drain(l.a)) != 0 {
 		t.Fatal("a martian was forwarded or answered")
 	}
 }
@@ -50,8 +50,8 @@ func TestRPFilter(t *testing.T) {
 	// On b (off): anything goes.
 	l.inject(l.b, pt.UDP4("8.8.8.8", "10.0.1.2", 1, 2, 64, nil))
 	l.wantCounters(t, map[string]uint64{"forwarded": 4, "rp_filter": 4})
-	drain(l.a)
-	drain(l.b)
+	pt.Drain(l.a)
+	pt.Drain(l.b)
 }
 
 // The default is off, like the Linux kernel's.
@@ -59,7 +59,7 @@ func TestRPFilterDefaultOff(t *testing.T) {
 	l := newLab(t, "network.ipv4")
 	l.inject(l.a, pt.UDP4("8.8.8.8", "10.0.2.2", 1, 2, 64, nil))
 	l.wantCounters(t, map[string]uint64{"forwarded": 1, "rp_filter": 0})
-	drain(l.b)
+	pt.Drain(l.b)
 }
 
 func TestConfigErrors(t *testing.T) {

@@ -114,6 +114,6 @@ func (p *Protocol) Defragment(b *pipeline.Batch, pkt *pipeline.Packet) (*pipelin
 		return pkt, true
 	}
 	pkt.Truncate(int(h.TotalLength()))
-	out := p.reasm.add(b.Now, pkt, userDefrag, &p.reasmLim)
+	out := p.reassemble(b.Now, pkt, userDefrag)
 	return out, out != nil
 }

@@ -15,7 +15,7 @@ import (
 
 // reasmLab is a lab whose router collects the UDP datagrams delivered to it.
 func reasmLab(t *testing.T, ipv4Config string) (*lab, *pt.Collector) {
-	name := testName(t) + "-udp"
+	name := pt.UniqueName(t) + "-udp"
 	l := newLab(t, ipv4Config+", {module: transport.collect, protocol: 17, name: "+name+"}")
 	return l, pt.Collected(name)
 }
@@ -122,11 +122,11 @@ func TestReassemblyTimeout(t *testing.T) {
 	fa, fb := fragmentsOf(a, 1000, 1000), fragmentsOf(b, 1000, 1000)
 	l.inject(l.a, fa[0], fa[1], fb[1])
 	l.clock.Advance(9 * time.Second)
-	if back := drain(l.a); len(back) != 0 {
+	if back := pt.Drain(l.a); len(back) != 0 {
 		t.Fatal("timed out early")
 	}
 	l.clock.Advance(2 * time.Second)
-	back := drain(l.a)
+	back := pt.Drain(l.a)
 	if len(back) != 1 {
 		t.Fatalf("got %d messages, want 1 time exceeded (%s)", len(back), l.r.DumpCounters())
 	}
@@ -144,7 +144,7 @@ func TestReassemblyTimeout(t *testing.T) {
 
 // A reload keeps datagrams in reassembly.
 func TestReassemblySurvivesReload(t *testing.T) {
-	name := testName(t)
+	name := pt.UniqueName(t)
 	l := newLab(t, "network.ipv4, {module: transport.collect, protocol: 17, name: "+name+"}")
 	col := pt.Collected(name)
 	orig := bigUDP("10.0.1.2", "10.0.1.1", 3, 3000)
@@ -232,7 +232,7 @@ func TestForwardFragmentation(t *testing.T) {
 	l := newLab(t, "network.ipv4")
 	orig := bigUDP("10.0.1.2", "10.0.2.2", 42, 4000-28)
 	l.inject(l.a, orig)
-	out := drain(l.b)
+	out := pt.Drain(l.b)
 	if len(out) != 3 {
 		t.Fatalf("%d fragments, want 3 (%s)", len(out), l.r.DumpCounters())
 	}
@@ -251,7 +251,7 @@ func TestForwardFragmentation(t *testing.T) {
 // delivers with want.
 func checkReassembles(t *testing.T, frags [][]byte, want []byte) {
 	t.Helper()
-	name := testName(t) + "-host"
+	name := pt.UniqueName(t) + "-host"
 	h := pt.NewNode(t, "host", fmt.Sprintf(`
 modules: [network.ipv4, {module: transport.collect, protocol: 17, name: %s}]
 links:
@@ -278,7 +278,7 @@ func TestForwardFragmentationOptions(t *testing.T) {
 	opts := []byte{wire.IPv4OptionRecordRoute, 7, 4, 0, 0, 0, 0, wire.IPv4OptionNOP, wire.IPv4OptionRouterAlert, 4, 0, 0}
 	orig := withOptions(bigUDP("10.0.1.2", "10.0.2.2", 43, 3000), opts)
 	l.inject(l.a, orig)
-	out := drain(l.b)
+	out := pt.Drain(l.b)
 	if len(out) != 3 {
 		t.Fatalf("%d fragments (%s)", len(out), l.r.DumpCounters())
 	}
@@ -305,7 +305,7 @@ func TestLocalFragmentation(t *testing.T) {
 	if err := ipv4.Send(l.r.Stack, netip.MustParseAddr("10.0.2.2"), pipeline.UDPProtocolNumber, payload); err != nil {
 		t.Fatal(err)
 	}
-	out := drain(l.b)
+	out := pt.Drain(l.b)
 	if len(out) != 4 {
 		t.Fatalf("%d fragments, want 4 (%s)", len(out), l.r.DumpCounters())
 	}
@@ -353,11 +353,11 @@ func TestDefragmentForwarded(t *testing.T) {
 	orig := bigUDP("10.0.1.2", "10.0.2.2", 12, 4000)
 	frags := fragmentsOf(orig, 800, 800, 800, 800)
 	l.inject(l.a, frags[:3]...)
-	if len(drain(l.b)) != 0 {
+	if len(pt.Drain(l.b)) != 0 {
 		t.Fatal("forwarded before the datagram was whole")
 	}
 	l.inject(l.a, frags[3:]...)
-	out := drain(l.b)
+	out := pt.Drain(l.b)
 	if len(out) != 3 {
 		t.Fatalf("%d fragments out, want 3 (%s)", len(out), l.r.DumpCounters())
 	}
@@ -398,7 +398,7 @@ func TestReassemblyConcurrent(t *testing.T) {
 	l.clock.Advance(31 * time.Second)
 	assertReasmEmpty(t, l)
 	l.wantCounters(t, map[string]uint64{"reasm_timeout": workers * per})
-	drain(l.a)
+	pt.Drain(l.a)
 }
 
 // A forwarded fragment too big for the egress link is fragmented further:
@@ -408,7 +408,7 @@ func TestForwardRefragmentation(t *testing.T) {
 	orig := bigUDP("10.0.1.2", "10.0.2.2", 44, 4000)
 	in := fragmentsOf(orig, 1480, 1480) // 1500, 1500, 1068 bytes
 	l.inject(l.a, in...)
-	out := drain(l.b)
+	out := pt.Drain(l.b)
 	if len(out) != 5 {
 		t.Fatalf("%d fragments out, want 5 (%s)", len(out), l.r.DumpCounters())
 	}

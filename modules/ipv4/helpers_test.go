@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/pipestack/pipestack/modules/link/channel"
@@ -92,32 +90,13 @@ routes:
 	return &lab{r: r, a: r.Link(t, "a"), b: r.Link(t, "b"), c: r.Link(t, "c"), clock: clock}
 }
 
-func drain(ep *channel.Endpoint) [][]byte {
-	var out [][]byte
-	buf := make([]*pipeline.Packet, 64)
-	for {
-		n := ep.Read(buf)
-		if n == 0 {
-			return out
-		}
-		for _, p := range buf[:n] {
-			out = append(out, append([]byte(nil), p.Data()...))
-			p.Release()
-		}
-	}
-}
-
 func (l *lab) inject(ep *channel.Endpoint, frames ...[]byte) { ep.InjectFrames(frames) }
 
 func (l *lab) counter(name string) uint64 { return l.r.Counter("ipv4", name) }
 
 func (l *lab) wantCounters(t *testing.T, want map[string]uint64) {
 	t.Helper()
-	for k, v := range want {
-		if got := l.counter(k); got != v {
-			t.Errorf("ipv4.%s = %d, want %d (%s)", k, got, v, l.r.DumpCounters())
-		}
-	}
+	l.r.WantCounters(t, "ipv4", want)
 }
 
 // withHeader rewrites an IPv4 packet's header with f applied (checksum
@@ -183,11 +162,3 @@ func bigUDP(src, dst string, id uint16, size int) []byte {
 }
 
 func addr4(s string) [4]byte { return netip.MustParseAddr(s).As4() }
-
-var runSeq atomic.Int64
-
-// testName is a name unique to this run of the test (collectors are global
-// and outlive a test under -count).
-func testName(t *testing.T) string {
-	return fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), runSeq.Add(1))
-}

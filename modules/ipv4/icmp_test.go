@@ -30,14 +30,14 @@ func TestReturnErrorKinds(t *testing.T) {
 			l := newLab(t, "network.ipv4, {module: transport.reject_test, protocol: 17, kind: "+tc.kind+"}")
 			orig := pt.UDP4("10.0.1.2", "10.0.1.1", 1000, 53, 64, []byte("no listener"))
 			l.inject(l.a, orig)
-			back := drain(l.a)
+			back := pt.Drain(l.a)
 			if len(back) != 1 {
 				t.Fatalf("got %d packets back, want 1 (%s)", len(back), l.r.DumpCounters())
 			}
 			pt.CheckIPv4(t, back[0], pt.SrcAddr("10.0.1.1"), pt.DstAddr("10.0.1.2"), pt.ICMP(tc.typ, tc.code, pt.Quotes(orig)))
 			// A broadcast is never answered.
 			l.inject(l.a, pt.UDP4("10.0.1.2", "10.0.1.255", 1000, 53, 64, []byte("bcast")))
-			if back := drain(l.a); len(back) != 0 {
+			if back := pt.Drain(l.a); len(back) != 0 {
 				t.Fatalf("answered a broadcast")
 			}
 		})
@@ -60,7 +60,7 @@ func TestReturnErrorPacketTooBig(t *testing.T) {
 		pkt.InNIC, pkt.OutNIC = nic.ID(), out.ID()
 		b.Gen.NetworkEndpoint(nic.ID(), pipeline.IPv4ProtocolNumber).ReturnError(b, pkt, pipeline.ErrorPacketTooBig)
 	})
-	back := drain(l.a)
+	back := pt.Drain(l.a)
 	if len(back) != 1 {
 		t.Fatalf("got %d packets", len(back))
 	}
@@ -85,12 +85,12 @@ func TestGSOCheckedBySegmentSize(t *testing.T) {
 	l.wantCounters(t, map[string]uint64{"forwarded": 1, "too_big": 0})
 	send(1400)
 	l.wantCounters(t, map[string]uint64{"forwarded": 1, "too_big": 1})
-	back := drain(l.a)
+	back := pt.Drain(l.a)
 	if len(back) != 1 {
 		t.Fatalf("got %d packets back", len(back))
 	}
 	pt.CheckIPv4(t, back[0], pt.ICMP(wire.ICMPv4DstUnreachable, wire.ICMPv4FragmentationNeeded, pt.NextHopMTU(1400)))
-	drain(l.b)
+	pt.Drain(l.b)
 }
 
 // Malformed options: parameter problem pointing at the offending byte, for
@@ -101,7 +101,7 @@ func TestParameterProblem(t *testing.T) {
 		// Router alert whose length (8) runs past the 4 option bytes.
 		bad := withOptions(pt.UDP4("10.0.1.2", dst, 1, 2, 64, []byte("opts")), []byte{wire.IPv4OptionRouterAlert, 8, 0, 0})
 		l.inject(l.a, bad)
-		back := drain(l.a)
+		back := pt.Drain(l.a)
 		if len(back) != 1 {
 			t.Fatalf("to %s: got %d packets back (%s)", dst, len(back), l.r.DumpCounters())
 		}
@@ -112,14 +112,14 @@ func TestParameterProblem(t *testing.T) {
 			return nil
 		}))
 	}
-	if len(drain(l.b)) != 0 {
+	if len(pt.Drain(l.b)) != 0 {
 		t.Fatal("forwarded a packet with malformed options")
 	}
 	// Well-formed options are forwarded untouched.
 	ok := withOptions(pt.UDP4("10.0.1.2", "10.0.2.2", 1, 2, 64, []byte("opts")), []byte{wire.IPv4OptionRouterAlert, 4, 0, 0})
 	lsrr := withOptions(pt.UDP4("10.0.1.2", "10.0.2.2", 1, 2, 64, []byte("opts")), []byte{wire.IPv4OptionLSRR, 7, 4, 10, 0, 2, 9, 0})
 	l.inject(l.a, ok, lsrr)
-	if out := drain(l.b); len(out) != 1 {
+	if out := pt.Drain(l.b); len(out) != 1 {
 		t.Fatalf("forwarded %d, want 1", len(out))
 	}
 	l.wantCounters(t, map[string]uint64{"malformed_options": 2, "source_route": 1, "icmp_param_problem_out": 2})
@@ -138,7 +138,7 @@ func TestNoErrorAboutErrors(t *testing.T) {
 	frags := fragmentsOf(withHeader(udp, func(h wire.IPv4) { h.SetTTL(1) }), 48)
 	l.inject(l.a, icmpErr, frags[1]) // TTL 1: would be time exceeded
 	l.inject(l.a, pt.UDP4("10.0.1.2", "224.0.0.9", 1, 2, 1, []byte("mcast")))
-	if back := drain(l.a); len(back) != 0 {
+	if back := pt.Drain(l.a); len(back) != 0 {
 		t.Fatalf("sent %d errors about an error / a non-first fragment / multicast", len(back))
 	}
 	if got := l.counter("icmp_error_suppressed"); got != 2 {
@@ -146,7 +146,7 @@ func TestNoErrorAboutErrors(t *testing.T) {
 	}
 	// An echo request and a first fragment with TTL 1 do get one.
 	l.inject(l.a, pt.Echo4("10.0.1.2", "10.0.2.2", 1, 1, 1, nil), frags[0])
-	back := drain(l.a)
+	back := pt.Drain(l.a)
 	if len(back) != 2 {
 		t.Fatalf("got %d errors, want 2", len(back))
 	}
@@ -174,7 +174,7 @@ func TestICMPRateLimiterBurstThenRate(t *testing.T) {
 	l := newLab(t, "{module: network.ipv4, icmp_rate: 100, icmp_burst: 10, icmp_jitter: 0}")
 	flood := ttl1Flood(500, "10.0.1.2")
 	l.inject(l.a, flood...)
-	if got := len(drain(l.a)); got != 10 {
+	if got := len(pt.Drain(l.a)); got != 10 {
 		t.Fatalf("burst: %d errors, want 10", got)
 	}
 	l.wantCounters(t, map[string]uint64{"icmp_rate_limited": 490, "ttl_exceeded": 500})
@@ -184,7 +184,7 @@ func TestICMPRateLimiterBurstThenRate(t *testing.T) {
 	}{{time.Second, 10}, {50 * time.Millisecond, 5}, {100 * time.Millisecond, 10}, {10 * time.Millisecond, 1}} {
 		l.clock.Advance(step.d)
 		l.inject(l.a, flood...)
-		if got := len(drain(l.a)); got != step.want {
+		if got := len(pt.Drain(l.a)); got != step.want {
 			t.Fatalf("after %v: %d errors, want %d", step.d, got, step.want)
 		}
 	}
@@ -194,7 +194,7 @@ func TestICMPRateLimiterBurstThenRate(t *testing.T) {
 		echoes[i] = pt.Echo4("10.0.1.2", "10.0.1.1", 64, 1, uint16(i), nil)
 	}
 	l.inject(l.a, echoes...)
-	if got := len(drain(l.a)); got != 200 {
+	if got := len(pt.Drain(l.a)); got != 200 {
 		t.Fatalf("%d echo replies, want 200", got)
 	}
 	// Fragmentation needed is not limited by the global bucket.
@@ -206,7 +206,7 @@ func TestICMPRateLimiterBurstThenRate(t *testing.T) {
 		bigs[i] = big
 	}
 	l.inject(l.a, bigs...)
-	if got := len(drain(l.a)); got != 50 {
+	if got := len(pt.Drain(l.a)); got != 50 {
 		t.Fatalf("%d fragmentation needed, want 50", got)
 	}
 }
@@ -215,7 +215,7 @@ func TestICMPRateLimiterBurstThenRate(t *testing.T) {
 func TestICMPRateLimiterSurvivesReload(t *testing.T) {
 	l := newLab(t, "{module: network.ipv4, icmp_rate: 1, icmp_burst: 5, icmp_jitter: 0}")
 	l.inject(l.a, ttl1Flood(20, "10.0.1.2")...)
-	if got := len(drain(l.a)); got != 5 {
+	if got := len(pt.Drain(l.a)); got != 5 {
 		t.Fatalf("%d errors, want 5", got)
 	}
 	cfg := `
@@ -231,7 +231,7 @@ forwarding: {ipv4: true}
 		t.Fatal(err)
 	}
 	l.inject(l.a, ttl1Flood(20, "10.0.1.2")...)
-	if got := len(drain(l.a)); got != 0 {
+	if got := len(pt.Drain(l.a)); got != 0 {
 		t.Fatalf("%d errors after reload, want 0: the bucket was refilled", got)
 	}
 }
@@ -247,7 +247,7 @@ func TestICMPRateLimiterJitterBounds(t *testing.T) {
 			const steps = 20
 			for i := 0; i < steps; i++ {
 				l.inject(l.a, flood...)
-				total += len(drain(l.a))
+				total += len(pt.Drain(l.a))
 				l.clock.Advance(100 * time.Millisecond)
 			}
 			tokens := 200.0 + (steps-1)*100.0
@@ -268,13 +268,13 @@ func TestICMPRateLimiterJitterBounds(t *testing.T) {
 func TestICMPRateLimiterPerDestination(t *testing.T) {
 	l := newLab(t, "{module: network.ipv4, icmp_rate: 0, icmp_per_dest: {rate: 1, burst: 3}}")
 	l.inject(l.a, append(ttl1Flood(50, "10.0.1.2"), ttl1Flood(50, "10.0.1.3")...)...)
-	back := drain(l.a)
+	back := pt.Drain(l.a)
 	if len(back) != 6 {
 		t.Fatalf("%d errors, want 3 per destination", len(back))
 	}
 	l.clock.Advance(time.Second)
 	l.inject(l.a, ttl1Flood(50, "10.0.1.2")...)
-	if got := len(drain(l.a)); got != 1 {
+	if got := len(pt.Drain(l.a)); got != 1 {
 		t.Fatalf("%d errors after 1 s, want 1", got)
 	}
 }
@@ -286,12 +286,12 @@ func TestEchoRateLimitedWhenMasked(t *testing.T) {
 		echoes[i] = pt.Echo4("10.0.1.2", "10.0.1.1", 64, 1, uint16(i), []byte("x"))
 	}
 	l.inject(l.a, echoes...)
-	if got := len(drain(l.a)); got != 4 {
+	if got := len(pt.Drain(l.a)); got != 4 {
 		t.Fatalf("%d echo replies, want 4", got)
 	}
 	// Errors are not limited under this mask.
 	l.inject(l.a, ttl1Flood(30, "10.0.1.2")...)
-	if got := len(drain(l.a)); got != 30 {
+	if got := len(pt.Drain(l.a)); got != 30 {
 		t.Fatalf("%d errors, want 30", got)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/pipestack/pipestack/modules/internal/iplocal"
+	"github.com/pipestack/pipestack/modules/internal/reasm"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -22,7 +24,7 @@ type config struct {
 	ttl        uint8
 	icmpErrors bool
 	rate       rateConfig
-	reasm      reasmLimits
+	reasm      reasm.Limits
 	defragAll  bool
 	rpDefault  rpMode
 	rpLinks    map[string]rpMode
@@ -36,7 +38,7 @@ type Protocol struct {
 	ttl   uint8
 	ident atomic.Uint32
 
-	reasmLim reasmLimits
+	reasmLim reasm.Limits
 	limiter  *icmpLimiter
 	reasm    *reassembler
 
@@ -55,9 +57,7 @@ type counters struct {
 	icmpSuppressed, icmpRateLimited                                 *pipeline.Counter
 	icmpUnreachOut, icmpTimeExceededOut, icmpParamProblemOut        *pipeline.Counter
 
-	reasmFragments, reasmOK, reasmDuplicate, reasmOverlap, reasmInconsistent *pipeline.Counter
-	reasmMalformed, reasmTooBig, reasmTimeout, reasmEvicted                  *pipeline.Counter
-	reasmSourceLimit, reasmNoMemory, reasmDiscarded                          *pipeline.Counter
+	reasm reasm.Counters
 }
 
 func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Protocol {
@@ -82,12 +82,7 @@ func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Prot
 	c.icmpRateLimited = cs.Get("icmp_rate_limited")
 	c.icmpUnreachOut, c.icmpTimeExceededOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_time_exceeded_out")
 	c.icmpParamProblemOut = cs.Get("icmp_param_problem_out")
-	c.reasmFragments, c.reasmOK = cs.Get("reasm_fragments"), cs.Get("reasm_ok")
-	c.reasmDuplicate, c.reasmOverlap = cs.Get("reasm_duplicate"), cs.Get("reasm_overlap")
-	c.reasmInconsistent, c.reasmMalformed = cs.Get("reasm_inconsistent"), cs.Get("reasm_malformed")
-	c.reasmTooBig, c.reasmTimeout = cs.Get("reasm_too_big"), cs.Get("reasm_timeout")
-	c.reasmEvicted, c.reasmSourceLimit = cs.Get("reasm_evicted"), cs.Get("reasm_source_limit")
-	c.reasmNoMemory, c.reasmDiscarded = cs.Get("reasm_no_memory"), cs.Get("reasm_discarded")
+	c.reasm = reasm.NewCounters(cs)
 	return p
 }
 
@@ -197,7 +192,7 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			if _, _, local := b.Gen.IsLocal4(dst); local {
 				user = userLocal // times out with ICMP, as local delivery's
 			}
-			pkts[i] = e.p.reasm.add(b.Now, pkt, user, &e.p.reasmLim)
+			pkts[i] = e.p.reassemble(b.Now, pkt, user)
 		}
 	}
 	c.rx.Add(rx)
@@ -388,7 +383,7 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			continue
 		}
 		if h := wire.IPv4(pkt.Data()); h.MoreFragments() || h.FragmentOffset() != 0 {
-			pkts[i] = e.p.reasm.add(b.Now, pkt, userLocal, &e.p.reasmLim)
+			pkts[i] = e.p.reassemble(b.Now, pkt, userLocal)
 		}
 	}
 	b.RunHook(pipeline.Input, pkts)
@@ -408,37 +403,10 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 	}
 	// Runs of one transport protocol go to it as a batch.
-	for i := 0; i < len(pkts); {
-		pkt := pkts[i]
-		if pkt == nil {
-			i++
-			continue
-		}
-		proto := pkt.TransProto
-		j := i + 1
-		for j < len(pkts) && (pkts[j] == nil || pkts[j].TransProto == proto) {
-			j++
-		}
-		if tp := b.TransportProtocol(proto); tp != nil {
-			for _, q := range pkts[i:j] {
-				if q != nil {
-					delivered++
-				}
-			}
-			tp.HandlePackets(b, pkts[i:j])
-		} else {
-			for k := i; k < j; k++ {
-				if q := pkts[k]; q != nil {
-					pkts[k] = nil
-					q.RewindToNetwork()
-					e.icmpError(b, q, wire.ICMPv4DstUnreachable, wire.ICMPv4ProtoUnreachable, 0)
-					b.Drop(q, c.unknownProto)
-				}
-			}
-		}
-		clear(pkts[i:j])
-		i = j
-	}
+	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) {
+		e.icmpError(b, q, wire.ICMPv4DstUnreachable, wire.ICMPv4ProtoUnreachable, 0)
+		b.Drop(q, c.unknownProto)
+	})
 	c.delivered.Add(delivered)
 }
 
@@ -455,24 +423,10 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 	if m.Type() != wire.ICMPv4Echo {
 		// Errors about a packet we sent go to its transport protocol;
 		// every message but echo requests also goes to an ICMP transport
-		// (ping sockets, a test collector) when one is configured, as a
-		// raw ICMP socket sees them all.
-		raw := b.TransportProtocol(pipeline.ICMPv4ProtocolNumber)
-		if isICMPError(m.Type()) {
-			if raw == nil {
-				if e.errorToTransport(b, pkt, m) {
-					return
-				}
-			} else if cp := pkt.Clone(); !e.errorToTransport(b, cp, wire.ICMPv4(cp.Data())) { // error path only
-				cp.Release()
-			}
-		}
-		if raw != nil {
-			one := [1]*pipeline.Packet{pkt}
-			raw.HandlePackets(b, one[:])
-			return
-		}
-		pkt.Release()
+		// (ping sockets, a test collector) when one is configured.
+		iplocal.ICMP(b, pkt, pipeline.ICMPv4ProtocolNumber, isICMPError(m.Type()), func(p *pipeline.Packet) bool {
+			return e.errorToTransport(b, p, wire.ICMPv4(p.Data()))
+		})
 		return
 	}
 	c.icmpEchoIn.Inc()
@@ -536,13 +490,7 @@ func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m w
 	if hl < wire.IPv4MinimumSize || len(q) < hl+8 {
 		return false
 	}
-	tp := b.TransportProtocol(pipeline.TransportProtocolNumber(q[9]))
-	h, ok := tp.(pipeline.TransportErrorHandler)
-	if !ok {
-		return false
-	}
-	h.HandleError(b, kind, info, q, pkt)
-	return true
+	return iplocal.ErrorToTransport(b, q[9], kind, info, q, pkt)
 }
 
 // send pushes an IPv4 header (from → to, protocol ICMP) in front of Data(),
@@ -713,21 +661,7 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 		pkt.OutNIC = r.NIC
 		pkt.NextHop = r.NextHop
 	}
-	b.RunHook(pipeline.Output, pkts)
-	var n uint64
-	for i, pkt := range pkts {
-		if pkt == nil {
-			continue
-		}
-		pkts[i] = nil
-		n++
-		if pkt.Len() > mtu && pkt.GSO.Type == pipeline.GSONone {
-			e.p.fragment(b, pkt, mtu)
-			continue
-		}
-		b.Output(pkt)
-	}
-	c.sent.Add(n)
+	c.sent.Add(iplocal.Output(b, pkts, mtu, func(p *pipeline.Packet) { e.p.fragment(b, p, mtu) }))
 }
 
 // ReturnError implements pipeline.NetworkEndpoint: the transport's (or a

@@ -114,24 +114,7 @@ func TestPingThroughRouter(t *testing.T) {
 func routerAlone(t *testing.T, extra string) (r *pt.Node, inject func(frames ...[]byte), readA, readB func() [][]byte) {
 	r = pt.NewNode(t, "router", routerConfig("ip", extra), pipeline.Options{})
 	a, b := r.Link(t, "a"), r.Link(t, "b")
-	type reader interface {
-		Read(dst []*pipeline.Packet) int
-	}
-	read := func(ep reader) [][]byte {
-		var out [][]byte
-		buf := make([]*pipeline.Packet, 64)
-		for {
-			n := ep.Read(buf)
-			if n == 0 {
-				return out
-			}
-			for _, p := range buf[:n] {
-				out = append(out, append([]byte(nil), p.Data()...))
-				p.Release()
-			}
-		}
-	}
-	return r, func(frames ...[]byte) { a.InjectFrames(frames) }, func() [][]byte { return read(a) }, func() [][]byte { return read(b) }
+	return r, func(frames ...[]byte) { a.InjectFrames(frames) }, func() [][]byte { return pt.Drain(a) }, func() [][]byte { return pt.Drain(b) }
 }
 
 func TestTTLExceeded(t *testing.T) {

@@ -6,9 +6,8 @@
 package ipv6_test
 
 import (
+	"errors"
 	"fmt"
-	"runtime"
-	"runtime/debug"
 	"testing"
 	"time"
 
@@ -31,8 +30,8 @@ func TestForwarding6ZeroAllocs(t *testing.T) {
 				a, b := r.Link(t, "a"), r.Link(t, "b")
 				clock.Advance(0)
 				clock.Advance(1100 * time.Millisecond) // DAD done
-				drain(a)
-				drain(b)
+				pt.Drain(a)
+				pt.Drain(b)
 				pkt := udp6("2001:db8:1::2", "2001:db8:2::2", 1000, 2000, 64, make([]byte, size-48))
 				eth := framing == "ethernet"
 				if eth {
@@ -40,42 +39,22 @@ func TestForwarding6ZeroAllocs(t *testing.T) {
 					nic, _ := r.Stack.NIC("b")
 					nic.Neighbors().Set(pipeline.NeighborEntry{Addr: mustAddr("2001:db8:2::2"), LinkAddr: mac(macB), State: pipeline.NeighborReachable})
 				}
-				frames := make([][]byte, 64)
-				for i := range frames {
-					frames[i] = pkt
-				}
-				buf := make([]*pipeline.Packet, 64)
-				run := func(batches int) {
-					for i := 0; i < batches; i++ {
-						a.InjectFrames(frames)
-						n := b.Read(buf)
-						if n != len(frames) {
-							t.Fatalf("forwarded %d of %d (%s)", n, len(frames), r.DumpCounters())
-						}
-						for _, p := range buf[:n] {
-							d := p.Data()
-							if eth {
-								d = d[wire.EthernetHeaderSize:]
-							}
-							if wire.IPv6(d).HopLimit() != 63 {
-								t.Fatal("hop limit not decremented")
-							}
-						}
-						pipeline.ReleaseBatch(buf[:n])
+				pt.ForwardZeroAllocs(t, r, a, b, pkt, func(d []byte) error {
+					if eth {
+						d = d[wire.EthernetHeaderSize:]
 					}
-				}
-				runtime.GC()
-				defer debug.SetGCPercent(debug.SetGCPercent(-1))
-				run(100)
-				if eth {
+					if wire.IPv6(d).HopLimit() != 63 {
+						return errors.New("hop limit not decremented")
+					}
+					return nil
+				}, func() {
+					if !eth {
+						return
+					}
 					if e, _ := r.Stack.Generation().Neighbors(2).Entry(mustAddr("2001:db8:2::2")); e.State != pipeline.NeighborReachable {
 						t.Fatalf("neighbor %v, want REACHABLE", e.State)
 					}
-				}
-				const batches = 200 // 12,800 packets
-				if m := pt.CountMallocs(func() { run(batches) }); m != 0 {
-					t.Fatalf("%d mallocs over %d forwarded packets, want 0", m, batches*len(frames))
-				}
+				})
 			})
 		}
 	}

@@ -23,7 +23,7 @@ type ipHost struct {
 
 func newIPHost(t *testing.T, extra string) *ipHost {
 	t.Helper()
-	name := testName(t)
+	name := pt.UniqueName(t)
 	clock := pt.NewManualClock()
 	h := pt.NewNode(t, "host", `
 name: host
@@ -92,7 +92,7 @@ func TestUnknownOptions(t *testing.T) {
 			for h.udp.Len() > 0 {
 				h.udp.Wait(t, time.Second)
 			}
-			out := onlyICMP6(drain(h.l), false, wire.ICMPv6ParamProblem)
+			out := onlyICMP6(pt.Drain(h.l), false, wire.ICMPv6ParamProblem)
 			if (len(out) == 1) != tc.icmp {
 				t.Fatalf("%d parameter problems", len(out))
 			}
@@ -112,15 +112,15 @@ func TestForwardHopByHop(t *testing.T) {
 	a, b := r.Link(t, "a"), r.Link(t, "b")
 	pkt := udp6("2001:db8:1::2", "2001:db8:2::2", 1, 2, 64, []byte("hbh"))
 	a.InjectFrames([][]byte{withExt(pkt, wire.ProtocolHopByHop, optHeader(wire.ProtocolUDP, 0x9e, 2, 0, 0))})
-	if len(drain(b)) != 0 {
+	if len(pt.Drain(b)) != 0 {
 		t.Error("forwarded a packet with an option that must be refused")
 	}
-	if out := onlyICMP6(drain(a), false, wire.ICMPv6ParamProblem); len(out) != 1 {
+	if out := onlyICMP6(pt.Drain(a), false, wire.ICMPv6ParamProblem); len(out) != 1 {
 		t.Error("no parameter problem from the router")
 	}
 	ok := withExt(pkt, wire.ProtocolDestOptions, optHeader(wire.ProtocolUDP, 0x9e, 2, 0, 0))
 	a.InjectFrames([][]byte{ok})
-	out := drain(b)
+	out := pt.Drain(b)
 	if len(out) != 1 || !bytes.Equal(out[0][8:], ok[8:]) || out[0][7] != 63 {
 		t.Error("a destination option was examined by the router, or the packet changed")
 	}
@@ -133,7 +133,7 @@ func TestExtensionHeaderErrors(t *testing.T) {
 	param := func(t *testing.T, pkt []byte, code uint8, ptr uint32) {
 		t.Helper()
 		h.l.InjectFrames([][]byte{pkt})
-		out := onlyICMP6(drain(h.l), false, wire.ICMPv6ParamProblem)
+		out := onlyICMP6(pt.Drain(h.l), false, wire.ICMPv6ParamProblem)
 		if len(out) != 1 {
 			t.Fatalf("%d parameter problems (%s)", len(out), h.h.DumpCounters())
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pipestack/pipestack/modules/ipv6"
 	"github.com/pipestack/pipestack/pipeline"
+	pt "github.com/pipestack/pipestack/pipeline/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
@@ -64,7 +65,7 @@ func TestReassembly(t *testing.T) {
 	if !bytes.Equal(got, orig) {
 		t.Fatalf("reassembled %d bytes, want the original %d", len(got), len(orig))
 	}
-	counterWant(t, h.h, "ipv6", map[string]uint64{"reasm_fragments": 3, "reasm_ok": 1})
+	h.h.WantCounters(t, "ipv6", map[string]uint64{"reasm_fragments": 3, "reasm_ok": 1})
 }
 
 // RFC 5722: overlapping fragments drop the whole datagram, fragments that
@@ -81,7 +82,7 @@ func TestReassemblyOverlap(t *testing.T) {
 	if h.udp.Len() != 0 {
 		t.Fatal("delivered a datagram with overlapping fragments")
 	}
-	counterWant(t, h.h, "ipv6", map[string]uint64{"reasm_overlap": 1, "reasm_discarded": 2, "reasm_ok": 0})
+	h.h.WantCounters(t, "ipv6", map[string]uint64{"reasm_overlap": 1, "reasm_discarded": 2, "reasm_ok": 0})
 	// A duplicate is not an overlap.
 	orig2 := udp6("2001:db8:9::1", "2001:db8:1::2", 1000, 2000, 64, pattern(1500, 3))
 	fr := frag6(orig2, 6, 1024)
@@ -89,7 +90,7 @@ func TestReassemblyOverlap(t *testing.T) {
 	if got := h.udp.Wait(t, time.Second); !bytes.Equal(got, orig2) {
 		t.Error("datagram with a duplicate fragment not reassembled")
 	}
-	counterWant(t, h.h, "ipv6", map[string]uint64{"reasm_duplicate": 1, "reasm_ok": 1})
+	h.h.WantCounters(t, "ipv6", map[string]uint64{"reasm_duplicate": 1, "reasm_ok": 1})
 }
 
 // An atomic fragment (offset 0, M clear: RFC 6946) is delivered at once,
@@ -103,7 +104,7 @@ func TestAtomicFragment(t *testing.T) {
 	if !bytes.Equal(got, atomic) {
 		t.Errorf("atomic fragment delivered as %x", got)
 	}
-	counterWant(t, h.h, "ipv6", map[string]uint64{"atomic_fragments": 1, "reasm_fragments": 0, "delivered": 1})
+	h.h.WantCounters(t, "ipv6", map[string]uint64{"atomic_fragments": 1, "reasm_fragments": 0, "delivered": 1})
 }
 
 // A datagram whose fragments do not all come in 60 s is dropped, with Time
@@ -114,11 +115,11 @@ func TestReassemblyTimeout(t *testing.T) {
 	fr := frag6(orig, 11, 1024)
 	h.l.InjectFrames([][]byte{fr[0]})
 	h.clock.Advance(59 * time.Second)
-	if len(noNDP(drain(h.l))) != 0 {
+	if len(noNDP(pt.Drain(h.l))) != 0 {
 		t.Fatal("error before the timeout")
 	}
 	h.clock.Advance(2 * time.Second)
-	out := onlyICMP6(drain(h.l), false, wire.ICMPv6TimeExceeded)
+	out := onlyICMP6(pt.Drain(h.l), false, wire.ICMPv6TimeExceeded)
 	if len(out) != 1 {
 		t.Fatalf("%d time exceeded (%s)", len(out), h.h.DumpCounters())
 	}
@@ -126,12 +127,12 @@ func TestReassemblyTimeout(t *testing.T) {
 	if !bytes.Equal(m[8:], fr[0]) {
 		t.Error("the error does not quote the first fragment")
 	}
-	counterWant(t, h.h, "ipv6", map[string]uint64{"reasm_timeout": 1})
+	h.h.WantCounters(t, "ipv6", map[string]uint64{"reasm_timeout": 1})
 	// A fragment whose length is not a multiple of 8 is refused with a
 	// Parameter Problem pointing at the payload length.
 	pl := wire.IPv6(orig).Payload()
 	h.l.InjectFrames([][]byte{fragAt(orig, 12, 0, pl[:1001], true)})
-	out = onlyICMP6(drain(h.l), false, wire.ICMPv6ParamProblem)
+	out = onlyICMP6(pt.Drain(h.l), false, wire.ICMPv6ParamProblem)
 	if len(out) != 1 || wire.ICMPv6(wire.IPv6(out[0]).Payload()).Pointer() != 4 {
 		t.Errorf("odd fragment: %d parameter problems", len(out))
 	}
@@ -146,7 +147,7 @@ func TestFragmentationAndPathMTU(t *testing.T) {
 	if err := ipv6.Send(h.h.Stack, dst, pipeline.ICMPv6ProtocolNumber, echoMessage(1, 1, payload)); err != nil {
 		t.Fatal(err)
 	}
-	frags := noNDP(drain(h.l))
+	frags := noNDP(pt.Drain(h.l))
 	if len(frags) != 3 {
 		t.Fatalf("%d packets for a 3048-byte datagram over MTU 1500, want 3", len(frags))
 	}
@@ -172,18 +173,18 @@ func TestFragmentationAndPathMTU(t *testing.T) {
 	if !bytes.Equal(data[8:], payload) {
 		t.Error("fragments do not carry the datagram")
 	}
-	counterWant(t, h.h, "ipv6", map[string]uint64{"frag_ok": 1, "frag_created": 3})
+	h.h.WantCounters(t, "ipv6", map[string]uint64{"frag_ok": 1, "frag_created": 3})
 
 	// The path beyond the router carries 1280: Packet Too Big.
 	quoted := echo6("2001:db8:1::2", "2001:db8:2::9", 63, 1, 2, pattern(1400, 6))
 	ptb := ip6("2001:db8:1::1", "2001:db8:1::2", wire.ProtocolICMPv6, 64,
 		icmp6("2001:db8:1::1", "2001:db8:1::2", wire.ICMPv6PacketTooBig, 0, 1280, quoted[:1232]))
 	h.l.InjectFrames([][]byte{ptb})
-	counterWant(t, h.h, "ipv6", map[string]uint64{"icmp_packet_too_big_in": 1, "pmtu_updates": 1})
+	h.h.WantCounters(t, "ipv6", map[string]uint64{"icmp_packet_too_big_in": 1, "pmtu_updates": 1})
 	if err := ipv6.Send(h.h.Stack, dst, pipeline.ICMPv6ProtocolNumber, echoMessage(1, 2, pattern(1400, 6))); err != nil {
 		t.Fatal(err)
 	}
-	out := noNDP(drain(h.l))
+	out := noNDP(pt.Drain(h.l))
 	if len(out) != 2 || len(out[0]) > 1280 || len(out[1]) > 1280 {
 		t.Errorf("after Packet Too Big 1280: %d packets (first %d bytes)", len(out), len(out[0]))
 	}
@@ -191,7 +192,7 @@ func TestFragmentationAndPathMTU(t *testing.T) {
 	if err := ipv6.Send(h.h.Stack, netip.MustParseAddr("2001:db8:3::9"), pipeline.ICMPv6ProtocolNumber, echoMessage(1, 3, pattern(1400, 6))); err != nil {
 		t.Fatal(err)
 	}
-	if out := noNDP(drain(h.l)); len(out) != 1 {
+	if out := noNDP(pt.Drain(h.l)); len(out) != 1 {
 		t.Errorf("another destination: %d packets, want 1", len(out))
 	}
 	// A Packet Too Big below 1280 does not lower it further.
@@ -201,7 +202,7 @@ func TestFragmentationAndPathMTU(t *testing.T) {
 	if err := ipv6.Send(h.h.Stack, dst, pipeline.ICMPv6ProtocolNumber, echoMessage(1, 4, pattern(1200, 6))); err != nil {
 		t.Fatal(err)
 	}
-	if out := noNDP(drain(h.l)); len(out) != 1 {
+	if out := noNDP(pt.Drain(h.l)); len(out) != 1 {
 		t.Errorf("a 1248-byte packet after PTB 600: %d packets, want 1 (the minimum MTU is 1280)", len(out))
 	}
 	// The path MTU expires after 10 minutes.
@@ -209,7 +210,7 @@ func TestFragmentationAndPathMTU(t *testing.T) {
 	if err := ipv6.Send(h.h.Stack, dst, pipeline.ICMPv6ProtocolNumber, echoMessage(1, 5, pattern(1400, 6))); err != nil {
 		t.Fatal(err)
 	}
-	if out := noNDP(drain(h.l)); len(out) != 1 {
+	if out := noNDP(pt.Drain(h.l)); len(out) != 1 {
 		t.Errorf("after the path MTU expired: %d packets, want 1", len(out))
 	}
 }

@@ -2,15 +2,11 @@ package ipv6_test
 
 import (
 	"bytes"
-	"fmt"
 	"net/netip"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pipestack/pipestack/modules/ipv6"
-	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipeline/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -90,22 +86,6 @@ func checkICMP6(t *testing.T, p []byte, src, dst string, typ, code uint8) wire.I
 	return m
 }
 
-// drain reads everything queued on a channel link (whole frames).
-func drain(ep *channel.Endpoint) [][]byte {
-	var out [][]byte
-	buf := make([]*pipeline.Packet, 64)
-	for {
-		n := ep.Read(buf)
-		if n == 0 {
-			return out
-		}
-		for _, p := range buf[:n] {
-			out = append(out, append([]byte(nil), p.Data()...))
-			p.Release()
-		}
-	}
-}
-
 // onlyICMP6 keeps the IPv6 packets (Ethernet frames unwrapped when eth)
 // carrying ICMPv6 messages of type typ.
 func onlyICMP6(frames [][]byte, eth bool, typ uint8) [][]byte {
@@ -124,22 +104,6 @@ func onlyICMP6(frames [][]byte, eth bool, typ uint8) [][]byte {
 		out = append(out, f)
 	}
 	return out
-}
-
-var runSeq atomic.Int64
-
-// testName is a name unique to this run of the test (collectors are global).
-func testName(t *testing.T) string {
-	return fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), runSeq.Add(1))
-}
-
-func counterWant(t *testing.T, n *pt.Node, set string, want map[string]uint64) {
-	t.Helper()
-	for k, v := range want {
-		if got := n.Counter(set, k); got != v {
-			t.Errorf("%s %s.%s = %d, want %d (%s)", n.Name, set, k, got, v, n.DumpCounters())
-		}
-	}
 }
 
 func sendEcho(t *testing.T, n *pt.Node, dst string, id, seq uint16, payload []byte) {

@@ -3,6 +3,7 @@ package ipv6
 import (
 	"net/netip"
 
+	"github.com/pipestack/pipestack/modules/internal/iplocal"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -47,25 +48,12 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		pkt.Release() // no multicast listener state to keep
 		return
 	}
-	raw := b.TransportProtocol(pipeline.ICMPv6ProtocolNumber)
-	if m.IsError() {
-		if m.Type() == wire.ICMPv6PacketTooBig {
-			e.packetTooBig(b, m)
-		}
-		if raw == nil {
-			if e.errorToTransport(b, pkt, m) {
-				return
-			}
-		} else if cp := pkt.Clone(); !e.errorToTransport(b, cp, wire.ICMPv6(cp.Data())) { // error path only
-			cp.Release()
-		}
+	if m.Type() == wire.ICMPv6PacketTooBig {
+		e.packetTooBig(b, m)
 	}
-	if raw != nil {
-		one := [1]*pipeline.Packet{pkt}
-		raw.HandlePackets(b, one[:])
-		return
-	}
-	pkt.Release()
+	iplocal.ICMP(b, pkt, pipeline.ICMPv6ProtocolNumber, m.IsError(), func(p *pipeline.Packet) bool {
+		return e.errorToTransport(b, p, wire.ICMPv6(p.Data()))
+	})
 }
 
 // echo turns an echo request into its reply in place (type 128 → 129 with
@@ -159,13 +147,7 @@ func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m w
 	if !ok || len(q) < off+8 {
 		return false
 	}
-	tp := b.TransportProtocol(pipeline.TransportProtocolNumber(proto))
-	h, ok := tp.(pipeline.TransportErrorHandler)
-	if !ok {
-		return false
-	}
-	h.HandleError(b, kind, info, q, pkt)
-	return true
+	return iplocal.ErrorToTransport(b, proto, kind, info, q, pkt)
 }
 
 // quotedTransport finds the upper-layer protocol and its offset in a quoted

@@ -8,6 +8,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pipestack/pipestack/modules/internal/icmplimit"
+	"github.com/pipestack/pipestack/modules/internal/iplocal"
+	"github.com/pipestack/pipestack/modules/internal/reasm"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -18,7 +20,7 @@ type config struct {
 	maxExt        int
 	icmpErrors    bool
 	rate          icmplimit.Config
-	reasm         reasmLimits
+	reasm         reasm.Limits
 	pmtuTimeout   time.Duration
 	pmtuMax       int
 	linkLocal     bool
@@ -67,10 +69,7 @@ type counters struct {
 	icmpUnreachOut, icmpTooBigOut, icmpTimeExcOut    *pipeline.Counter
 	icmpParamOut, icmpTooBigIn, pmtuUpdates          *pipeline.Counter
 	icmpMulticastEcho                                *pipeline.Counter
-	reasmFragments, reasmOK, reasmDuplicate          *pipeline.Counter
-	reasmOverlap, reasmInconsistent, reasmMalformed  *pipeline.Counter
-	reasmTooBig, reasmTimeout, reasmEvicted          *pipeline.Counter
-	reasmSourceLimit, reasmNoMemory, reasmDiscarded  *pipeline.Counter
+	reasm                                            reasm.Counters
 	reasmIncompleteChain                             *pipeline.Counter
 	malformedHeaderIPv6Errs                          [16]*pipeline.Counter
 	malformedTooShort, malformedVersion, malformedPL *pipeline.Counter
@@ -106,12 +105,7 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	c.icmpUnreachOut, c.icmpTooBigOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_packet_too_big_out")
 	c.icmpTimeExcOut, c.icmpParamOut = cs.Get("icmp_time_exceeded_out"), cs.Get("icmp_param_problem_out")
 	c.icmpTooBigIn, c.pmtuUpdates = cs.Get("icmp_packet_too_big_in"), cs.Get("pmtu_updates")
-	c.reasmFragments, c.reasmOK = cs.Get("reasm_fragments"), cs.Get("reasm_ok")
-	c.reasmDuplicate, c.reasmOverlap = cs.Get("reasm_duplicate"), cs.Get("reasm_overlap")
-	c.reasmInconsistent, c.reasmMalformed = cs.Get("reasm_inconsistent"), cs.Get("reasm_malformed")
-	c.reasmTooBig, c.reasmTimeout = cs.Get("reasm_too_big"), cs.Get("reasm_timeout")
-	c.reasmEvicted, c.reasmSourceLimit = cs.Get("reasm_evicted"), cs.Get("reasm_source_limit")
-	c.reasmNoMemory, c.reasmDiscarded = cs.Get("reasm_no_memory"), cs.Get("reasm_discarded")
+	c.reasm = reasm.NewCounters(cs)
 	c.reasmIncompleteChain = cs.Get("reasm_incomplete_chain")
 	p.nc = newNDPCounters(ctx.Counters("ndp"))
 
@@ -122,7 +116,7 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 		})
 	}).(*icmplimit.Limiter[[16]byte])
 	p.reasm = ctx.Shared("network.ipv6/reassembly", func() any {
-		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c)
+		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)
 	}).(*reassembler)
 	p.pmtu = ctx.Shared("network.ipv6/pmtu", func() any { return newPMTUCache() }).(*pmtuCache)
 	p.links = ctx.Shared(linkStatesKey, func() any { return newLinkStates(ctx.Stack(), ctx.Clock) }).(*linkStates)
@@ -523,7 +517,7 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 		x, _ := h.WalkExtensions(e.p.cfg.maxExt) // checked in the first pass
 		if x.IsFragment() {
-			pkt = e.p.reasm.add(b, e, pkt, &x, &e.p.cfg.reasm)
+			pkt = e.reassemble(b, pkt, &x)
 			pkts[i] = pkt
 			if pkt == nil {
 				continue
@@ -574,37 +568,10 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 	}
 	// Runs of one transport protocol go to it as a batch.
-	for i := 0; i < len(pkts); {
-		pkt := pkts[i]
-		if pkt == nil {
-			i++
-			continue
-		}
-		proto := pkt.TransProto
-		j := i + 1
-		for j < len(pkts) && (pkts[j] == nil || pkts[j].TransProto == proto) {
-			j++
-		}
-		if tp := b.TransportProtocol(proto); tp != nil {
-			for _, q := range pkts[i:j] {
-				if q != nil {
-					delivered++
-				}
-			}
-			tp.HandlePackets(b, pkts[i:j])
-		} else {
-			for k := i; k < j; k++ {
-				if q := pkts[k]; q != nil {
-					pkts[k] = nil
-					q.RewindToNetwork()
-					e.icmpError(b, q, wire.ICMPv6ParamProblem, wire.ICMPv6UnrecognizedNextHeader, uint32(nextHeaderOffset(q.Data(), e.p.cfg.maxExt)), false)
-					b.Drop(q, c.unknownProto)
-				}
-			}
-		}
-		clear(pkts[i:j])
-		i = j
-	}
+	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) {
+		e.icmpError(b, q, wire.ICMPv6ParamProblem, wire.ICMPv6UnrecognizedNextHeader, uint32(nextHeaderOffset(q.Data(), e.p.cfg.maxExt)), false)
+		b.Drop(q, c.unknownProto)
+	})
 	c.delivered.Add(delivered)
 }
 
@@ -795,21 +762,7 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 			pkt.SetRemoteLinkAddr(multicastMAC(to))
 		}
 	}
-	b.RunHook(pipeline.Output, pkts)
-	var n uint64
-	for i, pkt := range pkts {
-		if pkt == nil {
-			continue
-		}
-		pkts[i] = nil
-		n++
-		if pkt.Len() > mtu && pkt.GSO.Type == pipeline.GSONone {
-			e.p.fragment(b, pkt, mtu)
-			continue
-		}
-		b.Output(pkt)
-	}
-	c.sent.Add(n)
+	c.sent.Add(iplocal.Output(b, pkts, mtu, func(p *pipeline.Packet) { e.p.fragment(b, p, mtu) }))
 }
 
 // ReturnError implements pipeline.NetworkEndpoint: the transport's (or a

@@ -70,6 +70,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/internal/ipconf"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -83,29 +84,16 @@ type Module struct {
 	// (default 8); a longer chain is dropped.
 	MaxExtensionHeaders int `yaml:"max_extension_headers"`
 
-	ICMPErrors *bool `yaml:"icmp_errors"`
-	// ICMPRate, ICMPBurst, ICMPJitter: the token bucket (as network.ipv4;
-	// Linux icmpv6 ratelimit); defaults 1000/s, 50, 0.5.
-	ICMPRate   *float64 `yaml:"icmp_rate"`
-	ICMPBurst  int      `yaml:"icmp_burst"`
-	ICMPJitter *float64 `yaml:"icmp_jitter"`
-	// ICMPRateMask lists the limited messages: dest_unreachable,
-	// packet_too_big, time_exceeded, parameter_problem (the default),
-	// echo_reply. Packet Too Big never waits for the global bucket.
-	ICMPRateMask []string `yaml:"icmp_ratemask"`
-	ICMPPerDest  struct {
-		Rate  float64 `yaml:"rate"`
-		Burst int     `yaml:"burst"`
-	} `yaml:"icmp_per_dest"`
+	// ICMP errors and the token bucket (as network.ipv4; Linux icmpv6
+	// ratelimit): icmp_errors, icmp_rate, icmp_burst, icmp_jitter,
+	// icmp_ratemask (dest_unreachable, packet_too_big, time_exceeded,
+	// parameter_problem — the default —, echo_reply; Packet Too Big never
+	// waits for the global bucket), icmp_per_dest.
+	ICMP ipconf.ICMP `yaml:",inline"`
 
-	Reassembly struct {
-		// Timeout of a datagram being reassembled (default 60s, RFC 8200).
-		Timeout time.Duration `yaml:"timeout"`
-		// MaxMemory bounds all datagrams in reassembly (default 4 MiB).
-		MaxMemory int `yaml:"max_memory"`
-		// PerSource bounds one source /64 (default max_memory/4).
-		PerSource int `yaml:"per_source_memory"`
-	} `yaml:"reassembly"`
+	// Reassembly: timeout (default 60s, RFC 8200), max_memory,
+	// per_source_memory (one source /64).
+	Reassembly ipconf.Reassembly `yaml:"reassembly"`
 
 	PathMTU struct {
 		// Timeout after which a learnt path MTU is forgotten (default
@@ -197,11 +185,11 @@ func (*Module) PipelineModule() pipeline.ModuleInfo {
 	}
 }
 
-// rateBits maps the names of icmp_ratemask to the limiter's class bits.
-var rateBits = map[string]uint8{
-	"dest_unreachable": wireDstUnreachBit, "packet_too_big": wirePTBBit,
-	"time_exceeded": wireTimeExceededBit, "parameter_problem": wireParamProblemBit,
-	"echo_reply": echoReplyBit,
+// rateClasses are the names of icmp_ratemask and their limiter class bits.
+var rateClasses = []ipconf.Class{
+	{Name: "echo_reply", Bit: echoReplyBit}, {Name: "dest_unreachable", Bit: wireDstUnreachBit},
+	{Name: "packet_too_big", Bit: wirePTBBit}, {Name: "time_exceeded", Bit: wireTimeExceededBit},
+	{Name: "parameter_problem", Bit: wireParamProblemBit},
 }
 
 // Provision sets defaults and builds the protocol.
@@ -212,47 +200,12 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	if m.MaxExtensionHeaders == 0 {
 		m.MaxExtensionHeaders = 8
 	}
-	cfg := config{hopLimit: uint8(m.HopLimit), maxExt: m.MaxExtensionHeaders, icmpErrors: true, linkLocal: true, acceptRA: true}
-	if m.ICMPErrors != nil {
-		cfg.icmpErrors = *m.ICMPErrors
+	cfg := config{hopLimit: uint8(m.HopLimit), maxExt: m.MaxExtensionHeaders, icmpErrors: m.ICMP.Errors(), linkLocal: true, acceptRA: true}
+	var err error
+	if cfg.rate, err = m.ICMP.Limiter(rateClasses); err != nil {
+		return err
 	}
-	rc := &cfg.rate
-	rc.Rate, rc.Burst, rc.Jitter = 1000, 50, 0.5
-	if m.ICMPRate != nil {
-		rc.Rate = *m.ICMPRate
-	}
-	if m.ICMPBurst != 0 {
-		rc.Burst = float64(m.ICMPBurst)
-	}
-	if m.ICMPJitter != nil {
-		rc.Jitter = *m.ICMPJitter
-	}
-	if m.ICMPRateMask == nil {
-		m.ICMPRateMask = []string{"dest_unreachable", "time_exceeded", "parameter_problem"}
-	}
-	for _, name := range m.ICMPRateMask {
-		bit, ok := rateBits[name]
-		if !ok {
-			return fmt.Errorf("icmp_ratemask: %q is not one of echo_reply, dest_unreachable, packet_too_big, time_exceeded, parameter_problem", name)
-		}
-		rc.Mask |= 1 << bit
-	}
-	rc.DestRate, rc.DestBurst = m.ICMPPerDest.Rate, float64(m.ICMPPerDest.Burst)
-	if rc.DestRate > 0 && rc.DestBurst == 0 {
-		rc.DestBurst = 6
-	}
-
-	ra := &m.Reassembly
-	if ra.Timeout == 0 {
-		ra.Timeout = 60 * time.Second
-	}
-	if ra.MaxMemory == 0 {
-		ra.MaxMemory = 4 << 20
-	}
-	if ra.PerSource == 0 {
-		ra.PerSource = ra.MaxMemory / 4
-	}
-	cfg.reasm = reasmLimits{timeout: ra.Timeout, maxMemory: ra.MaxMemory, perSource: ra.PerSource}
+	cfg.reasm = m.Reassembly.Limits(60 * time.Second)
 	if m.PathMTU.Timeout == 0 {
 		m.PathMTU.Timeout = 10 * time.Minute
 	}
@@ -388,23 +341,11 @@ func (m *Module) Validate() error {
 		return fmt.Errorf("max_extension_headers %d out of range 1..64", m.MaxExtensionHeaders)
 	}
 	c := &m.proto.cfg
-	rc := &c.rate
-	if rc.Rate < 0 || rc.Burst < 1 {
-		return errors.New("icmp_rate must be >= 0 and icmp_burst >= 1")
+	if err := ipconf.CheckLimiter(&c.rate); err != nil {
+		return err
 	}
-	if rc.Jitter < 0 || rc.Jitter >= 1 {
-		return fmt.Errorf("icmp_jitter %g out of range [0, 1)", rc.Jitter)
-	}
-	if rc.DestRate < 0 || rc.DestBurst < 0 {
-		return errors.New("icmp_per_dest: rate and burst must be >= 0")
-	}
-	ra := &m.Reassembly
-	if ra.Timeout < time.Second || ra.Timeout > 10*time.Minute {
-		return fmt.Errorf("reassembly.timeout %v out of range 1s..10m", ra.Timeout)
-	}
-	const minShare = 128 << 10
-	if ra.PerSource < minShare || ra.MaxMemory < ra.PerSource {
-		return fmt.Errorf("reassembly: per_source_memory must be at least %d bytes and at most max_memory (%d)", minShare, ra.MaxMemory)
+	if err := m.Reassembly.Validate(); err != nil {
+		return err
 	}
 	if m.PathMTU.Timeout < time.Minute || m.PathMTU.MaxEntries < 1 {
 		return errors.New("path_mtu: timeout must be at least 1m and max_entries at least 1")

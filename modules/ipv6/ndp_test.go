@@ -66,8 +66,8 @@ func ethRouter(t *testing.T, extra string) (r *pt.Node, a, b *channel.Endpoint, 
 	a, b = r.Link(t, "a"), r.Link(t, "b")
 	clock.Advance(0)
 	clock.Advance(1100 * time.Millisecond)
-	drain(a)
-	drain(b)
+	pt.Drain(a)
+	pt.Drain(b)
 	return r, a, b, clock
 }
 
@@ -107,7 +107,7 @@ func TestNDPResolutionAndNUD(t *testing.T) {
 	nicA.Neighbors().Set(pipeline.NeighborEntry{Addr: mustAddr("2001:db8:1::2"), LinkAddr: mac(macA), State: pipeline.NeighborStatic})
 
 	a.InjectFrames([][]byte{ping("2001:db8:2::2", 1)})
-	out := drain(b)
+	out := pt.Drain(b)
 	if len(out) != 1 {
 		t.Fatalf("%d frames on b, want one solicitation (%s)", len(out), r.DumpCounters())
 	}
@@ -126,7 +126,7 @@ func TestNDPResolutionAndNUD(t *testing.T) {
 
 	// B answers: solicited, override.
 	b.InjectFrames([][]byte{frame(mac(macRB), mac(macB), na("2001:db8:2::2", "2001:db8:2::1", "2001:db8:2::2", wire.NDPNASolicited|wire.NDPNAOverride, macB))})
-	out = drain(b)
+	out = pt.Drain(b)
 	if len(out) != 1 {
 		t.Fatalf("%d frames after the advertisement, want the queued echo", len(out))
 	}
@@ -141,7 +141,7 @@ func TestNDPResolutionAndNUD(t *testing.T) {
 		t.Fatalf("state %v, want STALE", s)
 	}
 	a.InjectFrames([][]byte{ping("2001:db8:2::2", 2)})
-	if out = drain(b); len(out) != 1 {
+	if out = pt.Drain(b); len(out) != 1 {
 		t.Fatalf("STALE entry: %d frames, want the echo", len(out))
 	}
 	if s := neighbor(t, r, "b", "2001:db8:2::2").State; s != pipeline.NeighborDelay {
@@ -152,7 +152,7 @@ func TestNDPResolutionAndNUD(t *testing.T) {
 	if s := neighbor(t, r, "b", "2001:db8:2::2").State; s != pipeline.NeighborProbe {
 		t.Fatalf("state %v, want PROBE", s)
 	}
-	out = drain(b)
+	out = pt.Drain(b)
 	if len(out) != 1 {
 		t.Fatalf("PROBE: %d frames, want one unicast solicitation", len(out))
 	}
@@ -165,7 +165,7 @@ func TestNDPResolutionAndNUD(t *testing.T) {
 	// A solicitation from a new neighbor creates its entry STALE and is
 	// answered directly to its MAC.
 	b.InjectFrames([][]byte{frame(mac(macRB), mac("02:00:00:00:0b:03"), ns("2001:db8:2::3", "ff02::1:ff00:1", "2001:db8:2::1", "02:00:00:00:0b:03"))})
-	out = drain(b)
+	out = pt.Drain(b)
 	if len(out) != 1 {
 		t.Fatalf("%d frames after a solicitation, want an advertisement", len(out))
 	}
@@ -184,13 +184,13 @@ func TestNDPResolutionAndNUD(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		clock.Advance(time.Second)
 	}
-	if n := len(onlyICMP6(drain(b), true, wire.ICMPv6NeighborSolicitation)); n != 3 {
+	if n := len(onlyICMP6(pt.Drain(b), true, wire.ICMPv6NeighborSolicitation)); n != 3 {
 		t.Errorf("%d solicitations for an absent neighbor, want 3", n)
 	}
 	if s := neighbor(t, r, "b", "2001:db8:2::4").State; s != pipeline.NeighborUnreachable {
 		t.Errorf("state %v, want UNREACHABLE", s)
 	}
-	back := onlyICMP6(drain(a), true, wire.ICMPv6DstUnreachable)
+	back := onlyICMP6(pt.Drain(a), true, wire.ICMPv6DstUnreachable)
 	if len(back) != 1 {
 		t.Fatalf("%d destination unreachable to A, want 1 (%s)", len(back), r.DumpCounters())
 	}
@@ -239,7 +239,7 @@ func TestDAD(t *testing.T) {
 			t.Error("a tentative address is local")
 		}
 		clock.Advance(0)
-		probes := onlyICMP6(drain(l), true, wire.ICMPv6NeighborSolicitation)
+		probes := onlyICMP6(pt.Drain(l), true, wire.ICMPv6NeighborSolicitation)
 		var targets []netip.Addr
 		for _, p := range probes {
 			m := checkICMP6(t, p, "::", "", wire.ICMPv6NeighborSolicitation, 0)
@@ -264,21 +264,21 @@ func TestDAD(t *testing.T) {
 		if k, _ := kindOf(t, h, "eth0", ll); k != pipeline.Temporary {
 			t.Errorf("link-local kind %v after DAD, want usable", k)
 		}
-		counterWant(t, h, "ndp", map[string]uint64{"dad_started": 2, "dad_ok": 2, "dad_failed": 0})
+		h.WantCounters(t, "ndp", map[string]uint64{"dad_started": 2, "dad_ok": 2, "dad_failed": 0})
 		// Now it answers.
 		l.InjectFrames([][]byte{frame(mac(macA), mac(macB), echo6("2001:db8:1::7", "2001:db8:1::2", 64, 1, 1, nil))})
 		h.Stack.NIC("eth0")
 		nic, _ := h.Stack.NIC("eth0")
 		nic.Neighbors().Set(pipeline.NeighborEntry{Addr: mustAddr("2001:db8:1::7"), LinkAddr: mac(macB), State: pipeline.NeighborStatic})
 		l.InjectFrames([][]byte{frame(mac(macA), mac(macB), echo6("2001:db8:1::7", "2001:db8:1::2", 64, 1, 2, nil))})
-		if n := len(onlyICMP6(drain(l), true, wire.ICMPv6EchoReply)); n < 1 {
+		if n := len(onlyICMP6(pt.Drain(l), true, wire.ICMPv6EchoReply)); n < 1 {
 			t.Errorf("no echo reply once DAD passed (%s)", h.DumpCounters())
 		}
 	})
 	t.Run("advertised", func(t *testing.T) {
 		h, l, clock := hostAlone(t, "", `"2001:db8:1::2/64"`)
 		clock.Advance(0)
-		drain(l)
+		pt.Drain(l)
 		// Another node owns the address and says so.
 		l.InjectFrames([][]byte{frame(mac("33:33:00:00:00:01"), mac(macB), na("2001:db8:1::2", "ff02::1", "2001:db8:1::2", wire.NDPNAOverride, macB))})
 		clock.Advance(2 * time.Second)
@@ -289,7 +289,7 @@ func TestDAD(t *testing.T) {
 		if !slices.Equal(li.Duplicates, []netip.Addr{mustAddr("2001:db8:1::2")}) {
 			t.Errorf("duplicates %v", li.Duplicates)
 		}
-		counterWant(t, h, "ndp", map[string]uint64{"dad_failed": 1, "dad_ok": 1})
+		h.WantCounters(t, "ndp", map[string]uint64{"dad_failed": 1, "dad_ok": 1})
 		// Not a destination, not a source.
 		if _, local := h.Stack.Generation().IsLocal6(a16("2001:db8:1::2")); local {
 			t.Error("a duplicate address is local")
@@ -300,21 +300,21 @@ func TestDAD(t *testing.T) {
 		}
 		// And it never answers for it.
 		l.InjectFrames([][]byte{frame(mac("33:33:ff:00:00:02"), mac(macB), ns("2001:db8:1::9", "ff02::1:ff00:2", "2001:db8:1::2", macB))})
-		if n := len(onlyICMP6(drain(l), true, wire.ICMPv6NeighborAdvertisement)); n != 0 {
+		if n := len(onlyICMP6(pt.Drain(l), true, wire.ICMPv6NeighborAdvertisement)); n != 0 {
 			t.Errorf("%d advertisements for a duplicate address", n)
 		}
 	})
 	t.Run("probed", func(t *testing.T) {
 		h, l, clock := hostAlone(t, "", `"2001:db8:1::2/64"`)
 		clock.Advance(0)
-		drain(l)
+		pt.Drain(l)
 		// Another node runs DAD for the same address at the same time.
 		l.InjectFrames([][]byte{frame(mac("33:33:ff:00:00:02"), mac(macB), ns("::", "ff02::1:ff00:2", "2001:db8:1::2", ""))})
 		clock.Advance(2 * time.Second)
 		if k, _ := kindOf(t, h, "eth0", "2001:db8:1::2"); k != pipeline.PermanentTentative {
 			t.Errorf("kind %v, want tentative", k)
 		}
-		counterWant(t, h, "ndp", map[string]uint64{"dad_failed": 1})
+		h.WantCounters(t, "ndp", map[string]uint64{"dad_failed": 1})
 	})
 	t.Run("off", func(t *testing.T) {
 		h, _, _ := hostAlone(t, ", dad: {transmits: 0}", `"2001:db8:1::2/64"`)
@@ -335,7 +335,7 @@ func TestDADAcrossReload(t *testing.T) {
 	h, l, clock := hostAlone(t, "", `"2001:db8:1::2/64"`)
 	clock.Advance(0)
 	clock.Advance(1100 * time.Millisecond)
-	drain(l)
+	pt.Drain(l)
 	if err := h.Reload(`
 name: host
 modules: [{module: network.ipv6}]
@@ -351,7 +351,7 @@ links:
 		t.Errorf("new address %v after reload, want tentative", k)
 	}
 	clock.Advance(0)
-	probes := onlyICMP6(drain(l), true, wire.ICMPv6NeighborSolicitation)
+	probes := onlyICMP6(pt.Drain(l), true, wire.ICMPv6NeighborSolicitation)
 	if len(probes) != 1 || netip.AddrFrom16(wire.NDPNeighborSolicitation(wire.IPv6(probes[0]).Payload()[4:]).Target()) != mustAddr("2001:db8:1::3") {
 		t.Fatalf("%d probes after the reload, want one for the new address", len(probes))
 	}
@@ -359,5 +359,5 @@ links:
 	if k, _ := kindOf(t, h, "eth0", "2001:db8:1::3"); k != pipeline.Permanent {
 		t.Errorf("new address %v after DAD", k)
 	}
-	counterWant(t, h, "ndp", map[string]uint64{"dad_started": 3, "dad_ok": 3})
+	h.WantCounters(t, "ndp", map[string]uint64{"dad_started": 3, "dad_ok": 3})
 }

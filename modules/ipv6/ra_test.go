@@ -32,7 +32,7 @@ forwarding: {ipv6: true}
 // default route.
 func TestSLAACFromRouter(t *testing.T) {
 	pt.CheckGoroutines(t)
-	name := testName(t)
+	name := pt.UniqueName(t)
 	clock := pt.NewManualClock()
 	opts := pipeline.Options{Clock: clock}
 	r := pt.NewNode(t, "router", raRouterYAML, opts)
@@ -72,7 +72,7 @@ links:
 	if !ok || rt.Via != routerLL {
 		t.Errorf("route to 2001:db8:2::1: %v %v", rt, ok)
 	}
-	counterWant(t, h, "ndp", map[string]uint64{"slaac_addresses": 1, "routers_learnt": 1, "prefixes_learnt": 1, "dad_failed": 0})
+	h.WantCounters(t, "ndp", map[string]uint64{"slaac_addresses": 1, "routers_learnt": 1, "prefixes_learnt": 1, "dad_failed": 0})
 
 	// Ping the router's other side through the default route.
 	for seq := uint16(1); seq <= 2; seq++ {
@@ -107,7 +107,7 @@ forwarding: {ipv6: true}
 	var first []byte
 	for clock.Now().Sub(start) < 600*time.Second {
 		clock.Advance(100 * time.Millisecond)
-		for _, p := range onlyICMP6(drain(l), true, wire.ICMPv6RouterAdvertisement) {
+		for _, p := range onlyICMP6(pt.Drain(l), true, wire.ICMPv6RouterAdvertisement) {
 			times = append(times, clock.Now().Sub(start))
 			if first == nil {
 				first = p
@@ -170,13 +170,13 @@ forwarding: {ipv6: true}
 	// A solicitation is answered, but not sooner than 3 s after the last
 	// advertisement.
 	clock.Advance(time.Second)
-	drain(l)
+	pt.Drain(l)
 	rs := ndpPacket("fe80::1234", "ff02::2", wire.ICMPv6RouterSolicitation,
 		wire.AppendNDPLinkLayerAddress(make([]byte, 4), wire.NDPOptionSourceLinkLayerAddress, mac(macA)))
 	l.InjectFrames([][]byte{frame(mac("33:33:00:00:00:02"), mac(macA), rs)})
-	got := len(onlyICMP6(drain(l), true, wire.ICMPv6RouterAdvertisement))
+	got := len(onlyICMP6(pt.Drain(l), true, wire.ICMPv6RouterAdvertisement))
 	clock.Advance(3 * time.Second)
-	got += len(onlyICMP6(drain(l), true, wire.ICMPv6RouterAdvertisement))
+	got += len(onlyICMP6(pt.Drain(l), true, wire.ICMPv6RouterAdvertisement))
 	if got < 1 {
 		t.Errorf("no advertisement after a solicitation (%s)", r.DumpCounters())
 	}
@@ -193,7 +193,7 @@ func TestRouterAdvertisementLifetimes(t *testing.T) {
 	h, l, clock := hostAlone(t, "", "")
 	clock.Advance(0)
 	clock.Advance(1100 * time.Millisecond) // link-local DAD
-	drain(l)
+	pt.Drain(l)
 	body := make([]byte, wire.NDPRouterAdvertisementSize)
 	wire.NDPRouterAdvertisement(body).Encode(&wire.NDPRouterAdvertisementFields{CurHopLimit: 50, RouterLifetime: 30})
 	body = wire.AppendNDPLinkLayerAddress(body, wire.NDPOptionSourceLinkLayerAddress, mac(macRA))
@@ -241,5 +241,5 @@ func TestRouterAdvertisementLifetimes(t *testing.T) {
 	if _, ok := h.Stack.Route(mustAddr("2001:db8:7::99")); ok {
 		t.Error("on-link route outlived the valid lifetime")
 	}
-	counterWant(t, h, "ndp", map[string]uint64{"lifetimes_expired": 4})
+	h.WantCounters(t, "ndp", map[string]uint64{"lifetimes_expired": 4})
 }

@@ -68,7 +68,7 @@ type topo struct {
 // duplicate address detection finish (1 s on Ethernet).
 func newTopo(t *testing.T, framing string) *topo {
 	t.Helper()
-	name := testName(t)
+	name := pt.UniqueName(t)
 	clock := pt.NewManualClock()
 	opts := pipeline.Options{Clock: clock}
 	a := pt.NewNode(t, "host-a", hostConfig("host-a", name+"-a", framing, macA, "2001:db8:1::2/64", "2001:db8:1::1"), opts)
@@ -94,8 +94,8 @@ func TestPing6ThroughRouter(t *testing.T) {
 				reply := tp.aICMP.Wait(t, 5*time.Second)
 				checkEchoReply(t, reply, "2001:db8:2::2", "2001:db8:1::2", 63, 7, seq, payload)
 			}
-			counterWant(t, tp.r, "ipv6", map[string]uint64{"forwarded": 6})
-			counterWant(t, tp.b, "ipv6", map[string]uint64{"icmp_echo_reply_out": 3})
+			tp.r.WantCounters(t, "ipv6", map[string]uint64{"forwarded": 6})
+			tp.b.WantCounters(t, "ipv6", map[string]uint64{"icmp_echo_reply_out": 3})
 			if tp.eth {
 				// Resolution by NDP: the router resolved both hosts, the
 				// hosts the router.
@@ -129,10 +129,10 @@ func TestHopLimitExceeded(t *testing.T) {
 	a, b := r.Link(t, "a"), r.Link(t, "b")
 	pkt := echo6("2001:db8:1::2", "2001:db8:2::2", 1, 1, 1, []byte("hop"))
 	a.InjectFrames([][]byte{pkt})
-	if got := drain(b); len(got) != 0 {
+	if got := pt.Drain(b); len(got) != 0 {
 		t.Fatalf("forwarded %d packets with hop limit 1", len(got))
 	}
-	out := drain(a)
+	out := pt.Drain(a)
 	if len(out) != 1 {
 		t.Fatalf("%d packets back, want 1 (%s)", len(out), r.DumpCounters())
 	}
@@ -142,19 +142,19 @@ func TestHopLimitExceeded(t *testing.T) {
 	}
 	// Hop limit 2 passes with 1 left.
 	a.InjectFrames([][]byte{echo6("2001:db8:1::2", "2001:db8:2::2", 2, 1, 2, []byte("hop"))})
-	fw := drain(b)
+	fw := pt.Drain(b)
 	if len(fw) != 1 || wire.IPv6(fw[0]).HopLimit() != 1 {
 		t.Fatalf("hop limit 2: forwarded %d", len(fw))
 	}
-	counterWant(t, r, "ipv6", map[string]uint64{"hop_limit_exceeded": 1, "icmp_time_exceeded_out": 1, "forwarded": 1})
+	r.WantCounters(t, "ipv6", map[string]uint64{"hop_limit_exceeded": 1, "icmp_time_exceeded_out": 1, "forwarded": 1})
 	// An ICMPv6 error is never answered with an error.
 	te := ip6("2001:db8:1::2", "2001:db8:2::2", wire.ProtocolICMPv6, 1,
 		icmp6("2001:db8:1::2", "2001:db8:2::2", wire.ICMPv6DstUnreachable, 4, 0, pkt))
 	a.InjectFrames([][]byte{te})
-	if got := drain(a); len(got) != 0 {
+	if got := pt.Drain(a); len(got) != 0 {
 		t.Errorf("error about an error sent")
 	}
-	counterWant(t, r, "ipv6", map[string]uint64{"hop_limit_exceeded": 2, "icmp_error_suppressed": 1})
+	r.WantCounters(t, "ipv6", map[string]uint64{"hop_limit_exceeded": 2, "icmp_error_suppressed": 1})
 }
 
 // A packet larger than the outgoing link's MTU is not fragmented: the
@@ -165,10 +165,10 @@ func TestPacketTooBig(t *testing.T) {
 	a, b := r.Link(t, "a"), r.Link(t, "b")
 	big := udp6("2001:db8:1::2", "2001:db8:2::2", 1000, 2000, 64, make([]byte, 1500-48))
 	a.InjectFrames([][]byte{big})
-	if got := drain(b); len(got) != 0 {
+	if got := pt.Drain(b); len(got) != 0 {
 		t.Fatalf("a %d-byte packet crossed a 1400-byte link", len(big))
 	}
-	out := drain(a)
+	out := pt.Drain(a)
 	if len(out) != 1 {
 		t.Fatalf("%d packets back, want 1 (%s)", len(out), r.DumpCounters())
 	}
@@ -181,10 +181,10 @@ func TestPacketTooBig(t *testing.T) {
 	}
 	// 1400 bytes fit.
 	a.InjectFrames([][]byte{udp6("2001:db8:1::2", "2001:db8:2::2", 1000, 2000, 64, make([]byte, 1400-48))})
-	if got := drain(b); len(got) != 1 {
+	if got := pt.Drain(b); len(got) != 1 {
 		t.Errorf("a 1400-byte packet was not forwarded")
 	}
-	counterWant(t, r, "ipv6", map[string]uint64{"too_big": 1, "icmp_packet_too_big_out": 1, "forwarded": 1})
+	r.WantCounters(t, "ipv6", map[string]uint64{"too_big": 1, "icmp_packet_too_big_out": 1, "forwarded": 1})
 }
 
 // ICMPv6 errors go through the token bucket; Packet Too Big does not wait
@@ -207,7 +207,7 @@ forwarding: {ipv6: true}
 		frames = append(frames, echo6("2001:db8:1::2", "2001:db8:2::2", 1, 1, uint16(i), nil))
 	}
 	a.InjectFrames(frames)
-	if got := len(onlyICMP6(drain(a), false, wire.ICMPv6TimeExceeded)); got != 2 {
+	if got := len(onlyICMP6(pt.Drain(a), false, wire.ICMPv6TimeExceeded)); got != 2 {
 		t.Errorf("%d time exceeded for 10 packets with a burst of 2", got)
 	}
 	frames = frames[:0]
@@ -215,8 +215,8 @@ forwarding: {ipv6: true}
 		frames = append(frames, udp6("2001:db8:1::2", "2001:db8:2::2", 1, 2, 64, make([]byte, 1500-48)))
 	}
 	a.InjectFrames(frames)
-	if got := len(onlyICMP6(drain(a), false, wire.ICMPv6PacketTooBig)); got != 5 {
+	if got := len(onlyICMP6(pt.Drain(a), false, wire.ICMPv6PacketTooBig)); got != 5 {
 		t.Errorf("%d packet too big for 5, want all (exempt)", got)
 	}
-	counterWant(t, r, "ipv6", map[string]uint64{"icmp_rate_limited": 8})
+	r.WantCounters(t, "ipv6", map[string]uint64{"icmp_rate_limited": 8})
 }

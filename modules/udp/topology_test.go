@@ -83,19 +83,7 @@ routes:
 // readOut drains what a node's link sent.
 func readOut(t *testing.T, n *pt.Node, link string) [][]byte {
 	t.Helper()
-	ep := n.Link(t, link)
-	var out [][]byte
-	buf := make([]*pipeline.Packet, 64)
-	for {
-		k := ep.Read(buf)
-		if k == 0 {
-			return out
-		}
-		for _, p := range buf[:k] {
-			out = append(out, append([]byte(nil), p.Data()...))
-		}
-		pipeline.ReleaseBatch(buf[:k])
-	}
+	return pt.Drain(n.Link(t, link))
 }
 
 func listen(t testing.TB, n *pt.Node, address string) *udp.Conn {

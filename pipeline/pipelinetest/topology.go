@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,17 @@ func (n *Node) Counter(set, name string) uint64 {
 	return 0
 }
 
+// WantCounters fails t for every counter of set whose value is not the one
+// in want.
+func (n *Node) WantCounters(t testing.TB, set string, want map[string]uint64) {
+	t.Helper()
+	for k, v := range want {
+		if got := n.Counter(set, k); got != v {
+			t.Errorf("%s %s.%s = %d, want %d (%s)", n.Name, set, k, got, v, n.DumpCounters())
+		}
+	}
+}
+
 // DumpCounters renders every non-zero counter of the node (for failure
 // messages).
 func (n *Node) DumpCounters() string {
@@ -97,6 +109,31 @@ func (n *Node) DumpCounters() string {
 		fmt.Fprintf(&b, "nic %s rx=%d tx=%d rxdrop=%d txdrop=%d ", nic.Name(), st.RxPackets.Load(), st.TxPackets.Load(), st.RxDropped.Load(), st.TxDropped.Load())
 	}
 	return b.String()
+}
+
+// Drain reads everything queued on a channel link: copies of the whole
+// frames, in order (the packets are released).
+func Drain(ep *channel.Endpoint) [][]byte {
+	var out [][]byte
+	buf := make([]*pipeline.Packet, 64)
+	for {
+		n := ep.Read(buf)
+		if n == 0 {
+			return out
+		}
+		for _, p := range buf[:n] {
+			out = append(out, append([]byte(nil), p.Data()...))
+			p.Release()
+		}
+	}
+}
+
+var nameSeq atomic.Int64
+
+// UniqueName is the test's name made unique to this run of it, for names
+// that outlive a test (collectors are global, and -count runs a test again).
+func UniqueName(t testing.TB) string {
+	return fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), nameSeq.Add(1))
 }
 
 // Eventually polls cond every millisecond until it holds or timeout passes.
