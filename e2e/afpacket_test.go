@@ -50,7 +50,7 @@ func ipInReceives(t *testing.T, netns string) uint64 {
 func TestAFPacketPing(t *testing.T) {
 	l := newAFPacketLab(t, "ping (iputils-ping)")
 	r := startRouter(t, l.routerConfig(""))
-	checkPings(t, l, r)
+	checkPings(t, l, r, v4)
 
 	mac := func(netns, dev string) string {
 		out := mustNS(t, 5*time.Second, netns, "cat", "/sys/class/net/"+dev+"/address")
@@ -88,7 +88,7 @@ func TestAFPacketPing(t *testing.T) {
 func TestAFPacketTraceroute(t *testing.T) {
 	l := newAFPacketLab(t, "traceroute (traceroute)")
 	startRouter(t, l.routerConfig(""))
-	checkTraceroute(t, l)
+	checkTraceroute(t, l, v4)
 }
 
 // TestAFPacketHTTPDownload: 20 MB over HTTP from B to A arrive intact,
@@ -103,7 +103,7 @@ func TestAFPacketHTTPDownload(t *testing.T) {
 	const size = 20 << 20
 
 	r := startRouter(t, l.routerConfig(""))
-	downloadIntact(t, l, size, 1)
+	downloadIntact(t, l, v4, size, 1)
 	st := r.stats()
 	if b := st.device("b"); b["rx_gso"] == 0 {
 		t.Errorf("ring, vnet_hdr: no GSO super-packet read from B's veth: %v", b)
@@ -114,7 +114,7 @@ func TestAFPacketHTTPDownload(t *testing.T) {
 	}
 
 	r = startRouter(t, l.routerConfigLinks(", mode: mmsg, vnet_hdr: false", ""))
-	downloadIntact(t, l, size, 2)
+	downloadIntact(t, l, v4, size, 2)
 	st = r.stats()
 	t.Logf("mmsg, no vnet_hdr: link b %v, link a %v", st.device("b"), st.device("a"))
 	if a := st.device("a"); a["tx_gso"] != 0 {
@@ -126,7 +126,7 @@ func TestAFPacketHTTPDownload(t *testing.T) {
 func TestAFPacketIperf3(t *testing.T) {
 	l := newAFPacketLab(t, "iperf3 (iperf3)")
 	r := startRouter(t, l.routerConfig(""))
-	checkIperf3(t, l)
+	checkIperf3(t, l, v4)
 	st := r.stats()
 	t.Logf("link a %v", st.device("a"))
 	if d := st.device("a"); d["rx_gso"] == 0 {
@@ -136,11 +136,12 @@ func TestAFPacketIperf3(t *testing.T) {
 
 // TestAFPacketPathMTU: link b's MTU capped at 1400 in the router (the veth
 // keeps 1500): fragmentation needed for a DF ping, then path MTU discovery
-// by a TCP upload.
+// by a TCP upload; over IPv6, Packet Too Big.
 func TestAFPacketPathMTU(t *testing.T) {
 	l := newAFPacketLab(t, "ping (iputils-ping)", "curl (curl)")
 	r := startRouter(t, l.routerConfig(", mtu: 1400"))
 	checkPathMTU(t, l, r)
+	checkPacketTooBig6(t, l, r)
 }
 
 // TestAFPacketDeviceRemoved: link b's veth end is deleted under the running

@@ -204,7 +204,8 @@ func (l *lab) devB() string {
 }
 
 // routerConfig is the lab's router pipeline (as pipelines/router.yaml or
-// router-afpacket.yaml, with this lab's names); linkB adds keys to link b.
+// router-afpacket.yaml, with this lab's names: dual-stack); linkB adds keys
+// to link b.
 func (l *lab) routerConfig(linkB string) string {
 	return l.routerConfigLinks("", linkB)
 }
@@ -216,21 +217,21 @@ func (l *lab) routerConfigLinks(both, linkB string) string {
 		return fmt.Sprintf(`# e2e router for lab %[1]s (see pipelines/router-afpacket.yaml)
 name: e2e-%[1]s
 log: {level: info, format: json}
-modules: [network.ipv4, network.arp]
+modules: [network.ipv4, network.arp, network.ipv6]
 links:
-  - {name: a, module: link.afpacket, device: %[2]s, netns: %[3]s, addresses: [10.10.1.1/24]%[5]s}
-  - {name: b, module: link.afpacket, device: %[4]s, netns: %[3]s, addresses: [10.10.2.1/24]%[5]s%[6]s}
-forwarding: {ipv4: true}
+  - {name: a, module: link.afpacket, device: %[2]s, netns: %[3]s, addresses: [10.10.1.1/24, "fd00:10:1::1/64"]%[5]s}
+  - {name: b, module: link.afpacket, device: %[4]s, netns: %[3]s, addresses: [10.10.2.1/24, "fd00:10:2::1/64"]%[5]s%[6]s}
+forwarding: {ipv4: true, ipv6: true}
 `, l.suffix, l.ra, l.nsR, l.rb, both, linkB)
 	}
 	return fmt.Sprintf(`# e2e router for lab %[1]s (see pipelines/router.yaml)
 name: e2e-%[1]s
 log: {level: info, format: json}
-modules: [network.ipv4]
+modules: [network.ipv4, network.ipv6]
 links:
-  - {name: a, module: link.tun, device: %[2]s, netns: %[3]s, queues: 2, addresses: [10.10.1.1/24]%[7]s}
-  - {name: b, module: link.tun, device: %[4]s, netns: %[5]s, queues: 2, addresses: [10.10.2.1/24]%[7]s%[6]s}
-forwarding: {ipv4: true}
+  - {name: a, module: link.tun, device: %[2]s, netns: %[3]s, queues: 2, addresses: [10.10.1.1/24, "fd00:10:1::1/64"]%[7]s}
+  - {name: b, module: link.tun, device: %[4]s, netns: %[5]s, queues: 2, addresses: [10.10.2.1/24, "fd00:10:2::1/64"]%[7]s%[6]s}
+forwarding: {ipv4: true, ipv6: true}
 `, l.suffix, l.tunA, l.nsA, l.tunB, l.nsB, linkB, both)
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,50 +12,68 @@ import (
 )
 
 // Scenarios every router lab must pass, whatever its links (TUN or
-// AF_PACKET): the driver's tests call them with their lab and router.
+// AF_PACKET) and in both address families: the driver's tests call them
+// with their lab, router and family (v4 or v6).
+
+// family is the lab's addressing in one IP version (scripts/lab.sh).
+type family struct {
+	name             string // "ipv4", "ipv6": also the router's counter set
+	flag             string // of ping, traceroute, curl, iperf3: "-4", "-6"
+	hostA, hostB     string // the kernels' addresses
+	routerA, routerB string // the router's, on links a and b
+}
+
+var (
+	v4 = &family{name: "ipv4", flag: "-4", hostA: "10.10.1.2", hostB: "10.10.2.2", routerA: "10.10.1.1", routerB: "10.10.2.1"}
+	v6 = &family{name: "ipv6", flag: "-6", hostA: "fd00:10:1::2", hostB: "fd00:10:2::2", routerA: "fd00:10:1::1", routerB: "fd00:10:2::1"}
+)
+
+// hostPort is addr:port, addr in brackets for IPv6.
+func hostPort(addr string, port int) string { return net.JoinHostPort(addr, fmt.Sprint(port)) }
 
 // checkPings pings both ways through the router, and the router's own
 // addresses, and checks that the router forwarded the crossing ones.
-func checkPings(t *testing.T, l *lab, r *router) {
+func checkPings(t *testing.T, l *lab, r *router, f *family) {
 	t.Helper()
 	for _, c := range []struct{ from, to string }{
-		{l.nsA, "10.10.2.2"}, {l.nsB, "10.10.1.2"}, // across
-		{l.nsA, "10.10.1.1"}, {l.nsB, "10.10.2.1"}, // the router's near side
-		{l.nsA, "10.10.2.1"}, // the router's far side
+		{l.nsA, f.hostB}, {l.nsB, f.hostA}, // across
+		{l.nsA, f.routerA}, {l.nsB, f.routerB}, // the router's near side
+		{l.nsA, f.routerB}, // the router's far side
 	} {
-		out := mustNS(t, 10*time.Second, c.from, "ping", "-c", "3", "-i", "0.2", "-W", "2", c.to)
+		out := mustNS(t, 10*time.Second, c.from, "ping", f.flag, "-c", "3", "-i", "0.2", "-W", "2", c.to)
 		if !strings.Contains(out, "3 received") {
 			t.Errorf("ping %s from %s:\n%s", c.to, c.from, out)
 		}
 	}
-	if got := r.waitCounter("ipv4", "forwarded", 12, 3*time.Second); got < 12 {
-		t.Errorf("ipv4 forwarded = %d, want ≥ 12 (6 echoes and 6 replies across)", got)
+	if got := r.waitCounter(f.name, "forwarded", 12, 3*time.Second); got < 12 {
+		t.Errorf("%s forwarded = %d, want ≥ 12 (6 echoes and 6 replies across)", f.name, got)
 	}
 }
 
-// checkTraceroute: from A the router (10.10.1.1) is the first hop, B the
-// second.
-func checkTraceroute(t *testing.T, l *lab) {
+// checkTraceroute: from A the router (its address on link a) is the first
+// hop, B the second.
+func checkTraceroute(t *testing.T, l *lab, f *family) {
 	t.Helper()
-	out := mustNS(t, 30*time.Second, l.nsA, "traceroute", "-n", "-q", "1", "-w", "2", "-m", "4", "10.10.2.2")
+	out := mustNS(t, 30*time.Second, l.nsA, "traceroute", f.flag, "-n", "-q", "1", "-w", "2", "-m", "4", f.hostB)
 	var hops []string
 	for _, line := range lines(out)[1:] {
-		if f := strings.Fields(line); len(f) >= 2 {
-			hops = append(hops, f[1])
+		if fs := strings.Fields(line); len(fs) >= 2 {
+			hops = append(hops, fs[1])
 		}
 	}
-	if len(hops) != 2 || hops[0] != "10.10.1.1" || hops[1] != "10.10.2.2" {
-		t.Errorf("traceroute hops %v, want [10.10.1.1 10.10.2.2]:\n%s", hops, out)
+	if len(hops) != 2 || hops[0] != f.routerA || hops[1] != f.hostB {
+		t.Errorf("traceroute hops %v, want [%s %s]:\n%s", hops, f.routerA, f.hostB, out)
 	}
 }
 
 // downloadIntact fetches size bytes of blob(seed) with curl in A from the
-// helper HTTP server on 10.10.2.2:8080 (startHTTP) and checks every byte.
-func downloadIntact(t *testing.T, l *lab, size int64, seed uint64) {
+// helper HTTP server on B's address, port 8080 (startHTTP), and checks every
+// byte.
+func downloadIntact(t *testing.T, l *lab, f *family, size int64, seed uint64) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), fmt.Sprintf("blob%d", seed))
-	url := fmt.Sprintf("http://10.10.2.2:8080/blob?size=%d&seed=%d", size, seed)
-	out := mustNS(t, 45*time.Second, l.nsA, "curl", "-sS", "--fail", "--max-time", "40", "-o", file,
+	url := fmt.Sprintf("http://%s/blob?size=%d&seed=%d", hostPort(f.hostB, 8080), size, seed)
+	out := mustNS(t, 45*time.Second, l.nsA, "curl", f.flag, "-sS", "--fail", "--max-time", "40", "-o", file,
 		"-w", "%{size_download} bytes at %{speed_download} B/s", url)
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -66,7 +85,7 @@ func downloadIntact(t *testing.T, l *lab, size int64, seed uint64) {
 	if got, want := sha256hex(data), blobSHA256(size, seed); got != want {
 		t.Fatalf("download corrupted: sha256 %s, want %s", got, want)
 	}
-	t.Logf("curl: %s, intact", out)
+	t.Logf("curl %s: %s, intact", f.flag, out)
 }
 
 // iperfResult is the part of iperf3 -J's report the tests read.
@@ -90,17 +109,17 @@ type iperfResult struct {
 	} `json:"end"`
 }
 
-// startIperf3Server runs a one-shot iperf3 server on 10.10.2.2 in B.
-func startIperf3Server(t *testing.T, l *lab) {
+// startIperf3Server runs a one-shot iperf3 server on B's address in B.
+func startIperf3Server(t *testing.T, l *lab, f *family) {
 	t.Helper()
-	background(t, time.Minute, "listening", l.nsB, nil, "iperf3", "-s", "-1", "--forceflush", "-B", "10.10.2.2")
+	background(t, time.Minute, "listening", l.nsB, nil, "iperf3", "-s", "-1", "--forceflush", "-B", f.hostB)
 }
 
-// iperf3 runs an iperf3 client in A against the server on 10.10.2.2
+// iperf3 runs an iperf3 client in A against the server on B's address
 // (startIperf3Server) with -J and the given arguments.
-func iperf3(t *testing.T, l *lab, timeout time.Duration, args ...string) *iperfResult {
+func iperf3(t *testing.T, l *lab, f *family, timeout time.Duration, args ...string) *iperfResult {
 	t.Helper()
-	out := mustNS(t, timeout, l.nsA, append([]string{"iperf3", "-c", "10.10.2.2", "-J"}, args...)...)
+	out := mustNS(t, timeout, l.nsA, append([]string{"iperf3", f.flag, "-c", f.hostB, "-J"}, args...)...)
 	res, err := parseIperf3(out)
 	if err != nil {
 		t.Fatal(err)
@@ -117,12 +136,12 @@ func parseIperf3(out string) (*iperfResult, error) {
 }
 
 // checkIperf3 runs a 3-second iperf3 TCP stream from A to B.
-func checkIperf3(t *testing.T, l *lab) *iperfResult {
+func checkIperf3(t *testing.T, l *lab, f *family) *iperfResult {
 	t.Helper()
-	startIperf3Server(t, l)
-	res := iperf3(t, l, 20*time.Second, "-t", "3")
+	startIperf3Server(t, l, f)
+	res := iperf3(t, l, f, 20*time.Second, "-t", "3")
 	gbps := res.End.SumReceived.BitsPerSecond / 1e9
-	t.Logf("iperf3 TCP A→B through the router: %.2f Gbit/s, %d retransmits", gbps, res.End.SumSent.Retransmits)
+	t.Logf("iperf3 %s TCP A→B through the router: %.2f Gbit/s, %d retransmits", f.flag, gbps, res.End.SumSent.Retransmits)
 	if gbps < 0.1 {
 		t.Errorf("iperf3: %.3f Gbit/s", gbps)
 	}

@@ -134,6 +134,7 @@ func TestTUNIperf3(t *testing.T) {
 // side keeps 1500 (a narrower path behind the router). A DF packet too big
 // for it gets ICMP fragmentation needed (mtu 1400) back, Linux records the
 // path MTU, and a TCP upload that starts with 1500-byte segments completes.
+// Over IPv6, Packet Too Big.
 func TestTUNPathMTU(t *testing.T) {
 	requireLab(t, "ping (iputils-ping)", "curl (curl)")
 	l := newLab(t)
@@ -179,6 +180,7 @@ func TestTUNPathMTU(t *testing.T) {
 	if route := mustNS(t, 5*time.Second, l.nsA, "ip", "route", "get", "10.10.2.2"); !strings.Contains(route, "mtu 1400") {
 		t.Errorf("after the upload A has not learned the path MTU:\n%s", route)
 	}
+	checkPacketTooBig6(t, l, r)
 }
 
 // TestTUNCreateAndSIGTERM: without lab.sh's devices the router creates them

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # demo.sh — pipestack as a router between two Linux network namespaces.
 #
-# Builds pipectl, brings up the TUN lab (scripts/lab.sh), runs
-# pipelines/router.yaml, pings across both ways, traces the route, downloads
-# a file over HTTP through the router, runs a short iperf3, prints the
-# router's counters and tears everything down (also on failure or Ctrl-C).
+# Builds pipectl, brings up the dual-stack TUN lab (scripts/lab.sh), runs
+# pipelines/router.yaml, pings across both ways over IPv4 and over IPv6,
+# traces the route, downloads a file over HTTP through the router, runs a
+# short iperf3, prints the router's counters and tears everything down (also
+# on failure or Ctrl-C).
 # Needs root; missing tools are installed with apt-get (or named, when
 # apt-get is not there).
 set -euo pipefail
@@ -50,7 +51,7 @@ trap 'exit 130' INT TERM
 say "building pipectl"
 CGO_ENABLED=0 go build -o "$work/pipectl" ./cmd/pipectl  # pure Go: it can drop privileges once its devices are open
 
-say "lab up: namespaces ps-a (10.10.1.2) and ps-b (10.10.2.2), TUN devices ps-tun-a / ps-tun-b"
+say "lab up: namespaces ps-a (10.10.1.2, fd00:10:1::2) and ps-b (10.10.2.2, fd00:10:2::2), TUN devices ps-tun-a / ps-tun-b"
 scripts/lab.sh down tun
 scripts/lab.sh up tun
 
@@ -63,6 +64,10 @@ grep -q running "$work/router.log" || { cat "$work/router.log"; die "router did 
 say "ping A → B and B → A"
 ip netns exec ps-a ping -c 3 -i 0.2 -W 2 10.10.2.2
 ip netns exec ps-b ping -c 3 -i 0.2 -W 2 10.10.1.2
+
+say "ping6 A → B and B → A (IPv6)"
+ip netns exec ps-a ping -6 -c 3 -i 0.2 -W 2 fd00:10:2::2
+ip netns exec ps-b ping -6 -c 3 -i 0.2 -W 2 fd00:10:1::2
 
 say "traceroute A → B: the router (10.10.1.1) is the first hop"
 ip netns exec ps-a traceroute -n -q 1 -w 2 -m 4 10.10.2.2
