@@ -54,7 +54,7 @@ func sendBatch(a *Endpoint, pool *pipeline.Pool, dst wire.MAC, ip []byte, batch 
 
 // No heap allocation per packet on either path: 20,000 packets written
 // through one endpoint and read by another (its reader thread included).
-func TestNoAllocations(t *testing.T) {
+func TestZeroAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are not exact under -race")
 	}
