@@ -17,8 +17,9 @@
 #     one connected socket doing sendmmsg of 64 datagrams with an 18-byte
 #     payload (46-byte IP packets) for T seconds; the rate is what arrives at
 #     B, counted by an nftables rule in B's prerouting that also drops them
-#     (so B's cost is the same small one in every mode and no ICMP port
-#     unreachable comes back);
+#     (so B's cost is small and no ICMP port unreachable comes back;
+#     datagrams that arrive as one USO super-packet are counted one by one,
+#     see udp_in);
 #   - the router's CPU time (utime+stime of pipectl from /proc/PID/stat,
 #     all its threads) per packet forwarded (ipv4 forwarded from `pipectl
 #     stats`) during the UDP run, and its CPU use (cores) during the TCP
@@ -121,14 +122,19 @@ st = json.load(sys.stdin)["stats"]
 get = lambda d, k: d.get(k, d.get(k.capitalize()))
 print(next((get(v, "value") for s in st["counters"] if s["name"] == "ipv4" for v in s["values"] if get(v, "name") == "forwarded"), 0))'
 }
-# udp_in: packets counted by the drop rule in B.
+# udp_in: datagrams counted by the drop rule in B. The rule counts skbs
+# and their bytes; a USO super-packet (the TUN router writes a run of
+# datagrams as one) is one skb of 28 header bytes and 18 payload bytes per
+# datagram, a single datagram one of 46: the datagrams are
+# (bytes - 28 * skbs) / 18 either way.
 udp_in() {
 	ip netns exec "$NS_B" nft -j list chain ip realnet in | python3 -c '
 import json, sys
 for o in json.load(sys.stdin)["nftables"]:
     for e in o.get("rule", {}).get("expr", []):
         if "counter" in e:
-            print(e["counter"]["packets"])'
+            c = e["counter"]
+            print((c["bytes"] - 28 * c["packets"]) // 18)'
 }
 record() { echo "$round $mode $1 $2" >>"$results"; }
 f() { python3 -c "print('%.6g' % ($1))"; }

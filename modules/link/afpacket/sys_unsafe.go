@@ -9,9 +9,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// recvmmsg reads up to len(hdrs) frames; hdrs must be non-empty.
+// The sockets are non-blocking (and recvmmsg is called with MSG_DONTWAIT),
+// so recvmmsg and sendmmsg are raw system calls: the runtime is not told,
+// and its monitor does not hand the goroutine's P to another thread (waking
+// one) whenever a sendmmsg — which runs the receiving host's stack in its
+// softirq — outlasts its 20 µs tick. Only poll(2), which sleeps, goes
+// through the runtime.
+
+// recvmmsg reads up to len(hdrs) frames; hdrs must be non-empty. It must
+// not block: the socket is non-blocking.
 func recvmmsg(fd int, hdrs []unix.Mmsghdr, flags int) (int, error) {
-	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), uintptr(flags), 0, 0)
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), uintptr(flags), 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
@@ -19,9 +27,9 @@ func recvmmsg(fd int, hdrs []unix.Mmsghdr, flags int) (int, error) {
 }
 
 // sendmmsg sends up to len(hdrs) frames and returns how many went; hdrs
-// must be non-empty.
+// must be non-empty. It does not block: the socket is non-blocking.
 func sendmmsg(fd int, hdrs []unix.Mmsghdr, flags int) (int, error) {
-	n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), uintptr(flags), 0, 0)
+	n, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), uintptr(flags), 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}

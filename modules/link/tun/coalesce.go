@@ -15,16 +15,29 @@ import (
 // whole run and the following segments' payloads go out as further iovecs of
 // the same writev.
 //
-// Segments qualify as the kernel's own GRO would have them (net/ipv4/tcp_offload.c):
-// plain ACK or ACK|PSH, a payload, no IPv4 options or fragments, no IPv6
-// extension headers, equal ACK numbers, TCP options, TOS/traffic class, TTL
-// and DF; each one's sequence number follows the previous one; all but the
-// last carry the first one's payload size; PSH ends a run. A segment whose
-// checksum nobody vouched for (neither CsumVerified nor a partial checksum)
-// is checked first, since the kernel will not check a super-packet: a bad one
-// is written alone, for the kernel to drop. Segments of other flows
-// interleave freely (up to maxGroups open runs); any packet that does not
-// qualify first flushes every open run, so no flow is reordered.
+// TCP segments qualify as the kernel's own GRO would have them
+// (net/ipv4/tcp_offload.c): plain ACK or ACK|PSH, a payload, no IPv4 options
+// or fragments, no IPv6 extension headers, equal ACK numbers, TCP options,
+// TOS/traffic class, TTL and DF; each one's sequence number follows the
+// previous one; all but the last carry the first one's payload size; PSH
+// ends a run.
+//
+// UDP datagrams (only when the device takes USO, TUN_F_USO4/6) go out as one
+// VIRTIO_NET_HDR_GSO_UDP_L4 super-packet per run of consecutive datagrams of
+// one flow (addresses and ports) with the same TOS/traffic class, TTL and DF,
+// all but the last of the first one's payload size: the kernel cuts it back
+// into the same datagrams (lengths and checksums recomputed, IPv4 IDs counted
+// up from the first) — when it delivers them to a socket, or sends them on —
+// and walks its receive path once for the run. The super-packet's UDP length
+// is the whole run's, as the kernel's own UDP GSO sends it. A datagram
+// without a checksum (IPv4, field 0) is written alone, unchanged.
+//
+// A segment or datagram whose checksum nobody vouched for (neither
+// CsumVerified nor a partial checksum) is checked first, since the kernel
+// will not check a super-packet: a bad one is written alone, for the kernel
+// to drop. Runs of different flows interleave freely (up to maxGroups open
+// runs); any packet that does not qualify first flushes every open run, so
+// no flow is reordered.
 
 const (
 	maxGroups = 8     // open runs per WritePackets call
@@ -42,7 +55,8 @@ type frameSink interface {
 type flowKey struct {
 	src, dst [16]byte
 	ports    uint32
-	ack      uint32
+	ack      uint32 // TCP; 0 for UDP
+	proto    uint8
 }
 
 type group struct {
@@ -55,6 +69,7 @@ type group struct {
 	next    uint32 // sequence number the next segment must have
 	short   bool   // a shorter segment was added: the run is complete
 	psh     bool
+	udp     bool
 }
 
 // coalescer holds the open runs of one WritePackets call. It is reused
@@ -63,6 +78,7 @@ type coalescer struct {
 	groups  [maxGroups]group
 	n       int
 	enabled bool // coalesce; otherwise only single is used
+	uso     bool // the device takes UDP super-packets: coalesce UDP too
 	sink    frameSink
 	h       vnetHdr
 
@@ -85,38 +101,55 @@ type segment struct {
 	seq     uint32
 	payload int
 	psh     bool
+	udp     bool
 }
 
-// qualify tells whether p may be coalesced, and how it is laid out.
-func qualify(p *pipeline.Packet, s *segment) bool {
+// qualify tells whether p may be coalesced, and how it is laid out. UDP
+// qualifies only with uso.
+func qualify(p *pipeline.Packet, s *segment, uso bool) bool {
 	if p.GSO.Type != pipeline.GSONone {
 		return false
 	}
 	d := p.Data()
-	if len(d) < 40 {
+	if len(d) < 28 {
 		return false
 	}
 	switch d[0] >> 4 {
 	case 4:
-		if d[0]&0xf != 5 || d[9] != wire.ProtocolTCP || int(binary.BigEndian.Uint16(d[2:])) != len(d) {
+		if d[0]&0xf != 5 || int(binary.BigEndian.Uint16(d[2:])) != len(d) {
 			return false
 		}
 		if d[6]&0x3f != 0 || d[7] != 0 { // MF or a fragment offset
 			return false
 		}
 		s.l4 = 20
+		s.key.proto = d[9]
 		s.key.src = [16]byte{}
 		s.key.dst = [16]byte{}
 		copy(s.key.src[:], d[12:16])
 		copy(s.key.dst[:], d[16:20])
 	case 6:
-		if len(d) < 60 || d[6] != wire.ProtocolTCP || int(binary.BigEndian.Uint16(d[4:]))+40 != len(d) {
+		if len(d) < 48 || int(binary.BigEndian.Uint16(d[4:]))+40 != len(d) {
 			return false
 		}
 		s.l4 = 40
+		s.key.proto = d[6]
 		s.key.src = [16]byte(d[8:24])
 		s.key.dst = [16]byte(d[24:40])
 	default:
+		return false
+	}
+	switch s.key.proto {
+	case wire.ProtocolTCP:
+		return qualifyTCP(p, d, s)
+	case wire.ProtocolUDP:
+		return uso && qualifyUDP(p, d, s)
+	}
+	return false
+}
+
+func qualifyTCP(p *pipeline.Packet, d []byte, s *segment) bool {
+	if len(d) < s.l4+wire.TCPMinimumSize {
 		return false
 	}
 	t := d[s.l4:]
@@ -132,6 +165,7 @@ func qualify(p *pipeline.Packet, s *segment) bool {
 	default:
 		return false
 	}
+	s.udp = false
 	s.hdr = s.l4 + th
 	s.payload = len(d) - s.hdr
 	s.seq = binary.BigEndian.Uint32(t[4:])
@@ -145,9 +179,34 @@ func qualify(p *pipeline.Packet, s *segment) bool {
 	return true
 }
 
+func qualifyUDP(p *pipeline.Packet, d []byte, s *segment) bool {
+	t := d[s.l4:]
+	if len(t) <= wire.UDPHeaderSize || int(binary.BigEndian.Uint16(t[4:])) != len(t) {
+		return false
+	}
+	if p.GSO.NeedsCsum {
+		if int(p.GSO.CsumStart) != s.l4 || p.GSO.CsumOffset != 6 {
+			return false
+		}
+	} else {
+		if binary.BigEndian.Uint16(t[6:]) == 0 {
+			return false // no checksum: the kernel would add one
+		}
+		if !p.CsumVerified && wire.Checksum(t, pseudoSumLen(d, wire.ProtocolUDP, len(t))) != 0xffff {
+			return false
+		}
+	}
+	s.udp, s.psh, s.seq = true, false, 0
+	s.hdr = s.l4 + wire.UDPHeaderSize
+	s.payload = len(d) - s.hdr
+	s.key.ports = binary.BigEndian.Uint32(t[0:])
+	s.key.ack = 0
+	return true
+}
+
 // fits tells whether segment s of packet d may follow run g.
 func (g *group) fits(d []byte, s *segment) bool {
-	if s.hdr != g.hdr || s.seq != g.next || g.psh || g.short || s.payload > g.seg ||
+	if s.hdr != g.hdr || !s.udp && s.seq != g.next || g.psh || g.short || s.payload > g.seg ||
 		g.size+s.payload > maxSuper || len(g.tail) == maxSegs-1 {
 		return false
 	}
@@ -160,13 +219,13 @@ func (g *group) fits(d []byte, s *segment) bool {
 	} else if d[0] != h[0] || d[1]>>4 != h[1]>>4 || d[7] != h[7] {
 		return false
 	}
-	return bytes.Equal(d[s.l4+20:s.hdr], h[s.l4+20:s.hdr])
+	return s.udp || bytes.Equal(d[s.l4+20:s.hdr], h[s.l4+20:s.hdr])
 }
 
 // add takes p (owned by the caller, who releases it after flushAll).
 func (c *coalescer) add(p *pipeline.Packet) {
 	var s segment
-	if !qualify(p, &s) {
+	if !qualify(p, &s, c.uso) {
 		c.flushAll()
 		c.single(p)
 		return
@@ -202,7 +261,7 @@ func (c *coalescer) start(g *group, p *pipeline.Packet, s *segment) {
 	g.l4, g.hdr, g.seg = s.l4, s.hdr, s.payload
 	g.size = p.Len()
 	g.next = s.seq + uint32(s.payload)
-	g.short, g.psh = false, s.psh
+	g.short, g.psh, g.udp = false, s.psh, s.udp
 }
 
 // flushAll writes every open run, in the order they were opened.
@@ -232,18 +291,29 @@ func (c *coalescer) flush(g *group) {
 	} else {
 		binary.BigEndian.PutUint16(d[4:], uint16(g.size-40))
 	}
-	t := wire.TCP(d[g.l4:])
-	if g.psh {
-		t.SetFlags(t.Flags() | 0x08)
-	}
-	t.SetChecksum(pseudoSumLen(d, wire.ProtocolTCP, g.size-g.l4))
-	c.h = vnetHdr{
-		flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4,
-		hdrLen: uint16(g.hdr), gsoSize: uint16(g.seg),
-		csumStart: uint16(g.l4), csumOffset: 16,
-	}
-	if g.l4 == 40 {
-		c.h.gsoType = vnetGSOTCPv6
+	if g.udp {
+		u := d[g.l4:]
+		binary.BigEndian.PutUint16(u[4:], uint16(g.size-g.l4))
+		binary.BigEndian.PutUint16(u[6:], pseudoSumLen(d, wire.ProtocolUDP, g.size-g.l4))
+		c.h = vnetHdr{
+			flags: vnetFlagNeedsCsum, gsoType: vnetGSOUDPL4,
+			hdrLen: uint16(g.hdr), gsoSize: uint16(g.seg),
+			csumStart: uint16(g.l4), csumOffset: 6,
+		}
+	} else {
+		t := wire.TCP(d[g.l4:])
+		if g.psh {
+			t.SetFlags(t.Flags() | 0x08)
+		}
+		t.SetChecksum(pseudoSumLen(d, wire.ProtocolTCP, g.size-g.l4))
+		c.h = vnetHdr{
+			flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4,
+			hdrLen: uint16(g.hdr), gsoSize: uint16(g.seg),
+			csumStart: uint16(g.l4), csumOffset: 16,
+		}
+		if g.l4 == 40 {
+			c.h.gsoType = vnetGSOTCPv6
+		}
 	}
 	n := uint64(1 + len(g.tail))
 	if c.sink.writeFrame(&c.h, d, g.tail, g.hdr) {

@@ -9,7 +9,7 @@
 //	netns: ps-a        # network namespace: a name under /run/netns or a path; default: ours
 //	queues: 1          # IFF_MULTI_QUEUE queues, one reader thread each (1..64)
 //	offload: true      # IFF_VNET_HDR with TSO/USO and checksum offload
-//	coalesce: true     # merge TCP segments into super-packets on write (needs offload)
+//	coalesce: true     # merge TCP segments (and UDP datagrams, with USO) into super-packets on write (needs offload)
 //	batch: 32          # most packets delivered to the stack per batch (1..1024)
 //	up: true           # set the device up
 //

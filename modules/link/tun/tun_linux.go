@@ -206,6 +206,7 @@ func open(o options) (_ *Endpoint, err error) {
 		q := &queue{ep: e, fd: fd, iov: make([]unix.Iovec, 0, maxSegs+2)}
 		if o.coalesce {
 			q.co = newCoalescer(q)
+			q.co.uso = e.uso
 		} else {
 			q.co = &coalescer{sink: q}
 		}
@@ -343,8 +344,8 @@ func (q *queue) readLoop() {
 		for n < len(pkts) {
 			p := pkts[n]
 			buf := p.Data()
-			m, err := unix.Read(q.fd, buf)
-			if err != nil {
+			m, err := read(q.fd, buf)
+			if err != 0 {
 				if err == unix.EINTR {
 					continue
 				}

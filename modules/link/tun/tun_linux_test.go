@@ -3,7 +3,9 @@
 package tun
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"os"
 	"os/exec"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/pipelinetest"
+	"github.com/pipestack/pipestack/pipeline/wire"
+	"golang.org/x/sys/unix"
 )
 
 // needRoot fails under CI (where the tests run as root) and skips elsewhere.
@@ -159,5 +163,80 @@ func TestTUNAttachPersistent(t *testing.T) {
 	e.Close()
 	if out := ip(t, "-n", ns, "link", "show", dev); !strings.Contains(out, dev) {
 		t.Errorf("persistent device gone after Close")
+	}
+}
+
+// TestTUNUSODelivery: datagrams of one flow written in one batch go out as
+// USO super-packets (fewer writes than datagrams) and a UDP socket behind
+// the device receives every one of them, intact and in order: the kernel
+// takes the super-packet and cuts it back into the datagrams.
+func TestTUNUSODelivery(t *testing.T) {
+	needRoot(t)
+	e, _, ns, _ := loopback(t, 1)
+	if !e.uso {
+		t.Skip("the kernel does not take USO on TUN devices (TUN_F_USO4, Linux 6.2+)")
+	}
+	var fd int
+	err := inNetns(ns, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
+		return unix.Bind(fd, &unix.SockaddrInet4{Port: 9000, Addr: [4]byte{10, 99, 0, 1}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	const batches, per = 20, 50
+	frames0 := e.c.txFrames.Load()
+	var want [][]byte
+	for b := 0; b < batches; b++ {
+		pkts := make([]*pipeline.Packet, per)
+		for i := range pkts {
+			n := b*per + i
+			size := 18
+			if i == per-1 {
+				size = 5 + b // a shorter last one
+			}
+			pl := fill(size, byte(n))
+			binary.BigEndian.PutUint32(pl, uint32(n))
+			d := udpDgram(4000, uint16(n), pl, false)
+			copy(d[12:16], []byte{10, 99, 0, 2})
+			copy(d[16:20], []byte{10, 99, 0, 1})
+			wire.IPv4(d).SetChecksum(0)
+			wire.IPv4(d).SetChecksum(wire.IPv4(d).CalculateChecksum())
+			u := wire.UDP(d[20:])
+			u.SetChecksum(0)
+			u.SetChecksum(u.CalculateChecksum(wire.IPv4PseudoChecksum(wire.IPv4(d), uint16(len(u)))))
+			if n%3 == 0 { // a partial checksum, as read from a TUN device
+				binary.BigEndian.PutUint16(d[26:], pseudoSumLen(d, wire.ProtocolUDP, len(u)))
+			}
+			p := packet(d)
+			if n%3 == 0 {
+				p.GSO = pipeline.GSO{NeedsCsum: true, CsumStart: 20, CsumOffset: 6}
+			}
+			pkts[i] = p
+			want = append(want, pl)
+		}
+		if sent := e.WritePackets(pkts); sent != per {
+			t.Fatalf("batch %d: sent %d of %d", b, sent, per)
+		}
+	}
+	if frames := e.c.txFrames.Load() - frames0; frames >= batches*per/10 {
+		t.Errorf("%d writes for %d datagrams: not coalesced", frames, batches*per)
+	}
+	buf := make([]byte, 2048)
+	for i, w := range want {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			t.Fatalf("datagram %d of %d: %v", i, len(want), err)
+		}
+		if !bytes.Equal(buf[:n], w) {
+			t.Fatalf("datagram %d: got %x, want %x", i, buf[:n], w)
+		}
 	}
 }
