@@ -25,9 +25,6 @@ type Batch struct {
 
 	segs []*Packet // software GSO output (gso.go), empty between transmits
 
-	// Scratch is a slice modules may use within one call (len 0 on entry
-	// to HandlePackets; grown as needed and kept).
-	Scratch []*Packet
 }
 
 // TransportProtocol implements TransportDispatcher.

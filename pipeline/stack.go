@@ -330,8 +330,6 @@ func (s *Stack) release(b *Batch) {
 	b.finish()
 	g := b.Gen
 	b.Gen = nil
-	clear(b.Scratch)
-	b.Scratch = b.Scratch[:0]
 	s.batchMu.Lock()
 	s.batches = append(s.batches, b)
 	s.batchMu.Unlock()
