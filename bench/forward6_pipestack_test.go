@@ -63,38 +63,11 @@ func benchForward6Pipestack(b *testing.B, eth bool, size int) {
 	if eth {
 		frame = buildEthFrame6(nic1MAC, senderMAC, ipPkt)
 	}
-	frames := make([][]byte, batchSize)
-	for i := range frames {
-		frames[i] = frame
-	}
-	buf := make([]*pipeline.Packet, batchSize)
-	drain := func(n int) {
-		got := out.Read(buf)
-		if got != n {
-			b.Fatalf("forwarded %d of %d packets", got, n)
+	runForward(b, in, out, frame, size, func(d []byte) {
+		if eth {
+			checkEthHeader6(b, d, receiverMAC, nic2MAC)
+			d = d[ethHeaderLen:]
 		}
-		for _, p := range buf[:got] {
-			d := p.Data()
-			if eth {
-				checkEthHeader6(b, d, receiverMAC, nic2MAC)
-				d = d[ethHeaderLen:]
-			}
-			checkForwarded6(b, d, ipPkt)
-		}
-		pipeline.ReleaseBatch(buf[:got])
-	}
-	in.InjectFrames(frames)
-	drain(batchSize)
-
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		n := min(batchSize, b.N-done)
-		in.InjectFrames(frames[:n])
-		drain(n)
-		done += n
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+		checkForwarded6(b, d, ipPkt)
+	})
 }
