@@ -457,30 +457,13 @@ func isICMPError(t uint8) bool {
 // true. The quoted packet is usually truncated, so only its header length
 // and 8 bytes of transport header are required.
 func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m wire.ICMPv4) bool {
-	var kind pipeline.TransportErrorKind
-	info := uint32(0)
-	switch m.Type() {
-	case wire.ICMPv4DstUnreachable:
-		switch m.Code() {
-		case wire.ICMPv4NetUnreachable:
-			kind = pipeline.ErrorNetUnreachable
-		case wire.ICMPv4HostUnreachable:
-			kind = pipeline.ErrorHostUnreachable
-		case wire.ICMPv4ProtoUnreachable:
-			kind = pipeline.ErrorProtocolUnreachable
-		case wire.ICMPv4PortUnreachable:
-			kind = pipeline.ErrorPortUnreachable
-		case wire.ICMPv4FragmentationNeeded:
-			kind, info = pipeline.ErrorPacketTooBig, uint32(m.MTU())
-		case wire.ICMPv4NetProhibited, wire.ICMPv4HostProhibited, wire.ICMPv4AdminProhibited:
-			kind = pipeline.ErrorAdminProhibited
-		default:
-			return false
-		}
-	case wire.ICMPv4TimeExceeded:
-		kind = pipeline.ErrorTTLExceeded
-	default:
+	kind, ok := icmpKind(m.Type(), m.Code())
+	if !ok {
 		return false
+	}
+	info := uint32(0)
+	if kind == pipeline.ErrorPacketTooBig {
+		info = uint32(m.MTU())
 	}
 	q := m.Payload()
 	if len(q) < wire.IPv4MinimumSize || q[0]>>4 != 4 {
@@ -669,22 +652,9 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 // pkt, which it takes ownership of.
 func (e *endpoint) ReturnError(b *pipeline.Batch, pkt *pipeline.Packet, kind pipeline.TransportErrorKind) {
 	if pkt.RewindToNetwork() {
-		typ, code, rest := uint8(wire.ICMPv4DstUnreachable), uint8(0), uint32(0)
-		switch kind {
-		case pipeline.ErrorPortUnreachable:
-			code = wire.ICMPv4PortUnreachable
-		case pipeline.ErrorProtocolUnreachable:
-			code = wire.ICMPv4ProtoUnreachable
-		case pipeline.ErrorNetUnreachable:
-			code = wire.ICMPv4NetUnreachable
-		case pipeline.ErrorHostUnreachable:
-			code = wire.ICMPv4HostUnreachable
-		case pipeline.ErrorAdminProhibited:
-			code = wire.ICMPv4AdminProhibited
-		case pipeline.ErrorTTLExceeded:
-			typ, code = wire.ICMPv4TimeExceeded, wire.ICMPv4TTLExceeded
-		case pipeline.ErrorPacketTooBig:
-			code = wire.ICMPv4FragmentationNeeded
+		typ, code := icmpTypeCode(kind)
+		rest := uint32(0)
+		if kind == pipeline.ErrorPacketTooBig {
 			mtu := e.nic.MTU()
 			if out, ok := b.Gen.NIC(pkt.OutNIC); ok && pkt.OutNIC != 0 {
 				mtu = out.MTU()
@@ -694,6 +664,47 @@ func (e *endpoint) ReturnError(b *pipeline.Batch, pkt *pipeline.Packet, kind pip
 		e.icmpError(b, pkt, typ, code, rest)
 	}
 	pkt.Release()
+}
+
+// icmpErrors pairs the transport error kinds with the ICMPv4 messages that
+// carry them, for both directions: the message ReturnError sends for a
+// kind, and the kind an arriving error reports to its transport (the first
+// row of a kind is what is sent; the others are only recognised).
+var icmpErrors = [...]struct {
+	kind      pipeline.TransportErrorKind
+	typ, code uint8
+}{
+	{pipeline.ErrorNetUnreachable, wire.ICMPv4DstUnreachable, wire.ICMPv4NetUnreachable},
+	{pipeline.ErrorHostUnreachable, wire.ICMPv4DstUnreachable, wire.ICMPv4HostUnreachable},
+	{pipeline.ErrorProtocolUnreachable, wire.ICMPv4DstUnreachable, wire.ICMPv4ProtoUnreachable},
+	{pipeline.ErrorPortUnreachable, wire.ICMPv4DstUnreachable, wire.ICMPv4PortUnreachable},
+	{pipeline.ErrorPacketTooBig, wire.ICMPv4DstUnreachable, wire.ICMPv4FragmentationNeeded},
+	{pipeline.ErrorAdminProhibited, wire.ICMPv4DstUnreachable, wire.ICMPv4AdminProhibited},
+	{pipeline.ErrorAdminProhibited, wire.ICMPv4DstUnreachable, wire.ICMPv4NetProhibited},
+	{pipeline.ErrorAdminProhibited, wire.ICMPv4DstUnreachable, wire.ICMPv4HostProhibited},
+	{pipeline.ErrorTTLExceeded, wire.ICMPv4TimeExceeded, wire.ICMPv4TTLExceeded},
+	{pipeline.ErrorTTLExceeded, wire.ICMPv4TimeExceeded, wire.ICMPv4ReassemblyTimeout},
+}
+
+// icmpKind is the error kind an ICMPv4 error message reports.
+func icmpKind(typ, code uint8) (pipeline.TransportErrorKind, bool) {
+	for _, r := range icmpErrors {
+		if r.typ == typ && r.code == code {
+			return r.kind, true
+		}
+	}
+	return 0, false
+}
+
+// icmpTypeCode is the ICMPv4 message sent for an error kind (destination
+// unreachable with code 0 for a kind without a row).
+func icmpTypeCode(kind pipeline.TransportErrorKind) (typ, code uint8) {
+	for _, r := range icmpErrors {
+		if r.kind == kind {
+			return r.typ, r.code
+		}
+	}
+	return wire.ICMPv4DstUnreachable, 0
 }
 
 var (
