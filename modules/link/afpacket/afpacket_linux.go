@@ -266,7 +266,32 @@ func (e *Endpoint) setupSocket(q *queue) error {
 			return fmt.Errorf("SO_ATTACH_FILTER: %w", err)
 		}
 	}
-	if o.Mode == ModeRing {
+	switch o.Mode {
+	case ModeRing:
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+			return fmt.Errorf("PACKET_VERSION TPACKET_V2: %w", err)
+		}
+		bs, nb, fs := o.Ring.BlockSize, o.Ring.Blocks, o.Ring.FrameSize
+		req := unix.TpacketReq{
+			Block_size: uint32(bs),
+			Block_nr:   uint32(nb),
+			Frame_size: uint32(fs),
+			Frame_nr:   uint32(bs / fs * nb),
+		}
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+			return fmt.Errorf("PACKET_RX_RING (%d blocks of %d bytes, frames of %d): %w", nb, bs, fs, err)
+		}
+		// A frame too big for a slot is queued to the socket in full
+		// (the slot says TP_STATUS_COPY) instead of being cut short.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_COPY_THRESH, 1); err != nil {
+			return fmt.Errorf("PACKET_COPY_THRESH: %w", err)
+		}
+		ring, err := unix.Mmap(fd, 0, bs*nb, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return fmt.Errorf("mmap ring: %w", err)
+		}
+		q.ring = ring
+	case ModeBlock:
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 			return fmt.Errorf("PACKET_VERSION TPACKET_V3: %w", err)
 		}
@@ -366,7 +391,7 @@ func (e *Endpoint) Device() string { return e.o.Device }
 // Ifindex is the device's index in its namespace.
 func (e *Endpoint) Ifindex() int { return e.ifindex }
 
-// Mode is the receive mode in use (ModeMmsg or ModeRing).
+// Mode is the receive mode in use (ModeRing, ModeMmsg or ModeBlock).
 func (e *Endpoint) Mode() string { return e.o.Mode }
 
 // Removed reports whether the device went away under the link.
@@ -385,7 +410,7 @@ func (e *Endpoint) KernelDrops() uint64 {
 	defer e.statsMu.Unlock()
 	if !e.closed {
 		for _, q := range e.queues {
-			if e.o.Mode == ModeRing {
+			if e.o.Mode == ModeBlock {
 				if st, err := unix.GetsockoptTpacketStatsV3(q.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 					e.kernelDrops += uint64(st.Drops)
 				}
@@ -451,9 +476,12 @@ func (q *queue) run() {
 	defer q.e.wg.Done()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if q.ring != nil {
+	switch q.e.o.Mode {
+	case ModeRing:
 		q.runRing()
-	} else {
+	case ModeBlock:
+		q.runBlock()
+	default:
 		q.runMmsg()
 	}
 }

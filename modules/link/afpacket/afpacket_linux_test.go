@@ -193,7 +193,7 @@ func TestGSO(t *testing.T) {
 // once; the process goes on and Close still works.
 func TestDeviceRemoved(t *testing.T) {
 	pipelinetest.CheckGoroutines(t)
-	for _, mode := range []string{ModeMmsg, ModeRing} {
+	for _, mode := range []string{ModeMmsg, ModeRing, ModeBlock} {
 		for _, queues := range []int{1, 2} {
 			t.Run(fmt.Sprintf("%s/queues=%d", mode, queues), func(t *testing.T) {
 				l := newLab(t)
@@ -245,7 +245,7 @@ func TestDeviceRemoved(t *testing.T) {
 // is read exactly once and both queues read some.
 func TestFanout(t *testing.T) {
 	pipelinetest.CheckGoroutines(t)
-	for _, mode := range []string{ModeMmsg, ModeRing} {
+	for _, mode := range []string{ModeMmsg, ModeRing, ModeBlock} {
 		t.Run(mode, func(t *testing.T) {
 			l := newLab(t)
 			ep := l.open(t, "va", Options{Mode: mode, Queues: 2, VnetHdr: true})

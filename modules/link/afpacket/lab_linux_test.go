@@ -272,4 +272,4 @@ type variant struct {
 
 func (v variant) String() string { return fmt.Sprintf("%s/vnet=%t", v.mode, v.vnet) }
 
-var variants = []variant{{ModeMmsg, false}, {ModeMmsg, true}, {ModeRing, false}, {ModeRing, true}}
+var variants = []variant{{ModeMmsg, false}, {ModeMmsg, true}, {ModeRing, false}, {ModeRing, true}, {ModeBlock, false}, {ModeBlock, true}}

@@ -70,14 +70,28 @@ type RingConfig struct {
 	// Blocks is the number of blocks per queue.
 	Blocks int `yaml:"blocks"`
 	// TimeoutMS is how long the kernel keeps a block that is not full
-	// before handing it over (the added latency at low rates).
+	// before handing it over (the added latency at low rates; mode block
+	// only).
 	TimeoutMS int `yaml:"timeout_ms"`
+	// FrameSize is the size of one frame slot (mode ring only): a frame
+	// of up to FrameSize minus about 80 bytes of headers fits; a larger
+	// one is read with recvmsg instead.
+	FrameSize int `yaml:"frame_size"`
 }
 
 // Modes.
 const (
+	// ModeMmsg reads with recvmmsg straight into pooled packets.
 	ModeMmsg = "mmsg"
+	// ModeRing reads from a TPACKET_V2 ring of fixed-size frames: the
+	// kernel copies each frame in and wakes the reader at once; frames
+	// larger than a ring frame (GSO super-packets) come through recvmsg.
 	ModeRing = "ring"
+	// ModeBlock reads from a TPACKET_V3 ring of blocks: the kernel hands
+	// over a block when it is full or after ring.timeout_ms, so a frame
+	// may wait that long (a jiffy at least) — the fewest wake-ups, the
+	// most latency.
+	ModeBlock = "block"
 )
 
 // Defaults.
@@ -88,6 +102,7 @@ const (
 	DefaultBlockSize    = 1 << 20
 	DefaultBlocks       = 8
 	DefaultTimeoutMS    = 1
+	DefaultFrameSize    = 2048
 )
 
 // PipelineModule implements pipeline.Module.
@@ -136,9 +151,9 @@ func (m *Module) Validate() error {
 // geometry) — a change to any of them reopens the link.
 func (m *Module) LinkKey() string {
 	o := &m.opts
-	return fmt.Sprintf("%s|%s|%s|q%d|vnet=%t|promisc=%t|b%d|sb%d|ring=%d/%d/%d",
+	return fmt.Sprintf("%s|%s|%s|q%d|vnet=%t|promisc=%t|b%d|sb%d|ring=%d/%d/%d/%d",
 		o.Device, o.Netns, o.Mode, o.Queues, o.VnetHdr, o.Promiscuous, o.Batch, o.SocketBuffer,
-		o.Ring.BlockSize, o.Ring.Blocks, o.Ring.TimeoutMS)
+		o.Ring.BlockSize, o.Ring.Blocks, o.Ring.TimeoutMS, o.Ring.FrameSize)
 }
 
 // OpenLink opens the sockets. The stack's mtu, when set and smaller, caps
@@ -179,6 +194,9 @@ func (o *Options) setDefaults() {
 	if o.Ring.TimeoutMS == 0 {
 		o.Ring.TimeoutMS = DefaultTimeoutMS
 	}
+	if o.Ring.FrameSize == 0 {
+		o.Ring.FrameSize = DefaultFrameSize
+	}
 	if o.Pool == nil {
 		o.Pool = pipeline.DefaultPool
 	}
@@ -195,9 +213,9 @@ func (o *Options) validate() error {
 		return fmt.Errorf("netns %q: a name under /var/run/netns or an absolute path", o.Netns)
 	}
 	switch o.Mode {
-	case ModeMmsg, ModeRing:
+	case ModeMmsg, ModeRing, ModeBlock:
 	default:
-		return fmt.Errorf("mode %q is not one of mmsg, ring", o.Mode)
+		return fmt.Errorf("mode %q is not one of ring, mmsg, block", o.Mode)
 	}
 	if o.Queues < 1 || o.Queues > 64 {
 		return fmt.Errorf("queues %d out of range 1..64", o.Queues)
@@ -217,6 +235,9 @@ func (o *Options) validate() error {
 	}
 	if o.Ring.TimeoutMS < 1 || o.Ring.TimeoutMS > 1000 {
 		return fmt.Errorf("ring.timeout_ms %d out of range 1..1000", o.Ring.TimeoutMS)
+	}
+	if fs := o.Ring.FrameSize; fs < 256 || fs > bs || fs%16 != 0 {
+		return fmt.Errorf("ring.frame_size %d: a multiple of 16 from 256 to ring.block_size (%d)", fs, bs)
 	}
 	return nil
 }

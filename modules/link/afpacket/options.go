@@ -14,7 +14,7 @@ type Options struct {
 	// Netns is a network namespace name (/var/run/netns/NAME) or path; the
 	// sockets are made there and stay bound to its device.
 	Netns string
-	// Mode is ModeMmsg or ModeRing.
+	// Mode is ModeRing, ModeMmsg or ModeBlock.
 	Mode string
 	// Queues is the number of sockets (and reader threads).
 	Queues int

@@ -23,6 +23,13 @@ const (
 	tp3Mac        = 24
 	tp3Sll        = 48 // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 
+	// tpacket2_hdr fields, and where its sockaddr_ll follows.
+	tp2Status  = 0
+	tp2Len     = 4
+	tp2Snaplen = 8
+	tp2Mac     = 12
+	tp2Sll     = 32 // TPACKET_ALIGN(sizeof(struct tpacket2_hdr))
+
 	// tpacket_block_desc / tpacket_hdr_v1 fields.
 	blkStatus   = 8
 	blkNumPkts  = 12
@@ -152,43 +159,59 @@ func auxStatus(ctrl []byte, n int) uint32 {
 	return ne.Uint32(ctrl[unix.CmsgLen(0):])
 }
 
-// runMmsg is the recvmmsg reader. Each of Batch slots holds a pooled packet
-// whose buffer (from the virtio-net header on) is the first iovec; a second
-// iovec, per-slot scratch, catches the rest of a frame larger than a small
-// buffer (a GSO super-packet, a jumbo frame), which is then copied into a
-// large packet. Slots whose packet went to the stack are refilled with one
-// GetBatch per batch.
+// runMmsg is the recvmmsg reader. Each of Batch slots holds two pooled
+// packets: a small one whose buffer (from the virtio-net header on) is the
+// first iovec, and a large one whose buffer, past the room the small part
+// would take, is the second. A frame that fits the small buffer is
+// delivered in the small packet; a larger one (a GSO super-packet, a jumbo
+// frame) already has all but its first small-buffer's worth in the large
+// packet, so only that head (2 KiB at most) is copied across and the large
+// packet is delivered: every byte of a super-packet is copied once, by the
+// kernel. Slots whose packets went to the stack are refilled with one
+// GetBatch per size per batch.
 func (q *queue) runMmsg() {
 	e := q.e
 	o := &e.o
 	b := o.Batch
 	vl := e.vlen
-	ovLen := pipeline.LargeDataSize - pipeline.SmallDataSize
 	hdrs := make([]unix.Mmsghdr, b)
 	iovs := make([]unix.Iovec, 2*b)
 	names := make([]byte, b*sllLen)
 	ctrl := make([]byte, b*ctrlLen)
-	over := make([]byte, b*ovLen)
-	pkts := make([]*pipeline.Packet, b)
+	pkts := make([]*pipeline.Packet, b)   // small
+	larges := make([]*pipeline.Packet, b) // large
 	bufs := make([][]byte, b)
+	lbufs := make([][]byte, b)
 	fresh := make([]*pipeline.Packet, b)
 	out := make([]*pipeline.Packet, 0, b)
 	defer pipeline.ReleaseBatch(pkts)
+	defer pipeline.ReleaseBatch(larges)
 
-	arm := func(i int, p *pipeline.Packet) {
-		pkts[i] = p
+	// prep makes p's buffer from the virtio-net header's place on readable
+	// and returns it.
+	prep := func(p *pipeline.Packet) []byte {
 		if vl > 0 {
 			p.Push(vl)
 		}
 		p.Append(p.Tailroom())
-		buf := p.Data() // from the virtio-net header on
+		return p.Data()
+	}
+	arm := func(i int, p *pipeline.Packet) {
+		pkts[i] = p
+		buf := prep(p)
 		bufs[i] = buf
 		iovs[2*i].Base = &buf[0]
 		iovs[2*i].SetLen(len(buf))
 	}
+	armLarge := func(i int, p *pipeline.Packet) {
+		larges[i] = p
+		lbuf := prep(p)
+		lbufs[i] = lbuf
+		rest := lbuf[len(bufs[i]):]
+		iovs[2*i+1].Base = &rest[0]
+		iovs[2*i+1].SetLen(len(rest))
+	}
 	for i := 0; i < b; i++ {
-		iovs[2*i+1].Base = &over[i*ovLen]
-		iovs[2*i+1].SetLen(ovLen)
 		h := &hdrs[i].Hdr
 		h.Name = &names[i*sllLen]
 		h.Namelen = sllLen
@@ -202,6 +225,11 @@ func (q *queue) runMmsg() {
 	o.Pool.GetBatch(fresh, pipeline.SmallDataSize)
 	for i := range fresh {
 		arm(i, fresh[i])
+		fresh[i] = nil
+	}
+	o.Pool.GetBatch(fresh, pipeline.LargeDataSize)
+	for i := range fresh {
+		armLarge(i, fresh[i])
 		fresh[i] = nil
 	}
 
@@ -241,62 +269,65 @@ func (q *queue) runMmsg() {
 			}
 			pt := names[i*sllLen+sllType]
 			buf := bufs[i]
-			if ln <= len(buf) {
-				m, drop := e.classify(buf[vl:ln], buf[:vl], pt, status)
-				if drop != nil {
-					drop.Add(1)
-					continue // the packet stays in its slot, untouched
-				}
-				p := pkts[i]
-				pkts[i] = nil
-				p.Truncate(ln)
-				p.Pull(vl)
-				m.apply(p)
-				out = append(out, p)
-				continue
+			p := pkts[i]
+			if ln > len(buf) {
+				// The frame went on into the large packet: bring its
+				// head (and the virtio-net header) over.
+				p = larges[i]
+				buf = lbufs[i]
+				copy(buf, bufs[i])
 			}
-			p := o.Pool.Get(ln - vl)
-			d, _ := p.Append(ln - vl)
-			k := copy(d, buf[vl:])
-			copy(d[k:], over[i*ovLen:i*ovLen+ln-len(buf)])
-			m, drop := e.classify(d, buf[:vl], pt, status)
+			m, drop := e.classify(buf[vl:ln], buf[:vl], pt, status)
 			if drop != nil {
 				drop.Add(1)
-				p.Release()
-				continue
+				continue // the packet stays in its slot, untouched
 			}
+			if p == pkts[i] {
+				pkts[i] = nil
+			} else {
+				larges[i] = nil
+			}
+			p.Truncate(ln)
+			p.Pull(vl)
 			m.apply(p)
 			out = append(out, p)
 		}
 		q.deliver(out)
 		out = out[:0]
-		// Refill the slots whose packets were delivered (large copies
-		// leave theirs in place).
-		missing := 0
-		for i := 0; i < n; i++ {
-			if pkts[i] == nil {
-				missing++
-			}
+		// Refill the slots whose packets were delivered.
+		q.refill(n, pkts, fresh, pipeline.SmallDataSize, arm)
+		q.refill(n, larges, fresh, pipeline.LargeDataSize, armLarge)
+	}
+}
+
+// refill puts a fresh packet of size into every nil slot among the first n
+// of slots (one GetBatch for all of them) and arms it.
+func (q *queue) refill(n int, slots, fresh []*pipeline.Packet, size int, arm func(int, *pipeline.Packet)) {
+	missing := 0
+	for _, p := range slots[:n] {
+		if p == nil {
+			missing++
 		}
-		if missing > 0 {
-			o.Pool.GetBatch(fresh[:missing], pipeline.SmallDataSize)
-			j := 0
-			for i := 0; i < n; i++ {
-				if pkts[i] == nil {
-					arm(i, fresh[j])
-					fresh[j] = nil
-					j++
-				}
-			}
+	}
+	if missing == 0 {
+		return
+	}
+	q.e.o.Pool.GetBatch(fresh[:missing], size)
+	j := 0
+	for i, p := range slots[:n] {
+		if p == nil {
+			arm(i, fresh[j])
+			fresh[j] = nil
+			j++
 		}
 	}
 }
 
-// runRing is the TPACKET_V3 reader: it walks the blocks the kernel hands
+// runBlock is the TPACKET_V3 reader: it walks the blocks the kernel hands
 // over, copies each frame into a pooled packet (the stack owns packets
 // beyond the call, so they cannot point into the ring), gives the block
 // back and delivers in batches of Batch frames.
-func (q *queue) runRing() {
+func (q *queue) runBlock() {
 	e := q.e
 	o := &e.o
 	b := o.Batch
@@ -382,5 +413,143 @@ func (q *queue) runRing() {
 		cur = (cur + 1) % nb
 		q.deliver(out)
 		out = out[:0]
+	}
+}
+
+// runRing is the TPACKET_V2 reader. The kernel copies each frame into the
+// next free slot (in the sender's softirq) and wakes the reader if it
+// sleeps; the reader walks the slots the kernel has handed over, copies
+// each frame into a pooled packet, gives the slot back and delivers in
+// batches of Batch frames, and whenever the ring runs dry (so a lone
+// frame is delivered at once: no added latency). A slot marked
+// TP_STATUS_COPY holds only the head of a frame too big for it (a GSO
+// super-packet): the whole frame waits in the socket's queue, in order,
+// and is read with recvmsg straight into a large packet.
+func (q *queue) runRing() {
+	e := q.e
+	o := &e.o
+	b := o.Batch
+	vl := e.vlen
+	bs, fs := o.Ring.BlockSize, o.Ring.FrameSize
+	fpb := bs / fs
+	nframes := fpb * o.Ring.Blocks
+	out := make([]*pipeline.Packet, 0, b)
+	spare := make([]*pipeline.Packet, b)
+	nspare := 0
+	defer func() { pipeline.ReleaseBatch(spare[:nspare]) }()
+	// The recvmsg of a frame that did not fit its slot.
+	var large *pipeline.Packet
+	defer func() {
+		if large != nil {
+			large.Release()
+		}
+	}()
+	hdrs := make([]unix.Mmsghdr, 1)
+	iov := make([]unix.Iovec, 1)
+	hdrs[0].Hdr.Iov = &iov[0]
+	hdrs[0].Hdr.SetIovlen(1)
+	cur := 0
+	for {
+		off := cur/fpb*bs + cur%fpb*fs
+		h := q.ring[off : off+fs]
+		status := loadStatus(h[tp2Status:])
+		if status&unix.TP_STATUS_USER == 0 {
+			q.deliver(out)
+			out = out[:0]
+			if !q.wait() {
+				return
+			}
+			continue
+		}
+		if e.linkDown.Load() {
+			e.linkDown.Store(false)
+		}
+		snap := int(ne.Uint32(h[tp2Snaplen:]))
+		wlen := int(ne.Uint32(h[tp2Len:]))
+		start := int(ne.Uint16(h[tp2Mac:]))
+		end := start + snap
+		pt := h[tp2Sll+sllType]
+		switch {
+		case status&unix.TP_STATUS_COPY != 0:
+			// The whole frame (virtio-net header first) is next in the
+			// socket's queue.
+			if large == nil {
+				large = o.Pool.Get(pipeline.LargeDataSize)
+				if vl > 0 {
+					large.Push(vl)
+				}
+				large.Append(large.Tailroom())
+			}
+			buf := large.Data()
+			iov[0].Base = &buf[0]
+			iov[0].SetLen(len(buf))
+			hdrs[0].Hdr.Flags = 0
+			n, err := recvmmsg(q.fd, hdrs, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+			ln := int(hdrs[0].Len)
+			switch {
+			case err != nil || n != 1:
+				e.RxTruncated.Add(1) // not queued after all (no room): lost
+			case hdrs[0].Hdr.Flags&unix.MSG_TRUNC != 0 || ln > len(buf):
+				e.RxTruncated.Add(1)
+			case ln < vl+wire.EthernetHeaderSize:
+				e.RxMalformed.Add(1)
+			default:
+				m, drop := e.classify(buf[vl:ln], buf[:vl], pt, status)
+				if drop != nil {
+					drop.Add(1)
+					break
+				}
+				p := large
+				large = nil
+				p.Truncate(ln)
+				p.Pull(vl)
+				m.apply(p)
+				out = append(out, p)
+			}
+		case start-vl < tp2Sll+sllLen || end > fs || snap < 0:
+			e.RxMalformed.Add(1)
+		case snap < wlen:
+			e.RxTruncated.Add(1)
+		default:
+			frame := h[start:end]
+			var p *pipeline.Packet
+			small := len(frame) <= pipeline.SmallDataSize
+			if small {
+				if nspare == 0 {
+					o.Pool.GetBatch(spare, pipeline.SmallDataSize)
+					nspare = b
+				}
+				nspare--
+				p = spare[nspare]
+				spare[nspare] = nil
+			} else {
+				p = o.Pool.Get(len(frame))
+			}
+			d, _ := p.Append(len(frame))
+			copy(d, frame)
+			m, drop := e.classify(d, h[start-vl:start], pt, status)
+			if drop != nil {
+				drop.Add(1)
+				if small {
+					p.Truncate(0)
+					spare[nspare] = p
+					nspare++
+				} else {
+					p.Release()
+				}
+			} else {
+				m.apply(p)
+				out = append(out, p)
+			}
+		}
+		storeStatus(h[tp2Status:], unix.TP_STATUS_KERNEL)
+		cur++
+		if cur == nframes {
+			cur = 0
+		}
+		if len(out) == b {
+			q.deliver(out)
+			out = out[:0]
+		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 // its veth: requests come in through the link, replies go out through it.
 func TestStackPing(t *testing.T) {
 	pipelinetest.CheckGoroutines(t)
-	for _, mode := range []string{ModeMmsg, ModeRing} {
+	for _, mode := range []string{ModeMmsg, ModeRing, ModeBlock} {
 		t.Run(mode, func(t *testing.T) {
 			l := newLab(t)
 			run(t, "ip", "-n", l.ns, "addr", "add", "10.77.0.2/24", "dev", "vb")
