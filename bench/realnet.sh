@@ -3,9 +3,21 @@
 # side with the Linux kernel forwarding between the same namespaces, in one
 # run (the pass criterion is the same-run ratio; the machine is shared).
 #
-#   sudo bench/realnet.sh                 # kernel, tun, afpacket; 5 s per measurement
+#   sudo bench/realnet.sh                 # kernel, tun, bare-tun, afpacket, bare-afpacket; 5 s each
 #   sudo T=10 ROUNDS=3 bench/realnet.sh   # medians of 3 rounds, modes interleaved
 #   sudo MODES="kernel afpacket" bench/realnet.sh
+#   sudo MODES="kernel afpacket afpacket:mode=mmsg" bench/realnet.sh
+#
+# A mode may carry link options after a colon (base:key=value,key=value):
+# they are added to both links of that mode's pipeline, so variants of one
+# driver can be measured side by side in one run.
+#
+# bare-tun and bare-afpacket run cmd/bareforward over the tun and afpacket
+# labs instead of the router: a minimal Go forwarder (one thread per
+# direction, a read and a write of each packet with its virtio-net header,
+# nothing else) — the design the issue's "bare forwarder" figures describe,
+# measured in the same run. The router's TCP rate and CPU per packet are
+# compared with it as well as with the kernel.
 #
 # For each mode — kernel (scripts/lab.sh up kernel: the kernel of ns ps-r
 # forwards between the veth pairs), tun (pipelines/router.yaml over
@@ -38,7 +50,7 @@ cd "$(dirname "$0")/.."
 
 T="${T:-5}"
 ROUNDS="${ROUNDS:-1}"
-MODES="${MODES:-kernel tun afpacket}"
+MODES="${MODES:-kernel tun bare-tun afpacket bare-afpacket}"
 export LAB_SUFFIX="${LAB_SUFFIX-bn}"
 S="$LAB_SUFFIX"
 NS_A="ps-a$S" NS_B="ps-b$S"
@@ -50,14 +62,14 @@ for tool in ip iperf3 nft python3 go; do
 	command -v "$tool" >/dev/null || die "needs $tool"
 done
 
-work=$(mktemp -d)
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/realnet.XXXXXX") # not /tmp: cleaned while a run may still need it
 results="$work/results"
-router_pid= iperf_pid= mode=
+router_pid= iperf_pid= mode= base= lab=
 cleanup() {
 	set +e
 	stop_router
 	stop_iperf
-	for m in $MODES; do scripts/lab.sh down "$m" 2>/dev/null; done
+	for m in $MODES; do m=${m%%:*}; scripts/lab.sh down "${m#bare-}" 2>/dev/null; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -82,27 +94,56 @@ stop_iperf() {
 
 say "building pipectl (pure Go) and udpblast"
 CGO_ENABLED=0 go build -o "$work/pipectl" ./cmd/pipectl
-(cd bench && go build -o "$work/udpblast" ./cmd/udpblast)
-PIPECTL="$work/pipectl"
+(cd bench && go build -o "$work/udpblast" ./cmd/udpblast && go build -o "$work/bareforward" ./cmd/bareforward)
+PIPECTL="$work/pipectl" BARE="$work/bareforward"
 TCK=$(getconf CLK_TCK)
 
 # pipeline FILE: the repo's pipeline with this lab's suffixed names and a
 # name of its own (its control socket is /run/pipestack/<name>.sock).
+# Options after the mode's colon go into both link maps.
 pipeline() {
-	sed -E -e "s/^name: .*/name: realnet-$mode$S/" \
-		-e "s/\b(ps-(tun-[ab]|r[ab]|[abr]))([,} ])/\1$S\3/g" "$1"
+	local extra=""
+	if [ "$mode" != "$base" ]; then
+		extra=$(tr ',' '\n' <<<"${mode#*:}" | sed -E 's/^([^=]+)=(.*)$/, \1: \2/' | tr -d '\n')
+	fi
+	sed -E -e "s/^name: .*/name: realnet-$base$S/" \
+		-e "s/\b(ps-(tun-[ab]|r[ab]|[abr]))([,} ])/\1$S\3/g" \
+		-e "s/(module: link\.[a-z]+)/\1$extra/" "$1"
 }
 
+# mac NS DEV: a device's MAC address.
+mac() { ip -n "$1" -j link show "$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'; }
+
 start_router() {
+	if [ "$base" != "$lab" ]; then
+		start_bare
+		return
+	fi
 	local src=pipelines/router.yaml
-	[ "$mode" = afpacket ] && src=pipelines/router-afpacket.yaml
-	cfg="$work/$mode.yaml"
+	[ "$base" = afpacket ] && src=pipelines/router-afpacket.yaml
+	cfg="$work/$base.yaml"
 	pipeline "$src" >"$cfg"
-	"$PIPECTL" run "$cfg" >"$work/$mode.log" 2>&1 &
+	"$PIPECTL" run "$cfg" >"$work/$base.log" 2>&1 &
 	router_pid=$!
-	for _ in $(seq 100); do grep -q running "$work/$mode.log" && return; sleep 0.1; done
-	cat "$work/$mode.log" >&2
+	for _ in $(seq 100); do grep -q running "$work/$base.log" && return; sleep 0.1; done
+	cat "$work/$base.log" "$cfg" >&2
 	die "router ($mode) did not start"
+}
+
+# start_bare: the bare forwarder (cmd/bareforward) in place of the router:
+# it moves packets between the same devices and does nothing else — the
+# most a minimal Go program gets from these drivers on this machine.
+start_bare() {
+	local log="$work/$base.log"
+	case $lab in
+	tun) "$BARE" -mode tun -a "ps-tun-a$S@$NS_A" -b "ps-tun-b$S@$NS_B" >"$log" 2>&1 & ;;
+	afpacket) "$BARE" -mode afpacket -a "ps-ra$S@ps-r$S" -b "ps-rb$S@ps-r$S" \
+		-amac "$(mac "$NS_A" "ps-va$S")" -bmac "$(mac "$NS_B" "ps-vb$S")" -aip 10.10.1.1 -bip 10.10.2.1 >"$log" 2>&1 & ;;
+	esac
+	router_pid=$!
+	for _ in $(seq 100); do grep -q running "$log" && return; sleep 0.1; done
+	cat "$log" >&2
+	die "bare forwarder ($mode) did not start"
 }
 
 # cpu: the router's utime+stime in clock ticks (0 for the kernel).
@@ -115,6 +156,9 @@ busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 # forwarded: the router's ipv4 forwarded counter (0 for the kernel).
 forwarded() {
 	[ -n "$router_pid" ] || { echo 0; return; }
+	# The bare forwarder keeps no counters: what arrived at B is what it
+	# forwarded in the UDP run.
+	[ "$base" = "$lab" ] || { udp_in; return; }
 	"$PIPECTL" stats -json "$cfg" | python3 -c '
 import json, sys
 st = json.load(sys.stdin)["stats"]
@@ -141,10 +185,12 @@ f() { python3 -c "print('%.6g' % ($1))"; }
 
 measure() {
 	say "round $round: $mode"
-	scripts/lab.sh down "$mode" 2>/dev/null || true
-	scripts/lab.sh up "$mode"
+	base=${mode%%:*} lab=${mode%%:*}
+	lab=${lab#bare-}
+	scripts/lab.sh down "$lab" 2>/dev/null || true
+	scripts/lab.sh up "$lab"
 	cfg=
-	[ "$mode" = kernel ] || start_router
+	[ "$base" = kernel ] || start_router
 	timeout 10 ip netns exec "$NS_A" ping -q -c 2 -i 0.2 -W 2 10.10.2.2 >/dev/null || die "$mode: no ping through the router"
 
 	ip netns exec "$NS_B" iperf3 -s -B 10.10.2.2 >/dev/null 2>&1 &
@@ -186,7 +232,7 @@ measure() {
 	echo "  UDP: sent $(f "$sent / $el")/s, arrived $(f "$rx / $el")/s" >&2
 
 	stop_router
-	scripts/lab.sh down "$mode"
+	scripts/lab.sh down "$lab"
 }
 
 : >"$results"
@@ -203,33 +249,51 @@ v = defaultdict(dict)  # (mode, metric) -> {round: value}
 for line in open(sys.argv[1]):
     rnd, mode, metric, value = line.split()
     v[mode, metric][int(rnd)] = float(value)
-modes = [m for m in ("kernel", "tun", "afpacket") if (m, "tcp1") in v]
+modes = list(dict.fromkeys(m for (m, k) in v if k == "tcp1"))
+modes.sort(key=lambda m: m != "kernel")
 def med(m, k):
     return statistics.median(v[m, k].values()) if v[m, k] else None
 def fmt(x, spec):
     return "—" if x is None else format(x, spec)
-print(f"{'mode':9} {'TCP 1 Gbit/s':>12} {'TCP 4 Gbit/s':>12} {'UDP sent/s':>11} {'UDP in B/s':>11} {'router µs/pkt':>13} {'machine µs/pkt':>14} {'router cores TCP1/TCP4':>22}")
+W = max(9, *(len(m) for m in modes))
+print(f"{'mode':{W}} {'TCP 1 Gbit/s':>12} {'TCP 4 Gbit/s':>12} {'UDP sent/s':>11} {'UDP in B/s':>11} {'router µs/pkt':>13} {'machine µs/pkt':>14} {'router cores TCP1/TCP4':>22}")
 for m in modes:
     cores = "—" if m == "kernel" else f"{med(m, 'tcp1_cores'):.2f} / {med(m, 'tcp4_cores'):.2f}"
-    print(f"{m:9} {fmt(med(m, 'tcp1'), '12.2f')} {fmt(med(m, 'tcp4'), '12.2f')} {fmt(med(m, 'udp_sent_pps'), '11,.0f')} "
+    print(f"{m:{W}} {fmt(med(m, 'tcp1'), '12.2f')} {fmt(med(m, 'tcp4'), '12.2f')} {fmt(med(m, 'udp_sent_pps'), '11,.0f')} "
           f"{fmt(med(m, 'udp_pps'), '11,.0f')} {fmt(med(m, 'router_us'), '13.2f') if m != 'kernel' else 'n/a (softirq)':>13} "
           f"{fmt(med(m, 'machine_us'), '14.2f')} {cores:>22}")
 if "kernel" in modes:
-    # Ratios against the kernel of the same round (minutes apart at most),
-    # then their median: the machine's speed drifts between rounds.
-    def ratio(m, k):
-        rs = [v[m, k][r] / v["kernel", k][r] for r in v[m, k] if r in v["kernel", k] and v["kernel", k][r] > 0]
+    # Ratios against the kernel (or the bare forwarder) of the same round
+    # (minutes apart at most), then their median: the machine's speed
+    # drifts between rounds.
+    def ratio(m, k, ref="kernel"):
+        rs = [v[m, k][r] / v[ref, k][r] for r in v[m, k] if r in v[ref, k] and v[ref, k][r] > 0]
         return (statistics.median(rs) if rs else float("nan")), rs
-    bare = {"tun": 3.1, "afpacket": 2.4}  # bare Go forwarders, µs CPU/pkt, measured earlier on this machine (the issue's figures)
+    rounds = lambda rs: " ".join(f"{x:.0%}" for x in rs)
+    # Bare Go forwarders' µs CPU/pkt measured earlier on this machine (the
+    # issue's figures), used when no bare-* mode ran in this run.
+    bare_then = {"tun": 3.1, "afpacket": 2.4}
     ok = lambda c: "ok" if c else "MISSED"
     print()
     for m in modes:
         if m == "kernel":
             continue
         (r1, r1s), (r4, _), (ru, rus) = ratio(m, "tcp1"), ratio(m, "tcp4"), ratio(m, "udp_pps")
-        rc = med(m, "router_us") / bare[m]
-        print(f"{m:9} TCP 1 stream  {r1:6.1%} of the kernel (target ≥ 90 %: {ok(r1 >= 0.9)}; rounds {' '.join(f'{x:.0%}' for x in r1s)})")
-        print(f"{'':9} TCP 4 streams {r4:6.1%} of the kernel")
-        print(f"{'':9} small UDP     {ru:6.1%} of the kernel's rate (target ≥ 100 %: {ok(ru >= 1)}; rounds {' '.join(f'{x:.0%}' for x in rus)})")
-        print(f"{'':9} router CPU/pkt {med(m, 'router_us'):.2f} µs = {rc:.2f}× the bare {m} forwarder's {bare[m]} µs (target ≤ 1.2×: {ok(rc <= 1.2)})")
+        lab = m.split(":")[0]
+        if lab.startswith("bare-"):
+            print(f"{m:{W}} TCP 1 stream  {r1:6.1%} of the kernel (rounds {rounds(r1s)}); TCP 4 streams {r4:6.1%}; small UDP {ru:6.1%} of the kernel's rate")
+            continue
+        print(f"{m:{W}} TCP 1 stream  {r1:6.1%} of the kernel (target ≥ 90 %: {ok(r1 >= 0.9)}; rounds {rounds(r1s)})")
+        bm = "bare-" + lab
+        if (bm, "tcp1") in v:
+            rb, rbs = ratio(m, "tcp1", bm)
+            print(f"{'':{W}}               {rb:6.1%} of the bare {lab} forwarder's (rounds {rounds(rbs)})")
+        print(f"{'':{W}} TCP 4 streams {r4:6.1%} of the kernel")
+        print(f"{'':{W}} small UDP     {ru:6.1%} of the kernel's rate (target ≥ 100 %: {ok(ru >= 1)}; rounds {rounds(rus)})")
+        if (bm, "router_us") in v:
+            rc, rcs = ratio(m, "router_us", bm)
+            print(f"{'':{W}} router CPU/pkt {med(m, 'router_us'):.2f} µs = {rc:.2f}× the bare {lab} forwarder's in this run (target ≤ 1.2×: {ok(rc <= 1.2)}; rounds {' '.join(f'{x:.2f}' for x in rcs)})")
+        else:
+            rc = med(m, "router_us") / bare_then[lab]
+            print(f"{'':{W}} router CPU/pkt {med(m, 'router_us'):.2f} µs = {rc:.2f}× the bare {lab} forwarder's {bare_then[lab]} µs measured earlier (target ≤ 1.2×: {ok(rc <= 1.2)})")
 EOF

@@ -92,7 +92,7 @@ func TestAFPacketTraceroute(t *testing.T) {
 }
 
 // TestAFPacketHTTPDownload: 20 MB over HTTP from B to A arrive intact,
-// first through the default link (TPACKET_V3 ring, vnet_hdr: the kernel's
+// first through the default link (TPACKET_V2 ring, vnet_hdr: the kernel's
 // TSO super-packets cross the sockets whole), then through recvmmsg
 // sockets without the virtio-net header (the link recognises the veth's
 // super-packets and partial checksums from the socket status and the stack

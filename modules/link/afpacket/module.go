@@ -4,10 +4,13 @@
 //
 // Receive: one socket per queue (queues > 1 form a PACKET_FANOUT_HASH group,
 // so a flow always lands on the same queue), each read by a goroutine locked
-// to its OS thread, either with recvmmsg (mode mmsg: frames land directly in
-// pooled packets) or from a TPACKET_V3 block ring (mode ring: frames are
-// copied out of the mmap'd ring into pooled packets, one syscall per block at
-// most). A batch runs to completion through the stack on that goroutine.
+// to its OS thread: from a TPACKET_V2 ring (mode ring, the default: the
+// kernel copies each frame into a slot and wakes the reader; frames are
+// copied out into pooled packets, super-packets too big for a slot come
+// through recvmsg), with recvmmsg (mode mmsg: frames land directly in
+// pooled packets) or from a TPACKET_V3 block ring (mode block: one wake-up
+// per block, but a frame waits until its block is full or its timer
+// fires). A batch runs to completion through the stack on that goroutine.
 //
 // Send: WritePackets pushes the Ethernet header (and the virtio-net header)
 // into the headroom and hands the whole batch to one sendmmsg call.
@@ -26,13 +29,13 @@
 //
 //	device: veth0          # required: an existing Ethernet interface
 //	netns: lab-a           # optional: the network namespace (/var/run/netns/NAME or a path)
-//	mode: ring             # ring (default) | mmsg
+//	mode: ring             # ring (default) | mmsg | block
 //	queues: 1              # sockets in a PACKET_FANOUT_HASH group, one reader each
 //	vnet_hdr: true         # PACKET_VNET_HDR (default true)
 //	promiscuous: false     # PACKET_MR_PROMISC while the link is open
 //	batch: 64              # frames per recvmmsg / per delivered batch
 //	socket_buffer: 4194304 # SO_RCVBUF and SO_SNDBUF, bytes (forced as root)
-//	ring: {block_size: 1048576, blocks: 8, timeout_ms: 1}
+//	ring: {block_size: 1048576, blocks: 8, frame_size: 2048, timeout_ms: 1}
 package afpacket
 
 import (
