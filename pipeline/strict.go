@@ -65,7 +65,7 @@ func yamlErr(n *yaml.Node, err error) error {
 			if i, j := strings.IndexByte(msg, '`'), strings.LastIndexByte(msg, '`'); i >= 0 && j > i {
 				val = msg[i+1 : j]
 			}
-			if key, v := findValue(n, line, val); v != nil {
+			if key, v := findValue(n, line, val); v != nil && val != "" {
 				if key != "" {
 					msg = key + ": " + msg
 				}
@@ -126,6 +126,9 @@ func checkKnown(n *yaml.Node, t reflect.Type) error {
 		if n.Kind != yaml.MappingNode {
 			return nil // a kind mismatch is reported by Decode
 		}
+		if err := checkDuplicates(n); err != nil {
+			return err
+		}
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
@@ -147,10 +150,34 @@ func checkKnown(n *yaml.Node, t reflect.Type) error {
 		}
 	case reflect.Map:
 		if n.Kind == yaml.MappingNode {
+			if err := checkDuplicates(n); err != nil {
+				return err
+			}
 			for i := 1; i < len(n.Content); i += 2 {
 				if err := checkKnown(n.Content[i], t.Elem()); err != nil {
 					return err
 				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkDuplicates reports a key given twice in mapping n, at the second
+// one (yaml.v3 reports it too, but by line only, so the error would not
+// point at the key).
+func checkDuplicates(n *yaml.Node) error {
+	if len(n.Content) < 4 {
+		return nil
+	}
+	for i := 2; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if k.Kind != yaml.ScalarNode {
+			continue
+		}
+		for j := 0; j < i; j += 2 {
+			if p := n.Content[j]; p.Kind == yaml.ScalarNode && p.Value == k.Value {
+				return posErr(k, "key %q given twice (first at line %d, column %d)", k.Value, p.Line, p.Column)
 			}
 		}
 	}
