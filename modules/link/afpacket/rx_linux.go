@@ -334,9 +334,8 @@ func (q *queue) runBlock() {
 	vl := e.vlen
 	bs, nb := o.Ring.BlockSize, o.Ring.Blocks
 	out := make([]*pipeline.Packet, 0, b)
-	spare := make([]*pipeline.Packet, b)
-	nspare := 0
-	defer func() { pipeline.ReleaseBatch(spare[:nspare]) }()
+	cp := ringCopier{e: e, spare: make([]*pipeline.Packet, b)}
+	defer cp.release()
 	cur := 0
 	for {
 		blk := q.ring[cur*bs : (cur+1)*bs]
@@ -369,34 +368,7 @@ func (q *queue) runBlock() {
 			case snap < wlen || status&unix.TP_STATUS_COPY != 0:
 				e.RxTruncated.Add(1)
 			default:
-				frame := blk[start:end]
-				var p *pipeline.Packet
-				small := len(frame) <= pipeline.SmallDataSize
-				if small {
-					if nspare == 0 {
-						o.Pool.GetBatch(spare, pipeline.SmallDataSize)
-						nspare = b
-					}
-					nspare--
-					p = spare[nspare]
-					spare[nspare] = nil
-				} else {
-					p = o.Pool.Get(len(frame))
-				}
-				d, _ := p.Append(len(frame))
-				copy(d, frame)
-				m, drop := e.classify(d, blk[start-vl:start], h[tp3Sll+sllType], status)
-				if drop != nil {
-					drop.Add(1)
-					if small {
-						p.Truncate(0)
-						spare[nspare] = p
-						nspare++
-					} else {
-						p.Release()
-					}
-				} else {
-					m.apply(p)
+				if p := cp.frame(blk[start:end], blk[start-vl:start], h[tp3Sll+sllType], status); p != nil {
 					out = append(out, p)
 					if len(out) == b {
 						q.deliver(out)
@@ -416,6 +388,53 @@ func (q *queue) runBlock() {
 	}
 }
 
+// ringCopier copies frames out of a ring into pooled packets: small ones
+// from a batch of spares (one GetBatch per Batch frames), larger ones one
+// by one.
+type ringCopier struct {
+	e     *Endpoint
+	spare []*pipeline.Packet
+	n     int // spares left, at the front of spare
+}
+
+// frame copies frame (from its Ethernet header) into a packet and
+// classifies it (vh: its virtio-net header; pt and status: the ring's
+// packet type and tp_status). It returns the packet, ready for the stack,
+// or nil when the frame was dropped (and counted).
+func (c *ringCopier) frame(frame, vh []byte, pt uint8, status uint32) *pipeline.Packet {
+	var p *pipeline.Packet
+	small := len(frame) <= pipeline.SmallDataSize
+	if small {
+		if c.n == 0 {
+			c.e.o.Pool.GetBatch(c.spare, pipeline.SmallDataSize)
+			c.n = len(c.spare)
+		}
+		c.n--
+		p = c.spare[c.n]
+		c.spare[c.n] = nil
+	} else {
+		p = c.e.o.Pool.Get(len(frame))
+	}
+	d, _ := p.Append(len(frame))
+	copy(d, frame)
+	m, drop := c.e.classify(d, vh, pt, status)
+	if drop != nil {
+		drop.Add(1)
+		if small {
+			p.Truncate(0)
+			c.spare[c.n] = p
+			c.n++
+		} else {
+			p.Release()
+		}
+		return nil
+	}
+	m.apply(p)
+	return p
+}
+
+func (c *ringCopier) release() { pipeline.ReleaseBatch(c.spare[:c.n]) }
+
 // runRing is the TPACKET_V2 reader. The kernel copies each frame into the
 // next free slot (in the sender's softirq) and wakes the reader if it
 // sleeps; the reader walks the slots the kernel has handed over, copies
@@ -434,9 +453,8 @@ func (q *queue) runRing() {
 	fpb := bs / fs
 	nframes := fpb * o.Ring.Blocks
 	out := make([]*pipeline.Packet, 0, b)
-	spare := make([]*pipeline.Packet, b)
-	nspare := 0
-	defer func() { pipeline.ReleaseBatch(spare[:nspare]) }()
+	cp := ringCopier{e: e, spare: make([]*pipeline.Packet, b)}
+	defer cp.release()
 	// The recvmsg of a frame that did not fit its slot.
 	var large *pipeline.Packet
 	defer func() {
@@ -511,34 +529,7 @@ func (q *queue) runRing() {
 		case snap < wlen:
 			e.RxTruncated.Add(1)
 		default:
-			frame := h[start:end]
-			var p *pipeline.Packet
-			small := len(frame) <= pipeline.SmallDataSize
-			if small {
-				if nspare == 0 {
-					o.Pool.GetBatch(spare, pipeline.SmallDataSize)
-					nspare = b
-				}
-				nspare--
-				p = spare[nspare]
-				spare[nspare] = nil
-			} else {
-				p = o.Pool.Get(len(frame))
-			}
-			d, _ := p.Append(len(frame))
-			copy(d, frame)
-			m, drop := e.classify(d, h[start-vl:start], pt, status)
-			if drop != nil {
-				drop.Add(1)
-				if small {
-					p.Truncate(0)
-					spare[nspare] = p
-					nspare++
-				} else {
-					p.Release()
-				}
-			} else {
-				m.apply(p)
+			if p := cp.frame(h[start:end], h[start-vl:start], pt, status); p != nil {
 				out = append(out, p)
 			}
 		}
