@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipeline/pipelinetest"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // Martian sources and destinations are dropped and counted apart; 0.0.0.0

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipeline/pipelinetest"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // TestReceiveZeroAllocs proves that receiving allocates nothing per

@@ -12,7 +12,7 @@ import (
 	_ "github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/modules/udp"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipeline/pipelinetest"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // The topology of pipelines/inmemory-*.yaml, with UDP on both hosts:

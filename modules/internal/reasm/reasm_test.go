@@ -7,7 +7,7 @@ import (
 
 	"github.com/pipestack/pipestack/modules/internal/reasm"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipeline/pipelinetest"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // A toy family: a fragment's data is its whole packet; datagram keys are

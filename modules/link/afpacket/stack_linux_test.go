@@ -8,7 +8,7 @@ import (
 
 	"github.com/pipestack/pipestack/modules/link/sniffer"
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipeline/pipelinetest"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 // The kernel pings a stack whose link is link.afpacket on the other end of

@@ -14,7 +14,7 @@ import (
 
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipeline/pipelinetest"
+	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 

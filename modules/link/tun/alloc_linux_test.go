@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipeline/pipelinetest"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 // TestTUNReadWriteZeroAllocs: 10,240 echo requests written to the kernel

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipeline/pipelinetest"
+	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipeline/pipelinetest"
+	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
 	"golang.org/x/sys/unix"
 )
