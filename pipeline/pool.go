@@ -43,12 +43,27 @@ func (pl *Pool) alloc(large bool) *Packet {
 }
 
 // Get returns an empty packet whose buffer holds size bytes of data after
-// the default headroom. It panics when size exceeds LargeDataSize (callers
-// check lengths from the wire first).
+// the default headroom. It panics when size exceeds LargeDataSize: it is
+// for sizes the caller chose. A size derived from the wire (a reassembled
+// datagram, a length field) goes through TryGet.
 func (pl *Pool) Get(size int) *Packet {
-	if size > LargeDataSize {
+	if size > LargeDataSize || size < 0 {
 		panic("pipeline: packet larger than LargeDataSize requested")
 	}
+	return pl.get(size)
+}
+
+// TryGet is Get for sizes taken from the wire: it returns nil, never
+// panics, when size is negative or exceeds LargeDataSize. The caller counts
+// the nil as a drop of the packet that asked for it.
+func (pl *Pool) TryGet(size int) *Packet {
+	if size > LargeDataSize || size < 0 {
+		return nil
+	}
+	return pl.get(size)
+}
+
+func (pl *Pool) get(size int) *Packet {
 	large := size > SmallDataSize
 	pl.mu.Lock()
 	list := &pl.small
