@@ -9,8 +9,8 @@ import (
 
 	_ "github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // The NUD state machine is protocol-neutral: these tests drive it through
@@ -78,10 +78,6 @@ type nudTestProto struct {
 }
 
 func (p *nudTestProto) Number() pipeline.NetworkProtocolNumber { return 0x88b5 }
-func (p *nudTestProto) MinimumPacketSize() int                 { return 0 }
-func (p *nudTestProto) ParseAddresses([]byte) (netip.Addr, netip.Addr, bool) {
-	return netip.Addr{}, netip.Addr{}, false
-}
 func (p *nudTestProto) NewEndpoint(pipeline.NetworkInterface) pipeline.NetworkEndpoint {
 	return nudTestEndpoint{}
 }

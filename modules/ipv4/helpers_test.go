@@ -8,8 +8,8 @@ import (
 
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 func init() { pipeline.RegisterModule(new(rejectModule)) }
@@ -51,7 +51,6 @@ type rejectProto struct {
 }
 
 func (p *rejectProto) Number() pipeline.TransportProtocolNumber { return p.num }
-func (p *rejectProto) MinimumPacketSize() int                   { return 0 }
 func (p *rejectProto) ParsePorts([]byte) (uint16, uint16, bool) { return 0, 0, false }
 func (p *rejectProto) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	for i, pkt := range pkts {
