@@ -412,7 +412,11 @@ func newModule(id string) (Module, error) {
 		if len(known) == 0 {
 			return nil, fmt.Errorf("unknown module %q", id)
 		}
-		return nil, fmt.Errorf("unknown module %q (known: %s)", id, strings.Join(known, ", "))
+		msg := fmt.Sprintf("unknown module %q", id)
+		if s := Suggest(id, known); len(s) > 0 {
+			msg += ", did you mean " + quoteOr(s) + "?"
+		}
+		return nil, fmt.Errorf("%s (known: %s)", msg, strings.Join(known, ", "))
 	}
 	return mi.New(), nil
 }
@@ -421,11 +425,12 @@ func newModule(id string) (Module, error) {
 func (c *Config) decodeModule(n *yaml.Node) (ModuleConfig, error) {
 	mc := ModuleConfig{Line: n.Line, Col: n.Column}
 	var rest *yaml.Node
+	idNode := n
 	switch n.Kind {
 	case yaml.ScalarNode:
 		mc.ID = n.Value
 	case yaml.MappingNode:
-		var idNode *yaml.Node
+		idNode = nil
 		rest = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == "module" {
@@ -448,7 +453,7 @@ func (c *Config) decodeModule(n *yaml.Node) (ModuleConfig, error) {
 	}
 	m, err := newModule(mc.ID)
 	if err != nil {
-		return mc, c.errAt(n.Line, n.Column, "modules", err)
+		return mc, c.errAt(idNode.Line, idNode.Column, "modules", err)
 	}
 	if _, isLink := m.(LinkModule); isLink {
 		return mc, c.errAt(n.Line, n.Column, mc.ID, errors.New("is a link module: configure it under links:"))
@@ -529,7 +534,8 @@ func (c *Config) decodeLink(n *yaml.Node) (LinkConfig, error) {
 	where = lc.ModuleID + " (link " + lc.Name + ")"
 	m, err := newModule(lc.ModuleID)
 	if err != nil {
-		return lc, c.errAt(n.Line, n.Column, "link "+lc.Name, err)
+		at := findKey(own, "module") // the value, where the name is wrong
+		return lc, c.errAt(at.Line, at.Column, "link "+lc.Name, err)
 	}
 	lm, ok := m.(LinkModule)
 	if !ok {
