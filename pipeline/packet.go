@@ -95,7 +95,10 @@ type Packet struct {
 	// CsumVerified: a link with RX checksum offload already verified the
 	// transport checksum.
 	CsumVerified bool
-	// Hash is a flow hash (0: none computed).
+	// Hash is a flow hash (0: none computed). Nothing computes it yet:
+	// conntrack (upcoming) sets it once per packet from the 5-tuple and
+	// picks its bucket with it; CopyMeta carries it to fragments and
+	// segments.
 	Hash uint32
 	// Mark is a filter mark (like skb->mark).
 	Mark uint32

@@ -23,6 +23,17 @@ import (
 //     nil and keeps the pointer. It later hands the packet back through
 //     Stack.Reinject (or drops it with Stack.DropStolen). No stage ever
 //     blocks the worker waiting for another process or a timer.
+//
+// What lives elsewhere, and why: the module lifecycle (Module, the role
+// interfaces LinkModule, NetworkModule, TransportModule, and Provisioner …
+// CleanerUpper) is the contract between a module and the pipeline file and
+// sits with the registry (registry.go); the time source (Clock, Timer) in
+// clock.go; the filter table's JumpTarget with the table (hooks.go). A
+// service that one module offers to later stages stays in that module, found
+// by a type assertion on its endpoint: ipv4.Defragmenter (modules/ipv4),
+// which conntrack and NAT will call. It is IPv4's alone and shaped by its
+// reassembly; it becomes a contract here when network.ipv6 offers the same
+// service and conntrack needs both families through one interface.
 
 // NICID identifies a NIC (a link attached to the stack). IDs start at 1, are
 // stable across reloads for a link of the same name and are never reused.
@@ -165,12 +176,6 @@ type NetworkInterface interface {
 type NetworkProtocol interface {
 	// Number is the EtherType this protocol handles.
 	Number() NetworkProtocolNumber
-	// MinimumPacketSize: shorter packets are dropped by the protocol.
-	MinimumPacketSize() int
-	// ParseAddresses returns the addresses of a packet whose Data() starts
-	// at this protocol's header. ok is false for a packet too short or
-	// malformed to tell; it never panics.
-	ParseAddresses(b []byte) (src, dst netip.Addr, ok bool)
 	// NewEndpoint makes the protocol's endpoint for one NIC in the
 	// generation being built.
 	NewEndpoint(nic NetworkInterface) NetworkEndpoint
@@ -200,6 +205,54 @@ type NetworkEndpoint interface {
 	// Close releases the endpoint's resources; called when its
 	// generation stops.
 	Close()
+}
+
+// NUDDispatcher receives neighbor table events (the seed's contract). It may
+// be called concurrently with other tables' events and may block without
+// disturbing the stack: a table queues its events (bounded; overflow is
+// counted in neighbor.events_dropped) and delivers them, in order, from a
+// goroutine of its own, never from the packet path or a timer.
+// Entries are passed by value: the dispatcher may keep them.
+type NUDDispatcher interface {
+	// OnNeighborAdded: an entry was created in the NIC's table.
+	OnNeighborAdded(NICID, NeighborEntry)
+	// OnNeighborChanged: the entry's state or link address changed.
+	OnNeighborChanged(NICID, NeighborEntry)
+	// OnNeighborRemoved: the entry left the table.
+	OnNeighborRemoved(NICID, NeighborEntry)
+}
+
+// LinkAddressResolver is implemented by a network protocol that resolves
+// link addresses for another (network.arp for IPv4; NDP for IPv6). The
+// neighbor table of each NIC runs the NUD state machine (nud.go); the
+// resolver only speaks the protocol: it sends probes and feeds what it
+// hears to the table (NeighborTable.HandleProbe, HandleConfirmation).
+type LinkAddressResolver interface {
+	// ResolvesFor is the network protocol whose next hops it resolves.
+	ResolvesFor() NetworkProtocolNumber
+
+	// ResolveLinkAddress is called from the transmit path for a packet
+	// (NetProto == ResolvesFor(), OutNIC and NextHop set, Postrouting
+	// done) whose next hop has no usable entry in nic's table. It takes
+	// ownership of pkt and either addresses it itself (a broadcast or
+	// multicast next hop: Packet.SetRemoteLinkAddr, then Batch.Output),
+	// hands it to the state machine with NeighborTable.QueuePacket (which
+	// steals it into the entry's bounded queue, probes, and re-injects it
+	// once resolved), or drops it (Batch.Drop).
+	ResolveLinkAddress(b *Batch, nic NetworkInterface, pkt *Packet)
+
+	// LinkAddressRequest sends one probe for addr out of nic: a broadcast
+	// (or multicast) solicitation when remote is zero, one unicast to
+	// remote otherwise. The state machine calls it inside a batch, from
+	// the transmit path or from its timers; it must not block. It reports
+	// whether a probe left (false: e.g. no source address on nic).
+	LinkAddressRequest(b *Batch, nic NetworkInterface, addr netip.Addr, remote wire.MAC) bool
+
+	// NUDConfigurations are the state machine's parameters for this
+	// protocol's entries, read at every transition (a reload that changes
+	// them takes effect at the next one). Zero or invalid fields mean the
+	// defaults (DefaultNUDConfigurations).
+	NUDConfigurations() NUDConfigurations
 }
 
 // NetworkHeaderParams are the fields of a locally generated network header
@@ -239,7 +292,6 @@ const (
 // outside the generation so that sockets survive a reload.
 type TransportProtocol interface {
 	Number() TransportProtocolNumber
-	MinimumPacketSize() int
 	// ParsePorts reads the ports from a packet whose Data() starts at the
 	// transport header; ok is false when it is too short.
 	ParsePorts(b []byte) (src, dst uint16, ok bool)
@@ -282,7 +334,10 @@ type TransportEndpointID struct {
 	RemoteAddress netip.Addr
 }
 
-// TransportEndpoint is one socket of a transport protocol.
+// TransportEndpoint is one socket of a transport protocol. transport.udp's
+// sockets implement it now; transport.tcp (the next transport) implements it
+// for its listeners and connections, so it stays although the stack itself
+// does not call it yet: protocols demultiplex to their own endpoints.
 type TransportEndpoint interface {
 	// HandlePackets receives packets demultiplexed to this endpoint and
 	// takes ownership of them. It must not block: a full receive queue

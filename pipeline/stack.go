@@ -473,7 +473,9 @@ func (s *Stack) Reinject(at ResumePoint, pkts []*Packet) {
 }
 
 // DropStolen ends stolen packets that will not be re-injected, counting them
-// under reason.
+// under reason. Out-of-process filter plugins (upcoming) use it for their
+// failure policy: packets held at a plugin that died or timed out end here
+// when the policy is to drop them.
 func (s *Stack) DropStolen(reason *Counter, pkts ...*Packet) {
 	for _, p := range pkts {
 		if p != nil {

@@ -89,18 +89,6 @@ func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Prot
 // Number implements pipeline.NetworkProtocol.
 func (p *Protocol) Number() pipeline.NetworkProtocolNumber { return pipeline.IPv4ProtocolNumber }
 
-// MinimumPacketSize implements pipeline.NetworkProtocol.
-func (p *Protocol) MinimumPacketSize() int { return wire.IPv4MinimumSize }
-
-// ParseAddresses implements pipeline.NetworkProtocol.
-func (p *Protocol) ParseAddresses(b []byte) (src, dst netip.Addr, ok bool) {
-	h := wire.IPv4(b)
-	if h.Check() != nil {
-		return src, dst, false
-	}
-	return netip.AddrFrom4(h.Src()), netip.AddrFrom4(h.Dst()), true
-}
-
 // NewEndpoint implements pipeline.NetworkProtocol.
 func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEndpoint {
 	rp := p.cfg.rpDefault

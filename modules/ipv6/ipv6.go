@@ -126,18 +126,6 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 // Number implements pipeline.NetworkProtocol.
 func (p *Protocol) Number() pipeline.NetworkProtocolNumber { return pipeline.IPv6ProtocolNumber }
 
-// MinimumPacketSize implements pipeline.NetworkProtocol.
-func (p *Protocol) MinimumPacketSize() int { return wire.IPv6HeaderSize }
-
-// ParseAddresses implements pipeline.NetworkProtocol.
-func (p *Protocol) ParseAddresses(b []byte) (src, dst netip.Addr, ok bool) {
-	h := wire.IPv6(b)
-	if h.Check() != nil {
-		return src, dst, false
-	}
-	return netip.AddrFrom16(h.Src()), netip.AddrFrom16(h.Dst()), true
-}
-
 // NewEndpoint implements pipeline.NetworkProtocol. It attaches the link's
 // long-lived NDP state and brings it in line with this generation: new
 // configured addresses become tentative (DAD), the link-local address is

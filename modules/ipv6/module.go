@@ -180,7 +180,7 @@ type RAConfig struct {
 func (*Module) PipelineModule() pipeline.ModuleInfo {
 	return pipeline.ModuleInfo{
 		ID:      "network.ipv6",
-		Summary: "IPv6: extension headers, forwarding, fragmentation and reassembly, ICMPv6, NDP (resolution, DAD, RA, SLAAC)",
+		Summary: "IPv6: extension headers, forwarding, reassembly, fragmentation of local packets, ICMPv6, NDP (resolution, DAD, RA processing and SLAAC; RAs sent on configured links)",
 		New:     func() pipeline.Module { return new(Module) },
 	}
 }

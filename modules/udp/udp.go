@@ -37,9 +37,6 @@ type Protocol struct {
 // Number implements pipeline.TransportProtocol.
 func (p *Protocol) Number() pipeline.TransportProtocolNumber { return pipeline.UDPProtocolNumber }
 
-// MinimumPacketSize implements pipeline.TransportProtocol.
-func (p *Protocol) MinimumPacketSize() int { return wire.UDPHeaderSize }
-
 // ParsePorts implements pipeline.TransportProtocol.
 func (p *Protocol) ParsePorts(b []byte) (src, dst uint16, ok bool) {
 	if len(b) < wire.UDPHeaderSize {
