@@ -68,7 +68,7 @@ func (e *endpoint) echo(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.IPv6, m
 		b.Drop(pkt, c.icmpMulticastEcho)
 		return
 	}
-	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, echoReplyBit, false, src) {
+	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, echoReplyBit, src, destShift(b, src)) {
 		b.Drop(pkt, c.icmpRateLimited)
 		return
 	}
@@ -250,7 +250,7 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		c.noSource.Inc()
 		return
 	}
-	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, typ, typ == wire.ICMPv6PacketTooBig, src) {
+	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, typ, src, destShift(b, src)) {
 		c.icmpRateLimited.Inc()
 		return
 	}

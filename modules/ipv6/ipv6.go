@@ -111,9 +111,7 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 
 	p.ident.Store(randUint32())
 	p.limiter = ctx.Shared("network.ipv6/icmp-limiter", func() any {
-		return icmplimit.New(0, func(a [16]byte) uint32 {
-			return uint32(a[12])<<24 | uint32(a[13])<<16 | uint32(a[14])<<8 | uint32(a[15]) ^ uint32(a[7])<<8 ^ uint32(a[5])
-		})
+		return icmplimit.New(0, icmplimit.Hash16)
 	}).(*icmplimit.Limiter[[16]byte])
 	p.reasm = ctx.Shared("network.ipv6/reassembly", func() any {
 		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)
