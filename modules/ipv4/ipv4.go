@@ -57,7 +57,8 @@ type counters struct {
 	icmpSuppressed, icmpRateLimited                                 *pipeline.Counter
 	icmpUnreachOut, icmpTimeExceededOut, icmpParamProblemOut        *pipeline.Counter
 
-	reasm reasm.Counters
+	reasm  reasm.Counters
+	closed closedCounters
 }
 
 func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Protocol {
@@ -83,6 +84,7 @@ func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Prot
 	c.icmpUnreachOut, c.icmpTimeExceededOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_time_exceeded_out")
 	c.icmpParamProblemOut = cs.Get("icmp_param_problem_out")
 	c.reasm = reasm.NewCounters(cs)
+	c.closed = newClosedCounters(cs)
 	return p
 }
 
@@ -402,11 +404,9 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			delivered++
 		}
 	}
-	// Runs of one transport protocol go to it as a batch.
-	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) {
-		e.icmpError(b, q, wire.ICMPv4DstUnreachable, wire.ICMPv4ProtoUnreachable, 0)
-		b.Drop(q, c.unknownProto)
-	})
+	// Runs of one transport protocol go to it as a batch; a protocol
+	// without a transport is answered as a host does (closed.go).
+	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) { e.noTransport(b, q) })
 	c.delivered.Add(delivered)
 }
 
