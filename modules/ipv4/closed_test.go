@@ -111,13 +111,23 @@ func TestUDPPortUnreachableWithoutTransport(t *testing.T) {
 	}
 	pt.CheckIPv4(t, back[0], pt.SrcAddr("10.0.1.1"), pt.DstAddr("10.0.1.2"), pt.TTL(64),
 		pt.ICMP(wire.ICMPv4DstUnreachable, wire.ICMPv4PortUnreachable, pt.Quotes(p)))
+	// To the router's address on another link: the error comes from that
+	// address (as Linux; nmap calls a port unreachable from another
+	// address "filtered").
+	far := pt.UDP4("10.0.1.2", "10.0.2.1", 1000, 53, 64, []byte("query"))
+	inject(far)
+	if back = readA(); len(back) != 1 {
+		t.Fatalf("got %d packets back for the far address", len(back))
+	}
+	pt.CheckIPv4(t, back[0], pt.SrcAddr("10.0.2.1"), pt.DstAddr("10.0.1.2"),
+		pt.ICMP(wire.ICMPv4DstUnreachable, wire.ICMPv4PortUnreachable, pt.Quotes(far)))
 	bad := append([]byte(nil), p...)
 	bad[len(bad)-1] ^= 1
 	inject(bad)
 	if back = readA(); len(back) != 0 {
 		t.Fatalf("%d packets back for a corrupted datagram", len(back))
 	}
-	r.WantCounters(t, "ipv4", map[string]uint64{"udp_no_transport": 1, "transport_bad_checksum": 1, "icmp_dest_unreachable_out": 1})
+	r.WantCounters(t, "ipv4", map[string]uint64{"udp_no_transport": 2, "transport_bad_checksum": 1, "icmp_dest_unreachable_out": 2})
 }
 
 // With a transport for TCP configured, TCP goes to it: the network layer

@@ -549,7 +549,8 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 			return
 		}
 	}
-	// Source: the address of the NIC the error leaves through.
+	// Source: the address of the NIC the error leaves through (but see
+	// below).
 	r := b.Gen.Routes().Lookup4(src)
 	if r == nil {
 		c.icmpSuppressed.Inc()
@@ -566,6 +567,13 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 			c.noSource.Inc()
 			return
 		}
+	}
+	fromAddr := from.Addr().As4()
+	if _, _, local := b.Gen.IsLocal4(dst); local {
+		// About a packet to one of our addresses the error comes from
+		// that address (Linux icmp_send, RTCF_LOCAL): nmap takes port
+		// unreachable from another address for a filtered port.
+		fromAddr = dst
 	}
 	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, typ, code, src) {
 		c.icmpRateLimited.Inc()
@@ -590,7 +598,7 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 	case wire.ICMPv4ParamProblem:
 		c.icmpParamProblemOut.Inc()
 	}
-	e.send(b, msg, from.Addr().As4(), src, 0, c.icmpErrOut)
+	e.send(b, msg, fromAddr, src, 0, c.icmpErrOut)
 }
 
 // isICMPQuery reports whether an ICMP type is a query (echo, timestamp …),

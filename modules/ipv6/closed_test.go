@@ -92,11 +92,17 @@ func TestUDPPortUnreachableWithoutTransport6(t *testing.T) {
 		t.Fatalf("%d ICMPv6 messages back, want port unreachable", len(back))
 	}
 	checkICMP6(t, back[0], "2001:db8:1::1", "2001:db8:1::2", wire.ICMPv6DstUnreachable, wire.ICMPv6PortUnreachable)
+	// To the router's address on another link: the error comes from it.
+	a.InjectFrames([][]byte{udp6("2001:db8:1::2", "2001:db8:2::1", 1000, 53, 64, []byte("query"))})
+	if back = only(pt.Drain(a), wire.ProtocolICMPv6); len(back) != 1 {
+		t.Fatalf("%d ICMPv6 messages back for the far address", len(back))
+	}
+	checkICMP6(t, back[0], "2001:db8:2::1", "2001:db8:1::2", wire.ICMPv6DstUnreachable, wire.ICMPv6PortUnreachable)
 	// Another protocol still gets parameter problem.
 	a.InjectFrames([][]byte{ip6("2001:db8:1::2", "2001:db8:1::1", 132, 64, make([]byte, 12))})
 	if back = only(pt.Drain(a), wire.ProtocolICMPv6); len(back) != 1 {
 		t.Fatalf("%d ICMPv6 messages for SCTP", len(back))
 	}
 	checkICMP6(t, back[0], "2001:db8:1::1", "2001:db8:1::2", wire.ICMPv6ParamProblem, wire.ICMPv6UnrecognizedNextHeader)
-	r.WantCounters(t, "ipv6", map[string]uint64{"udp_no_transport": 1, "unknown_protocol": 1})
+	r.WantCounters(t, "ipv6", map[string]uint64{"udp_no_transport": 2, "unknown_protocol": 1})
 }
