@@ -3,8 +3,8 @@ package ipv4_test
 import (
 	"testing"
 
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // tcp4 builds an IPv4/TCP packet with valid checksums.

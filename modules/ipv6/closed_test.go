@@ -4,8 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // tcp6 builds an IPv6/TCP packet with a valid checksum.
