@@ -281,6 +281,22 @@ func TestICMPRateLimiterPerDestination(t *testing.T) {
 	if got := len(pt.Drain(l.a)); got != 6 {
 		t.Fatalf("%d errors to another destination, want its burst of 6", got)
 	}
+	// The destinations outlive a reload.
+	if err := l.r.Reload(`
+name: router
+modules: [{module: network.ipv4, default_ttl: 60}]
+links:
+  - {name: a, module: link.channel, mtu: 9000, addresses: [10.0.1.1/24]}
+  - {name: b, module: link.channel, mtu: 1400, addresses: [10.0.2.1/24]}
+  - {name: c, module: link.channel, addresses: [10.0.3.1/24]}
+forwarding: {ipv4: true}
+`); err != nil {
+		t.Fatal(err)
+	}
+	l.inject(l.a, ttl1Flood(50, "10.0.1.3")...)
+	if got := len(pt.Drain(l.a)); got != 0 {
+		t.Fatalf("%d errors after a reload, want 0: the destination was forgotten", got)
+	}
 	// Configurable, and echo replies are not limited per destination.
 	l = newLab(t, "{module: network.ipv4, icmp_ratelimit_ms: 100, icmp_ratelimit_burst: 2}")
 	l.inject(l.a, ttl1Flood(50, "10.0.1.2")...)
