@@ -37,11 +37,11 @@ func flood(l *Limiter[[4]byte], c *Config, start time.Time, d time.Duration, per
 func TestGlobalNeverAboveRate(t *testing.T) {
 	for _, jitter := range []int{0, 1, 10, 50} {
 		for seed := uint64(1); seed <= 5; seed++ {
-			c := &Config{Rate: 1000, Burst: 50, Jitter: jitter, Mask: 1 << bit}
+			c := &Config{Rate: 100, Burst: 50, Jitter: jitter, Mask: 1 << bit}
 			l := new4(seed)
-			got := flood(l, c, t0, 10*time.Second, 100, nil)
+			got := flood(l, c, t0, 10*time.Second, 10, nil) // 10,000/s
 			// Tokens that came in: the burst, then 9.999 s of refill.
-			hi := 50 + 1000*9.999
+			hi := 50 + 100*9.999
 			lo := hi - float64(jitter) - 2
 			if float64(got) > hi || float64(got) < lo {
 				t.Errorf("jitter %d seed %d: %d messages, want within [%g, %g]", jitter, seed, got, lo, hi)
@@ -89,7 +89,7 @@ func TestDestinationNeverAboveRate(t *testing.T) {
 	c := &Config{Mask: 1 << bit, DestInterval: time.Second, DestBurst: 6}
 	l := new4(1)
 	dst := [4]byte{192, 0, 2, 1}
-	if got := flood(l, c, t0, 10*time.Second, 100, &dst); got != 6+9 {
+	if got := flood(l, c, t0, 10*time.Second, 10, &dst); got != 6+9 {
 		t.Errorf("%d messages to one destination in 10 s at 1/s, burst 6: want 15", got)
 	}
 	// Another destination is not starved by it.
@@ -97,10 +97,6 @@ func TestDestinationNeverAboveRate(t *testing.T) {
 		t.Error("another destination was refused")
 	}
 	// destShift gives a destination 2^shift times the rate.
-	l = new4(1)
-	if got := flood(l, c, t0, 10*time.Second, 100, &dst); got != 15 {
-		t.Fatalf("%d", got)
-	}
 	l = new4(1)
 	got := 0
 	for ms := 0; ms < 10000; ms++ {
