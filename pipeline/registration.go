@@ -320,8 +320,9 @@ type TransportErrorHandler interface {
 
 // TransportDispatcher finds the transport protocol configured for a number
 // in the batch's generation; a *Batch implements it. nil means none is
-// configured, and the network layer answers as a host does (ICMP protocol
-// unreachable).
+// configured, and the network layer answers as a host without such a
+// socket does: a TCP reset for TCP, ICMP port unreachable for UDP, ICMP
+// protocol unreachable for any other protocol.
 type TransportDispatcher interface {
 	TransportProtocol(n TransportProtocolNumber) TransportProtocol
 }

@@ -57,7 +57,8 @@ type counters struct {
 	icmpSuppressed, icmpRateLimited                                 *pipeline.Counter
 	icmpUnreachOut, icmpTimeExceededOut, icmpParamProblemOut        *pipeline.Counter
 
-	reasm reasm.Counters
+	reasm  reasm.Counters
+	closed closedCounters
 }
 
 func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Protocol {
@@ -83,6 +84,7 @@ func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Prot
 	c.icmpUnreachOut, c.icmpTimeExceededOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_time_exceeded_out")
 	c.icmpParamProblemOut = cs.Get("icmp_param_problem_out")
 	c.reasm = reasm.NewCounters(cs)
+	c.closed = newClosedCounters(cs)
 	return p
 }
 
@@ -390,11 +392,9 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			delivered++
 		}
 	}
-	// Runs of one transport protocol go to it as a batch.
-	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) {
-		e.icmpError(b, q, wire.ICMPv4DstUnreachable, wire.ICMPv4ProtoUnreachable, 0)
-		b.Drop(q, c.unknownProto)
-	})
+	// Runs of one transport protocol go to it as a batch; a protocol
+	// without a transport is answered as a host does (closed.go).
+	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) { e.noTransport(b, q) })
 	c.delivered.Add(delivered)
 }
 
@@ -537,7 +537,8 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 			return
 		}
 	}
-	// Source: the address of the NIC the error leaves through.
+	// Source: the address of the NIC the error leaves through (but see
+	// below).
 	r := b.Gen.Routes().Lookup4(src)
 	if r == nil {
 		c.icmpSuppressed.Inc()
@@ -554,6 +555,13 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 			c.noSource.Inc()
 			return
 		}
+	}
+	fromAddr := from.Addr().As4()
+	if _, _, local := b.Gen.IsLocal4(dst); local {
+		// About a packet to one of our addresses the error comes from
+		// that address (Linux icmp_send, RTCF_LOCAL): nmap takes port
+		// unreachable from another address for a filtered port.
+		fromAddr = dst
 	}
 	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, typ, code, src) {
 		c.icmpRateLimited.Inc()
@@ -578,7 +586,7 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 	case wire.ICMPv4ParamProblem:
 		c.icmpParamProblemOut.Inc()
 	}
-	e.send(b, msg, from.Addr().As4(), src, 0, c.icmpErrOut)
+	e.send(b, msg, fromAddr, src, 0, c.icmpErrOut)
 }
 
 // isICMPQuery reports whether an ICMP type is a query (echo, timestamp …),

@@ -176,10 +176,14 @@ func TestFragmentationNeeded(t *testing.T) {
 	}
 }
 
+// A protocol no module handles gets protocol unreachable (UDP and TCP are
+// answered as closed ports: closed_test.go).
 func TestProtocolUnreachable(t *testing.T) {
 	_, inject, readA, _ := routerAlone(t, "")
-	p := pt.UDP4("10.0.1.2", "10.0.1.1", 1000, 2000, 64, []byte("to the router"))
-	inject(p) // no transport.udp configured: protocol unreachable
+	p := withHeader(pt.UDP4("10.0.1.2", "10.0.1.1", 1000, 2000, 64, []byte("to the router")), func(h wire.IPv4) {
+		h[9] = 132 // SCTP
+	})
+	inject(p)
 	back := readA()
 	if len(back) != 1 {
 		t.Fatalf("got %d packets back, want protocol unreachable", len(back))

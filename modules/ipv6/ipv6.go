@@ -73,6 +73,7 @@ type counters struct {
 	reasmIncompleteChain                             *pipeline.Counter
 	malformedHeaderIPv6Errs                          [16]*pipeline.Counter
 	malformedTooShort, malformedVersion, malformedPL *pipeline.Counter
+	closed                                           closedCounters
 }
 
 func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
@@ -106,14 +107,13 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	c.icmpTimeExcOut, c.icmpParamOut = cs.Get("icmp_time_exceeded_out"), cs.Get("icmp_param_problem_out")
 	c.icmpTooBigIn, c.pmtuUpdates = cs.Get("icmp_packet_too_big_in"), cs.Get("pmtu_updates")
 	c.reasm = reasm.NewCounters(cs)
+	c.closed = newClosedCounters(cs)
 	c.reasmIncompleteChain = cs.Get("reasm_incomplete_chain")
 	p.nc = newNDPCounters(ctx.Counters("ndp"))
 
 	p.ident.Store(randUint32())
 	p.limiter = ctx.Shared("network.ipv6/icmp-limiter", func() any {
-		return icmplimit.New(0, func(a [16]byte) uint32 {
-			return uint32(a[12])<<24 | uint32(a[13])<<16 | uint32(a[14])<<8 | uint32(a[15]) ^ uint32(a[7])<<8 ^ uint32(a[5])
-		})
+		return icmplimit.New(0, icmplimit.Hash16)
 	}).(*icmplimit.Limiter[[16]byte])
 	p.reasm = ctx.Shared("network.ipv6/reassembly", func() any {
 		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)
@@ -555,11 +555,9 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			pkt.SetTransportHeader()
 		}
 	}
-	// Runs of one transport protocol go to it as a batch.
-	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) {
-		e.icmpError(b, q, wire.ICMPv6ParamProblem, wire.ICMPv6UnrecognizedNextHeader, uint32(nextHeaderOffset(q.Data(), e.p.cfg.maxExt)), false)
-		b.Drop(q, c.unknownProto)
-	})
+	// Runs of one transport protocol go to it as a batch; a protocol
+	// without a transport is answered as a host does (closed.go).
+	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) { e.noTransport(b, q) })
 	c.delivered.Add(delivered)
 }
 
