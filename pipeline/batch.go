@@ -91,7 +91,7 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 			continue // filters see IP packets only (ARP passes)
 		}
 		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p}
-		if !ParseTuple(p, pc) {
+		if !ParseTuple(b, p, pc) {
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
 			continue

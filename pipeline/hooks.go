@@ -177,8 +177,12 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 }
 
 // ParseTuple fills a packet context's tuple from the packet's network header.
-// ok is false when the header is malformed.
-func ParseTuple(pkt *Packet, pc *PacketContext) bool {
+// ok is false when the header is malformed. The ports are read by the
+// transport protocol td configures for the packet's protocol (its
+// ParsePorts), so a transport module defines them for its protocol; for a
+// protocol td does not configure (a router forwards TCP without
+// transport.tcp), or with td nil, by wire.Ports. It does not allocate.
+func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 	nh := pkt.NetworkHeader()
 	switch pkt.NetProto {
 	case IPv4ProtocolNumber:
@@ -191,7 +195,7 @@ func ParseTuple(pkt *Packet, pc *PacketContext) bool {
 		pc.Tuple.Proto = TransportProtocolNumber(ip.Protocol())
 		pc.Fragment = ip.FragmentOffset() != 0
 		if !pc.Fragment {
-			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(pc.Tuple.Proto, ip.Payload())
+			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip.Payload())
 		}
 		return true
 	case IPv6ProtocolNumber:
@@ -211,7 +215,7 @@ func ParseTuple(pkt *Packet, pc *PacketContext) bool {
 		pc.Tuple.Proto = TransportProtocolNumber(x.Protocol)
 		pc.Fragment = x.Fragment && x.FragmentOffset != 0
 		if !pc.Fragment {
-			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(pc.Tuple.Proto, ip[x.ProtocolOffset:wire.IPv6HeaderSize+int(ip.PayloadLength())])
+			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[x.ProtocolOffset:wire.IPv6HeaderSize+int(ip.PayloadLength())])
 		}
 		return true
 	}
@@ -223,12 +227,18 @@ func ParseTuple(pkt *Packet, pc *PacketContext) bool {
 // it let through is malformed to a hook.
 const maxExtWalk = 64
 
-func ports(proto TransportProtocolNumber, b []byte) (uint16, uint16) {
-	switch proto {
-	case TCPProtocolNumber, UDPProtocolNumber:
-		if len(b) >= 4 {
-			return uint16(b[0])<<8 | uint16(b[1]), uint16(b[2])<<8 | uint16(b[3])
+// ports reads a transport header's ports (zero when it has none or is too
+// short): one implementation per protocol, the transport module's when the
+// pipeline configures one, else wire.Ports.
+func ports(td TransportDispatcher, proto TransportProtocolNumber, b []byte) (uint16, uint16) {
+	if td != nil {
+		if tp := td.TransportProtocol(proto); tp != nil {
+			if src, dst, ok := tp.ParsePorts(b); ok {
+				return src, dst
+			}
+			return 0, 0
 		}
 	}
-	return 0, 0
+	src, dst, _ := wire.Ports(uint8(proto), b)
+	return src, dst
 }

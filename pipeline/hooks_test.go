@@ -36,7 +36,7 @@ func udpContext(t *testing.T) *pipeline.PacketContext {
 	pkt.SetNetworkHeader()
 	pkt.NetProto = pipeline.IPv4ProtocolNumber
 	pc := &pipeline.PacketContext{Pkt: pkt}
-	if !pipeline.ParseTuple(pkt, pc) {
+	if !pipeline.ParseTuple(nil, pkt, pc) {
 		t.Fatal("not parsed")
 	}
 	return pc
@@ -172,5 +172,70 @@ func TestEvaluateReturn(t *testing.T) {
 		if got, want := strings.Join(log, " "), "b1 s1a s2a s1b b2 b3"; got != want {
 			t.Errorf("policy %v: went through %q, want %q", policy, got, want)
 		}
+	}
+}
+
+// fakeTransports configures one transport protocol whose ports are read
+// its own way.
+type fakeTransports struct{ tp pipeline.TransportProtocol }
+
+func (f fakeTransports) TransportProtocol(n pipeline.TransportProtocolNumber) pipeline.TransportProtocol {
+	if f.tp != nil && f.tp.Number() == n {
+		return f.tp
+	}
+	return nil
+}
+
+// swappedPorts is a transport whose "ports" are the header's first two
+// fields the other way round (so that the test tells whose ParsePorts ran).
+type swappedPorts struct {
+	num pipeline.TransportProtocolNumber
+}
+
+func (p swappedPorts) Number() pipeline.TransportProtocolNumber { return p.num }
+func (p swappedPorts) MinimumPacketSize() int                   { return 0 }
+func (p swappedPorts) ParsePorts(b []byte) (uint16, uint16, bool) {
+	if len(b) < 4 {
+		return 0, 0, false
+	}
+	return uint16(b[2])<<8 | uint16(b[3]), uint16(b[0])<<8 | uint16(b[1]), true
+}
+func (p swappedPorts) HandlePackets(*pipeline.Batch, []*pipeline.Packet) {}
+
+// ParseTuple reads the ports with the configured transport's ParsePorts, and
+// with wire.Ports for a protocol the pipeline has no transport for.
+func TestParseTuplePorts(t *testing.T) {
+	pkt := pipeline.DefaultPool.Get(64)
+	defer pkt.Release()
+	pkt.SetData(udp4Bytes())
+	pkt.SetNetworkHeader()
+	pkt.NetProto = pipeline.IPv4ProtocolNumber
+	for _, tc := range []struct {
+		name     string
+		td       pipeline.TransportDispatcher
+		src, dst uint16
+	}{
+		{"no dispatcher", nil, 1000, 2000},
+		{"no UDP transport", fakeTransports{swappedPorts{pipeline.TCPProtocolNumber}}, 1000, 2000},
+		{"UDP transport", fakeTransports{swappedPorts{pipeline.UDPProtocolNumber}}, 2000, 1000},
+	} {
+		var pc pipeline.PacketContext
+		if !pipeline.ParseTuple(tc.td, pkt, &pc) {
+			t.Fatalf("%s: not parsed", tc.name)
+		}
+		if pc.Tuple.SrcPort != tc.src || pc.Tuple.DstPort != tc.dst {
+			t.Errorf("%s: ports %d → %d, want %d → %d", tc.name, pc.Tuple.SrcPort, pc.Tuple.DstPort, tc.src, tc.dst)
+		}
+	}
+	// SCTP without a transport: wire.Ports knows its ports.
+	b := udp4Bytes()
+	b[9] = wire.ProtocolSCTP
+	wire.IPv4(b).SetChecksum(0)
+	wire.IPv4(b).SetChecksum(wire.IPv4(b).CalculateChecksum())
+	pkt.SetData(b)
+	pkt.SetNetworkHeader()
+	var pc pipeline.PacketContext
+	if !pipeline.ParseTuple(nil, pkt, &pc) || pc.Tuple.Proto != wire.ProtocolSCTP || pc.Tuple.DstPort != 2000 {
+		t.Errorf("SCTP tuple %+v", pc.Tuple)
 	}
 }
