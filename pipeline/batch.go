@@ -23,8 +23,8 @@ type Batch struct {
 	flushing []NICID
 	pc       PacketContext
 
-	segs []*Packet // software GSO output (gso.go), empty between transmits
-
+	segs  []*Packet // software GSO output (gso.go), empty between transmits
+	frags []*Packet // a queue with its fragments (transmit), empty between transmits
 }
 
 // TransportProtocol implements TransportDispatcher.
@@ -51,8 +51,12 @@ func (b *Batch) Drop(pkt *Packet, reason *Counter) {
 }
 
 // Output queues a packet for its NIC (pkt.OutNIC, with pkt.NextHop set). It
-// takes ownership. The queue runs the Postrouting hook, neighbor resolution
-// and the link's WritePackets when the batch finishes.
+// takes ownership. When the batch finishes, each NIC's queue goes through
+// the output path's stages in order (transmit): the Postrouting hook, which
+// sees whole datagrams; fragmentation of packets over the NIC's MTU (or
+// their PathMTU) by their network protocol (Fragmenter); neighbor
+// resolution; software GSO and checksums for a link that cannot do them;
+// the link's WritePackets.
 func (b *Batch) Output(pkt *Packet) {
 	id := pkt.OutNIC
 	if int(id) >= len(b.out) {
@@ -108,10 +112,120 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 	pc.Pkt = nil
 }
 
-// packet stages (Packet.stage bits) for re-injection.
+// Packet.stage bits: how far along the output path a packet already is, so
+// that a packet handed back to Batch.Output (re-injected, or released by
+// neighbor resolution) passes each later stage once and no earlier one
+// again. One meaning per bit; only the stack sets them (Reinject, transmit,
+// neighbor resolution) but for stageLinkAddrSet, which
+// Packet.SetRemoteLinkAddr sets too.
 const (
+	// stagePostDone: the Postrouting hook has run on the packet (or it was
+	// re-injected after it): transmit does not run it again.
 	stagePostDone uint8 = 1 << iota
+	// stageLinkAddrSet: RemoteLinkAddr is final (the sender set it, or
+	// resolution did): transmit does not resolve the packet.
+	stageLinkAddrSet
 )
+
+// resume continues stolen packets at point at (Stack.Reinject): the
+// receive points and the points after the hooks a network protocol runs go
+// to the protocol's endpoint (HookResumer) in runs of one NIC and protocol;
+// the points after the stack's own stages go to the output queues. The
+// stage bits are set to what the point means, whatever the packet carried.
+// Every slot of pkts is nil on return.
+func (b *Batch) resume(at ResumePoint, pkts []*Packet) {
+	switch at {
+	case ResumeAfterPostrouting, ResumeAfterResolution:
+		st := stagePostDone
+		if at == ResumeAfterResolution {
+			st |= stageLinkAddrSet
+		}
+		for i, p := range pkts {
+			if p != nil {
+				pkts[i] = nil
+				p.stage |= st
+				b.Output(p)
+			}
+		}
+		return
+	case ResumeReceive, ResumeAfterPrerouting, ResumeAfterInput, ResumeAfterForward, ResumeAfterOutput:
+	default:
+		for i, p := range pkts {
+			if p != nil {
+				pkts[i] = nil
+				b.Drop(p, b.stack.counterSet("stack").Get("reinject_unsupported"))
+			}
+		}
+		return
+	}
+	h, _ := at.Hook()
+	routed := at == ResumeAfterForward || at == ResumeAfterOutput
+	nicOf := func(p *Packet) NICID {
+		if routed {
+			return p.OutNIC // the stages after routing belong to the egress
+		}
+		return p.InNIC
+	}
+	for i := 0; i < len(pkts); {
+		p := pkts[i]
+		if p == nil {
+			i++
+			continue
+		}
+		nic, proto := nicOf(p), p.NetProto
+		j := i + 1
+		for j < len(pkts) && (pkts[j] == nil || nicOf(pkts[j]) == nic && pkts[j].NetProto == proto) {
+			j++
+		}
+		run := pkts[i:j]
+		for _, q := range run {
+			if q == nil {
+				continue
+			}
+			if routed {
+				q.stage &^= stagePostDone // the link address a sender set stays
+			} else {
+				q.stage = 0 // the receive path starts afresh
+			}
+		}
+		ng := b.Gen.nic(nic)
+		var hr HookResumer
+		if ng != nil {
+			hr, _ = ng.endpoint(proto).(HookResumer)
+		}
+		switch {
+		case ng == nil:
+			b.dropRun(run, b.Gen.noNIC)
+		case at == ResumeReceive:
+			b.stack.dispatch(b, ng, run)
+		case hr != nil:
+			hr.ResumeAfter(b, h, run)
+		case routed:
+			// A protocol without hooks of its own: what follows a routed
+			// stage is the output queue.
+			for k, q := range run {
+				if q != nil {
+					run[k] = nil
+					b.Output(q)
+				}
+			}
+		default:
+			b.dropRun(run, b.stack.counterSet("stack").Get("reinject_unsupported"))
+		}
+		clear(run)
+		i = j
+	}
+}
+
+// dropRun drops every packet of pkts under reason.
+func (b *Batch) dropRun(pkts []*Packet, reason *Counter) {
+	for i, p := range pkts {
+		if p != nil {
+			pkts[i] = nil
+			b.Drop(p, reason)
+		}
+	}
+}
 
 // finish flushes the output queues (repeatedly: resolving a neighbor may
 // queue a probe) and leaves the generation.
@@ -129,6 +243,10 @@ func (b *Batch) finish() {
 	}
 }
 
+// transmit sends one NIC's output queue through the output path (see
+// Output): Postrouting, fragmentation, resolution, software offloads, the
+// link. Linux orders them the same way (POSTROUTING, then ip_finish_output
+// fragments, then the neighbor layer).
 func (b *Batch) transmit(id NICID, q []*Packet) {
 	ng := b.Gen.nic(id)
 	if ng == nil {
@@ -142,6 +260,13 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 	}
 	if t := b.Gen.hooks[Postrouting]; t != nil {
 		b.runHook(t, Postrouting, q)
+	}
+	mtu := ng.mtu
+	for _, p := range q {
+		if p != nil && p.GSO.Type == GSONone && (p.Len() > mtu || p.PathMTU != 0 && p.Len() > int(p.PathMTU)) {
+			q = b.fragment(ng, q)
+			break
+		}
 	}
 	nic := ng.nic
 	if nic.caps&CapResolutionRequired != 0 {
@@ -161,18 +286,58 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		// finish them: segment and checksum in software (gso.go).
 		q, n, bytes = b.softwareOffload(ng, q)
 	}
-	if n == 0 {
-		return
+	if n > 0 {
+		sent := nic.link.WritePackets(q)
+		nic.Stats.TxPackets.Add(uint64(sent))
+		nic.Stats.TxBytes.Add(bytes)
+		if uint64(sent) < n {
+			nic.Stats.TxDropped.Add(n - uint64(sent))
+		}
 	}
-	sent := nic.link.WritePackets(q)
 	if soft {
 		b.clearSegs()
 	}
-	nic.Stats.TxPackets.Add(uint64(sent))
-	nic.Stats.TxBytes.Add(bytes)
-	if uint64(sent) < n {
-		nic.Stats.TxDropped.Add(n - uint64(sent))
+	if len(b.frags) > 0 {
+		clear(b.frags)
+		b.frags = b.frags[:0]
 	}
+}
+
+// fragment returns q with every packet larger than its limit (the NIC's
+// MTU, or the packet's PathMTU when smaller) replaced by the fragments its
+// network protocol cuts (Fragmenter of the protocol's endpoint on this
+// NIC), in order, in the batch's fragment scratch. It owns q's packets. A
+// fragment inherits the packet's stage bits (a multicast packet's link
+// address stays final). A packet of a protocol that cannot fragment is
+// dropped (stack counter output_too_big).
+func (b *Batch) fragment(ng *nicGen, q []*Packet) []*Packet {
+	out := b.frags[:0]
+	for i, p := range q {
+		if p == nil {
+			continue
+		}
+		q[i] = nil
+		lim := ng.mtu
+		if p.PathMTU != 0 && int(p.PathMTU) < lim {
+			lim = int(p.PathMTU)
+		}
+		if p.Len() <= lim || p.GSO.Type != GSONone {
+			out = append(out, p)
+			continue
+		}
+		f, ok := ng.endpoint(p.NetProto).(Fragmenter)
+		if !ok {
+			b.Drop(p, b.stack.counterSet("stack").Get("output_too_big"))
+			continue
+		}
+		st, start := p.stage, len(out)
+		out = f.Fragment(b, p, lim, out)
+		for _, fp := range out[start:] {
+			fp.stage = st
+		}
+	}
+	b.frags = out
+	return out
 }
 
 // resolve fills RemoteLinkAddr from the neighbor table (one lock-free
@@ -180,7 +345,9 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 // a STALE entry moves it to DELAY) or hands the packet to the resolver of
 // its protocol, which steals it until the neighbor answers (nud.go).
 // Packets whose sender set the link address (SetRemoteLinkAddr) are left
-// as they are.
+// as they are. A packet handed to the resolver is marked past Postrouting:
+// whether the resolver addresses it and outputs it again or the neighbor
+// table queues it, it does not pass the hook twice.
 func (b *Batch) resolve(ng *nicGen, q []*Packet) {
 	t := ng.nic.neigh
 	var lastHop = zeroAddr
@@ -201,6 +368,7 @@ func (b *Batch) resolve(ng *nicGen, q []*Packet) {
 			continue
 		}
 		q[i] = nil
+		p.stage |= stagePostDone // whether it comes back resolved or addressed by the resolver
 		if r := b.Gen.resolver(p.NetProto); r != nil {
 			r.ResolveLinkAddress(b, ng, p)
 			continue
