@@ -246,7 +246,11 @@ func (b *Batch) finish() {
 // transmit sends one NIC's output queue through the output path (see
 // Output): Postrouting, fragmentation, resolution, software offloads, the
 // link. Linux orders them the same way (POSTROUTING, then ip_finish_output
-// fragments, then the neighbor layer).
+// fragments, then the neighbor layer). The search for packets too big for
+// the link rides on the loops resolution and counting make anyway, so a
+// queue with none pays one comparison per packet: resolution passes over a
+// packet too big (and reports it); the queue is then fragmented and the
+// fragments resolved.
 func (b *Batch) transmit(id NICID, q []*Packet) {
 	ng := b.Gen.nic(id)
 	if ng == nil {
@@ -261,24 +265,32 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 	if t := b.Gen.hooks[Postrouting]; t != nil {
 		b.runHook(t, Postrouting, q)
 	}
-	mtu := ng.mtu
-	for _, p := range q {
-		if p != nil && p.GSO.Type == GSONone && (p.Len() > mtu || p.PathMTU != 0 && p.Len() > int(p.PathMTU)) {
-			q = b.fragment(ng, q)
-			break
-		}
-	}
 	nic := ng.nic
-	if nic.caps&CapResolutionRequired != 0 {
-		b.resolve(ng, q)
+	mtu := ng.mtu
+	resolving := nic.caps&CapResolutionRequired != 0
+	if resolving && b.resolve(ng, q, mtu) {
+		q = b.fragment(ng, q)
+		b.resolve(ng, q, mtu)
 	}
 	var n, bytes uint64
 	soft := false // a packet carries offload metadata
+	over := false // a packet too big (links without resolution)
 	for _, p := range q {
 		if p != nil {
 			n++
+			l := p.Len()
+			bytes += uint64(l)
+			gso := p.GSO.Type != GSONone
+			soft = soft || gso || p.GSO.NeedsCsum
+			over = over || !gso && (l > mtu || p.PathMTU != 0 && l > int(p.PathMTU))
+		}
+	}
+	if over && !resolving {
+		q = b.fragment(ng, q)
+		n, bytes = 0, 0
+		for _, p := range q {
+			n++
 			bytes += uint64(p.Len())
-			soft = soft || p.GSO.Type != GSONone || p.GSO.NeedsCsum
 		}
 	}
 	if soft = soft && nic.caps&(CapGSO|CapTXChecksumOffload) != CapGSO|CapTXChecksumOffload; soft {
@@ -303,6 +315,14 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 	}
 }
 
+// tooBig reports whether p must be fragmented to leave through a link of
+// MTU mtu: longer than it or than its own PathMTU, and not a GSO
+// super-packet (whose segments are what the link carries).
+func tooBig(p *Packet, mtu int) bool {
+	l := p.Len()
+	return (l > mtu || p.PathMTU != 0 && l > int(p.PathMTU)) && p.GSO.Type == GSONone
+}
+
 // fragment returns q with every packet larger than its limit (the NIC's
 // MTU, or the packet's PathMTU when smaller) replaced by the fragments its
 // network protocol cuts (Fragmenter of the protocol's endpoint on this
@@ -317,13 +337,13 @@ func (b *Batch) fragment(ng *nicGen, q []*Packet) []*Packet {
 			continue
 		}
 		q[i] = nil
+		if !tooBig(p, ng.mtu) {
+			out = append(out, p)
+			continue
+		}
 		lim := ng.mtu
 		if p.PathMTU != 0 && int(p.PathMTU) < lim {
 			lim = int(p.PathMTU)
-		}
-		if p.Len() <= lim || p.GSO.Type != GSONone {
-			out = append(out, p)
-			continue
 		}
 		f, ok := ng.endpoint(p.NetProto).(Fragmenter)
 		if !ok {
@@ -347,14 +367,23 @@ func (b *Batch) fragment(ng *nicGen, q []*Packet) []*Packet {
 // Packets whose sender set the link address (SetRemoteLinkAddr) are left
 // as they are. A packet handed to the resolver is marked past Postrouting:
 // whether the resolver addresses it and outputs it again or the neighbor
-// table queues it, it does not pass the hook twice.
-func (b *Batch) resolve(ng *nicGen, q []*Packet) {
+// table queues it, it does not pass the hook twice. A packet too big for
+// mtu is left alone too, for fragmentation first: resolve reports whether
+// there was one.
+func (b *Batch) resolve(ng *nicGen, q []*Packet, mtu int) (over bool) {
 	t := ng.nic.neigh
 	var lastHop = zeroAddr
 	var lastMAC [6]byte
 	have := false
 	for i, p := range q {
-		if p == nil || p.stage&stageLinkAddrSet != 0 {
+		if p == nil {
+			continue
+		}
+		if tooBig(p, mtu) {
+			over = true
+			continue
+		}
+		if p.stage&stageLinkAddrSet != 0 {
 			continue
 		}
 		if have && p.NextHop == lastHop {
@@ -375,4 +404,5 @@ func (b *Batch) resolve(ng *nicGen, q []*Packet) {
 		}
 		b.Drop(p, b.Gen.neighUnresolved)
 	}
+	return over
 }
