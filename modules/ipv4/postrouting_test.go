@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	_ "github.com/pipestack/pipestack/modules/arp"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 	pt "github.com/pipestack/pipestack/pipelinetest"
@@ -164,4 +165,61 @@ forwarding: {ipv4: true}
 		t.Fatalf("%d packets back on a", len(back))
 	}
 	pt.CheckIPv4(t, back[0], pt.ICMP(wire.ICMPv4DstUnreachable, wire.ICMPv4FragmentationNeeded, pt.NextHopMTU(1000)))
+}
+
+// Over an Ethernet link fragmentation comes before neighbor resolution:
+// a forwarded datagram too big for b waits for the neighbor as its
+// fragments and they leave, each addressed, once the reply comes; the
+// next datagram leaves in fragments at once. Postrouting sees each
+// datagram whole, once.
+func TestFragmentsResolvedOnEthernet(t *testing.T) {
+	spy := pt.NewHookSpy()
+	clock := pt.NewManualClock()
+	macRA, macRB, macA, macB := wire.MAC{2, 0, 0, 0, 0x0a, 1}, wire.MAC{2, 0, 0, 0, 0x0b, 1}, wire.MAC{2, 0, 0, 0, 0x0a, 2}, wire.MAC{2, 0, 0, 0, 0x0b, 2}
+	r := pt.NewNodeWith(t, "router", fmt.Sprintf(`
+name: router
+modules: [network.ipv4, network.arp]
+links:
+  - {name: a, module: link.channel, framing: ethernet, mac: %q, mtu: 9000, addresses: [10.0.1.1/24],
+     neighbors: [{ip: 10.0.1.2, mac: %q}]}
+  - {name: b, module: link.channel, framing: ethernet, mac: %q, mtu: 1400, addresses: [10.0.2.1/24]}
+forwarding: {ipv4: true}
+`, macRA, macA, macRB), pipeline.Options{Clock: clock}, spy.Install)
+	a, b := r.Link(t, "a"), r.Link(t, "b")
+	clock.Advance(0)
+	pt.Drain(a)
+	pt.Drain(b) // gratuitous announcements
+	orig := bigUDP("10.0.1.2", "10.0.2.2", 44, 4000)
+	a.InjectFrames([][]byte{pt.EthFrame(macRA, macA, wire.EtherTypeIPv4, orig)})
+	out := pt.Drain(b)
+	if len(out) != 1 || wire.Ethernet(out[0]).Type() != wire.EtherTypeARP {
+		t.Fatalf("%d frames on b, want one ARP request", len(out))
+	}
+	reply := make([]byte, wire.ARPSize)
+	wire.ARP(reply).Encode(&wire.ARPFields{Op: wire.ARPReply, SenderMAC: macB, SenderIP: addr4("10.0.2.2"), TargetMAC: macRB, TargetIP: addr4("10.0.2.1")})
+	b.InjectFrames([][]byte{pt.EthFrame(macRB, macB, wire.EtherTypeARP, reply)})
+	want := withHeader(orig, func(h wire.IPv4) { h.SetTTL(63) })
+	check := func() {
+		t.Helper()
+		frames := pt.Drain(b)
+		var ips [][]byte
+		for _, f := range frames {
+			e := wire.Ethernet(f)
+			if e.Dst() != macB || e.Src() != macRB || e.Type() != wire.EtherTypeIPv4 {
+				t.Fatalf("frame to %v from %v type %#x", e.Dst(), e.Src(), e.Type())
+			}
+			ips = append(ips, e.Payload())
+		}
+		if got := reassembled(t, ips, 1400); !bytes.Equal(got, want) {
+			t.Error("fragments rebuild another datagram")
+		}
+	}
+	check()
+	a.InjectFrames([][]byte{pt.EthFrame(macRA, macA, wire.EtherTypeIPv4, orig)})
+	check()
+	udp := func(s pt.Seen) bool { return s.Tuple.Proto == pipeline.UDPProtocolNumber }
+	if seen := spy.Seen(pipeline.Postrouting, udp); len(seen) != 2 || seen[0].Len != 4028 || seen[1].Len != 4028 {
+		t.Errorf("Postrouting saw %+v, want two whole datagrams", seen)
+	}
+	r.WantCounters(t, "ipv4", map[string]uint64{"forwarded": 2, "frag_ok": 2, "frag_created": 6})
 }
