@@ -76,8 +76,10 @@ type LinkAddressResolver interface {
 	ResolvesFor() NetworkProtocolNumber
 
 	// ResolveLinkAddress is called from the transmit path for a packet
-	// (NetProto == ResolvesFor(), OutNIC and NextHop set, Postrouting
-	// done) whose next hop has no usable entry in nic's table. It takes
+	// (NetProto == ResolvesFor(), OutNIC and NextHop set, Postrouting and
+	// fragmentation done: the packet is marked past Postrouting, so one
+	// it outputs again does not pass the hook twice) whose next hop has
+	// no usable entry in nic's table. It takes
 	// ownership of pkt and either addresses it itself (a broadcast or
 	// multicast next hop: Packet.SetRemoteLinkAddr, then Batch.Output),
 	// hands it to the state machine with NeighborTable.QueuePacket (which
