@@ -450,7 +450,10 @@ const (
 	// VerdictStolen: the target took ownership of the packet (see the
 	// stolen rule at the top of this file). It hands it back with
 	// Stack.Reinject(ResumeAfter(pc.Hook), …): the packet goes on as if
-	// the hook had accepted it, and no hook runs on it twice.
+	// the hook had accepted it, and no hook runs on it twice. (Resuming
+	// at the next rule instead, with a resume token of hook and position,
+	// runs the rest of the hook first and then the same continuation: see
+	// ResumePoint.)
 	VerdictStolen
 )
 
