@@ -111,8 +111,15 @@ type Packet struct {
 	RemoteLinkAddr wire.MAC
 	// GSO is the packet's offload metadata.
 	GSO GSO
+	// PathMTU, set by the network layer on a packet the stack originates,
+	// is the largest size it may leave with (the path MTU towards its
+	// destination: a route's MTU, an advertised one, one learnt from ICMP);
+	// 0 on forwarded packets. At transmit a packet larger than the lesser
+	// of it and the egress NIC's MTU is fragmented (see Fragmenter).
+	PathMTU uint16
 
-	// flags used by the stack (hook progress for re-injection).
+	// stage holds the stack's progress bits (batch.go): which stages of
+	// the output path a re-injected or resolved packet has passed.
 	stage uint8
 
 	pool *Pool
@@ -171,19 +178,15 @@ func (p *Packet) Truncate(n int) {
 	}
 }
 
-// stageLinkAddrSet (a Packet.stage bit, beside batch.go's) marks a packet
-// whose destination link address is final. It is the top bit so that new
-// stages added in batch.go do not collide with it.
-const stageLinkAddrSet uint8 = 1 << 7
-
 // SetRemoteLinkAddr sets the destination link address of a packet whose
-// sender knows it (an ARP message, a broadcast, a packet answering a frame
-// it just received): neighbor resolution leaves the packet alone, and so
-// does Postrouting, which only filters IP packets that were routed (such a
-// packet is either not IP or past Postrouting already).
+// sender knows it (an ARP message, a broadcast or multicast, a packet
+// answering a frame it just received): neighbor resolution leaves the
+// packet alone. Nothing else changes: an IP packet still passes the
+// Postrouting hook (and fragmentation) at transmit, as every packet leaving
+// through a NIC does.
 func (p *Packet) SetRemoteLinkAddr(mac wire.MAC) {
 	p.RemoteLinkAddr = mac
-	p.stage |= stageLinkAddrSet | stagePostDone
+	p.stage |= stageLinkAddrSet
 }
 
 // SetLinkHeader marks the current position as the start of the link header.
@@ -272,6 +275,7 @@ func (p *Packet) CopyMeta(q *Packet) {
 	p.PktType, p.CsumVerified = q.PktType, q.CsumVerified
 	p.Hash, p.Mark, p.ConnTrack = q.Hash, q.Mark, q.ConnTrack
 	p.NextHop, p.RemoteLinkAddr, p.GSO = q.NextHop, q.RemoteLinkAddr, q.GSO
+	p.PathMTU = q.PathMTU
 }
 
 // Clone returns a copy of the packet (bytes, header marks and metadata) in
