@@ -114,6 +114,8 @@ type Packet struct {
 
 	pool *Pool
 	next *Packet // free list / queue link
+
+	dbg debugState // ownership checks under -race (debug_race.go); empty otherwise
 }
 
 // Data returns the packet's bytes from the current position (the header
@@ -297,8 +299,14 @@ func (p *Packet) Clone() *Packet {
 }
 
 // Release returns the packet to its pool. The caller gives up the packet: it
-// must not touch it, nor any slice from it, afterwards.
+// must not touch it, nor any slice from it, afterwards. Releasing a packet
+// twice is a bug that corrupts whoever gets the buffer next; with the race
+// detector on (or the pipestack_debug tag) it panics, naming where the
+// packet was first released.
 func (p *Packet) Release() {
+	if debugChecks {
+		p.markReleased()
+	}
 	if p.pool != nil {
 		p.pool.put(p)
 	}

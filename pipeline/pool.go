@@ -128,6 +128,13 @@ func (pl *Pool) put(p *Packet) {
 // ReleaseBatch releases every non-nil packet of pkts and sets its slot to
 // nil, taking each pool's lock once per run of packets from that pool.
 func ReleaseBatch(pkts []*Packet) {
+	if debugChecks { // before any lock is taken: the check may panic
+		for _, p := range pkts {
+			if p != nil {
+				p.markReleased()
+			}
+		}
+	}
 	var pl *Pool
 	locked := false
 	for i, p := range pkts {
