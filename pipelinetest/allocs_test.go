@@ -14,11 +14,11 @@ import (
 
 var sink *[32]byte
 
-// TestCountMallocsExact: the counter sees every allocation, even a few
+// TestZeroAllocsCounterExact: the counter sees every allocation, even a few
 // small ones that fit in a P's cached span (which runtime/metrics does not
 // see until the cache is refilled): one 32-byte allocation per 64-packet
 // batch over 200 batches must count as at least 200.
-func TestCountMallocsExact(t *testing.T) {
+func TestZeroAllocsCounterExact(t *testing.T) {
 	const batches = 200
 	work := make([]byte, 64)
 	m := pt.CountMallocs(func() {
