@@ -124,6 +124,8 @@ type Packet struct {
 
 	pool *Pool
 	next *Packet // free list / queue link
+
+	dbg debugState // ownership checks under -race (debug_race.go); empty otherwise
 }
 
 // Data returns the packet's bytes from the current position (the header
@@ -304,9 +306,65 @@ func (p *Packet) Clone() *Packet {
 }
 
 // Release returns the packet to its pool. The caller gives up the packet: it
-// must not touch it, nor any slice from it, afterwards.
+// must not touch it, nor any slice from it, afterwards. Releasing a packet
+// twice is a bug that corrupts whoever gets the buffer next; with the race
+// detector on (or the pipestack_debug tag) it panics, naming where the
+// packet was first released.
 func (p *Packet) Release() {
+	if debugChecks {
+		p.markReleased()
+	}
 	if p.pool != nil {
 		p.pool.put(p)
 	}
+}
+
+// Compact takes ownership of p and returns it in the smallest buffer class
+// that holds its bytes: p itself when its buffer is small, when it has no
+// pool, or when its bytes need a large buffer; otherwise a copy in a small
+// buffer from p's pool — the bytes from its first header mark (or the
+// current position) to the end, the marks, the position and all metadata —
+// and p is released. A holder that keeps packets for long (a socket's
+// receive queue, reassembly) compacts them, so that what it holds costs
+// what it stores and not the buffer a link read it into: with offloads on,
+// a TUN reads every packet into a large (64 KiB) buffer. It allocates
+// nothing once the pool is warm; a small packet costs one compare.
+func (p *Packet) Compact() *Packet {
+	const small = SmallDataSize + DefaultHeadroom
+	if len(p.buf) <= small || p.pool == nil {
+		return p
+	}
+	start := p.head
+	for _, m := range [...]int{p.linkHdr, p.netHdr, p.transHdr} {
+		if m >= 0 && m < start {
+			start = m
+		}
+	}
+	n := p.tail - start
+	if n > small {
+		return p
+	}
+	// Keep the offsets where they are when they fit (the headroom stays
+	// what it was), else move the bytes to the end of the small buffer.
+	shift := 0
+	if p.tail > small {
+		shift = small - p.tail
+	}
+	q := p.pool.get(0)
+	buf, pool := q.buf, q.pool
+	*q = *p
+	q.buf, q.pool, q.next, q.dbg = buf, pool, nil, debugState{}
+	copy(q.buf[start+shift:], p.buf[start:p.tail])
+	q.head += shift
+	q.tail += shift
+	for _, m := range [...]*int{&q.linkHdr, &q.netHdr, &q.transHdr} {
+		switch {
+		case *m > p.tail: // a stale mark past the end: unset, as it reads
+			*m = -1
+		case *m >= 0:
+			*m += shift
+		}
+	}
+	p.Release()
+	return q
 }
