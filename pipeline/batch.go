@@ -144,7 +144,8 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		b.runHook(t, Postrouting, q)
 	}
 	nic := ng.nic
-	if nic.caps&CapResolutionRequired != 0 {
+	bl := nic.bound.Load() // the endpoint in use (nic.go)
+	if bl.caps&CapResolutionRequired != 0 {
 		b.resolve(ng, q)
 	}
 	var n, bytes uint64
@@ -156,7 +157,7 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 			soft = soft || p.GSO.Type != GSONone || p.GSO.NeedsCsum
 		}
 	}
-	if soft = soft && nic.caps&(CapGSO|CapTXChecksumOffload) != CapGSO|CapTXChecksumOffload; soft {
+	if soft = soft && bl.caps&(CapGSO|CapTXChecksumOffload) != CapGSO|CapTXChecksumOffload; soft {
 		// GSO super-packets or partial checksums for a link that cannot
 		// finish them: segment and checksum in software (gso.go).
 		q, n, bytes = b.softwareOffload(ng, q)
@@ -164,7 +165,7 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 	if n == 0 {
 		return
 	}
-	sent := nic.link.WritePackets(q)
+	sent := bl.ep.WritePackets(q)
 	if soft {
 		b.clearSegs()
 	}

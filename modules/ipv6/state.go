@@ -220,6 +220,15 @@ func (ls *linkState) configure(e *endpoint) {
 	// The link-local address.
 	if cfg.linkLocal {
 		ll := linkLocalAddress(e.nic, ls.reg.secret[:], cfg.secret)
+		// A link reopened with another MAC (or secret) gets the new
+		// address in place of the old one.
+		ls.addrs = slices.DeleteFunc(ls.addrs, func(s *addrState) bool {
+			if s.origin == originLinkLocal && s.prefix != ll {
+				nic.RemoveDynamicAddress(s.prefix.Addr())
+				return true
+			}
+			return false
+		})
 		if ls.find(ll.Addr()) == nil {
 			s := &addrState{prefix: ll, origin: originLinkLocal}
 			ls.startDADLocked(e, s, dad, now)
