@@ -269,7 +269,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 				id = s.lastNIC
 				s.nicIDs[lc.Name] = id
 			}
-			n = &NIC{id: id, name: lc.Name, key: key, mod: lc.ModuleID, stack: s}
+			n = &NIC{id: id, name: lc.Name, key: key, mod: lc.ModuleID, stack: s, state: LinkState{Up: true}}
 			n.bound.Store(&boundLink{ep: ep, caps: ep.Capabilities(), port: &nicPort{nic: n, ep: ep}})
 			// A link that left the stack and comes back under a name used
 			// before starts with an empty neighbor table.

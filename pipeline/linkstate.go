@@ -75,13 +75,12 @@ type linkRetry struct {
 	backoff time.Duration
 }
 
-// State returns the NIC's link state.
+// State returns the NIC's link state. Up changes once the routes and
+// neighbors are in line with it.
 func (n *NIC) State() LinkState {
 	n.stMu.Lock()
 	defer n.stMu.Unlock()
-	st := n.state
-	st.Up = !n.isDownLocked()
-	return st
+	return n.state
 }
 
 // Up reports whether the NIC's device is there.
@@ -132,21 +131,6 @@ func (s *Stack) kickLinks() {
 	}
 }
 
-// retryLinksNow makes every down link's next attempt due and runs a pass
-// (a reload of an unchanged file). Stack.mu must not be held.
-func (s *Stack) retryLinksNow() {
-	s.mu.Lock()
-	for _, n := range s.nics {
-		n.stMu.Lock()
-		if n.isDownLocked() {
-			n.retry.at = time.Time{}
-		}
-		n.stMu.Unlock()
-	}
-	s.mu.Unlock()
-	s.kickLinks()
-}
-
 // reconcileLinks is one pass of the link supervisor: it takes down the
 // NICs whose endpoint reported LinkDown, tries to reopen those whose retry
 // is due, republishes the routes and arms the retry timer.
@@ -159,12 +143,10 @@ func (s *Stack) reconcileLinks() {
 	}
 	g := s.gen.Load()
 	now := s.clock.Now()
-	changed := false
 	var next time.Time
 	for _, n := range s.nics {
 		if b := n.bound.Load(); b.port != nil && b.port.down.Load() {
 			s.takeDown(n, b, now)
-			changed = true
 		}
 		n.stMu.Lock()
 		down := n.isDownLocked()
@@ -172,7 +154,6 @@ func (s *Stack) reconcileLinks() {
 		n.stMu.Unlock()
 		if due && g != nil {
 			if s.reopen(g, n, now) {
-				changed = true
 				continue
 			}
 		}
@@ -183,9 +164,6 @@ func (s *Stack) reconcileLinks() {
 			}
 			n.stMu.Unlock()
 		}
-	}
-	if changed {
-		s.publishLinkRoutes(g)
 	}
 	s.armLinkTimerLocked(next, now)
 }
@@ -215,11 +193,12 @@ func (s *Stack) takeDown(n *NIC, b *boundLink, now time.Time) {
 	}
 	d := &downLink{nic: n, mtu: b.ep.MTU(), hdr: b.ep.MaxHeaderLength(), addr: b.ep.LinkAddress()}
 	n.bound.Store(&boundLink{ep: d, caps: b.caps})
+	s.publishLinkRoutes(s.gen.Load())
 	b.ep.Attach(nil)
+	n.neigh.flushDynamic()
 	if cerr := b.ep.Close(); cerr != nil {
 		s.log.Debug().Err(cerr).Str("link", n.name).Msg("close of the lost endpoint")
 	}
-	n.neigh.flushDynamic()
 	n.stMu.Lock()
 	n.state = LinkState{Since: now, Reason: err.Error(), Downs: n.state.Downs + 1}
 	n.retry = linkRetry{at: now.Add(linkRetryMin), backoff: linkRetryMin}
@@ -263,13 +242,16 @@ func (s *Stack) reopen(g *Generation, n *NIC, now time.Time) bool {
 		return false
 	}
 	attempts := n.state.Attempts
-	n.state = LinkState{Since: now, Downs: n.state.Downs}
-	n.retry = linkRetry{}
 	n.stMu.Unlock()
 	if ep.MTU() != ng.mtu && (ng.cfg.MTU == 0 || ep.MTU() < ng.cfg.MTU) {
 		s.log.Warn().Str("link", n.name).Int("mtu", ep.MTU()).Int("was", ng.mtu).Msg("the reopened device has another MTU; the next reload applies it")
 	}
 	n.bind(ep)
+	s.publishLinkRoutes(g)
+	n.stMu.Lock()
+	n.state = LinkState{Up: true, Since: now, Downs: n.state.Downs}
+	n.retry = linkRetry{}
+	n.stMu.Unlock()
 	s.log.Info().Str("link", n.name).Int("attempt", attempts).Msg("link up again: its routes are back")
 	return true
 }

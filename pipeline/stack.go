@@ -197,7 +197,7 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 		n.key, n.mod = ng.key, ng.cfg.ModuleID
 		n.stMu.Lock()
 		if old.port == nil { // it was down: a new key brought it back
-			n.state = LinkState{Since: s.clock.Now(), Downs: n.state.Downs}
+			n.state = LinkState{Up: true, Since: s.clock.Now(), Downs: n.state.Downs}
 			n.retry = linkRetry{}
 		}
 		n.stMu.Unlock()

@@ -34,6 +34,7 @@ type Endpoint struct {
 	ifindex     int
 	mac         wire.MAC
 	devMTU      int
+	mtuCap      atomic.Int64 // a reload's mtu (SetMTU); 0: mtu
 	mtu         int
 	vlen        int // virtio-net header length: 0 or vnetHdrLen
 	auxdata     bool
@@ -364,7 +365,25 @@ func (e *Endpoint) joinFanout(q *queue) error {
 
 // MTU implements pipeline.LinkEndpoint: the device's MTU, capped by the
 // stack's mtu.
-func (e *Endpoint) MTU() int { return e.mtu }
+func (e *Endpoint) MTU() int {
+	if m := e.mtuCap.Load(); m != 0 {
+		return int(m)
+	}
+	return e.mtu
+}
+
+// SetMTU implements pipeline.LinkMTUSetter for a reload that changes the
+// link's mtu: the cap moves (up to the device's MTU as it was at open).
+// The device itself is left alone, as at open: it is the kernel's (and
+// the other side's) as much as the router's.
+func (e *Endpoint) SetMTU(mtu int) error {
+	if mtu > e.devMTU {
+		e.mtuCap.Store(int64(e.devMTU))
+		return fmt.Errorf("mtu %d is above device %s's %d; link.afpacket does not change the device", mtu, e.o.Device, e.devMTU)
+	}
+	e.mtuCap.Store(int64(mtu))
+	return nil
+}
 
 // MaxHeaderLength implements pipeline.LinkEndpoint: Ethernet, plus the
 // virtio-net header with vnet_hdr.
@@ -555,6 +574,13 @@ func (q *queue) fail(err error) bool {
 			what = "read failed"
 		}
 		e.o.Logger.Error().Err(err).Str("link", e.o.Name).Str("device", e.o.Device).Msg(what + "; the link stops receiving")
+		// Tell the stack, which closes this endpoint and reopens the link
+		// when a device of this name is back (LinkStateDispatcher).
+		if h := e.disp.Load(); h != nil {
+			if ld, ok := h.d.(pipeline.LinkStateDispatcher); ok {
+				ld.LinkDown(fmt.Errorf("%s %s: %w", what, e.o.Device, err))
+			}
+		}
 	}
 	return false
 }
@@ -729,7 +755,10 @@ func (e *Endpoint) closeFDs() {
 	}
 }
 
-var _ pipeline.LinkEndpoint = (*Endpoint)(nil)
+var (
+	_ pipeline.LinkEndpoint  = (*Endpoint)(nil)
+	_ pipeline.LinkMTUSetter = (*Endpoint)(nil)
+)
 
 // LinkCounters implements pipeline.LinkCounterReader: the socket-level
 // counters, shown by pipectl stats.

@@ -43,6 +43,10 @@ type Endpoint struct {
 
 	disp      atomic.Pointer[dispatcher]
 	closed    atomic.Bool
+	removed   atomic.Bool // the device went away (reported once: gone)
+	mtuMu     sync.Mutex  // serialises SetMTU
+	mtuNow    atomic.Int64
+	netns     string
 	closeOnce sync.Once
 	closeErr  error
 
@@ -76,7 +80,7 @@ func open(o options) (_ *Endpoint, err error) {
 	if o.pool == nil {
 		o.pool = pipeline.DefaultPool
 	}
-	e := &Endpoint{name: o.name, device: o.device, vnet: o.offload, batch: o.batch, pool: o.pool, wakeFD: -1}
+	e := &Endpoint{name: o.name, device: o.device, netns: o.netns, vnet: o.offload, batch: o.batch, pool: o.pool, wakeFD: -1}
 	if o.ctx != nil {
 		e.log = o.ctx.Logger
 		cs := o.ctx.Counters("tun " + o.name)
@@ -286,7 +290,12 @@ func inNetns(ns string, fn func() error) error {
 }
 
 // MTU implements pipeline.LinkEndpoint: the device's MTU when opened.
-func (e *Endpoint) MTU() int { return e.mtu }
+func (e *Endpoint) MTU() int {
+	if m := e.mtuNow.Load(); m != 0 {
+		return int(m)
+	}
+	return e.mtu
+}
 
 // MaxHeaderLength implements pipeline.LinkEndpoint: the virtio-net header
 // goes out from the writer's own buffer, not the packet's headroom.
@@ -352,7 +361,7 @@ func (q *queue) readLoop() {
 				if err != unix.EAGAIN {
 					errs++
 					if err == unix.EBADFD || err == unix.EBADF || err == unix.EIO {
-						e.log.Error().Err(err).Str("device", e.device).Msg("tun read; the queue stops")
+						e.gone(err)
 						stop = true
 					}
 				}
@@ -435,7 +444,7 @@ func (q *queue) readLoop() {
 				continue
 			}
 			if err != nil {
-				e.log.Error().Err(err).Msg("tun poll; the queue stops")
+				e.gone(err)
 				return
 			}
 			break
@@ -444,10 +453,57 @@ func (q *queue) readLoop() {
 			return
 		}
 		if pfd[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 && pfd[0].Revents&unix.POLLIN == 0 {
-			e.log.Error().Int16("revents", pfd[0].Revents).Str("device", e.device).Msg("tun device gone; the queue stops")
+			e.gone(fmt.Errorf("poll revents %#x", pfd[0].Revents))
 			return
 		}
 	}
+}
+
+// gone reports, once per endpoint (not once per queue), that the device
+// went away: logged, and told to the stack (LinkStateDispatcher.LinkDown),
+// which closes this endpoint and reopens the link when the device is back.
+// The queues' readers stop; writes keep failing and being counted.
+func (e *Endpoint) gone(err error) {
+	if e.closed.Load() || !e.removed.CompareAndSwap(false, true) {
+		return
+	}
+	e.log.Error().Err(err).Str("device", e.device).Msg("tun device gone; the link stops")
+	if d := e.disp.Load(); d != nil {
+		if ld, ok := d.d.(pipeline.LinkStateDispatcher); ok {
+			ld.LinkDown(fmt.Errorf("tun %s: %w", e.device, err))
+		}
+	}
+}
+
+// SetMTU implements pipeline.LinkMTUSetter: it sets the device's MTU
+// (SIOCSIFMTU, in the device's namespace).
+func (e *Endpoint) SetMTU(mtu int) error {
+	e.mtuMu.Lock()
+	defer e.mtuMu.Unlock()
+	if mtu > e.bufSize {
+		return fmt.Errorf("mtu %d exceeds the read buffers of %d bytes made at open (offload off): change it with a reopen", mtu, e.bufSize)
+	}
+	err := inNetns(e.netns, func() error {
+		ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(ctl)
+		ifr, err := unix.NewIfreq(e.device)
+		if err != nil {
+			return err
+		}
+		ifr.SetUint32(uint32(mtu))
+		if err := unix.IoctlIfreq(ctl, unix.SIOCSIFMTU, ifr); err != nil {
+			return fmt.Errorf("set mtu %d on %s: %w", mtu, e.device, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.mtuNow.Store(int64(mtu))
+	return nil
 }
 
 // prepare makes p's whole buffer from the virtio-net header's place on
@@ -674,5 +730,6 @@ func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
 
 var (
 	_ pipeline.LinkEndpoint      = (*Endpoint)(nil)
+	_ pipeline.LinkMTUSetter     = (*Endpoint)(nil)
 	_ pipeline.LinkCounterReader = (*Endpoint)(nil)
 )
