@@ -247,6 +247,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		where := lc.ModuleID + " (link " + lc.Name + ")"
 		key := lc.ModuleID + "|" + lc.Module.LinkKey()
 		n := s.nics[lc.Name]
+		handedOver := n != nil && n.key == key
 		var ep LinkEndpoint // opened by this build
 		if n == nil || n.key != key {
 			ctx := s.moduleContext(cfg, lc.ModuleID, lc.Name, lc.Line)
@@ -287,7 +288,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			cur = ep
 		}
 		ng.mtu = cur.MTU()
-		if lc.MTU > 0 && lc.MTU != ng.mtu && ep == nil {
+		if lc.MTU > 0 && lc.MTU != ng.mtu && handedOver {
 			if _, ok := cur.(LinkMTUSetter); ok {
 				ng.mtu = lc.MTU // Apply sets the device's MTU (setMTUs)
 			}

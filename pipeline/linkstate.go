@@ -122,6 +122,9 @@ func (d *downLink) WritePackets(pkts []*Packet) int {
 // goroutine per link event, never per packet); kicks during a pass start
 // one more.
 func (s *Stack) kickLinks() {
+	if s.closing.Load() {
+		return
+	}
 	if s.linkKick.CompareAndSwap(false, true) {
 		s.linkWG.Add(1)
 		go func() {

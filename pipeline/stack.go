@@ -54,6 +54,7 @@ type Stack struct {
 
 	// Link supervisor (linkstate.go).
 	linkKick  atomic.Bool
+	closing   atomic.Bool // Close began: no more supervisor passes
 	linkWG    sync.WaitGroup
 	linkTimer Timer // guarded by mu
 
@@ -299,6 +300,7 @@ func (s *Stack) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.closing.Store(true)
 	if s.linkTimer != nil {
 		s.linkTimer.Stop()
 	}

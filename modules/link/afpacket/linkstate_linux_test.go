@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +132,31 @@ func TestAFPacketReopenAndLinkDown(t *testing.T) {
 	}
 	if st := nic.State(); st.Downs != 1 {
 		t.Errorf("downs %d", st.Downs)
+	}
+}
+
+// A reload that changes only mtu moves the stack's cap, never above the
+// device's MTU, and leaves the device and the open sockets alone.
+func TestAFPacketReloadMTU(t *testing.T) {
+	ns := coVeth(t)
+	cfg := func(mtu string) string {
+		return strings.Replace(afConfig(ns, ModeMmsg), "mode: mmsg,", "mode: mmsg, mtu: "+mtu+",", 1)
+	}
+	n := pipelinetest.NewNode(t, "co", cfg("9000"), pipeline.Options{})
+	old, _ := n.Stack.Link("lan")
+	for _, c := range []struct{ mtu, want string }{{"9000", "1500"}, {"1400", "1400"}, {"1480", "1480"}, {"9000", "1500"}} {
+		if err := n.Reload(cfg(c.mtu)); err != nil {
+			t.Fatal(err)
+		}
+		if l, _ := n.Stack.Link("lan"); l != old {
+			t.Fatal("an mtu change reopened the link")
+		}
+		ni, _ := n.Stack.Generation().NICByName("lan")
+		if got := strconv.Itoa(ni.MTU()); got != c.want {
+			t.Errorf("mtu %s: stack mtu %s, want %s", c.mtu, got, c.want)
+		}
+		if out := run(t, "ip", "-n", ns, "link", "show", "va"); !strings.Contains(out, "mtu 1500 ") {
+			t.Errorf("the device's MTU changed:\n%s", out)
+		}
 	}
 }
