@@ -58,6 +58,8 @@ type Endpoint struct {
 	statsMu     sync.Mutex
 	kernelDrops uint64
 	removed     atomic.Bool
+	nsPath      string // the netns file, and its identity at open (nsfs dev, inode)
+	nsID        [2]uint64
 	linkDown    atomic.Bool
 
 	// Receive counters.
@@ -154,6 +156,18 @@ func New(o Options) (*Endpoint, error) {
 	e.mtu = ifi.MTU
 	if o.MTU > 0 && o.MTU < e.mtu {
 		e.mtu = o.MTU
+	}
+	if o.Netns != "" {
+		e.nsPath = o.Netns
+		if !strings.Contains(o.Netns, "/") {
+			e.nsPath = "/var/run/netns/" + o.Netns
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(e.nsPath, &st); err != nil {
+			e.closeFDs()
+			return nil, fmt.Errorf("netns %s: %w", o.Netns, err)
+		}
+		e.nsID = [2]uint64{uint64(st.Dev), st.Ino}
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -515,6 +529,8 @@ func (q *queue) wait() bool {
 		timeout := -1
 		if q.e.linkDown.Load() {
 			timeout = 200
+		} else if q.e.nsPath != "" {
+			timeout = 1000 // an idle socket looks whether its namespace is still there
 		}
 		n, err := unix.Poll(fds[:], timeout)
 		if err == unix.EINTR {
@@ -526,6 +542,9 @@ func (q *queue) wait() bool {
 		if n == 0 {
 			if !q.bound() {
 				return q.fail(unix.ENODEV)
+			}
+			if err := q.e.netnsGone(); err != nil {
+				return q.fail(err)
 			}
 			continue
 		}
@@ -570,7 +589,10 @@ func (q *queue) fail(err error) bool {
 	}
 	if e.removed.CompareAndSwap(false, true) {
 		what := "device removed"
-		if err != unix.ENODEV && err != unix.ENXIO {
+		switch {
+		case errors.Is(err, errNetnsGone):
+			what = "namespace gone"
+		case err != unix.ENODEV && err != unix.ENXIO:
 			what = "read failed"
 		}
 		e.o.Logger.Error().Err(err).Str("link", e.o.Name).Str("device", e.o.Device).Msg(what + "; the link stops receiving")
@@ -583,6 +605,23 @@ func (q *queue) fail(err error) bool {
 		}
 	}
 	return false
+}
+
+var errNetnsGone = errors.New("namespace gone")
+
+// netnsGone reports the namespace of the device removed (or replaced by
+// another of that name) while the sockets, made in it, keep it and the
+// device alive where nothing else reaches them: the link reports it gone
+// and the stack reopens it in the namespace that now has the name.
+func (e *Endpoint) netnsGone() error {
+	var st unix.Stat_t
+	if err := unix.Stat(e.nsPath, &st); err != nil {
+		return fmt.Errorf("%w: %s removed under the open sockets (%v)", errNetnsGone, e.o.Netns, err)
+	}
+	if [2]uint64{uint64(st.Dev), st.Ino} != e.nsID {
+		return fmt.Errorf("%w: %s replaced by another namespace of that name", errNetnsGone, e.o.Netns)
+	}
+	return nil
 }
 
 // bound reports whether the socket is still bound to the device (the

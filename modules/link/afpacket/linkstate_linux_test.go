@@ -37,9 +37,11 @@ func coVeth(t *testing.T) string {
 
 func addVeth(t *testing.T, ns string) {
 	t.Helper()
-	run(t, "ip", "-n", ns, "link", "add", "va", "type", "veth", "peer", "name", "vb")
-	run(t, "ip", "-n", ns, "link", "set", "va", "address", "02:00:00:00:00:0a", "up")
-	run(t, "ip", "-n", ns, "link", "set", "vb", "address", "02:00:00:00:00:0b", "up")
+	// The MACs are given at creation: the stack may open va at any moment
+	// once it exists, and reads its MAC then.
+	run(t, "ip", "-n", ns, "link", "add", "va", "address", "02:00:00:00:00:0a", "type", "veth", "peer", "name", "vb", "address", "02:00:00:00:00:0b")
+	run(t, "ip", "-n", ns, "link", "set", "va", "up")
+	run(t, "ip", "-n", ns, "link", "set", "vb", "up")
 	run(t, "ip", "-n", ns, "addr", "add", "10.79.0.2/24", "dev", "vb")
 }
 
@@ -52,11 +54,21 @@ links:
 `
 }
 
+// pingNS pings dst from ns until two echoes in a row come back (a veth
+// just made may lose the first ones while its carrier comes up), at most
+// 10 s.
 func pingNS(t *testing.T, ns, dst string) {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "2 received") {
-		t.Fatalf("ping %s: %v\n%s", dst, err, out)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst).CombinedOutput()
+		if err == nil && strings.Contains(string(out), "2 received") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ping %s: %v\n%s", dst, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -159,4 +171,23 @@ func TestAFPacketReloadMTU(t *testing.T) {
 			t.Errorf("the device's MTU changed:\n%s", out)
 		}
 	}
+}
+
+// The namespace of the device is deleted while the link's sockets (made
+// in it) keep it and the veth alive, then made again with a veth of that
+// name: the link notices, goes down and comes back in the new namespace.
+func TestAFPacketNamespaceReplaced(t *testing.T) {
+	ns := coVeth(t)
+	n := pipelinetest.NewNode(t, "co", afConfig(ns, ModeMmsg), pipeline.Options{})
+	nic, _ := n.Stack.NIC("lan")
+	run(t, "ip", "netns", "del", ns)
+	pipelinetest.Eventually(t, 10*time.Second, func() bool { return !nic.State().Up }, "the link did not notice its namespace went")
+	if st := nic.State(); !strings.Contains(st.Reason, "namespace gone") {
+		t.Errorf("down reason %q", st.Reason)
+	}
+	run(t, "ip", "netns", "add", ns)
+	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	addVeth(t, ns)
+	pipelinetest.Eventually(t, 15*time.Second, func() bool { return nic.State().Up }, "link not back: %+v", nic.State())
+	pingNS(t, ns, "10.79.0.1")
 }

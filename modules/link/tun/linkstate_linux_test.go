@@ -35,13 +35,21 @@ links:
 `
 }
 
+// pingFrom pings dst from ns until two echoes in a row come back (at most
+// 10 s: a device just made may lose the first ones).
 func pingFrom(t *testing.T, ns, dst string) error {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "2 received") {
-		return &pingError{string(out)}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst).CombinedOutput()
+		if err == nil && strings.Contains(string(out), "2 received") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &pingError{string(out)}
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return nil
 }
 
 type pingError struct{ out string }
@@ -166,4 +174,25 @@ func TestTUNReloadMTU(t *testing.T) {
 	}
 }
 
-
+// The device's namespace is deleted while the link holds the device (the
+// link's sockets keep that namespace, and so the device, alive: nothing
+// else can reach them), then a namespace of that name is made again, as
+// `lab.sh down` and `up` do under a running router: the link notices, goes
+// down, and comes back in the new namespace without a reload.
+func TestTUNNamespaceReplaced(t *testing.T) {
+	needRoot(t)
+	ns, dev := coNetns(t)
+	n := pipelinetest.NewNode(t, "co", stackConfig(ns, dev, ""), pipeline.Options{})
+	nic, _ := n.Stack.NIC("lan")
+	ip(t, "netns", "del", ns)
+	pipelinetest.Eventually(t, 10*time.Second, func() bool { return !nic.State().Up }, "the link did not notice its namespace went")
+	if st := nic.State(); !strings.Contains(st.Reason, "namespace "+ns+" removed") {
+		t.Errorf("down reason %q", st.Reason)
+	}
+	ip(t, "netns", "add", ns)
+	pipelinetest.Eventually(t, 15*time.Second, func() bool { return nic.State().Up }, "link not back: %+v", nic.State())
+	ip(t, "-n", ns, "addr", "add", "10.78.0.2/24", "dev", dev)
+	if err := pingFrom(t, ns, "10.78.0.1"); err != nil {
+		t.Fatalf("in the new namespace: %v", err)
+	}
+}

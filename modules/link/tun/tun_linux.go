@@ -47,6 +47,8 @@ type Endpoint struct {
 	mtuMu     sync.Mutex  // serialises SetMTU
 	mtuNow    atomic.Int64
 	netns     string
+	nsPath    string // netns's file, and its identity at open (nsfs dev, inode)
+	nsID      [2]uint64
 	closeOnce sync.Once
 	closeErr  error
 
@@ -189,6 +191,17 @@ func open(o options) (_ *Endpoint, err error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if o.netns != "" {
+		e.nsPath = o.netns
+		if e.nsPath[0] != '/' {
+			e.nsPath = "/run/netns/" + o.netns
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(e.nsPath, &st); err != nil {
+			return nil, fmt.Errorf("netns %s: %w", o.netns, err)
+		}
+		e.nsID = [2]uint64{uint64(st.Dev), st.Ino}
 	}
 	e.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -437,15 +450,28 @@ func (q *queue) readLoop() {
 		if n == len(pkts) {
 			continue // a full batch: the device may hold more
 		}
+		// In another namespace, an idle queue looks once a second whether
+		// that namespace is still the one of the name (netnsGone).
+		timeout := -1
+		if e.nsPath != "" {
+			timeout = 1000
+		}
 		for {
 			pfd[0].Revents, pfd[1].Revents = 0, 0
-			_, err := unix.Poll(pfd, -1)
+			k, err := unix.Poll(pfd, timeout)
 			if err == unix.EINTR {
 				continue
 			}
 			if err != nil {
 				e.gone(err)
 				return
+			}
+			if k == 0 {
+				if err := e.netnsGone(); err != nil {
+					e.gone(err)
+					return
+				}
+				continue
 			}
 			break
 		}
@@ -473,6 +499,23 @@ func (e *Endpoint) gone(err error) {
 			ld.LinkDown(fmt.Errorf("tun %s: %w", e.device, err))
 		}
 	}
+}
+
+// netnsGone reports a namespace removed (or replaced by another of the
+// same name) under the open device. The device then lives on only because
+// the link's own sockets, made in that namespace, keep it alive: nothing
+// can reach it any more, so the link reports it gone, and once the stack
+// has closed it the old namespace ends and the link is reopened in the
+// namespace that now has the name.
+func (e *Endpoint) netnsGone() error {
+	var st unix.Stat_t
+	if err := unix.Stat(e.nsPath, &st); err != nil {
+		return fmt.Errorf("namespace %s removed under the open device: %w", e.netns, err)
+	}
+	if [2]uint64{uint64(st.Dev), st.Ino} != e.nsID {
+		return fmt.Errorf("namespace %s replaced by another of that name under the open device", e.netns)
+	}
+	return nil
 }
 
 // SetMTU implements pipeline.LinkMTUSetter: it sets the device's MTU
