@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/modules/ipv6"
+	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 	pt "github.com/pipestack/pipestack/pipelinetest"
@@ -116,5 +117,51 @@ links:
 	}
 	if strings.Contains(strings.Join(addrs(), " "), "tentative") {
 		t.Errorf("an address went tentative: %v", addrs())
+	}
+}
+
+// While a link's device is gone the routes Router Advertisements taught it
+// are withdrawn with the others (the host has no route to the far side any
+// more); its addresses stay; when the device is back the learnt routes
+// return with it.
+func TestLinkDownWithdrawsLearntRoutes(t *testing.T) {
+	dev := pt.UniqueName(t)
+	clock := pt.NewManualClock()
+	opts := pipeline.Options{Clock: clock}
+	r := pt.NewNode(t, "router", raRouterYAML, opts)
+	h := pt.NewNode(t, "host", `
+name: host
+modules: [network.ipv6]
+links:
+  - {name: eth0, module: link.channel, framing: ethernet, mac: "`+macA+`", device: `+dev+`}
+`, opts)
+	pt.Connect(t, h, "eth0", r, "lan")
+	settle(clock, 8*time.Second)
+	far := mustAddr("2001:db8:2::1")
+	pt.Eventually(t, 5*time.Second, func() bool { _, ok := h.Stack.Route(far); return ok }, "no learnt route (%s)", h.DumpCounters())
+	learnt := h.Stack.DynamicRoutes()
+	nic, _ := h.Stack.NIC("eth0")
+	addrs := len(nic.DynamicAddresses())
+
+	channel.RemoveDevice(dev)
+	defer channel.RestoreDevice(dev)
+	pt.Eventually(t, 5*time.Second, func() bool { return !nic.State().Up }, "link still up")
+	if rt, ok := h.Stack.Route(far); ok {
+		t.Errorf("learnt route kept while the link is down: %v", rt)
+	}
+	if rs := h.Stack.DynamicRoutes(); len(rs) != 0 {
+		t.Errorf("dynamic routes while the link is down: %v", rs)
+	}
+	if got := len(nic.DynamicAddresses()); got != addrs {
+		t.Errorf("%d dynamic addresses while down, %d before", got, addrs)
+	}
+	channel.RestoreDevice(dev)
+	for i := 0; i < 100 && !nic.State().Up; i++ {
+		clock.Advance(100 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+	}
+	pt.Eventually(t, 5*time.Second, func() bool { return nic.State().Up }, "link not back up")
+	if got := h.Stack.DynamicRoutes(); !slices.Equal(got, learnt) {
+		t.Errorf("learnt routes after the link came back %v, before %v", got, learnt)
 	}
 }
