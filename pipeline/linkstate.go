@@ -37,7 +37,9 @@ import (
 //     stats shows it) and logged when its error changes.
 //
 // When the device is back, the new endpoint takes the NIC's place (same
-// ID, counters, neighbor table, addresses) and the file's routes return.
+// ID, counters, neighbor table, addresses), the file's routes return and
+// the NIC's network endpoints that implement LinkUpListener are told
+// (IPv6 solicits routers or advertises again).
 // Linux does not restore the routes of a deleted device when one of that
 // name comes back; pipestack does, since the pipeline file, not the
 // device, says what the routes are.
@@ -251,6 +253,11 @@ func (s *Stack) reopen(g *Generation, n *NIC, now time.Time) bool {
 	}
 	n.bind(ep)
 	s.publishLinkRoutes(g)
+	for _, pe := range ng.endpoints {
+		if l, ok := pe.ep.(LinkUpListener); ok {
+			l.LinkUp()
+		}
+	}
 	n.stMu.Lock()
 	n.state = LinkState{Up: true, Since: now, Downs: n.state.Downs}
 	n.retry = linkRetry{}

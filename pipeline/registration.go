@@ -134,6 +134,19 @@ type LinkStateDispatcher interface {
 	LinkDown(err error)
 }
 
+// LinkUpListener is implemented by a network endpoint that restarts
+// link-level work when its NIC's device is back after LinkDown, as a Linux
+// device coming up does (network.ipv6 solicits routers again, or sends an
+// early advertisement, so that the hosts behind the new device learn their
+// routes at once). The stack's link supervisor calls LinkUp on its own
+// goroutine, with the stack's control lock held, after the new endpoint is
+// attached and the routes are back: LinkUp must not block nor call Stack
+// control methods (Apply, NIC, NICs, Close); it may arm timers and use
+// Stack.Do from them.
+type LinkUpListener interface {
+	LinkUp()
+}
+
 // LinkMTUSetter is implemented by a link endpoint that can change its
 // device's MTU while open. A reload that changes a kept link's mtu calls
 // SetMTU (on the reload's goroutine, with no delivery lock held) before

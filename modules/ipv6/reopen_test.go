@@ -164,4 +164,12 @@ links:
 	if got := h.Stack.DynamicRoutes(); !slices.Equal(got, learnt) {
 		t.Errorf("learnt routes after the link came back %v, before %v", got, learnt)
 	}
+	// And it solicits routers again at once, on the new device, as a
+	// Linux host whose device comes up does.
+	rs := h.Counter("ndp", "rs_out")
+	clock.Advance(10 * time.Millisecond)
+	pt.Eventually(t, 5*time.Second, func() bool { return h.Counter("ndp", "rs_out") > rs }, "no router solicitation after the link came back")
+	if got := onlyICMP6(pt.Drain(h.Link(t, "eth0")), true, wire.ICMPv6RouterSolicitation); len(got) != 1 {
+		t.Errorf("%d router solicitations on the new endpoint, want 1", len(got))
+	}
 }

@@ -273,6 +273,25 @@ func (ls *linkState) configure(e *endpoint) {
 	}
 }
 
+// linkUp restarts what a link that comes up does (RFC 4861 §6.3.7, §6.2.4):
+// a host solicits routers again, a router advertises at once and then at
+// the initial (fast) rate. Its addresses keep their state: they are the
+// pipeline's, not the device's, and were never given up.
+func (ls *linkState) linkUp(e *endpoint) {
+	cfg := &e.p.cfg
+	now := ls.reg.clock.Now()
+	ls.mu.Lock()
+	if ls.host {
+		ls.rsLeft, ls.rsAt, ls.gotRA = cfg.rsCount, now, false
+	}
+	if ls.router {
+		ls.raInitial, ls.raNext = maxInitialRAs, now
+	}
+	ls.tries = 0
+	ls.armLocked(now, now)
+	ls.mu.Unlock()
+}
+
 // startDADLocked makes s tentative for DAD, or usable at once.
 func (ls *linkState) startDADLocked(e *endpoint, s *addrState, dad bool, now time.Time) {
 	if !dad {
