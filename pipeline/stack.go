@@ -264,16 +264,16 @@ func (s *Stack) setMTUs(cur, g *Generation) {
 // retryDownLocked makes every down link's next reopen attempt due now and
 // wakes the supervisor (Stack.mu held).
 func (s *Stack) retryDownLocked() {
-	any := false
+	down := false
 	for _, n := range s.nics {
 		n.stMu.Lock()
 		if n.isDownLocked() {
 			n.retry.at = time.Time{}
-			any = true
+			down = true
 		}
 		n.stMu.Unlock()
 	}
-	if any {
+	if down {
 		s.kickLinks()
 	}
 }
