@@ -161,6 +161,9 @@ type endpoint struct {
 // the endpoint (the next generation's endpoint takes it over).
 func (e *endpoint) Close() {}
 
+// LinkUp implements pipeline.LinkUpListener: the link's device is back.
+func (e *endpoint) LinkUp() { e.ls.linkUp(e) }
+
 func (e *endpoint) dropMalformed(b *pipeline.Batch, pkt *pipeline.Packet, err error) {
 	c := &e.p.c
 	var ctr *pipeline.Counter
@@ -833,4 +836,5 @@ var (
 	_ pipeline.NetworkEndpoint     = (*endpoint)(nil)
 	_ pipeline.HookResumer         = (*endpoint)(nil)
 	_ pipeline.Fragmenter          = (*endpoint)(nil)
+	_ pipeline.LinkUpListener      = (*endpoint)(nil)
 )
