@@ -192,7 +192,7 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			if _, _, local := b.Gen.IsLocal4(dst); local {
 				user = userLocal // times out with ICMP, as local delivery's
 			}
-			pkts[i] = e.p.reassemble(b.Now, pkt, user)
+			pkts[i] = e.p.reassembleIn(b, b.Now, pkt, user)
 		}
 	}
 	c.rx.Add(rx)
@@ -383,7 +383,7 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			continue
 		}
 		if h := wire.IPv4(pkt.Data()); h.MoreFragments() || h.FragmentOffset() != 0 {
-			pkts[i] = e.p.reassemble(b.Now, pkt, userLocal)
+			pkts[i] = e.p.reassembleIn(b, b.Now, pkt, userLocal)
 		}
 	}
 	b.RunHook(pipeline.Input, pkts)
@@ -575,7 +575,11 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 	if len(quote) > icmpErrorPayload {
 		quote = quote[:icmpErrorPayload]
 	}
-	msg := e.p.pool.Get(wire.IPv4MinimumSize + wire.ICMPv4MinimumSize + len(quote))
+	msg := e.p.pool.TryGet(wire.IPv4MinimumSize + wire.ICMPv4MinimumSize + len(quote))
+	if msg == nil { // the quote is bounded; a size from the wire all the same
+		c.icmpSuppressed.Inc()
+		return
+	}
 	body, _ := msg.Append(wire.ICMPv4MinimumSize + len(quote))
 	m := wire.ICMPv4(body)
 	m.Encode(&wire.ICMPv4Fields{Type: typ, Code: code, Rest: rest})

@@ -258,7 +258,11 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 	if len(quote) > icmpErrorQuote {
 		quote = quote[:icmpErrorQuote]
 	}
-	msg := e.p.pool.Get(wire.IPv6HeaderSize + wire.ICMPv6HeaderSize + len(quote))
+	msg := e.p.pool.TryGet(wire.IPv6HeaderSize + wire.ICMPv6HeaderSize + len(quote))
+	if msg == nil { // the quote is bounded; a size from the wire all the same
+		c.icmpSuppressed.Inc()
+		return
+	}
 	body, _ := msg.Append(wire.ICMPv6HeaderSize + len(quote))
 	m := wire.ICMPv6(body)
 	m.Encode(&wire.ICMPv6Fields{Type: typ, Code: code, Rest: rest})
