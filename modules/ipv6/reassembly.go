@@ -75,6 +75,15 @@ func (e *endpoint) reassemble(b *pipeline.Batch, pkt *pipeline.Packet, x *wire.I
 		b.Drop(pkt, c.Malformed)
 		return nil
 	}
+	if off == 0 && x.ProtocolOffset+upperLayerMin(x.Protocol) > total {
+		// RFC 8200 §4.5 (RFC 7112): a first fragment must hold the
+		// whole header chain, the upper-layer header included (as much
+		// of it as Linux asks for); else Parameter Problem code 3,
+		// pointer 0, and the fragment is not held.
+		e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6IncompleteHeaderChain, 0, false)
+		e.dropMalformed(b, pkt, wire.ErrIPv6IncompleteHeaderChain)
+		return nil
+	}
 	// This fragment's unfragmentable part bounds the datagram here (RFC
 	// 8200 §4.5's Parameter Problem); the datagram is built with the first
 	// fragment's, which buildDatagram checks again.
@@ -86,6 +95,24 @@ func (e *endpoint) reassemble(b *pipeline.Batch, pkt *pipeline.Packet, x *wire.I
 	key := fragKey{src: h.Src(), dst: h.Dst(), id: x.FragmentID}
 	f := reasm.Fragment[fragMeta]{Pkt: pkt, Off: off, End: end, Meta: fragMeta{data: data, fhOff: fhOff}}
 	return e.p.reasm.Add(b, b.Now, key, f, mf, &e.p.cfg.reasm)
+}
+
+// upperLayerMin is how much of an upper-layer header a first fragment must
+// carry (RFC 7112), as Linux's ipv6frag_thdr_truncated asks: a TCP header
+// without options, a UDP or ICMPv6 header, one byte of anything else, and
+// nothing after No Next Header.
+func upperLayerMin(proto uint8) int {
+	switch proto {
+	case wire.ProtocolTCP:
+		return wire.TCPMinimumSize
+	case wire.ProtocolUDP:
+		return wire.UDPHeaderSize
+	case wire.ProtocolICMPv6:
+		return wire.ICMPv6HeaderSize
+	case wire.ProtocolNoNextHeader:
+		return 0
+	}
+	return 1
 }
 
 // maxPayload is the largest Payload Length of a datagram (no jumbograms).

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // fragWithUnfrag builds one fragment of pkt (no extension headers) at off
@@ -127,4 +128,57 @@ func TestReassemblyDropsCountInRxDropped(t *testing.T) {
 			}
 		})
 	}
+}
+
+// RFC 7112 (RFC 8200 §4.5): a first fragment without the whole header
+// chain through the upper-layer header is dropped with Parameter Problem
+// code 3 (pointer 0), not held for reassembly — as Linux does.
+func TestFirstFragmentIncompleteHeaderChain(t *testing.T) {
+	const src, dst = "2001:db8:9::1", "2001:db8:1::2"
+	tcp := ip6(src, dst, wire.ProtocolTCP, 64, pattern(100, 7))
+	udp := udp6(src, dst, 1000, 2000, 64, pattern(100, 8))
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		// 8 of TCP's 20 bytes.
+		{"tcp header cut", fragAt(tcp, 80, 0, wire.IPv6(tcp).Payload()[:8], true)},
+		// A complete Destination Options header after the Fragment
+		// header, naming UDP, and nothing after it.
+		{"nothing after destination options", func() []byte {
+			f := fragAt(udp, 81, 0, optHeader(wire.ProtocolUDP), true)
+			f[wire.IPv6HeaderSize] = wire.ProtocolDestOptions // the Fragment header's Next Header
+			return f
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newIPHost(t, "")
+			h.l.InjectFrames([][]byte{tc.frame})
+			out := noNDP(pt.Drain(h.l))
+			if len(out) != 1 {
+				t.Fatalf("%d packets sent, want one Parameter Problem", len(out))
+			}
+			m := checkICMP6(t, out[0], dst, src, wire.ICMPv6ParamProblem, wire.ICMPv6IncompleteHeaderChain)
+			if p := m.Pointer(); p != 0 {
+				t.Errorf("pointer %d, want 0", p)
+			}
+			h.h.WantCounters(t, "ipv6", map[string]uint64{"malformed_incomplete_header_chain": 1, "icmp_param_problem_out": 1})
+			if got := rxDropped6(t, h, "eth0"); got != 1 {
+				t.Errorf("RX dropped %d, want 1", got)
+			}
+			type memer interface{ Memory() (int, int) }
+			if r, ok := h.h.Stack.Shared("network.ipv6/reassembly", func() any { return nil }).(memer); !ok {
+				t.Fatal("no reassembler")
+			} else if b, q := r.Memory(); b != 0 || q != 0 {
+				t.Errorf("the fragment is held (%d bytes in %d queues)", b, q)
+			}
+		})
+	}
+	// A first fragment with the whole UDP header is held.
+	h := newIPHost(t, "")
+	h.l.InjectFrames([][]byte{fragAt(udp, 82, 0, wire.IPv6(udp).Payload()[:8], true)})
+	if out := noNDP(pt.Drain(h.l)); len(out) != 0 {
+		t.Errorf("%d packets sent about a complete first fragment", len(out))
+	}
+	h.h.WantCounters(t, "ipv6", map[string]uint64{"malformed_incomplete_header_chain": 0})
 }
