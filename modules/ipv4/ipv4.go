@@ -420,6 +420,10 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		b.Drop(pkt, c.icmpMalformed)
 		return
 	}
+	if isICMPError(m.Type()) && !validQuote(m.Payload()) {
+		b.Drop(pkt, c.icmpMalformed)
+		return
+	}
 	if m.Type() != wire.ICMPv4Echo {
 		// Errors about a packet we sent go to its transport protocol;
 		// every message but echo requests also goes to an ICMP transport
@@ -445,6 +449,17 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 	m.SetType(wire.ICMPv4EchoReply)
 	m.SetChecksum(wire.ChecksumUpdate16(m.Checksum(), old, uint16(wire.ICMPv4EchoReply)<<8|uint16(m.Code())))
 	e.send(b, pkt, dst, src, ip.TOS(), c.icmpEchoReplyOut)
+}
+
+// validQuote reports whether an ICMP error quotes at least the IPv4 header
+// and 8 bytes after it (RFC 792), what Linux requires before it hands an
+// error on (icmp_unreach, icmp_socket_deliver; else ICMP InErrors).
+func validQuote(q []byte) bool {
+	if len(q) < wire.IPv4MinimumSize || q[0]>>4 != 4 {
+		return false
+	}
+	hl := int(q[0]&0xf) * 4
+	return hl >= wire.IPv4MinimumSize && len(q) >= hl+8
 }
 
 func isICMPError(t uint8) bool {
