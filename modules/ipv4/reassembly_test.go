@@ -126,3 +126,20 @@ func TestReassemblyDropsCountInRxDropped(t *testing.T) {
 		})
 	}
 }
+
+// Datagrams evicted to make room (a source over its share) count each of
+// their fragments in the link's RX dropped.
+func TestReassemblyEvictionCountsInRxDropped(t *testing.T) {
+	l, _ := reasmLab(t, "{module: network.ipv4, reassembly: {max_memory: 524288, per_source_memory: 131072}}")
+	for id := uint16(100); id < 200; id++ {
+		orig := bigUDP("10.0.1.2", "10.0.1.1", id, 3000)
+		l.inject(l.a, fragmentsOf(orig, 1000)[0]) // one held fragment each
+	}
+	evicted := l.counter("reasm_source_limit")
+	if evicted == 0 {
+		t.Fatalf("nothing evicted (%s)", l.r.DumpCounters())
+	}
+	if got := rxDropped(t, l, "a"); got != evicted {
+		t.Errorf("RX dropped %d, want %d (one fragment per evicted datagram)", got, evicted)
+	}
+}

@@ -189,6 +189,7 @@ type Reassembler[K, S comparable, F any] struct {
 	timerAt time.Time
 	closed  bool
 	freeQ   []*queue[K, S, F]
+	freeS   []*source[K, S, F]
 	expired []*pipeline.Packet // expire's fragments to drop, reused
 	firsts  []*pipeline.Packet // expire's first fragments, reused
 }
@@ -369,7 +370,13 @@ func (r *Reassembler[K, S, F]) newQueue(key K, deadline time.Time) *queue[K, S, 
 	sk := r.fam.Source(key)
 	s := r.sources[sk]
 	if s == nil {
-		s = &source[K, S, F]{key: sk}
+		if n := len(r.freeS); n > 0 {
+			s = r.freeS[n-1]
+			r.freeS = r.freeS[:n-1]
+			*s = source[K, S, F]{key: sk}
+		} else {
+			s = &source[K, S, F]{key: sk}
+		}
 		r.sources[sk] = s
 		heap.Push(&r.heap, s)
 	}
@@ -502,6 +509,7 @@ func (r *Reassembler[K, S, F]) unlink(q *queue[K, S, F]) {
 	if s.oldest == nil {
 		heap.Remove(&r.heap, s.idx)
 		delete(r.sources, s.key)
+		r.freeS = append(r.freeS, s)
 	} else {
 		heap.Fix(&r.heap, s.idx)
 	}
