@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // Static neighbors come from the file and follow reloads; dynamic entries

@@ -9,8 +9,8 @@ import (
 
 	_ "github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // The NUD state machine is protocol-neutral: these tests drive it through

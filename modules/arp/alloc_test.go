@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // TestForwardingThroughARPZeroAllocs: once ARP has resolved the next hop

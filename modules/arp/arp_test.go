@@ -11,8 +11,8 @@ import (
 	"github.com/pipestack/pipestack/modules/ipv4"
 	_ "github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 var (

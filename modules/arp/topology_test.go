@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // host A 10.0.1.2 ──(a)── 10.0.1.1 ROUTER 10.0.2.1 ──(b)── 10.0.2.2 host B,

@@ -9,8 +9,8 @@ import (
 
 	"github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // reasmLab is a lab whose router collects the UDP datagrams delivered to it.

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // Destination unreachable asked for by a transport or a filter target via

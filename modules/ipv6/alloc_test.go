@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // TestForwarding6ZeroAllocs proves exactly that IPv6 forwarding allocates

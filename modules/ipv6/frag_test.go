@@ -8,8 +8,8 @@ import (
 
 	"github.com/pipestack/pipestack/modules/ipv6"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // frag6 cuts pkt (no extension headers) into fragments whose data sizes

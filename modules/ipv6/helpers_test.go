@@ -8,8 +8,8 @@ import (
 
 	"github.com/pipestack/pipestack/modules/ipv6"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 func a16(s string) [16]byte { return netip.MustParseAddr(s).As16() }

@@ -12,8 +12,8 @@ import (
 	_ "github.com/pipestack/pipestack/modules/ipv6"
 	"github.com/pipestack/pipestack/modules/udp"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // The IPv6 topology of pipelines/inmemory-*6*.yaml, all three files as they

@@ -15,8 +15,8 @@ import (
 
 	"github.com/pipestack/pipestack/modules/udp"
 	"github.com/pipestack/pipestack/pipeline"
-	pt "github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // exchange sends count datagrams of assorted sizes from client to server

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 // counter is a NetworkDispatcher that counts and releases.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 type record struct {

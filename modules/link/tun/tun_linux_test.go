@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	"github.com/pipestack/pipestack/pipelinetest"
 	"golang.org/x/sys/unix"
 )
 
