@@ -234,40 +234,110 @@ func seeds() [][]byte {
 		rec(opClock, []byte{200}),
 	))
 
-	// The outside review's two crashes, sent to the router's own lan
-	// addresses (it reassembles what is addressed to it). IPv4: a first
-	// fragment with 40 bytes of options, then plain fragments whose last
-	// ends at 65,515 bytes of payload: within the bound for a 20-byte
-	// header, 40 bytes over it with the first's 60.
-	var v4 [][]byte
-	opts := make([]byte, 40)
-	for i := range opts {
-		opts[i] = 1 // NOP
-	}
-	v4 = append(v4, rec(opEthIP, ip4("10.1.0.50", "10.1.0.1", wire.ProtocolUDP, 77, wire.IPv4FlagMoreFragments, 0, opts, payload[:1440])))
-	for off := 1440; off < 65515; off += 1480 {
-		n, more := 1480, uint8(wire.IPv4FlagMoreFragments)
-		if off+n >= 65515 {
-			n, more = 65515-off, 0
-		}
-		v4 = append(v4, rec(opEthIP, ip4("10.1.0.50", "10.1.0.1", wire.ProtocolUDP, 77, more, uint16(off), nil, payload[:n])))
-	}
-	out = append(out, cat(v4...))
-
+	// The outside review's two crashes, as fragment trains sent to the
+	// router's own lan addresses (it reassembles what is addressed to
+	// it). IPv4: a first fragment with 40 bytes of options, then plain
+	// fragments whose last ends at 65,515 bytes of payload: within the
+	// bound for a 20-byte header, 40 bytes over it with the first's 60.
 	// IPv6: a first fragment carrying a 1000-byte Destination Options
-	// header before the Fragment header, then plain fragments whose last
-	// ends at 65,535 bytes: within the bound for their own (empty)
+	// header before its Fragment header, then plain fragments whose last
+	// ends at 65,535: within the bound for their own (empty)
 	// unfragmentable part, 1,000 bytes over it with the first's.
-	var v6 [][]byte
-	first := append(destOpts(wire.ProtocolFragment, 1000), frag6(wire.ProtocolUDP, 0, true, 99, payload[:400])...)
-	v6 = append(v6, rec(opEthIP, ip6("fd00:1::50", "fd00:1::1", wire.ProtocolDestOptions, first)))
-	for off := 400; off < 65535; off += 1400 {
-		n, more := 1400, true
-		if off+n >= 65535 {
-			n, more = 65535-off, false
-		}
-		v6 = append(v6, rec(opEthIP, ip6("fd00:1::50", "fd00:1::1", wire.ProtocolFragment, frag6(wire.ProtocolUDP, uint16(off), more, 99, payload[:n]))))
-	}
-	out = append(out, cat(v6...))
+	out = append(out, rec(opFrags, train(4, 40, 1480, 65515, false, wire.ProtocolUDP)))
+	out = append(out, rec(opFrags, train(6, 1000, 1400, 65535, false, wire.ProtocolUDP)))
+	// Ordinary trains, forwarded (to the host, from the wan) and local.
+	out = append(out, cat(
+		rec(opFrags, train(4, 0, 1000, 3000, true, wire.ProtocolUDP)),
+		rec(opFrags, train(6, 8, 1000, 3000, true, wire.ProtocolUDP)),
+		rec(opFrags, train(4, 0, 600, 2000, false, wire.ProtocolICMP)),
+		rec(opFrags, train(6, 0, 600, 2000, false, wire.ProtocolICMPv6)),
+		rec(opClock, []byte{255}),
+	))
 	return out
+}
+
+// train encodes the parameters of an opFrags record.
+func train(family int, unfrag, size, end int, wan bool, proto uint8) []byte {
+	b := make([]byte, 9)
+	b[0] = byte(family)
+	if wan {
+		b[0] |= 0x80
+	}
+	binary.BigEndian.PutUint16(b[1:], uint16(unfrag))
+	binary.BigEndian.PutUint16(b[3:], uint16(size))
+	binary.BigEndian.PutUint16(b[5:], uint16(end))
+	b[7] = proto
+	b[8] = 0x5a
+	return b
+}
+
+// fragTrain makes the fragments an opFrags record describes: family
+// (b[0] bit 0x80: from the wan to the host, else from the lan to the
+// router), the first fragment's options (IPv4, bytes, ≤ 40) or
+// Destination Options header (IPv6, bytes, ≤ 2040) before the Fragment
+// header, the fragment size, the end of the last fragment, the upper
+// protocol, and bytes to fill the data with. At most 256 fragments.
+func fragTrain(b []byte) (wan bool, frags [][]byte) {
+	if len(b) < 9 {
+		return false, nil
+	}
+	wan = b[0]&0x80 != 0
+	v6 := b[0]&1 == 0 && b[0]&0x7f == 6
+	unfrag := int(binary.BigEndian.Uint16(b[1:]))
+	size := max(int(binary.BigEndian.Uint16(b[3:]))&^7, 64)
+	end := int(binary.BigEndian.Uint16(b[5:]))
+	proto := b[7]
+	fill := b[8:]
+	data := make([]byte, 65536)
+	for i := range data {
+		data[i] = fill[i%len(fill)]
+	}
+	src4, dst4, src6, dst6 := "10.1.0.50", "10.1.0.1", "fd00:1::50", "fd00:1::1"
+	if wan {
+		src4, dst4, src6, dst6 = "10.2.0.2", "10.1.0.2", "fd00:2::2", "fd00:1::2"
+	}
+	// The first fragment's extra header takes room from its data, so that
+	// every fragment is about size bytes on the wire.
+	extra := 0
+	if unfrag > 0 {
+		if v6 {
+			extra = max(unfrag&^7, 8)
+			extra = min(extra, 2040)
+		} else {
+			extra = min(unfrag, 40)
+		}
+	}
+	for off := 0; off < end && len(frags) < 256; {
+		n, more := size, true
+		if off == 0 {
+			n = max((size-extra)&^7, 8)
+		}
+		if off+n >= end {
+			n, more = end-off, false
+		}
+		if v6 {
+			f := frag6(proto, uint16(off), more, 99, data[:n])
+			next := uint8(wire.ProtocolFragment)
+			if off == 0 && extra > 0 {
+				f = append(destOpts(wire.ProtocolFragment, extra), f...)
+				next = wire.ProtocolDestOptions
+			}
+			frags = append(frags, ip6(src6, dst6, next, f))
+		} else {
+			var opts []byte
+			if off == 0 && extra > 0 {
+				opts = make([]byte, extra)
+				for i := range opts {
+					opts[i] = 1 // NOP
+				}
+			}
+			var flags uint8
+			if more {
+				flags = wire.IPv4FlagMoreFragments
+			}
+			frags = append(frags, ip4(src4, dst4, proto, 77, flags, uint16(off), opts, data[:n]))
+		}
+		off += n
+	}
+	return wan, frags
 }
