@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -121,7 +122,8 @@ type LinkConfig struct {
 	Line, Col int        `yaml:"-"`
 }
 
-var linkStackKeys = map[string]bool{"name": true, "module": true, "mtu": true, "addresses": true, "neighbors": true, "forwarding": true}
+// linkStackKeys are the keys of a link entry that the stack decodes.
+var linkStackKeys = KnownKeys((*LinkConfig)(nil))
 
 // AddressConfig is an address on a link: "10.0.1.1/24", or a mapping
 // {address: 10.0.1.1/24, primary: first|can|never, deprecated: true}.
@@ -274,7 +276,7 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	}
 	var fc fileConfig
 	if err := DecodeStrict(&doc, &fc); err != nil {
-		return nil, c.errAt(doc.Line, doc.Column, "", err)
+		return nil, c.errAt(doc.Line, doc.Column, sectionOf(&doc, err), err)
 	}
 	c.Name, c.Log, c.Forwarding, c.Control, c.Privileges = fc.Name, fc.Log, fc.Forwarding, fc.Control, fc.Privileges
 	for i, k := range c.Privileges.Keep {
@@ -355,6 +357,28 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	return c, nil
 }
 
+// sectionOf names the top-level section (log, control, privileges,
+// forwarding…) that err, from decoding the whole file, points into; "" for
+// an error at a top-level key itself or outside any section.
+func sectionOf(doc *yaml.Node, err error) string {
+	var pe *PosError
+	if !errors.As(err, &pe) || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return ""
+	}
+	m, section := doc.Content[0], ""
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k := m.Content[i]
+		if k.Line == pe.Line && k.Column == pe.Col {
+			return "" // the key itself
+		}
+		if k.Line > pe.Line || k.Line == pe.Line && k.Column > pe.Col {
+			break
+		}
+		section = k.Value
+	}
+	return section
+}
+
 // findKey returns the value node at path (keys of nested mappings) in doc,
 // or the deepest node found on the way.
 func findKey(doc *yaml.Node, path ...string) *yaml.Node {
@@ -388,7 +412,11 @@ func newModule(id string) (Module, error) {
 		if len(known) == 0 {
 			return nil, fmt.Errorf("unknown module %q", id)
 		}
-		return nil, fmt.Errorf("unknown module %q (known: %s)", id, strings.Join(known, ", "))
+		msg := fmt.Sprintf("unknown module %q", id)
+		if s := Suggest(id, known); len(s) > 0 {
+			msg += ", did you mean " + quoteOr(s) + "?"
+		}
+		return nil, fmt.Errorf("%s (known: %s)", msg, strings.Join(known, ", "))
 	}
 	return mi.New(), nil
 }
@@ -397,11 +425,12 @@ func newModule(id string) (Module, error) {
 func (c *Config) decodeModule(n *yaml.Node) (ModuleConfig, error) {
 	mc := ModuleConfig{Line: n.Line, Col: n.Column}
 	var rest *yaml.Node
+	idNode := n
 	switch n.Kind {
 	case yaml.ScalarNode:
 		mc.ID = n.Value
 	case yaml.MappingNode:
-		var idNode *yaml.Node
+		idNode = nil
 		rest = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == "module" {
@@ -411,6 +440,11 @@ func (c *Config) decodeModule(n *yaml.Node) (ModuleConfig, error) {
 			rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
 		}
 		if idNode == nil {
+			for i := 0; i < len(rest.Content); i += 2 {
+				if k := rest.Content[i]; len(Suggest(k.Value, []string{"module"})) > 0 {
+					return mc, c.errAt(n.Line, n.Column, "modules", UnknownKey(k, []string{"module"}, "the module's keys"))
+				}
+			}
 			return mc, c.errAt(n.Line, n.Column, "modules", errors.New("entry has no module: key"))
 		}
 		mc.ID = idNode.Value
@@ -419,13 +453,13 @@ func (c *Config) decodeModule(n *yaml.Node) (ModuleConfig, error) {
 	}
 	m, err := newModule(mc.ID)
 	if err != nil {
-		return mc, c.errAt(n.Line, n.Column, "modules", err)
+		return mc, c.errAt(idNode.Line, idNode.Column, "modules", err)
 	}
 	if _, isLink := m.(LinkModule); isLink {
 		return mc, c.errAt(n.Line, n.Column, mc.ID, errors.New("is a link module: configure it under links:"))
 	}
 	if rest != nil {
-		if err := DecodeStrict(rest, m); err != nil {
+		if err := DecodeStrictWith(rest, m, "module"); err != nil {
 			return mc, c.errAt(n.Line, n.Column, mc.ID, err)
 		}
 	}
@@ -442,7 +476,7 @@ func (c *Config) decodeLink(n *yaml.Node) (LinkConfig, error) {
 	rest := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		dst := rest
-		if linkStackKeys[n.Content[i].Value] {
+		if slices.Contains(linkStackKeys, n.Content[i].Value) {
 			dst = own
 		}
 		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
@@ -469,6 +503,27 @@ func (c *Config) decodeLink(n *yaml.Node) (LinkConfig, error) {
 		return lc, c.errAt(n.Line, n.Column, section, err)
 	}
 	lc.Line, lc.Col = n.Line, n.Column
+	if lc.Name == "" || lc.ModuleID == "" {
+		// A key that is not the stack's is the link module's, but without
+		// a module (or before "no name") a near miss of a stack key is
+		// the likelier mistake: "modul: link.tun" is reported there.
+		var moduleKeys []string
+		if lc.ModuleID != "" {
+			if m, err := newModule(lc.ModuleID); err == nil {
+				moduleKeys = KnownKeys(m)
+			}
+		}
+		for i := 0; i < len(rest.Content); i += 2 {
+			k := rest.Content[i]
+			if !slices.Contains(moduleKeys, k.Value) && len(Suggest(k.Value, linkStackKeys)) > 0 {
+				more := "the link module's keys"
+				if moduleKeys != nil {
+					more = ""
+				}
+				return lc, c.errAt(n.Line, n.Column, section, UnknownKey(k, append(moduleKeys, linkStackKeys...), more))
+			}
+		}
+	}
 	if lc.Name == "" {
 		return lc, c.errAt(n.Line, n.Column, section, errors.New("link has no name"))
 	}
@@ -479,13 +534,14 @@ func (c *Config) decodeLink(n *yaml.Node) (LinkConfig, error) {
 	where = lc.ModuleID + " (link " + lc.Name + ")"
 	m, err := newModule(lc.ModuleID)
 	if err != nil {
-		return lc, c.errAt(n.Line, n.Column, "link "+lc.Name, err)
+		at := findKey(own, "module") // the value, where the name is wrong
+		return lc, c.errAt(at.Line, at.Column, "link "+lc.Name, err)
 	}
 	lm, ok := m.(LinkModule)
 	if !ok {
 		return lc, c.errAt(n.Line, n.Column, where, errors.New("is not a link module"))
 	}
-	if err := DecodeStrict(rest, lm); err != nil {
+	if err := DecodeStrictWith(rest, lm, linkStackKeys...); err != nil {
 		return lc, c.errAt(n.Line, n.Column, where, err)
 	}
 	lc.Module = lm

@@ -55,50 +55,6 @@ type NeighborEntry struct {
 	UpdatedAt time.Time
 }
 
-// NUDDispatcher receives neighbor table events (the seed's contract). It may
-// be called concurrently with other tables' events and may block without
-// disturbing the stack: a table queues its events (bounded; overflow is
-// counted in neighbor.events_dropped) and delivers them, in order, from a
-// goroutine of its own, never from the packet path or a timer.
-type NUDDispatcher interface {
-	OnNeighborAdded(NICID, NeighborEntry)
-	OnNeighborChanged(NICID, NeighborEntry)
-	OnNeighborRemoved(NICID, NeighborEntry)
-}
-
-// LinkAddressResolver is implemented by a network protocol that resolves
-// link addresses for another (network.arp for IPv4; NDP for IPv6). The
-// neighbor table of each NIC runs the NUD state machine (nud.go); the
-// resolver only speaks the protocol: it sends probes and feeds what it
-// hears to the table (NeighborTable.HandleProbe, HandleConfirmation).
-type LinkAddressResolver interface {
-	// ResolvesFor is the network protocol whose next hops it resolves.
-	ResolvesFor() NetworkProtocolNumber
-
-	// ResolveLinkAddress is called from the transmit path for a packet
-	// (NetProto == ResolvesFor(), OutNIC and NextHop set, Postrouting
-	// done) whose next hop has no usable entry in nic's table. It takes
-	// ownership of pkt and either addresses it itself (a broadcast or
-	// multicast next hop: Packet.SetRemoteLinkAddr, then Batch.Output),
-	// hands it to the state machine with NeighborTable.QueuePacket (which
-	// steals it into the entry's bounded queue, probes, and re-injects it
-	// once resolved), or drops it (Batch.Drop).
-	ResolveLinkAddress(b *Batch, nic NetworkInterface, pkt *Packet)
-
-	// LinkAddressRequest sends one probe for addr out of nic: a broadcast
-	// (or multicast) solicitation when remote is zero, one unicast to
-	// remote otherwise. The state machine calls it inside a batch, from
-	// the transmit path or from its timers; it must not block. It reports
-	// whether a probe left (false: e.g. no source address on nic).
-	LinkAddressRequest(b *Batch, nic NetworkInterface, addr netip.Addr, remote wire.MAC) bool
-
-	// NUDConfigurations are the state machine's parameters for this
-	// protocol's entries, read at every transition (a reload that changes
-	// them takes effect at the next one). Zero or invalid fields mean the
-	// defaults (DefaultNUDConfigurations).
-	NUDConfigurations() NUDConfigurations
-}
-
 // neighShards is the number of shards of a table's lookup map: an insert or
 // a removal copies one shard (copy on write), never the whole table.
 const neighShards = 16
@@ -229,7 +185,7 @@ func (t *NeighborTable) Set(ne NeighborEntry) {
 		p = next
 	}
 	if s := t.stack.Load(); s != nil {
-		s.Reinject(ResumeTransmit, pkts)
+		s.Reinject(ResumeAfterResolution, pkts)
 	} else {
 		ReleaseBatch(pkts)
 	}

@@ -78,10 +78,6 @@ type nudTestProto struct {
 }
 
 func (p *nudTestProto) Number() pipeline.NetworkProtocolNumber { return 0x88b5 }
-func (p *nudTestProto) MinimumPacketSize() int                 { return 0 }
-func (p *nudTestProto) ParseAddresses([]byte) (netip.Addr, netip.Addr, bool) {
-	return netip.Addr{}, netip.Addr{}, false
-}
 func (p *nudTestProto) NewEndpoint(pipeline.NetworkInterface) pipeline.NetworkEndpoint {
 	return nudTestEndpoint{}
 }

@@ -21,8 +21,21 @@ import (
 //     neighbor, a fragment waiting for its siblings, a packet at an
 //     out-of-process filter) takes it out of the batch: it sets the slot to
 //     nil and keeps the pointer. It later hands the packet back through
-//     Stack.Reinject (or drops it with Stack.DropStolen). No stage ever
-//     blocks the worker waiting for another process or a timer.
+//     Stack.Reinject at the ResumePoint right after its own stage (a hook
+//     h: ResumeAfter(h)), so that the packet goes on exactly where it left
+//     and passes no stage twice, or drops it with Stack.DropStolen. No
+//     stage ever blocks the worker waiting for another process or a timer.
+//
+// What lives elsewhere, and why: the module lifecycle (Module, the role
+// interfaces LinkModule, NetworkModule, TransportModule, and Provisioner …
+// CleanerUpper) is the contract between a module and the pipeline file and
+// sits with the registry (registry.go); the time source (Clock, Timer) in
+// clock.go; the filter table's JumpTarget with the table (hooks.go). A
+// service that one module offers to later stages stays in that module, found
+// by a type assertion on its endpoint: ipv4.Defragmenter (modules/ipv4),
+// which conntrack and NAT will call. It is IPv4's alone and shaped by its
+// reassembly; it becomes a contract here when network.ipv6 offers the same
+// service and conntrack needs both families through one interface.
 
 // NICID identifies a NIC (a link attached to the stack). IDs start at 1, are
 // stable across reloads for a link of the same name and are never reused.
@@ -165,12 +178,6 @@ type NetworkInterface interface {
 type NetworkProtocol interface {
 	// Number is the EtherType this protocol handles.
 	Number() NetworkProtocolNumber
-	// MinimumPacketSize: shorter packets are dropped by the protocol.
-	MinimumPacketSize() int
-	// ParseAddresses returns the addresses of a packet whose Data() starts
-	// at this protocol's header. ok is false for a packet too short or
-	// malformed to tell; it never panics.
-	ParseAddresses(b []byte) (src, dst netip.Addr, ok bool)
 	// NewEndpoint makes the protocol's endpoint for one NIC in the
 	// generation being built.
 	NewEndpoint(nic NetworkInterface) NetworkEndpoint
@@ -183,12 +190,18 @@ type NetworkEndpoint interface {
 	// the network header. It takes ownership of every packet: each is
 	// forwarded (Batch.Output), delivered to a transport, stolen or dropped
 	// (Batch.Drop). Malformed packets are counted and dropped, never a panic.
+	// An IP protocol runs the hooks on the way (Batch.RunHook): Prerouting
+	// after validation, then the route decision; Forward on forwarded
+	// packets after the forwarding checks (TTL, MTU: Linux's ip_forward
+	// order); Input on local ones after reassembly. It fragments nothing:
+	// Batch.Output fragments at transmit, after Postrouting (Fragmenter).
 	HandlePackets(b *Batch, pkts []*Packet)
 
 	// WritePackets sends locally generated packets from this NIC: Data()
 	// starts at the transport header (TransProto set); the endpoint pushes
-	// its header built from r and params, runs the Output hook and hands
-	// them to Batch.Output. Takes ownership of every packet.
+	// its header built from r and params, sets PathMTU (r.MTU or the path
+	// MTU it knows), runs the Output hook and hands them, whole, to
+	// Batch.Output. Takes ownership of every packet.
 	WritePackets(b *Batch, r RouteInfo, params NetworkHeaderParams, pkts []*Packet)
 
 	// ReturnError sends the error message a host sends about pkt (ICMP
@@ -200,6 +213,94 @@ type NetworkEndpoint interface {
 	// Close releases the endpoint's resources; called when its
 	// generation stops.
 	Close()
+}
+
+// NUDDispatcher receives neighbor table events (the seed's contract). It may
+// be called concurrently with other tables' events and may block without
+// disturbing the stack: a table queues its events (bounded; overflow is
+// counted in neighbor.events_dropped) and delivers them, in order, from a
+// goroutine of its own, never from the packet path or a timer.
+// Entries are passed by value: the dispatcher may keep them.
+type NUDDispatcher interface {
+	// OnNeighborAdded: an entry was created in the NIC's table.
+	OnNeighborAdded(NICID, NeighborEntry)
+	// OnNeighborChanged: the entry's state or link address changed.
+	OnNeighborChanged(NICID, NeighborEntry)
+	// OnNeighborRemoved: the entry left the table.
+	OnNeighborRemoved(NICID, NeighborEntry)
+}
+
+// LinkAddressResolver is implemented by a network protocol that resolves
+// link addresses for another (network.arp for IPv4; NDP for IPv6). The
+// neighbor table of each NIC runs the NUD state machine (nud.go); the
+// resolver only speaks the protocol: it sends probes and feeds what it
+// hears to the table (NeighborTable.HandleProbe, HandleConfirmation).
+type LinkAddressResolver interface {
+	// ResolvesFor is the network protocol whose next hops it resolves.
+	ResolvesFor() NetworkProtocolNumber
+
+	// ResolveLinkAddress is called from the transmit path for a packet
+	// (NetProto == ResolvesFor(), OutNIC and NextHop set, Postrouting and
+	// fragmentation done: the packet is marked past Postrouting, so one
+	// it outputs again does not pass the hook twice) whose next hop has
+	// no usable entry in nic's table. It takes
+	// ownership of pkt and either addresses it itself (a broadcast or
+	// multicast next hop: Packet.SetRemoteLinkAddr, then Batch.Output),
+	// hands it to the state machine with NeighborTable.QueuePacket (which
+	// steals it into the entry's bounded queue, probes, and re-injects it
+	// once resolved), or drops it (Batch.Drop).
+	ResolveLinkAddress(b *Batch, nic NetworkInterface, pkt *Packet)
+
+	// LinkAddressRequest sends one probe for addr out of nic: a broadcast
+	// (or multicast) solicitation when remote is zero, one unicast to
+	// remote otherwise. The state machine calls it inside a batch, from
+	// the transmit path or from its timers; it must not block. It reports
+	// whether a probe left (false: e.g. no source address on nic).
+	LinkAddressRequest(b *Batch, nic NetworkInterface, addr netip.Addr, remote wire.MAC) bool
+
+	// NUDConfigurations are the state machine's parameters for this
+	// protocol's entries, read at every transition (a reload that changes
+	// them takes effect at the next one). Zero or invalid fields mean the
+	// defaults (DefaultNUDConfigurations).
+	NUDConfigurations() NUDConfigurations
+}
+
+// HookResumer is implemented by a network endpoint that runs hooks
+// (network.ipv4, network.ipv6), so that packets stolen at them go on where
+// they left (Stack.Reinject with ResumeAfter(h); see ResumePoint). The stack
+// calls the endpoint of the packet's InNIC for Prerouting and Input, of its
+// OutNIC for Forward and Output, with runs of packets of this protocol.
+type HookResumer interface {
+	// ResumeAfter continues packets exactly after hook h accepted them:
+	// after Prerouting the route decision and what follows (Forward or
+	// reassembly and Input); after Input local delivery; after Forward and
+	// Output the output queue (Batch.Output). Each packet is as the hook
+	// left it: Data() at the network header, with what the stages before
+	// it set (for Forward: TTL decremented, OutNIC and NextHop). Counters
+	// of the later stages count it then. It takes ownership of every
+	// packet; nil slots are skipped. A hook the endpoint does not run
+	// drops (counted).
+	ResumeAfter(b *Batch, h Hook, pkts []*Packet)
+}
+
+// Fragmenter is implemented by a network endpoint whose protocol
+// fragments (network.ipv4, network.ipv6). Fragmentation is part of the
+// output path, after the Postrouting hook (which sees whole datagrams) and
+// before neighbor resolution, per egress NIC, as in Linux's
+// ip_finish_output: Batch.Output's transmit calls Fragment of the endpoint
+// on the packet's OutNIC for a packet (not a GSO super-packet) larger than
+// its limit, the lesser of the NIC's MTU and the packet's PathMTU.
+type Fragmenter interface {
+	// Fragment takes ownership of pkt (Data() at its network header,
+	// routed, past Postrouting, Len() > mtu) and appends to dst the
+	// packets to send in its place, first fragment first, each at most
+	// mtu bytes with pkt's metadata (CopyMeta; pkt itself may be the first
+	// one), and returns dst. A packet it must not or cannot fragment (IPv4
+	// with DF, a forwarded IPv6 packet, one already cut to the minimum) is
+	// dropped and counted, with the ICMP error a router sends (Batch.Output
+	// may be called for it, never for the fragments); nothing is appended.
+	// It must not keep dst.
+	Fragment(b *Batch, pkt *Packet, mtu int, dst []*Packet) []*Packet
 }
 
 // NetworkHeaderParams are the fields of a locally generated network header
@@ -239,7 +340,6 @@ const (
 // outside the generation so that sockets survive a reload.
 type TransportProtocol interface {
 	Number() TransportProtocolNumber
-	MinimumPacketSize() int
 	// ParsePorts reads the ports from a packet whose Data() starts at the
 	// transport header; ok is false when it is too short.
 	ParsePorts(b []byte) (src, dst uint16, ok bool)
@@ -268,8 +368,9 @@ type TransportErrorHandler interface {
 
 // TransportDispatcher finds the transport protocol configured for a number
 // in the batch's generation; a *Batch implements it. nil means none is
-// configured, and the network layer answers as a host does (ICMP protocol
-// unreachable).
+// configured, and the network layer answers as a host without such a
+// socket does: a TCP reset for TCP, ICMP port unreachable for UDP, ICMP
+// protocol unreachable for any other protocol.
 type TransportDispatcher interface {
 	TransportProtocol(n TransportProtocolNumber) TransportProtocol
 }
@@ -282,7 +383,10 @@ type TransportEndpointID struct {
 	RemoteAddress netip.Addr
 }
 
-// TransportEndpoint is one socket of a transport protocol.
+// TransportEndpoint is one socket of a transport protocol. transport.udp's
+// sockets implement it now; transport.tcp (the next transport) implements it
+// for its listeners and connections, so it stays although the stack itself
+// does not call it yet: protocols demultiplex to their own endpoints.
 type TransportEndpoint interface {
 	// HandlePackets receives packets demultiplexed to this endpoint and
 	// takes ownership of them. It must not block: a full receive queue
@@ -300,17 +404,23 @@ type Hook uint8
 
 const (
 	// Prerouting runs on every received IP packet before the route
-	// decision.
+	// decision (and before reassembly, unless the protocol defragments
+	// forwarded packets too).
 	Prerouting Hook = iota
-	// Input runs on packets addressed to the stack, before local delivery.
+	// Input runs on packets addressed to the stack, after reassembly
+	// (whole datagrams), before local delivery.
 	Input
 	// Forward runs on packets being forwarded, after the route decision
-	// (TTL already decremented).
+	// and the forwarding checks (TTL already decremented; a packet over
+	// the egress MTU that may not be fragmented was answered with ICMP
+	// and never reaches it).
 	Forward
-	// Output runs on locally generated packets.
+	// Output runs on locally generated packets, whole (before
+	// fragmentation).
 	Output
-	// Postrouting runs on every packet leaving through a NIC, per output
-	// batch, just before neighbor resolution and the link.
+	// Postrouting runs on every IP packet leaving through a NIC, forwarded
+	// or local, once, per output batch: on whole datagrams, before
+	// fragmentation, neighbor resolution, software GSO and the link.
 	Postrouting
 	// NumHooks is the number of hooks.
 	NumHooks
@@ -396,7 +506,12 @@ const (
 	// VerdictJump: continue in the chain whose index Action returned.
 	VerdictJump
 	// VerdictStolen: the target took ownership of the packet (see the
-	// stolen rule at the top of this file).
+	// stolen rule at the top of this file). It hands it back with
+	// Stack.Reinject(ResumeAfter(pc.Hook), …): the packet goes on as if
+	// the hook had accepted it, and no hook runs on it twice. (Resuming
+	// at the next rule instead, with a resume token of hook and position,
+	// runs the rest of the hook first and then the same continuation: see
+	// ResumePoint.)
 	VerdictStolen
 )
 

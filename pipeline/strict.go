@@ -3,8 +3,10 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -19,13 +21,22 @@ import (
 // Types that implement yaml.Unmarshaler do their own checking (see
 // AddressConfig); fields of type yaml.Node are taken as they are.
 func DecodeStrict(node *yaml.Node, v any) error {
+	return DecodeStrictWith(node, v)
+}
+
+// DecodeStrictWith is DecodeStrict for a mapping from which the caller has
+// taken the keys in taken and decodes them itself (a link entry's stack
+// keys name, module, mtu…; a module entry's module:). They are valid there
+// too, so the message for an unknown key lists them with v's own keys, and
+// may suggest one of them ("did you mean "module"?").
+func DecodeStrictWith(node *yaml.Node, v any, taken ...string) error {
 	if node == nil {
 		return nil
 	}
 	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
 		node = node.Content[0]
 	}
-	if err := checkKnown(node, reflect.TypeOf(v)); err != nil {
+	if err := checkKnown(node, reflect.TypeOf(v), taken); err != nil {
 		return err
 	}
 	if err := node.Decode(v); err != nil {
@@ -105,7 +116,9 @@ var (
 	nodeType        = reflect.TypeOf(yaml.Node{})
 )
 
-func checkKnown(n *yaml.Node, t reflect.Type) error {
+// checkKnown checks node n against type t; taken are more keys valid in n
+// itself (not below it), handled by the caller.
+func checkKnown(n *yaml.Node, t reflect.Type, taken []string) error {
 	if n == nil || t == nil {
 		return nil
 	}
@@ -134,16 +147,23 @@ func checkKnown(n *yaml.Node, t reflect.Type) error {
 			k, val := n.Content[i], n.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
-				return posErr(k, "unknown field %q (known: %s)", k.Value, knownList(fields))
+				if slices.Contains(taken, k.Value) {
+					continue
+				}
+				known := append(slices.Collect(maps.Keys(fields)), taken...)
+				return UnknownKey(k, known, "")
 			}
-			if err := checkKnown(val, ft); err != nil {
+			if err := checkKnown(val, ft, nil); err != nil {
+				if pe, ok := err.(*PosError); ok && val.Kind == yaml.ScalarNode {
+					pe.Msg = k.Value + ": " + pe.Msg // name the key of a bad value
+				}
 				return err
 			}
 		}
 	case reflect.Slice, reflect.Array:
 		if n.Kind == yaml.SequenceNode {
 			for _, c := range n.Content {
-				if err := checkKnown(c, t.Elem()); err != nil {
+				if err := checkKnown(c, t.Elem(), nil); err != nil {
 					return err
 				}
 			}
@@ -154,9 +174,17 @@ func checkKnown(n *yaml.Node, t reflect.Type) error {
 				return err
 			}
 			for i := 1; i < len(n.Content); i += 2 {
-				if err := checkKnown(n.Content[i], t.Elem()); err != nil {
+				if err := checkKnown(n.Content[i], t.Elem(), nil); err != nil {
 					return err
 				}
+			}
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// yaml.v3 decodes 0.5 into an integer field as 0 without a word.
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+			if f, err := strconv.ParseFloat(n.Value, 64); err != nil || f != float64(int64(f)) {
+				return posErr(n, "%s is not a whole number", n.Value)
 			}
 		}
 	}
@@ -217,14 +245,124 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return out
 }
 
-func knownList(fields map[string]reflect.Type) string {
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
+// KnownKeys returns the YAML keys that DecodeStrict accepts at the top of a
+// mapping decoded into v (a pointer to a struct), sorted; nil when v's type
+// decodes itself (implements yaml.Unmarshaler) or is not a struct.
+func KnownKeys(v any) []string {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		if t.Implements(unmarshalerType) {
+			return nil
+		}
+		t = t.Elem()
 	}
-	if len(keys) == 0 {
-		return "none"
+	if t == nil || t.Kind() != reflect.Struct || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
 	}
-	sort.Strings(keys)
-	return strings.Join(keys, ", ")
+	keys := slices.Collect(maps.Keys(yamlFields(t)))
+	slices.Sort(keys)
+	return keys
+}
+
+// UnknownKey is the error for key k, which is not valid where it stands:
+// placed at k, it lists every key valid there (known, plus more, a phrase
+// for keys that cannot be listed, e.g. "the link module's keys") and
+// suggests the nearest of them when one is near (see Suggest).
+func UnknownKey(k *yaml.Node, known []string, more string) *PosError {
+	known = slices.Clone(known)
+	slices.Sort(known)
+	known = slices.Compact(known)
+	msg := fmt.Sprintf("unknown field %q", k.Value)
+	if s := Suggest(k.Value, known); len(s) > 0 {
+		msg += ", did you mean " + quoteOr(s) + "?"
+	}
+	list := strings.Join(known, ", ")
+	switch {
+	case list == "" && more == "":
+		list = "none"
+	case list == "":
+		list = more
+	case more != "":
+		list += ", and " + more
+	}
+	return posErr(k, "%s (known: %s)", msg, list)
+}
+
+func quoteOr(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = strconv.Quote(w)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+// Suggest returns the words of known nearest to word, for a "did you mean"
+// (nil: none is near). Near is, ignoring case, an edit distance of at most
+// 2 (insertions, deletions, substitutions and swaps of two neighbouring
+// letters) but no more than half of word's length, so that "ip" does not
+// suggest "to"; or else one being a prefix of the other, the shorter at
+// least 3 letters ("forward" for "forwarding", "mtuu" for "mtu"). The
+// nearest win; ties are all returned, sorted, at most three.
+func Suggest(word string, known []string) []string {
+	w := strings.ToLower(word)
+	maxDist := min(2, len(w)/2)
+	best, bestScore := []string(nil), -1
+	for _, k := range known {
+		kl := strings.ToLower(k)
+		d := editDistance(w, kl)
+		score := d
+		if d > maxDist {
+			short, long := w, kl
+			if len(short) > len(long) {
+				short, long = long, short
+			}
+			if len(short) < 3 || !strings.HasPrefix(long, short) {
+				continue
+			}
+			score = 100 + d // a prefix match ranks after every close one
+		}
+		switch {
+		case bestScore < 0 || score < bestScore:
+			best, bestScore = []string{k}, score
+		case score == bestScore:
+			best = append(best, k)
+		}
+	}
+	slices.Sort(best)
+	best = slices.Compact(best)
+	if len(best) > 3 {
+		return nil // too many to be a suggestion
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b
+// (Levenshtein, plus a swap of two neighbouring bytes counted as one
+// edit). Keys are short ASCII words: bytes will do.
+func editDistance(a, b string) int {
+	// rows i-2, i-1 and i of the table.
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }

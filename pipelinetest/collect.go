@@ -50,7 +50,6 @@ type collectProto struct {
 }
 
 func (p *collectProto) Number() pipeline.TransportProtocolNumber { return p.num }
-func (p *collectProto) MinimumPacketSize() int                   { return 0 }
 func (p *collectProto) ParsePorts(b []byte) (uint16, uint16, bool) {
 	if len(b) < 4 {
 		return 0, 0, false

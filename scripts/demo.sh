@@ -31,7 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 		die "missing tools; install these packages: ${missing[*]}"
 	fi
 fi
-command -v go >/dev/null || die "needs Go ≥ 1.25 (https://go.dev/dl/)"
+command -v go >/dev/null || die "needs Go ≥ 1.26 (https://go.dev/dl/)"
 
 work=$(mktemp -d)
 router_pid= http_pid=

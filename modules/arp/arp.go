@@ -63,19 +63,6 @@ func newProtocol(ctx *pipeline.Context, nud pipeline.NUDConfigurations, proxy []
 // Number implements pipeline.NetworkProtocol.
 func (p *Protocol) Number() pipeline.NetworkProtocolNumber { return pipeline.ARPProtocolNumber }
 
-// MinimumPacketSize implements pipeline.NetworkProtocol.
-func (p *Protocol) MinimumPacketSize() int { return wire.ARPSize }
-
-// ParseAddresses implements pipeline.NetworkProtocol: the sender and target
-// protocol addresses.
-func (p *Protocol) ParseAddresses(b []byte) (src, dst netip.Addr, ok bool) {
-	a := wire.ARP(b)
-	if a.Check() != nil {
-		return src, dst, false
-	}
-	return netip.AddrFrom4(a.SenderIP()), netip.AddrFrom4(a.TargetIP()), true
-}
-
 // NewEndpoint implements pipeline.NetworkProtocol. On an Ethernet link with
 // IPv4 addresses it schedules the gratuitous announcements of the addresses
 // the link has not announced yet; they leave once this generation runs.

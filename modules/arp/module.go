@@ -54,7 +54,7 @@ type Module struct {
 func (*Module) PipelineModule() pipeline.ModuleInfo {
 	return pipeline.ModuleInfo{
 		ID:      "network.arp",
-		Summary: "ARP for IPv4 over Ethernet: NUD neighbor resolution, replies, proxy and gratuitous ARP",
+		Summary: "ARP for IPv4 over Ethernet: NUD neighbor resolution, replies, gratuitous ARP; proxy ARP for listed prefixes",
 		New:     func() pipeline.Module { return new(Module) },
 	}
 }

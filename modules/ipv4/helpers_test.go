@@ -51,7 +51,6 @@ type rejectProto struct {
 }
 
 func (p *rejectProto) Number() pipeline.TransportProtocolNumber { return p.num }
-func (p *rejectProto) MinimumPacketSize() int                   { return 0 }
 func (p *rejectProto) ParsePorts([]byte) (uint16, uint16, bool) { return 0, 0, false }
 func (p *rejectProto) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	for i, pkt := range pkts {

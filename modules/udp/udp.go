@@ -1,7 +1,6 @@
 package udp
 
 import (
-	"encoding/binary"
 	"net/netip"
 
 	"github.com/pipestack/pipestack/pipeline"
@@ -37,15 +36,12 @@ type Protocol struct {
 // Number implements pipeline.TransportProtocol.
 func (p *Protocol) Number() pipeline.TransportProtocolNumber { return pipeline.UDPProtocolNumber }
 
-// MinimumPacketSize implements pipeline.TransportProtocol.
-func (p *Protocol) MinimumPacketSize() int { return wire.UDPHeaderSize }
-
 // ParsePorts implements pipeline.TransportProtocol.
 func (p *Protocol) ParsePorts(b []byte) (src, dst uint16, ok bool) {
 	if len(b) < wire.UDPHeaderSize {
 		return 0, 0, false
 	}
-	return binary.BigEndian.Uint16(b[0:]), binary.BigEndian.Uint16(b[2:]), true
+	return wire.Ports(wire.ProtocolUDP, b)
 }
 
 // HandlePackets implements pipeline.TransportProtocol: validate, verify the

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pipestack/pipestack/pipectl/cli"
+	"github.com/pipestack/pipestack/pipectl/control"
 )
 
 func freePort(t *testing.T) string {
@@ -117,5 +119,113 @@ routes:
 	}
 	if rl := runMain(t, "stats", "-s", sock); rl.code != 1 || !strings.Contains(rl.stderr, "no pipeline is running") {
 		t.Errorf("stats with nothing running: %d %q", rl.code, rl.stderr)
+	}
+}
+
+// Reloads over the control socket may overlap, and a reload may change the
+// control: section, which restarts the socket the other requests came in
+// through. Every request gets its own answer, none waits forever, and the
+// socket comes back where the file says. (The loop used to close the old
+// socket while a second request waited for the loop: both hung.)
+func TestControlConcurrentReloads(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "router.sock")
+	metrics := freePort(t)
+	variant := func(i int) string {
+		m := ""
+		if i%2 == 1 {
+			m = fmt.Sprintf(", metrics: %q", metrics)
+		}
+		return fmt.Sprintf(`
+name: router
+control: {socket: %s%s}
+modules: [network.testproto]
+links:
+  - {name: a, module: test.link, device: d0, addresses: [10.0.1.1/24]}
+routes:
+  - {to: 10.9.0.0/16, via: 10.0.1.254, link: a, metric: %d}
+`, sock, m, i+1)
+	}
+	file := tempPipeline(t, variant(0))
+	r := startRun(t, file, cli.RunOptions{})
+	if o := r.next(); o.err != nil {
+		t.Fatal(o.err)
+	}
+	// Applied is called once per reload; drain it so that Run never waits
+	// for the test.
+	var changes atomic.Int64
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for o := range r.applied {
+			if o.err != nil {
+				t.Errorf("reload failed: %v", o.err)
+			}
+			if o.changed {
+				changes.Add(1)
+			}
+		}
+	}()
+
+	// call retries while the socket is being restarted (gone or refusing).
+	call := func(cmd string) (*control.Reply, error) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			rep, err := control.Call(sock, cmd)
+			if err == nil || rep != nil || time.Now().After(deadline) {
+				return rep, err
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	const rounds, callers = 6, 6
+	for round := 1; round <= rounds; round++ {
+		writeFile(t, file, variant(round)) // every round changes control: and a route
+		type answer struct {
+			rep *control.Reply
+			err error
+		}
+		answers := make(chan answer, callers)
+		for range callers {
+			go func() {
+				rep, err := call("reload")
+				answers <- answer{rep, err}
+			}()
+		}
+		changed := 0
+		gens := map[uint64]int{}
+		timeout := time.After(20 * time.Second)
+		for range callers {
+			select {
+			case a := <-answers:
+				if a.err != nil || a.rep.Reload == nil {
+					t.Fatalf("round %d: reload: %v %+v", round, a.err, a.rep)
+				}
+				if a.rep.Reload.Changed {
+					changed++
+				}
+				gens[a.rep.Reload.Generation]++
+			case <-timeout:
+				t.Fatalf("round %d: concurrent reloads hung (the control loop is wedged)\nlog:\n%s", round, r.log.String())
+			}
+		}
+		// The file changed once before the round: exactly one reload
+		// applied it, the others found it unchanged, and all of them
+		// answered with the generation now running.
+		want := uint64(round + 1)
+		if changed != 1 || len(gens) != 1 || gens[want] != callers {
+			t.Errorf("round %d: %d changed, generations %v; want 1 changed, all %d", round, changed, gens, want)
+		}
+	}
+	// The socket is back (it restarts after the last reply).
+	if rep, err := call("stats"); err != nil || rep.Stats.Generation != rounds+1 {
+		t.Fatalf("stats after the reloads: %v %+v", err, rep)
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	close(r.applied)
+	<-drained
+	if n := changes.Load(); n != rounds {
+		t.Errorf("%d reloads changed the generation, want %d", n, rounds)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -68,21 +69,63 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 		}
 	}
 	// The control socket's reload requests are served here, on Run's
-	// goroutine, so that reloads never overlap.
-	ctlReload := make(chan chan control.ReloadReply)
-	ctlErr := make(chan error, 1)
+	// goroutine, so that reloads never overlap. Each request carries its
+	// own reply channel (buffered: the loop never waits for a caller), so
+	// overlapping requests cannot get each other's answers. loop is done
+	// once the loop serves no more requests: a caller then gets an error
+	// instead of waiting.
+	loop, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	requests := make(chan reloadRequest)
 	doReload := func() (control.ReloadReply, error) {
-		res := make(chan control.ReloadReply, 1)
+		req := reloadRequest{reply: make(chan reloadResult, 1)}
 		select {
-		case ctlReload <- res:
-		case <-ctx.Done():
-			return control.ReloadReply{}, ctx.Err()
+		case requests <- req:
+		case <-loop.Done():
+			return control.ReloadReply{}, errors.New("the pipeline is stopping")
 		}
-		r := <-res
-		return r, <-ctlErr
+		res := <-req.reply
+		return res.reply, res.err
+	}
+	serve := func(req reloadRequest) {
+		changed, err := reload(st, file, lw, logger)
+		applied(changed, err)
+		var seq uint64
+		if g := st.Generation(); g != nil {
+			seq = g.Seq()
+		}
+		req.reply <- reloadResult{control.ReloadReply{Changed: changed, Generation: seq}, err}
 	}
 	ctl := startControl(cfg, st, doReload, logger)
 	defer func() { ctl.close() }()
+	// syncControl restarts the control endpoints when the generation in
+	// force configures others; it runs after the reload's reply is sent.
+	// Closing the old socket waits for its connections, and one of them
+	// may be waiting for this loop to serve its reload: while the old
+	// socket closes, requests are still served (a reload among them that
+	// changes control: again is applied when the first restart is done).
+	syncControl := func() {
+		for {
+			g := st.Generation()
+			if g == nil || g.Config().Control == ctl.cfg {
+				return
+			}
+			closed := make(chan struct{})
+			go func(old *controlState) {
+				old.close()
+				close(closed)
+			}(ctl)
+			for open := true; open; {
+				select {
+				case <-closed:
+					open = false
+				case req := <-requests:
+					serve(req)
+				}
+			}
+			ctl = startControl(st.Generation().Config(), st, doReload, logger)
+		}
+	}
 
 	privs := cfg.Privileges
 	if opts.KeepPrivileges {
@@ -91,6 +134,7 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 	}
 	switch msg, err := dropPrivileges(privs); {
 	case err != nil && (cfg.Privileges.User != "" || len(cfg.Privileges.Keep) > 0):
+		stopLoop()
 		ctl.close()
 		st.Close()
 		return fmt.Errorf("privileges: %w", err)
@@ -121,21 +165,23 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 		case <-opts.Reload:
 			changed, err := reload(st, file, lw, logger)
 			applied(changed, err)
-			ctl = ctl.update(st, doReload, logger)
-		case res := <-ctlReload:
-			changed, err := reload(st, file, lw, logger)
-			applied(changed, err)
-			var seq uint64
-			if g := st.Generation(); g != nil {
-				seq = g.Seq()
-			}
-			res <- control.ReloadReply{Changed: changed, Generation: seq}
-			ctlErr <- err
-			ctl = ctl.update(st, doReload, logger)
+			syncControl()
+		case req := <-requests:
+			serve(req)
+			syncControl()
 		case <-tick:
 			logStats(logger, st)
 		}
 	}
+}
+
+// reloadRequest is one `pipectl reload` waiting for the loop; reply is
+// buffered (one slot) and receives exactly one result.
+type reloadRequest struct{ reply chan reloadResult }
+
+type reloadResult struct {
+	reply control.ReloadReply
+	err   error
 }
 
 // reload re-reads file and applies it, logging the outcome.
@@ -295,17 +341,6 @@ func startControl(cfg *pipeline.Config, st *pipeline.Stack, reload func() (contr
 		}
 	}
 	return cs
-}
-
-// update restarts the control endpoints when a reload changed their
-// configuration.
-func (cs *controlState) update(st *pipeline.Stack, reload func() (control.ReloadReply, error), logger zerolog.Logger) *controlState {
-	g := st.Generation()
-	if g == nil || g.Config().Control == cs.cfg {
-		return cs
-	}
-	cs.close()
-	return startControl(g.Config(), st, reload, logger)
 }
 
 func (cs *controlState) close() {

@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"errors"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -105,11 +104,7 @@ func (p *testProto) NetworkProtocol() pipeline.NetworkProtocol { return dropProt
 // every packet.
 type dropProto struct{}
 
-func (dropProto) Number() pipeline.NetworkProtocolNumber { return pipeline.IPv4ProtocolNumber }
-func (dropProto) MinimumPacketSize() int                 { return 20 }
-func (dropProto) ParseAddresses([]byte) (src, dst netip.Addr, ok bool) {
-	return netip.Addr{}, netip.Addr{}, false
-}
+func (dropProto) Number() pipeline.NetworkProtocolNumber                         { return pipeline.IPv4ProtocolNumber }
 func (dropProto) NewEndpoint(pipeline.NetworkInterface) pipeline.NetworkEndpoint { return dropEP{} }
 
 type dropEP struct{}

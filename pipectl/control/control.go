@@ -185,8 +185,10 @@ type Server struct {
 
 // Listen creates the socket at path (its directory too, mode 0755; a stale
 // socket file is replaced; the socket itself is mode 0600) and serves it.
-// reload is called for `pipectl reload` and must serialise with other
-// reloads (pipectl run funnels it through its main loop).
+// reload is called for `pipectl reload`, on the connection's goroutine; it
+// must serialise with other reloads (pipectl run funnels it through its main
+// loop) and must return even while Close runs, since Close waits for the
+// connections in progress.
 func Listen(path string, s *pipeline.Stack, reload func() (ReloadReply, error)) (*Server, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
@@ -262,7 +264,8 @@ func (srv *Server) handle(c net.Conn) {
 	json.NewEncoder(c).Encode(rep)
 }
 
-// Close stops serving and removes the socket file.
+// Close stops serving, waits for the connections in progress (a reload
+// among them included) and removes the socket file.
 func (srv *Server) Close() error {
 	err := srv.ln.Close()
 	srv.wg.Wait()

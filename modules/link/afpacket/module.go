@@ -65,7 +65,8 @@ type Module struct {
 	opts Options
 }
 
-// RingConfig sizes the TPACKET_V3 receive ring of each queue.
+// RingConfig sizes the receive ring of each queue: TPACKET_V2 frames in mode
+// ring (the default), TPACKET_V3 blocks in mode block.
 type RingConfig struct {
 	// BlockSize is the size of one block in bytes: a power of two, a
 	// multiple of the page size, at least 128 KiB (a GSO frame must fit).
@@ -112,7 +113,7 @@ const (
 func (*Module) PipelineModule() pipeline.ModuleInfo {
 	return pipeline.ModuleInfo{
 		ID:      "link.afpacket",
-		Summary: "Ethernet on an existing interface through AF_PACKET (recvmmsg or TPACKET_V3 ring, vnet-hdr GSO, fanout queues; Linux)",
+		Summary: "Ethernet on an existing interface through AF_PACKET (TPACKET_V2 ring by default, recvmmsg or TPACKET_V3 blocks; vnet-hdr GSO, fanout queues; Linux)",
 		New:     func() pipeline.Module { return new(Module) },
 	}
 }

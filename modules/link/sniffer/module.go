@@ -97,6 +97,13 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
 	}
 	if idNode == nil {
+		for i := 0; i < len(rest.Content); i += 2 {
+			if k := rest.Content[i]; len(pipeline.Suggest(k.Value, []string{"module"})) > 0 {
+				e := pipeline.UnknownKey(k, []string{"module"}, "the wrapped link's keys")
+				e.Msg = "inner: " + e.Msg
+				return e
+			}
+		}
 		return &pipeline.PosError{Line: n.Line, Col: n.Column, Msg: "inner has no module: key (e.g. module: link.afpacket)"}
 	}
 	m.innerID = idNode.Value
@@ -108,7 +115,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	if !ok {
 		return &pipeline.PosError{Line: idNode.Line, Col: idNode.Column, Msg: fmt.Sprintf("inner: %s is not a link module", m.innerID)}
 	}
-	if err := pipeline.DecodeStrict(rest, lm); err != nil {
+	if err := pipeline.DecodeStrictWith(rest, lm, "module"); err != nil {
 		var pe *pipeline.PosError
 		if errors.As(err, &pe) {
 			return &pipeline.PosError{Line: pe.Line, Col: pe.Col, Msg: "inner " + m.innerID + ": " + pe.Msg}

@@ -50,7 +50,7 @@ type Module struct {
 func (*Module) PipelineModule() pipeline.ModuleInfo {
 	return pipeline.ModuleInfo{
 		ID:      "link.tun",
-		Summary: "TUN device (Linux): create or attach by name, in a network namespace; multi-queue, vnet-hdr GSO offloads",
+		Summary: "TUN device (Linux): create or attach by name, optionally in a network namespace; vnet-hdr GSO offloads and coalescing, optional multi-queue",
 		New:     func() pipeline.Module { return new(Module) },
 	}
 }
