@@ -286,11 +286,3 @@ func ReleaseBatch(pkts []*Packet) {
 		pl.mu.Unlock()
 	}
 }
-
-// InUse is the number of packets taken from the pool and not yet released
-// (a test can check that every buffer came back).
-func (pl *Pool) InUse() int {
-	pl.mu.Lock()
-	defer pl.mu.Unlock()
-	return int(pl.allocated.Load()) - len(pl.small) - len(pl.large)
-}
