@@ -23,6 +23,8 @@ links:
   - {name: a, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: ["2001:db8:1::1/64"]%[3]s}
   - {name: b, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: ["2001:db8:2::1/64"]%[4]s}
 forwarding: {ipv6: true}
+routes:
+  - {to: "2001:2::/48", via: "2001:db8:2::2", link: b}
 `
 
 func newPipestackRouter6(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
@@ -49,25 +51,29 @@ func newPipestackRouter6(tb testing.TB, eth bool) (*pipeline.Stack, *channel.End
 func BenchmarkForward6Pipestack(b *testing.B) {
 	for _, framing := range []string{"ip", "eth"} {
 		for _, size := range packetSizes6 {
-			b.Run(fmt.Sprintf("%s/%dB", framing, size), func(b *testing.B) {
-				benchForward6Pipestack(b, framing == "eth", size)
-			})
+			for _, flows := range flowCounts {
+				b.Run(flowName(framing, size, flows), func(b *testing.B) {
+					benchForward6Pipestack(b, framing == "eth", size, flows)
+				})
+			}
 		}
 	}
 }
 
-func benchForward6Pipestack(b *testing.B, eth bool, size int) {
+func benchForward6Pipestack(b *testing.B, eth bool, size, flows int) {
 	_, in, out := newPipestackRouter6(b, eth)
-	ipPkt := buildUDP6Packet(size)
-	frame := ipPkt
-	if eth {
-		frame = buildEthFrame6(nic1MAC, senderMAC, ipPkt)
-	}
-	runForward(b, in, out, frame, size, func(d []byte) {
+	fs := newFlowSet(flows, func(i int) ([]byte, []byte) {
+		ip := flowPacket6(size, i, flows)
+		if eth {
+			return ip, buildEthFrame6(nic1MAC, senderMAC, ip)
+		}
+		return ip, ip
+	})
+	runForward(b, in, out, fs, size, func(d, want []byte) {
 		if eth {
 			checkEthHeader6(b, d, receiverMAC, nic2MAC)
 			d = d[ethHeaderLen:]
 		}
-		checkForwarded6(b, d, ipPkt)
+		checkForwarded6(b, d, want)
 	})
 }

@@ -20,6 +20,8 @@ links:
   - {name: a, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: [10.0.1.1/24]%[3]s}
   - {name: b, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: [10.0.2.1/24]%[4]s}
 forwarding: {ipv4: true}
+routes:
+  - {to: 198.18.0.0/15, via: 10.0.2.2, link: b}
 `
 
 func newPipestackRouter(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
@@ -50,60 +52,65 @@ func macString(m [6]byte) string {
 func BenchmarkForwardPipestack(b *testing.B) {
 	for _, framing := range []string{"ip", "eth"} {
 		for _, size := range packetSizes {
-			b.Run(fmt.Sprintf("%s/%dB", framing, size), func(b *testing.B) {
-				benchForwardPipestack(b, framing == "eth", size)
-			})
+			for _, flows := range flowCounts {
+				b.Run(flowName(framing, size, flows), func(b *testing.B) {
+					benchForwardPipestack(b, framing == "eth", size, flows)
+				})
+			}
 		}
 	}
 }
 
-func benchForwardPipestack(b *testing.B, eth bool, size int) {
+func benchForwardPipestack(b *testing.B, eth bool, size, flows int) {
 	_, in, out := newPipestackRouter(b, eth)
-	ipPkt := buildUDPPacket(size)
-	frame := ipPkt
-	if eth {
-		frame = buildEthFrame(nic1MAC, senderMAC, ipPkt)
-	}
-	runForward(b, in, out, frame, size, func(d []byte) {
+	fs := newFlowSet(flows, func(i int) ([]byte, []byte) {
+		ip := flowPacket4(size, i, flows)
+		if eth {
+			return ip, buildEthFrame(nic1MAC, senderMAC, ip)
+		}
+		return ip, ip
+	})
+	runForward(b, in, out, fs, size, func(d, want []byte) {
 		if eth {
 			checkEthHeader(b, d, receiverMAC, nic2MAC)
 			d = d[ethHeaderLen:]
 		}
-		checkForwarded(b, d, ipPkt)
+		checkForwarded(b, d, want)
 	})
 }
 
 // runForward is the measured loop of every pipestack forwarding benchmark
-// (IPv4 and IPv6): batches of up to 64 copies of frame injected into in,
-// drained from out, every packet handed to check, then released; one b.N
-// iteration is one packet. A warm-up batch runs (and is checked) first.
-func runForward(b *testing.B, in, out *channel.Endpoint, frame []byte, ipSize int, check func(frame []byte)) {
-	frames := make([][]byte, batchSize)
-	for i := range frames {
-		frames[i] = frame
-	}
+// (IPv4 and IPv6, one flow or many): batches of up to 64 frames, the flows
+// of fs in round robin, injected into in, drained from out, every packet
+// handed to check with the IP packet it must be, then released; one b.N
+// iteration is one packet. A warm-up pass over every flow runs (and is
+// checked) first.
+func runForward(b *testing.B, in, out *channel.Endpoint, fs *flowSet, ipSize int, check func(got, want []byte)) {
 	buf := make([]*pipeline.Packet, batchSize)
-	drain := func(n int) {
+	pass := func(n int) {
+		frames, want := fs.batch(n)
+		in.InjectFrames(frames)
 		got := out.Read(buf)
 		if got != n {
 			b.Fatalf("forwarded %d of %d packets", got, n)
 		}
-		for _, p := range buf[:got] {
-			check(p.Data())
+		for i, p := range buf[:got] {
+			check(p.Data(), want[i])
 		}
 		pipeline.ReleaseBatch(buf[:got])
 	}
-	// Warm up (pools, queues) and verify once outside the timer.
-	in.InjectFrames(frames)
-	drain(batchSize)
+	// Warm up (pools, queues, per-flow state) and verify outside the timer.
+	for range fs.warmBatches() {
+		pass(batchSize)
+	}
+	fs.next = 0
 
 	b.SetBytes(int64(ipSize))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		n := min(batchSize, b.N-done)
-		in.InjectFrames(frames[:n])
-		drain(n)
+		pass(n)
 		done += n
 	}
 	b.StopTimer()

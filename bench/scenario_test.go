@@ -107,11 +107,16 @@ func udpChecksumOK(pkt []byte) bool {
 // dstIP:dstPort with TTL 64, IP total length totalLen, a deterministic
 // payload of totalLen-28 bytes and valid IP and UDP checksums.
 func buildUDPPacket(totalLen int) []byte {
+	return buildUDPFlowPacket(totalLen, srcIP, dstIP, srcPort, dstPort)
+}
+
+// buildUDPFlowPacket is buildUDPPacket for the flow src:sport → dst:dport.
+func buildUDPFlowPacket(totalLen int, srcA, dstA uint32, sport, dport uint16) []byte {
 	if totalLen < ipv4HeaderLen+udpHeaderLen || totalLen > 0xffff {
 		panic("buildUDPPacket: bad total length")
 	}
 	p := make([]byte, totalLen)
-	src, dst := ip4(srcIP), ip4(dstIP)
+	src, dst := ip4(srcA), ip4(dstA)
 
 	// IPv4 header.
 	p[0] = 0x45 // version 4, IHL 5
@@ -127,8 +132,8 @@ func buildUDPPacket(totalLen int) []byte {
 
 	// UDP header + payload.
 	udp := p[ipv4HeaderLen:]
-	binary.BigEndian.PutUint16(udp[0:2], srcPort)
-	binary.BigEndian.PutUint16(udp[2:4], dstPort)
+	binary.BigEndian.PutUint16(udp[0:2], sport)
+	binary.BigEndian.PutUint16(udp[2:4], dport)
 	binary.BigEndian.PutUint16(udp[4:6], uint16(len(udp)))
 	payload := udp[udpHeaderLen:]
 	for i := range payload {
