@@ -27,7 +27,7 @@ routes:
   - {to: "2001:2::/48", via: "2001:db8:2::2", link: b}
 `
 
-func newPipestackRouter6(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
+func newPipestackRouter6(tb testing.TB, eth bool, opts pipeline.Options) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
 	framing, macA, macB := "ip", "", ""
 	if eth {
 		framing = "ethernet"
@@ -38,7 +38,7 @@ func newPipestackRouter6(tb testing.TB, eth bool) (*pipeline.Stack, *channel.End
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := pipeline.New(pipeline.Options{})
+	s := pipeline.New(opts)
 	if _, err := s.Apply(cfg); err != nil {
 		tb.Fatal(err)
 	}
@@ -61,19 +61,27 @@ func BenchmarkForward6Pipestack(b *testing.B) {
 }
 
 func benchForward6Pipestack(b *testing.B, eth bool, size, flows int) {
-	_, in, out := newPipestackRouter6(b, eth)
-	fs := newFlowSet(flows, func(i int) ([]byte, []byte) {
+	in, out, fs, check := setupForward6(b, eth, size, flows, pipeline.Options{})
+	runForward(b, in, out, fs, size, check)
+}
+
+// setupForward6 builds pipestack's IPv6 router, the flows and the check of
+// one forwarding scenario.
+func setupForward6(tb testing.TB, eth bool, size, flows int, opts pipeline.Options) (in, out *channel.Endpoint, fs *flowSet, check func(got, want []byte)) {
+	_, in, out = newPipestackRouter6(tb, eth, opts)
+	fs = newFlowSet(flows, func(i int) ([]byte, []byte) {
 		ip := flowPacket6(size, i, flows)
 		if eth {
 			return ip, buildEthFrame6(nic1MAC, senderMAC, ip)
 		}
 		return ip, ip
 	})
-	runForward(b, in, out, fs, size, func(d, want []byte) {
+	check = func(d, want []byte) {
 		if eth {
-			checkEthHeader6(b, d, receiverMAC, nic2MAC)
+			checkEthHeader6(tb, d, receiverMAC, nic2MAC)
 			d = d[ethHeaderLen:]
 		}
-		checkForwarded6(b, d, want)
-	})
+		checkForwarded6(tb, d, want)
+	}
+	return in, out, fs, check
 }

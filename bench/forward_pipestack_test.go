@@ -24,7 +24,7 @@ routes:
   - {to: 198.18.0.0/15, via: 10.0.2.2, link: b}
 `
 
-func newPipestackRouter(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
+func newPipestackRouter(tb testing.TB, eth bool, opts pipeline.Options) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
 	framing, macA, macB := "ip", "", ""
 	if eth {
 		framing = "ethernet"
@@ -35,7 +35,7 @@ func newPipestackRouter(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endp
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := pipeline.New(pipeline.Options{})
+	s := pipeline.New(opts)
 	if _, err := s.Apply(cfg); err != nil {
 		tb.Fatal(err)
 	}
@@ -62,21 +62,48 @@ func BenchmarkForwardPipestack(b *testing.B) {
 }
 
 func benchForwardPipestack(b *testing.B, eth bool, size, flows int) {
-	_, in, out := newPipestackRouter(b, eth)
-	fs := newFlowSet(flows, func(i int) ([]byte, []byte) {
+	in, out, fs, check := setupForward4(b, eth, size, flows, pipeline.Options{})
+	runForward(b, in, out, fs, size, check)
+}
+
+// setupForward4 builds pipestack's IPv4 router, the flows and the check of
+// one forwarding scenario.
+func setupForward4(tb testing.TB, eth bool, size, flows int, opts pipeline.Options) (in, out *channel.Endpoint, fs *flowSet, check func(got, want []byte)) {
+	_, in, out = newPipestackRouter(tb, eth, opts)
+	fs = newFlowSet(flows, func(i int) ([]byte, []byte) {
 		ip := flowPacket4(size, i, flows)
 		if eth {
 			return ip, buildEthFrame(nic1MAC, senderMAC, ip)
 		}
 		return ip, ip
 	})
-	runForward(b, in, out, fs, size, func(d, want []byte) {
+	check = func(d, want []byte) {
 		if eth {
-			checkEthHeader(b, d, receiverMAC, nic2MAC)
+			checkEthHeader(tb, d, receiverMAC, nic2MAC)
 			d = d[ethHeaderLen:]
 		}
-		checkForwarded(b, d, want)
-	})
+		checkForwarded(tb, d, want)
+	}
+	return in, out, fs, check
+}
+
+// forwardPass returns one step of runForward: the next n ≤ batchSize
+// packets of fs injected into in, drained from out, each checked against
+// the IP packet it must be, released.
+func forwardPass(tb testing.TB, in, out *channel.Endpoint, fs *flowSet, check func(got, want []byte)) func(n int) {
+	buf := make([]*pipeline.Packet, batchSize)
+	return func(n int) {
+		frames, want := fs.batch(n)
+		in.InjectFrames(frames)
+		got := out.Read(buf)
+		if got != n {
+			tb.Fatalf("forwarded %d of %d packets", got, n)
+		}
+		for i, p := range buf[:got] {
+			check(p.Data(), want[i])
+		}
+		pipeline.ReleaseBatch(buf[:got])
+	}
 }
 
 // runForward is the measured loop of every pipestack forwarding benchmark
@@ -86,19 +113,7 @@ func benchForwardPipestack(b *testing.B, eth bool, size, flows int) {
 // iteration is one packet. A warm-up pass over every flow runs (and is
 // checked) first.
 func runForward(b *testing.B, in, out *channel.Endpoint, fs *flowSet, ipSize int, check func(got, want []byte)) {
-	buf := make([]*pipeline.Packet, batchSize)
-	pass := func(n int) {
-		frames, want := fs.batch(n)
-		in.InjectFrames(frames)
-		got := out.Read(buf)
-		if got != n {
-			b.Fatalf("forwarded %d of %d packets", got, n)
-		}
-		for i, p := range buf[:got] {
-			check(p.Data(), want[i])
-		}
-		pipeline.ReleaseBatch(buf[:got])
-	}
+	pass := forwardPass(b, in, out, fs, check)
 	// Warm up (pools, queues, per-flow state) and verify outside the timer.
 	for range fs.warmBatches() {
 		pass(batchSize)

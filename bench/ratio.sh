@@ -6,7 +6,12 @@
 # count) and the median allocs/op of each; then the ratios of the three
 # flow counts side by side.
 #
-#   bench/ratio.sh            # 5 runs of 1 s each per benchmark (~10 min)
+# The test binary is built once and run COUNT times, each run every
+# benchmark once (rounds interleaved, so a change in the machine's load
+# between minutes hits both stacks alike, rather than -count N, which runs
+# each benchmark N times in a row).
+#
+#   bench/ratio.sh            # 5 rounds, 1 s per benchmark (~6 min)
 #   COUNT=10 BENCHTIME=2s bench/ratio.sh
 #   BENCH='Forward/ip/46B' bench/ratio.sh   # a subset (a go test -bench pattern)
 set -euo pipefail
@@ -14,8 +19,13 @@ cd "$(dirname "$0")"
 COUNT=${COUNT:-5}
 BENCHTIME=${BENCHTIME:-1s}
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-go test -run '^$' -bench "${BENCH:-Forward}" -benchmem -count "$COUNT" -benchtime "$BENCHTIME" . | tee "$out"
+bin=$(mktemp)
+trap 'rm -f "$out" "$bin"' EXIT
+go test -c -o "$bin" .
+for i in $(seq "$COUNT"); do
+	echo "== round $i of $COUNT"
+	"$bin" -test.run '^$' -test.bench "${BENCH:-Forward}" -test.benchmem -test.benchtime "$BENCHTIME" -test.timeout 0 | tee -a "$out"
+done
 echo
 rows=$(awk '
 /^Benchmark/ {
