@@ -184,6 +184,7 @@ func runForwardGVisor(b *testing.B, r *gvisorRouter, fs *flowSet, size int, drai
 
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		n := min(batchSize, b.N-done)
@@ -191,5 +192,5 @@ func runForwardGVisor(b *testing.B, r *gvisorRouter, fs *flowSet, size int, drai
 		done += n
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+	reportRates(b, cpu0)
 }

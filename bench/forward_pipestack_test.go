@@ -122,6 +122,7 @@ func runForward(b *testing.B, in, out *channel.Endpoint, fs *flowSet, ipSize int
 
 	b.SetBytes(int64(ipSize))
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		n := min(batchSize, b.N-done)
@@ -129,5 +130,5 @@ func runForward(b *testing.B, in, out *channel.Endpoint, fs *flowSet, ipSize int
 		done += n
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+	reportRates(b, cpu0)
 }
