@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipestack/pipestack/internal/testenv"
 )
 
 // Helpers: the lab (scripts/lab.sh with a random suffix), pipectl built once
@@ -49,15 +51,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// need fails the test under CI (CI=true), where every requirement must be
-// met, and skips it elsewhere.
+// need fails the test under CI (CI non-empty), where every requirement
+// must be met, and skips it elsewhere (internal/testenv).
 func need(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs %s", msg)
-	}
-	t.Skipf("needs %s", msg)
+	testenv.Need(t, format, args...)
 }
 
 // requireLab checks what every test here needs: Linux, root, /dev/net/tun,

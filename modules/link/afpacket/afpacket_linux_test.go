@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 var other = wire.MAC{2, 0, 0, 0, 0, 0x99}

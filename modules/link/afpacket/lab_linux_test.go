@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -15,26 +14,17 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/pipestack/pipestack/internal/testenv"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
-// needRoot skips a test that needs root, or fails it under CI.
+// needRoot needs root and iproute2: the test makes a network namespace
+// with a veth pair (testenv: fails under CI, skips elsewhere).
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		if _, err := exec.LookPath("ip"); err == nil {
-			return
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("needs iproute2 (ip) in PATH")
-		}
-		t.Skip("needs iproute2 (ip)")
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs root: it makes a network namespace with a veth pair")
-	}
-	t.Skip("needs root: it makes a network namespace with a veth pair")
+	testenv.Root(t)
+	testenv.Tool(t, "ip", "iproute2")
 }
 
 // lab is a namespace of its own with a veth pair va <-> vb inside.

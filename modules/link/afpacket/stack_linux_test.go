@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pipestack/pipestack/internal/testenv"
 	"github.com/pipestack/pipestack/modules/link/sniffer"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipelinetest"
@@ -77,9 +78,7 @@ links:
 		t.Fatalf("inner link is a %T", ep.(*sniffer.Endpoint).Inner())
 	}
 	n.Stack.Close()
-	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark not installed")
-	}
+	testenv.Tool(t, "tshark", "tshark")
 	out, err = exec.Command("tshark", "-r", file, "-Y", "icmp").CombinedOutput()
 	if err != nil {
 		t.Fatalf("tshark: %v\n%s", err, out)

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 // frame is what a frameSink was handed, flattened.
