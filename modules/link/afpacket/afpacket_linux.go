@@ -1,16 +1,15 @@
 package afpacket
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipestack/pipestack/internal/netns"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -129,7 +128,7 @@ func New(o Options) (*Endpoint, error) {
 	}
 	e.auxdata = o.Mode == ModeMmsg
 	var ifi *net.Interface
-	err := inNetns(o.Netns, func() error {
+	err := netns.Do(o.Netns, func() error {
 		var err error
 		ifi, err = net.InterfaceByName(o.Device)
 		if err != nil {
@@ -161,51 +160,6 @@ func New(o Options) (*Endpoint, error) {
 	}
 	e.efd = efd
 	return e, nil
-}
-
-// inNetns runs fn on an OS thread that entered the named network namespace
-// and returns to the original one afterwards. Sockets made by fn stay in
-// that namespace. A thread that cannot return is left locked, so that the
-// runtime ends it with the goroutine.
-func inNetns(ns string, fn func() error) error {
-	if ns == "" {
-		return fn()
-	}
-	path := ns
-	if !strings.Contains(ns, "/") {
-		path = "/var/run/netns/" + ns
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("own namespace: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open %s: %w", path, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w%s", path, err, pipeline.SetnsHint(err))
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return to the original namespace: %w", err))
-			return // the thread stays locked and dies with this goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/pipestack/pipestack/internal/netns"
 	"github.com/pipestack/pipestack/internal/testenv"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -84,7 +85,7 @@ type peer struct {
 func (l *lab) peer(t testing.TB, vnet bool) *peer {
 	t.Helper()
 	p := &peer{fd: -1, vnet: vnet}
-	err := inNetns(l.ns, func() error {
+	err := netns.Do(l.ns, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/pipestack/pipestack/internal/netns"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -108,7 +109,7 @@ func open(o options) (_ *Endpoint, err error) {
 			}
 		}
 	}()
-	err = inNetns(o.netns, func() error {
+	err = netns.Do(o.netns, func() error {
 		ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("control socket: %w", err)
@@ -239,50 +240,6 @@ func openQueue(device string, flags uint16) (int, error) {
 		return -1, err
 	}
 	return fd, nil
-}
-
-// inNetns runs fn on an OS thread that has entered the network namespace ns
-// (a name under /run/netns or a path); "" runs fn here. Sockets and devices
-// fn creates belong to that namespace. The thread goes back to its own
-// namespace afterwards, or, if it cannot, is thrown away with its goroutine.
-func inNetns(ns string, fn func() error) error {
-	if ns == "" {
-		return fn()
-	}
-	path := ns
-	if path[0] != '/' {
-		path = "/run/netns/" + ns
-	}
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("netns %s: %w", ns, err)
-	}
-	defer unix.Close(target)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns: own namespace: %w", err)
-			return
-		}
-		defer unix.Close(self)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns %s: setns: %w%s", ns, err, pipeline.SetnsHint(err))
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the thread exits with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("netns: return to own namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // MTU implements pipeline.LinkEndpoint: the device's MTU when opened.

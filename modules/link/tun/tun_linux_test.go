@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipestack/pipestack/internal/netns"
 	"github.com/pipestack/pipestack/internal/testenv"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -169,7 +170,7 @@ func TestTUNUSODelivery(t *testing.T) {
 		testenv.Need(t, "a kernel that takes USO on TUN devices (TUN_F_USO4, Linux 6.2+; this one: %s)", kernelRelease())
 	}
 	var fd int
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
