@@ -53,10 +53,11 @@ type Endpoint struct {
 	scratchMu sync.Mutex
 	scratch   []*txScratch
 
-	statsMu     sync.Mutex
-	kernelDrops uint64
-	removed     atomic.Bool
-	linkDown    atomic.Bool
+	statsMu       sync.Mutex // guards the PACKET_STATISTICS totals
+	kernelDrops   uint64
+	kernelFreezes uint64
+	removed       atomic.Bool
+	linkDown      atomic.Bool
 
 	// Receive counters.
 	RxPackets, RxBytes atomic.Uint64
@@ -355,9 +356,21 @@ func (e *Endpoint) Removed() bool { return e.removed.Load() }
 func (e *Endpoint) QueueDelivered(i int) uint64 { return e.queues[i].Delivered.Load() }
 
 // KernelDrops is how many frames the kernel dropped because a socket's
-// buffer or ring was full (PACKET_STATISTICS, summed over the queues and
-// over time).
+// buffer or ring was full (PACKET_STATISTICS tp_drops, summed over the
+// queues and over time): frames that reached the device but never the
+// stack. Shown as rx_kernel_dropped by LinkCounters.
 func (e *Endpoint) KernelDrops() uint64 {
+	drops, _ := e.kernelStats()
+	return drops
+}
+
+// kernelStats reads PACKET_STATISTICS of every queue's socket and adds it
+// to the totals kept here (the kernel resets its counters on each read):
+// frames dropped for want of room (tp_drops) and, in mode block, how often
+// a queue froze because every block of its ring was still ours
+// (tp_freeze_q_cnt). It is read when the counters are (pipectl stats, the
+// metrics, the stats log), never per packet. After Close the totals stay.
+func (e *Endpoint) kernelStats() (drops, freezes uint64) {
 	e.txmu.RLock()
 	defer e.txmu.RUnlock()
 	e.statsMu.Lock()
@@ -367,13 +380,14 @@ func (e *Endpoint) KernelDrops() uint64 {
 			if e.o.Mode == ModeBlock {
 				if st, err := unix.GetsockoptTpacketStatsV3(q.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 					e.kernelDrops += uint64(st.Drops)
+					e.kernelFreezes += uint64(st.Freeze_q_cnt)
 				}
 			} else if st, err := unix.GetsockoptTpacketStats(q.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 				e.kernelDrops += uint64(st.Drops)
 			}
 		}
 	}
-	return e.kernelDrops
+	return e.kernelDrops, e.kernelFreezes
 }
 
 // Attach implements pipeline.LinkEndpoint. The first non-nil dispatcher
@@ -686,9 +700,13 @@ func (e *Endpoint) closeFDs() {
 var _ pipeline.LinkEndpoint = (*Endpoint)(nil)
 
 // LinkCounters implements pipeline.LinkCounterReader: the socket-level
-// counters, shown by pipectl stats.
+// counters, shown by pipectl stats, and what the kernel dropped before
+// our sockets (rx_kernel_dropped: ring or socket buffer full;
+// rx_ring_freezes: mode block only; read from PACKET_STATISTICS here).
 func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
+	drops, freezes := e.kernelStats()
 	return []pipeline.CounterValue{
+		{Name: "rx_kernel_dropped", Value: drops}, {Name: "rx_ring_freezes", Value: freezes},
 		{Name: "rx_packets", Value: e.RxPackets.Load()}, {Name: "rx_bytes", Value: e.RxBytes.Load()},
 		{Name: "rx_not_attached", Value: e.RxNotAttached.Load()}, {Name: "rx_malformed", Value: e.RxMalformed.Load()},
 		{Name: "rx_truncated", Value: e.RxTruncated.Load()}, {Name: "rx_other_host", Value: e.RxOtherHost.Load()},

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -48,6 +50,14 @@ type Endpoint struct {
 	closeErr  error
 
 	c counters
+
+	// devStats is /proc/net/dev as the device's namespace shows it, opened
+	// in that namespace (-1 if it could not be): its tx_drop column is
+	// what the kernel could not queue to us. Guarded by statsMu.
+	statsMu     sync.Mutex
+	devStats    int
+	devStatsBuf []byte
+	txDropped   uint64 // the last value read
 }
 
 type dispatcher struct{ d pipeline.NetworkDispatcher }
@@ -77,7 +87,7 @@ func open(o options) (_ *Endpoint, err error) {
 	if o.pool == nil {
 		o.pool = pipeline.DefaultPool
 	}
-	e := &Endpoint{name: o.name, device: o.device, vnet: o.offload, batch: o.batch, pool: o.pool, wakeFD: -1}
+	e := &Endpoint{name: o.name, device: o.device, vnet: o.offload, batch: o.batch, pool: o.pool, wakeFD: -1, devStats: -1}
 	if o.ctx != nil {
 		e.log = o.ctx.Logger
 		cs := o.ctx.Counters("tun " + o.name)
@@ -106,6 +116,9 @@ func open(o options) (_ *Endpoint, err error) {
 			}
 			if e.wakeFD >= 0 {
 				unix.Close(e.wakeFD)
+			}
+			if e.devStats >= 0 {
+				unix.Close(e.devStats)
 			}
 		}
 	}()
@@ -139,6 +152,12 @@ func open(o options) (_ *Endpoint, err error) {
 				return fmt.Errorf("open %s (queue %d): %w", o.device, i, err)
 			}
 			fds = append(fds, fd)
+		}
+		// The namespace's /proc/net/dev, read later from wherever we are
+		// (a proc net file keeps the namespace it was opened in). Without
+		// it the link still works; rx_kernel_dropped then stays 0.
+		if fd, err := unix.Open("/proc/thread-self/net/dev", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			e.devStats = fd
 		}
 		if o.offload {
 			if err := unix.IoctlSetPointerInt(fds[0], unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
@@ -607,17 +626,78 @@ func (e *Endpoint) Close() error {
 			q.wm.Unlock()
 		}
 		unix.Close(e.wakeFD)
+		e.kernelDropped() // the last value, kept for counters read after Close
+		e.statsMu.Lock()
+		if e.devStats >= 0 {
+			unix.Close(e.devStats)
+			e.devStats = -1
+		}
+		e.statsMu.Unlock()
 		e.closeErr = errors.Join(errs...)
 		e.log.Info().Str("device", e.device).Bool("removed", e.created).Msg("tun closed")
 	})
 	return e.closeErr
 }
 
+// kernelDropped is the device's tx_dropped, read from /proc/net/dev of its
+// namespace: packets the kernel routed to the device but could not queue
+// to the link (its queue full because we did not read fast enough, or no
+// queue attached). Read when the counters are, never per packet.
+func (e *Endpoint) kernelDropped() uint64 {
+	e.statsMu.Lock()
+	defer e.statsMu.Unlock()
+	if e.devStats < 0 {
+		return e.txDropped
+	}
+	if e.devStatsBuf == nil {
+		e.devStatsBuf = make([]byte, 16<<10)
+	}
+	n := 0
+	for {
+		if n == len(e.devStatsBuf) {
+			e.devStatsBuf = append(e.devStatsBuf, make([]byte, len(e.devStatsBuf))...)
+		}
+		k, err := unix.Pread(e.devStats, e.devStatsBuf[n:], int64(n))
+		if err != nil {
+			return e.txDropped
+		}
+		if k == 0 {
+			break
+		}
+		n += k
+	}
+	if v, ok := netDevTxDropped(e.devStatsBuf[:n], e.device); ok {
+		e.txDropped = v
+	}
+	return e.txDropped
+}
+
+// netDevTxDropped finds dev's line in /proc/net/dev text and returns its
+// tx drop column (the 12th number: 8 receive columns, then tx bytes,
+// packets, errs, drop).
+func netDevTxDropped(text []byte, dev string) (uint64, bool) {
+	for _, line := range strings.Split(string(text), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) != dev {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 12 {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(f[11], 10, 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
 // LinkCounters implements pipeline.LinkCounterReader: the device-level
-// counters (also the counter set "tun <link>"), shown by pipectl stats.
+// counters (also the counter set "tun <link>"), shown by pipectl stats,
+// and rx_kernel_dropped, the device's tx_dropped (kernelDropped).
 func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
 	c := &e.c
 	return []pipeline.CounterValue{
+		{Name: "rx_kernel_dropped", Value: e.kernelDropped()},
 		{Name: "rx_packets", Value: c.rxPackets.Load()}, {Name: "rx_batches", Value: c.rxBatches.Load()},
 		{Name: "rx_gso", Value: c.rxGSO.Load()}, {Name: "rx_gso_segments", Value: c.rxSegments.Load()},
 		{Name: "rx_csum_partial", Value: c.rxPartial.Load()}, {Name: "rx_malformed", Value: c.rxMalformed.Load()},
