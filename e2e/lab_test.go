@@ -340,7 +340,10 @@ type routerStats struct {
 	Links      []struct {
 		Name      string `json:"name"`
 		RxPackets uint64 `json:"rx_packets"`
+		RxDropped uint64 `json:"rx_dropped"`
+		RxUnknown uint64 `json:"rx_unknown_protocol"`
 		TxPackets uint64 `json:"tx_packets"`
+		TxDropped uint64 `json:"tx_dropped"`
 		Device    []struct {
 			Name  string `json:"name"`
 			Value uint64 `json:"value"`
@@ -382,6 +385,18 @@ func (s *routerStats) device(link string) map[string]uint64 {
 		}
 	}
 	return m
+}
+
+// nic returns link's stack-side counters (rx_packets, rx_dropped, ...) by
+// name.
+func (s *routerStats) nic(link string) map[string]uint64 {
+	for _, l := range s.Links {
+		if l.Name == link {
+			return map[string]uint64{"rx_packets": l.RxPackets, "rx_dropped": l.RxDropped,
+				"rx_unknown_protocol": l.RxUnknown, "tx_packets": l.TxPackets, "tx_dropped": l.TxDropped}
+		}
+	}
+	return nil
 }
 
 // set returns a protocol counter set ("ipv4", "arp") by name.
