@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -151,13 +152,23 @@ func (p *peer) send(t testing.TB, vh *vnetHdr, frame []byte) {
 // the timeout.
 func (p *peer) recv(t testing.TB, timeout time.Duration) (vnetHdr, []byte) {
 	t.Helper()
+	vh, b, ok := p.tryRecv(t, timeout)
+	if !ok {
+		t.Fatalf("peer: nothing received in %v", timeout)
+	}
+	return vh, b
+}
+
+// tryRecv is recv that reports a timeout instead of failing.
+func (p *peer) tryRecv(t testing.TB, timeout time.Duration) (vnetHdr, []byte, bool) {
+	t.Helper()
 	buf := make([]byte, 70000)
 	deadline := time.Now().Add(timeout)
 	for {
 		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
 		ms := int(time.Until(deadline) / time.Millisecond)
 		if ms <= 0 {
-			t.Fatalf("peer: nothing received in %v", timeout)
+			return vnetHdr{}, nil, false
 		}
 		if n, err := unix.Poll(fds, ms); err != nil && err != unix.EINTR {
 			t.Fatalf("peer poll: %v", err)
@@ -177,8 +188,19 @@ func (p *peer) recv(t testing.TB, timeout time.Duration) (vnetHdr, []byte) {
 			vh = decodeVnetHdr(b)
 			b = b[vnetHdrLen:]
 		}
-		return vh, append([]byte(nil), b...)
+		return vh, append([]byte(nil), b...), true
 	}
+}
+
+// txDropped is the kernel's tx_dropped count of dev in the lab's namespace.
+func (l *lab) txDropped(t testing.TB, dev string) uint64 {
+	t.Helper()
+	out := run(t, "ip", "netns", "exec", l.ns, "cat", "/sys/class/net/"+dev+"/statistics/tx_dropped")
+	v, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		t.Fatalf("tx_dropped of %s: %q", dev, out)
+	}
+	return v
 }
 
 // got is one received packet as the dispatcher saw it.

@@ -58,6 +58,9 @@ type Endpoint struct {
 	devStats    int
 	devStatsBuf []byte
 	txDropped   uint64 // the last value read
+	// txDroppedBase is tx_dropped when the link opened (set before the
+	// readers start, read-only afterwards).
+	txDroppedBase uint64
 }
 
 type dispatcher struct{ d pipeline.NetworkDispatcher }
@@ -232,6 +235,9 @@ func open(o options) (_ *Endpoint, err error) {
 		}
 		e.queues = append(e.queues, q)
 	}
+	// What the kernel dropped before we attached (a persistent device with
+	// no reader drops everything routed to it) is not ours to report.
+	e.txDroppedBase = e.kernelDropped()
 	e.wg.Add(len(e.queues))
 	for _, q := range e.queues {
 		go q.readLoop()
@@ -693,11 +699,12 @@ func netDevTxDropped(text []byte, dev string) (uint64, bool) {
 
 // LinkCounters implements pipeline.LinkCounterReader: the device-level
 // counters (also the counter set "tun <link>"), shown by pipectl stats,
-// and rx_kernel_dropped, the device's tx_dropped (kernelDropped).
+// and rx_kernel_dropped, the device's tx_dropped (kernelDropped) since the
+// link opened.
 func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
 	c := &e.c
 	return []pipeline.CounterValue{
-		{Name: "rx_kernel_dropped", Value: e.kernelDropped()},
+		{Name: "rx_kernel_dropped", Value: e.kernelDropped() - e.txDroppedBase},
 		{Name: "rx_packets", Value: c.rxPackets.Load()}, {Name: "rx_batches", Value: c.rxBatches.Load()},
 		{Name: "rx_gso", Value: c.rxGSO.Load()}, {Name: "rx_gso_segments", Value: c.rxSegments.Load()},
 		{Name: "rx_csum_partial", Value: c.rxPartial.Load()}, {Name: "rx_malformed", Value: c.rxMalformed.Load()},
