@@ -3,8 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"regexp"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +34,8 @@ func TestReloadUnderIperf3(t *testing.T) {
 				"routes:\n  - {to: 10.99.0.0/16, via: 10.10.2.2, link: b, metric: 5}\n",
 				"routes:\n  - {to: 10.99.0.0/16, via: 10.10.1.2, link: a}\n",
 			}
-			kernel := kernelIperf3(t, v4)
+			kres := kernelIperf3(t, v4)
+			kernel := kres.End.SumReceived.BitsPerSecond
 			r := startRouter(t, base+routes[0])
 			startIperf3Server(t, l, v4)
 			time.Sleep(300 * time.Millisecond) // the hosts' start-up chatter (RS, MLD) is over
@@ -99,10 +103,26 @@ func TestReloadUnderIperf3(t *testing.T) {
 				t.Fatalf("iperf3 reported %d intervals, want 28", len(rates))
 			}
 			med := median(rates)
+			// A machine so busy that even the kernel's stream (a moment
+			// earlier) or the run queue says streams starve is not one
+			// on which a stall can be blamed on a reload: then stalls
+			// are reported, not judged (the zero-loss proof below still
+			// is).
+			starved := ""
+			if n := kres.stalls(); n > 0 {
+				starved = fmt.Sprintf("the kernel's own stream stalled for %d quarter seconds in this test", n)
+			} else if load, ok := loadPerCPU(); ok && load > 4 {
+				starved = fmt.Sprintf("load average %.1f per CPU", load)
+			}
 			for i, iv := range res.res.Intervals {
 				if iv.Sum.Bytes == 0 {
-					t.Errorf("interval %d (%.1f–%.1f s): %.0f bytes, %.2f Gbit/s (median %.2f): the stream stalled",
+					msg := fmt.Sprintf("interval %d (%.1f–%.1f s): %.0f bytes, %.2f Gbit/s (median %.2f): the stream stalled",
 						i, iv.Sum.Start, iv.Sum.End, iv.Sum.Bytes, iv.Sum.BitsPerSecond/1e9, med/1e9)
+					if starved != "" {
+						t.Logf("%s; not judged: %s", msg, starved)
+					} else {
+						t.Error(msg)
+					}
 				}
 			}
 			gbps := res.res.End.SumReceived.BitsPerSecond / 1e9
@@ -214,6 +234,23 @@ func (r *router) waitReloaded(gen uint64, d time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// loadPerCPU is the 1-minute load average divided by the CPUs.
+func loadPerCPU() (float64, bool) {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0, false
+	}
+	return v / float64(runtime.NumCPU()), true
 }
 
 func median(v []float64) float64 {

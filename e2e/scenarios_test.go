@@ -146,16 +146,26 @@ const minKernelShare = 0.20
 // stream from A to B between namespaces wired as the AF_PACKET lab is
 // (`lab.sh up kernel`: veth pairs, ip_forward in the router namespace):
 // the baseline a test compares the router's rate with. The lab is removed
-// when the test ends. Returns bits/s.
-func kernelIperf3(t *testing.T, f *family) float64 {
+// when the test ends. Intervals are a quarter second.
+func kernelIperf3(t *testing.T, f *family) *iperfResult {
 	t.Helper()
 	k := newLabMode(t, "kernel")
 	startIperf3Server(t, k, f)
-	res := iperf3(t, k, f, 20*time.Second, "-t", "3")
-	bps := res.End.SumReceived.BitsPerSecond
-	t.Logf("iperf3 %s TCP A→B through the Linux kernel (same test, lab.sh kernel): %.2f Gbit/s, %d retransmits",
-		f.flag, bps/1e9, res.End.SumSent.Retransmits)
-	return bps
+	res := iperf3(t, k, f, 20*time.Second, "-t", "3", "-i", "0.25")
+	t.Logf("iperf3 %s TCP A→B through the Linux kernel (same test, lab.sh kernel): %.2f Gbit/s, %d retransmits, %d empty quarter seconds",
+		f.flag, res.End.SumReceived.BitsPerSecond/1e9, res.End.SumSent.Retransmits, res.stalls())
+	return res
+}
+
+// stalls is the number of intervals without a byte.
+func (r *iperfResult) stalls() int {
+	n := 0
+	for _, iv := range r.Intervals {
+		if iv.Sum.Bytes == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // checkRate fails when bps is below minKernelShare of the kernel's rate.
@@ -176,7 +186,7 @@ func checkRate(t *testing.T, what string, bps, kernel float64) {
 // router and one through the kernel (kernelIperf3), and compares them.
 func checkIperf3(t *testing.T, l *lab, f *family) *iperfResult {
 	t.Helper()
-	kernel := kernelIperf3(t, f)
+	kernel := kernelIperf3(t, f).End.SumReceived.BitsPerSecond
 	startIperf3Server(t, l, f)
 	res := iperf3(t, l, f, 20*time.Second, "-t", "3")
 	t.Logf("iperf3 %s TCP A→B through the router: %d retransmits", f.flag, res.End.SumSent.Retransmits)

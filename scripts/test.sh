@@ -42,6 +42,8 @@ export CI="${CI:-1}"
 echo "== go test -race $* ./... (CI=$CI: a missing requirement fails, nothing skips)"
 start=$(date +%s)
 status=0
-go test -race "$@" ./... || status=$?
+# -timeout: the e2e package alone takes about 2 minutes on a quiet 2-core
+# machine and much longer on a busy one; go test's default is 10 minutes.
+go test -race -timeout 30m "$@" ./... || status=$?
 echo "== go test: $(($(date +%s) - start)) s, exit status $status"
 exit $status

@@ -81,7 +81,10 @@ func TestReceiveTransmit(t *testing.T) {
 					}
 				}
 				for j := i + 1 - len(batch); j <= i; j++ {
-					_, f := p.recv(t, 2*time.Second)
+					_, f, ok := p.tryRecv(t, 5*time.Second)
+					if !ok {
+						t.Fatalf("peer: frame %d not received in 5 s (va tx_dropped %d)", j, l.txDropped(t, "va"))
+					}
 					want := pipelinetest.EthFrame(l.macB, l.macA, wire.EtherTypeIPv4, markedUDP(j, 2000))
 					if !bytes.Equal(f, want) {
 						t.Fatalf("peer frame %d:\n got %x\nwant %x", j, f, want)
