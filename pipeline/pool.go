@@ -70,7 +70,10 @@ func (pl *Pool) Allocated() uint64 { return pl.allocated.Load() }
 // Trimmed is the number of free buffers Trim has dropped.
 func (pl *Pool) Trimmed() uint64 { return pl.trimmed.Load() }
 
-// Free returns how many free packets the pool holds in each class.
+// Free returns how many free packets the pool holds in each class. Read
+// after Trimmed, and Trimmed again: when both reads of Trimmed agree,
+// Allocated − Trimmed − small − large is the number of packets out (for a
+// pool whose lists never filled up).
 func (pl *Pool) Free() (small, large int) {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
@@ -84,8 +87,8 @@ func (pl *Pool) Trim() int {
 	pl.mu.Lock()
 	n := trimList(&pl.small, pl.smallLow) + trimList(&pl.large, pl.largeLow)
 	pl.smallLow, pl.largeLow = len(pl.small), len(pl.large)
+	pl.trimmed.Add(uint64(n)) // under the lock: Trimmed and Free agree
 	pl.mu.Unlock()
-	pl.trimmed.Add(uint64(n))
 	return n
 }
 
