@@ -90,7 +90,7 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
 			continue // filters see IP packets only (ARP passes)
 		}
-		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p}
+		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b}
 		if !ParseTuple(p, pc) {
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
@@ -105,7 +105,7 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 			b.Drop(p, b.Gen.hookDrops[h])
 		}
 	}
-	pc.Pkt = nil
+	pc.Pkt, pc.Batch = nil, nil
 }
 
 // packet stages (Packet.stage bits) for re-injection.

@@ -81,7 +81,7 @@ func (t *HookTable) Validate() error {
 	return visit(t.Entry, 0)
 }
 
-// JumpTarget is a target that may return VerdictJump; JumpsTo names the
+// JumpTarget is a target that may return VerdictJump or VerdictGoto; JumpsTo names the
 // chain, so that Validate can rule out loops.
 type JumpTarget interface {
 	Target
@@ -141,6 +141,11 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 			}
 			stack[depth] = frame{chain, rule}
 			depth++
+			chain, rule = to, 0
+		case VerdictGoto:
+			if to < 0 || to >= len(t.Chains) {
+				return VerdictDrop
+			}
 			chain, rule = to, 0
 		default:
 			return VerdictDrop

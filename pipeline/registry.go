@@ -83,6 +83,11 @@ type TransportModule interface {
 	TransportProtocol() TransportProtocol
 }
 
+// SectionModules are the modules configured by a top-level section of the
+// pipeline file named after them (filter:) instead of an entry of modules:;
+// their IDs have no namespace.
+var SectionModules = map[string]bool{"filter": true}
+
 var (
 	registryMu sync.RWMutex
 	registry   = map[string]ModuleInfo{}
@@ -95,7 +100,7 @@ var (
 // programming error found at start-up).
 func RegisterModule(m Module) {
 	mi := m.PipelineModule()
-	if !idPattern.MatchString(mi.ID) {
+	if !idPattern.MatchString(mi.ID) && !SectionModules[mi.ID] {
 		panic(fmt.Sprintf("pipeline: module ID %q is not namespaced (want e.g. link.tun)", mi.ID))
 	}
 	if mi.New == nil {
