@@ -238,6 +238,9 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 func (c *Config) errAt(line, col int, module string, err error) *ConfigError {
 	var pe *PosError
 	if errors.As(err, &pe) {
+		if pe.Where != "" {
+			module += " (" + pe.Where + ")"
+		}
 		return &ConfigError{File: c.File, Line: pe.Line, Col: pe.Col, Module: module, Err: errors.New(pe.Msg)}
 	}
 	return &ConfigError{File: c.File, Line: line, Col: col, Module: module, Err: err}

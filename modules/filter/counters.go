@@ -1,0 +1,117 @@
+package filter
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/pipestack/pipestack/pipeline"
+)
+
+const (
+	sharedCounters = "filter/counters"
+	sharedLog      = "filter/log"
+)
+
+// ruleCounter counts one rule's packets and bytes. It fills a cache line
+// of its own (64 bytes, allocated alone: a size class of 64), so that two
+// rules hit by two workers do not share one.
+type ruleCounter struct {
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+	_       [48]byte
+}
+
+func (c *ruleCounter) add(n int) {
+	c.packets.Add(1)
+	c.bytes.Add(uint64(n))
+}
+
+func (c *ruleCounter) load() (uint64, uint64) {
+	if c == nil {
+		return 0, 0
+	}
+	return c.packets.Load(), c.bytes.Load()
+}
+
+// counterStore holds the rule counters across generations: a reload that
+// keeps a rule (same key) keeps its counter; a counter goes when the last
+// generation holding its rule is cleaned up.
+type counterStore struct {
+	mu sync.Mutex
+	m  map[string]*storeEntry
+}
+
+type storeEntry struct {
+	c    *ruleCounter
+	refs int
+}
+
+func newCounterStore() *counterStore { return &counterStore{m: map[string]*storeEntry{}} }
+
+func (s *counterStore) acquire(key string) *ruleCounter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[key]
+	if e == nil {
+		e = &storeEntry{c: new(ruleCounter)}
+		s.m[key] = e
+	}
+	e.refs++
+	return e.c
+}
+
+func (s *counterStore) release(keys []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		if e := s.m[k]; e != nil {
+			if e.refs--; e.refs <= 0 {
+				delete(s.m, k)
+			}
+		}
+	}
+}
+
+func (s *counterStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// counted is a rule's target with its counter: the rule matched.
+type counted struct {
+	c *ruleCounter
+	t pipeline.Target
+}
+
+func (x *counted) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	x.c.add(pc.Pkt.Len())
+	return x.t.Action(pc)
+}
+
+// countedJump is a jump or goto rule with its counter.
+type countedJump struct {
+	c  *ruleCounter
+	to int
+	v  pipeline.Verdict
+}
+
+func (x *countedJump) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	x.c.add(pc.Pkt.Len())
+	return x.v, x.to
+}
+
+// JumpsTo implements pipeline.JumpTarget.
+func (x *countedJump) JumpsTo() int { return x.to }
+
+// continueTarget is the target of a rule without one: it counts.
+type continueTarget struct{}
+
+func (continueTarget) Action(*pipeline.PacketContext) (pipeline.Verdict, int) {
+	return pipeline.VerdictContinue, 0
+}
+
+var (
+	_ pipeline.JumpTarget = (*countedJump)(nil)
+	_ pipeline.Target     = (*counted)(nil)
+)
