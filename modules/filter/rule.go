@@ -62,7 +62,8 @@ func mapping(at *yaml.Node) *yaml.Node {
 func addKV(m *yaml.Node, at *yaml.Node, key, value string) {
 	m.Content = append(m.Content,
 		&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key, Line: at.Line, Column: at.Column},
-		&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value, Line: at.Line, Column: at.Column})
+		// No tag: the value resolves as written (a number fills an int).
+		&yaml.Node{Kind: yaml.ScalarNode, Value: value, Line: at.Line, Column: at.Column})
 }
 
 func hasKey(m *yaml.Node, key string) bool {
