@@ -20,7 +20,6 @@
 package filter
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -330,7 +329,13 @@ func (t *table) resolve() error {
 	visit = func(i int, path []string) error {
 		switch state[i] {
 		case 1:
-			return fmt.Errorf("jumps loop: %s", strings.Join(append(path, t.chains[i].name), " -> "))
+			loop := path
+			for j, n := range path {
+				if n == t.chains[i].name {
+					loop = path[j:]
+				}
+			}
+			return fmt.Errorf("jumps loop: %s", strings.Join(append(loop, t.chains[i].name), " -> "))
 		case 2:
 			return nil
 		}
@@ -434,8 +439,6 @@ func dupKeys(n *yaml.Node) error {
 	}
 	return nil
 }
-
-var errNoPos = errors.New("no position")
 
 var (
 	_ pipeline.HookModule   = (*Module)(nil)
