@@ -715,11 +715,12 @@ func (*PktType) Fields() pipeline.FieldSet { return pipeline.FieldOther }
 func (*PktType) Constraint() []pipeline.FieldConstraint { return nil }
 
 func pktType(pc *pipeline.PacketContext) int {
-	if lh := pc.Pkt.LinkHeader(); len(lh) >= 6 && pc.Hook <= pipeline.Forward {
-		switch {
-		case lh[0]&lh[1]&lh[2]&lh[3]&lh[4]&lh[5] == 0xff:
+	if len(pc.Pkt.LinkHeader()) > 0 && pc.Hook <= pipeline.Forward {
+		// Received on a framed link: as the link classified the frame.
+		switch pc.Pkt.PktType {
+		case pipeline.PacketBroadcast:
 			return pktBroadcast
-		case lh[0]&1 != 0:
+		case pipeline.PacketMulticast:
 			return pktMulticast
 		}
 		return pktUnicast
