@@ -451,11 +451,15 @@ func (r *rule) validate(t *table, c *chain) error {
 	protoSet, protoInv := false, false
 	if r.base != nil {
 		proto, protoSet, protoInv = r.base.proto, r.base.protoSet, r.base.protoInv
+		from := ""
+		if !c.builtin {
+			from = " (chain " + c.name + " is reached from it)"
+		}
 		if r.base.in.set && c.hooks&(hOut|hPost) != 0 {
-			return r.errf("Can't use -i with %s (chain %s is reached from it)", hookMaskString(c.hooks&(hOut|hPost)), c.name)
+			return r.errf("Can't use -i with %s%s", hookMaskString(c.hooks&(hOut|hPost)), from)
 		}
 		if r.base.out.set && c.hooks&(hPre|hIn) != 0 {
-			return r.errf("Can't use -o with %s (chain %s is reached from it)", hookMaskString(c.hooks&(hPre|hIn)), c.name)
+			return r.errf("Can't use -o with %s%s", hookMaskString(c.hooks&(hPre|hIn)), from)
 		}
 	}
 	for _, m := range r.ms {
