@@ -938,7 +938,7 @@ func (*Comment) Constraint() []pipeline.FieldConstraint { return nil }
 func (*Comment) Match(*pipeline.PacketContext) (bool, bool) { return true, false }
 
 // Spec implements Match.
-func (m *Comment) Spec() string { return "-m comment --comment " + strconv.Quote(m.Comment) }
+func (m *Comment) Spec() string { return "-m comment --comment " + quoteArg(m.Comment) }
 
 var (
 	_ Match = (*Mark)(nil)

@@ -11,7 +11,8 @@ import (
 )
 
 // tokenize splits an iptables rule as a shell would: blanks separate
-// words, single and double quotes group them ("--comment 'two words'").
+// words, single and double quotes group them ("--comment 'two words'"),
+// a backslash outside single quotes takes the next byte as it is.
 func tokenize(s string) ([]string, error) {
 	var out []string
 	var cur strings.Builder
@@ -20,6 +21,13 @@ func tokenize(s string) ([]string, error) {
 	for i := 0; i < len(s); i++ {
 		ch := s[i]
 		switch {
+		case ch == '\\' && quote != '\'':
+			if i+1 >= len(s) {
+				return nil, fmt.Errorf("a backslash ends the rule")
+			}
+			i++
+			cur.WriteByte(s[i])
+			in = true
 		case quote != 0:
 			if ch == quote {
 				quote = 0
@@ -46,6 +54,11 @@ func tokenize(s string) ([]string, error) {
 		out = append(out, cur.String())
 	}
 	return out, nil
+}
+
+// quoteArg quotes s so that tokenize reads it back as one word.
+func quoteArg(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // baseOpts are the options of iptables itself (not of a match).

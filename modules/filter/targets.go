@@ -318,7 +318,7 @@ func (t *Log) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 func (t *Log) Spec() string {
 	s := "-j LOG"
 	if t.LogPrefix != "" {
-		s += " --log-prefix " + strconv.Quote(t.LogPrefix)
+		s += " --log-prefix " + quoteArg(t.LogPrefix)
 	}
 	if t.LogLevel != "warning" {
 		s += " --log-level " + t.LogLevel
