@@ -3,8 +3,8 @@ package filter
 import (
 	"bytes"
 	"encoding/binary"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -92,8 +92,8 @@ filter:
 	}{
 		{pk{proto: 6, dport: 22}, pipeline.VerdictAccept},
 		{pk{proto: 6, dport: 23}, pipeline.VerdictDrop},
-		{pk{proto: 6, dport: 24}, pipeline.VerdictDrop},  // return, then no rule: policy drop
-		{pk{proto: 6, dport: 25}, pipeline.VerdictDrop},  // inner returns to tcp_chain, ends, back to forward, policy
+		{pk{proto: 6, dport: 24}, pipeline.VerdictDrop},   // return, then no rule: policy drop
+		{pk{proto: 6, dport: 25}, pipeline.VerdictDrop},   // inner returns to tcp_chain, ends, back to forward, policy
 		{pk{proto: 6, dport: 26}, pipeline.VerdictAccept}, // inner accepts
 		{pk{proto: 17, dport: 53}, pipeline.VerdictAccept},
 		{pk{proto: 17, dport: 54}, pipeline.VerdictDrop}, // goto: return goes past forward → policy

@@ -10,7 +10,9 @@ import (
 func TestMatchers(t *testing.T) {
 	testNICNames = map[pipeline.NICID]string{1: "lan", 2: "wan0", 3: "wan1"}
 	defer func() { testNICNames = nil }()
-	tcp := func(sport, dport uint16, flags uint8) pk { return pk{proto: 6, sport: sport, dport: dport, flags: flags} }
+	tcp := func(sport, dport uint16, flags uint8) pk {
+		return pk{proto: 6, sport: sport, dport: dport, flags: flags}
+	}
 	udp := func(sport, dport uint16) pk { return pk{proto: 17, sport: sport, dport: dport} }
 	cases := []struct {
 		name       string
