@@ -45,8 +45,12 @@ func (n *nameMatch) parse(s string) error {
 	if v == "" {
 		return fmt.Errorf("empty link name")
 	}
-	if len(v) > 15 || strings.ContainsAny(v, " /") {
-		return fmt.Errorf("link name %q: at most 15 characters, no blank or '/'", v)
+	for i, r := range v {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' ||
+			r == '+' && i == len(v)-1
+		if !ok || len(v) > 32 {
+			return fmt.Errorf("link name %q: up to 32 letters, digits, '-', '_', '.' (and '+' at the end for a prefix)", v)
+		}
 	}
 	n.set, n.inv, n.name = true, inv, v
 	if strings.HasSuffix(v, "+") {
