@@ -154,12 +154,16 @@ func decodeTable(k, v *yaml.Node) (*table, error) {
 // checkChainName refuses user chain names that read as something else.
 func checkChainName(table, name string) error {
 	lower := strings.ToLower(name)
-	for tn, bs := range builtinChains {
-		for _, b := range bs {
+	var in []string
+	for _, tn := range tableOrder {
+		for _, b := range builtinChains[tn] {
 			if lower == b.name {
-				return fmt.Errorf("%s is a built-in chain of table %s, not of table %s", b.name, tn, table)
+				in = append(in, tn)
 			}
 		}
+	}
+	if len(in) > 0 {
+		return fmt.Errorf("%s is a built-in chain of %s %s, not of table %s", lower, map[bool]string{true: "table", false: "tables"}[len(in) == 1], strings.Join(in, ", "), table)
 	}
 	if _, ok := targetNames[lower]; ok {
 		return fmt.Errorf("chain name %q is a target's name", name)

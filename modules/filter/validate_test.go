@@ -14,7 +14,7 @@ func TestValidateErrors(t *testing.T) {
 	cases := []struct{ sec, want string }{
 		{"nat:\n  prerouting: {}\n", "1:1: the nat table arrives with conntrack"},
 		{"filtr: {}\n", `unknown field "filtr", did you mean "filter"?`},
-		{"filter:\n  prerouting: {}\n", "prerouting is a built-in chain of table raw"},
+		{"filter:\n  prerouting: {}\n", "prerouting is a built-in chain of tables raw, mangle, not of table filter"},
 		{"raw:\n  prerouting:\n    rules: [\"-j REJECT\"]\n", "3:13: table raw, chain prerouting, rule 1: REJECT target: only valid in filter table, not raw"},
 		{"filter:\n  input:\n    rules: [\"-j NOTRACK\"]\n", "NOTRACK target: only valid in raw table, not filter"},
 		{"filter:\n  input:\n    rules: [\"-j TTL --ttl-set 3\"]\n", "TTL target: only valid in mangle table"},
