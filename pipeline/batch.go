@@ -23,8 +23,8 @@ type Batch struct {
 	flushing []NICID
 	pc       PacketContext
 
-	segs []*Packet // software GSO output (gso.go), empty between transmits
-
+	segs  []*Packet // software GSO output (gso.go), empty between transmits
+	frags []*Packet // a queue with its fragments (transmit), empty between transmits
 }
 
 // TransportProtocol implements TransportDispatcher.
@@ -51,8 +51,12 @@ func (b *Batch) Drop(pkt *Packet, reason *Counter) {
 }
 
 // Output queues a packet for its NIC (pkt.OutNIC, with pkt.NextHop set). It
-// takes ownership. The queue runs the Postrouting hook, neighbor resolution
-// and the link's WritePackets when the batch finishes.
+// takes ownership. When the batch finishes, each NIC's queue goes through
+// the output path's stages in order (transmit): the Postrouting hook, which
+// sees whole datagrams; fragmentation of packets over the NIC's MTU (or
+// their PathMTU) by their network protocol (Fragmenter); neighbor
+// resolution; software GSO and checksums for a link that cannot do them;
+// the link's WritePackets.
 func (b *Batch) Output(pkt *Packet) {
 	id := pkt.OutNIC
 	if int(id) >= len(b.out) {
@@ -91,7 +95,7 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 			continue // filters see IP packets only (ARP passes)
 		}
 		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b}
-		if !ParseTuple(p, pc) {
+		if !ParseTuple(b, p, pc) {
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
 			continue
@@ -108,10 +112,120 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 	pc.Pkt, pc.Batch = nil, nil
 }
 
-// packet stages (Packet.stage bits) for re-injection.
+// Packet.stage bits: how far along the output path a packet already is, so
+// that a packet handed back to Batch.Output (re-injected, or released by
+// neighbor resolution) passes each later stage once and no earlier one
+// again. One meaning per bit; only the stack sets them (Reinject, transmit,
+// neighbor resolution) but for stageLinkAddrSet, which
+// Packet.SetRemoteLinkAddr sets too.
 const (
+	// stagePostDone: the Postrouting hook has run on the packet (or it was
+	// re-injected after it): transmit does not run it again.
 	stagePostDone uint8 = 1 << iota
+	// stageLinkAddrSet: RemoteLinkAddr is final (the sender set it, or
+	// resolution did): transmit does not resolve the packet.
+	stageLinkAddrSet
 )
+
+// resume continues stolen packets at point at (Stack.Reinject): the
+// receive points and the points after the hooks a network protocol runs go
+// to the protocol's endpoint (HookResumer) in runs of one NIC and protocol;
+// the points after the stack's own stages go to the output queues. The
+// stage bits are set to what the point means, whatever the packet carried.
+// Every slot of pkts is nil on return.
+func (b *Batch) resume(at ResumePoint, pkts []*Packet) {
+	switch at {
+	case ResumeAfterPostrouting, ResumeAfterResolution:
+		st := stagePostDone
+		if at == ResumeAfterResolution {
+			st |= stageLinkAddrSet
+		}
+		for i, p := range pkts {
+			if p != nil {
+				pkts[i] = nil
+				p.stage |= st
+				b.Output(p)
+			}
+		}
+		return
+	case ResumeReceive, ResumeAfterPrerouting, ResumeAfterInput, ResumeAfterForward, ResumeAfterOutput:
+	default:
+		for i, p := range pkts {
+			if p != nil {
+				pkts[i] = nil
+				b.Drop(p, b.stack.counterSet("stack").Get("reinject_unsupported"))
+			}
+		}
+		return
+	}
+	h, _ := at.Hook()
+	routed := at == ResumeAfterForward || at == ResumeAfterOutput
+	nicOf := func(p *Packet) NICID {
+		if routed {
+			return p.OutNIC // the stages after routing belong to the egress
+		}
+		return p.InNIC
+	}
+	for i := 0; i < len(pkts); {
+		p := pkts[i]
+		if p == nil {
+			i++
+			continue
+		}
+		nic, proto := nicOf(p), p.NetProto
+		j := i + 1
+		for j < len(pkts) && (pkts[j] == nil || nicOf(pkts[j]) == nic && pkts[j].NetProto == proto) {
+			j++
+		}
+		run := pkts[i:j]
+		for _, q := range run {
+			if q == nil {
+				continue
+			}
+			if routed {
+				q.stage &^= stagePostDone // the link address a sender set stays
+			} else {
+				q.stage = 0 // the receive path starts afresh
+			}
+		}
+		ng := b.Gen.nic(nic)
+		var hr HookResumer
+		if ng != nil {
+			hr, _ = ng.endpoint(proto).(HookResumer)
+		}
+		switch {
+		case ng == nil:
+			b.dropRun(run, b.Gen.noNIC)
+		case at == ResumeReceive:
+			b.stack.dispatch(b, ng, run)
+		case hr != nil:
+			hr.ResumeAfter(b, h, run)
+		case routed:
+			// A protocol without hooks of its own: what follows a routed
+			// stage is the output queue.
+			for k, q := range run {
+				if q != nil {
+					run[k] = nil
+					b.Output(q)
+				}
+			}
+		default:
+			b.dropRun(run, b.stack.counterSet("stack").Get("reinject_unsupported"))
+		}
+		clear(run)
+		i = j
+	}
+}
+
+// dropRun drops every packet of pkts under reason.
+func (b *Batch) dropRun(pkts []*Packet, reason *Counter) {
+	for i, p := range pkts {
+		if p != nil {
+			pkts[i] = nil
+			b.Drop(p, reason)
+		}
+	}
+}
 
 // finish flushes the output queues (repeatedly: resolving a neighbor may
 // queue a probe) and leaves the generation.
@@ -129,6 +243,14 @@ func (b *Batch) finish() {
 	}
 }
 
+// transmit sends one NIC's output queue through the output path (see
+// Output): Postrouting, fragmentation, resolution, software offloads, the
+// link. Linux orders them the same way (POSTROUTING, then ip_finish_output
+// fragments, then the neighbor layer). The search for packets too big for
+// the link rides on the loops resolution and counting make anyway, so a
+// queue with none pays one comparison per packet: resolution passes over a
+// packet too big (and reports it); the queue is then fragmented and the
+// fragments resolved.
 func (b *Batch) transmit(id NICID, q []*Packet) {
 	ng := b.Gen.nic(id)
 	if ng == nil {
@@ -144,16 +266,31 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		b.runHook(t, Postrouting, q)
 	}
 	nic := ng.nic
-	if nic.caps&CapResolutionRequired != 0 {
-		b.resolve(ng, q)
+	mtu := ng.mtu
+	resolving := nic.caps&CapResolutionRequired != 0
+	if resolving && b.resolve(ng, q, mtu) {
+		q = b.fragment(ng, q)
+		b.resolve(ng, q, mtu)
 	}
 	var n, bytes uint64
 	soft := false // a packet carries offload metadata
+	over := false // a packet too big (links without resolution)
 	for _, p := range q {
 		if p != nil {
 			n++
+			l := p.Len()
+			bytes += uint64(l)
+			gso := p.GSO.Type != GSONone
+			soft = soft || gso || p.GSO.NeedsCsum
+			over = over || !gso && (l > mtu || p.PathMTU != 0 && l > int(p.PathMTU))
+		}
+	}
+	if over && !resolving {
+		q = b.fragment(ng, q)
+		n, bytes = 0, 0
+		for _, p := range q {
+			n++
 			bytes += uint64(p.Len())
-			soft = soft || p.GSO.Type != GSONone || p.GSO.NeedsCsum
 		}
 	}
 	if soft = soft && nic.caps&(CapGSO|CapTXChecksumOffload) != CapGSO|CapTXChecksumOffload; soft {
@@ -161,18 +298,66 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		// finish them: segment and checksum in software (gso.go).
 		q, n, bytes = b.softwareOffload(ng, q)
 	}
-	if n == 0 {
-		return
+	if n > 0 {
+		sent := nic.link.WritePackets(q)
+		nic.Stats.TxPackets.Add(uint64(sent))
+		nic.Stats.TxBytes.Add(bytes)
+		if uint64(sent) < n {
+			nic.Stats.TxDropped.Add(n - uint64(sent))
+		}
 	}
-	sent := nic.link.WritePackets(q)
 	if soft {
 		b.clearSegs()
 	}
-	nic.Stats.TxPackets.Add(uint64(sent))
-	nic.Stats.TxBytes.Add(bytes)
-	if uint64(sent) < n {
-		nic.Stats.TxDropped.Add(n - uint64(sent))
+	if len(b.frags) > 0 {
+		clear(b.frags)
+		b.frags = b.frags[:0]
 	}
+}
+
+// tooBig reports whether p must be fragmented to leave through a link of
+// MTU mtu: longer than it or than its own PathMTU, and not a GSO
+// super-packet (whose segments are what the link carries).
+func tooBig(p *Packet, mtu int) bool {
+	l := p.Len()
+	return (l > mtu || p.PathMTU != 0 && l > int(p.PathMTU)) && p.GSO.Type == GSONone
+}
+
+// fragment returns q with every packet larger than its limit (the NIC's
+// MTU, or the packet's PathMTU when smaller) replaced by the fragments its
+// network protocol cuts (Fragmenter of the protocol's endpoint on this
+// NIC), in order, in the batch's fragment scratch. It owns q's packets. A
+// fragment inherits the packet's stage bits (a multicast packet's link
+// address stays final). A packet of a protocol that cannot fragment is
+// dropped (stack counter output_too_big).
+func (b *Batch) fragment(ng *nicGen, q []*Packet) []*Packet {
+	out := b.frags[:0]
+	for i, p := range q {
+		if p == nil {
+			continue
+		}
+		q[i] = nil
+		if !tooBig(p, ng.mtu) {
+			out = append(out, p)
+			continue
+		}
+		lim := ng.mtu
+		if p.PathMTU != 0 && int(p.PathMTU) < lim {
+			lim = int(p.PathMTU)
+		}
+		f, ok := ng.endpoint(p.NetProto).(Fragmenter)
+		if !ok {
+			b.Drop(p, b.stack.counterSet("stack").Get("output_too_big"))
+			continue
+		}
+		st, start := p.stage, len(out)
+		out = f.Fragment(b, p, lim, out)
+		for _, fp := range out[start:] {
+			fp.stage = st
+		}
+	}
+	b.frags = out
+	return out
 }
 
 // resolve fills RemoteLinkAddr from the neighbor table (one lock-free
@@ -180,14 +365,25 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 // a STALE entry moves it to DELAY) or hands the packet to the resolver of
 // its protocol, which steals it until the neighbor answers (nud.go).
 // Packets whose sender set the link address (SetRemoteLinkAddr) are left
-// as they are.
-func (b *Batch) resolve(ng *nicGen, q []*Packet) {
+// as they are. A packet handed to the resolver is marked past Postrouting:
+// whether the resolver addresses it and outputs it again or the neighbor
+// table queues it, it does not pass the hook twice. A packet too big for
+// mtu is left alone too, for fragmentation first: resolve reports whether
+// there was one.
+func (b *Batch) resolve(ng *nicGen, q []*Packet, mtu int) (over bool) {
 	t := ng.nic.neigh
 	var lastHop = zeroAddr
 	var lastMAC [6]byte
 	have := false
 	for i, p := range q {
-		if p == nil || p.stage&stageLinkAddrSet != 0 {
+		if p == nil {
+			continue
+		}
+		if tooBig(p, mtu) {
+			over = true
+			continue
+		}
+		if p.stage&stageLinkAddrSet != 0 {
 			continue
 		}
 		if have && p.NextHop == lastHop {
@@ -201,10 +397,12 @@ func (b *Batch) resolve(ng *nicGen, q []*Packet) {
 			continue
 		}
 		q[i] = nil
+		p.stage |= stagePostDone // whether it comes back resolved or addressed by the resolver
 		if r := b.Gen.resolver(p.NetProto); r != nil {
 			r.ResolveLinkAddress(b, ng, p)
 			continue
 		}
 		b.Drop(p, b.Gen.neighUnresolved)
 	}
+	return over
 }

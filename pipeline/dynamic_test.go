@@ -126,7 +126,7 @@ func TestParseTupleIPv6Extensions(t *testing.T) {
 	pkt.SetNetworkHeader()
 	pkt.NetProto = pipeline.IPv6ProtocolNumber
 	var pc pipeline.PacketContext
-	if !pipeline.ParseTuple(pkt, &pc) {
+	if !pipeline.ParseTuple(nil, pkt, &pc) {
 		t.Fatal("not parsed")
 	}
 	if pc.Tuple.Proto != pipeline.UDPProtocolNumber || pc.Tuple.SrcPort != 53 || pc.Tuple.DstPort != 5353 || pc.Fragment {

@@ -38,9 +38,13 @@ type HookTable struct {
 // ruleset is a mistake; Validate rejects it).
 const maxJumpDepth = 16
 
-// Validate checks chain indexes, the policy and that jumps cannot loop or
-// nest deeper than maxJumpDepth (jump targets are declared by targets that
-// implement JumpTarget).
+// Validate checks chain indexes, the policy, that every rule has a target
+// and that jumps cannot loop or nest deeper than maxJumpDepth (jump targets
+// are declared by targets that implement JumpTarget). Every chain is
+// checked, reachable or not. The depth is each chain's deepest nesting of
+// jumps below it, computed once per chain; a chain reached from the entry
+// chain at depth d nests d plus that, so the entry chain's is the table's,
+// whichever path first reached a shared chain.
 func (t *HookTable) Validate() error {
 	if t.Entry < 0 || t.Entry >= len(t.Chains) {
 		return fmt.Errorf("entry chain %d out of range", t.Entry)
@@ -48,37 +52,58 @@ func (t *HookTable) Validate() error {
 	if t.Policy != VerdictAccept && t.Policy != VerdictDrop {
 		return errors.New("policy must be accept or drop")
 	}
-	state := make([]uint8, len(t.Chains)) // 0 new, 1 on path, 2 done
-	var visit func(c, depth int) error
-	visit = func(c, depth int) error {
-		if depth > maxJumpDepth {
-			return fmt.Errorf("jumps nest deeper than %d", maxJumpDepth)
+	const (
+		unseen = -2
+		onPath = -1
+	)
+	below := make([]int, len(t.Chains)) // deepest nesting below a chain, or unseen / onPath
+	for i := range below {
+		below[i] = unseen
+	}
+	var height func(c int) (int, error)
+	height = func(c int) (int, error) {
+		switch below[c] {
+		case onPath:
+			return 0, fmt.Errorf("chain %q jumps back into itself", t.Chains[c].Name)
+		case unseen:
+		default:
+			return below[c], nil
 		}
-		if state[c] == 1 {
-			return fmt.Errorf("chain %q jumps back into itself", t.Chains[c].Name)
-		}
-		if state[c] == 2 {
-			return nil
-		}
-		state[c] = 1
+		below[c] = onPath
+		h := 0
 		for _, r := range t.Chains[c].Rules {
 			if r.Target == nil {
-				return fmt.Errorf("chain %q has a rule without target", t.Chains[c].Name)
+				return 0, fmt.Errorf("chain %q has a rule without target", t.Chains[c].Name)
 			}
-			if jt, ok := r.Target.(JumpTarget); ok {
-				to := jt.JumpsTo()
-				if to < 0 || to >= len(t.Chains) {
-					return fmt.Errorf("chain %q jumps to chain %d, out of range", t.Chains[c].Name, to)
-				}
-				if err := visit(to, depth+1); err != nil {
-					return err
-				}
+			jt, ok := r.Target.(JumpTarget)
+			if !ok {
+				continue
 			}
+			to := jt.JumpsTo()
+			if to < 0 || to >= len(t.Chains) {
+				return 0, fmt.Errorf("chain %q jumps to chain %d, out of range", t.Chains[c].Name, to)
+			}
+			d, err := height(to)
+			if err != nil {
+				return 0, err
+			}
+			h = max(h, d+1)
 		}
-		state[c] = 2
-		return nil
+		below[c] = h
+		return h, nil
 	}
-	return visit(t.Entry, 0)
+	if _, err := height(t.Entry); err != nil {
+		return err
+	}
+	if d := below[t.Entry]; d > maxJumpDepth {
+		return fmt.Errorf("jumps nest deeper than %d (%d from chain %q)", maxJumpDepth, d, t.Chains[t.Entry].Name)
+	}
+	for c := range t.Chains {
+		if _, err := height(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // JumpTarget is a target that may return VerdictJump or VerdictGoto; JumpsTo names the
@@ -89,15 +114,24 @@ type JumpTarget interface {
 }
 
 // Evaluate runs the table on one packet and returns VerdictAccept,
-// VerdictDrop or VerdictStolen.
+// VerdictDrop or VerdictStolen. Chains behave as netfilter's: a jump pushes
+// the position after the jumping rule; VerdictReturn, or the end of a chain
+// jumped to, pops it and goes on there; VerdictReturn in the entry chain,
+// or its end, applies the policy; a goto (VerdictGoto) continues in its
+// chain without pushing, so that chain's end returns to the frame below.
+// A hotdrop drops at once. A table that
+// passed Validate never nests deeper than the frame stack; a jump beyond it
+// (or to no chain) drops, as does an unknown verdict.
 func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 	type frame struct{ chain, rule int }
-	var stack [maxJumpDepth + 1]frame
+	var stack [maxJumpDepth]frame
 	depth := 0
 	chain, rule := t.Entry, 0
 	for {
 		rules := t.Chains[chain].Rules
 		if rule >= len(rules) {
+			// The end of a chain: the policy at the entry chain, else
+			// back to the caller.
 			if depth == 0 {
 				return t.Policy
 			}
@@ -130,13 +164,9 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 		case VerdictAccept, VerdictDrop, VerdictStolen:
 			return v
 		case VerdictReturn:
-			if depth == 0 {
-				return t.Policy
-			}
-			depth--
-			chain, rule = stack[depth].chain, stack[depth].rule
+			rule = len(rules) // as the end of the chain
 		case VerdictJump:
-			if depth >= maxJumpDepth || to < 0 || to >= len(t.Chains) {
+			if depth == len(stack) || to < 0 || to >= len(t.Chains) {
 				return VerdictDrop
 			}
 			stack[depth] = frame{chain, rule}
@@ -154,8 +184,12 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 }
 
 // ParseTuple fills a packet context's tuple from the packet's network header.
-// ok is false when the header is malformed.
-func ParseTuple(pkt *Packet, pc *PacketContext) bool {
+// ok is false when the header is malformed. The ports are read by the
+// transport protocol td configures for the packet's protocol (its
+// ParsePorts), so a transport module defines them for its protocol; for a
+// protocol td does not configure (a router forwards TCP without
+// transport.tcp), or with td nil, by wire.Ports. It does not allocate.
+func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 	nh := pkt.NetworkHeader()
 	switch pkt.NetProto {
 	case IPv4ProtocolNumber:
@@ -168,7 +202,7 @@ func ParseTuple(pkt *Packet, pc *PacketContext) bool {
 		pc.Tuple.Proto = TransportProtocolNumber(ip.Protocol())
 		pc.Fragment = ip.FragmentOffset() != 0
 		if !pc.Fragment {
-			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(pc.Tuple.Proto, ip.Payload())
+			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip.Payload())
 		}
 		return true
 	case IPv6ProtocolNumber:
@@ -188,7 +222,7 @@ func ParseTuple(pkt *Packet, pc *PacketContext) bool {
 		pc.Tuple.Proto = TransportProtocolNumber(x.Protocol)
 		pc.Fragment = x.Fragment && x.FragmentOffset != 0
 		if !pc.Fragment {
-			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(pc.Tuple.Proto, ip[x.ProtocolOffset:wire.IPv6HeaderSize+int(ip.PayloadLength())])
+			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[x.ProtocolOffset:wire.IPv6HeaderSize+int(ip.PayloadLength())])
 		}
 		return true
 	}
@@ -200,12 +234,18 @@ func ParseTuple(pkt *Packet, pc *PacketContext) bool {
 // it let through is malformed to a hook.
 const maxExtWalk = 64
 
-func ports(proto TransportProtocolNumber, b []byte) (uint16, uint16) {
-	switch proto {
-	case TCPProtocolNumber, UDPProtocolNumber:
-		if len(b) >= 4 {
-			return uint16(b[0])<<8 | uint16(b[1]), uint16(b[2])<<8 | uint16(b[3])
+// ports reads a transport header's ports (zero when it has none or is too
+// short): one implementation per protocol, the transport module's when the
+// pipeline configures one, else wire.Ports.
+func ports(td TransportDispatcher, proto TransportProtocolNumber, b []byte) (uint16, uint16) {
+	if td != nil {
+		if tp := td.TransportProtocol(proto); tp != nil {
+			if src, dst, ok := tp.ParsePorts(b); ok {
+				return src, dst
+			}
+			return 0, 0
 		}
 	}
-	return 0, 0
+	src, dst, _ := wire.Ports(uint8(proto), b)
+	return src, dst
 }

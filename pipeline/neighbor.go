@@ -185,7 +185,7 @@ func (t *NeighborTable) Set(ne NeighborEntry) {
 		p = next
 	}
 	if s := t.stack.Load(); s != nil {
-		s.Reinject(ResumeTransmit, pkts)
+		s.Reinject(ResumeAfterResolution, pkts)
 	} else {
 		ReleaseBatch(pkts)
 	}

@@ -111,12 +111,21 @@ type Packet struct {
 	RemoteLinkAddr wire.MAC
 	// GSO is the packet's offload metadata.
 	GSO GSO
+	// PathMTU, set by the network layer on a packet the stack originates,
+	// is the largest size it may leave with (the path MTU towards its
+	// destination: a route's MTU, an advertised one, one learnt from ICMP);
+	// 0 on forwarded packets. At transmit a packet larger than the lesser
+	// of it and the egress NIC's MTU is fragmented (see Fragmenter).
+	PathMTU uint16
 
-	// flags used by the stack (hook progress for re-injection).
+	// stage holds the stack's progress bits (batch.go): which stages of
+	// the output path a re-injected or resolved packet has passed.
 	stage uint8
 
 	pool *Pool
 	next *Packet // free list / queue link
+
+	dbg debugState // ownership checks under -race (debug_race.go); empty otherwise
 }
 
 // Data returns the packet's bytes from the current position (the header
@@ -171,19 +180,15 @@ func (p *Packet) Truncate(n int) {
 	}
 }
 
-// stageLinkAddrSet (a Packet.stage bit, beside batch.go's) marks a packet
-// whose destination link address is final. It is the top bit so that new
-// stages added in batch.go do not collide with it.
-const stageLinkAddrSet uint8 = 1 << 7
-
 // SetRemoteLinkAddr sets the destination link address of a packet whose
-// sender knows it (an ARP message, a broadcast, a packet answering a frame
-// it just received): neighbor resolution leaves the packet alone, and so
-// does Postrouting, which only filters IP packets that were routed (such a
-// packet is either not IP or past Postrouting already).
+// sender knows it (an ARP message, a broadcast or multicast, a packet
+// answering a frame it just received): neighbor resolution leaves the
+// packet alone. Nothing else changes: an IP packet still passes the
+// Postrouting hook (and fragmentation) at transmit, as every packet leaving
+// through a NIC does.
 func (p *Packet) SetRemoteLinkAddr(mac wire.MAC) {
 	p.RemoteLinkAddr = mac
-	p.stage |= stageLinkAddrSet | stagePostDone
+	p.stage |= stageLinkAddrSet
 }
 
 // SetLinkHeader marks the current position as the start of the link header.
@@ -272,6 +277,7 @@ func (p *Packet) CopyMeta(q *Packet) {
 	p.PktType, p.CsumVerified = q.PktType, q.CsumVerified
 	p.Hash, p.Mark, p.ConnTrack = q.Hash, q.Mark, q.ConnTrack
 	p.NextHop, p.RemoteLinkAddr, p.GSO = q.NextHop, q.RemoteLinkAddr, q.GSO
+	p.PathMTU = q.PathMTU
 }
 
 // Clone returns a copy of the packet (bytes, header marks and metadata) in
@@ -300,9 +306,65 @@ func (p *Packet) Clone() *Packet {
 }
 
 // Release returns the packet to its pool. The caller gives up the packet: it
-// must not touch it, nor any slice from it, afterwards.
+// must not touch it, nor any slice from it, afterwards. Releasing a packet
+// twice is a bug that corrupts whoever gets the buffer next; with the race
+// detector on (or the pipestack_debug tag) it panics, naming where the
+// packet was first released.
 func (p *Packet) Release() {
+	if debugChecks {
+		p.markReleased()
+	}
 	if p.pool != nil {
 		p.pool.put(p)
 	}
+}
+
+// Compact takes ownership of p and returns it in the smallest buffer class
+// that holds its bytes: p itself when its buffer is small, when it has no
+// pool, or when its bytes need a large buffer; otherwise a copy in a small
+// buffer from p's pool — the bytes from its first header mark (or the
+// current position) to the end, the marks, the position and all metadata —
+// and p is released. A holder that keeps packets for long (a socket's
+// receive queue, reassembly) compacts them, so that what it holds costs
+// what it stores and not the buffer a link read it into: with offloads on,
+// a TUN reads every packet into a large (64 KiB) buffer. It allocates
+// nothing once the pool is warm; a small packet costs one compare.
+func (p *Packet) Compact() *Packet {
+	const small = SmallDataSize + DefaultHeadroom
+	if len(p.buf) <= small || p.pool == nil {
+		return p
+	}
+	start := p.head
+	for _, m := range [...]int{p.linkHdr, p.netHdr, p.transHdr} {
+		if m >= 0 && m < start {
+			start = m
+		}
+	}
+	n := p.tail - start
+	if n > small {
+		return p
+	}
+	// Keep the offsets where they are when they fit (the headroom stays
+	// what it was), else move the bytes to the end of the small buffer.
+	shift := 0
+	if p.tail > small {
+		shift = small - p.tail
+	}
+	q := p.pool.get(0)
+	buf, pool := q.buf, q.pool
+	*q = *p
+	q.buf, q.pool, q.next, q.dbg = buf, pool, nil, debugState{}
+	copy(q.buf[start+shift:], p.buf[start:p.tail])
+	q.head += shift
+	q.tail += shift
+	for _, m := range [...]*int{&q.linkHdr, &q.netHdr, &q.transHdr} {
+		switch {
+		case *m > p.tail: // a stale mark past the end: unset, as it reads
+			*m = -1
+		case *m >= 0:
+			*m += shift
+		}
+	}
+	p.Release()
+	return q
 }

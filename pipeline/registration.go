@@ -21,8 +21,10 @@ import (
 //     neighbor, a fragment waiting for its siblings, a packet at an
 //     out-of-process filter) takes it out of the batch: it sets the slot to
 //     nil and keeps the pointer. It later hands the packet back through
-//     Stack.Reinject (or drops it with Stack.DropStolen). No stage ever
-//     blocks the worker waiting for another process or a timer.
+//     Stack.Reinject at the ResumePoint right after its own stage (a hook
+//     h: ResumeAfter(h)), so that the packet goes on exactly where it left
+//     and passes no stage twice, or drops it with Stack.DropStolen. No
+//     stage ever blocks the worker waiting for another process or a timer.
 //
 // What lives elsewhere, and why: the module lifecycle (Module, the role
 // interfaces LinkModule, NetworkModule, TransportModule, and Provisioner …
@@ -188,12 +190,18 @@ type NetworkEndpoint interface {
 	// the network header. It takes ownership of every packet: each is
 	// forwarded (Batch.Output), delivered to a transport, stolen or dropped
 	// (Batch.Drop). Malformed packets are counted and dropped, never a panic.
+	// An IP protocol runs the hooks on the way (Batch.RunHook): Prerouting
+	// after validation, then the route decision; Forward on forwarded
+	// packets after the forwarding checks (TTL, MTU: Linux's ip_forward
+	// order); Input on local ones after reassembly. It fragments nothing:
+	// Batch.Output fragments at transmit, after Postrouting (Fragmenter).
 	HandlePackets(b *Batch, pkts []*Packet)
 
 	// WritePackets sends locally generated packets from this NIC: Data()
 	// starts at the transport header (TransProto set); the endpoint pushes
-	// its header built from r and params, runs the Output hook and hands
-	// them to Batch.Output. Takes ownership of every packet.
+	// its header built from r and params, sets PathMTU (r.MTU or the path
+	// MTU it knows), runs the Output hook and hands them, whole, to
+	// Batch.Output. Takes ownership of every packet.
 	WritePackets(b *Batch, r RouteInfo, params NetworkHeaderParams, pkts []*Packet)
 
 	// ReturnError sends the error message a host sends about pkt (ICMP
@@ -232,8 +240,10 @@ type LinkAddressResolver interface {
 	ResolvesFor() NetworkProtocolNumber
 
 	// ResolveLinkAddress is called from the transmit path for a packet
-	// (NetProto == ResolvesFor(), OutNIC and NextHop set, Postrouting
-	// done) whose next hop has no usable entry in nic's table. It takes
+	// (NetProto == ResolvesFor(), OutNIC and NextHop set, Postrouting and
+	// fragmentation done: the packet is marked past Postrouting, so one
+	// it outputs again does not pass the hook twice) whose next hop has
+	// no usable entry in nic's table. It takes
 	// ownership of pkt and either addresses it itself (a broadcast or
 	// multicast next hop: Packet.SetRemoteLinkAddr, then Batch.Output),
 	// hands it to the state machine with NeighborTable.QueuePacket (which
@@ -253,6 +263,44 @@ type LinkAddressResolver interface {
 	// them takes effect at the next one). Zero or invalid fields mean the
 	// defaults (DefaultNUDConfigurations).
 	NUDConfigurations() NUDConfigurations
+}
+
+// HookResumer is implemented by a network endpoint that runs hooks
+// (network.ipv4, network.ipv6), so that packets stolen at them go on where
+// they left (Stack.Reinject with ResumeAfter(h); see ResumePoint). The stack
+// calls the endpoint of the packet's InNIC for Prerouting and Input, of its
+// OutNIC for Forward and Output, with runs of packets of this protocol.
+type HookResumer interface {
+	// ResumeAfter continues packets exactly after hook h accepted them:
+	// after Prerouting the route decision and what follows (Forward or
+	// reassembly and Input); after Input local delivery; after Forward and
+	// Output the output queue (Batch.Output). Each packet is as the hook
+	// left it: Data() at the network header, with what the stages before
+	// it set (for Forward: TTL decremented, OutNIC and NextHop). Counters
+	// of the later stages count it then. It takes ownership of every
+	// packet; nil slots are skipped. A hook the endpoint does not run
+	// drops (counted).
+	ResumeAfter(b *Batch, h Hook, pkts []*Packet)
+}
+
+// Fragmenter is implemented by a network endpoint whose protocol
+// fragments (network.ipv4, network.ipv6). Fragmentation is part of the
+// output path, after the Postrouting hook (which sees whole datagrams) and
+// before neighbor resolution, per egress NIC, as in Linux's
+// ip_finish_output: Batch.Output's transmit calls Fragment of the endpoint
+// on the packet's OutNIC for a packet (not a GSO super-packet) larger than
+// its limit, the lesser of the NIC's MTU and the packet's PathMTU.
+type Fragmenter interface {
+	// Fragment takes ownership of pkt (Data() at its network header,
+	// routed, past Postrouting, Len() > mtu) and appends to dst the
+	// packets to send in its place, first fragment first, each at most
+	// mtu bytes with pkt's metadata (CopyMeta; pkt itself may be the first
+	// one), and returns dst. A packet it must not or cannot fragment (IPv4
+	// with DF, a forwarded IPv6 packet, one already cut to the minimum) is
+	// dropped and counted, with the ICMP error a router sends (Batch.Output
+	// may be called for it, never for the fragments); nothing is appended.
+	// It must not keep dst.
+	Fragment(b *Batch, pkt *Packet, mtu int, dst []*Packet) []*Packet
 }
 
 // NetworkHeaderParams are the fields of a locally generated network header
@@ -326,8 +374,9 @@ type TransportErrorHandler interface {
 
 // TransportDispatcher finds the transport protocol configured for a number
 // in the batch's generation; a *Batch implements it. nil means none is
-// configured, and the network layer answers as a host does (ICMP protocol
-// unreachable).
+// configured, and the network layer answers as a host without such a
+// socket does: a TCP reset for TCP, ICMP port unreachable for UDP, ICMP
+// protocol unreachable for any other protocol.
 type TransportDispatcher interface {
 	TransportProtocol(n TransportProtocolNumber) TransportProtocol
 }
@@ -361,17 +410,23 @@ type Hook uint8
 
 const (
 	// Prerouting runs on every received IP packet before the route
-	// decision.
+	// decision (and before reassembly, unless the protocol defragments
+	// forwarded packets too).
 	Prerouting Hook = iota
-	// Input runs on packets addressed to the stack, before local delivery.
+	// Input runs on packets addressed to the stack, after reassembly
+	// (whole datagrams), before local delivery.
 	Input
 	// Forward runs on packets being forwarded, after the route decision
-	// (TTL already decremented).
+	// and the forwarding checks (TTL already decremented; a packet over
+	// the egress MTU that may not be fragmented was answered with ICMP
+	// and never reaches it).
 	Forward
-	// Output runs on locally generated packets.
+	// Output runs on locally generated packets, whole (before
+	// fragmentation).
 	Output
-	// Postrouting runs on every packet leaving through a NIC, per output
-	// batch, just before neighbor resolution and the link.
+	// Postrouting runs on every IP packet leaving through a NIC, forwarded
+	// or local, once, per output batch: on whole datagrams, before
+	// fragmentation, neighbor resolution, software GSO and the link.
 	Postrouting
 	// NumHooks is the number of hooks.
 	NumHooks
@@ -490,7 +545,12 @@ const (
 	// VerdictJump: continue in the chain whose index Action returned.
 	VerdictJump
 	// VerdictStolen: the target took ownership of the packet (see the
-	// stolen rule at the top of this file).
+	// stolen rule at the top of this file). It hands it back with
+	// Stack.Reinject(ResumeAfter(pc.Hook), …): the packet goes on as if
+	// the hook had accepted it, and no hook runs on it twice. (Resuming
+	// at the next rule instead, with a resume token of hook and position,
+	// runs the rest of the hook first and then the same continuation: see
+	// ResumePoint.)
 	VerdictStolen
 	// VerdictGoto: continue in the chain whose index Action returned,
 	// without a return frame (netfilter's goto): a return (or the end)

@@ -406,69 +406,109 @@ func (s *Stack) dispatch(b *Batch, ng *nicGen, pkts []*Packet) {
 	}
 }
 
-// ResumePoint says where a stolen packet re-enters the stack.
+// ResumePoint says where a stolen packet re-enters the stack: right after
+// the stage it was stolen at, so that it passes every later stage once and
+// no earlier one again (each hook runs once per packet, the receive
+// counters count it once, fragmentation and resolution happen once).
+//
+// The path of a packet, by stages (the points after each in brackets):
+//
+//	received:   validation, Prerouting [AfterPrerouting], route decision, then
+//	  forwarded:  checks (TTL, MTU), Forward [AfterForward]
+//	  local:      reassembly, Input [AfterInput], delivery to the transport
+//	originated: network header, Output [AfterOutput]
+//	leaving (Batch.Output, per NIC): Postrouting [AfterPostrouting],
+//	            fragmentation, neighbor resolution [AfterResolution],
+//	            software GSO, the link
+//
+// A hook that steals a packet (a target returning VerdictStolen) hands it
+// back at ResumeAfter(that hook), which continues exactly as if the hook
+// had accepted it; neighbor resolution hands its queued packets back at
+// ResumeAfterResolution. ResumeReceive starts from the beginning (every
+// hook again): for packets that are new to the stack, not for one stolen
+// at a hook.
+//
+// The filter's resume token extends this without changing it: a packet
+// stolen inside a hook (by a rule of a chain of one of its priority slots)
+// carries the hook and its position there (generation, priority slot,
+// chain, rule, matcher, jump stack). Re-entering with a token first runs
+// the rest of that hook from the position on, in the token's rule set, and
+// then — when that accepts — goes on at ResumeAfter(hook) through the same
+// code as Reinject; a drop or another steal ends there. So a token only
+// adds "finish the hook"; what comes after a hook stays defined here.
 type ResumePoint uint8
 
 const (
 	// ResumeReceive: as if just received on pkt.InNIC (Data() at the
-	// network header). Used for reassembled datagrams and packets a
-	// Prerouting target stole.
+	// network header): the whole receive path, Prerouting included.
 	ResumeReceive ResumePoint = iota
-	// ResumeOutput: routed (OutNIC and NextHop set), before Postrouting.
-	// For packets stolen at Forward or Output.
-	ResumeOutput
-	// ResumeTransmit: after Postrouting, before neighbor resolution and
-	// the link. For packets stolen at Postrouting or waiting for a neighbor.
-	ResumeTransmit
+	// ResumeAfterPrerouting: Prerouting done (Data() at the network
+	// header, InNIC set): the route decision, then Forward or reassembly
+	// and Input.
+	ResumeAfterPrerouting
+	// ResumeAfterInput: Input done on a packet addressed to the stack
+	// (reassembled, Data() at the network header): delivery to ICMP or
+	// the transport.
+	ResumeAfterInput
+	// ResumeAfterForward: Forward done (routed: TTL decremented, OutNIC
+	// and NextHop set): queued for its NIC, Postrouting next.
+	ResumeAfterForward
+	// ResumeAfterOutput: Output done on a packet the stack originated
+	// (OutNIC and NextHop set): queued for its NIC, Postrouting next.
+	ResumeAfterOutput
+	// ResumeAfterPostrouting: Postrouting done: fragmentation, neighbor
+	// resolution, the link.
+	ResumeAfterPostrouting
+	// ResumeAfterResolution: RemoteLinkAddr set by neighbor resolution
+	// (Postrouting and fragmentation done): software offloads and the
+	// link.
+	ResumeAfterResolution
 )
 
-// Reinject hands stolen packets back to the stack at the given point and
-// runs them to completion on the calling goroutine. It takes ownership of
-// every packet. Packets whose NIC is gone are dropped and counted.
+// ResumeAfter is the point right after hook h: where a packet h stole goes
+// on, as if h had accepted it. (For no hook it is a point Reinject drops
+// at, counted as reinject_unsupported.)
+func ResumeAfter(h Hook) ResumePoint {
+	if h >= NumHooks {
+		return resumeInvalid
+	}
+	return ResumeAfterPrerouting + ResumePoint(h)
+}
+
+const resumeInvalid ResumePoint = 255
+
+// Hook returns the hook a point comes right after; ok is false for
+// ResumeReceive and ResumeAfterResolution.
+func (r ResumePoint) Hook() (h Hook, ok bool) {
+	if r >= ResumeAfterPrerouting && r <= ResumeAfterPostrouting {
+		return Hook(r - ResumeAfterPrerouting), true
+	}
+	return 0, false
+}
+
+var resumeNames = [...]string{"receive", "after-prerouting", "after-input", "after-forward", "after-output", "after-postrouting", "after-resolution"}
+
+func (r ResumePoint) String() string {
+	if int(r) < len(resumeNames) {
+		return resumeNames[r]
+	}
+	return "resume?"
+}
+
+// Reinject hands stolen packets back to the stack at the given point (see
+// ResumePoint) and runs them to completion on the calling goroutine, in
+// the generation current now. It takes ownership of every packet; the
+// slice stays the caller's (every slot is nil on return). Packets whose NIC
+// is gone are dropped and counted (output_no_nic); so are packets at a
+// hook point of a network protocol that cannot resume there
+// (reinject_unsupported).
 func (s *Stack) Reinject(at ResumePoint, pkts []*Packet) {
 	b := s.acquire()
 	if b == nil {
 		ReleaseBatch(pkts)
 		return
 	}
-	switch at {
-	case ResumeReceive:
-		for i := 0; i < len(pkts); {
-			if pkts[i] == nil {
-				i++
-				continue
-			}
-			nic := pkts[i].InNIC
-			j := i + 1
-			for j < len(pkts) && (pkts[j] == nil || pkts[j].InNIC == nic) {
-				j++
-			}
-			if ng := b.Gen.nic(nic); ng != nil {
-				s.dispatch(b, ng, pkts[i:j])
-			} else {
-				for _, p := range pkts[i:j] {
-					if p != nil {
-						b.Drop(p, b.Gen.noNIC)
-					}
-				}
-			}
-			clear(pkts[i:j])
-			i = j
-		}
-	default:
-		for i, p := range pkts {
-			if p == nil {
-				continue
-			}
-			if at == ResumeTransmit {
-				p.stage |= stagePostDone
-			} else {
-				p.stage &^= stagePostDone
-			}
-			b.Output(p)
-			pkts[i] = nil
-		}
-	}
+	b.resume(at, pkts)
 	s.release(b)
 }
 

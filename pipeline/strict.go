@@ -158,6 +158,9 @@ func checkKnown(n *yaml.Node, t reflect.Type, taken []string) error {
 				return UnknownKey(k, known, "")
 			}
 			if err := checkKnown(val, ft, nil); err != nil {
+				if pe, ok := err.(*PosError); ok && val.Kind == yaml.ScalarNode {
+					pe.Msg = k.Value + ": " + pe.Msg // name the key of a bad value
+				}
 				return err
 			}
 		}
@@ -178,6 +181,14 @@ func checkKnown(n *yaml.Node, t reflect.Type, taken []string) error {
 				if err := checkKnown(n.Content[i], t.Elem(), nil); err != nil {
 					return err
 				}
+			}
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// yaml.v3 decodes 0.5 into an integer field as 0 without a word.
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+			if f, err := strconv.ParseFloat(n.Value, 64); err != nil || f != float64(int64(f)) {
+				return posErr(n, "%s is not a whole number", n.Value)
 			}
 		}
 	}

@@ -3,50 +3,26 @@ package pipelinetest
 import (
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"testing"
 
+	"github.com/pipestack/pipestack/internal/alloctest"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
-var mallocMetrics = []metrics.Sample{
-	{Name: "/gc/heap/allocs:objects"},
-	{Name: "/gc/heap/tiny/allocs:objects"},
-}
-
-// Mallocs returns the number of heap allocations made by the program so far
-// (objects plus tiny allocations: what runtime.MemStats.Mallocs counts).
-//
-// It reads runtime/metrics rather than runtime.ReadMemStats on purpose:
-// ReadMemStats stops the world, and restarting it may start an OS thread,
-// which allocates — the measurement would count its own allocations.
-func Mallocs() uint64 {
-	s := make([]metrics.Sample, len(mallocMetrics))
-	copy(s, mallocMetrics)
-	metrics.Read(s)
-	var n uint64
-	for _, v := range s {
-		if v.Value.Kind() == metrics.KindUint64 {
-			n += v.Value.Uint64()
-		}
-	}
-	return n
-}
-
-// CountMallocs runs f and returns how many heap allocations happened
-// meanwhile (in any goroutine: keep others quiet). Run it outside -race.
-func CountMallocs(f func()) uint64 {
-	before := Mallocs()
-	f()
-	return Mallocs() - before
-}
+// CountMallocs runs f once and returns how many heap allocations happened
+// meanwhile, in any goroutine (keep the others quiet, or count them in),
+// exactly: runtime.ReadMemStats around f, which flushes every P's
+// allocation cache, minus an empty window measured the same way, with the
+// collector off and on one OS thread (internal/alloctest says why each).
+// Run it outside -race, which allocates on its own. Every zero-allocation
+// test in the repository counts with it.
+func CountMallocs(f func()) uint64 { return alloctest.Count(f) }
 
 // ForwardZeroAllocs proves that a node forwards without allocating: it
 // injects batches of 64 copies of frame on in and reads them from out — 100
 // warm-up batches that fill the pools, then 200 counted ones (12,800
-// packets) with the collector off (its own work, which may start an OS
-// thread, is not the packet path's) — and fails t unless every batch comes
+// packets, one CountMallocs window) — and fails t unless every batch comes
 // out whole, check (on each forwarded frame) returns nil and no heap
 // allocation happened. warm, when not nil, runs after the warm-up. Run it
 // outside -race, which changes allocation behaviour.
@@ -80,6 +56,7 @@ func ForwardZeroAllocs(t testing.TB, n *Node, in, out *channel.Endpoint, frame [
 	}
 	const batches = 200 // 12,800 packets
 	if m := CountMallocs(func() { run(batches) }); m != 0 {
-		t.Fatalf("%d mallocs over %d forwarded packets, want 0", m, batches*len(frames))
+		t.Fatalf("%d mallocs over %d forwarded packets (%.2f per %d-packet batch), want 0",
+			m, batches*len(frames), float64(m)/batches, len(frames))
 	}
 }

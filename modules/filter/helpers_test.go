@@ -94,7 +94,7 @@ func (p pk) ctx(t testing.TB) *pipeline.PacketContext {
 	pkt.Mark, pkt.InNIC, pkt.OutNIC = p.mark, p.in, p.out
 	t.Cleanup(pkt.Release)
 	pc := &pipeline.PacketContext{Hook: p.hook, InNIC: p.in, OutNIC: p.out, Pkt: pkt}
-	if !pipeline.ParseTuple(pkt, pc) {
+	if !pipeline.ParseTuple(nil, pkt, pc) {
 		t.Fatalf("test packet %+v does not parse", p)
 	}
 	return pc

@@ -66,7 +66,8 @@ func TestConfigErrors(t *testing.T) {
 	for _, bad := range []string{
 		"{module: network.ipv4, rp_filter: {default: sometimes}}",
 		"{module: network.ipv4, rp_filter: {links: {a: yes}}}",
-		"{module: network.ipv4, icmp_jitter: 1}",
+		"{module: network.ipv4, icmp_jitter: -1}",
+		"{module: network.ipv4, icmp_ratelimit_ms: -5}",
 		"{module: network.ipv4, icmp_ratemask: [redirect]}",
 		"{module: network.ipv4, reassembly: {max_memory: 100000}}",
 		"{module: network.ipv4, reassembly: {timeout: 1ms}}",

@@ -5,14 +5,42 @@ import (
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
-// fragment splits pkt (Data() at its IPv4 header, routed: OutNIC and
-// NextHop set, DF clear, no GSO) into fragments of at most mtu bytes and
-// queues them with b.Output, first fragment first. It takes ownership of
-// pkt. The first fragment is pkt itself, cut short; the others are new
-// pooled packets carrying the options marked "copied" (RFC 791 §3.2). A
-// packet that is already a fragment is fragmented further (offsets add up,
-// the last piece keeps its MF flag).
-func (p *Protocol) fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int) {
+// Fragment implements pipeline.Fragmenter: the stack calls it at transmit,
+// after Postrouting, for a packet larger than mtu (the egress NIC's MTU or
+// the packet's PathMTU). A packet with DF set is not fragmented (RFC 791;
+// Linux's ip_fragment): a forwarded one gets ICMP fragmentation needed with
+// the next-hop MTU (too_big), a local one is dropped (too_big_local).
+// (Forwarded DF packets are answered at forwarding time already, before
+// the Forward hook; this catches a packet stolen there and re-injected into
+// a generation with a smaller MTU.)
+func (e *endpoint) Fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int, dst []*pipeline.Packet) []*pipeline.Packet {
+	c := &e.p.c
+	h := wire.IPv4(pkt.Data())
+	if h.Check() != nil || int(h.TotalLength()) != pkt.Len() {
+		b.Drop(pkt, c.fragFails)
+		return dst
+	}
+	if h.DontFragment() {
+		if pkt.PathMTU != 0 {
+			b.Drop(pkt, c.tooBigLocal)
+			return dst
+		}
+		e.icmpError(b, pkt, wire.ICMPv4DstUnreachable, wire.ICMPv4FragmentationNeeded, wire.ICMPv4FragNeededRest(uint16(min(mtu, 0xffff))))
+		b.Drop(pkt, c.tooBig)
+		return dst
+	}
+	return e.p.fragment(b, pkt, mtu, dst)
+}
+
+// fragment splits pkt (Data() at its IPv4 header, valid, routed: OutNIC
+// and NextHop set, no GSO) into fragments of at most mtu bytes appended to
+// dst, first fragment first. It takes ownership of pkt. The first fragment
+// is pkt itself, cut short; the others are new pooled packets carrying the
+// options marked "copied" (RFC 791 §3.2). A packet that is already a
+// fragment is fragmented further (offsets add up, the last piece keeps its
+// MF flag). A packet that cannot be cut (an MTU too small for its header)
+// is dropped (frag_fails).
+func (p *Protocol) fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int, dst []*pipeline.Packet) []*pipeline.Packet {
 	c := &p.c
 	h := wire.IPv4(pkt.Data())
 	hl := h.HeaderLength()
@@ -24,7 +52,7 @@ func (p *Protocol) fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int) {
 	restLen := wire.IPv4FragmentPayloadSize(mtu, hl2)
 	if firstLen == 0 || restLen == 0 || len(payload) <= firstLen {
 		b.Drop(pkt, c.fragFails)
-		return
+		return dst
 	}
 	base := int(h.FragmentOffset())
 	flags := h.Flags()
@@ -32,14 +60,13 @@ func (p *Protocol) fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int) {
 	var hdr [wire.IPv4MinimumSize]byte
 	copy(hdr[:], h[:wire.IPv4MinimumSize])
 
-	// The first fragment is pkt cut short. Output only queues it: its
-	// bytes beyond the new end (payload, read below) stay untouched until
-	// the batch finishes.
+	// The first fragment is pkt cut short; its bytes beyond the new end
+	// (payload, read below) stay in its buffer, untouched.
 	h.SetTotalLength(uint16(hl + firstLen))
 	h.SetFlagsFragmentOffset(flags|wire.IPv4FlagMoreFragments, uint16(base))
 	h.SetChecksum(h.CalculateChecksum())
 	pkt.Truncate(hl + firstLen)
-	b.Output(pkt)
+	dst = append(dst, pkt)
 	n := uint64(1)
 	for off := firstLen; off < len(payload); {
 		size := restLen
@@ -63,12 +90,13 @@ func (p *Protocol) fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int) {
 		f.CopyMeta(pkt)
 		f.GSO = pipeline.GSO{}
 		f.SetNetworkHeader()
-		b.Output(f)
+		dst = append(dst, f)
 		n++
 		off += size
 	}
 	c.fragOK.Inc()
 	c.fragCreated.Add(n)
+	return dst
 }
 
 // Defragmenter is the defragmentation service of network.ipv4 for later

@@ -52,12 +52,13 @@ type counters struct {
 	martianSrc, martianDst, rpFilter, multicastFwd                  *pipeline.Counter
 	ttlExceeded, noRoute, notForwarding, tooBig                     *pipeline.Counter
 	unknownProto, noSource, tooBigLocal, linkBroadcast              *pipeline.Counter
-	fragOK, fragCreated, fragFails                                  *pipeline.Counter
+	fragOK, fragCreated, fragFails, resumeUnsupported               *pipeline.Counter
 	icmpIn, icmpEchoIn, icmpEchoReplyOut, icmpErrOut, icmpMalformed *pipeline.Counter
 	icmpSuppressed, icmpRateLimited                                 *pipeline.Counter
 	icmpUnreachOut, icmpTimeExceededOut, icmpParamProblemOut        *pipeline.Counter
 
-	reasm reasm.Counters
+	reasm  reasm.Counters
+	closed closedCounters
 }
 
 func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Protocol {
@@ -76,6 +77,7 @@ func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Prot
 	c.unknownProto, c.noSource = cs.Get("unknown_protocol"), cs.Get("no_source_address")
 	c.tooBigLocal, c.linkBroadcast = cs.Get("too_big_local"), cs.Get("link_broadcast")
 	c.fragOK, c.fragCreated, c.fragFails = cs.Get("frag_ok"), cs.Get("frag_created"), cs.Get("frag_fails")
+	c.resumeUnsupported = cs.Get("resume_unsupported")
 	c.icmpIn, c.icmpEchoIn = cs.Get("icmp_in"), cs.Get("icmp_echo_in")
 	c.icmpEchoReplyOut, c.icmpErrOut = cs.Get("icmp_echo_reply_out"), cs.Get("icmp_error_out")
 	c.icmpMalformed, c.icmpSuppressed = cs.Get("icmp_malformed"), cs.Get("icmp_error_suppressed")
@@ -83,6 +85,7 @@ func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Prot
 	c.icmpUnreachOut, c.icmpTimeExceededOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_time_exceeded_out")
 	c.icmpParamProblemOut = cs.Get("icmp_param_problem_out")
 	c.reasm = reasm.NewCounters(cs)
+	c.closed = newClosedCounters(cs)
 	return p
 }
 
@@ -118,10 +121,12 @@ func (e *endpoint) dropMalformed(b *pipeline.Batch, pkt *pipeline.Packet, err er
 }
 
 // HandlePackets implements pipeline.NetworkEndpoint. Three passes over the
-// batch: validate (header, anti-spoofing, options); route decision
-// (forwarded packets to the front, local ones to the back); then the Forward
-// hook and output for the first group, reassembly, the Input hook and
-// delivery for the second.
+// batch: validate (header, anti-spoofing, options) and the Prerouting hook;
+// route decision (forwarded packets to the front, local ones to the back);
+// then the Forward hook and output for the first group, reassembly, the
+// Input hook and delivery for the second. Each step after a hook is a
+// function of its own, where a packet stolen at that hook resumes
+// (ResumeAfter).
 func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	c := &e.p.c
 	var rx uint64
@@ -185,8 +190,12 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	}
 	c.rx.Add(rx)
 	b.RunHook(pipeline.Prerouting, pkts)
+	e.route(b, pkts)
+}
 
-	// Route decision: forwarded packets to [0,k), local ones after.
+// route is the route decision (after Prerouting): forwarded packets to
+// [0,k), local ones after.
+func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	k := 0
 	for i, pkt := range pkts {
 		if pkt == nil {
@@ -258,7 +267,6 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	var lastDst [4]byte
 	var lastRoute *pipeline.Route
 	var lastMTU int
-	fragment := false
 	for i, pkt := range pkts {
 		h := wire.IPv4(pkt.Data())
 		dst := h.Dst()
@@ -320,7 +328,8 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 				b.Drop(pkt, c.fragFails)
 				continue
 			}
-			fragment = true // after the Forward hook, which sees it whole
+			// Fragmented at transmit, after Postrouting: the Forward
+			// and Postrouting hooks see it whole.
 		}
 		h.DecTTL()
 		pkt.OutNIC = r.NIC
@@ -331,6 +340,11 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 	}
 	b.RunHook(pipeline.Forward, pkts)
+	e.forwarded(b, pkts)
+}
+
+// forwarded queues packets past the Forward hook for their NIC.
+func (e *endpoint) forwarded(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	var n uint64
 	for i, pkt := range pkts {
 		if pkt == nil {
@@ -338,15 +352,9 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 		pkts[i] = nil
 		n++
-		if fragment && pkt.GSO.Type == pipeline.GSONone {
-			if out, ok := b.Gen.NIC(pkt.OutNIC); ok && pkt.Len() > out.MTU() {
-				e.p.fragment(b, pkt, out.MTU())
-				continue
-			}
-		}
 		b.Output(pkt)
 	}
-	c.forwarded.Add(n)
+	e.p.c.forwarded.Add(n)
 }
 
 // wireSize is the size of the largest packet pkt stands for on the wire: for
@@ -365,7 +373,6 @@ func wireSize(pkt *pipeline.Packet, h wire.IPv4) int {
 // by the reassembled datagram, which is delivered in this same batch — no
 // re-injection, no second pass through the stack.
 func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
-	c := &e.p.c
 	for i, pkt := range pkts {
 		if pkt == nil {
 			continue
@@ -375,6 +382,12 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 	}
 	b.RunHook(pipeline.Input, pkts)
+	e.local(b, pkts)
+}
+
+// local delivers packets past the Input hook to ICMP or their transport.
+func (e *endpoint) local(b *pipeline.Batch, pkts []*pipeline.Packet) {
+	c := &e.p.c
 	var delivered uint64
 	for i, pkt := range pkts {
 		if pkt == nil {
@@ -390,11 +403,9 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			delivered++
 		}
 	}
-	// Runs of one transport protocol go to it as a batch.
-	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) {
-		e.icmpError(b, q, wire.ICMPv4DstUnreachable, wire.ICMPv4ProtoUnreachable, 0)
-		b.Drop(q, c.unknownProto)
-	})
+	// Runs of one transport protocol go to it as a batch; a protocol
+	// without a transport is answered as a host does (closed.go).
+	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) { e.noTransport(b, q) })
 	c.delivered.Add(delivered)
 }
 
@@ -465,8 +476,8 @@ func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m w
 }
 
 // send pushes an IPv4 header (from → to, protocol ICMP) in front of Data(),
-// routes the packet and outputs it through the Output hook. It takes
-// ownership of pkt.
+// routes the packet and outputs it through the Output hook (whole: it is
+// fragmented at transmit if it must be). It takes ownership of pkt.
 func (e *endpoint) send(b *pipeline.Batch, pkt *pipeline.Packet, from, to [4]byte, tos uint8, count *pipeline.Counter) {
 	c := &e.p.c
 	r := b.Gen.Routes().Lookup4(to)
@@ -489,16 +500,13 @@ func (e *endpoint) send(b *pipeline.Batch, pkt *pipeline.Packet, from, to [4]byt
 	pkt.OutNIC = r.NIC
 	pkt.NextHop = r.NextHop(netip.AddrFrom4(to))
 	pkt.GSO = pipeline.GSO{}
+	pkt.PathMTU = 0xffff // the egress NIC's MTU
 	one := [1]*pipeline.Packet{pkt}
 	b.RunHook(pipeline.Output, one[:])
 	if one[0] == nil {
 		return
 	}
-	if out, ok := b.Gen.NIC(r.NIC); ok && one[0].Len() > out.MTU() {
-		e.p.fragment(b, one[0], out.MTU())
-	} else {
-		b.Output(one[0])
-	}
+	b.Output(one[0])
 	count.Inc()
 	c.sent.Inc()
 }
@@ -537,7 +545,8 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 			return
 		}
 	}
-	// Source: the address of the NIC the error leaves through.
+	// Source: the address of the NIC the error leaves through (but see
+	// below).
 	r := b.Gen.Routes().Lookup4(src)
 	if r == nil {
 		c.icmpSuppressed.Inc()
@@ -554,6 +563,13 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 			c.noSource.Inc()
 			return
 		}
+	}
+	fromAddr := from.Addr().As4()
+	if _, _, local := b.Gen.IsLocal4(dst); local {
+		// About a packet to one of our addresses the error comes from
+		// that address (Linux icmp_send, RTCF_LOCAL): nmap takes port
+		// unreachable from another address for a filtered port.
+		fromAddr = dst
 	}
 	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, typ, code, src) {
 		c.icmpRateLimited.Inc()
@@ -578,7 +594,7 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 	case wire.ICMPv4ParamProblem:
 		c.icmpParamProblemOut.Inc()
 	}
-	e.send(b, msg, from.Addr().As4(), src, 0, c.icmpErrOut)
+	e.send(b, msg, fromAddr, src, 0, c.icmpErrOut)
 }
 
 // isICMPQuery reports whether an ICMP type is a query (echo, timestamp …),
@@ -593,9 +609,10 @@ func isICMPQuery(t uint8) bool {
 
 // WritePackets implements pipeline.NetworkEndpoint: it pushes an IPv4
 // header for each packet (Data() at the transport header) and outputs it.
-// A packet larger than the route's MTU (and not a GSO super-packet, which
-// the link segments) is fragmented after the Output hook, which sees it
-// whole; DF is never set on local packets (no path MTU discovery yet).
+// A packet larger than the route's MTU (PathMTU; and not a GSO
+// super-packet, which the link segments) is fragmented at transmit, after
+// the Output and Postrouting hooks, which see it whole; DF is never set on
+// local packets (no path MTU discovery yet).
 func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params pipeline.NetworkHeaderParams, pkts []*pipeline.Packet) {
 	c := &e.p.c
 	ttl := params.TTL
@@ -604,8 +621,8 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 	}
 	from, to := r.LocalAddr.As4(), r.RemoteAddr.As4()
 	mtu := r.MTU
-	if mtu == 0 {
-		mtu = e.nic.MTU()
+	if mtu <= 0 || mtu > 0xffff {
+		mtu = 0xffff // the egress NIC's
 	}
 	for i, pkt := range pkts {
 		if pkt == nil {
@@ -631,8 +648,31 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 		pkt.TransProto = params.Protocol
 		pkt.OutNIC = r.NIC
 		pkt.NextHop = r.NextHop
+		pkt.PathMTU = uint16(mtu)
 	}
-	c.sent.Add(iplocal.Output(b, pkts, mtu, func(p *pipeline.Packet) { e.p.fragment(b, p, mtu) }))
+	c.sent.Add(iplocal.Output(b, pkts))
+}
+
+// ResumeAfter implements pipeline.HookResumer: a packet stolen at a hook
+// goes on with the step after it.
+func (e *endpoint) ResumeAfter(b *pipeline.Batch, h pipeline.Hook, pkts []*pipeline.Packet) {
+	switch h {
+	case pipeline.Prerouting:
+		e.route(b, pkts)
+	case pipeline.Input:
+		e.local(b, pkts)
+	case pipeline.Forward:
+		e.forwarded(b, pkts)
+	case pipeline.Output:
+		e.p.c.sent.Add(iplocal.Queue(b, pkts))
+	default:
+		for i, pkt := range pkts {
+			if pkt != nil {
+				pkts[i] = nil
+				b.Drop(pkt, e.p.c.resumeUnsupported)
+			}
+		}
+	}
 }
 
 // ReturnError implements pipeline.NetworkEndpoint: the transport's (or a
@@ -702,6 +742,8 @@ func icmpTypeCode(kind pipeline.TransportErrorKind) (typ, code uint8) {
 var (
 	_ pipeline.NetworkProtocol = (*Protocol)(nil)
 	_ pipeline.NetworkEndpoint = (*endpoint)(nil)
+	_ pipeline.HookResumer     = (*endpoint)(nil)
+	_ pipeline.Fragmenter      = (*endpoint)(nil)
 	_ Defragmenter             = (*endpoint)(nil)
 	_ Defragmenter             = (*Protocol)(nil)
 )

@@ -23,10 +23,10 @@ func init() { pipeline.RegisterModule(new(Module)) }
 type Module struct {
 	DefaultTTL int `yaml:"default_ttl"`
 
-	// ICMP errors and the ICMP token bucket: icmp_errors, icmp_rate,
+	// ICMP errors and the ICMP rate limiter: icmp_errors, icmp_rate,
 	// icmp_burst, icmp_jitter, icmp_ratemask (dest_unreachable,
 	// time_exceeded, parameter_problem — the default —, echo_reply),
-	// icmp_per_dest.
+	// icmp_ratelimit_ms, icmp_ratelimit_burst.
 	ICMP ipconf.ICMP `yaml:",inline"`
 
 	Reassembly struct {

@@ -100,8 +100,15 @@ func TestPingThroughRouter(t *testing.T) {
 			if got := tp.b.Counter("ipv4", "icmp_echo_reply_out"); got != 3 {
 				t.Errorf("host B sent %d echo replies, want 3", got)
 			}
+			// The router counts a transmission once its link's
+			// WritePackets returns, which may be after the cable's
+			// goroutine delivered the frame and the reply came back.
 			for _, name := range []string{"a", "b"} {
 				nic, _ := tp.r.Stack.NIC(name)
+				deadline := time.Now().Add(5 * time.Second)
+				for nic.Stats.TxPackets.Load() < 3 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
 				if rx, tx := nic.Stats.RxPackets.Load(), nic.Stats.TxPackets.Load(); rx != 3 || tx != 3 {
 					t.Errorf("router nic %s rx %d tx %d, want 3 and 3", name, rx, tx)
 				}
@@ -176,10 +183,14 @@ func TestFragmentationNeeded(t *testing.T) {
 	}
 }
 
+// A protocol no module handles gets protocol unreachable (UDP and TCP are
+// answered as closed ports: closed_test.go).
 func TestProtocolUnreachable(t *testing.T) {
 	_, inject, readA, _ := routerAlone(t, "")
-	p := pt.UDP4("10.0.1.2", "10.0.1.1", 1000, 2000, 64, []byte("to the router"))
-	inject(p) // no transport.udp configured: protocol unreachable
+	p := withHeader(pt.UDP4("10.0.1.2", "10.0.1.1", 1000, 2000, 64, []byte("to the router")), func(h wire.IPv4) {
+		h[9] = 132 // SCTP
+	})
+	inject(p)
 	back := readA()
 	if len(back) != 1 {
 		t.Fatalf("got %d packets back, want protocol unreachable", len(back))

@@ -68,7 +68,7 @@ func (e *endpoint) echo(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.IPv6, m
 		b.Drop(pkt, c.icmpMulticastEcho)
 		return
 	}
-	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, echoReplyBit, false, src) {
+	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, echoReplyBit, src, destShift(b, src)) {
 		b.Drop(pkt, c.icmpRateLimited)
 		return
 	}
@@ -212,8 +212,10 @@ func (e *endpoint) isErrorMessage(h wire.IPv6) bool {
 // about an option whose action demands it — about a packet sent to a
 // multicast address or in a link-layer multicast or broadcast frame. The
 // rest pass the rate limiter. The error quotes as much of the packet as
-// fits in 1280 bytes and leaves from the address, on the link towards the
-// offender, of the scope the offender can reach.
+// fits in 1280 bytes and leaves from the address the packet was sent to
+// when that is one of the stack's unicast addresses (as Linux), else from
+// the address, on the link towards the offender, of the scope the offender
+// can reach.
 func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code uint8, rest uint32, multicastOK bool) {
 	c := &e.p.c
 	if !e.p.cfg.icmpErrors {
@@ -246,11 +248,17 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		return
 	}
 	from, ok := nic.SourceAddress(netip.AddrFrom16(src))
+	if _, local := b.Gen.IsLocal6(dst); local {
+		// About a packet to one of our unicast addresses the error
+		// comes from that address (Linux icmp6_send): nmap takes port
+		// unreachable from another address for a filtered port.
+		from, ok = netip.AddrFrom16(dst), true
+	}
 	if !ok {
 		c.noSource.Inc()
 		return
 	}
-	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, typ, typ == wire.ICMPv6PacketTooBig, src) {
+	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, typ, src, destShift(b, src)) {
 		c.icmpRateLimited.Inc()
 		return
 	}

@@ -64,6 +64,7 @@ type counters struct {
 	beyondScope, hopLimitExceeded, noRoute, tooBig   *pipeline.Counter
 	unknownProto, noSource, tooBigLocal              *pipeline.Counter
 	fragOK, fragCreated, fragFails, atomicFragments  *pipeline.Counter
+	resumeUnsupported                                *pipeline.Counter
 	icmpIn, icmpMalformed, icmpEchoIn, icmpEchoOut   *pipeline.Counter
 	icmpErrOut, icmpSuppressed, icmpRateLimited      *pipeline.Counter
 	icmpUnreachOut, icmpTooBigOut, icmpTimeExcOut    *pipeline.Counter
@@ -73,6 +74,7 @@ type counters struct {
 	reasmIncompleteChain                             *pipeline.Counter
 	malformedHeaderIPv6Errs                          [16]*pipeline.Counter
 	malformedTooShort, malformedVersion, malformedPL *pipeline.Counter
+	closed                                           closedCounters
 }
 
 func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
@@ -97,6 +99,7 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	c.unknownProto, c.noSource, c.tooBigLocal = cs.Get("unknown_protocol"), cs.Get("no_source_address"), cs.Get("too_big_local")
 	c.fragOK, c.fragCreated, c.fragFails = cs.Get("frag_ok"), cs.Get("frag_created"), cs.Get("frag_fails")
 	c.atomicFragments = cs.Get("atomic_fragments")
+	c.resumeUnsupported = cs.Get("resume_unsupported")
 	c.icmpIn, c.icmpMalformed = cs.Get("icmp_in"), cs.Get("icmp_malformed")
 	c.icmpEchoIn, c.icmpEchoOut = cs.Get("icmp_echo_in"), cs.Get("icmp_echo_reply_out")
 	c.icmpMulticastEcho = cs.Get("icmp_echo_multicast_ignored")
@@ -106,14 +109,13 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	c.icmpTimeExcOut, c.icmpParamOut = cs.Get("icmp_time_exceeded_out"), cs.Get("icmp_param_problem_out")
 	c.icmpTooBigIn, c.pmtuUpdates = cs.Get("icmp_packet_too_big_in"), cs.Get("pmtu_updates")
 	c.reasm = reasm.NewCounters(cs)
+	c.closed = newClosedCounters(cs)
 	c.reasmIncompleteChain = cs.Get("reasm_incomplete_chain")
 	p.nc = newNDPCounters(ctx.Counters("ndp"))
 
 	p.ident.Store(randUint32())
 	p.limiter = ctx.Shared("network.ipv6/icmp-limiter", func() any {
-		return icmplimit.New(0, func(a [16]byte) uint32 {
-			return uint32(a[12])<<24 | uint32(a[13])<<16 | uint32(a[14])<<8 | uint32(a[15]) ^ uint32(a[7])<<8 ^ uint32(a[5])
-		})
+		return icmplimit.New(0, icmplimit.Hash16)
 	}).(*icmplimit.Limiter[[16]byte])
 	p.reasm = ctx.Shared("network.ipv6/reassembly", func() any {
 		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)
@@ -197,8 +199,10 @@ func isLoopback(a *[16]byte) bool    { return *a == [16]byte{15: 1} }
 // HandlePackets implements pipeline.NetworkEndpoint. As network.ipv4, three
 // passes over the batch: validate (header, addresses, and — only when the
 // first Next Header names one — the extension-header chain with Hop-by-Hop
-// options); route decision (forwarded packets to the front, local ones to
-// the back); then forwarding and delivery.
+// options) and the Prerouting hook; route decision (forwarded packets to
+// the front, local ones to the back); then forwarding and delivery. Each
+// step after a hook is a function of its own, where a packet stolen at that
+// hook resumes (ResumeAfter).
 func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	c := &e.p.c
 	var rx uint64
@@ -232,9 +236,14 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	}
 	c.rx.Add(rx)
 	b.RunHook(pipeline.Prerouting, pkts)
+	e.route(b, pkts)
+}
 
-	// Route decision: forwarded packets to [0,k), local ones after. The
-	// decision is cached for a run of packets to one destination.
+// route is the route decision (after Prerouting): forwarded packets to
+// [0,k), local ones after. The decision is cached for a run of packets to
+// one destination.
+func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
+	c := &e.p.c
 	k := 0
 	var lastDst [16]byte
 	var lastLocal, lastDrop, have bool
@@ -468,6 +477,11 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 	}
 	b.RunHook(pipeline.Forward, pkts)
+	e.forwarded(b, pkts)
+}
+
+// forwarded queues packets past the Forward hook for their NIC.
+func (e *endpoint) forwarded(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	var n uint64
 	for i, pkt := range pkts {
 		if pkt == nil {
@@ -477,7 +491,7 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		n++
 		b.Output(pkt)
 	}
-	c.forwarded.Add(n)
+	e.p.c.forwarded.Add(n)
 }
 
 // wireSize is the size of the largest packet pkt stands for on the wire: for
@@ -528,6 +542,12 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		}
 	}
 	b.RunHook(pipeline.Input, pkts)
+	e.local(b, pkts)
+}
+
+// local delivers packets past the Input hook to ICMPv6 or their transport.
+func (e *endpoint) local(b *pipeline.Batch, pkts []*pipeline.Packet) {
+	c := &e.p.c
 	var delivered uint64
 	for i, pkt := range pkts {
 		if pkt == nil {
@@ -555,11 +575,9 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			pkt.SetTransportHeader()
 		}
 	}
-	// Runs of one transport protocol go to it as a batch.
-	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) {
-		e.icmpError(b, q, wire.ICMPv6ParamProblem, wire.ICMPv6UnrecognizedNextHeader, uint32(nextHeaderOffset(q.Data(), e.p.cfg.maxExt)), false)
-		b.Drop(q, c.unknownProto)
-	})
+	// Runs of one transport protocol go to it as a batch; a protocol
+	// without a transport is answered as a host does (closed.go).
+	delivered += iplocal.Deliver(b, pkts, func(q *pipeline.Packet) { e.noTransport(b, q) })
 	c.delivered.Add(delivered)
 }
 
@@ -673,8 +691,9 @@ func (p *Protocol) hopLimitFor(id pipeline.NICID) uint8 {
 
 // output pushes an IPv6 header (from → to, next header proto) in front of
 // Data() (the upper-layer message), routes the packet through nic to
-// nextHop, runs the Output hook and queues it, fragmented to mtu when it is
-// larger. It takes ownership of pkt. hop 0 means the default hop limit.
+// nextHop, runs the Output hook and queues it, whole: with PathMTU mtu, so
+// that transmit fragments it when it is larger. It takes ownership of pkt.
+// hop 0 means the default hop limit.
 func (e *endpoint) output(b *pipeline.Batch, pkt *pipeline.Packet, nic pipeline.NetworkInterface, nextHop netip.Addr,
 	from, to [16]byte, proto uint8, hop uint8, tc uint8, mtu int) bool {
 	c := &e.p.c
@@ -696,6 +715,7 @@ func (e *endpoint) output(b *pipeline.Batch, pkt *pipeline.Packet, nic pipeline.
 	pkt.TransProto = pipeline.TransportProtocolNumber(proto)
 	pkt.OutNIC = nic.ID()
 	pkt.NextHop = nextHop
+	pkt.PathMTU = uint16(min(max(mtu, wire.IPv6MinimumMTU), 0xffff))
 	if isMulticast(&to) {
 		pkt.SetRemoteLinkAddr(multicastMAC(to))
 	}
@@ -704,9 +724,6 @@ func (e *endpoint) output(b *pipeline.Batch, pkt *pipeline.Packet, nic pipeline.
 	if one[0] == nil {
 		return false
 	}
-	if one[0].Len() > mtu && one[0].GSO.Type == pipeline.GSONone {
-		return e.p.fragment(b, one[0], mtu)
-	}
 	b.Output(one[0])
 	return true
 }
@@ -714,8 +731,9 @@ func (e *endpoint) output(b *pipeline.Batch, pkt *pipeline.Packet, nic pipeline.
 // WritePackets implements pipeline.NetworkEndpoint: it pushes an IPv6
 // header for each packet (Data() at the transport header) and outputs it.
 // Packets larger than the path MTU (the route's or link's MTU, lowered by
-// an advertised MTU and by Packet Too Big) are fragmented after the Output
-// hook, which sees them whole; GSO super-packets are left to the link.
+// an advertised MTU and by Packet Too Big: PathMTU) are fragmented at
+// transmit, after the Output and Postrouting hooks, which see them whole;
+// GSO super-packets are left to the link.
 func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params pipeline.NetworkHeaderParams, pkts []*pipeline.Packet) {
 	c := &e.p.c
 	hop := params.TTL
@@ -746,11 +764,34 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 		pkt.TransProto = params.Protocol
 		pkt.OutNIC = r.NIC
 		pkt.NextHop = r.NextHop
+		pkt.PathMTU = uint16(min(mtu, 0xffff))
 		if isMulticast(&to) {
 			pkt.SetRemoteLinkAddr(multicastMAC(to))
 		}
 	}
-	c.sent.Add(iplocal.Output(b, pkts, mtu, func(p *pipeline.Packet) { e.p.fragment(b, p, mtu) }))
+	c.sent.Add(iplocal.Output(b, pkts))
+}
+
+// ResumeAfter implements pipeline.HookResumer: a packet stolen at a hook
+// goes on with the step after it.
+func (e *endpoint) ResumeAfter(b *pipeline.Batch, h pipeline.Hook, pkts []*pipeline.Packet) {
+	switch h {
+	case pipeline.Prerouting:
+		e.route(b, pkts)
+	case pipeline.Input:
+		e.local(b, pkts)
+	case pipeline.Forward:
+		e.forwarded(b, pkts)
+	case pipeline.Output:
+		e.p.c.sent.Add(iplocal.Queue(b, pkts))
+	default:
+		for i, pkt := range pkts {
+			if pkt != nil {
+				pkts[i] = nil
+				b.Drop(pkt, e.p.c.resumeUnsupported)
+			}
+		}
+	}
 }
 
 // ReturnError implements pipeline.NetworkEndpoint: the transport's (or a
@@ -790,4 +831,6 @@ var (
 	_ pipeline.NetworkProtocol     = (*Protocol)(nil)
 	_ pipeline.LinkAddressResolver = (*Protocol)(nil)
 	_ pipeline.NetworkEndpoint     = (*endpoint)(nil)
+	_ pipeline.HookResumer         = (*endpoint)(nil)
+	_ pipeline.Fragmenter          = (*endpoint)(nil)
 )

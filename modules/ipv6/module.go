@@ -11,7 +11,7 @@
 // fragments dropped (RFC 5722) and atomic fragments delivered on their own
 // (RFC 6946); fragmentation of local packets to the path MTU, which Packet
 // Too Big messages lower (RFC 8201); echo replies and the ICMPv6 errors,
-// behind the token bucket network.ipv4 uses; a link-local address on every
+// behind the rate limiter network.ipv4 uses; a link-local address on every
 // link; NDP: neighbor resolution feeding the stack's NUD state machine,
 // duplicate address detection, router advertisements (router side) and
 // their processing with SLAAC (host side).
@@ -84,11 +84,11 @@ type Module struct {
 	// (default 8); a longer chain is dropped.
 	MaxExtensionHeaders int `yaml:"max_extension_headers"`
 
-	// ICMP errors and the token bucket (as network.ipv4; Linux icmpv6
+	// ICMP errors and the rate limiter (as network.ipv4; Linux icmpv6
 	// ratelimit): icmp_errors, icmp_rate, icmp_burst, icmp_jitter,
-	// icmp_ratemask (dest_unreachable, packet_too_big, time_exceeded,
-	// parameter_problem — the default —, echo_reply; Packet Too Big never
-	// waits for the global bucket), icmp_per_dest.
+	// icmp_ratemask (dest_unreachable, time_exceeded, parameter_problem —
+	// the default —, packet_too_big, echo_reply), icmp_ratelimit_ms,
+	// icmp_ratelimit_burst.
 	ICMP ipconf.ICMP `yaml:",inline"`
 
 	// Reassembly: timeout (default 60s, RFC 8200), max_memory,

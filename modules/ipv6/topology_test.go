@@ -220,3 +220,32 @@ forwarding: {ipv6: true}
 	}
 	r.WantCounters(t, "ipv6", map[string]uint64{"icmp_rate_limited": 8})
 }
+
+// The per-destination limit is on by default (Linux icmpv6 ratelimit,
+// 1000 ms, burst 6), shortened for wider prefixes as Linux does: a source
+// on a connected /64 earns one error per 250 ms.
+func TestICMPv6PerDestinationLimit(t *testing.T) {
+	r, clock := routerAlone(t, "")
+	a := r.Link(t, "a")
+	total := 0
+	for i := 0; i < 40; i++ { // 4 s, 500 packets every 100 ms
+		var frames [][]byte
+		for j := 0; j < 50; j++ {
+			frames = append(frames, echo6("2001:db8:1::2", "2001:db8:2::2", 1, 1, uint16(j), nil))
+		}
+		a.InjectFrames(frames)
+		total += len(onlyICMP6(pt.Drain(a), false, wire.ICMPv6TimeExceeded))
+		clock.Advance(100 * time.Millisecond)
+	}
+	if total != 6+15 {
+		t.Errorf("%d time exceeded to one source in 4 s, want 21 (burst 6, then one per 250 ms)", total)
+	}
+	var frames [][]byte
+	for j := 0; j < 50; j++ {
+		frames = append(frames, echo6("2001:db8:1::3", "2001:db8:2::2", 1, 1, uint16(j), nil))
+	}
+	a.InjectFrames(frames)
+	if got := len(onlyICMP6(pt.Drain(a), false, wire.ICMPv6TimeExceeded)); got != 6 {
+		t.Errorf("%d time exceeded to another source, want its burst of 6", got)
+	}
+}

@@ -47,6 +47,40 @@ func TestReceiveZeroAllocs(t *testing.T) {
 	}
 }
 
+// TestReceiveLargeBuffersZeroAllocs: datagrams a link read into large
+// buffers are compacted into small ones as they are queued (the large
+// ones go back to the pool), and that allocates nothing either.
+func TestReceiveLargeBuffersZeroAllocs(t *testing.T) {
+	n := hostAlone(t, "")
+	link := n.Link(t, "eth0")
+	c := listen(t, n, "10.0.2.2:9000")
+	frame := pt.UDP4("10.0.9.9", "10.0.2.2", 1000, 9000, 64, make([]byte, 64))
+	pkts := make([]*pipeline.Packet, 64)
+	buf := make([]byte, 2048)
+	run := func(batches int) {
+		for b := 0; b < batches; b++ {
+			pipeline.DefaultPool.GetBatch(pkts, pipeline.LargeDataSize)
+			for _, p := range pkts {
+				p.SetData(frame)
+			}
+			link.InjectPackets(pkts)
+			for range pkts {
+				k, _, err := c.ReadFromUDPAddrPort(buf)
+				if err != nil || k != 64 {
+					t.Fatalf("read %d: %v", k, err)
+				}
+			}
+		}
+	}
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	run(100)
+	const batches = 200
+	if m := pt.CountMallocs(func() { run(batches) }); m != 0 {
+		t.Fatalf("%d mallocs over %d received datagrams, want 0", m, batches*len(pkts))
+	}
+}
+
 // TestSendZeroAllocs: WriteToUDPAddrPort (route, header, checksum, IPv4,
 // link queue) allocates nothing per datagram once warm.
 func TestSendZeroAllocs(t *testing.T) {

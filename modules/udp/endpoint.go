@@ -193,7 +193,8 @@ func (t *table) Close() error {
 // endpoint is one socket: its binding and its receive queue.
 //
 // The queue holds the received packets themselves (Data() at the payload,
-// network and transport headers still marked): the payload is copied out
+// network and transport headers still marked), each compacted into a small
+// buffer when its data fits one (Packet.Compact): the payload is copied out
 // and the packet released when the application reads it, so receiving
 // allocates nothing once the ring has grown to its working size.
 type endpoint struct {
@@ -265,7 +266,10 @@ func (e *endpoint) enqueue(pkts []*pipeline.Packet, limit int) uint64 {
 		if e.n == len(e.ring) {
 			e.grow(limit)
 		}
-		e.ring[(e.head+e.n)%len(e.ring)] = pkt
+		// A datagram a link read into a large buffer (TUN with offloads
+		// reads everything into 64 KiB) is copied into a small one: the
+		// queue then holds what it stores, not 64 KiB per datagram.
+		e.ring[(e.head+e.n)%len(e.ring)] = pkt.Compact()
 		e.n++
 		queued++
 	}

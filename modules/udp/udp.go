@@ -1,7 +1,6 @@
 package udp
 
 import (
-	"encoding/binary"
 	"net/netip"
 
 	"github.com/pipestack/pipestack/pipeline"
@@ -42,7 +41,7 @@ func (p *Protocol) ParsePorts(b []byte) (src, dst uint16, ok bool) {
 	if len(b) < wire.UDPHeaderSize {
 		return 0, 0, false
 	}
-	return binary.BigEndian.Uint16(b[0:]), binary.BigEndian.Uint16(b[2:]), true
+	return wire.Ports(wire.ProtocolUDP, b)
 }
 
 // HandlePackets implements pipeline.TransportProtocol: validate, verify the

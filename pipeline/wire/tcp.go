@@ -137,3 +137,38 @@ func (b TCP) CalculateChecksum(pseudo uint16) uint16 {
 func (b TCP) IsChecksumValid(pseudo uint16) bool {
 	return Checksum(b, pseudo) == 0xffff
 }
+
+// TCPResetFields returns the header of the reset a TCP sends in answer to
+// seg when no connection accepts it (RFC 9293 §3.10.7.1, a segment arriving
+// for a connection in CLOSED state; also what a filter's "reject with tcp
+// reset" sends): the ports swapped, no options, window 0, and
+//
+//   - if seg has ACK: <SEQ=SEG.ACK><CTL=RST>;
+//   - otherwise: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, SEG.LEN being
+//     the payload length plus one for SYN and one for FIN.
+//
+// seg must have passed Check and be bounded by the IP payload (its payload
+// is what follows the options). ok is false when seg is itself a reset,
+// which is never answered. The checksum is left 0: the caller computes it
+// over the pseudo-header of the reset's addresses (the offending packet's,
+// swapped).
+func TCPResetFields(seg TCP) (f TCPFields, ok bool) {
+	flags := seg.Flags()
+	if flags&TCPFlagRst != 0 {
+		return f, false
+	}
+	f.SrcPort, f.DstPort = seg.DstPort(), seg.SrcPort()
+	if flags&TCPFlagAck != 0 {
+		f.Seq, f.Flags = seg.Ack(), TCPFlagRst
+		return f, true
+	}
+	n := uint32(len(seg) - seg.DataOffset())
+	if flags&TCPFlagSyn != 0 {
+		n++
+	}
+	if flags&TCPFlagFin != 0 {
+		n++
+	}
+	f.Ack, f.Flags = seg.Seq()+n, TCPFlagRst|TCPFlagAck
+	return f, true
+}

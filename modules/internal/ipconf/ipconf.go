@@ -26,19 +26,21 @@ type ICMP struct {
 	ICMPRate *float64 `yaml:"icmp_rate"`
 	// ICMPBurst is the bucket's depth (icmp_msgs_burst; default 50).
 	ICMPBurst int `yaml:"icmp_burst"`
-	// ICMPJitter randomises each message's cost in [1-j, 1+j] tokens
-	// (default 0.5; 0 ≤ j < 1).
-	ICMPJitter *float64 `yaml:"icmp_jitter"`
+	// ICMPJitter bounds, in tokens, how far the randomised charge of the
+	// global bucket may run ahead of the count of messages (default: the
+	// burst; 0: every message costs exactly one token). See icmplimit.
+	ICMPJitter *int `yaml:"icmp_jitter"`
 	// ICMPRateMask lists the messages the limiter applies to (Linux
 	// icmp_ratemask): the module's classes (see Class); default
 	// dest_unreachable, time_exceeded, parameter_problem.
 	ICMPRateMask []string `yaml:"icmp_ratemask"`
-	// ICMPPerDest adds a bucket per destination (off by default; burst
-	// default 6).
-	ICMPPerDest struct {
-		Rate  float64 `yaml:"rate"`
-		Burst int     `yaml:"burst"`
-	} `yaml:"icmp_per_dest"`
+	// ICMPRateLimitMs is the per-destination limit (Linux icmp_ratelimit,
+	// IPv6 icmp/ratelimit): a destination earns one message per this many
+	// milliseconds (default 1000; 0: no per-destination limit).
+	ICMPRateLimitMs *int `yaml:"icmp_ratelimit_ms"`
+	// ICMPRateLimitBurst is how many messages a destination keeps in
+	// reserve (default 6, Linux's XRLIM_BURST_FACTOR).
+	ICMPRateLimitBurst int `yaml:"icmp_ratelimit_burst"`
 }
 
 // Class is a name icmp_ratemask accepts and the limiter class bit it
@@ -55,15 +57,22 @@ func (s *ICMP) Errors() bool { return s.ICMPErrors == nil || *s.ICMPErrors }
 // default icmp_ratemask is written back into s). classes are the names
 // icmp_ratemask accepts, in the order its error message lists them.
 func (s *ICMP) Limiter(classes []Class) (icmplimit.Config, error) {
-	rc := icmplimit.Config{Rate: 1000, Burst: 50, Jitter: 0.5}
+	rc := icmplimit.Config{Rate: 1000, Burst: 50, DestInterval: time.Second, DestBurst: 6}
 	if s.ICMPRate != nil {
 		rc.Rate = *s.ICMPRate
 	}
 	if s.ICMPBurst != 0 {
 		rc.Burst = float64(s.ICMPBurst)
 	}
+	rc.Jitter = int(rc.Burst)
 	if s.ICMPJitter != nil {
 		rc.Jitter = *s.ICMPJitter
+	}
+	if s.ICMPRateLimitMs != nil {
+		rc.DestInterval = time.Duration(*s.ICMPRateLimitMs) * time.Millisecond
+	}
+	if s.ICMPRateLimitBurst != 0 {
+		rc.DestBurst = s.ICMPRateLimitBurst
 	}
 	if s.ICMPRateMask == nil {
 		s.ICMPRateMask = []string{"dest_unreachable", "time_exceeded", "parameter_problem"}
@@ -82,10 +91,6 @@ next:
 		}
 		return rc, fmt.Errorf("icmp_ratemask: %q is not one of %s", name, strings.Join(names, ", "))
 	}
-	rc.DestRate, rc.DestBurst = s.ICMPPerDest.Rate, float64(s.ICMPPerDest.Burst)
-	if rc.DestRate > 0 && rc.DestBurst == 0 {
-		rc.DestBurst = 6
-	}
 	return rc, nil
 }
 
@@ -94,11 +99,14 @@ func CheckLimiter(rc *icmplimit.Config) error {
 	if rc.Rate < 0 || rc.Burst < 1 {
 		return errors.New("icmp_rate must be >= 0 and icmp_burst >= 1")
 	}
-	if rc.Jitter < 0 || rc.Jitter >= 1 {
-		return fmt.Errorf("icmp_jitter %g out of range [0, 1)", rc.Jitter)
+	if rc.Jitter < 0 || rc.Jitter > 1000000 {
+		return fmt.Errorf("icmp_jitter %d out of range 0..1000000", rc.Jitter)
 	}
-	if rc.DestRate < 0 || rc.DestBurst < 0 {
-		return errors.New("icmp_per_dest: rate and burst must be >= 0")
+	if rc.DestInterval < 0 || rc.DestInterval > time.Hour {
+		return fmt.Errorf("icmp_ratelimit_ms %d out of range 0..3600000", rc.DestInterval.Milliseconds())
+	}
+	if rc.DestBurst < 1 || rc.DestBurst > 1000 {
+		return fmt.Errorf("icmp_ratelimit_burst %d out of range 1..1000", rc.DestBurst)
 	}
 	return nil
 }

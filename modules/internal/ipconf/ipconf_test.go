@@ -16,21 +16,27 @@ func TestICMPDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rc.Rate != 1000 || rc.Burst != 50 || rc.Jitter != 0.5 || rc.Mask != 1<<3|1<<11|1<<12 || rc.DestRate != 0 {
-		t.Errorf("defaults: %+v", rc)
+	if rc.Rate != 1000 || rc.Burst != 50 || rc.Jitter != 50 || rc.Mask != 1<<3|1<<11|1<<12 ||
+		rc.DestInterval != time.Second || rc.DestBurst != 6 {
+		t.Errorf("defaults (Linux's): %+v", rc)
 	}
 	if err := CheckLimiter(&rc); err != nil {
 		t.Error(err)
 	}
-	s.ICMPPerDest.Rate = 10
-	if rc, _ = s.Limiter(classes); rc.DestBurst != 6 {
-		t.Errorf("per-destination burst %g, want 6 by default", rc.DestBurst)
+	zero, b := 0, 7
+	s.ICMPRateLimitMs, s.ICMPBurst = &zero, 8
+	if rc, _ = s.Limiter(classes); rc.DestInterval != 0 || rc.Jitter != 8 {
+		t.Errorf("icmp_ratelimit_ms: 0 and icmp_burst 8: %+v", rc)
+	}
+	s.ICMPRateLimitBurst = b
+	if rc, _ = s.Limiter(classes); rc.DestBurst != 7 {
+		t.Errorf("icmp_ratelimit_burst: %+v", rc)
 	}
 }
 
 func TestICMPErrors(t *testing.T) {
-	off, zero, one := false, 0.0, 1.0
-	s := ICMP{ICMPErrors: &off, ICMPRate: &zero, ICMPJitter: &one, ICMPRateMask: []string{"redirect"}}
+	off, zero, neg := false, 0.0, -1
+	s := ICMP{ICMPErrors: &off, ICMPRate: &zero, ICMPJitter: &neg, ICMPRateMask: []string{"redirect"}}
 	if s.Errors() {
 		t.Error("icmp_errors: false ignored")
 	}
@@ -43,8 +49,13 @@ func TestICMPErrors(t *testing.T) {
 	if err != nil || rc.Mask != 1 || rc.Rate != 0 {
 		t.Fatalf("%+v %v", rc, err)
 	}
-	if err := CheckLimiter(&rc); err == nil || err.Error() != "icmp_jitter 1 out of range [0, 1)" {
-		t.Errorf("jitter 1: %v", err)
+	if err := CheckLimiter(&rc); err == nil || err.Error() != "icmp_jitter -1 out of range 0..1000000" {
+		t.Errorf("jitter -1: %v", err)
+	}
+	s.ICMPJitter, s.ICMPRateLimitMs = nil, &neg
+	rc, _ = s.Limiter(classes)
+	if err := CheckLimiter(&rc); err == nil || err.Error() != "icmp_ratelimit_ms -1 out of range 0..3600000" {
+		t.Errorf("icmp_ratelimit_ms -1: %v", err)
 	}
 }
 

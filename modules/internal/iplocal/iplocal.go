@@ -4,7 +4,7 @@
 // and errors to the transport whose packet they quote, and queuing locally
 // generated packets after the Output hook. What differs between the families
 // (which ICMP message a protocol nobody handles gets, how an error maps to a
-// pipeline.TransportErrorKind, how a packet is fragmented) is passed in.
+// pipeline.TransportErrorKind) is passed in.
 // Nothing here allocates: the callbacks are closures on the caller's stack.
 package iplocal
 
@@ -91,22 +91,24 @@ func ErrorToTransport(b *pipeline.Batch, proto uint8, kind pipeline.TransportErr
 }
 
 // Output runs the Output hook over locally generated packets (routed, Data()
-// at their network header) and queues those that pass with b.Output; a
-// packet larger than mtu that is not a GSO super-packet (which the link
-// segments) goes to fragment instead, which takes ownership of it. Every
-// slot is nil on return; it returns how many packets passed the hook.
-func Output(b *pipeline.Batch, pkts []*pipeline.Packet, mtu int, fragment func(*pipeline.Packet)) (sent uint64) {
+// at their network header, PathMTU set) and queues those that pass (Queue).
+// Every slot is nil on return; it returns how many packets passed the hook.
+func Output(b *pipeline.Batch, pkts []*pipeline.Packet) (sent uint64) {
 	b.RunHook(pipeline.Output, pkts)
+	return Queue(b, pkts)
+}
+
+// Queue hands packets past the Output hook to b.Output, whole: one larger
+// than its path MTU is fragmented at transmit, after Postrouting (see
+// pipeline.Fragmenter). It is where a packet stolen at Output resumes. Every
+// slot is nil on return; it returns how many packets it queued.
+func Queue(b *pipeline.Batch, pkts []*pipeline.Packet) (sent uint64) {
 	for i, pkt := range pkts {
 		if pkt == nil {
 			continue
 		}
 		pkts[i] = nil
 		sent++
-		if pkt.Len() > mtu && pkt.GSO.Type == pipeline.GSONone {
-			fragment(pkt)
-			continue
-		}
 		b.Output(pkt)
 	}
 	return sent
