@@ -235,3 +235,82 @@ func udp6Packet(src, dst string, sport, dport uint16) []byte {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// tcp4 builds an IPv4 TCP segment with valid checksums.
+func tcp4(src, dst string, sport, dport uint16, flags uint8, opts []byte) []byte {
+	l4 := 20 + (len(opts)+3)&^3
+	b := make([]byte, 20+l4)
+	ip := wire.IPv4(b)
+	ip.Encode(&wire.IPv4Fields{TotalLength: uint16(len(b)), ID: 1, TTL: 64, Protocol: wire.ProtocolTCP,
+		Src: mustAddr(src).As4(), Dst: mustAddr(dst).As4()})
+	ip.SetChecksum(ip.CalculateChecksum())
+	tc := wire.TCP(b[20:])
+	tc.Encode(&wire.TCPFields{SrcPort: sport, DstPort: dport, Seq: 1000, Flags: flags, Window: 100, Options: opts})
+	tc.SetChecksum(tc.CalculateChecksum(wire.IPv4PseudoChecksum(ip, uint16(l4))))
+	return b
+}
+
+// TestFilterTCPResetAndMSS: REJECT --reject-with tcp-reset answers with a
+// reset from the destination (forward and input); TCPMSS clamps a SYN's MSS
+// to the egress MTU, checksum still valid.
+func TestFilterTCPResetAndMSS(t *testing.T) {
+	r := pt.NewNode(t, "router", `
+name: router
+modules: [network.ipv4]
+links:
+  - {name: a, module: link.channel, framing: ip, addresses: [10.0.1.1/24]}
+  - {name: b, module: link.channel, framing: ip, mtu: 1400, addresses: [10.0.2.1/24]}
+forwarding: {ipv4: true}
+filter:
+  mangle:
+    forward:
+      rules: ["-p tcp --tcp-flags SYN,RST SYN -o b -j TCPMSS --clamp-mss-to-pmtu"]
+  filter:
+    forward:
+      rules: ["-p tcp --dport 23 -j REJECT --reject-with tcp-reset"]
+    input:
+      rules: ["-p tcp --dport 24 -j REJECT --reject-with tcp-reset"]
+`, pipeline.Options{})
+	a, b := r.Link(t, "a"), r.Link(t, "b")
+	checkReset := func(pkt []byte, from string, port uint16) {
+		t.Helper()
+		pt.CheckIPv4(t, pkt, pt.SrcAddr(from), pt.DstAddr("10.0.1.2"))
+		ip := wire.IPv4(pkt)
+		tc := wire.TCP(ip.Payload())
+		if ip.Protocol() != wire.ProtocolTCP || tc.Flags()&wire.TCPFlagRst == 0 || tc.SrcPort() != port || tc.DstPort() != 5000 ||
+			!tc.IsChecksumValid(wire.IPv4PseudoChecksum(ip, uint16(len(tc)))) {
+			t.Errorf("not the reset wanted: % x", pkt)
+		}
+	}
+	for _, c := range []struct {
+		dst  string
+		port uint16
+	}{{"10.0.2.2", 23}, {"10.0.1.1", 24}} {
+		inject(a, tcp4("10.0.1.2", c.dst, 5000, c.port, wire.TCPFlagSyn, nil))
+		out, back := readAll(b), readAll(a)
+		if len(out) != 0 || len(back) != 1 {
+			t.Fatalf("port %d: %d forwarded, %d back; want 0, 1 (a reset)\n%s", c.port, len(out), len(back), r.DumpCounters())
+		}
+		checkReset(back[0], c.dst, c.port)
+	}
+	// A reset is not answered.
+	inject(a, tcp4("10.0.1.2", "10.0.2.2", 5000, 23, wire.TCPFlagRst, nil))
+	if back := readAll(a); len(back) != 0 {
+		t.Errorf("a reset was answered: % x", back)
+	}
+
+	// TCPMSS: 1460 → 1400-40.
+	inject(a, tcp4("10.0.1.2", "10.0.2.2", 5000, 80, wire.TCPFlagSyn, []byte{2, 4, 0x05, 0xb4}))
+	out := readAll(b)
+	if len(out) != 1 {
+		t.Fatalf("SYN not forwarded")
+	}
+	ip := wire.IPv4(out[0])
+	tc := wire.TCP(ip.Payload())
+	if mss := uint16(tc.Options()[2])<<8 | uint16(tc.Options()[3]); mss != 1360 {
+		t.Errorf("mss %d, want 1360", mss)
+	}
+	if !tc.IsChecksumValid(wire.IPv4PseudoChecksum(ip, uint16(len(tc)))) {
+		t.Errorf("checksum broken by the MSS clamp")
+	}
+}

@@ -3,9 +3,11 @@ package filter
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/pipestack/pipestack/modules/internal/tcpreset"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -136,6 +138,7 @@ type Reject struct {
 	reset  bool
 	env    *provisionEnv
 	sent   *pipeline.Counter
+	pool   *pipeline.Pool
 }
 
 // PipelineModule implements pipeline.Module.
@@ -149,7 +152,11 @@ func (*Reject) Options() []Opt { return []Opt{{Name: "reject-with", Args: 1}} }
 func (t *Reject) setEnv(e *provisionEnv) { t.env = e }
 
 // Provision parses the type.
-func (t *Reject) Provision(*pipeline.Context) error {
+func (t *Reject) Provision(ctx *pipeline.Context) error {
+	t.pool = pipeline.DefaultPool
+	if ctx != nil && ctx.Pool != nil {
+		t.pool = ctx.Pool
+	}
 	if t.env != nil && t.env.counters != nil {
 		t.sent = t.env.counters.Get("rejected")
 	}
@@ -181,14 +188,8 @@ func (t *Reject) validateRule(r *rule) error {
 	if t.reset && (r.base == nil || !r.base.protoSet || r.base.protoInv || r.base.proto != 6) {
 		return fmt.Errorf("REJECT target: tcp-reset is only valid with -p tcp (proto: tcp)")
 	}
-	if t.reset && !tcpResetAvailable {
-		return fmt.Errorf("REJECT target: tcp-reset is not built yet (it waits for the shared TCP reset forge)")
-	}
 	return nil
 }
-
-// tcpResetAvailable: the TCP RST forge is not in this slice yet.
-const tcpResetAvailable = false
 
 // Action implements pipeline.Target: the network endpoint of the packet's
 // NIC sends the error and takes the packet.
@@ -205,12 +206,62 @@ func (t *Reject) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	if ep == nil {
 		return pipeline.VerdictDrop, 0
 	}
-	kind := t.kind
+	if t.reset {
+		t.sendReset(pc)
+		return pipeline.VerdictDrop, 0
+	}
 	if t.sent != nil {
 		t.sent.Inc()
 	}
-	ep.ReturnError(b, pc.Pkt, kind)
+	ep.ReturnError(b, pc.Pkt, t.kind)
 	return pipeline.VerdictStolen, 0
+}
+
+// sendReset answers a TCP segment with a reset from its destination, as
+// Linux's nf_send_reset: not for a fragment, a reset, a bad checksum or a
+// broadcast or multicast destination. The caller drops the packet.
+func (t *Reject) sendReset(pc *pipeline.PacketContext) {
+	b, pkt := pc.Batch, pc.Pkt
+	seg, fragOff, ok := l4(pc)
+	if !ok || fragOff != 0 || pc.Tuple.Proto != pipeline.TCPProtocolNumber {
+		return
+	}
+	nh := pkt.NetworkHeader()
+	if !pkt.CsumVerified && !tcpreset.ChecksumValid(nh, seg) {
+		return
+	}
+	dst, src := pc.Tuple.Dst, pc.Tuple.Src
+	if dst.IsMulticast() || pkt.PktType != pipeline.PacketHost || !src.IsValid() || src.IsUnspecified() || src.IsMulticast() {
+		return
+	}
+	if dst.Is4() {
+		if _, bc, ok := b.Gen.IsLocal4(dst.As4()); ok && bc {
+			return
+		}
+	}
+	var nic pipeline.NICID
+	var hop netip.Addr
+	if src.Is6() && src.IsLinkLocalUnicast() {
+		nic, hop = pkt.InNIC, src
+	} else if r := b.Gen.Routes().Lookup(src); r != nil {
+		nic, hop = r.NIC, r.NextHop(src)
+	}
+	out, found := b.Gen.NIC(nic)
+	ep := b.Gen.NetworkEndpoint(nic, pkt.NetProto)
+	if !found || ep == nil {
+		return
+	}
+	rst, from, to, ok := tcpreset.Build(t.pool, nh, seg)
+	if !ok {
+		return
+	}
+	rst.InNIC = pkt.InNIC
+	if t.sent != nil {
+		t.sent.Inc()
+	}
+	one := [1]*pipeline.Packet{rst}
+	ep.WritePackets(b, pipeline.RouteInfo{NIC: nic, LocalAddr: from, RemoteAddr: to, NextHop: hop, MTU: out.MTU()},
+		pipeline.NetworkHeaderParams{Protocol: pipeline.TCPProtocolNumber}, one[:])
 }
 
 // Spec implements Target.

@@ -37,7 +37,6 @@ func TestValidateErrors(t *testing.T) {
 		{"filter:\n  input:\n    rules: [\"-s 10.0.0.0/8 -d 2001:db8::1 -j ACCEPT\"]\n", "different families"},
 		{"filter:\n  input:\n    rules: [\"-6 -s 10.0.0.0/8\"]\n", "base is IPv4 only but the rule is IPv6"},
 		{"filter:\n  input:\n    rules: [\"-p icmp --icmp-type nosuch\"]\n", `invalid ICMP type "nosuch"`},
-		{"filter:\n  input:\n    rules: [\"-p tcp -j REJECT --reject-with tcp-reset\"]\n", "tcp-reset is not built yet"},
 		{"filter:\n  input:\n    rules: [\"-p udp -j REJECT --reject-with tcp-reset\"]\n", "tcp-reset is only valid with -p tcp"},
 		{"filter:\n  input:\n    rules: [\"-6 -j REJECT --reject-with icmp-host-prohibited\"]\n", "reject is IPv4 only but the rule is IPv6"},
 		{"filter:\n  input:\n    rules: [\"-j REJECT --reject-with icmp-bogus\"]\n", `reject_with "icmp-bogus": unknown`},
