@@ -99,9 +99,10 @@ type ChainListing struct {
 	Table, Chain string
 	// Policy is "ACCEPT" or "DROP" for a built-in chain, "" for a user
 	// chain (then References counts the rules that jump or go to it).
-	Policy     string
-	References int
-	Rules      []RuleListing
+	Policy                     string
+	PolicyPackets, PolicyBytes uint64 // what the policy decided
+	References                 int
+	Rules                      []RuleListing
 }
 
 // RuleListing is one rule with its counters.

@@ -123,6 +123,16 @@ func TestFilterRouter(t *testing.T) {
 	if got := r.Counter("filter", "rejected"); got != 3 {
 		t.Errorf("rejected %d, want 3", got)
 	}
+	for _, mc := range r.Stack.Generation().Config().Modules {
+		if rl, ok := mc.Module.(pipeline.RuleLister); ok {
+			for _, c := range rl.ListRules() {
+				// 96 and 1234; 100's policy comes after a goto (not counted).
+				if c.Chain == "FORWARD" && (c.PolicyPackets != 2 || c.Policy != "DROP") {
+					t.Errorf("FORWARD policy %s counted %d, want DROP 2", c.Policy, c.PolicyPackets)
+				}
+			}
+		}
+	}
 	web := ruleListing(t, r, "FORWARD", 1)
 	if web.Packets != 1 || web.Bytes != uint64(len(udp(80))) || web.Target != "ACCEPT" || web.Prot != "udp" || web.Options != "udp dpt:80" && !strings.Contains(web.Options, "80") {
 		t.Errorf("web rule listing %+v", web)

@@ -104,6 +104,17 @@ func (x *countedJump) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int)
 // JumpsTo implements pipeline.JumpTarget.
 func (x *countedJump) JumpsTo() int { return x.to }
 
+// policyTarget is a built-in chain's policy, counted.
+type policyTarget struct {
+	c *ruleCounter
+	v pipeline.Verdict
+}
+
+func (x *policyTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	x.c.add(pc.Pkt.Len())
+	return x.v, 0
+}
+
 // continueTarget is the target of a rule without one: it counts.
 type continueTarget struct{}
 

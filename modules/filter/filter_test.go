@@ -295,3 +295,20 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestPolicyCounter: the policy counts what it decides: the end of the
+// built-in chain, and a RETURN in it.
+func TestPolicyCounter(t *testing.T) {
+	m := mustLoad(t, "filter:\n  input:\n    policy: drop\n    rules: [\"-p udp -j RETURN\", \"-p tcp -j ACCEPT\"]\n")
+	for _, p := range []pk{{proto: 17}, {proto: 6}, {proto: 1}, {proto: 17}} {
+		p.hook = pipeline.Input
+		eval(m, p.ctx(t))
+	}
+	c := m.ListRules()[0]
+	if c.Chain != "INPUT" || c.PolicyPackets != 3 || c.PolicyBytes != 3*28 && c.PolicyBytes != 28+28+28 {
+		t.Errorf("policy counted %d packets %d bytes, want 3", c.PolicyPackets, c.PolicyBytes)
+	}
+	if c.Rules[0].Packets != 2 {
+		t.Errorf("RETURN counted %d, want 2", c.Rules[0].Packets)
+	}
+}

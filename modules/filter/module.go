@@ -60,6 +60,8 @@ type chain struct {
 	rules     []*rule
 	hooks     uint8 // hooks it is reachable from (bit per pipeline.Hook)
 	refs      int   // rules that jump or go to it
+	// polCounter counts the packets the policy decided (built-in chains).
+	polCounter *ruleCounter
 }
 
 // builtinChains lists each table's built-in chains with their hooks, as in
@@ -235,6 +237,11 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	ids := map[string]*rule{}
 	for _, t := range m.tables {
 		for _, c := range t.chains {
+			if c.builtin {
+				key := t.name + "/" + c.name + "/policy"
+				c.polCounter = m.store.acquire(key)
+				m.acquired = append(m.acquired, key)
+			}
 			for _, r := range c.rules {
 				if err := r.provision(ctx, env); err != nil {
 					return err
@@ -386,9 +393,14 @@ func (t *table) resolve() error {
 func (t *table) compile() []pipeline.HookEntry {
 	chains := make([]pipeline.Chain, len(t.chains))
 	for i, c := range t.chains {
-		rules := make([]pipeline.Rule, len(c.rules))
-		for j, r := range c.rules {
-			rules[j] = pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget()}
+		rules := make([]pipeline.Rule, 0, len(c.rules)+1)
+		for _, r := range c.rules {
+			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget(c)})
+		}
+		if c.builtin {
+			// The policy as a last rule, to count what it decides (a
+			// RETURN in the chain comes here too: see compiledTarget).
+			rules = append(rules, pipeline.Rule{Target: &policyTarget{c: c.polCounter, v: c.policy}})
 		}
 		chains[i] = pipeline.Chain{Name: c.name, Rules: rules}
 	}
@@ -416,6 +428,7 @@ func (m *Module) ListRules() []pipeline.ChainListing {
 				if c.policy == pipeline.VerdictDrop {
 					cl.Policy = "DROP"
 				}
+				cl.PolicyPackets, cl.PolicyBytes = c.polCounter.load()
 			}
 			for _, r := range c.rules {
 				cl.Rules = append(cl.Rules, r.listing())

@@ -37,8 +37,9 @@ func TestCountersAcrossReloads(t *testing.T) {
 	}
 	n := pt.NewNode(t, "r", cfg(`"-p udp --dport 1 -j ACCEPT"`, `"-p udp --dport 1 -j ACCEPT"`, `{id: x, proto: udp}`, `"-p udp --dport 2"`), pipeline.Options{})
 	store := n.Stack.Shared(sharedCounters, func() any { t.Fatal("no store"); return nil }).(*counterStore)
-	if got := store.len(); got != 4 {
-		t.Fatalf("%d counters, want 4", got)
+	// 4 rules and the policies of input, forward and output.
+	if got := store.len(); got != 7 {
+		t.Fatalf("%d counters, want 7", got)
 	}
 	a := n.Link(t, "a")
 	a.InjectFrames([][]byte{pt.UDP4("10.0.1.2", "10.0.2.2", 9, 2, 64, nil)})
@@ -58,8 +59,8 @@ func TestCountersAcrossReloads(t *testing.T) {
 	if err := n.Reload(cfg(`"-p udp --dport 1 -j ACCEPT"`, `{id: x, proto: tcp}`, `"-p udp --dport 2"`)); err != nil {
 		t.Fatal(err)
 	}
-	if got := store.len(); got != 3 {
-		t.Errorf("%d counters after the reload, want 3 (the second duplicate gone)", got)
+	if got := store.len(); got != 6 {
+		t.Errorf("%d counters after the reload, want 6 (the second duplicate gone)", got)
 	}
 	if key("filter/forward/-p udp -m udp --dport 2#1") != c2 || key("id/x") == nil || key("filter/forward/-p udp -m udp --dport 1 -j ACCEPT#2") != nil {
 		t.Errorf("store after reload: %v", store.m)
@@ -67,7 +68,7 @@ func TestCountersAcrossReloads(t *testing.T) {
 	if err := n.Reload(cfg(`"-p udp --dport 1 -j nochain"`)); err == nil {
 		t.Fatal("broken reload passed")
 	}
-	if got := store.len(); got != 3 || key("filter/forward/-p udp -m udp --dport 2#1") != c2 {
+	if got := store.len(); got != 6 || key("filter/forward/-p udp -m udp --dport 2#1") != c2 {
 		t.Errorf("a failed reload changed the store: %d", got)
 	}
 	if err := n.Reload(strings.Replace(reloadBase, "filter:\n  filter:\n    forward:\n      rules:\nRULES", "", 1)); err != nil {

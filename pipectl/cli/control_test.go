@@ -261,13 +261,13 @@ filter:
 	out := runMain(t, "rules", "-s", sock)
 	for _, want := range []string{
 		"# table filter",
-		"Chain INPUT (policy DROP)",
+		"Chain INPUT (policy DROP 0 packets, 0 bytes)",
 		"num      pkts    bytes target",
 		"1           0        0 ACCEPT     tcp   *      *      192.0.2.0/24       0.0.0.0/0          tcp --dport 22",
 		"2           0        0 from_a     all   a      *",
 		"Chain from_a (1 references)",
 		"multiport --dports 53,123",
-		"Chain FORWARD (policy ACCEPT)",
+		"Chain FORWARD (policy ACCEPT 0 packets, 0 bytes)",
 	} {
 		if out.code != 0 || !strings.Contains(out.stdout, want) {
 			t.Errorf("rules lacks %q: %d\n%s%s", want, out.code, out.stdout, out.stderr)

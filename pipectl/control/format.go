@@ -152,7 +152,7 @@ func FormatRules(w io.Writer, chains []pipeline.ChainListing) {
 			fmt.Fprintln(w)
 		}
 		if c.Policy != "" {
-			fmt.Fprintf(w, "Chain %s (policy %s)\n", c.Chain, c.Policy)
+			fmt.Fprintf(w, "Chain %s (policy %s %d packets, %d bytes)\n", c.Chain, c.Policy, c.PolicyPackets, c.PolicyBytes)
 		} else {
 			fmt.Fprintf(w, "Chain %s (%d references)\n", c.Chain, c.References)
 		}
