@@ -16,8 +16,10 @@ import (
 // with Cleanup also after a failed Provision or Validate. The optional
 // phases are the interfaces Provisioner, Validator, Stopper and
 // CleanerUpper. What a module does is given by its role interface:
-// LinkModule, NetworkModule or TransportModule (and, later, the filter
-// roles).
+// LinkModule, NetworkModule, TransportModule or HookModule (filterhook.go:
+// the filter, which installs tables at the hooks; its matchers and targets
+// are modules too, filter.match.<name> and filter.target.<name>, made by the
+// filter for each rule).
 type Module interface {
 	PipelineModule() ModuleInfo
 }
