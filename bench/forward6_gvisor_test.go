@@ -4,7 +4,6 @@ package bench
 // forward6_scenario_test.go).
 
 import (
-	"fmt"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -59,6 +58,9 @@ func newGVisorRouter6(tb testing.TB, eth bool) *gvisorRouter {
 	s.SetRouteTable([]tcpip.Route{
 		{Destination: tcpip.AddressWithPrefix{Address: tcpip.AddrFrom16(nic16), PrefixLen: 64}.Subnet(), NIC: 1},
 		{Destination: tcpip.AddressWithPrefix{Address: tcpip.AddrFrom16(nic26), PrefixLen: 64}.Subnet(), NIC: 2},
+		// The many-flow destinations (flows_scenario_test.go).
+		{Destination: tcpip.AddressWithPrefix{Address: tcpip.AddrFrom16(beyond6), PrefixLen: beyond6Bits}.Subnet(),
+			Gateway: tcpip.AddrFrom16(dst6), NIC: 2},
 	})
 	if err := s.SetForwardingDefaultAndAllNICs(ipv6.ProtocolNumber, true); err != nil {
 		tb.Fatalf("SetForwardingDefaultAndAllNICs: %s", err)
@@ -75,9 +77,10 @@ func newGVisorRouter6(tb testing.TB, eth bool) *gvisorRouter {
 	return r
 }
 
-// drain6 reads exactly n packets from nic 2, checks each one, and releases
-// it.
-func (r *gvisorRouter) drain6(tb testing.TB, n int, want []byte, scratch []byte) {
+// drain6 reads exactly len(want) packets from nic 2, checks packet i
+// against want[i], and releases it.
+func (r *gvisorRouter) drain6(tb testing.TB, want [][]byte, scratch []byte) {
+	n := len(want)
 	for i := 0; i < n; i++ {
 		pkt := r.out.Read()
 		if pkt == nil {
@@ -88,7 +91,7 @@ func (r *gvisorRouter) drain6(tb testing.TB, n int, want []byte, scratch []byte)
 			checkEthHeader6(tb, got, receiverMAC, nic2MAC)
 			got = got[ethHeaderLen:]
 		}
-		checkForwarded6(tb, got, want)
+		checkForwarded6(tb, got, want[i])
 		pkt.DecRef()
 	}
 	if pkt := r.out.Read(); pkt != nil {
@@ -100,37 +103,23 @@ func (r *gvisorRouter) drain6(tb testing.TB, n int, want []byte, scratch []byte)
 func BenchmarkForward6GVisor(b *testing.B) {
 	for _, framing := range []string{"ip", "eth"} {
 		for _, size := range packetSizes6 {
-			b.Run(fmt.Sprintf("%s/%dB", framing, size), func(b *testing.B) {
-				benchForward6GVisor(b, framing == "eth", size)
-			})
+			for _, flows := range flowCounts {
+				b.Run(flowName(framing, size, flows), func(b *testing.B) {
+					benchForward6GVisor(b, framing == "eth", size, flows)
+				})
+			}
 		}
 	}
 }
 
-func benchForward6GVisor(b *testing.B, eth bool, size int) {
+func benchForward6GVisor(b *testing.B, eth bool, size, flows int) {
 	r := newGVisorRouter6(b, eth)
-	ipPkt := buildUDP6Packet(size)
-	wire := ipPkt
-	if eth {
-		wire = buildEthFrame6(nic1MAC, senderMAC, ipPkt)
-	}
-	scratch := make([]byte, len(wire)+64)
-	for i := 0; i < batchSize; i++ {
-		r.inject(wire)
-	}
-	r.drain6(b, batchSize, ipPkt, scratch)
-
-	b.SetBytes(int64(size))
-	b.ReportAllocs()
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		n := min(batchSize, b.N-done)
-		for i := 0; i < n; i++ {
-			r.inject(wire)
+	fs := newFlowSet(flows, func(i int) ([]byte, []byte) {
+		ip := flowPacket6(size, i, flows)
+		if eth {
+			return ip, buildEthFrame6(nic1MAC, senderMAC, ip)
 		}
-		r.drain6(b, n, ipPkt, scratch)
-		done += n
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+		return ip, ip
+	})
+	runForwardGVisor(b, r, fs, size, r.drain6)
 }

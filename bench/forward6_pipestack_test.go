@@ -23,9 +23,11 @@ links:
   - {name: a, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: ["2001:db8:1::1/64"]%[3]s}
   - {name: b, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: ["2001:db8:2::1/64"]%[4]s}
 forwarding: {ipv6: true}
+routes:
+  - {to: "2001:2::/48", via: "2001:db8:2::2", link: b}
 `
 
-func newPipestackRouter6(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
+func newPipestackRouter6(tb testing.TB, eth bool, opts pipeline.Options) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
 	framing, macA, macB := "ip", "", ""
 	if eth {
 		framing = "ethernet"
@@ -36,7 +38,7 @@ func newPipestackRouter6(tb testing.TB, eth bool) (*pipeline.Stack, *channel.End
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := pipeline.New(pipeline.Options{})
+	s := pipeline.New(opts)
 	if _, err := s.Apply(cfg); err != nil {
 		tb.Fatal(err)
 	}
@@ -49,25 +51,37 @@ func newPipestackRouter6(tb testing.TB, eth bool) (*pipeline.Stack, *channel.End
 func BenchmarkForward6Pipestack(b *testing.B) {
 	for _, framing := range []string{"ip", "eth"} {
 		for _, size := range packetSizes6 {
-			b.Run(fmt.Sprintf("%s/%dB", framing, size), func(b *testing.B) {
-				benchForward6Pipestack(b, framing == "eth", size)
-			})
+			for _, flows := range flowCounts {
+				b.Run(flowName(framing, size, flows), func(b *testing.B) {
+					benchForward6Pipestack(b, framing == "eth", size, flows)
+				})
+			}
 		}
 	}
 }
 
-func benchForward6Pipestack(b *testing.B, eth bool, size int) {
-	_, in, out := newPipestackRouter6(b, eth)
-	ipPkt := buildUDP6Packet(size)
-	frame := ipPkt
-	if eth {
-		frame = buildEthFrame6(nic1MAC, senderMAC, ipPkt)
-	}
-	runForward(b, in, out, frame, size, func(d []byte) {
+func benchForward6Pipestack(b *testing.B, eth bool, size, flows int) {
+	in, out, fs, check := setupForward6(b, eth, size, flows, pipeline.Options{})
+	runForward(b, in, out, fs, size, check)
+}
+
+// setupForward6 builds pipestack's IPv6 router, the flows and the check of
+// one forwarding scenario.
+func setupForward6(tb testing.TB, eth bool, size, flows int, opts pipeline.Options) (in, out *channel.Endpoint, fs *flowSet, check func(got, want []byte)) {
+	_, in, out = newPipestackRouter6(tb, eth, opts)
+	fs = newFlowSet(flows, func(i int) ([]byte, []byte) {
+		ip := flowPacket6(size, i, flows)
 		if eth {
-			checkEthHeader6(b, d, receiverMAC, nic2MAC)
+			return ip, buildEthFrame6(nic1MAC, senderMAC, ip)
+		}
+		return ip, ip
+	})
+	check = func(d, want []byte) {
+		if eth {
+			checkEthHeader6(tb, d, receiverMAC, nic2MAC)
 			d = d[ethHeaderLen:]
 		}
-		checkForwarded6(b, d, ipPkt)
-	})
+		checkForwarded6(tb, d, want)
+	}
+	return in, out, fs, check
 }

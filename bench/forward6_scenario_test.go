@@ -37,6 +37,11 @@ var packetSizes6 = []int{62, 1500}
 // limit 64, total length totalLen (payload length totalLen-40), a
 // deterministic UDP payload of totalLen-48 bytes and a valid UDP checksum.
 func buildUDP6Packet(totalLen int) []byte {
+	return buildUDP6FlowPacket(totalLen, src6, dst6, srcPort, dstPort)
+}
+
+// buildUDP6FlowPacket is buildUDP6Packet for the flow src:sport → dst:dport.
+func buildUDP6FlowPacket(totalLen int, src, dst [16]byte, sport, dport uint16) []byte {
 	if totalLen < ipv6HeaderLen+udpHeaderLen || totalLen > ipv6HeaderLen+0xffff {
 		panic("buildUDP6Packet: bad total length")
 	}
@@ -45,11 +50,11 @@ func buildUDP6Packet(totalLen int) []byte {
 	binary.BigEndian.PutUint16(p[4:6], uint16(totalLen-ipv6HeaderLen))
 	p[6] = 17 // UDP
 	p[7] = initialHop
-	copy(p[8:24], src6[:])
-	copy(p[24:40], dst6[:])
+	copy(p[8:24], src[:])
+	copy(p[24:40], dst[:])
 	udp := p[ipv6HeaderLen:]
-	binary.BigEndian.PutUint16(udp[0:2], srcPort)
-	binary.BigEndian.PutUint16(udp[2:4], dstPort)
+	binary.BigEndian.PutUint16(udp[0:2], sport)
+	binary.BigEndian.PutUint16(udp[2:4], dport)
 	binary.BigEndian.PutUint16(udp[4:6], uint16(len(udp)))
 	payload := udp[udpHeaderLen:]
 	for i := range payload {

@@ -3,7 +3,6 @@ package bench
 // gVisor's half of the IPv4 forwarding benchmark (scenario in scenario_test.go).
 
 import (
-	"fmt"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -75,6 +74,9 @@ func newGVisorRouter(tb testing.TB, eth bool) *gvisorRouter {
 	s.SetRouteTable([]tcpip.Route{
 		{Destination: tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4(ip4(nic1IP)), PrefixLen: 24}.Subnet(), NIC: 1},
 		{Destination: tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4(ip4(nic2IP)), PrefixLen: 24}.Subnet(), NIC: 2},
+		// The many-flow destinations (flows_scenario_test.go).
+		{Destination: tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4(ip4(beyond4)), PrefixLen: beyond4Bits}.Subnet(),
+			Gateway: tcpip.AddrFrom4(ip4(dstIP)), NIC: 2},
 	})
 	if err := s.SetForwardingDefaultAndAllNICs(ipv4.ProtocolNumber, true); err != nil {
 		tb.Fatalf("SetForwardingDefaultAndAllNICs: %s", err)
@@ -97,8 +99,10 @@ func (r *gvisorRouter) inject(wire []byte) {
 	pkt.DecRef()
 }
 
-// drain reads exactly n packets from nic 2, checks each one, and releases it.
-func (r *gvisorRouter) drain(tb testing.TB, n int, want []byte, scratch []byte) {
+// drain reads exactly len(want) packets from nic 2, checks packet i against
+// want[i], and releases it.
+func (r *gvisorRouter) drain(tb testing.TB, want [][]byte, scratch []byte) {
+	n := len(want)
 	for i := 0; i < n; i++ {
 		pkt := r.out.Read()
 		if pkt == nil {
@@ -109,7 +113,7 @@ func (r *gvisorRouter) drain(tb testing.TB, n int, want []byte, scratch []byte) 
 			checkEthHeader(tb, got, receiverMAC, nic2MAC)
 			got = got[ethHeaderLen:]
 		}
-		checkForwarded(tb, got, want)
+		checkForwarded(tb, got, want[i])
 		pkt.DecRef()
 	}
 	if pkt := r.out.Read(); pkt != nil {
@@ -138,39 +142,55 @@ func gatherPacket(pkt *stack.PacketBuffer, scratch []byte) []byte {
 func BenchmarkForwardGVisor(b *testing.B) {
 	for _, framing := range []string{"ip", "eth"} {
 		for _, size := range packetSizes {
-			b.Run(fmt.Sprintf("%s/%dB", framing, size), func(b *testing.B) {
-				benchForwardGVisor(b, framing == "eth", size)
-			})
+			for _, flows := range flowCounts {
+				b.Run(flowName(framing, size, flows), func(b *testing.B) {
+					benchForwardGVisor(b, framing == "eth", size, flows)
+				})
+			}
 		}
 	}
 }
 
-func benchForwardGVisor(b *testing.B, eth bool, size int) {
+func benchForwardGVisor(b *testing.B, eth bool, size, flows int) {
 	r := newGVisorRouter(b, eth)
-	ipPkt := buildUDPPacket(size)
-	wire := ipPkt
-	if eth {
-		wire = buildEthFrame(nic1MAC, senderMAC, ipPkt)
-	}
-	scratch := make([]byte, len(wire)+64)
+	fs := newFlowSet(flows, func(i int) ([]byte, []byte) {
+		ip := flowPacket4(size, i, flows)
+		if eth {
+			return ip, buildEthFrame(nic1MAC, senderMAC, ip)
+		}
+		return ip, ip
+	})
+	runForwardGVisor(b, r, fs, size, r.drain)
+}
 
-	// Warm up (pools, neighbor/route state) and verify once outside the timer.
-	for i := 0; i < batchSize; i++ {
-		r.inject(wire)
+// runForwardGVisor is the measured loop of gVisor's forwarding benchmarks
+// (IPv4 and IPv6), the twin of runForward: batches of up to 64 frames, the
+// flows of fs in round robin, each injected through a fresh packet buffer,
+// then drained and checked; a warm-up pass over every flow first.
+func runForwardGVisor(b *testing.B, r *gvisorRouter, fs *flowSet, size int, drain func(testing.TB, [][]byte, []byte)) {
+	scratch := make([]byte, size+ethHeaderLen+64)
+	pass := func(n int) {
+		wire, want := fs.batch(n)
+		for _, w := range wire {
+			r.inject(w)
+		}
+		drain(b, want, scratch)
 	}
-	r.drain(b, batchSize, ipPkt, scratch)
+	// Warm up (pools, neighbor/route state) and verify outside the timer.
+	for range fs.warmBatches() {
+		pass(batchSize)
+	}
+	fs.next = 0
 
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		n := min(batchSize, b.N-done)
-		for i := 0; i < n; i++ {
-			r.inject(wire)
-		}
-		r.drain(b, n, ipPkt, scratch)
+		pass(n)
 		done += n
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+	reportRates(b, cpu0)
 }

@@ -20,9 +20,11 @@ links:
   - {name: a, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: [10.0.1.1/24]%[3]s}
   - {name: b, module: link.channel, framing: %[1]s, queue: %[2]d, addresses: [10.0.2.1/24]%[4]s}
 forwarding: {ipv4: true}
+routes:
+  - {to: 198.18.0.0/15, via: 10.0.2.2, link: b}
 `
 
-func newPipestackRouter(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
+func newPipestackRouter(tb testing.TB, eth bool, opts pipeline.Options) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
 	framing, macA, macB := "ip", "", ""
 	if eth {
 		framing = "ethernet"
@@ -33,7 +35,7 @@ func newPipestackRouter(tb testing.TB, eth bool) (*pipeline.Stack, *channel.Endp
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := pipeline.New(pipeline.Options{})
+	s := pipeline.New(opts)
 	if _, err := s.Apply(cfg); err != nil {
 		tb.Fatal(err)
 	}
@@ -50,62 +52,83 @@ func macString(m [6]byte) string {
 func BenchmarkForwardPipestack(b *testing.B) {
 	for _, framing := range []string{"ip", "eth"} {
 		for _, size := range packetSizes {
-			b.Run(fmt.Sprintf("%s/%dB", framing, size), func(b *testing.B) {
-				benchForwardPipestack(b, framing == "eth", size)
-			})
+			for _, flows := range flowCounts {
+				b.Run(flowName(framing, size, flows), func(b *testing.B) {
+					benchForwardPipestack(b, framing == "eth", size, flows)
+				})
+			}
 		}
 	}
 }
 
-func benchForwardPipestack(b *testing.B, eth bool, size int) {
-	_, in, out := newPipestackRouter(b, eth)
-	ipPkt := buildUDPPacket(size)
-	frame := ipPkt
-	if eth {
-		frame = buildEthFrame(nic1MAC, senderMAC, ipPkt)
-	}
-	runForward(b, in, out, frame, size, func(d []byte) {
+func benchForwardPipestack(b *testing.B, eth bool, size, flows int) {
+	in, out, fs, check := setupForward4(b, eth, size, flows, pipeline.Options{})
+	runForward(b, in, out, fs, size, check)
+}
+
+// setupForward4 builds pipestack's IPv4 router, the flows and the check of
+// one forwarding scenario.
+func setupForward4(tb testing.TB, eth bool, size, flows int, opts pipeline.Options) (in, out *channel.Endpoint, fs *flowSet, check func(got, want []byte)) {
+	_, in, out = newPipestackRouter(tb, eth, opts)
+	fs = newFlowSet(flows, func(i int) ([]byte, []byte) {
+		ip := flowPacket4(size, i, flows)
 		if eth {
-			checkEthHeader(b, d, receiverMAC, nic2MAC)
+			return ip, buildEthFrame(nic1MAC, senderMAC, ip)
+		}
+		return ip, ip
+	})
+	check = func(d, want []byte) {
+		if eth {
+			checkEthHeader(tb, d, receiverMAC, nic2MAC)
 			d = d[ethHeaderLen:]
 		}
-		checkForwarded(b, d, ipPkt)
-	})
+		checkForwarded(tb, d, want)
+	}
+	return in, out, fs, check
 }
 
-// runForward is the measured loop of every pipestack forwarding benchmark
-// (IPv4 and IPv6): batches of up to 64 copies of frame injected into in,
-// drained from out, every packet handed to check, then released; one b.N
-// iteration is one packet. A warm-up batch runs (and is checked) first.
-func runForward(b *testing.B, in, out *channel.Endpoint, frame []byte, ipSize int, check func(frame []byte)) {
-	frames := make([][]byte, batchSize)
-	for i := range frames {
-		frames[i] = frame
-	}
+// forwardPass returns one step of runForward: the next n ≤ batchSize
+// packets of fs injected into in, drained from out, each checked against
+// the IP packet it must be, released.
+func forwardPass(tb testing.TB, in, out *channel.Endpoint, fs *flowSet, check func(got, want []byte)) func(n int) {
 	buf := make([]*pipeline.Packet, batchSize)
-	drain := func(n int) {
+	return func(n int) {
+		frames, want := fs.batch(n)
+		in.InjectFrames(frames)
 		got := out.Read(buf)
 		if got != n {
-			b.Fatalf("forwarded %d of %d packets", got, n)
+			tb.Fatalf("forwarded %d of %d packets", got, n)
 		}
-		for _, p := range buf[:got] {
-			check(p.Data())
+		for i, p := range buf[:got] {
+			check(p.Data(), want[i])
 		}
 		pipeline.ReleaseBatch(buf[:got])
 	}
-	// Warm up (pools, queues) and verify once outside the timer.
-	in.InjectFrames(frames)
-	drain(batchSize)
+}
+
+// runForward is the measured loop of every pipestack forwarding benchmark
+// (IPv4 and IPv6, one flow or many): batches of up to 64 frames, the flows
+// of fs in round robin, injected into in, drained from out, every packet
+// handed to check with the IP packet it must be, then released; one b.N
+// iteration is one packet. A warm-up pass over every flow runs (and is
+// checked) first.
+func runForward(b *testing.B, in, out *channel.Endpoint, fs *flowSet, ipSize int, check func(got, want []byte)) {
+	pass := forwardPass(b, in, out, fs, check)
+	// Warm up (pools, queues, per-flow state) and verify outside the timer.
+	for range fs.warmBatches() {
+		pass(batchSize)
+	}
+	fs.next = 0
 
 	b.SetBytes(int64(ipSize))
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		n := min(batchSize, b.N-done)
-		in.InjectFrames(frames[:n])
-		drain(n)
+		pass(n)
 		done += n
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+	reportRates(b, cpu0)
 }

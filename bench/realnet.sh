@@ -3,7 +3,7 @@
 # side with the Linux kernel forwarding between the same namespaces, in one
 # run (the pass criterion is the same-run ratio; the machine is shared).
 #
-#   sudo bench/realnet.sh                 # kernel, tun, bare-tun, afpacket, bare-afpacket; 5 s each
+#   sudo bench/realnet.sh                 # kernel, tun, bare-tun, gvisor-tun, afpacket, bare-afpacket, gvisor-afpacket; 5 s each
 #   sudo T=10 ROUNDS=3 bench/realnet.sh   # medians of 3 rounds, modes interleaved
 #   sudo MODES="kernel afpacket" bench/realnet.sh
 #   sudo MODES="kernel afpacket afpacket:mode=mmsg" bench/realnet.sh
@@ -18,6 +18,20 @@
 # nothing else) — the design the issue's "bare forwarder" figures describe,
 # measured in the same run. The router's TCP rate and CPU per packet are
 # compared with it as well as with the kernel.
+#
+# gvisor-tun and gvisor-afpacket run cmd/gvisorrouter over the same labs:
+# gVisor's netstack (the version in bench/go.mod) as the router, on its
+# fdbased link endpoints — the TUN devices (2 queues, as router.yaml) or
+# AF_PACKET sockets on the router ends of the veths — with the addresses,
+# connected routes and forwarding of pipelines/router.yaml: the stack our
+# users would otherwise pick, measured on the same work. fdbased cannot
+# take in offload super-packets or partial checksums (it skips the
+# virtio-net header unread), so its TUN devices are opened without the
+# header (the kernel segments and checksums before the device) and, for
+# gvisor-afpacket, the hosts' veth ends get `ethtool -K DEV tx off` (their
+# kernels checksum and segment in software: a cost on the same two cores
+# that the other modes do not have). Options after a colon become its
+# flags: gvisor-afpacket:dispatch=mmap runs it with -dispatch mmap.
 #
 # For each mode — kernel (scripts/lab.sh up kernel: the kernel of ns ps-r
 # forwards between the veth pairs), tun (pipelines/router.yaml over
@@ -50,7 +64,7 @@ cd "$(dirname "$0")/.."
 
 T="${T:-5}"
 ROUNDS="${ROUNDS:-1}"
-MODES="${MODES:-kernel tun bare-tun afpacket bare-afpacket}"
+MODES="${MODES:-kernel tun bare-tun gvisor-tun afpacket bare-afpacket gvisor-afpacket}"
 export LAB_SUFFIX="${LAB_SUFFIX-bn}"
 S="$LAB_SUFFIX"
 NS_A="ps-a$S" NS_B="ps-b$S"
@@ -61,6 +75,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 for tool in ip iperf3 nft python3 go; do
 	command -v "$tool" >/dev/null || die "needs $tool"
 done
+case " $MODES " in *" gvisor-afpacket"*) command -v ethtool >/dev/null || die "gvisor-afpacket needs ethtool" ;; esac
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/realnet.XXXXXX") # not /tmp: cleaned while a run may still need it
 results="$work/results"
@@ -69,7 +84,7 @@ cleanup() {
 	set +e
 	stop_router
 	stop_iperf
-	for m in $MODES; do m=${m%%:*}; scripts/lab.sh down "${m#bare-}" 2>/dev/null; done
+	for m in $MODES; do m=${m%%:*} m=${m#bare-}; scripts/lab.sh down "${m#gvisor-}" 2>/dev/null; done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -92,10 +107,10 @@ stop_iperf() {
 	iperf_pid=
 }
 
-say "building pipectl (pure Go) and udpblast"
+say "building pipectl (pure Go), udpblast, bareforward and gvisorrouter"
 CGO_ENABLED=0 go build -o "$work/pipectl" ./cmd/pipectl
-(cd bench && go build -o "$work/udpblast" ./cmd/udpblast && go build -o "$work/bareforward" ./cmd/bareforward)
-PIPECTL="$work/pipectl" BARE="$work/bareforward"
+(cd bench && for c in udpblast bareforward gvisorrouter; do CGO_ENABLED=0 go build -o "$work/$c" "./cmd/$c"; done)
+PIPECTL="$work/pipectl" BARE="$work/bareforward" GVISOR="$work/gvisorrouter"
 TCK=$(getconf CLK_TCK)
 
 # pipeline FILE: the repo's pipeline with this lab's suffixed names and a
@@ -115,10 +130,10 @@ pipeline() {
 mac() { ip -n "$1" -j link show "$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'; }
 
 start_router() {
-	if [ "$base" != "$lab" ]; then
-		start_bare
-		return
-	fi
+	case $base in
+	bare-*) start_bare; return ;;
+	gvisor-*) start_gvisor; return ;;
+	esac
 	local src=pipelines/router.yaml
 	[ "$base" = afpacket ] && src=pipelines/router-afpacket.yaml
 	cfg="$work/$base.yaml"
@@ -146,6 +161,29 @@ start_bare() {
 	die "bare forwarder ($mode) did not start"
 }
 
+# start_gvisor: gVisor's netstack (cmd/gvisorrouter) as the router on the
+# same devices. Options after the mode's colon become its flags.
+start_gvisor() {
+	local log="$work/$base.log" flags=()
+	if [ "$mode" != "$base" ]; then
+		local kv
+		for kv in $(tr ',' ' ' <<<"${mode#*:}"); do flags+=("-${kv%%=*}" "${kv#*=}"); done
+	fi
+	case $lab in
+	tun) "$GVISOR" -mode tun -a "ps-tun-a$S@$NS_A" -b "ps-tun-b$S@$NS_B" "${flags[@]}" >"$log" 2>&1 & ;;
+	afpacket)
+		# fdbased reads no virtio-net header: the hosts must hand their
+		# veths complete, checksummed, MTU-sized frames.
+		ip netns exec "$NS_A" ethtool -K "ps-va$S" tx off >/dev/null
+		ip netns exec "$NS_B" ethtool -K "ps-vb$S" tx off >/dev/null
+		"$GVISOR" -mode afpacket -a "ps-ra$S@ps-r$S" -b "ps-rb$S@ps-r$S" "${flags[@]}" >"$log" 2>&1 & ;;
+	esac
+	router_pid=$!
+	for _ in $(seq 100); do grep -q running "$log" && return; sleep 0.1; done
+	cat "$log" >&2
+	die "gVisor router ($mode) did not start"
+}
+
 # cpu: the router's utime+stime in clock ticks (0 for the kernel).
 cpu() {
 	if [ -n "$router_pid" ]; then awk '{print $14 + $15}' "/proc/$router_pid/stat"; else echo 0; fi
@@ -156,8 +194,8 @@ busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 # forwarded: the router's ipv4 forwarded counter (0 for the kernel).
 forwarded() {
 	[ -n "$router_pid" ] || { echo 0; return; }
-	# The bare forwarder keeps no counters: what arrived at B is what it
-	# forwarded in the UDP run.
+	# The bare forwarder keeps no counters, and gVisor none of packets
+	# forwarded: what arrived at B is what they forwarded in the UDP run.
 	[ "$base" = "$lab" ] || { udp_in; return; }
 	"$PIPECTL" stats -json "$cfg" | python3 -c '
 import json, sys
@@ -186,7 +224,7 @@ f() { python3 -c "print('%.6g' % ($1))"; }
 measure() {
 	say "round $round: $mode"
 	base=${mode%%:*} lab=${mode%%:*}
-	lab=${lab#bare-}
+	lab=${lab#bare-} lab=${lab#gvisor-}
 	scripts/lab.sh down "$lab" 2>/dev/null || true
 	scripts/lab.sh up "$lab"
 	cfg=
@@ -280,7 +318,7 @@ if "kernel" in modes:
             continue
         (r1, r1s), (r4, _), (ru, rus) = ratio(m, "tcp1"), ratio(m, "tcp4"), ratio(m, "udp_pps")
         lab = m.split(":")[0]
-        if lab.startswith("bare-"):
+        if lab.startswith(("bare-", "gvisor-")):
             print(f"{m:{W}} TCP 1 stream  {r1:6.1%} of the kernel (rounds {rounds(r1s)}); TCP 4 streams {r4:6.1%}; small UDP {ru:6.1%} of the kernel's rate")
             continue
         print(f"{m:{W}} TCP 1 stream  {r1:6.1%} of the kernel (target ≥ 90 %: {ok(r1 >= 0.9)}; rounds {rounds(r1s)})")
@@ -296,4 +334,13 @@ if "kernel" in modes:
         else:
             rc = med(m, "router_us") / bare_then[lab]
             print(f"{'':{W}} router CPU/pkt {med(m, 'router_us'):.2f} µs = {rc:.2f}× the bare {lab} forwarder's {bare_then[lab]} µs measured earlier (target ≤ 1.2×: {ok(rc <= 1.2)})")
+        gm = "gvisor-" + lab
+        if (gm, "tcp1") in v:
+            # Against gVisor's netstack as the router on the same devices,
+            # same round.
+            (g1, g1s), (g4, _), (gu, gus) = ratio(m, "tcp1", gm), ratio(m, "tcp4", gm), ratio(m, "udp_pps", gm)
+            print(f"{'':{W}} vs gVisor     TCP 1 stream {g1:.2f}× gVisor's (rounds {' '.join(f'{x:.2f}' for x in g1s)}); TCP 4 streams {g4:.2f}×; small UDP {gu:.2f}× (rounds {' '.join(f'{x:.2f}' for x in gus)})")
+            if (gm, "router_us") in v:
+                gc, gcs = ratio(gm, "router_us", m)
+                print(f"{'':{W}}               router CPU/pkt: gVisor's {med(gm, 'router_us'):.2f} µs = {gc:.2f}× ours (rounds {' '.join(f'{x:.2f}' for x in gcs)})")
 EOF

@@ -266,8 +266,9 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		b.runHook(t, Postrouting, q)
 	}
 	nic := ng.nic
+	bl := nic.bound.Load() // the endpoint in use (nic.go)
 	mtu := ng.mtu
-	resolving := nic.caps&CapResolutionRequired != 0
+	resolving := bl.caps&CapResolutionRequired != 0
 	if resolving && b.resolve(ng, q, mtu) {
 		q = b.fragment(ng, q)
 		b.resolve(ng, q, mtu)
@@ -293,13 +294,13 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 			bytes += uint64(p.Len())
 		}
 	}
-	if soft = soft && nic.caps&(CapGSO|CapTXChecksumOffload) != CapGSO|CapTXChecksumOffload; soft {
+	if soft = soft && bl.caps&(CapGSO|CapTXChecksumOffload) != CapGSO|CapTXChecksumOffload; soft {
 		// GSO super-packets or partial checksums for a link that cannot
 		// finish them: segment and checksum in software (gso.go).
 		q, n, bytes = b.softwareOffload(ng, q)
 	}
 	if n > 0 {
-		sent := nic.link.WritePackets(q)
+		sent := bl.ep.WritePackets(q)
 		nic.Stats.TxPackets.Add(uint64(sent))
 		nic.Stats.TxBytes.Add(bytes)
 		if uint64(sent) < n {

@@ -241,7 +241,11 @@ func (s *Stack) rebuildRoutesLocked() {
 	}
 	slices.Sort(owners) // deterministic tie-breaks
 	for _, o := range owners {
-		all = append(all, s.routeOwners[o]...)
+		for _, r := range s.routeOwners[o] {
+			if !s.downNICs[r.NIC] { // withdrawn while its link is down
+				all = append(all, r)
+			}
+		}
 	}
 	if len(all) == 0 {
 		s.dynRoutes.Store(nil)
@@ -263,7 +267,7 @@ func (s *Stack) DynamicRoutes() []Route {
 // generation's routes and the stack's dynamic routes: the longer prefix
 // wins, then the lower metric, then the configured route. nil: no route.
 func (g *Generation) LookupRoute6(dst [16]byte) *Route {
-	r := g.routes.Lookup6(dst)
+	r := g.Routes().Lookup6(dst)
 	d := g.stack.dynRoutes.Load()
 	if d == nil {
 		return r
@@ -285,7 +289,7 @@ func (g *Generation) LookupRoute6(dst [16]byte) *Route {
 func (g *Generation) LookupRoute(dst netip.Addr) *Route {
 	dst = dst.Unmap()
 	if dst.Is4() {
-		return g.routes.Lookup4(dst.As4())
+		return g.Routes().Lookup4(dst.As4())
 	}
 	return g.LookupRoute6(dst.As16())
 }
@@ -424,5 +428,6 @@ type dynState struct {
 
 	routeMu     sync.Mutex
 	routeOwners map[string][]Route
+	downNICs    map[NICID]bool // NICs whose link is down (linkstate.go)
 	dynRoutes   atomic.Pointer[RouteTable]
 }

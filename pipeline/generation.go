@@ -29,6 +29,10 @@ type Generation struct {
 	modules []*moduleInst
 	refs    atomic.Int64
 
+	// linkRoutes is routes without the routes through NICs whose device
+	// is gone (linkstate.go); nil while every link is up.
+	linkRoutes atomic.Pointer[RouteTable]
+
 	// stack-level drop counters
 	hookDrops       [NumHooks]*Counter
 	hookMalformed   *Counter
@@ -54,8 +58,14 @@ func (g *Generation) Seq() uint64 { return g.seq }
 // Config is the configuration the generation was built from.
 func (g *Generation) Config() *Config { return g.cfg }
 
-// Routes is the generation's route table.
-func (g *Generation) Routes() *RouteTable { return g.routes }
+// Routes is the generation's route table in force: the one built from the
+// pipeline file, without the routes through links that are down.
+func (g *Generation) Routes() *RouteTable {
+	if t := g.linkRoutes.Load(); t != nil {
+		return t
+	}
+	return g.routes
+}
 
 func (g *Generation) nic(id NICID) *nicGen {
 	if int(id) < len(g.nics) {
@@ -140,11 +150,15 @@ func (g *Generation) resolver(num NetworkProtocolNumber) LinkAddressResolver {
 // untouched.
 func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g := &Generation{cfg: cfg, stack: s, routes: NewRouteTable(nil)}
-	var opened []*NIC
+	var opened []LinkEndpoint
+	var fresh []*NIC
 	defer func() {
 		if err != nil {
-			for _, n := range opened {
-				n.link.Close()
+			for _, ep := range opened {
+				ep.Close()
+			}
+			for _, n := range fresh {
+				n.neigh.close()
 			}
 			g.cleanup()
 		}
@@ -253,10 +267,13 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		where := lc.ModuleID + " (link " + lc.Name + ")"
 		key := lc.ModuleID + "|" + lc.Module.LinkKey()
 		n := s.nics[lc.Name]
+		handedOver := n != nil && n.key == key
+		var ep LinkEndpoint // opened by this build
 		if n == nil || n.key != key {
 			ctx := s.moduleContext(cfg, lc.ModuleID, lc.Name, lc.Line)
 			ctx.LinkMTU = lc.MTU
-			ep, err := lc.Module.OpenLink(ctx)
+			var err error
+			ep, err = lc.Module.OpenLink(ctx)
 			if err != nil {
 				return nil, cfg.errAt(lc.Line, lc.Col, where, fmt.Errorf("open: %w", err))
 			}
@@ -264,21 +281,38 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 				ep.Close()
 				return nil, cfg.errAt(lc.Line, lc.Col, where, fmt.Errorf("link needs %d bytes of headroom, the stack gives %d", h, DefaultHeadroom))
 			}
+			opened = append(opened, ep)
+		}
+		if n == nil {
 			id, ok := s.nicIDs[lc.Name]
 			if !ok {
 				s.lastNIC++
 				id = s.lastNIC
 				s.nicIDs[lc.Name] = id
 			}
-			n = &NIC{id: id, name: lc.Name, key: key, mod: lc.ModuleID, link: ep, stack: s, caps: ep.Capabilities()}
-			// A new device starts with an empty neighbor table, even under
-			// a name used before.
+			n = &NIC{id: id, name: lc.Name, key: key, mod: lc.ModuleID, stack: s, state: LinkState{Up: true}}
+			n.bound.Store(&boundLink{ep: ep, caps: ep.Capabilities(), port: &nicPort{nic: n, ep: ep}})
+			// A link that left the stack and comes back under a name used
+			// before starts with an empty neighbor table.
 			n.neigh = newNeighborTable(id, s.clock, s.opts.NUDDispatcher)
 			n.neigh.attach(s)
-			opened = append(opened, n)
+			ep = nil // bound already: Apply attaches it
+			fresh = append(fresh, n)
 		}
-		ng := &nicGen{nic: n, cfg: lc}
-		ng.mtu = n.link.MTU()
+		// A NIC the stack has keeps its identity (ID, counters, neighbors,
+		// dynamic addresses) whether its endpoint is handed over or
+		// reopened under another LinkKey: Apply binds ep at the swap.
+		ng := &nicGen{nic: n, cfg: lc, open: ep, key: key}
+		cur := n.link()
+		if ep != nil {
+			cur = ep
+		}
+		ng.mtu = cur.MTU()
+		if lc.MTU > 0 && lc.MTU != ng.mtu && handedOver {
+			if _, ok := cur.(LinkMTUSetter); ok {
+				ng.mtu = lc.MTU // Apply sets the device's MTU (setMTUs)
+			}
+		}
 		if lc.MTU > 0 && lc.MTU < ng.mtu {
 			ng.mtu = lc.MTU
 		}

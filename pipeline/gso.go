@@ -38,7 +38,7 @@ func needsSoftOffload(p *Packet, caps LinkCapabilities) bool {
 // once; malformed ones are dropped and counted as the NIC's TX drops. The
 // returned slice is q itself or the batch's segment scratch.
 func (b *Batch) softwareOffload(ng *nicGen, q []*Packet) (_ []*Packet, n, bytes uint64) {
-	caps := ng.nic.caps
+	caps := ng.nic.bound.Load().caps
 	out := b.segs[:0]
 	pool := b.stack.pool
 	for i, p := range q {

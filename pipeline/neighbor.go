@@ -225,3 +225,14 @@ func (t *NeighborTable) setStatic(entries []NeighborEntry) {
 		}
 	}
 }
+
+// flushDynamic removes every entry but the static ones (a device that went
+// away: the one that comes back may have other peers). Packets waiting for
+// resolution are dropped.
+func (t *NeighborTable) flushDynamic() {
+	for _, e := range t.Entries() {
+		if e.State != NeighborStatic {
+			t.Remove(e.Addr)
+		}
+	}
+}

@@ -8,24 +8,48 @@ import (
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
-// NIC is a link attached to the stack. It outlives generations: a reload
-// that keeps a link of the same name and LinkKey keeps the NIC, its ID, its
-// counters and its neighbor table.
+// NIC is a link attached to the stack. Its identity is the link's name: a
+// NIC outlives generations and the link endpoints behind it. A reload that
+// keeps a link of the same name keeps the NIC, its ID, its counters, its
+// neighbor table and its dynamic addresses, whether the endpoint is handed
+// over (same LinkKey) or reopened (another LinkKey: a driver setting such
+// as a TUN batch size or an AF_PACKET mode changed; the device is the same
+// device, so, as Linux keeps the neighbors of a device whose driver
+// settings change, its neighbors stay). A device that disappears under a
+// running stack (LinkStateDispatcher.LinkDown) leaves the NIC in place,
+// down, until the stack reopens it (linkstate.go).
 type NIC struct {
 	id    NICID
 	name  string
-	key   string
-	mod   string // link module ID
-	link  LinkEndpoint
 	stack *Stack
 	neigh *NeighborTable
-	caps  LinkCapabilities
+
+	// bound is the endpoint in use and its capabilities; never nil once
+	// the NIC is made. While the link is down it is a downLink that drops.
+	// Replaced (whole) under Stack.mu; read lock-free by the packet path.
+	bound atomic.Pointer[boundLink]
+	// key and mod describe the endpoint that bound holds or last held
+	// (guarded by Stack.mu).
+	key string
+	mod string
+
+	// Link state (linkstate.go), guarded by stMu.
+	stMu  sync.Mutex
+	state LinkState
+	retry linkRetry
 
 	// Dynamic IPv6 addresses and kind overrides (dynamic.go).
 	dynMu sync.Mutex
 	dyn   atomic.Pointer[dynAddrs]
 
 	Stats NICStats
+}
+
+// boundLink is a NIC's endpoint as the packet path sees it. Immutable.
+type boundLink struct {
+	ep   LinkEndpoint
+	caps LinkCapabilities
+	port *nicPort // the dispatcher ep was attached with; nil for a downLink
 }
 
 // NICStats are a NIC's counters (as `ip -s link` shows them).
@@ -35,6 +59,10 @@ type NICStats struct {
 	// RxUnknownProtocol counts frames of a network protocol the pipeline
 	// does not configure.
 	RxUnknownProtocol Counter
+	// TxLinkDown counts packets handed to the link while its device was
+	// gone (also in TxDropped). Routes through a down link are withdrawn,
+	// so only packets sent on the NIC by name (NDP, ARP) get here.
+	TxLinkDown Counter
 }
 
 // ID is the NIC's ID.
@@ -46,20 +74,64 @@ func (n *NIC) Name() string { return n.name }
 // Module is the link module's ID.
 func (n *NIC) Module() string { return n.mod }
 
-// Link returns the link endpoint.
-func (n *NIC) Link() LinkEndpoint { return n.link }
+// Link returns the link endpoint in use: while the link is down, a
+// placeholder that drops what it is given.
+func (n *NIC) Link() LinkEndpoint { return n.bound.Load().ep }
+
+// link is Link for the stack's own use.
+func (n *NIC) link() LinkEndpoint { return n.bound.Load().ep }
 
 // Neighbors returns the NIC's neighbor table.
 func (n *NIC) Neighbors() *NeighborTable { return n.neigh }
 
-// DeliverNetworkPackets implements NetworkDispatcher for the NIC's link.
-func (n *NIC) DeliverNetworkPackets(pkts []*Packet) { n.stack.deliver(n, pkts) }
+// bind makes ep the NIC's endpoint and attaches it (Stack.mu held).
+func (n *NIC) bind(ep LinkEndpoint) {
+	port := &nicPort{nic: n, ep: ep}
+	n.bound.Store(&boundLink{ep: ep, caps: ep.Capabilities(), port: port})
+	ep.Attach(port)
+}
+
+// nicPort is the NetworkDispatcher a NIC hands to one endpoint: it tells
+// a report from the endpoint in use from a late one of an endpoint the NIC
+// no longer has.
+type nicPort struct {
+	nic  *NIC
+	ep   LinkEndpoint
+	down atomic.Bool
+	err  atomic.Pointer[error]
+}
+
+// DeliverNetworkPackets implements NetworkDispatcher.
+func (p *nicPort) DeliverNetworkPackets(pkts []*Packet) { p.nic.stack.deliver(p.nic, pkts) }
+
+// LinkDown implements LinkStateDispatcher: the first report of the
+// endpoint in use wakes the stack's link supervisor; later ones, and
+// those of an endpoint the NIC no longer uses, change nothing.
+func (p *nicPort) LinkDown(err error) {
+	if p.nic.bound.Load().port != p {
+		return
+	}
+	if err == nil {
+		err = errLinkGone
+	}
+	p.err.CompareAndSwap(nil, &err)
+	if p.down.CompareAndSwap(false, true) {
+		p.nic.stack.kickLinks()
+	}
+}
 
 // nicGen is a NIC as configured in one generation; it implements
 // NetworkInterface.
 type nicGen struct {
-	nic       *NIC
-	cfg       *LinkConfig
+	nic *NIC
+	cfg *LinkConfig
+	// open is the endpoint this generation's build opened for a NIC the
+	// stack already had (a LinkKey change), bound by Apply at the swap;
+	// until then (bound false) the generation's view answers from it.
+	open  LinkEndpoint
+	bound atomic.Bool
+	key   string
+
 	mtu       int
 	addrs     [2][]AddressInfo // [0] IPv4, [1] IPv6, in primary order
 	raw6      []AddressInfo    // IPv6 addresses as configured, in file order
@@ -80,13 +152,23 @@ func famIndex(family int) int {
 	return 0
 }
 
-func (g *nicGen) ID() NICID                      { return g.nic.id }
-func (g *nicGen) Name() string                   { return g.nic.name }
-func (g *nicGen) MTU() int                       { return g.mtu }
-func (g *nicGen) LinkAddress() wire.MAC          { return g.nic.link.LinkAddress() }
-func (g *nicGen) Capabilities() LinkCapabilities { return g.nic.caps }
-func (g *nicGen) Forwarding(family int) bool     { return g.forward[famIndex(family)] }
-func (g *nicGen) NIC() *NIC                      { return g.nic }
+func (g *nicGen) ID() NICID    { return g.nic.id }
+func (g *nicGen) Name() string { return g.nic.name }
+func (g *nicGen) MTU() int     { return g.mtu }
+func (g *nicGen) LinkAddress() wire.MAC {
+	if g.open != nil && !g.bound.Load() {
+		return g.open.LinkAddress()
+	}
+	return g.nic.link().LinkAddress()
+}
+func (g *nicGen) Capabilities() LinkCapabilities {
+	if g.open != nil && !g.bound.Load() {
+		return g.open.Capabilities()
+	}
+	return g.nic.bound.Load().caps
+}
+func (g *nicGen) Forwarding(family int) bool { return g.forward[famIndex(family)] }
+func (g *nicGen) NIC() *NIC                  { return g.nic }
 func (g *nicGen) Addresses(family int) []AddressInfo {
 	if family == 6 {
 		return g.addrs6()

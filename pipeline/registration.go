@@ -116,6 +116,60 @@ type LinkEndpoint interface {
 	Close() error
 }
 
+// LinkStateDispatcher is implemented by the dispatcher the stack hands to
+// LinkEndpoint.Attach: a link reports through it that its device is gone.
+// The contract of a device that goes away and comes back:
+//
+//   - The link (on any of its goroutines: a reader that got ENODEV,
+//     EBADFD, a POLLERR, …) type-asserts the dispatcher it was attached
+//     with to LinkStateDispatcher and calls LinkDown(err) when the device
+//     is gone for good (deleted, its namespace gone), not when it is only
+//     administratively down. Once per endpoint is enough; more calls
+//     (one per queue) are harmless. LinkDown does not block and does not
+//     call back into the link, so a reader may call it and return.
+//   - After LinkDown the link stops its readers as it likes; WritePackets
+//     must keep dropping and counting, and Close must still work.
+//   - The stack (its link supervisor, a goroutine of its own, never the
+//     caller's) then swaps in a placeholder that drops, calls Attach(nil)
+//     and Close on the endpoint, withdraws every route through the link,
+//     and calls LinkModule.OpenLink again on the running generation's
+//     module (same configuration) with backoff until it succeeds; the new
+//     endpoint is attached to the same NIC (same ID, counters, neighbor
+//     table, addresses) and the routes return. OpenLink may therefore be
+//     called more than once on one provisioned module, each time for a
+//     fresh endpoint, while the previous one is closed.
+//   - A dispatcher that is not a LinkStateDispatcher (a test's) ignores it:
+//     the link then behaves as before (it stops receiving).
+type LinkStateDispatcher interface {
+	NetworkDispatcher
+	// LinkDown reports that the device behind the endpoint is gone; err
+	// says why (shown by pipectl stats and logged).
+	LinkDown(err error)
+}
+
+// LinkUpListener is implemented by a network endpoint that restarts
+// link-level work when its NIC's device is back after LinkDown, as a Linux
+// device coming up does (network.ipv6 solicits routers again, or sends an
+// early advertisement, so that the hosts behind the new device learn their
+// routes at once). The stack's link supervisor calls LinkUp on its own
+// goroutine, with the stack's control lock held, after the new endpoint is
+// attached and the routes are back: LinkUp must not block nor call Stack
+// control methods (Apply, NIC, NICs, Close); it may arm timers and use
+// Stack.Do from them.
+type LinkUpListener interface {
+	LinkUp()
+}
+
+// LinkMTUSetter is implemented by a link endpoint that can change its
+// device's MTU while open. A reload that changes a kept link's mtu calls
+// SetMTU (on the reload's goroutine, with no delivery lock held) before
+// the new generation runs; the stack's effective MTU is then the
+// configured one capped by MTU(). An endpoint without it keeps its MTU and
+// the stack caps the effective one by the configured mtu.
+type LinkMTUSetter interface {
+	SetMTU(mtu int) error
+}
+
 // LinkCounterReader is implemented by a link endpoint that keeps counters
 // of its own (drops by reason at the device, offload statistics); they are
 // shown by `pipectl stats` and the metrics endpoint next to the stack's.

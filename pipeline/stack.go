@@ -52,6 +52,12 @@ type Stack struct {
 	batchMu sync.Mutex
 	batches []*Batch
 
+	// Link supervisor (linkstate.go).
+	linkKick  atomic.Bool
+	closing   atomic.Bool // Close began: no more supervisor passes
+	linkWG    sync.WaitGroup
+	linkTimer Timer // guarded by mu
+
 	sharedMu sync.Mutex
 	shared   map[string]any
 
@@ -139,6 +145,8 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 	}
 	cur := s.gen.Load()
 	if cur != nil && cur.cfg.hash != ([32]byte{}) && cur.cfg.hash == cfg.hash && cur.cfg.Hooks == cfg.Hooks {
+		// Unchanged. A link whose device is gone is retried at once.
+		s.retryDownLocked()
 		return false, nil
 	}
 	g, err := s.build(cfg, true)
@@ -148,8 +156,10 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 	s.seq++
 	g.seq = s.seq
 
-	// Long-lived state the new generation brings: NICs and static neighbors.
+	// Long-lived state the new generation brings: NICs, endpoints reopened
+	// under a new LinkKey, static neighbors.
 	var fresh []*NIC
+	var replaced []LinkEndpoint // endpoints of kept NICs that a reopened one replaces
 	for _, ng := range g.nics {
 		if ng == nil {
 			continue
@@ -174,27 +184,98 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 	for _, n := range fresh {
 		s.nics[n.name] = n
 	}
+	s.setMTUs(cur, g)
+	// Reopened endpoints take their NIC's place (the old generation may
+	// write to them while it drains: it is the same device).
+	for _, ng := range g.nics {
+		if ng == nil || ng.open == nil {
+			continue
+		}
+		n := ng.nic
+		old := n.bound.Load()
+		n.bind(ng.open)
+		ng.bound.Store(true)
+		n.key, n.mod = ng.key, ng.cfg.ModuleID
+		n.stMu.Lock()
+		if old.port == nil { // it was down: a new key brought it back
+			n.state = LinkState{Up: true, Since: s.clock.Now(), Downs: n.state.Downs}
+			n.retry = linkRetry{}
+		}
+		n.stMu.Unlock()
+		old.ep.Attach(nil)
+		replaced = append(replaced, old.ep)
+		s.log.Info().Str("link", n.name).Msg("link reopened (its driver settings changed); addresses, routes, neighbors and counters kept")
+	}
+	s.publishLinkRoutes(g)
 
 	old := s.gen.Swap(g)
 	for _, n := range gone {
-		n.link.Attach(nil)
+		n.link().Attach(nil)
 	}
 	for _, n := range fresh {
-		n.link.Attach(n)
+		n.link().Attach(n.bound.Load().port)
 	}
 	if old != nil {
 		s.drain(old)
 		old.stop()
 	}
+	for _, ep := range replaced {
+		if err := ep.Close(); err != nil {
+			s.log.Warn().Err(err).Msg("close of a replaced endpoint")
+		}
+	}
 	for _, n := range gone {
-		if err := n.link.Close(); err != nil {
+		if err := n.link().Close(); err != nil {
 			s.log.Warn().Err(err).Str("link", n.name).Msg("close")
 		}
 		n.neigh.close()
 		s.forgetDynamic(n)
 	}
+	if len(gone) > 0 {
+		s.publishLinkRoutes(g)
+	}
 	s.log.Info().Uint64("generation", g.seq).Int("links", len(s.nics)).Msg("pipeline applied")
 	return true, nil
+}
+
+// setMTUs gives the devices of kept links the mtu the new generation
+// configures when it changed (LinkMTUSetter), before g is published; the
+// effective MTU (NetworkInterface.MTU) is the configured one capped by what
+// the link then reports.
+func (s *Stack) setMTUs(cur, g *Generation) {
+	for _, ng := range g.nics {
+		if ng == nil || ng.open != nil || ng.cfg.MTU == 0 || cur == nil {
+			continue
+		}
+		prev := cur.nic(ng.nic.id)
+		ep := ng.nic.link()
+		if prev == nil || (prev.cfg.MTU == ng.cfg.MTU && ep.MTU() == ng.mtu) {
+			continue
+		}
+		if ms, ok := ep.(LinkMTUSetter); ok && ep.MTU() != ng.cfg.MTU {
+			if err := ms.SetMTU(ng.cfg.MTU); err != nil {
+				s.log.Warn().Err(err).Str("link", ng.nic.name).Int("mtu", ng.cfg.MTU).Msg("set device mtu; the stack uses the smaller of the two")
+			}
+		}
+		ng.mtu = min(ep.MTU(), ng.cfg.MTU)
+	}
+}
+
+// retryDownLocked makes every down link's next reopen attempt due now and
+// wakes the supervisor (Stack.mu held).
+func (s *Stack) retryDownLocked() {
+	down := false
+	for _, n := range s.nics {
+		n.stMu.Lock()
+		if n.isDownLocked() {
+			n.retry.at = time.Time{}
+			down = true
+		}
+		n.stMu.Unlock()
+	}
+	if down {
+		s.kickLinks()
+	}
 }
 
 // drain waits until no worker is inside g.
@@ -212,22 +293,27 @@ func (s *Stack) drain(g *Generation) {
 
 // Close stops the running generation and closes every link.
 func (s *Stack) Close() error {
+	defer s.linkWG.Wait() // a supervisor pass in flight sees closed and returns
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
 	s.closed = true
+	s.closing.Store(true)
+	if s.linkTimer != nil {
+		s.linkTimer.Stop()
+	}
 	var errs []error
 	for _, n := range s.nics {
-		n.link.Attach(nil)
+		n.link().Attach(nil)
 	}
 	if old := s.gen.Swap(nil); old != nil {
 		s.drain(old)
 		old.stop()
 	}
 	for name, n := range s.nics {
-		if err := n.link.Close(); err != nil {
+		if err := n.link().Close(); err != nil {
 			errs = append(errs, fmt.Errorf("link %s: %w", name, err))
 		}
 		delete(s.nics, name)
@@ -275,7 +361,7 @@ func (s *Stack) Link(name string) (LinkEndpoint, bool) {
 	if !ok {
 		return nil, false
 	}
-	return n.link, true
+	return n.link(), true
 }
 
 // Counters returns every counter set (protocols', the stack's), by name.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/pipestack/pipestack/modules/arp"
 	_ "github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"

@@ -142,6 +142,6 @@ func (p *Protocol) Defragment(b *pipeline.Batch, pkt *pipeline.Packet) (*pipelin
 		return pkt, true
 	}
 	pkt.Truncate(int(h.TotalLength()))
-	out := p.reassemble(b.Now, pkt, userDefrag)
+	out := p.reassembleIn(b, b.Now, pkt, userDefrag)
 	return out, out != nil
 }

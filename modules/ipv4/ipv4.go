@@ -185,7 +185,7 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			if _, _, local := b.Gen.IsLocal4(dst); local {
 				user = userLocal // times out with ICMP, as local delivery's
 			}
-			pkts[i] = e.p.reassemble(b.Now, pkt, user)
+			pkts[i] = e.p.reassembleIn(b, b.Now, pkt, user)
 		}
 	}
 	c.rx.Add(rx)
@@ -378,7 +378,7 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			continue
 		}
 		if h := wire.IPv4(pkt.Data()); h.MoreFragments() || h.FragmentOffset() != 0 {
-			pkts[i] = e.p.reassemble(b.Now, pkt, userLocal)
+			pkts[i] = e.p.reassembleIn(b, b.Now, pkt, userLocal)
 		}
 	}
 	b.RunHook(pipeline.Input, pkts)
@@ -419,6 +419,10 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		b.Drop(pkt, c.icmpMalformed)
 		return
 	}
+	if isICMPError(m.Type()) && !validQuote(m.Payload()) {
+		b.Drop(pkt, c.icmpMalformed)
+		return
+	}
 	if m.Type() != wire.ICMPv4Echo {
 		// Errors about a packet we sent go to its transport protocol;
 		// every message but echo requests also goes to an ICMP transport
@@ -444,6 +448,17 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 	m.SetType(wire.ICMPv4EchoReply)
 	m.SetChecksum(wire.ChecksumUpdate16(m.Checksum(), old, uint16(wire.ICMPv4EchoReply)<<8|uint16(m.Code())))
 	e.send(b, pkt, dst, src, ip.TOS(), c.icmpEchoReplyOut)
+}
+
+// validQuote reports whether an ICMP error quotes at least the IPv4 header
+// and 8 bytes after it (RFC 792), what Linux requires before it hands an
+// error on (icmp_unreach, icmp_socket_deliver; else ICMP InErrors).
+func validQuote(q []byte) bool {
+	if len(q) < wire.IPv4MinimumSize || q[0]>>4 != 4 {
+		return false
+	}
+	hl := int(q[0]&0xf) * 4
+	return hl >= wire.IPv4MinimumSize && len(q) >= hl+8
 }
 
 func isICMPError(t uint8) bool {
@@ -579,7 +594,11 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 	if len(quote) > icmpErrorPayload {
 		quote = quote[:icmpErrorPayload]
 	}
-	msg := e.p.pool.Get(wire.IPv4MinimumSize + wire.ICMPv4MinimumSize + len(quote))
+	msg := e.p.pool.TryGet(wire.IPv4MinimumSize + wire.ICMPv4MinimumSize + len(quote))
+	if msg == nil { // the quote is bounded; a size from the wire all the same
+		c.icmpSuppressed.Inc()
+		return
+	}
 	body, _ := msg.Append(wire.ICMPv4MinimumSize + len(quote))
 	m := wire.ICMPv4(body)
 	m.Encode(&wire.ICMPv4Fields{Type: typ, Code: code, Rest: rest})

@@ -50,12 +50,13 @@ func newReassembler(clock pipeline.Clock, stack *pipeline.Stack, pool *pipeline.
 	}, clock, stack, pool, c)
 }
 
-// reassemble takes ownership of a fragment (Data() at its IPv4 header,
-// validated and trimmed to its total length). It returns the reassembled
-// datagram (a new packet from the pool, metadata of the fragment that
-// completed it, network header marked) when pkt completed one, or nil when
-// pkt was held or dropped (counted).
-func (p *Protocol) reassemble(now time.Time, pkt *pipeline.Packet, user uint8) *pipeline.Packet {
+// reassembleIn takes ownership of a fragment (Data() at its IPv4 header,
+// validated and trimmed to its total length) received in batch b (nil:
+// none) at now. It returns the reassembled datagram (a new packet from the
+// pool, metadata of the fragment that completed it, network header marked)
+// when pkt completed one, or nil when pkt was held or dropped (counted
+// under its reason and, through b.Drop, in its link's RX dropped).
+func (p *Protocol) reassembleIn(b *pipeline.Batch, now time.Time, pkt *pipeline.Packet, user uint8) *pipeline.Packet {
 	c := &p.c.reasm
 	c.Fragments.Inc()
 	h := wire.IPv4(pkt.Data())
@@ -64,26 +65,50 @@ func (p *Protocol) reassemble(now time.Time, pkt *pipeline.Packet, user uint8) *
 	end := off + plen
 	mf := h.MoreFragments()
 	if plen == 0 || (mf && plen%8 != 0) {
-		c.Malformed.Inc()
-		pkt.Release()
+		dropIn(b, pkt, c.Malformed)
 		return nil
 	}
-	if h.HeaderLength()+end > 0xffff {
-		c.TooBig.Inc()
-		pkt.Release()
+	// This fragment's header bounds the datagram here; the datagram is
+	// built with the first fragment's, which buildDatagram checks again.
+	if h.HeaderLength()+end > maxDatagram {
+		dropIn(b, pkt, c.TooBig)
 		return nil
 	}
 	key := fragKey{src: h.Src(), dst: h.Dst(), id: h.ID(), proto: h.Protocol(), user: user}
-	return p.reasm.Add(now, key, reasm.Fragment[struct{}]{Pkt: pkt, Off: off, End: end}, mf, &p.reasmLim)
+	return p.reasm.Add(b, now, key, reasm.Fragment[struct{}]{Pkt: pkt, Off: off, End: end}, mf, &p.reasmLim)
+}
+
+// maxDatagram is the largest IPv4 datagram: its Total Length is 16 bits.
+const maxDatagram = 0xffff
+
+// dropIn ends a packet through b.Drop, or counts and releases it without a
+// batch.
+func dropIn(b *pipeline.Batch, pkt *pipeline.Packet, reason *pipeline.Counter) {
+	if b != nil {
+		b.Drop(pkt, reason)
+		return
+	}
+	reason.Inc()
+	pkt.Release()
 }
 
 // buildDatagram copies a complete datagram into one buffer: the first
-// fragment's header (options included) followed by every payload.
+// fragment's header (options included) followed by every payload. It
+// returns nil (the datagram is dropped as too big) when that header and the
+// data exceed 65535 bytes: every fragment was checked with its own header
+// length, and the first one may carry more options than the rest (its
+// Total Length would wrap). Linux drops it too (ip_frag_reasm).
 func buildDatagram(pool *pipeline.Pool, frags []reasm.Fragment[struct{}], end int) *pipeline.Packet {
 	first := wire.IPv4(frags[0].Pkt.Data())
 	hl := first.HeaderLength()
 	size := hl + end
-	out := pool.Get(size)
+	if size > maxDatagram {
+		return nil
+	}
+	out := pool.TryGet(size)
+	if out == nil {
+		return nil
+	}
 	buf, _ := out.Append(size)
 	copy(buf, first[:hl])
 	for _, f := range frags {

@@ -51,6 +51,13 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 	if m.Type() == wire.ICMPv6PacketTooBig {
 		e.packetTooBig(b, m)
 	}
+	if m.IsError() && !validQuote(m.Payload()) {
+		// As Linux (icmpv6_notify): the path MTU is lowered on the fixed
+		// header alone, but an error is handed on only with its quote's
+		// headers and 8 bytes after them; else it is malformed.
+		b.Drop(pkt, c.icmpMalformed)
+		return
+	}
 	iplocal.ICMP(b, pkt, pipeline.ICMPv6ProtocolNumber, m.IsError(), func(p *pipeline.Packet) bool {
 		return e.errorToTransport(b, p, wire.ICMPv6(p.Data()))
 	})
@@ -181,6 +188,40 @@ func quotedTransport(q []byte, max int) (proto uint8, off int, ok bool) {
 	return nh, off, off <= len(q)
 }
 
+// validQuote reports whether an ICMPv6 error quotes the offending packet's
+// fixed header, its extension headers (up to a Fragment header with a
+// nonzero offset, after which comes data) and 8 bytes after them (RFC 4443
+// §2.4 (c) asks for as much as fits; Linux's icmpv6_notify wants this much
+// and counts less as an error). The walk is bounded by the quote: every
+// extension header is at least 8 bytes.
+func validQuote(q []byte) bool {
+	if len(q) < wire.IPv6HeaderSize || q[0]>>4 != 6 {
+		return false
+	}
+	nh := q[6]
+	off := wire.IPv6HeaderSize
+	for isExtension(nh) {
+		if off+8 > len(q) {
+			return false
+		}
+		var hl int
+		switch nh {
+		case wire.ProtocolFragment:
+			if wire.IPv6Fragment(q[off:]).FragmentOffset() != 0 {
+				return off+wire.IPv6FragmentSize+8 <= len(q)
+			}
+			hl = wire.IPv6FragmentSize
+		case wire.ProtocolAH:
+			hl = (int(q[off+1]) + 2) * 4
+		default:
+			hl = (int(q[off+1]) + 1) * 8
+		}
+		nh = q[off]
+		off += hl
+	}
+	return off+8 <= len(q)
+}
+
 // isErrorMessage reports whether the packet (Data() at its IPv6 header,
 // checked) carries an ICMPv6 error message, about which no error is sent
 // (RFC 4443 §2.4 (e)); a packet whose headers cannot be walked counts as
@@ -266,7 +307,11 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 	if len(quote) > icmpErrorQuote {
 		quote = quote[:icmpErrorQuote]
 	}
-	msg := e.p.pool.Get(wire.IPv6HeaderSize + wire.ICMPv6HeaderSize + len(quote))
+	msg := e.p.pool.TryGet(wire.IPv6HeaderSize + wire.ICMPv6HeaderSize + len(quote))
+	if msg == nil { // the quote is bounded; a size from the wire all the same
+		c.icmpSuppressed.Inc()
+		return
+	}
 	body, _ := msg.Append(wire.ICMPv6HeaderSize + len(quote))
 	m := wire.ICMPv6(body)
 	m.Encode(&wire.ICMPv6Fields{Type: typ, Code: code, Rest: rest})

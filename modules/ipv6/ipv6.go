@@ -18,6 +18,7 @@ import (
 type config struct {
 	hopLimit      uint8
 	maxExt        int
+	transitStrict bool // transit_extension_headers: strict
 	icmpErrors    bool
 	rate          icmplimit.Config
 	reasm         reasm.Limits
@@ -161,6 +162,9 @@ type endpoint struct {
 // the endpoint (the next generation's endpoint takes it over).
 func (e *endpoint) Close() {}
 
+// LinkUp implements pipeline.LinkUpListener: the link's device is back.
+func (e *endpoint) LinkUp() { e.ls.linkUp(e) }
+
 func (e *endpoint) dropMalformed(b *pipeline.Batch, pkt *pipeline.Packet, err error) {
 	c := &e.p.c
 	var ctr *pipeline.Counter
@@ -198,11 +202,13 @@ func isLoopback(a *[16]byte) bool    { return *a == [16]byte{15: 1} }
 
 // HandlePackets implements pipeline.NetworkEndpoint. As network.ipv4, three
 // passes over the batch: validate (header, addresses, and — only when the
-// first Next Header names one — the extension-header chain with Hop-by-Hop
-// options) and the Prerouting hook; route decision (forwarded packets to
-// the front, local ones to the back); then forwarding and delivery. Each
-// step after a hook is a function of its own, where a packet stolen at that
-// hook resumes (ResumeAfter).
+// first Next Header names one — the Hop-by-Hop header with its options,
+// or with transit_extension_headers: strict the whole extension-header
+// chain) and the Prerouting hook; route decision (forwarded packets to the
+// front, local ones to the back); then forwarding and delivery (which walks
+// and checks the chain of the packets for the stack). Each step after a
+// hook is a function of its own, where a packet stolen at that hook
+// resumes (ResumeAfter).
 func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	c := &e.p.c
 	var rx uint64
@@ -230,8 +236,14 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			b.Drop(pkt, c.martianDst)
 			continue
 		}
-		if isExtension(h.NextHeader()) && !e.checkExtensions(b, pkt) {
-			pkts[i] = nil
+		if nh := h.NextHeader(); isExtension(nh) {
+			if e.p.cfg.transitStrict {
+				if !e.checkExtensions(b, pkt) {
+					pkts[i] = nil
+				}
+			} else if nh == wire.ProtocolHopByHop && !e.hopByHop(b, pkt) {
+				pkts[i] = nil
+			}
 		}
 	}
 	c.rx.Add(rx)
@@ -354,6 +366,22 @@ func (e *endpoint) checkExtensions(b *pipeline.Batch, pkt *pipeline.Packet) bool
 		return e.options(b, pkt, wire.IPv6HeaderSize)
 	}
 	return true
+}
+
+// hopByHop checks the bounds of a Hop-by-Hop header (at offset 40: the
+// fixed header names it) and processes its options: all that every node on
+// the path must look at (RFC 8200 §4.3; RFC 7045: a node forwards the rest
+// of the chain as it is, as Linux does). It takes ownership of pkt when it
+// returns false.
+func (e *endpoint) hopByHop(b *pipeline.Batch, pkt *pipeline.Packet) bool {
+	h := wire.IPv6(pkt.Data())
+	end := wire.IPv6HeaderSize + int(h.PayloadLength())
+	const off = wire.IPv6HeaderSize
+	if off+8 > end || off+(int(h[off+1])+1)*8 > end {
+		e.dropMalformed(b, pkt, wire.ErrIPv6ExtHeaderTruncated)
+		return false
+	}
+	return e.options(b, pkt, off)
 }
 
 // options processes the options of the Hop-by-Hop or Destination Options
@@ -517,14 +545,23 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		if !isExtension(h.NextHeader()) {
 			continue
 		}
-		x, _ := h.WalkExtensions(e.p.cfg.maxExt) // checked in the first pass
+		// Walked in the first pass only with transit_extension_headers:
+		// strict; the Hop-by-Hop options were processed there.
+		x, err := h.WalkExtensions(e.p.cfg.maxExt)
+		if err != nil {
+			pkts[i] = nil
+			if code, ok := err.(wire.IPv6Error).ParamProblemCode(); ok {
+				e.icmpError(b, pkt, wire.ICMPv6ParamProblem, code, uint32(x.ErrorOffset), false)
+			}
+			e.dropMalformed(b, pkt, err)
+			continue
+		}
 		if x.IsFragment() {
 			pkt = e.reassemble(b, pkt, &x)
 			pkts[i] = pkt
 			if pkt == nil {
 				continue
 			}
-			var err error
 			h = wire.IPv6(pkt.Data())
 			if x, err = h.WalkExtensions(e.p.cfg.maxExt); err != nil {
 				pkts[i] = nil
@@ -833,4 +870,5 @@ var (
 	_ pipeline.NetworkEndpoint     = (*endpoint)(nil)
 	_ pipeline.HookResumer         = (*endpoint)(nil)
 	_ pipeline.Fragmenter          = (*endpoint)(nil)
+	_ pipeline.LinkUpListener      = (*endpoint)(nil)
 )

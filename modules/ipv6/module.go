@@ -83,6 +83,12 @@ type Module struct {
 	// MaxExtensionHeaders bounds the extension headers walked per packet
 	// (default 8); a longer chain is dropped.
 	MaxExtensionHeaders int `yaml:"max_extension_headers"`
+	// TransitExtensionHeaders is what a packet that is not for the stack
+	// goes through: pass (default; RFC 7045, as Linux) looks only at what
+	// forwarding needs — a Hop-by-Hop header, first — and forwards any
+	// other chain as it is; strict walks and checks the whole chain, as
+	// for local delivery (order, max_extension_headers, lengths).
+	TransitExtensionHeaders string `yaml:"transit_extension_headers"`
 
 	// ICMP errors and the rate limiter (as network.ipv4; Linux icmpv6
 	// ratelimit): icmp_errors, icmp_rate, icmp_burst, icmp_jitter,
@@ -201,6 +207,15 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		m.MaxExtensionHeaders = 8
 	}
 	cfg := config{hopLimit: uint8(m.HopLimit), maxExt: m.MaxExtensionHeaders, icmpErrors: m.ICMP.Errors(), linkLocal: true, acceptRA: true}
+	switch m.TransitExtensionHeaders {
+	case "":
+		m.TransitExtensionHeaders = "pass"
+	case "pass":
+	case "strict":
+		cfg.transitStrict = true
+	default:
+		return fmt.Errorf("transit_extension_headers: %q is not one of pass, strict", m.TransitExtensionHeaders)
+	}
 	var err error
 	if cfg.rate, err = m.ICMP.Limiter(rateClasses); err != nil {
 		return err

@@ -75,25 +75,68 @@ func (e *endpoint) reassemble(b *pipeline.Batch, pkt *pipeline.Packet, x *wire.I
 		b.Drop(pkt, c.Malformed)
 		return nil
 	}
-	if fhOff-wire.IPv6HeaderSize+end > 0xffff {
+	if off == 0 && x.ProtocolOffset+upperLayerMin(x.Protocol) > total {
+		// RFC 8200 §4.5 (RFC 7112): a first fragment must hold the
+		// whole header chain, the upper-layer header included (as much
+		// of it as Linux asks for); else Parameter Problem code 3,
+		// pointer 0, and the fragment is not held.
+		e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6IncompleteHeaderChain, 0, false)
+		e.dropMalformed(b, pkt, wire.ErrIPv6IncompleteHeaderChain)
+		return nil
+	}
+	// This fragment's unfragmentable part bounds the datagram here (RFC
+	// 8200 §4.5's Parameter Problem); the datagram is built with the first
+	// fragment's, which buildDatagram checks again.
+	if fhOff-wire.IPv6HeaderSize+end > maxPayload {
 		e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6ErroneousHeader, uint32(fhOff+2), false)
 		b.Drop(pkt, c.TooBig)
 		return nil
 	}
 	key := fragKey{src: h.Src(), dst: h.Dst(), id: x.FragmentID}
 	f := reasm.Fragment[fragMeta]{Pkt: pkt, Off: off, End: end, Meta: fragMeta{data: data, fhOff: fhOff}}
-	return e.p.reasm.Add(b.Now, key, f, mf, &e.p.cfg.reasm)
+	return e.p.reasm.Add(b, b.Now, key, f, mf, &e.p.cfg.reasm)
 }
+
+// upperLayerMin is how much of an upper-layer header a first fragment must
+// carry (RFC 7112), as Linux's ipv6frag_thdr_truncated asks: a TCP header
+// without options, a UDP or ICMPv6 header, one byte of anything else, and
+// nothing after No Next Header.
+func upperLayerMin(proto uint8) int {
+	switch proto {
+	case wire.ProtocolTCP:
+		return wire.TCPMinimumSize
+	case wire.ProtocolUDP:
+		return wire.UDPHeaderSize
+	case wire.ProtocolICMPv6:
+		return wire.ICMPv6HeaderSize
+	case wire.ProtocolNoNextHeader:
+		return 0
+	}
+	return 1
+}
+
+// maxPayload is the largest Payload Length of a datagram (no jumbograms).
+const maxPayload = 0xffff
 
 // buildDatagram copies a complete datagram into one buffer: the first
 // fragment's unfragmentable part (the headers before its Fragment header),
 // whose last Next Header field takes the Fragment header's, then every
-// fragment's data.
+// fragment's data. Like Linux (ip6_frag_reasm) it uses the first fragment's
+// unfragmentable part, and returns nil (the datagram is dropped as too big)
+// when that part and the data exceed a Payload Length of 65535: every
+// fragment was checked with its own unfragmentable part, and the first one
+// may carry a longer one than the rest.
 func buildDatagram(pool *pipeline.Pool, frags []reasm.Fragment[fragMeta], end int) *pipeline.Packet {
 	fb := frags[0].Pkt.Data()
 	unfrag := frags[0].Meta.fhOff
 	size := unfrag + end
-	out := pool.Get(size)
+	if size-wire.IPv6HeaderSize > maxPayload {
+		return nil
+	}
+	out := pool.TryGet(size)
+	if out == nil {
+		return nil
+	}
 	buf, _ := out.Append(size)
 	copy(buf, fb[:unfrag])
 	for _, f := range frags {

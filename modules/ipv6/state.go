@@ -220,6 +220,15 @@ func (ls *linkState) configure(e *endpoint) {
 	// The link-local address.
 	if cfg.linkLocal {
 		ll := linkLocalAddress(e.nic, ls.reg.secret[:], cfg.secret)
+		// A link reopened with another MAC (or secret) gets the new
+		// address in place of the old one.
+		ls.addrs = slices.DeleteFunc(ls.addrs, func(s *addrState) bool {
+			if s.origin == originLinkLocal && s.prefix != ll {
+				nic.RemoveDynamicAddress(s.prefix.Addr())
+				return true
+			}
+			return false
+		})
 		if ls.find(ll.Addr()) == nil {
 			s := &addrState{prefix: ll, origin: originLinkLocal}
 			ls.startDADLocked(e, s, dad, now)
@@ -262,6 +271,25 @@ func (ls *linkState) configure(e *endpoint) {
 	if routesChanged {
 		ls.publishRoutes()
 	}
+}
+
+// linkUp restarts what a link that comes up does (RFC 4861 §6.3.7, §6.2.4):
+// a host solicits routers again, a router advertises at once and then at
+// the initial (fast) rate. Its addresses keep their state: they are the
+// pipeline's, not the device's, and were never given up.
+func (ls *linkState) linkUp(e *endpoint) {
+	cfg := &e.p.cfg
+	now := ls.reg.clock.Now()
+	ls.mu.Lock()
+	if ls.host {
+		ls.rsLeft, ls.rsAt, ls.gotRA = cfg.rsCount, now, false
+	}
+	if ls.router {
+		ls.raInitial, ls.raNext = maxInitialRAs, now
+	}
+	ls.tries = 0
+	ls.armLocked(now, now)
+	ls.mu.Unlock()
 }
 
 // startDADLocked makes s tentative for DAD, or usable at once.

@@ -57,8 +57,25 @@ type LinkStats struct {
 	TxPackets uint64   `json:"tx_packets"`
 	TxBytes   uint64   `json:"tx_bytes"`
 	TxDropped uint64   `json:"tx_dropped"`
+	// State is "up", or "down" while the link's device is gone (Down
+	// says since when and why; the stack keeps trying to reopen it).
+	State string        `json:"state"`
+	Down  *LinkDownInfo `json:"down,omitempty"`
+	// Downs counts how often the link went down; TxLinkDown the packets
+	// dropped because it was.
+	Downs      uint64 `json:"downs"`
+	TxLinkDown uint64 `json:"tx_link_down"`
 	// Device are the link driver\'s own counters.
 	Device []pipeline.CounterValue `json:"device,omitempty"`
+}
+
+// LinkDownInfo says why a link is down.
+type LinkDownInfo struct {
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason"`
+	// Retry is the error of the last attempt to reopen the link.
+	Retry    string `json:"retry,omitempty"`
+	Attempts int    `json:"attempts"`
 }
 
 // CounterSet is one named group of counters (drops by reason included).
@@ -105,6 +122,13 @@ func Snapshot(s *pipeline.Stack) *Stats {
 			Name: n.Name(), ID: uint32(n.ID()), Module: n.Module(),
 			RxPackets: c.RxPackets.Load(), RxBytes: c.RxBytes.Load(), RxDropped: c.RxDropped.Load(), RxUnknown: c.RxUnknownProtocol.Load(),
 			TxPackets: c.TxPackets.Load(), TxBytes: c.TxBytes.Load(), TxDropped: c.TxDropped.Load(),
+			TxLinkDown: c.TxLinkDown.Load(), State: "up",
+		}
+		lst := n.State()
+		ls.Downs = lst.Downs
+		if !lst.Up {
+			ls.State = "down"
+			ls.Down = &LinkDownInfo{Since: lst.Since, Reason: lst.Reason, Retry: lst.Retry, Attempts: lst.Attempts}
 		}
 		if r, ok := n.Link().(pipeline.LinkCounterReader); ok {
 			ls.Device = r.LinkCounters()

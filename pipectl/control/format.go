@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
 )
@@ -16,7 +17,17 @@ import (
 func FormatStats(w io.Writer, st *Stats, all bool) {
 	fmt.Fprintf(w, "generation %d\n", st.Generation)
 	for _, l := range st.Links {
-		fmt.Fprintf(w, "%d: %s: <%s> mtu %d\n", l.ID, l.Name, l.Module, l.MTU)
+		state := "UP"
+		if l.State == "down" {
+			state = "DOWN"
+		}
+		fmt.Fprintf(w, "%d: %s: <%s> mtu %d state %s\n", l.ID, l.Name, l.Module, l.MTU, state)
+		if d := l.Down; d != nil {
+			fmt.Fprintf(w, "    down since %s: %s; routes withdrawn\n", d.Since.Format(time.RFC3339), d.Reason)
+			if d.Retry != "" {
+				fmt.Fprintf(w, "    reopen: %d attempts, last: %s\n", d.Attempts, d.Retry)
+			}
+		}
 		if l.LinkAddr != "" {
 			fmt.Fprintf(w, "    link/ether %s\n", l.LinkAddr)
 		}
@@ -30,8 +41,8 @@ func FormatStats(w io.Writer, st *Stats, all bool) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "    RX:\tbytes\tpackets\tdropped\tunknown_proto\n")
 		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\n", l.RxBytes, l.RxPackets, l.RxDropped, l.RxUnknown)
-		fmt.Fprintf(tw, "    TX:\tbytes\tpackets\tdropped\t\n")
-		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t\n", l.TxBytes, l.TxPackets, l.TxDropped)
+		fmt.Fprintf(tw, "    TX:\tbytes\tpackets\tdropped\tlink_down\n")
+		fmt.Fprintf(tw, "    \t%d\t%d\t%d\t%d\n", l.TxBytes, l.TxPackets, l.TxDropped, l.TxLinkDown)
 		tw.Flush()
 		var dev []string
 		for _, c := range l.Device {
@@ -111,12 +122,21 @@ func WriteMetrics(w io.Writer, st *Stats) {
 		{"pipestack_link_tx_packets_total", "Packets sent on a link.", func(l *LinkStats) uint64 { return l.TxPackets }},
 		{"pipestack_link_tx_bytes_total", "Bytes handed to a link.", func(l *LinkStats) uint64 { return l.TxBytes }},
 		{"pipestack_link_tx_dropped_total", "Packets dropped on output.", func(l *LinkStats) uint64 { return l.TxDropped }},
+		{"pipestack_link_downs_total", "Times a link's device went away.", func(l *LinkStats) uint64 { return l.Downs }},
 	}
 	for _, m := range link {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", m.name, m.help, m.name)
 		for i := range st.Links {
 			fmt.Fprintf(w, "%s{link=%q} %d\n", m.name, st.Links[i].Name, m.get(&st.Links[i]))
 		}
+	}
+	fmt.Fprintf(w, "# HELP pipestack_link_up Whether a link's device is there (1) or gone (0).\n# TYPE pipestack_link_up gauge\n")
+	for _, l := range st.Links {
+		up := 1
+		if l.State == "down" {
+			up = 0
+		}
+		fmt.Fprintf(w, "pipestack_link_up{link=%q} %d\n", l.Name, up)
 	}
 	fmt.Fprintf(w, "# HELP pipestack_link_device_total A link driver's own counters.\n# TYPE pipestack_link_device_total counter\n")
 	for _, l := range st.Links {

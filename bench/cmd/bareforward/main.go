@@ -68,12 +68,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
 
+	"github.com/pipestack/pipestack/bench/internal/labnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,8 +117,8 @@ func main() {
 	if *aSpec == "" || *bSpec == "" || flag.NArg() > 0 {
 		fatalf("usage: bareforward -mode tun|afpacket -a DEV@NETNS -b DEV@NETNS [-amac MAC -bmac MAC -aip IP -bip IP]")
 	}
-	aDev, aNS := splitSpec(*aSpec)
-	bDev, bNS := splitSpec(*bSpec)
+	aDev, aNS := labnet.SplitSpec(*aSpec)
+	bDev, bNS := labnet.SplitSpec(*bSpec)
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
@@ -154,7 +154,7 @@ func main() {
 			}
 			sd := &side{ip: ip.As4()}
 			copy(sd.peerMAC[:], hw)
-			if err := inNetns(s.ns, func() error { return sd.open(s.dev) }); err != nil {
+			if err := labnet.InNetns(s.ns, func() error { return sd.open(s.dev) }); err != nil {
 				fatalf("%s@%s: %v", s.dev, s.ns, err)
 			}
 			sides[i] = sd
@@ -185,79 +185,15 @@ func fatalf(format string, args ...any) {
 	os.Exit(1)
 }
 
-func splitSpec(s string) (dev, ns string) {
-	if i := strings.LastIndexByte(s, '@'); i >= 0 {
-		return s[:i], s[i+1:]
-	}
-	return s, ""
-}
-
-// inNetns runs fn on an OS thread that has entered the network namespace
-// ns (a name under /var/run/netns, or a path; "" runs fn here), then takes
-// the thread back to its own namespace. Descriptors fn opens belong to ns.
-func inNetns(ns string, fn func() error) error {
-	if ns == "" {
-		return fn()
-	}
-	path := ns
-	if !strings.Contains(ns, "/") {
-		path = "/var/run/netns/" + ns
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("own namespace: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open %s: %w", path, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return to the original namespace: %w", err))
-			return // the thread stays locked and exits with this goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // openTUN attaches a queue to the existing TUN device dev in netns ns, with
 // the virtio-net header and the offloads on, and sets the device up.
 func openTUN(dev, ns string) (int, error) {
 	fd := -1
-	err := inNetns(ns, func() error {
-		// TUNSETIFF would make a new device under a name that does not
-		// exist; only an existing one will do.
-		if _, err := net.InterfaceByName(dev); err != nil {
-			return err
-		}
+	err := labnet.InNetns(ns, func() error {
 		var err error
-		fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("open /dev/net/tun: %w", err)
-		}
-		ifr, err := unix.NewIfreq(dev)
+		fd, err = labnet.AttachTUN(dev, unix.IFF_TUN|unix.IFF_NO_PI|unix.IFF_VNET_HDR|unix.IFF_MULTI_QUEUE)
 		if err != nil {
 			return err
-		}
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | unix.IFF_MULTI_QUEUE)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			return fmt.Errorf("TUNSETIFF: %w (the device must be a multi_queue TUN device)", err)
 		}
 		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
 			return fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
@@ -270,7 +206,7 @@ func openTUN(dev, ns string) (int, error) {
 		} else if err != nil {
 			return fmt.Errorf("TUNSETOFFLOAD: %w", err)
 		}
-		return setUp(dev)
+		return labnet.SetUp(dev)
 	})
 	if err != nil {
 		if fd >= 0 {
@@ -279,29 +215,6 @@ func openTUN(dev, ns string) (int, error) {
 		return -1, err
 	}
 	return fd, nil
-}
-
-// setUp sets dev (in the current namespace) up if it is not.
-func setUp(dev string) error {
-	ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("control socket: %w", err)
-	}
-	defer unix.Close(ctl)
-	ifr, err := unix.NewIfreq(dev)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(ctl, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("SIOCGIFFLAGS: %w", err)
-	}
-	if fl := ifr.Uint16(); fl&unix.IFF_UP == 0 {
-		ifr.SetUint16(fl | unix.IFF_UP)
-		if err := unix.IoctlIfreq(ctl, unix.SIOCSIFFLAGS, ifr); err != nil {
-			return fmt.Errorf("set up: %w", err)
-		}
-	}
-	return nil
 }
 
 // tunLoop moves packets from TUN queue in to TUN queue out: one blocking

@@ -37,6 +37,16 @@
 // drops the whole datagram and keeps it as a tombstone until its deadline,
 // so that its later fragments are dropped too (RFC 5722; for IPv4 in
 // spirit); exact duplicates are dropped alone.
+//
+// # Drops
+//
+// Every fragment the reassembler refuses or discards — on arrival
+// (duplicate, tombstone, no room) or later (its datagram overlapped, turned
+// out inconsistent or too big, was evicted or timed out) — ends through
+// Batch.Drop, so that it counts in the RX dropped of the link it came in on
+// as well as under its reason. The reason counters count events: one
+// reasm_timeout, reasm_evicted, reasm_overlap… per datagram, one
+// reasm_duplicate or reasm_no_memory per fragment.
 package reasm
 
 import (
@@ -98,7 +108,12 @@ type Family[K, S comparable, F any] struct {
 	// Build copies a complete datagram into one new packet from pool,
 	// Data() at its network header: frags are sorted, do not overlap and
 	// cover [0, end). The reassembler then copies the metadata of the
-	// fragment that completed it and marks the network header.
+	// fragment that completed it and marks the network header. Build
+	// returns nil when the datagram would exceed the family's bound (the
+	// header of the first fragment plus end: the bound each fragment was
+	// checked against used its own header), and for a size the pool
+	// refuses (Pool.TryGet): the datagram is dropped, counted as
+	// reasm_too_big.
 	Build func(pool *pipeline.Pool, frags []Fragment[F], end int) *pipeline.Packet
 	// Notify reports whether a datagram of this key whose first fragment
 	// came gets TimeExceeded when it times out (nil: every one).
@@ -174,6 +189,9 @@ type Reassembler[K, S comparable, F any] struct {
 	timerAt time.Time
 	closed  bool
 	freeQ   []*queue[K, S, F]
+	freeS   []*source[K, S, F]
+	expired []*pipeline.Packet // expire's fragments to drop, reused
+	firsts  []*pipeline.Packet // expire's first fragments, reused
 }
 
 // New returns a reassembler whose timers run on clock and whose
@@ -195,22 +213,45 @@ func (r *Reassembler[K, S, F]) Memory() (bytes, queues int) {
 
 func truesize(p *pipeline.Packet) int { return p.Headroom() + p.Len() + p.Tailroom() }
 
+// drop ends a fragment: through b.Drop (its link's RX dropped and reason)
+// when there is a batch, else it counts reason and releases it.
+func drop(b *pipeline.Batch, p *pipeline.Packet, reason *pipeline.Counter) {
+	if b != nil {
+		b.Drop(p, reason)
+		return
+	}
+	if reason != nil {
+		reason.Inc()
+	}
+	p.Release()
+}
+
 // Add takes ownership of f.Pkt, a fragment of datagram key validated by the
-// family, carrying bytes [f.Off, f.End) of it (the last ones unless more).
-// It returns the reassembled datagram (a new packet from the pool, metadata
-// of f.Pkt, network header marked) when f completed one, or nil when f.Pkt
-// was held or dropped (counted). The family counts Fragments itself.
-func (r *Reassembler[K, S, F]) Add(now time.Time, key K, f Fragment[F], more bool, lim *Limits) *pipeline.Packet {
+// family (0 <= f.Off <= f.End), carrying bytes [f.Off, f.End) of it (the
+// last ones unless more), received at now in batch b. It returns the
+// reassembled datagram (a new packet from the pool, metadata of f.Pkt,
+// network header marked) when f completed one, or nil when f.Pkt was held
+// or dropped (counted). Every packet it drops goes through b.Drop (b may be
+// nil: then only the reason counts). The family counts Fragments itself.
+func (r *Reassembler[K, S, F]) Add(b *pipeline.Batch, now time.Time, key K, f Fragment[F], more bool, lim *Limits) *pipeline.Packet {
 	c := r.c
 	pkt := f.Pkt
 	off, end := f.Off, f.End
+	if off < 0 || end < off {
+		drop(b, pkt, c.Malformed)
+		return nil
+	}
 	// A fragment in a large buffer is copied into a small one: memory is
 	// charged by buffer, and a link that reads into large buffers (GSO)
 	// must not make every fragment cost 64 KiB.
 	if truesize(pkt) > pipeline.SmallDataSize+pipeline.DefaultHeadroom && pkt.Len() <= pipeline.SmallDataSize {
-		q := r.pool.Get(pkt.Len())
-		b, _ := q.Append(pkt.Len())
-		copy(b, pkt.Data())
+		q := r.pool.TryGet(pkt.Len())
+		if q == nil {
+			drop(b, pkt, c.NoMemory)
+			return nil
+		}
+		buf, _ := q.Append(pkt.Len())
+		copy(buf, pkt.Data())
 		q.CopyMeta(pkt)
 		q.SetNetworkHeader()
 		pkt.Release()
@@ -222,7 +263,7 @@ func (r *Reassembler[K, S, F]) Add(now time.Time, key K, f Fragment[F], more boo
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		pkt.Release()
+		drop(b, pkt, nil)
 		return nil
 	}
 	q := r.queues[key]
@@ -231,8 +272,7 @@ func (r *Reassembler[K, S, F]) Add(now time.Time, key K, f Fragment[F], more boo
 		q = r.newQueue(key, now.Add(lim.Timeout))
 	}
 	if q.dead {
-		c.Discarded.Inc()
-		pkt.Release()
+		drop(b, pkt, c.Discarded)
 		return nil
 	}
 	// Consistency: one end, no data past it.
@@ -242,15 +282,13 @@ func (r *Reassembler[K, S, F]) Add(now time.Time, key K, f Fragment[F], more boo
 			last = q.frags[n-1].End
 		}
 		if (q.end >= 0 && q.end != end) || last > end {
-			c.Inconsistent.Inc()
-			r.kill(q)
-			pkt.Release()
+			r.kill(b, q)
+			drop(b, pkt, c.Inconsistent)
 			return nil
 		}
 	} else if q.end >= 0 && end > q.end {
-		c.Inconsistent.Inc()
-		r.kill(q)
-		pkt.Release()
+		r.kill(b, q)
+		drop(b, pkt, c.Inconsistent)
 		return nil
 	}
 	// Position, duplicates and overlaps.
@@ -259,17 +297,15 @@ func (r *Reassembler[K, S, F]) Add(now time.Time, key K, f Fragment[F], more boo
 		i--
 	}
 	if i < len(q.frags) && q.frags[i].Off == off && q.frags[i].End == end {
-		c.Duplicate.Inc()
-		pkt.Release()
+		drop(b, pkt, c.Duplicate)
 		r.dropIfEmpty(q)
 		return nil
 	}
 	if (i > 0 && q.frags[i-1].End > off) || (i < len(q.frags) && q.frags[i].Off < end) {
 		// RFC 5722: a datagram with overlapping fragments is dropped,
 		// with every fragment of it that arrives later.
-		c.Overlap.Inc()
-		r.kill(q)
-		pkt.Release()
+		r.kill(b, q)
+		drop(b, pkt, c.Overlap)
 		return nil
 	}
 	// Room: first within the source's share, then globally.
@@ -280,24 +316,22 @@ func (r *Reassembler[K, S, F]) Add(now time.Time, key K, f Fragment[F], more boo
 		}
 		if v == nil {
 			// This datagram alone exceeds the source's share.
-			c.SourceLimit.Inc()
-			r.remove(q)
-			pkt.Release()
+			r.drop(b, q)
+			drop(b, pkt, c.SourceLimit)
 			return nil
 		}
 		c.SourceLimit.Inc()
-		r.remove(v)
+		r.drop(b, v)
 	}
 	for r.mem+charge > lim.MaxMemory {
 		v := r.victim(q)
 		if v == nil {
-			c.NoMemory.Inc()
-			pkt.Release()
+			drop(b, pkt, c.NoMemory)
 			r.dropIfEmpty(q)
 			return nil
 		}
 		c.Evicted.Inc()
-		r.remove(v)
+		r.drop(b, v)
 	}
 	q.frags = append(q.frags, Fragment[F]{})
 	copy(q.frags[i+1:], q.frags[i:])
@@ -311,6 +345,11 @@ func (r *Reassembler[K, S, F]) Add(now time.Time, key K, f Fragment[F], more boo
 		return nil
 	}
 	out := r.fam.Build(r.pool, q.frags, q.end)
+	if out == nil {
+		c.TooBig.Inc()
+		r.drop(b, q)
+		return nil
+	}
 	out.CopyMeta(pkt)
 	out.SetNetworkHeader()
 	c.OK.Inc()
@@ -331,7 +370,13 @@ func (r *Reassembler[K, S, F]) newQueue(key K, deadline time.Time) *queue[K, S, 
 	sk := r.fam.Source(key)
 	s := r.sources[sk]
 	if s == nil {
-		s = &source[K, S, F]{key: sk}
+		if n := len(r.freeS); n > 0 {
+			s = r.freeS[n-1]
+			r.freeS = r.freeS[:n-1]
+			*s = source[K, S, F]{key: sk}
+		} else {
+			s = &source[K, S, F]{key: sk}
+		}
 		r.sources[sk] = s
 		heap.Push(&r.heap, s)
 	}
@@ -390,13 +435,14 @@ func (r *Reassembler[K, S, F]) victim(q *queue[K, S, F]) *queue[K, S, F] {
 	return best
 }
 
-// kill drops a datagram's fragments and keeps the queue as a tombstone until
-// its deadline, so that the rest of the datagram is discarded too.
-func (r *Reassembler[K, S, F]) kill(q *queue[K, S, F]) {
+// kill drops a datagram's fragments (in batch b, nil: released) and keeps
+// the queue as a tombstone until its deadline, so that the rest of the
+// datagram is discarded too.
+func (r *Reassembler[K, S, F]) kill(b *pipeline.Batch, q *queue[K, S, F]) {
 	freed := 0
 	for _, f := range q.frags {
 		freed += truesize(f.Pkt)
-		f.Pkt.Release()
+		drop(b, f.Pkt, nil)
 	}
 	clear(q.frags)
 	q.frags = q.frags[:0]
@@ -413,6 +459,16 @@ func (r *Reassembler[K, S, F]) dropIfEmpty(q *queue[K, S, F]) {
 	if len(q.frags) == 0 && !q.dead {
 		r.remove(q)
 	}
+}
+
+// drop unlinks a queue and drops its fragments in batch b (nil: released).
+func (r *Reassembler[K, S, F]) drop(b *pipeline.Batch, q *queue[K, S, F]) {
+	for _, f := range q.frags {
+		if f.Pkt != nil {
+			drop(b, f.Pkt, nil)
+		}
+	}
+	r.unlink(q)
 }
 
 // remove unlinks a queue and releases its fragments.
@@ -453,6 +509,7 @@ func (r *Reassembler[K, S, F]) unlink(q *queue[K, S, F]) {
 	if s.oldest == nil {
 		heap.Remove(&r.heap, s.idx)
 		delete(r.sources, s.key)
+		r.freeS = append(r.freeS, s)
 	} else {
 		heap.Fix(&r.heap, s.idx)
 	}
@@ -480,8 +537,9 @@ func (r *Reassembler[K, S, F]) armTimer(at time.Time) {
 
 // expire runs on the clock's timer: it drops every datagram past its
 // deadline and, for those whose first fragment arrived and that the family
-// wants notified, calls TimeExceeded through the generation in force. Then
-// it re-arms for the next deadline.
+// wants notified, calls TimeExceeded through the generation in force; the
+// fragments are dropped in that batch, so that they count in their links'
+// RX dropped. Then it re-arms for the next deadline.
 func (r *Reassembler[K, S, F]) expire() {
 	r.mu.Lock()
 	if r.closed {
@@ -490,7 +548,7 @@ func (r *Reassembler[K, S, F]) expire() {
 	}
 	now := r.clock.Now()
 	r.timerAt = time.Time{}
-	var firsts []*pipeline.Packet
+	firsts, expired := r.firsts[:0], r.expired[:0]
 	var next time.Time
 	for q := r.head; q != nil; {
 		nq := q.next
@@ -508,30 +566,50 @@ func (r *Reassembler[K, S, F]) expire() {
 				q.frags[0].Pkt = nil
 			}
 		}
-		r.remove(q)
+		for _, f := range q.frags {
+			if f.Pkt != nil {
+				expired = append(expired, f.Pkt)
+			}
+		}
+		r.unlink(q)
 		q = nq
 	}
 	if !next.IsZero() {
 		r.timerAt = next
 		r.timer.Reset(next.Sub(now))
 	}
+	// The slices are reused by the next expire, which runs after this
+	// one returns (the timer is re-armed only under the lock, and fires
+	// one callback at a time: a later callback waits for the lock, and
+	// the slices are taken back from r before it is released).
+	r.firsts, r.expired = nil, nil
 	r.mu.Unlock()
-	if len(firsts) == 0 {
-		return
-	}
-	ran := r.stack != nil && r.stack.Do(func(b *pipeline.Batch) {
-		for _, p := range firsts {
-			if r.fam.TimeExceeded != nil {
-				r.fam.TimeExceeded(b, p)
+	if len(firsts)+len(expired) > 0 {
+		ran := r.stack != nil && r.stack.Do(func(b *pipeline.Batch) {
+			for _, p := range firsts {
+				if r.fam.TimeExceeded != nil {
+					r.fam.TimeExceeded(b, p)
+				}
+				b.Drop(p, nil)
 			}
-			p.Release()
-		}
-	})
-	if !ran {
-		for _, p := range firsts {
-			p.Release()
+			for _, p := range expired {
+				b.Drop(p, nil)
+			}
+		})
+		if !ran {
+			for _, p := range firsts {
+				p.Release()
+			}
+			for _, p := range expired {
+				p.Release()
+			}
 		}
 	}
+	clear(firsts)
+	clear(expired)
+	r.mu.Lock()
+	r.firsts, r.expired = firsts[:0], expired[:0]
+	r.mu.Unlock()
 }
 
 // Close releases every held fragment and stops the timer (the stack closes

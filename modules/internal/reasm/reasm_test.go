@@ -41,7 +41,7 @@ func (g *rig) add(key, off int, data string, more bool) *pipeline.Packet {
 	p := pipeline.DefaultPool.Get(len(data))
 	b, _ := p.Append(len(data))
 	copy(b, data)
-	return g.r.Add(g.clock.Now(), key, reasm.Fragment[struct{}]{Pkt: p, Off: off, End: off + len(data)}, more, &g.lim)
+	return g.r.Add(nil, g.clock.Now(), key, reasm.Fragment[struct{}]{Pkt: p, Off: off, End: off + len(data)}, more, &g.lim)
 }
 
 func TestReassemble(t *testing.T) {

@@ -34,6 +34,7 @@ type Endpoint struct {
 	ifindex     int
 	mac         wire.MAC
 	devMTU      int
+	mtuCap      atomic.Int64 // a reload's mtu (SetMTU); 0: mtu
 	mtu         int
 	vlen        int // virtio-net header length: 0 or vnetHdrLen
 	auxdata     bool
@@ -57,6 +58,8 @@ type Endpoint struct {
 	statsMu     sync.Mutex
 	kernelDrops uint64
 	removed     atomic.Bool
+	nsPath      string // the netns file, and its identity at open (nsfs dev, inode)
+	nsID        [2]uint64
 	linkDown    atomic.Bool
 
 	// Receive counters.
@@ -153,6 +156,18 @@ func New(o Options) (*Endpoint, error) {
 	e.mtu = ifi.MTU
 	if o.MTU > 0 && o.MTU < e.mtu {
 		e.mtu = o.MTU
+	}
+	if o.Netns != "" {
+		e.nsPath = o.Netns
+		if !strings.Contains(o.Netns, "/") {
+			e.nsPath = "/var/run/netns/" + o.Netns
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(e.nsPath, &st); err != nil {
+			e.closeFDs()
+			return nil, fmt.Errorf("netns %s: %w", o.Netns, err)
+		}
+		e.nsID = [2]uint64{uint64(st.Dev), st.Ino}
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -364,7 +379,25 @@ func (e *Endpoint) joinFanout(q *queue) error {
 
 // MTU implements pipeline.LinkEndpoint: the device's MTU, capped by the
 // stack's mtu.
-func (e *Endpoint) MTU() int { return e.mtu }
+func (e *Endpoint) MTU() int {
+	if m := e.mtuCap.Load(); m != 0 {
+		return int(m)
+	}
+	return e.mtu
+}
+
+// SetMTU implements pipeline.LinkMTUSetter for a reload that changes the
+// link's mtu: the cap moves (up to the device's MTU as it was at open).
+// The device itself is left alone, as at open: it is the kernel's (and
+// the other side's) as much as the router's.
+func (e *Endpoint) SetMTU(mtu int) error {
+	if mtu > e.devMTU {
+		e.mtuCap.Store(int64(e.devMTU))
+		return fmt.Errorf("mtu %d is above device %s's %d; link.afpacket does not change the device", mtu, e.o.Device, e.devMTU)
+	}
+	e.mtuCap.Store(int64(mtu))
+	return nil
+}
 
 // MaxHeaderLength implements pipeline.LinkEndpoint: Ethernet, plus the
 // virtio-net header with vnet_hdr.
@@ -496,6 +529,8 @@ func (q *queue) wait() bool {
 		timeout := -1
 		if q.e.linkDown.Load() {
 			timeout = 200
+		} else if q.e.nsPath != "" {
+			timeout = 1000 // an idle socket looks whether its namespace is still there
 		}
 		n, err := unix.Poll(fds[:], timeout)
 		if err == unix.EINTR {
@@ -507,6 +542,9 @@ func (q *queue) wait() bool {
 		if n == 0 {
 			if !q.bound() {
 				return q.fail(unix.ENODEV)
+			}
+			if err := q.e.netnsGone(); err != nil {
+				return q.fail(err)
 			}
 			continue
 		}
@@ -551,12 +589,39 @@ func (q *queue) fail(err error) bool {
 	}
 	if e.removed.CompareAndSwap(false, true) {
 		what := "device removed"
-		if err != unix.ENODEV && err != unix.ENXIO {
+		switch {
+		case errors.Is(err, errNetnsGone):
+			what = "namespace gone"
+		case err != unix.ENODEV && err != unix.ENXIO:
 			what = "read failed"
 		}
 		e.o.Logger.Error().Err(err).Str("link", e.o.Name).Str("device", e.o.Device).Msg(what + "; the link stops receiving")
+		// Tell the stack, which closes this endpoint and reopens the link
+		// when a device of this name is back (LinkStateDispatcher).
+		if h := e.disp.Load(); h != nil {
+			if ld, ok := h.d.(pipeline.LinkStateDispatcher); ok {
+				ld.LinkDown(fmt.Errorf("%s %s: %w", what, e.o.Device, err))
+			}
+		}
 	}
 	return false
+}
+
+var errNetnsGone = errors.New("namespace gone")
+
+// netnsGone reports the namespace of the device removed (or replaced by
+// another of that name) while the sockets, made in it, keep it and the
+// device alive where nothing else reaches them: the link reports it gone
+// and the stack reopens it in the namespace that now has the name.
+func (e *Endpoint) netnsGone() error {
+	var st unix.Stat_t
+	if err := unix.Stat(e.nsPath, &st); err != nil {
+		return fmt.Errorf("%w: %s removed under the open sockets (%v)", errNetnsGone, e.o.Netns, err)
+	}
+	if [2]uint64{uint64(st.Dev), st.Ino} != e.nsID {
+		return fmt.Errorf("%w: %s replaced by another namespace of that name", errNetnsGone, e.o.Netns)
+	}
+	return nil
 }
 
 // bound reports whether the socket is still bound to the device (the
@@ -729,7 +794,10 @@ func (e *Endpoint) closeFDs() {
 	}
 }
 
-var _ pipeline.LinkEndpoint = (*Endpoint)(nil)
+var (
+	_ pipeline.LinkEndpoint  = (*Endpoint)(nil)
+	_ pipeline.LinkMTUSetter = (*Endpoint)(nil)
+)
 
 // LinkCounters implements pipeline.LinkCounterReader: the socket-level
 // counters, shown by pipectl stats.

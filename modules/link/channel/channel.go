@@ -2,6 +2,9 @@ package channel
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -17,6 +20,9 @@ type Options struct {
 	MAC      wire.MAC
 	Queue    int
 	Pool     *pipeline.Pool
+	// Device names a simulated device (RemoveDevice, RestoreDevice); ""
+	// for none.
+	Device string
 }
 
 // Endpoint is an in-memory link endpoint.
@@ -33,6 +39,9 @@ type Endpoint struct {
 
 	dmu  sync.RWMutex // held for reading while a batch is delivered
 	disp pipeline.NetworkDispatcher
+
+	lost atomic.Bool // the simulated device is gone (Lose)
+	mtu  atomic.Int64
 
 	mu     sync.Mutex
 	ring   []*pipeline.Packet
@@ -60,11 +69,22 @@ func New(o Options) *Endpoint {
 	if o.Pool == nil {
 		o.Pool = pipeline.DefaultPool
 	}
-	return &Endpoint{opts: o, ring: make([]*pipeline.Packet, o.Queue), notify: make(chan struct{}, 1)}
+	e := &Endpoint{opts: o, ring: make([]*pipeline.Packet, o.Queue), notify: make(chan struct{}, 1)}
+	e.mtu.Store(int64(o.MTU))
+	return e
 }
 
 // MTU implements pipeline.LinkEndpoint.
-func (e *Endpoint) MTU() int { return e.opts.MTU }
+func (e *Endpoint) MTU() int { return int(e.mtu.Load()) }
+
+// SetMTU implements pipeline.LinkMTUSetter (68..65535).
+func (e *Endpoint) SetMTU(mtu int) error {
+	if mtu < 68 || mtu > 65535 {
+		return fmt.Errorf("mtu %d out of range 68..65535", mtu)
+	}
+	e.mtu.Store(int64(mtu))
+	return nil
+}
 
 // MaxHeaderLength implements pipeline.LinkEndpoint.
 func (e *Endpoint) MaxHeaderLength() int {
@@ -169,7 +189,7 @@ func (e *Endpoint) deliver(pkts []*pipeline.Packet) {
 	}
 	e.RxInjected.Add(uint64(n))
 	e.dmu.RLock()
-	if e.disp == nil {
+	if e.disp == nil || e.lost.Load() {
 		e.dmu.RUnlock()
 		e.RxDropped.Add(uint64(n))
 		pipeline.ReleaseBatch(pkts)
@@ -254,7 +274,7 @@ func (e *Endpoint) WritePackets(pkts []*pipeline.Packet) int {
 			continue
 		}
 		pkts[i] = nil
-		if e.closed || e.n == len(e.ring) {
+		if e.closed || e.n == len(e.ring) || e.lost.Load() {
 			dropped++
 			p.Release()
 			continue
@@ -320,10 +340,97 @@ func (e *Endpoint) ReadWait(ctx context.Context, dst []*pipeline.Packet) (int, e
 	}
 }
 
+// Lose simulates the loss of the device behind the endpoint: from now on
+// it drops what is injected and written (counted in RxDropped, TxDropped)
+// and it reports LinkDown(err) to its dispatcher once, as a TUN or
+// AF_PACKET link does when its device disappears.
+func (e *Endpoint) Lose(err error) {
+	if !e.lost.CompareAndSwap(false, true) {
+		return
+	}
+	e.dmu.RLock()
+	d := e.disp
+	e.dmu.RUnlock()
+	if ld, ok := d.(pipeline.LinkStateDispatcher); ok {
+		ld.LinkDown(err)
+	}
+}
+
+// Lost reports whether Lose was called.
+func (e *Endpoint) Lost() bool { return e.lost.Load() }
+
+// Simulated devices: a link whose Options.Device (or config key device:) is
+// set opens only while its device exists.
+var devices struct {
+	mu   sync.Mutex
+	gone map[string]bool
+	eps  map[string][]*Endpoint
+}
+
+// ErrNoDevice is OpenLink's error for a removed simulated device.
+var ErrNoDevice = errors.New("no such device")
+
+// RemoveDevice removes a simulated device: every open endpoint of it
+// reports the loss (Lose), and opening it fails with ErrNoDevice until
+// RestoreDevice.
+func RemoveDevice(name string) {
+	devices.mu.Lock()
+	if devices.gone == nil {
+		devices.gone = map[string]bool{}
+	}
+	devices.gone[name] = true
+	eps := devices.eps[name]
+	delete(devices.eps, name)
+	devices.mu.Unlock()
+	for _, e := range eps {
+		e.Lose(fmt.Errorf("device %s removed", name))
+	}
+}
+
+// RestoreDevice makes a removed simulated device exist again.
+func RestoreDevice(name string) {
+	devices.mu.Lock()
+	delete(devices.gone, name)
+	devices.mu.Unlock()
+}
+
+// openDevice registers an endpoint of a simulated device, or fails when
+// the device is gone.
+func openDevice(e *Endpoint) error {
+	name := e.opts.Device
+	if name == "" {
+		return nil
+	}
+	devices.mu.Lock()
+	defer devices.mu.Unlock()
+	if devices.gone[name] {
+		return fmt.Errorf("%s: %w", name, ErrNoDevice)
+	}
+	if devices.eps == nil {
+		devices.eps = map[string][]*Endpoint{}
+	}
+	devices.eps[name] = append(devices.eps[name], e)
+	return nil
+}
+
+func closeDevice(e *Endpoint) {
+	name := e.opts.Device
+	if name == "" {
+		return
+	}
+	devices.mu.Lock()
+	devices.eps[name] = slices.DeleteFunc(devices.eps[name], func(x *Endpoint) bool { return x == e })
+	if len(devices.eps[name]) == 0 {
+		delete(devices.eps, name)
+	}
+	devices.mu.Unlock()
+}
+
 // Close implements pipeline.LinkEndpoint: queued packets are released and
 // later writes dropped.
 func (e *Endpoint) Close() error {
 	e.Attach(nil)
+	closeDevice(e)
 	e.mu.Lock()
 	e.closed = true
 	for e.n > 0 {
@@ -378,5 +485,6 @@ func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
 
 var (
 	_ pipeline.LinkEndpoint      = (*Endpoint)(nil)
+	_ pipeline.LinkMTUSetter     = (*Endpoint)(nil)
 	_ pipeline.LinkCounterReader = (*Endpoint)(nil)
 )

@@ -10,6 +10,7 @@
 //	framing: ip | ethernet   # default ip
 //	mac: 02:00:00:00:00:01   # ethernet only; default derived from the link name
 //	queue: 1024              # outbound queue capacity in packets
+//	device: sim0             # a simulated device (RemoveDevice, RestoreDevice); default none
 package channel
 
 import (
@@ -28,6 +29,7 @@ type Module struct {
 	Framing string `yaml:"framing"`
 	MAC     string `yaml:"mac"`
 	Queue   int    `yaml:"queue"`
+	Device  string `yaml:"device"`
 
 	mac  wire.MAC
 	name string
@@ -82,9 +84,10 @@ func (m *Module) Validate() error {
 	return nil
 }
 
-// LinkKey: a change of framing, address or queue size makes a new link.
+// LinkKey: a change of framing, address, queue size or device makes a new
+// link.
 func (m *Module) LinkKey() string {
-	return fmt.Sprintf("%s|%s|%d", m.Framing, m.mac, m.Queue)
+	return fmt.Sprintf("%s|%s|%d|%s", m.Framing, m.mac, m.Queue, m.Device)
 }
 
 // OpenLink creates the endpoint.
@@ -93,7 +96,11 @@ func (m *Module) OpenLink(ctx *pipeline.Context) (pipeline.LinkEndpoint, error) 
 	if mtu == 0 {
 		mtu = 1500
 	}
-	return New(Options{Name: m.name, MTU: mtu, Ethernet: m.Framing == "ethernet", MAC: m.mac, Queue: m.Queue, Pool: ctx.Pool}), nil
+	e := New(Options{Name: m.name, MTU: mtu, Ethernet: m.Framing == "ethernet", MAC: m.mac, Queue: m.Queue, Pool: ctx.Pool, Device: m.Device})
+	if err := openDevice(e); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 var (

@@ -3,6 +3,7 @@ package sniffer
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -148,6 +149,22 @@ type tap struct {
 func (t *tap) DeliverNetworkPackets(pkts []*pipeline.Packet) {
 	t.e.capture(pkts, true)
 	t.d.DeliverNetworkPackets(pkts)
+}
+
+// LinkDown passes the wrapped link's report on to the stack
+// (pipeline.LinkStateDispatcher).
+func (t *tap) LinkDown(err error) {
+	if ld, ok := t.d.(pipeline.LinkStateDispatcher); ok {
+		ld.LinkDown(err)
+	}
+}
+
+// SetMTU implements pipeline.LinkMTUSetter when the wrapped link does.
+func (e *Endpoint) SetMTU(mtu int) error {
+	if ms, ok := e.inner.(pipeline.LinkMTUSetter); ok {
+		return ms.SetMTU(mtu)
+	}
+	return fmt.Errorf("link %T cannot change its mtu", e.inner)
 }
 
 // Attach implements pipeline.LinkEndpoint.
@@ -313,4 +330,8 @@ func (e *Endpoint) Close() error {
 	return err
 }
 
-var _ pipeline.LinkEndpoint = (*Endpoint)(nil)
+var (
+	_ pipeline.LinkEndpoint        = (*Endpoint)(nil)
+	_ pipeline.LinkMTUSetter       = (*Endpoint)(nil)
+	_ pipeline.LinkStateDispatcher = (*tap)(nil)
+)

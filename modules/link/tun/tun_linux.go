@@ -43,6 +43,12 @@ type Endpoint struct {
 
 	disp      atomic.Pointer[dispatcher]
 	closed    atomic.Bool
+	removed   atomic.Bool // the device went away (reported once: gone)
+	mtuMu     sync.Mutex  // serialises SetMTU
+	mtuNow    atomic.Int64
+	netns     string
+	nsPath    string // netns's file, and its identity at open (nsfs dev, inode)
+	nsID      [2]uint64
 	closeOnce sync.Once
 	closeErr  error
 
@@ -76,7 +82,7 @@ func open(o options) (_ *Endpoint, err error) {
 	if o.pool == nil {
 		o.pool = pipeline.DefaultPool
 	}
-	e := &Endpoint{name: o.name, device: o.device, vnet: o.offload, batch: o.batch, pool: o.pool, wakeFD: -1}
+	e := &Endpoint{name: o.name, device: o.device, netns: o.netns, vnet: o.offload, batch: o.batch, pool: o.pool, wakeFD: -1}
 	if o.ctx != nil {
 		e.log = o.ctx.Logger
 		cs := o.ctx.Counters("tun " + o.name)
@@ -186,6 +192,17 @@ func open(o options) (_ *Endpoint, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.netns != "" {
+		e.nsPath = o.netns
+		if e.nsPath[0] != '/' {
+			e.nsPath = "/run/netns/" + o.netns
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(e.nsPath, &st); err != nil {
+			return nil, fmt.Errorf("netns %s: %w", o.netns, err)
+		}
+		e.nsID = [2]uint64{uint64(st.Dev), st.Ino}
+	}
 	e.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -286,7 +303,12 @@ func inNetns(ns string, fn func() error) error {
 }
 
 // MTU implements pipeline.LinkEndpoint: the device's MTU when opened.
-func (e *Endpoint) MTU() int { return e.mtu }
+func (e *Endpoint) MTU() int {
+	if m := e.mtuNow.Load(); m != 0 {
+		return int(m)
+	}
+	return e.mtu
+}
 
 // MaxHeaderLength implements pipeline.LinkEndpoint: the virtio-net header
 // goes out from the writer's own buffer, not the packet's headroom.
@@ -352,7 +374,7 @@ func (q *queue) readLoop() {
 				if err != unix.EAGAIN {
 					errs++
 					if err == unix.EBADFD || err == unix.EBADF || err == unix.EIO {
-						e.log.Error().Err(err).Str("device", e.device).Msg("tun read; the queue stops")
+						e.gone(err)
 						stop = true
 					}
 				}
@@ -428,15 +450,28 @@ func (q *queue) readLoop() {
 		if n == len(pkts) {
 			continue // a full batch: the device may hold more
 		}
+		// In another namespace, an idle queue looks once a second whether
+		// that namespace is still the one of the name (netnsGone).
+		timeout := -1
+		if e.nsPath != "" {
+			timeout = 1000
+		}
 		for {
 			pfd[0].Revents, pfd[1].Revents = 0, 0
-			_, err := unix.Poll(pfd, -1)
+			k, err := unix.Poll(pfd, timeout)
 			if err == unix.EINTR {
 				continue
 			}
 			if err != nil {
-				e.log.Error().Err(err).Msg("tun poll; the queue stops")
+				e.gone(err)
 				return
+			}
+			if k == 0 {
+				if err := e.netnsGone(); err != nil {
+					e.gone(err)
+					return
+				}
+				continue
 			}
 			break
 		}
@@ -444,10 +479,74 @@ func (q *queue) readLoop() {
 			return
 		}
 		if pfd[0].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 && pfd[0].Revents&unix.POLLIN == 0 {
-			e.log.Error().Int16("revents", pfd[0].Revents).Str("device", e.device).Msg("tun device gone; the queue stops")
+			e.gone(fmt.Errorf("poll revents %#x", pfd[0].Revents))
 			return
 		}
 	}
+}
+
+// gone reports, once per endpoint (not once per queue), that the device
+// went away: logged, and told to the stack (LinkStateDispatcher.LinkDown),
+// which closes this endpoint and reopens the link when the device is back.
+// The queues' readers stop; writes keep failing and being counted.
+func (e *Endpoint) gone(err error) {
+	if e.closed.Load() || !e.removed.CompareAndSwap(false, true) {
+		return
+	}
+	e.log.Error().Err(err).Str("device", e.device).Msg("tun device gone; the link stops")
+	if d := e.disp.Load(); d != nil {
+		if ld, ok := d.d.(pipeline.LinkStateDispatcher); ok {
+			ld.LinkDown(fmt.Errorf("tun %s: %w", e.device, err))
+		}
+	}
+}
+
+// netnsGone reports a namespace removed (or replaced by another of the
+// same name) under the open device. The device then lives on only because
+// the link's own sockets, made in that namespace, keep it alive: nothing
+// can reach it any more, so the link reports it gone, and once the stack
+// has closed it the old namespace ends and the link is reopened in the
+// namespace that now has the name.
+func (e *Endpoint) netnsGone() error {
+	var st unix.Stat_t
+	if err := unix.Stat(e.nsPath, &st); err != nil {
+		return fmt.Errorf("namespace %s removed under the open device: %w", e.netns, err)
+	}
+	if [2]uint64{uint64(st.Dev), st.Ino} != e.nsID {
+		return fmt.Errorf("namespace %s replaced by another of that name under the open device", e.netns)
+	}
+	return nil
+}
+
+// SetMTU implements pipeline.LinkMTUSetter: it sets the device's MTU
+// (SIOCSIFMTU, in the device's namespace).
+func (e *Endpoint) SetMTU(mtu int) error {
+	e.mtuMu.Lock()
+	defer e.mtuMu.Unlock()
+	if mtu > e.bufSize {
+		return fmt.Errorf("mtu %d exceeds the read buffers of %d bytes made at open (offload off): change it with a reopen", mtu, e.bufSize)
+	}
+	err := inNetns(e.netns, func() error {
+		ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(ctl)
+		ifr, err := unix.NewIfreq(e.device)
+		if err != nil {
+			return err
+		}
+		ifr.SetUint32(uint32(mtu))
+		if err := unix.IoctlIfreq(ctl, unix.SIOCSIFMTU, ifr); err != nil {
+			return fmt.Errorf("set mtu %d on %s: %w", mtu, e.device, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.mtuNow.Store(int64(mtu))
+	return nil
 }
 
 // prepare makes p's whole buffer from the virtio-net header's place on
@@ -674,5 +773,6 @@ func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
 
 var (
 	_ pipeline.LinkEndpoint      = (*Endpoint)(nil)
+	_ pipeline.LinkMTUSetter     = (*Endpoint)(nil)
 	_ pipeline.LinkCounterReader = (*Endpoint)(nil)
 )

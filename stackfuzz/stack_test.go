@@ -1,0 +1,364 @@
+// Package stackfuzz fuzzes the whole stack: arbitrary sequences of frames
+// into a host and a router built from pipeline files on channel links, with
+// every module the project has (network.ipv4, network.arp, network.ipv6 with
+// NDP, transport.udp, reassembly, fragmentation), and the invariants checked
+// after each input:
+//
+//   - no panic (a panic on a link reader goroutine kills a router);
+//   - no hang: each input finishes within a watchdog's bound;
+//   - every injected frame is accounted for by a counter: some counter of
+//     the receiving stack (a drop reason, forwarded, delivered, a link
+//     counter) moved, beyond the NIC's own rx_packets;
+//   - the pool has every buffer back once the clock has run past every
+//     timeout (reassembly, neighbor queues) and the links are drained.
+//
+// Run it for longer than CI does with
+//
+//	go test ./stackfuzz -run '^$' -fuzz '^FuzzStack$' -fuzztime 10m -parallel 1
+//
+// What it finds lands in testdata/fuzz/FuzzStack and runs in every
+// `go test` from then on.
+package stackfuzz
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/pipestack/pipestack/modules/arp"
+	_ "github.com/pipestack/pipestack/modules/ipv4"
+	_ "github.com/pipestack/pipestack/modules/ipv6"
+	"github.com/pipestack/pipestack/modules/link/channel"
+	"github.com/pipestack/pipestack/modules/udp"
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+	pt "github.com/pipestack/pipestack/pipelinetest"
+)
+
+// The topology:
+//
+//	host 10.1.0.2 fd00:1::2 ─(up)═══(lan)─ router ─(wan, IP framing, MTU 1280)─ 10.2.0.2
+//	       UDP :53 bound       ethernet      10.1.0.1 fd00:1::1 / 10.2.0.1 fd00:2::1
+//
+// The fuzzer injects into the router's lan (as a neighbor on the Ethernet
+// segment) and wan (as the upstream), and into the host; the host's and
+// the router's lan/up links are cabled by the harness itself, synchronously,
+// so that every answer (ARP, NDP, ICMP errors) is processed too and the run
+// is deterministic.
+const routerYAML = `
+name: router
+modules:
+  - {module: network.ipv4, reassembly: {timeout: 30s, max_memory: 262144, per_source_memory: 131072}}
+  - network.arp
+  - module: network.ipv6
+    reassembly: {timeout: 60s, max_memory: 262144, per_source_memory: 131072}
+    dad: {transmits: 0}
+    router_advertisements:
+      links:
+        lan: {prefixes: ["fd00:1::/64"], interval: 10s}
+  - transport.udp
+links:
+  - {name: lan, module: link.channel, framing: ethernet, mac: "02:00:00:00:01:01", queue: 4096, addresses: [10.1.0.1/24, "fd00:1::1/64"]}
+  - {name: wan, module: link.channel, framing: ip, mtu: 1280, queue: 4096, addresses: [10.2.0.1/24, "fd00:2::1/64"]}
+forwarding: {ipv4: true, ipv6: true}
+routes:
+  - {to: 10.3.0.0/16, via: 10.1.0.9, link: lan}
+  - {to: default, via: 10.2.0.2, link: wan}
+  - {to: "::/0", via: "fd00:2::2", link: wan}
+`
+
+const hostYAML = `
+name: host
+modules: [network.ipv4, network.arp, {module: network.ipv6, dad: {transmits: 0}}, transport.udp]
+links:
+  - {name: up, module: link.channel, framing: ethernet, mac: "02:00:00:00:02:02", queue: 4096, addresses: [10.1.0.2/24, "fd00:1::2/64"]}
+routes:
+  - {to: default, via: 10.1.0.1, link: up}
+  - {to: "::/0", via: "fd00:1::1", link: up}
+`
+
+var (
+	routerMAC = wire.MAC{2, 0, 0, 0, 1, 1}
+	hostMAC   = wire.MAC{2, 0, 0, 0, 2, 2}
+	peerMAC   = wire.MAC{2, 0, 0, 0, 9, 9}
+)
+
+// Operations, one per record of the input: op, length (big endian 16
+// bits), then length bytes.
+const (
+	opLAN   = iota // an Ethernet frame into the router's lan link
+	opWAN          // an IP packet into the router's wan link
+	opHost         // an Ethernet frame into the host's link
+	opClock        // advance the clock by data[0]×100 ms
+	opSend         // the host's socket sends data (dest chosen by data[0])
+	opEthIP        // an IP packet into lan, wrapped in Ethernet for the router
+	opFrags        // a train of fragments made from a few parameters (fragTrain)
+	numOps
+
+	// fixSums on an op: recompute the IPv4 header checksum and the
+	// UDP/ICMP/TCP checksums of the packet before injecting it, so that
+	// the fuzzer reaches past the checksum checks.
+	fixSums = 0x80
+)
+
+type harness struct {
+	clock        *pt.ManualClock
+	pool         *pipeline.Pool
+	router, host *pipeline.Stack
+	lan, wan, up *channel.Endpoint
+	sock         *udp.Conn
+	buf          []*pipeline.Packet
+}
+
+func newHarness(t testing.TB) *harness {
+	h := &harness{clock: pt.NewManualClock(), pool: pipeline.NewPoolLimits(1<<20, 1<<40), buf: make([]*pipeline.Packet, 64)}
+	mk := func(name, yaml string) *pipeline.Stack {
+		cfg, err := pipeline.ParseConfig(name+".yaml", []byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := pipeline.New(pipeline.Options{Clock: h.clock, Pool: h.pool})
+		if _, err := s.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	h.router = mk("router", routerYAML)
+	h.host = mk("host", hostYAML)
+	ep := func(s *pipeline.Stack, name string) *channel.Endpoint {
+		l, _ := s.Link(name)
+		return l.(*channel.Endpoint)
+	}
+	h.lan, h.wan, h.up = ep(h.router, "lan"), ep(h.router, "wan"), ep(h.host, "up")
+	c, err := udp.ListenPacket(h.host, "udp", "0.0.0.0:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sock = c
+	return h
+}
+
+func (h *harness) close() {
+	h.sock.Close()
+	h.host.Close()
+	h.router.Close()
+}
+
+// shuttle carries frames between the host's up and the router's lan until
+// both are quiet, and throws away what the router sends on wan (nobody is
+// there). Bounded: a storm of answers stops after 64 rounds.
+func (h *harness) shuttle() {
+	for round := 0; round < 64; round++ {
+		moved := h.move(h.lan, h.up) + h.move(h.up, h.lan)
+		h.discard(h.wan)
+		if moved == 0 {
+			return
+		}
+	}
+}
+
+func (h *harness) move(from, to *channel.Endpoint) int {
+	total := 0
+	for {
+		n := from.Read(h.buf)
+		if n == 0 {
+			return total
+		}
+		total += n
+		// Data() is the whole frame as written.
+		frames := make([][]byte, n)
+		for i, p := range h.buf[:n] {
+			frames[i] = append([]byte(nil), p.Data()...)
+			p.Release()
+			h.buf[i] = nil
+		}
+		to.InjectFrames(frames)
+	}
+}
+
+func (h *harness) discard(ep *channel.Endpoint) {
+	for {
+		n := ep.Read(h.buf)
+		if n == 0 {
+			return
+		}
+		pipeline.ReleaseBatch(h.buf[:n])
+	}
+}
+
+// events sums every counter of a stack except the NICs' own receive
+// counts: what must move when a frame is handled.
+func events(s *pipeline.Stack, eps ...*channel.Endpoint) uint64 {
+	var n uint64
+	for _, cs := range s.Counters() {
+		for _, v := range cs.Snapshot() {
+			n += v.Value
+		}
+	}
+	for _, nic := range s.NICs() {
+		st := &nic.Stats
+		n += st.RxDropped.Load() + st.TxPackets.Load() + st.TxDropped.Load() + st.RxUnknownProtocol.Load()
+	}
+	for _, ep := range eps {
+		for _, v := range ep.LinkCounters() {
+			if v.Name != "rx_injected" {
+				n += v.Value
+			}
+		}
+	}
+	return n
+}
+
+// run plays one input. It reports the first frame that no counter
+// accounted for.
+func (h *harness) run(t testing.TB, data []byte) {
+	for len(data) >= 3 {
+		op := data[0]
+		n := int(binary.BigEndian.Uint16(data[1:3]))
+		data = data[3:]
+		if n > len(data) {
+			n = len(data)
+		}
+		rec := append([]byte(nil), data[:n]...)
+		data = data[n:]
+		if op&fixSums != 0 {
+			fixChecksums(ipPart(op&^fixSums, rec))
+		}
+		switch op &^ fixSums % numOps {
+		case opLAN:
+			h.inject(t, h.router, h.lan, rec)
+		case opWAN:
+			h.inject(t, h.router, h.wan, rec)
+		case opHost:
+			h.inject(t, h.host, h.up, rec)
+		case opEthIP:
+			h.inject(t, h.router, h.lan, ethIP(rec))
+		case opFrags:
+			wan, frags := fragTrain(rec)
+			for _, f := range frags {
+				if wan {
+					h.inject(t, h.router, h.wan, f)
+				} else {
+					h.inject(t, h.router, h.lan, ethIP(f))
+				}
+			}
+		case opClock:
+			steps := 1
+			if len(rec) > 0 {
+				steps = int(rec[0])
+			}
+			for i := 0; i < steps; i++ {
+				h.clock.Advance(100 * time.Millisecond)
+				h.shuttle()
+			}
+		case opSend:
+			dst := "10.2.0.2:7"
+			if len(rec) > 0 {
+				dst = [...]string{"10.2.0.2:7", "[fd00:2::2]:7", "10.1.0.1:9", "[fd00:1::1]:9", "10.3.0.5:7", "10.1.0.77:7"}[int(rec[0])%6]
+				rec = rec[1:]
+			}
+			addr := netipAddrPort(dst)
+			_, _ = h.sock.WriteTo(rec, addr)
+			h.shuttle()
+		}
+	}
+}
+
+func (h *harness) inject(t testing.TB, s *pipeline.Stack, ep *channel.Endpoint, frame []byte) {
+	before := events(s, ep)
+	ep.InjectFrames([][]byte{frame})
+	if events(s, ep) == before {
+		t.Fatalf("a frame moved no counter of %s: %x\n%s", s.Generation().Config().Name, frame, dump(s))
+	}
+	h.shuttle()
+}
+
+// quiesce runs the clock past every timeout, drains every link and the
+// socket, and checks that the pool has every buffer back.
+func (h *harness) quiesce(t testing.TB) {
+	for i := 0; i < 40; i++ {
+		h.clock.Advance(5 * time.Second)
+		h.shuttle()
+	}
+	h.discard(h.lan)
+	h.discard(h.up)
+	h.discard(h.wan)
+	h.sock.SetReadDeadline(time.Now().Add(time.Millisecond))
+	b := make([]byte, 65536)
+	for {
+		if _, _, err := h.sock.ReadFrom(b); err != nil {
+			break
+		}
+	}
+	if n := inUse(h.pool); n != 0 {
+		t.Fatalf("%d packet buffers not back in the pool after every timeout\nrouter: %s\nhost: %s", n, dump(h.router), dump(h.host))
+	}
+}
+
+// inUse is how many buffers are out of the pool: allocated, less those
+// free and those Trim dropped (the pool's limits are too high for a
+// release to find its list full).
+func inUse(pl *pipeline.Pool) int {
+	for {
+		t := pl.Trimmed()
+		small, large := pl.Free()
+		if pl.Trimmed() == t {
+			return int(pl.Allocated()) - int(t) - small - large
+		}
+	}
+}
+
+func dump(s *pipeline.Stack) string {
+	var b strings.Builder
+	for _, cs := range s.Counters() {
+		for _, v := range cs.Snapshot() {
+			if v.Value != 0 {
+				fmt.Fprintf(&b, "%s.%s=%d ", cs.Name(), v.Name, v.Value)
+			}
+		}
+	}
+	for _, nic := range s.NICs() {
+		st := &nic.Stats
+		fmt.Fprintf(&b, "nic %s rx=%d tx=%d rxdrop=%d txdrop=%d ", nic.Name(), st.RxPackets.Load(), st.TxPackets.Load(), st.RxDropped.Load(), st.TxDropped.Load())
+	}
+	return b.String()
+}
+
+// watchdog fails the whole run when one input takes longer than d (a
+// hang: a loop the wire can make endless).
+func watchdog(d time.Duration, data []byte) func() {
+	tm := time.AfterFunc(d, func() {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		fmt.Fprintf(os.Stderr, "stackfuzz: input %x ran longer than %v\n%s", data, d, buf[:n])
+		os.Exit(2)
+	})
+	return func() { tm.Stop() }
+}
+
+// maxInput bounds an input; a fragment train (opFrags) stands for up to
+// 64 KiB of fragments in a few bytes.
+const maxInput = 16 << 10
+
+func FuzzStack(f *testing.F) {
+	for _, s := range seeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > maxInput {
+			data = data[:maxInput] // long inputs only slow the mutator down
+		}
+		defer watchdog(20*time.Second, data)()
+		h := newHarness(t)
+		// Not deferred: after a panic on the packet path the stacks
+		// cannot close (the link's delivery lock is held); the panic is
+		// the report.
+		h.run(t, data)
+		h.quiesce(t)
+		h.close()
+	})
+}
