@@ -156,12 +156,18 @@ func newLab(t *testing.T) *lab {
 // newLabMode is newLab for a lab.sh mode (tun, afpacket).
 func newLabMode(t *testing.T, mode string) *lab {
 	t.Helper()
+	return newLabSuffix(t, mode, randSuffix())
+}
+
+// newLabSuffix is newLabMode with the names' suffix given (a test's own
+// prefix, then a random part).
+func newLabSuffix(t *testing.T, mode, s string) *lab {
+	t.Helper()
 	if mode == "afpacket" {
 		if _, err := exec.LookPath("nft"); err != nil {
 			need(t, "nft: apt-get install nftables (lab.sh afpacket drops the router ends' ingress)")
 		}
 	}
-	s := randSuffix()
 	l := &lab{t: t, mode: mode, suffix: s, nsA: "ps-a" + s, nsB: "ps-b" + s, tunA: "ps-tun-a" + s, tunB: "ps-tun-b" + s,
 		nsR: "ps-r" + s, ra: "ps-ra" + s, rb: "ps-rb" + s, va: "ps-va" + s, vb: "ps-vb" + s}
 	script := filepath.Join(repoRoot(t), "scripts", "lab.sh")
