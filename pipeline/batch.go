@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"sync/atomic"
 	"time"
 )
 
@@ -23,8 +24,25 @@ type Batch struct {
 	flushing []NICID
 	pc       PacketContext
 
+	shard int // Shard()+1; 0: not numbered yet
+
 	segs  []*Packet // software GSO output (gso.go), empty between transmits
 	frags []*Packet // a queue with its fragments (transmit), empty between transmits
+}
+
+// batchSeq numbers batches for Shard.
+var batchSeq atomic.Int32
+
+// Shard is a small number that no other batch running at the same time
+// has (batches are numbered from 0 as they are made, and one batch is used
+// by one goroutine at a time): per-worker counters (a filter rule's) index
+// their shards with it, modulo their shard count, so that two workers
+// rarely write the same cache line.
+func (b *Batch) Shard() int {
+	if b.shard == 0 {
+		b.shard = int(batchSeq.Add(1))
+	}
+	return b.shard - 1
 }
 
 // TransportProtocol implements TransportDispatcher.

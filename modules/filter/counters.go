@@ -12,25 +12,44 @@ const (
 	sharedLog      = "filter/log"
 )
 
-// ruleCounter counts one rule's packets and bytes. It fills a cache line
-// of its own (64 bytes, allocated alone: a size class of 64), so that two
-// rules hit by two workers do not share one.
-type ruleCounter struct {
+// counterShards is how many shards a rule counter has (a power of two):
+// a batch adds to the shard of its Batch.Shard, so that workers running
+// at once rarely write the same cache line.
+const counterShards = 8
+
+// counterShard fills a cache line of its own (64 bytes; the counter is
+// allocated alone, in a size class that keeps it 64-byte aligned).
+type counterShard struct {
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 	_       [48]byte
 }
 
-func (c *ruleCounter) add(n int) {
-	c.packets.Add(1)
-	c.bytes.Add(uint64(n))
+// ruleCounter counts one rule's packets and bytes, sharded per worker.
+type ruleCounter struct {
+	s [counterShards]counterShard
 }
 
-func (c *ruleCounter) load() (uint64, uint64) {
+func (c *ruleCounter) add(pc *pipeline.PacketContext) {
+	i := 0
+	if pc.Batch != nil {
+		i = pc.Batch.Shard() & (counterShards - 1)
+	}
+	sh := &c.s[i]
+	sh.packets.Add(1)
+	sh.bytes.Add(uint64(pc.Pkt.Len()))
+}
+
+// load sums the shards.
+func (c *ruleCounter) load() (packets, bytes uint64) {
 	if c == nil {
 		return 0, 0
 	}
-	return c.packets.Load(), c.bytes.Load()
+	for i := range c.s {
+		packets += c.s[i].packets.Load()
+		bytes += c.s[i].bytes.Load()
+	}
+	return packets, bytes
 }
 
 // counterStore holds the rule counters across generations: a reload that
@@ -85,7 +104,7 @@ type counted struct {
 }
 
 func (x *counted) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
-	x.c.add(pc.Pkt.Len())
+	x.c.add(pc)
 	return x.t.Action(pc)
 }
 
@@ -97,7 +116,7 @@ type countedJump struct {
 }
 
 func (x *countedJump) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
-	x.c.add(pc.Pkt.Len())
+	x.c.add(pc)
 	return x.v, x.to
 }
 
@@ -111,7 +130,7 @@ type policyTarget struct {
 }
 
 func (x *policyTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
-	x.c.add(pc.Pkt.Len())
+	x.c.add(pc)
 	return x.v, 0
 }
 

@@ -312,3 +312,45 @@ func TestPolicyCounter(t *testing.T) {
 		t.Errorf("RETURN counted %d, want 2", c.Rules[0].Packets)
 	}
 }
+
+// TestShardedCounter: batches running at once count into different shards;
+// the listing sums them.
+func TestShardedCounter(t *testing.T) {
+	c := new(ruleCounter)
+	pc := pk{proto: 6}.ctx(t)
+	var b1, b2 pipeline.Batch
+	for i, b := range []*pipeline.Batch{&b1, &b2, &b2, nil} {
+		pc.Batch = b
+		c.add(pc)
+		_ = i
+	}
+	if b1.Shard() == b2.Shard() {
+		t.Errorf("two batches share shard %d", b1.Shard())
+	}
+	if p, by := c.load(); p != 4 || by != 4*40 {
+		t.Errorf("counted %d packets %d bytes, want 4, 160", p, by)
+	}
+	if got := c.s[b2.Shard()&(counterShards-1)].packets.Load(); got != 2 {
+		t.Errorf("b2's shard has %d", got)
+	}
+}
+
+// BenchmarkRuleCounter: one rule counted by parallel workers, each with its
+// batch (sharded) or all on one shard.
+func BenchmarkRuleCounter(b *testing.B) {
+	for _, sharded := range []bool{true, false} {
+		b.Run(map[bool]string{true: "sharded", false: "one-shard"}[sharded], func(b *testing.B) {
+			c := new(ruleCounter)
+			pkt := pk{proto: 6}.ctx(b).Pkt
+			b.RunParallel(func(pb *testing.PB) {
+				pc := &pipeline.PacketContext{Pkt: pkt}
+				if sharded {
+					pc.Batch = new(pipeline.Batch)
+				}
+				for pb.Next() {
+					c.add(pc)
+				}
+			})
+		})
+	}
+}
