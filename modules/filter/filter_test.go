@@ -19,6 +19,7 @@ func TestBothForms(t *testing.T) {
 	pairs := []struct{ yaml, ipt string }{
 		{`{proto: tcp, dport: 22, src: 192.0.2.0/24, target: accept}`, `-p tcp -s 192.0.2.0/24 --dport 22 -j ACCEPT`},
 		{`{proto: tcp, dport: 80, target: accept}`, `-p tcp --dport 80 -j ACCEPT`},
+		{`{id: web, rule: "-p tcp --dport 443 -j ACCEPT"}`, `-p tcp --dport 443 -j ACCEPT`},
 		{`{in: lan, jump: from_lan}`, `-i lan -j from_lan`},
 		{`{in: "!wan+", goto: from_lan}`, `! -i wan+ -g from_lan`},
 		{`{proto: udp, sport: "!53", target: {reject: {reject_with: icmp-host-prohibited}}}`, `-p udp ! --sport 53 -j REJECT --reject-with icmp-host-prohibited`},
@@ -43,6 +44,9 @@ func TestBothForms(t *testing.T) {
 			t.Errorf("the two forms differ:\n  %s  → %s\n  %s  → %s", p.yaml, rs[0].text, p.ipt, rs[1].text)
 		}
 		t.Log(rs[0].text)
+		if strings.Contains(p.yaml, "id: web") && rs[0].key != "id/web" {
+			t.Errorf("rule with id: key %q", rs[0].key)
+		}
 		// The identical rules share no counter: the second is occurrence 2.
 		if rs[0].key == rs[1].key || rs[0].counter == rs[1].counter {
 			t.Errorf("identical rules share counter key %q", rs[0].key)

@@ -87,6 +87,31 @@ func decodeRule(n *yaml.Node, where string) (*rule, error) {
 		}
 		relocate(src, n)
 	case yaml.MappingNode:
+		if r := ruleKey(n); r != nil {
+			// {id: NAME, rule: "iptables text"}: the string form with an id.
+			var id string
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				switch k, v := n.Content[i], n.Content[i+1]; k.Value {
+				case "rule":
+				case "id":
+					id = v.Value
+				default:
+					e := pipeline.UnknownKey(k, []string{"id", "rule"}, "")
+					e.Where = where
+					return nil, e
+				}
+			}
+			if r.Kind != yaml.ScalarNode {
+				return nil, posErr(r, where, "rule: is an iptables string")
+			}
+			src, err = parseRule(r.Value)
+			if err != nil {
+				return nil, posErr(r, where, "%v", err)
+			}
+			relocate(src, r)
+			src.id = id
+			break
+		}
 		src, err = decodeStructured(n, where)
 		if err != nil {
 			return nil, err
@@ -95,6 +120,16 @@ func decodeRule(n *yaml.Node, where string) (*rule, error) {
 		return nil, posErr(n, where, "a rule is an iptables string (\"-p tcp --dport 22 -j ACCEPT\") or a mapping ({proto: tcp, dport: 22, target: accept})")
 	}
 	return buildRule(src, n, where)
+}
+
+// ruleKey is the value of a mapping's rule: key, or nil.
+func ruleKey(n *yaml.Node) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "rule" {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }
 
 // relocate gives every node made from a string rule the string's position.

@@ -59,6 +59,8 @@ func TestValidateErrors(t *testing.T) {
 		{"filter:\n  input:\n    rules: [\"-p tcp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14:15,16\"]\n", "too many ports"},
 		{"filter:\n  input:\n    rules: [\"-j input\"]\n", "cannot jump to built-in chain input"},
 		{"filter:\n  input:\n    rules: [\"-p tcp 'unterminated\"]\n", "unterminated ' quote"},
+		{"filter:\n  input:\n    rules: [{id: a, rule: \"-j ACCEPT\", proto: tcp}]\n", `unknown field "proto" (known: id, rule)`},
+		{"filter:\n  input:\n    rules: [{id: a, rule: \"--bogus\"}]\n", `unknown option "--bogus"`},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.sec)
