@@ -168,7 +168,9 @@ func TestAFPacketDeviceRemoved(t *testing.T) {
 	}
 	// Forwarding towards the dead link fails, and the router says so
 	// (host or net unreachable, or silence) without falling over.
-	ns(t, 5*time.Second, l.nsA, "ping", "-c", "1", "-W", "1", "10.10.2.2")
+	if out, err := ns(t, 5*time.Second, l.nsA, "ping", "-c", "1", "-W", "1", "10.10.2.2"); err == nil || strings.Contains(out, " 1 received") {
+		t.Errorf("ping 10.10.2.2 through the removed link b succeeded (err %v):\n%s", err, out)
+	}
 	st := r.stats()
 	t.Logf("after removal: link b %v, ipv4 %v", st.device("b"), st.set("ipv4"))
 

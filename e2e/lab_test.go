@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipestack/pipestack/internal/testenv"
 )
 
 // Helpers: the lab (scripts/lab.sh with a random suffix), pipectl built once
@@ -49,15 +51,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// need fails the test under CI (CI=true), where every requirement must be
-// met, and skips it elsewhere.
+// need fails the test under CI (CI non-empty), where every requirement
+// must be met, and skips it elsewhere (internal/testenv).
 func need(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs %s", msg)
-	}
-	t.Skipf("needs %s", msg)
+	testenv.Need(t, format, args...)
 }
 
 // requireLab checks what every test here needs: Linux, root, /dev/net/tun,
@@ -153,14 +151,14 @@ func newLab(t *testing.T) *lab {
 	return newLabMode(t, "tun")
 }
 
-// newLabMode is newLab for a lab.sh mode (tun, afpacket).
+// newLabMode is newLab for a lab.sh mode (tun, afpacket, kernel).
 func newLabMode(t *testing.T, mode string) *lab {
 	t.Helper()
 	return newLabSuffix(t, mode, randSuffix())
 }
 
-// newLabSuffix is newLabMode with the names' suffix given (a test's own
-// prefix, then a random part).
+// newLabSuffix is newLabMode with the names' suffix given (at most 6
+// bytes: device names stay within 15).
 func newLabSuffix(t *testing.T, mode, s string) *lab {
 	t.Helper()
 	if mode == "afpacket" {
@@ -348,7 +346,10 @@ type routerStats struct {
 	Links      []struct {
 		Name      string `json:"name"`
 		RxPackets uint64 `json:"rx_packets"`
+		RxDropped uint64 `json:"rx_dropped"`
+		RxUnknown uint64 `json:"rx_unknown_protocol"`
 		TxPackets uint64 `json:"tx_packets"`
+		TxDropped uint64 `json:"tx_dropped"`
 		Device    []struct {
 			Name  string `json:"name"`
 			Value uint64 `json:"value"`
@@ -390,6 +391,18 @@ func (s *routerStats) device(link string) map[string]uint64 {
 		}
 	}
 	return m
+}
+
+// nic returns link's stack-side counters (rx_packets, rx_dropped, ...) by
+// name.
+func (s *routerStats) nic(link string) map[string]uint64 {
+	for _, l := range s.Links {
+		if l.Name == link {
+			return map[string]uint64{"rx_packets": l.RxPackets, "rx_dropped": l.RxDropped,
+				"rx_unknown_protocol": l.RxUnknown, "tx_packets": l.TxPackets, "tx_dropped": l.TxDropped}
+		}
+	}
+	return nil
 }
 
 // set returns a protocol counter set ("ipv4", "arp") by name.

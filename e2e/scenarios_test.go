@@ -135,16 +135,62 @@ func parseIperf3(out string) (*iperfResult, error) {
 	return res, nil
 }
 
-// checkIperf3 runs a 3-second iperf3 TCP stream from A to B.
+// minKernelShare is the least share of the Linux kernel's forwarding rate,
+// measured in the same test, that an iperf3 stream through the router must
+// reach. The router does 30–80 % of the kernel's rate here (README); the
+// floor is loose because the machine is shared and noisy, but a 5×
+// regression crosses it.
+const minKernelShare = 0.20
+
+// kernelIperf3 measures the Linux kernel forwarding a 3-second iperf3 TCP
+// stream from A to B between namespaces wired as the AF_PACKET lab is
+// (`lab.sh up kernel`: veth pairs, ip_forward in the router namespace):
+// the baseline a test compares the router's rate with. The lab is removed
+// when the test ends. Intervals are a quarter second.
+func kernelIperf3(t *testing.T, f *family) *iperfResult {
+	t.Helper()
+	k := newLabMode(t, "kernel")
+	startIperf3Server(t, k, f)
+	res := iperf3(t, k, f, 20*time.Second, "-t", "3", "-i", "0.25")
+	t.Logf("iperf3 %s TCP A→B through the Linux kernel (same test, lab.sh kernel): %.2f Gbit/s, %d retransmits, %d empty quarter seconds",
+		f.flag, res.End.SumReceived.BitsPerSecond/1e9, res.End.SumSent.Retransmits, res.stalls())
+	return res
+}
+
+// stalls is the number of intervals without a byte.
+func (r *iperfResult) stalls() int {
+	n := 0
+	for _, iv := range r.Intervals {
+		if iv.Sum.Bytes == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// checkRate fails when bps is below minKernelShare of the kernel's rate.
+func checkRate(t *testing.T, what string, bps, kernel float64) {
+	t.Helper()
+	if kernel <= 0 {
+		t.Fatalf("kernel baseline: %.0f bit/s", kernel)
+	}
+	t.Logf("%s: %.2f Gbit/s = %.0f %% of the kernel's %.2f Gbit/s (floor %.0f %%)",
+		what, bps/1e9, 100*bps/kernel, kernel/1e9, 100*minKernelShare)
+	if bps < minKernelShare*kernel {
+		t.Errorf("%s: %.2f Gbit/s, below %.0f %% of the kernel's %.2f Gbit/s measured in this test",
+			what, bps/1e9, 100*minKernelShare, kernel/1e9)
+	}
+}
+
+// checkIperf3 runs a 3-second iperf3 TCP stream from A to B through the
+// router and one through the kernel (kernelIperf3), and compares them.
 func checkIperf3(t *testing.T, l *lab, f *family) *iperfResult {
 	t.Helper()
+	kernel := kernelIperf3(t, f).End.SumReceived.BitsPerSecond
 	startIperf3Server(t, l, f)
 	res := iperf3(t, l, f, 20*time.Second, "-t", "3")
-	gbps := res.End.SumReceived.BitsPerSecond / 1e9
-	t.Logf("iperf3 %s TCP A→B through the router: %.2f Gbit/s, %d retransmits", f.flag, gbps, res.End.SumSent.Retransmits)
-	if gbps < 0.1 {
-		t.Errorf("iperf3: %.3f Gbit/s", gbps)
-	}
+	t.Logf("iperf3 %s TCP A→B through the router: %d retransmits", f.flag, res.End.SumSent.Retransmits)
+	checkRate(t, "iperf3 "+f.flag+" through the router", res.End.SumReceived.BitsPerSecond, kernel)
 	return res
 }
 

@@ -1,14 +1,16 @@
 // Package e2e drives `pipectl run` against the Linux kernel: two host
 // network namespaces (scripts/lab.sh, with a random suffix per test) wired to
-// a pipestack router through TUN devices, and the kernel's own tools (ping,
-// traceroute, curl, iperf3) as the peers. The tests need root and
-// /dev/net/tun; under CI=true a missing requirement fails the test with the
+// a pipestack router through TUN devices or, in a third namespace, over
+// AF_PACKET on veth pairs, and the kernel's own tools (ping, traceroute,
+// curl, iperf3, nmap, scapy) as the peers. Throughput is judged against the
+// kernel forwarding the same stream in the same test (lab.sh kernel). The
+// tests need root and /dev/net/tun; under CI (CI non-empty, as
+// scripts/test.sh sets it) a missing requirement fails the test with the
 // reason, elsewhere it skips. Tests run one after another; each one removes
 // everything it made, even when it fails.
 //
-// Install the tools on Debian/Ubuntu with
-//
-//	apt-get install iproute2 iputils-ping traceroute curl iperf3 ethtool
+// sudo scripts/test.sh installs the tools (Debian/Ubuntu packages) and runs
+// every test in that strict mode.
 package e2e
 
 import (

@@ -10,20 +10,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipestack/pipestack/internal/testenv"
 )
 
-// needRoot skips without root, except under CI where it fails with the
-// reason (a missing capability must not hide behind a skip there).
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs root (CI=true): run the tests as root")
-	}
-	t.Skip("needs root")
-}
+// needRoot needs root (testenv: fails under CI, skips elsewhere).
+func needRoot(t *testing.T) { t.Helper(); testenv.Root(t) }
 
 // A pure-Go pipectl run as root keeps only CAP_NET_ADMIN and CAP_NET_RAW
 // once its links are open, and still stops cleanly on SIGTERM.

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"net"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pipestack/pipestack/internal/netns"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -55,12 +55,13 @@ type Endpoint struct {
 	scratchMu sync.Mutex
 	scratch   []*txScratch
 
-	statsMu     sync.Mutex
-	kernelDrops uint64
-	removed     atomic.Bool
-	nsPath      string // the netns file, and its identity at open (nsfs dev, inode)
-	nsID        [2]uint64
-	linkDown    atomic.Bool
+	statsMu       sync.Mutex // guards the PACKET_STATISTICS totals
+	kernelDrops   uint64
+	kernelFreezes uint64
+	removed       atomic.Bool
+	nsPath        string // the netns file, and its identity at open (nsfs dev, inode)
+	nsID          [2]uint64
+	linkDown      atomic.Bool
 
 	// Receive counters.
 	RxPackets, RxBytes atomic.Uint64
@@ -132,7 +133,7 @@ func New(o Options) (*Endpoint, error) {
 	}
 	e.auxdata = o.Mode == ModeMmsg
 	var ifi *net.Interface
-	err := inNetns(o.Netns, func() error {
+	err := netns.Do(o.Netns, func() error {
 		var err error
 		ifi, err = net.InterfaceByName(o.Device)
 		if err != nil {
@@ -158,10 +159,7 @@ func New(o Options) (*Endpoint, error) {
 		e.mtu = o.MTU
 	}
 	if o.Netns != "" {
-		e.nsPath = o.Netns
-		if !strings.Contains(o.Netns, "/") {
-			e.nsPath = "/var/run/netns/" + o.Netns
-		}
+		e.nsPath = netns.Path(o.Netns)
 		var st unix.Stat_t
 		if err := unix.Stat(e.nsPath, &st); err != nil {
 			e.closeFDs()
@@ -176,51 +174,6 @@ func New(o Options) (*Endpoint, error) {
 	}
 	e.efd = efd
 	return e, nil
-}
-
-// inNetns runs fn on an OS thread that entered the named network namespace
-// and returns to the original one afterwards. Sockets made by fn stay in
-// that namespace. A thread that cannot return is left locked, so that the
-// runtime ends it with the goroutine.
-func inNetns(ns string, fn func() error) error {
-	if ns == "" {
-		return fn()
-	}
-	path := ns
-	if !strings.Contains(ns, "/") {
-		path = "/var/run/netns/" + ns
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("own namespace: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open %s: %w", path, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w%s", path, err, pipeline.SetnsHint(err))
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("return to the original namespace: %w", err))
-			return // the thread stays locked and dies with this goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -434,9 +387,21 @@ func (e *Endpoint) Removed() bool { return e.removed.Load() }
 func (e *Endpoint) QueueDelivered(i int) uint64 { return e.queues[i].Delivered.Load() }
 
 // KernelDrops is how many frames the kernel dropped because a socket's
-// buffer or ring was full (PACKET_STATISTICS, summed over the queues and
-// over time).
+// buffer or ring was full (PACKET_STATISTICS tp_drops, summed over the
+// queues and over time): frames that reached the device but never the
+// stack. Shown as rx_kernel_dropped by LinkCounters.
 func (e *Endpoint) KernelDrops() uint64 {
+	drops, _ := e.kernelStats()
+	return drops
+}
+
+// kernelStats reads PACKET_STATISTICS of every queue's socket and adds it
+// to the totals kept here (the kernel resets its counters on each read):
+// frames dropped for want of room (tp_drops) and, in mode block, how often
+// a queue froze because every block of its ring was still ours
+// (tp_freeze_q_cnt). It is read when the counters are (pipectl stats, the
+// metrics, the stats log), never per packet. After Close the totals stay.
+func (e *Endpoint) kernelStats() (drops, freezes uint64) {
 	e.txmu.RLock()
 	defer e.txmu.RUnlock()
 	e.statsMu.Lock()
@@ -446,13 +411,14 @@ func (e *Endpoint) KernelDrops() uint64 {
 			if e.o.Mode == ModeBlock {
 				if st, err := unix.GetsockoptTpacketStatsV3(q.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 					e.kernelDrops += uint64(st.Drops)
+					e.kernelFreezes += uint64(st.Freeze_q_cnt)
 				}
 			} else if st, err := unix.GetsockoptTpacketStats(q.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 				e.kernelDrops += uint64(st.Drops)
 			}
 		}
 	}
-	return e.kernelDrops
+	return e.kernelDrops, e.kernelFreezes
 }
 
 // Attach implements pipeline.LinkEndpoint. The first non-nil dispatcher
@@ -800,9 +766,13 @@ var (
 )
 
 // LinkCounters implements pipeline.LinkCounterReader: the socket-level
-// counters, shown by pipectl stats.
+// counters, shown by pipectl stats, and what the kernel dropped before
+// our sockets (rx_kernel_dropped: ring or socket buffer full;
+// rx_ring_freezes: mode block only; read from PACKET_STATISTICS here).
 func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
+	drops, freezes := e.kernelStats()
 	return []pipeline.CounterValue{
+		{Name: "rx_kernel_dropped", Value: drops}, {Name: "rx_ring_freezes", Value: freezes},
 		{Name: "rx_packets", Value: e.RxPackets.Load()}, {Name: "rx_bytes", Value: e.RxBytes.Load()},
 		{Name: "rx_not_attached", Value: e.RxNotAttached.Load()}, {Name: "rx_malformed", Value: e.RxMalformed.Load()},
 		{Name: "rx_truncated", Value: e.RxTruncated.Load()}, {Name: "rx_other_host", Value: e.RxOtherHost.Load()},

@@ -5,8 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,26 +15,18 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/pipestack/pipestack/internal/netns"
+	"github.com/pipestack/pipestack/internal/testenv"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
-// needRoot skips a test that needs root, or fails it under CI.
+// needRoot needs root and iproute2: the test makes a network namespace
+// with a veth pair (testenv: fails under CI, skips elsewhere).
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		if _, err := exec.LookPath("ip"); err == nil {
-			return
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("needs iproute2 (ip) in PATH")
-		}
-		t.Skip("needs iproute2 (ip)")
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs root: it makes a network namespace with a veth pair")
-	}
-	t.Skip("needs root: it makes a network namespace with a veth pair")
+	testenv.Root(t)
+	testenv.Tool(t, "ip", "iproute2")
 }
 
 // lab is a namespace of its own with a veth pair va <-> vb inside.
@@ -94,7 +86,7 @@ type peer struct {
 func (l *lab) peer(t testing.TB, vnet bool) *peer {
 	t.Helper()
 	p := &peer{fd: -1, vnet: vnet}
-	err := inNetns(l.ns, func() error {
+	err := netns.Do(l.ns, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -160,13 +152,23 @@ func (p *peer) send(t testing.TB, vh *vnetHdr, frame []byte) {
 // the timeout.
 func (p *peer) recv(t testing.TB, timeout time.Duration) (vnetHdr, []byte) {
 	t.Helper()
+	vh, b, ok := p.tryRecv(t, timeout)
+	if !ok {
+		t.Fatalf("peer: nothing received in %v", timeout)
+	}
+	return vh, b
+}
+
+// tryRecv is recv that reports a timeout instead of failing.
+func (p *peer) tryRecv(t testing.TB, timeout time.Duration) (vnetHdr, []byte, bool) {
+	t.Helper()
 	buf := make([]byte, 70000)
 	deadline := time.Now().Add(timeout)
 	for {
 		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
 		ms := int(time.Until(deadline) / time.Millisecond)
 		if ms <= 0 {
-			t.Fatalf("peer: nothing received in %v", timeout)
+			return vnetHdr{}, nil, false
 		}
 		if n, err := unix.Poll(fds, ms); err != nil && err != unix.EINTR {
 			t.Fatalf("peer poll: %v", err)
@@ -186,8 +188,19 @@ func (p *peer) recv(t testing.TB, timeout time.Duration) (vnetHdr, []byte) {
 			vh = decodeVnetHdr(b)
 			b = b[vnetHdrLen:]
 		}
-		return vh, append([]byte(nil), b...)
+		return vh, append([]byte(nil), b...), true
 	}
+}
+
+// txDropped is the kernel's tx_dropped count of dev in the lab's namespace.
+func (l *lab) txDropped(t testing.TB, dev string) uint64 {
+	t.Helper()
+	out := run(t, "ip", "netns", "exec", l.ns, "cat", "/sys/class/net/"+dev+"/statistics/tx_dropped")
+	v, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+	if err != nil {
+		t.Fatalf("tx_dropped of %s: %q", dev, out)
+	}
+	return v
 }
 
 // got is one received packet as the dispatcher saw it.

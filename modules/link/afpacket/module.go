@@ -28,7 +28,7 @@
 // neighbors, forwarding):
 //
 //	device: veth0          # required: an existing Ethernet interface
-//	netns: lab-a           # optional: the network namespace (/var/run/netns/NAME or a path)
+//	netns: lab-a           # optional: the network namespace (/run/netns/NAME or a path)
 //	mode: ring             # ring (default) | mmsg | block
 //	queues: 1              # sockets in a PACKET_FANOUT_HASH group, one reader each
 //	vnet_hdr: true         # PACKET_VNET_HDR (default true)
@@ -41,10 +41,10 @@ package afpacket
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"strings"
 
+	"github.com/pipestack/pipestack/internal/netns"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -213,8 +213,8 @@ func (o *Options) validate() error {
 	if len(o.Device) > 15 || strings.ContainsAny(o.Device, "/ \t\n") {
 		return fmt.Errorf("device %q is not an interface name", o.Device)
 	}
-	if o.Netns != "" && strings.Contains(o.Netns, "/") && !filepath.IsAbs(o.Netns) {
-		return fmt.Errorf("netns %q: a name under /var/run/netns or an absolute path", o.Netns)
+	if err := netns.Check(o.Netns); err != nil {
+		return err
 	}
 	switch o.Mode {
 	case ModeMmsg, ModeRing, ModeBlock:

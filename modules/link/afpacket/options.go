@@ -11,7 +11,7 @@ import (
 type Options struct {
 	// Device is the interface name (required).
 	Device string
-	// Netns is a network namespace name (/var/run/netns/NAME) or path; the
+	// Netns is a network namespace name (/run/netns/NAME) or path; the
 	// sockets are made there and stay bound to its device.
 	Netns string
 	// Mode is ModeRing, ModeMmsg or ModeBlock.

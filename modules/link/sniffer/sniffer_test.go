@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipestack/pipestack/internal/testenv"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -54,10 +55,7 @@ func readPcap(t *testing.T, path string) (linkType, snaplen uint32, recs []recor
 
 func tshark(t *testing.T, path string) {
 	t.Helper()
-	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Log("tshark not installed: pcap checked by our parser only")
-		return
-	}
+	testenv.Tool(t, "tshark", "tshark")
 	out, err := exec.Command("tshark", "-r", path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("tshark -r %s: %v\n%s", path, err, out)

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/pipestack/pipestack/internal/netns"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -97,10 +98,7 @@ func (m *Module) Validate() error {
 	case *m.Coalesce && !*m.Offload:
 		return errors.New("coalesce needs offload: true")
 	}
-	if m.Netns != "" && !strings.HasPrefix(m.Netns, "/") && strings.ContainsAny(m.Netns, "/ \t\n") {
-		return fmt.Errorf("netns %q: a name under /run/netns or an absolute path", m.Netns)
-	}
-	return nil
+	return netns.Check(m.Netns)
 }
 
 // LinkKey: another device, namespace, queue count or offload setting means

@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/pipestack/pipestack/internal/netns"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -53,6 +56,17 @@ type Endpoint struct {
 	closeErr  error
 
 	c counters
+
+	// devStats is /proc/net/dev as the device's namespace shows it, opened
+	// in that namespace (-1 if it could not be): its tx_drop column is
+	// what the kernel could not queue to us. Guarded by statsMu.
+	statsMu     sync.Mutex
+	devStats    int
+	devStatsBuf []byte
+	txDropped   uint64 // the last value read
+	// txDroppedBase is tx_dropped when the link opened (set before the
+	// readers start, read-only afterwards).
+	txDroppedBase uint64
 }
 
 type dispatcher struct{ d pipeline.NetworkDispatcher }
@@ -82,7 +96,7 @@ func open(o options) (_ *Endpoint, err error) {
 	if o.pool == nil {
 		o.pool = pipeline.DefaultPool
 	}
-	e := &Endpoint{name: o.name, device: o.device, netns: o.netns, vnet: o.offload, batch: o.batch, pool: o.pool, wakeFD: -1}
+	e := &Endpoint{name: o.name, device: o.device, netns: o.netns, vnet: o.offload, batch: o.batch, pool: o.pool, wakeFD: -1, devStats: -1}
 	if o.ctx != nil {
 		e.log = o.ctx.Logger
 		cs := o.ctx.Counters("tun " + o.name)
@@ -112,9 +126,12 @@ func open(o options) (_ *Endpoint, err error) {
 			if e.wakeFD >= 0 {
 				unix.Close(e.wakeFD)
 			}
+			if e.devStats >= 0 {
+				unix.Close(e.devStats)
+			}
 		}
 	}()
-	err = inNetns(o.netns, func() error {
+	err = netns.Do(o.netns, func() error {
 		ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("control socket: %w", err)
@@ -144,6 +161,12 @@ func open(o options) (_ *Endpoint, err error) {
 				return fmt.Errorf("open %s (queue %d): %w", o.device, i, err)
 			}
 			fds = append(fds, fd)
+		}
+		// The namespace's /proc/net/dev, read later from wherever we are
+		// (a proc net file keeps the namespace it was opened in). Without
+		// it the link still works; rx_kernel_dropped then stays 0.
+		if fd, err := unix.Open("/proc/thread-self/net/dev", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			e.devStats = fd
 		}
 		if o.offload {
 			if err := unix.IoctlSetPointerInt(fds[0], unix.TUNSETVNETHDRSZ, vnetHdrLen); err != nil {
@@ -193,10 +216,7 @@ func open(o options) (_ *Endpoint, err error) {
 		return nil, err
 	}
 	if o.netns != "" {
-		e.nsPath = o.netns
-		if e.nsPath[0] != '/' {
-			e.nsPath = "/run/netns/" + o.netns
-		}
+		e.nsPath = netns.Path(o.netns)
 		var st unix.Stat_t
 		if err := unix.Stat(e.nsPath, &st); err != nil {
 			return nil, fmt.Errorf("netns %s: %w", o.netns, err)
@@ -229,6 +249,9 @@ func open(o options) (_ *Endpoint, err error) {
 		}
 		e.queues = append(e.queues, q)
 	}
+	// What the kernel dropped before we attached (a persistent device with
+	// no reader drops everything routed to it) is not ours to report.
+	e.txDroppedBase = e.kernelDropped()
 	e.wg.Add(len(e.queues))
 	for _, q := range e.queues {
 		go q.readLoop()
@@ -256,50 +279,6 @@ func openQueue(device string, flags uint16) (int, error) {
 		return -1, err
 	}
 	return fd, nil
-}
-
-// inNetns runs fn on an OS thread that has entered the network namespace ns
-// (a name under /run/netns or a path); "" runs fn here. Sockets and devices
-// fn creates belong to that namespace. The thread goes back to its own
-// namespace afterwards, or, if it cannot, is thrown away with its goroutine.
-func inNetns(ns string, fn func() error) error {
-	if ns == "" {
-		return fn()
-	}
-	path := ns
-	if path[0] != '/' {
-		path = "/run/netns/" + ns
-	}
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("netns %s: %w", ns, err)
-	}
-	defer unix.Close(target)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns: own namespace: %w", err)
-			return
-		}
-		defer unix.Close(self)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns %s: setns: %w%s", ns, err, pipeline.SetnsHint(err))
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-			// Stay locked: the thread exits with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("netns: return to own namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // MTU implements pipeline.LinkEndpoint: the device's MTU when opened.
@@ -526,7 +505,7 @@ func (e *Endpoint) SetMTU(mtu int) error {
 	if mtu > e.bufSize {
 		return fmt.Errorf("mtu %d exceeds the read buffers of %d bytes made at open (offload off): change it with a reopen", mtu, e.bufSize)
 	}
-	err := inNetns(e.netns, func() error {
+	err := netns.Do(e.netns, func() error {
 		ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
@@ -749,17 +728,79 @@ func (e *Endpoint) Close() error {
 			q.wm.Unlock()
 		}
 		unix.Close(e.wakeFD)
+		e.kernelDropped() // the last value, kept for counters read after Close
+		e.statsMu.Lock()
+		if e.devStats >= 0 {
+			unix.Close(e.devStats)
+			e.devStats = -1
+		}
+		e.statsMu.Unlock()
 		e.closeErr = errors.Join(errs...)
 		e.log.Info().Str("device", e.device).Bool("removed", e.created).Msg("tun closed")
 	})
 	return e.closeErr
 }
 
+// kernelDropped is the device's tx_dropped, read from /proc/net/dev of its
+// namespace: packets the kernel routed to the device but could not queue
+// to the link (its queue full because we did not read fast enough, or no
+// queue attached). Read when the counters are, never per packet.
+func (e *Endpoint) kernelDropped() uint64 {
+	e.statsMu.Lock()
+	defer e.statsMu.Unlock()
+	if e.devStats < 0 {
+		return e.txDropped
+	}
+	if e.devStatsBuf == nil {
+		e.devStatsBuf = make([]byte, 16<<10)
+	}
+	n := 0
+	for {
+		if n == len(e.devStatsBuf) {
+			e.devStatsBuf = append(e.devStatsBuf, make([]byte, len(e.devStatsBuf))...)
+		}
+		k, err := unix.Pread(e.devStats, e.devStatsBuf[n:], int64(n))
+		if err != nil {
+			return e.txDropped
+		}
+		if k == 0 {
+			break
+		}
+		n += k
+	}
+	if v, ok := netDevTxDropped(e.devStatsBuf[:n], e.device); ok {
+		e.txDropped = v
+	}
+	return e.txDropped
+}
+
+// netDevTxDropped finds dev's line in /proc/net/dev text and returns its
+// tx drop column (the 12th number: 8 receive columns, then tx bytes,
+// packets, errs, drop).
+func netDevTxDropped(text []byte, dev string) (uint64, bool) {
+	for _, line := range strings.Split(string(text), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(name) != dev {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) < 12 {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(f[11], 10, 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
 // LinkCounters implements pipeline.LinkCounterReader: the device-level
-// counters (also the counter set "tun <link>"), shown by pipectl stats.
+// counters (also the counter set "tun <link>"), shown by pipectl stats,
+// and rx_kernel_dropped, the device's tx_dropped (kernelDropped) since the
+// link opened.
 func (e *Endpoint) LinkCounters() []pipeline.CounterValue {
 	c := &e.c
 	return []pipeline.CounterValue{
+		{Name: "rx_kernel_dropped", Value: e.kernelDropped() - e.txDroppedBase},
 		{Name: "rx_packets", Value: c.rxPackets.Load()}, {Name: "rx_batches", Value: c.rxBatches.Load()},
 		{Name: "rx_gso", Value: c.rxGSO.Load()}, {Name: "rx_gso_segments", Value: c.rxSegments.Load()},
 		{Name: "rx_csum_partial", Value: c.rxPartial.Load()}, {Name: "rx_malformed", Value: c.rxMalformed.Load()},

@@ -15,30 +15,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipestack/pipestack/internal/netns"
+	"github.com/pipestack/pipestack/internal/testenv"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 	"github.com/pipestack/pipestack/pipelinetest"
 	"golang.org/x/sys/unix"
 )
 
-// needRoot fails under CI (where the tests run as root) and skips elsewhere.
+// needRoot needs root, /dev/net/tun and iproute2 (testenv: fails under
+// CI, skips elsewhere).
 func needRoot(t *testing.T) {
 	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "root (TUN devices, network namespaces)"
-	} else if _, err := os.Stat("/dev/net/tun"); err != nil {
-		why = "root: /dev/net/tun: " + err.Error()
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "ip (apt-get install iproute2)"
+	testenv.Root(t)
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		testenv.Need(t, "/dev/net/tun: %v", err)
 	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs %s", why)
-	}
-	t.Skipf("needs %s", why)
+	testenv.Tool(t, "ip", "iproute2")
 }
 
 func ip(t *testing.T, args ...string) string {
@@ -174,10 +167,10 @@ func TestTUNUSODelivery(t *testing.T) {
 	needRoot(t)
 	e, _, ns, _ := loopback(t, 1)
 	if !e.uso {
-		t.Skip("the kernel does not take USO on TUN devices (TUN_F_USO4, Linux 6.2+)")
+		testenv.Need(t, "a kernel that takes USO on TUN devices (TUN_F_USO4, Linux 6.2+; this one: %s)", kernelRelease())
 	}
 	var fd int
-	err := inNetns(ns, func() error {
+	err := netns.Do(ns, func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -239,4 +232,13 @@ func TestTUNUSODelivery(t *testing.T) {
 			t.Fatalf("datagram %d: got %x, want %x", i, buf[:n], w)
 		}
 	}
+}
+
+// kernelRelease is uname -r.
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown: " + err.Error()
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
