@@ -1,5 +1,5 @@
 // Package control is pipectl's control socket: a running pipeline answers
-// `pipectl stats`, `route`, `neigh` and `reload` over a Unix socket that only
+// `pipectl stats`, `route`, `neigh`, `rules` and `reload` over a Unix socket that only
 // root may open (mode 0600), one JSON request and one JSON reply per
 // connection. It also renders the same counters as Prometheus text metrics.
 package control
