@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"sync/atomic"
 	"time"
 )
 
@@ -23,8 +24,25 @@ type Batch struct {
 	flushing []NICID
 	pc       PacketContext
 
+	shard int // Shard()+1; 0: not numbered yet
+
 	segs  []*Packet // software GSO output (gso.go), empty between transmits
 	frags []*Packet // a queue with its fragments (transmit), empty between transmits
+}
+
+// batchSeq numbers batches for Shard.
+var batchSeq atomic.Int32
+
+// Shard is a small number that no other batch running at the same time
+// has (batches are numbered from 0 as they are made, and one batch is used
+// by one goroutine at a time): per-worker counters (a filter rule's) index
+// their shards with it, modulo their shard count, so that two workers
+// rarely write the same cache line.
+func (b *Batch) Shard() int {
+	if b.shard == 0 {
+		b.shard = int(batchSeq.Add(1))
+	}
+	return b.shard - 1
 }
 
 // TransportProtocol implements TransportDispatcher.
@@ -94,7 +112,7 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
 			continue // filters see IP packets only (ARP passes)
 		}
-		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p}
+		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b}
 		if !ParseTuple(b, p, pc) {
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
@@ -109,7 +127,7 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 			b.Drop(p, b.Gen.hookDrops[h])
 		}
 	}
-	pc.Pkt = nil
+	pc.Pkt, pc.Batch = nil, nil
 }
 
 // Packet.stage bits: how far along the output path a packet already is, so

@@ -37,8 +37,9 @@ type Config struct {
 	Links      []LinkConfig
 	Forwarding ForwardingConfig
 	Routes     []RouteConfig
-	// Hooks are filter tables installed at the hooks; nil entries cost
-	// nothing. Set from Go until the filter module reads them from the file.
+	// Hooks are filter tables installed at the hooks from Go; nil entries
+	// cost nothing. They run at priority 0, before the filter section's
+	// tables of the same priority (see HookModule).
 	Hooks [NumHooks]*HookTable
 
 	hash [32]byte
@@ -200,6 +201,9 @@ type fileConfig struct {
 	Links      []yaml.Node      `yaml:"links"`
 	Forwarding ForwardingConfig `yaml:"forwarding"`
 	Routes     []yaml.Node      `yaml:"routes"`
+	// Filter is the filter module's section (tables, chains, rules),
+	// decoded by the module itself.
+	Filter yaml.Node `yaml:"filter"`
 }
 
 // ConfigError is a pipeline file error: file, line, column, the module (or
@@ -234,6 +238,9 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 func (c *Config) errAt(line, col int, module string, err error) *ConfigError {
 	var pe *PosError
 	if errors.As(err, &pe) {
+		if pe.Where != "" {
+			module += " (" + pe.Where + ")"
+		}
 		return &ConfigError{File: c.File, Line: pe.Line, Col: pe.Col, Module: module, Err: errors.New(pe.Msg)}
 	}
 	return &ConfigError{File: c.File, Line: line, Col: col, Module: module, Err: err}
@@ -329,6 +336,22 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		c.Modules = append(c.Modules, mc)
 	}
 
+	if n := &fc.Filter; n.Kind != 0 {
+		// The section's position is its key's: errors about the section
+		// as a whole point there.
+		k := findKeyNode(&doc, "filter")
+		mc := ModuleConfig{ID: "filter", Line: k.Line, Col: k.Column, Instance: "filter"}
+		m, err := newModule("filter")
+		if err != nil {
+			return nil, c.errAt(k.Line, k.Column, "filter", fmt.Errorf("%v (import github.com/pipestack/pipestack/modules/filter)", err))
+		}
+		if err := DecodeStrict(n, m); err != nil {
+			return nil, c.errAt(n.Line, n.Column, "filter", err)
+		}
+		mc.Module = m
+		c.Modules = append(c.Modules, mc)
+	}
+
 	names := map[string]bool{}
 	for i := range fc.Links {
 		lc, err := c.decodeLink(&fc.Links[i])
@@ -401,6 +424,21 @@ func findKey(doc *yaml.Node, path ...string) *yaml.Node {
 	return n
 }
 
+// findKeyNode returns the key node of a top-level key of doc (doc itself
+// when absent).
+func findKeyNode(doc *yaml.Node, key string) *yaml.Node {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i]
+		}
+	}
+	return doc
+}
+
 func newModule(id string) (Module, error) {
 	mi, ok := LookupModule(id)
 	if !ok {
@@ -454,6 +492,9 @@ func (c *Config) decodeModule(n *yaml.Node) (ModuleConfig, error) {
 	m, err := newModule(mc.ID)
 	if err != nil {
 		return mc, c.errAt(idNode.Line, idNode.Column, "modules", err)
+	}
+	if SectionModules[mc.ID] {
+		return mc, c.errAt(idNode.Line, idNode.Column, "modules", fmt.Errorf("%s is configured in its own top-level section %s:, not under modules:", mc.ID, mc.ID))
 	}
 	if _, isLink := m.(LinkModule); isLink {
 		return mc, c.errAt(n.Line, n.Column, mc.ID, errors.New("is a link module: configure it under links:"))

@@ -173,6 +173,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 
 	// Protocol modules.
 	families := map[int]bool{}
+	var hookModules []*ModuleConfig
 	for i := range cfg.Modules {
 		mc := &cfg.Modules[i]
 		mi := &moduleInst{id: mc.ID, instance: mc.ID, mod: mc.Module, line: mc.Line, col: mc.Col}
@@ -196,6 +197,8 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			case IPv6ProtocolNumber:
 				families[6] = true
 			}
+		case HookModule:
+			hookModules = append(hookModules, mc)
 		case TransportModule:
 			p := m.TransportProtocol()
 			if p == nil {
@@ -235,6 +238,23 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 				return nil, &ConfigError{File: cfg.File, Module: "filter", Err: err}
 			}
 		}
+	}
+	var entries []HookEntry
+	for _, mc := range hookModules {
+		es := mc.Module.(HookModule).HookTables()
+		for _, e := range es {
+			if e.Table == nil {
+				continue
+			}
+			if err := e.Table.Validate(); err != nil {
+				return nil, cfg.errAt(mc.Line, mc.Col, mc.ID, fmt.Errorf("table %s at %s: %w", e.Name, e.Hook, err))
+			}
+		}
+		entries = append(entries, es...)
+	}
+	hooks, err := composeHooks(cfg.Hooks, entries)
+	if err != nil {
+		return nil, &ConfigError{File: cfg.File, Module: "filter", Err: err}
 	}
 	if !open {
 		return g, nil
@@ -352,7 +372,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		}
 	}
 	g.routes = NewRouteTable(routes)
-	g.hooks = cfg.Hooks
+	g.hooks = hooks
 	return g, nil
 }
 

@@ -106,7 +106,7 @@ func (t *HookTable) Validate() error {
 	return nil
 }
 
-// JumpTarget is a target that may return VerdictJump; JumpsTo names the
+// JumpTarget is a target that may return VerdictJump or VerdictGoto; JumpsTo names the
 // chain, so that Validate can rule out loops.
 type JumpTarget interface {
 	Target
@@ -117,7 +117,9 @@ type JumpTarget interface {
 // VerdictDrop or VerdictStolen. Chains behave as netfilter's: a jump pushes
 // the position after the jumping rule; VerdictReturn, or the end of a chain
 // jumped to, pops it and goes on there; VerdictReturn in the entry chain,
-// or its end, applies the policy. A hotdrop drops at once. A table that
+// or its end, applies the policy; a goto (VerdictGoto) continues in its
+// chain without pushing, so that chain's end returns to the frame below.
+// A hotdrop drops at once. A table that
 // passed Validate never nests deeper than the frame stack; a jump beyond it
 // (or to no chain) drops, as does an unknown verdict.
 func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
@@ -169,6 +171,11 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 			}
 			stack[depth] = frame{chain, rule}
 			depth++
+			chain, rule = to, 0
+		case VerdictGoto:
+			if to < 0 || to >= len(t.Chains) {
+				return VerdictDrop
+			}
 			chain, rule = to, 0
 		default:
 			return VerdictDrop

@@ -387,6 +387,12 @@ const (
 	ErrorAdminProhibited
 	ErrorPacketTooBig
 	ErrorTTLExceeded
+	// ErrorNetProhibited and ErrorHostProhibited are IPv4's
+	// destination-unreachable codes 9 and 10 (a filter's REJECT
+	// --reject-with icmp-net-prohibited / icmp-host-prohibited); an IPv6
+	// endpoint sends administratively prohibited for them.
+	ErrorNetProhibited
+	ErrorHostProhibited
 )
 
 // TransportProtocol is a transport module's protocol object (transport.udp,
@@ -506,6 +512,11 @@ type PacketContext struct {
 	// Fragment is true for every fragment but the first (ports unknown).
 	Fragment bool
 	Pkt      *Packet // Data() at the network header
+	// Batch is the batch the hook runs in: its clock (Now), its
+	// generation (IsLocal4, NIC names) and the network endpoints a target
+	// answers through (ReturnError). Nil when a table is evaluated
+	// outside a batch (tests).
+	Batch *Batch
 }
 
 // FieldSet is the set of header fields a matcher constrains. A rule
@@ -525,6 +536,34 @@ const (
 	// state); a classifier must always call it.
 	FieldOther
 )
+
+// FieldConstraint is one constraint of a matcher as data, for a rule
+// compiler that builds a classifier instead of calling every matcher: the
+// packet's Field (one bit of FieldSet) must lie in Prefixes (addresses),
+// Ranges (ports, protocol, lengths, TTL: inclusive bounds) or Names (NIC
+// names; a trailing "+" matches every name with that prefix); with Mask set
+// (marks) the field ANDed with Mask must lie in Ranges. Several entries of
+// one constraint are alternatives (any one matches); Invert negates the
+// whole. Several constraints of one matcher must all hold. A matcher whose
+// constraints say all it tests returns them; one that tests more also
+// declares FieldOther in Fields and a classifier still calls it.
+type FieldConstraint struct {
+	Field    FieldSet
+	Prefixes []netip.Prefix
+	Ranges   []ValueRange
+	Names    []string
+	Mask     uint32
+	Invert   bool
+}
+
+// ValueRange is an inclusive range of a numeric field.
+type ValueRange struct{ Lo, Hi uint32 }
+
+// ConstraintDescriber is implemented by matchers that describe their
+// constraint as data (see FieldConstraint).
+type ConstraintDescriber interface {
+	Constraint() []FieldConstraint
+}
 
 // Matcher decides whether a rule applies to a packet.
 type Matcher interface {
@@ -567,11 +606,17 @@ const (
 	// runs the rest of the hook first and then the same continuation: see
 	// ResumePoint.)
 	VerdictStolen
+	// VerdictGoto: continue in the chain whose index Action returned,
+	// without a return frame (netfilter's goto): a return (or the end)
+	// of that chain goes back to the chain that jumped to the current
+	// one, or to the policy.
+	VerdictGoto
 )
 
 // Target acts on a packet whose rule matched.
 type Target interface {
-	// Action returns the verdict and, for VerdictJump, the chain index.
+	// Action returns the verdict and, for VerdictJump and VerdictGoto,
+	// the chain index.
 	// It may modify the packet (NAT, mark) but not its length unless it
 	// steals it. With VerdictStolen it owns pc.Pkt.
 	Action(pc *PacketContext) (Verdict, int)

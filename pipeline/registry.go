@@ -16,8 +16,10 @@ import (
 // with Cleanup also after a failed Provision or Validate. The optional
 // phases are the interfaces Provisioner, Validator, Stopper and
 // CleanerUpper. What a module does is given by its role interface:
-// LinkModule, NetworkModule or TransportModule (and, later, the filter
-// roles).
+// LinkModule, NetworkModule, TransportModule or HookModule (filterhook.go:
+// the filter, which installs tables at the hooks; its matchers and targets
+// are modules too, filter.match.<name> and filter.target.<name>, made by the
+// filter for each rule).
 type Module interface {
 	PipelineModule() ModuleInfo
 }
@@ -83,6 +85,11 @@ type TransportModule interface {
 	TransportProtocol() TransportProtocol
 }
 
+// SectionModules are the modules configured by a top-level section of the
+// pipeline file named after them (filter:) instead of an entry of modules:;
+// their IDs have no namespace.
+var SectionModules = map[string]bool{"filter": true}
+
 var (
 	registryMu sync.RWMutex
 	registry   = map[string]ModuleInfo{}
@@ -95,7 +102,7 @@ var (
 // programming error found at start-up).
 func RegisterModule(m Module) {
 	mi := m.PipelineModule()
-	if !idPattern.MatchString(mi.ID) {
+	if !idPattern.MatchString(mi.ID) && !SectionModules[mi.ID] {
 		panic(fmt.Sprintf("pipeline: module ID %q is not namespaced (want e.g. link.tun)", mi.ID))
 	}
 	if mi.New == nil {

@@ -49,6 +49,10 @@ func DecodeStrictWith(node *yaml.Node, v any, taken ...string) error {
 type PosError struct {
 	Line, Col int
 	Msg       string
+	// Where, when set, says what inside the module the error is about
+	// ("table filter, chain input, rule 2"); the message names the
+	// module as "filter (table filter, chain input, rule 2)".
+	Where string
 }
 
 func (e *PosError) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e.Col, e.Msg) }

@@ -731,6 +731,10 @@ var icmpErrors = [...]struct {
 	{pipeline.ErrorAdminProhibited, wire.ICMPv4DstUnreachable, wire.ICMPv4HostProhibited},
 	{pipeline.ErrorTTLExceeded, wire.ICMPv4TimeExceeded, wire.ICMPv4TTLExceeded},
 	{pipeline.ErrorTTLExceeded, wire.ICMPv4TimeExceeded, wire.ICMPv4ReassemblyTimeout},
+	// Sent only (REJECT --reject-with icmp-net-prohibited, …): an
+	// arriving one is ErrorAdminProhibited, by the rows above.
+	{pipeline.ErrorNetProhibited, wire.ICMPv4DstUnreachable, wire.ICMPv4NetProhibited},
+	{pipeline.ErrorHostProhibited, wire.ICMPv4DstUnreachable, wire.ICMPv4HostProhibited},
 }
 
 // icmpKind is the error kind an ICMPv4 error message reports.

@@ -847,7 +847,7 @@ func (e *endpoint) ReturnError(b *pipeline.Batch, pkt *pipeline.Packet, kind pip
 			code = wire.ICMPv6NoRoute
 		case pipeline.ErrorHostUnreachable:
 			code = wire.ICMPv6AddressUnreachable
-		case pipeline.ErrorAdminProhibited:
+		case pipeline.ErrorAdminProhibited, pipeline.ErrorNetProhibited, pipeline.ErrorHostProhibited:
 			code = wire.ICMPv6AdminProhibited
 		case pipeline.ErrorTTLExceeded:
 			typ, code = wire.ICMPv6TimeExceeded, wire.ICMPv6HopLimitExceeded

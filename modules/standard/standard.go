@@ -11,11 +11,13 @@
 // Built in so far: link.channel (in-memory links), link.tun (Linux TUN
 // devices), link.afpacket (Linux AF_PACKET), link.sniffer (pcap capture
 // around any link), link.wintun (Windows), network.ipv4, network.arp,
-// network.ipv6 and transport.udp.
+// network.ipv6, transport.udp and the filter (filter:, filter.match.*,
+// filter.target.*).
 package standard
 
 import (
 	_ "github.com/pipestack/pipestack/modules/arp"           // network.arp
+	_ "github.com/pipestack/pipestack/modules/filter"        // filter, filter.match.*, filter.target.*
 	_ "github.com/pipestack/pipestack/modules/ipv4"          // network.ipv4
 	_ "github.com/pipestack/pipestack/modules/ipv6"          // network.ipv6
 	_ "github.com/pipestack/pipestack/modules/link/afpacket" // link.afpacket

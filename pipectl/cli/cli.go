@@ -72,6 +72,8 @@ Usage:
         a running pipeline's counters per link and per protocol, drops by reason
   pipectl route [-s SOCKET | FILE]      its routes, as ip route shows them
   pipectl neigh [-s SOCKET | FILE]      its neighbor entries, as ip neigh shows them
+  pipectl rules [-s SOCKET | FILE]      its filter rules with packet and byte counters,
+        as iptables -L -v -n --line-numbers shows them
   pipectl reload [-s SOCKET | FILE]     make it re-read its file (like SIGHUP), and say what happened
         The control socket is the file's control: socket
         (default /run/pipestack/<name>.sock); root only.
@@ -98,7 +100,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "modules":
 		return cmdModules(rest, stdout, stderr)
-	case "stats", "route", "neigh", "reload":
+	case "stats", "route", "neigh", "rules", "reload":
 		return cmdControl(cmd, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
@@ -340,6 +342,8 @@ func cmdControl(cmd string, args []string, stdout, stderr io.Writer) int {
 		control.FormatRoutes(stdout, rep.Routes)
 	case "neigh":
 		control.FormatNeighbors(stdout, rep.Neigh)
+	case "rules":
+		control.FormatRules(stdout, rep.Rules)
 	case "reload":
 		if rep.Reload.Changed {
 			fmt.Fprintf(stdout, "reloaded: generation %d\n", rep.Reload.Generation)

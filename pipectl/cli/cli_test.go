@@ -155,7 +155,14 @@ func TestModules(t *testing.T) {
 			t.Errorf("summaries not aligned:\n%s", r.stdout)
 		}
 	}
-	if got, want := strings.Join(ids, " "), "network.testproto test.link"; got != want {
+	// The filter's modules are linked in by control_test.go (pipectl rules).
+	var own []string
+	for _, id := range ids {
+		if id != "filter" && !strings.HasPrefix(id, "filter.") {
+			own = append(own, id)
+		}
+	}
+	if got, want := strings.Join(own, " "), "network.testproto test.link"; got != want {
 		t.Errorf("modules %q, want %q (sorted)\n%s", got, want, r.stdout)
 	}
 	if !strings.Contains(r.stdout, "a network protocol for tests") {
@@ -166,7 +173,7 @@ func TestModules(t *testing.T) {
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "network.testproto  a network protocol for tests" {
 		t.Errorf("modules network: exit %d, %q", r.code, r.stdout)
 	}
-	if r = runMain(t, "modules", "filter"); r.code != 1 || r.stdout != "" {
+	if r = runMain(t, "modules", "transport"); r.code != 1 || r.stdout != "" {
 		t.Errorf("empty namespace: exit %d, %q", r.code, r.stdout)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/pipestack/pipestack/modules/filter"
 	"github.com/pipestack/pipestack/pipectl/cli"
 	"github.com/pipestack/pipestack/pipectl/control"
 )
@@ -227,5 +228,54 @@ routes:
 	<-drained
 	if n := changes.Load(); n != rounds {
 		t.Errorf("%d reloads changed the generation, want %d", n, rounds)
+	}
+}
+
+// pipectl rules lists the running filter rules with counters and rule
+// numbers, as iptables -L -v -n --line-numbers does.
+func TestControlRules(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "router.sock")
+	content := fmt.Sprintf(`
+name: router
+control: {socket: %s}
+modules: [network.testproto]
+links:
+  - {name: a, module: test.link, device: d0, addresses: [10.0.1.1/24]}
+filter:
+  filter:
+    input:
+      policy: drop
+      rules:
+        - "-p tcp -s 192.0.2.0/24 --dport 22 -j ACCEPT"
+        - {in: a, jump: from_a}
+    from_a:
+      rules: ["-p udp -m multiport --dports 53,123 -j ACCEPT"]
+`, sock)
+	file := tempPipeline(t, content)
+	r := startRun(t, file, cli.RunOptions{})
+	if o := r.next(); o.err != nil {
+		t.Fatal(o.err)
+	}
+	defer r.stop()
+	out := runMain(t, "rules", "-s", sock)
+	for _, want := range []string{
+		"# table filter",
+		"Chain INPUT (policy DROP 0 packets, 0 bytes)",
+		"num      pkts    bytes target",
+		"1           0        0 ACCEPT     tcp   *      *      192.0.2.0/24       0.0.0.0/0          tcp --dport 22",
+		"2           0        0 from_a     all   a      *",
+		"Chain from_a (1 references)",
+		"multiport --dports 53,123",
+		"Chain FORWARD (policy ACCEPT 0 packets, 0 bytes)",
+	} {
+		if out.code != 0 || !strings.Contains(out.stdout, want) {
+			t.Errorf("rules lacks %q: %d\n%s%s", want, out.code, out.stdout, out.stderr)
+		}
+	}
+	t.Log("\n" + out.stdout)
+	js := runMain(t, "rules", "-json", "-s", sock)
+	if js.code != 0 || !strings.Contains(js.stdout, `"Rule": "-p tcp -s 192.0.2.0/24 -m tcp --dport 22 -j ACCEPT"`) {
+		t.Errorf("rules -json: %s", js.stdout)
 	}
 }

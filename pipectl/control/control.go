@@ -1,5 +1,5 @@
 // Package control is pipectl's control socket: a running pipeline answers
-// `pipectl stats`, `route`, `neigh` and `reload` over a Unix socket that only
+// `pipectl stats`, `route`, `neigh`, `rules` and `reload` over a Unix socket that only
 // root may open (mode 0600), one JSON request and one JSON reply per
 // connection. It also renders the same counters as Prometheus text metrics.
 package control
@@ -22,16 +22,17 @@ import (
 
 // Request is what a client sends.
 type Request struct {
-	Cmd string `json:"cmd"` // stats, route, neigh, reload
+	Cmd string `json:"cmd"` // stats, route, neigh, rules, reload
 }
 
 // Reply is what the server answers; one of the payloads is set.
 type Reply struct {
-	Error  string       `json:"error,omitempty"`
-	Stats  *Stats       `json:"stats,omitempty"`
-	Routes []RouteEntry `json:"routes,omitempty"`
-	Neigh  []NeighEntry `json:"neigh,omitempty"`
-	Reload *ReloadReply `json:"reload,omitempty"`
+	Error  string                  `json:"error,omitempty"`
+	Stats  *Stats                  `json:"stats,omitempty"`
+	Routes []RouteEntry            `json:"routes,omitempty"`
+	Neigh  []NeighEntry            `json:"neigh,omitempty"`
+	Rules  []pipeline.ChainListing `json:"rules,omitempty"`
+	Reload *ReloadReply            `json:"reload,omitempty"`
 }
 
 // Stats are the counters of a running stack.
@@ -151,6 +152,22 @@ func Snapshot(s *pipeline.Stack) *Stats {
 		st.Sets = append(st.Sets, CounterSet{Name: cs.Name(), Counters: cs.Snapshot()})
 	}
 	return st
+}
+
+// Rules lists the running generation's filter rules with their counters
+// (every module that implements pipeline.RuleLister: the filter).
+func Rules(s *pipeline.Stack) []pipeline.ChainListing {
+	g := s.Generation()
+	if g == nil {
+		return nil
+	}
+	var out []pipeline.ChainListing
+	for _, mc := range g.Config().Modules {
+		if rl, ok := mc.Module.(pipeline.RuleLister); ok {
+			out = append(out, rl.ListRules()...)
+		}
+	}
+	return out
 }
 
 // Routes lists the running generation's routes.
@@ -275,6 +292,11 @@ func (srv *Server) handle(c net.Conn) {
 		rep.Routes = Routes(srv.stack)
 	case "neigh":
 		rep.Neigh = Neighbors(srv.stack)
+	case "rules":
+		rep.Rules = Rules(srv.stack)
+		if rep.Rules == nil {
+			rep.Rules = []pipeline.ChainListing{}
+		}
 	case "reload":
 		r, err := srv.reload()
 		if err != nil {
@@ -283,7 +305,7 @@ func (srv *Server) handle(c net.Conn) {
 			rep.Reload = &r
 		}
 	default:
-		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, reload)", req.Cmd)
+		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, rules, reload)", req.Cmd)
 	}
 	json.NewEncoder(c).Encode(rep)
 }

@@ -152,3 +152,45 @@ func WriteMetrics(w io.Writer, st *Stats) {
 	}
 	fmt.Fprintf(w, "# HELP pipestack_generation The running configuration generation.\n# TYPE pipestack_generation gauge\npipestack_generation %d\n", st.Generation)
 }
+
+// FormatRules prints filter rules as iptables -L -v -n --line-numbers does,
+// table by table.
+func FormatRules(w io.Writer, chains []pipeline.ChainListing) {
+	if len(chains) == 0 {
+		fmt.Fprintln(w, "no filter rules (the pipeline has no filter: section)")
+		return
+	}
+	table := ""
+	for i, c := range chains {
+		if c.Table != table {
+			if i > 0 {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "# table %s\n", c.Table)
+			table = c.Table
+		} else {
+			fmt.Fprintln(w)
+		}
+		if c.Policy != "" {
+			fmt.Fprintf(w, "Chain %s (policy %s %d packets, %d bytes)\n", c.Chain, c.Policy, c.PolicyPackets, c.PolicyBytes)
+		} else {
+			fmt.Fprintf(w, "Chain %s (%d references)\n", c.Chain, c.References)
+		}
+		fmt.Fprintf(w, "%-4s %8s %8s %-10s %-5s %-6s %-6s %-18s %-18s %s\n", "num", "pkts", "bytes", "target", "prot", "in", "out", "source", "destination", "")
+		for _, r := range c.Rules {
+			fmt.Fprintf(w, "%-4d %8s %8s %-10s %-5s %-6s %-6s %-18s %-18s %s\n", r.Num, humanCount(r.Packets), humanCount(r.Bytes),
+				r.Target, r.Prot, r.In, r.Out, r.Source, r.Dest, r.Options)
+		}
+	}
+}
+
+// humanCount abbreviates as iptables -v does (K, M, G above 99999).
+func humanCount(n uint64) string {
+	units := []string{"", "K", "M", "G", "T"}
+	i := 0
+	for n > 99999 && i < len(units)-1 {
+		n /= 1000
+		i++
+	}
+	return fmt.Sprintf("%d%s", n, units[i])
+}

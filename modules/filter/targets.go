@@ -1,0 +1,788 @@
+package filter
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/pipestack/pipestack/modules/internal/tcpreset"
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+func init() {
+	pipeline.RegisterModule(&Verdict{name: "accept"})
+	pipeline.RegisterModule(&Verdict{name: "drop"})
+	pipeline.RegisterModule(&Verdict{name: "return"})
+	pipeline.RegisterModule(&Jump{})
+	pipeline.RegisterModule(&Jump{isGoto: true})
+	pipeline.RegisterModule(new(Reject))
+	pipeline.RegisterModule(new(Log))
+	pipeline.RegisterModule(new(MarkTarget))
+	pipeline.RegisterModule(&HopTarget{})
+	pipeline.RegisterModule(&HopTarget{v6: true})
+	pipeline.RegisterModule(new(NoTrack))
+	pipeline.RegisterModule(new(TCPMSS))
+}
+
+// Verdict is filter.target.accept, .drop and .return: no options.
+type Verdict struct {
+	name string
+	v    pipeline.Verdict
+}
+
+// PipelineModule implements pipeline.Module.
+func (t *Verdict) PipelineModule() pipeline.ModuleInfo {
+	name := t.name
+	sum := map[string]string{"accept": "ACCEPT: the packet leaves this table's hook", "drop": "DROP: the packet is dropped", "return": "RETURN: back to the calling chain (the policy in a built-in chain)"}[name]
+	return pipeline.ModuleInfo{ID: "filter.target." + name, Summary: sum, New: func() pipeline.Module { return newVerdict(name) }}
+}
+
+func newVerdict(name string) *Verdict {
+	v := map[string]pipeline.Verdict{"accept": pipeline.VerdictAccept, "drop": pipeline.VerdictDrop, "return": pipeline.VerdictReturn}[name]
+	return &Verdict{name: name, v: v}
+}
+
+// Options implements Target.
+func (*Verdict) Options() []Opt { return nil }
+
+// Action implements pipeline.Target.
+func (t *Verdict) Action(*pipeline.PacketContext) (pipeline.Verdict, int) { return t.v, 0 }
+
+// Spec implements Target.
+func (t *Verdict) Spec() string { return "-j " + t.Label() }
+
+// Label implements Target.
+func (t *Verdict) Label() string { return strings.ToUpper(t.name) }
+
+// Jump is filter.target.jump and filter.target.goto: chain: NAME (a user
+// chain of the same table). A goto pushes no return frame: a return in
+// the chain gone to goes back past the chain that went there.
+type Jump struct {
+	Chain  string `yaml:"chain"`
+	isGoto bool
+}
+
+// PipelineModule implements pipeline.Module.
+func (t *Jump) PipelineModule() pipeline.ModuleInfo {
+	if t.isGoto {
+		return pipeline.ModuleInfo{ID: "filter.target.goto", Summary: "-g CHAIN: continue in a user chain without a return frame", New: func() pipeline.Module { return &Jump{isGoto: true} }}
+	}
+	return pipeline.ModuleInfo{ID: "filter.target.jump", Summary: "-j CHAIN: continue in a user chain, then come back", New: func() pipeline.Module { return &Jump{} }}
+}
+
+// Options implements Target.
+func (*Jump) Options() []Opt { return nil }
+
+// Validate checks the chain name.
+func (t *Jump) Validate() error {
+	if t.Chain == "" {
+		return fmt.Errorf("chain: is required")
+	}
+	return nil
+}
+
+// Action implements pipeline.Target (the rule's compiled target answers
+// instead: see countedJump).
+func (t *Jump) Action(*pipeline.PacketContext) (pipeline.Verdict, int) {
+	return pipeline.VerdictDrop, 0
+}
+
+// Spec implements Target.
+func (t *Jump) Spec() string {
+	if t.isGoto {
+		return "-g " + t.Chain
+	}
+	return "-j " + t.Chain
+}
+
+// Label implements Target.
+func (t *Jump) Label() string { return t.Chain }
+
+// rejectKinds are REJECT's --reject-with values: the error kind handed to
+// the network endpoint's ReturnError and the family it is for.
+var rejectKinds = []struct {
+	name   string
+	kind   pipeline.TransportErrorKind
+	family int
+}{
+	{"icmp-net-unreachable", pipeline.ErrorNetUnreachable, 4},
+	{"icmp-host-unreachable", pipeline.ErrorHostUnreachable, 4},
+	{"icmp-port-unreachable", pipeline.ErrorPortUnreachable, 4},
+	{"icmp-proto-unreachable", pipeline.ErrorProtocolUnreachable, 4},
+	{"icmp-net-prohibited", pipeline.ErrorNetProhibited, 4},
+	{"icmp-host-prohibited", pipeline.ErrorHostProhibited, 4},
+	{"icmp-admin-prohibited", pipeline.ErrorAdminProhibited, 4},
+	{"icmp6-no-route", pipeline.ErrorNetUnreachable, 6},
+	{"no-route", pipeline.ErrorNetUnreachable, 6},
+	{"icmp6-adm-prohibited", pipeline.ErrorAdminProhibited, 6},
+	{"adm-prohibited", pipeline.ErrorAdminProhibited, 6},
+	{"icmp6-addr-unreachable", pipeline.ErrorHostUnreachable, 6},
+	{"addr-unreach", pipeline.ErrorHostUnreachable, 6},
+	{"icmp6-port-unreachable", pipeline.ErrorPortUnreachable, 6},
+	{"tcp-reset", 0, 0},
+}
+
+// Reject is filter.target.reject: --reject-with TYPE (default
+// icmp-port-unreachable, or icmp6-port-unreachable for an IPv6 rule): the
+// error is sent through the network endpoint's ReturnError (rate limited
+// as that protocol's errors are) and the packet is dropped. Filter table
+// only, at input, forward and output, as Linux.
+type Reject struct {
+	RejectWith string `yaml:"reject_with"`
+
+	kind   pipeline.TransportErrorKind
+	family int
+	reset  bool
+	env    *provisionEnv
+	sent   *pipeline.Counter
+	pool   *pipeline.Pool
+}
+
+// PipelineModule implements pipeline.Module.
+func (*Reject) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{ID: "filter.target.reject", Summary: "REJECT: drop and answer with an ICMP error or a TCP reset", New: func() pipeline.Module { return new(Reject) }}
+}
+
+// Options implements Target.
+func (*Reject) Options() []Opt { return []Opt{{Name: "reject-with", Args: 1}} }
+
+func (t *Reject) setEnv(e *provisionEnv) { t.env = e }
+
+// Provision parses the type.
+func (t *Reject) Provision(ctx *pipeline.Context) error {
+	t.pool = pipeline.DefaultPool
+	if ctx != nil && ctx.Pool != nil {
+		t.pool = ctx.Pool
+	}
+	if t.env != nil && t.env.counters != nil {
+		t.sent = t.env.counters.Get("rejected")
+	}
+	if t.RejectWith == "" {
+		t.kind = pipeline.ErrorPortUnreachable
+		return nil
+	}
+	var names []string
+	for _, k := range rejectKinds {
+		names = append(names, k.name)
+		if strings.EqualFold(k.name, t.RejectWith) {
+			t.kind, t.family, t.reset = k.kind, k.family, k.name == "tcp-reset"
+			return nil
+		}
+	}
+	return fmt.Errorf("reject_with %q: unknown (%s)", t.RejectWith, strings.Join(names, ", "))
+}
+
+// Family implements familyMatch: icmp-* types are IPv4's, icmp6-* IPv6's.
+func (t *Reject) Family() int { return t.family }
+
+// Tables implements tableLimited.
+func (*Reject) Tables() []string { return []string{"filter"} }
+
+// Hooks implements hookLimited.
+func (*Reject) Hooks() uint8 { return hIn | hFwd | hOut }
+
+func (t *Reject) validateRule(r *rule) error {
+	if t.reset && (r.base == nil || !r.base.protoSet || r.base.protoInv || r.base.proto != 6) {
+		return fmt.Errorf("REJECT target: tcp-reset is only valid with -p tcp (proto: tcp)")
+	}
+	return nil
+}
+
+// Action implements pipeline.Target: the network endpoint of the packet's
+// NIC sends the error and takes the packet.
+func (t *Reject) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	b := pc.Batch
+	if b == nil {
+		return pipeline.VerdictDrop, 0
+	}
+	nic := pc.Pkt.InNIC
+	if nic == 0 {
+		nic = pc.Pkt.OutNIC
+	}
+	ep := b.Gen.NetworkEndpoint(nic, pc.Pkt.NetProto)
+	if ep == nil {
+		return pipeline.VerdictDrop, 0
+	}
+	if t.reset {
+		t.sendReset(pc)
+		return pipeline.VerdictDrop, 0
+	}
+	if t.sent != nil {
+		t.sent.Inc()
+	}
+	ep.ReturnError(b, pc.Pkt, t.kind)
+	return pipeline.VerdictStolen, 0
+}
+
+// sendReset answers a TCP segment with a reset from its destination, as
+// Linux's nf_send_reset: not for a fragment, a reset, a bad checksum or a
+// broadcast or multicast destination. The caller drops the packet.
+func (t *Reject) sendReset(pc *pipeline.PacketContext) {
+	b, pkt := pc.Batch, pc.Pkt
+	seg, fragOff, ok := l4(pc)
+	if !ok || fragOff != 0 || pc.Tuple.Proto != pipeline.TCPProtocolNumber {
+		return
+	}
+	nh := pkt.NetworkHeader()
+	if !pkt.CsumVerified && !tcpreset.ChecksumValid(nh, seg) {
+		return
+	}
+	dst, src := pc.Tuple.Dst, pc.Tuple.Src
+	if dst.IsMulticast() || pkt.PktType != pipeline.PacketHost || !src.IsValid() || src.IsUnspecified() || src.IsMulticast() {
+		return
+	}
+	if dst.Is4() {
+		if _, bc, ok := b.Gen.IsLocal4(dst.As4()); ok && bc {
+			return
+		}
+	}
+	var nic pipeline.NICID
+	var hop netip.Addr
+	if src.Is6() && src.IsLinkLocalUnicast() {
+		nic, hop = pkt.InNIC, src
+	} else if r := b.Gen.Routes().Lookup(src); r != nil {
+		nic, hop = r.NIC, r.NextHop(src)
+	}
+	out, found := b.Gen.NIC(nic)
+	ep := b.Gen.NetworkEndpoint(nic, pkt.NetProto)
+	if !found || ep == nil {
+		return
+	}
+	rst, from, to, ok := tcpreset.Build(t.pool, nh, seg)
+	if !ok {
+		return
+	}
+	rst.InNIC = pkt.InNIC
+	if t.sent != nil {
+		t.sent.Inc()
+	}
+	one := [1]*pipeline.Packet{rst}
+	ep.WritePackets(b, pipeline.RouteInfo{NIC: nic, LocalAddr: from, RemoteAddr: to, NextHop: hop, MTU: out.MTU()},
+		pipeline.NetworkHeaderParams{Protocol: pipeline.TCPProtocolNumber}, one[:])
+}
+
+// Spec implements Target.
+func (t *Reject) Spec() string {
+	w := t.RejectWith
+	if w == "" {
+		return "-j REJECT"
+	}
+	return "-j REJECT --reject-with " + strings.ToLower(w)
+}
+
+// Label implements Target.
+func (*Reject) Label() string { return "REJECT" }
+
+// Log is filter.target.log: --log-prefix TEXT (up to 29 bytes, as Linux),
+// --log-level LEVEL (emerg … debug or 0..7: zerolog's levels), and
+// pipestack's --log-rate / --log-burst (default 10/second, burst 20): a
+// rule logs at most that often. An entry goes into a bounded ring that a
+// logger goroutine drains, so a worker never waits on the log; a full ring
+// drops the entry and counts it (filter counter log_dropped), as does the
+// rate limit (log_limited). Non-terminating: the next rule follows.
+type Log struct {
+	LogPrefix string `yaml:"log_prefix"`
+	LogLevel  string `yaml:"log_level"`
+	LogRate   string `yaml:"log_rate"`
+	LogBurst  int    `yaml:"log_burst"`
+
+	level   int8
+	iv      int64
+	b       bucket
+	env     *provisionEnv
+	limited *pipeline.Counter
+}
+
+// PipelineModule implements pipeline.Module.
+func (*Log) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{ID: "filter.target.log", Summary: "LOG: a rate-limited log line per packet, off the packet path", New: func() pipeline.Module { return new(Log) }}
+}
+
+// Options implements Target.
+func (*Log) Options() []Opt {
+	return []Opt{{Name: "log-prefix", Args: 1}, {Name: "log-level", Args: 1}, {Name: "log-rate", Args: 1}, {Name: "log-burst", Args: 1}}
+}
+
+func (t *Log) setEnv(e *provisionEnv) { t.env = e }
+
+var logLevels = map[string]int8{
+	"emerg": 4, "alert": 4, "crit": 4, "err": 3, "error": 3, "warning": 2, "warn": 2, "notice": 1, "info": 1, "debug": 0,
+	"0": 4, "1": 4, "2": 4, "3": 3, "4": 2, "5": 1, "6": 1, "7": 0,
+}
+
+// Provision sets the defaults.
+func (t *Log) Provision(*pipeline.Context) error {
+	if t.LogLevel == "" {
+		t.LogLevel = "warning"
+	}
+	l, ok := logLevels[strings.ToLower(t.LogLevel)]
+	if !ok {
+		return fmt.Errorf("log_level %q: emerg, alert, crit, err, warning, notice, info, debug or 0..7", t.LogLevel)
+	}
+	t.level = l
+	if t.LogRate == "" {
+		t.LogRate = "10/second"
+	}
+	iv, err := parseRate(t.LogRate)
+	if err != nil {
+		return fmt.Errorf("log_rate: %v", err)
+	}
+	if t.LogBurst == 0 {
+		t.LogBurst = 20
+	}
+	t.b.init(iv, t.LogBurst)
+	if t.env != nil && t.env.counters != nil {
+		t.limited = t.env.counters.Get("log_limited")
+	}
+	return nil
+}
+
+// Validate checks the prefix and burst.
+func (t *Log) Validate() error {
+	if len(t.LogPrefix) > 29 {
+		return fmt.Errorf("log_prefix is %d bytes, at most 29", len(t.LogPrefix))
+	}
+	if t.LogBurst < 1 || t.LogBurst > 10000 {
+		return fmt.Errorf("log_burst %d out of range 1..10000", t.LogBurst)
+	}
+	return nil
+}
+
+// Action implements pipeline.Target.
+func (t *Log) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	if !t.b.take(now(pc)) {
+		if t.limited != nil {
+			t.limited.Inc()
+		}
+		return pipeline.VerdictContinue, 0
+	}
+	if t.env != nil && t.env.logs != nil {
+		t.env.logs.put(t, pc)
+	}
+	return pipeline.VerdictContinue, 0
+}
+
+// Spec implements Target.
+func (t *Log) Spec() string {
+	s := "-j LOG"
+	if t.LogPrefix != "" {
+		s += " --log-prefix " + quoteArg(t.LogPrefix)
+	}
+	if t.LogLevel != "warning" {
+		s += " --log-level " + t.LogLevel
+	}
+	if t.LogRate != "10/second" {
+		s += " --log-rate " + t.LogRate
+	}
+	if t.LogBurst != 20 {
+		s += " --log-burst " + strconv.Itoa(t.LogBurst)
+	}
+	return s
+}
+
+// Label implements Target.
+func (*Log) Label() string { return "LOG" }
+
+// MarkTarget is filter.target.mark: --set-mark V[/M] (mark = mark&^M | V),
+// --set-xmark V[/M] (mark = mark&^M ^ V), --and-mark, --or-mark,
+// --xor-mark. Non-terminating.
+type MarkTarget struct {
+	SetMark  string `yaml:"set_mark"`
+	SetXMark string `yaml:"set_xmark"`
+	AndMark  string `yaml:"and_mark"`
+	OrMark   string `yaml:"or_mark"`
+	XorMark  string `yaml:"xor_mark"`
+
+	// mark = (mark & and) ^ xor, as Linux's xt_mark keeps it.
+	and, xor uint32
+	spec     string
+}
+
+// PipelineModule implements pipeline.Module.
+func (*MarkTarget) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{ID: "filter.target.mark", Summary: "MARK: set, and, or, xor the packet's mark", New: func() pipeline.Module { return new(MarkTarget) }}
+}
+
+// Options implements Target.
+func (*MarkTarget) Options() []Opt {
+	return []Opt{{Name: "set-mark", Args: 1}, {Name: "set-xmark", Args: 1}, {Name: "and-mark", Args: 1}, {Name: "or-mark", Args: 1}, {Name: "xor-mark", Args: 1}}
+}
+
+// Provision turns the option into (and, xor).
+func (t *MarkTarget) Provision(*pipeline.Context) error {
+	n := 0
+	for _, s := range []string{t.SetMark, t.SetXMark, t.AndMark, t.OrMark, t.XorMark} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("give one of set_mark, set_xmark, and_mark, or_mark, xor_mark")
+	}
+	switch {
+	case t.SetMark != "":
+		v, m, err := parseValueMask(t.SetMark)
+		if err != nil {
+			return fmt.Errorf("set_mark: %v", err)
+		}
+		// (mark &^ m) | v  ==  (mark &^ (m|v)) ^ v
+		t.and, t.xor = ^(m | v), v
+		t.spec = "--set-xmark " + hex(v) + "/" + hex(m|v)
+	case t.SetXMark != "":
+		v, m, err := parseValueMask(t.SetXMark)
+		if err != nil {
+			return fmt.Errorf("set_xmark: %v", err)
+		}
+		t.and, t.xor = ^m, v
+		t.spec = "--set-xmark " + hex(v) + "/" + hex(m)
+	case t.AndMark != "":
+		v, err := parseUint32(t.AndMark)
+		if err != nil {
+			return fmt.Errorf("and_mark: bad value %q", t.AndMark)
+		}
+		t.and, t.xor = v, 0
+		t.spec = "--set-xmark 0x0/" + hex(^v)
+	case t.OrMark != "":
+		v, err := parseUint32(t.OrMark)
+		if err != nil {
+			return fmt.Errorf("or_mark: bad value %q", t.OrMark)
+		}
+		t.and, t.xor = ^v, v
+		t.spec = "--set-xmark " + hex(v) + "/" + hex(v)
+	default:
+		v, err := parseUint32(t.XorMark)
+		if err != nil {
+			return fmt.Errorf("xor_mark: bad value %q", t.XorMark)
+		}
+		t.and, t.xor = 0xffffffff, v
+		t.spec = "--set-xmark " + hex(v) + "/0x0"
+	}
+	return nil
+}
+
+// Action implements pipeline.Target.
+func (t *MarkTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	pc.Pkt.Mark = pc.Pkt.Mark&t.and ^ t.xor
+	return pipeline.VerdictContinue, 0
+}
+
+// Spec implements Target (as iptables-save prints it).
+func (t *MarkTarget) Spec() string { return "-j MARK " + t.spec }
+
+// Label implements Target.
+func (*MarkTarget) Label() string { return "MARK" }
+
+// HopTarget is filter.target.ttl (--ttl-set, --ttl-dec, --ttl-inc; IPv4,
+// checksum updated) and filter.target.hl (--hl-set, --hl-dec, --hl-inc;
+// IPv6). Mangle table only, as Linux. Saturates at 0 and 255.
+type HopTarget struct {
+	TTLSet string `yaml:"ttl_set"`
+	TTLDec string `yaml:"ttl_dec"`
+	TTLInc string `yaml:"ttl_inc"`
+	HLSet  string `yaml:"hl_set"`
+	HLDec  string `yaml:"hl_dec"`
+	HLInc  string `yaml:"hl_inc"`
+
+	v6  bool
+	op  byte // '=', '-', '+'
+	val uint8
+}
+
+// PipelineModule implements pipeline.Module.
+func (t *HopTarget) PipelineModule() pipeline.ModuleInfo {
+	if t.v6 {
+		return pipeline.ModuleInfo{ID: "filter.target.hl", Summary: "HL: set, decrement or increment the IPv6 hop limit", New: func() pipeline.Module { return &HopTarget{v6: true} }}
+	}
+	return pipeline.ModuleInfo{ID: "filter.target.ttl", Summary: "TTL: set, decrement or increment the IPv4 TTL", New: func() pipeline.Module { return &HopTarget{} }}
+}
+
+// Options implements Target.
+func (t *HopTarget) Options() []Opt {
+	p := t.prefix()
+	return []Opt{{Name: p + "-set", Args: 1}, {Name: p + "-dec", Args: 1}, {Name: p + "-inc", Args: 1}}
+}
+
+func (t *HopTarget) prefix() string {
+	if t.v6 {
+		return "hl"
+	}
+	return "ttl"
+}
+
+// Provision parses the operation.
+func (t *HopTarget) Provision(*pipeline.Context) error {
+	set, dec, inc := t.TTLSet, t.TTLDec, t.TTLInc
+	other := t.HLSet + t.HLDec + t.HLInc
+	if t.v6 {
+		set, dec, inc = t.HLSet, t.HLDec, t.HLInc
+		other = t.TTLSet + t.TTLDec + t.TTLInc
+	}
+	if other != "" {
+		return fmt.Errorf("the %s target takes %s_set, %s_dec or %s_inc", strings.ToUpper(t.prefix()), t.prefix(), t.prefix(), t.prefix())
+	}
+	n := 0
+	for _, c := range []struct {
+		v  string
+		op byte
+	}{{set, '='}, {dec, '-'}, {inc, '+'}} {
+		if c.v == "" {
+			continue
+		}
+		n++
+		x, err := strconv.ParseUint(c.v, 10, 8)
+		if err != nil {
+			return fmt.Errorf("bad value %q (0..255)", c.v)
+		}
+		t.op, t.val = c.op, uint8(x)
+		if c.op != '=' && x == 0 {
+			return fmt.Errorf("increment or decrement by 0 does nothing")
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("give one of %s_set, %s_dec, %s_inc", t.prefix(), t.prefix(), t.prefix())
+	}
+	return nil
+}
+
+// Family implements familyMatch.
+func (t *HopTarget) Family() int {
+	if t.v6 {
+		return 6
+	}
+	return 4
+}
+
+// Tables implements tableLimited.
+func (*HopTarget) Tables() []string { return []string{"mangle"} }
+
+func (t *HopTarget) apply(old uint8) uint8 {
+	switch t.op {
+	case '=':
+		return t.val
+	case '-':
+		if old < t.val {
+			return 0
+		}
+		return old - t.val
+	}
+	if int(old)+int(t.val) > 255 {
+		return 255
+	}
+	return old + t.val
+}
+
+// Action implements pipeline.Target.
+func (t *HopTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	nh := pc.Pkt.NetworkHeader()
+	if t.v6 {
+		if pc.Pkt.NetProto == pipeline.IPv6ProtocolNumber && len(nh) >= wire.IPv6HeaderSize {
+			ip := wire.IPv6(nh)
+			ip.SetHopLimit(t.apply(ip.HopLimit()))
+		}
+		return pipeline.VerdictContinue, 0
+	}
+	if pc.Pkt.NetProto == pipeline.IPv4ProtocolNumber && len(nh) >= wire.IPv4MinimumSize {
+		ip := wire.IPv4(nh)
+		old := ip.TTL()
+		n := t.apply(old)
+		if n != old {
+			// TTL and protocol share a 16-bit word.
+			ow := uint16(old)<<8 | uint16(ip.Protocol())
+			nw := uint16(n)<<8 | uint16(ip.Protocol())
+			ip.SetTTL(n)
+			ip.SetChecksum(wire.ChecksumUpdate16(ip.Checksum(), ow, nw))
+		}
+	}
+	return pipeline.VerdictContinue, 0
+}
+
+// Spec implements Target.
+func (t *HopTarget) Spec() string {
+	op := map[byte]string{'=': "set", '-': "dec", '+': "inc"}[t.op]
+	return "-j " + t.Label() + " --" + t.prefix() + "-" + op + " " + strconv.Itoa(int(t.val))
+}
+
+// Label implements Target.
+func (t *HopTarget) Label() string { return strings.ToUpper(t.prefix()) }
+
+// NoTrack is filter.target.notrack (raw table): marks the packet as not to
+// be tracked. There is no connection tracking yet, so it changes nothing
+// but is accepted, so that rule sets written for it load.
+type NoTrack struct{}
+
+// PipelineModule implements pipeline.Module.
+func (*NoTrack) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{ID: "filter.target.notrack", Summary: "NOTRACK: a no-op marker until conntrack exists", New: func() pipeline.Module { return new(NoTrack) }}
+}
+
+// Options implements Target.
+func (*NoTrack) Options() []Opt { return nil }
+
+// Tables implements tableLimited.
+func (*NoTrack) Tables() []string { return []string{"raw"} }
+
+// Action implements pipeline.Target.
+func (*NoTrack) Action(*pipeline.PacketContext) (pipeline.Verdict, int) {
+	return pipeline.VerdictContinue, 0
+}
+
+// Spec implements Target.
+func (*NoTrack) Spec() string { return "-j NOTRACK" }
+
+// Label implements Target.
+func (*NoTrack) Label() string { return "NOTRACK" }
+
+// TCPMSS is filter.target.tcpmss: --set-mss N or --clamp-mss-to-pmtu
+// (the outgoing NIC's MTU minus 40 for IPv4, 60 for IPv6): the MSS option
+// of a TCP SYN that is larger is lowered, the checksum updated
+// incrementally. As Linux the rule must match SYNs only (-p tcp
+// --tcp-flags SYN,RST SYN or --syn) and clamp-mss-to-pmtu is for forward,
+// output and postrouting. Not yet: a SYN without an MSS option gets none
+// inserted (Linux inserts one).
+type TCPMSS struct {
+	SetMSS         string `yaml:"set_mss"`
+	ClampMSSToPMTU string `yaml:"clamp_mss_to_pmtu"`
+
+	mss   uint16
+	clamp bool
+}
+
+// PipelineModule implements pipeline.Module.
+func (*TCPMSS) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{ID: "filter.target.tcpmss", Summary: "TCPMSS: lower the MSS option of SYNs to a value or the path MTU", New: func() pipeline.Module { return new(TCPMSS) }}
+}
+
+// Options implements Target.
+func (*TCPMSS) Options() []Opt {
+	return []Opt{{Name: "set-mss", Args: 1}, {Name: "clamp-mss-to-pmtu", Args: 0}}
+}
+
+// Provision parses the option.
+func (t *TCPMSS) Provision(*pipeline.Context) error {
+	t.clamp = t.ClampMSSToPMTU == "true"
+	if t.ClampMSSToPMTU != "" && !t.clamp {
+		return fmt.Errorf("clamp_mss_to_pmtu: %q is not true", t.ClampMSSToPMTU)
+	}
+	if (t.SetMSS != "") == t.clamp {
+		return fmt.Errorf("give one of set_mss, clamp_mss_to_pmtu")
+	}
+	if t.SetMSS != "" {
+		v, err := strconv.ParseUint(t.SetMSS, 10, 16)
+		if err != nil || v == 0 {
+			return fmt.Errorf("set_mss %q: want 1..65535", t.SetMSS)
+		}
+		t.mss = uint16(v)
+	}
+	return nil
+}
+
+func (t *TCPMSS) validateRule(r *rule) error {
+	if r.base == nil || !r.base.protoSet || r.base.protoInv || r.base.proto != 6 {
+		return fmt.Errorf("TCPMSS target: only valid with -p tcp")
+	}
+	for _, m := range r.ms {
+		if tm, ok := m.(*TCP); ok && tm.synOnly {
+			if t.clamp && r.hooksOf()&^(hFwd|hOut|hPost) != 0 {
+				return fmt.Errorf("TCPMSS target: path-MTU clamping only supported in FORWARD, OUTPUT and POSTROUTING hooks")
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("TCPMSS target: only works on TCP SYN packets (add --tcp-flags SYN,RST SYN or --syn)")
+}
+
+// Action implements pipeline.Target.
+func (t *TCPMSS) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	b, fragOff, ok := l4(pc)
+	if !ok || fragOff != 0 || len(b) < 20 || b[13]&0x02 == 0 {
+		return pipeline.VerdictContinue, 0
+	}
+	doff := int(b[12]>>4) * 4
+	if doff < 20 || doff > len(b) {
+		return pipeline.VerdictContinue, 0
+	}
+	mss := t.mss
+	if t.clamp {
+		if pc.Batch == nil {
+			return pipeline.VerdictContinue, 0
+		}
+		nic, ok := pc.Batch.Gen.NIC(pc.Pkt.OutNIC)
+		if !ok {
+			return pipeline.VerdictContinue, 0
+		}
+		over := 40
+		if pc.Pkt.NetProto == pipeline.IPv6ProtocolNumber {
+			over = 60
+		}
+		if nic.MTU() <= over {
+			return pipeline.VerdictContinue, 0
+		}
+		mss = uint16(nic.MTU() - over)
+	}
+	opts := b[20:doff]
+	for i := 0; i < len(opts); {
+		kind := opts[i]
+		if kind == 0 {
+			break
+		}
+		if kind == 1 {
+			i++
+			continue
+		}
+		if i+1 >= len(opts) {
+			break
+		}
+		l := int(opts[i+1])
+		if l < 2 || i+l > len(opts) {
+			break
+		}
+		if kind == 2 && l == 4 {
+			old := binary.BigEndian.Uint16(opts[i+2:])
+			if old > mss {
+				binary.BigEndian.PutUint16(opts[i+2:], mss)
+				// The option sits at an even offset of the header when
+				// i is even; the checksum word pairs bytes from there.
+				sum := binary.BigEndian.Uint16(b[16:])
+				off := 20 + i + 2
+				if off%2 == 0 {
+					sum = wire.ChecksumUpdate16(sum, old, mss)
+				} else {
+					sum = wire.ChecksumUpdate16(sum, uint16(opts[i+1])<<8|old>>8, uint16(opts[i+1])<<8|mss>>8)
+					sum = wire.ChecksumUpdate16(sum, old<<8|uint16(opts[i+4]), mss<<8|uint16(opts[i+4]))
+				}
+				binary.BigEndian.PutUint16(b[16:], sum)
+			}
+			return pipeline.VerdictContinue, 0
+		}
+		i += l
+	}
+	return pipeline.VerdictContinue, 0
+}
+
+// Spec implements Target.
+func (t *TCPMSS) Spec() string {
+	if t.clamp {
+		return "-j TCPMSS --clamp-mss-to-pmtu"
+	}
+	return "-j TCPMSS --set-mss " + strconv.Itoa(int(t.mss))
+}
+
+// Label implements Target.
+func (*TCPMSS) Label() string { return "TCPMSS" }
+
+// hooksOf is set while validating (the rule's chain's hooks).
+func (r *rule) hooksOf() uint8 { return r.hooks }
+
+var (
+	_ Target = (*Verdict)(nil)
+	_ Target = (*Jump)(nil)
+	_ Target = (*Reject)(nil)
+	_ Target = (*Log)(nil)
+	_ Target = (*MarkTarget)(nil)
+	_ Target = (*HopTarget)(nil)
+	_ Target = (*NoTrack)(nil)
+	_ Target = (*TCPMSS)(nil)
+)

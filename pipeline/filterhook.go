@@ -1,0 +1,121 @@
+package pipeline
+
+import (
+	"fmt"
+	"sort"
+)
+
+// HookModule is a module that installs filter tables at the hooks (the
+// filter module: raw, mangle and filter tables). build collects the tables
+// of every provisioned HookModule, with Config.Hooks (set from Go, priority
+// 0), and installs at each hook one table that runs them in priority order.
+type HookModule interface {
+	Module
+	// HookTables returns the tables built by Provision; each is
+	// immutable from then on and must pass HookTable.Validate.
+	HookTables() []HookEntry
+}
+
+// HookEntry is one table at one hook. Tables at one hook run in ascending
+// Priority (netfilter's numbers: raw -300, mangle -150, filter 0; ties in
+// the order given, Config.Hooks first): an accept ends that table only, the
+// next one still runs; a drop or a steal ends the hook.
+type HookEntry struct {
+	Hook     Hook
+	Priority int
+	Name     string // the table's name, for messages (raw, mangle, filter)
+	Table    *HookTable
+}
+
+// Netfilter's table priorities.
+const (
+	PriorityRaw    = -300
+	PriorityMangle = -150
+	PriorityFilter = 0
+)
+
+// composeHooks makes the table installed at each hook from Config.Hooks and
+// the modules' entries: nil where there is none, the table itself where
+// there is one, else a table whose rules run each table in turn.
+func composeHooks(fromGo [NumHooks]*HookTable, entries []HookEntry) ([NumHooks]*HookTable, error) {
+	var out [NumHooks]*HookTable
+	var per [NumHooks][]HookEntry
+	for h, t := range fromGo {
+		if t != nil {
+			per[h] = append(per[h], HookEntry{Hook: Hook(h), Name: "Config.Hooks", Table: t})
+		}
+	}
+	for _, e := range entries {
+		if e.Hook >= NumHooks || e.Table == nil {
+			return out, fmt.Errorf("table %s: bad hook %d", e.Name, e.Hook)
+		}
+		if err := e.Table.Validate(); err != nil {
+			return out, fmt.Errorf("table %s at %s: %w", e.Name, e.Hook, err)
+		}
+		per[e.Hook] = append(per[e.Hook], e)
+	}
+	for h := range per {
+		es := per[h]
+		switch len(es) {
+		case 0:
+			continue
+		case 1:
+			out[h] = es[0].Table
+			continue
+		}
+		sort.SliceStable(es, func(i, j int) bool { return es[i].Priority < es[j].Priority })
+		rules := make([]Rule, len(es))
+		for i, e := range es {
+			rules[i] = Rule{Target: subTable{e.Table}}
+		}
+		out[h] = &HookTable{Chains: []Chain{{Name: "tables", Rules: rules}}, Policy: VerdictAccept}
+	}
+	return out, nil
+}
+
+// subTable runs one table of several at a hook: its accept lets the next
+// table run.
+type subTable struct{ t *HookTable }
+
+func (s subTable) Action(pc *PacketContext) (Verdict, int) {
+	switch v := s.t.Evaluate(pc); v {
+	case VerdictAccept:
+		return VerdictContinue, 0
+	case VerdictStolen:
+		return VerdictStolen, 0
+	default:
+		return VerdictDrop, 0
+	}
+}
+
+// RuleLister is implemented by a module whose rules `pipectl rules` lists
+// with their counters (the filter module).
+type RuleLister interface {
+	ListRules() []ChainListing
+}
+
+// ChainListing is one chain as `iptables -L -v -n` shows it.
+type ChainListing struct {
+	Table, Chain string
+	// Policy is "ACCEPT" or "DROP" for a built-in chain, "" for a user
+	// chain (then References counts the rules that jump or go to it).
+	Policy                     string
+	PolicyPackets, PolicyBytes uint64 // what the policy decided
+	References                 int
+	Rules                      []RuleListing
+}
+
+// RuleListing is one rule with its counters.
+type RuleListing struct {
+	Num            int // from 1, as --line-numbers
+	Packets, Bytes uint64
+	Target         string // ACCEPT, DROP, a chain name, REJECT…
+	Prot           string // "all", "tcp", "!udp"…
+	In, Out        string // "*" for any
+	Source, Dest   string // "0.0.0.0/0" or "::/0" for any
+	Options        string // the rest, as iptables prints it
+	Rule           string // the canonical rule text
+	ID             string
+}
+
+var _ Target = subTable{}
