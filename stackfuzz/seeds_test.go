@@ -234,6 +234,31 @@ func seeds() [][]byte {
 		rec(opClock, []byte{200}),
 	))
 
+	// Through the filter: a SYN to the router's port 22 (REJECT
+	// tcp-reset), UDP to 161 (admin prohibited), forwarded UDP from the
+	// lan to port 4000 (rejected in from_lan), to 1050 (multiport reject),
+	// a dropped source, a big datagram (LOG), a SYN forwarded (TCPMSS).
+	syn := make([]byte, 24)
+	binary.BigEndian.PutUint16(syn[0:], 40000)
+	binary.BigEndian.PutUint16(syn[2:], 22)
+	binary.BigEndian.PutUint32(syn[4:], 1)
+	syn[12] = 6 << 4 // data offset 6: one option
+	syn[13] = 0x02   // SYN
+	binary.BigEndian.PutUint16(syn[14:], 65535)
+	syn[20], syn[21], syn[22], syn[23] = 2, 4, 0x05, 0xb4 // MSS 1460
+	fwdSyn := append([]byte(nil), syn...)
+	binary.BigEndian.PutUint16(fwdSyn[2:], 80)
+	out = append(out, cat(
+		rec(opEthIP|fixSums, ip4("10.1.0.50", "10.1.0.1", wire.ProtocolTCP, 5, 0, 0, nil, syn)),
+		rec(opEthIP, pt.UDP4("10.1.0.50", "10.1.0.1", 1000, 161, 64, []byte("snmp"))),
+		rec(opEthIP, pt.UDP4("10.1.0.50", "10.2.0.2", 1000, 4000, 64, []byte("x"))),
+		rec(opEthIP, pt.UDP4("10.1.0.50", "10.2.0.2", 1000, 1050, 64, []byte("x"))),
+		rec(opEthIP, pt.UDP4("10.1.0.77", "10.2.0.2", 1000, 7, 64, []byte("x"))),
+		rec(opEthIP, pt.UDP4("10.1.0.50", "10.2.0.2", 1000, 7, 64, payload[:1450])),
+		rec(opEthIP|fixSums, ip4("10.1.0.50", "10.2.0.2", wire.ProtocolTCP, 6, 0, 0, nil, fwdSyn)),
+		rec(opClock, []byte{20}),
+	))
+
 	// The outside review's two crashes, as fragment trains sent to the
 	// router's own lan addresses (it reassembles what is addressed to
 	// it). IPv4: a first fragment with 40 bytes of options, then plain

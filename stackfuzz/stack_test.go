@@ -1,7 +1,8 @@
 // Package stackfuzz fuzzes the whole stack: arbitrary sequences of frames
 // into a host and a router built from pipeline files on channel links, with
 // every module the project has (network.ipv4, network.arp, network.ipv6 with
-// NDP, transport.udp, reassembly, fragmentation), and the invariants checked
+// NDP, transport.udp, reassembly, fragmentation, the filter with rules in
+// raw, mangle and filter), and the invariants checked
 // after each input:
 //
 //   - no panic (a panic on a link reader goroutine kills a router);
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	_ "github.com/pipestack/pipestack/modules/arp"
+	_ "github.com/pipestack/pipestack/modules/filter"
 	_ "github.com/pipestack/pipestack/modules/ipv4"
 	_ "github.com/pipestack/pipestack/modules/ipv6"
 	"github.com/pipestack/pipestack/modules/link/channel"
@@ -65,6 +67,33 @@ links:
   - {name: lan, module: link.channel, framing: ethernet, mac: "02:00:00:00:01:01", queue: 4096, addresses: [10.1.0.1/24, "fd00:1::1/64"]}
   - {name: wan, module: link.channel, framing: ip, mtu: 1280, queue: 4096, addresses: [10.2.0.1/24, "fd00:2::1/64"]}
 forwarding: {ipv4: true, ipv6: true}
+filter:
+  raw:
+    prerouting:
+      rules: ["-p udp --dport 9 -j DROP"]
+  mangle:
+    forward:
+      rules:
+        - "-p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"
+        - "-p udp -j MARK --set-mark 0x7"
+  filter:
+    input:
+      rules:
+        - {proto: icmp, icmp_type: echo-request, limit: {limit: 50/s, limit_burst: 20}, target: accept}
+        - "-p tcp --dport 22 -j REJECT --reject-with tcp-reset"
+        - "-p udp --dport 161:162 -j REJECT --reject-with icmp-admin-prohibited"
+        - {proto: icmpv6, icmpv6_type: echo-request, target: accept}
+    forward:
+      rules:
+        - {in: lan, jump: from_lan}
+        - "-m mark --mark 0x7 -p udp --dport 7 -j ACCEPT"
+        - "-p udp -m multiport --dports 1000:1100 -j REJECT"
+        - "-m length --length 1400:65535 -j LOG --log-prefix big "
+    from_lan:
+      rules:
+        - "-s 10.1.0.77 -j DROP"
+        - "-p tcp -m tcp ! --syn --dport 80 -j RETURN"
+        - {proto: udp, sport: "!53", target: {reject: {reject_with: icmp-port-unreachable}}, dport: 4000}
 routes:
   - {to: 10.3.0.0/16, via: 10.1.0.9, link: lan}
   - {to: default, via: 10.2.0.2, link: wan}
