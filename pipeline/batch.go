@@ -26,6 +26,8 @@ type Batch struct {
 
 	shard int // Shard()+1; 0: not numbered yet
 
+	tracer Tracer // Stack.SetTracer's when the batch started (trace.go)
+
 	segs  []*Packet // software GSO output (gso.go), empty between transmits
 	frags []*Packet // a queue with its fragments (transmit), empty between transmits
 }
@@ -106,6 +108,10 @@ func (b *Batch) RunHook(h Hook, pkts []*Packet) {
 }
 
 func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
+	if b.tracer != nil {
+		b.runHookTraced(b.tracer, t, h, pkts)
+		return
+	}
 	pc := &b.pc
 	for i, p := range pkts {
 		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||

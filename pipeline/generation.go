@@ -23,6 +23,7 @@ type Generation struct {
 	transports [256]TransportProtocol
 	routes     *RouteTable
 	hooks      [NumHooks]*HookTable
+	traced     [NumHooks][]HookEntry // the tables of each hook by name, for a Tracer
 	local4     map[uint32]localAddr
 	local6     map[[16]byte]localAddr
 
@@ -373,6 +374,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	}
 	g.routes = NewRouteTable(routes)
 	g.hooks = hooks
+	g.traced = traceEntries(cfg.Hooks, entries)
 	return g, nil
 }
 

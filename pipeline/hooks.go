@@ -16,6 +16,9 @@ type Rule struct {
 	// Packets counts the packets that matched (set by the builder to keep
 	// counts across reloads; nil: not counted).
 	Packets *Counter
+	// Text is the rule as its builder writes it, for a Tracer (the
+	// filter: its canonical text); optional.
+	Text string
 }
 
 // Chain is a list of rules.

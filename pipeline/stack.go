@@ -40,6 +40,8 @@ type Stack struct {
 
 	gen atomic.Pointer[Generation]
 
+	tracer tracerSlot // SetTracer (trace.go)
+
 	mu      sync.Mutex // serialises Apply/Close; guards the fields below
 	nics    map[string]*NIC
 	nicIDs  map[string]NICID
@@ -408,6 +410,7 @@ func (s *Stack) acquire() *Batch {
 	}
 	b.Gen = g
 	b.Now = s.clock.Now()
+	b.tracer = s.loadTracer()
 	return b
 }
 

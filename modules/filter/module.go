@@ -395,12 +395,12 @@ func (t *table) compile() []pipeline.HookEntry {
 	for i, c := range t.chains {
 		rules := make([]pipeline.Rule, 0, len(c.rules)+1)
 		for _, r := range c.rules {
-			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget(c)})
+			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget(c), Text: r.text})
 		}
 		if c.builtin {
 			// The policy as a last rule, to count what it decides (a
 			// RETURN in the chain comes here too: see compiledTarget).
-			rules = append(rules, pipeline.Rule{Target: &policyTarget{c: c.polCounter, v: c.policy}})
+			rules = append(rules, pipeline.Rule{Target: &policyTarget{c: c.polCounter, v: c.policy}, Text: policyText(c)})
 		}
 		chains[i] = pipeline.Chain{Name: c.name, Rules: rules}
 	}

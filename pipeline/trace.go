@@ -1,0 +1,280 @@
+package pipeline
+
+import (
+	"sort"
+	"sync/atomic"
+)
+
+// Tracer sees how the hook tables decide the packets it selects (pipectl
+// replay and trace). Stack.SetTracer installs one; a batch reads it once
+// when it starts, so with none the hooks pay one nil check per hook run,
+// never per packet or per rule. With one set, every packet a hook runs on
+// is offered to Select; the selected ones are evaluated by a traced copy of
+// HookTable.Evaluate that records each rule whose target ran, and Trace
+// gets the record. The others are evaluated as without a tracer. Both are
+// called on the worker's goroutine, possibly by several workers at once.
+type Tracer interface {
+	// Select reports whether the packet at pc (tuple parsed, before any
+	// table ran) is traced at this hook.
+	Select(pc *PacketContext) bool
+	// Trace receives what the tables at one hook did to one selected
+	// packet, before a dropped packet is released. ht, its slices and
+	// ht.Pkt are valid only during the call.
+	Trace(ht *HookTrace)
+}
+
+// HookTrace is one traced packet at one hook.
+type HookTrace struct {
+	Hook          Hook
+	InNIC, OutNIC NICID
+	Tuple         Tuple
+	Pkt           *Packet // Data() at the network header, as the tables left it
+	// Malformed: the network header did not parse; the packet is dropped
+	// (counted as hook_malformed) without running a table.
+	Malformed bool
+	// Steps are the rules whose target ran, in order, across the tables
+	// of the hook (by priority).
+	Steps []TraceStep
+	// Verdict is the hook's: VerdictAccept, VerdictDrop or VerdictStolen.
+	Verdict Verdict
+}
+
+// TraceStep is one rule whose matchers matched and whose target ran (or a
+// matcher's hotdrop, or the policy at the end of a table's entry chain).
+type TraceStep struct {
+	Table string // the HookEntry's name (raw, mangle, filter, Config.Hooks)
+	Chain string
+	// Rule is the rule's position in its chain, from 1; 0 for the table's
+	// own policy at the end of its entry chain.
+	Rule int
+	// Text is the rule's Rule.Text (empty when the table's builder gave
+	// none).
+	Text    string
+	Verdict Verdict
+	// Hotdrop: a matcher of the rule dropped the packet (a truncated
+	// transport header) before its target ran.
+	Hotdrop bool
+	// MarkBefore and MarkAfter are the packet's mark around the target.
+	MarkBefore, MarkAfter uint32
+	// Changes are the bytes of the packet (from the network header) the
+	// target rewrote (TTL, DSCP, MSS, checksums…), at most maxTraceChanges.
+	Changes []ByteChange
+}
+
+// ByteChange is one rewritten byte.
+type ByteChange struct {
+	Offset   int // from the network header
+	Old, New byte
+}
+
+// maxTraceChanges bounds the bytes one step reports.
+const maxTraceChanges = 64
+
+type tracerRef struct{ t Tracer }
+
+// SetTracer installs t (nil: none) for the batches that start from now on.
+func (s *Stack) SetTracer(t Tracer) {
+	if t == nil {
+		s.tracer.Store(nil)
+		return
+	}
+	s.tracer.Store(&tracerRef{t})
+}
+
+// tracerSlot is the Stack's tracer (a field of Stack).
+type tracerSlot = atomic.Pointer[tracerRef]
+
+// loadTracer is the tracer a starting batch uses.
+func (s *Stack) loadTracer() Tracer {
+	if r := s.tracer.Load(); r != nil {
+		return r.t
+	}
+	return nil
+}
+
+// traceEntries are the tables of each hook in the order composeHooks runs
+// them (Config.Hooks first, then by priority), for the traced evaluation,
+// which needs their names.
+func traceEntries(fromGo [NumHooks]*HookTable, entries []HookEntry) [NumHooks][]HookEntry {
+	var per [NumHooks][]HookEntry
+	for h, t := range fromGo {
+		if t != nil {
+			per[h] = append(per[h], HookEntry{Hook: Hook(h), Name: "Config.Hooks", Table: t})
+		}
+	}
+	for _, e := range entries {
+		if e.Hook < NumHooks && e.Table != nil {
+			per[e.Hook] = append(per[e.Hook], e)
+		}
+	}
+	for h := range per {
+		sort.SliceStable(per[h], func(i, j int) bool { return per[h][i].Priority < per[h][j].Priority })
+	}
+	return per
+}
+
+// runHookTraced is runHook with a tracer: selected packets go through the
+// traced evaluation.
+func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
+	pc := &b.pc
+	var ht HookTrace
+	for i, p := range pkts {
+		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
+			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
+			continue
+		}
+		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b}
+		parsed := ParseTuple(b, p, pc)
+		if !tr.Select(pc) {
+			if !parsed {
+				pkts[i] = nil
+				b.Drop(p, b.Gen.hookMalformed)
+				continue
+			}
+			b.verdict(t.Evaluate(pc), h, pkts, i)
+			continue
+		}
+		ht = HookTrace{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Tuple: pc.Tuple, Pkt: p, Steps: ht.Steps[:0]}
+		if !parsed {
+			ht.Malformed, ht.Verdict = true, VerdictDrop
+			tr.Trace(&ht)
+			pkts[i] = nil
+			b.Drop(p, b.Gen.hookMalformed)
+			continue
+		}
+		ht.Verdict = VerdictAccept
+		for _, e := range b.Gen.traced[h] {
+			v := e.Table.evaluateTraced(pc, e.Name, &ht)
+			if v != VerdictAccept {
+				ht.Verdict = v
+				if v != VerdictStolen {
+					ht.Verdict = VerdictDrop
+				}
+				break
+			}
+		}
+		if ht.Verdict == VerdictStolen {
+			ht.Pkt = nil // the target's already
+		}
+		tr.Trace(&ht)
+		b.verdict(ht.Verdict, h, pkts, i)
+	}
+	pc.Pkt, pc.Batch = nil, nil
+}
+
+// verdict applies a hook's verdict to pkts[i], as runHook does.
+func (b *Batch) verdict(v Verdict, h Hook, pkts []*Packet, i int) {
+	switch v {
+	case VerdictAccept:
+	case VerdictStolen:
+		pkts[i] = nil
+	default:
+		p := pkts[i]
+		pkts[i] = nil
+		b.Drop(p, b.Gen.hookDrops[h])
+	}
+}
+
+// evaluateTraced is Evaluate recording each rule whose target ran into ht.
+// It must decide exactly as Evaluate does (TestEvaluateTracedAgrees).
+func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrace) Verdict {
+	type frame struct{ chain, rule int }
+	var stack [maxJumpDepth]frame
+	var before []byte
+	depth := 0
+	chain, rule := t.Entry, 0
+	step := func(c, r int, v Verdict) *TraceStep {
+		s := TraceStep{Table: table, Chain: t.Chains[c].Name, Rule: r + 1, Verdict: v, MarkBefore: pc.Pkt.Mark, MarkAfter: pc.Pkt.Mark}
+		if r >= 0 {
+			s.Text = t.Chains[c].Rules[r].Text
+		} else {
+			s.Rule = 0
+		}
+		ht.Steps = append(ht.Steps, s)
+		return &ht.Steps[len(ht.Steps)-1]
+	}
+	for {
+		rules := t.Chains[chain].Rules
+		if rule >= len(rules) {
+			if depth == 0 {
+				step(chain, -1, t.Policy)
+				return t.Policy
+			}
+			depth--
+			chain, rule = stack[depth].chain, stack[depth].rule
+			continue
+		}
+		r := &rules[rule]
+		at := rule
+		rule++
+		matched := true
+		for _, m := range r.Matchers {
+			ok, hotdrop := m.Match(pc)
+			if hotdrop {
+				step(chain, at, VerdictDrop).Hotdrop = true
+				return VerdictDrop
+			}
+			if !ok {
+				matched = false
+				break
+			}
+		}
+		if !matched {
+			continue
+		}
+		if r.Packets != nil {
+			r.Packets.Inc()
+		}
+		before = append(before[:0], pc.Pkt.Data()...)
+		mark := pc.Pkt.Mark
+		v, to := r.Target.Action(pc)
+		if _, sub := r.Target.(subTable); !sub {
+			s := step(chain, at, v)
+			s.MarkBefore = mark
+			if v != VerdictStolen {
+				s.Changes = diffBytes(before, pc.Pkt.Data())
+			}
+		}
+		switch v {
+		case VerdictContinue:
+		case VerdictAccept, VerdictDrop, VerdictStolen:
+			return v
+		case VerdictReturn:
+			rule = len(rules)
+		case VerdictJump:
+			if depth == len(stack) || to < 0 || to >= len(t.Chains) {
+				return VerdictDrop
+			}
+			stack[depth] = frame{chain, rule}
+			depth++
+			chain, rule = to, 0
+		case VerdictGoto:
+			if to < 0 || to >= len(t.Chains) {
+				return VerdictDrop
+			}
+			chain, rule = to, 0
+		default:
+			return VerdictDrop
+		}
+	}
+}
+
+// diffBytes lists the bytes that differ (a length change is reported as
+// the bytes past the shorter one, old or new 0).
+func diffBytes(a, b []byte) []ByteChange {
+	var out []ByteChange
+	n := max(len(a), len(b))
+	for i := 0; i < n && len(out) < maxTraceChanges; i++ {
+		var x, y byte
+		if i < len(a) {
+			x = a[i]
+		}
+		if i < len(b) {
+			y = b[i]
+		}
+		if x != y || (i >= len(a)) != (i >= len(b)) {
+			out = append(out, ByteChange{Offset: i, Old: x, New: y})
+		}
+	}
+	return out
+}
