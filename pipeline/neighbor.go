@@ -97,6 +97,14 @@ func newNeighborTable(nic NICID, clock Clock, disp NUDDispatcher) *NeighborTable
 	return t
 }
 
+// rand is the stack's random source once a batch attached the table.
+func (t *NeighborTable) rand() *Rand {
+	if s := t.stack.Load(); s != nil {
+		return s.rand
+	}
+	return nil
+}
+
 // Lookup returns the link address for addr if the entry is usable. It reads
 // without locks and changes nothing (the transmit path's lookup also moves
 // a STALE entry to DELAY).
@@ -157,7 +165,7 @@ func (t *NeighborTable) Set(ne NeighborEntry) {
 	e.probes = 0
 	switch ne.State {
 	case NeighborReachable:
-		t.armLocked(e, cfg.reachableTime(), now)
+		t.armLocked(e, cfg.reachableTime(t.rand()), now)
 	case NeighborStale, NeighborUnreachable:
 		t.armLocked(e, cfg.GCStaleTime, now)
 	case NeighborDelay:

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -166,8 +165,8 @@ func (c NUDConfigurations) WithDefaults() NUDConfigurations {
 }
 
 // reachableTime draws a reachable time (RFC 4861 §6.3.2).
-func (c *NUDConfigurations) reachableTime() time.Duration {
-	f := c.MinRandomFactor + rand.Float32()*(c.MaxRandomFactor-c.MinRandomFactor)
+func (c *NUDConfigurations) reachableTime(r *Rand) time.Duration {
+	f := c.MinRandomFactor + r.Float32()*(c.MaxRandomFactor-c.MinRandomFactor)
 	return time.Duration(float64(c.BaseReachableTime) * float64(f))
 }
 
@@ -735,7 +734,7 @@ func (t *NeighborTable) HandleConfirmation(b *Batch, addr netip.Addr, mac wire.M
 		if flags.Solicited {
 			t.setLocked(e, NeighborReachable, mac, now)
 			e.probes = 0
-			t.armLocked(e, cfg.reachableTime(), now)
+			t.armLocked(e, cfg.reachableTime(t.rand()), now)
 		} else if flush != nil {
 			t.setLocked(e, NeighborDelay, mac, now)
 			e.probes = 0
@@ -762,7 +761,7 @@ func (t *NeighborTable) HandleConfirmation(b *Batch, addr netip.Addr, mac wire.M
 			t.setLocked(e, NeighborReachable, newMAC, now)
 			e.updatedAt = now
 			e.probes = 0
-			t.armLocked(e, cfg.reachableTime(), now)
+			t.armLocked(e, cfg.reachableTime(t.rand()), now)
 		case differs:
 			t.setLocked(e, NeighborStale, newMAC, now)
 			t.armLocked(e, cfg.GCStaleTime, now)
@@ -794,7 +793,7 @@ func (t *NeighborTable) HandleUpperLevelConfirmation(b *Batch, addr netip.Addr) 
 			t.setLocked(e, NeighborReachable, e.mac, now)
 			e.updatedAt = now
 			e.probes = 0
-			t.armLocked(e, cfg.reachableTime(), now)
+			t.armLocked(e, cfg.reachableTime(t.rand()), now)
 		}
 	}
 	t.unlock()

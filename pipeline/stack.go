@@ -27,6 +27,9 @@ type Options struct {
 	// old generation before it warns (it keeps waiting: stopping a
 	// generation under a worker is never safe). Default 5 s.
 	DrainTimeout time.Duration
+	// Seed, when not zero, seeds every random draw of the stack and its
+	// modules (Stack.Rand): pipectl replay runs deterministically.
+	Seed uint64
 }
 
 // Stack is a network stack built from pipeline files. Its long-lived parts
@@ -41,6 +44,7 @@ type Stack struct {
 	gen atomic.Pointer[Generation]
 
 	tracer tracerSlot // SetTracer (trace.go)
+	rand   *Rand      // Options.Seed (rand.go)
 
 	mu      sync.Mutex // serialises Apply/Close; guards the fields below
 	nics    map[string]*NIC
@@ -91,6 +95,7 @@ func New(opts Options) *Stack {
 	if opts.Logger != nil {
 		s.log = *opts.Logger
 	}
+	s.rand = newRand(opts.Seed)
 	s.clock = opts.Clock
 	if s.clock == nil {
 		s.clock = SystemClock{}

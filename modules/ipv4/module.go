@@ -96,7 +96,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	cs := ctx.Counters("ipv4")
 	m.proto = newProtocol(cs, ctx.Pool, cfg)
 	p := m.proto
-	p.limiter = ctx.Shared("network.ipv4/icmp-limiter", func() any { return newICMPLimiter(0) }).(*icmpLimiter)
+	p.limiter = ctx.Shared("network.ipv4/icmp-limiter", func() any { return newICMPLimiter(ctx.Stack().Rand().Seed()) }).(*icmpLimiter)
 	p.reasm = ctx.Shared("network.ipv4/reassembly", func() any {
 		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)
 	}).(*reassembler)

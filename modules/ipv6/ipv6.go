@@ -114,9 +114,9 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	c.reasmIncompleteChain = cs.Get("reasm_incomplete_chain")
 	p.nc = newNDPCounters(ctx.Counters("ndp"))
 
-	p.ident.Store(randUint32())
+	p.ident.Store(ctx.Stack().Rand().Uint32())
 	p.limiter = ctx.Shared("network.ipv6/icmp-limiter", func() any {
-		return icmplimit.New(0, icmplimit.Hash16)
+		return icmplimit.New(ctx.Stack().Rand().Seed(), icmplimit.Hash16)
 	}).(*icmplimit.Limiter[[16]byte])
 	p.reasm = ctx.Shared("network.ipv6/reassembly", func() any {
 		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)

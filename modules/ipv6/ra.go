@@ -132,7 +132,7 @@ func (e *endpoint) handleRS(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.IPv
 	if at := ls.raLast.Add(minDelayBetweenRAs); ls.raLast.IsZero() || !now.Before(at) {
 		if e.sendRA(b, ls, rc, allNodes) {
 			ls.raLast = now
-			ls.raNext = now.Add(raInterval(rc, &ls.raInitial))
+			ls.raNext = now.Add(raInterval(ls.reg.stack.Rand(), rc, &ls.raInitial))
 			ls.armLocked(ls.raNext, now)
 		}
 		return

@@ -46,7 +46,13 @@ type linkStates struct {
 
 func newLinkStates(s *pipeline.Stack, clock pipeline.Clock) *linkStates {
 	r := &linkStates{stack: s, clock: clock, m: map[pipeline.NICID]*linkState{}}
-	rand.Read(r.secret[:])
+	if rnd := s.Rand(); rnd.Seeded() {
+		for i := range r.secret {
+			r.secret[i] = byte(rnd.Uint32())
+		}
+	} else {
+		rand.Read(r.secret[:])
+	}
 	return r
 }
 
@@ -515,7 +521,7 @@ func (ls *linkState) run(b *pipeline.Batch, e *endpoint) {
 			if e.sendRA(b, ls, rc, allNodes) {
 				ls.raLast = now
 			}
-			ls.raNext = now.Add(raInterval(rc, &ls.raInitial))
+			ls.raNext = now.Add(raInterval(ls.reg.stack.Rand(), rc, &ls.raInitial))
 			soon(ls.raNext)
 		}
 	}
@@ -529,9 +535,9 @@ func (ls *linkState) run(b *pipeline.Batch, e *endpoint) {
 // raInterval draws the time to the next unsolicited advertisement: uniform
 // in [interval/3, interval], at most 16 s for the first three (RFC 4861
 // §6.2.4).
-func raInterval(rc *RAConfig, initial *int) time.Duration {
+func raInterval(r *pipeline.Rand, rc *RAConfig, initial *int) time.Duration {
 	lo := rc.Interval / 3
-	d := lo + time.Duration(randUint64()%uint64(rc.Interval-lo+1))
+	d := lo + time.Duration(r.Uint64()%uint64(rc.Interval-lo+1))
 	if *initial > 0 {
 		*initial--
 		d = min(d, maxInitialRAInterval)
@@ -628,16 +634,4 @@ func stableIID(dst []byte, prefix []byte, name string, mac []byte, secret []byte
 	if binary.BigEndian.Uint64(dst[:8]) == 0 {
 		dst[7] = 1 // the subnet-router anycast identifier is reserved
 	}
-}
-
-func randUint32() uint32 {
-	var b [4]byte
-	rand.Read(b[:])
-	return binary.BigEndian.Uint32(b[:])
-}
-
-func randUint64() uint64 {
-	var b [8]byte
-	rand.Read(b[:])
-	return binary.BigEndian.Uint64(b[:])
 }

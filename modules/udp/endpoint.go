@@ -2,7 +2,6 @@ package udp
 
 import (
 	"errors"
-	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -32,7 +31,8 @@ type fourTuple struct {
 // closing take it for writing. Keys are comparable structs of netip values
 // (no 4-byte addresses hard-wired), so a lookup hashes without allocating.
 type table struct {
-	c *counters
+	c    *counters
+	rand *pipeline.Rand // the stack's (nil: the runtime's); set by the module
 
 	mu        sync.RWMutex
 	connected map[fourTuple]*endpoint      // connected sockets
@@ -120,7 +120,7 @@ func (t *table) bind(e *endpoint, local, remote netip.AddrPort) error {
 // a random place. Called with mu held.
 func (t *table) ephemeral(addr netip.Addr) (uint16, bool) {
 	const n = ephemeralLast - ephemeralFirst + 1
-	start := rand.IntN(n)
+	start := t.rand.IntN(n)
 next:
 	for i := 0; i < n; i++ {
 		port := uint16(ephemeralFirst + (start+i)%n)

@@ -79,7 +79,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		m.ReceiveQueue = DefaultReceiveQueue
 	}
 	c := newCounters(ctx.Counters("udp"))
-	t := ctx.Shared(sharedKey, func() any { return newTable(c) }).(*table)
+	t := ctx.Shared(sharedKey, func() any { t := newTable(c); t.rand = ctx.Stack().Rand(); return t }).(*table)
 	m.proto = &Protocol{t: t, c: c, pool: ctx.Pool, receiveQueue: m.ReceiveQueue}
 	return nil
 }
