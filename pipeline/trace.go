@@ -183,8 +183,12 @@ func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrac
 	var before []byte
 	depth := 0
 	chain, rule := t.Entry, 0
+	// pkt, not pc.Pkt, after a target ran: a target that sends (REJECT's
+	// ICMP error) runs the output hooks in the same batch, which reuse
+	// the batch's PacketContext.
+	pkt := pc.Pkt
 	step := func(c, r int, v Verdict) *TraceStep {
-		s := TraceStep{Table: table, Chain: t.Chains[c].Name, Rule: r + 1, Verdict: v, MarkBefore: pc.Pkt.Mark, MarkAfter: pc.Pkt.Mark}
+		s := TraceStep{Table: table, Chain: t.Chains[c].Name, Rule: r + 1, Verdict: v, MarkBefore: pkt.Mark, MarkAfter: pkt.Mark}
 		if r >= 0 {
 			s.Text = t.Chains[c].Rules[r].Text
 		} else {
@@ -225,14 +229,14 @@ func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrac
 		if r.Packets != nil {
 			r.Packets.Inc()
 		}
-		before = append(before[:0], pc.Pkt.Data()...)
-		mark := pc.Pkt.Mark
+		before = append(before[:0], pkt.Data()...)
+		mark := pkt.Mark
 		v, to := r.Target.Action(pc)
 		if _, sub := r.Target.(subTable); !sub {
 			s := step(chain, at, v)
 			s.MarkBefore = mark
 			if v != VerdictStolen {
-				s.Changes = diffBytes(before, pc.Pkt.Data())
+				s.Changes = diffBytes(before, pkt.Data())
 			}
 		}
 		switch v {

@@ -77,6 +77,10 @@ Usage:
   pipectl reload [-s SOCKET | FILE]     make it re-read its file (like SIGHUP), and say what happened
         The control socket is the file's control: socket
         (default /run/pipestack/<name>.sock); root only.
+  pipectl replay FILE --pcap IN [--out OUT] [--json] [--link NAME] [--seed N]
+        feed a capture through FILE's pipeline offline (channel links, the capture's
+        clock, seeded random draws): per packet the rules that decided it, the
+        rewrites, what left which link and the counters that moved; deterministic
   pipectl version
         print the version
   pipectl help
@@ -102,6 +106,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdModules(rest, stdout, stderr)
 	case "stats", "route", "neigh", "rules", "reload":
 		return cmdControl(cmd, rest, stdout, stderr)
+	case "replay":
+		return cmdReplay(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

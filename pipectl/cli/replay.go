@@ -1,0 +1,572 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pipestack/pipestack/internal/pcap"
+	"github.com/pipestack/pipestack/modules/link/channel"
+	"github.com/pipestack/pipestack/pipectl/control"
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// ReplayOptions configure Replay.
+type ReplayOptions struct {
+	// Link is the link the packets are fed into ("": the file's first).
+	Link string
+	// Seed seeds every random draw (0: 1).
+	Seed uint64
+	// Out, when set, receives a pcap of every frame that left a link, in
+	// the input's framing.
+	Out io.Writer
+}
+
+// ReplayPacket is what became of one packet of the capture.
+type ReplayPacket struct {
+	N      int                  `json:"n"` // from 1, as the capture's order
+	Time   string               `json:"time"`
+	Link   string               `json:"link"`
+	Packet string               `json:"packet"`
+	Hooks  []control.HookRecord `json:"hooks"`
+	// Fate sums it up: forwarded, delivered, dropped by a rule, dropped
+	// (with the counter), answered.
+	Fate string `json:"fate"`
+	// Decided is the step that decided the hook that ended or last passed
+	// the packet ("filter/FORWARD rule 2 `…` -> ACCEPT").
+	Decided string `json:"decided,omitempty"`
+	// Left are the frames that left a link while the packet was handled
+	// (the packet forwarded, an ICMP error, a neighbor solicitation…), and
+	// anything a timer sent since the previous packet.
+	Left []LeftFrame `json:"left"`
+	// Counters are the counters that changed (drops by reason among them).
+	Counters []CounterDelta `json:"counters"`
+}
+
+// LeftFrame is one frame that left a link.
+type LeftFrame struct {
+	Link   string `json:"link"`
+	Packet string `json:"packet"`
+	// ICMPError: the stack generated it as an ICMP error.
+	ICMPError bool `json:"icmp_error,omitempty"`
+}
+
+// CounterDelta is one counter that changed.
+type CounterDelta struct {
+	Name  string `json:"name"` // set.counter, or link.NAME.rx_dropped
+	Delta uint64 `json:"delta"`
+}
+
+// replayClock is a manual clock set from the capture: Set moves it to a
+// capture timestamp (never back), firing due timers in order on the
+// caller's goroutine.
+type replayClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	seq    int
+	timers []*replayTimer
+}
+
+type replayTimer struct {
+	c     *replayClock
+	when  time.Time
+	seq   int
+	f     func()
+	armed bool
+}
+
+func (c *replayClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *replayClock) AfterFunc(d time.Duration, f func()) pipeline.Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	t := &replayTimer{c: c, when: c.now.Add(d), f: f, armed: true, seq: c.seq}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *replayTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.armed
+	t.armed = false
+	return was
+}
+
+func (t *replayTimer) Reset(d time.Duration) bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.armed
+	t.when = t.c.now.Add(d)
+	t.c.seq++
+	t.seq = t.c.seq
+	if !t.armed {
+		t.armed = true
+		t.c.timers = append(t.c.timers, t)
+	}
+	return was
+}
+
+// Set moves the clock to at (if later), firing the timers due by then in
+// time order (ties in the order they were armed).
+func (c *replayClock) Set(at time.Time) {
+	for {
+		c.mu.Lock()
+		var due *replayTimer
+		live := c.timers[:0]
+		for _, t := range c.timers {
+			if !t.armed {
+				continue
+			}
+			live = append(live, t)
+			if !t.when.After(at) && (due == nil || t.when.Before(due.when) || (t.when.Equal(due.when) && t.seq < due.seq)) {
+				due = t
+			}
+		}
+		c.timers = live
+		if due == nil {
+			if at.After(c.now) {
+				c.now = at
+			}
+			c.mu.Unlock()
+			return
+		}
+		due.armed = false
+		if due.when.After(c.now) {
+			c.now = due.when
+		}
+		c.mu.Unlock()
+		due.f()
+	}
+}
+
+// replayTracer traces every packet into the current packet's record.
+type replayTracer struct {
+	mu    sync.Mutex
+	names func(pipeline.NICID) string
+	hooks []control.HookRecord
+}
+
+func (*replayTracer) Select(*pipeline.PacketContext) bool { return true }
+
+func (t *replayTracer) Trace(ht *pipeline.HookTrace) {
+	r := control.NewHookRecord(ht, t.names)
+	t.mu.Lock()
+	t.hooks = append(t.hooks, r)
+	t.mu.Unlock()
+}
+
+func (t *replayTracer) take() []control.HookRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.hooks
+	t.hooks = nil
+	if h == nil {
+		h = []control.HookRecord{}
+	}
+	return h
+}
+
+// Replay builds the pipeline in file with link.channel links in place of
+// its links (same names, MTUs and addresses; the capture's framing), on a
+// clock that follows the capture's timestamps and with every random draw
+// seeded, feeds it each packet of the capture in, and calls emit with what
+// became of each. No device is opened; two runs on the same input give the
+// same records and the same output capture.
+func Replay(file string, in io.Reader, opts ReplayOptions, emit func(ReplayPacket) error) error {
+	rd, err := pcap.NewReader(in)
+	if err != nil {
+		return err
+	}
+	var eth bool
+	switch rd.LinkType {
+	case pcap.LinkTypeEthernet:
+		eth = true
+	case pcap.LinkTypeRaw, pcap.LinkTypeIPv4, pcap.LinkTypeIPv6:
+	default:
+		return fmt.Errorf("capture link type %d: replay reads Ethernet (1), raw IP (101), IPv4 (228) and IPv6 (229)", rd.LinkType)
+	}
+	var recs []pcap.Record
+	for {
+		r, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("record %d: %w", len(recs)+1, err)
+		}
+		recs = append(recs, r)
+	}
+
+	cfg, err := pipeline.LoadConfigFile(file)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Links) == 0 {
+		return fmt.Errorf("%s has no link to feed", file)
+	}
+	link := opts.Link
+	if link == "" {
+		link = cfg.Links[0].Name
+	}
+	found := false
+	var names []string
+	for i := range cfg.Links {
+		lc := &cfg.Links[i]
+		names = append(names, lc.Name)
+		m := &channel.Module{Framing: "ip", Queue: 1 << 16}
+		if eth {
+			m.Framing = "ethernet"
+		}
+		if lc.Name == link {
+			found = true
+			// The frames were addressed to the captured device: the
+			// channel link takes the first unicast destination as its
+			// own address.
+			for _, r := range recs {
+				if e := wire.Ethernet(r.Data); eth && e.Check() == nil && !e.Dst().IsMulticast() {
+					m.MAC = e.Dst().String()
+					break
+				}
+			}
+		}
+		lc.ModuleID, lc.Module = "link.channel", m
+	}
+	if !found {
+		return fmt.Errorf("--link %s: %s has no such link (%s)", link, file, strings.Join(names, ", "))
+	}
+
+	clock := &replayClock{now: time.Unix(0, 0).UTC()}
+	if len(recs) > 0 {
+		clock.now = recs[0].Time
+	}
+	seed := opts.Seed
+	if seed == 0 {
+		seed = 1
+	}
+	s := pipeline.New(pipeline.Options{Clock: clock, Seed: seed})
+	defer s.Close()
+	if _, err := s.Apply(cfg); err != nil {
+		return err
+	}
+	nicName := map[pipeline.NICID]string{}
+	eps := map[string]*channel.Endpoint{}
+	for _, n := range s.NICs() {
+		nicName[n.ID()] = n.Name()
+		if ep, ok := n.Link().(*channel.Endpoint); ok {
+			eps[n.Name()] = ep
+		}
+	}
+	sort.Strings(names)
+	tr := &replayTracer{names: func(id pipeline.NICID) string {
+		if n, ok := nicName[id]; ok {
+			return n
+		}
+		return fmt.Sprintf("nic%d", id)
+	}}
+	s.SetTracer(tr)
+	defer s.SetTracer(nil)
+
+	var pw *pcap.Writer
+	if opts.Out != nil {
+		lt := uint32(pcap.LinkTypeRaw)
+		if eth {
+			lt = pcap.LinkTypeEthernet
+		}
+		if pw, err = pcap.NewWriter(opts.Out, lt, 0); err != nil {
+			return err
+		}
+	}
+	before := counterValues(s)
+	buf := make([]*pipeline.Packet, 64)
+	for i, r := range recs {
+		clock.Set(r.Time)
+		eps[link].InjectFrames([][]byte{r.Data})
+		rp := ReplayPacket{N: i + 1, Time: r.Time.Format(time.RFC3339Nano), Link: link, Packet: control.FrameSummary(r.Data, eth)}
+		rp.Hooks = tr.take()
+		rp.Left = []LeftFrame{}
+		for _, name := range names {
+			ep := eps[name]
+			for {
+				n := ep.Read(buf)
+				if n == 0 {
+					break
+				}
+				for _, p := range buf[:n] {
+					d := p.Data()
+					rp.Left = append(rp.Left, LeftFrame{Link: name, Packet: control.FrameSummary(d, eth), ICMPError: isICMPError(d, eth)})
+					if pw != nil {
+						if err := pw.Write(clock.Now(), d); err != nil {
+							pipeline.ReleaseBatch(buf[:n])
+							return err
+						}
+					}
+				}
+				pipeline.ReleaseBatch(buf[:n])
+			}
+		}
+		after := counterValues(s)
+		rp.Counters = counterDeltas(before, after)
+		before = after
+		rp.Fate, rp.Decided = fate(rp, link)
+		if err := emit(rp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// counterValues reads every counter of the stack and the NICs' drop
+// counters.
+func counterValues(s *pipeline.Stack) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, cs := range s.Counters() {
+		for _, v := range cs.Snapshot() {
+			m[cs.Name()+"."+v.Name] = v.Value
+		}
+	}
+	for _, n := range s.NICs() {
+		m["link."+n.Name()+".rx_dropped"] = n.Stats.RxDropped.Load()
+		m["link."+n.Name()+".tx_dropped"] = n.Stats.TxDropped.Load()
+	}
+	return m
+}
+
+func counterDeltas(before, after map[string]uint64) []CounterDelta {
+	out := []CounterDelta{}
+	for k, v := range after {
+		if v > before[k] {
+			out = append(out, CounterDelta{Name: k, Delta: v - before[k]})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// isICMPError reports whether a frame is an ICMP or ICMPv6 error message.
+func isICMPError(d []byte, eth bool) bool {
+	if eth {
+		if len(d) < wire.EthernetHeaderSize {
+			return false
+		}
+		d = d[wire.EthernetHeaderSize:]
+	}
+	if len(d) == 0 {
+		return false
+	}
+	switch d[0] >> 4 {
+	case 4:
+		ip := wire.IPv4(d)
+		if ip.Check() != nil || ip.Protocol() != 1 || ip.FragmentOffset() != 0 {
+			return false
+		}
+		p := ip.Payload()
+		return len(p) > 0 && (p[0] == 3 || p[0] == 4 || p[0] == 5 || p[0] == 11 || p[0] == 12)
+	case 6:
+		ip := wire.IPv6(d)
+		if ip.Check() != nil {
+			return false
+		}
+		x, err := ip.WalkExtensions(64)
+		if err != nil || x.Protocol != 58 || x.ProtocolOffset >= len(ip) {
+			return false
+		}
+		return ip[x.ProtocolOffset] < 128
+	}
+	return false
+}
+
+// fate sums up a packet's record.
+func fate(rp ReplayPacket, in string) (fate, decided string) {
+	describe := func(h control.HookRecord) string {
+		if len(h.Steps) == 0 {
+			return ""
+		}
+		s := h.Steps[len(h.Steps)-1]
+		what := fmt.Sprintf("rule %d", s.Rule)
+		if s.Policy {
+			what = "policy"
+		}
+		if s.Text != "" {
+			what += " `" + s.Text + "`"
+		}
+		return fmt.Sprintf("%s %s/%s %s -> %s", h.Hook, s.Table, s.Chain, what, s.Verdict)
+	}
+	for _, h := range rp.Hooks {
+		if h.Malformed {
+			return "dropped: malformed at " + h.Hook, ""
+		}
+		if h.Verdict != "ACCEPT" {
+			decided = describe(h)
+			errs := 0
+			for _, l := range rp.Left {
+				if l.ICMPError {
+					errs++
+				}
+			}
+			if errs > 0 {
+				return fmt.Sprintf("rejected at %s (ICMP error sent)", h.Hook), decided
+			}
+			if h.Verdict == "STOLEN" {
+				return "stolen at " + h.Hook, decided
+			}
+			return "dropped at " + h.Hook, decided
+		}
+	}
+	// An accepted packet: the last rule (not a policy) that accepted it,
+	// else the last step.
+	for i := len(rp.Hooks) - 1; i >= 0 && decided == ""; i-- {
+		for j := len(rp.Hooks[i].Steps) - 1; j >= 0; j-- {
+			if s := rp.Hooks[i].Steps[j]; !s.Policy && s.Verdict == "ACCEPT" {
+				h := rp.Hooks[i]
+				h.Steps = h.Steps[:j+1]
+				decided = describe(h)
+				break
+			}
+		}
+	}
+	for i := len(rp.Hooks) - 1; i >= 0 && decided == ""; i-- {
+		decided = describe(rp.Hooks[i])
+	}
+	var hooks []string
+	for _, h := range rp.Hooks {
+		hooks = append(hooks, h.Hook)
+	}
+	forwarded := false
+	for _, h := range rp.Hooks {
+		if h.Hook == "forward" {
+			forwarded = true
+		}
+	}
+	var drops []string
+	for _, c := range rp.Counters {
+		if strings.Contains(c.Name, "drop") || strings.Contains(c.Name, "malformed") || strings.Contains(c.Name, "no_route") || strings.Contains(c.Name, "unreachable") {
+			drops = append(drops, c.Name)
+		}
+	}
+	var out []string
+	for _, l := range rp.Left {
+		if l.Link != in && !l.ICMPError {
+			out = append(out, l.Link)
+		}
+	}
+	switch {
+	case forwarded && len(out) > 0:
+		return "forwarded to " + strings.Join(dedup(out), ", "), decided
+	case len(drops) > 0:
+		return "dropped (" + strings.Join(drops, ", ") + ")", decided
+	case len(hooks) > 0 && hooks[len(hooks)-1] == "input":
+		return "delivered locally", decided
+	case forwarded:
+		return "forwarded, not sent yet (waiting for the neighbor?)", decided
+	}
+	return "consumed", decided
+}
+
+func dedup(s []string) []string {
+	var out []string
+	for _, x := range s {
+		if len(out) == 0 || out[len(out)-1] != x {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// FormatReplay writes one packet's record as text.
+func FormatReplay(w io.Writer, rp ReplayPacket) {
+	fmt.Fprintf(w, "#%d %s %s: %s\n", rp.N, rp.Time, rp.Link, rp.Packet)
+	for _, h := range rp.Hooks {
+		control.FormatHook(w, "  ", h)
+	}
+	fmt.Fprintf(w, "  => %s\n", rp.Fate)
+	if rp.Decided != "" {
+		fmt.Fprintf(w, "     by %s\n", rp.Decided)
+	}
+	for _, l := range rp.Left {
+		tag := ""
+		if l.ICMPError {
+			tag = " (icmp error)"
+		}
+		fmt.Fprintf(w, "  left %s%s: %s\n", l.Link, tag, l.Packet)
+	}
+	if len(rp.Counters) > 0 {
+		var cs []string
+		for _, c := range rp.Counters {
+			cs = append(cs, fmt.Sprintf("%s +%d", c.Name, c.Delta))
+		}
+		fmt.Fprintf(w, "  counters: %s\n", strings.Join(cs, ", "))
+	}
+}
+
+const replayUsage = "FILE --pcap IN [--out OUT] [--json] [--link NAME] [--seed N]"
+
+func cmdReplay(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("replay", replayUsage, stderr)
+	in := fs.String("pcap", "", "the capture to feed (classic pcap: Ethernet or raw IP)")
+	out := fs.String("out", "", "write the frames that left the links to this pcap file")
+	asJSON := fs.Bool("json", false, "one JSON object per packet")
+	link := fs.String("link", "", "the link the packets enter (default: the file's first link)")
+	seed := fs.Uint64("seed", 1, "the seed of every random draw")
+	file, rest := "", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		file, rest = args[0], args[1:]
+	}
+	if code, done := parseFlags(fs, rest); done {
+		return code
+	}
+	if file == "" && fs.NArg() == 1 {
+		file = fs.Arg(0)
+	} else if fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	if file == "" || *in == "" {
+		fs.Usage()
+		return 2
+	}
+	f, err := os.Open(*in)
+	if err != nil {
+		fmt.Fprintf(stderr, "pipectl replay: %v\n", err)
+		return 1
+	}
+	defer f.Close()
+	opts := ReplayOptions{Link: *link, Seed: *seed}
+	var of *os.File
+	if *out != "" {
+		if of, err = os.Create(*out); err != nil {
+			fmt.Fprintf(stderr, "pipectl replay: %v\n", err)
+			return 1
+		}
+		opts.Out = of
+	}
+	enc := json.NewEncoder(stdout)
+	err = Replay(file, f, opts, func(rp ReplayPacket) error {
+		if *asJSON {
+			return enc.Encode(rp)
+		}
+		FormatReplay(stdout, rp)
+		return nil
+	})
+	if of != nil {
+		if cerr := of.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pipectl replay: %v\n", err)
+		return 1
+	}
+	return 0
+}

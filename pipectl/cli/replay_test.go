@@ -1,0 +1,194 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/internal/pcap"
+	_ "github.com/pipestack/pipestack/modules/ipv4"
+	"github.com/pipestack/pipestack/pipectl/cli"
+	"github.com/pipestack/pipestack/pipelinetest"
+)
+
+// replayPipeline routes between a (10.0.1.0/24) and b (10.0.2.0/24) on
+// test.link links, which replay replaces by channel links (opening none).
+const replayPipeline = `
+name: router
+modules: [network.ipv4]
+links:
+  - {name: a, module: test.link, device: never-opened-a, mtu: 1500, addresses: [10.0.1.1/24]}
+  - {name: b, module: test.link, device: never-opened-b, mtu: 1500, addresses: [10.0.2.1/24]}
+forwarding: {ipv4: true}
+filter:
+  mangle:
+    forward:
+      rules: ["-p udp --dport 5000 -j MARK --set-mark 0x7"]
+  filter:
+    forward:
+      policy: drop
+      rules:
+        - "-p udp --dport 9 -j REJECT --reject-with icmp-port-unreachable"
+        - "-p udp --dport 5000 -m mark --mark 0x7 -j ACCEPT"
+        - "-p udp --dport 53 -j ACCEPT"
+`
+
+// writeCapture writes a raw-IP capture of the packets, one a second.
+func writeCapture(t *testing.T, pkts ...[]byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "in.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := pcap.NewWriter(f, pcap.LinkTypeRaw, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for i, p := range pkts {
+		if err := w.Write(t0.Add(time.Duration(i)*time.Second), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func readCapture(t *testing.T, path string) []pcap.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcap.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []pcap.Record
+	for {
+		rec, err := r.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec)
+	}
+}
+
+func replayCapture(t *testing.T) string {
+	return writeCapture(t,
+		pipelinetest.UDP4("10.0.1.2", "10.0.2.2", 4000, 5000, 64, []byte("marked")),  // mangle MARK, then filter rule 2
+		pipelinetest.UDP4("10.0.1.2", "10.0.2.2", 4000, 9, 64, []byte("discard")),    // filter rule 1: REJECT
+		pipelinetest.UDP4("10.0.1.2", "10.0.2.2", 4000, 7000, 64, []byte("nothing")), // the policy
+	)
+}
+
+func TestReplay(t *testing.T) {
+	file := tempPipeline(t, replayPipeline)
+	in := replayCapture(t)
+	outPcap := filepath.Join(t.TempDir(), "out.pcap")
+	opened := links.opened.Load()
+	res := runMain(t, "replay", file, "--pcap", in, "--out", outPcap)
+	if res.code != 0 {
+		t.Fatalf("replay: %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	t.Log("\n" + res.stdout)
+	if links.opened.Load() != opened {
+		t.Error("replay opened a test.link: the links were not replaced")
+	}
+	for _, want := range []string{
+		"#1 2026-12-03T12:00:00Z a: udp 10.0.1.2:4000 > 10.0.2.2:5000",
+		"mangle/FORWARD rule 1 `-p udp -m udp --dport 5000 -j MARK --set-xmark 0x7/0xffffffff` -> CONTINUE",
+		"rewrite: mark 0x0->0x7",
+		"filter/FORWARD rule 2 `-p udp -m udp --dport 5000 -m mark --mark 0x7 -j ACCEPT` -> ACCEPT",
+		"=> forwarded to b",
+		"left b: udp 10.0.1.2:4000 > 10.0.2.2:5000 len 34 ttl 63",
+		"filter/FORWARD rule 1 `-p udp -m udp --dport 9 -j REJECT --reject-with icmp-port-unreachable` -> STOLEN",
+		"=> rejected at forward (ICMP error sent)",
+		"left a (icmp error): icmp 10.0.1.1 > 10.0.1.2 type 3 code 3 [about: udp 10.0.1.2:4000 > 10.0.2.2:9",
+		"filter/FORWARD policy `-P FORWARD DROP` -> DROP",
+		"=> dropped at forward",
+		"counters: ipv4.forwarded +1",
+		"by forward filter/FORWARD rule 2 `-p udp -m udp --dport 5000 -m mark --mark 0x7 -j ACCEPT` -> ACCEPT",
+		"counters: ipv4.rx +1, link.b.tx_dropped +1, stack.filter_drop_forward +1",
+	} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("replay output lacks %q", want)
+		}
+	}
+	// OUT: what left, as it left: the forwarded datagram (TTL 63) on b,
+	// the ICMP error on a.
+	recs := readCapture(t, outPcap)
+	if len(recs) != 2 {
+		t.Fatalf("out.pcap has %d records, want 2", len(recs))
+	}
+	pipelinetest.CheckIPv4(t, recs[0].Data, pipelinetest.SrcAddr("10.0.1.2"), pipelinetest.DstAddr("10.0.2.2"), pipelinetest.TTL(63))
+	pipelinetest.CheckIPv4(t, recs[1].Data, pipelinetest.SrcAddr("10.0.1.1"), pipelinetest.DstAddr("10.0.1.2"), pipelinetest.ICMP(3, 3))
+	if !recs[1].Time.Equal(time.Date(2026, 12, 3, 12, 0, 1, 0, time.UTC)) {
+		t.Errorf("the ICMP error left at %v, want the capture time of the packet it answers", recs[1].Time)
+	}
+}
+
+// TestReplayJSONDeterministic: two runs give byte-identical output and
+// output captures; the JSON has one object per packet.
+func TestReplayJSONDeterministic(t *testing.T) {
+	file := tempPipeline(t, replayPipeline)
+	in := replayCapture(t)
+	dir := t.TempDir()
+	var outs [2]string
+	var caps [2][]byte
+	for i := range outs {
+		o := filepath.Join(dir, "out"+string(rune('0'+i))+".pcap")
+		res := runMain(t, "replay", file, "--pcap", in, "--json", "--out", o, "--link", "a")
+		if res.code != 0 {
+			t.Fatalf("replay: %d %s", res.code, res.stderr)
+		}
+		outs[i] = res.stdout
+		b, err := os.ReadFile(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		caps[i] = b
+	}
+	if outs[0] != outs[1] {
+		t.Errorf("two runs differ:\n%s\n---\n%s", outs[0], outs[1])
+	}
+	if !bytes.Equal(caps[0], caps[1]) {
+		t.Error("two runs wrote different captures")
+	}
+	dec := json.NewDecoder(strings.NewReader(outs[0]))
+	var fates []string
+	for dec.More() {
+		var rp cli.ReplayPacket
+		if err := dec.Decode(&rp); err != nil {
+			t.Fatal(err)
+		}
+		fates = append(fates, rp.Fate)
+	}
+	want := []string{"forwarded to b", "rejected at forward (ICMP error sent)", "dropped at forward"}
+	if strings.Join(fates, "|") != strings.Join(want, "|") {
+		t.Errorf("fates %q, want %q", fates, want)
+	}
+}
+
+func TestReplayUsage(t *testing.T) {
+	file := tempPipeline(t, replayPipeline)
+	if res := runMain(t, "replay", file); res.code != 2 {
+		t.Errorf("replay without --pcap: %d, want 2", res.code)
+	}
+	in := replayCapture(t)
+	if res := runMain(t, "replay", file, "--pcap", in, "--link", "nope"); res.code != 1 || !strings.Contains(res.stderr, "no such link") {
+		t.Errorf("replay --link nope: %d %s", res.code, res.stderr)
+	}
+}
