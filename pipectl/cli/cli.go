@@ -81,6 +81,9 @@ Usage:
         feed a capture through FILE's pipeline offline (channel links, the capture's
         clock, seeded random draws): per packet the rules that decided it, the
         rewrites, what left which link and the counters that moved; deterministic
+  pipectl trace [-s SOCKET | FILE] [--count N] [--filter EXPR] [--timeout D] [--json]
+        trace the next N packets matching EXPR (e.g. "proto tcp and dport 22",
+        "src 10.0.0.0/8") through a running pipeline's hooks, streamed back
   pipectl version
         print the version
   pipectl help
@@ -108,6 +111,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdControl(cmd, rest, stdout, stderr)
 	case "replay":
 		return cmdReplay(rest, stdout, stderr)
+	case "trace":
+		return cmdTrace(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

@@ -6,6 +6,7 @@ package control
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,9 @@ import (
 
 // Request is what a client sends.
 type Request struct {
-	Cmd string `json:"cmd"` // stats, route, neigh, rules, reload
+	Cmd string `json:"cmd"` // stats, route, neigh, rules, reload; trace streams (stream.go)
+	// Trace: the trace command's parameters.
+	Trace *TraceRequest `json:"trace,omitempty"`
 }
 
 // Reply is what the server answers; one of the payloads is set.
@@ -33,6 +36,9 @@ type Reply struct {
 	Neigh  []NeighEntry            `json:"neigh,omitempty"`
 	Rules  []pipeline.ChainListing `json:"rules,omitempty"`
 	Reload *ReloadReply            `json:"reload,omitempty"`
+	// A stream's event and its end (stream.go).
+	Trace *TraceEvent `json:"trace,omitempty"`
+	End   *StreamEnd  `json:"end,omitempty"`
 }
 
 // Stats are the counters of a running stack.
@@ -222,6 +228,10 @@ type Server struct {
 	stack  *pipeline.Stack
 	reload func() (ReloadReply, error)
 	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	closing bool
+	cancels []context.CancelFunc // the streams in progress (stream.go)
 }
 
 // Listen creates the socket at path (its directory too, mode 0755; a stale
@@ -280,8 +290,13 @@ func (srv *Server) handle(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	var req Request
-	if err := json.NewDecoder(io.LimitReader(c, 4096)).Decode(&req); err != nil {
+	dec := json.NewDecoder(io.LimitReader(c, 4096))
+	if err := dec.Decode(&req); err != nil {
 		json.NewEncoder(c).Encode(Reply{Error: "bad request: " + err.Error()})
+		return
+	}
+	if isStream(req.Cmd) {
+		srv.serveStream(c, &req, io.MultiReader(dec.Buffered(), c))
 		return
 	}
 	var rep Reply
@@ -305,7 +320,7 @@ func (srv *Server) handle(c net.Conn) {
 			rep.Reload = &r
 		}
 	default:
-		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, rules, reload)", req.Cmd)
+		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, rules, reload, trace)", req.Cmd)
 	}
 	json.NewEncoder(c).Encode(rep)
 }
@@ -314,6 +329,12 @@ func (srv *Server) handle(c net.Conn) {
 // among them included) and removes the socket file.
 func (srv *Server) Close() error {
 	err := srv.ln.Close()
+	srv.mu.Lock()
+	srv.closing = true
+	for _, cancel := range srv.cancels {
+		cancel()
+	}
+	srv.mu.Unlock()
 	srv.wg.Wait()
 	os.Remove(srv.path)
 	return err
