@@ -21,6 +21,8 @@
 //	validate FILE…   decode, provision and validate without opening a device
 //	modules [NS]     list the modules compiled into this binary
 //	stats, route, neigh, reload   ask a running pipeline over its control socket
+//	replay FILE --pcap IN   feed a capture through FILE's pipeline offline, deterministically
+//	trace            trace the next packets of a running pipeline (a stream)
 //	version, help
 //
 // Exit codes: 0 success, 1 the pipeline (or running it) failed, 2 the command

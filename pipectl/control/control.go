@@ -1,7 +1,8 @@
 // Package control is pipectl's control socket: a running pipeline answers
 // `pipectl stats`, `route`, `neigh`, `rules` and `reload` over a Unix socket that only
 // root may open (mode 0600), one JSON request and one JSON reply per
-// connection. It also renders the same counters as Prometheus text metrics.
+// connection, or for a streaming command (`pipectl trace`: stream.go) a
+// sequence of replies ending with one that says why. It also renders the same counters as Prometheus text metrics.
 package control
 
 import (
