@@ -232,7 +232,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	closing bool
-	cancels []context.CancelFunc // the streams in progress (stream.go)
+	cancels map[*context.CancelFunc]struct{} // the streams in progress (stream.go)
 }
 
 // Listen creates the socket at path (its directory too, mode 0755; a stale
@@ -332,8 +332,8 @@ func (srv *Server) Close() error {
 	err := srv.ln.Close()
 	srv.mu.Lock()
 	srv.closing = true
-	for _, cancel := range srv.cancels {
-		cancel()
+	for cancel := range srv.cancels {
+		(*cancel)()
 	}
 	srv.mu.Unlock()
 	srv.wg.Wait()

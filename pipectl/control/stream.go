@@ -83,8 +83,17 @@ func (srv *Server) serveStream(c net.Conn, req *Request, rest io.Reader) {
 		json.NewEncoder(c).Encode(Reply{Error: "the pipeline is stopping"})
 		return
 	}
-	srv.cancels = append(srv.cancels, cancel)
+	if srv.cancels == nil {
+		srv.cancels = map[*context.CancelFunc]struct{}{}
+	}
+	key := &cancel
+	srv.cancels[key] = struct{}{}
 	srv.mu.Unlock()
+	defer func() {
+		srv.mu.Lock()
+		delete(srv.cancels, key)
+		srv.mu.Unlock()
+	}()
 	c.SetDeadline(time.Time{})
 	go func() {
 		io.Copy(io.Discard, rest) // returns when the client hangs up
