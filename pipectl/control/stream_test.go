@@ -34,7 +34,7 @@ filter:
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	req := control.Request{Cmd: "trace", Trace: &control.TraceRequest{Count: 5, TimeoutMS: 60000}}
+	req := control.Request{Cmd: "trace", Trace: &control.TraceRequest{Count: 1000, TimeoutMS: 60000}}
 	c, err := net.Dial("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -67,6 +67,10 @@ wait:
 	if busy == nil || !strings.Contains(busy.Error(), "another trace is running") {
 		t.Fatalf("a second trace: %v, want refused", busy)
 	}
+	// Whatever the server still had queued goes into the socket buffer;
+	// then the client hangs up while no packet comes: only the hang-up
+	// can end the stream before its 60 s.
+	time.Sleep(100 * time.Millisecond)
 	c.Close()
 	var end *control.StreamEnd
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
