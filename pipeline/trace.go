@@ -117,7 +117,7 @@ func traceEntries(fromGo [NumHooks]*HookTable, entries []HookEntry) [NumHooks][]
 // traced evaluation.
 func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
 	pc := &b.pc
-	var ht HookTrace
+	var ht *HookTrace // made at the first selected packet
 	for i, p := range pkts {
 		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
 			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
@@ -134,17 +134,20 @@ func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
 			b.verdict(t.Evaluate(pc), h, pkts, i)
 			continue
 		}
-		ht = HookTrace{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Tuple: pc.Tuple, Pkt: p, Steps: ht.Steps[:0]}
+		if ht == nil {
+			ht = new(HookTrace)
+		}
+		*ht = HookTrace{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Tuple: pc.Tuple, Pkt: p, Steps: ht.Steps[:0]}
 		if !parsed {
 			ht.Malformed, ht.Verdict = true, VerdictDrop
-			tr.Trace(&ht)
+			tr.Trace(ht)
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
 			continue
 		}
 		ht.Verdict = VerdictAccept
 		for _, e := range b.Gen.traced[h] {
-			v := e.Table.evaluateTraced(pc, e.Name, &ht)
+			v := e.Table.evaluateTraced(pc, e.Name, ht)
 			if v != VerdictAccept {
 				ht.Verdict = v
 				if v != VerdictStolen {
@@ -156,7 +159,7 @@ func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
 		if ht.Verdict == VerdictStolen {
 			ht.Pkt = nil // the target's already
 		}
-		tr.Trace(&ht)
+		tr.Trace(ht)
 		b.verdict(ht.Verdict, h, pkts, i)
 	}
 	pc.Pkt, pc.Batch = nil, nil
