@@ -13,6 +13,7 @@ import (
 	"github.com/pipestack/pipestack/internal/pcap"
 	_ "github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/pipectl/cli"
+	"github.com/pipestack/pipestack/pipeline/wire"
 	"github.com/pipestack/pipestack/pipelinetest"
 )
 
@@ -190,5 +191,34 @@ func TestReplayUsage(t *testing.T) {
 	in := replayCapture(t)
 	if res := runMain(t, "replay", file, "--pcap", in, "--link", "nope"); res.code != 1 || !strings.Contains(res.stderr, "no such link") {
 		t.Errorf("replay --link nope: %d %s", res.code, res.stderr)
+	}
+}
+
+// TestReplayEthernet: an Ethernet capture makes Ethernet links; the link
+// fed takes the capture's destination MAC (else the frame would be for
+// another host); the pipeline has no ARP, so the forwarded packet is
+// dropped on b as unresolved, and replay says so with the counter.
+func TestReplayEthernet(t *testing.T) {
+	file := tempPipeline(t, replayPipeline)
+	dst := wire.MAC{0x02, 0, 0, 0, 0, 0x01}
+	frame := pipelinetest.EthFrame(dst, wire.MAC{0x02, 0, 0, 0, 0, 0x02}, 0x0800, pipelinetest.UDP4("10.0.1.2", "10.0.2.2", 4000, 5000, 64, []byte("marked")))
+	path := filepath.Join(t.TempDir(), "eth.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := pcap.NewWriter(f, pcap.LinkTypeEthernet, 0)
+	w.Write(time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC), frame)
+	f.Close()
+	res := runMain(t, "replay", file, "--pcap", path)
+	t.Log("\n" + res.stdout)
+	for _, want := range []string{
+		"a: 02:00:00:00:00:02 > 02:00:00:00:00:01 udp 10.0.1.2:4000 > 10.0.2.2:5000",
+		"filter/FORWARD rule 2 `-p udp -m udp --dport 5000 -m mark --mark 0x7 -j ACCEPT` -> ACCEPT",
+		"counters: ipv4.forwarded +1, ipv4.rx +1, link.b.tx_dropped +1, stack.neighbor_unresolved +1",
+	} {
+		if res.code != 0 || !strings.Contains(res.stdout, want) {
+			t.Errorf("replay output lacks %q (%d %s)", want, res.code, res.stderr)
+		}
 	}
 }
