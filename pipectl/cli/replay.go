@@ -451,7 +451,7 @@ func fate(rp ReplayPacket, in string) (fate, decided string) {
 	}
 	var drops []string
 	for _, c := range rp.Counters {
-		if strings.Contains(c.Name, "drop") || strings.Contains(c.Name, "malformed") || strings.Contains(c.Name, "no_route") || strings.Contains(c.Name, "unreachable") {
+		if strings.Contains(c.Name, "drop") || strings.Contains(c.Name, "malformed") || strings.Contains(c.Name, "no_route") || strings.Contains(c.Name, "unreachable") || strings.Contains(c.Name, "unresolved") {
 			drops = append(drops, c.Name)
 		}
 	}

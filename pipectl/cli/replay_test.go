@@ -216,6 +216,7 @@ func TestReplayEthernet(t *testing.T) {
 		"a: 02:00:00:00:00:02 > 02:00:00:00:00:01 udp 10.0.1.2:4000 > 10.0.2.2:5000",
 		"filter/FORWARD rule 2 `-p udp -m udp --dport 5000 -m mark --mark 0x7 -j ACCEPT` -> ACCEPT",
 		"counters: ipv4.forwarded +1, ipv4.rx +1, link.b.tx_dropped +1, stack.neighbor_unresolved +1",
+		"=> dropped (link.b.tx_dropped, stack.neighbor_unresolved)",
 	} {
 		if res.code != 0 || !strings.Contains(res.stdout, want) {
 			t.Errorf("replay output lacks %q (%d %s)", want, res.code, res.stderr)
