@@ -5,24 +5,6 @@ import (
 	"sync/atomic"
 )
 
-// Tracer sees how the hook tables decide the packets it selects (pipectl
-// replay and trace). Stack.SetTracer installs one; a batch reads it once
-// when it starts, so with none the hooks pay one nil check per hook run,
-// never per packet or per rule. With one set, every packet a hook runs on
-// is offered to Select; the selected ones are evaluated by a traced copy of
-// HookTable.Evaluate that records each rule whose target ran, and Trace
-// gets the record. The others are evaluated as without a tracer. Both are
-// called on the worker's goroutine, possibly by several workers at once.
-type Tracer interface {
-	// Select reports whether the packet at pc (tuple parsed, before any
-	// table ran) is traced at this hook.
-	Select(pc *PacketContext) bool
-	// Trace receives what the tables at one hook did to one selected
-	// packet, before a dropped packet is released. ht, its slices and
-	// ht.Pkt are valid only during the call.
-	Trace(ht *HookTrace)
-}
-
 // HookTrace is one traced packet at one hook.
 type HookTrace struct {
 	Hook          Hook
