@@ -552,6 +552,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) int {
 		opts.Out = of
 	}
 	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false) // "a > b" stays readable
 	err = Replay(file, f, opts, func(rp ReplayPacket) error {
 		if *asJSON {
 			return enc.Encode(rp)

@@ -2,8 +2,10 @@ package cli_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/pipestack/pipestack/internal/pcap"
 	_ "github.com/pipestack/pipestack/modules/ipv4"
+	_ "github.com/pipestack/pipestack/modules/ipv6"
 	"github.com/pipestack/pipestack/pipectl/cli"
 	"github.com/pipestack/pipestack/pipeline/wire"
 	"github.com/pipestack/pipestack/pipelinetest"
@@ -38,6 +41,25 @@ filter:
         - "-p udp --dport 5000 -m mark --mark 0x7 -j ACCEPT"
         - "-p udp --dport 53 -j ACCEPT"
 `
+
+// writeEthCapture writes an Ethernet capture of the frames, one a second.
+func writeEthCapture(t *testing.T, frames ...[]byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "eth.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := pcap.NewWriter(f, pcap.LinkTypeEthernet, 0)
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for i, fr := range frames {
+		w.Write(t0.Add(time.Duration(i)*time.Second), fr)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 // writeCapture writes a raw-IP capture of the packets, one a second.
 func writeCapture(t *testing.T, pkts ...[]byte) string {
@@ -220,6 +242,68 @@ func TestReplayEthernet(t *testing.T) {
 	} {
 		if res.code != 0 || !strings.Contains(res.stdout, want) {
 			t.Errorf("replay output lacks %q (%d %s)", want, res.code, res.stderr)
+		}
+	}
+}
+
+// replay6Pipeline: dual-stack, so network.ipv6 draws random numbers (its
+// default stable secret, from which the links' link-local addresses come,
+// the fragment identification, the router solicitation delays).
+const replay6Pipeline = `
+name: router6
+modules: [network.ipv4, network.ipv6]
+links:
+  - {name: a, module: test.link, device: never-a, addresses: [10.0.1.1/24, "fd00:1::1/64"]}
+  - {name: b, module: test.link, device: never-b, addresses: [10.0.2.1/24, "fd00:2::1/64"]}
+forwarding: {ipv4: true, ipv6: true}
+filter:
+  filter:
+    forward:
+      rules: ["-p udp --dport 9 -j REJECT --reject-with icmp6-port-unreachable"]
+`
+
+// udp6 is an IPv6 UDP datagram (checksum left zero: a router does not
+// look at it).
+func udp6(src, dst string, sport, dport uint16, payload []byte) []byte {
+	b := make([]byte, 48+len(payload))
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], uint16(8+len(payload)))
+	b[6], b[7] = 17, 64
+	s, d := netip.MustParseAddr(src).As16(), netip.MustParseAddr(dst).As16()
+	copy(b[8:], s[:])
+	copy(b[24:], d[:])
+	binary.BigEndian.PutUint16(b[40:], sport)
+	binary.BigEndian.PutUint16(b[42:], dport)
+	binary.BigEndian.PutUint16(b[44:], uint16(8+len(payload)))
+	copy(b[48:], payload)
+	return b
+}
+
+// TestReplayDeterministicIPv6: with network.ipv6 on Ethernet links (its
+// random draws: the stable secret, delays; duplicate address detection and
+// neighbor solicitations on timers as the capture's clock moves over 10
+// s), two runs with one seed are identical.
+func TestReplayDeterministicIPv6(t *testing.T) {
+	file := tempPipeline(t, replay6Pipeline)
+	var pkts [][]byte
+	for i := 0; i < 10; i++ {
+		pkts = append(pkts, pipelinetest.EthFrame(wire.MAC{2, 0, 0, 0, 0, 1}, wire.MAC{2, 0, 0, 0, 0, 2}, 0x86dd, udp6("fd00:1::2", "fd00:2::2", 4000, uint16(8+i%2), []byte("x"))))
+	}
+	in := writeEthCapture(t, pkts...)
+	run := func(seed string) string {
+		res := runMain(t, "replay", file, "--pcap", in, "--json", "--seed", seed)
+		if res.code != 0 {
+			t.Fatalf("replay: %d %s", res.code, res.stderr)
+		}
+		return res.stdout
+	}
+	a, b := run("7"), run("7")
+	if a != b {
+		t.Errorf("two runs with one seed differ:\n%s\n---\n%s", a, b)
+	}
+	for _, want := range []string{"icmpv6 fd00:1::1 > fd00:1::2 type 1 code 4", "type 135 code 0"} {
+		if !strings.Contains(a, want) {
+			t.Errorf("no %q (the ICMPv6 error, the neighbor solicitations on timers) in:\n%s", want, a)
 		}
 	}
 }

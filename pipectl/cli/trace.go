@@ -59,6 +59,7 @@ func cmdTrace(args []string, stdout, stderr io.Writer) int {
 	}
 	req := control.Request{Cmd: "trace", Trace: &control.TraceRequest{Count: *count, Filter: *filter, TimeoutMS: timeout.Milliseconds()}}
 	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
 	last := 0
 	end, err := control.Stream(path, req, *timeout+30*time.Second, func(rep *control.Reply) error {
 		ev := rep.Trace
