@@ -28,6 +28,11 @@ func TestReceiveTransmit(t *testing.T) {
 		t.Run(v.String(), func(t *testing.T) {
 			l := newLab(t)
 			ep := l.open(t, "va", Options{Mode: v.mode, VnetHdr: v.vnet})
+			defer func() {
+				if t.Failed() {
+					t.Logf("endpoint: TxPackets %d TxDropped %d TxErrors %d", ep.TxPackets.Load(), ep.TxDropped.Load(), ep.TxErrors.Load())
+				}
+			}()
 			if ep.LinkAddress() != l.macA || ep.MTU() != 1500 {
 				t.Fatalf("link address %s mtu %d, want %s 1500", ep.LinkAddress(), ep.MTU(), l.macA)
 			}
@@ -208,7 +213,7 @@ func TestDeviceRemoved(t *testing.T) {
 				// Down is not gone.
 				run(t, "ip", "-n", l.ns, "link", "set", "va", "down")
 				run(t, "ip", "-n", l.ns, "link", "set", "va", "up")
-				time.Sleep(50 * time.Millisecond)
+				wireReady(t, l.ns, "va", "vb") // vb's carrier came back with va's
 				p.send(t, nil, pipelinetest.EthFrame(l.macA, l.macB, wire.EtherTypeIPv4, markedUDP(1, 1)))
 				c.wait(t, 2, 5*time.Second)
 				if ep.Removed() {

@@ -71,10 +71,9 @@ func TestZeroAllocs(t *testing.T) {
 			a, b, c := pair(t, l, v, pool)
 			ip := markedUDP(1, 1)
 			batch := make([]*pipeline.Packet, 64)
-			// Warm up: pool, scratch, reader slots. A veth pair just set up
-			// drops what it is given until the kernel's link watcher has
-			// activated its queue (up to a second, more under load), so
-			// the warm-up sends until 5,000 frames got through.
+			// Warm up: pool, scratch, reader slots, until 5,000 frames got
+			// through (newLab waited for the veth's queues to be active:
+			// see wireReady).
 			pipelinetest.Eventually(t, 10*time.Second, func() bool {
 				sendBatch(a, pool, b.LinkAddress(), ip, batch, 500)
 				time.Sleep(time.Millisecond)
