@@ -79,8 +79,9 @@ func newLab(t testing.TB) *lab {
 // device's TX dropped) while send and sendmmsg report it sent. Under load
 // the worker waits for a CPU and the RTNL (other tests make and delete
 // namespaces), long enough for a whole batch of a test to vanish. Reading
-// the carrier runs the pending link-watch work for the device at once (as
-// RTM_GETLINK and ETHTOOL_GLINK do); operstate "up" then says it ran.
+// the carrier runs the device's pending link-watch work at once (on this
+// kernel, as RTM_GETLINK and ETHTOOL_GLINK do); operstate "up", which only
+// that work sets, says it ran (a kernel without the sync waits for it).
 func wireReady(t testing.TB, ns string, devs ...string) {
 	t.Helper()
 	args := []string{"netns", "exec", ns, "cat"}
