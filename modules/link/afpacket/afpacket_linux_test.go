@@ -257,6 +257,12 @@ func TestFanout(t *testing.T) {
 			c := &collector{marker: []byte("psaf-test-")}
 			ep.Attach(c)
 			p := l.peer(t, false)
+			d0 := backlogDrops(t)
+			defer func() {
+				if t.Failed() {
+					t.Logf("kernel: %d frames dropped by full CPU backlogs (all namespaces) during the test; %d by the link's full sockets or rings", backlogDrops(t)-d0, ep.KernelDrops())
+				}
+			}()
 			const n = 2000
 			for i := 0; i < n; i++ {
 				p.send(t, nil, pipelinetest.EthFrame(l.macA, l.macB, wire.EtherTypeIPv4, markedUDP(i, uint16(1000+i%64))))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -101,6 +102,28 @@ func wireReady(t testing.TB, ns string, devs ...string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// backlogDrops is how many frames the kernel dropped because a CPU's
+// backlog (where a veth queues what it carries) was full: the second
+// column of /proc/net/softnet_stat, summed over the CPUs.
+func backlogDrops(t testing.TB) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			v, err := strconv.ParseUint(f[1], 16, 32)
+			if err != nil {
+				t.Fatalf("softnet_stat %q: %v", line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
 }
 
 // open opens an endpoint on va (or dev) with o's mode settings.
