@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipelinetest"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
@@ -319,9 +320,20 @@ func Action(t testing.TB, tg pipeline.Target, pc *pipeline.PacketContext) (pipel
 	return v, idx
 }
 
-// Allocs is the average number of heap allocations of one call of f
-// (f runs 100 times after a warm-up): a matcher or target must make none.
-func Allocs(f func()) float64 { return testing.AllocsPerRun(100, f) }
+// Allocs is the average number of heap allocations of one call of f, counted
+// exactly over 10,000 calls after a warm-up (pipelinetest.CountMallocs:
+// testing.AllocsPerRun rounds the average down, so 99 allocations in 100
+// calls would read 0): a matcher or target must make none.
+func Allocs(f func()) float64 {
+	const runs = 10000
+	f()
+	n := pipelinetest.CountMallocs(func() {
+		for range runs {
+			f()
+		}
+	})
+	return float64(n) / runs
+}
 
 // port reads a 16-bit field (for checks on rewritten bytes).
 func port(b []byte, off int) uint16 { return binary.BigEndian.Uint16(b[off:]) }
