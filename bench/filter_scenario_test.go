@@ -40,10 +40,11 @@ const (
 // filterRuleCounts are the FORWARD chain lengths benchmarked.
 var filterRuleCounts = []int{10, 100, 1000}
 
-// filterRule is one rule of the FORWARD chain, target ACCEPT: either a
-// destination prefix (udp false) or -p udp with a destination port range.
+// filterRule is one rule of the FORWARD chain, target ACCEPT (DROP: the
+// tests' rules): either a destination prefix (udp false) or -p udp with a
+// destination port range.
 type filterRule struct {
-	udp              bool
+	udp, drop        bool
 	dst              uint32 // host order
 	dstBits          int
 	dportLo, dportHi uint16
@@ -51,14 +52,18 @@ type filterRule struct {
 
 // iptables is the rule in iptables syntax (what follows iptables -A FORWARD).
 func (r filterRule) iptables() string {
+	target := "ACCEPT"
+	if r.drop {
+		target = "DROP"
+	}
 	if r.udp {
 		if r.dportLo == r.dportHi {
-			return fmt.Sprintf("-p udp --dport %d -j ACCEPT", r.dportLo)
+			return fmt.Sprintf("-p udp --dport %d -j %s", r.dportLo, target)
 		}
-		return fmt.Sprintf("-p udp --dport %d:%d -j ACCEPT", r.dportLo, r.dportHi)
+		return fmt.Sprintf("-p udp --dport %d:%d -j %s", r.dportLo, r.dportHi, target)
 	}
 	a := ip4(r.dst)
-	return fmt.Sprintf("-d %d.%d.%d.%d/%d -j ACCEPT", a[0], a[1], a[2], a[3], r.dstBits)
+	return fmt.Sprintf("-d %d.%d.%d.%d/%d -j %s", a[0], a[1], a[2], a[3], r.dstBits, target)
 }
 
 // filterCase is one benchmarked configuration.
