@@ -53,7 +53,9 @@ func (m *gvisorUDPMatcher) Match(_ stack.Hook, pkt *stack.PacketBuffer, _, _ str
 // the policy —, OUTPUT's accept, the error rule that ends the table).
 func gvisorFilterTable(c filterCase) stack.Table {
 	const v4 = header.IPv4ProtocolNumber
-	accept := func() stack.Rule { return stack.Rule{Filter: stack.EmptyFilter4(), Target: &stack.AcceptTarget{NetworkProtocol: v4}} }
+	accept := func() stack.Rule {
+		return stack.Rule{Filter: stack.EmptyFilter4(), Target: &stack.AcceptTarget{NetworkProtocol: v4}}
+	}
 	rules := []stack.Rule{accept()} // INPUT
 	fwd := len(rules)
 	for _, r := range c.rules {

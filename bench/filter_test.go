@@ -86,4 +86,3 @@ func TestForwardFilterZeroAllocs(t *testing.T) {
 		})
 	}
 }
-
