@@ -15,7 +15,7 @@
 # and then ours in one invocation, so the two stacks of a case are measured
 # seconds apart on this shared, noisy machine.
 #
-#   bench/filter_ratio.sh                 # 3 rounds, 1 s per benchmark (~6 min)
+#   bench/filter_ratio.sh                 # 3 rounds, 1 s per benchmark (~4 min)
 #   COUNT=5 BENCHTIME=2s bench/filter_ratio.sh
 #   CASES='dst/1000rules dport/1000rules' bench/filter_ratio.sh   # a subset (slopes need 0rules too)
 set -euo pipefail
@@ -73,7 +73,7 @@ function sameround(arr, ka, kb, op,   rd, k, r, va, vb) {
 	}
 	return med(r, "x", k)
 }
-function slopes(impl, c, kz,   rd, k, r) {
+function slopes(impl, c) {
 	return sameround(cr, impl SUBSEP c, impl SUBSEP "0rules", "slope")
 }
 END {
