@@ -516,7 +516,14 @@ type PacketContext struct {
 	Tuple         Tuple
 	// Fragment is true for every fragment but the first (ports unknown).
 	Fragment bool
-	Pkt      *Packet // Data() at the network header
+	// L4Off and L4End bound the upper-layer header and payload within
+	// Pkt.NetworkHeader() (past IPv6 extension headers; L4End is the end
+	// the IP length field gives), and FragOff is the fragment offset in
+	// bytes: parsed once per hook by ParseTuple so that matchers do not
+	// walk the headers again per rule. L4End 0: not parsed.
+	L4Off, L4End int
+	FragOff      int
+	Pkt          *Packet // Data() at the network header
 	// Batch is the batch the hook runs in: its clock (Now), its
 	// generation (IsLocal4, NIC names) and the network endpoints a target
 	// answers through (ReturnError). Nil when a table is evaluated
