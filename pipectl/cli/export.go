@@ -52,14 +52,12 @@ func writeSave(w io.Writer, chains []pipeline.ChainListing, opt exportOptions) e
 			}
 		}
 		slices.SortStableFunc(user, func(a, b pipeline.ChainListing) int { return strings.Compare(a.Chain, b.Chain) })
-		fmt.Fprintf(bw, "*%s\n", tn)
-		for _, c := range builtin {
-			fmt.Fprintf(bw, ":%s %s [%d:%d]\n", strings.ToUpper(c.Chain), c.Policy, c.PolicyPackets, c.PolicyBytes)
-		}
-		for _, c := range user {
-			fmt.Fprintf(bw, ":%s - [0:0]\n", c.Chain)
-		}
-		for _, c := range append(builtin, user...) {
+		// The rules of this family, chain by chain; a user chain whose
+		// rules are all of the other family (and that no rule written
+		// here jumps to) is not written.
+		lines := map[string][]string{}
+		used := map[string]bool{}
+		for _, c := range append(slices.Clone(builtin), user...) {
 			name := c.Chain
 			if c.Policy != "" {
 				name = strings.ToUpper(name)
@@ -76,14 +74,34 @@ func writeSave(w io.Writer, chains []pipeline.ChainListing, opt exportOptions) e
 				if err != nil {
 					return fmt.Errorf("table %s, chain %s, rule %d %q: %v", tn, c.Chain, r.Num, r.Rule, err)
 				}
-				if opt.counters {
-					fmt.Fprintf(bw, "[%d:%d] ", r.Packets, r.Bytes)
+				for i := 0; i+1 < len(words); i++ {
+					if words[i] == "-j" || words[i] == "-g" {
+						used[words[i+1]] = true
+					}
 				}
-				fmt.Fprintf(bw, "-A %s", name)
+				l := "-A " + name
 				if len(words) > 0 {
-					fmt.Fprintf(bw, " %s", strings.Join(words, " "))
+					l += " " + strings.Join(words, " ")
 				}
-				fmt.Fprintln(bw)
+				if opt.counters {
+					l = fmt.Sprintf("[%d:%d] %s", r.Packets, r.Bytes, l)
+				}
+				lines[c.Chain] = append(lines[c.Chain], l)
+			}
+		}
+		user = slices.DeleteFunc(user, func(c pipeline.ChainListing) bool {
+			return len(c.Rules) > 0 && len(lines[c.Chain]) == 0 && !used[c.Chain]
+		})
+		fmt.Fprintf(bw, "*%s\n", tn)
+		for _, c := range builtin {
+			fmt.Fprintf(bw, ":%s %s [%d:%d]\n", strings.ToUpper(c.Chain), c.Policy, c.PolicyPackets, c.PolicyBytes)
+		}
+		for _, c := range user {
+			fmt.Fprintf(bw, ":%s - [0:0]\n", c.Chain)
+		}
+		for _, c := range append(builtin, user...) {
+			for _, l := range lines[c.Chain] {
+				fmt.Fprintln(bw, l)
 			}
 		}
 		fmt.Fprintln(bw, "COMMIT")
@@ -278,8 +296,8 @@ func xmark(it saveItem) saveItem {
 }
 
 // xtablesString quotes as iptables-save's xtables_save_string: bare when
-// only letters, digits, '_' and '-', else in double quotes with '"', '\'
-// and '\'' escaped.
+// only letters, digits, '_' and '-', else in double quotes with a double
+// quote, a backslash and a single quote escaped by a backslash.
 func xtablesString(s string) string {
 	plain := s != ""
 	for _, c := range s {

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pipestack/pipestack/modules/filter"
+	"github.com/pipestack/pipestack/pipeline"
 )
 
 // saveInput is one iptables-save or ip6tables-save text.
@@ -343,7 +344,7 @@ func translateRule(words []string, t *importedTable, family int, links map[strin
 			}
 			if filter.IsMatchName(name) {
 				if seen[name] {
-					probs = append(probs, fmt.Sprintf("-m %s given twice: the filter has one %s matcher in a rule (write two rules, or one option list)", v, name))
+					probs = append(probs, fmt.Sprintf("-m %s given twice: the filter has one %s matcher in a rule", v, name))
 				}
 				seen[name] = true
 				out = append(out, w, v)
@@ -472,7 +473,9 @@ func (res *importResult) writeYAML(w io.Writer, header []string) {
 				fmt.Fprintf(bw, "      policy: %s\n", strings.ToLower(pol))
 			}
 			if len(rules) == 0 && extra == "" {
-				fmt.Fprintln(bw, "      rules: []")
+				if !c.builtin {
+					fmt.Fprintln(bw, "      rules: []")
+				}
 				continue
 			}
 			fmt.Fprintln(bw, "      rules:")
@@ -525,6 +528,30 @@ func (t *importedTable) hasContent() bool {
 	return false
 }
 
+// importText is the filter: section made from inputs and what could not
+// be translated. The section is loaded as the filter would load it (with
+// the table and hook checks): a section that does not load is a problem
+// too.
+func importText(inputs []saveInput, links map[string]string, header []string) ([]byte, []string) {
+	res := importSave(inputs, links)
+	var buf bytes.Buffer
+	res.writeYAML(&buf, header)
+	if err := checkSection(buf.Bytes()); err != nil {
+		res.problems = append(res.problems, fmt.Sprintf("the translated section does not load (line numbers of the output): %v", err))
+	}
+	return buf.Bytes(), res.problems
+}
+
+// checkSection loads a filter: section as a pipeline file would.
+func checkSection(section []byte) error {
+	// name: last, so that the section's line numbers are the output's.
+	cfg, err := pipeline.ParseConfig("import", append(slices.Clip(section), "name: import\n"...))
+	if err != nil {
+		return err
+	}
+	return pipeline.Check(cfg)
+}
+
 const importUsage = "[--links dev=link,...] [--family 4|6] FILE [FILE6]"
 
 func cmdImport(args []string, stdout, stderr io.Writer) int {
@@ -569,13 +596,13 @@ func cmdImport(args []string, stdout, stderr io.Writer) int {
 	if len(inputs) == 1 {
 		inputs[0].name = ""
 	}
-	res := importSave(inputs, links)
-	res.writeYAML(stdout, header)
-	for _, p := range res.problems {
+	out, problems := importText(inputs, links, header)
+	stdout.Write(out)
+	for _, p := range problems {
 		fmt.Fprintf(stderr, "pipectl import: %s\n", p)
 	}
-	if len(res.problems) > 0 {
-		fmt.Fprintf(stderr, "pipectl import: %s not translated (see above); the rest is\n", plural(len(res.problems), "thing"))
+	if len(problems) > 0 {
+		fmt.Fprintf(stderr, "pipectl import: %s (see above); the rest is translated\n", plural(len(problems), "problem"))
 		return 1
 	}
 	return 0
