@@ -402,6 +402,10 @@ func fileRules(file string) ([]pipeline.ChainListing, error) {
 	if err != nil {
 		return nil, err
 	}
+	return configRules(cfg)
+}
+
+func configRules(cfg *pipeline.Config) ([]pipeline.ChainListing, error) {
 	if err := pipeline.Check(cfg); err != nil {
 		return nil, err
 	}
