@@ -62,17 +62,6 @@ func IsTargetName(name string) bool {
 	return ok
 }
 
-// IsBuiltinChain reports whether chain (lower case) is a built-in chain
-// of table (raw, mangle, filter).
-func IsBuiltinChain(table, chain string) bool {
-	for _, b := range builtinChains[table] {
-		if b.name == chain {
-			return true
-		}
-	}
-	return false
-}
-
 // BuiltinChains are table's built-in chains (lower case) in iptables'
 // order; nil for a table the filter does not have.
 func BuiltinChains(table string) []string {

@@ -267,7 +267,7 @@ func TestImportProblems(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad")
 	writeFile(t, bad, "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n")
-	if b := runMain(t, "import", bad); b.code != 1 || !strings.Contains(b.stderr, "REJECT target: only valid in filter table, not raw") {
+	if b := runMain(t, "import", bad); b.code != 1 || !strings.Contains(b.stderr, "line 4: -j REJECT --reject-with icmp-port-unreachable: REJECT target: only valid in filter table, not raw") {
 		t.Errorf("REJECT in raw: exit %d: %s", b.code, b.stderr)
 	}
 }
