@@ -318,7 +318,6 @@ func translateRule(words []string, t *importedTable, family int, links map[strin
 		return isShortOpt(w) || w == "--match" || w == "--jump" || w == "--goto" || w == "--protocol" ||
 			w == "--source" || w == "--destination" || w == "--in-interface" || w == "--out-interface"
 	}
-	hasTarget := false
 	for i := 0; i < len(words); i++ {
 		w := words[i]
 		next := func() (string, bool) {
@@ -366,7 +365,6 @@ func translateRule(words []string, t *importedTable, family int, links map[strin
 			if !ok {
 				continue
 			}
-			hasTarget = true
 			args := words[i+1:]
 			switch {
 			case v == "CT" && len(args) == 1 && args[0] == "--notrack":
@@ -386,7 +384,6 @@ func translateRule(words []string, t *importedTable, family int, links map[strin
 			if !ok {
 				continue
 			}
-			hasTarget = true
 			if c := t.byName[v]; c == nil || c.builtin {
 				probs = append(probs, fmt.Sprintf("-g %s: no such user chain in table %s", v, t.name))
 			}
@@ -397,7 +394,6 @@ func translateRule(words []string, t *importedTable, family int, links map[strin
 			out = append(out, w)
 		}
 	}
-	_ = hasTarget
 	if len(probs) > 0 {
 		return "", probs
 	}
