@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""The probe agents of the differential test (e2e TestDifferentialFilter).
+
+Run with Debian's /usr/bin/python3 (python3-scapy) inside a host's network
+namespace, one agent per host, driven by JSON lines on stdin (one answer
+line on stdout for each):
+
+    diffprobe.py a DEV [SRC_MAC DST_MAC]   host A: sends probes, reads answers
+    diffprobe.py b DEV [eth]               host B: records what arrives
+
+With the MACs (A) or "eth" (B) DEV is Ethernet (a veth of lab.sh kernel
+mode); without, DEV is a TUN device (bare IP). Both read DEV through a
+packet socket, so nothing the kernel's sockets do is in the way.
+
+Every probe carries a key: the IPv4 identification or the IPv6 flow label,
+which a router leaves as they are and an ICMP error quotes. A's answers are
+keyed by it (a TCP reset by the probe's port pair), B's records too.
+
+A: {"cmd": "probe", "wait": S, "probes": [P...]} sends each probe P
+   ({key, fam 4|6, proto tcp|udp|icmp|icmpv6, src, dst, sport, dport,
+   flags, ttl, len, mss, itype, icode}) 3 ms apart, listens S seconds more,
+   answers {"answers": {key: "rst" | "icmp T/C" | "icmp6 T/C"}}.
+B: {"cmd": "start"} forgets what it saw, answers {"ok": true};
+   {"cmd": "stop"} answers {"seen": {key: {"ttl": N, "mss": N|null, "len": N, "n": N}}}.
+"""
+import json
+import socket
+import sys
+import threading
+import time
+
+from scapy.all import (ICMP, IP, TCP, UDP, IPv6, ICMPv6EchoRequest, ICMPv6Unknown,
+                       IPerror, IPerror6, TCPerror, UDPerror, Raw)
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+def open_sock(dev):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.bind((dev, 0))
+    s.settimeout(0.1)
+    return s
+
+
+def ip_of(frame, eth):
+    """The IP packet in frame (bare on TUN, after 14 bytes on Ethernet), or None."""
+    if eth:
+        if len(frame) < 15 or frame[12:14] not in (b"\x08\x00", b"\x86\xdd"):
+            return None
+        frame = frame[14:]
+    if not frame:
+        return None
+    v = frame[0] >> 4
+    if v == 4:
+        return IP(frame)
+    if v == 6:
+        return IPv6(frame)
+    return None
+
+
+def mss_of(tcp):
+    for name, val in tcp.options:
+        if name == "MSS":
+            return val
+    return None
+
+
+def build(p):
+    key = p["key"]
+    if p["fam"] == 4:
+        ip = IP(src=p["src"], dst=p["dst"], ttl=p.get("ttl") or 64, id=key)
+    else:
+        ip = IPv6(src=p["src"], dst=p["dst"], hlim=p.get("ttl") or 64, fl=key)
+    proto = p["proto"]
+    if proto == "tcp":
+        opts = [("MSS", p["mss"])] if p.get("mss") else []
+        l4 = TCP(sport=p["sport"], dport=p["dport"], flags=p.get("flags") or "S", seq=key * 7919, options=opts)
+    elif proto == "udp":
+        l4 = UDP(sport=p["sport"], dport=p["dport"])
+    elif proto == "icmp":
+        l4 = ICMP(type=p.get("itype", 8), code=p.get("icode", 0), id=key, seq=1)
+    else:
+        t = p.get("itype", 128)
+        l4 = ICMPv6EchoRequest(id=key, seq=1) if t == 128 else ICMPv6Unknown(type=t, code=p.get("icode", 0), msgbody=b"\0\0\0\0")
+    pkt = ip / l4 / Raw(b"diffprobe")
+    want = p.get("len") or 0
+    have = len(bytes(pkt))
+    if want > have:
+        pkt = ip / l4 / Raw(b"diffprobe" + b"." * (want - have))
+    return bytes(pkt)
+
+
+def agent_a(dev, macs):
+    s = open_sock(dev)
+    eth = b""
+    if macs:
+        eth = bytes.fromhex(macs[1].replace(":", "")) + bytes.fromhex(macs[0].replace(":", ""))
+    for line in sys.stdin:
+        req = json.loads(line)
+        probes = req["probes"]
+        keys = {p["key"] for p in probes}
+        ports = {(p["dst"], p["dport"], p["sport"]): p["key"] for p in probes if p["proto"] == "tcp"}
+        answers = {}
+        stop = threading.Event()
+
+        def listen():
+            while not stop.is_set():
+                try:
+                    frame, addr = s.recvfrom(65535)
+                except socket.timeout:
+                    continue
+                if addr[2] == PACKET_OUTGOING:
+                    continue
+                try:
+                    pkt = ip_of(frame, bool(macs))
+                    if pkt is None:
+                        continue
+                    classify(pkt)
+                except Exception as e:  # a packet scapy cannot dissect is no answer
+                    print("parse:", e, file=sys.stderr)
+
+        def classify(pkt):
+            if TCP in pkt and not (IPerror in pkt or IPerror6 in pkt) and pkt[TCP].flags & 0x04:
+                k = ports.get((pkt.src, pkt[TCP].sport, pkt[TCP].dport))
+                if k is not None:
+                    answers.setdefault(str(k), "rst")
+                return
+            if IP in pkt and ICMP in pkt and IPerror in pkt:
+                k = pkt[IPerror].id
+                if k in keys:
+                    answers.setdefault(str(k), "icmp %d/%d" % (pkt[ICMP].type, pkt[ICMP].code))
+                return
+            if IPv6 in pkt and IPerror6 in pkt:
+                k = pkt[IPerror6].fl
+                if k in keys:
+                    # The ICMPv6 header is the layer right above the outer IPv6.
+                    icmp = pkt[IPv6].payload
+                    answers.setdefault(str(k), "icmp6 %d/%d" % (icmp.type, icmp.code))
+
+        th = threading.Thread(target=listen)
+        th.start()
+        for p in probes:
+            pkt = build(p)
+            if eth:
+                pkt = eth + (b"\x08\x00" if p["fam"] == 4 else b"\x86\xdd") + pkt
+            s.send(pkt)
+            time.sleep(0.003)
+        time.sleep(req.get("wait", 1.0))
+        stop.set()
+        th.join()
+        print(json.dumps({"answers": answers}), flush=True)
+
+
+def agent_b(dev, eth):
+    s = open_sock(dev)
+    lock = threading.Lock()
+    seen = {}
+
+    def listen():
+        while True:
+            try:
+                frame, addr = s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            try:
+                pkt = ip_of(frame, eth)
+                if pkt is None:
+                    continue
+                if IP in pkt and pkt.src.startswith("10.10.1."):
+                    k, ttl, ln = pkt[IP].id, pkt[IP].ttl, pkt[IP].len
+                elif IPv6 in pkt and pkt.src.startswith("fd00:10:1:"):
+                    k, ttl, ln = pkt[IPv6].fl, pkt[IPv6].hlim, pkt[IPv6].plen + 40
+                else:
+                    continue
+                mss = mss_of(pkt[TCP]) if TCP in pkt and pkt[TCP].flags & 0x02 else None
+                with lock:
+                    r = seen.setdefault(str(k), {"ttl": ttl, "mss": mss, "len": ln, "n": 0})
+                    r["n"] += 1
+            except Exception as e:
+                print("parse:", e, file=sys.stderr)
+
+    threading.Thread(target=listen, daemon=True).start()
+    for line in sys.stdin:
+        req = json.loads(line)
+        with lock:
+            if req["cmd"] == "start":
+                seen = {}
+                out = {"ok": True}
+            else:
+                out = {"seen": seen}
+        print(json.dumps(out), flush=True)
+
+
+def main():
+    role, dev = sys.argv[1], sys.argv[2]
+    if role == "a":
+        agent_a(dev, sys.argv[3:5] if len(sys.argv) >= 5 else None)
+    else:
+        agent_b(dev, len(sys.argv) > 3 and sys.argv[3] == "eth")
+
+
+if __name__ == "__main__":
+    main()
