@@ -18,7 +18,7 @@ keyed by it (a TCP reset by the probe's port pair), B's records too.
 
 A: {"cmd": "probe", "wait": S, "probes": [P...]} sends each probe P
    ({key, fam 4|6, proto tcp|udp|icmp|icmpv6, src, dst, sport, dport,
-   flags, ttl, len, mss, itype, icode}) 3 ms apart, listens S seconds more,
+   flags, ttl, len, mss, itype, icode, nodata}) 3 ms apart, listens S seconds more,
    answers {"answers": {key: "rst" | "icmp T/C" | "icmp6 T/C"}}.
 B: {"cmd": "start"} forgets what it saw, answers {"ok": true};
    {"cmd": "stop"} answers {"seen": {key: {"ttl": N, "mss": N|null, "len": N, "n": N}}}.
@@ -83,6 +83,8 @@ def build(p):
     else:
         t = p.get("itype", 128)
         l4 = ICMPv6EchoRequest(id=key, seq=1) if t == 128 else ICMPv6Unknown(type=t, code=p.get("icode", 0), msgbody=b"\0\0\0\0")
+    if p.get("nodata"):
+        return bytes(ip / l4)
     pkt = ip / l4 / Raw(b"diffprobe")
     want = p.get("len") or 0
     have = len(bytes(pkt))
