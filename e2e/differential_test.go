@@ -105,6 +105,9 @@ type probeSpec struct {
 	// NoData sends no payload (a bare SYN: Linux's TCPMSS inserts an MSS
 	// option only where no data follows the header).
 	NoData bool `yaml:"nodata"`
+	// Frag sends the probe in fragments: IPv4 ones of this many payload
+	// bytes (a multiple of 8), IPv6 ones of this size.
+	Frag int `yaml:"frag"`
 }
 
 // wireProbe is what diffprobe.py sends.
@@ -123,6 +126,7 @@ type wireProbe struct {
 	IType  *int   `json:"itype,omitempty"`
 	ICode  int    `json:"icode"`
 	NoData bool   `json:"nodata,omitempty"`
+	Frag   int    `json:"frag,omitempty"`
 	name   string
 }
 
@@ -221,7 +225,7 @@ func (rs *ruleSet) expand(i int) []wireProbe {
 		n := max(p.Count, 1)
 		for c := 0; c < n; c++ {
 			w := wireProbe{Key: key, Fam: p.Fam, Proto: p.Proto, Src: p.Src, Dst: p.Dst, Sport: p.Sport, Dport: p.Dport,
-				Flags: p.Flags, TTL: p.TTL, Len: p.Len, MSS: p.MSS, IType: p.IType, ICode: p.ICode, NoData: p.NoData, name: p.Name}
+				Flags: p.Flags, TTL: p.TTL, Len: p.Len, MSS: p.MSS, IType: p.IType, ICode: p.ICode, NoData: p.NoData, Frag: p.Frag, name: p.Name}
 			f := v4
 			if p.Fam == 6 {
 				f = v6
@@ -423,8 +427,10 @@ func newHosts(t *testing.T, l *lab, aArgs, bArgs []string) *hosts {
 
 // outcomes runs the probes: B starts recording, A sends and listens for a
 // second after the last one, B says what it received. A probe's outcome
-// is "delivered ttl=N" (hl= for IPv6; with " mss=…" for a SYN), the answer
-// A got ("rst", "icmp T/C", "icmp6 T/C") or "dropped"; copies of a probe
+// is "delivered ttl=N" (hl= for IPv6; with " mss=…" for a SYN, " frags=…"
+// the offsets of the fragments B got), the answer A got (a reset, how it
+// acknowledges the probe and from where; an ICMP error's type/code, source
+// and length: see diffprobe.py) or "dropped"; copies of a probe
 // are summed up as "3× delivered ttl=63, 3× dropped".
 func (h *hosts) outcomes(t *testing.T, probes []wireProbe) map[string]string {
 	t.Helper()
@@ -434,10 +440,11 @@ func (h *hosts) outcomes(t *testing.T, probes []wireProbe) map[string]string {
 	h.a.call(t, map[string]any{"cmd": "probe", "wait": 1.0, "probes": probes}, &ans, 60*time.Second)
 	var seen struct {
 		Seen map[string]struct {
-			TTL int  `json:"ttl"`
-			MSS *int `json:"mss"`
-			Len int  `json:"len"`
-			N   int  `json:"n"`
+			TTL   int   `json:"ttl"`
+			MSS   *int  `json:"mss"`
+			Len   int   `json:"len"`
+			N     int   `json:"n"`
+			Frags []int `json:"frags"`
 		}
 	}
 	h.b.call(t, map[string]any{"cmd": "stop"}, &seen, 10*time.Second)
@@ -460,7 +467,10 @@ func (h *hosts) outcomes(t *testing.T, probes []wireProbe) map[string]string {
 					o += fmt.Sprintf(" mss=%d", *r.MSS)
 				}
 			}
-			if r.N > 1 {
+			if len(r.Frags) > 0 {
+				slices.Sort(r.Frags)
+				o += fmt.Sprintf(" frags=%v", strings.Trim(fmt.Sprint(r.Frags), "[]"))
+			} else if r.N > 1 {
 				o += fmt.Sprintf(" (%d copies)", r.N)
 			}
 		} else if a, ok := ans.Answers[k]; ok {
@@ -503,7 +513,7 @@ func summarize(os []string) string {
 func compare(rs *ruleSet, k, p map[string]string) (string, bool) {
 	var b strings.Builder
 	bad := false
-	fmt.Fprintf(&b, "  %-22s | %-34s | %-34s | %s\n", "probe", "kernel (iptables)", "pipestack (pipectl)", "")
+	fmt.Fprintf(&b, "  %-22s | %-50s | %-50s | %s\n", "probe", "kernel (iptables)", "pipestack (pipectl)", "")
 	for _, name := range rs.names() {
 		ko, po := k[name], p[name]
 		verdict := "same"
@@ -523,7 +533,7 @@ func compare(rs *ruleSet, k, p map[string]string) (string, bool) {
 		if strings.HasPrefix(verdict, "DIFF") {
 			bad = true
 		}
-		fmt.Fprintf(&b, "  %-22s | %-34s | %-34s | %s\n", name, ko, po, verdict)
+		fmt.Fprintf(&b, "  %-22s | %-50s | %-50s | %s\n", name, ko, po, verdict)
 	}
 	return b.String(), bad
 }

@@ -19,9 +19,13 @@ keyed by it (a TCP reset by the probe's port pair), B's records too.
 A: {"cmd": "probe", "wait": S, "probes": [P...]} sends each probe P
    ({key, fam 4|6, proto tcp|udp|icmp|icmpv6, src, dst, sport, dport,
    flags, ttl, len, mss, itype, icode, nodata}) 3 ms apart, listens S seconds more,
-   answers {"answers": {key: "rst" | "icmp T/C" | "icmp6 T/C"}}.
+   answers {"answers": {key: ANSWER}}, ANSWER one of "rst ack=seq+N from
+   ADDR" (a reset acking the probe), "rst seq=ack from ADDR" (its sequence
+   number the probe's ack), "icmp T/C from ADDR len N", "icmp6 T/C from
+   ADDR len N" (N: the error's IP length, which shows how much it quotes).
 B: {"cmd": "start"} forgets what it saw, answers {"ok": true};
-   {"cmd": "stop"} answers {"seen": {key: {"ttl": N, "mss": N|null, "len": N, "n": N}}}.
+   {"cmd": "stop"} answers {"seen": {key: {"ttl": N, "mss": N|null, "len": N,
+   "n": N, "frags": [offset...]}}} (the offsets of the fragments that came).
 """
 import json
 import socket
@@ -30,7 +34,7 @@ import threading
 import time
 
 from scapy.all import (ICMP, IP, TCP, UDP, IPv6, ICMPv6EchoRequest, ICMPv6Unknown,
-                       IPerror, IPerror6, TCPerror, UDPerror, Raw)
+                       IPv6ExtHdrFragment, IPerror, IPerror6, Raw, fragment, fragment6)
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -67,6 +71,8 @@ def mss_of(tcp):
 
 
 def build(p):
+    """The probe's packets: one, or its fragments when p["frag"] is set
+    (IPv4: fragments of that many payload bytes, IPv6: of that size)."""
     key = p["key"]
     if p["fam"] == 4:
         ip = IP(src=p["src"], dst=p["dst"], ttl=p.get("ttl") or 64, id=key)
@@ -75,7 +81,7 @@ def build(p):
     proto = p["proto"]
     if proto == "tcp":
         opts = [("MSS", p["mss"])] if p.get("mss") else []
-        l4 = TCP(sport=p["sport"], dport=p["dport"], flags=p.get("flags") or "S", seq=key * 7919, options=opts)
+        l4 = TCP(sport=p["sport"], dport=p["dport"], flags=p.get("flags") or "S", seq=seq_of(p), ack=ack_of(p), options=opts)
     elif proto == "udp":
         l4 = UDP(sport=p["sport"], dport=p["dport"])
     elif proto == "icmp":
@@ -84,13 +90,26 @@ def build(p):
         t = p.get("itype", 128)
         l4 = ICMPv6EchoRequest(id=key, seq=1) if t == 128 else ICMPv6Unknown(type=t, code=p.get("icode", 0), msgbody=b"\0\0\0\0")
     if p.get("nodata"):
-        return bytes(ip / l4)
+        return [bytes(ip / l4)]
     pkt = ip / l4 / Raw(b"diffprobe")
     want = p.get("len") or 0
     have = len(bytes(pkt))
     if want > have:
         pkt = ip / l4 / Raw(b"diffprobe" + b"." * (want - have))
-    return bytes(pkt)
+    if not p.get("frag"):
+        return [bytes(pkt)]
+    if p["fam"] == 4:
+        return [bytes(f) for f in fragment(IP(bytes(pkt)), fragsize=p["frag"])]
+    whole = IPv6(bytes(ip / IPv6ExtHdrFragment(id=key) / l4 / pkt[Raw]))
+    return [bytes(f) for f in fragment6(whole, p["frag"])]
+
+
+def seq_of(p):
+    return (p["key"] * 7919) & 0xFFFFFFFF
+
+
+def ack_of(p):
+    return (p["key"] * 104729) & 0xFFFFFFFF if "A" in (p.get("flags") or "") else 0
 
 
 def agent_a(dev, macs):
@@ -102,7 +121,7 @@ def agent_a(dev, macs):
         req = json.loads(line)
         probes = req["probes"]
         keys = {p["key"] for p in probes}
-        ports = {(p["dst"], p["dport"], p["sport"]): p["key"] for p in probes if p["proto"] == "tcp"}
+        ports = {(p["dst"], p["dport"], p["sport"]): p for p in probes if p["proto"] == "tcp"}
         answers = {}
         stop = threading.Event()
 
@@ -124,29 +143,40 @@ def agent_a(dev, macs):
 
         def classify(pkt):
             if TCP in pkt and not (IPerror in pkt or IPerror6 in pkt) and pkt[TCP].flags & 0x04:
-                k = ports.get((pkt.src, pkt[TCP].sport, pkt[TCP].dport))
-                if k is not None:
-                    answers.setdefault(str(k), "rst")
+                p = ports.get((pkt.src, pkt[TCP].sport, pkt[TCP].dport))
+                if p is None:
+                    return
+                t = pkt[TCP]
+                # As nf_send_reset: to a segment with ACK the reset's
+                # sequence number is that ack; to one without, it acks
+                # the segment (seq + SYN + FIN + data).
+                if t.flags & 0x10:
+                    what = "rst ack=seq+%d" % ((t.ack - seq_of(p)) & 0xFFFFFFFF)
+                elif t.seq == ack_of(p):
+                    what = "rst seq=ack"
+                else:
+                    what = "rst seq=%d" % t.seq
+                answers.setdefault(str(p["key"]), "%s from %s" % (what, pkt.src))
                 return
             if IP in pkt and ICMP in pkt and IPerror in pkt:
                 k = pkt[IPerror].id
                 if k in keys:
-                    answers.setdefault(str(k), "icmp %d/%d" % (pkt[ICMP].type, pkt[ICMP].code))
+                    answers.setdefault(str(k), "icmp %d/%d from %s len %d" % (pkt[ICMP].type, pkt[ICMP].code, pkt[IP].src, pkt[IP].len))
                 return
             if IPv6 in pkt and IPerror6 in pkt:
                 k = pkt[IPerror6].fl
                 if k in keys:
                     # The ICMPv6 header is the layer right above the outer IPv6.
                     icmp = pkt[IPv6].payload
-                    answers.setdefault(str(k), "icmp6 %d/%d" % (icmp.type, icmp.code))
+                    answers.setdefault(str(k), "icmp6 %d/%d from %s len %d" % (icmp.type, icmp.code, pkt[IPv6].src, pkt[IPv6].plen + 40))
 
         th = threading.Thread(target=listen)
         th.start()
         for p in probes:
-            pkt = build(p)
-            if eth:
-                pkt = eth + (b"\x08\x00" if p["fam"] == 4 else b"\x86\xdd") + pkt
-            s.send(pkt)
+            for pkt in build(p):
+                if eth:
+                    pkt = eth + (b"\x08\x00" if p["fam"] == 4 else b"\x86\xdd") + pkt
+                s.send(pkt)
             time.sleep(0.003)
         time.sleep(req.get("wait", 1.0))
         stop.set()
@@ -171,16 +201,23 @@ def agent_b(dev, eth):
                 pkt = ip_of(frame, eth)
                 if pkt is None:
                     continue
+                frag = None
                 if IP in pkt and pkt.src.startswith("10.10.1."):
                     k, ttl, ln = pkt[IP].id, pkt[IP].ttl, pkt[IP].len
+                    if pkt[IP].frag or pkt[IP].flags.MF:
+                        frag = pkt[IP].frag * 8
                 elif IPv6 in pkt and pkt.src.startswith("fd00:10:1:"):
                     k, ttl, ln = pkt[IPv6].fl, pkt[IPv6].hlim, pkt[IPv6].plen + 40
+                    if IPv6ExtHdrFragment in pkt:
+                        frag = pkt[IPv6ExtHdrFragment].offset * 8
                 else:
                     continue
                 mss = mss_of(pkt[TCP]) if TCP in pkt and pkt[TCP].flags & 0x02 else None
                 with lock:
-                    r = seen.setdefault(str(k), {"ttl": ttl, "mss": mss, "len": ln, "n": 0})
+                    r = seen.setdefault(str(k), {"ttl": ttl, "mss": mss, "len": ln, "n": 0, "frags": []})
                     r["n"] += 1
+                    if frag is not None:
+                        r["frags"].append(frag)
             except Exception as e:
                 print("parse:", e, file=sys.stderr)
 
