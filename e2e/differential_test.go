@@ -108,25 +108,32 @@ type probeSpec struct {
 	// Frag sends the probe in fragments: IPv4 ones of this many payload
 	// bytes (a multiple of 8), IPv6 ones of this size.
 	Frag int `yaml:"frag"`
+	// Ext are IPv6 extension headers before the upper layer: hbh
+	// (hop-by-hop options), dst (destination options), each padding only.
+	Ext []string `yaml:"ext"`
+	// Sum: "bad" sends a wrong transport checksum, "zero" none (UDP).
+	Sum string `yaml:"sum"`
 }
 
 // wireProbe is what diffprobe.py sends.
 type wireProbe struct {
-	Key    int    `json:"key"`
-	Fam    int    `json:"fam"`
-	Proto  string `json:"proto"`
-	Src    string `json:"src"`
-	Dst    string `json:"dst"`
-	Sport  int    `json:"sport"`
-	Dport  int    `json:"dport"`
-	Flags  string `json:"flags,omitempty"`
-	TTL    int    `json:"ttl,omitempty"`
-	Len    int    `json:"len,omitempty"`
-	MSS    int    `json:"mss,omitempty"`
-	IType  *int   `json:"itype,omitempty"`
-	ICode  int    `json:"icode"`
-	NoData bool   `json:"nodata,omitempty"`
-	Frag   int    `json:"frag,omitempty"`
+	Key    int      `json:"key"`
+	Fam    int      `json:"fam"`
+	Proto  string   `json:"proto"`
+	Src    string   `json:"src"`
+	Dst    string   `json:"dst"`
+	Sport  int      `json:"sport"`
+	Dport  int      `json:"dport"`
+	Flags  string   `json:"flags,omitempty"`
+	TTL    int      `json:"ttl,omitempty"`
+	Len    int      `json:"len,omitempty"`
+	MSS    int      `json:"mss,omitempty"`
+	IType  *int     `json:"itype,omitempty"`
+	ICode  int      `json:"icode"`
+	NoData bool     `json:"nodata,omitempty"`
+	Frag   int      `json:"frag,omitempty"`
+	Ext    []string `json:"ext,omitempty"`
+	Sum    string   `json:"sum,omitempty"`
 	name   string
 }
 
@@ -225,7 +232,7 @@ func (rs *ruleSet) expand(i int) []wireProbe {
 		n := max(p.Count, 1)
 		for c := 0; c < n; c++ {
 			w := wireProbe{Key: key, Fam: p.Fam, Proto: p.Proto, Src: p.Src, Dst: p.Dst, Sport: p.Sport, Dport: p.Dport,
-				Flags: p.Flags, TTL: p.TTL, Len: p.Len, MSS: p.MSS, IType: p.IType, ICode: p.ICode, NoData: p.NoData, Frag: p.Frag, name: p.Name}
+				Flags: p.Flags, TTL: p.TTL, Len: p.Len, MSS: p.MSS, IType: p.IType, ICode: p.ICode, NoData: p.NoData, Frag: p.Frag, Ext: p.Ext, Sum: p.Sum, name: p.Name}
 			f := v4
 			if p.Fam == 6 {
 				f = v6
@@ -513,7 +520,7 @@ func summarize(os []string) string {
 func compare(rs *ruleSet, k, p map[string]string) (string, bool) {
 	var b strings.Builder
 	bad := false
-	fmt.Fprintf(&b, "  %-22s | %-50s | %-50s | %s\n", "probe", "kernel (iptables)", "pipestack (pipectl)", "")
+	fmt.Fprintf(&b, "  %-24s | %-50s | %-50s | %s\n", "probe", "kernel (iptables)", "pipestack (pipectl)", "")
 	for _, name := range rs.names() {
 		ko, po := k[name], p[name]
 		verdict := "same"
@@ -533,7 +540,7 @@ func compare(rs *ruleSet, k, p map[string]string) (string, bool) {
 		if strings.HasPrefix(verdict, "DIFF") {
 			bad = true
 		}
-		fmt.Fprintf(&b, "  %-22s | %-50s | %-50s | %s\n", name, ko, po, verdict)
+		fmt.Fprintf(&b, "  %-24s | %-50s | %-50s | %s\n", name, ko, po, verdict)
 	}
 	return b.String(), bad
 }

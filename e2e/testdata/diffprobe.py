@@ -18,11 +18,15 @@ keyed by it (a TCP reset by the probe's port pair), B's records too.
 
 A: {"cmd": "probe", "wait": S, "probes": [P...]} sends each probe P
    ({key, fam 4|6, proto tcp|udp|icmp|icmpv6, src, dst, sport, dport,
-   flags, ttl, len, mss, itype, icode, nodata}) 3 ms apart, listens S seconds more,
+   flags, ttl, len, mss, itype, icode, nodata, frag, ext: IPv6 extension
+   headers, "hbh" and "dst", sum: "bad" or "zero" transport checksum})
+   3 ms apart, listens S seconds more,
    answers {"answers": {key: ANSWER}}, ANSWER one of "rst ack=seq+N from
    ADDR" (a reset acking the probe), "rst seq=ack from ADDR" (its sequence
    number the probe's ack), "icmp T/C from ADDR len N", "icmp6 T/C from
-   ADDR len N" (N: the error's IP length, which shows how much it quotes).
+   ADDR len N" (N: the error's IP length, which shows how much it quotes),
+   "echo-reply from ADDR" (a ping of the router), each with " ttl N" (or
+   " hl N") as A received it.
 B: {"cmd": "start"} forgets what it saw, answers {"ok": true};
    {"cmd": "stop"} answers {"seen": {key: {"ttl": N, "mss": N|null, "len": N,
    "n": N, "frags": [offset...]}}} (the offsets of the fragments that came).
@@ -33,8 +37,8 @@ import sys
 import threading
 import time
 
-from scapy.all import (ICMP, IP, TCP, UDP, IPv6, ICMPv6EchoRequest, ICMPv6Unknown,
-                       IPv6ExtHdrFragment, IPerror, IPerror6, Raw, fragment, fragment6)
+from scapy.all import (ICMP, IP, TCP, UDP, IPv6, ICMPv6EchoRequest, ICMPv6EchoReply, ICMPv6Unknown,
+                       IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPerror, IPerror6, Raw, fragment, fragment6)
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -63,6 +67,10 @@ def ip_of(frame, eth):
     return None
 
 
+def hop(pkt):
+    return pkt[IP].ttl if IP in pkt else pkt[IPv6].hlim
+
+
 def mss_of(tcp):
     for name, val in tcp.options:
         if name == "MSS":
@@ -78,6 +86,8 @@ def build(p):
         ip = IP(src=p["src"], dst=p["dst"], ttl=p.get("ttl") or 64, id=key)
     else:
         ip = IPv6(src=p["src"], dst=p["dst"], hlim=p.get("ttl") or 64, fl=key)
+    for ext in p.get("ext") or []:
+        ip = ip / {"hbh": IPv6ExtHdrHopByHop, "dst": IPv6ExtHdrDestOpt}[ext]()
     proto = p["proto"]
     if proto == "tcp":
         opts = [("MSS", p["mss"])] if p.get("mss") else []
@@ -96,6 +106,10 @@ def build(p):
     have = len(bytes(pkt))
     if want > have:
         pkt = ip / l4 / Raw(b"diffprobe" + b"." * (want - have))
+    if p.get("sum"):
+        # A wrong (or, UDP, no) transport checksum: the layer's own field.
+        l4.setfieldval("cksum" if proto == "icmpv6" else "chksum", 0 if p["sum"] == "zero" else 0x1234)
+        pkt = ip / l4 / pkt.lastlayer()
     if not p.get("frag"):
         return [bytes(pkt)]
     if p["fam"] == 4:
@@ -141,6 +155,9 @@ def agent_a(dev, macs):
                 except Exception as e:  # a packet scapy cannot dissect is no answer
                     print("parse:", e, file=sys.stderr)
 
+        def answer(key, what):
+            answers.setdefault(str(key), []).append(what)
+
         def classify(pkt):
             if TCP in pkt and not (IPerror in pkt or IPerror6 in pkt) and pkt[TCP].flags & 0x04:
                 p = ports.get((pkt.src, pkt[TCP].sport, pkt[TCP].dport))
@@ -156,19 +173,25 @@ def agent_a(dev, macs):
                     what = "rst seq=ack"
                 else:
                     what = "rst seq=%d" % t.seq
-                answers.setdefault(str(p["key"]), "%s from %s" % (what, pkt.src))
+                answer(p["key"], "%s from %s %s %d" % (what, pkt.src, "ttl" if IP in pkt else "hl", hop(pkt)))
                 return
             if IP in pkt and ICMP in pkt and IPerror in pkt:
                 k = pkt[IPerror].id
                 if k in keys:
-                    answers.setdefault(str(k), "icmp %d/%d from %s len %d" % (pkt[ICMP].type, pkt[ICMP].code, pkt[IP].src, pkt[IP].len))
+                    answer(k, "icmp %d/%d from %s len %d ttl %d" % (pkt[ICMP].type, pkt[ICMP].code, pkt[IP].src, pkt[IP].len, hop(pkt)))
+                return
+            if IP in pkt and ICMP in pkt and pkt[ICMP].type == 0 and pkt[ICMP].id in keys:
+                answer(pkt[ICMP].id, "echo-reply from %s ttl %d" % (pkt[IP].src, hop(pkt)))
+                return
+            if IPv6 in pkt and ICMPv6EchoReply in pkt and pkt[ICMPv6EchoReply].id in keys:
+                answer(pkt[ICMPv6EchoReply].id, "echo-reply from %s hl %d" % (pkt[IPv6].src, hop(pkt)))
                 return
             if IPv6 in pkt and IPerror6 in pkt:
                 k = pkt[IPerror6].fl
                 if k in keys:
                     # The ICMPv6 header is the layer right above the outer IPv6.
                     icmp = pkt[IPv6].payload
-                    answers.setdefault(str(k), "icmp6 %d/%d from %s len %d" % (icmp.type, icmp.code, pkt[IPv6].src, pkt[IPv6].plen + 40))
+                    answer(k, "icmp6 %d/%d from %s len %d hl %d" % (icmp.type, icmp.code, pkt[IPv6].src, pkt[IPv6].plen + 40, hop(pkt)))
 
         th = threading.Thread(target=listen)
         th.start()
@@ -181,7 +204,10 @@ def agent_a(dev, macs):
         time.sleep(req.get("wait", 1.0))
         stop.set()
         th.join()
-        print(json.dumps({"answers": answers}), flush=True)
+        # The first answer to a probe; how many came when more than one
+        # did (a probe's fragments each rejected, say).
+        out = {k: v[0] + ("" if len(v) == 1 else " (%d answers)" % len(v)) for k, v in answers.items()}
+        print(json.dumps({"answers": out}), flush=True)
 
 
 def agent_b(dev, eth):
