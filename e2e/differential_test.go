@@ -74,12 +74,16 @@ type ruleSet struct {
 	IPv4   string      `yaml:"ipv4"`
 	IPv6   string      `yaml:"ipv6"`
 	Probes []probeSpec `yaml:"probes"`
-	Known  []struct {
-		Probe     string `yaml:"probe"`
-		Kernel    string `yaml:"kernel"`
-		Pipestack string `yaml:"pipestack"`
-		Reason    string `yaml:"reason"`
-	} `yaml:"known"`
+	Known  []knownDiff `yaml:"known"`
+}
+
+// A knownDiff is a probe whose outcomes legitimately differ: each side's
+// outcome as it must show, and why.
+type knownDiff struct {
+	Probe     string `yaml:"probe"`
+	Kernel    string `yaml:"kernel"`
+	Pipestack string `yaml:"pipestack"`
+	Reason    string `yaml:"reason"`
 }
 
 // A probeSpec is one probe (count copies of it, each with its own key):
@@ -715,5 +719,27 @@ func (d *pipestackDUT) unload(t *testing.T) {
 	}
 	if err := d.r.stop(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDifferentialCompare: the comparison itself (no lab): equal outcomes
+// pass, unequal ones fail, a known difference passes only while both
+// sides show what it says, and fails when it no longer does (stale).
+func TestDifferentialCompare(t *testing.T) {
+	rs := &ruleSet{Probes: []probeSpec{{Name: "p"}, {Name: "q"}}}
+	rs.Known = []knownDiff{{"q", "delivered mss=536", "delivered mss=none", "MSS insertion"}}
+	for _, c := range []struct {
+		k, p map[string]string
+		bad  bool
+		want string
+	}{
+		{map[string]string{"p": "dropped", "q": "delivered mss=536"}, map[string]string{"p": "dropped", "q": "delivered mss=none"}, false, "known difference: MSS insertion"},
+		{map[string]string{"p": "dropped", "q": "delivered mss=536"}, map[string]string{"p": "rst", "q": "delivered mss=none"}, true, "| DIFF\n"},
+		{map[string]string{"p": "dropped", "q": "delivered mss=536"}, map[string]string{"p": "dropped", "q": "delivered mss=536"}, true, "DIFF (known difference expected"},
+	} {
+		table, bad := compare(rs, c.k, c.p)
+		if bad != c.bad || !strings.Contains(table, c.want) {
+			t.Errorf("compare(%v, %v) = bad %v, want %v with %q:\n%s", c.k, c.p, bad, c.bad, c.want, table)
+		}
 	}
 }
