@@ -24,7 +24,9 @@ A: {"cmd": "probe", "wait": S, "probes": [P...]} sends each probe P
    answers {"answers": {key: ANSWER}}, ANSWER one of "rst ack=seq+N from
    ADDR" (a reset acking the probe), "rst seq=ack from ADDR" (its sequence
    number the probe's ack), "icmp T/C from ADDR len N", "icmp6 T/C from
-   ADDR len N" (N: the error's IP length, which shows how much it quotes),
+   ADDR len N" (N: the error's IP length, which shows how much it quotes;
+   " to ADDR" after the source when the error is not addressed to the
+   quoted packet's source),
    "echo-reply from ADDR" (a ping of the router), each with " ttl N" (or
    " hl N") as A received it.
 B: {"cmd": "start"} forgets what it saw, answers {"ok": true};
@@ -65,6 +67,12 @@ def ip_of(frame, eth):
     if v == 6:
         return IPv6(frame)
     return None
+
+
+def to(dst, quoted_src):
+    """" to DST" for an error not addressed to the source of the packet it
+    quotes (which an error should be), else nothing."""
+    return "" if dst == quoted_src else " to " + dst
 
 
 def hop(pkt):
@@ -155,6 +163,13 @@ def agent_a(dev, macs):
                 except Exception as e:  # a packet scapy cannot dissect is no answer
                     print("parse:", e, file=sys.stderr)
 
+        def quoted_key(k, inner):
+            # An error about a packet the router made (its echo reply to
+            # a probe) quotes the probe's key as the echo identifier.
+            if k not in keys and getattr(inner, "id", None) in keys:
+                return inner.id
+            return k
+
         def answer(key, what):
             answers.setdefault(str(key), []).append(what)
 
@@ -176,22 +191,24 @@ def agent_a(dev, macs):
                 answer(p["key"], "%s from %s %s %d" % (what, pkt.src, "ttl" if IP in pkt else "hl", hop(pkt)))
                 return
             if IP in pkt and ICMP in pkt and IPerror in pkt:
-                k = pkt[IPerror].id
+                k = quoted_key(pkt[IPerror].id, pkt[IPerror].payload)
                 if k in keys:
-                    answer(k, "icmp %d/%d from %s len %d ttl %d" % (pkt[ICMP].type, pkt[ICMP].code, pkt[IP].src, pkt[IP].len, hop(pkt)))
+                    answer(k, "icmp %d/%d from %s%s len %d ttl %d" % (pkt[ICMP].type, pkt[ICMP].code, pkt[IP].src,
+                                                                       to(pkt[IP].dst, pkt[IPerror].src), pkt[IP].len, hop(pkt)))
                 return
             if IP in pkt and ICMP in pkt and pkt[ICMP].type == 0 and pkt[ICMP].id in keys:
                 answer(pkt[ICMP].id, "echo-reply from %s ttl %d" % (pkt[IP].src, hop(pkt)))
                 return
-            if IPv6 in pkt and ICMPv6EchoReply in pkt and pkt[ICMPv6EchoReply].id in keys:
-                answer(pkt[ICMPv6EchoReply].id, "echo-reply from %s hl %d" % (pkt[IPv6].src, hop(pkt)))
-                return
             if IPv6 in pkt and IPerror6 in pkt:
-                k = pkt[IPerror6].fl
+                k = quoted_key(pkt[IPerror6].fl, pkt[IPerror6].payload)
                 if k in keys:
                     # The ICMPv6 header is the layer right above the outer IPv6.
                     icmp = pkt[IPv6].payload
-                    answer(k, "icmp6 %d/%d from %s len %d hl %d" % (icmp.type, icmp.code, pkt[IPv6].src, pkt[IPv6].plen + 40, hop(pkt)))
+                    answer(k, "icmp6 %d/%d from %s%s len %d hl %d" % (icmp.type, icmp.code, pkt[IPv6].src,
+                                                                       to(pkt[IPv6].dst, pkt[IPerror6].src), pkt[IPv6].plen + 40, hop(pkt)))
+                return
+            if IPv6 in pkt and ICMPv6EchoReply in pkt and pkt[ICMPv6EchoReply].id in keys:
+                answer(pkt[ICMPv6EchoReply].id, "echo-reply from %s hl %d" % (pkt[IPv6].src, hop(pkt)))
 
         th = threading.Thread(target=listen)
         th.start()
