@@ -17,19 +17,23 @@ import (
 )
 
 // TestDifferentialFilter loads the same iptables/ip6tables rule sets
-// (e2e/testdata/differential/*.yaml) into the Linux kernel as the router
+// (e2e/testdata/differential/*.yaml: base, l4, marks-chains, matches,
+// rewrite, fragments, local, edges) into the Linux kernel as the router
 // (lab.sh kernel mode: iptables-restore and ip6tables-restore in the
 // router's namespace, which has tables of its own) and into pipectl as the
-// router (lab.sh tun mode: the filter section built from the same strings),
-// sends the same probes from host A with scapy (e2e/testdata/diffprobe.py:
-// TCP, UDP, ICMP, ICMPv6 with chosen addresses, ports, flags, TTLs, lengths
-// and MSS options) and compares, probe by probe, what the hosts see:
-// delivered to B (with the TTL or hop limit B reads, and a SYN's MSS),
-// answered to A with a TCP reset or an ICMP type/code, or nothing within
-// the wait (dropped). Any difference fails the test with the whole table;
-// a difference that is known and has a reason is listed in the rule set's
-// `known:` with each side's outcome, said so in the table, and fails too
-// when it no longer shows (stale). The labs' names carry the suffix "df…".
+// router (lab.sh tun mode: the filter section built from the same strings,
+// -4/-6 in front), sends the same probes from host A with scapy
+// (e2e/testdata/diffprobe.py: TCP, UDP, ICMP, ICMPv6 with chosen
+// addresses, ports, flags, TTLs, lengths, MSS options, fragments, IPv6
+// extension headers, bad checksums) and compares, probe by probe, what the
+// hosts see: delivered to B (with the TTL or hop limit B reads, a SYN's
+// MSS, the fragments that came), answered to A (a reset and what it
+// acknowledges; an ICMP error's type/code, source, length and TTL; an echo
+// reply), or nothing within a second (dropped). Any difference fails the
+// test with the whole table; a known one is listed in the rule set's
+// `known:` with each side's outcome and the reason, said so in the table,
+// and fails too when it no longer shows (stale). Both routers' per-
+// destination ICMP rate limits are off. The labs' names carry "df…".
 func TestDifferentialFilter(t *testing.T) {
 	requireLab(t, "iptables-restore (iptables)", "ip6tables-restore (iptables)")
 	if out, err := exec.Command(debianPython, "-c", "import scapy.all").CombinedOutput(); err != nil {
@@ -70,7 +74,6 @@ func TestDifferentialFilter(t *testing.T) {
 type ruleSet struct {
 	file   string
 	Name   string      `yaml:"name"`
-	About  string      `yaml:"about"`
 	IPv4   string      `yaml:"ipv4"`
 	IPv6   string      `yaml:"ipv6"`
 	Probes []probeSpec `yaml:"probes"`
