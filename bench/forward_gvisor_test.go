@@ -24,6 +24,13 @@ type gvisorRouter struct {
 }
 
 func newGVisorRouter(tb testing.TB, eth bool) *gvisorRouter {
+	return newGVisorRouterWith(tb, eth, nil)
+}
+
+// newGVisorRouterWith is newGVisorRouter with transport protocols (the
+// filter benchmarks need UDP's: gVisor parses a transport header only for a
+// protocol the stack has, and its UDP matcher reads that header).
+func newGVisorRouterWith(tb testing.TB, eth bool, transports []stack.TransportProtocolFactory) *gvisorRouter {
 	tb.Helper()
 	protos := []stack.NetworkProtocolFactory{ipv4.NewProtocol}
 	if eth {
@@ -34,7 +41,7 @@ func newGVisorRouter(tb testing.TB, eth bool) *gvisorRouter {
 		// out with an all-zero destination MAC.
 		protos = append(protos, arp.NewProtocol)
 	}
-	s := stack.New(stack.Options{NetworkProtocols: protos})
+	s := stack.New(stack.Options{NetworkProtocols: protos, TransportProtocols: transports})
 	tb.Cleanup(func() {
 		s.Close()
 		s.Wait()

@@ -25,13 +25,19 @@ routes:
 `
 
 func newPipestackRouter(tb testing.TB, eth bool, opts pipeline.Options) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
+	return newPipestackRouterWith(tb, eth, "", opts)
+}
+
+// newPipestackRouterWith is newPipestackRouter with extra top-level
+// sections appended to the pipeline file (the filter benchmarks' filter:).
+func newPipestackRouterWith(tb testing.TB, eth bool, extra string, opts pipeline.Options) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
 	framing, macA, macB := "ip", "", ""
 	if eth {
 		framing = "ethernet"
 		macA = fmt.Sprintf(`, mac: "%s"`, macString(nic1MAC))
 		macB = fmt.Sprintf(`, mac: "%s", neighbors: [{ip: 10.0.2.2, mac: "%s"}]`, macString(nic2MAC), macString(receiverMAC))
 	}
-	cfg, err := pipeline.ParseConfig("bench-router.yaml", []byte(fmt.Sprintf(pipestackRouter, framing, queueSize, macA, macB)))
+	cfg, err := pipeline.ParseConfig("bench-router.yaml", []byte(fmt.Sprintf(pipestackRouter, framing, queueSize, macA, macB)+extra))
 	if err != nil {
 		tb.Fatal(err)
 	}

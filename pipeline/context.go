@@ -28,6 +28,7 @@ type Context struct {
 
 	counters *counterRegistry
 	stack    *Stack
+	inputs   *inputSet // files read by ReadFile (the generation being built)
 }
 
 // Stack is the stack the module is built for: what a module uses to

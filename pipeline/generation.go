@@ -29,6 +29,7 @@ type Generation struct {
 
 	modules []*moduleInst
 	refs    atomic.Int64
+	inputs  inputSet // files the modules read (Context.ReadFile)
 
 	// linkRoutes is routes without the routes through NICs whose device
 	// is gone (linkstate.go); nil while every link is up.
@@ -151,6 +152,8 @@ func (g *Generation) resolver(num NetworkProtocolNumber) LinkAddressResolver {
 // untouched.
 func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g := &Generation{cfg: cfg, stack: s, routes: NewRouteTable(nil)}
+	s.building = &g.inputs
+	defer func() { s.building = nil }()
 	var opened []LinkEndpoint
 	var fresh []*NIC
 	defer func() {

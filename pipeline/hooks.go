@@ -203,7 +203,9 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		pc.Tuple.Src = netip.AddrFrom4(ip.Src())
 		pc.Tuple.Dst = netip.AddrFrom4(ip.Dst())
 		pc.Tuple.Proto = TransportProtocolNumber(ip.Protocol())
-		pc.Fragment = ip.FragmentOffset() != 0
+		pc.FragOff = int(ip.FragmentOffset())
+		pc.Fragment = pc.FragOff != 0
+		pc.L4Off, pc.L4End = ip.HeaderLength(), int(ip.TotalLength())
 		if !pc.Fragment {
 			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip.Payload())
 		}
@@ -222,10 +224,19 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		if err != nil {
 			return false
 		}
+		end := wire.IPv6HeaderSize + int(ip.PayloadLength())
+		if x.ProtocolOffset > end || end > len(ip) {
+			return false
+		}
 		pc.Tuple.Proto = TransportProtocolNumber(x.Protocol)
-		pc.Fragment = x.Fragment && x.FragmentOffset != 0
+		pc.FragOff = 0
+		if x.Fragment {
+			pc.FragOff = int(x.FragmentOffset)
+		}
+		pc.Fragment = pc.FragOff != 0
+		pc.L4Off, pc.L4End = x.ProtocolOffset, end
 		if !pc.Fragment {
-			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[x.ProtocolOffset:wire.IPv6HeaderSize+int(ip.PayloadLength())])
+			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[x.ProtocolOffset:end])
 		}
 		return true
 	}

@@ -504,14 +504,26 @@ type Tuple struct {
 }
 
 // PacketContext is what a matcher and a target see of a packet: parsed once
-// per packet per hook, shared by every rule.
+// per packet per hook, shared by every rule. The hook owns it and the
+// packet: a matcher or target borrows both for the one call and must not
+// keep either (nor a slice of the packet's bytes) after it returns; the
+// context is reused for the next packet. Tuple and Fragment are parsed
+// before the first rule and are not updated when a target rewrites the
+// packet.
 type PacketContext struct {
 	Hook          Hook
 	InNIC, OutNIC NICID // 0 when not known at this hook
 	Tuple         Tuple
 	// Fragment is true for every fragment but the first (ports unknown).
 	Fragment bool
-	Pkt      *Packet // Data() at the network header
+	// L4Off and L4End bound the upper-layer header and payload within
+	// Pkt.NetworkHeader() (past IPv6 extension headers; L4End is the end
+	// the IP length field gives), and FragOff is the fragment offset in
+	// bytes: parsed once per hook by ParseTuple so that matchers do not
+	// walk the headers again per rule. L4End 0: not parsed.
+	L4Off, L4End int
+	FragOff      int
+	Pkt          *Packet // Data() at the network header
 	// Batch is the batch the hook runs in: its clock (Now), its
 	// generation (IsLocal4, NIC names) and the network endpoints a target
 	// answers through (ReturnError). Nil when a table is evaluated
@@ -565,13 +577,22 @@ type ConstraintDescriber interface {
 	Constraint() []FieldConstraint
 }
 
-// Matcher decides whether a rule applies to a packet.
+// Matcher decides whether a rule applies to a packet. The filter module
+// makes one per rule (a filter.match.<name> module, decoded, provisioned
+// and validated when the generation is built) and calls it from every
+// worker at once: Match must be safe for concurrent use, so state it
+// changes per packet (a rate limit's bucket) is atomic or sharded by
+// pc.Batch.Shard(). Everything it needs is built in Provision: Match runs
+// on the hot path and must not allocate, block, log or do I/O.
 type Matcher interface {
-	// Fields declares what Match looks at.
+	// Fields declares what Match looks at (FieldOther for anything not in
+	// FieldSet: payload, flags, state).
 	Fields() FieldSet
 	// Match reports whether pc matches and whether the packet must be
-	// dropped at once (hotdrop) as malformed or hostile. It must not keep
-	// pc or the packet, and may only read the packet.
+	// dropped at once (hotdrop) as malformed or hostile. The caller owns
+	// pc and the packet: Match may only read them, must not keep them,
+	// and must not panic on any bytes (check lengths before reading past
+	// the network header; pc.Pkt.TransportHeader() may be short).
 	Match(pc *PacketContext) (matches, hotdrop bool)
 }
 
@@ -633,11 +654,24 @@ const (
 	VerdictGoto
 )
 
-// Target acts on a packet whose rule matched.
+// Target acts on a packet whose rule matched. Like a Matcher it is made
+// per rule when the generation is built, called from every worker at once
+// (safe for concurrent use) and must not allocate, block or log per packet
+// (a logging target hands entries to a bounded ring drained elsewhere).
 type Target interface {
 	// Action returns the verdict and, for VerdictJump and VerdictGoto,
 	// the chain index.
-	// It may modify the packet (NAT, mark) but not its length unless it
-	// steals it. With VerdictStolen it owns pc.Pkt.
+	//
+	// Ownership: the caller owns pc and pc.Pkt unless Action returns
+	// VerdictStolen; then Action owns pc.Pkt (it must re-inject it with
+	// Stack.Reinject or release it) but not pc.
+	//
+	// What it may change: the packet's bytes in place from the network
+	// header on (addresses, TTL, TOS/traffic class, options, payload) and
+	// its metadata (Mark), keeping every checksum it touches valid
+	// (incrementally, wire.ChecksumUpdate16/32); not the packet's length,
+	// headroom or network header position, unless it steals the packet.
+	// A verdict other than stolen leaves pc.Pkt where it was. It must not
+	// panic on any bytes: check header lengths first.
 	Action(pc *PacketContext) (Verdict, int)
 }

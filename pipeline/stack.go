@@ -52,6 +52,9 @@ type Stack struct {
 	lastNIC NICID
 	seq     uint64
 	closed  bool
+	// building collects the files read while build runs (under mu, or
+	// on a throwaway stack for Check).
+	building *inputSet
 
 	counters counterRegistry
 
@@ -123,6 +126,7 @@ func (s *Stack) moduleContext(cfg *Config, id, instance string, line int) *Conte
 		ModuleID: id, Instance: instance, File: cfg.File, Line: line,
 		Logger: s.log.With().Str("module", id).Logger(),
 		Clock:  s.clock, Pool: s.pool, counters: &s.counters, stack: s,
+		inputs: s.building,
 	}
 }
 
@@ -143,7 +147,8 @@ func Check(cfg *Config) error {
 // waits until every worker has left the old generation, then stops it and
 // closes links the new one no longer has. A config with the same file bytes
 // as the running one changes nothing. On error the running generation stays
-// as it was.
+// as it was. Files the modules read through Context.ReadFile count as part
+// of the file: one that changed makes an unchanged file build anew.
 func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -151,7 +156,7 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 		return false, errors.New("stack is closed")
 	}
 	cur := s.gen.Load()
-	if cur != nil && cur.cfg.hash != ([32]byte{}) && cur.cfg.hash == cfg.hash && cur.cfg.Hooks == cfg.Hooks {
+	if cur != nil && cur.cfg.hash != ([32]byte{}) && cur.cfg.hash == cfg.hash && cur.cfg.Hooks == cfg.Hooks && !cur.inputs.changed() {
 		// Unchanged. A link whose device is gone is retried at once.
 		s.retryDownLocked()
 		return false, nil

@@ -373,6 +373,10 @@ func unmapBits(p netip.Prefix) int {
 // malformed network header (which a hook never passes on).
 func l4(pc *pipeline.PacketContext) (b []byte, fragOff int, ok bool) {
 	nh := pc.Pkt.NetworkHeader()
+	if pc.L4End != 0 {
+		// Parsed once for the hook (pipeline.ParseTuple), checked there.
+		return nh[pc.L4Off:pc.L4End], pc.FragOff, true
+	}
 	switch pc.Pkt.NetProto {
 	case pipeline.IPv4ProtocolNumber:
 		ip := wire.IPv4(nh)

@@ -167,7 +167,7 @@ func checkChainName(table, name string) error {
 	if len(in) > 0 {
 		return fmt.Errorf("%s is a built-in chain of %s %s, not of table %s", lower, map[bool]string{true: "table", false: "tables"}[len(in) == 1], strings.Join(in, ", "), table)
 	}
-	if _, ok := targetNames[lower]; ok {
+	if isTarget(lower) {
 		return fmt.Errorf("chain name %q is a target's name", name)
 	}
 	if name == "" || len(name) > 28 || strings.ContainsAny(name, " \t!'\"") || name[0] == '-' {

@@ -146,7 +146,7 @@ func parseRule(s string) (*ruleSrc, error) {
 			if name == "icmp6" {
 				name = "icmpv6"
 			}
-			if !matchNames[name] {
+			if !isMatch(name) {
 				return nil, fmt.Errorf("unknown match %q (iptables: \"Couldn't load match `%s'\")", name, name)
 			}
 			for _, m := range matches {
@@ -177,7 +177,7 @@ func parseRule(s string) (*ruleSrc, error) {
 			if tok == "-g" || tok == "--goto" {
 				t.name = "goto"
 				addKV(t.node, at, "chain", name)
-			} else if _, ok := targetNames[lower]; ok && (name == lower || name == strings.ToUpper(name)) {
+			} else if isTarget(lower) && (name == lower || name == strings.ToUpper(name)) {
 				t.name = lower
 				mi, _ := pipeline.LookupModule("filter.target." + lower)
 				if tm, ok := mi.New().(Target); ok {

@@ -208,7 +208,7 @@ func decodeStructured(n *yaml.Node, where string) (*ruleSrc, error) {
 			}
 			m := src.matches[impliedIdx].node
 			m.Content = append(m.Content, k, v)
-		case matchNames[key]:
+		case isMatch(key):
 			name := key
 			if name == "icmp6" {
 				name = "icmpv6"
@@ -263,11 +263,8 @@ func decodeStructured(n *yaml.Node, where string) (*ruleSrc, error) {
 				default:
 					return nil, posErr(v, where, "target: is a name or {name: {options}}")
 				}
-				if _, ok := targetNames[src.target]; !ok {
-					names := []string{}
-					for t := range targetNames {
-						names = append(names, t)
-					}
+				if !isTarget(src.target) {
+					names := knownTargets()
 					slices.Sort(names)
 					msg := fmt.Sprintf("unknown target %q", src.target)
 					if s := pipeline.Suggest(src.target, names); len(s) > 0 {
@@ -281,11 +278,7 @@ func decodeStructured(n *yaml.Node, where string) (*ruleSrc, error) {
 			for k := range shorthand {
 				known = append(known, k)
 			}
-			for k := range matchNames {
-				if k != "icmp6" {
-					known = append(known, k)
-				}
-			}
+			known = append(known, knownMatches()...)
 			e := pipeline.UnknownKey(k, known, "")
 			e.Where = where
 			return nil, e

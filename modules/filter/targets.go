@@ -210,11 +210,62 @@ func (t *Reject) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 		t.sendReset(pc)
 		return pipeline.VerdictDrop, 0
 	}
+	if !unreachOK(pc) {
+		return pipeline.VerdictDrop, 0
+	}
 	if t.sent != nil {
 		t.sent.Inc()
 	}
 	ep.ReturnError(b, pc.Pkt, t.kind)
 	return pipeline.VerdictStolen, 0
+}
+
+// unreachOK is Linux's test before REJECT sends an ICMP error
+// (nf_send_unreach, reject6_csum_ok): none about a non-first fragment, and
+// none about a packet whose transport checksum is wrong — which a first
+// fragment's is bound to be (the sum covers the whole datagram), so a
+// fragmented TCP, UDP or ICMP datagram gets no error at all. Not checked:
+// a checksum the link verified (Packet.CsumVerified, also a partial one
+// the local kernel left to the device), UDP without a checksum, and the
+// protocols whose integrity check is another (GRE, ESP, AH, SCTP, UDP-Lite,
+// DCCP). IPv4 sums TCP and UDP with the pseudo-header, other protocols
+// without; IPv6 sums every protocol with it. The packet is dropped
+// without an answer when this fails (as Linux's REJECT does).
+func unreachOK(pc *pipeline.PacketContext) bool {
+	seg, fragOff, ok := l4(pc)
+	if !ok || fragOff != 0 || pc.Fragment {
+		return false
+	}
+	v6 := pc.Pkt.NetProto == pipeline.IPv6ProtocolNumber
+	if v6 && len(seg) == 0 {
+		return false
+	}
+	if pc.Pkt.CsumVerified || pc.Pkt.GSO.NeedsCsum {
+		return true
+	}
+	proto := uint8(pc.Tuple.Proto)
+	switch proto {
+	case wire.ProtocolUDP:
+		if len(seg) >= 8 && seg[6] == 0 && seg[7] == 0 {
+			return true
+		}
+	case 33, 47, 50, 51, 132, 136: // DCCP, GRE, ESP, AH, SCTP, UDP-Lite
+		return true
+	}
+	if len(seg) > 0xffff {
+		return false
+	}
+	var initial uint16
+	if nh := pc.Pkt.NetworkHeader(); v6 {
+		h := wire.IPv6(nh)
+		s, d := h.Src(), h.Dst()
+		initial = wire.PseudoHeaderChecksum(proto, s[:], d[:], uint16(len(seg)))
+	} else if proto == wire.ProtocolTCP || proto == wire.ProtocolUDP {
+		h := wire.IPv4(nh)
+		s, d := h.Src(), h.Dst()
+		initial = wire.PseudoHeaderChecksum(proto, s[:], d[:], uint16(len(seg)))
+	}
+	return wire.Checksum(seg, initial) == 0xffff
 }
 
 // sendReset answers a TCP segment with a reset from its destination, as

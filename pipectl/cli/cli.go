@@ -20,7 +20,9 @@
 //	run FILE         run the pipeline until SIGINT/SIGTERM; SIGHUP reloads FILE
 //	validate FILE…   decode, provision and validate without opening a device
 //	modules [NS]     list the modules compiled into this binary
-//	stats, route, neigh, reload   ask a running pipeline over its control socket
+//	stats, route, neigh, rules, reload   ask a running pipeline over its control socket
+//	import FILE      translate iptables-save output into a filter: section
+//	export [FILE]    print a pipeline's filter rules in iptables-save format
 //	replay FILE --pcap IN   feed a capture through FILE's pipeline offline, deterministically
 //	trace            trace the next packets of a running pipeline (a stream)
 //	version, help
@@ -79,6 +81,13 @@ Usage:
   pipectl reload [-s SOCKET | FILE]     make it re-read its file (like SIGHUP), and say what happened
         The control socket is the file's control: socket
         (default /run/pipestack/<name>.sock); root only.
+  pipectl import [--links dev=link,...] [--family 4|6] FILE [FILE6]
+        translate iptables-save (and ip6tables-save) output (FILE or - for stdin)
+        into a filter: section; names every option it cannot translate with its
+        line and exits 1 if anything was left out
+  pipectl export [--family 4|6] [--links dev=link,...] [-c] [-s SOCKET | FILE]
+        print the filter rules of FILE, or of the running pipeline (its socket),
+        in iptables-save format; one family per output: --family 4 (the default) or 6
   pipectl replay FILE --pcap IN [--out OUT] [--json] [--link NAME] [--seed N]
         feed a capture through FILE's pipeline offline (channel links, the capture's
         clock, seeded random draws): per packet the rules that decided it, the
@@ -111,6 +120,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdModules(rest, stdout, stderr)
 	case "stats", "route", "neigh", "rules", "reload":
 		return cmdControl(cmd, rest, stdout, stderr)
+	case "import":
+		return cmdImport(rest, stdout, stderr)
+	case "export":
+		return cmdExport(rest, stdout, stderr)
 	case "replay":
 		return cmdReplay(rest, stdout, stderr)
 	case "trace":

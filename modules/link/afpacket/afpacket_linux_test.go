@@ -28,6 +28,11 @@ func TestReceiveTransmit(t *testing.T) {
 		t.Run(v.String(), func(t *testing.T) {
 			l := newLab(t)
 			ep := l.open(t, "va", Options{Mode: v.mode, VnetHdr: v.vnet})
+			defer func() {
+				if t.Failed() {
+					t.Logf("endpoint: TxPackets %d TxDropped %d TxErrors %d", ep.TxPackets.Load(), ep.TxDropped.Load(), ep.TxErrors.Load())
+				}
+			}()
 			if ep.LinkAddress() != l.macA || ep.MTU() != 1500 {
 				t.Fatalf("link address %s mtu %d, want %s 1500", ep.LinkAddress(), ep.MTU(), l.macA)
 			}
@@ -227,7 +232,7 @@ func TestDeviceRemoved(t *testing.T) {
 				// Down is not gone.
 				run(t, "ip", "-n", l.ns, "link", "set", "va", "down")
 				run(t, "ip", "-n", l.ns, "link", "set", "va", "up")
-				time.Sleep(50 * time.Millisecond)
+				wireReady(t, l.ns, "va", "vb") // vb's carrier came back with va's
 				p.send(t, nil, pipelinetest.EthFrame(l.macA, l.macB, wire.EtherTypeIPv4, markedUDP(1, 1)))
 				c.wait(t, 2, 5*time.Second)
 				if ep.Removed() {
@@ -271,6 +276,12 @@ func TestFanout(t *testing.T) {
 			c := &collector{marker: []byte("psaf-test-")}
 			ep.Attach(c)
 			p := l.peer(t, false)
+			d0 := backlogDrops(t)
+			defer func() {
+				if t.Failed() {
+					t.Logf("kernel: %d frames dropped by full CPU backlogs (all namespaces) during the test; %d by the link's full sockets or rings", backlogDrops(t)-d0, ep.KernelDrops())
+				}
+			}()
 			const n = 2000
 			for i := 0; i < n; i++ {
 				p.send(t, nil, pipelinetest.EthFrame(l.macA, l.macB, wire.EtherTypeIPv4, markedUDP(i, uint16(1000+i%64))))

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -59,7 +60,62 @@ func newLab(t testing.TB) *lab {
 	run(t, "ip", "-n", l.ns, "link", "set", "vb", "address", "02:00:00:00:00:0b", "up")
 	l.macA = wire.MAC{2, 0, 0, 0, 0, 0x0a}
 	l.macB = wire.MAC{2, 0, 0, 0, 0, 0x0b}
+	wireReady(t, l.ns, "va", "vb")
 	return l
+}
+
+// wireReady returns once the kernel transmits on the devs of ns that were
+// just set up. The carrier of the end set up first (va: its peer was still
+// down) comes up only when the other end does, and the kernel activates
+// that device's transmit queue later, from its link-watch worker: until
+// then the queue is noop_qdisc, which drops every frame (counted in the
+// device's TX dropped) while send and sendmmsg report it sent. Under load
+// the worker waits for a CPU and the RTNL (other tests make and delete
+// namespaces), long enough for a whole batch of a test to vanish. Reading
+// the carrier runs the device's pending link-watch work at once (on this
+// kernel, as RTM_GETLINK and ETHTOOL_GLINK do); operstate "up", which only
+// that work sets, says it ran (a kernel without the sync waits for it).
+func wireReady(t testing.TB, ns string, devs ...string) {
+	t.Helper()
+	args := []string{"netns", "exec", ns, "cat"}
+	want := ""
+	for _, d := range devs {
+		args = append(args, "/sys/class/net/"+d+"/carrier", "/sys/class/net/"+d+"/operstate")
+		want += "1\nup\n"
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.Command("ip", args...).CombinedOutput()
+		if err == nil && string(out) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %v not operational after 5s (carrier, operstate): %v\n%s", ns, devs, err, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// backlogDrops is how many frames the kernel dropped because a CPU's
+// backlog (where a veth queues what it carries) was full: the second
+// column of /proc/net/softnet_stat, summed over the CPUs.
+func backlogDrops(t testing.TB) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			v, err := strconv.ParseUint(f[1], 16, 32)
+			if err != nil {
+				t.Fatalf("softnet_stat %q: %v", line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
 }
 
 // open opens an endpoint on va (or dev) with o's mode settings.
@@ -81,11 +137,12 @@ func (l *lab) open(t testing.TB, dev string, o Options) *Endpoint {
 type peer struct {
 	fd   int
 	vnet bool
+	ns   string
 }
 
 func (l *lab) peer(t testing.TB, vnet bool) *peer {
 	t.Helper()
-	p := &peer{fd: -1, vnet: vnet}
+	p := &peer{fd: -1, vnet: vnet, ns: l.ns}
 	err := netns.Do(l.ns, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
@@ -168,7 +225,10 @@ func (p *peer) tryRecv(t testing.TB, timeout time.Duration) (vnetHdr, []byte, bo
 		fds := []unix.PollFd{{Fd: int32(p.fd), Events: unix.POLLIN}}
 		ms := int(time.Until(deadline) / time.Millisecond)
 		if ms <= 0 {
-			return vnetHdr{}, nil, false
+			// Where did it go: the devices' TX dropped, the socket's drops.
+			links, _ := exec.Command("ip", "-n", p.ns, "-s", "link", "show").CombinedOutput()
+			st, _ := unix.GetsockoptTpacketStats(p.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+			t.Fatalf("peer: nothing received in %v (socket: %d received, %d dropped since the last look)\n%s", timeout, st.Packets, st.Drops, links)
 		}
 		if n, err := unix.Poll(fds, ms); err != nil && err != unix.EINTR {
 			t.Fatalf("peer poll: %v", err)

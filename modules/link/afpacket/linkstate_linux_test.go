@@ -43,6 +43,7 @@ func addVeth(t *testing.T, ns string) {
 	run(t, "ip", "-n", ns, "link", "set", "va", "up")
 	run(t, "ip", "-n", ns, "link", "set", "vb", "up")
 	run(t, "ip", "-n", ns, "addr", "add", "10.79.0.2/24", "dev", "vb")
+	wireReady(t, ns, "va", "vb")
 }
 
 func afConfig(ns, mode string) string {

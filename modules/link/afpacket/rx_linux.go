@@ -412,8 +412,11 @@ func (c *ringCopier) frame(frame, vh []byte, pt uint8, status uint32) *pipeline.
 		c.n--
 		p = c.spare[c.n]
 		c.spare[c.n] = nil
-	} else {
-		p = c.e.o.Pool.Get(len(frame))
+	} else if p = c.e.o.Pool.TryGet(len(frame)); p == nil {
+		// Larger than any packet buffer (a BIG TCP super-packet in a
+		// big ring slot): the size is the kernel's, never a panic.
+		c.e.RxTruncated.Add(1)
+		return nil
 	}
 	d, _ := p.Append(len(frame))
 	copy(d, frame)
