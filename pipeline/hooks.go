@@ -16,15 +16,16 @@ type Rule struct {
 	// Packets counts the packets that matched (set by the builder to keep
 	// counts across reloads; nil: not counted).
 	Packets *Counter
-	// Text is the rule as its builder writes it, for a Tracer (the
-	// filter: its canonical text); optional.
-	Text string
 }
 
 // Chain is a list of rules.
 type Chain struct {
 	Name  string
 	Rules []Rule
+	// Texts are the rules as their builder writes them, for a Tracer
+	// (the filter: the canonical text), Texts[i] Rules[i]'s; optional. A
+	// slice of its own, so that Evaluate's rules stay small.
+	Texts []string
 }
 
 // HookTable is what runs at one hook: chains, the entry chain and the policy

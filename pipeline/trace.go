@@ -29,8 +29,8 @@ type TraceStep struct {
 	// Rule is the rule's position in its chain, from 1; 0 for the table's
 	// own policy at the end of its entry chain.
 	Rule int
-	// Text is the rule's Rule.Text (empty when the table's builder gave
-	// none).
+	// Text is the rule's Chain.Texts entry (empty when the table's
+	// builder gave none).
 	Text    string
 	Verdict Verdict
 	// Hotdrop: a matcher of the rule dropped the packet (a truncated
@@ -175,7 +175,9 @@ func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrac
 	step := func(c, r int, v Verdict) *TraceStep {
 		s := TraceStep{Table: table, Chain: t.Chains[c].Name, Rule: r + 1, Verdict: v, MarkBefore: pkt.Mark, MarkAfter: pkt.Mark}
 		if r >= 0 {
-			s.Text = t.Chains[c].Rules[r].Text
+			if r < len(t.Chains[c].Texts) {
+				s.Text = t.Chains[c].Texts[r]
+			}
 		} else {
 			s.Rule = 0
 		}

@@ -61,7 +61,7 @@ func randomTable(r *rand.Rand) *HookTable {
 			if v == VerdictJump || v == VerdictGoto {
 				rl.Target = traceJump{tg}
 			}
-			rl.Text = fmt.Sprintf("rule %d of c%d", len(ch.Rules)+1, c)
+			ch.Texts = append(ch.Texts, fmt.Sprintf("rule %d of c%d", len(ch.Rules)+1, c))
 			ch.Rules = append(ch.Rules, rl)
 		}
 		t.Chains = append(t.Chains, ch)

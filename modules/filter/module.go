@@ -394,15 +394,18 @@ func (t *table) compile() []pipeline.HookEntry {
 	chains := make([]pipeline.Chain, len(t.chains))
 	for i, c := range t.chains {
 		rules := make([]pipeline.Rule, 0, len(c.rules)+1)
+		texts := make([]string, 0, len(c.rules)+1) // for a trace
 		for _, r := range c.rules {
-			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget(c), Text: r.text})
+			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget(c)})
+			texts = append(texts, r.text)
 		}
 		if c.builtin {
 			// The policy as a last rule, to count what it decides (a
 			// RETURN in the chain comes here too: see compiledTarget).
-			rules = append(rules, pipeline.Rule{Target: &policyTarget{c: c.polCounter, v: c.policy}, Text: policyText(c)})
+			rules = append(rules, pipeline.Rule{Target: &policyTarget{c: c.polCounter, v: c.policy}})
+			texts = append(texts, policyText(c))
 		}
-		chains[i] = pipeline.Chain{Name: c.name, Rules: rules}
+		chains[i] = pipeline.Chain{Name: c.name, Rules: rules, Texts: texts}
 	}
 	var out []pipeline.HookEntry
 	for _, b := range builtinChains[t.name] {
