@@ -104,14 +104,10 @@ func (b *Batch) RunHook(h Hook, pkts []*Packet) {
 	if t == nil {
 		return
 	}
-	b.runHook(t, h, pkts)
+	b.hookRun(t, h, pkts)
 }
 
 func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
-	if b.tracer != nil {
-		b.runHookTraced(b.tracer, t, h, pkts)
-		return
-	}
 	pc := &b.pc
 	for i, p := range pkts {
 		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
@@ -287,7 +283,7 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		return
 	}
 	if t := b.Gen.hooks[Postrouting]; t != nil {
-		b.runHook(t, Postrouting, q)
+		b.hookRun(t, Postrouting, q)
 	}
 	nic := ng.nic
 	bl := nic.bound.Load() // the endpoint in use (nic.go)

@@ -95,6 +95,16 @@ func traceEntries(fromGo [NumHooks]*HookTable, entries []HookEntry) [NumHooks][]
 	return per
 }
 
+// hookRun runs a hook's table: runHook, or runHookTraced while the batch
+// has a tracer (one nil check per hook run).
+func (b *Batch) hookRun(t *HookTable, h Hook, pkts []*Packet) {
+	if b.tracer != nil {
+		b.runHookTraced(b.tracer, t, h, pkts)
+		return
+	}
+	b.runHook(t, h, pkts)
+}
+
 // runHookTraced is runHook with a tracer: selected packets go through the
 // traced evaluation.
 func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
