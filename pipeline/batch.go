@@ -22,7 +22,11 @@ type Batch struct {
 	alt      [][]*Packet // spare queues, swapped with out while flushing
 	pending  []NICID
 	flushing []NICID
-	pc       PacketContext
+	// pcs are the packet contexts of the hook runs in progress: a target
+	// may send a packet (REJECT's ICMP error) whose Output hook runs inside
+	// the evaluation that is still looking at pcs[hookDepth-1].
+	pcs       [maxHookNesting]PacketContext
+	hookDepth int
 
 	shard int // Shard()+1; 0: not numbered yet
 
@@ -107,8 +111,38 @@ func (b *Batch) RunHook(h Hook, pkts []*Packet) {
 	b.hookRun(t, h, pkts)
 }
 
+// maxHookNesting bounds hook runs inside hook runs (a target's packet
+// through Output while Forward evaluates: 2); deeper, the packets are
+// dropped under stack.filter_nested.
+const maxHookNesting = 4
+
+// enterHook returns the packet context of a new hook run, or nil (the
+// packets dropped and counted) when hook runs nest too deep.
+func (b *Batch) enterHook(pkts []*Packet) *PacketContext {
+	if b.hookDepth >= maxHookNesting {
+		for i, p := range pkts {
+			if p != nil {
+				pkts[i] = nil
+				b.Drop(p, b.Gen.hookNested)
+			}
+		}
+		return nil
+	}
+	b.hookDepth++
+	return &b.pcs[b.hookDepth-1]
+}
+
+// leaveHook ends the hook run of pc (it keeps no pointer).
+func (b *Batch) leaveHook(pc *PacketContext) {
+	pc.Pkt, pc.Batch = nil, nil
+	b.hookDepth--
+}
+
 func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
-	pc := &b.pc
+	pc := b.enterHook(pkts)
+	if pc == nil {
+		return
+	}
 	for i, p := range pkts {
 		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
 			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
@@ -129,7 +163,7 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 			b.Drop(p, b.Gen.hookDrops[h])
 		}
 	}
-	pc.Pkt, pc.Batch = nil, nil
+	b.leaveHook(pc)
 }
 
 // Packet.stage bits: how far along the output path a packet already is, so

@@ -38,6 +38,7 @@ type Generation struct {
 	// stack-level drop counters
 	hookDrops       [NumHooks]*Counter
 	hookMalformed   *Counter
+	hookNested      *Counter
 	neighUnresolved *Counter
 	noNIC           *Counter
 }
@@ -172,6 +173,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		g.hookDrops[h] = counters.Get("filter_drop_" + h.String())
 	}
 	g.hookMalformed = counters.Get("filter_malformed")
+	g.hookNested = counters.Get("filter_nested")
 	g.neighUnresolved = counters.Get("neighbor_unresolved")
 	g.noNIC = counters.Get("output_no_nic")
 

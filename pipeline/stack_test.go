@@ -343,3 +343,63 @@ links:
 		}
 	}
 }
+
+// sendsThroughOutput is a target that, as REJECT does with its ICMP error,
+// sends a packet of its own through the Output hook while the hook that
+// called it is still evaluating, then lets the evaluation go on.
+type sendsThroughOutput struct{ sent *pipeline.Counter }
+
+func (s sendsThroughOutput) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	p := pipeline.DefaultPool.Get(64)
+	p.SetData(pt.UDP4("10.0.2.1", "10.0.1.2", 1, 99, 64, []byte("own")))
+	p.SetNetworkHeader()
+	p.NetProto = pipeline.IPv4ProtocolNumber
+	pkts := []*pipeline.Packet{p}
+	pc.Batch.RunHook(pipeline.Output, pkts)
+	if pkts[0] != nil {
+		s.sent.Inc()
+		pkts[0].Release()
+	}
+	return pipeline.VerdictContinue, 0
+}
+
+// A hook run inside another (a target's own packet through Output while
+// Forward evaluates) has its own packet context: the rules after the
+// target still see the forwarded packet.
+func TestNestedHookRunKeepsContext(t *testing.T) {
+	cfg, err := pipeline.ParseConfig("router.yaml", []byte(routerYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent, outSeen, after pipeline.Counter
+	cfg.Hooks[pipeline.Forward] = &pipeline.HookTable{
+		Chains: []pipeline.Chain{{Name: "forward", Rules: []pipeline.Rule{
+			{Target: sendsThroughOutput{&sent}},
+			{Matchers: []pipeline.Matcher{dstPort(7)}, Target: verdict(pipeline.VerdictContinue), Packets: &after},
+		}}},
+		Policy: pipeline.VerdictAccept,
+	}
+	cfg.Hooks[pipeline.Output] = &pipeline.HookTable{
+		Chains: []pipeline.Chain{{Name: "output", Rules: []pipeline.Rule{
+			{Matchers: []pipeline.Matcher{dstPort(99)}, Target: verdict(pipeline.VerdictContinue), Packets: &outSeen},
+		}}},
+		Policy: pipeline.VerdictAccept,
+	}
+	s := pipeline.New(pipeline.Options{})
+	defer s.Close()
+	if _, err := s.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	la, _ := s.Link("a")
+	lb, _ := s.Link("b")
+	la.(*channel.Endpoint).InjectFrames([][]byte{pt.UDP4("10.0.1.2", "10.0.2.2", 1, 7, 64, []byte("echo"))})
+	if sent.Load() != 1 || outSeen.Load() != 1 {
+		t.Fatalf("the target's packet: sent %d, seen at output %d", sent.Load(), outSeen.Load())
+	}
+	if after.Load() != 1 {
+		t.Fatalf("the rule after the target matched %d times, want 1: it saw the target's packet's context", after.Load())
+	}
+	if n := lb.(*channel.Endpoint).Pending(); n != 1 {
+		t.Fatalf("%d packets forwarded, want 1", n)
+	}
+}

@@ -108,7 +108,10 @@ func (b *Batch) hookRun(t *HookTable, h Hook, pkts []*Packet) {
 // runHookTraced is runHook with a tracer: selected packets go through the
 // traced evaluation.
 func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
-	pc := &b.pc
+	pc := b.enterHook(pkts)
+	if pc == nil {
+		return
+	}
 	var ht *HookTrace // made at the first selected packet
 	for i, p := range pkts {
 		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
@@ -154,7 +157,7 @@ func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
 		tr.Trace(ht)
 		b.verdict(ht.Verdict, h, pkts, i)
 	}
-	pc.Pkt, pc.Batch = nil, nil
+	b.leaveHook(pc)
 }
 
 // verdict applies a hook's verdict to pkts[i], as runHook does.
