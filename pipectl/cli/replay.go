@@ -63,94 +63,6 @@ type CounterDelta struct {
 	Delta uint64 `json:"delta"`
 }
 
-// replayClock is a manual clock set from the capture: Set moves it to a
-// capture timestamp (never back), firing due timers in order on the
-// caller's goroutine.
-type replayClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	seq    int
-	timers []*replayTimer
-}
-
-type replayTimer struct {
-	c     *replayClock
-	when  time.Time
-	seq   int
-	f     func()
-	armed bool
-}
-
-func (c *replayClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *replayClock) AfterFunc(d time.Duration, f func()) pipeline.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.seq++
-	t := &replayTimer{c: c, when: c.now.Add(d), f: f, armed: true, seq: c.seq}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *replayTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.armed
-	t.armed = false
-	return was
-}
-
-func (t *replayTimer) Reset(d time.Duration) bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.armed
-	t.when = t.c.now.Add(d)
-	t.c.seq++
-	t.seq = t.c.seq
-	if !t.armed {
-		t.armed = true
-		t.c.timers = append(t.c.timers, t)
-	}
-	return was
-}
-
-// Set moves the clock to at (if later), firing the timers due by then in
-// time order (ties in the order they were armed).
-func (c *replayClock) Set(at time.Time) {
-	for {
-		c.mu.Lock()
-		var due *replayTimer
-		live := c.timers[:0]
-		for _, t := range c.timers {
-			if !t.armed {
-				continue
-			}
-			live = append(live, t)
-			if !t.when.After(at) && (due == nil || t.when.Before(due.when) || (t.when.Equal(due.when) && t.seq < due.seq)) {
-				due = t
-			}
-		}
-		c.timers = live
-		if due == nil {
-			if at.After(c.now) {
-				c.now = at
-			}
-			c.mu.Unlock()
-			return
-		}
-		due.armed = false
-		if due.when.After(c.now) {
-			c.now = due.when
-		}
-		c.mu.Unlock()
-		due.f()
-	}
-}
-
 // replayTracer traces every packet into the current packet's record.
 type replayTracer struct {
 	mu    sync.Mutex
@@ -247,10 +159,13 @@ func Replay(file string, in io.Reader, opts ReplayOptions, emit func(ReplayPacke
 		return fmt.Errorf("--link %s: %s has no such link (%s)", link, file, strings.Join(names, ", "))
 	}
 
-	clock := &replayClock{now: time.Unix(0, 0).UTC()}
+	// The capture's clock: Set moves it to each packet's timestamp (never
+	// back), firing due timers in order.
+	start := time.Unix(0, 0).UTC()
 	if len(recs) > 0 {
-		clock.now = recs[0].Time
+		start = recs[0].Time
 	}
+	clock := pipeline.NewManualClock(start)
 	seed := opts.Seed
 	if seed == 0 {
 		seed = 1
