@@ -361,7 +361,7 @@ func (s PrefixSet) Prefixes() []netip.Prefix {
 		var lo, hi [4]byte
 		binary.BigEndian.PutUint32(lo[:], r.lo)
 		binary.BigEndian.PutUint32(hi[:], r.hi)
-		out = appendRange(out, netip.AddrFrom4(lo), netip.AddrFrom4(hi))
+		out = append(out, filter.RangePrefixes(netip.AddrFrom4(lo), netip.AddrFrom4(hi))...)
 	}
 	for _, r := range s.v6 {
 		var lo, hi [16]byte
@@ -369,39 +369,9 @@ func (s PrefixSet) Prefixes() []netip.Prefix {
 		binary.BigEndian.PutUint64(lo[8:], r.lo.lo)
 		binary.BigEndian.PutUint64(hi[:8], r.hi.hi)
 		binary.BigEndian.PutUint64(hi[8:], r.hi.lo)
-		out = appendRange(out, netip.AddrFrom16(lo), netip.AddrFrom16(hi))
+		out = append(out, filter.RangePrefixes(netip.AddrFrom16(lo), netip.AddrFrom16(hi))...)
 	}
 	return out
-}
-
-// appendRange appends the fewest prefixes covering [lo, hi].
-func appendRange(out []netip.Prefix, lo, hi netip.Addr) []netip.Prefix {
-	for {
-		bits := lo.BitLen()
-		for bits > 0 {
-			p := netip.PrefixFrom(lo, bits-1).Masked()
-			if p.Addr() != lo || lastAddr(p).Compare(hi) > 0 {
-				break
-			}
-			bits--
-		}
-		p := netip.PrefixFrom(lo, bits)
-		out = append(out, p)
-		last := lastAddr(p)
-		if last.Compare(hi) >= 0 || !last.Next().IsValid() {
-			return out
-		}
-		lo = last.Next()
-	}
-}
-
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }
 
 var (

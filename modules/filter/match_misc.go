@@ -206,16 +206,16 @@ func (m *IPRange) Fields() pipeline.FieldSet {
 func (m *IPRange) Constraint() []pipeline.FieldConstraint {
 	var out []pipeline.FieldConstraint
 	if m.src.set {
-		out = append(out, pipeline.FieldConstraint{Field: pipeline.FieldSrcAddr, Prefixes: rangePrefixes(m.src.lo, m.src.hi), Invert: m.src.inv})
+		out = append(out, pipeline.FieldConstraint{Field: pipeline.FieldSrcAddr, Prefixes: RangePrefixes(m.src.lo, m.src.hi), Invert: m.src.inv})
 	}
 	if m.dst.set {
-		out = append(out, pipeline.FieldConstraint{Field: pipeline.FieldDstAddr, Prefixes: rangePrefixes(m.dst.lo, m.dst.hi), Invert: m.dst.inv})
+		out = append(out, pipeline.FieldConstraint{Field: pipeline.FieldDstAddr, Prefixes: RangePrefixes(m.dst.lo, m.dst.hi), Invert: m.dst.inv})
 	}
 	return out
 }
 
 // rangePrefixes covers [lo, hi] with the fewest prefixes.
-func rangePrefixes(lo, hi netip.Addr) []netip.Prefix {
+func RangePrefixes(lo, hi netip.Addr) []netip.Prefix {
 	var out []netip.Prefix
 	for n := 0; n < 256; n++ {
 		bits := lo.BitLen()
