@@ -73,8 +73,8 @@ func TestRouteLookupRandom(t *testing.T) {
 			routes = append(routes, Route{Dst: p, NIC: NICID(i + 1), Metric: uint32(rng.IntN(3))})
 		}
 		tab := NewRouteTable(routes)
-		if (n <= linearRoutes) != (tab.lin4 != nil || tab.lin6 != nil) {
-			t.Fatalf("table of %d routes: linear form %v", n, tab.lin4 != nil || tab.lin6 != nil)
+		if (n <= linearRoutes) != (tab.trie4 == nil && tab.trie6 == nil) {
+			t.Fatalf("table of %d routes: trie %v %v", n, tab.trie4 != nil, tab.trie6 != nil)
 		}
 		for range 200 {
 			dst := randAddr(v6, base, rng.IntN(bits+1))
