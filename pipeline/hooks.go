@@ -36,6 +36,13 @@ type HookTable struct {
 	Entry  int
 	// Policy is VerdictAccept or VerdictDrop.
 	Policy Verdict
+	// PolicyRule: the entry chain's last rule applies the policy (a
+	// builder that counts what the policy decides puts it there, as the
+	// filter module does). A return with no frame below, and the end of a
+	// chain gone to (VerdictGoto) with none, then continue at that rule,
+	// as at netfilter's underflow rule, instead of applying Policy
+	// uncounted. Validate requires the entry chain to have a rule.
+	PolicyRule bool
 }
 
 // maxJumpDepth bounds nested jumps (netfilter allows more, but a deeper
@@ -55,6 +62,9 @@ func (t *HookTable) Validate() error {
 	}
 	if t.Policy != VerdictAccept && t.Policy != VerdictDrop {
 		return errors.New("policy must be accept or drop")
+	}
+	if t.PolicyRule && len(t.Chains[t.Entry].Rules) == 0 {
+		return errors.New("a policy rule needs a rule in the entry chain")
 	}
 	const (
 		unseen = -2
@@ -122,58 +132,50 @@ type JumpTarget interface {
 // the position after the jumping rule; VerdictReturn, or the end of a chain
 // jumped to, pops it and goes on there; VerdictReturn in the entry chain,
 // or its end, applies the policy; a goto (VerdictGoto) continues in its
-// chain without pushing, so that chain's end returns to the frame below.
-// A hotdrop drops at once. A table that
-// passed Validate never nests deeper than the frame stack; a jump beyond it
-// (or to no chain) drops, as does an unknown verdict.
+// chain without pushing, so that chain's end returns to the frame below —
+// with no frame below, to the policy (the PolicyRule when the table has
+// one). A hotdrop drops at once. A table that passed Validate never nests
+// deeper than the frame stack; a jump beyond it (or to no chain) drops, as
+// does an unknown verdict. A matcher or target that steals the packet
+// (MatchStolen, PacketContext.Steal) ends the evaluation with
+// VerdictStolen and, inside a batch, leaves a resume token in the packet
+// (resume.go).
 func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
-	type frame struct{ chain, rule int }
-	var stack [maxJumpDepth]frame
-	depth := 0
-	chain, rule := t.Entry, 0
+	var st jumpStack
+	return t.run(pc, &st, 0, t.Entry, 0, VerdictContinue, 0)
+}
+
+// jumpFrame is a return position: the rule after a jump.
+type jumpFrame struct{ chain, rule int32 }
+
+type jumpStack [maxJumpDepth]jumpFrame
+
+// run is the evaluation loop, entered at a position: chain and rule (the
+// next rule to look at), the frames below it, and the verdict v (with to)
+// of the rule before it, not yet applied (VerdictContinue when there is
+// none). Evaluate enters it at the entry chain's first rule; a resume
+// (resume.go) where the packet was stolen, with the answer.
+func (t *HookTable) run(pc *PacketContext, st *jumpStack, depth, chain, rule int, v Verdict, to int) Verdict {
 	for {
-		rules := t.Chains[chain].Rules
-		if rule >= len(rules) {
-			// The end of a chain: the policy at the entry chain, else
-			// back to the caller.
-			if depth == 0 {
-				return t.Policy
-			}
-			depth--
-			chain, rule = stack[depth].chain, stack[depth].rule
-			continue
-		}
-		r := &rules[rule]
-		rule++
-		matched := true
-		for _, m := range r.Matchers {
-			ok, hotdrop := m.Match(pc)
-			if hotdrop {
-				return VerdictDrop
-			}
-			if !ok {
-				matched = false
-				break
-			}
-		}
-		if !matched {
-			continue
-		}
-		if r.Packets != nil {
-			r.Packets.Inc()
-		}
-		v, to := r.Target.Action(pc)
 		switch v {
 		case VerdictContinue:
-		case VerdictAccept, VerdictDrop, VerdictStolen:
+		case VerdictAccept, VerdictDrop:
+			return v
+		case VerdictStolen:
+			if pc.held {
+				return t.steal(pc, st, depth, chain, rule-1, -1)
+			}
 			return v
 		case VerdictReturn:
-			rule = len(rules) // as the end of the chain
+			rule = len(t.Chains[chain].Rules) // as the end of the chain
+			if depth == 0 && t.PolicyRule {
+				chain, rule = t.Entry, len(t.Chains[t.Entry].Rules)-1
+			}
 		case VerdictJump:
-			if depth == len(stack) || to < 0 || to >= len(t.Chains) {
+			if depth == len(st) || to < 0 || to >= len(t.Chains) {
 				return VerdictDrop
 			}
-			stack[depth] = frame{chain, rule}
+			st[depth] = jumpFrame{int32(chain), int32(rule)}
 			depth++
 			chain, rule = to, 0
 		case VerdictGoto:
@@ -184,6 +186,41 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 		default:
 			return VerdictDrop
 		}
+	next:
+		rules := t.Chains[chain].Rules
+		if rule >= len(rules) {
+			// The end of a chain: back to the caller, else the policy.
+			if depth == 0 {
+				if t.PolicyRule && chain != t.Entry {
+					// A chain gone to from the entry chain: its policy
+					// rule, as netfilter's underflow.
+					chain, rule = t.Entry, len(t.Chains[t.Entry].Rules)-1
+					goto next
+				}
+				return t.Policy
+			}
+			depth--
+			chain, rule = int(st[depth].chain), int(st[depth].rule)
+			goto next
+		}
+		r := &rules[rule]
+		rule++
+		for i, m := range r.Matchers {
+			ok, hotdrop := m.Match(pc)
+			if hotdrop {
+				if ok {
+					return t.steal(pc, st, depth, chain, rule-1, i)
+				}
+				return VerdictDrop
+			}
+			if !ok {
+				goto next
+			}
+		}
+		if r.Packets != nil {
+			r.Packets.Inc()
+		}
+		v, to = r.Target.Action(pc)
 	}
 }
 

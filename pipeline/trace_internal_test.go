@@ -32,6 +32,21 @@ func (f fixedTarget) Action(pc *PacketContext) (Verdict, int) {
 
 type traceJump struct{ fixedTarget }
 
+// stealCoin steals when bit i of the mark is set; stealTarget steals.
+type stealCoin struct{ bit uint }
+
+func (stealCoin) Fields() FieldSet { return FieldMark }
+func (m stealCoin) Match(pc *PacketContext) (bool, bool) {
+	if pc.Pkt.Mark&(1<<m.bit) != 0 {
+		return MatchStolen()
+	}
+	return false, false
+}
+
+type stealTarget struct{}
+
+func (stealTarget) Action(pc *PacketContext) (Verdict, int) { return pc.Steal() }
+
 func (j traceJump) JumpsTo() int { return j.to }
 
 // randomTable makes a table whose jumps only go to higher chains (no loops).
@@ -48,6 +63,9 @@ func randomTable(r *rand.Rand) *HookTable {
 			if r.IntN(3) > 0 {
 				rl.Matchers = []Matcher{coinMatcher{uint(r.IntN(8))}}
 			}
+			if r.IntN(12) == 0 {
+				rl.Matchers = append(rl.Matchers, stealCoin{uint(r.IntN(8))})
+			}
 			vs := []Verdict{VerdictContinue, VerdictAccept, VerdictDrop, VerdictReturn}
 			if c+1 < n {
 				vs = append(vs, VerdictJump, VerdictGoto)
@@ -61,10 +79,21 @@ func randomTable(r *rand.Rand) *HookTable {
 			if v == VerdictJump || v == VerdictGoto {
 				rl.Target = traceJump{tg}
 			}
+			if r.IntN(15) == 0 {
+				rl.Target = stealTarget{}
+			}
 			ch.Texts = append(ch.Texts, fmt.Sprintf("rule %d of c%d", len(ch.Rules)+1, c))
 			ch.Rules = append(ch.Rules, rl)
 		}
 		t.Chains = append(t.Chains, ch)
+	}
+	if r.IntN(2) == 0 {
+		// The policy as the entry chain's last rule (the filter module's
+		// way): a goto's chain ends there.
+		t.PolicyRule = true
+		ch := &t.Chains[0]
+		ch.Texts = append(ch.Texts, fmt.Sprintf("rule %d of c0", len(ch.Rules)+1))
+		ch.Rules = append(ch.Rules, Rule{Target: fixedTarget{v: t.Policy}})
 	}
 	return t
 }
@@ -96,6 +125,9 @@ func TestEvaluateTracedAgrees(t *testing.T) {
 			t.Fatalf("table %d: no step recorded", i)
 		}
 		last := ht.Steps[len(ht.Steps)-1]
+		if tb.PolicyRule && last.Rule == 0 {
+			t.Fatalf("table %d: the policy applied outside its rule: %+v", i, ht.Steps)
+		}
 		if last.Verdict != got && !(last.Rule == 0 && last.Verdict == tb.Policy && got == tb.Policy) {
 			t.Fatalf("table %d: last step %+v, verdict %v", i, last, got)
 		}

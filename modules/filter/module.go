@@ -401,7 +401,9 @@ func (t *table) compile() []pipeline.HookEntry {
 		}
 		if c.builtin {
 			// The policy as a last rule, to count what it decides (a
-			// RETURN in the chain comes here too: see compiledTarget).
+			// RETURN in the chain comes here too: see compiledTarget;
+			// and, with PolicyRule, the end or a RETURN of a chain gone
+			// to from here).
 			rules = append(rules, pipeline.Rule{Target: &policyTarget{c: c.polCounter, v: c.policy}})
 			texts = append(texts, policyText(c))
 		}
@@ -412,7 +414,7 @@ func (t *table) compile() []pipeline.HookEntry {
 		idx := t.byName[b.name]
 		out = append(out, pipeline.HookEntry{
 			Hook: b.hook, Priority: tablePriority[t.name], Name: t.name,
-			Table: &pipeline.HookTable{Chains: chains, Entry: idx, Policy: t.chains[idx].policy},
+			Table: &pipeline.HookTable{Chains: chains, Entry: idx, Policy: t.chains[idx].policy, PolicyRule: true},
 		})
 	}
 	return out
