@@ -147,16 +147,22 @@ func (b *Batch) leaveHook(pc *PacketContext) {
 }
 
 func (b *Batch) runHook(hs *hookSet, h Hook, pkts []*Packet) {
+	if hs.trivial {
+		b.runTrivial(hs, h, pkts)
+		return
+	}
 	pc := b.enterHook(pkts)
 	if pc == nil {
 		return
 	}
+	// The fields that stay for the hook run are set once; ParseTuple
+	// sets all of Tuple, Fragment, L4Off, L4End and FragOff per packet.
+	*pc = PacketContext{Hook: h, Batch: b, gen: b.Gen}
 	for i, p := range pkts {
-		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
-			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
-			continue // filters see IP packets only (ARP passes)
+		if hookSkips(h, p) {
+			continue
 		}
-		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b, gen: b.Gen}
+		pc.InNIC, pc.OutNIC, pc.Pkt, pc.held = p.InNIC, p.OutNIC, p, false
 		if !ParseTuple(b, p, pc) {
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
@@ -172,6 +178,45 @@ func (b *Batch) runHook(hs *hookSet, h Hook, pkts []*Packet) {
 		}
 	}
 	b.leaveHook(pc)
+}
+
+// hookSkips reports whether a hook's tables leave p alone: filters see IP
+// packets only (ARP passes), and Postrouting once.
+func hookSkips(h Hook, p *Packet) bool {
+	return p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
+		(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber)
+}
+
+// runTrivial runs tables that have no rules (hookSet.trivial): each one's
+// policy decides every packet, so nothing is parsed and the policy is
+// counted once for the hook run (HookTable.PolicyCount), not per packet.
+// The packets an accepting table passes go to the next; a dropping table
+// drops them all.
+func (b *Batch) runTrivial(hs *hookSet, h Hook, pkts []*Packet) {
+	var n, bytes uint64
+	for _, p := range pkts {
+		if !hookSkips(h, p) {
+			n++
+			bytes += uint64(p.Len())
+		}
+	}
+	if n == 0 {
+		return
+	}
+	for _, t := range hs.tables {
+		if t.PolicyCount != nil {
+			t.PolicyCount.CountPolicy(b, n, bytes)
+		}
+		if t.Policy != VerdictAccept {
+			for i, p := range pkts {
+				if !hookSkips(h, p) {
+					pkts[i] = nil
+					b.Drop(p, b.Gen.hookDrops[h])
+				}
+			}
+			return
+		}
+	}
 }
 
 // Packet.stage bits: how far along the output path a packet already is, so

@@ -40,6 +40,9 @@ const (
 type hookSet struct {
 	entries []HookEntry // the tables with their names, for a Tracer
 	tables  []*HookTable
+	// trivial: no table has a rule in its entry chain: each policy
+	// decides the whole batch (Batch.runTrivial).
+	trivial bool
 }
 
 // maxHookSlots bounds the tables at one hook (a token keeps the slot in a
@@ -74,9 +77,12 @@ func composeHooks(fromGo [NumHooks]*HookTable, entries []HookEntry) ([NumHooks]*
 			return out, fmt.Errorf("%d tables at %s, at most %d", len(es), Hook(h), maxHookSlots)
 		}
 		sort.SliceStable(es, func(i, j int) bool { return es[i].Priority < es[j].Priority })
-		hs := &hookSet{entries: es}
+		hs := &hookSet{entries: es, trivial: true}
 		for _, e := range es {
 			hs.tables = append(hs.tables, e.Table)
+			if len(e.Table.Chains[e.Table.Entry].Rules) > 0 {
+				hs.trivial = false
+			}
 		}
 		out[h] = hs
 	}

@@ -23,7 +23,8 @@ type Chain struct {
 	Name  string
 	Rules []Rule
 	// Texts are the rules as their builder writes them, for a Tracer
-	// (the filter: the canonical text), Texts[i] Rules[i]'s; optional. A
+	// (the filter: the canonical text), Texts[i] Rules[i]'s; optional; in
+	// the entry chain one more, Texts[len(Rules)], is the policy's. A
 	// slice of its own, so that Evaluate's rules stay small.
 	Texts []string
 }
@@ -36,13 +37,22 @@ type HookTable struct {
 	Entry  int
 	// Policy is VerdictAccept or VerdictDrop.
 	Policy Verdict
-	// PolicyRule: the entry chain's last rule applies the policy (a
-	// builder that counts what the policy decides puts it there, as the
-	// filter module does). A return with no frame below, and the end of a
-	// chain gone to (VerdictGoto) with none, then continue at that rule,
-	// as at netfilter's underflow rule, instead of applying Policy
-	// uncounted. Validate requires the entry chain to have a rule.
-	PolicyRule bool
+	// PolicyCount, when set, counts the packets the policy decides: at
+	// the end of the entry chain, at a RETURN with no frame below, and at
+	// the end of a chain gone to (VerdictGoto) with none — netfilter's
+	// underflow rule. A table whose entry chain has no rules is not
+	// evaluated per packet at all: its policy decides the whole batch,
+	// counted in one call per hook run, and nothing is parsed (a
+	// malformed header passes, as through Linux's empty chains).
+	PolicyCount PolicyCounter
+}
+
+// PolicyCounter counts what a table's policy decided (pipectl rules'
+// "policy ACCEPT n packets, m bytes"). CountPolicy is called from every
+// worker at once, with the batch (nil outside one), so it shards by
+// b.Shard(); it must not allocate or block.
+type PolicyCounter interface {
+	CountPolicy(b *Batch, packets, bytes uint64)
 }
 
 // maxJumpDepth bounds nested jumps (netfilter allows more, but a deeper
@@ -62,9 +72,6 @@ func (t *HookTable) Validate() error {
 	}
 	if t.Policy != VerdictAccept && t.Policy != VerdictDrop {
 		return errors.New("policy must be accept or drop")
-	}
-	if t.PolicyRule && len(t.Chains[t.Entry].Rules) == 0 {
-		return errors.New("a policy rule needs a rule in the entry chain")
 	}
 	const (
 		unseen = -2
@@ -133,8 +140,8 @@ type JumpTarget interface {
 // jumped to, pops it and goes on there; VerdictReturn in the entry chain,
 // or its end, applies the policy; a goto (VerdictGoto) continues in its
 // chain without pushing, so that chain's end returns to the frame below —
-// with no frame below, to the policy (the PolicyRule when the table has
-// one). A hotdrop drops at once. A table that passed Validate never nests
+// with no frame below, to the policy (counted: PolicyCount). A hotdrop
+// drops at once. A table that passed Validate never nests
 // deeper than the frame stack; a jump beyond it (or to no chain) drops, as
 // does an unknown verdict. A matcher or target that steals the packet
 // (MatchStolen, PacketContext.Steal) ends the evaluation with
@@ -168,9 +175,6 @@ func (t *HookTable) run(pc *PacketContext, st *jumpStack, depth, chain, rule int
 			return v
 		case VerdictReturn:
 			rule = len(t.Chains[chain].Rules) // as the end of the chain
-			if depth == 0 && t.PolicyRule {
-				chain, rule = t.Entry, len(t.Chains[t.Entry].Rules)-1
-			}
 		case VerdictJump:
 			if depth == len(st) || to < 0 || to >= len(t.Chains) {
 				return VerdictDrop
@@ -191,11 +195,8 @@ func (t *HookTable) run(pc *PacketContext, st *jumpStack, depth, chain, rule int
 		if rule >= len(rules) {
 			// The end of a chain: back to the caller, else the policy.
 			if depth == 0 {
-				if t.PolicyRule && chain != t.Entry {
-					// A chain gone to from the entry chain: its policy
-					// rule, as netfilter's underflow.
-					chain, rule = t.Entry, len(t.Chains[t.Entry].Rules)-1
-					goto next
+				if t.PolicyCount != nil {
+					t.PolicyCount.CountPolicy(pc.Batch, 1, uint64(pc.Pkt.Len()))
 				}
 				return t.Policy
 			}
@@ -224,7 +225,8 @@ func (t *HookTable) run(pc *PacketContext, st *jumpStack, depth, chain, rule int
 	}
 }
 
-// ParseTuple fills a packet context's tuple from the packet's network header.
+// ParseTuple fills a packet context's tuple (all of it), Fragment, L4Off,
+// L4End and FragOff from the packet's network header.
 // ok is false when the header is malformed. The ports are read by the
 // transport protocol td configures for the packet's protocol (its
 // ParsePorts), so a transport module defines them for its protocol; for a
@@ -244,6 +246,7 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		pc.FragOff = int(ip.FragmentOffset())
 		pc.Fragment = pc.FragOff != 0
 		pc.L4Off, pc.L4End = ip.HeaderLength(), int(ip.TotalLength())
+		pc.Tuple.SrcPort, pc.Tuple.DstPort = 0, 0
 		if !pc.Fragment {
 			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip.Payload())
 		}
@@ -273,6 +276,7 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		}
 		pc.Fragment = pc.FragOff != 0
 		pc.L4Off, pc.L4End = x.ProtocolOffset, end
+		pc.Tuple.SrcPort, pc.Tuple.DstPort = 0, 0
 		if !pc.Fragment {
 			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[x.ProtocolOffset:end])
 		}

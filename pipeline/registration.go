@@ -23,7 +23,9 @@ import (
 //     nil and keeps the pointer. It later hands the packet back through
 //     Stack.Reinject at the ResumePoint right after its own stage (a hook
 //     h: ResumeAfter(h)), so that the packet goes on exactly where it left
-//     and passes no stage twice, or drops it with Stack.DropStolen. No
+//     and passes no stage twice, or drops it with Stack.DropStolen. A
+//     matcher or target stealing inside a hook's tables may instead come
+//     back to its very rule, Stack.Resume ("Stealing inside a hook"). No
 //     stage ever blocks the worker waiting for another process or a timer.
 //
 // What lives elsewhere, and why: the module lifecycle (Module, the role

@@ -560,7 +560,7 @@ func (s *Stack) dispatch(b *Batch, ng *nicGen, pkts []*Packet) {
 //
 // The filter's resume token extends this without changing it: a packet
 // stolen inside a hook (by a rule of a chain of one of its priority slots)
-// carries the hook and its position there (generation, priority slot,
+// carries the hook and its position there (Stack.Resume; generation, priority slot,
 // chain, rule, matcher, jump stack). Re-entering with a token first runs
 // the rest of that hook from the position on, in the token's rule set, and
 // then — when that accepts — goes on at ResumeAfter(hook) through the same
@@ -631,7 +631,9 @@ func (r ResumePoint) String() string {
 // slice stays the caller's (every slot is nil on return). Packets whose NIC
 // is gone are dropped and counted (output_no_nic); so are packets at a
 // hook point of a network protocol that cannot resume there
-// (reinject_unsupported).
+// (reinject_unsupported). A packet stolen with a resume token (inside a
+// hook: Stack.Resume) may be re-injected instead: its token is spent and
+// the rest of its hook does not run.
 func (s *Stack) Reinject(at ResumePoint, pkts []*Packet) {
 	b := s.acquire()
 	if b == nil {

@@ -35,12 +35,12 @@ func TestStealResumeZeroAllocs(t *testing.T) {
 	run := func(batches int) {
 		for i := 0; i < batches; i++ {
 			a.InjectFrames(frames)
-			held = st.m.takeInto(held[:0])
+			held = st.m.Take(held[:0])
 			if len(held) != len(frames) {
 				t.Fatalf("matcher stole %d of %d", len(held), len(frames))
 			}
 			r.Stack.Resume(held, match)
-			held = st.tgt.takeInto(held[:0])
+			held = st.tgt.Take(held[:0])
 			if len(held) != len(frames) {
 				t.Fatalf("target stole %d of %d", len(held), len(frames))
 			}

@@ -6,64 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/filter/filtertest"
 	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipelinetest"
 )
-
-// stealer steals every packet it sees, as a matcher (MatchStolen) or as a
-// target (pc.Steal), registers for the batch's flush at each steal and
-// moves what it holds to stolen at the flush, as an out-of-process filter
-// that sends one message per batch would.
-type stealer struct {
-	mu      sync.Mutex
-	pending []*pipeline.Packet // stolen in the running batch
-	stolen  []*pipeline.Packet // flushed
-	flushes int
-	// last is how many packets the last flush handed over.
-	last int
-}
-
-func (s *stealer) Fields() pipeline.FieldSet { return pipeline.FieldOther }
-
-func (s *stealer) Match(pc *pipeline.PacketContext) (bool, bool) {
-	s.keep(pc)
-	return pipeline.MatchStolen()
-}
-
-func (s *stealer) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
-	s.keep(pc)
-	return pc.Steal()
-}
-
-func (s *stealer) keep(pc *pipeline.PacketContext) {
-	pc.Batch.OnFinish(s)
-	s.mu.Lock()
-	s.pending = append(s.pending, pc.Pkt)
-	s.mu.Unlock()
-}
-
-func (s *stealer) FlushBatch(*pipeline.Batch) {
-	s.mu.Lock()
-	s.flushes++
-	s.last = len(s.pending)
-	s.stolen = append(s.stolen, s.pending...)
-	clear(s.pending)
-	s.pending = s.pending[:0]
-	s.mu.Unlock()
-}
-
-// take returns the flushed packets (the caller owns them).
-func (s *stealer) take() []*pipeline.Packet { return s.takeInto(nil) }
-
-// takeInto appends the flushed packets to buf.
-func (s *stealer) takeInto(buf []*pipeline.Packet) []*pipeline.Packet {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	buf = append(buf, s.stolen...)
-	clear(s.stolen)
-	s.stolen = s.stolen[:0]
-	return buf
-}
 
 type always struct{}
 
@@ -93,13 +39,13 @@ func (j jumpTo) JumpsTo() int                                           { return
 // counts[name] counts each rule's matches.
 type stealTable struct {
 	t       *pipeline.HookTable
-	m, tgt  *stealer
+	m, tgt  *filtertest.Stealer
 	counts  map[string]*pipeline.Counter
 	ordered []string
 }
 
 func newStealTable() *stealTable {
-	st := &stealTable{m: new(stealer), tgt: new(stealer), counts: map[string]*pipeline.Counter{}}
+	st := &stealTable{m: new(filtertest.Stealer), tgt: new(filtertest.Stealer), counts: map[string]*pipeline.Counter{}}
 	rule := func(name string, t pipeline.Target, ms ...pipeline.Matcher) pipeline.Rule {
 		c := new(pipeline.Counter)
 		st.counts[name] = c
@@ -159,7 +105,7 @@ func TestResumeAnswers(t *testing.T) {
 			r := stealNode(t, st, pipeline.Options{})
 			a, b := r.Link(t, "a"), r.Link(t, "b")
 			a.InjectFrames([][]byte{pt.UDP4("10.0.1.2", "10.0.2.2", 1000, 2000, 64, []byte("resumed"))})
-			pkts := st.m.take()
+			pkts := st.m.Take(nil)
 			if len(pkts) != 1 || b.Pending() != 0 {
 				t.Fatalf("matcher stole %d, %d sent", len(pkts), b.Pending())
 			}
@@ -168,7 +114,7 @@ func TestResumeAnswers(t *testing.T) {
 				t.Errorf("Resume left its slot set")
 			}
 			if tc.target != nil {
-				pkts = st.tgt.take()
+				pkts = st.tgt.Take(nil)
 				if len(pkts) != 1 {
 					t.Fatalf("target stole %d", len(pkts))
 				}
@@ -203,7 +149,7 @@ func TestResumeAcrossReload(t *testing.T) {
 	r := stealNode(t, st, pipeline.Options{})
 	a, b := r.Link(t, "a"), r.Link(t, "b")
 	a.InjectFrames([][]byte{pt.UDP4("10.0.1.2", "10.0.2.2", 1000, 2000, 64, []byte("resumed"))})
-	pkts := st.m.take()
+	pkts := st.m.Take(nil)
 	if len(pkts) != 1 {
 		t.Fatalf("stole %d", len(pkts))
 	}
@@ -227,7 +173,7 @@ func TestResumeAcrossReload(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	r.Stack.Resume(pkts, []pipeline.Answer{pipeline.MatchAnswer(true, false)})
-	pkts = st.tgt.take()
+	pkts = st.tgt.Take(nil)
 	if len(pkts) != 1 {
 		t.Fatalf("the old rule set's target stole %d", len(pkts))
 	}
@@ -262,7 +208,7 @@ func TestResumeStale(t *testing.T) {
 	a, b := r.Link(t, "a"), r.Link(t, "b")
 	frame := pt.UDP4("10.0.1.2", "10.0.2.2", 1000, 2000, 64, []byte("late"))
 	a.InjectFrames([][]byte{frame})
-	pkts := st.m.take()
+	pkts := st.m.Take(nil)
 	clk.Advance(101 * time.Millisecond)
 	r.Stack.Resume(pkts, []pipeline.Answer{pipeline.MatchAnswer(true, false)})
 	r.WantCounters(t, "stack", map[string]uint64{"resume_stale": 1})
@@ -272,7 +218,7 @@ func TestResumeStale(t *testing.T) {
 
 	// Across a reload that times out.
 	a.InjectFrames([][]byte{frame})
-	pkts = st.m.take()
+	pkts = st.m.Take(nil)
 	cfg, err := pipeline.ParseConfig("router.yaml", []byte(routerYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -305,25 +251,69 @@ func TestStealFlushOncePerBatch(t *testing.T) {
 		frames[i] = pt.UDP4("10.0.1.2", "10.0.2.2", uint16(1000+i), 2000, 64, []byte("batch"))
 	}
 	a.InjectFrames(frames)
-	if st.m.flushes != 1 || st.m.last != 64 {
-		t.Fatalf("%d flushes, the last of %d packets, want 1 of 64", st.m.flushes, st.m.last)
+	if f, last := st.m.Flushes(); f != 1 || last != 64 {
+		t.Fatalf("%d flushes, the last of %d packets, want 1 of 64", f, last)
 	}
-	pkts := st.m.take()
+	pkts := st.m.Take(nil)
 	answers := make([]pipeline.Answer, len(pkts))
 	for i := range answers {
 		answers[i] = pipeline.MatchAnswer(true, false)
 	}
 	r.Stack.Resume(pkts, answers)
 	// The resume's batch stole them all again, at the target: one flush.
-	if st.tgt.flushes != 1 || st.tgt.last != 64 {
-		t.Fatalf("target: %d flushes, the last of %d packets, want 1 of 64", st.tgt.flushes, st.tgt.last)
+	if f, last := st.tgt.Flushes(); f != 1 || last != 64 {
+		t.Fatalf("target: %d flushes, the last of %d packets, want 1 of 64", f, last)
 	}
-	pkts = st.tgt.take()
+	pkts = st.tgt.Take(nil)
 	for i := range answers {
 		answers[i] = pipeline.VerdictAnswer(pipeline.VerdictAccept, 0)
 	}
 	r.Stack.Resume(pkts, answers)
 	if n := len(pt.Drain(b)); n != 64 {
 		t.Errorf("%d forwarded, want 64", n)
+	}
+}
+
+// countPolicy counts CountPolicy calls and what they counted.
+type countPolicy struct {
+	mu                    sync.Mutex
+	calls, packets, bytes uint64
+}
+
+func (c *countPolicy) CountPolicy(_ *pipeline.Batch, packets, bytes uint64) {
+	c.mu.Lock()
+	c.calls++
+	c.packets += packets
+	c.bytes += bytes
+	c.mu.Unlock()
+}
+
+// TestEmptyTableCountsPolicyPerBatch: a table without rules decides a
+// whole batch by its policy, counted in one call for the hook run; with a
+// rule, per packet, one call each.
+func TestEmptyTableCountsPolicyPerBatch(t *testing.T) {
+	frames := make([][]byte, 64)
+	for i := range frames {
+		frames[i] = pt.UDP4("10.0.1.2", "10.0.2.2", uint16(1000+i), 2000, 64, []byte("empty"))
+	}
+	n, size := uint64(len(frames)), uint64(len(frames[0]))
+	for _, withRule := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rule=%v", withRule), func(t *testing.T) {
+			pol := new(countPolicy)
+			tb := &pipeline.HookTable{Policy: pipeline.VerdictAccept, PolicyCount: pol, Chains: []pipeline.Chain{{Name: "a"}}}
+			if withRule {
+				tb.Chains[0].Rules = []pipeline.Rule{{Target: cont{}}}
+			}
+			r := pt.NewNodeWith(t, "router", routerYAML, pipeline.Options{}, func(cfg *pipeline.Config) { cfg.Hooks[pipeline.Forward] = tb })
+			a, b := r.Link(t, "a"), r.Link(t, "b")
+			a.InjectFrames(frames)
+			want := uint64(1)
+			if withRule {
+				want = n
+			}
+			if sent := len(pt.Drain(b)); pol.calls != want || pol.packets != n || pol.bytes != n*size || sent != len(frames) {
+				t.Errorf("%d calls, %d packets, %d bytes, %d sent; want %d, %d, %d, %d", pol.calls, pol.packets, pol.bytes, sent, want, n, n*size, n)
+			}
+		})
 	}
 }

@@ -19,12 +19,12 @@ type HookTrace struct {
 }
 
 // TraceStep is one rule whose matchers matched and whose target ran (or a
-// matcher's hotdrop, or the policy at the end of a table's entry chain).
+// matcher's hotdrop or steal, or the table's policy).
 type TraceStep struct {
 	Table string // the HookEntry's name (raw, mangle, filter, Config.Hooks)
 	Chain string
 	// Rule is the rule's position in its chain, from 1; 0 for the table's
-	// own policy at the end of its entry chain.
+	// policy (Chain is then the entry chain).
 	Rule int
 	// Text is the rule's Chain.Texts entry (empty when the table's
 	// builder gave none).
@@ -90,8 +90,7 @@ func (b *Batch) runHookTraced(tr Tracer, hs *hookSet, h Hook, pkts []*Packet) {
 	}
 	var ht *HookTrace // made at the first selected packet
 	for i, p := range pkts {
-		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
-			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
+		if hookSkips(h, p) {
 			continue
 		}
 		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b, gen: b.Gen}
@@ -164,12 +163,11 @@ func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrac
 	pkt := pc.Pkt
 	step := func(c, r int, v Verdict) *TraceStep {
 		s := TraceStep{Table: table, Chain: t.Chains[c].Name, Rule: r + 1, Verdict: v, MarkBefore: pkt.Mark, MarkAfter: pkt.Mark}
-		if r >= 0 {
-			if r < len(t.Chains[c].Texts) {
-				s.Text = t.Chains[c].Texts[r]
-			}
-		} else {
-			s.Rule = 0
+		if r < 0 { // the policy: its text past the entry chain's rules
+			r, s.Rule = len(t.Chains[c].Rules), 0
+		}
+		if r < len(t.Chains[c].Texts) {
+			s.Text = t.Chains[c].Texts[r]
 		}
 		ht.Steps = append(ht.Steps, s)
 		return &ht.Steps[len(ht.Steps)-1]
@@ -187,9 +185,6 @@ func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrac
 			return v
 		case VerdictReturn:
 			rule = len(t.Chains[chain].Rules)
-			if depth == 0 && t.PolicyRule {
-				chain, rule = t.Entry, len(t.Chains[t.Entry].Rules)-1
-			}
 		case VerdictJump:
 			if depth == len(st) || to < 0 || to >= len(t.Chains) {
 				return VerdictDrop
@@ -209,11 +204,10 @@ func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrac
 		rules := t.Chains[chain].Rules
 		if rule >= len(rules) {
 			if depth == 0 {
-				if t.PolicyRule && chain != t.Entry {
-					chain, rule = t.Entry, len(t.Chains[t.Entry].Rules)-1
-					goto next
+				step(t.Entry, -1, t.Policy)
+				if t.PolicyCount != nil {
+					t.PolicyCount.CountPolicy(pc.Batch, 1, uint64(pc.Pkt.Len()))
 				}
-				step(chain, -1, t.Policy)
 				return t.Policy
 			}
 			depth--

@@ -88,14 +88,19 @@ func randomTable(r *rand.Rand) *HookTable {
 		t.Chains = append(t.Chains, ch)
 	}
 	if r.IntN(2) == 0 {
-		// The policy as the entry chain's last rule (the filter module's
-		// way): a goto's chain ends there.
-		t.PolicyRule = true
+		// A counted policy with its text (the filter module's way).
+		t.PolicyCount = new(policyCount)
 		ch := &t.Chains[0]
-		ch.Texts = append(ch.Texts, fmt.Sprintf("rule %d of c0", len(ch.Rules)+1))
-		ch.Rules = append(ch.Rules, Rule{Target: fixedTarget{v: t.Policy}})
+		ch.Texts = append(ch.Texts, "the policy")
 	}
 	return t
+}
+
+type policyCount struct{ packets, bytes uint64 }
+
+func (c *policyCount) CountPolicy(_ *Batch, packets, bytes uint64) {
+	c.packets += packets
+	c.bytes += bytes
 }
 
 // TestEvaluateTracedAgrees: the traced evaluation decides as Evaluate does,
@@ -114,6 +119,10 @@ func TestEvaluateTracedAgrees(t *testing.T) {
 		pkt.Mark = mark
 		pkt.Data()[0] = 0
 		want := tb.Evaluate(&PacketContext{Pkt: pkt})
+		var counted uint64
+		if c, ok := tb.PolicyCount.(*policyCount); ok {
+			counted, c.packets = c.packets, 0
+		}
 		pkt.Mark = mark
 		pkt.Data()[0] = 0
 		var ht HookTrace
@@ -125,8 +134,13 @@ func TestEvaluateTracedAgrees(t *testing.T) {
 			t.Fatalf("table %d: no step recorded", i)
 		}
 		last := ht.Steps[len(ht.Steps)-1]
-		if tb.PolicyRule && last.Rule == 0 {
-			t.Fatalf("table %d: the policy applied outside its rule: %+v", i, ht.Steps)
+		if c, ok := tb.PolicyCount.(*policyCount); ok {
+			if c.packets != counted || (c.packets == 1) != (last.Rule == 0) {
+				t.Fatalf("table %d: the policy counted %d traced, %d untraced, last step %+v", i, c.packets, counted, last)
+			}
+			if last.Rule == 0 && last.Text != "the policy" {
+				t.Fatalf("table %d: policy step %+v without its text", i, last)
+			}
 		}
 		if last.Verdict != got && !(last.Rule == 0 && last.Verdict == tb.Policy && got == tb.Policy) {
 			t.Fatalf("table %d: last step %+v, verdict %v", i, last, got)

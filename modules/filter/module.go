@@ -400,11 +400,9 @@ func (t *table) compile() []pipeline.HookEntry {
 			texts = append(texts, r.text)
 		}
 		if c.builtin {
-			// The policy as a last rule, to count what it decides (a
-			// RETURN in the chain comes here too: see compiledTarget;
-			// and, with PolicyRule, the end or a RETURN of a chain gone
-			// to from here).
-			rules = append(rules, pipeline.Rule{Target: &policyTarget{c: c.polCounter, v: c.policy}})
+			// The policy's text, past the rules: the engine applies it
+			// and counts it (HookTable.PolicyCount) at the chain's end,
+			// at a RETURN, and at the end of a chain gone to from here.
 			texts = append(texts, policyText(c))
 		}
 		chains[i] = pipeline.Chain{Name: c.name, Rules: rules, Texts: texts}
@@ -414,7 +412,7 @@ func (t *table) compile() []pipeline.HookEntry {
 		idx := t.byName[b.name]
 		out = append(out, pipeline.HookEntry{
 			Hook: b.hook, Priority: tablePriority[t.name], Name: t.name,
-			Table: &pipeline.HookTable{Chains: chains, Entry: idx, Policy: t.chains[idx].policy, PolicyRule: true},
+			Table: &pipeline.HookTable{Chains: chains, Entry: idx, Policy: t.chains[idx].policy, PolicyCount: t.chains[idx].polCounter},
 		})
 	}
 	return out
