@@ -317,3 +317,41 @@ func TestEmptyTableCountsPolicyPerBatch(t *testing.T) {
 		})
 	}
 }
+
+type acceptT struct{}
+
+func (acceptT) Action(*pipeline.PacketContext) (pipeline.Verdict, int) {
+	return pipeline.VerdictAccept, 0
+}
+
+// TestResumeFromFlush: a stealer may resume its batch from its flush: the
+// packets go on at once, in a batch of their own.
+func TestResumeFromFlush(t *testing.T) {
+	m := new(filtertest.Stealer)
+	var s *pipeline.Stack
+	var buf []*pipeline.Packet
+	var ans []pipeline.Answer
+	m.Flushed = func(*pipeline.Batch) {
+		buf = m.Take(buf[:0])
+		ans = ans[:0]
+		for range buf {
+			ans = append(ans, pipeline.MatchAnswer(true, false))
+		}
+		s.Resume(buf, ans)
+	}
+	c := new(pipeline.Counter)
+	tb := &pipeline.HookTable{Policy: pipeline.VerdictDrop, Chains: []pipeline.Chain{{Name: "entry", Rules: []pipeline.Rule{
+		{Matchers: []pipeline.Matcher{m, always{}}, Target: acceptT{}, Packets: c},
+	}}}}
+	r := pt.NewNodeWith(t, "router", routerYAML, pipeline.Options{}, func(cfg *pipeline.Config) { cfg.Hooks[pipeline.Forward] = tb })
+	s = r.Stack
+	a, b := r.Link(t, "a"), r.Link(t, "b")
+	frames := make([][]byte, 16)
+	for i := range frames {
+		frames[i] = pt.UDP4("10.0.1.2", "10.0.2.2", uint16(1000+i), 2000, 64, []byte("now"))
+	}
+	a.InjectFrames(frames)
+	if n := len(pt.Drain(b)); n != len(frames) || c.Load() != uint64(len(frames)) {
+		t.Errorf("%d forwarded, rule counted %d, want %d", n, c.Load(), len(frames))
+	}
+}

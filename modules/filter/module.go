@@ -396,7 +396,7 @@ func (t *table) compile() []pipeline.HookEntry {
 		rules := make([]pipeline.Rule, 0, len(c.rules)+1)
 		texts := make([]string, 0, len(c.rules)+1) // for a trace
 		for _, r := range c.rules {
-			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget(c)})
+			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget()})
 			texts = append(texts, r.text)
 		}
 		if c.builtin {

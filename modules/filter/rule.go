@@ -538,7 +538,7 @@ func (r *rule) matchers() []pipeline.Matcher {
 
 // compiledTarget wraps the target with the rule's counter. (A RETURN in a
 // built-in chain applies the policy: the engine counts it, PolicyCount.)
-func (r *rule) compiledTarget(c *chain) pipeline.Target {
+func (r *rule) compiledTarget() pipeline.Target {
 	var t pipeline.Target = continueTarget{}
 	if r.tgt != nil {
 		t = r.tgt

@@ -6,7 +6,8 @@ import (
 	"github.com/pipestack/pipestack/pipeline"
 )
 
-// Stealer is a matcher and a target that steals every packet it sees, as
+// Stealer is a matcher and a target that steals the packets it sees (those
+// Pick chooses), as
 // an out-of-process filter does: as a matcher it answers
 // pipeline.MatchStolen(), as a target it returns pc.Steal(); at each steal
 // it registers for the batch's flush (Batch.OnFinish) and, at the flush,
@@ -14,11 +15,16 @@ import (
 // Resume the packets with Stack.Resume (their answers) or give them up
 // with Stack.Reinject or Release. Put it in a pipeline.Rule (Config.Hooks)
 // or wrap it in a filter.match/filter.target module of your own. Safe for
-// concurrent use; it allocates nothing once its slices have grown.
+// concurrent use; it allocates nothing once its slices have grown. (It
+// registers itself for the flush: a type embedding it reacts to flushes
+// through Flushed, not by a FlushBatch of its own.)
 type Stealer struct {
 	// Pick, when not nil, chooses the packets to steal; the others match
 	// (as a matcher) or continue (as a target).
 	Pick func(pc *pipeline.PacketContext) bool
+	// Flushed, when not nil, is called at the end of each flush, on the
+	// worker's goroutine (it may Take and Resume the packets at once).
+	Flushed func(b *pipeline.Batch)
 
 	mu      sync.Mutex
 	pending []*pipeline.Packet // stolen in the running batch
@@ -58,7 +64,7 @@ func (s *Stealer) keep(pc *pipeline.PacketContext) {
 }
 
 // FlushBatch implements pipeline.BatchFlusher.
-func (s *Stealer) FlushBatch(*pipeline.Batch) {
+func (s *Stealer) FlushBatch(b *pipeline.Batch) {
 	s.mu.Lock()
 	s.flushes++
 	s.last = len(s.pending)
@@ -66,6 +72,9 @@ func (s *Stealer) FlushBatch(*pipeline.Batch) {
 	clear(s.pending)
 	s.pending = s.pending[:0]
 	s.mu.Unlock()
+	if s.Flushed != nil {
+		s.Flushed(b)
+	}
 }
 
 // Flushes returns how many flushes there were and how many packets the
