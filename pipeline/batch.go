@@ -34,6 +34,12 @@ type Batch struct {
 
 	segs  []*Packet // software GSO output (gso.go), empty between transmits
 	frags []*Packet // a queue with its fragments (transmit), empty between transmits
+
+	// What the batch sent through the loopback NIC, received on it when
+	// the output queues are flushed (loopback.go), and the rounds of that
+	// in this flush.
+	loopq, loopAlt []*Packet
+	loopRounds     int
 }
 
 // batchSeq numbers batches for Shard.
@@ -284,17 +290,27 @@ func (b *Batch) dropRun(pkts []*Packet, reason *Counter) {
 // finish flushes the output queues (repeatedly: resolving a neighbor may
 // queue a probe) and leaves the generation.
 func (b *Batch) finish() {
-	for len(b.pending) > 0 {
-		ids := b.pending
-		b.pending, b.flushing = b.flushing[:0], ids
-		for _, id := range ids {
-			q := b.out[id]
-			b.out[id] = b.alt[id][:0]
-			b.transmit(id, q)
-			clear(q)
-			b.alt[id] = q[:0]
+	for {
+		for len(b.pending) > 0 {
+			ids := b.pending
+			b.pending, b.flushing = b.flushing[:0], ids
+			for _, id := range ids {
+				q := b.out[id]
+				b.out[id] = b.alt[id][:0]
+				b.transmit(id, q)
+				clear(q)
+				b.alt[id] = q[:0]
+			}
 		}
+		if len(b.loopq) == 0 {
+			break
+		}
+		// What went to the loopback NIC is received on it now, in this
+		// batch, not inside the call that sent it; what that sends is
+		// flushed by the next pass.
+		b.deliverLoop()
 	}
+	b.loopRounds = 0
 }
 
 // transmit sends one NIC's output queue through the output path (see
@@ -320,6 +336,10 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		b.hookRun(t, Postrouting, q)
 	}
 	nic := ng.nic
+	if nic.loop {
+		b.loopback(ng, q) // no fragmentation, resolution nor offloads
+		return
+	}
 	bl := nic.bound.Load() // the endpoint in use (nic.go)
 	mtu := ng.mtu
 	resolving := bl.caps&CapResolutionRequired != 0

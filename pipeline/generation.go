@@ -27,6 +27,11 @@ type Generation struct {
 	local4     map[uint32]localAddr
 	local6     map[[16]byte]localAddr
 
+	// The loopback NIC in this generation and the routes through it
+	// (loopback.go); nil without an IP protocol.
+	lo                 *nicGen
+	loRoute4, loRoute6 *Route
+
 	modules []*moduleInst
 	refs    atomic.Int64
 	inputs  inputSet // files the modules read (Context.ReadFile)
@@ -41,6 +46,7 @@ type Generation struct {
 	hookNested      *Counter
 	neighUnresolved *Counter
 	noNIC           *Counter
+	loopRounds      *Counter
 }
 
 type localAddr struct {
@@ -121,6 +127,9 @@ func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
 		return 0, false, false
 	}
 	la, ok := g.local4[binary.BigEndian.Uint32(dst[:])]
+	if !ok && dst[0] == 127 && g.lo != nil {
+		return g.lo.nic.id, false, true // all of 127.0.0.0/8 (loopback.go)
+	}
 	return la.nic, la.broadcast, ok
 }
 
@@ -176,6 +185,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g.hookNested = counters.Get("filter_nested")
 	g.neighUnresolved = counters.Get("neighbor_unresolved")
 	g.noNIC = counters.Get("output_no_nic")
+	g.loopRounds = counters.Get("loopback_rounds")
 
 	// Protocol modules.
 	families := map[int]bool{}
@@ -347,6 +357,12 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		g.nics[n.id] = ng
 	}
 
+	if families[4] || families[6] {
+		if n := s.addLoopback(g, families); n != nil {
+			fresh = append(fresh, n)
+		}
+	}
+
 	// Addresses, endpoints, routes, hooks.
 	g.local4 = map[uint32]localAddr{}
 	g.local6 = map[[16]byte]localAddr{}
@@ -367,6 +383,9 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			g.local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
 		}
 		for _, p := range g.netProtos {
+			if ng == g.lo && p.Number() != IPv4ProtocolNumber && p.Number() != IPv6ProtocolNumber {
+				continue // only IP runs on the loopback NIC
+			}
 			ng.endpoints = append(ng.endpoints, protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)})
 		}
 	}

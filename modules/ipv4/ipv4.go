@@ -98,7 +98,11 @@ func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEn
 	if m, ok := p.cfg.rpLinks[nic.Name()]; ok {
 		rp = m
 	}
-	return &endpoint{p: p, nic: nic, rp: rp}
+	loop := nic.NIC() != nil && nic.NIC().IsLoopback()
+	if loop {
+		rp = rpOff
+	}
+	return &endpoint{p: p, nic: nic, rp: rp, loop: loop}
 }
 
 // endpoint is IPv4 on one NIC. It holds no per-packet state: several
@@ -107,6 +111,10 @@ type endpoint struct {
 	p   *Protocol
 	nic pipeline.NetworkInterface
 	rp  rpMode
+	// loop: the stack's loopback NIC (pipeline/loopback.go). What it
+	// receives the stack sent to itself: no martian checks, every packet
+	// is local (Linux keeps the output route of such a packet).
+	loop bool
 }
 
 func (e *endpoint) Close() {}
@@ -153,6 +161,9 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		pkt.Truncate(int(h.TotalLength()))
 		pkt.SetNetworkHeader()
 		src, dst := h.Src(), h.Dst()
+		if e.loop {
+			continue
+		}
 		if !haveSrc || src != lastSrc {
 			lastSrc, lastBad, haveSrc = src, e.checkSource(b, src), true
 		}
@@ -196,6 +207,10 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 // route is the route decision (after Prerouting): forwarded packets to
 // [0,k), local ones after.
 func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
+	if e.loop {
+		e.deliver(b, pkts)
+		return
+	}
 	k := 0
 	for i, pkt := range pkts {
 		if pkt == nil {
@@ -241,8 +256,9 @@ func (e *endpoint) checkSource(b *pipeline.Batch, src [4]byte) *pipeline.Counter
 	return nil
 }
 
-// martianDestination: 0/8, 127/8 (the stack has no loopback link, so such
-// a packet always came from outside) and class E but the limited broadcast.
+// martianDestination: 0/8, 127/8 (from outside: the stack's own packets to
+// 127/8 arrive on the loopback NIC, which skips the check) and class E but
+// the limited broadcast.
 func martianDestination(dst [4]byte) bool {
 	switch {
 	case dst[0] == 0, dst[0] == 127:
@@ -438,7 +454,7 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		pkt.Release() // like Linux: icmp_echo_ignore_broadcasts
 		return
 	}
-	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, wire.ICMPv4EchoReply, 0, src) {
+	if !e.loop && !e.p.limiter.allow(&e.p.cfg.rate, b.Now, wire.ICMPv4EchoReply, 0, src) {
 		b.Drop(pkt, c.icmpRateLimited)
 		return
 	}
@@ -495,7 +511,7 @@ func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m w
 // fragmented at transmit if it must be). It takes ownership of pkt.
 func (e *endpoint) send(b *pipeline.Batch, pkt *pipeline.Packet, from, to [4]byte, tos uint8, count *pipeline.Counter) {
 	c := &e.p.c
-	r := b.Gen.Routes().Lookup4(to)
+	r := b.Gen.LookupRoute4(to) // the loopback NIC for one of our addresses
 	if r == nil {
 		b.Drop(pkt, c.noRoute)
 		return
@@ -545,7 +561,10 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		return
 	}
 	src, dst := h.Src(), h.Dst()
-	if h.FragmentOffset() != 0 || src == [4]byte{} || src[0] == 0 || src[0] == 127 || src[0] >= 224 ||
+	// 127/8 is a martian source but on the loopback NIC, where the stack
+	// answers itself (pkt.InNIC is it, or 0: a packet the stack sent).
+	loopSrc := src[0] == 127 && (e.loop || pkt.InNIC == 0)
+	if h.FragmentOffset() != 0 || src == [4]byte{} || src[0] == 0 || src[0] == 127 && !loopSrc || src[0] >= 224 ||
 		dst[0] >= 224 || pkt.PktType == pipeline.PacketBroadcast || pkt.PktType == pipeline.PacketMulticast {
 		c.icmpSuppressed.Inc()
 		return
@@ -561,8 +580,10 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		}
 	}
 	// Source: the address of the NIC the error leaves through (but see
-	// below).
-	r := b.Gen.Routes().Lookup4(src)
+	// below). An error about the stack's own packet goes to one of its
+	// addresses: through the loopback NIC, from that address (Linux's
+	// local route gives it as the source).
+	r := b.Gen.LookupRoute4(src)
 	if r == nil {
 		c.icmpSuppressed.Inc()
 		return
@@ -572,7 +593,13 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		c.icmpSuppressed.Inc()
 		return
 	}
+	toSelf := out.NIC().IsLoopback()
 	from, ok := out.PrimaryAddress(4)
+	if toSelf {
+		var a netip.Addr
+		a, ok = out.SourceAddress(netip.AddrFrom4(src))
+		from = netip.PrefixFrom(a, 32)
+	}
 	if !ok {
 		if from, ok = e.nic.PrimaryAddress(4); !ok {
 			c.noSource.Inc()
@@ -586,7 +613,9 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		// unreachable from another address for a filtered port.
 		fromAddr = dst
 	}
-	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, typ, code, src) {
+	// Errors to oneself are not rate limited (Linux's icmpv4_xrlim_allow
+	// lets everything through to a loopback device).
+	if !toSelf && !e.p.limiter.allow(&e.p.cfg.rate, b.Now, typ, code, src) {
 		c.icmpRateLimited.Inc()
 		return
 	}

@@ -75,7 +75,7 @@ func (e *endpoint) echo(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.IPv6, m
 		b.Drop(pkt, c.icmpMulticastEcho)
 		return
 	}
-	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, echoReplyBit, src, destShift(b, src)) {
+	if !e.loop && !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, echoReplyBit, src, destShift(b, src)) {
 		b.Drop(pkt, c.icmpRateLimited)
 		return
 	}
@@ -267,7 +267,9 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		return
 	}
 	src, dst := h.Src(), h.Dst()
-	if isUnspecified(&src) || isMulticast(&src) || isLoopback(&src) {
+	// ::1 is a martian source but on the loopback NIC, where the stack
+	// answers itself (pkt.InNIC is it, or 0: a packet the stack sent).
+	if isUnspecified(&src) || isMulticast(&src) || isLoopback(&src) && !e.loop && pkt.InNIC != 0 {
 		c.icmpSuppressed.Inc()
 		return
 	}
@@ -299,7 +301,9 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		c.noSource.Inc()
 		return
 	}
-	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, typ, src, destShift(b, src)) {
+	// Errors to oneself are not rate limited (Linux's icmpv6_xrlim_allow
+	// lets everything through to a loopback device).
+	if !nic.NIC().IsLoopback() && !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, typ, src, destShift(b, src)) {
 		c.icmpRateLimited.Inc()
 		return
 	}

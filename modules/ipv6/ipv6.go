@@ -135,7 +135,7 @@ func (p *Protocol) Number() pipeline.NetworkProtocolNumber { return pipeline.IPv
 // made, the router or host role is set; the packets this entails (DAD
 // probes, solicitations, advertisements) leave from the link's timer.
 func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEndpoint {
-	e := &endpoint{p: p, nic: nic, resolving: resolving(nic)}
+	e := &endpoint{p: p, nic: nic, resolving: resolving(nic), loop: nic.NIC() != nil && nic.NIC().IsLoopback()}
 	if p.stack != nil && p.links != nil {
 		e.ls = p.links.get(nic.ID())
 		e.ls.configure(e)
@@ -156,6 +156,10 @@ type endpoint struct {
 	nic       pipeline.NetworkInterface
 	ls        *linkState
 	resolving bool
+	// loop: the stack's loopback NIC (pipeline/loopback.go). What it
+	// receives the stack sent to itself: no martian checks, every packet
+	// is local; no link-local address, no DAD, no router discovery.
+	loop bool
 }
 
 // Close implements pipeline.NetworkEndpoint. The link's NDP state outlives
@@ -226,12 +230,13 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		pkt.Truncate(wire.IPv6HeaderSize + int(h.PayloadLength()))
 		pkt.SetNetworkHeader()
 		src, dst := h.SrcSlice(), h.DstSlice()
-		if src[0] == 0xff || isLoopback((*[16]byte)(src)) {
+		// From ourselves (the loopback NIC): no martian checks.
+		if !e.loop && (src[0] == 0xff || isLoopback((*[16]byte)(src))) {
 			pkts[i] = nil
 			b.Drop(pkt, c.martianSrc)
 			continue
 		}
-		if isUnspecified((*[16]byte)(dst)) || isLoopback((*[16]byte)(dst)) {
+		if !e.loop && (isUnspecified((*[16]byte)(dst)) || isLoopback((*[16]byte)(dst))) {
 			pkts[i] = nil
 			b.Drop(pkt, c.martianDst)
 			continue
@@ -255,6 +260,10 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 // [0,k), local ones after. The decision is cached for a run of packets to
 // one destination.
 func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
+	if e.loop {
+		e.deliver(b, pkts)
+		return
+	}
 	c := &e.p.c
 	k := 0
 	var lastDst [16]byte
@@ -673,11 +682,20 @@ func (e *endpoint) localExtensions(b *pipeline.Batch, pkt *pipeline.Packet, x *w
 	return true
 }
 
-// routeTo finds how a packet the stack originates reaches to: link-local
-// and multicast destinations leave through the NIC given (the one the
-// conversation is on), others follow the routes. It returns the outgoing
+// routeTo finds how a packet the stack originates reaches to: one of the
+// stack's own addresses through the loopback NIC, link-local and multicast
+// destinations through the NIC given (the one the conversation is on),
+// others by the routes. It returns the outgoing
 // NIC and the next hop.
 func (e *endpoint) routeTo(b *pipeline.Batch, to [16]byte, via pipeline.NICID) (pipeline.NetworkInterface, netip.Addr, bool) {
+	if lo := b.Gen.LoopbackNIC(); lo != 0 && !isMulticast(&to) {
+		// To ourselves (one of our addresses, link-local ones
+		// included, or ::1): through the loopback NIC.
+		if _, local := b.Gen.IsLocal6(to); local || isLoopback(&to) {
+			nic, ok := b.Gen.NIC(lo)
+			return nic, netip.AddrFrom16(to), ok
+		}
+	}
 	if isLinkLocal(&to) || isMulticast(&to) {
 		if via == 0 {
 			via = e.nic.ID()

@@ -223,8 +223,8 @@ func (ls *linkState) configure(e *endpoint) {
 		return true
 	})
 
-	// The link-local address.
-	if cfg.linkLocal {
+	// The link-local address (none on the loopback NIC, as Linux's lo).
+	if cfg.linkLocal && !e.loop {
 		ll := linkLocalAddress(e.nic, ls.reg.secret[:], cfg.secret)
 		// A link reopened with another MAC (or secret) gets the new
 		// address in place of the old one.
@@ -252,12 +252,12 @@ func (ls *linkState) configure(e *endpoint) {
 	}
 
 	// Roles.
-	router := cfg.ra[ls.name] != nil && e.nic.Forwarding(6)
+	router := cfg.ra[ls.name] != nil && e.nic.Forwarding(6) && !e.loop
 	if router && !ls.router {
 		ls.raInitial, ls.raNext = maxInitialRAs, now
 	}
 	ls.router = router
-	host := !e.nic.Forwarding(6) && cfg.acceptRA
+	host := !e.nic.Forwarding(6) && cfg.acceptRA && !e.loop
 	routesChanged := false
 	if host && !ls.host {
 		ls.rsLeft, ls.rsAt, ls.gotRA = cfg.rsCount, now, false
