@@ -21,6 +21,7 @@ type HookSpy struct {
 	n      int
 	match  func(*pipeline.PacketContext) bool
 	stolen []*pipeline.Packet
+	order  int
 }
 
 // Seen is what a hook saw of one packet.
@@ -31,6 +32,11 @@ type Seen struct {
 	Fragment bool  // a non-first fragment
 	MF       bool  // a fragment with more to come (IPv4 MF, IPv6 M)
 	ICMPType uint8 // for ICMP and ICMPv6: the message type
+	// In and Out are the hook's in and out NICs (0: none at this hook).
+	In, Out pipeline.NICID
+	// Order is the packet's place among all the spy saw, at every hook,
+	// from 1: the order of the hooks a packet passed.
+	Order int
 }
 
 // NewHookSpy returns a spy that steals nothing.
@@ -109,7 +115,10 @@ func (t spyTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	if pc.Hook != t.h {
 		panic(fmt.Sprintf("table of %v ran at %v", t.h, pc.Hook))
 	}
-	s.seen[t.h] = append(s.seen[t.h], seenOf(pc))
+	s.order++
+	x := seenOf(pc)
+	x.Order = s.order
+	s.seen[t.h] = append(s.seen[t.h], x)
 	if t.h == s.at && s.n > 0 && (s.match == nil || s.match(pc)) {
 		s.n--
 		s.stolen = append(s.stolen, pc.Pkt)
@@ -119,7 +128,7 @@ func (t spyTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 }
 
 func seenOf(pc *pipeline.PacketContext) Seen {
-	x := Seen{Len: pc.Pkt.Len(), NetProto: pc.Pkt.NetProto, Tuple: pc.Tuple, Fragment: pc.Fragment}
+	x := Seen{Len: pc.Pkt.Len(), NetProto: pc.Pkt.NetProto, Tuple: pc.Tuple, Fragment: pc.Fragment, In: pc.InNIC, Out: pc.OutNIC}
 	nh := pc.Pkt.NetworkHeader()
 	var l4 []byte
 	switch pc.Pkt.NetProto {

@@ -111,3 +111,36 @@ func TestSendZeroAllocs(t *testing.T) {
 		t.Fatalf("%d mallocs over %d sent datagrams, want 0", m, batches*len(pkts))
 	}
 }
+
+// TestLoopbackZeroAllocs: a datagram to the stack's own address (the
+// loopback NIC: Output, Postrouting, the batch's loopback queue, receive on
+// lo, Prerouting, Input, the socket's queue) allocates nothing once warm.
+func TestLoopbackZeroAllocs(t *testing.T) {
+	n := hostAlone(t, "")
+	srv := listen(t, n, "10.0.2.2:9000")
+	cl := listen(t, n, ":0")
+	to := netip.MustParseAddrPort("10.0.2.2:9000")
+	payload := make([]byte, 64)
+	buf := make([]byte, 2048)
+	run := func(rounds int) {
+		for r := 0; r < rounds; r++ {
+			for range 64 {
+				if _, err := cl.WriteToUDPAddrPort(payload, to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 64 {
+				if k, _, err := srv.ReadFromUDPAddrPort(buf); err != nil || k != 64 {
+					t.Fatalf("read %d: %v", k, err)
+				}
+			}
+		}
+	}
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	run(100)
+	const rounds = 200
+	if m := pt.CountMallocs(func() { run(rounds) }); m != 0 {
+		t.Fatalf("%d mallocs over %d datagrams to ourselves, want 0", m, rounds*64)
+	}
+}

@@ -1,0 +1,167 @@
+package udp_test
+
+import (
+	"errors"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/modules/udp"
+	"github.com/pipestack/pipestack/pipeline"
+	pt "github.com/pipestack/pipestack/pipelinetest"
+)
+
+// loopHost is a dual-stack host on one IP link with the hook spy at every
+// hook.
+func loopHost(t *testing.T) (*pt.Node, *pt.HookSpy) {
+	t.Helper()
+	spy := pt.NewHookSpy()
+	n := pt.NewNodeWith(t, "host", `
+name: host
+modules: [network.ipv4, network.ipv6, transport.udp]
+links:
+  - {name: eth0, module: link.channel, framing: ip, addresses: [10.0.2.2/24, "fd00:2::2/64"]}
+routes:
+  - {to: default, via: 10.0.2.1, link: eth0}
+  - {to: "::/0", via: "fd00:2::1", link: eth0}
+`, pipeline.Options{}, spy.Install)
+	return n, spy
+}
+
+// A UDP socket sending to the stack's own addresses (the link's, 127.0.0.1,
+// another 127/8 address, ::1) reaches the socket bound there through the
+// loopback NIC lo, as on Linux: the datagram comes from the address it was
+// sent to, nothing leaves the link, and the filter sees it at Output and
+// Postrouting going out lo, then at Prerouting and Input coming in on lo,
+// in that order.
+func TestLoopbackUDP(t *testing.T) {
+	n, spy := loopHost(t)
+	link := n.Link(t, "eth0")
+	lo, ok := n.Stack.NIC(pipeline.LoopbackName)
+	if !ok || !lo.IsLoopback() {
+		t.Fatal("no loopback NIC")
+	}
+	for _, tc := range []struct{ network, bind, to string }{
+		{"udp4", "10.0.2.2:9000", "10.0.2.2:9000"},
+		{"udp4", "0.0.0.0:9001", "127.0.0.1:9001"},
+		{"udp4", "0.0.0.0:9002", "127.3.4.5:9002"},
+		{"udp6", "[fd00:2::2]:9003", "[fd00:2::2]:9003"},
+		{"udp6", "[::]:9004", "[::1]:9004"},
+	} {
+		t.Run(tc.to, func(t *testing.T) {
+			srv, err := udp.ListenPacket(n.Stack, tc.network, tc.bind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			cl, err := udp.ListenPacket(n.Stack, tc.network, ":0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			to := netip.MustParseAddrPort(tc.to)
+			rx0, tx0 := lo.Stats.RxPackets.Load(), lo.Stats.TxPackets.Load()
+			if _, err := cl.WriteToUDPAddrPort([]byte("to myself"), to); err != nil {
+				t.Fatal(err)
+			}
+			srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 64)
+			k, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil || string(buf[:k]) != "to myself" {
+				t.Fatalf("read %q from %v: %v", buf[:k], from, err)
+			}
+			if from.Addr() != to.Addr() || from.Port() != cl.LocalAddrPort().Port() {
+				t.Errorf("datagram from %v, want %v port %d", from, to.Addr(), cl.LocalAddrPort().Port())
+			}
+			// And the answer goes back the same way.
+			if _, err := srv.WriteToUDPAddrPort([]byte("back"), from); err != nil {
+				t.Fatal(err)
+			}
+			cl.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if k, back, err := cl.ReadFromUDPAddrPort(buf); err != nil || string(buf[:k]) != "back" || back != to {
+				t.Fatalf("answer %q from %v: %v", buf[:k], back, err)
+			}
+			if out := udpOut(pt.Drain(link)); len(out) != 0 {
+				t.Errorf("%d datagrams left link eth0", len(out))
+			}
+			if rx, tx := lo.Stats.RxPackets.Load()-rx0, lo.Stats.TxPackets.Load()-tx0; rx != 2 || tx != 2 {
+				t.Errorf("lo rx %d tx %d, want 2 and 2", rx, tx)
+			}
+			mine := func(s pt.Seen) bool {
+				return s.Tuple.Proto == pipeline.UDPProtocolNumber && s.Tuple.DstPort == to.Port()
+			}
+			order := 0
+			for _, h := range []pipeline.Hook{pipeline.Output, pipeline.Postrouting, pipeline.Prerouting, pipeline.Input} {
+				seen := spy.Seen(h, mine)
+				if len(seen) != 1 {
+					t.Fatalf("%v saw %d datagrams to %v, want 1 (%s)", h, len(seen), to, pt.FormatCounts(spy.Counts(mine)))
+				}
+				s := seen[0]
+				in, out := s.In, s.Out
+				switch h {
+				case pipeline.Output, pipeline.Postrouting:
+					if out != lo.ID() {
+						t.Errorf("%v: out NIC %d, want lo (%d)", h, out, lo.ID())
+					}
+				default:
+					if in != lo.ID() || out != 0 {
+						t.Errorf("%v: in NIC %d out %d, want lo (%d)", h, in, out, lo.ID())
+					}
+				}
+				if s.Tuple.Src != to.Addr() || s.Tuple.Dst != to.Addr() {
+					t.Errorf("%v: %v → %v", h, s.Tuple.Src, s.Tuple.Dst)
+				}
+				if s.Order <= order {
+					t.Errorf("%v saw the datagram before the hook before it (order %d after %d)", h, s.Order, order)
+				}
+				order = s.Order
+			}
+			if got := spy.Seen(pipeline.Forward, mine); len(got) != 0 {
+				t.Errorf("forward saw %d", len(got))
+			}
+		})
+	}
+}
+
+// A connected socket that sends to a closed port of its own stack learns
+// it as Linux's does (ECONNREFUSED): the port unreachable the stack sends
+// itself goes through the loopback NIC too.
+func TestLoopbackUDPRefused(t *testing.T) {
+	for _, tc := range []struct{ network, to string }{{"udp4", "10.0.2.2:9999"}, {"udp4", "127.0.0.1:9999"}, {"udp6", "[fd00:2::2]:9999"}, {"udp6", "[::1]:9999"}} {
+		t.Run(tc.to, func(t *testing.T) {
+			n, _ := loopHost(t)
+			c, err := udp.Dial(n.Stack, tc.network, "", tc.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte("anyone?")); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 64)
+			if _, err := c.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("read: %v, want ECONNREFUSED (%s)", err, n.DumpCounters())
+			}
+			if out := pt.Drain(n.Link(t, "eth0")); len(udpOut(out)) != 0 || len(out) > 1 {
+				t.Errorf("%d packets left link eth0 (a router solicitation may)", len(out))
+			}
+		})
+	}
+}
+
+// udpOut keeps the UDP datagrams and ICMP messages of packets read off an
+// IP link (not IPv6's router solicitations).
+func udpOut(frames [][]byte) [][]byte {
+	var out [][]byte
+	for _, f := range frames {
+		switch {
+		case len(f) >= 20 && f[0]>>4 == 4 && (f[9] == 17 || f[9] == 1),
+			len(f) >= 40 && f[0]>>4 == 6 && f[6] == 17,
+			len(f) >= 41 && f[0]>>4 == 6 && f[6] == 58 && f[40] < 128:
+			out = append(out, f)
+		}
+	}
+	return out
+}
