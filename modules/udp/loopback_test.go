@@ -91,31 +91,28 @@ func TestLoopbackUDP(t *testing.T) {
 			mine := func(s pt.Seen) bool {
 				return s.Tuple.Proto == pipeline.UDPProtocolNumber && s.Tuple.DstPort == to.Port()
 			}
-			order := 0
-			for _, h := range []pipeline.Hook{pipeline.Output, pipeline.Postrouting, pipeline.Prerouting, pipeline.Input} {
-				seen := spy.Seen(h, mine)
-				if len(seen) != 1 {
-					t.Fatalf("%v saw %d datagrams to %v, want 1 (%s)", h, len(seen), to, pt.FormatCounts(spy.Counts(mine)))
+			path := spy.Path(mine)
+			want := []pipeline.Hook{pipeline.Output, pipeline.Postrouting, pipeline.Prerouting, pipeline.Input}
+			if len(path) != len(want) {
+				t.Fatalf("the datagram to %v passed %d hooks, want 4: %+v", to, len(path), path)
+			}
+			for i, hop := range path {
+				if hop.Hook != want[i] {
+					t.Errorf("hook %d: %v, want %v (Linux's order through lo)", i, hop.Hook, want[i])
 				}
-				s := seen[0]
-				in, out := s.In, s.Out
-				switch h {
+				switch hop.Hook {
 				case pipeline.Output, pipeline.Postrouting:
-					if out != lo.ID() {
-						t.Errorf("%v: out NIC %d, want lo (%d)", h, out, lo.ID())
+					if hop.Out != lo.ID() {
+						t.Errorf("%v: out NIC %d, want lo (%d)", hop.Hook, hop.Out, lo.ID())
 					}
 				default:
-					if in != lo.ID() || out != 0 {
-						t.Errorf("%v: in NIC %d out %d, want lo (%d)", h, in, out, lo.ID())
+					if hop.In != lo.ID() || hop.Out != 0 {
+						t.Errorf("%v: in NIC %d out %d, want in lo (%d)", hop.Hook, hop.In, hop.Out, lo.ID())
 					}
 				}
-				if s.Tuple.Src != to.Addr() || s.Tuple.Dst != to.Addr() {
-					t.Errorf("%v: %v → %v", h, s.Tuple.Src, s.Tuple.Dst)
+				if s := hop.Seen; s.Tuple.Src != to.Addr() || s.Tuple.Dst != to.Addr() {
+					t.Errorf("%v: %v → %v", hop.Hook, s.Tuple.Src, s.Tuple.Dst)
 				}
-				if s.Order <= order {
-					t.Errorf("%v saw the datagram before the hook before it (order %d after %d)", h, s.Order, order)
-				}
-				order = s.Order
 			}
 			if got := spy.Seen(pipeline.Forward, mine); len(got) != 0 {
 				t.Errorf("forward saw %d", len(got))
