@@ -162,3 +162,76 @@ func udpOut(frames [][]byte) [][]byte {
 	}
 	return out
 }
+
+// The loopback NIC is the stack's: a reload keeps it (its ID and
+// counters), and a datagram to the link-local address of the stack's own
+// link, zone and all, is delivered through it too.
+func TestLoopbackReloadAndLinkLocal(t *testing.T) {
+	const cfg = `
+name: host
+modules: [network.ipv4, network.ipv6, transport.udp]
+links:
+  - {name: eth0, module: link.channel, framing: ethernet, mac: "02:00:00:00:0a:02", addresses: [10.0.2.2/24]}
+`
+	n := pt.NewNode(t, "host", cfg, pipeline.Options{})
+	lo, _ := n.Stack.NIC(pipeline.LoopbackName)
+	srv, err := udp.ListenPacket(n.Stack, "udp4", "10.0.2.2:9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cl, _ := udp.ListenPacket(n.Stack, "udp4", ":0")
+	defer cl.Close()
+	if _, err := cl.WriteToUDPAddrPort([]byte("one"), netip.MustParseAddrPort("10.0.2.2:9000")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := srv.ReadFromUDPAddrPort(buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Reload(cfg + "  - {name: eth1, module: link.channel, framing: ip, addresses: [10.0.3.2/24]}\n"); err != nil {
+		t.Fatal(err)
+	}
+	lo2, ok := n.Stack.NIC(pipeline.LoopbackName)
+	if !ok || lo2 != lo || lo2.ID() != lo.ID() || lo2.Stats.RxPackets.Load() != 1 {
+		t.Fatalf("lo after the reload: %v %v (rx %d)", lo2, ok, lo2.Stats.RxPackets.Load())
+	}
+	if eth1, _ := n.Stack.NIC("eth1"); eth1.ID() <= lo.ID() {
+		t.Errorf("eth1 (added later) has ID %d, lo %d", eth1.ID(), lo.ID())
+	}
+	if _, err := cl.WriteToUDPAddrPort([]byte("two"), netip.MustParseAddrPort("10.0.2.2:9000")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := srv.ReadFromUDPAddrPort(buf); err != nil {
+		t.Fatal(err)
+	}
+
+	// The link-local address of eth0 (after DAD), with its zone.
+	var ll netip.Addr
+	pt.Eventually(t, 5*time.Second, func() bool {
+		ni, _ := n.Stack.Generation().NICByName("eth0")
+		for _, a := range ni.Addresses(6) {
+			if a.Prefix.Addr().IsLinkLocalUnicast() && a.Kind != pipeline.PermanentTentative {
+				ll = a.Prefix.Addr()
+				return true
+			}
+		}
+		return false
+	}, "no usable link-local address")
+	s6, err := udp.ListenPacket(n.Stack, "udp6", "[::]:9001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s6.Close()
+	c6, _ := udp.ListenPacket(n.Stack, "udp6", ":0")
+	defer c6.Close()
+	to := netip.AddrPortFrom(ll.WithZone("eth0"), 9001)
+	if _, err := c6.WriteToUDPAddrPort([]byte("ll"), to); err != nil {
+		t.Fatal(err)
+	}
+	s6.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if k, from, err := s6.ReadFromUDPAddrPort(buf); err != nil || string(buf[:k]) != "ll" || from.Addr().WithZone("") != ll {
+		t.Fatalf("read %q from %v: %v", buf[:k], from, err)
+	}
+}
