@@ -9,6 +9,7 @@ import (
 
 	"github.com/pipestack/pipestack/modules/internal/icmplimit"
 	"github.com/pipestack/pipestack/modules/internal/iplocal"
+	"github.com/pipestack/pipestack/modules/internal/pmtu"
 	"github.com/pipestack/pipestack/modules/internal/reasm"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -49,7 +50,7 @@ type Protocol struct {
 
 	limiter *icmplimit.Limiter[[16]byte]
 	reasm   *reassembler
-	pmtu    *pmtuCache
+	pmtu    *pmtu.Cache[[16]byte]
 	links   *linkStates
 
 	c  counters
@@ -70,6 +71,7 @@ type counters struct {
 	icmpErrOut, icmpSuppressed, icmpRateLimited      *pipeline.Counter
 	icmpUnreachOut, icmpTooBigOut, icmpTimeExcOut    *pipeline.Counter
 	icmpParamOut, icmpTooBigIn, pmtuUpdates          *pipeline.Counter
+	pmtuRejected                                     *pipeline.Counter
 	icmpMulticastEcho                                *pipeline.Counter
 	reasm                                            reasm.Counters
 	reasmIncompleteChain                             *pipeline.Counter
@@ -109,6 +111,7 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	c.icmpUnreachOut, c.icmpTooBigOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_packet_too_big_out")
 	c.icmpTimeExcOut, c.icmpParamOut = cs.Get("icmp_time_exceeded_out"), cs.Get("icmp_param_problem_out")
 	c.icmpTooBigIn, c.pmtuUpdates = cs.Get("icmp_packet_too_big_in"), cs.Get("pmtu_updates")
+	c.pmtuRejected = cs.Get("pmtu_rejected")
 	c.reasm = reasm.NewCounters(cs)
 	c.closed = newClosedCounters(cs)
 	c.reasmIncompleteChain = cs.Get("reasm_incomplete_chain")
@@ -121,7 +124,7 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	p.reasm = ctx.Shared("network.ipv6/reassembly", func() any {
 		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)
 	}).(*reassembler)
-	p.pmtu = ctx.Shared("network.ipv6/pmtu", func() any { return newPMTUCache() }).(*pmtuCache)
+	p.pmtu = ctx.Shared("network.ipv6/pmtu", func() any { return pmtu.New[[16]byte]() }).(*pmtu.Cache[[16]byte])
 	p.links = ctx.Shared(linkStatesKey, func() any { return newLinkStates(ctx.Stack(), ctx.Clock) }).(*linkStates)
 	return p
 }
@@ -724,13 +727,18 @@ func (p *Protocol) mtuFor(b *pipeline.Batch, nic pipeline.NetworkInterface, dst 
 			mtu = m
 		}
 	}
-	if m, ok := p.pmtu.get(dst, b.Now); ok && m < mtu {
+	if m, _, ok := p.pmtu.Get(dst, b.Now); ok && m < mtu {
 		mtu = m
 	}
 	if mtu < wire.IPv6MinimumMTU {
 		mtu = wire.IPv6MinimumMTU
 	}
 	return mtu
+}
+
+// PathMTU implements pipeline.PathMTUReporter.
+func (e *endpoint) PathMTU(b *pipeline.Batch, dst netip.Addr, routeMTU int) int {
+	return e.p.mtuFor(b, e.nic, dst.As16(), routeMTU)
 }
 
 // hopLimitFor is the hop limit of locally generated packets on a NIC: the
@@ -889,4 +897,5 @@ var (
 	_ pipeline.HookResumer         = (*endpoint)(nil)
 	_ pipeline.Fragmenter          = (*endpoint)(nil)
 	_ pipeline.LinkUpListener      = (*endpoint)(nil)
+	_ pipeline.PathMTUReporter     = (*endpoint)(nil)
 )
