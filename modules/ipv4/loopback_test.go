@@ -144,3 +144,35 @@ filter:
 		}
 	})
 }
+
+// Filter rules name the loopback NIC as Linux's do: `-i lo -j ACCEPT` in
+// an INPUT chain whose policy drops lets the stack's traffic to itself
+// through, and `-o lo` in OUTPUT matches it on its way out.
+func TestLoopbackFilterRules(t *testing.T) {
+	echo := pt.Echo4("0.0.0.0", "0.0.0.0", 64, 7, 1, []byte("me"))[wire.IPv4MinimumSize:]
+	t.Run("input_policy_drop_lo_accepted", func(t *testing.T) {
+		n, c := loopNode(t, 1, `
+filter:
+  filter:
+    input:
+      policy: drop
+      rules: ["-i lo -j ACCEPT"]
+`)
+		n.SendIPv4(t, "10.0.2.2", pipeline.ICMPv4ProtocolNumber, echo)
+		pt.CheckIPv4(t, c.Wait(t, 5*time.Second), pt.SrcAddr("10.0.2.2"), pt.ICMP(wire.ICMPv4EchoReply, 0))
+		n.WantCounters(t, "stack", map[string]uint64{"filter_drop_input": 0})
+	})
+	t.Run("output_lo_dropped", func(t *testing.T) {
+		n, c := loopNode(t, 1, `
+filter:
+  filter:
+    output:
+      rules: ["-o lo -p icmp --icmp-type echo-request -j DROP"]
+`)
+		n.SendIPv4(t, "127.0.0.1", pipeline.ICMPv4ProtocolNumber, echo)
+		n.WantCounters(t, "stack", map[string]uint64{"filter_drop_output": 1})
+		if c.Len() != 0 {
+			t.Error("a reply came to an echo dropped in OUTPUT")
+		}
+	})
+}
