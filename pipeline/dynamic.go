@@ -187,7 +187,7 @@ func (s *Stack) refreshDynamic(n *NIC, gone bool) {
 		s.local6dyn.Store(nil)
 		return
 	}
-	s.local6dyn.Store(&m)
+	s.local6dyn.Store(newAddrSet6(m))
 }
 
 // forgetDynamic drops the dynamic state of a NIC that left the stack: its
@@ -428,7 +428,7 @@ func commonPrefixLen(a, b netip.Addr) int {
 type dynState struct {
 	dynMu     sync.Mutex
 	dynNICs   map[NICID]*NIC
-	local6dyn atomic.Pointer[map[[16]byte]dynLocal]
+	local6dyn atomic.Pointer[addrSet6[dynLocal]]
 
 	routeMu     sync.Mutex
 	routeOwners map[string][]Route

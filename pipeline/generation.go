@@ -25,7 +25,7 @@ type Generation struct {
 	hooks      [NumHooks]*HookTable
 	traced     [NumHooks][]HookEntry // the tables of each hook by name, for a Tracer
 	local4     map[uint32]localAddr
-	local6     map[[16]byte]localAddr
+	local6     *addrSet6[localAddr]
 
 	// The loopback NIC in this generation and the routes through it
 	// (loopback.go); nil without an IP protocol.
@@ -139,11 +139,11 @@ func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
 // is not local. Multicast groups are the IPv6 module's business.
 func (g *Generation) IsLocal6(dst [16]byte) (NICID, bool) {
 	if m := g.stack.local6dyn.Load(); m != nil {
-		if d, ok := (*m)[dst]; ok {
+		if d, ok := m.get(dst); ok {
 			return d.nic, d.usable
 		}
 	}
-	la, ok := g.local6[dst]
+	la, ok := g.local6.get(dst)
 	return la.nic, ok
 }
 
@@ -365,7 +365,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 
 	// Addresses, endpoints, routes, hooks.
 	g.local4 = map[uint32]localAddr{}
-	g.local6 = map[[16]byte]localAddr{}
+	local6 := map[[16]byte]localAddr{}
 	for _, ng := range g.nics {
 		if ng == nil {
 			continue
@@ -380,7 +380,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			}
 		}
 		for _, a := range ng.addrs[1] {
-			g.local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
+			local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
 		}
 		for _, p := range g.netProtos {
 			if ng == g.lo && p.Number() != IPv4ProtocolNumber && p.Number() != IPv6ProtocolNumber {
@@ -389,6 +389,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			ng.endpoints = append(ng.endpoints, protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)})
 		}
 	}
+	g.local6 = newAddrSet6(local6)
 	routes := nicRoutes
 	for _, rc := range cfg.Routes {
 		id := s.nicIDs[rc.Link] // ParseConfig checked the link exists
