@@ -212,9 +212,11 @@ links:
 	pt.Eventually(t, 5*time.Second, func() bool {
 		ni, _ := n.Stack.Generation().NICByName("eth0")
 		for _, a := range ni.Addresses(6) {
-			if a.Prefix.Addr().IsLinkLocalUnicast() && a.Kind != pipeline.PermanentTentative {
+			if a.Prefix.Addr().IsLinkLocalUnicast() {
+				// Usable once DAD is done: IsLocal6 is what routing reads.
+				_, ok := n.Stack.Generation().IsLocal6(a.Prefix.Addr().As16())
 				ll = a.Prefix.Addr()
-				return true
+				return ok
 			}
 		}
 		return false
@@ -232,6 +234,6 @@ links:
 	}
 	s6.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if k, from, err := s6.ReadFromUDPAddrPort(buf); err != nil || string(buf[:k]) != "ll" || from.Addr().WithZone("") != ll {
-		t.Fatalf("read %q from %v: %v", buf[:k], from, err)
+		t.Fatalf("read %q from %v: %v (%s)", buf[:k], from, err, n.DumpCounters())
 	}
 }
