@@ -167,15 +167,13 @@ func (g *Generation) LookupOutput6(dst [16]byte) *Route {
 }
 
 // loopSource is the source address of a packet to dst through the
-// loopback NIC: dst itself (Linux's local routes carry their address as
-// the preferred source), or the loopback address of dst's family.
+// loopback NIC, what Linux's local routes give as their preferred source:
+// dst itself for one of the stack's addresses, 127.0.0.1 for the rest of
+// 127/8 (and anything else), ::1 for ::1.
 func (g *nicGen) loopSource(dst netip.Addr) (netip.Addr, bool) {
 	if dst.Is4() {
 		a := dst.As4()
-		if a[0] == 127 {
-			return dst, true
-		}
-		if _, bcast, ok := g.gen.IsLocal4(a); ok && !bcast {
+		if _, bcast, ok := g.gen.IsLocal4(a); ok && !bcast && a[0] != 127 {
 			return dst, true
 		}
 		return loopback4.Addr(), len(g.addrs[0]) > 0

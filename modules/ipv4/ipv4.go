@@ -817,7 +817,7 @@ func (e *endpoint) ReturnError(b *pipeline.Batch, pkt *pipeline.Packet, kind pip
 			if out, ok := b.Gen.NIC(pkt.OutNIC); ok && pkt.OutNIC != 0 {
 				mtu = out.MTU()
 			}
-			rest = wire.ICMPv4FragNeededRest(uint16(mtu))
+			rest = wire.ICMPv4FragNeededRest(uint16(min(mtu, 0xffff)))
 		}
 		e.icmpError(b, pkt, typ, code, rest)
 	}

@@ -42,12 +42,14 @@ func TestLoopbackUDP(t *testing.T) {
 	if !ok || !lo.IsLoopback() {
 		t.Fatal("no loopback NIC")
 	}
-	for _, tc := range []struct{ network, bind, to string }{
-		{"udp4", "10.0.2.2:9000", "10.0.2.2:9000"},
-		{"udp4", "0.0.0.0:9001", "127.0.0.1:9001"},
-		{"udp4", "0.0.0.0:9002", "127.3.4.5:9002"},
-		{"udp6", "[fd00:2::2]:9003", "[fd00:2::2]:9003"},
-		{"udp6", "[::]:9004", "[::1]:9004"},
+	// The source is the address itself, or for the rest of 127/8
+	// 127.0.0.1 (Linux's local routes' preferred sources).
+	for _, tc := range []struct{ network, bind, to, src string }{
+		{"udp4", "10.0.2.2:9000", "10.0.2.2:9000", "10.0.2.2"},
+		{"udp4", "0.0.0.0:9001", "127.0.0.1:9001", "127.0.0.1"},
+		{"udp4", "0.0.0.0:9002", "127.3.4.5:9002", "127.0.0.1"},
+		{"udp6", "[fd00:2::2]:9003", "[fd00:2::2]:9003", "fd00:2::2"},
+		{"udp6", "[::]:9004", "[::1]:9004", "::1"},
 	} {
 		t.Run(tc.to, func(t *testing.T) {
 			srv, err := udp.ListenPacket(n.Stack, tc.network, tc.bind)
@@ -71,15 +73,16 @@ func TestLoopbackUDP(t *testing.T) {
 			if err != nil || string(buf[:k]) != "to myself" {
 				t.Fatalf("read %q from %v: %v", buf[:k], from, err)
 			}
-			if from.Addr() != to.Addr() || from.Port() != cl.LocalAddrPort().Port() {
-				t.Errorf("datagram from %v, want %v port %d", from, to.Addr(), cl.LocalAddrPort().Port())
+			src := netip.MustParseAddr(tc.src)
+			if from.Addr() != src || from.Port() != cl.LocalAddrPort().Port() {
+				t.Errorf("datagram from %v, want %v port %d", from, src, cl.LocalAddrPort().Port())
 			}
 			// And the answer goes back the same way.
 			if _, err := srv.WriteToUDPAddrPort([]byte("back"), from); err != nil {
 				t.Fatal(err)
 			}
 			cl.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if k, back, err := cl.ReadFromUDPAddrPort(buf); err != nil || string(buf[:k]) != "back" || back != to {
+			if k, back, err := cl.ReadFromUDPAddrPort(buf); err != nil || string(buf[:k]) != "back" || back != netip.AddrPortFrom(src, to.Port()) {
 				t.Fatalf("answer %q from %v: %v", buf[:k], back, err)
 			}
 			if out := udpOut(pt.Drain(link)); len(out) != 0 {
@@ -110,7 +113,7 @@ func TestLoopbackUDP(t *testing.T) {
 						t.Errorf("%v: in NIC %d out %d, want in lo (%d)", hop.Hook, hop.In, hop.Out, lo.ID())
 					}
 				}
-				if s := hop.Seen; s.Tuple.Src != to.Addr() || s.Tuple.Dst != to.Addr() {
+				if s := hop.Seen; s.Tuple.Src != src || s.Tuple.Dst != to.Addr() {
 					t.Errorf("%v: %v → %v", hop.Hook, s.Tuple.Src, s.Tuple.Dst)
 				}
 			}
