@@ -149,8 +149,9 @@ type LinkStateDispatcher interface {
 
 // LinkUpListener is implemented by a network endpoint that restarts
 // link-level work when its NIC's device is back after LinkDown, as a Linux
-// device coming up does (network.ipv6 solicits routers again, or sends an
-// early advertisement, so that the hosts behind the new device learn their
+// device coming up does (network.ipv6 runs duplicate address detection
+// again for its addresses, and solicits routers again or sends an early
+// advertisement, so that the hosts behind the new device learn their
 // routes at once). The stack's link supervisor calls LinkUp on its own
 // goroutine, with the stack's control lock held, after the new endpoint is
 // attached and the routes are back: LinkUp must not block nor call Stack
@@ -352,7 +353,9 @@ type Fragmenter interface {
 	// one), and returns dst. A packet it must not or cannot fragment (IPv4
 	// with DF, a forwarded IPv6 packet, one already cut to the minimum) is
 	// dropped and counted, with the ICMP error a router sends (Batch.Output
-	// may be called for it, never for the fragments); nothing is appended.
+	// may be called for it, never for the fragments) — about the stack's
+	// own packet to the stack itself, through the loopback NIC, as
+	// Linux's ip_fragment does; nothing is appended.
 	// It must not keep dst.
 	Fragment(b *Batch, pkt *Packet, mtu int, dst []*Packet) []*Packet
 }
