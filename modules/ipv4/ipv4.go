@@ -552,7 +552,10 @@ func (e *endpoint) send(b *pipeline.Batch, pkt *pipeline.Packet, from, to [4]byt
 	pkt.OutNIC = r.NIC
 	pkt.NextHop = r.NextHop(netip.AddrFrom4(to))
 	pkt.GSO = pipeline.GSO{}
-	pkt.PathMTU = 0xffff // the egress NIC's MTU
+	pkt.PathMTU = 0xffff // the egress NIC's MTU, or the path's when learnt (no DF: Linux's ICMP socket)
+	if m, _, ok := e.p.pmtu.Get(to, b.Now); ok {
+		pkt.PathMTU = uint16(m)
+	}
 	one := [1]*pipeline.Packet{pkt}
 	b.RunHook(pipeline.Output, one[:])
 	if one[0] == nil {

@@ -185,6 +185,11 @@ func TestPathMTUDiscovery(t *testing.T) {
 	}
 	l.h.WantCounters(t, "ipv4", map[string]uint64{"frag_ok": 1, "frag_created": 2})
 	l.r.WantCounters(t, "ipv4", map[string]uint64{"too_big": 1, "forwarded": 3})
+	// The echo reply to a large ping from there is cut to the learnt path
+	// MTU by h itself (ICMP has no DF, as Linux's ICMP socket).
+	l.far.SendIPv4(t, "10.0.1.2", pipeline.ICMPv4ProtocolNumber, pt.Echo4("0.0.0.0", "0.0.0.0", 64, 9, 9, make([]byte, 1372))[20:])
+	pt.Eventually(t, 5*time.Second, func() bool { return l.h.Counter("ipv4", "frag_ok") == 2 }, "h did not fragment its echo reply (%s)", l.h.DumpCounters())
+	l.h.WantCounters(t, "ipv4", map[string]uint64{"icmp_echo_reply_out": 1, "frag_created": 4})
 	// The path MTU expires (Linux's mtu_expires, 10 minutes).
 	l.clock.Advance(10*time.Minute + time.Second)
 	if got := l.pathMTU(t, "10.0.2.2"); got != 1500 {
