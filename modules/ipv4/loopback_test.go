@@ -179,3 +179,26 @@ filter:
 		}
 	})
 }
+
+// A TCP segment the stack sends to one of its own closed ports (what
+// transport.tcp's connect to its own address will do) is answered with a
+// reset through the loopback NIC too, from and to the address, and nothing
+// leaves the link.
+func TestLoopbackTCPReset(t *testing.T) {
+	n, _ := loopNode(t, 1, "")
+	lo, _ := n.Stack.NIC(pipeline.LoopbackName)
+	src, dst := netip.MustParseAddr("10.0.2.2").As4(), netip.MustParseAddr("10.0.2.2").As4()
+	seg := make([]byte, wire.TCPMinimumSize)
+	wire.TCP(seg).Encode(&wire.TCPFields{SrcPort: 40000, DstPort: 7, Seq: 1000, Flags: wire.TCPFlagSyn, Window: 65535})
+	wire.TCP(seg).SetChecksum(wire.TCP(seg).CalculateChecksum(wire.PseudoHeaderChecksum(wire.ProtocolTCP, src[:], dst[:], uint16(len(seg)))))
+	n.SendIPv4(t, "10.0.2.2", pipeline.TCPProtocolNumber, seg)
+	n.WantCounters(t, "ipv4", map[string]uint64{"tcp_no_transport": 2, "tcp_reset_out": 1})
+	if got := lo.Stats.RxPackets.Load(); got != 2 {
+		t.Errorf("lo received %d, want the SYN and the reset", got)
+	}
+	for _, f := range pt.Drain(n.Link(t, "eth0")) {
+		if len(f) >= 20 && f[0]>>4 == 4 && f[9] == wire.ProtocolTCP {
+			t.Errorf("a TCP segment left eth0: % x", f)
+		}
+	}
+}
