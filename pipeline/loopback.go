@@ -11,9 +11,10 @@ import (
 // As in Linux, a packet the stack originates towards one of its own
 // addresses (an ICMP error about its own packet, a UDP socket sending to
 // the stack's address, 127.0.0.0/8 and ::1) does not leave through a
-// link: the output route lookup (Generation.LookupRoute4, LookupRoute6,
-// LookupRoute — Linux's local table) sends it through the stack's
-// loopback NIC, named "lo". It passes Output and Postrouting with OutNIC
+// link: the output route lookup (Generation.LookupRoute4, LookupOutput6,
+// LookupRoute — Linux's local table; the forwarding path keeps
+// Routes().Lookup4 and LookupRoute6, which never see our addresses) sends
+// it through the stack's loopback NIC, named "lo". It passes Output and Postrouting with OutNIC
 // lo, then — when the batch flushes its output queues, never inside the
 // call that sent it — it is received on lo, as if from a link: Prerouting
 // and Input with InNIC lo, then local delivery. Filters see it at the four
