@@ -133,3 +133,48 @@ func TestParseTupleIPv6Extensions(t *testing.T) {
 		t.Errorf("tuple %+v", pc.Tuple)
 	}
 }
+
+// A chain ParseTuple cannot walk (65 headers, one cut short) leaves the
+// upper layer unknown instead of failing; a well-formed one after that
+// clears the mark (a reused context).
+func TestParseTupleUnknownUpperLayer(t *testing.T) {
+	build := func(n int, cut bool) []byte {
+		p := make([]byte, 40+8*n+8)
+		wire.IPv6(p).Encode(&wire.IPv6Fields{PayloadLength: uint16(8*n + 8), NextHeader: wire.ProtocolDestOptions, HopLimit: 64,
+			Src: mustAddr("2001:db8::1").As16(), Dst: mustAddr("2001:db8::2").As16()})
+		for i := 0; i < n; i++ {
+			next := uint8(wire.ProtocolDestOptions)
+			if i == n-1 {
+				next = wire.ProtocolUDP
+			}
+			wire.IPv6Options(p[40+8*i:]).Encode(&wire.IPv6OptionsFields{NextHeader: next})
+		}
+		if cut {
+			p[41] = 9 // (9+1)*8 bytes: past the payload
+		}
+		wire.UDP(p[40+8*n:]).Encode(&wire.UDPFields{SrcPort: 53, DstPort: 5353, Length: 8})
+		return p
+	}
+	var pc pipeline.PacketContext
+	for _, tc := range []struct {
+		name    string
+		p       []byte
+		unknown bool
+	}{{"65 headers", build(65, false), true}, {"cut short", build(1, true), true}, {"one header", build(1, false), false}} {
+		pkt := pipeline.DefaultPool.Get(len(tc.p))
+		pkt.SetData(tc.p)
+		pkt.SetNetworkHeader()
+		pkt.NetProto = pipeline.IPv6ProtocolNumber
+		ok := pipeline.ParseTuple(nil, pkt, &pc)
+		pkt.Release()
+		if !ok || pc.L4Unknown != tc.unknown {
+			t.Errorf("%s: ok %v, L4Unknown %v", tc.name, ok, pc.L4Unknown)
+		}
+		if tc.unknown && (pc.Tuple.Proto != 0 || pc.Tuple.DstPort != 0 || pc.L4End != 0) {
+			t.Errorf("%s: %+v", tc.name, pc)
+		}
+		if !tc.unknown && (pc.Tuple.Proto != pipeline.UDPProtocolNumber || pc.Tuple.DstPort != 5353) {
+			t.Errorf("%s: tuple %+v", tc.name, pc.Tuple)
+		}
+	}
+}

@@ -188,9 +188,10 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 }
 
 // ParseTuple fills a packet context's tuple from the packet's network header.
-// ok is false when the header is malformed. The ports are read by the
-// transport protocol td configures for the packet's protocol (its
-// ParsePorts), so a transport module defines them for its protocol; for a
+// ok is false when the IP header is malformed; an IPv6 packet whose
+// extension header chain it cannot walk gets L4Unknown instead. The ports
+// are read by the transport protocol td configures for the packet's
+// protocol (its ParsePorts), so a transport module defines them for its protocol; for a
 // protocol td does not configure (a router forwards TCP without
 // transport.tcp), or with td nil, by wire.Ports. It does not allocate.
 func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
@@ -207,6 +208,7 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		pc.FragOff = int(ip.FragmentOffset())
 		pc.Fragment = pc.FragOff != 0
 		pc.L4Off, pc.L4End = ip.HeaderLength(), int(ip.TotalLength())
+		pc.L4Unknown = false
 		if !pc.Fragment {
 			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip.Payload())
 		}
@@ -220,22 +222,28 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		pc.Tuple.Dst = netip.AddrFrom16(ip.Dst())
 		// The protocol is the upper layer's, past the extension headers
 		// (a bounded walk, only when there are some); a non-first
-		// fragment has no ports.
+		// fragment has no ports. A chain it cannot walk (cut short, too
+		// long, a second Fragment header) leaves the upper layer unknown
+		// rather than the packet malformed: network.ipv6 may pass such
+		// packets on (transit_extension_headers: pass), rules without -p
+		// still judge them, and the matchers that need the protocol
+		// hotdrop, as ip6tables' do.
 		x, err := ip.WalkExtensions(maxExtWalk)
-		if err != nil {
-			return false
-		}
-		end := wire.IPv6HeaderSize + int(ip.PayloadLength())
-		if x.ProtocolOffset > end || end > len(ip) {
-			return false
-		}
-		pc.Tuple.Proto = TransportProtocolNumber(x.Protocol)
+		end := wire.IPv6HeaderSize + int(ip.PayloadLength()) // ≤ len(ip): Check
 		pc.FragOff = 0
 		if x.Fragment {
 			pc.FragOff = int(x.FragmentOffset)
 		}
 		pc.Fragment = pc.FragOff != 0
+		if err != nil || x.ProtocolOffset > end {
+			pc.Tuple.Proto, pc.Tuple.SrcPort, pc.Tuple.DstPort = 0, 0, 0
+			pc.L4Unknown = true
+			pc.L4Off, pc.L4End = 0, 0
+			return true
+		}
+		pc.Tuple.Proto = TransportProtocolNumber(x.Protocol)
 		pc.L4Off, pc.L4End = x.ProtocolOffset, end
+		pc.L4Unknown = false
 		if !pc.Fragment {
 			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[x.ProtocolOffset:end])
 		}

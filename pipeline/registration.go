@@ -523,7 +523,14 @@ type PacketContext struct {
 	// walk the headers again per rule. L4End 0: not parsed.
 	L4Off, L4End int
 	FragOff      int
-	Pkt          *Packet // Data() at the network header
+	// L4Unknown: ParseTuple could not walk the IPv6 extension header
+	// chain to the upper layer (cut short, longer than 64 headers, a
+	// second Fragment header): Tuple.Proto, the ports, L4Off and L4End
+	// are zero. A matcher that needs the protocol or the transport
+	// header hotdrops (as ip6tables' -p does); the others judge the
+	// packet as usual.
+	L4Unknown bool
+	Pkt       *Packet // Data() at the network header
 	// Batch is the batch the hook runs in: its clock (Now), its
 	// generation (IsLocal4, NIC names) and the network endpoints a target
 	// answers through (ReturnError). Nil when a table is evaluated

@@ -256,9 +256,6 @@ func (b *Base) Match(pc *pipeline.PacketContext) (bool, bool) {
 			return false, false
 		}
 	}
-	if b.protoSet && (uint8(pc.Tuple.Proto) == b.proto) == b.protoInv {
-		return false, false
-	}
 	if b.srcSet && b.src.Contains(pc.Tuple.Src) == b.srcInv {
 		return false, false
 	}
@@ -270,6 +267,16 @@ func (b *Base) Match(pc *pipeline.PacketContext) (bool, bool) {
 	}
 	if b.out.set && !b.out.match(pc, pc.OutNIC) {
 		return false, false
+	}
+	if b.protoSet {
+		// After addresses and links, as ip6_packet_match: -p (also
+		// "! -p") drops a packet whose upper layer is unknown.
+		if pc.L4Unknown {
+			return false, true
+		}
+		if (uint8(pc.Tuple.Proto) == b.proto) == b.protoInv {
+			return false, false
+		}
 	}
 	if b.fragSet {
 		// -f: the second and later fragments (IPv4 only).
@@ -372,6 +379,9 @@ func unmapBits(p netip.Prefix) int {
 // up to the IP length) and the fragment offset in bytes. ok is false for a
 // malformed network header (which a hook never passes on).
 func l4(pc *pipeline.PacketContext) (b []byte, fragOff int, ok bool) {
+	if pc.L4Unknown {
+		return nil, 0, false // an IPv6 chain ParseTuple could not walk
+	}
 	nh := pc.Pkt.NetworkHeader()
 	if pc.L4End != 0 {
 		// Parsed once for the hook (pipeline.ParseTuple), checked there.
