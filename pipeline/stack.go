@@ -46,12 +46,14 @@ type Stack struct {
 	tracer tracerSlot // SetTracer (trace.go)
 	rand   *Rand      // Options.Seed (rand.go)
 
-	mu      sync.Mutex // serialises Apply/Close; guards the fields below
-	nics    map[string]*NIC
-	nicIDs  map[string]NICID
-	lastNIC NICID
-	seq     uint64
-	closed  bool
+	mu     sync.Mutex // serialises Apply/Close; guards the fields below
+	nics   map[string]*NIC
+	nicIDs map[string]NICID
+	// buildingLinks is Context.LinkIDs of the generation being built.
+	buildingLinks map[string]NICID
+	lastNIC       NICID
+	seq           uint64
+	closed        bool
 	// building collects the files read while build runs (under mu, or
 	// on a throwaway stack for Check).
 	building *inputSet
@@ -126,7 +128,7 @@ func (s *Stack) moduleContext(cfg *Config, id, instance string, line int) *Conte
 		ModuleID: id, Instance: instance, File: cfg.File, Line: line,
 		Logger: s.log.With().Str("module", id).Logger(),
 		Clock:  s.clock, Pool: s.pool, counters: &s.counters, stack: s,
-		inputs: s.building,
+		inputs: s.building, LinkIDs: s.buildingLinks,
 	}
 }
 

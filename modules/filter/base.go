@@ -33,11 +33,16 @@ type Base struct {
 }
 
 // nameMatch matches a link name: exact, or a prefix with a trailing "+"
-// ("lan+"; "+" alone matches every link).
+// ("lan+"; "+" alone matches every link). Provision resolves it against
+// the generation's links (pipeline.Context.LinkIDs) into one NIC ID or a
+// bitmap of IDs, so that Match compares numbers: a link that appears by a
+// reload is in a new generation, provisioned anew.
 type nameMatch struct {
 	name     string
 	prefix   bool
 	set, inv bool
+	id       pipeline.NICID // exact: the link's ID, 0 if the generation has none
+	ids      []uint64       // prefix: bit i set for NIC ID i
 }
 
 func (n *nameMatch) parse(s string) error {
@@ -59,40 +64,36 @@ func (n *nameMatch) parse(s string) error {
 	return nil
 }
 
-func (n *nameMatch) match(pc *pipeline.PacketContext, id pipeline.NICID) bool {
-	name, ok := nicName(pc, id)
-	m := false
-	if ok {
-		if n.prefix {
-			m = strings.HasPrefix(name, n.name[:len(n.name)-1])
-		} else {
-			m = name == n.name
+// resolve finds the links the name matches among links (name → NIC ID).
+func (n *nameMatch) resolve(links map[string]pipeline.NICID) {
+	n.id, n.ids = 0, nil
+	if !n.prefix {
+		n.id = links[n.name]
+		return
+	}
+	stem := n.name[:len(n.name)-1]
+	for name, id := range links {
+		if id == 0 || !strings.HasPrefix(name, stem) {
+			continue
 		}
+		for int(id>>6) >= len(n.ids) {
+			n.ids = append(n.ids, 0)
+		}
+		n.ids[id>>6] |= 1 << (id & 63)
+	}
+}
+
+// match reports whether NIC id (0: not known at this hook) matches.
+func (n *nameMatch) match(id pipeline.NICID) bool {
+	var m bool
+	if n.prefix {
+		w := int(id >> 6)
+		m = w < len(n.ids) && n.ids[w]&(1<<(id&63)) != 0
+	} else {
+		m = id != 0 && id == n.id
 	}
 	return m != n.inv
 }
-
-// nicName is the name of a NIC of the batch's generation.
-func nicName(pc *pipeline.PacketContext, id pipeline.NICID) (string, bool) {
-	if id == 0 {
-		return "", false
-	}
-	if testNICNames != nil {
-		s, ok := testNICNames[id]
-		return s, ok
-	}
-	if pc.Batch == nil || pc.Batch.Gen == nil {
-		return "", false
-	}
-	nic, ok := pc.Batch.Gen.NIC(id)
-	if !ok {
-		return "", false
-	}
-	return nic.Name(), true
-}
-
-// testNICNames replaces the generation's NIC names in unit tests.
-var testNICNames map[pipeline.NICID]string
 
 func cutBang(s string) (string, bool) {
 	s = strings.TrimSpace(s)
@@ -115,8 +116,9 @@ func (*Base) PipelineModule() pipeline.ModuleInfo {
 // by the rule parser).
 func (*Base) Options() []Opt { return nil }
 
-// Provision parses the values.
-func (b *Base) Provision(*pipeline.Context) error {
+// Provision parses the values and resolves link names against the
+// generation's links.
+func (b *Base) Provision(ctx *pipeline.Context) error {
 	if b.Proto != "" {
 		v, inv := cutBang(b.Proto)
 		p, err := parseProto(v)
@@ -149,11 +151,13 @@ func (b *Base) Provision(*pipeline.Context) error {
 		if err := b.in.parse(b.In); err != nil {
 			return fmt.Errorf("in: %v", err)
 		}
+		b.in.resolve(ctx.LinkIDs)
 	}
 	if b.Out != "" {
 		if err := b.out.parse(b.Out); err != nil {
 			return fmt.Errorf("out: %v", err)
 		}
+		b.out.resolve(ctx.LinkIDs)
 	}
 	if b.Fragment != "" {
 		v, inv := cutBang(b.Fragment)
@@ -262,10 +266,10 @@ func (b *Base) Match(pc *pipeline.PacketContext) (bool, bool) {
 	if b.dstSet && b.dst.Contains(pc.Tuple.Dst) == b.dstInv {
 		return false, false
 	}
-	if b.in.set && !b.in.match(pc, pc.InNIC) {
+	if b.in.set && !b.in.match(pc.InNIC) {
 		return false, false
 	}
-	if b.out.set && !b.out.match(pc, pc.OutNIC) {
+	if b.out.set && !b.out.match(pc.OutNIC) {
 		return false, false
 	}
 	if b.protoSet {
