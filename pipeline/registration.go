@@ -509,7 +509,8 @@ type Tuple struct {
 // keep either (nor a slice of the packet's bytes) after it returns; the
 // context is reused for the next packet. Tuple and Fragment are parsed
 // before the first rule and are not updated when a target rewrites the
-// packet.
+// packet; L4End is, by a target that changes the packet's length (see
+// Target).
 type PacketContext struct {
 	Hook          Hook
 	InNIC, OutNIC NICID // 0 when not known at this hook
@@ -676,9 +677,18 @@ type Target interface {
 	// What it may change: the packet's bytes in place from the network
 	// header on (addresses, TTL, TOS/traffic class, options, payload) and
 	// its metadata (Mark), keeping every checksum it touches valid
-	// (incrementally, wire.ChecksumUpdate16/32); not the packet's length,
-	// headroom or network header position, unless it steals the packet.
-	// A verdict other than stolen leaves pc.Pkt where it was. It must not
-	// panic on any bytes: check header lengths first.
+	// (incrementally, wire.ChecksumUpdate16/32; with GSO.NeedsCsum the
+	// transport checksum field holds only the pseudo-header sum, which
+	// changes with addresses and length, not with the bytes it covers).
+	// It may also change the packet's length at its end, within the
+	// tailroom (Packet.Append, which refuses beyond it; Packet.Truncate),
+	// not a GSO super-packet's: TCPMSS inserting an MSS option. The
+	// target then fixes everything the length is in — the IPv4 total
+	// length and header checksum or the IPv6 payload length, the
+	// transport header and checksum — and pc.L4End, so that the rules
+	// after it see the packet as it is now (the rest of pc stays as
+	// parsed). Not its headroom or network header position, unless it
+	// steals the packet. A verdict other than stolen leaves pc.Pkt where
+	// it was. It must not panic on any bytes: check header lengths first.
 	Action(pc *PacketContext) (Verdict, int)
 }
