@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -204,6 +205,7 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		}
 		pc.Tuple.Src = netip.AddrFrom4(ip.Src())
 		pc.Tuple.Dst = netip.AddrFrom4(ip.Dst())
+		pc.Src4, pc.Dst4 = binary.BigEndian.Uint32(nh[12:]), binary.BigEndian.Uint32(nh[16:])
 		pc.Tuple.Proto = TransportProtocolNumber(ip.Protocol())
 		pc.FragOff = int(ip.FragmentOffset())
 		pc.Fragment = pc.FragOff != 0
@@ -220,6 +222,7 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		}
 		pc.Tuple.Src = netip.AddrFrom16(ip.Src())
 		pc.Tuple.Dst = netip.AddrFrom16(ip.Dst())
+		pc.Src4, pc.Dst4 = 0, 0
 		// The protocol is the upper layer's, past the extension headers
 		// (a bounded walk, only when there are some); a non-first
 		// fragment has no ports. A chain it cannot walk (cut short, too

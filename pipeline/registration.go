@@ -515,6 +515,9 @@ type PacketContext struct {
 	Hook          Hook
 	InNIC, OutNIC NICID // 0 when not known at this hook
 	Tuple         Tuple
+	// Src4 and Dst4 are Tuple's IPv4 addresses as numbers (host order),
+	// for matchers that compare them under a mask; 0 for IPv6.
+	Src4, Dst4 uint32
 	// Fragment is true for every fragment but the first (ports unknown).
 	Fragment bool
 	// L4Off and L4End bound the upper-layer header and payload within

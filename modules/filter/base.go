@@ -30,6 +30,9 @@ type Base struct {
 	in, out            nameMatch
 	frag, fragInv      bool
 	fragSet            bool
+	// IPv4 prefixes as masked numbers (PacketContext.Src4/Dst4).
+	src4, dst4             bool
+	srcA, srcM, dstA, dstM uint32
 }
 
 // nameMatch matches a link name: exact, or a prefix with a trailing "+"
@@ -143,6 +146,17 @@ func (b *Base) Provision(ctx *pipeline.Context) error {
 			return fmt.Errorf("dst: %v", err)
 		}
 		b.dstSet = true
+	}
+	if f := b.impliedFamily(); f != 0 && b.family == 0 {
+		b.family = f // also a base used alone: a v4 prefix never sees IPv6
+	}
+	if b.srcSet && b.src.Addr().Is4() {
+		b.src4 = true
+		b.srcA, b.srcM = v4Mask(b.src)
+	}
+	if b.dstSet && b.dst.Addr().Is4() {
+		b.dst4 = true
+		b.dstA, b.dstM = v4Mask(b.dst)
 	}
 	if b.srcSet && b.dstSet && b.src.Addr().Is4() != b.dst.Addr().Is4() {
 		return fmt.Errorf("src %s and dst %s are of different families", b.src, b.dst)
@@ -260,11 +274,29 @@ func (b *Base) Match(pc *pipeline.PacketContext) (bool, bool) {
 			return false, false
 		}
 	}
-	if b.srcSet && b.src.Contains(pc.Tuple.Src) == b.srcInv {
-		return false, false
+	// A v4 prefix implies family 4, checked above: Src4/Dst4 are the
+	// packet's.
+	if b.srcSet {
+		var in bool
+		if b.src4 {
+			in = pc.Src4&b.srcM == b.srcA
+		} else {
+			in = b.src.Contains(pc.Tuple.Src)
+		}
+		if in == b.srcInv {
+			return false, false
+		}
 	}
-	if b.dstSet && b.dst.Contains(pc.Tuple.Dst) == b.dstInv {
-		return false, false
+	if b.dstSet {
+		var in bool
+		if b.dst4 {
+			in = pc.Dst4&b.dstM == b.dstA
+		} else {
+			in = b.dst.Contains(pc.Tuple.Dst)
+		}
+		if in == b.dstInv {
+			return false, false
+		}
 	}
 	if b.in.set && !b.in.match(pc.InNIC) {
 		return false, false

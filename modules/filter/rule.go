@@ -542,13 +542,30 @@ func (r *rule) validate(t *table, c *chain) error {
 	return nil
 }
 
-// matchers is the rule's matcher list for the hook table.
-func (r *rule) matchers() []pipeline.Matcher {
-	var out []pipeline.Matcher
-	if r.base != nil && !r.base.empty() {
-		out = append(out, r.base)
+// matchers is the rule's matcher list for the hook table, with the
+// specialised forms of the common shapes (fast.go).
+func (r *rule) matchers() []pipeline.Matcher { return r.appendMatchers(nil, nil) }
+
+// appendMatchers appends the rule's matchers to out, the specialised ones
+// made in a (nil: one allocation each).
+func (r *rule) appendMatchers(out []pipeline.Matcher, a *fastArena) []pipeline.Matcher {
+	ms := r.ms
+	if b := r.base; b != nil && !b.empty() {
+		var f pipeline.Matcher
+		if len(ms) > 0 {
+			if f = a.l4(b, ms[0]); f != nil {
+				ms = ms[1:]
+			}
+		}
+		if f == nil {
+			f = a.base(b)
+		}
+		if f == nil {
+			f = b
+		}
+		out = append(out, f)
 	}
-	for _, m := range r.ms {
+	for _, m := range ms {
 		out = append(out, m)
 	}
 	return out
