@@ -2,6 +2,7 @@ package filter
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net/netip"
 
 	"github.com/pipestack/pipestack/pipeline"
@@ -24,25 +25,36 @@ func v4Mask(p netip.Prefix) (addr, mask uint32) {
 
 // dst4 is a rule's base that is only "-d A/N" (IPv4, not inverted, A not
 // 0.0.0.0): an IPv6 packet's Dst4 is 0, which no such prefix holds, so the
-// family needs no test of its own.
-type dst4 struct {
-	addr, mask uint32
-	b          *Base
-}
+// family needs no test of its own. It is 8 bytes: a chain of them is
+// little memory to walk.
+type dst4 struct{ addr, mask uint32 }
 
 func (m *dst4) Match(pc *pipeline.PacketContext) (bool, bool) {
 	return pc.Dst4&m.mask == m.addr, false
 }
-func (m *dst4) Fields() pipeline.FieldSet                     { return m.b.Fields() }
-func (m *dst4) Constraint() []pipeline.FieldConstraint        { return m.b.Constraint() }
-func (m *src4) Fields() pipeline.FieldSet                     { return m.b.Fields() }
-func (m *src4) Constraint() []pipeline.FieldConstraint        { return m.b.Constraint() }
-func (m *src4) Match(pc *pipeline.PacketContext) (bool, bool) { return pc.Src4&m.mask == m.addr, false }
+
+// Fields and Constraint are those of the base it stands for (a v4
+// prefix implies family 4: FieldOther).
+func (m *dst4) Fields() pipeline.FieldSet { return pipeline.FieldDstAddr | pipeline.FieldOther }
+func (m *dst4) Constraint() []pipeline.FieldConstraint {
+	return []pipeline.FieldConstraint{{Field: pipeline.FieldDstAddr, Prefixes: []netip.Prefix{v4Prefix(m.addr, m.mask)}}}
+}
 
 // src4 is dst4 for "-s A/N".
-type src4 struct {
-	addr, mask uint32
-	b          *Base
+type src4 struct{ addr, mask uint32 }
+
+func (m *src4) Match(pc *pipeline.PacketContext) (bool, bool) {
+	return pc.Src4&m.mask == m.addr, false
+}
+func (m *src4) Fields() pipeline.FieldSet { return pipeline.FieldSrcAddr | pipeline.FieldOther }
+func (m *src4) Constraint() []pipeline.FieldConstraint {
+	return []pipeline.FieldConstraint{{Field: pipeline.FieldSrcAddr, Prefixes: []netip.Prefix{v4Prefix(m.addr, m.mask)}}}
+}
+
+func v4Prefix(addr, mask uint32) netip.Prefix {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], addr)
+	return netip.PrefixFrom(netip.AddrFrom4(a), bits.OnesCount32(mask))
 }
 
 // fastArena makes the specialised matchers of a table in chunks, so that
@@ -113,23 +125,19 @@ func fastBase(b *Base) pipeline.Matcher {
 		return nil
 	}
 	if b.srcSet {
-		return &src4{addr: addr, mask: mask, b: b}
+		return &src4{addr: addr, mask: mask}
 	}
-	return &dst4{addr: addr, mask: mask, b: b}
+	return &dst4{addr: addr, mask: mask}
 }
 
 // l4Ports is "-p tcp|udp" (alone in the base, any family) and the tcp or
 // udp matcher right after it with only --sport/--dport: the protocol, the
 // fragment offset, the header length and the ports from the context.
-// An unset port is the range 0–65535.
+// An unset port is the range 0–65535. 16 bytes.
 type l4Ports struct {
-	proto, minLen uint8
-	tcp           bool // a TCP fragment at offset 8 is dropped
-	slo, sspan    uint16
-	dlo, dspan    uint16
-	sinv, dinv    bool
-	b             *Base
-	m             Match
+	slo, sspan, dlo, dspan uint16
+	proto, minLen          uint8
+	sinv, dinv, sset, dset bool
 }
 
 func (m *l4Ports) Match(pc *pipeline.PacketContext) (bool, bool) {
@@ -137,7 +145,7 @@ func (m *l4Ports) Match(pc *pipeline.PacketContext) (bool, bool) {
 		return false, pc.L4Unknown // -p drops a packet whose upper layer is unknown
 	}
 	if pc.FragOff != 0 {
-		return false, m.tcp && pc.FragOff == 8
+		return false, m.proto == 6 && pc.FragOff == 8 // "evil TCP offset=1 frag"
 	}
 	if pc.L4End-pc.L4Off < int(m.minLen) {
 		if pc.L4End == 0 {
@@ -145,19 +153,49 @@ func (m *l4Ports) Match(pc *pipeline.PacketContext) (bool, bool) {
 		}
 		return false, true
 	}
-	return (pc.Tuple.SrcPort-m.slo <= m.sspan) != m.sinv && (pc.Tuple.DstPort-m.dlo <= m.dspan) != m.dinv, false
+	return m.ports(pc.Tuple.SrcPort, pc.Tuple.DstPort), false
 }
 
+func (m *l4Ports) ports(sp, dp uint16) bool {
+	return (sp-m.slo <= m.sspan) != m.sinv && (dp-m.dlo <= m.dspan) != m.dinv
+}
+
+// slow reads the header from the packet (l4), as the tcp and udp
+// matchers do.
 func (m *l4Ports) slow(pc *pipeline.PacketContext) (bool, bool) {
-	if ok, hot := m.b.Match(pc); !ok || hot {
-		return ok, hot
+	b, fragOff, ok := l4(pc)
+	switch {
+	case !ok:
+		return false, true
+	case fragOff != 0:
+		return false, m.proto == 6 && fragOff == 8
+	case len(b) < int(m.minLen):
+		return false, true
 	}
-	return m.m.Match(pc)
+	return m.ports(uint16(b[0])<<8|uint16(b[1]), uint16(b[2])<<8|uint16(b[3])), false
 }
 
-func (m *l4Ports) Fields() pipeline.FieldSet { return m.b.Fields() | m.m.Fields() }
+// Fields and Constraint are those of the base and the tcp or udp matcher.
+func (m *l4Ports) Fields() pipeline.FieldSet {
+	f := pipeline.FieldProto | pipeline.FieldOther
+	if m.sset {
+		f |= pipeline.FieldSrcPort
+	}
+	if m.dset {
+		f |= pipeline.FieldDstPort
+	}
+	return f
+}
 func (m *l4Ports) Constraint() []pipeline.FieldConstraint {
-	return append(m.b.Constraint(), m.m.Constraint()...)
+	p := pipeline.FieldConstraint{Field: pipeline.FieldProto, Ranges: []pipeline.ValueRange{{Lo: uint32(m.proto), Hi: uint32(m.proto)}}}
+	out := []pipeline.FieldConstraint{p, p}
+	if m.sset {
+		out = append(out, pipeline.FieldConstraint{Field: pipeline.FieldSrcPort, Ranges: []pipeline.ValueRange{{Lo: uint32(m.slo), Hi: uint32(m.slo) + uint32(m.sspan)}}, Invert: m.sinv})
+	}
+	if m.dset {
+		out = append(out, pipeline.FieldConstraint{Field: pipeline.FieldDstPort, Ranges: []pipeline.ValueRange{{Lo: uint32(m.dlo), Hi: uint32(m.dlo) + uint32(m.dspan)}}, Invert: m.dinv})
+	}
+	return out
 }
 
 // fastL4 is the l4Ports form of base b and matcher m, or nil.
@@ -165,14 +203,14 @@ func fastL4(b *Base, m Match) pipeline.Matcher {
 	if !b.protoSet || b.protoInv || b.family != 0 || b.srcSet || b.dstSet || b.in.set || b.out.set || b.fragSet {
 		return nil
 	}
-	f := &l4Ports{proto: b.proto, b: b, m: m, sspan: 0xffff, dspan: 0xffff}
+	f := &l4Ports{proto: b.proto, sspan: 0xffff, dspan: 0xffff}
 	var sport, dport portRange
 	switch x := m.(type) {
 	case *TCP:
 		if b.proto != 6 || x.flagsSet || x.optSet {
 			return nil
 		}
-		f.minLen, f.tcp, sport, dport = 20, true, x.sport, x.dport
+		f.minLen, sport, dport = 20, x.sport, x.dport
 	case *UDP:
 		if b.proto != 17 {
 			return nil
@@ -182,10 +220,10 @@ func fastL4(b *Base, m Match) pipeline.Matcher {
 		return nil
 	}
 	if sport.set {
-		f.slo, f.sspan, f.sinv = sport.lo, sport.hi-sport.lo, sport.inv
+		f.slo, f.sspan, f.sinv, f.sset = sport.lo, sport.hi-sport.lo, sport.inv, true
 	}
 	if dport.set {
-		f.dlo, f.dspan, f.dinv = dport.lo, dport.hi-dport.lo, dport.inv
+		f.dlo, f.dspan, f.dinv, f.dset = dport.lo, dport.hi-dport.lo, dport.inv, true
 	}
 	return f
 }
