@@ -130,17 +130,21 @@ func fastBase(b *Base) pipeline.Matcher {
 	return &dst4{addr: addr, mask: mask}
 }
 
-// l4Ports is "-p tcp|udp" (alone in the base, any family) and the tcp or
-// udp matcher right after it with only --sport/--dport: the protocol, the
-// fragment offset, the header length and the ports from the context.
-// An unset port is the range 0–65535. 16 bytes.
+// l4Ports is "-p tcp|udp" (alone in the base, with -4/-6 or not) and the
+// tcp or udp matcher right after it with only --sport/--dport: the family,
+// the protocol, the fragment offset, the header length and the ports from
+// the context. An unset port is the range 0–65535. 16 bytes.
 type l4Ports struct {
 	slo, sspan, dlo, dspan uint16
 	proto, minLen          uint8
+	fam                    uint8 // 0 both, 4, 6
 	sinv, dinv, sset, dset bool
 }
 
 func (m *l4Ports) Match(pc *pipeline.PacketContext) (bool, bool) {
+	if m.fam != 0 && pc.Tuple.Src.Is4() != (m.fam == 4) {
+		return false, false
+	}
 	if uint8(pc.Tuple.Proto) != m.proto {
 		return false, pc.L4Unknown // -p drops a packet whose upper layer is unknown
 	}
@@ -200,10 +204,10 @@ func (m *l4Ports) Constraint() []pipeline.FieldConstraint {
 
 // fastL4 is the l4Ports form of base b and matcher m, or nil.
 func fastL4(b *Base, m Match) pipeline.Matcher {
-	if !b.protoSet || b.protoInv || b.family != 0 || b.srcSet || b.dstSet || b.in.set || b.out.set || b.fragSet {
+	if !b.protoSet || b.protoInv || b.srcSet || b.dstSet || b.in.set || b.out.set || b.fragSet {
 		return nil
 	}
-	f := &l4Ports{proto: b.proto, sspan: 0xffff, dspan: 0xffff}
+	f := &l4Ports{proto: b.proto, fam: uint8(b.family), sspan: 0xffff, dspan: 0xffff}
 	var sport, dport portRange
 	switch x := m.(type) {
 	case *TCP:

@@ -27,10 +27,11 @@ func TestFastMatchers(t *testing.T) {
 		{"-p udp --sport 53 --dport 2000:2001", "*filter.l4Ports"},
 		{"-p tcp --dport 22", "*filter.l4Ports"},
 		{"-p tcp ! --sport 1:1023", "*filter.l4Ports"},
-		{"-p tcp", "*filter.Base"},                                     // no port matcher
-		{"-d 0.0.0.0/8", "*filter.Base"},                               // 0.0.0.0: the family needs its test
-		{"! -d 10.0.2.2", "*filter.Base"},                              // inverted
-		{"-4 -p udp --dport 2000", "*filter.Base"},                     // a family given
+		{"-p tcp", "*filter.Base"},                    // no port matcher
+		{"-d 0.0.0.0/8", "*filter.Base"},              // 0.0.0.0: the family needs its test
+		{"! -d 10.0.2.2", "*filter.Base"},             // inverted
+		{"-4 -p udp --dport 2000", "*filter.l4Ports"}, // a family given
+		{"-6 -p tcp --dport 22", "*filter.l4Ports"},
 		{"-p tcp --syn --dport 22", "*filter.Base"},                    // flags
 		{"-d 2001:db8:2::/48", "*filter.Base"},                         // IPv6
 		{"-s 10.0.1.2 -d 10.0.2.2", "*filter.Base"},                    // two fields
