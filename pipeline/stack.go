@@ -46,17 +46,17 @@ type Stack struct {
 	tracer tracerSlot // SetTracer (trace.go)
 	rand   *Rand      // Options.Seed (rand.go)
 
-	mu     sync.Mutex // serialises Apply/Close; guards the fields below
-	nics   map[string]*NIC
-	nicIDs map[string]NICID
-	// buildingLinks is Context.LinkIDs of the generation being built.
-	buildingLinks map[string]NICID
-	lastNIC       NICID
-	seq           uint64
-	closed        bool
+	mu      sync.Mutex // serialises Apply/Close; guards the fields below
+	nics    map[string]*NIC
+	nicIDs  map[string]NICID
+	lastNIC NICID
+	seq     uint64
+	closed  bool
 	// building collects the files read while build runs (under mu, or
 	// on a throwaway stack for Check).
 	building *inputSet
+	// buildingLinks is Context.LinkIDs of the generation being built.
+	buildingLinks map[string]NICID
 
 	counters counterRegistry
 
