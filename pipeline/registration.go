@@ -528,9 +528,10 @@ type PacketContext struct {
 	L4Off, L4End int
 	FragOff      int
 	// L4Unknown: ParseTuple could not walk the IPv6 extension header
-	// chain to the upper layer (cut short, longer than 64 headers, a
-	// second Fragment header): Tuple.Proto, the ports, L4Off and L4End
-	// are zero. A matcher that needs the protocol or the transport
+	// chain to the upper layer (a header to read past the end, more than
+	// 64 headers): Tuple.Proto, the ports, L4Off and L4End are zero. (An
+	// upper-layer header that starts past the end has its protocol known
+	// and L4Off == L4End: nothing to read.) A matcher that needs the protocol or the transport
 	// header hotdrops (as ip6tables' -p does); the others judge the
 	// packet as usual.
 	L4Unknown bool
