@@ -37,8 +37,12 @@ import (
 const helperEnv = "PIPESTACK_E2E_HELPER"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "http" {
+	switch os.Getenv(helperEnv) {
+	case "http":
 		serveHTTP(os.Getenv("PIPESTACK_E2E_ADDR"))
+		return
+	case "listen":
+		serveListen(os.Getenv("PIPESTACK_E2E_ADDR"))
 		return
 	}
 	if wd, err := os.Getwd(); err == nil {

@@ -25,6 +25,12 @@ type Context struct {
 	// LinkMTU is the link's configured mtu (0: the device's own), for link
 	// modules that set the device's MTU.
 	LinkMTU int
+	// LinkIDs maps the name of every link of the generation being built
+	// to its NIC ID, known before any module is provisioned, so that a
+	// module resolves link names once (the filter's -i/-o) instead of per
+	// packet. Shared: do not modify it. A link added by a reload is in
+	// the next generation's map.
+	LinkIDs map[string]NICID
 
 	counters *counterRegistry
 	stack    *Stack

@@ -133,3 +133,70 @@ func TestParseTupleIPv6Extensions(t *testing.T) {
 		t.Errorf("tuple %+v", pc.Tuple)
 	}
 }
+
+// ParseTuple walks the extension headers as ip6tables does (Linux's
+// ipv6_find_hdr): a header claiming more bytes than there are still names
+// the protocol after it, whose header is then empty; one it cannot read
+// (past the end), 65 headers, or a non-first fragment followed by an
+// extension header leave the upper layer unknown instead of failing;
+// Hop-by-Hop after Destination Options is walked. A well-formed packet
+// after them clears the mark (a reused context).
+func TestParseTupleUnknownUpperLayer(t *testing.T) {
+	// build is n Destination Options headers (the i-th's Next Header
+	// next(i)) and a UDP header.
+	build := func(n int, next func(i int) uint8) []byte {
+		p := make([]byte, 40+8*n+8)
+		first := uint8(wire.ProtocolUDP)
+		if n > 0 {
+			first = wire.ProtocolDestOptions
+		}
+		wire.IPv6(p).Encode(&wire.IPv6Fields{PayloadLength: uint16(8*n + 8), NextHeader: first, HopLimit: 64,
+			Src: mustAddr("2001:db8::1").As16(), Dst: mustAddr("2001:db8::2").As16()})
+		for i := 0; i < n; i++ {
+			wire.IPv6Options(p[40+8*i:]).Encode(&wire.IPv6OptionsFields{NextHeader: next(i)})
+		}
+		wire.UDP(p[40+8*n:]).Encode(&wire.UDPFields{SrcPort: 53, DstPort: 5353, Length: 8})
+		return p
+	}
+	chain := func(n int) func(int) uint8 {
+		return func(i int) uint8 {
+			if i == n-1 {
+				return wire.ProtocolUDP
+			}
+			return wire.ProtocolDestOptions
+		}
+	}
+	past := build(1, chain(1))
+	past[41] = 9 // (9+1)*8 bytes: past the payload; the UDP header is "there" no more
+	unreadable := build(2, chain(2))
+	unreadable[41] = 9 // the second header lies past the end
+	hbhLate := build(2, func(i int) uint8 { return []uint8{wire.ProtocolHopByHop, wire.ProtocolUDP}[i] })
+	var pc pipeline.PacketContext
+	for _, tc := range []struct {
+		name    string
+		p       []byte
+		unknown bool
+		proto   pipeline.TransportProtocolNumber
+		dport   uint16
+		emptyL4 bool
+	}{
+		{"65 headers", build(65, chain(65)), true, 0, 0, false},
+		{"a header past the end", unreadable, true, 0, 0, false},
+		{"the upper layer past the end", past, false, pipeline.UDPProtocolNumber, 0, true},
+		{"hop-by-hop after destination options", hbhLate, false, pipeline.UDPProtocolNumber, 5353, false},
+		{"one header", build(1, chain(1)), false, pipeline.UDPProtocolNumber, 5353, false},
+	} {
+		pkt := pipeline.DefaultPool.Get(len(tc.p))
+		pkt.SetData(tc.p)
+		pkt.SetNetworkHeader()
+		pkt.NetProto = pipeline.IPv6ProtocolNumber
+		ok := pipeline.ParseTuple(nil, pkt, &pc)
+		pkt.Release()
+		if !ok || pc.L4Unknown != tc.unknown || pc.Tuple.Proto != tc.proto || pc.Tuple.DstPort != tc.dport {
+			t.Errorf("%s: ok %v, L4Unknown %v, tuple %+v", tc.name, ok, pc.L4Unknown, pc.Tuple)
+		}
+		if tc.unknown && pc.L4End != 0 || !tc.unknown && (pc.L4End != len(tc.p) || (pc.L4Off == pc.L4End) != tc.emptyL4) {
+			t.Errorf("%s: L4 %d:%d of %d", tc.name, pc.L4Off, pc.L4End, len(tc.p))
+		}
+	}
+}

@@ -171,7 +171,26 @@ func (g *Generation) resolver(num NetworkProtocolNumber) LinkAddressResolver {
 func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g := &Generation{cfg: cfg, stack: s, routes: NewRouteTable(nil)}
 	s.building = &g.inputs
-	defer func() { s.building = nil }()
+	// Every link's NIC ID before any module is provisioned
+	// (Context.LinkIDs): a name the stack knows keeps its ID, a new one
+	// gets the next (reserved for that name when opening, even if the
+	// build fails: IDs are per name and never reused).
+	links := make(map[string]NICID, len(cfg.Links))
+	next := s.lastNIC
+	for i := range cfg.Links {
+		name := cfg.Links[i].Name
+		id, ok := s.nicIDs[name]
+		if !ok {
+			next++
+			id = next
+			if open {
+				s.lastNIC, s.nicIDs[name] = next, id
+			}
+		}
+		links[name] = id
+	}
+	s.buildingLinks = links
+	defer func() { s.building, s.buildingLinks = nil, nil }()
 	var opened []LinkEndpoint
 	var fresh []*NIC
 	defer func() {

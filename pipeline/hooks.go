@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -226,10 +227,11 @@ func (t *HookTable) run(pc *PacketContext, st *jumpStack, depth, chain, rule int
 }
 
 // ParseTuple fills a packet context's tuple (all of it), Fragment, L4Off,
-// L4End and FragOff from the packet's network header.
-// ok is false when the header is malformed. The ports are read by the
-// transport protocol td configures for the packet's protocol (its
-// ParsePorts), so a transport module defines them for its protocol; for a
+// L4End, L4Unknown and FragOff from the packet's network header.
+// ok is false when the IP header is malformed; an IPv6 packet whose
+// extension header chain it cannot walk gets L4Unknown instead. The ports
+// are read by the transport protocol td configures for the packet's
+// protocol (its ParsePorts), so a transport module defines them for its protocol; for a
 // protocol td does not configure (a router forwards TCP without
 // transport.tcp), or with td nil, by wire.Ports. It does not allocate.
 func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
@@ -242,11 +244,13 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		}
 		pc.Tuple.Src = netip.AddrFrom4(ip.Src())
 		pc.Tuple.Dst = netip.AddrFrom4(ip.Dst())
+		pc.Src4, pc.Dst4 = binary.BigEndian.Uint32(nh[12:]), binary.BigEndian.Uint32(nh[16:])
 		pc.Tuple.Proto = TransportProtocolNumber(ip.Protocol())
 		pc.FragOff = int(ip.FragmentOffset())
 		pc.Fragment = pc.FragOff != 0
 		pc.L4Off, pc.L4End = ip.HeaderLength(), int(ip.TotalLength())
 		pc.Tuple.SrcPort, pc.Tuple.DstPort = 0, 0
+		pc.L4Unknown = false
 		if !pc.Fragment {
 			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip.Payload())
 		}
@@ -258,27 +262,34 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		}
 		pc.Tuple.Src = netip.AddrFrom16(ip.Src())
 		pc.Tuple.Dst = netip.AddrFrom16(ip.Dst())
-		// The protocol is the upper layer's, past the extension headers
-		// (a bounded walk, only when there are some); a non-first
-		// fragment has no ports.
-		x, err := ip.WalkExtensions(maxExtWalk)
-		if err != nil {
-			return false
+		pc.Src4, pc.Dst4 = 0, 0
+		// The protocol is the upper layer's, past the extension headers,
+		// found as ip6tables finds it (ipv6Upper); a non-first fragment
+		// has no ports. A chain it cannot walk leaves the upper layer
+		// unknown rather than the packet malformed: network.ipv6 may pass
+		// such packets on (transit_extension_headers: pass), rules
+		// without -p still judge them, and the matchers that need the
+		// protocol hotdrop, as ip6tables' do.
+		end := wire.IPv6HeaderSize + int(ip.PayloadLength()) // ≤ len(ip): Check
+		proto, off, fragOff, ok := ipv6Upper(ip, end)
+		pc.FragOff, pc.Fragment = fragOff, fragOff != 0
+		if !ok {
+			pc.Tuple.Proto, pc.Tuple.SrcPort, pc.Tuple.DstPort = 0, 0, 0
+			pc.L4Unknown = true
+			pc.L4Off, pc.L4End = 0, 0
+			return true
 		}
-		end := wire.IPv6HeaderSize + int(ip.PayloadLength())
-		if x.ProtocolOffset > end || end > len(ip) {
-			return false
-		}
-		pc.Tuple.Proto = TransportProtocolNumber(x.Protocol)
-		pc.FragOff = 0
-		if x.Fragment {
-			pc.FragOff = int(x.FragmentOffset)
-		}
-		pc.Fragment = pc.FragOff != 0
-		pc.L4Off, pc.L4End = x.ProtocolOffset, end
+		// An upper-layer header that starts past the end (a header
+		// claiming more than there is): its protocol is known, its bytes
+		// are none, so the matchers that read them hotdrop (Linux's
+		// skb_header_pointer fails).
+		off = min(off, end)
+		pc.Tuple.Proto = TransportProtocolNumber(proto)
+		pc.L4Off, pc.L4End = off, end
+		pc.L4Unknown = false
 		pc.Tuple.SrcPort, pc.Tuple.DstPort = 0, 0
 		if !pc.Fragment {
-			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[x.ProtocolOffset:end])
+			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[off:end])
 		}
 		return true
 	}
@@ -286,9 +297,65 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 }
 
 // maxExtWalk bounds the IPv6 extension headers ParseTuple walks: the
-// largest max_extension_headers network.ipv6 accepts, so that no packet
-// it let through is malformed to a hook.
+// largest max_extension_headers network.ipv6 accepts (Linux walks any
+// number; a longer chain's upper layer is unknown here).
 const maxExtWalk = 64
+
+// ipv6Upper finds the upper-layer protocol of IPv6 packet b (Check passed,
+// end its IP length) as Linux's ipv6_find_hdr does for ip6tables
+// (ip6_packet_match, target -1): it walks Hop-by-Hop, Routing, Fragment,
+// Authentication and Destination Options headers in any order and number
+// (up to maxExtWalk), reading each only as far as its Next Header and
+// length (a Fragment header's offset, a Routing header's first 4 bytes)
+// and skipping it by its length, even past the end; the first other value
+// (No Next Header and ESP too) is the protocol, at off (possibly past
+// end). A non-first fragment stops at its Fragment header: the protocol is
+// its Next Header, fragOff its offset — unless that is an extension
+// header (Linux: -ENOENT). ok is false when a header to read lies past the
+// end, the chain is longer than maxExtWalk, or that fragment case.
+func ipv6Upper(b []byte, end int) (proto uint8, off, fragOff int, ok bool) {
+	nh := b[6]
+	off = wire.IPv6HeaderSize
+	for n := 0; ; n++ {
+		if !ipv6Ext(nh) {
+			return nh, off, fragOff, true
+		}
+		if n == maxExtWalk || off+2 > end {
+			return 0, 0, 0, false
+		}
+		next := b[off]
+		hl := (int(b[off+1]) + 1) * 8
+		switch nh {
+		case wire.ProtocolFragment:
+			if off+4 > end {
+				return 0, 0, 0, false
+			}
+			if fo := int(binary.BigEndian.Uint16(b[off+2:]) &^ 7); fo != 0 {
+				if ipv6Ext(next) {
+					return 0, 0, 0, false
+				}
+				return next, off + 8, fo, true
+			}
+			hl = 8
+		case wire.ProtocolAH:
+			hl = (int(b[off+1]) + 2) * 4
+		case wire.ProtocolRouting:
+			if off+4 > end {
+				return 0, 0, 0, false
+			}
+		}
+		nh, off = next, off+hl
+	}
+}
+
+// ipv6Ext reports an extension header ipv6Upper walks.
+func ipv6Ext(nh uint8) bool {
+	switch nh {
+	case wire.ProtocolHopByHop, wire.ProtocolRouting, wire.ProtocolFragment, wire.ProtocolAH, wire.ProtocolDestOptions:
+		return true
+	}
+	return false
+}
 
 // ports reads a transport header's ports (zero when it has none or is too
 // short): one implementation per protocol, the transport module's when the

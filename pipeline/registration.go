@@ -547,7 +547,8 @@ type Tuple struct {
 // bytes) after it returns, unless it steals the packet; the context itself
 // is never kept — it is the hook run's and is reused for the next packet.
 // Tuple and Fragment are parsed before the first rule and are not updated
-// when a target rewrites the packet.
+// when a target rewrites the packet; L4End is, by a target that changes
+// the packet's length (see Target).
 //
 // One context per packet at a time, not one per packet of the batch: the
 // engine evaluates a batch packet by packet (each packet's tables to the
@@ -562,6 +563,9 @@ type PacketContext struct {
 	Hook          Hook
 	InNIC, OutNIC NICID // 0 when not known at this hook
 	Tuple         Tuple
+	// Src4 and Dst4 are Tuple's IPv4 addresses as numbers (host order),
+	// for matchers that compare them under a mask; 0 for IPv6.
+	Src4, Dst4 uint32
 	// Fragment is true for every fragment but the first (ports unknown).
 	Fragment bool
 	// L4Off and L4End bound the upper-layer header and payload within
@@ -571,7 +575,15 @@ type PacketContext struct {
 	// walk the headers again per rule. L4End 0: not parsed.
 	L4Off, L4End int
 	FragOff      int
-	Pkt          *Packet // Data() at the network header
+	// L4Unknown: ParseTuple could not walk the IPv6 extension header
+	// chain to the upper layer (a header to read past the end, more than
+	// 64 headers): Tuple.Proto, the ports, L4Off and L4End are zero. (An
+	// upper-layer header that starts past the end has its protocol known
+	// and L4Off == L4End: nothing to read.) A matcher that needs the protocol or the transport
+	// header hotdrops (as ip6tables' -p does); the others judge the
+	// packet as usual.
+	L4Unknown bool
+	Pkt       *Packet // Data() at the network header
 	// Batch is the batch the hook runs in: its clock (Now), its
 	// generation (IsLocal4, NIC names) and the network endpoints a target
 	// answers through (ReturnError). Nil when a table is evaluated
@@ -785,9 +797,18 @@ type Target interface {
 	// What it may change: the packet's bytes in place from the network
 	// header on (addresses, TTL, TOS/traffic class, options, payload) and
 	// its metadata (Mark), keeping every checksum it touches valid
-	// (incrementally, wire.ChecksumUpdate16/32); not the packet's length,
-	// headroom or network header position, unless it steals the packet.
-	// A verdict other than stolen leaves pc.Pkt where it was. It must not
-	// panic on any bytes: check header lengths first.
+	// (incrementally, wire.ChecksumUpdate16/32; with GSO.NeedsCsum the
+	// transport checksum field holds only the pseudo-header sum, which
+	// changes with addresses and length, not with the bytes it covers).
+	// It may also change the packet's length at its end, within the
+	// tailroom (Packet.Append, which refuses beyond it; Packet.Truncate),
+	// not a GSO super-packet's: TCPMSS inserting an MSS option. The
+	// target then fixes everything the length is in — the IPv4 total
+	// length and header checksum or the IPv6 payload length, the
+	// transport header and checksum — and pc.L4End, so that the rules
+	// after it see the packet as it is now (the rest of pc stays as
+	// parsed). Not its headroom or network header position, unless it
+	// steals the packet. A verdict other than stolen leaves pc.Pkt where
+	// it was. It must not panic on any bytes: check header lengths first.
 	Action(pc *PacketContext) (Verdict, int)
 }

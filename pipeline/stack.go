@@ -63,6 +63,8 @@ type Stack struct {
 	// building collects the files read while build runs (under mu, or
 	// on a throwaway stack for Check).
 	building *inputSet
+	// buildingLinks is Context.LinkIDs of the generation being built.
+	buildingLinks map[string]NICID
 
 	counters counterRegistry
 
@@ -137,7 +139,7 @@ func (s *Stack) moduleContext(cfg *Config, id, instance string, line int) *Conte
 		ModuleID: id, Instance: instance, File: cfg.File, Line: line,
 		Logger: s.log.With().Str("module", id).Logger(),
 		Clock:  s.clock, Pool: s.pool, counters: &s.counters, stack: s,
-		inputs: s.building,
+		inputs: s.building, LinkIDs: s.buildingLinks,
 	}
 }
 

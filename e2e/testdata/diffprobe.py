@@ -19,7 +19,8 @@ keyed by it (a TCP reset by the probe's port pair), B's records too.
 A: {"cmd": "probe", "wait": S, "probes": [P...]} sends each probe P
    ({key, fam 4|6, proto tcp|udp|icmp|icmpv6, src, dst, sport, dport,
    flags, ttl, len, mss, itype, icode, nodata, frag, ext: IPv6 extension
-   headers, "hbh" and "dst", sum: "bad" or "zero" transport checksum})
+   headers, "hbh", "dst" and "dstcut" (one whose length runs past the
+   packet), sum: "bad" or "zero" transport checksum})
    3 ms apart, listens S seconds more,
    answers {"answers": {key: ANSWER}}, ANSWER one of "rst ack=seq+N from
    ADDR" (a reset acking the probe), "rst seq=ack from ADDR" (its sequence
@@ -95,6 +96,12 @@ def build(p):
     else:
         ip = IPv6(src=p["src"], dst=p["dst"], hlim=p.get("ttl") or 64, fl=key)
     for ext in p.get("ext") or []:
+        if ext == "dstcut":
+            # A Destination Options header claiming 2,048 bytes where 8 are:
+            # a chain no walk gets through (the rest of the packet is
+            # inside its claimed length, past the payload's end).
+            ip = ip / IPv6ExtHdrDestOpt(len=255)
+            continue
         ip = ip / {"hbh": IPv6ExtHdrHopByHop, "dst": IPv6ExtHdrDestOpt}[ext]()
     proto = p["proto"]
     if proto == "tcp":

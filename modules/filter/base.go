@@ -30,14 +30,22 @@ type Base struct {
 	in, out            nameMatch
 	frag, fragInv      bool
 	fragSet            bool
+	// IPv4 prefixes as masked numbers (PacketContext.Src4/Dst4).
+	src4, dst4             bool
+	srcA, srcM, dstA, dstM uint32
 }
 
 // nameMatch matches a link name: exact, or a prefix with a trailing "+"
-// ("lan+"; "+" alone matches every link).
+// ("lan+"; "+" alone matches every link). Provision resolves it against
+// the generation's links (pipeline.Context.LinkIDs) into one NIC ID or a
+// bitmap of IDs, so that Match compares numbers: a link that appears by a
+// reload is in a new generation, provisioned anew.
 type nameMatch struct {
 	name     string
 	prefix   bool
 	set, inv bool
+	id       pipeline.NICID // exact: the link's ID, 0 if the generation has none
+	ids      []uint64       // prefix: bit i set for NIC ID i
 }
 
 func (n *nameMatch) parse(s string) error {
@@ -59,40 +67,36 @@ func (n *nameMatch) parse(s string) error {
 	return nil
 }
 
-func (n *nameMatch) match(pc *pipeline.PacketContext, id pipeline.NICID) bool {
-	name, ok := nicName(pc, id)
-	m := false
-	if ok {
-		if n.prefix {
-			m = strings.HasPrefix(name, n.name[:len(n.name)-1])
-		} else {
-			m = name == n.name
+// resolve finds the links the name matches among links (name → NIC ID).
+func (n *nameMatch) resolve(links map[string]pipeline.NICID) {
+	n.id, n.ids = 0, nil
+	if !n.prefix {
+		n.id = links[n.name]
+		return
+	}
+	stem := n.name[:len(n.name)-1]
+	for name, id := range links {
+		if id == 0 || !strings.HasPrefix(name, stem) {
+			continue
 		}
+		for int(id>>6) >= len(n.ids) {
+			n.ids = append(n.ids, 0)
+		}
+		n.ids[id>>6] |= 1 << (id & 63)
+	}
+}
+
+// match reports whether NIC id (0: not known at this hook) matches.
+func (n *nameMatch) match(id pipeline.NICID) bool {
+	var m bool
+	if n.prefix {
+		w := int(id >> 6)
+		m = w < len(n.ids) && n.ids[w]&(1<<(id&63)) != 0
+	} else {
+		m = id != 0 && id == n.id
 	}
 	return m != n.inv
 }
-
-// nicName is the name of a NIC of the batch's generation.
-func nicName(pc *pipeline.PacketContext, id pipeline.NICID) (string, bool) {
-	if id == 0 {
-		return "", false
-	}
-	if testNICNames != nil {
-		s, ok := testNICNames[id]
-		return s, ok
-	}
-	if pc.Batch == nil || pc.Batch.Gen == nil {
-		return "", false
-	}
-	nic, ok := pc.Batch.Gen.NIC(id)
-	if !ok {
-		return "", false
-	}
-	return nic.Name(), true
-}
-
-// testNICNames replaces the generation's NIC names in unit tests.
-var testNICNames map[pipeline.NICID]string
 
 func cutBang(s string) (string, bool) {
 	s = strings.TrimSpace(s)
@@ -115,8 +119,9 @@ func (*Base) PipelineModule() pipeline.ModuleInfo {
 // by the rule parser).
 func (*Base) Options() []Opt { return nil }
 
-// Provision parses the values.
-func (b *Base) Provision(*pipeline.Context) error {
+// Provision parses the values and resolves link names against the
+// generation's links.
+func (b *Base) Provision(ctx *pipeline.Context) error {
 	if b.Proto != "" {
 		v, inv := cutBang(b.Proto)
 		p, err := parseProto(v)
@@ -142,6 +147,17 @@ func (b *Base) Provision(*pipeline.Context) error {
 		}
 		b.dstSet = true
 	}
+	if f := b.impliedFamily(); f != 0 && b.family == 0 {
+		b.family = f // also a base used alone: a v4 prefix never sees IPv6
+	}
+	if b.srcSet && b.src.Addr().Is4() {
+		b.src4 = true
+		b.srcA, b.srcM = v4Mask(b.src)
+	}
+	if b.dstSet && b.dst.Addr().Is4() {
+		b.dst4 = true
+		b.dstA, b.dstM = v4Mask(b.dst)
+	}
 	if b.srcSet && b.dstSet && b.src.Addr().Is4() != b.dst.Addr().Is4() {
 		return fmt.Errorf("src %s and dst %s are of different families", b.src, b.dst)
 	}
@@ -149,11 +165,13 @@ func (b *Base) Provision(*pipeline.Context) error {
 		if err := b.in.parse(b.In); err != nil {
 			return fmt.Errorf("in: %v", err)
 		}
+		b.in.resolve(ctx.LinkIDs)
 	}
 	if b.Out != "" {
 		if err := b.out.parse(b.Out); err != nil {
 			return fmt.Errorf("out: %v", err)
 		}
+		b.out.resolve(ctx.LinkIDs)
 	}
 	if b.Fragment != "" {
 		v, inv := cutBang(b.Fragment)
@@ -256,20 +274,45 @@ func (b *Base) Match(pc *pipeline.PacketContext) (bool, bool) {
 			return false, false
 		}
 	}
-	if b.protoSet && (uint8(pc.Tuple.Proto) == b.proto) == b.protoInv {
+	// A v4 prefix implies family 4, checked above: Src4/Dst4 are the
+	// packet's.
+	if b.srcSet {
+		var in bool
+		if b.src4 {
+			in = pc.Src4&b.srcM == b.srcA
+		} else {
+			in = b.src.Contains(pc.Tuple.Src)
+		}
+		if in == b.srcInv {
+			return false, false
+		}
+	}
+	if b.dstSet {
+		var in bool
+		if b.dst4 {
+			in = pc.Dst4&b.dstM == b.dstA
+		} else {
+			in = b.dst.Contains(pc.Tuple.Dst)
+		}
+		if in == b.dstInv {
+			return false, false
+		}
+	}
+	if b.in.set && !b.in.match(pc.InNIC) {
 		return false, false
 	}
-	if b.srcSet && b.src.Contains(pc.Tuple.Src) == b.srcInv {
+	if b.out.set && !b.out.match(pc.OutNIC) {
 		return false, false
 	}
-	if b.dstSet && b.dst.Contains(pc.Tuple.Dst) == b.dstInv {
-		return false, false
-	}
-	if b.in.set && !b.in.match(pc, pc.InNIC) {
-		return false, false
-	}
-	if b.out.set && !b.out.match(pc, pc.OutNIC) {
-		return false, false
+	if b.protoSet {
+		// After addresses and links, as ip6_packet_match: -p (also
+		// "! -p") drops a packet whose upper layer is unknown.
+		if pc.L4Unknown {
+			return false, true
+		}
+		if (uint8(pc.Tuple.Proto) == b.proto) == b.protoInv {
+			return false, false
+		}
 	}
 	if b.fragSet {
 		// -f: the second and later fragments (IPv4 only).
@@ -372,6 +415,9 @@ func unmapBits(p netip.Prefix) int {
 // up to the IP length) and the fragment offset in bytes. ok is false for a
 // malformed network header (which a hook never passes on).
 func l4(pc *pipeline.PacketContext) (b []byte, fragOff int, ok bool) {
+	if pc.L4Unknown {
+		return nil, 0, false // an IPv6 chain ParseTuple could not walk
+	}
 	nh := pc.Pkt.NetworkHeader()
 	if pc.L4End != 0 {
 		// Parsed once for the hook (pipeline.ParseTuple), checked there.

@@ -11,6 +11,10 @@ import (
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
+// testNICNames are the links of the generation load builds for (NIC ID →
+// name), as Context.LinkIDs.
+var testNICNames map[pipeline.NICID]string
+
 // pk describes a test packet.
 type pk struct {
 	v6           bool
@@ -111,7 +115,10 @@ func load(t testing.TB, section string) (*Module, error) {
 	if err := pipeline.DecodeStrict(&doc, m); err != nil {
 		return nil, err
 	}
-	ctx := &pipeline.Context{ModuleID: "filter", Instance: "filter"}
+	ctx := &pipeline.Context{ModuleID: "filter", Instance: "filter", LinkIDs: map[string]pipeline.NICID{}}
+	for id, name := range testNICNames {
+		ctx.LinkIDs[name] = id
+	}
 	if err := m.Provision(ctx); err != nil {
 		m.Cleanup()
 		return nil, err

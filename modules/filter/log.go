@@ -137,3 +137,16 @@ func (r *logRing) Close() error {
 	}
 	return nil
 }
+
+// nicName is the name of a NIC of the batch's generation (for a log line;
+// matchers compare NIC IDs resolved at Provision).
+func nicName(pc *pipeline.PacketContext, id pipeline.NICID) (string, bool) {
+	if id == 0 || pc.Batch == nil || pc.Batch.Gen == nil {
+		return "", false
+	}
+	nic, ok := pc.Batch.Gen.NIC(id)
+	if !ok {
+		return "", false
+	}
+	return nic.Name(), true
+}

@@ -631,8 +631,77 @@ func (t icmpType) String() string {
 	return s
 }
 
-// icmpMatch is the code shared by ICMP and ICMPv6.
-func icmpMatch(pc *pipeline.PacketContext, t icmpType) (bool, bool) {
+// icmpSpec is what tells filter.match.icmp and filter.match.icmpv6 apart:
+// one implementation (icmpMatch) serves both.
+type icmpSpec struct {
+	id, summary string
+	mname, opt  string // "-m icmp", "--icmp-type"
+	proto       uint8
+	family      int
+	names       []icmpName
+}
+
+var (
+	icmp4Spec = icmpSpec{id: "filter.match.icmp", summary: "ICMP type and code (-p icmp --icmp-type echo-request)",
+		mname: "icmp", opt: "icmp-type", proto: 1, family: 4, names: icmp4Names}
+	icmp6Spec = icmpSpec{id: "filter.match.icmpv6", summary: "ICMPv6 type and code (-p icmpv6 --icmpv6-type echo-request)",
+		mname: "icmpv6", opt: "icmpv6-type", proto: 58, family: 6, names: icmp6Names}
+)
+
+// icmpFamily picks the spec of one family (a type, so that the zero value
+// of a matcher knows its options before its config is decoded).
+type icmpFamily interface{ spec() *icmpSpec }
+
+type icmp4 struct{}
+
+func (icmp4) spec() *icmpSpec { return &icmp4Spec }
+
+type icmp6 struct{}
+
+func (icmp6) spec() *icmpSpec { return &icmp6Spec }
+
+// icmpMatch is the ICMP or ICMPv6 matcher, as Linux's icmp_match and
+// icmp6_match: a non-first fragment does not match, a header shorter
+// than 8 bytes drops the packet.
+type icmpMatch[F icmpFamily] struct{ t icmpType }
+
+func (*icmpMatch[F]) spec() *icmpSpec {
+	var f F
+	return f.spec()
+}
+
+func (m *icmpMatch[F]) provision(v string) error {
+	if v == "" {
+		v = "any"
+	}
+	var err error
+	m.t, err = parseICMPType(v, m.spec().names)
+	return err
+}
+
+// Options implements Match.
+func (m *icmpMatch[F]) Options() []Opt { return []Opt{{Name: m.spec().opt, Args: 1, Invert: true}} }
+
+// ShortKey implements shortKey.
+func (m *icmpMatch[F]) ShortKey() string { return strings.ReplaceAll(m.spec().opt, "-", "_") }
+
+// Protocols implements protoMatch.
+func (m *icmpMatch[F]) Protocols() []uint8 { return []uint8{m.spec().proto} }
+
+// Family implements familyMatch.
+func (m *icmpMatch[F]) Family() int { return m.spec().family }
+
+// Fields implements pipeline.Matcher.
+func (*icmpMatch[F]) Fields() pipeline.FieldSet { return pipeline.FieldProto | pipeline.FieldOther }
+
+// Constraint implements pipeline.ConstraintDescriber.
+func (m *icmpMatch[F]) Constraint() []pipeline.FieldConstraint {
+	p := uint32(m.spec().proto)
+	return []pipeline.FieldConstraint{{Field: pipeline.FieldProto, Ranges: []pipeline.ValueRange{{Lo: p, Hi: p}}}}
+}
+
+// Match implements pipeline.Matcher.
+func (m *icmpMatch[F]) Match(pc *pipeline.PacketContext) (bool, bool) {
 	b, fragOff, ok := l4(pc)
 	if !ok {
 		return false, true
@@ -643,102 +712,42 @@ func icmpMatch(pc *pipeline.PacketContext, t icmpType) (bool, bool) {
 	if len(b) < 8 {
 		return false, true
 	}
-	return t.match(b[0], b[1]), false
+	return m.t.match(b[0], b[1]), false
+}
+
+// Spec implements Match.
+func (m *icmpMatch[F]) Spec() string {
+	s := m.spec()
+	return "-m " + s.mname + " " + bang(m.t.inv) + "--" + s.opt + " " + m.t.String()
 }
 
 // ICMP is filter.match.icmp: --icmp-type NAME|TYPE[/CODE] with "!".
 type ICMP struct {
-	ICMPType string `yaml:"icmp_type"`
-	t        icmpType
+	ICMPType         string `yaml:"icmp_type"`
+	icmpMatch[icmp4] `yaml:"-"`
 }
 
 // PipelineModule implements pipeline.Module.
 func (*ICMP) PipelineModule() pipeline.ModuleInfo {
-	return pipeline.ModuleInfo{ID: "filter.match.icmp", Summary: "ICMP type and code (-p icmp --icmp-type echo-request)", New: func() pipeline.Module { return new(ICMP) }}
+	return pipeline.ModuleInfo{ID: icmp4Spec.id, Summary: icmp4Spec.summary, New: func() pipeline.Module { return new(ICMP) }}
 }
-
-// Options implements Match.
-func (*ICMP) Options() []Opt { return []Opt{{Name: "icmp-type", Args: 1, Invert: true}} }
-
-// ShortKey implements shortKey.
-func (*ICMP) ShortKey() string { return "icmp_type" }
 
 // Provision parses the type.
-func (m *ICMP) Provision(*pipeline.Context) error {
-	if m.ICMPType == "" {
-		m.ICMPType = "any"
-	}
-	var err error
-	m.t, err = parseICMPType(m.ICMPType, icmp4Names)
-	return err
-}
-
-// Protocols implements protoMatch.
-func (*ICMP) Protocols() []uint8 { return []uint8{1} }
-
-// Family implements familyMatch.
-func (*ICMP) Family() int { return 4 }
-
-// Fields implements pipeline.Matcher.
-func (*ICMP) Fields() pipeline.FieldSet { return pipeline.FieldProto | pipeline.FieldOther }
-
-// Constraint implements pipeline.ConstraintDescriber.
-func (*ICMP) Constraint() []pipeline.FieldConstraint {
-	return []pipeline.FieldConstraint{{Field: pipeline.FieldProto, Ranges: []pipeline.ValueRange{{Lo: 1, Hi: 1}}}}
-}
-
-// Match implements pipeline.Matcher, as Linux's icmp_match.
-func (m *ICMP) Match(pc *pipeline.PacketContext) (bool, bool) { return icmpMatch(pc, m.t) }
-
-// Spec implements Match.
-func (m *ICMP) Spec() string { return "-m icmp " + bang(m.t.inv) + "--icmp-type " + m.t.String() }
+func (m *ICMP) Provision(*pipeline.Context) error { return m.provision(m.ICMPType) }
 
 // ICMPv6 is filter.match.icmpv6: --icmpv6-type NAME|TYPE[/CODE] with "!".
 type ICMPv6 struct {
-	ICMPv6Type string `yaml:"icmpv6_type"`
-	t          icmpType
+	ICMPv6Type       string `yaml:"icmpv6_type"`
+	icmpMatch[icmp6] `yaml:"-"`
 }
 
 // PipelineModule implements pipeline.Module.
 func (*ICMPv6) PipelineModule() pipeline.ModuleInfo {
-	return pipeline.ModuleInfo{ID: "filter.match.icmpv6", Summary: "ICMPv6 type and code (-p icmpv6 --icmpv6-type echo-request)", New: func() pipeline.Module { return new(ICMPv6) }}
+	return pipeline.ModuleInfo{ID: icmp6Spec.id, Summary: icmp6Spec.summary, New: func() pipeline.Module { return new(ICMPv6) }}
 }
-
-// Options implements Match.
-func (*ICMPv6) Options() []Opt { return []Opt{{Name: "icmpv6-type", Args: 1, Invert: true}} }
-
-// ShortKey implements shortKey.
-func (*ICMPv6) ShortKey() string { return "icmpv6_type" }
 
 // Provision parses the type.
-func (m *ICMPv6) Provision(*pipeline.Context) error {
-	if m.ICMPv6Type == "" {
-		m.ICMPv6Type = "any"
-	}
-	var err error
-	m.t, err = parseICMPType(m.ICMPv6Type, icmp6Names)
-	return err
-}
-
-// Protocols implements protoMatch.
-func (*ICMPv6) Protocols() []uint8 { return []uint8{58} }
-
-// Family implements familyMatch.
-func (*ICMPv6) Family() int { return 6 }
-
-// Fields implements pipeline.Matcher.
-func (*ICMPv6) Fields() pipeline.FieldSet { return pipeline.FieldProto | pipeline.FieldOther }
-
-// Constraint implements pipeline.ConstraintDescriber.
-func (*ICMPv6) Constraint() []pipeline.FieldConstraint {
-	return []pipeline.FieldConstraint{{Field: pipeline.FieldProto, Ranges: []pipeline.ValueRange{{Lo: 58, Hi: 58}}}}
-}
-
-// Match implements pipeline.Matcher, as Linux's icmp6_match.
-func (m *ICMPv6) Match(pc *pipeline.PacketContext) (bool, bool) { return icmpMatch(pc, m.t) }
-
-// Spec implements Match.
-func (m *ICMPv6) Spec() string { return "-m icmpv6 " + bang(m.t.inv) + "--icmpv6-type " + m.t.String() }
+func (m *ICMPv6) Provision(*pipeline.Context) error { return m.provision(m.ICMPv6Type) }
 
 var (
 	_ Match = (*TCP)(nil)

@@ -392,11 +392,26 @@ func (t *table) resolve() error {
 // chains: all the table's chains, entry at the built-in one.
 func (t *table) compile() []pipeline.HookEntry {
 	chains := make([]pipeline.Chain, len(t.chains))
+	a := new(fastArena)
 	for i, c := range t.chains {
 		rules := make([]pipeline.Rule, 0, len(c.rules)+1)
 		texts := make([]string, 0, len(c.rules)+1) // for a trace
+		// One array holds the matchers of the chain's rules, and the
+		// specialised ones sit side by side in a's chunks: a walk over
+		// the chain reads memory in order.
+		n := 0
 		for _, r := range c.rules {
-			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget()})
+			n += len(r.ms) + 1
+		}
+		all := make([]pipeline.Matcher, 0, n)
+		for _, r := range c.rules {
+			start := len(all)
+			all = r.appendMatchers(all, a)
+			var ms []pipeline.Matcher
+			if len(all) > start {
+				ms = all[start:len(all):len(all)]
+			}
+			rules = append(rules, pipeline.Rule{Matchers: ms, Target: r.compiledTarget()})
 			texts = append(texts, r.text)
 		}
 		if c.builtin {

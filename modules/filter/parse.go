@@ -149,11 +149,9 @@ func parseRule(s string) (*ruleSrc, error) {
 			if !isMatch(name) {
 				return nil, fmt.Errorf("unknown match %q (iptables: \"Couldn't load match `%s'\")", name, name)
 			}
-			for _, m := range matches {
-				if m.name == name {
-					return nil, fmt.Errorf("match %s given twice", name)
-				}
-			}
+			// A second -m of one name is a second instance, as in
+			// iptables: the options after it are its own (the search
+			// below looks at the latest match first).
 			mi, _ := pipeline.LookupModule("filter.match." + name)
 			var opts []Opt
 			if m, ok := mi.New().(Match); ok {

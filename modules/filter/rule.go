@@ -213,27 +213,26 @@ func decodeStructured(n *yaml.Node, where string) (*ruleSrc, error) {
 			if name == "icmp6" {
 				name = "icmpv6"
 			}
-			var mn *yaml.Node
-			switch v.Kind {
-			case yaml.MappingNode:
-				mn = v
-			case yaml.ScalarNode:
-				mi, _ := pipeline.LookupModule("filter.match." + name)
-				sk, ok := mi.New().(shortKey)
-				if !ok {
-					return nil, posErr(v, where, "%s takes a mapping of its options (%s)", key, optKeys(mi.New()))
-				}
-				mn = mapping(v)
-				mn.Content = append(mn.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: sk.ShortKey(), Line: k.Line, Column: k.Column}, v)
-			default:
-				return nil, posErr(v, where, "%s takes a mapping of its options", key)
-			}
 			for _, m := range src.matches {
 				if m.name == name {
 					return nil, posErr(k, where, "matcher %s given twice (as %s: and through proto: options)", name, key)
 				}
 			}
-			src.matches = append(src.matches, matchSrc{name: name, node: mn})
+			// A list is several instances ("-m comment … -m comment …").
+			items := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				if len(v.Content) == 0 {
+					return nil, posErr(v, where, "%s: an empty list", key)
+				}
+				items = v.Content
+			}
+			for _, it := range items {
+				mn, err := matchNode(k, it, key, name, where)
+				if err != nil {
+					return nil, err
+				}
+				src.matches = append(src.matches, matchSrc{name: name, node: mn})
+			}
 		case key == "target" || key == "jump" || key == "goto":
 			if src.target != "" {
 				return nil, posErr(k, where, "a rule has one of target:, jump:, goto:")
@@ -285,6 +284,25 @@ func decodeStructured(n *yaml.Node, where string) (*ruleSrc, error) {
 		}
 	}
 	return src, nil
+}
+
+// matchNode is the config mapping of one matcher instance written as
+// key: v (a mapping of options, or a scalar for its short key).
+func matchNode(k, v *yaml.Node, key, name, where string) (*yaml.Node, error) {
+	switch v.Kind {
+	case yaml.MappingNode:
+		return v, nil
+	case yaml.ScalarNode:
+		mi, _ := pipeline.LookupModule("filter.match." + name)
+		sk, ok := mi.New().(shortKey)
+		if !ok {
+			return nil, posErr(v, where, "%s takes a mapping of its options (%s)", key, optKeys(mi.New()))
+		}
+		mn := mapping(v)
+		mn.Content = append(mn.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: sk.ShortKey(), Line: k.Line, Column: k.Column}, v)
+		return mn, nil
+	}
+	return nil, posErr(v, where, "%s takes a mapping of its options, or a list of them (one per instance)", key)
 }
 
 // protoMatcher is the matcher -p NAME implies for its options.
@@ -524,13 +542,30 @@ func (r *rule) validate(t *table, c *chain) error {
 	return nil
 }
 
-// matchers is the rule's matcher list for the hook table.
-func (r *rule) matchers() []pipeline.Matcher {
-	var out []pipeline.Matcher
-	if r.base != nil && !r.base.empty() {
-		out = append(out, r.base)
+// matchers is the rule's matcher list for the hook table, with the
+// specialised forms of the common shapes (fast.go).
+func (r *rule) matchers() []pipeline.Matcher { return r.appendMatchers(nil, nil) }
+
+// appendMatchers appends the rule's matchers to out, the specialised ones
+// made in a (nil: one allocation each).
+func (r *rule) appendMatchers(out []pipeline.Matcher, a *fastArena) []pipeline.Matcher {
+	ms := r.ms
+	if b := r.base; b != nil && !b.empty() {
+		var f pipeline.Matcher
+		if len(ms) > 0 {
+			if f = a.l4(b, ms[0]); f != nil {
+				ms = ms[1:]
+			}
+		}
+		if f == nil {
+			f = a.base(b)
+		}
+		if f == nil {
+			f = b
+		}
+		out = append(out, f)
 	}
-	for _, m := range r.ms {
+	for _, m := range ms {
 		out = append(out, m)
 	}
 	return out

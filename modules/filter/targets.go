@@ -686,13 +686,20 @@ func (*NoTrack) Spec() string { return "-j NOTRACK" }
 // Label implements Target.
 func (*NoTrack) Label() string { return "NOTRACK" }
 
-// TCPMSS is filter.target.tcpmss: --set-mss N or --clamp-mss-to-pmtu
-// (the outgoing NIC's MTU minus 40 for IPv4, 60 for IPv6): the MSS option
-// of a TCP SYN that is larger is lowered, the checksum updated
-// incrementally. As Linux the rule must match SYNs only (-p tcp
-// --tcp-flags SYN,RST SYN or --syn) and clamp-mss-to-pmtu is for forward,
-// output and postrouting. Not yet: a SYN without an MSS option gets none
-// inserted (Linux inserts one).
+// TCPMSS is filter.target.tcpmss: --set-mss N or --clamp-mss-to-pmtu (the
+// smaller of the outgoing NIC's MTU and the MTU of the route back to the
+// source, minus 40 for IPv4, 60 for IPv6), as Linux's xt_TCPMSS: the MSS
+// option of a TCP SYN that is larger is lowered (never raised); a SYN
+// without one, without data and with room in its header (data offset under
+// 15 words) gets one inserted, of the value but at most 536 (IPv4, RFC
+// 1122's default) or 1220 (IPv6), the packet growing by 4 bytes within its
+// tailroom (IP length, data offset and checksums fixed; no tailroom: left as
+// it is). A header shorter than 20 bytes or whose data offset does not fit
+// the segment, or a path MTU not above 40/60, drops the packet. Checksums
+// change incrementally, or (a partial checksum, GSO.NeedsCsum) only the
+// pseudo-header sum the field holds. As Linux the rule must match SYNs only
+// (-p tcp --tcp-flags SYN,RST SYN or --syn) and clamp-mss-to-pmtu is for
+// forward, output and postrouting.
 type TCPMSS struct {
 	SetMSS         string `yaml:"set_mss"`
 	ClampMSSToPMTU string `yaml:"clamp_mss_to_pmtu"`
@@ -745,72 +752,145 @@ func (t *TCPMSS) validateRule(r *rule) error {
 	return fmt.Errorf("TCPMSS target: only works on TCP SYN packets (add --tcp-flags SYN,RST SYN or --syn)")
 }
 
-// Action implements pipeline.Target.
+// Action implements pipeline.Target, as Linux's tcpmss_mangle_packet.
 func (t *TCPMSS) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	b, fragOff, ok := l4(pc)
-	if !ok || fragOff != 0 || len(b) < 20 || b[13]&0x02 == 0 {
+	if !ok || fragOff != 0 {
 		return pipeline.VerdictContinue, 0
+	}
+	if len(b) < 20 {
+		return pipeline.VerdictDrop, 0
+	}
+	if b[13]&0x02 == 0 {
+		return pipeline.VerdictContinue, 0 // the rule matches SYNs: not one
 	}
 	doff := int(b[12]>>4) * 4
 	if doff < 20 || doff > len(b) {
-		return pipeline.VerdictContinue, 0
+		return pipeline.VerdictDrop, 0
 	}
+	v6 := pc.Pkt.NetProto == pipeline.IPv6ProtocolNumber
 	mss := t.mss
 	if t.clamp {
-		if pc.Batch == nil {
-			return pipeline.VerdictContinue, 0
+		mtu := t.pathMTU(pc)
+		minLen := 40
+		if v6 {
+			minLen = 60
 		}
-		nic, ok := pc.Batch.Gen.NIC(pc.Pkt.OutNIC)
-		if !ok {
-			return pipeline.VerdictContinue, 0
+		if mtu <= minLen {
+			return pipeline.VerdictDrop, 0 // Linux: "unknown or invalid path-MTU"
 		}
-		over := 40
-		if pc.Pkt.NetProto == pipeline.IPv6ProtocolNumber {
-			over = 60
-		}
-		if nic.MTU() <= over {
-			return pipeline.VerdictContinue, 0
-		}
-		mss = uint16(nic.MTU() - over)
+		mss = uint16(min(mtu-minLen, 0xffff))
 	}
-	opts := b[20:doff]
-	for i := 0; i < len(opts); {
-		kind := opts[i]
-		if kind == 0 {
-			break
-		}
-		if kind == 1 {
-			i++
-			continue
-		}
-		if i+1 >= len(opts) {
-			break
-		}
-		l := int(opts[i+1])
-		if l < 2 || i+l > len(opts) {
-			break
-		}
-		if kind == 2 && l == 4 {
-			old := binary.BigEndian.Uint16(opts[i+2:])
-			if old > mss {
-				binary.BigEndian.PutUint16(opts[i+2:], mss)
-				// The option sits at an even offset of the header when
-				// i is even; the checksum word pairs bytes from there.
+	partial := pc.Pkt.GSO.NeedsCsum
+	// Linux's walk: every option at i ≤ doff-4, a kind ≤ 1 (end, no-op)
+	// or a zero length taking one byte.
+	for i := 20; i <= doff-4; {
+		if b[i] == 2 && b[i+1] == 4 {
+			old := binary.BigEndian.Uint16(b[i+2:])
+			if old <= mss {
+				return pipeline.VerdictContinue, 0 // never raised
+			}
+			binary.BigEndian.PutUint16(b[i+2:], mss)
+			if !partial {
+				// The option's value sits at an even offset of the
+				// header when i is even; the checksum word pairs bytes
+				// from there.
 				sum := binary.BigEndian.Uint16(b[16:])
-				off := 20 + i + 2
-				if off%2 == 0 {
+				if i%2 == 0 {
 					sum = wire.ChecksumUpdate16(sum, old, mss)
 				} else {
-					sum = wire.ChecksumUpdate16(sum, uint16(opts[i+1])<<8|old>>8, uint16(opts[i+1])<<8|mss>>8)
-					sum = wire.ChecksumUpdate16(sum, old<<8|uint16(opts[i+4]), mss<<8|uint16(opts[i+4]))
+					sum = wire.ChecksumUpdate16(sum, uint16(b[i+1])<<8|old>>8, uint16(b[i+1])<<8|mss>>8)
+					sum = wire.ChecksumUpdate16(sum, old<<8|uint16(b[i+4]), mss<<8|uint16(b[i+4]))
 				}
 				binary.BigEndian.PutUint16(b[16:], sum)
 			}
 			return pipeline.VerdictContinue, 0
 		}
-		i += l
+		if b[i] <= 1 || b[i+1] == 0 {
+			i++
+		} else {
+			i += int(b[i+1])
+		}
 	}
+	// No MSS option: insert one, as Linux, when the SYN carries no data
+	// (the option cannot go in without moving it, and the SYN could
+	// grow too large) and the data offset has room.
+	if len(b) > doff || doff >= 60 {
+		return pipeline.VerdictContinue, 0
+	}
+	t.insert(pc, b, mss, v6, partial)
 	return pipeline.VerdictContinue, 0
+}
+
+// pathMTU is the MTU clamp-mss-to-pmtu clamps to: the lesser of the
+// outgoing NIC's and the NIC's of the route back to the source (Linux's
+// tcpmss_reverse_mtu), 0 when the outgoing NIC is unknown.
+func (t *TCPMSS) pathMTU(pc *pipeline.PacketContext) int {
+	if pc.Batch == nil {
+		return 0
+	}
+	g := pc.Batch.Gen
+	nic, ok := g.NIC(pc.Pkt.OutNIC)
+	if !ok {
+		return 0
+	}
+	mtu := nic.MTU()
+	if r := g.Routes().Lookup(pc.Tuple.Src); r != nil {
+		if back, ok := g.NIC(r.NIC); ok {
+			mtu = min(mtu, back.MTU())
+		}
+	}
+	return mtu
+}
+
+// insert adds an MSS option of at most mss (536 for IPv4, 1220 for IPv6)
+// after the fixed header of the SYN seg (header only, doff < 60), growing
+// the packet by 4 bytes within its tailroom, and fixes the IP length (and
+// IPv4 header checksum), the data offset, the TCP checksum and pc.L4End.
+// Without tailroom (or with a length that would overflow) it changes
+// nothing.
+func (t *TCPMSS) insert(pc *pipeline.PacketContext, seg []byte, mss uint16, v6, partial bool) {
+	pkt := pc.Pkt
+	if pkt.GSO.Type != pipeline.GSONone || len(pkt.NetworkHeader()) != pc.L4End || pc.L4End+4 > 0xffff {
+		return // a super-packet, bytes past the IP length: not a plain SYN
+	}
+	if _, ok := pkt.Append(4); !ok {
+		return
+	}
+	if v6 {
+		mss = min(mss, 1220)
+	} else {
+		mss = min(mss, 536)
+	}
+	nh := pkt.NetworkHeader()
+	off, n := pc.L4Off, len(seg) // the segment's offset and old length
+	seg = nh[off : off+n+4]
+	copy(seg[24:], seg[20:n])
+	opt := uint32(2)<<24 | uint32(4)<<16 | uint32(mss)
+	binary.BigEndian.PutUint32(seg[20:], opt)
+	oldWord := binary.BigEndian.Uint16(seg[12:])
+	seg[12] += 1 << 4 // one more 32-bit word
+	sum := binary.BigEndian.Uint16(seg[16:])
+	if partial {
+		// The field holds the pseudo-header sum (not inverted): only
+		// the length in it moves.
+		sum = ^wire.ChecksumUpdate16(^sum, uint16(n), uint16(n+4))
+	} else {
+		sum = wire.ChecksumUpdate16(sum, uint16(n), uint16(n+4)) // pseudo-header
+		sum = wire.ChecksumUpdate32(sum, 0, opt)                 // the option (even offset)
+		sum = wire.ChecksumUpdate16(sum, oldWord, binary.BigEndian.Uint16(seg[12:]))
+	}
+	binary.BigEndian.PutUint16(seg[16:], sum)
+	if v6 {
+		ip := wire.IPv6(nh)
+		binary.BigEndian.PutUint16(ip[4:], ip.PayloadLength()+4)
+	} else {
+		ip := wire.IPv4(nh)
+		old := ip.TotalLength()
+		binary.BigEndian.PutUint16(ip[2:], old+4)
+		binary.BigEndian.PutUint16(ip[10:], wire.ChecksumUpdate16(binary.BigEndian.Uint16(ip[10:]), old, old+4))
+	}
+	pc.L4End += 4
 }
 
 // Spec implements Target.

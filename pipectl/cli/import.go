@@ -307,7 +307,6 @@ func isShortOpt(w string) bool { return len(w) == 2 && w[0] == '-' && w[1] != '-
 // canonical rule text for family, or says what it cannot translate.
 func translateRule(words []string, t *importedTable, family int, links map[string]string) (string, []string) {
 	var out, probs []string
-	seen := map[string]bool{}
 	// ends reports whether words[j] starts something that is not an
 	// option of the match or target before it.
 	ends := func(j int) bool {
@@ -347,11 +346,7 @@ func translateRule(words []string, t *importedTable, family int, links map[strin
 				name = "icmpv6"
 			}
 			if filter.IsMatchName(name) {
-				if seen[name] {
-					probs = append(probs, fmt.Sprintf("-m %s given twice: the filter has one %s matcher in a rule", v, name))
-				}
-				seen[name] = true
-				out = append(out, w, v)
+				out = append(out, w, v) // a second -m NAME is a second instance
 				continue
 			}
 			j := i + 1

@@ -231,10 +231,17 @@ func ContextOf(t testing.TB, b []byte, mark uint32, hook pipeline.Hook, in, out 
 // decodes config (a YAML mapping, "" for none) strictly as a rule would,
 // and runs its Provision and Validate with a context whose File is
 // file.yaml in the test's working directory (relative paths in the config
-// are from there). It is cleaned up when the test ends.
+// are from there). It is cleaned up when the test ends. Its context has no
+// links: a module that resolves link names (-i/-o) is made with
+// Links.Module.
 func Module(t testing.TB, id, config string) pipeline.Module {
 	t.Helper()
-	m, err := TryModule(id, config)
+	return module(t, id, config, nil)
+}
+
+func module(t testing.TB, id, config string, links map[string]pipeline.NICID) pipeline.Module {
+	t.Helper()
+	m, err := tryModule(id, config, links)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +254,10 @@ func Module(t testing.TB, id, config string) pipeline.Module {
 }
 
 // TryModule is Module returning the error (for tests of bad configs).
-func TryModule(id, config string) (pipeline.Module, error) {
+func TryModule(id, config string) (pipeline.Module, error) { return tryModule(id, config, nil) }
+
+// tryModule provisions with links as Context.LinkIDs.
+func tryModule(id, config string, links map[string]pipeline.NICID) (pipeline.Module, error) {
 	mi, ok := pipeline.LookupModule(id)
 	if !ok {
 		return nil, fmt.Errorf("filtertest: no module %s registered (blank-import its package)", id)
@@ -262,7 +272,7 @@ func TryModule(id, config string) (pipeline.Module, error) {
 			return nil, fmt.Errorf("%s: %w", id, err)
 		}
 	}
-	ctx := &pipeline.Context{ModuleID: id, Instance: id, File: "file.yaml"}
+	ctx := &pipeline.Context{ModuleID: id, Instance: id, File: "file.yaml", LinkIDs: links}
 	if p, ok := m.(pipeline.Provisioner); ok {
 		if err := p.Provision(ctx); err != nil {
 			cleanup(m)

@@ -67,7 +67,7 @@ func TestMatchAndAction(t *testing.T) {
 // TestLinks: -i/-o by name see the links of a real generation.
 func TestLinks(t *testing.T) {
 	l := filtertest.NewLinks(t, []string{"lan", "wan"}, "10.0.1.1/24", "10.0.2.1/24")
-	m := filtertest.Module(t, "filter.match.base", "{in: lan, out: wan}").(pipeline.Matcher)
+	m := l.Module(t, "filter.match.base", "{in: lan, out: wan}").(pipeline.Matcher)
 	for _, c := range []struct {
 		in, out string
 		want    bool

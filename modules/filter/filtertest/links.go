@@ -52,6 +52,14 @@ func NewLinks(t testing.TB, names []string, addresses ...string) *Links {
 	return l
 }
 
+// Module is filtertest.Module with the stack's links as the context's
+// LinkIDs, as when a generation is built: a matcher that resolves link
+// names (filter.match.base's in/out) sees these links.
+func (l *Links) Module(t testing.TB, id, config string) pipeline.Module {
+	t.Helper()
+	return module(t, id, config, l.ids)
+}
+
 // ID is the NIC ID of a link ("" gives 0: no link).
 func (l *Links) ID(t testing.TB, name string) pipeline.NICID {
 	t.Helper()
