@@ -25,6 +25,10 @@ type Context struct {
 	// LinkMTU is the link's configured mtu (0: the device's own), for link
 	// modules that set the device's MTU.
 	LinkMTU int
+	// Config is the pipeline file the generation is built from (read
+	// only): what a module checks against other sections (the filter
+	// plugins check privileges: keeps setuid/setgid).
+	Config *Config
 
 	counters *counterRegistry
 	stack    *Stack
