@@ -97,12 +97,12 @@ func (t *Target) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	in := p.cur.Load()
 	if in == nil || in.dead.Load() || pc.Batch == nil {
 		p.count(failUnavailable, 1)
-		if p.cfg.OnFailure == "drop" {
+		if p.settings().OnFailure == "drop" {
 			return pipeline.VerdictDrop, 0
 		}
 		return pipeline.VerdictAccept, 0
 	}
-	l := in.lane(pc.Batch.Shard())
+	l := in.lane(&pc.Tuple)
 	if l.add(pc, sdk.KindTarget, t.tag, nil) {
 		l.flush(p.sink)
 	}
@@ -174,7 +174,7 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 }
 
 func (s *policySink) failed(f *flight, why failure) {
-	if s.p.cfg.OnFailure == "drop" {
+	if f.inst.cfg.OnFailure == "drop" {
 		for i := range f.items {
 			s.stack.DropStolen(nil, f.items[i].pkt) // counted by Plugin.count
 		}

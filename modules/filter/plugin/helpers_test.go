@@ -63,7 +63,9 @@ func (f *fake) install(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			closer := func() { c.Close(); srv.Stop() }
+			var once sync.Once
+			closer := func() { once.Do(func() { c.Close() }) } // its Shutdown rpc stops srv
+			_ = srv
 			f.mu.Lock()
 			f.closers = append(f.closers, closer)
 			f.mu.Unlock()

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -136,5 +137,191 @@ func TestWindowFull(t *testing.T) {
 		if _, seq := seqOf(g); seq != uint32(i) {
 			t.Fatalf("got seq %d at %d", seq, i)
 		}
+	}
+}
+
+// TestReplaceUnderTraffic: two workers send constant traffic while a reload
+// changes the plugin's config: the new version starts, is configured and
+// health-checked, takes the new batches; the old one answers what it held.
+// No packet is lost, each is judged by exactly one version, and each
+// flow's packets leave in order (the new version's answers wait until the
+// old one handed back its own).
+func TestReplaceUnderTraffic(t *testing.T) {
+	f := &fake{}
+	var mu sync.Mutex
+	judgedBy := map[[2]uint32]int{} // (flow, seq) → version
+	twice := 0
+	f.needs = sdk.Needs{Data: sdk.DataPacket}
+	f.judge = func(v int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, p := range pkts {
+			fl, seq := seqOf(p.Data)
+			k := [2]uint32{uint32(fl), seq}
+			if _, dup := judgedBy[k]; dup {
+				twice++
+			}
+			judgedBy[k] = v
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	decl := func(c int) string {
+		return `  - {name: blk, path: /bin/true, timeout: 2s, window: 64, config: {gen: ` + string(rune('0'+c)) + `}}`
+	}
+	n := newRouter(t, decl(1))
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	const workers, per = 2, 3000
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for s := 0; s < per; s += 20 {
+				var frames [][]byte
+				for k := s; k < s+20; k++ {
+					frames = append(frames, udp(uint16(w), 80, uint32(k)))
+				}
+				a.InjectFrames(frames)
+				time.Sleep(200 * time.Microsecond)
+			}
+		}(w)
+	}
+	var gmu sync.Mutex
+	var got [][]byte
+	count := func() int { gmu.Lock(); defer gmu.Unlock(); return len(got) }
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() { // b's queue is bounded: read it as a host would
+		defer close(drained)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d := pt.Drain(b)
+			gmu.Lock()
+			got = append(got, d...)
+			gmu.Unlock()
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	waitFor(t, "traffic flowing", func() bool { return count() > 500 })
+	if err := n.Reload(routerConfig(decl(2))); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	pt.Eventually(t, 5*time.Second, func() bool { return count() >= workers*per }, "every packet forwarded: %d of %d\n%s", count(), workers*per, n.DumpCounters())
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	<-drained
+	got = append(got, pt.Drain(b)...)
+	if len(got) != workers*per {
+		t.Fatalf("forwarded %d, sent %d\n%s", len(got), workers*per, n.DumpCounters())
+	}
+	next := make([]uint32, workers)
+	for _, g := range got {
+		fl, seq := seqOf(g)
+		if seq != next[fl] {
+			t.Fatalf("flow %d: seq %d after %d (lost or reordered)", fl, seq, next[fl])
+		}
+		next[fl]++
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	byVersion := map[int]int{}
+	for _, v := range judgedBy {
+		byVersion[v]++
+	}
+	if twice != 0 || len(judgedBy) != workers*per || byVersion[1] == 0 || byVersion[2] == 0 {
+		t.Fatalf("judged twice %d, judged %d of %d, by version %v", twice, len(judgedBy), workers*per, byVersion)
+	}
+	// Per flow, the old version judged a prefix and the new one the rest.
+	for fl := 0; fl < workers; fl++ {
+		seen2 := false
+		for s := 0; s < per; s++ {
+			v := judgedBy[[2]uint32{uint32(fl), uint32(s)}]
+			if v == 2 {
+				seen2 = true
+			} else if seen2 {
+				t.Fatalf("flow %d seq %d judged by v1 after v2 began", fl, s)
+			}
+		}
+	}
+	st := Plugins(n.Stack)[0]
+	if st.Version != "v2" || n.Counter("plugin_blk", "replaced") != 1 {
+		t.Fatalf("after replace: %+v, replaced %d", st, n.Counter("plugin_blk", "replaced"))
+	}
+	t.Logf("judged by version: %v", byVersion)
+}
+
+// TestReplaceFailureKeepsOld: a new version that fails Configure fails the
+// reload with the plugin's error; the old version keeps judging.
+func TestReplaceFailureKeepsOld(t *testing.T) {
+	f := &fake{}
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, config: {gen: 1}}`)
+	f.mu.Lock()
+	f.failNext = true
+	f.mu.Unlock()
+	err := n.Reload(routerConfig(`  - {name: blk, path: /bin/true, config: {gen: 2}}`))
+	if err == nil || !strings.Contains(err.Error(), "refused by the test") || !strings.Contains(err.Error(), "plugin blk") {
+		t.Fatalf("reload: %v", err)
+	}
+	t.Log(err)
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	a.InjectFrames([][]byte{udp(0, 80, 1)})
+	waitFor(t, "old version judges", func() bool { return len(pt.Drain(b)) == 1 })
+	if st := Plugins(n.Stack)[0]; st.Version != "v1" || st.State != "running" {
+		t.Fatalf("%+v", st)
+	}
+}
+
+// TestCrashRestartsWithinBudget: a plugin whose connection dies is
+// restarted (with backoff); packets meanwhile get the policy; once the
+// budget is spent the policy holds and the state says so.
+func TestCrashRestartsWithinBudget(t *testing.T) {
+	f := &fake{}
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, restarts: 2, on_failure: drop}`)
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	crash := func() {
+		f.mu.Lock()
+		c := f.closers[len(f.closers)-1]
+		f.mu.Unlock()
+		c()
+	}
+	for round := 1; round <= 3; round++ {
+		crash()
+		if round <= 2 {
+			waitFor(t, "restarted", func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return f.started == round+1 && Plugins(n.Stack)[0].State == "running"
+			})
+			a.InjectFrames([][]byte{udp(0, 80, uint32(round))})
+			waitFor(t, "judged after restart", func() bool { return len(pt.Drain(b)) == 1 })
+		}
+	}
+	waitFor(t, "budget spent", func() bool { return Plugins(n.Stack)[0].State == "failed" })
+	st := Plugins(n.Stack)[0]
+	if st.Restarts != 2 || !strings.Contains(st.Reason, "budget") {
+		t.Fatalf("%+v", st)
+	}
+	before := n.Counter("plugin_blk", "unavailable_packets")
+	a.InjectFrames([][]byte{udp(0, 80, 9)})
+	if got := len(pt.Drain(b)); got != 0 || n.Counter("plugin_blk", "unavailable_packets") != before+1 {
+		t.Fatalf("with the budget spent: %d forwarded, unavailable %d→%d", got, before, n.Counter("plugin_blk", "unavailable_packets"))
 	}
 }

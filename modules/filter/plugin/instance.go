@@ -45,7 +45,7 @@ type launcher func(ctx context.Context) (*conn, error)
 // its counters. Workers reach the current version through cur.
 type Plugin struct {
 	name     string
-	cfg      settings
+	cfgp     atomic.Pointer[settings] // the running version's
 	cfgJSON  []byte
 	key      string // what makes a version: binary hash, config, settings
 	launch   launcher
@@ -66,9 +66,13 @@ type Plugin struct {
 	reason   string
 }
 
+// settings are the plugin's current settings (the newest version's).
+func (p *Plugin) settings() *settings { return p.cfgp.Load() }
+
 // instance is one version of a plugin: one process, its lanes.
 type instance struct {
 	p       *Plugin
+	cfg     settings // this version's
 	conn    *conn
 	version string
 	needs   *pb.ConfigureResponse
@@ -88,7 +92,8 @@ type instance struct {
 
 // startInstance launches, configures and health-checks one version; only
 // a version that passes all three is returned.
-func (p *Plugin) startInstance(launch launcher, cfgJSON []byte) (*instance, error) {
+func (p *Plugin) startInstance(launch launcher, cfgJSON []byte, gate chan struct{}) (*instance, error) {
+	cfg := *p.settings()
 	ctx, cancel := context.WithCancel(context.Background())
 	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 	defer scancel()
@@ -97,12 +102,12 @@ func (p *Plugin) startInstance(launch launcher, cfgJSON []byte) (*instance, erro
 		cancel()
 		return nil, err
 	}
-	in := &instance{p: p, conn: c, ctx: ctx, cancel: cancel, start: time.Now()}
+	in := &instance{p: p, cfg: cfg, conn: c, ctx: ctx, cancel: cancel, start: time.Now(), gate: gate}
 	fail := func(err error) (*instance, error) {
 		in.kill()
 		return nil, err
 	}
-	needs, err := c.client.Configure(sctx, p.name, cfgJSON, p.cfg.MaxBatch)
+	needs, err := c.client.Configure(sctx, p.name, cfgJSON, cfg.MaxBatch)
 	if err != nil {
 		return fail(fmt.Errorf("configure: %w", err))
 	}
@@ -110,7 +115,7 @@ func (p *Plugin) startInstance(launch launcher, cfgJSON []byte) (*instance, erro
 	if err := c.client.Health(sctx); err != nil {
 		return fail(fmt.Errorf("health check: %w", err))
 	}
-	for i := 0; i < p.cfg.Lanes; i++ {
+	for i := 0; i < cfg.Lanes; i++ {
 		st, err := c.client.Judge(ctx)
 		if err != nil {
 			return fail(fmt.Errorf("judge stream: %w", err))
@@ -144,9 +149,28 @@ func (in *instance) dataOf(pc *pipeline.PacketContext, nh []byte) []byte {
 	return nil
 }
 
-// lane returns the lane of a worker's shard.
-func (in *instance) lane(shard int) *lane {
-	return in.lanes[shard%len(in.lanes)]
+// lane returns the lane of a packet: by its flow, so that a flow's
+// packets share one stream and its answers come back in order whichever
+// worker (batch context) runs them.
+func (in *instance) lane(t *pipeline.Tuple) *lane {
+	if len(in.lanes) == 1 {
+		return in.lanes[0]
+	}
+	return in.lanes[flowHash(t)%uint32(len(in.lanes))]
+}
+
+// flowHash is symmetric in source and destination (both directions of a
+// flow share a lane).
+func flowHash(t *pipeline.Tuple) uint32 {
+	a, b := t.Src.As16(), t.Dst.As16()
+	var x, y uint64
+	for i := 0; i < 16; i += 8 {
+		x ^= uint64(a[i])<<56 | uint64(a[i+1])<<48 | uint64(a[i+2])<<40 | uint64(a[i+3])<<32 | uint64(a[i+4])<<24 | uint64(a[i+5])<<16 | uint64(a[i+6])<<8 | uint64(a[i+7])
+		y ^= uint64(b[i])<<56 | uint64(b[i+1])<<48 | uint64(b[i+2])<<40 | uint64(b[i+3])<<32 | uint64(b[i+4])<<24 | uint64(b[i+5])<<16 | uint64(b[i+6])<<8 | uint64(b[i+7])
+	}
+	h := (x + y) ^ uint64(t.SrcPort)*uint64(t.DstPort) ^ (uint64(t.SrcPort)+uint64(t.DstPort))<<32 ^ uint64(t.Proto)<<48
+	h *= 0x9e3779b97f4a7c15
+	return uint32(h >> 32)
 }
 
 // streamError is a lane's stream breaking: the version is dead unless it
@@ -171,7 +195,7 @@ func (in *instance) timedOut() {
 		return
 	}
 	go func() {
-		ctx, cancel := context.WithTimeout(in.ctx, max(in.p.cfg.Timeout*5, 100*time.Millisecond))
+		ctx, cancel := context.WithTimeout(in.ctx, max(in.cfg.Timeout*5, 100*time.Millisecond))
 		defer cancel()
 		err := in.conn.client.Health(ctx)
 		in.misses.Store(0)
@@ -211,7 +235,7 @@ func (in *instance) kill() {
 // its lanes are empty or the deadline of the last flight passed), then is
 // killed.
 func (in *instance) drainAndStop() {
-	limit := time.Now().Add(in.p.cfg.Timeout + 50*time.Millisecond)
+	limit := time.Now().Add(in.cfg.Timeout + 50*time.Millisecond)
 	for time.Now().Before(limit) {
 		busy := 0
 		for _, l := range in.lanes {
@@ -238,7 +262,7 @@ func (p *Plugin) Run() error {
 	p.mu.Lock()
 	launch, cfgJSON := p.launch, p.cfgJSON
 	p.mu.Unlock()
-	in, err := p.startInstance(launch, cfgJSON)
+	in, err := p.startInstance(launch, cfgJSON, nil)
 	if err != nil {
 		p.setState("failed", err.Error())
 		return err
@@ -282,10 +306,10 @@ func (p *Plugin) restart(dead *instance) {
 			p.mu.Unlock()
 			return
 		}
-		if p.restarts >= p.cfg.Restarts {
-			p.state, p.reason = "failed", fmt.Sprintf("restart budget (%d) spent; on_failure %s holds", p.cfg.Restarts, p.cfg.OnFailure)
+		if cfg := p.settings(); p.restarts >= cfg.Restarts {
+			p.state, p.reason = "failed", fmt.Sprintf("restart budget (%d) spent; on_failure %s holds", cfg.Restarts, cfg.OnFailure)
 			p.mu.Unlock()
-			p.log.Error().Int("restarts", p.cfg.Restarts).Str("on_failure", p.cfg.OnFailure).Msg("plugin restart budget spent: the failure policy holds until the next reload")
+			p.log.Error().Int("restarts", cfg.Restarts).Str("on_failure", cfg.OnFailure).Msg("plugin restart budget spent: the failure policy holds until the next reload")
 			return
 		}
 		p.restarts++
@@ -293,7 +317,7 @@ func (p *Plugin) restart(dead *instance) {
 		launch, cfgJSON := p.launch, p.cfgJSON
 		p.mu.Unlock()
 		time.Sleep(backoff)
-		in, err := p.startInstance(launch, cfgJSON)
+		in, err := p.startInstance(launch, cfgJSON, nil)
 		if err == nil {
 			p.mu.Lock()
 			if p.stopped {
@@ -331,20 +355,13 @@ func (p *Plugin) replace(launch launcher, d *decl) error {
 // Every flight is judged by the version it was sent to: a packet added to
 // the old version's open flight goes with that flight.
 func (p *Plugin) Replace(launch launcher, key string, cfgJSON []byte, cfg *settings) error {
-	prev := p.cfg
+	prev := p.settings()
 	if cfg != nil {
-		p.mu.Lock()
-		p.cfg = *cfg // the new lanes' window and batch size
-		p.mu.Unlock()
+		p.cfgp.Store(cfg) // the new version's window, batch size, policy
 	}
-	in, err := p.startInstance(launch, cfgJSON)
-	if err == nil {
-		in.gate = make(chan struct{})
-	}
+	in, err := p.startInstance(launch, cfgJSON, make(chan struct{}))
 	if err != nil {
-		p.mu.Lock()
-		p.cfg = prev
-		p.mu.Unlock()
+		p.cfgp.Store(prev)
 		p.log.Error().Err(err).Msg("new plugin version failed to start; the running one stays")
 		return err
 	}
@@ -386,7 +403,7 @@ func (p *Plugin) count(why failure, n int) {
 	case failUnavailable:
 		p.counters.Get("unavailable_packets").Add(uint64(n))
 	}
-	p.counters.Get("policy_" + p.cfg.OnFailure + "_packets").Add(uint64(n))
+	p.counters.Get("policy_" + p.settings().OnFailure + "_packets").Add(uint64(n))
 }
 
 // stats are a plugin's round-trip figures.

@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
 	pb "github.com/pipestack/pipestack/modules/filter/plugin/proto"
+	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -86,7 +86,7 @@ type lane struct {
 }
 
 func newLane(inst *instance, st pb.FilterPlugin_JudgeClient) *lane {
-	w := inst.p.cfg.Window
+	w := inst.cfg.Window
 	l := &lane{
 		inst: inst, st: st, nextSeq: 1, linkIdx: map[pipeline.NICID]uint32{},
 		sendCh: make(chan *flight, w), ansCh: make(chan *pb.Answers, w),
@@ -119,7 +119,7 @@ func (l *lane) add(pc *pipeline.PacketContext, kind sdk.Kind, tag uint32, tok an
 	}
 	l.encode(f, pc, kind, tag)
 	f.items = append(f.items, item{pkt: pc.Pkt, hook: pc.Hook, kind: kind, tok: tok})
-	full := len(f.items) >= l.inst.p.cfg.MaxBatch
+	full := len(f.items) >= l.inst.cfg.MaxBatch
 	l.mu.Unlock()
 	return full
 }
@@ -190,7 +190,7 @@ func (l *lane) flush(s sink) {
 	switch {
 	case l.dead:
 		why = failUnavailable
-	case len(l.queue) >= l.inst.p.cfg.Window:
+	case len(l.queue) >= l.inst.cfg.Window:
 		why = failWindowFull
 	}
 	if why != failNone {
@@ -213,7 +213,7 @@ func (l *lane) flush(s sink) {
 	f.msg.Seq = f.seq
 	now := l.inst.p.clock.Now()
 	f.sent = now
-	f.deadline = now.Add(l.inst.p.cfg.Timeout)
+	f.deadline = now.Add(l.inst.cfg.Timeout)
 	l.queue = append(l.queue, f)
 	armed := len(l.queue) == 1
 	l.sendCh <- f // never blocks: at most window flights are queued

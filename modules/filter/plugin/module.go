@@ -474,10 +474,12 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 		return p, nil
 	}
 	p = &Plugin{
-		name: d.Name, cfg: d.cfg, cfgJSON: d.cfgJSON, key: d.key, launch: s.launcherOf(d),
+		name: d.Name, cfgJSON: d.cfgJSON, key: d.key, launch: s.launcherOf(d),
 		clock: s.clock, log: s.log.With().Str("plugin", d.Name).Logger(),
 		counters: s.ctx.Counters("plugin_" + d.Name), state: "starting",
 	}
+	cfg := d.cfg
+	p.cfgp.Store(&cfg)
 	p.sink = &policySink{p: p, stack: s.ctx.Stack()}
 	p.lingerFor = d.linger
 	if err := p.Run(); err != nil {
