@@ -120,6 +120,10 @@ func (s *Section) UnmarshalYAML(n *yaml.Node) error {
 		}
 		d := &decl{line: e.Line, col: e.Column}
 		if err := pipeline.DecodeStrict(e, &d.declConfig); err != nil {
+			var pe *pipeline.PosError
+			if nn := keyNode(e, "name"); nn != e && errors.As(err, &pe) && pe.Where == "" {
+				pe.Where = "plugin " + nn.Value
+			}
 			return err
 		}
 		where := "plugin " + d.Name
