@@ -136,7 +136,7 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 				break
 			}
 			nh := f.items[idx].pkt.NetworkHeader()
-			if l <= len(nh) && l == int(f.msg.DataLens[idx]) {
+			if l <= len(nh) && l == int(f.lens[idx]) {
 				copy(nh, a.RewriteData[off:off+l])
 			} else {
 				s.p.counters.Get("bad_rewrites").Inc()

@@ -125,10 +125,6 @@ func (p *Plugin) startInstance(launch launcher, cfgJSON []byte, gate chan struct
 	return in, nil
 }
 
-func (in *instance) newFlight() *flight {
-	return &flight{msg: new(pb.Batch), inst: in}
-}
-
 // dataOf is the bytes of a packet the plugin asked for.
 func (in *instance) dataOf(pc *pipeline.PacketContext, nh []byte) []byte {
 	switch in.needs.Data {

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -50,6 +51,7 @@ type flight struct {
 	seq      uint64
 	msg      *pb.Batch
 	items    []item
+	lens     []uint32 // data bytes sent per packet
 	deadline time.Time
 	sent     time.Time
 	inst     *instance // the version that judges it
@@ -74,27 +76,34 @@ type lane struct {
 	nextSeq uint64
 	nextID  uint32
 	linkIdx map[pipeline.NICID]uint32
-	links   []string // names not yet announced
 	dead    bool
+	free    []*flight // answered flights, for reuse
 
 	sendCh chan *flight
-	ansCh  chan *pb.Answers
-	kick   chan struct{}
 	done   chan struct{} // closed when the stream broke or the lane stopped
 	once   sync.Once
-	timer  pipeline.Timer
+
+	// deliverMu serialises handing flights to the sink (answers on the
+	// receiver goroutine, deadlines on the timer's): flights end in order.
+	deliverMu sync.Mutex
+	deadline  pipeline.Timer // fires at the oldest flight's deadline
+	linger    pipeline.Timer // flushes a partly filled flight
 }
 
 func newLane(inst *instance, st pb.FilterPlugin_JudgeClient) *lane {
 	w := inst.cfg.Window
 	l := &lane{
 		inst: inst, st: st, nextSeq: 1, linkIdx: map[pipeline.NICID]uint32{},
-		sendCh: make(chan *flight, w), ansCh: make(chan *pb.Answers, w),
-		kick: make(chan struct{}, 1), done: make(chan struct{}),
+		sendCh: make(chan *flight, w), done: make(chan struct{}),
 	}
+	clock := inst.p.clock
+	l.deadline = clock.AfterFunc(time.Hour, l.expire)
+	l.deadline.Stop()
+	l.linger = clock.AfterFunc(time.Hour, func() { l.flush(l.inst.p.sink) })
+	l.linger.Stop()
 	go l.sender()
 	go l.receiver()
-	go l.deliverer()
+	go l.closer()
 	return l
 }
 
@@ -110,12 +119,11 @@ func (l *lane) add(pc *pipeline.PacketContext, kind sdk.Kind, tag uint32, tok an
 	l.mu.Lock()
 	f := l.open
 	if f == nil {
-		f = l.inst.newFlight()
+		f = l.newFlight()
 		l.open = f
 		// Until the core tells a guest module its batch ended, a partly
 		// filled flight goes after linger.
-		p := l.inst.p
-		p.clock.AfterFunc(p.lingerFor, func() { l.flushIf(f) })
+		l.linger.Reset(l.inst.p.lingerFor)
 	}
 	l.encode(f, pc, kind, tag)
 	f.items = append(f.items, item{pkt: pc.Pkt, hook: pc.Hook, kind: kind, tok: tok})
@@ -148,7 +156,7 @@ func (l *lane) linkIndex(f *flight, pc *pipeline.PacketContext, id pipeline.NICI
 	return i
 }
 
-// encode appends pc's columns to f's message (l.mu held).
+// encode appends pc's record and data to f's message (l.mu held).
 func (l *lane) encode(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uint32) {
 	m := f.msg
 	t := &pc.Tuple
@@ -159,21 +167,27 @@ func (l *lane) encode(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag 
 	if t.Src.Is6() && !t.Src.Is4In6() {
 		meta |= 1 << 5
 	}
-	l.nextID++
-	m.Ids = append(m.Ids, l.nextID)
-	m.Meta = append(m.Meta, meta)
-	m.Ports = append(m.Ports, uint32(t.SrcPort)<<16|uint32(t.DstPort))
-	s, d := t.Src.As16(), t.Dst.As16()
-	m.Addrs = append(append(m.Addrs, s[:]...), d[:]...)
-	m.InLinks = append(m.InLinks, l.linkIndex(f, pc, pc.InNIC))
-	m.OutLinks = append(m.OutLinks, l.linkIndex(f, pc, pc.OutNIC))
-	m.Marks = append(m.Marks, pc.Pkt.Mark)
-	m.Tags = append(m.Tags, tag)
 	nh := pc.Pkt.NetworkHeader()
 	data := l.inst.dataOf(pc, nh)
-	m.DataLens = append(m.DataLens, uint32(len(data)))
+	l.nextID++
+	off := len(m.Records)
+	m.Records = append(m.Records, make([]byte, sdk.RecordSize)...)
+	r := m.Records[off : off+sdk.RecordSize]
+	le := binary.LittleEndian
+	le.PutUint32(r[0:], l.nextID)
+	le.PutUint32(r[4:], meta)
+	le.PutUint32(r[8:], uint32(t.SrcPort)<<16|uint32(t.DstPort))
+	le.PutUint32(r[12:], l.linkIndex(f, pc, pc.InNIC))
+	le.PutUint32(r[16:], l.linkIndex(f, pc, pc.OutNIC))
+	le.PutUint32(r[20:], pc.Pkt.Mark)
+	le.PutUint32(r[24:], tag)
+	le.PutUint32(r[28:], uint32(len(data)))
+	le.PutUint32(r[32:], uint32(len(nh)))
+	s16, d16 := t.Src.As16(), t.Dst.As16()
+	copy(r[40:], s16[:])
+	copy(r[56:], d16[:])
 	m.Data = append(m.Data, data...)
-	m.PktLens = append(m.PktLens, uint32(len(nh)))
+	f.lens = append(f.lens, uint32(len(data)))
 }
 
 // flush sends the lane's open flight, or fails it at once when the window
@@ -186,6 +200,7 @@ func (l *lane) flush(s sink) {
 		return
 	}
 	l.open = nil
+	l.linger.Stop()
 	why := failNone
 	switch {
 	case l.dead:
@@ -217,37 +232,10 @@ func (l *lane) flush(s sink) {
 	l.queue = append(l.queue, f)
 	armed := len(l.queue) == 1
 	l.sendCh <- f // never blocks: at most window flights are queued
-	l.mu.Unlock()
 	if armed {
-		l.arm(f.deadline, now)
+		l.deadline.Reset(f.deadline.Sub(now))
 	}
-}
-
-// flushIf flushes the open flight if it is still f.
-func (l *lane) flushIf(f *flight) {
-	l.mu.Lock()
-	same := l.open == f
 	l.mu.Unlock()
-	if same {
-		l.flush(l.inst.p.sink)
-	}
-}
-
-// arm sets the deadline timer (on the stack clock) to poke the deliverer.
-func (l *lane) arm(at, now time.Time) {
-	t := l.inst.p.clock.AfterFunc(at.Sub(now), func() {
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
-	})
-	l.mu.Lock()
-	old := l.timer
-	l.timer = t
-	l.mu.Unlock()
-	if old != nil {
-		old.Stop()
-	}
 }
 
 func (l *lane) sender() {
@@ -266,56 +254,51 @@ func (l *lane) sender() {
 }
 
 func (l *lane) receiver() {
+	if g := l.inst.gate; g != nil {
+		select {
+		case <-g:
+		case <-l.done:
+			return
+		}
+	}
+	s := l.inst.p.sink
+	a := new(pb.Answers)
 	for {
-		a := new(pb.Answers)
 		if err := l.st.RecvMsg(a); err != nil {
 			l.inst.streamError(err)
 			l.broken()
 			return
 		}
-		select {
-		case l.ansCh <- a:
-		case <-l.done:
-			return
-		}
+		l.deliverMu.Lock()
+		l.answer(s, a)
+		l.deliverMu.Unlock()
 	}
 }
 
-// deliverer hands flights to the sink in order: answered, timed out, or
-// failed when the lane breaks.
-func (l *lane) deliverer() {
+// closer fails what the lane holds once it broke.
+func (l *lane) closer() {
+	<-l.done
+	l.deliverMu.Lock()
+	l.mu.Lock()
+	l.dead = true
+	q := l.queue
+	l.queue = nil
+	l.deadline.Stop()
+	l.linger.Stop()
+	l.mu.Unlock()
 	s := l.inst.p.sink
-	if g := l.inst.gate; g != nil {
-		select {
-		case <-g:
-		case <-l.done:
-		}
+	for _, f := range q {
+		l.inst.p.count(failUnavailable, len(f.items))
+		s.failed(f, failUnavailable)
 	}
-	for {
-		select {
-		case a := <-l.ansCh:
-			l.answer(s, a)
-		case <-l.kick:
-			l.expire(s)
-		case <-l.done:
-			l.mu.Lock()
-			l.dead = true
-			q := l.queue
-			l.queue = nil
-			if l.timer != nil {
-				l.timer.Stop()
-			}
-			l.mu.Unlock()
-			for _, f := range q {
-				l.inst.p.count(failUnavailable, len(f.items))
-				s.failed(f, failUnavailable)
-			}
-			l.inst.laneGone(l)
-			return
-		}
-	}
+	l.deliverMu.Unlock()
+	// A flight still open is failed by the next flush (dead lane).
+	l.flush(s)
+	l.inst.laneGone(l)
 }
 
+// answer hands the oldest flight to the sink with the plugin's answer
+// (l.deliverMu held).
 func (l *lane) answer(s sink, a *pb.Answers) {
 	l.mu.Lock()
 	if len(l.queue) == 0 || a.Seq < l.queue[0].seq {
@@ -331,21 +314,57 @@ func (l *lane) answer(s sink, a *pb.Answers) {
 		l.broken()
 		return
 	}
+	l.queue[0] = nil
 	l.queue = l.queue[1:]
-	next := time.Time{}
+	now := l.inst.p.clock.Now()
 	if len(l.queue) > 0 {
-		next = l.queue[0].deadline
+		l.deadline.Reset(l.queue[0].deadline.Sub(now))
+	} else {
+		l.deadline.Stop()
 	}
 	l.mu.Unlock()
-	now := l.inst.p.clock.Now()
 	l.inst.p.stats.observe(now.Sub(f.sent), len(f.items))
 	s.answered(f, a)
-	if !next.IsZero() {
-		l.arm(next, now)
+	// The plugin answered: the sender is done with f.msg (gRPC encodes a
+	// message before it is sent), so f can carry the next flight. A flight
+	// that timed out is left to the collector instead.
+	l.mu.Lock()
+	if len(l.free) < cap(l.sendCh)+2 {
+		l.free = append(l.free, f)
 	}
+	l.mu.Unlock()
 }
 
-func (l *lane) expire(s sink) {
+// newFlight returns an empty flight, reusing an answered one (l.mu held).
+func (l *lane) newFlight() *flight {
+	n := len(l.free)
+	if n == 0 {
+		return &flight{msg: new(pb.Batch), inst: l.inst}
+	}
+	f := l.free[n-1]
+	l.free = l.free[:n-1]
+	m := f.msg
+	*m = pb.Batch{Records: m.Records[:0], Data: m.Data[:0]}
+	clear(f.items)
+	*f = flight{msg: m, items: f.items[:0], lens: f.lens[:0], inst: l.inst}
+	return f
+}
+
+// expire fails the flights whose deadline passed (the deadline timer's
+// goroutine).
+func (l *lane) expire() {
+	if g := l.inst.gate; g != nil {
+		select {
+		case <-g:
+		default:
+			// The answers wait for the replaced version to hand back what
+			// it held (at most its deadline): so do the deadlines.
+			l.deadline.Reset(time.Millisecond)
+			return
+		}
+	}
+	l.deliverMu.Lock()
+	defer l.deliverMu.Unlock()
 	now := l.inst.p.clock.Now()
 	var late []*flight
 	l.mu.Lock()
@@ -353,20 +372,17 @@ func (l *lane) expire(s sink) {
 		late = append(late, l.queue[0])
 		l.queue = l.queue[1:]
 	}
-	next := time.Time{}
 	if len(l.queue) > 0 {
-		next = l.queue[0].deadline
+		l.deadline.Reset(l.queue[0].deadline.Sub(now))
 	}
 	l.mu.Unlock()
+	s := l.inst.p.sink
 	for _, f := range late {
 		l.inst.p.count(failTimeout, len(f.items))
 		s.failed(f, failTimeout)
 	}
 	if len(late) > 0 {
 		l.inst.timedOut()
-	}
-	if !next.IsZero() {
-		l.arm(next, now)
 	}
 }
 

@@ -194,6 +194,7 @@ func processLauncher(spec procSpec) launcher {
 			Logger:           newHclog(spec.log, spec.name),
 			StartTimeout:     contextTimeout(ctx),
 			UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: dir},
+			GRPCDialOptions:  sdk.DialOptions(),
 		})
 		var rpc goplugin.ClientProtocol
 		spawn(func() { rpc, err = pr.gp.Client() })

@@ -57,6 +57,7 @@ func processLauncher(spec procSpec) launcher {
 			SkipHostEnv:      true,
 			Logger:           newHclog(spec.log, spec.name),
 			StartTimeout:     contextTimeout(ctx),
+			GRPCDialOptions:  sdk.DialOptions(),
 		})
 		rpc, err := pr.gp.Client()
 		if err != nil {

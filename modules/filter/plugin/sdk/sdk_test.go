@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -76,18 +77,16 @@ func testBatch(seq uint64, links []string, pkts ...testPkt) *pb.Batch {
 		if src.Is6() {
 			meta |= 1 << 5
 		}
+		r := make([]byte, RecordSize)
+		le := binary.LittleEndian
+		for k, v := range []uint32{uint32(100 + i), meta, uint32(p.sport)<<16 | uint32(p.dport), p.inLink, p.outLk, 0, p.tag, uint32(len(p.data)), uint32(len(p.data))} {
+			le.PutUint32(r[4*k:], v)
+		}
 		s16, d16 := src.As16(), dst.As16()
-		b.Ids = append(b.Ids, uint32(100+i))
-		b.Meta = append(b.Meta, meta)
-		b.Ports = append(b.Ports, uint32(p.sport)<<16|uint32(p.dport))
-		b.Addrs = append(append(b.Addrs, s16[:]...), d16[:]...)
-		b.InLinks = append(b.InLinks, p.inLink)
-		b.OutLinks = append(b.OutLinks, p.outLk)
-		b.Marks = append(b.Marks, 0)
-		b.Tags = append(b.Tags, p.tag)
-		b.DataLens = append(b.DataLens, uint32(len(p.data)))
+		copy(r[40:], s16[:])
+		copy(r[56:], d16[:])
+		b.Records = append(b.Records, r...)
 		b.Data = append(b.Data, p.data...)
-		b.PktLens = append(b.PktLens, uint32(len(p.data)))
 	}
 	return b
 }
@@ -129,8 +128,8 @@ func TestJudgeOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []uint32{uint32(Match), uint32(NoMatch), uint32(Drop), uint32(Continue), uint32(Accept)}
-	if out.Seq != 1 || !equal(out.Answers, want) {
+	want := []byte{byte(Match), byte(NoMatch), byte(Drop), byte(Continue), byte(Accept)}
+	if out.Seq != 1 || string(out.Answers) != string(want) {
 		t.Fatalf("answers seq %d %v, want %v", out.Seq, out.Answers, want)
 	}
 	if !equal(out.SetMarkIdx, []uint32{3}) || !equal(out.Marks, []uint32{7}) {
@@ -143,7 +142,7 @@ func TestJudgeOverGRPC(t *testing.T) {
 	if err := st.Send(testBatch(2, nil, testPkt{kind: KindMatch, src: "10.0.0.1", dst: "10.0.0.2", dport: 53, inLink: 2})); err != nil {
 		t.Fatal(err)
 	}
-	if out, err = st.Recv(); err != nil || out.Seq != 2 || !equal(out.Answers, []uint32{uint32(Match)}) {
+	if out, err = st.Recv(); err != nil || out.Seq != 2 || string(out.Answers) != string([]byte{byte(Match)}) {
 		t.Fatalf("batch 2: %v %v", out, err)
 	}
 	bad := testBatch(3, nil, testPkt{kind: KindMatch, src: "10.0.0.1", dst: "10.0.0.2", inLink: 7})
@@ -167,9 +166,9 @@ func TestDecodeSeesFields(t *testing.T) {
 		t.Fatalf("%+v", p)
 	}
 	for _, cut := range []func(*pb.Batch){
-		func(b *pb.Batch) { b.Addrs = b.Addrs[:31] },
-		func(b *pb.Batch) { b.DataLens[0] = 99 },
-		func(b *pb.Batch) { b.Tags = nil },
+		func(b *pb.Batch) { b.Records = b.Records[:71] },
+		func(b *pb.Batch) { b.Records[28] = 99 }, // data_len past the data
+		func(b *pb.Batch) { b.Records[12] = 9 },  // in_link not in the table
 		func(b *pb.Batch) { b.NextLink = 5 },
 	} {
 		var j judgeState
@@ -191,4 +190,29 @@ func equal(a, b []uint32) bool {
 		}
 	}
 	return true
+}
+
+// FuzzDecode: no batch from the wire makes decode panic, and a decoded
+// packet's data lies within the batch's data.
+func FuzzDecode(f *testing.F) {
+	b := testBatch(1, []string{"lan"}, testPkt{kind: KindTarget, src: "10.0.0.1", dst: "10.0.0.2", data: []byte{1, 2, 3}, inLink: 1})
+	f.Add(b.Records, b.Data, uint32(1), 1)
+	f.Add(make([]byte, 144), []byte{}, uint32(0), 0)
+	f.Fuzz(func(t *testing.T, rec, data []byte, next uint32, links int) {
+		var j judgeState
+		in := &pb.Batch{Records: rec, Data: data, NextLink: next}
+		for i := 0; i < links%4; i++ {
+			in.Links = append(in.Links, "l")
+		}
+		if err := j.decode(in); err != nil {
+			return
+		}
+		total := 0
+		for _, p := range j.pkts {
+			total += len(p.Data)
+		}
+		if total > len(data) {
+			t.Fatalf("decoded %d data bytes of %d", total, len(data))
+		}
+	})
 }

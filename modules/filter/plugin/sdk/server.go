@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -96,19 +97,23 @@ type judgeState struct {
 	target  []*Packet
 	mAns    []Answer
 	tRes    []Result
-	answers []uint32
+	answers []byte
 }
 
-// errBadBatch: the host sent a batch whose columns disagree.
+// errBadBatch: the host sent a batch whose records or data disagree.
 var errBadBatch = errors.New("malformed batch")
 
-// decode decodes in into j.pkts; columns that disagree are an error.
+// RecordSize is the size of a packet's record in Batch.records.
+const RecordSize = 72
+
+// decode decodes in into j.pkts; records and data that disagree are an
+// error.
 func (j *judgeState) decode(in *pb.Batch) error {
-	n := len(in.Ids)
-	if len(in.Meta) != n || len(in.Ports) != n || len(in.Addrs) != 32*n || len(in.InLinks) != n ||
-		len(in.OutLinks) != n || len(in.Marks) != n || len(in.Tags) != n || len(in.DataLens) != n || len(in.PktLens) != n {
+	rec := in.Records
+	if len(rec)%RecordSize != 0 {
 		return errBadBatch
 	}
+	n := len(rec) / RecordSize
 	if len(j.links) == 0 {
 		j.links = append(j.links, "")
 	}
@@ -123,21 +128,21 @@ func (j *judgeState) decode(in *pb.Batch) error {
 	}
 	j.pkts = j.pkts[:n]
 	off := 0
+	nl := uint32(len(j.links))
 	for i := 0; i < n; i++ {
-		p := &j.pkts[i]
-		m := in.Meta[i]
-		dl := int(in.DataLens[i])
-		if dl < 0 || off+dl > len(in.Data) || in.InLinks[i] >= uint32(len(j.links)) || in.OutLinks[i] >= uint32(len(j.links)) {
+		r := rec[i*RecordSize : (i+1)*RecordSize : (i+1)*RecordSize]
+		u := func(k int) uint32 { return binary.LittleEndian.Uint32(r[4*k:]) }
+		m, ports, il, ol, dl := u(1), u(2), u(3), u(4), int(u(7))
+		if il >= nl || ol >= nl || dl < 0 || dl > len(in.Data)-off {
 			return errBadBatch
 		}
+		p := &j.pkts[i]
 		*p = Packet{
-			ID: in.Ids[i], Hook: Hook(m & 7), Kind: Kind(m >> 3 & 1), Fragment: m&(1<<4) != 0,
-			SrcPort: uint16(in.Ports[i] >> 16), DstPort: uint16(in.Ports[i]), Proto: uint8(m >> 8),
-			InLink: j.links[in.InLinks[i]], OutLink: j.links[in.OutLinks[i]],
-			Mark: in.Marks[i], Tag: in.Tags[i], Len: int(in.PktLens[i]),
+			ID: u(0), Hook: Hook(m & 7), Kind: Kind(m >> 3 & 1), Fragment: m&(1<<4) != 0,
+			SrcPort: uint16(ports >> 16), DstPort: uint16(ports), Proto: uint8(m >> 8),
+			InLink: j.links[il], OutLink: j.links[ol], Mark: u(5), Tag: u(6), Len: int(u(8)),
 		}
-		a := in.Addrs[32*i : 32*i+32]
-		src, dst := netip.AddrFrom16([16]byte(a[:16])), netip.AddrFrom16([16]byte(a[16:]))
+		src, dst := netip.AddrFrom16([16]byte(r[40:56])), netip.AddrFrom16([16]byte(r[56:72]))
 		if m&(1<<5) == 0 {
 			src, dst = src.Unmap(), dst.Unmap()
 		}
@@ -190,7 +195,7 @@ func (j *judgeState) judge(impl *Plugin, needs Needs, in *pb.Batch, out *pb.Answ
 			if a > Hotdrop {
 				a = NoMatch
 			}
-			j.answers[i] = uint32(a)
+			j.answers[i] = byte(a)
 			continue
 		}
 		r := &j.tRes[ti]
@@ -199,7 +204,7 @@ func (j *judgeState) judge(impl *Plugin, needs Needs, in *pb.Batch, out *pb.Answ
 		if a < Continue || a > Drop {
 			a = Continue
 		}
-		j.answers[i] = uint32(a)
+		j.answers[i] = byte(a)
 		if r.SetMark && needs.SetMark {
 			out.SetMarkIdx = append(out.SetMarkIdx, uint32(i))
 			out.Marks = append(out.Marks, r.Mark)
