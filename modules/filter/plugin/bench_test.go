@@ -33,14 +33,19 @@ import (
 // rawCodec sends []byte messages as they are.
 type rawCodec struct{}
 
-func (rawCodec) Marshal(v any) ([]byte, error)      { return *v.(*[]byte), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error { *v.(*[]byte) = append((*v.(*[]byte))[:0], data...); return nil }
-func (rawCodec) Name() string                       { return "pipestack-raw" }
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append((*v.(*[]byte))[:0], data...)
+	return nil
+}
+func (rawCodec) Name() string { return "pipestack-raw" }
 
 func init() { encoding.RegisterCodec(rawCodec{}) }
 
 // bareEcho answers each message with one byte per 64 it got.
-type bareEcho struct{ goplugin.NetRPCUnsupportedPlugin }
+type bareEcho struct {
+	goplugin.NetRPCUnsupportedPlugin
+}
 
 var bareDesc = grpc.ServiceDesc{
 	ServiceName: "pipestack.bench.Bare",
@@ -131,7 +136,7 @@ type countSink struct {
 }
 
 func (s *countSink) answered(f *flight, _ *pb.Answers) { s.add(len(f.items)); <-s.window }
-func (s *countSink) failed(f *flight, why failure)    { panic("failed: " + why.String()) }
+func (s *countSink) failed(f *flight, why failure)     { panic("failed: " + why.String()) }
 func (s *countSink) add(k int) {
 	s.mu.Lock()
 	s.n += k
