@@ -279,3 +279,59 @@ func TestConfigErrors(t *testing.T) {
 	}
 	_ = strconv.Itoa
 }
+
+// TestPythonPlugin: the example plugin in Python (Debian's python3-grpcio)
+// speaks the same protocol: go-plugin's handshake with AutoMTLS,
+// Configure, Health and Judge; it drops what its config blocks.
+func TestPythonPlugin(t *testing.T) {
+	const py = "/usr/bin/python3"
+	if out, err := exec.Command(py, "-c", "import grpc, google.protobuf, cryptography").CombinedOutput(); err != nil {
+		testenv.Need(t, "%s with grpc, protobuf and cryptography (apt-get install python3-grpcio python3-protobuf python3-cryptography): %s", py, out)
+	}
+	dir, err := os.MkdirTemp("", "pipestack-pyplugin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	for _, f := range []string{"plugin.py", "filterplugin_pb2.py"} {
+		b, err := os.ReadFile(filepath.Join("../../../examples/plugin-python", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := routerBase
+	if os.Geteuid() == 0 {
+		cfg = strings.Replace(cfg, "privileges: {drop: false}", "privileges: {keep: [net_admin, net_raw, setuid, setgid]}", 1)
+	}
+	cfg = strings.Replace(cfg, "PLUGINS", fmt.Sprintf(`  - {name: blk, path: %s, args: [%s], timeout: 200ms, on_failure: accept, config: {block: [53, 54]}}`, py, filepath.Join(dir, "plugin.py")), 1)
+	n := pt.NewNode(t, "r", cfg, pipeline.Options{})
+	st := Plugins(n.Stack)
+	if len(st) != 1 || st[0].Version != "python-1" || st[0].State != "running" {
+		t.Fatalf("%+v", st)
+	}
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	var frames [][]byte
+	for i := 0; i < 30; i++ {
+		frames = append(frames, udp(0, uint16(52+i%3), uint32(i)))
+	}
+	a.InjectFrames(frames)
+	var got [][]byte
+	waitFor(t, "10 forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) >= 10 })
+	time.Sleep(50 * time.Millisecond)
+	got = append(got, pt.Drain(b)...)
+	if len(got) != 10 {
+		t.Fatalf("forwarded %d, want 10", len(got))
+	}
+	for i, g := range got {
+		if _, seq := seqOf(g); seq != uint32(3*i) {
+			t.Fatalf("forwarded seq %d at %d", seq, i)
+		}
+	}
+	if c := n.Counter("plugin_blk", "verdict_drop_packets"); c != 20 {
+		t.Fatalf("python plugin dropped %d, want 20 (policy: %d)", c, n.Counter("plugin_blk", "policy_accept_packets"))
+	}
+}
