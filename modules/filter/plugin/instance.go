@@ -88,6 +88,9 @@ type instance struct {
 	// handed back everything it held: until then this one's answers wait,
 	// so that packets of a flow stay in order across a replacement.
 	gate chan struct{}
+	// draining: replaced; a lane that runs empty pokes drainCh.
+	draining atomic.Bool
+	drainCh  chan struct{}
 }
 
 // startInstance launches, configures and health-checks one version; only
@@ -230,9 +233,18 @@ func (in *instance) kill() {
 // drainAndStop stops a replaced version: it answers what it holds (until
 // its lanes are empty or the deadline of the last flight passed), then is
 // killed.
-func (in *instance) drainAndStop() {
-	limit := time.Now().Add(in.cfg.Timeout + 50*time.Millisecond)
-	for time.Now().Before(limit) {
+func (in *instance) drainAndStop() { in.drainThen(nil) }
+
+// drainThen is drainAndStop calling drained (when not nil) as soon as the
+// version holds nothing (or its time is up), before it is killed.
+func (in *instance) drainThen(drained func()) {
+	in.drainCh = make(chan struct{}, 1)
+	in.draining.Store(true)
+	limit := time.NewTimer(in.cfg.Timeout + 50*time.Millisecond)
+	defer limit.Stop()
+	poll := time.NewTicker(5 * time.Millisecond) // a flight opened after the check
+	defer poll.Stop()
+	for {
 		busy := 0
 		for _, l := range in.lanes {
 			l.flush(in.p.sink) // an open flight goes to this version too
@@ -241,7 +253,18 @@ func (in *instance) drainAndStop() {
 		if busy == 0 {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		select {
+		case <-in.drainCh: // a lane ran empty
+		case <-poll.C:
+		case <-limit.C:
+			busy = 0
+		}
+		if busy == 0 {
+			break
+		}
+	}
+	if drained != nil {
+		drained()
 	}
 	in.kill()
 }
@@ -370,9 +393,10 @@ func (p *Plugin) Replace(launch launcher, key string, cfgJSON []byte, cfg *setti
 	p.log.Info().Str("version", in.version).Int("pid", in.pid()).Msg("plugin replaced")
 	go func() {
 		if old != nil {
-			old.drainAndStop()
+			old.drainThen(func() { close(in.gate) })
+		} else {
+			close(in.gate)
 		}
-		close(in.gate)
 	}()
 	return nil
 }

@@ -18,9 +18,11 @@ import (
 //
 // A worker adds questions to its lane's open flight (add) and sends it
 // (flush) at the end of its batch or when it holds maxBatch packets; it
-// never blocks: a full window (window flights sent and not answered) or a
-// dead lane hands the flight to the sink's failure policy at once
-// (counted: window_full, unavailable). Answers come back in order; the
+// never blocks. With the window full (window flights sent and not
+// answered) the open flight waits — the next answer or deadline sends it —
+// and keeps filling; once it holds maxBatch packets it gets the failure
+// policy (counted: window_full). So at most window + 1 flights are held
+// per lane. A dead lane hands flights to the policy at once (unavailable). Answers come back in order; the
 // deliverer hands each flight to the sink in order, and a flight whose
 // deadline passes first is failed (timeouts) and its late answer dropped.
 
@@ -199,15 +201,22 @@ func (l *lane) flush(s sink) {
 		l.mu.Unlock()
 		return
 	}
-	l.open = nil
-	l.linger.Stop()
 	why := failNone
 	switch {
 	case l.dead:
 		why = failUnavailable
 	case len(l.queue) >= l.inst.cfg.Window:
+		if len(f.items) < l.inst.cfg.MaxBatch {
+			// Queue boundedly: the open flight waits for a free slot
+			// (the next answer or deadline sends it) and keeps filling;
+			// once it holds max_batch packets it gets the policy.
+			l.mu.Unlock()
+			return
+		}
 		why = failWindowFull
 	}
+	l.open = nil
+	l.linger.Stop()
 	if why != failNone {
 		// The stream's link table keeps names announced in f: the next
 		// flight announces them again from the same index.
@@ -322,9 +331,20 @@ func (l *lane) answer(s sink, a *pb.Answers) {
 	} else {
 		l.deadline.Stop()
 	}
+	empty := len(l.queue) == 0
+	waiting := l.open != nil && len(l.queue) == l.inst.cfg.Window-1
 	l.mu.Unlock()
 	l.inst.p.stats.observe(now.Sub(f.sent), len(f.items))
 	s.answered(f, a)
+	if waiting {
+		l.flush(s) // the flight that waited for this slot
+	}
+	if empty && l.inst.draining.Load() {
+		select {
+		case l.inst.drainCh <- struct{}{}:
+		default:
+		}
+	}
 	// The plugin answered: the sender is done with f.msg (gRPC encodes a
 	// message before it is sent), so f can carry the next flight. A flight
 	// that timed out is left to the collector instead.
@@ -383,6 +403,7 @@ func (l *lane) expire() {
 	}
 	if len(late) > 0 {
 		l.inst.timedOut()
+		l.flush(s) // a flight waiting for a slot
 	}
 }
 
