@@ -22,14 +22,19 @@ type Generation struct {
 	resolvers  []LinkAddressResolver
 	transports [256]TransportProtocol
 	routes     *RouteTable
-	hooks      [NumHooks]*HookTable
-	traced     [NumHooks][]HookEntry // the tables of each hook by name, for a Tracer
+	hooks      [NumHooks]*hookSet
 	local4     map[uint32]localAddr
 	local6     *addrSet6[localAddr]
 
 	modules []*moduleInst
 	refs    atomic.Int64
-	inputs  inputSet // files the modules read (Context.ReadFile)
+	// pins counts the resume tokens (resume.go) that name this
+	// generation: a reload waits for them (Options.ResumeTimeout at most)
+	// before it stops it. stale is set when it stops: a token of it then
+	// resumes nowhere (dropped, resume_stale).
+	pins   atomic.Int64
+	stale  atomic.Bool
+	inputs inputSet // files the modules read (Context.ReadFile)
 
 	// linkRoutes is routes without the routes through NICs whose device
 	// is gone (linkstate.go); nil while every link is up.
@@ -41,6 +46,9 @@ type Generation struct {
 	hookNested      *Counter
 	neighUnresolved *Counter
 	noNIC           *Counter
+	resumeStale     *Counter
+	resumeNoToken   *Counter
+	resumeBadAnswer *Counter
 }
 
 type localAddr struct {
@@ -176,6 +184,9 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g.hookNested = counters.Get("filter_nested")
 	g.neighUnresolved = counters.Get("neighbor_unresolved")
 	g.noNIC = counters.Get("output_no_nic")
+	g.resumeStale = counters.Get("resume_stale")
+	g.resumeNoToken = counters.Get("resume_no_token")
+	g.resumeBadAnswer = counters.Get("resume_bad_answer")
 
 	// Protocol modules.
 	families := map[int]bool{}
@@ -370,7 +381,10 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
 		}
 		for _, p := range g.netProtos {
-			ng.endpoints = append(ng.endpoints, protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)})
+			pe := protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)}
+			pe.hr, _ = pe.ep.(HookResumer)
+			pe.frag, _ = pe.ep.(Fragmenter)
+			ng.endpoints = append(ng.endpoints, pe)
 		}
 	}
 	g.local6 = newAddrSet6(local6)
@@ -383,7 +397,6 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	}
 	g.routes = NewRouteTable(routes)
 	g.hooks = hooks
-	g.traced = traceEntries(cfg.Hooks, entries)
 	for _, mi := range g.modules {
 		if st, ok := mi.mod.(Starter); ok {
 			if err := st.Start(); err != nil {

@@ -143,6 +143,11 @@ type nicGen struct {
 type protoEndpoint struct {
 	num NetworkProtocolNumber
 	ep  NetworkEndpoint
+	// The endpoint's optional roles, asserted once when it is made (an
+	// assertion per batch would fill the runtime's per-site cache at a
+	// random call: an allocation on the packet path).
+	hr   HookResumer
+	frag Fragmenter
 }
 
 func famIndex(family int) int {
@@ -186,9 +191,16 @@ func (g *nicGen) PrimaryAddress(family int) (netip.Prefix, bool) {
 }
 
 func (g *nicGen) endpoint(num NetworkProtocolNumber) NetworkEndpoint {
+	if pe := g.protoEndpoint(num); pe != nil {
+		return pe.ep
+	}
+	return nil
+}
+
+func (g *nicGen) protoEndpoint(num NetworkProtocolNumber) *protoEndpoint {
 	for i := range g.endpoints {
 		if g.endpoints[i].num == num {
-			return g.endpoints[i].ep
+			return &g.endpoints[i]
 		}
 	}
 	return nil
