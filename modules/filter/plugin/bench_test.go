@@ -167,7 +167,7 @@ func BenchmarkPluginPath(b *testing.B) {
 			}
 			defer stop()
 			sink := &countSink{window: make(chan struct{}, 8)}
-			p := &Plugin{name: "bench", clock: pipeline.SystemClock{}, sink: sink, counters: new(pipeline.CounterSet), lingerFor: time.Hour}
+			p := &Plugin{name: "bench", clock: pipeline.SystemClock{}, sink: sink, counters: new(pipeline.CounterSet)}
 			p.cfgp.Store(&settings{Timeout: 10 * time.Second, Window: 8, MaxBatch: n, Lanes: 1, OnFailure: "accept", Restarts: 1})
 			in, err := p.startInstance(func(context.Context) (*conn, error) { return &conn{client: cl}, nil }, []byte("{}"), nil)
 			if err != nil {
@@ -188,10 +188,11 @@ func BenchmarkPluginPath(b *testing.B) {
 			start := time.Now()
 			for i := 0; i < msgs; i++ {
 				sink.window <- struct{}{} // a worker would apply the policy; the benchmark waits
+				f := l.newFlight()
 				for k := 0; k < n; k++ {
-					l.add(pcs, sdk.KindTarget, 0, nil)
+					l.add(f, pcs, sdk.KindTarget, 0)
 				}
-				l.flush(sink)
+				l.submit(f, sink)
 			}
 			<-done
 			b.ReportMetric(float64(msgs*n)/time.Since(start).Seconds(), "pkts/s")

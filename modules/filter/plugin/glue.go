@@ -12,27 +12,75 @@ import (
 )
 
 // This file is the filter glue: the rules' modules and the sink that ends
-// the packets the plugin judged. It is the one part tied to how the core
-// steals and resumes packets.
-//
-// Today (before resume tokens in the core) a target steals the packet with
-// VerdictStolen and the answer resumes it after the hook
-// (pipeline.ResumeAfter): ACCEPT and DROP are exact; CONTINUE (go on with
-// the next rule) also resumes after the hook, i.e. acts as ACCEPT, and a
-// matcher (filter.match.plugin) is not offered: both need the core's
-// resume at the rule. Flights are flushed when full or after linger (no
-// per-batch flush hook yet), on the stack clock.
+// the packets the plugin judged — the one part tied to how the core steals
+// and resumes packets. A rule's matcher (MatchStolen) or target
+// (pc.Steal) steals the packet at its rule with a resume token; the batch's
+// flush sends the stolen packets (pending.go); the plugin's answers resume
+// each packet at its rule (Stack.Resume): a matcher's match / no match /
+// hotdrop, a target's continue / accept / drop. The failure policy resumes
+// there too: accept is a target's ACCEPT and a matcher's no match (the
+// traversal goes on, fail open), drop drops.
 
-func init() { pipeline.RegisterModule(new(Target)) }
+func init() {
+	pipeline.RegisterModule(new(Target))
+	pipeline.RegisterModule(new(Matcher))
+}
 
-// Target is filter.target.plugin: -j PLUGIN --name X [--tag N]; YAML
-// {target: plugin, name: X, tag: N}.
-type Target struct {
-	Name string `yaml:"name"`
-	Tag  string `yaml:"tag"`
+// use is what the matcher and target share: the plugin's name and tag.
+type use struct {
+	Name, Tag string // as written (the modules' yaml fields)
 
 	d   *decl
 	tag uint32
+}
+
+func (u *use) provision(ctx *pipeline.Context, what string) error {
+	if u.Name == "" {
+		return fmt.Errorf("plugin %s: --name (name:) of a plugin declared under plugins: is required", what)
+	}
+	if u.Tag != "" {
+		v, err := strconv.ParseUint(u.Tag, 0, 32)
+		if err != nil {
+			return fmt.Errorf("plugin %s: --tag %q is not a 32-bit number", what, u.Tag)
+		}
+		u.tag = uint32(v)
+	}
+	reg, _ := ctx.Shared("filter.plugin/registry", func() any { return &registry{plugins: map[string]*Plugin{}} }).(*registry)
+	d, names := reg.declared(u.Name)
+	if d == nil {
+		if len(names) == 0 {
+			return fmt.Errorf("plugin %s: no plugin %q: the pipeline file has no plugins: section", what, u.Name)
+		}
+		return fmt.Errorf("plugin %s: no plugin %q under plugins: (declared: %s)", what, u.Name, strings.Join(names, ", "))
+	}
+	u.d = d
+	return nil
+}
+
+func (u *use) options() []filter.Opt {
+	return []filter.Opt{{Name: "name", Args: 1}, {Name: "tag", Args: 1}}
+}
+
+func (u *use) spec(prefix string) string {
+	s := prefix + " --name " + u.Name
+	if u.Tag != "" {
+		s += " --tag " + strconv.FormatUint(uint64(u.tag), 10)
+	}
+	return s
+}
+
+// policyDrop: the plugin's failure policy is drop.
+func (u *use) policyDrop() bool {
+	p := u.d.plugin
+	return p != nil && p.settings().OnFailure == "drop"
+}
+
+// Target is filter.target.plugin: -j PLUGIN --name X [--tag N]; YAML
+// {target: {plugin: {name: X, tag: N}}}.
+type Target struct {
+	Name string `yaml:"name"`
+	Tag  string `yaml:"tag"`
+	use  use
 }
 
 // PipelineModule implements pipeline.Module.
@@ -45,72 +93,92 @@ func (*Target) PipelineModule() pipeline.ModuleInfo {
 }
 
 // Options implements filter.Target.
-func (*Target) Options() []filter.Opt {
-	return []filter.Opt{{Name: "name", Args: 1}, {Name: "tag", Args: 1}}
-}
+func (t *Target) Options() []filter.Opt { return t.use.options() }
 
-// Provision finds the declaration (plugins: is decoded and provisioned
-// before filter:).
+// Provision finds the declaration (plugins: is provisioned before filter:).
 func (t *Target) Provision(ctx *pipeline.Context) error {
-	if t.Name == "" {
-		return fmt.Errorf("plugin target: --name (name:) of a plugin declared under plugins: is required")
-	}
-	if t.Tag != "" {
-		v, err := strconv.ParseUint(t.Tag, 0, 32)
-		if err != nil {
-			return fmt.Errorf("plugin target: --tag %q is not a 32-bit number", t.Tag)
-		}
-		t.tag = uint32(v)
-	}
-	reg, _ := ctx.Shared("filter.plugin/registry", func() any { return &registry{plugins: map[string]*Plugin{}} }).(*registry)
-	d, names := reg.declared(t.Name)
-	if d == nil {
-		if len(names) == 0 {
-			return fmt.Errorf("plugin target: no plugin %q: the pipeline file has no plugins: section", t.Name)
-		}
-		return fmt.Errorf("plugin target: no plugin %q under plugins: (declared: %s)", t.Name, strings.Join(names, ", "))
-	}
-	t.d = d
-	return nil
+	t.use.Name, t.use.Tag = t.Name, t.Tag
+	return t.use.provision(ctx, "target")
 }
 
 // Spec implements filter.Target.
-func (t *Target) Spec() string {
-	s := "-j PLUGIN --name " + t.Name
-	if t.Tag != "" {
-		s += " --tag " + strconv.FormatUint(uint64(t.tag), 10)
-	}
-	return s
-}
+func (t *Target) Spec() string { return t.use.spec("-j PLUGIN") }
 
 // Label implements filter.Target.
 func (*Target) Label() string { return "PLUGIN" }
 
-// Action implements pipeline.Target: the packet is stolen into the
-// worker's lane of the plugin's running version; the answer resumes or
-// drops it. A plugin with no running version applies on_failure now.
+// Action implements pipeline.Target: the packet is stolen at its rule; the
+// plugin's verdict resumes it there. With no running version the policy
+// applies at once.
 func (t *Target) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
-	p := t.d.plugin
+	p := t.use.d.plugin
 	if p == nil {
-		return pipeline.VerdictAccept, 0 // not started (Check)
+		return pipeline.VerdictAccept, 0 // not started (pipectl validate)
 	}
-	in := p.cur.Load()
-	if in == nil || in.dead.Load() || pc.Batch == nil {
-		p.count(failUnavailable, 1)
-		if p.settings().OnFailure == "drop" {
+	if !p.steal(pc, sdk.KindTarget, t.use.tag) {
+		if t.use.policyDrop() {
 			return pipeline.VerdictDrop, 0
 		}
 		return pipeline.VerdictAccept, 0
 	}
-	l := in.lane(&pc.Tuple)
-	if l.add(pc, sdk.KindTarget, t.tag, nil) {
-		l.flush(p.sink)
+	return pc.Steal()
+}
+
+// Matcher is filter.match.plugin: -m plugin --name X [--tag N]; YAML
+// {plugin: {name: X, tag: N}}.
+type Matcher struct {
+	Name string `yaml:"name"`
+	Tag  string `yaml:"tag"`
+	use  use
+}
+
+// PipelineModule implements pipeline.Module.
+func (*Matcher) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{
+		ID:      "filter.match.plugin",
+		Summary: "an out-of-process plugin's match declared under plugins: (-m plugin --name X [--tag N])",
+		New:     func() pipeline.Module { return new(Matcher) },
 	}
-	return pipeline.VerdictStolen, 0
+}
+
+// Options implements filter.Match.
+func (m *Matcher) Options() []filter.Opt { return m.use.options() }
+
+// Provision finds the declaration.
+func (m *Matcher) Provision(ctx *pipeline.Context) error {
+	m.use.Name, m.use.Tag = m.Name, m.Tag
+	return m.use.provision(ctx, "match")
+}
+
+// Spec implements filter.Match.
+func (m *Matcher) Spec() string { return m.use.spec("-m plugin") }
+
+// Fields implements pipeline.Matcher: anything (the plugin decides).
+func (*Matcher) Fields() pipeline.FieldSet { return pipeline.FieldOther }
+
+// Constraint implements pipeline.ConstraintDescriber: none a classifier
+// could use.
+func (*Matcher) Constraint() []pipeline.FieldConstraint { return nil }
+
+// Match implements pipeline.Matcher: the packet is stolen at its rule; the
+// plugin's answer resumes it there. With no running version the policy
+// applies at once: accept is no match, drop a hotdrop.
+func (m *Matcher) Match(pc *pipeline.PacketContext) (bool, bool) {
+	p := m.use.d.plugin
+	if p == nil {
+		return false, false // not started (pipectl validate)
+	}
+	if !p.steal(pc, sdk.KindMatch, m.use.tag) {
+		if m.use.policyDrop() {
+			return false, true
+		}
+		return false, false
+	}
+	return pipeline.MatchStolen()
 }
 
 // policySink ends judged packets: answers are applied (mark, rewrite) and
-// the packets resumed after their hook or dropped; failed flights get
+// each packet resumes at its rule with the answer; failed flights get
 // on_failure.
 type policySink struct {
 	p     *Plugin
@@ -122,7 +190,7 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 	n := len(f.items)
 	if needs.SetMark && len(a.SetMarkIdx) == len(a.Marks) {
 		for i, idx := range a.SetMarkIdx {
-			if int(idx) < n {
+			if int(idx) < n && f.items[idx].kind == sdk.KindTarget {
 				f.items[idx].pkt.Mark = a.Marks[i]
 			}
 		}
@@ -136,7 +204,7 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 				break
 			}
 			nh := f.items[idx].pkt.NetworkHeader()
-			if l <= len(nh) && l == int(f.lens[idx]) {
+			if l <= len(nh) && l == int(f.lens[idx]) && f.items[idx].kind == sdk.KindTarget {
 				copy(nh, a.RewriteData[off:off+l])
 			} else {
 				s.p.counters.Get("bad_rewrites").Inc()
@@ -144,33 +212,41 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 			off += l
 		}
 	}
-	drops := s.p.counters.Get("verdict_drop_packets")
-	run := f.items[:0:0]
-	var pkts []*pipeline.Packet
-	flushRun := func() {
-		if len(run) == 0 {
-			return
-		}
-		pkts = pkts[:0]
-		for _, it := range run {
-			pkts = append(pkts, it.pkt)
-		}
-		s.stack.Reinject(pipeline.ResumeAfter(run[0].hook), pkts)
-		run = run[:0]
-	}
+	drops := 0
+	f.pkts, f.answers = f.pkts[:0], f.answers[:0]
 	for i := range f.items {
 		it := &f.items[i]
-		switch sdk.Answer(a.Answers[i]) {
-		case sdk.Drop, sdk.Hotdrop:
-			s.stack.DropStolen(drops, it.pkt)
-			continue
+		var ans pipeline.Answer
+		switch code := sdk.Answer(a.Answers[i]); {
+		case it.kind == sdk.KindMatch:
+			switch code {
+			case sdk.Match:
+				ans = pipeline.MatchAnswer(true, false)
+			case sdk.Hotdrop:
+				ans = pipeline.MatchAnswer(false, true)
+				drops++
+			default:
+				ans = pipeline.MatchAnswer(false, false)
+			}
+		default:
+			switch code {
+			case sdk.Accept:
+				ans = pipeline.VerdictAnswer(pipeline.VerdictAccept, 0)
+			case sdk.Drop:
+				ans = pipeline.VerdictAnswer(pipeline.VerdictDrop, 0)
+				drops++
+			default:
+				ans = pipeline.VerdictAnswer(pipeline.VerdictContinue, 0)
+			}
 		}
-		if len(run) > 0 && run[0].hook != it.hook {
-			flushRun()
-		}
-		run = append(run, *it)
+		f.pkts = append(f.pkts, it.pkt)
+		f.answers = append(f.answers, ans)
 	}
-	flushRun()
+	if drops > 0 {
+		s.p.counters.Get("verdict_drop_packets").Add(uint64(drops))
+	}
+	s.stack.Resume(f.pkts, f.answers)
+	clear(f.pkts)
 }
 
 func (s *policySink) failed(f *flight, why failure) {
@@ -180,19 +256,25 @@ func (s *policySink) failed(f *flight, why failure) {
 		}
 		return
 	}
-	var pkts []*pipeline.Packet
-	for i := 0; i < len(f.items); {
-		h := f.items[i].hook
-		pkts = pkts[:0]
-		for ; i < len(f.items) && f.items[i].hook == h; i++ {
-			pkts = append(pkts, f.items[i].pkt)
+	// accept: a target's packet is accepted at its rule, a matcher's rule
+	// does not match (the traversal goes on), as with no running version.
+	f.pkts, f.answers = f.pkts[:0], f.answers[:0]
+	for i := range f.items {
+		ans := pipeline.VerdictAnswer(pipeline.VerdictAccept, 0)
+		if f.items[i].kind == sdk.KindMatch {
+			ans = pipeline.MatchAnswer(false, false)
 		}
-		s.stack.Reinject(pipeline.ResumeAfter(h), pkts)
+		f.pkts = append(f.pkts, f.items[i].pkt)
+		f.answers = append(f.answers, ans)
 	}
+	s.stack.Resume(f.pkts, f.answers)
+	clear(f.pkts)
 }
 
 var (
 	_ filter.Target        = (*Target)(nil)
+	_ filter.Match         = (*Matcher)(nil)
 	_ pipeline.Provisioner = (*Target)(nil)
+	_ pipeline.Provisioner = (*Matcher)(nil)
 	_ sink                 = (*policySink)(nil)
 )

@@ -103,8 +103,9 @@ func TestTimeoutAppliesPolicy(t *testing.T) {
 }
 
 // TestWindowFull: with window 1 and a plugin that holds the first flight,
-// a second flight gets the policy at once (window_full) and the worker
-// does not wait.
+// a second flight waits for the slot (bounded: max_batch packets wait), a
+// third gets the policy at once (window_full); the worker does not wait,
+// and the waiting flight goes when the first is answered, in order.
 func TestWindowFull(t *testing.T) {
 	f := &fake{}
 	release := make(chan struct{})
@@ -119,11 +120,11 @@ func TestWindowFull(t *testing.T) {
 	n := newRouter(t, `  - {name: blk, path: /bin/true, window: 1, lanes: 1, max_batch: 4, timeout: 5s, on_failure: drop}`)
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	var frames [][]byte
-	for i := 0; i < 8; i++ {
+	for i := 0; i < 12; i++ {
 		frames = append(frames, udp(0, 80, uint32(i)))
 	}
 	start := time.Now()
-	a.InjectFrames(frames) // two flights of 4: the second finds the window full
+	a.InjectFrames(frames) // three flights of 4: one sent, one waits, one refused
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("the worker waited %v", d)
 	}
@@ -132,7 +133,7 @@ func TestWindowFull(t *testing.T) {
 	}
 	close(release)
 	var got [][]byte
-	waitFor(t, "first flight answered", func() bool { got = append(got, pt.Drain(b)...); return len(got) == 4 })
+	waitFor(t, "two flights answered", func() bool { got = append(got, pt.Drain(b)...); return len(got) == 8 })
 	for i, g := range got {
 		if _, seq := seqOf(g); seq != uint32(i) {
 			t.Fatalf("got seq %d at %d", seq, i)

@@ -57,7 +57,10 @@ type Plugin struct {
 
 	cur atomic.Pointer[instance]
 
-	lingerFor time.Duration // how long a partly filled flight waits
+	// pend holds each batch's flights until it finishes (pending.go),
+	// indexed by Batch.Shard.
+	pend   atomic.Pointer[[]*pending]
+	pendMu sync.Mutex
 
 	mu       sync.Mutex
 	state    string // starting, running, restarting, failed, stopped
@@ -148,14 +151,14 @@ func (in *instance) dataOf(pc *pipeline.PacketContext, nh []byte) []byte {
 	return nil
 }
 
-// lane returns the lane of a packet: by its flow, so that a flow's
+// laneIndex returns the lane of a packet: by its flow, so that a flow's
 // packets share one stream and its answers come back in order whichever
 // worker (batch context) runs them.
-func (in *instance) lane(t *pipeline.Tuple) *lane {
+func (in *instance) laneIndex(t *pipeline.Tuple) int {
 	if len(in.lanes) == 1 {
-		return in.lanes[0]
+		return 0
 	}
-	return in.lanes[flowHash(t)%uint32(len(in.lanes))]
+	return int(flowHash(t) % uint32(len(in.lanes)))
 }
 
 // flowHash is symmetric in source and destination (both directions of a
@@ -247,7 +250,6 @@ func (in *instance) drainThen(drained func()) {
 	for {
 		busy := 0
 		for _, l := range in.lanes {
-			l.flush(in.p.sink) // an open flight goes to this version too
 			busy += l.inFlight()
 		}
 		if busy == 0 {
@@ -267,13 +269,6 @@ func (in *instance) drainThen(drained func()) {
 		drained()
 	}
 	in.kill()
-}
-
-// flushAll sends every lane's open flight (the glue calls it at batch end).
-func (in *instance) flushAll() {
-	for _, l := range in.lanes {
-		l.flush(in.p.sink)
-	}
 }
 
 // Run starts the first version; an error is the generation's.

@@ -11,20 +11,21 @@ import (
 )
 
 // This file is the plugin's data path below the filter: a lane is one Judge
-// stream of one plugin process, used by the workers whose shard maps to it.
-// It knows nothing of how packets were stolen or how they go on: the
-// packets of a flight are handed to a sink when the plugin answered or when
-// the failure policy applies. The filter glue (glue.go) is the sink.
+// stream of one plugin process. It knows nothing of how packets were
+// stolen or how they go on: the packets of a flight are handed to a sink
+// when the plugin answered or when the failure policy applies. The filter
+// glue (glue.go) is the sink.
 //
-// A worker adds questions to its lane's open flight (add) and sends it
-// (flush) at the end of its batch or when it holds maxBatch packets; it
+// A worker's batch builds its own flights (one per lane it uses, split at
+// maxBatch packets) while its rules steal packets, and submits them when
+// the batch finishes (BatchFlusher): one message per lane per batch. It
 // never blocks. With the window full (window flights sent and not
-// answered) the open flight waits — the next answer or deadline sends it —
-// and keeps filling; once it holds maxBatch packets it gets the failure
-// policy (counted: window_full). So at most window + 1 flights are held
-// per lane. A dead lane hands flights to the policy at once (unavailable). Answers come back in order; the
-// deliverer hands each flight to the sink in order, and a flight whose
-// deadline passes first is failed (timeouts) and its late answer dropped.
+// answered) a submitted flight waits — the next answer or deadline sends
+// it — boundedly: once maxBatch packets wait, a further flight gets the
+// failure policy (counted: window_full). A dead lane hands flights to the
+// policy at once (unavailable). Answers come back in order and are handed
+// to the sink in order; a flight whose deadline passes first gets the
+// policy (timeouts) and its late answer is dropped.
 
 // failure says why a flight got the failure policy.
 type failure uint8
@@ -45,7 +46,6 @@ type item struct {
 	pkt  *pipeline.Packet
 	hook pipeline.Hook
 	kind sdk.Kind
-	tok  any // the glue's handle (how to resume the packet)
 }
 
 // flight is one message: the batch sent and the packets it asks about.
@@ -54,14 +54,21 @@ type flight struct {
 	msg      *pb.Batch
 	items    []item
 	lens     []uint32 // data bytes sent per packet
+	nics     [][2]uint32 // NIC → link index cache of this flight
 	deadline time.Time
 	sent     time.Time
 	inst     *instance // the version that judges it
+	lane     *lane
+
+	// Scratch of the sink.
+	pkts    []*pipeline.Packet
+	answers []pipeline.Answer
 }
 
 // sink ends the packets of flights: answered by the plugin, or failed.
-// Both run on a lane's deliverer goroutine (or, for failures at flush, on
-// the worker's), never under a lane lock; they own the flight's packets.
+// Both run on a lane's goroutines (or, for failures at submit, on the
+// worker's after its batch), never under a lane lock; they own the
+// flight's packets.
 type sink interface {
 	answered(f *flight, a *pb.Answers)
 	failed(f *flight, why failure)
@@ -72,14 +79,17 @@ type lane struct {
 	inst *instance
 	st   pb.FilterPlugin_JudgeClient
 
-	mu      sync.Mutex
-	open    *flight   // being filled by workers
-	queue   []*flight // sent or queued for sending, oldest first (≤ window)
-	nextSeq uint64
-	nextID  uint32
-	linkIdx map[pipeline.NICID]uint32
-	dead    bool
-	free    []*flight // answered flights, for reuse
+	mu        sync.Mutex
+	queue     []*flight // sent, oldest first (≤ window)
+	waiting   []*flight // submitted with the window full (≤ maxBatch packets)
+	waitPkts  int
+	nextSeq   uint64
+	nextID    uint32
+	linkIdx   map[pipeline.NICID]uint32
+	names     []string // link index i+1 → name
+	announced int      // names the stream has been told
+	dead      bool
+	free      []*flight // answered flights, for reuse
 
 	sendCh chan *flight
 	done   chan struct{} // closed when the stream broke or the lane stopped
@@ -89,7 +99,6 @@ type lane struct {
 	// receiver goroutine, deadlines on the timer's): flights end in order.
 	deliverMu sync.Mutex
 	deadline  pipeline.Timer // fires at the oldest flight's deadline
-	linger    pipeline.Timer // flushes a partly filled flight
 }
 
 func newLane(inst *instance, st pb.FilterPlugin_JudgeClient) *lane {
@@ -98,68 +107,71 @@ func newLane(inst *instance, st pb.FilterPlugin_JudgeClient) *lane {
 		inst: inst, st: st, nextSeq: 1, linkIdx: map[pipeline.NICID]uint32{},
 		sendCh: make(chan *flight, w), done: make(chan struct{}),
 	}
-	clock := inst.p.clock
-	l.deadline = clock.AfterFunc(time.Hour, l.expire)
+	l.deadline = inst.p.clock.AfterFunc(time.Hour, l.expire)
 	l.deadline.Stop()
-	l.linger = clock.AfterFunc(time.Hour, func() { l.flush(l.inst.p.sink) })
-	l.linger.Stop()
 	go l.sender()
 	go l.receiver()
 	go l.closer()
 	return l
 }
 
-// broken marks the lane dead (stream error, stop); the deliverer fails
-// what it holds.
+// broken marks the lane dead (stream error, stop); the closer fails what
+// it holds.
 func (l *lane) broken() {
 	l.once.Do(func() { close(l.done) })
 }
 
-// add appends one question to the lane's open flight and returns true when
-// the flight is full (the caller flushes).
-func (l *lane) add(pc *pipeline.PacketContext, kind sdk.Kind, tag uint32, tok any) bool {
+// newFlight returns an empty flight, reusing an answered one.
+func (l *lane) newFlight() *flight {
 	l.mu.Lock()
-	f := l.open
-	if f == nil {
-		f = l.newFlight()
-		l.open = f
-		// Until the core tells a guest module its batch ended, a partly
-		// filled flight goes after linger.
-		l.linger.Reset(l.inst.p.lingerFor)
+	n := len(l.free)
+	if n == 0 {
+		l.mu.Unlock()
+		return &flight{msg: new(pb.Batch), inst: l.inst, lane: l}
 	}
-	l.encode(f, pc, kind, tag)
-	f.items = append(f.items, item{pkt: pc.Pkt, hook: pc.Hook, kind: kind, tok: tok})
-	full := len(f.items) >= l.inst.cfg.MaxBatch
+	f := l.free[n-1]
+	l.free = l.free[:n-1]
 	l.mu.Unlock()
-	return full
+	m := f.msg
+	*m = pb.Batch{Records: m.Records[:0], Data: m.Data[:0], Links: m.Links[:0]}
+	clear(f.items)
+	clear(f.pkts)
+	*f = flight{msg: m, items: f.items[:0], lens: f.lens[:0], nics: f.nics[:0], pkts: f.pkts[:0], answers: f.answers[:0], inst: l.inst, lane: l}
+	return f
 }
 
-// linkIndex returns the stream's index of a NIC's name, announcing new
-// ones in f (l.mu held).
+// linkIndex returns the stream's index of a NIC's name (cached per
+// flight; new names are announced when a flight is sent).
 func (l *lane) linkIndex(f *flight, pc *pipeline.PacketContext, id pipeline.NICID) uint32 {
 	if id == 0 {
 		return 0
 	}
-	if i, ok := l.linkIdx[id]; ok {
-		return i
-	}
-	name := ""
-	if pc.Batch != nil && pc.Batch.Gen != nil {
-		if ni, ok := pc.Batch.Gen.NIC(id); ok {
-			name = ni.Name()
+	for _, e := range f.nics {
+		if e[0] == uint32(id) {
+			return e[1]
 		}
 	}
-	if len(f.msg.Links) == 0 {
-		f.msg.NextLink = uint32(len(l.linkIdx) + 1)
+	l.mu.Lock()
+	i, ok := l.linkIdx[id]
+	if !ok {
+		name := ""
+		if pc.Batch != nil && pc.Batch.Gen != nil {
+			if ni, ok := pc.Batch.Gen.NIC(id); ok {
+				name = ni.Name()
+			}
+		}
+		l.names = append(l.names, name)
+		i = uint32(len(l.names))
+		l.linkIdx[id] = i
 	}
-	i := uint32(len(l.linkIdx) + 1)
-	l.linkIdx[id] = i
-	f.msg.Links = append(f.msg.Links, name)
+	l.mu.Unlock()
+	f.nics = append(f.nics, [2]uint32{uint32(id), i})
 	return i
 }
 
-// encode appends pc's record and data to f's message (l.mu held).
-func (l *lane) encode(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uint32) {
+// add encodes one question into f (the worker's own flight: no lock but
+// for a new link name).
+func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uint32) {
 	m := f.msg
 	t := &pc.Tuple
 	meta := uint32(pc.Hook) | uint32(kind)<<3 | uint32(t.Proto)<<8
@@ -171,12 +183,11 @@ func (l *lane) encode(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag 
 	}
 	nh := pc.Pkt.NetworkHeader()
 	data := l.inst.dataOf(pc, nh)
-	l.nextID++
 	off := len(m.Records)
 	m.Records = append(m.Records, make([]byte, sdk.RecordSize)...)
 	r := m.Records[off : off+sdk.RecordSize]
 	le := binary.LittleEndian
-	le.PutUint32(r[0:], l.nextID)
+	le.PutUint32(r[0:], uint32(len(f.items))) // ids: the index in the flight (the stream's seq makes it unique)
 	le.PutUint32(r[4:], meta)
 	le.PutUint32(r[8:], uint32(t.SrcPort)<<16|uint32(t.DstPort))
 	le.PutUint32(r[12:], l.linkIndex(f, pc, pc.InNIC))
@@ -190,61 +201,69 @@ func (l *lane) encode(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag 
 	copy(r[56:], d16[:])
 	m.Data = append(m.Data, data...)
 	f.lens = append(f.lens, uint32(len(data)))
+	f.items = append(f.items, item{pkt: pc.Pkt, hook: pc.Hook, kind: kind})
 }
 
-// flush sends the lane's open flight, or fails it at once when the window
-// is full or the lane is dead. It never blocks.
-func (l *lane) flush(s sink) {
+// submit sends a finished flight, lets it wait for a slot, or fails it.
+// It never blocks. Called after the worker's batch finished (the stolen
+// packets may go to other goroutines from then on).
+func (l *lane) submit(f *flight, s sink) {
 	l.mu.Lock()
-	f := l.open
-	if f == nil {
-		l.mu.Unlock()
-		return
-	}
 	why := failNone
 	switch {
 	case l.dead:
 		why = failUnavailable
-	case len(l.queue) >= l.inst.cfg.Window:
-		if len(f.items) < l.inst.cfg.MaxBatch {
-			// Queue boundedly: the open flight waits for a free slot
-			// (the next answer or deadline sends it) and keeps filling;
-			// once it holds max_batch packets it gets the policy.
+	case len(l.queue) >= l.inst.cfg.Window || len(l.waiting) > 0:
+		if l.waitPkts+len(f.items) <= l.inst.cfg.MaxBatch {
+			l.waiting = append(l.waiting, f)
+			l.waitPkts += len(f.items)
 			l.mu.Unlock()
 			return
 		}
 		why = failWindowFull
 	}
-	l.open = nil
-	l.linger.Stop()
 	if why != failNone {
-		// The stream's link table keeps names announced in f: the next
-		// flight announces them again from the same index.
-		if n := len(f.msg.Links); n > 0 {
-			for id, i := range l.linkIdx {
-				if i >= f.msg.NextLink {
-					delete(l.linkIdx, id)
-				}
-			}
-		}
 		l.mu.Unlock()
 		l.inst.p.count(why, len(f.items))
 		s.failed(f, why)
 		return
 	}
+	l.sendLocked(f)
+	l.mu.Unlock()
+}
+
+// sendLocked numbers f, announces new link names and queues it for the
+// sender (l.mu held; the window has room).
+func (l *lane) sendLocked(f *flight) {
 	f.seq = l.nextSeq
 	l.nextSeq++
 	f.msg.Seq = f.seq
+	f.msg.Links = f.msg.Links[:0]
+	f.msg.NextLink = 0
+	if l.announced < len(l.names) {
+		f.msg.NextLink = uint32(l.announced + 1)
+		f.msg.Links = append(f.msg.Links, l.names[l.announced:]...)
+		l.announced = len(l.names)
+	}
 	now := l.inst.p.clock.Now()
 	f.sent = now
 	f.deadline = now.Add(l.inst.cfg.Timeout)
 	l.queue = append(l.queue, f)
-	armed := len(l.queue) == 1
-	l.sendCh <- f // never blocks: at most window flights are queued
-	if armed {
+	if len(l.queue) == 1 {
 		l.deadline.Reset(f.deadline.Sub(now))
 	}
-	l.mu.Unlock()
+	l.sendCh <- f // never blocks: at most window flights are queued
+}
+
+// sendWaitingLocked sends waiting flights while the window has room.
+func (l *lane) sendWaitingLocked() {
+	for len(l.waiting) > 0 && len(l.queue) < l.inst.cfg.Window && !l.dead {
+		f := l.waiting[0]
+		l.waiting[0] = nil
+		l.waiting = l.waiting[1:]
+		l.waitPkts -= len(f.items)
+		l.sendLocked(f)
+	}
 }
 
 func (l *lane) sender() {
@@ -290,10 +309,9 @@ func (l *lane) closer() {
 	l.deliverMu.Lock()
 	l.mu.Lock()
 	l.dead = true
-	q := l.queue
-	l.queue = nil
+	q := append(l.queue, l.waiting...)
+	l.queue, l.waiting, l.waitPkts = nil, nil, 0
 	l.deadline.Stop()
-	l.linger.Stop()
 	l.mu.Unlock()
 	s := l.inst.p.sink
 	for _, f := range q {
@@ -301,8 +319,6 @@ func (l *lane) closer() {
 		s.failed(f, failUnavailable)
 	}
 	l.deliverMu.Unlock()
-	// A flight still open is failed by the next flush (dead lane).
-	l.flush(s)
 	l.inst.laneGone(l)
 }
 
@@ -326,19 +342,16 @@ func (l *lane) answer(s sink, a *pb.Answers) {
 	l.queue[0] = nil
 	l.queue = l.queue[1:]
 	now := l.inst.p.clock.Now()
+	l.sendWaitingLocked()
 	if len(l.queue) > 0 {
 		l.deadline.Reset(l.queue[0].deadline.Sub(now))
 	} else {
 		l.deadline.Stop()
 	}
 	empty := len(l.queue) == 0
-	waiting := l.open != nil && len(l.queue) == l.inst.cfg.Window-1
 	l.mu.Unlock()
 	l.inst.p.stats.observe(now.Sub(f.sent), len(f.items))
 	s.answered(f, a)
-	if waiting {
-		l.flush(s) // the flight that waited for this slot
-	}
 	if empty && l.inst.draining.Load() {
 		select {
 		case l.inst.drainCh <- struct{}{}:
@@ -346,28 +359,13 @@ func (l *lane) answer(s sink, a *pb.Answers) {
 		}
 	}
 	// The plugin answered: the sender is done with f.msg (gRPC encodes a
-	// message before it is sent), so f can carry the next flight. A flight
+	// message before it is sent), so f can carry a later flight. A flight
 	// that timed out is left to the collector instead.
 	l.mu.Lock()
-	if len(l.free) < cap(l.sendCh)+2 {
+	if len(l.free) < 2*l.inst.cfg.Window+2 {
 		l.free = append(l.free, f)
 	}
 	l.mu.Unlock()
-}
-
-// newFlight returns an empty flight, reusing an answered one (l.mu held).
-func (l *lane) newFlight() *flight {
-	n := len(l.free)
-	if n == 0 {
-		return &flight{msg: new(pb.Batch), inst: l.inst}
-	}
-	f := l.free[n-1]
-	l.free = l.free[:n-1]
-	m := f.msg
-	*m = pb.Batch{Records: m.Records[:0], Data: m.Data[:0]}
-	clear(f.items)
-	*f = flight{msg: m, items: f.items[:0], lens: f.lens[:0], inst: l.inst}
-	return f
 }
 
 // expire fails the flights whose deadline passed (the deadline timer's
@@ -392,6 +390,7 @@ func (l *lane) expire() {
 		late = append(late, l.queue[0])
 		l.queue = l.queue[1:]
 	}
+	l.sendWaitingLocked()
 	if len(l.queue) > 0 {
 		l.deadline.Reset(l.queue[0].deadline.Sub(now))
 	}
@@ -403,17 +402,12 @@ func (l *lane) expire() {
 	}
 	if len(late) > 0 {
 		l.inst.timedOut()
-		l.flush(s) // a flight waiting for a slot
 	}
 }
 
-// inFlight is how many flights wait for an answer.
+// inFlight is how many flights wait for an answer or a slot.
 func (l *lane) inFlight() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := len(l.queue)
-	if l.open != nil {
-		n++
-	}
-	return n
+	return len(l.queue) + len(l.waiting)
 }

@@ -62,7 +62,6 @@ type declConfig struct {
 	MaxBatch  int       `yaml:"max_batch"`
 	Lanes     int       `yaml:"lanes"`
 	Restarts  *int      `yaml:"restarts"`
-	Linger    string    `yaml:"linger"`
 	Config    yaml.Node `yaml:"config"`
 }
 
@@ -79,7 +78,6 @@ type decl struct {
 	uid     int
 	gid     int
 	watch   bool
-	linger  time.Duration
 	key     string
 	plugin  *Plugin // set by Start
 }
@@ -91,7 +89,6 @@ const (
 	DefaultMaxBatch = 256
 	DefaultLanes    = 4
 	DefaultRestarts = 5
-	DefaultLinger   = 200 * time.Microsecond
 	maxMaxBatch     = 4096
 )
 
@@ -175,14 +172,6 @@ func (d *decl) resolveStatic(e *yaml.Node) error {
 			return posErr(keyNode(e, "timeout"), where, "timeout %q: a duration such as 20ms (at most 1m)", d.Timeout)
 		}
 		d.cfg.Timeout = t
-	}
-	d.linger = DefaultLinger
-	if d.Linger != "" {
-		t, err := time.ParseDuration(d.Linger)
-		if err != nil || t <= 0 || t > time.Second {
-			return posErr(keyNode(e, "linger"), where, "linger %q: a duration such as 200us (at most 1s)", d.Linger)
-		}
-		d.linger = t
 	}
 	switch strings.ToLower(d.OnFailure) {
 	case "", "accept":
@@ -302,7 +291,7 @@ func (s *Section) Provision(ctx *pipeline.Context) error {
 // config and settings. A reload that changes none keeps the process.
 func (d *decl) versionKey() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%x|%s|%q|%d|%d|%+v|%s|%v|%x|%v", d.binSum, d.path, d.Args, d.uid, d.gid, d.cfg, d.cfgJSON, d.watch, d.pinned, d.linger)
+	fmt.Fprintf(h, "%x|%s|%q|%d|%d|%+v|%s|%v|%x", d.binSum, d.path, d.Args, d.uid, d.gid, d.cfg, d.cfgJSON, d.watch, d.pinned)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -485,7 +474,6 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 	cfg := d.cfg
 	p.cfgp.Store(&cfg)
 	p.sink = &policySink{p: p, stack: s.ctx.Stack()}
-	p.lingerFor = d.linger
 	if err := p.Run(); err != nil {
 		return nil, err
 	}
