@@ -1,13 +1,17 @@
 package plugin
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	goplugin "github.com/hashicorp/go-plugin"
+
 	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
+	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
@@ -324,5 +328,71 @@ func TestCrashRestartsWithinBudget(t *testing.T) {
 	a.InjectFrames([][]byte{udp(0, 80, 9)})
 	if got := len(pt.Drain(b)); got != 0 || n.Counter("plugin_blk", "unavailable_packets") != before+1 {
 		t.Fatalf("with the budget spent: %d forwarded, unavailable %d→%d", got, before, n.Counter("plugin_blk", "unavailable_packets"))
+	}
+}
+
+// matchFunc is a test plugin's matcher.
+type matchFunc func(pkts []*sdk.Packet, out []sdk.Answer)
+
+func (f matchFunc) Match(pkts []*sdk.Packet, out []sdk.Answer) { f(pkts, out) }
+
+// TestResumeAtRule: a plugin matcher and a plugin target resume at their
+// rule with the answer (resume tokens): a match goes on to the rule's
+// target, no match to the next rule; a target's continue goes on to the
+// next rule (which drops port 81), accept ends the chain (port 82 passes
+// although a later rule would drop it).
+func TestResumeAtRule(t *testing.T) {
+	old := newLauncher
+	t.Cleanup(func() { newLauncher = old })
+	newLauncher = func(s *Section, d *decl) launcher {
+		return func(context.Context) (*conn, error) {
+			impl := &sdk.Plugin{
+				Version: "v1",
+				Matcher: matchFunc(func(pkts []*sdk.Packet, out []sdk.Answer) {
+					for i, p := range pkts {
+						if p.DstPort == 53 && p.Tag == 7 {
+							out[i] = sdk.Match
+						}
+					}
+				}),
+				Target: judgeFunc(func(pkts []*sdk.Packet, out []sdk.Result) {
+					for i, p := range pkts {
+						switch p.DstPort {
+						case 82:
+							out[i] = sdk.Result{Answer: sdk.Accept}
+						default:
+							out[i] = sdk.Result{Answer: sdk.Continue}
+						}
+					}
+				}),
+			}
+			c, _ := goplugin.TestPluginGRPCConn(t, false, sdk.PluginSet(impl))
+			raw, err := c.Dispense(sdk.PluginName)
+			if err != nil {
+				return nil, err
+			}
+			return &conn{client: raw.(*sdk.Client), close: func() { c.Close() }}, nil
+		}
+	}
+	cfg := strings.Replace(routerConfig(`  - {name: blk, path: /bin/true}`), `        - "-p udp -j PLUGIN --name blk"
+`, `        - "-p udp -m plugin --name blk --tag 7 -j DROP"
+        - {proto: udp, target: {plugin: {name: blk}}}
+        - "-p udp --dport 81 -j DROP"
+        - "-p udp --dport 82 -j DROP"
+`, 1)
+	n := pt.NewNode(t, "r", cfg, pipeline.Options{})
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	a.InjectFrames([][]byte{udp(0, 53, 1), udp(0, 80, 2), udp(0, 81, 3), udp(0, 82, 4)})
+	var got [][]byte
+	waitFor(t, "2 forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) >= 2 })
+	time.Sleep(20 * time.Millisecond)
+	got = append(got, pt.Drain(b)...)
+	var seqs []uint32
+	for _, g := range got {
+		_, s := seqOf(g)
+		seqs = append(seqs, s)
+	}
+	if len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 4 {
+		t.Fatalf("forwarded seqs %v, want [2 4] (53 matched and dropped, 81 continued into its DROP, 82 accepted)\n%s", seqs, n.DumpCounters())
 	}
 }

@@ -53,7 +53,7 @@ type flight struct {
 	seq      uint64
 	msg      *pb.Batch
 	items    []item
-	lens     []uint32 // data bytes sent per packet
+	lens     []uint32    // data bytes sent per packet
 	nics     [][2]uint32 // NIC → link index cache of this flight
 	deadline time.Time
 	sent     time.Time
