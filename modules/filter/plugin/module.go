@@ -1,8 +1,7 @@
 // Package plugin is the host side of out-of-process filter plugins: the
 // top-level plugins: section of a pipeline file (module ID plugins), which
-// declares each plugin once, and the rules' filter.target.plugin (and,
-// with resume tokens in the core, filter.match.plugin) that send packets to
-// it. A plugin is a separate program speaking protocol v1
+// declares each plugin once, and the rules' filter.match.plugin and
+// filter.target.plugin that send packets to it. A plugin is a separate program speaking protocol v1
 // (proto/filterplugin.proto) over hashicorp/go-plugin and gRPC; Go plugins
 // are written with the sdk package. See README.md.
 //
@@ -10,8 +9,9 @@
 // go-plugin glue, the gRPC client and server and the testing helpers are in
 // sdk/; the protocol and its generated code in proto/; this package holds
 // the pipeline module (module.go), process management (process*.go), the
-// in-flight window per worker (lane.go), a plugin's versions, supervisor
-// and figures (instance.go) and the filter glue (glue.go).
+// in-flight window per lane (lane.go), a batch's flights (pending.go), a
+// plugin's versions, supervisor and figures (instance.go) and the filter
+// glue (glue.go).
 package plugin
 
 import (

@@ -395,7 +395,7 @@ type Batch struct {
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	// records: one fixed 72-byte record per packet, little-endian:
 	//
-	//	 0 id        uint32  the host's packet id (unique in flight per stream)
+	//	 0 id        uint32  the packet's index in the batch
 	//	 4 meta      uint32  bits 0-2 hook (0 prerouting, 1 input, 2 forward,
 	//	                     3 output, 4 postrouting), bit 3 kind (Kind),
 	//	                     bit 4 non-first fragment, bit 5 IPv6,

@@ -85,8 +85,7 @@ func (a Answer) String() string {
 // Packet is one packet of a batch as the plugin sees it. It and Data are
 // valid only during the call that hands them over: copy what you keep.
 type Packet struct {
-	// ID is the host's id of the packet (unique among those in flight on
-	// one stream).
+	// ID is the packet's index in the batch the host sent.
 	ID   uint32
 	Hook Hook
 	Kind Kind
