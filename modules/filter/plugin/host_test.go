@@ -396,3 +396,19 @@ func TestResumeAtRule(t *testing.T) {
 		t.Fatalf("forwarded seqs %v, want [2 4] (53 matched and dropped, 81 continued into its DROP, 82 accepted)\n%s", seqs, n.DumpCounters())
 	}
 }
+
+// TestRoundTripQuantiles: the round-trip histogram's p50 and p99 land in
+// the buckets of the observed times (4 buckets per power of two: within
+// 25 %).
+func TestRoundTripQuantiles(t *testing.T) {
+	var s stats
+	for i := 0; i < 98; i++ {
+		s.observe(100*time.Microsecond, 1)
+	}
+	s.observe(5*time.Millisecond, 1)
+	s.observe(5*time.Millisecond, 1)
+	p50, p99 := s.quantile(0.5), s.quantile(0.99)
+	if p50 < 75*time.Microsecond || p50 > 125*time.Microsecond || p99 < 3750*time.Microsecond || p99 > 6250*time.Microsecond {
+		t.Fatalf("p50 %v (want ~100µs), p99 %v (want ~5ms)", p50, p99)
+	}
+}

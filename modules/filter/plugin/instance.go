@@ -425,7 +425,7 @@ func (p *Plugin) count(why failure, n int) {
 type stats struct {
 	batches, packets, late atomic.Uint64
 	mu                     sync.Mutex
-	rtt                    [64]uint64 // log2 buckets of microseconds ×4
+	rtt                    [128]uint64 // 4 buckets per power of two of nanoseconds (to ~17 s)
 }
 
 func (s *stats) observe(d time.Duration, n int) {
@@ -441,12 +441,12 @@ func (s *stats) observe(d time.Duration, n int) {
 func bucketOf(d time.Duration) int {
 	ns := uint64(max(d, 1))
 	b := 0
-	for ns >= 8 && b < 60 {
+	for ns >= 8 {
 		ns >>= 1
 		b += 4
 	}
 	b += int(ns) - 4
-	return min(max(b, 0), 63)
+	return min(max(b, 0), 127)
 }
 
 func bucketValue(b int) time.Duration {
@@ -473,7 +473,7 @@ func (s *stats) quantile(q float64) time.Duration {
 			return bucketValue(b)
 		}
 	}
-	return bucketValue(63)
+	return bucketValue(127)
 }
 
 // Status is one plugin's line of `pipectl plugins`.

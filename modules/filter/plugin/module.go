@@ -295,23 +295,17 @@ func (d *decl) versionKey() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// credentials resolves user:. A plugin never runs as root: pipectl
-// running as root starts it as user (default nobody), whose capability
-// sets the kernel clears at execve.
+// credentials resolves user:. Without it the plugin runs as pipectl's
+// own uid (under root: uid 0 with no capabilities, see spawn); with it as
+// that user (never root).
 func (d *decl) credentials() (uid, gid int, err error) {
-	if runtime.GOOS != "linux" {
-		if d.User != "" {
-			return 0, 0, fmt.Errorf("user: not supported on %s", runtime.GOOS)
-		}
+	if d.User == "" {
 		return -1, -1, nil
 	}
-	name := d.User
-	if name == "" {
-		if os.Geteuid() != 0 {
-			return -1, -1, nil // pipectl's own unprivileged user
-		}
-		name = "nobody"
+	if runtime.GOOS != "linux" {
+		return 0, 0, fmt.Errorf("user: not supported on %s", runtime.GOOS)
 	}
+	name := d.User
 	u, err := user.Lookup(name)
 	if err != nil {
 		id, e := strconv.Atoi(name)
@@ -323,7 +317,7 @@ func (d *decl) credentials() (uid, gid int, err error) {
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(u.Gid)
 	if uid == 0 {
-		return 0, 0, fmt.Errorf("user %q is root: a plugin runs unprivileged", name)
+		return 0, 0, fmt.Errorf("user %q is root: leave user: out to run as pipectl's uid without capabilities", name)
 	}
 	if os.Geteuid() != 0 && uid != os.Geteuid() {
 		return 0, 0, fmt.Errorf("user %q: pipectl runs as uid %d and cannot switch users", name, os.Geteuid())
@@ -334,9 +328,11 @@ func (d *decl) credentials() (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// Validate checks that pipectl keeps what starting the plugins needs: as
-// root it switches to the plugin's user, so privileges: must keep setuid
-// and setgid (a restart after the privileges were dropped needs them).
+// Validate checks that pipectl keeps what starting a plugin with user:
+// needs after it dropped its privileges (a restart, a reload): setuid and
+// setgid to switch, chown to give the socket directory to the user, and
+// dac_override to reach the user's socket. Without user: a plugin needs
+// none of them.
 func (s *Section) Validate() error {
 	if s.ctx == nil || s.ctx.Config == nil || runtime.GOOS != "linux" {
 		return nil
@@ -347,7 +343,7 @@ func (s *Section) Validate() error {
 	}
 	need := false
 	for _, d := range s.decls {
-		if d.User != "" || os.Geteuid() == 0 {
+		if d.User != "" {
 			need = true
 		}
 	}
@@ -360,13 +356,13 @@ func (s *Section) Validate() error {
 	}
 	norm := func(c string) string { return strings.TrimPrefix(strings.ToLower(c), "cap_") }
 	var missing []string
-	for _, c := range []string{"setuid", "setgid"} {
+	for _, c := range []string{"setuid", "setgid", "chown", "dac_override"} {
 		if !slices.ContainsFunc(keep, func(k string) bool { return norm(k) == c }) {
 			missing = append(missing, c)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("the plugins run as another user: privileges: keep must list %s (e.g. keep: [net_admin, net_raw, setuid, setgid])", strings.Join(missing, " and "))
+		return fmt.Errorf("a plugin with user: is started after pipectl dropped its privileges too: privileges: keep must list %s (e.g. keep: [net_admin, net_raw, setuid, setgid, chown, dac_override]), or leave user: out", strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -58,25 +58,46 @@ func (p *process) kill() {
 // spawner runs every process start on one goroutine locked to its OS
 // thread for the life of the program: the parent death signal
 // (Pdeathsig) fires when the thread that forked ends, and this one never
-// does.
+// does. Under root the thread also carries the secure bits NOROOT (and
+// locked): securebits are per thread and inherited by the children it
+// forks, so a plugin that runs as uid 0 gets no capabilities at execve
+// (CapEff, CapPrm, CapAmb 0) while pipectl keeps its own.
 var spawner struct {
 	once sync.Once
 	ch   chan func()
+	err  error // NOROOT could not be set (root only)
 }
 
-func spawn(f func()) {
+const (
+	secbitNoroot       = 1 << 0
+	secbitNorootLocked = 1 << 1
+)
+
+func spawn(f func()) error {
 	spawner.once.Do(func() {
 		spawner.ch = make(chan func())
+		ready := make(chan struct{})
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread lives on
+			if os.Geteuid() == 0 {
+				if err := unix.Prctl(unix.PR_SET_SECUREBITS, secbitNoroot|secbitNorootLocked, 0, 0, 0); err != nil {
+					spawner.err = fmt.Errorf("secure bits NOROOT on the spawning thread: %w (a plugin run as root would get capabilities)", err)
+				}
+			}
+			close(ready)
 			for f := range spawner.ch {
 				f()
 			}
 		}()
+		<-ready
 	})
+	if spawner.err != nil {
+		return spawner.err
+	}
 	done := make(chan struct{})
 	spawner.ch <- func() { f(); close(done) }
 	<-done
+	return nil
 }
 
 // sealedCopy copies the binary at path into a sealed memfd, checks its
@@ -121,7 +142,8 @@ func sealedCopy(path string, want []byte) (*os.File, error) {
 }
 
 // privateDir makes the directory the plugin's socket lives in: 0700,
-// owned by the user the plugin runs as.
+// pipectl's (the plugin runs as pipectl's uid) or, for user:, the user's
+// (which needs CAP_CHOWN).
 func privateDir(uid, gid int) (string, error) {
 	base := os.Getenv("PIPESTACK_PLUGIN_DIR")
 	if base == "" {
@@ -143,9 +165,9 @@ func privateDir(uid, gid int) (string, error) {
 // processLauncher starts the plugin with go-plugin over gRPC: AutoMTLS,
 // no host environment (only the handshake's variables and the socket
 // directory), a private socket directory, its own process group, a parent
-// death signal, no capabilities (a non-root user: the kernel clears the
-// capability sets at execve), and the sealed copy of the binary when a
-// sha256 is given.
+// death signal, no capabilities (as pipectl's uid under the NOROOT secure
+// bit, or as user:, whose capability sets the kernel clears at execve),
+// and the sealed copy of the binary when a sha256 is given.
 func processLauncher(spec procSpec) launcher {
 	return func(ctx context.Context) (*conn, error) {
 		pr := &process{}
@@ -197,7 +219,9 @@ func processLauncher(spec procSpec) launcher {
 			GRPCDialOptions:  sdk.DialOptions(),
 		})
 		var rpc goplugin.ClientProtocol
-		spawn(func() { rpc, err = pr.gp.Client() })
+		if serr := spawn(func() { rpc, err = pr.gp.Client() }); serr != nil {
+			return nil, serr
+		}
 		if err != nil {
 			return nil, fmt.Errorf("start %s: %w", spec.path, err)
 		}

@@ -83,21 +83,32 @@ func running(pid int) bool {
 
 func processRouter(t *testing.T, decl string) *pt.Node {
 	t.Helper()
-	cfg := strings.Replace(routerBase, "privileges: {drop: false}", "privileges: {keep: [net_admin, net_raw, setuid, setgid]}", 1)
+	cfg := strings.Replace(routerBase, "privileges: {drop: false}", "privileges: {keep: [net_admin, net_raw, setuid, setgid, chown, dac_override]}", 1)
 	cfg = strings.Replace(cfg, "PLUGINS", decl, 1)
 	return pt.NewNode(t, "r", cfg, pipeline.Options{})
 }
 
-// TestProcessSecurity: the plugin runs as a real child: as nobody, with
-// CapEff, CapPrm and CapAmb 0 although pipectl (this test, root) has every
-// capability, without the host's environment, from the sealed memfd copy
-// whose sha256 was checked, in its own process group, with its socket in a
-// private 0700 directory; it judges traffic; closing the stack kills it.
+// TestProcessSecurity: the plugin runs as a real child with CapEff,
+// CapPrm and CapAmb 0 although pipectl (this test, root) has every
+// capability — as pipectl's uid 0 under the NOROOT secure bit, or as
+// user: nobody — without the host's environment, from the sealed memfd
+// copy whose sha256 was checked, in its own process group, with its socket
+// in a private 0700 directory of its uid; it judges traffic; closing the
+// stack kills it.
 func TestProcessSecurity(t *testing.T) {
+	for _, c := range []struct {
+		user string
+		uid  uint32
+	}{{"", 0}, {"nobody", 65534}} {
+		t.Run("user="+c.user, func(t *testing.T) { testProcessSecurity(t, c.user, c.uid) })
+	}
+}
+
+func testProcessSecurity(t *testing.T, usr string, wantUID uint32) {
 	testenv.Root(t)
 	path, sum := testPlugin(t)
 	t.Setenv("PIPESTACK_SECRET_TEST_VAR", "must-not-leak")
-	n := processRouter(t, fmt.Sprintf(`  - {name: blk, path: %s, sha256: %s, config: {block: 53}}`, path, sum))
+	n := processRouter(t, fmt.Sprintf(`  - {name: blk, path: %s, sha256: %s, user: "%s", config: {block: 53}}`, path, sum, usr))
 	st := Plugins(n.Stack)
 	if len(st) != 1 || st[0].PID <= 0 || st[0].State != "running" {
 		t.Fatalf("%+v", st)
@@ -109,8 +120,8 @@ func TestProcessSecurity(t *testing.T) {
 			t.Errorf("%s = %s, want 0", k, s[k])
 		}
 	}
-	if uid := strings.Fields(s["Uid"]); len(uid) == 0 || uid[0] != "65534" {
-		t.Errorf("Uid %q, want nobody (65534)", s["Uid"])
+	if uid := strings.Fields(s["Uid"]); len(uid) == 0 || uid[0] != strconv.Itoa(int(wantUID)) {
+		t.Errorf("Uid %q, want %d", s["Uid"], wantUID)
 	}
 	if me := procStatus(t, os.Getpid()); me["CapEff"] == "0000000000000000" {
 		t.Fatalf("the test itself has no capabilities: it proves nothing")
@@ -137,8 +148,8 @@ func TestProcessSecurity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o700 || fi.Sys().(*syscall.Stat_t).Uid != 65534 {
-		t.Errorf("socket dir %s: mode %v uid %d, want 0700 nobody", sockDir, fi.Mode().Perm(), fi.Sys().(*syscall.Stat_t).Uid)
+	if fi.Mode().Perm() != 0o700 || fi.Sys().(*syscall.Stat_t).Uid != wantUID {
+		t.Errorf("socket dir %s: mode %v uid %d, want 0700 uid %d", sockDir, fi.Mode().Perm(), fi.Sys().(*syscall.Stat_t).Uid, wantUID)
 	}
 	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); !strings.HasPrefix(exe, "/memfd:pipestack-plugin") {
 		t.Errorf("the plugin runs %q, not the sealed copy", exe)
@@ -252,7 +263,7 @@ func TestConfigErrors(t *testing.T) {
 		{`  - {name: blk, path: ` + path + `, sha256: abc}`, `sha256 "abc": 64 hex digits`},
 		{`  - {name: blk, path: ` + path + `, sha256: ` + bad + `}`, `has sha256 ` + sum + `, the file pins ` + bad},
 		{`  - {name: blk, path: /nonexistent/plugin}`, `no such file`},
-		{`  - {name: blk, path: ` + path + `, user: root}`, `is root: a plugin runs unprivileged`},
+		{`  - {name: blk, path: ` + path + `, user: root}`, `is root: leave user: out`},
 		{`  - {name: blk, path: ` + path + `}` + "\n  - {name: blk, path: " + path + "}", `plugin "blk" declared twice`},
 		{`  - {name: other, path: ` + path + `}`, `no plugin "blk" under plugins: (declared: other)`},
 		{`  - {name: blk, path: ` + path + `, window: 100}`, `window 100 out of range [1, 64]`},
@@ -266,15 +277,21 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s\n  got  %v\n  want …%s…", c.decl, err, c.want)
 		}
 	}
-	// As root, the plugins switch user: privileges must keep setuid/setgid.
+	// A plugin with user: is restarted after the privileges are dropped:
+	// they must keep what switching users needs. Without user: nothing.
 	if os.Geteuid() == 0 {
 		cfg := strings.Replace(routerBase, "privileges: {drop: false}", "", 1)
-		pc, err := pipeline.ParseConfig("r.yaml", []byte(strings.Replace(cfg, "PLUGINS", `  - {name: blk, path: `+path+`}`, 1)))
-		if err == nil {
-			err = pipeline.Check(pc)
-		}
-		if err == nil || !strings.Contains(err.Error(), "privileges: keep must list setuid and setgid") {
-			t.Errorf("privileges without setuid: %v", err)
+		for _, c := range []struct{ decl, want string }{
+			{`  - {name: blk, path: ` + path + `, user: nobody}`, "privileges: keep must list setuid, setgid, chown, dac_override"},
+			{`  - {name: blk, path: ` + path + `}`, ""},
+		} {
+			pc, err := pipeline.ParseConfig("r.yaml", []byte(strings.Replace(cfg, "PLUGINS", c.decl, 1)))
+			if err == nil {
+				err = pipeline.Check(pc)
+			}
+			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+				t.Errorf("%s with default privileges: %v, want %q", c.decl, err, c.want)
+			}
 		}
 	}
 	_ = strconv.Itoa

@@ -1,5 +1,7 @@
-// Command testplugin is the plugin the host's process tests run as a real
-// child: it accepts every packet except those to config.block, and can be
+// Command testplugin is the plugin the host's process tests (and e2e) run
+// as a real child: as a target it accepts every packet except those to
+// config.block, as a matcher it matches those (unless built with allow
+// set), and it can be
 // told to answer slowly (sleep_ms) or to exit at start (a file named
 // like the binary with .exit appended exists: a crash loop).
 package main
@@ -20,6 +22,20 @@ type config struct {
 
 type target struct{ c config }
 
+// allow, set at build time (-ldflags "-X main.allow=yes"), makes the
+// matcher match nothing: the version that lets the blocked port through.
+var allow = ""
+
+// Match implements sdk.Matcher: packets to config.block match (a rule
+// "-m plugin --name X -j DROP" drops them).
+func (t *target) Match(pkts []*sdk.Packet, out []sdk.Answer) {
+	for i, p := range pkts {
+		if allow == "" && p.DstPort == t.c.Block {
+			out[i] = sdk.Match
+		}
+	}
+}
+
 func (t *target) Action(pkts []*sdk.Packet, out []sdk.Result) {
 	if t.c.SleepMS > 0 {
 		time.Sleep(time.Duration(t.c.SleepMS) * time.Millisecond)
@@ -39,14 +55,15 @@ func main() {
 	}
 	t := &target{}
 	sdk.Serve(&sdk.Plugin{
-		Version: "test",
+		Version: "test" + allow,
 		Configure: func(name string, js []byte) (sdk.Needs, error) {
 			if err := json.Unmarshal(js, &t.c); err != nil {
 				return sdk.Needs{}, err
 			}
 			return sdk.Needs{Data: sdk.DataHeaders, SetMark: true}, nil
 		},
-		Target: t,
+		Target:  t,
+		Matcher: t,
 	})
 }
 
