@@ -29,7 +29,6 @@ func build(t *testing.T, out, version, verdict string) {
 const router = `
 name: r
 modules: [network.ipv4]
-privileges: {keep: [net_admin, net_raw, setuid, setgid]}
 links:
   - {name: a, module: link.channel, framing: ip, addresses: [10.0.1.1/24]}
   - {name: b, module: link.channel, framing: ip, addresses: [10.0.2.1/24]}
