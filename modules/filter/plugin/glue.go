@@ -36,12 +36,12 @@ type use struct {
 
 func (u *use) provision(ctx *pipeline.Context, what string) error {
 	if u.Name == "" {
-		return fmt.Errorf("plugin %s: --name (name:) of a plugin declared under plugins: is required", what)
+		return fmt.Errorf("--name (name:) of a plugin declared under plugins: is required (the %s of a rule)", what)
 	}
 	if u.Tag != "" {
 		v, err := strconv.ParseUint(u.Tag, 0, 32)
 		if err != nil {
-			return fmt.Errorf("plugin %s: --tag %q is not a 32-bit number", what, u.Tag)
+			return fmt.Errorf("--tag %q is not a 32-bit number", u.Tag)
 		}
 		u.tag = uint32(v)
 	}
@@ -49,9 +49,9 @@ func (u *use) provision(ctx *pipeline.Context, what string) error {
 	d, names := reg.declared(u.Name)
 	if d == nil {
 		if len(names) == 0 {
-			return fmt.Errorf("plugin %s: no plugin %q: the pipeline file has no plugins: section", what, u.Name)
+			return fmt.Errorf("no plugin %q: the pipeline file has no plugins: section", u.Name)
 		}
-		return fmt.Errorf("plugin %s: no plugin %q under plugins: (declared: %s)", what, u.Name, strings.Join(names, ", "))
+		return fmt.Errorf("no plugin %q under plugins: (declared: %s)", u.Name, strings.Join(names, ", "))
 	}
 	u.d = d
 	return nil

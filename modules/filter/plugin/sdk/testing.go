@@ -19,11 +19,10 @@ import (
 // connection closes when t ends.
 func TestClient(t testing.TB, impl *Plugin) *Client {
 	t.Helper()
-	c, s := plugin.TestPluginGRPCConn(t, false, PluginSet(impl))
-	t.Cleanup(func() {
-		c.Close()
-		s.Stop()
-	})
+	c, _ := plugin.TestPluginGRPCConn(t, false, PluginSet(impl))
+	// Close sends go-plugin's Shutdown, which stops the server (calling
+	// its Stop as well races with that inside go-plugin).
+	t.Cleanup(func() { c.Close() })
 	raw, err := c.Dispense(PluginName)
 	if err != nil {
 		t.Fatal(err)
