@@ -88,7 +88,7 @@ func TestPluginMatcherSwapUnderIperf3(t *testing.T) {
 	// without capabilities, and is restarted and replaced after pipectl
 	// dropped its own.
 	cfg := l.routerConfig("") + fmt.Sprintf(`plugins:
-  - {name: pm, path: %s, reload: watch, timeout: 50ms, on_failure: accept, config: {block: 9999}}
+  - {name: pm, path: %s, reload: watch, timeout: 500ms, on_failure: accept, config: {block: 9999}}
 filter:
   filter:
     forward:

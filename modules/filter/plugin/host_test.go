@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,7 @@ func TestTargetVerdicts(t *testing.T) {
 		}
 	}
 	f.install(t)
-	n := newRouter(t, `  - {name: blk, path: /bin/true, config: {block: 53}}`)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s, config: {block: 53}}`)
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	var frames [][]byte
 	for i := 0; i < 40; i++ {
@@ -271,11 +272,11 @@ func TestReplaceFailureKeepsOld(t *testing.T) {
 		}
 	}
 	f.install(t)
-	n := newRouter(t, `  - {name: blk, path: /bin/true, config: {gen: 1}}`)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s, config: {gen: 1}}`)
 	f.mu.Lock()
 	f.failNext = true
 	f.mu.Unlock()
-	err := n.Reload(routerConfig(`  - {name: blk, path: /bin/true, config: {gen: 2}}`))
+	err := n.Reload(routerConfig(`  - {name: blk, path: /bin/true, timeout: 2s, config: {gen: 2}}`))
 	if err == nil || !strings.Contains(err.Error(), "refused by the test") || !strings.Contains(err.Error(), "plugin blk") {
 		t.Fatalf("reload: %v", err)
 	}
@@ -299,7 +300,7 @@ func TestCrashRestartsWithinBudget(t *testing.T) {
 		}
 	}
 	f.install(t)
-	n := newRouter(t, `  - {name: blk, path: /bin/true, restarts: 2, on_failure: drop}`)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s, restarts: 2, on_failure: drop}`)
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	crash := func() {
 		f.mu.Lock()
@@ -374,7 +375,7 @@ func TestResumeAtRule(t *testing.T) {
 			return &conn{client: raw.(*sdk.Client), close: func() { c.Close() }}, nil
 		}
 	}
-	cfg := strings.Replace(routerConfig(`  - {name: blk, path: /bin/true}`), `        - "-p udp -j PLUGIN --name blk"
+	cfg := strings.Replace(routerConfig(`  - {name: blk, path: /bin/true, timeout: 2s}`), `        - "-p udp -j PLUGIN --name blk"
 `, `        - "-p udp -m plugin --name blk --tag 7 -j DROP"
         - {proto: udp, target: {plugin: {name: blk}}}
         - "-p udp --dport 81 -j DROP"
@@ -392,6 +393,7 @@ func TestResumeAtRule(t *testing.T) {
 		_, s := seqOf(g)
 		seqs = append(seqs, s)
 	}
+	slices.Sort(seqs) // four flows: order is kept per flow only
 	if len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 4 {
 		t.Fatalf("forwarded seqs %v, want [2 4] (53 matched and dropped, 81 continued into its DROP, 82 accepted)\n%s", seqs, n.DumpCounters())
 	}
