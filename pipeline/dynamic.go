@@ -284,14 +284,15 @@ func (g *Generation) LookupRoute6(dst [16]byte) *Route {
 	return r
 }
 
-// LookupRoute finds the route for dst: IPv4 in the generation's table, IPv6
-// as LookupRoute6.
+// LookupRoute finds the route for a packet the stack sends to dst: the
+// loopback NIC for one of its own addresses (LookupRoute4, LookupOutput6:
+// loopback.go), else IPv4 in the generation's table, IPv6 as LookupRoute6.
 func (g *Generation) LookupRoute(dst netip.Addr) *Route {
 	dst = dst.Unmap()
 	if dst.Is4() {
-		return g.Routes().Lookup4(dst.As4())
+		return g.LookupRoute4(dst.As4())
 	}
-	return g.LookupRoute6(dst.As16())
+	return g.LookupOutput6(dst.As16())
 }
 
 // addrs6 returns the NIC's IPv6 addresses in this generation, merged with
@@ -332,6 +333,9 @@ func (g *nicGen) addrs6() []AddressInfo {
 // SourceAddress implements NetworkInterface.
 func (g *nicGen) SourceAddress(dst netip.Addr) (netip.Addr, bool) {
 	dst = dst.Unmap()
+	if g.nic.loop {
+		return g.loopSource(dst)
+	}
 	if dst.Is4() {
 		for _, a := range g.addrs[0] {
 			if primaryCandidate(a) && a.Prefix.Contains(dst) {

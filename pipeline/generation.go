@@ -26,6 +26,11 @@ type Generation struct {
 	local4     map[uint32]localAddr
 	local6     *addrSet6[localAddr]
 
+	// The loopback NIC in this generation and the routes through it
+	// (loopback.go); nil without an IP protocol.
+	lo                 *nicGen
+	loRoute4, loRoute6 *Route
+
 	modules []*moduleInst
 	refs    atomic.Int64
 	// pins counts the resume tokens (resume.go) that name this
@@ -49,6 +54,7 @@ type Generation struct {
 	resumeStale     *Counter
 	resumeNoToken   *Counter
 	resumeBadAnswer *Counter
+	loopRounds      *Counter
 }
 
 type localAddr struct {
@@ -129,6 +135,9 @@ func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
 		return 0, false, false
 	}
 	la, ok := g.local4[binary.BigEndian.Uint32(dst[:])]
+	if !ok && dst[0] == 127 && g.lo != nil {
+		return g.lo.nic.id, false, true // all of 127.0.0.0/8 (loopback.go)
+	}
 	return la.nic, la.broadcast, ok
 }
 
@@ -187,6 +196,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g.resumeStale = counters.Get("resume_stale")
 	g.resumeNoToken = counters.Get("resume_no_token")
 	g.resumeBadAnswer = counters.Get("resume_bad_answer")
+	g.loopRounds = counters.Get("loopback_rounds")
 
 	// Protocol modules.
 	families := map[int]bool{}
@@ -361,6 +371,12 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		g.nics[n.id] = ng
 	}
 
+	if families[4] || families[6] {
+		if n := s.addLoopback(g, families); n != nil {
+			fresh = append(fresh, n)
+		}
+	}
+
 	// Addresses, endpoints, routes, hooks.
 	g.local4 = map[uint32]localAddr{}
 	local6 := map[[16]byte]localAddr{}
@@ -381,6 +397,9 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
 		}
 		for _, p := range g.netProtos {
+			if ng == g.lo && p.Number() != IPv4ProtocolNumber && p.Number() != IPv6ProtocolNumber {
+				continue // only IP runs on the loopback NIC
+			}
 			pe := protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)}
 			pe.hr, _ = pe.ep.(HookResumer)
 			pe.frag, _ = pe.ep.(Fragmenter)
