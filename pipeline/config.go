@@ -201,6 +201,10 @@ type fileConfig struct {
 	Links      []yaml.Node      `yaml:"links"`
 	Forwarding ForwardingConfig `yaml:"forwarding"`
 	Routes     []yaml.Node      `yaml:"routes"`
+	// Plugins declares the out-of-process filter plugins (decoded by the
+	// module plugins, modules/filter/plugin); before Filter, whose rules
+	// use them.
+	Plugins yaml.Node `yaml:"plugins"`
 	// Filter is the filter module's section (tables, chains, rules),
 	// decoded by the module itself.
 	Filter yaml.Node `yaml:"filter"`
@@ -336,17 +340,24 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		c.Modules = append(c.Modules, mc)
 	}
 
-	if n := &fc.Filter; n.Kind != 0 {
+	for _, sec := range []struct {
+		id, pkg string
+		n       *yaml.Node
+	}{{"plugins", "modules/filter/plugin", &fc.Plugins}, {"filter", "modules/filter", &fc.Filter}} {
+		n := sec.n
+		if n.Kind == 0 {
+			continue
+		}
 		// The section's position is its key's: errors about the section
 		// as a whole point there.
-		k := findKeyNode(&doc, "filter")
-		mc := ModuleConfig{ID: "filter", Line: k.Line, Col: k.Column, Instance: "filter"}
-		m, err := newModule("filter")
+		k := findKeyNode(&doc, sec.id)
+		mc := ModuleConfig{ID: sec.id, Line: k.Line, Col: k.Column, Instance: sec.id}
+		m, err := newModule(sec.id)
 		if err != nil {
-			return nil, c.errAt(k.Line, k.Column, "filter", fmt.Errorf("%v (import github.com/pipestack/pipestack/modules/filter)", err))
+			return nil, c.errAt(k.Line, k.Column, sec.id, fmt.Errorf("%v (import github.com/pipestack/pipestack/%s)", err, sec.pkg))
 		}
 		if err := DecodeStrict(n, m); err != nil {
-			return nil, c.errAt(n.Line, n.Column, "filter", err)
+			return nil, c.errAt(n.Line, n.Column, sec.id, err)
 		}
 		mc.Module = m
 		c.Modules = append(c.Modules, mc)

@@ -31,6 +31,10 @@ type Context struct {
 	// packet. Shared: do not modify it. A link added by a reload is in
 	// the next generation's map.
 	LinkIDs map[string]NICID
+	// Config is the pipeline file the generation is built from (read
+	// only): what a module checks against other sections (the filter
+	// plugins check privileges: keeps setuid/setgid).
+	Config *Config
 
 	counters *counterRegistry
 	stack    *Stack

@@ -255,7 +255,10 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			}
 			g.transports[p.Number()] = p
 		default:
-			return nil, cfg.errAt(mc.Line, mc.Col, mc.ID, errors.New("is neither a network nor a transport module"))
+			// A section module (plugins:) may serve other modules only.
+			if !SectionModules[mc.ID] {
+				return nil, cfg.errAt(mc.Line, mc.Col, mc.ID, errors.New("is neither a network nor a transport module"))
+			}
 		}
 	}
 
@@ -432,6 +435,13 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	}
 	g.routes = NewRouteTable(routes)
 	g.hooks = hooks
+	for _, mi := range g.modules {
+		if st, ok := mi.mod.(Starter); ok {
+			if err := st.Start(); err != nil {
+				return nil, cfg.errAt(mi.line, mi.col, mi.id, fmt.Errorf("start: %w", err))
+			}
+		}
+	}
 	return g, nil
 }
 

@@ -55,6 +55,15 @@ type (
 	// CleanerUpper releases what Provision made; it must work after a
 	// half-done Provision.
 	CleanerUpper interface{ Cleanup() error }
+	// Starter starts what a module runs while its generation runs (the
+	// filter plugins' processes). Start is called only for a generation
+	// built to run — never by pipectl validate (Check) — after every
+	// module's Provision and Validate and after the links are open, in
+	// module order, before the generation is swapped in. An error fails
+	// the build and the running generation stays; Cleanup then runs and
+	// must also undo what Start did. Stop is called when the generation
+	// that started ends.
+	Starter interface{ Start() error }
 )
 
 // LinkModule is a link driver's module (link.tun, link.channel, …).
@@ -88,7 +97,7 @@ type TransportModule interface {
 // SectionModules are the modules configured by a top-level section of the
 // pipeline file named after them (filter:) instead of an entry of modules:;
 // their IDs have no namespace.
-var SectionModules = map[string]bool{"filter": true}
+var SectionModules = map[string]bool{"filter": true, "plugins": true}
 
 var (
 	registryMu sync.RWMutex

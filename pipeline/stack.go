@@ -139,7 +139,7 @@ func (s *Stack) moduleContext(cfg *Config, id, instance string, line int) *Conte
 		ModuleID: id, Instance: instance, File: cfg.File, Line: line,
 		Logger: s.log.With().Str("module", id).Logger(),
 		Clock:  s.clock, Pool: s.pool, counters: &s.counters, stack: s,
-		inputs: s.building, LinkIDs: s.buildingLinks,
+		inputs: s.building, LinkIDs: s.buildingLinks, Config: cfg,
 	}
 }
 

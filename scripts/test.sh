@@ -24,7 +24,7 @@ command -v go >/dev/null || die "needs Go ≥ 1.26 (https://go.dev/dl/) in root'
 # link tests: ethtool, tshark (captures read back), sysctl (procps); hping3, conntrack, ipset
 # and python3-grpcio for the firewall, conntrack and plugin tests.
 pkgs=(iproute2 procps iperf3 curl iputils-ping traceroute nmap tshark python3-scapy ethtool iptables nftables
-	hping3 conntrack ipset python3-grpcio)
+	hping3 conntrack ipset python3-grpcio python3-protobuf python3-cryptography)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

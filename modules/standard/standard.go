@@ -18,6 +18,7 @@ package standard
 import (
 	_ "github.com/pipestack/pipestack/modules/arp"           // network.arp
 	_ "github.com/pipestack/pipestack/modules/filter"        // filter, filter.match.*, filter.target.*
+	_ "github.com/pipestack/pipestack/modules/filter/plugin" // plugins, filter.target.plugin
 	_ "github.com/pipestack/pipestack/modules/ipv4"          // network.ipv4
 	_ "github.com/pipestack/pipestack/modules/ipv6"          // network.ipv6
 	_ "github.com/pipestack/pipestack/modules/link/afpacket" // link.afpacket

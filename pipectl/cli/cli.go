@@ -78,6 +78,9 @@ Usage:
   pipectl neigh [-s SOCKET | FILE]      its neighbor entries, as ip neigh shows them
   pipectl rules [-s SOCKET | FILE]      its filter rules with packet and byte counters,
         as iptables -L -v -n --line-numbers shows them
+  pipectl plugins [-json] [-s SOCKET | FILE]
+        its out-of-process filter plugins: version, pid, state, batches,
+        packets, p50/p99 round trip, timeouts, restarts, cache hit rate
   pipectl reload [-s SOCKET | FILE]     make it re-read its file (like SIGHUP), and say what happened
         The control socket is the file's control: socket
         (default /run/pipestack/<name>.sock); root only.
@@ -118,7 +121,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "modules":
 		return cmdModules(rest, stdout, stderr)
-	case "stats", "route", "neigh", "rules", "reload":
+	case "stats", "route", "neigh", "rules", "plugins", "reload":
 		return cmdControl(cmd, rest, stdout, stderr)
 	case "import":
 		return cmdImport(rest, stdout, stderr)
@@ -370,6 +373,8 @@ func cmdControl(cmd string, args []string, stdout, stderr io.Writer) int {
 		control.FormatNeighbors(stdout, rep.Neigh)
 	case "rules":
 		control.FormatRules(stdout, rep.Rules)
+	case "plugins":
+		control.FormatPlugins(stdout, rep.Plugins)
 	case "reload":
 		if rep.Reload.Changed {
 			fmt.Fprintf(stdout, "reloaded: generation %d\n", rep.Reload.Generation)

@@ -19,12 +19,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/filter/plugin"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
 // Request is what a client sends.
 type Request struct {
-	Cmd string `json:"cmd"` // stats, route, neigh, rules, reload; trace streams (stream.go)
+	Cmd string `json:"cmd"` // stats, route, neigh, rules, plugins, reload; trace streams (stream.go)
 	// Trace: the trace command's parameters.
 	Trace *TraceRequest `json:"trace,omitempty"`
 }
@@ -37,6 +38,8 @@ type Reply struct {
 	Neigh  []NeighEntry            `json:"neigh,omitempty"`
 	Rules  []pipeline.ChainListing `json:"rules,omitempty"`
 	Reload *ReloadReply            `json:"reload,omitempty"`
+	// Plugins: the out-of-process filter plugins (pipectl plugins).
+	Plugins []plugin.Status `json:"plugins,omitempty"`
 	// A stream's event and its end (stream.go).
 	Trace *TraceEvent `json:"trace,omitempty"`
 	End   *StreamEnd  `json:"end,omitempty"`
@@ -313,6 +316,11 @@ func (srv *Server) handle(c net.Conn) {
 		if rep.Rules == nil {
 			rep.Rules = []pipeline.ChainListing{}
 		}
+	case "plugins":
+		rep.Plugins = plugin.Plugins(srv.stack)
+		if rep.Plugins == nil {
+			rep.Plugins = []plugin.Status{}
+		}
 	case "reload":
 		r, err := srv.reload()
 		if err != nil {
@@ -321,7 +329,7 @@ func (srv *Server) handle(c net.Conn) {
 			rep.Reload = &r
 		}
 	default:
-		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, rules, reload, trace)", req.Cmd)
+		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, rules, plugins, reload, trace)", req.Cmd)
 	}
 	json.NewEncoder(c).Encode(rep)
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/filter/plugin"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -107,7 +108,63 @@ func MetricsHandler(s *pipeline.Stack) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		WriteMetrics(w, Snapshot(s))
+		WritePluginMetrics(w, plugin.Plugins(s))
 	})
+}
+
+// FormatPlugins prints pipectl plugins: one line per plugin.
+func FormatPlugins(w io.Writer, ps []plugin.Status) {
+	if len(ps) == 0 {
+		fmt.Fprintln(w, "no plugins")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tPID\tSTATE\tBATCHES\tPACKETS\tP50\tP99\tTIMEOUTS\tLATE\tRESTARTS\tCACHE HITS")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%v\t%v\t%d\t%d\t%d\t%s\n", p.Name, p.Version, p.PID, p.State, p.Batches, p.Packets, p.P50, p.P99, p.Timeouts, p.Late, p.Restarts, p.CacheHits)
+	}
+	tw.Flush()
+	for _, p := range ps {
+		if p.Reason != "" {
+			fmt.Fprintf(w, "%s: %s\n", p.Name, p.Reason)
+		}
+	}
+}
+
+// WritePluginMetrics writes the plugins' figures as Prometheus metrics
+// (their counters — timeouts, policy packets by reason, restarts — are also
+// in pipestack_counter_total under set plugin_<name>).
+func WritePluginMetrics(w io.Writer, ps []plugin.Status) {
+	if len(ps) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "# HELP pipestack_plugin_up Whether a filter plugin runs (1) or not (0: restarting, failed).\n# TYPE pipestack_plugin_up gauge\n")
+	for _, p := range ps {
+		up := 0
+		if p.State == "running" {
+			up = 1
+		}
+		fmt.Fprintf(w, "pipestack_plugin_up{plugin=%q,version=%q} %d\n", p.Name, p.Version, up)
+	}
+	for _, m := range []struct {
+		name, help string
+		v          func(*plugin.Status) uint64
+	}{
+		{"pipestack_plugin_batches_total", "Batches a plugin answered.", func(p *plugin.Status) uint64 { return p.Batches }},
+		{"pipestack_plugin_packets_total", "Packets a plugin answered.", func(p *plugin.Status) uint64 { return p.Packets }},
+		{"pipestack_plugin_timeouts_total", "Batches whose answer missed the deadline.", func(p *plugin.Status) uint64 { return p.Timeouts }},
+		{"pipestack_plugin_restarts_total", "Restarts of a plugin's process.", func(p *plugin.Status) uint64 { return p.Restarts }},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", m.name, m.help, m.name)
+		for i := range ps {
+			fmt.Fprintf(w, "%s{plugin=%q} %d\n", m.name, ps[i].Name, m.v(&ps[i]))
+		}
+	}
+	fmt.Fprintf(w, "# HELP pipestack_plugin_rtt_seconds A batch's round trip to the plugin.\n# TYPE pipestack_plugin_rtt_seconds gauge\n")
+	for _, p := range ps {
+		fmt.Fprintf(w, "pipestack_plugin_rtt_seconds{plugin=%q,quantile=\"0.5\"} %g\n", p.Name, p.P50.Seconds())
+		fmt.Fprintf(w, "pipestack_plugin_rtt_seconds{plugin=%q,quantile=\"0.99\"} %g\n", p.Name, p.P99.Seconds())
+	}
 }
 
 // WriteMetrics writes st as Prometheus text metrics.

@@ -1,0 +1,416 @@
+package plugin
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+
+	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
+	"github.com/pipestack/pipestack/pipeline"
+	pt "github.com/pipestack/pipestack/pipelinetest"
+)
+
+// TestTargetVerdicts: a plugin target drops what the plugin drops, the
+// rest is forwarded, the mark and the rewrite the plugin returns are
+// applied, and each packet crosses once.
+func TestTargetVerdicts(t *testing.T) {
+	f := &fake{needs: sdk.Needs{Data: sdk.DataPacket, SetMark: true}}
+	var judged atomic.Int64
+	f.judge = func(_ int, cfg map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		block := uint16(cfg["block"].(float64))
+		for i, p := range pkts {
+			judged.Add(1)
+			if p.Kind != sdk.KindTarget || p.Hook != sdk.Forward || p.InLink != "a" || p.OutLink != "b" || p.Proto != 17 || len(p.Data) != p.Len {
+				t.Errorf("packet %+v", p)
+			}
+			if p.DstPort == block {
+				out[i] = sdk.Result{Answer: sdk.Drop}
+			} else {
+				out[i] = sdk.Result{Answer: sdk.Accept, SetMark: true, Mark: 7}
+			}
+		}
+	}
+	f.install(t)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s, config: {block: 53}}`)
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	var frames [][]byte
+	for i := 0; i < 40; i++ {
+		port := uint16(80)
+		if i%2 == 0 {
+			port = 53
+		}
+		frames = append(frames, udp(0, port, uint32(i)))
+	}
+	a.InjectFrames(frames)
+	var got [][]byte
+	waitFor(t, "20 forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) >= 20 })
+	time.Sleep(20 * time.Millisecond)
+	got = append(got, pt.Drain(b)...)
+	if len(got) != 20 || judged.Load() != 40 {
+		t.Fatalf("forwarded %d (want 20), judged %d (want 40)", len(got), judged.Load())
+	}
+	for i, g := range got {
+		if _, seq := seqOf(g); seq != uint32(2*i+1) {
+			t.Fatalf("packet %d has seq %d: out of order or a blocked one passed", i, seq)
+		}
+	}
+	st := Plugins(n.Stack)
+	if len(st) != 1 || st[0].Packets != 40 || st[0].Batches == 0 || st[0].State != "running" || st[0].Version != "v1" {
+		t.Fatalf("status %+v", st)
+	}
+	if c := n.Counter("plugin_blk", "verdict_drop_packets"); c != 20 {
+		t.Fatalf("verdict_drop_packets %d", c)
+	}
+}
+
+// TestTimeoutAppliesPolicy: a plugin slower than the deadline: every packet
+// gets on_failure (drop) within the deadline, counted; the late answers are
+// dropped and the packets are not judged twice.
+func TestTimeoutAppliesPolicy(t *testing.T) {
+	for _, policy := range []string{"drop", "accept"} {
+		t.Run(policy, func(t *testing.T) {
+			f := &fake{}
+			release := make(chan struct{})
+			f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+				<-release
+				for i := range out {
+					out[i] = sdk.Result{Answer: sdk.Accept}
+				}
+			}
+			f.install(t)
+			defer close(release)
+			n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 30ms, on_failure: `+policy+`}`)
+			a, b := n.Link(t, "a"), n.Link(t, "b")
+			start := time.Now()
+			var frames [][]byte
+			for i := 0; i < 10; i++ {
+				frames = append(frames, udp(0, 80, uint32(i)))
+			}
+			a.InjectFrames(frames)
+			waitFor(t, "policy applied", func() bool { return n.Counter("plugin_blk", "policy_"+policy+"_packets") == 10 })
+			if d := time.Since(start); d < 30*time.Millisecond || d > 2*time.Second {
+				t.Errorf("policy applied after %v (deadline 30ms)", d)
+			}
+			if got := len(pt.Drain(b)); policy == "accept" && got != 10 || policy == "drop" && got != 0 {
+				t.Fatalf("%s: %d forwarded", policy, got)
+			}
+			if n.Counter("plugin_blk", "timeouts") == 0 || n.Counter("plugin_blk", "timeout_packets") != 10 {
+				t.Fatalf("timeouts %d, packets %d", n.Counter("plugin_blk", "timeouts"), n.Counter("plugin_blk", "timeout_packets"))
+			}
+		})
+	}
+}
+
+// TestWindowFull: with window 1 and a plugin that holds the first flight,
+// a second flight waits for the slot (bounded: max_batch packets wait), a
+// third gets the policy at once (window_full); the worker does not wait,
+// and the waiting flight goes when the first is answered, in order.
+func TestWindowFull(t *testing.T) {
+	f := &fake{}
+	release := make(chan struct{})
+	var once sync.Once
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		once.Do(func() { <-release })
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, window: 1, lanes: 1, max_batch: 4, timeout: 5s, on_failure: drop}`)
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	var frames [][]byte
+	for i := 0; i < 12; i++ {
+		frames = append(frames, udp(0, 80, uint32(i)))
+	}
+	start := time.Now()
+	a.InjectFrames(frames) // three flights of 4: one sent, one waits, one refused
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the worker waited %v", d)
+	}
+	if c := n.Counter("plugin_blk", "window_full_packets"); c != 4 {
+		t.Fatalf("window_full_packets %d, want 4", c)
+	}
+	close(release)
+	var got [][]byte
+	waitFor(t, "two flights answered", func() bool { got = append(got, pt.Drain(b)...); return len(got) == 8 })
+	for i, g := range got {
+		if _, seq := seqOf(g); seq != uint32(i) {
+			t.Fatalf("got seq %d at %d", seq, i)
+		}
+	}
+}
+
+// TestReplaceUnderTraffic: two workers send constant traffic while a reload
+// changes the plugin's config: the new version starts, is configured and
+// health-checked, takes the new batches; the old one answers what it held.
+// No packet is lost, each is judged by exactly one version, and each
+// flow's packets leave in order (the new version's answers wait until the
+// old one handed back its own).
+func TestReplaceUnderTraffic(t *testing.T) {
+	f := &fake{}
+	var mu sync.Mutex
+	judgedBy := map[[2]uint32]int{} // (flow, seq) → version
+	twice := 0
+	f.needs = sdk.Needs{Data: sdk.DataPacket}
+	f.judge = func(v int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, p := range pkts {
+			fl, seq := seqOf(p.Data)
+			k := [2]uint32{uint32(fl), seq}
+			if _, dup := judgedBy[k]; dup {
+				twice++
+			}
+			judgedBy[k] = v
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	decl := func(c int) string {
+		return `  - {name: blk, path: /bin/true, timeout: 2s, window: 64, config: {gen: ` + string(rune('0'+c)) + `}}`
+	}
+	n := newRouter(t, decl(1))
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	const workers, per = 2, 3000
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for s := 0; s < per; s += 20 {
+				var frames [][]byte
+				for k := s; k < s+20; k++ {
+					frames = append(frames, udp(uint16(w), 80, uint32(k)))
+				}
+				a.InjectFrames(frames)
+				time.Sleep(200 * time.Microsecond)
+			}
+		}(w)
+	}
+	var gmu sync.Mutex
+	var got [][]byte
+	count := func() int { gmu.Lock(); defer gmu.Unlock(); return len(got) }
+	stop := make(chan struct{})
+	drained := make(chan struct{})
+	go func() { // b's queue is bounded: read it as a host would
+		defer close(drained)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d := pt.Drain(b)
+			gmu.Lock()
+			got = append(got, d...)
+			gmu.Unlock()
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	waitFor(t, "traffic flowing", func() bool { return count() > 500 })
+	if err := n.Reload(routerConfig(decl(2))); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	pt.Eventually(t, 5*time.Second, func() bool { return count() >= workers*per }, "every packet forwarded: %d of %d\n%s", count(), workers*per, n.DumpCounters())
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	<-drained
+	got = append(got, pt.Drain(b)...)
+	if len(got) != workers*per {
+		t.Fatalf("forwarded %d, sent %d\n%s", len(got), workers*per, n.DumpCounters())
+	}
+	next := make([]uint32, workers)
+	for _, g := range got {
+		fl, seq := seqOf(g)
+		if seq != next[fl] {
+			t.Fatalf("flow %d: seq %d after %d (lost or reordered)", fl, seq, next[fl])
+		}
+		next[fl]++
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	byVersion := map[int]int{}
+	for _, v := range judgedBy {
+		byVersion[v]++
+	}
+	if twice != 0 || len(judgedBy) != workers*per || byVersion[1] == 0 || byVersion[2] == 0 {
+		t.Fatalf("judged twice %d, judged %d of %d, by version %v", twice, len(judgedBy), workers*per, byVersion)
+	}
+	// Per flow, the old version judged a prefix and the new one the rest.
+	for fl := 0; fl < workers; fl++ {
+		seen2 := false
+		for s := 0; s < per; s++ {
+			v := judgedBy[[2]uint32{uint32(fl), uint32(s)}]
+			if v == 2 {
+				seen2 = true
+			} else if seen2 {
+				t.Fatalf("flow %d seq %d judged by v1 after v2 began", fl, s)
+			}
+		}
+	}
+	st := Plugins(n.Stack)[0]
+	if st.Version != "v2" || n.Counter("plugin_blk", "replaced") != 1 {
+		t.Fatalf("after replace: %+v, replaced %d", st, n.Counter("plugin_blk", "replaced"))
+	}
+	t.Logf("judged by version: %v", byVersion)
+}
+
+// TestReplaceFailureKeepsOld: a new version that fails Configure fails the
+// reload with the plugin's error; the old version keeps judging.
+func TestReplaceFailureKeepsOld(t *testing.T) {
+	f := &fake{}
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s, config: {gen: 1}}`)
+	f.mu.Lock()
+	f.failNext = true
+	f.mu.Unlock()
+	err := n.Reload(routerConfig(`  - {name: blk, path: /bin/true, timeout: 2s, config: {gen: 2}}`))
+	if err == nil || !strings.Contains(err.Error(), "refused by the test") || !strings.Contains(err.Error(), "plugin blk") {
+		t.Fatalf("reload: %v", err)
+	}
+	t.Log(err)
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	a.InjectFrames([][]byte{udp(0, 80, 1)})
+	waitFor(t, "old version judges", func() bool { return len(pt.Drain(b)) == 1 })
+	if st := Plugins(n.Stack)[0]; st.Version != "v1" || st.State != "running" {
+		t.Fatalf("%+v", st)
+	}
+}
+
+// TestCrashRestartsWithinBudget: a plugin whose connection dies is
+// restarted (with backoff); packets meanwhile get the policy; once the
+// budget is spent the policy holds and the state says so.
+func TestCrashRestartsWithinBudget(t *testing.T) {
+	f := &fake{}
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s, restarts: 2, on_failure: drop}`)
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	crash := func() {
+		f.mu.Lock()
+		c := f.closers[len(f.closers)-1]
+		f.mu.Unlock()
+		c()
+	}
+	for round := 1; round <= 3; round++ {
+		crash()
+		if round <= 2 {
+			waitFor(t, "restarted", func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				return f.started == round+1 && Plugins(n.Stack)[0].State == "running"
+			})
+			a.InjectFrames([][]byte{udp(0, 80, uint32(round))})
+			waitFor(t, "judged after restart", func() bool { return len(pt.Drain(b)) == 1 })
+		}
+	}
+	waitFor(t, "budget spent", func() bool { return Plugins(n.Stack)[0].State == "failed" })
+	st := Plugins(n.Stack)[0]
+	if st.Restarts != 2 || !strings.Contains(st.Reason, "budget") {
+		t.Fatalf("%+v", st)
+	}
+	before := n.Counter("plugin_blk", "unavailable_packets")
+	a.InjectFrames([][]byte{udp(0, 80, 9)})
+	if got := len(pt.Drain(b)); got != 0 || n.Counter("plugin_blk", "unavailable_packets") != before+1 {
+		t.Fatalf("with the budget spent: %d forwarded, unavailable %d→%d", got, before, n.Counter("plugin_blk", "unavailable_packets"))
+	}
+}
+
+// matchFunc is a test plugin's matcher.
+type matchFunc func(pkts []*sdk.Packet, out []sdk.Answer)
+
+func (f matchFunc) Match(pkts []*sdk.Packet, out []sdk.Answer) { f(pkts, out) }
+
+// TestResumeAtRule: a plugin matcher and a plugin target resume at their
+// rule with the answer (resume tokens): a match goes on to the rule's
+// target, no match to the next rule; a target's continue goes on to the
+// next rule (which drops port 81), accept ends the chain (port 82 passes
+// although a later rule would drop it).
+func TestResumeAtRule(t *testing.T) {
+	old := newLauncher
+	t.Cleanup(func() { newLauncher = old })
+	newLauncher = func(s *Section, d *decl) launcher {
+		return func(context.Context) (*conn, error) {
+			impl := &sdk.Plugin{
+				Version: "v1",
+				Matcher: matchFunc(func(pkts []*sdk.Packet, out []sdk.Answer) {
+					for i, p := range pkts {
+						if p.DstPort == 53 && p.Tag == 7 {
+							out[i] = sdk.Match
+						}
+					}
+				}),
+				Target: judgeFunc(func(pkts []*sdk.Packet, out []sdk.Result) {
+					for i, p := range pkts {
+						switch p.DstPort {
+						case 82:
+							out[i] = sdk.Result{Answer: sdk.Accept}
+						default:
+							out[i] = sdk.Result{Answer: sdk.Continue}
+						}
+					}
+				}),
+			}
+			c, _ := goplugin.TestPluginGRPCConn(t, false, sdk.PluginSet(impl))
+			raw, err := c.Dispense(sdk.PluginName)
+			if err != nil {
+				return nil, err
+			}
+			return &conn{client: raw.(*sdk.Client), close: func() { c.Close() }}, nil
+		}
+	}
+	cfg := strings.Replace(routerConfig(`  - {name: blk, path: /bin/true, timeout: 2s}`), `        - "-p udp -j PLUGIN --name blk"
+`, `        - "-p udp -m plugin --name blk --tag 7 -j DROP"
+        - {proto: udp, target: {plugin: {name: blk}}}
+        - "-p udp --dport 81 -j DROP"
+        - "-p udp --dport 82 -j DROP"
+`, 1)
+	n := pt.NewNode(t, "r", cfg, pipeline.Options{})
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	a.InjectFrames([][]byte{udp(0, 53, 1), udp(0, 80, 2), udp(0, 81, 3), udp(0, 82, 4)})
+	var got [][]byte
+	waitFor(t, "2 forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) >= 2 })
+	time.Sleep(20 * time.Millisecond)
+	got = append(got, pt.Drain(b)...)
+	var seqs []uint32
+	for _, g := range got {
+		_, s := seqOf(g)
+		seqs = append(seqs, s)
+	}
+	slices.Sort(seqs) // four flows: order is kept per flow only
+	if len(seqs) != 2 || seqs[0] != 2 || seqs[1] != 4 {
+		t.Fatalf("forwarded seqs %v, want [2 4] (53 matched and dropped, 81 continued into its DROP, 82 accepted)\n%s", seqs, n.DumpCounters())
+	}
+}
+
+// TestRoundTripQuantiles: the round-trip histogram's p50 and p99 land in
+// the buckets of the observed times (4 buckets per power of two: within
+// 25 %).
+func TestRoundTripQuantiles(t *testing.T) {
+	var s stats
+	for i := 0; i < 98; i++ {
+		s.observe(100*time.Microsecond, 1)
+	}
+	s.observe(5*time.Millisecond, 1)
+	s.observe(5*time.Millisecond, 1)
+	p50, p99 := s.quantile(0.5), s.quantile(0.99)
+	if p50 < 75*time.Microsecond || p50 > 125*time.Microsecond || p99 < 3750*time.Microsecond || p99 > 6250*time.Microsecond {
+		t.Fatalf("p50 %v (want ~100µs), p99 %v (want ~5ms)", p50, p99)
+	}
+}

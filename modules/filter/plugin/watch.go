@@ -1,0 +1,52 @@
+package plugin
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"time"
+)
+
+// watchEvery is how often reload: watch looks at the binary.
+var watchEvery = 500 * time.Millisecond
+
+// watch replaces the plugin when its binary is replaced (renamed into
+// place: another inode, or other contents), for reload: watch. It ends when
+// the plugin stops. A replacement that fails to start (or whose sha256 does
+// not match a pinned one) is logged and the running version stays; the
+// same binary is not tried again until it changes once more.
+func (p *Plugin) watch(path string, launch func() launcher, d *decl) {
+	last, _ := os.Stat(path)
+	lastSum := d.binSum
+	for {
+		time.Sleep(watchEvery)
+		p.mu.Lock()
+		stopped := p.stopped
+		p.mu.Unlock()
+		if stopped {
+			return
+		}
+		st, err := os.Stat(path)
+		if err != nil || last != nil && os.SameFile(st, last) && st.ModTime().Equal(last.ModTime()) && st.Size() == last.Size() {
+			continue
+		}
+		last = st
+		bin, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		sum := sha256.Sum256(bin)
+		if sum == lastSum {
+			continue
+		}
+		lastSum = sum
+		nd := *d
+		nd.binSum = sum
+		nd.key = nd.versionKey()
+		if err := p.replace(launch(), &nd); err != nil {
+			p.log.Error().Err(err).Str("sha256", hex.EncodeToString(sum[:])).Msg("reload: watch: the new binary did not start; the running version stays")
+			continue
+		}
+		p.log.Info().Str("sha256", hex.EncodeToString(sum[:])).Msg("reload: watch: binary replaced")
+	}
+}
