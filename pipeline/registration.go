@@ -595,7 +595,9 @@ func MatchStolen() (matches, hotdrop bool) { return true, true }
 //     A packet may be stolen again on the way.
 //   - Or it gives up: Stack.Reinject(ResumeAfter(hook), …) continues after
 //     the hook (the token is spent), Stack.DropStolen or Packet.Release
-//     drops it (the token goes back, the pin with it).
+//     drops it (the token goes back, the pin with it). A failure policy is
+//     an answer too: no match or continue lets the rule set go on (fail
+//     open), hotdrop or drop ends the packet (fail closed).
 //   - Bounded: a token is good for Options.ResumeTimeout (1 s by default)
 //     after its steal; later, or once its generation stopped, Resume drops
 //     the packet (stack.resume_stale). A reload waits that long at most
