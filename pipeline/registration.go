@@ -579,7 +579,10 @@ func MatchStolen() (matches, hotdrop bool) { return true, true }
 //     the call returns, with one restriction: the engine writes the token
 //     after the call, so the stealer keeps the packet on the worker's
 //     goroutine until its flush (below) or the batch's end — it must not
-//     hand it to another goroutine from inside Match or Action.
+//     hand it to another goroutine from inside Match or Action. While it
+//     holds the packet it may rewrite it, its length too: a resume parses
+//     the headers again. Ordinary matchers pay nothing for this (the
+//     engine looks at matches only on the hotdrop branch it has anyway).
 //   - Flush: a stealer calls pc.Batch.OnFinish(self) at each steal and
 //     gets one FlushBatch call when the batch finishes, however many
 //     packets it stole in it: there it sends them (one message per batch
