@@ -42,6 +42,12 @@ type Batch struct {
 
 	segs  []*Packet // software GSO output (gso.go), empty between transmits
 	frags []*Packet // a queue with its fragments (transmit), empty between transmits
+
+	// What the batch sent through the loopback NIC, received on it when
+	// the output queues are flushed (loopback.go), and the rounds of that
+	// in this flush.
+	loopq, loopAlt []*Packet
+	loopRounds     int
 }
 
 // batchSeq numbers batches for Shard.
@@ -342,7 +348,7 @@ func (b *Batch) dropRun(pkts []*Packet, reason *Counter) {
 // queue output, and the output's Postrouting may steal. With no steal it
 // costs one length check.
 func (b *Batch) finish() {
-	for len(b.pending) > 0 || len(b.flushers) > 0 {
+	for {
 		for len(b.pending) > 0 {
 			ids := b.pending
 			b.pending, b.flushing = b.flushing[:0], ids
@@ -362,8 +368,17 @@ func (b *Batch) finish() {
 			}
 			clear(fs)
 			b.flushersAlt = fs[:0]
+			continue // what the flushers queued
 		}
+		if len(b.loopq) == 0 {
+			break
+		}
+		// What went to the loopback NIC is received on it now, in this
+		// batch, not inside the call that sent it; what that sends is
+		// flushed by the next pass.
+		b.deliverLoop()
 	}
+	b.loopRounds = 0
 }
 
 // OnFinish asks for f.FlushBatch(b) once when the batch finishes, after
@@ -404,6 +419,10 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		b.hookRun(hs, Postrouting, q)
 	}
 	nic := ng.nic
+	if nic.loop {
+		b.loopback(ng, q) // no fragmentation, resolution nor offloads
+		return
+	}
 	bl := nic.bound.Load() // the endpoint in use (nic.go)
 	mtu := ng.mtu
 	resolving := bl.caps&CapResolutionRequired != 0

@@ -24,7 +24,12 @@ type Generation struct {
 	routes     *RouteTable
 	hooks      [NumHooks]*hookSet
 	local4     map[uint32]localAddr
-	local6     map[[16]byte]localAddr
+	local6     *addrSet6[localAddr]
+
+	// The loopback NIC in this generation and the routes through it
+	// (loopback.go); nil without an IP protocol.
+	lo                 *nicGen
+	loRoute4, loRoute6 *Route
 
 	modules []*moduleInst
 	refs    atomic.Int64
@@ -49,6 +54,7 @@ type Generation struct {
 	resumeStale     *Counter
 	resumeNoToken   *Counter
 	resumeBadAnswer *Counter
+	loopRounds      *Counter
 }
 
 type localAddr struct {
@@ -129,6 +135,9 @@ func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
 		return 0, false, false
 	}
 	la, ok := g.local4[binary.BigEndian.Uint32(dst[:])]
+	if !ok && dst[0] == 127 && g.lo != nil {
+		return g.lo.nic.id, false, true // all of 127.0.0.0/8 (loopback.go)
+	}
 	return la.nic, la.broadcast, ok
 }
 
@@ -138,11 +147,11 @@ func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
 // is not local. Multicast groups are the IPv6 module's business.
 func (g *Generation) IsLocal6(dst [16]byte) (NICID, bool) {
 	if m := g.stack.local6dyn.Load(); m != nil {
-		if d, ok := (*m)[dst]; ok {
+		if d, ok := m.get(dst); ok {
 			return d.nic, d.usable
 		}
 	}
-	la, ok := g.local6[dst]
+	la, ok := g.local6.get(dst)
 	return la.nic, ok
 }
 
@@ -187,6 +196,7 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g.resumeStale = counters.Get("resume_stale")
 	g.resumeNoToken = counters.Get("resume_no_token")
 	g.resumeBadAnswer = counters.Get("resume_bad_answer")
+	g.loopRounds = counters.Get("loopback_rounds")
 
 	// Protocol modules.
 	families := map[int]bool{}
@@ -358,9 +368,15 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		g.nics[n.id] = ng
 	}
 
+	if families[4] || families[6] {
+		if n := s.addLoopback(g, families); n != nil {
+			fresh = append(fresh, n)
+		}
+	}
+
 	// Addresses, endpoints, routes, hooks.
 	g.local4 = map[uint32]localAddr{}
-	g.local6 = map[[16]byte]localAddr{}
+	local6 := map[[16]byte]localAddr{}
 	for _, ng := range g.nics {
 		if ng == nil {
 			continue
@@ -375,15 +391,19 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			}
 		}
 		for _, a := range ng.addrs[1] {
-			g.local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
+			local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
 		}
 		for _, p := range g.netProtos {
+			if ng == g.lo && p.Number() != IPv4ProtocolNumber && p.Number() != IPv6ProtocolNumber {
+				continue // only IP runs on the loopback NIC
+			}
 			pe := protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)}
 			pe.hr, _ = pe.ep.(HookResumer)
 			pe.frag, _ = pe.ep.(Fragmenter)
 			ng.endpoints = append(ng.endpoints, pe)
 		}
 	}
+	g.local6 = newAddrSet6(local6)
 	routes := nicRoutes
 	for _, rc := range cfg.Routes {
 		id := s.nicIDs[rc.Link] // ParseConfig checked the link exists

@@ -23,6 +23,7 @@ type NIC struct {
 	name  string
 	stack *Stack
 	neigh *NeighborTable
+	loop  bool // the stack's loopback NIC (loopback.go)
 
 	// bound is the endpoint in use and its capabilities; never nil once
 	// the NIC is made. While the link is down it is a downLink that drops.
@@ -138,6 +139,7 @@ type nicGen struct {
 	merged    atomic.Pointer[mergedAddrs]
 	forward   [2]bool
 	endpoints []protoEndpoint
+	gen       *Generation // set on the loopback NIC only (its source addresses)
 }
 
 type protoEndpoint struct {

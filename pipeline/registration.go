@@ -151,8 +151,9 @@ type LinkStateDispatcher interface {
 
 // LinkUpListener is implemented by a network endpoint that restarts
 // link-level work when its NIC's device is back after LinkDown, as a Linux
-// device coming up does (network.ipv6 solicits routers again, or sends an
-// early advertisement, so that the hosts behind the new device learn their
+// device coming up does (network.ipv6 runs duplicate address detection
+// again for its addresses, and solicits routers again or sends an early
+// advertisement, so that the hosts behind the new device learn their
 // routes at once). The stack's link supervisor calls LinkUp on its own
 // goroutine, with the stack's control lock held, after the new endpoint is
 // attached and the routes are back: LinkUp must not block nor call Stack
@@ -354,7 +355,9 @@ type Fragmenter interface {
 	// one), and returns dst. A packet it must not or cannot fragment (IPv4
 	// with DF, a forwarded IPv6 packet, one already cut to the minimum) is
 	// dropped and counted, with the ICMP error a router sends (Batch.Output
-	// may be called for it, never for the fragments); nothing is appended.
+	// may be called for it, never for the fragments) — about the stack's
+	// own packet to the stack itself, through the loopback NIC, as
+	// Linux's ip_fragment does; nothing is appended.
 	// It must not keep dst.
 	Fragment(b *Batch, pkt *Packet, mtu int, dst []*Packet) []*Packet
 }
@@ -387,6 +390,9 @@ const (
 	ErrorNetUnreachable
 	ErrorHostUnreachable
 	ErrorAdminProhibited
+	// ErrorPacketTooBig: a packet the stack sent was over the path's MTU
+	// (ICMP fragmentation needed, ICMPv6 Packet Too Big); the handler's
+	// info is the path MTU now in force (TransportErrorHandler).
 	ErrorPacketTooBig
 	ErrorTTLExceeded
 	// ErrorNetProhibited and ErrorHostProhibited are IPv4's
@@ -422,10 +428,37 @@ type TransportErrorHandler interface {
 	// HandleError reports kind about the packet quoted: quoted is its
 	// network header and at least 8 bytes of its transport header (the
 	// ports), as the error carried them — the quoted packet's source is
-	// the stack's address, its destination the remote. info is the
-	// next-hop MTU for ErrorPacketTooBig, else 0. quoted points into pkt
-	// (the error message); the callee takes ownership of pkt.
+	// the stack's address, its destination the remote. quoted points into
+	// pkt (the error message); the callee takes ownership of pkt.
+	//
+	// For ErrorPacketTooBig (ICMP fragmentation needed, ICMPv6 Packet Too
+	// Big) info is the path MTU towards the quoted destination that the
+	// network layer now uses for the stack's packets (PathMTUReporter
+	// answers the same until it expires): the reported next-hop MTU after
+	// the protocol's checks — never below its minimum (IPv4: path_mtu.min,
+	// default 552, Linux's min_pmtu; IPv6: 1280), never above what was
+	// known. A transport that sizes its own segments (TCP) resends what
+	// was lost at that size. The network layer has already checked that
+	// the quoted packet is ours (our source address; IPv4: DF set and
+	// longer than the reported MTU) and dropped the message otherwise.
+	// For every other kind info is 0.
 	HandleError(b *Batch, kind TransportErrorKind, info uint32, quoted []byte, pkt *Packet)
+}
+
+// PathMTUReporter is implemented by the network endpoints that keep a path
+// MTU cache (network.ipv4, RFC 1191; network.ipv6, RFC 8201), found by a
+// type assertion on Batch.Gen.NetworkEndpoint(nic, proto).
+type PathMTUReporter interface {
+	// PathMTU is the largest packet, network header included, that the
+	// stack's own packets to dst may leave this endpoint's NIC with, as
+	// WritePackets sets Packet.PathMTU: routeMTU (RouteInfo.MTU; 0 for
+	// the NIC's MTU) lowered by what ICMP taught about dst (and for IPv6
+	// by a Router Advertisement's MTU), never below the protocol's
+	// minimum. A transport that segments itself (transport.tcp) sizes its
+	// segments by it (MSS = PathMTU − headers) and asks again after an
+	// ErrorPacketTooBig. It does not allocate; with nothing learnt it
+	// costs one atomic load.
+	PathMTU(b *Batch, dst netip.Addr, routeMTU int) int
 }
 
 // TransportDispatcher finds the transport protocol configured for a number
@@ -456,7 +489,9 @@ type TransportEndpoint interface {
 	HandlePackets(b *Batch, id TransportEndpointID, pkts []*Packet)
 	// HandleError reports an error received about a packet this endpoint
 	// sent (an ICMP error); pkt is the error's packet, owned by the callee.
-	HandleError(kind TransportErrorKind, pkt *Packet)
+	// info is as in TransportErrorHandler.HandleError: for
+	// ErrorPacketTooBig the path MTU now in force towards the remote.
+	HandleError(kind TransportErrorKind, info uint32, pkt *Packet)
 	// Close tears the endpoint down.
 	Close() error
 }

@@ -410,8 +410,9 @@ func (s *Stack) Link(name string) (LinkEndpoint, bool) {
 // Counters returns every counter set (protocols', the stack's), by name.
 func (s *Stack) Counters() []*CounterSet { return s.counters.all() }
 
-// Route looks up the route for dst in the running generation and the
-// stack's dynamic routes.
+// Route looks up the route for a packet the stack sends to dst in the
+// running generation and the stack's dynamic routes (Generation.LookupRoute:
+// one of the stack's own addresses is reached through the loopback NIC).
 func (s *Stack) Route(dst netip.Addr) (Route, bool) {
 	g := s.gen.Load()
 	if g == nil {

@@ -126,7 +126,8 @@ func TestFilterRouter(t *testing.T) {
 	for _, mc := range r.Stack.Generation().Config().Modules {
 		if rl, ok := mc.Module.(pipeline.RuleLister); ok {
 			for _, c := range rl.ListRules() {
-				// 96, 100 (after a goto: the end of the chain gone to) and 1234.
+				// 96, 100 (the end of a chain gone to: the policy,
+				// counted as netfilter's underflow) and 1234.
 				if c.Chain == "FORWARD" && (c.PolicyPackets != 3 || c.Policy != "DROP") {
 					t.Errorf("FORWARD policy %s counted %d, want DROP 3", c.Policy, c.PolicyPackets)
 				}
