@@ -626,7 +626,10 @@ func MatchStolen() (matches, hotdrop bool) { return true, true }
 //     the call returns, with one restriction: the engine writes the token
 //     after the call, so the stealer keeps the packet on the worker's
 //     goroutine until its flush (below) or the batch's end — it must not
-//     hand it to another goroutine from inside Match or Action.
+//     hand it to another goroutine from inside Match or Action. While it
+//     holds the packet it may rewrite it, its length too: a resume parses
+//     the headers again. Ordinary matchers pay nothing for this (the
+//     engine looks at matches only on the hotdrop branch it has anyway).
 //   - Flush: a stealer calls pc.Batch.OnFinish(self) at each steal and
 //     gets one FlushBatch call when the batch finishes, however many
 //     packets it stole in it: there it sends them (one message per batch
@@ -642,7 +645,9 @@ func MatchStolen() (matches, hotdrop bool) { return true, true }
 //     A packet may be stolen again on the way.
 //   - Or it gives up: Stack.Reinject(ResumeAfter(hook), …) continues after
 //     the hook (the token is spent), Stack.DropStolen or Packet.Release
-//     drops it (the token goes back, the pin with it).
+//     drops it (the token goes back, the pin with it). A failure policy is
+//     an answer too: no match or continue lets the rule set go on (fail
+//     open), hotdrop or drop ends the packet (fail closed).
 //   - Bounded: a token is good for Options.ResumeTimeout (1 s by default)
 //     after its steal; later, or once its generation stopped, Resume drops
 //     the packet (stack.resume_stale). A reload waits that long at most

@@ -355,3 +355,39 @@ func TestResumeFromFlush(t *testing.T) {
 		t.Errorf("%d forwarded, rule counted %d, want %d", n, c.Load(), len(frames))
 	}
 }
+
+// TestResumeBadAnswers: a target's steal answered "stolen", and a packet
+// with no answer, are dropped under resume_bad_answer, their tokens given
+// back (a reload then does not wait for them).
+func TestResumeBadAnswers(t *testing.T) {
+	st := newStealTable()
+	r := stealNode(t, st, pipeline.Options{ResumeTimeout: time.Minute})
+	a, b := r.Link(t, "a"), r.Link(t, "b")
+	frames := [][]byte{
+		pt.UDP4("10.0.1.2", "10.0.2.2", 1000, 2000, 64, []byte("one")),
+		pt.UDP4("10.0.1.2", "10.0.2.2", 1001, 2000, 64, []byte("two")),
+	}
+	a.InjectFrames(frames)
+	pkts := st.m.Take(nil)
+	r.Stack.Resume(pkts, []pipeline.Answer{pipeline.MatchAnswer(true, false), pipeline.MatchAnswer(true, false)})
+	pkts = st.tgt.Take(nil)
+	if len(pkts) != 2 {
+		t.Fatalf("target stole %d", len(pkts))
+	}
+	r.Stack.Resume(pkts, []pipeline.Answer{pipeline.VerdictAnswer(pipeline.VerdictStolen, 0)})
+	r.WantCounters(t, "stack", map[string]uint64{"resume_bad_answer": 2})
+	if b.Pending() != 0 {
+		t.Errorf("%d sent", b.Pending())
+	}
+	cfg, err := pipeline.ParseConfig("router.yaml", []byte(routerYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := r.Stack.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the reload waited %v: a token was not given back", d)
+	}
+}
