@@ -189,6 +189,17 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		}
 		links[name] = id
 	}
+	// The loopback NIC's too (addLoopback makes it with this ID), so that
+	// -i lo / -o lo resolve: its ID follows the first generation's links.
+	if id, ok := s.nicIDs[LoopbackName]; ok {
+		links[LoopbackName] = id
+	} else {
+		next++
+		if open {
+			s.lastNIC, s.nicIDs[LoopbackName] = next, next
+		}
+		links[LoopbackName] = next
+	}
 	s.buildingLinks = links
 	defer func() { s.building, s.buildingLinks = nil, nil }()
 	var opened []LinkEndpoint

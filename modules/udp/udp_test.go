@@ -65,6 +65,10 @@ func TestEchoAcrossRouter(t *testing.T) {
 		stopEcho(t, srv, done)
 	})
 	for _, n := range []*pt.Node{tp.a, tp.b} {
+		// The counters are added when a batch ends, after the datagram
+		// was queued (and may have been read): the last batch's may
+		// still be on its way.
+		pt.Eventually(t, 2*time.Second, func() bool { return n.Counter("udp", "delivered") == 2*count }, "udp delivered")
 		if got := n.Counter("udp", "delivered"); got != 2*count {
 			t.Errorf("%s delivered %d datagrams, want %d (%s)", n.Name, got, 2*count, n.DumpCounters())
 		}
