@@ -42,7 +42,7 @@ type Module struct {
 	// Max is the table's size: at most this many tracked connections
 	// (nf_conntrack_max; default 262144).
 	Max int `yaml:"max"`
-	// Buckets is the hash size (nf_conntrack_buckets; default max/4,
+	// Buckets is the hash size (nf_conntrack_buckets; default max,
 	// rounded up to a power of two).
 	Buckets int `yaml:"buckets"`
 	// TCP configures the TCP tracker.
@@ -147,7 +147,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		return fmt.Errorf("buckets %d out of range 1..%d", m.Buckets, maxMax)
 	}
 	if m.Buckets == 0 {
-		m.Buckets = max(m.Max/4, 1)
+		m.Buckets = m.Max
 	}
 	tcp := DefaultTCP()
 	tcp.BeLiberal = m.TCP.BeLiberal

@@ -99,11 +99,11 @@ func newStats(cs *pipeline.CounterSet) stats {
 }
 
 // NewTable makes a table of max entries and buckets buckets (rounded up
-// to a power of two; 0: max/4, as Linux's default ratio of one bucket per
-// four entries at most… Linux uses max = 4 * buckets).
+// to a power of two; 0: as many as entries, Linux's default ratio since
+// 4.x: nf_conntrack_max = nf_conntrack_buckets).
 func NewTable(max, buckets int, clock pipeline.Clock, cs *pipeline.CounterSet) *Table {
 	if buckets <= 0 {
-		buckets = max / 4
+		buckets = max
 	}
 	n := 1
 	for n < buckets {
@@ -269,48 +269,39 @@ const (
 )
 
 // earlyDrop frees one entry that has not proved itself (not assured:
-// unconfirmed first, then unreplied, then TCP flows that are closing),
-// from the buckets at and after h, as Linux's early_drop. False: none.
+// unconfirmed or unreplied; failing those, an assured TCP flow that is
+// closing), from the buckets at and after h, as Linux's early_drop: the
+// first such entry found goes. False: none in range.
 func (t *Table) earlyDrop(h uint32) bool {
-	best, bestRank := uint32(0), 0
+	closing := uint32(0)
 	scanned := 0
 	for i := uint32(0); i < evictionRange && scanned < evictionScan; i++ {
 		b := &t.buckets[(h+i)&t.mask]
+		victim := uint32(0)
 		b.mu.Lock()
 		for n := b.head; n != 0 && scanned < evictionScan; {
 			node := n - 1
 			e := &t.entries[node>>1]
 			n = e.next[node&1]
-			if node&1 != 0 {
-				continue // each entry once, by its original node
-			}
 			scanned++
 			st := e.status.Load()
-			if st&(statusDying|StatusAssured) != 0 {
-				if st&statusDying == 0 && st&StatusAssured != 0 && tcpCanEarlyDrop(e.tcp.stateAtomic()) {
-					if bestRank < 1 {
-						best, bestRank = node>>1+1, 1
-					}
-				}
+			if st&statusDying != 0 {
 				continue
 			}
-			rank := 2
-			if st&StatusConfirmed == 0 {
-				rank = 3
+			if st&StatusAssured == 0 {
+				victim = node>>1 + 1
+				break
 			}
-			if rank > bestRank {
-				best, bestRank = node>>1+1, rank
+			if closing == 0 && e.tuple[0].Proto == 6 && tcpCanEarlyDrop(e.tcp.stateAtomic()) {
+				closing = node>>1 + 1
 			}
 		}
 		b.mu.Unlock()
-		if bestRank == 3 {
-			break
+		if victim != 0 && t.kill(victim-1, t.st.EarlyDrop) {
+			return true
 		}
 	}
-	if best == 0 {
-		return false
-	}
-	return t.kill(best-1, t.st.EarlyDrop)
+	return closing != 0 && t.kill(closing-1, t.st.EarlyDrop)
 }
 
 // insert puts entry i (its tuples set) into the buckets of both keys,
