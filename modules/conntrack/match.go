@@ -142,7 +142,9 @@ func (*StateMatch) PipelineModule() pipeline.ModuleInfo {
 }
 
 // Options implements filter.Match.
-func (*StateMatch) Options() []filter.Opt { return []filter.Opt{{Name: "state", Args: 1, Invert: true}} }
+func (*StateMatch) Options() []filter.Opt {
+	return []filter.Opt{{Name: "state", Args: 1, Invert: true}}
+}
 
 // ShortKey implements filter.ShortKeyer: state: ESTABLISHED,RELATED.
 func (*StateMatch) ShortKey() string { return "state" }
@@ -172,7 +174,9 @@ func (m *StateMatch) Match(pc *pipeline.PacketContext) (bool, bool) {
 }
 
 // Spec implements filter.Match.
-func (m *StateMatch) Spec() string { return "-m state " + bang(m.inv) + "--state " + statesString(m.mask) }
+func (m *StateMatch) Spec() string {
+	return "-m state " + bang(m.inv) + "--state " + statesString(m.mask)
+}
 
 // ConntrackMatch is filter.match.conntrack: --ctstate, --ctstatus,
 // --ctdir, --ctproto, --ctorigsrc/--ctorigdst/--ctreplsrc/--ctrepldst
@@ -542,7 +546,9 @@ func (*ConnmarkMatch) PipelineModule() pipeline.ModuleInfo {
 }
 
 // Options implements filter.Match.
-func (*ConnmarkMatch) Options() []filter.Opt { return []filter.Opt{{Name: "mark", Args: 1, Invert: true}} }
+func (*ConnmarkMatch) Options() []filter.Opt {
+	return []filter.Opt{{Name: "mark", Args: 1, Invert: true}}
+}
 
 // ShortKey implements filter.ShortKeyer.
 func (*ConnmarkMatch) ShortKey() string { return "mark" }
