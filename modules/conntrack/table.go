@@ -26,25 +26,26 @@ const (
 // (bumped each time it is freed) tells a reference to a freed and reused
 // entry from one to the live flow.
 type Entry struct {
+	// The fields a packet touches come first (the first cache lines).
 	mu sync.Mutex // guards everything below but the atomics and the hash links
 
 	status atomic.Uint32
 	gen    atomic.Uint32
+	// next[d] links the entry's node d into its bucket chain (node index
+	// + 1), guarded by that bucket's lock.
+	next    [2]uint32
+	expires atomic.Int64 // stack clock, ns
 
 	// tuple[0] is the original direction's key, tuple[1] the reply's (the
-	// inverse, unless NAT changed it); next[d] links the entry's node d
-	// into its bucket chain (node index + 1), guarded by that bucket's
-	// lock.
+	// inverse, unless NAT changed it).
 	tuple [2]Key
-	next  [2]uint32
-
-	expires atomic.Int64 // stack clock, ns
-	created int64
-	mark    atomic.Uint32
+	mark  atomic.Uint32
 
 	packets, bytes [2]uint64
 
 	tcp tcpState
+
+	created int64
 
 	// The timer wheel's links (guarded by the wheel shard's lock):
 	// wslot is the slot (-1: on no slot), wprev/wnext entry index + 1.
