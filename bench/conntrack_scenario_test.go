@@ -33,8 +33,16 @@ const (
 
 func conntrackName(mode string, flows int) string { return fmt.Sprintf("%s/%dflows", mode, flows) }
 
-// conntrackFlowSet is the round robin of n flows (flowPacket4 with n > 1:
-// distinct addresses and ports for up to 131,072 flows).
+// conntrackFlowSet is the round robin of n flows: flowPacket4's up to
+// 100,000; beyond, the destination repeats every 100,000 flows and the
+// source port tells them apart (every destination within 198.18.0.0/15).
 func conntrackFlowSet(n int) *flowSet {
-	return newFlowSet(n, func(i int) ([]byte, []byte) { p := flowPacket4(conntrackSize, i, max(n, 2)); return p, p })
+	return newFlowSet(n, func(i int) ([]byte, []byte) {
+		if n <= 100000 {
+			p := flowPacket4(conntrackSize, i, max(n, 2))
+			return p, p
+		}
+		p := buildUDPFlowPacket(conntrackSize, srcIP+uint32(i%250), beyond4+1+uint32(i%100000), uint16(1024+i/100000), 2000)
+		return p, p
+	})
 }

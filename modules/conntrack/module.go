@@ -210,6 +210,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	track := &trackHook{tr: m.tracker, clock: ctx.Clock}
 	confirm := &confirmHook{tr: m.tracker}
 	m.entries = []pipeline.HookEntry{
+		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityDefrag, Name: "conntrack defrag", Table: pipeline.HookFunc("defrag", defragHook{})},
 		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityConntrack, Name: "conntrack", Table: pipeline.HookFunc("conntrack", track)},
 		{Hook: pipeline.Output, Priority: pipeline.PriorityConntrack, Name: "conntrack", Table: pipeline.HookFunc("conntrack", track)},
 		{Hook: pipeline.Postrouting, Priority: pipeline.PriorityConntrackConfirm, Name: "conntrack confirm", Table: pipeline.HookFunc("confirm", confirm)},

@@ -193,3 +193,65 @@ func TestStatefulIPv6(t *testing.T) {
 		t.Fatal("ICMPv6 error about a tracked flow dropped")
 	}
 }
+
+// fragments4 splits an IPv4 packet into two fragments at payload offset 16.
+func fragments4(b []byte) [][]byte {
+	hl := int(b[0]&0xf) * 4
+	pay := b[hl:]
+	mk := func(off int, data []byte, more bool) []byte {
+		f := append(append([]byte(nil), b[:hl]...), data...)
+		binary.BigEndian.PutUint16(f[2:], uint16(len(f)))
+		v := uint16(off / 8)
+		if more {
+			v |= 0x2000
+		}
+		binary.BigEndian.PutUint16(f[6:], v)
+		f[10], f[11] = 0, 0
+		var sum uint32
+		for i := 0; i < hl; i += 2 {
+			sum += uint32(binary.BigEndian.Uint16(f[i:]))
+		}
+		for sum > 0xffff {
+			sum = sum&0xffff + sum>>16
+		}
+		binary.BigEndian.PutUint16(f[10:], ^uint16(sum))
+		return f
+	}
+	return [][]byte{mk(0, pay[:16], true), mk(16, pay[16:], false)}
+}
+
+// TestDefragBeforeTracking: forwarded fragments are reassembled at -400, so
+// conntrack tracks the whole datagram (with its ports) and the reply's
+// fragments pass the stateful policy as ESTABLISHED.
+func TestDefragBeforeTracking(t *testing.T) {
+	rr := newRouterRig(t, "64")
+	big := filtertest.Packet{Proto: filtertest.UDP, Src: "10.0.1.2", Dst: "10.0.2.2", SrcPort: 7000, DstPort: 7001, Payload: 40}.Bytes()
+	fr := fragments4(big)
+	rr.a.InjectFrames(fr[:1])
+	buf := make([]*pipeline.Packet, 4)
+	if k := rr.b.Read(buf); k != 0 {
+		t.Fatalf("the first fragment was forwarded alone (%d)", k)
+	}
+	rr.a.InjectFrames(fr[1:])
+	k := rr.b.Read(buf)
+	if k != 1 || buf[0].Len() != len(big) {
+		t.Fatalf("got %d packets, want the whole %d-byte datagram", k, len(big))
+	}
+	pipeline.ReleaseBatch(buf[:k])
+	var found bool
+	rr.table().Each(func(_ Ref, e *Entry) bool {
+		found = found || e.Tuple(0).SPort == 7000
+		return true
+	})
+	if !found {
+		t.Fatal("no entry with the datagram's ports")
+	}
+	reply := filtertest.Packet{Proto: filtertest.UDP, Src: "10.0.2.2", Dst: "10.0.1.2", SrcPort: 7001, DstPort: 7000, Payload: 40}.Bytes()
+	rf := fragments4(reply)
+	rr.b.InjectFrames(rf)
+	if k := rr.a.Read(buf); k != 1 {
+		t.Fatalf("reply fragments: %d packets out (%s)", k, rr.n.DumpCounters())
+	} else {
+		pipeline.ReleaseBatch(buf[:k])
+	}
+}

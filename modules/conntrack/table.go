@@ -241,7 +241,10 @@ func (t *Table) alloc(h uint32) (uint32, bool) {
 				return i - 1, true
 			}
 		}
-		if !t.earlyDrop(h) {
+		// Linux looks near the new flow's bucket only; when that range
+		// holds nothing to evict (empty buckets, all assured) one more
+		// range elsewhere is tried before the packet is dropped.
+		if !t.earlyDrop(h) && !t.earlyDrop(h*0x9e3779b1+uint32(try)) {
 			break
 		}
 	}
