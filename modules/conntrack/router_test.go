@@ -255,3 +255,39 @@ func TestDefragBeforeTracking(t *testing.T) {
 		pipeline.ReleaseBatch(buf[:k])
 	}
 }
+
+func TestConnlimitPerSourcePrefix(t *testing.T) {
+	clk := pipeline.NewManualClock(time.Unix(1_000_000, 0))
+	n := pipelinetest.NewNode(t, "r", `
+name: r
+modules: [network.ipv4, {module: netfilter.conntrack, max: 64}]
+links:
+  - {name: a, module: link.channel, addresses: [10.0.1.1/24]}
+  - {name: b, module: link.channel, addresses: [10.0.2.1/24]}
+forwarding: {ipv4: true}
+filter:
+  filter:
+    forward:
+      rules:
+        - "-p udp -m connlimit --connlimit-above 2 --connlimit-mask 24 -j DROP"
+`, pipeline.Options{Clock: clk})
+	rr := &routerRig{t: t, n: n, a: n.Link(t, "a"), b: n.Link(t, "b"), clk: clk}
+	for i, c := range []struct {
+		src  string
+		port uint16
+		want bool
+	}{{"10.0.1.2", 1, true}, {"10.0.1.2", 2, true}, {"10.0.1.2", 1, true}, {"10.0.1.3", 3, false}, {"10.0.1.2", 4, false}} {
+		if got := rr.pass(rr.a, rr.b, udp(c.src, "10.0.2.2", c.port, 53)); got != c.want {
+			t.Fatalf("datagram %d (%s:%d): forwarded %v, want %v", i, c.src, c.port, got, c.want)
+		}
+	}
+	// Another /24 has its own count.
+	if !rr.pass(rr.b, rr.a, udp("10.0.2.2", "10.0.1.9", 5, 53)) {
+		t.Fatal("another prefix was limited")
+	}
+	// Once the flows expire the prefix may open new ones.
+	clk.Advance(40 * time.Second)
+	if !rr.pass(rr.a, rr.b, udp("10.0.1.2", "10.0.2.2", 6, 53)) {
+		t.Fatal("still limited after the connections expired")
+	}
+}
