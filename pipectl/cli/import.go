@@ -286,7 +286,7 @@ func trunc(s string) string {
 
 // Why a matcher or target the filter does not have is missing.
 var missingWhy = map[string]string{
-	"helper":    "conntrack helpers not yet", "ct": "conntrack", "CT": "conntrack's CT target not yet",
+	"helper": "conntrack helpers not yet", "ct": "conntrack", "CT": "conntrack's CT target not yet",
 	"MASQUERADE": "nat", "SNAT": "nat", "DNAT": "nat", "REDIRECT": "nat", "NETMAP": "nat",
 }
 
