@@ -32,9 +32,12 @@ type Entry struct {
 	status atomic.Uint32
 	gen    atomic.Uint32
 	// next[d] links the entry's node d into its bucket chain (node index
-	// + 1), guarded by that bucket's lock.
-	next    [2]uint32
+	// + 1), written under that bucket's lock, read without it; tag[d] is
+	// tuple[d]'s 64-bit hash, which lock-free lookups compare (the tuple
+	// itself is checked under the entry's lock).
+	next    [2]atomic.Uint32
 	expires atomic.Int64 // stack clock, ns
+	tag     [2]atomic.Uint64
 
 	// tuple[0] is the original direction's key, tuple[1] the reply's (the
 	// inverse, unless NAT changed it).
@@ -53,13 +56,13 @@ type Entry struct {
 	wprev, wnext uint32
 	slotAt       atomic.Int64 // when the slot the entry is on fires
 
-	freeNext uint32 // free list link (index + 1)
+	freeNext atomic.Uint32 // free list link (index + 1); read by a racing pop, so atomic
 }
 
 // bucket is one hash chain.
 type bucket struct {
-	mu   sync.Mutex
-	head uint32 // node + 1; node = entry index*2 + direction
+	mu   sync.Mutex    // taken by writers (insert, unlink) and locked lookups
+	head atomic.Uint32 // node + 1; node = entry index*2 + direction
 }
 
 // Table is the connection table: a fixed number of entries, a hash of
@@ -115,7 +118,7 @@ func NewTable(max, buckets int, clock pipeline.Clock, cs *pipeline.CounterSet) *
 		e := &t.entries[i]
 		e.wslot = -1
 		if i+1 < max {
-			e.freeNext = uint32(i + 2)
+			e.freeNext.Store(uint32(i + 2))
 		}
 	}
 	if max > 0 {
@@ -195,28 +198,56 @@ func (e *Entry) Lock() { e.mu.Lock() }
 func (e *Entry) Unlock() { e.mu.Unlock() }
 
 // lookup finds the entry whose key in some direction is k: its index, the
-// direction and its generation, under the bucket's lock (no global lock).
+// direction and its generation. It takes no lock: it walks the bucket's
+// chain comparing hash tags (a chain being changed under it may make it
+// miss an entry — the create path then finds it under the bucket lock —
+// or return one whose tuple is not k: the caller checks the tuple under
+// the entry's lock, with sameKey, and looks up again with lookupLocked).
 // An entry that expired before now is killed and not returned.
-func (t *Table) lookup(k *Key, h uint32, now int64) (idx uint32, dir int, gen uint32, ok bool) {
-	b := &t.buckets[h&t.mask]
-	var expired uint32
-	b.mu.Lock()
-	for n := b.head; n != 0; {
+func (t *Table) lookup(k *Key, h uint64, now int64) (idx uint32, dir int, gen uint32, ok bool) {
+	b := &t.buckets[uint32(h)&t.mask]
+	steps := 0
+	for n := b.head.Load(); n != 0 && steps < maxChainWalk; steps++ {
 		node := n - 1
 		e := &t.entries[node>>1]
 		d := int(node & 1)
-		if e.tuple[d] == *k {
-			st := e.status.Load()
-			if st&statusDying == 0 {
-				if e.expires.Load() > now {
-					idx, dir, gen, ok = node>>1, d, e.gen.Load(), true
-				} else {
-					expired = node>>1 + 1
-				}
-				break
+		if e.tag[d].Load() == h && e.status.Load()&(statusDying|statusLive) == statusLive {
+			if e.expires.Load() > now {
+				return node >> 1, d, e.gen.Load(), true
 			}
+			t.kill(node>>1, t.st.Expired)
+			return 0, 0, 0, false
 		}
-		n = e.next[d]
+		n = e.next[d].Load()
+	}
+	if steps == maxChainWalk {
+		return t.lookupLocked(k, h, now)
+	}
+	return 0, 0, 0, false
+}
+
+// maxChainWalk bounds a lock-free walk (a chain changed under it could
+// lead it round); past it the lookup takes the bucket lock.
+const maxChainWalk = 64
+
+// lookupLocked is lookup under the bucket's lock, comparing whole keys.
+func (t *Table) lookupLocked(k *Key, h uint64, now int64) (idx uint32, dir int, gen uint32, ok bool) {
+	b := &t.buckets[uint32(h)&t.mask]
+	var expired uint32
+	b.mu.Lock()
+	for n := b.head.Load(); n != 0; {
+		node := n - 1
+		e := &t.entries[node>>1]
+		d := int(node & 1)
+		if e.tag[d].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[d] == *k {
+			if e.expires.Load() > now {
+				idx, dir, gen, ok = node>>1, d, e.gen.Load(), true
+			} else {
+				expired = node>>1 + 1
+			}
+			break
+		}
+		n = e.next[d].Load()
 	}
 	b.mu.Unlock()
 	if expired != 0 {
@@ -227,7 +258,7 @@ func (t *Table) lookup(k *Key, h uint32, now int64) (idx uint32, dir int, gen ui
 
 // alloc takes a free entry (early-dropping one near bucket h when the
 // table is full): its index, or false when none could be freed.
-func (t *Table) alloc(h uint32) (uint32, bool) {
+func (t *Table) alloc(h uint64) (uint32, bool) {
 	for try := 0; try < 3; try++ {
 		for {
 			v := t.free.Load()
@@ -235,7 +266,7 @@ func (t *Table) alloc(h uint32) (uint32, bool) {
 			if i == 0 {
 				break
 			}
-			next := t.entries[i-1].freeNext
+			next := t.entries[i-1].freeNext.Load()
 			if t.free.CompareAndSwap(v, (v>>32+1)<<32|uint64(next)) {
 				t.count.Add(1)
 				return i - 1, true
@@ -244,7 +275,7 @@ func (t *Table) alloc(h uint32) (uint32, bool) {
 		// Linux looks near the new flow's bucket only; when that range
 		// holds nothing to evict (empty buckets, all assured) one more
 		// range elsewhere is tried before the packet is dropped.
-		if !t.earlyDrop(h) && !t.earlyDrop(h*0x9e3779b1+uint32(try)) {
+		if !t.earlyDrop(h) && !t.earlyDrop(h*0x9e3779b97f4a7c15+uint64(try)) {
 			break
 		}
 	}
@@ -257,7 +288,7 @@ func (t *Table) release(i uint32) {
 	e := &t.entries[i]
 	for {
 		v := t.free.Load()
-		e.freeNext = uint32(v)
+		e.freeNext.Store(uint32(v))
 		if t.free.CompareAndSwap(v, (v>>32+1)<<32|uint64(i+1)) {
 			t.count.Add(-1)
 			return
@@ -276,17 +307,17 @@ const (
 // unconfirmed or unreplied; failing those, an assured TCP flow that is
 // closing), from the buckets at and after h, as Linux's early_drop: the
 // first such entry found goes. False: none in range.
-func (t *Table) earlyDrop(h uint32) bool {
+func (t *Table) earlyDrop(h uint64) bool {
 	closing := uint32(0)
 	scanned := 0
 	for i := uint32(0); i < evictionRange && scanned < evictionScan; i++ {
-		b := &t.buckets[(h+i)&t.mask]
+		b := &t.buckets[(uint32(h)+i)&t.mask]
 		victim := uint32(0)
 		b.mu.Lock()
-		for n := b.head; n != 0 && scanned < evictionScan; {
+		for n := b.head.Load(); n != 0 && scanned < evictionScan; {
 			node := n - 1
 			e := &t.entries[node>>1]
-			n = e.next[node&1]
+			n = e.next[node&1].Load()
 			scanned++
 			st := e.status.Load()
 			if st&statusDying != 0 {
@@ -311,36 +342,38 @@ func (t *Table) earlyDrop(h uint32) bool {
 // insert puts entry i (its tuples set) into the buckets of both keys,
 // unless a live entry already has either key (another worker created the
 // flow first): then it returns false and the caller frees i.
-func (t *Table) insert(i uint32, h0, h1 uint32) bool {
+func (t *Table) insert(i uint32, h0, h1 uint64) bool {
 	e := &t.entries[i]
 	b0, b1 := t.lockPair(h0, h1)
 	defer unlockPair(b0, b1)
 	if t.inBucket(b0, &e.tuple[0]) || t.inBucket(b1, &e.tuple[1]) {
 		return false
 	}
-	e.next[0] = b0.head
-	b0.head = i*2 + 1
-	e.next[1] = b1.head
-	b1.head = i*2 + 2
+	e.tag[0].Store(h0)
+	e.tag[1].Store(h1)
+	e.next[0].Store(b0.head.Load())
+	b0.head.Store(i*2 + 1)
+	e.next[1].Store(b1.head.Load())
+	b1.head.Store(i*2 + 2)
 	return true
 }
 
 func (t *Table) inBucket(b *bucket, k *Key) bool {
-	for n := b.head; n != 0; {
+	for n := b.head.Load(); n != 0; {
 		node := n - 1
 		e := &t.entries[node>>1]
 		if e.tuple[node&1] == *k && e.status.Load()&statusDying == 0 {
 			return true
 		}
-		n = e.next[node&1]
+		n = e.next[node&1].Load()
 	}
 	return false
 }
 
 // lockPair locks the buckets of two hashes in index order (one lock when
 // they are the same bucket) and returns them.
-func (t *Table) lockPair(h0, h1 uint32) (*bucket, *bucket) {
-	i0, i1 := h0&t.mask, h1&t.mask
+func (t *Table) lockPair(h0, h1 uint64) (*bucket, *bucket) {
+	i0, i1 := uint32(h0)&t.mask, uint32(h1)&t.mask
 	a, b := &t.buckets[i0], &t.buckets[i1]
 	switch {
 	case i0 == i1:
@@ -363,14 +396,15 @@ func unlockPair(a, b *bucket) {
 }
 
 // unlinkNode removes node from bucket b's chain (b locked).
+// The removed node's own link is left as it was, so that a lock-free
+// walk standing on it goes on along the chain.
 func (t *Table) unlinkNode(b *bucket, node uint32) {
 	p := &b.head
-	for *p != 0 {
-		n := *p - 1
+	for v := p.Load(); v != 0; v = p.Load() {
+		n := v - 1
 		e := &t.entries[n>>1]
 		if n == node {
-			*p = e.next[n&1]
-			e.next[n&1] = 0
+			p.Store(e.next[n&1].Load())
 			return
 		}
 		p = &e.next[n&1]
@@ -392,9 +426,7 @@ func (t *Table) kill(i uint32, counter *pipeline.Counter) bool {
 			break
 		}
 	}
-	e.mu.Lock() // wait for a packet that is updating it
-	h0, h1 := e.tuple[0].hash(t.seed), e.tuple[1].hash(t.seed)
-	e.mu.Unlock()
+	h0, h1 := e.tag[0].Load(), e.tag[1].Load()
 	b0, b1 := t.lockPair(h0, h1)
 	t.unlinkNode(b0, i*2)
 	t.unlinkNode(b1, i*2+1)

@@ -89,8 +89,16 @@ func (tr *Tracker) Track(now int64, pc *pipeline.PacketContext) pipeline.Verdict
 		}
 	}
 	h := k.hash(tr.t.seed)
+	locked := false
 	for try := 0; try < 4; try++ {
-		idx, dir, gen, ok := tr.t.lookup(&k, h, now)
+		var idx, gen uint32
+		var dir int
+		var ok bool
+		if locked {
+			idx, dir, gen, ok = tr.t.lookupLocked(&k, h, now)
+		} else {
+			idx, dir, gen, ok = tr.t.lookup(&k, h, now)
+		}
 		created := false
 		if !ok {
 			if k.Proto == wire.ProtocolICMP || k.Proto == wire.ProtocolICMPv6 {
@@ -111,11 +119,13 @@ func (tr *Tracker) Track(now int64, pc *pipeline.PacketContext) pipeline.Verdict
 			}
 			dir, gen, created = 0, tr.t.entries[idx].gen.Load(), true
 		}
-		switch tr.packet(p, idx, dir, gen, &seg, now, created) {
+		switch tr.packet(p, &k, idx, dir, gen, &seg, now, created) {
 		case pktDone:
 			return pipeline.VerdictAccept
 		case pktInvalid:
 			return tr.invalid(p)
+		case pktMismatch:
+			locked = true // the lock-free walk found another flow's tag
 		}
 		// pktRetry: the entry went away or the flow was reopened.
 	}
@@ -147,7 +157,7 @@ func (tr *Tracker) related(p *pipeline.Packet, v6 bool, quoted []byte, now int64
 		return tr.invalid(p)
 	}
 	inv := inner.Invert()
-	idx, dir, gen, ok := tr.t.lookup(&inv, inv.hash(tr.t.seed), now)
+	idx, dir, gen, ok := tr.t.lookupLocked(&inv, inv.hash(tr.t.seed), now)
 	if !ok {
 		return tr.invalid(p)
 	}
@@ -163,7 +173,7 @@ func (tr *Tracker) related(p *pipeline.Packet, v6 bool, quoted []byte, now int64
 // create allocates and inserts the entry of a flow's first packet.
 // Verdict drop: the table is full; continue: another worker inserted the
 // flow first; accept with !ok: the packet cannot start a flow (INVALID).
-func (tr *Tracker) create(k *Key, h uint32, seg *tcpSeg, now int64) (uint32, pipeline.Verdict, bool) {
+func (tr *Tracker) create(k *Key, h uint64, seg *tcpSeg, now int64) (uint32, pipeline.Verdict, bool) {
 	t := tr.t
 	i, ok := t.alloc(h)
 	if !ok {
@@ -188,9 +198,11 @@ func (tr *Tracker) create(k *Key, h uint32, seg *tcpSeg, now int64) (uint32, pip
 		t.st.Clash.Inc()
 		return 0, pipeline.VerdictContinue, false
 	}
+	// On the wheel before it is live: a kill (which needs it live) then
+	// always finds it there, and no entry is ever linked twice.
+	t.wheel.add(t, i)
 	e.status.Store(statusLive)
 	e.mu.Unlock()
-	t.wheel.add(t, i)
 	t.st.New.Inc()
 	return i, pipeline.VerdictAccept, true
 }
@@ -213,10 +225,11 @@ const (
 	pktDone pktResult = iota
 	pktInvalid
 	pktRetry
+	pktMismatch
 )
 
 // packet runs the protocol on entry idx for a packet in direction dir.
-func (tr *Tracker) packet(p *pipeline.Packet, idx uint32, dir int, gen uint32, seg *tcpSeg, now int64, created bool) pktResult {
+func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen uint32, seg *tcpSeg, now int64, created bool) pktResult {
 	t := tr.t
 	e := &t.entries[idx]
 	ref := makeRef(idx, gen)
@@ -224,6 +237,10 @@ func (tr *Tracker) packet(p *pipeline.Packet, idx uint32, dir int, gen uint32, s
 	if !e.Valid(ref) {
 		e.mu.Unlock()
 		return pktRetry
+	}
+	if e.tuple[dir] != *k {
+		e.mu.Unlock()
+		return pktMismatch
 	}
 	st := e.status.Load()
 	seenReply, assured := st&StatusSeenReply != 0, st&StatusAssured != 0
@@ -280,10 +297,10 @@ func (tr *Tracker) packet(p *pipeline.Packet, idx uint32, dir int, gen uint32, s
 	if assure {
 		e.status.Or(StatusAssured)
 	}
-	e.mu.Unlock()
 	if timeout >= 0 {
-		t.setTimeout(idx, now, timeout)
+		t.setTimeout(idx, now, timeout) // under the lock: the entry cannot be reused meanwhile
 	}
+	e.mu.Unlock()
 	p.ConnTrack, p.CTInfo = uint64(ref), tr.info(dir, seenReply)
 	return pktDone
 }

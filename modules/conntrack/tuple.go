@@ -83,7 +83,7 @@ func hasPorts(p uint8) bool {
 // hash mixes the key with the table's seed (a multiply-xorshift over its
 // words; the seed is random per table, so that flows cannot be chosen to
 // share a bucket).
-func (k *Key) hash(seed uint64) uint32 {
+func (k *Key) hash(seed uint64) uint64 {
 	h := seed
 	mix := func(w uint64) {
 		h ^= w
@@ -97,7 +97,7 @@ func (k *Key) hash(seed uint64) uint32 {
 		mix(binary.LittleEndian.Uint64(k.Dst[8:]))
 	}
 	mix(uint64(k.SPort) | uint64(k.DPort)<<16 | uint64(k.Proto)<<32 | uint64(k.Family)<<40)
-	return uint32(h ^ h>>32)
+	return h ^ h>>29
 }
 
 // ICMP types that open a flow, with the type of their reply (0: not a
