@@ -291,3 +291,35 @@ filter:
 		t.Fatal("still limited after the connections expired")
 	}
 }
+
+// TestStateSurvivesReload: a reload (a new generation: here a changed
+// timeout and one more rule) keeps the table and its entries; a reload
+// that changes max starts an empty one.
+func TestStateSurvivesReload(t *testing.T) {
+	rr := newRouterRig(t, "1024")
+	if !rr.pass(rr.a, rr.b, udp("10.0.1.2", "10.0.2.2", 1234, 53)) {
+		t.Fatal("UDP out")
+	}
+	before := rr.table()
+	cfg := strings.ReplaceAll(statefulRouter, "%MAX%", "1024") + "        - \"-p tcp --dport 1 -j DROP\"\n"
+	if err := rr.n.Reload(strings.Replace(cfg, "max: 1024}", "max: 1024, timeouts: {udp: 45s}}", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if rr.table() != before || before.Count() != 1 {
+		t.Fatalf("the reload replaced the table or lost entries (%d)", rr.table().Count())
+	}
+	if !rr.pass(rr.b, rr.a, udp("10.0.2.2", "10.0.1.2", 53, 1234)) {
+		t.Fatal("the reply after the reload was dropped: the flow was forgotten")
+	}
+	e := (*Entry)(nil)
+	rr.table().Each(func(_ Ref, x *Entry) bool { e = x; return false })
+	if e == nil || e.Expires().Sub(rr.clk.Now()) != 45*time.Second {
+		t.Fatal("the new generation's udp timeout did not apply to the next packet")
+	}
+	if err := rr.n.Reload(strings.ReplaceAll(statefulRouter, "%MAX%", "2048")); err != nil {
+		t.Fatal(err)
+	}
+	if rr.table() == before || rr.table().Max() != 2048 || rr.table().Count() != 0 {
+		t.Fatal("a new max did not start a new table")
+	}
+}

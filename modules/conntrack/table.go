@@ -26,7 +26,9 @@ const (
 // (bumped each time it is freed) tells a reference to a freed and reused
 // entry from one to the live flow.
 type Entry struct {
-	// The fields a packet touches come first (the first cache lines).
+	// The fields a packet touches come first, in as few cache lines as
+	// fit: line 0 the lock, status, links, tags, expiry and creation;
+	// then the tuples and the counters; the TCP state after.
 	mu sync.Mutex // guards everything below but the atomics and the hash links
 
 	status atomic.Uint32
@@ -36,25 +38,24 @@ type Entry struct {
 	// tuple[d]'s 64-bit hash, which lock-free lookups compare (the tuple
 	// itself is checked under the entry's lock).
 	next    [2]atomic.Uint32
-	expires atomic.Int64 // stack clock, ns
 	tag     [2]atomic.Uint64
+	expires atomic.Int64 // stack clock, ns
+	created int64
+	mark    atomic.Uint32
 
 	// tuple[0] is the original direction's key, tuple[1] the reply's (the
 	// inverse, unless NAT changed it).
 	tuple [2]Key
-	mark  atomic.Uint32
 
 	packets, bytes [2]uint64
 
 	tcp tcpState
 
-	created int64
-
 	// The timer wheel's links (guarded by the wheel shard's lock):
 	// wslot is the slot (-1: on no slot), wprev/wnext entry index + 1.
 	wslot        int32
 	wprev, wnext uint32
-	slotAt       atomic.Int64 // when the slot the entry is on fires
+	slotTick     atomic.Uint32 // the tick (s since 1970) the slot the entry is on fires at: 4 bytes keep the entry at 256
 
 	freeNext atomic.Uint32 // free list link (index + 1); read by a racing pop, so atomic
 }
@@ -464,7 +465,7 @@ func (t *Table) setTimeout(i uint32, now int64, d time.Duration) {
 	e := &t.entries[i]
 	exp := now + int64(d)
 	e.expires.Store(exp)
-	if exp < e.slotAt.Load()-int64(wheelTick) {
+	if exp < (int64(e.slotTick.Load())-1)*int64(wheelTick) {
 		t.wheel.reschedule(t, i)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/pipestack/pipestack/modules/filter/filtertest"
 	"github.com/pipestack/pipestack/pipeline"
@@ -223,4 +224,22 @@ func FuzzTrack(f *testing.F) {
 			t.Fatalf("count %d", n)
 		}
 	})
+}
+
+// TestMemoryPerEntry: an entry and its bucket (at the default one bucket
+// per entry) stay under Linux's ~300 bytes; the fields a UDP packet
+// touches sit in the first three cache lines.
+func TestMemoryPerEntry(t *testing.T) {
+	var e Entry
+	per := unsafe.Sizeof(e) + unsafe.Sizeof(bucket{})
+	if per > 300 {
+		t.Fatalf("%d bytes per entry", per)
+	}
+	if unsafe.Sizeof(e)%64 != 0 {
+		t.Fatalf("entry of %d bytes: not a whole number of cache lines (entries would straddle them)", unsafe.Sizeof(e))
+	}
+	if end := unsafe.Offsetof(e.bytes) + unsafe.Sizeof(e.bytes); end > 192 {
+		t.Fatalf("the counters end at byte %d, past the third cache line", end)
+	}
+	t.Logf("%d bytes per entry (entry %d, bucket %d)", per, unsafe.Sizeof(e), unsafe.Sizeof(bucket{}))
 }

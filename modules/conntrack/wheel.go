@@ -59,7 +59,7 @@ func (s *wheelShard) link(t *Table, i uint32) {
 		t.entries[h-1].wprev = i + 1
 	}
 	s.slots[slot] = i + 1
-	e.slotAt.Store(tk * int64(wheelTick))
+	e.slotTick.Store(uint32(tk))
 }
 
 // unlink takes entry i off its slot (shard locked).
