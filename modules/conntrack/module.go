@@ -11,8 +11,9 @@
 // still safe when the packet is stolen and its entry freed meanwhile).
 //
 // The table (Table) is preallocated to its maximum (no allocation per new
-// flow), hashed by both directions' keys into buckets with one lock each
-// (no global lock on the packet path), with a lock-free free list; when
+// flow), hashed by both directions' keys into buckets that lookups walk
+// without a lock (hash tags; the key is checked under the entry's lock),
+// with a lock-free free list; when
 // it is full, an entry that has not proved itself (unconfirmed, then
 // unreplied, then closing TCP flows) in the buckets near the new flow's is
 // dropped, as Linux's early_drop; when none is, the packet is dropped
