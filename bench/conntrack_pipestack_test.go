@@ -2,11 +2,10 @@ package bench
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 
-	_ "github.com/pipestack/pipestack/modules/conntrack"
+	"github.com/pipestack/pipestack/modules/conntrack"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
 )
@@ -34,7 +33,9 @@ func newConntrackRouter(tb testing.TB, max int) (*pipeline.Stack, *channel.Endpo
 
 // BenchmarkConntrackPipestack: untracked and tracked forwarding with 10 k
 // and 100 k live flows, and new flows (conntrack_scenario_test.go). The
-// tracked runs report B/entry: the heap the table took, per entry.
+// tracked runs report B/entry: the table's preallocated arrays per entry
+// (Table.MemoryBytes; a heap delta was at the mercy of the previous
+// sub-benchmark's garbage).
 func BenchmarkConntrackPipestack(b *testing.B) {
 	check := func(d, want []byte) { checkForwarded(b, d, want) }
 	for _, flows := range conntrackFlowCounts {
@@ -44,15 +45,10 @@ func BenchmarkConntrackPipestack(b *testing.B) {
 				if mode == "tracked" {
 					max = 1 << 18
 				}
-				var m0, m1 runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&m0)
-				_, in, out := newConntrackRouter(b, max)
-				runtime.GC()
-				runtime.ReadMemStats(&m1)
+				s, in, out := newConntrackRouter(b, max)
 				runForward(b, in, out, conntrackFlowSet(flows), conntrackSize, check)
-				if max > 0 { // after runForward: ResetTimer drops reported metrics
-					b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/float64(max), "B/entry")
+				if t := conntrack.StackTable(s); t != nil { // after runForward: ResetTimer drops reported metrics
+					b.ReportMetric(float64(t.MemoryBytes())/float64(t.Max()), "B/entry")
 				}
 			})
 		}

@@ -15,7 +15,7 @@ func (t *Table) TupleTaken(k *Key) bool {
 	b := &t.buckets[uint32(h)&t.mask]
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return t.inBucket(b, k)
+	return t.inBucket(b, k, h)
 }
 
 // AlterReply sets the reply key of the (unconfirmed) entry r refers to
@@ -37,7 +37,7 @@ func (t *Table) AlterReply(r Ref, reply Key) bool {
 	hOld, hNew := e.tag[1].Load(), reply.hash(t.seed)
 	bOld, bNew := t.lockPair(hOld, hNew)
 	defer unlockPair(bOld, bNew)
-	if t.inBucket(bNew, &reply) {
+	if t.inBucket(bNew, &reply, hNew) {
 		return false
 	}
 	t.unlinkNode(bOld, i*2+1)

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/pipestack/pipestack/pipeline"
 )
@@ -135,6 +136,12 @@ func (t *Table) Max() int { return len(t.entries) }
 
 // Buckets is the number of hash buckets.
 func (t *Table) Buckets() int { return len(t.buckets) }
+
+// MemoryBytes is what the table's arrays take (entries and buckets,
+// preallocated): the memory of a full table, less its few fixed parts.
+func (t *Table) MemoryBytes() int {
+	return len(t.entries)*int(unsafe.Sizeof(Entry{})) + len(t.buckets)*int(unsafe.Sizeof(bucket{}))
+}
 
 // Count is the number of entries in use.
 func (t *Table) Count() int { return int(t.count.Load()) }
@@ -347,7 +354,7 @@ func (t *Table) insert(i uint32, h0, h1 uint64) bool {
 	e := &t.entries[i]
 	b0, b1 := t.lockPair(h0, h1)
 	defer unlockPair(b0, b1)
-	if t.inBucket(b0, &e.tuple[0]) || t.inBucket(b1, &e.tuple[1]) {
+	if t.inBucket(b0, &e.tuple[0], h0) || t.inBucket(b1, &e.tuple[1], h1) {
 		return false
 	}
 	e.tag[0].Store(h0)
@@ -359,11 +366,14 @@ func (t *Table) insert(i uint32, h0, h1 uint64) bool {
 	return true
 }
 
-func (t *Table) inBucket(b *bucket, k *Key) bool {
+// inBucket reports whether a live entry in b (locked) has key k, whose
+// hash is h: the tags first (the entry's first cache line), the key only
+// where they agree.
+func (t *Table) inBucket(b *bucket, k *Key, h uint64) bool {
 	for n := b.head.Load(); n != 0; {
 		node := n - 1
 		e := &t.entries[node>>1]
-		if e.tuple[node&1] == *k && e.status.Load()&statusDying == 0 {
+		if e.tag[node&1].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[node&1] == *k {
 			return true
 		}
 		n = e.next[node&1].Load()
