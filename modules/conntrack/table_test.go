@@ -243,3 +243,30 @@ func TestMemoryPerEntry(t *testing.T) {
 	}
 	t.Logf("%d bytes per entry (entry %d, bucket %d)", per, unsafe.Sizeof(e), unsafe.Sizeof(bucket{}))
 }
+
+// TestQuotedIPv6Cut: an ICMPv6 error quoting an IPv6 packet with an
+// extension header, cut short of what its Payload Length says (found by
+// the whole-stack fuzzer: the walk of a checked packet panicked on it), is
+// INVALID, and a well-formed quote through a hop-by-hop header is walked.
+func TestQuotedIPv6Cut(t *testing.T) {
+	r := newRig(t, 16, DefaultTCP())
+	inner := filtertest.Packet{IPv6: true, Proto: filtertest.UDP, Src: "2001:db8:1::2", Dst: "2001:db8:2::2", SrcPort: 5, DstPort: 6}.Bytes()
+	r.send(inner) // the flow
+	// The same datagram with an 8-byte hop-by-hop header in front of UDP.
+	hbh := append(append(append([]byte(nil), inner[:40]...), 17, 0, 1, 4, 0, 0, 0, 0), inner[40:]...)
+	hbh[6] = 0
+	binary.BigEndian.PutUint16(hbh[4:], uint16(len(hbh)-40))
+	mk := func(q []byte) []byte {
+		e := filtertest.Packet{IPv6: true, Proto: filtertest.ICMPv6, Src: "2001:db8:2::2", Dst: "2001:db8:1::2", ICMPType: 1, Payload: len(q)}.Bytes()
+		copy(e[48:], q)
+		return e
+	}
+	if got := r.send(mk(hbh)); got != pipeline.CTRelated|pipeline.CTReply {
+		t.Fatalf("quote through hop-by-hop: %#x, want RELATED reply", got)
+	}
+	cut := append([]byte(nil), hbh[:44]...) // the hop-by-hop header cut
+	binary.BigEndian.PutUint16(cut[4:], 2000)
+	if got := r.send(mk(cut)); got != inval {
+		t.Fatalf("cut quote: %#x, want INVALID", got)
+	}
+}

@@ -214,18 +214,17 @@ func quotedKey(v6 bool, q []byte) (Key, bool) {
 		copy(k.Dst[:4], q[16:20])
 		l4b = q[hl:]
 	} else {
-		ip := wire.IPv6(q)
 		if len(q) < wire.IPv6HeaderSize || q[0]>>4 != 6 {
 			return k, false
 		}
-		x, err := ip.WalkExtensions(8)
-		if err != nil || x.ProtocolOffset+8 > len(q) || (x.Fragment && x.FragmentOffset != 0) {
+		proto, off, ok := walkQuoted6(q)
+		if !ok {
 			return k, false
 		}
-		k.Family, k.Proto = 6, x.Protocol
+		k.Family, k.Proto = 6, proto
 		copy(k.Src[:], q[8:24])
 		copy(k.Dst[:], q[24:40])
-		l4b = q[x.ProtocolOffset:]
+		l4b = q[off:]
 	}
 	switch {
 	case hasPorts(k.Proto):
@@ -246,4 +245,42 @@ func isReplyType(v6 bool, t uint8) bool {
 	}
 	_, ok := icmpReplyType(v6, t)
 	return ok
+}
+
+// walkQuoted6 walks the extension headers of a quoted IPv6 packet, which
+// an ICMPv6 error may cut anywhere (its Payload Length says more than is
+// there, so wire.IPv6.WalkExtensions, which needs a checked packet, does
+// not apply): the upper-layer protocol and its offset, with 8 bytes of it
+// present; false when a header is cut, there are more than 8, or the
+// packet is a non-first fragment.
+func walkQuoted6(q []byte) (proto uint8, off int, ok bool) {
+	proto, off = q[6], wire.IPv6HeaderSize
+	for i := 0; i < 8; i++ {
+		var hl int
+		switch proto {
+		case 0, 43, 60: // hop-by-hop, routing, destination options
+			if off+2 > len(q) {
+				return 0, 0, false
+			}
+			hl = (int(q[off+1]) + 1) * 8
+		case 44: // fragment
+			if off+8 > len(q) || binary.BigEndian.Uint16(q[off+2:])&0xfff8 != 0 {
+				return 0, 0, false
+			}
+			hl = 8
+		case 51: // AH
+			if off+2 > len(q) {
+				return 0, 0, false
+			}
+			hl = (int(q[off+1]) + 2) * 4
+		default:
+			return proto, off, off+8 <= len(q)
+		}
+		if off+hl > len(q) {
+			return 0, 0, false
+		}
+		proto = q[off]
+		off += hl
+	}
+	return 0, 0, false
 }
