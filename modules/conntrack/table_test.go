@@ -183,6 +183,10 @@ func FuzzTrack(f *testing.F) {
 	f.Add(udp("10.0.1.2", "10.0.2.2", 1, 2), uint8(1))
 	f.Add(icmpError("10.0.2.2", "10.0.1.2", 3, 3, udp("10.0.1.2", "10.0.2.2", 1, 2)), uint8(2))
 	f.Add(filtertest.Packet{IPv6: true, Proto: filtertest.ICMPv6, ICMPType: 1, Payload: 48}.Bytes(), uint8(3))
+	// An ICMPv6 error quoting a packet with a hop-by-hop header, cut.
+	q6 := filtertest.Packet{IPv6: true, Proto: filtertest.ICMPv6, ICMPType: 1, Payload: 44}.Bytes()
+	q6[48], q6[54], q6[52], q6[53] = 0x60, 0, 0xfd, 0xe8
+	f.Add(q6, uint8(4))
 	f.Fuzz(func(t *testing.T, b []byte, op uint8) {
 		r := newRig(t, 8, DefaultTCP())
 		if op&1 != 0 {
