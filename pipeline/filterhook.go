@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"sort"
 )
 
@@ -32,7 +33,25 @@ const (
 	PriorityRaw    = -300
 	PriorityMangle = -150
 	PriorityFilter = 0
+
+	// The hook functions' (modules/conntrack; NAT): defragmentation
+	// before raw, tracking after it, NAT around the filter, and the
+	// confirmation of a new entry after everything else.
+	PriorityDefrag           = -400
+	PriorityConntrack        = -200
+	PriorityNATDst           = -100
+	PriorityNATSrc           = 100
+	PriorityConntrackConfirm = math.MaxInt32
 )
+
+// HookFunc is the table of a module that installs a function at a hook
+// rather than rules (conntrack, defragmentation, NAT): one rule without
+// matchers whose target is fn, policy accept. fn's Accept or Continue lets
+// the next table at the hook run; Drop and Stolen end the hook, as for
+// any table. Give it as a HookEntry's Table.
+func HookFunc(name string, fn Target) *HookTable {
+	return &HookTable{Chains: []Chain{{Name: name, Rules: []Rule{{Target: fn}}}}, Policy: VerdictAccept}
+}
 
 // hookSet is what runs at one hook: its tables in priority order (Config.Hooks
 // first among equal priorities). Each table is a priority slot; a resume

@@ -102,8 +102,16 @@ type Packet struct {
 	Hash uint32
 	// Mark is a filter mark (like skb->mark).
 	Mark uint32
-	// ConnTrack is the packet's conntrack slot + 1 (0: none).
-	ConnTrack uint32
+	// ConnTrack is the packet's reference to its conntrack entry (0:
+	// none), set by the conntrack module (modules/conntrack) at its hook:
+	// the entry's index + 1 in the low 32 bits and the entry's generation
+	// in the high 32, so that a packet held (stolen) while its entry is
+	// freed and reused finds a mismatch instead of another flow's entry.
+	ConnTrack uint64
+	// CTInfo is the packet's connection-tracking state and direction
+	// (CTNew …, | CTReply), set with ConnTrack; CTUntracked is set by the
+	// raw table's NOTRACK target before conntrack runs.
+	CTInfo CTInfo
 	// NextHop is the neighbor the packet is sent to, once routed.
 	NextHop netip.Addr
 	// RemoteLinkAddr is the destination link address, set by neighbor
@@ -282,7 +290,7 @@ func (p *Packet) CopyMeta(q *Packet) {
 	p.InNIC, p.OutNIC = q.InNIC, q.OutNIC
 	p.NetProto, p.TransProto = q.NetProto, q.TransProto
 	p.PktType, p.CsumVerified = q.PktType, q.CsumVerified
-	p.Hash, p.Mark, p.ConnTrack = q.Hash, q.Mark, q.ConnTrack
+	p.Hash, p.Mark, p.ConnTrack, p.CTInfo = q.Hash, q.Mark, q.ConnTrack, q.CTInfo
 	p.NextHop, p.RemoteLinkAddr, p.GSO = q.NextHop, q.RemoteLinkAddr, q.GSO
 	p.PathMTU = q.PathMTU
 }

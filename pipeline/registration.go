@@ -540,6 +540,30 @@ type Tuple struct {
 	Proto            TransportProtocolNumber
 }
 
+// CTInfo is a packet's connection-tracking state as the stateful matchers
+// see it (Packet.CTInfo): the state in the low bits, CTReply when the
+// packet travels in the entry's reply direction. The conntrack module sets
+// it at its hook (Prerouting and Output, priority PriorityConntrack); the
+// matchers of later hooks read it from PacketContext.Pkt, so that it
+// survives from hook to hook and while the packet is stolen.
+type CTInfo uint8
+
+// Connection-tracking states (iptables' --ctstate words).
+const (
+	CTNone        CTInfo = iota // not seen by conntrack (none configured, or not yet)
+	CTNew                       // the first packets of a flow (no reply seen)
+	CTEstablished               // a flow that has seen packets both ways
+	CTRelated                   // an ICMP error about a tracked flow
+	CTInvalid                   // conntrack could not make sense of it
+	CTUntracked                 // NOTRACK in the raw table: conntrack skips it
+
+	CTStateMask CTInfo = 0x0f
+	CTReply     CTInfo = 0x80 // the packet goes in the reply direction
+)
+
+// State is the state without the direction bit.
+func (c CTInfo) State() CTInfo { return c & CTStateMask }
+
 // PacketContext is what a matcher and a target see of a packet: parsed once
 // per packet per hook, shared by every rule and every table of the hook.
 // The hook owns it and the packet: a matcher or target borrows both for

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	_ "github.com/pipestack/pipestack/modules/arp"
+	_ "github.com/pipestack/pipestack/modules/conntrack"
 	_ "github.com/pipestack/pipestack/modules/filter"
 	_ "github.com/pipestack/pipestack/modules/ipv4"
 	_ "github.com/pipestack/pipestack/modules/ipv6"
@@ -63,6 +64,7 @@ modules:
       links:
         lan: {prefixes: ["fd00:1::/64"], interval: 10s}
   - transport.udp
+  - {module: netfilter.conntrack, max: 256}
 links:
   - {name: lan, module: link.channel, framing: ethernet, mac: "02:00:00:00:01:01", queue: 4096, addresses: [10.1.0.1/24, "fd00:1::1/64"]}
   - {name: wan, module: link.channel, framing: ip, mtu: 1280, queue: 4096, addresses: [10.2.0.1/24, "fd00:2::1/64"]}
@@ -76,6 +78,7 @@ filter:
       rules:
         - "-p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu"
         - "-p udp -j MARK --set-mark 0x7"
+        - "-p udp -j CONNMARK --save-mark"
   filter:
     input:
       rules:
@@ -85,6 +88,8 @@ filter:
         - {proto: icmpv6, icmpv6_type: echo-request, target: accept}
     forward:
       rules:
+        - "-m conntrack --ctstate INVALID -j DROP"
+        - "-p tcp -m connlimit --connlimit-above 8 -j REJECT --reject-with tcp-reset"
         - {in: lan, jump: from_lan}
         - "-m mark --mark 0x7 -p udp --dport 7 -j ACCEPT"
         - "-p udp -m multiport --dports 1000:1100 -j REJECT"

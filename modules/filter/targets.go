@@ -660,13 +660,14 @@ func (t *HopTarget) Spec() string {
 func (t *HopTarget) Label() string { return strings.ToUpper(t.prefix()) }
 
 // NoTrack is filter.target.notrack (raw table): marks the packet as not to
-// be tracked. There is no connection tracking yet, so it changes nothing
-// but is accepted, so that rule sets written for it load.
+// be tracked (pipeline.CTUntracked): netfilter.conntrack, which runs after
+// the raw table, leaves it alone, and -m conntrack --ctstate UNTRACKED
+// matches it. Goes on with the next rule, as Linux's NOTRACK (CT --notrack).
 type NoTrack struct{}
 
 // PipelineModule implements pipeline.Module.
 func (*NoTrack) PipelineModule() pipeline.ModuleInfo {
-	return pipeline.ModuleInfo{ID: "filter.target.notrack", Summary: "NOTRACK: a no-op marker until conntrack exists", New: func() pipeline.Module { return new(NoTrack) }}
+	return pipeline.ModuleInfo{ID: "filter.target.notrack", Summary: "NOTRACK: the packet is not tracked by netfilter.conntrack (UNTRACKED)", New: func() pipeline.Module { return new(NoTrack) }}
 }
 
 // Options implements Target.
@@ -676,7 +677,10 @@ func (*NoTrack) Options() []Opt { return nil }
 func (*NoTrack) Tables() []string { return []string{"raw"} }
 
 // Action implements pipeline.Target.
-func (*NoTrack) Action(*pipeline.PacketContext) (pipeline.Verdict, int) {
+func (*NoTrack) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
+	if pc.Pkt.CTInfo == pipeline.CTNone {
+		pc.Pkt.CTInfo = pipeline.CTUntracked
+	}
 	return pipeline.VerdictContinue, 0
 }
 

@@ -17,6 +17,7 @@ package standard
 
 import (
 	_ "github.com/pipestack/pipestack/modules/arp"           // network.arp
+	_ "github.com/pipestack/pipestack/modules/conntrack"     // netfilter.conntrack, filter.match.conntrack/state/connmark/connbytes, filter.target.connmark
 	_ "github.com/pipestack/pipestack/modules/filter"        // filter, filter.match.*, filter.target.*
 	_ "github.com/pipestack/pipestack/modules/filter/plugin" // plugins, filter.target.plugin
 	_ "github.com/pipestack/pipestack/modules/ipv4"          // network.ipv4

@@ -98,6 +98,9 @@ Usage:
   pipectl trace [-s SOCKET | FILE] [--count N] [--filter EXPR] [--timeout D] [--json]
         trace the next N packets matching EXPR (e.g. "proto tcp and dport 22",
         "src 10.0.0.0/8") through a running pipeline's hooks, streamed back
+  pipectl conntrack [-s SOCKET | FILE] -L|-C|-F|-D|-E|-S [-p P] [--src A] [--dst A] [--sport N] [--dport N]
+        a running pipeline's connection table as conntrack-tools shows it: list, count,
+        flush, delete what the filter selects, stream events, counters
   pipectl version
         print the version
   pipectl help
@@ -131,6 +134,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdReplay(rest, stdout, stderr)
 	case "trace":
 		return cmdTrace(rest, stdout, stderr)
+	case "conntrack":
+		return cmdConntrack(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

@@ -158,10 +158,11 @@ func TestModules(t *testing.T) {
 	// The filter's modules are linked in by control_test.go (pipectl rules),
 	// the plugins section by the control socket (pipectl plugins);
 	// link.channel by pipectl replay, network.ipv4, network.ipv6 and
-	// transport.collect by its tests.
+	// transport.collect by its tests; netfilter.conntrack (and its
+	// matchers) by the control package (pipectl conntrack, stats).
 	var own []string
 	for _, id := range ids {
-		if id != "filter" && id != "plugins" && !strings.HasPrefix(id, "filter.") && id != "link.channel" && id != "network.ipv4" && id != "network.ipv6" && id != "transport.collect" {
+		if id != "filter" && id != "plugins" && !strings.HasPrefix(id, "filter.") && id != "link.channel" && id != "network.ipv4" && id != "network.ipv6" && id != "transport.collect" && id != "netfilter.conntrack" {
 			own = append(own, id)
 		}
 	}

@@ -286,9 +286,31 @@ func trunc(s string) string {
 
 // Why a matcher or target the filter does not have is missing.
 var missingWhy = map[string]string{
-	"conntrack": "conntrack", "state": "conntrack", "connmark": "conntrack", "connlimit": "conntrack",
-	"helper": "conntrack", "ct": "conntrack", "CONNMARK": "conntrack", "CT": "conntrack",
+	"helper": "conntrack helpers not yet", "ct": "conntrack", "CT": "conntrack's CT target not yet",
 	"MASQUERADE": "nat", "SNAT": "nat", "DNAT": "nat", "REDIRECT": "nat", "NETMAP": "nat",
+}
+
+// registeredMatch reports whether a matcher module outside the filter
+// (netfilter.conntrack's conntrack, state, connmark, connbytes; a custom
+// one linked in) provides -m name.
+func registeredMatch(name string) bool {
+	mi, ok := pipeline.LookupModule("filter.match." + name)
+	if !ok || strings.ContainsAny(name, ". ") {
+		return false
+	}
+	_, ok = mi.New().(filter.Match)
+	return ok
+}
+
+// registeredTarget is registeredMatch for -j NAME (CONNMARK).
+func registeredTarget(name string) bool {
+	n := strings.ToLower(name)
+	mi, ok := pipeline.LookupModule("filter.target." + n)
+	if !ok || strings.ContainsAny(n, ". ") {
+		return false
+	}
+	_, ok = mi.New().(filter.Target)
+	return ok
 }
 
 func why(name string) string {
@@ -345,7 +367,7 @@ func translateRule(words []string, t *importedTable, family int, links map[strin
 			if name == "icmp6" {
 				name = "icmpv6"
 			}
-			if filter.IsMatchName(name) {
+			if filter.IsMatchName(name) || registeredMatch(name) {
 				out = append(out, w, v) // a second -m NAME is a second instance
 				continue
 			}
@@ -366,7 +388,7 @@ func translateRule(words []string, t *importedTable, family int, links map[strin
 				// iptables-nft saves -j NOTRACK as -j CT --notrack.
 				out = append(out, w, "NOTRACK")
 				i = len(words)
-			case filter.IsTargetName(v) && v == strings.ToUpper(v):
+			case (filter.IsTargetName(v) || registeredTarget(v)) && v == strings.ToUpper(v):
 				out = append(out, w, v)
 			case t.byName[v] != nil && !t.byName[v].builtin:
 				out = append(out, w, v)

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/conntrack"
 	"github.com/pipestack/pipestack/modules/filter/plugin"
 	"github.com/pipestack/pipestack/pipeline"
 )
@@ -28,21 +29,25 @@ type Request struct {
 	Cmd string `json:"cmd"` // stats, route, neigh, rules, plugins, reload; trace streams (stream.go)
 	// Trace: the trace command's parameters.
 	Trace *TraceRequest `json:"trace,omitempty"`
+	// Conntrack: the conntrack command's (conntrack.go).
+	Conntrack *ConntrackRequest `json:"conntrack,omitempty"`
 }
 
 // Reply is what the server answers; one of the payloads is set.
 type Reply struct {
-	Error  string                  `json:"error,omitempty"`
-	Stats  *Stats                  `json:"stats,omitempty"`
-	Routes []RouteEntry            `json:"routes,omitempty"`
-	Neigh  []NeighEntry            `json:"neigh,omitempty"`
-	Rules  []pipeline.ChainListing `json:"rules,omitempty"`
-	Reload *ReloadReply            `json:"reload,omitempty"`
+	Error     string                  `json:"error,omitempty"`
+	Stats     *Stats                  `json:"stats,omitempty"`
+	Routes    []RouteEntry            `json:"routes,omitempty"`
+	Neigh     []NeighEntry            `json:"neigh,omitempty"`
+	Rules     []pipeline.ChainListing `json:"rules,omitempty"`
+	Reload    *ReloadReply            `json:"reload,omitempty"`
+	Conntrack *ConntrackReply         `json:"conntrack,omitempty"`
 	// Plugins: the out-of-process filter plugins (pipectl plugins).
 	Plugins []plugin.Status `json:"plugins,omitempty"`
 	// A stream's event and its end (stream.go).
-	Trace *TraceEvent `json:"trace,omitempty"`
-	End   *StreamEnd  `json:"end,omitempty"`
+	Trace   *TraceEvent     `json:"trace,omitempty"`
+	CTEvent *ConntrackEvent `json:"ct_event,omitempty"`
+	End     *StreamEnd      `json:"end,omitempty"`
 }
 
 // Stats are the counters of a running stack.
@@ -50,6 +55,15 @@ type Stats struct {
 	Generation uint64       `json:"generation"`
 	Links      []LinkStats  `json:"links"`
 	Sets       []CounterSet `json:"counters"`
+	// Conntrack is the connection table's fill (nil without
+	// netfilter.conntrack); its counters are the set "conntrack".
+	Conntrack *ConntrackFill `json:"conntrack,omitempty"`
+}
+
+// ConntrackFill is how full the connection table is.
+type ConntrackFill struct {
+	Count int `json:"count"`
+	Max   int `json:"max"`
 }
 
 // LinkStats are one link's counters.
@@ -160,6 +174,9 @@ func Snapshot(s *pipeline.Stack) *Stats {
 	}
 	for _, cs := range s.Counters() {
 		st.Sets = append(st.Sets, CounterSet{Name: cs.Name(), Counters: cs.Snapshot()})
+	}
+	if t := conntrack.StackTable(s); t != nil {
+		st.Conntrack = &ConntrackFill{Count: t.Count(), Max: t.Max()}
 	}
 	return st
 }
@@ -321,6 +338,17 @@ func (srv *Server) handle(c net.Conn) {
 		if rep.Plugins == nil {
 			rep.Plugins = []plugin.Status{}
 		}
+	case "conntrack":
+		if req.Conntrack == nil {
+			rep.Error = "conntrack: no request"
+			break
+		}
+		r, err := Conntrack(srv.stack, req.Conntrack)
+		if err != nil {
+			rep.Error = err.Error()
+		} else {
+			rep.Conntrack = r
+		}
 	case "reload":
 		r, err := srv.reload()
 		if err != nil {
@@ -329,7 +357,7 @@ func (srv *Server) handle(c net.Conn) {
 			rep.Reload = &r
 		}
 	default:
-		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, rules, plugins, reload, trace)", req.Cmd)
+		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, rules, plugins, reload, conntrack, trace, conntrack-events)", req.Cmd)
 	}
 	json.NewEncoder(c).Encode(rep)
 }

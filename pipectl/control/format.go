@@ -55,6 +55,9 @@ func FormatStats(w io.Writer, st *Stats, all bool) {
 			fmt.Fprintf(w, "    device: %s\n", strings.Join(dev, ", "))
 		}
 	}
+	if c := st.Conntrack; c != nil {
+		fmt.Fprintf(w, "conntrack: %d entries of %d\n", c.Count, c.Max)
+	}
 	for _, s := range st.Sets {
 		var lines []string
 		for _, c := range s.Counters {

@@ -67,7 +67,7 @@ const (
 // and returns the end (or an error) when done or when ctx ends.
 type StreamFunc func(ctx context.Context, srv *Server, req *Request, send func(*Reply) error) (*StreamEnd, error)
 
-var streams = map[string]StreamFunc{"trace": streamTrace}
+var streams = map[string]StreamFunc{"trace": streamTrace, "conntrack-events": streamConntrackEvents}
 
 // isStream reports whether cmd is a streaming command.
 func isStream(cmd string) bool { _, ok := streams[cmd]; return ok }
