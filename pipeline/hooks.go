@@ -26,6 +26,24 @@ type Chain struct {
 	// (the filter: the canonical text), Texts[i] Rules[i]'s; optional. A
 	// slice of its own, so that Evaluate's rules stay small.
 	Texts []string
+	// Index, when set, is a compiled classifier of Rules (pipeline/classify):
+	// Evaluate asks it for the next rule that may match instead of trying
+	// each rule in turn. Optional: without it every rule is tried.
+	Index RuleIndex
+}
+
+// RuleIndex skips the rules of one chain that cannot match a packet. It is
+// built with the chain, when the generation is built, and immutable then;
+// Next is called from every worker at once and must not allocate.
+type RuleIndex interface {
+	// Next returns the position of the first rule at or after from that
+	// may match pc, or len(Rules) when none may: every rule it skips
+	// certainly neither matches nor hotdrops pc, and none of their
+	// matchers would have changed anything had they been called, so that
+	// Evaluate decides and counts exactly as the walk over every rule. It
+	// reads pc as it is now (a target of an earlier rule may have
+	// changed the packet's mark) and changes nothing.
+	Next(pc *PacketContext, from int) int
 }
 
 // HookTable is what runs at one hook: chains, the entry chain and the policy
@@ -123,7 +141,9 @@ type JumpTarget interface {
 // jumped to, pops it and goes on there; VerdictReturn in the entry chain,
 // or its end, applies the policy; a goto (VerdictGoto) continues in its
 // chain without pushing, so that chain's end returns to the frame below.
-// A hotdrop drops at once. A table that
+// A hotdrop drops at once. A chain with an Index skips the rules it
+// says cannot match (evaluateTraced, the traced copy, tries every rule:
+// with a correct index both decide alike). A table that
 // passed Validate never nests deeper than the frame stack; a jump beyond it
 // (or to no chain) drops, as does an unknown verdict.
 func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
@@ -132,7 +152,11 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 	depth := 0
 	chain, rule := t.Entry, 0
 	for {
-		rules := t.Chains[chain].Rules
+		ch := &t.Chains[chain]
+		rules := ch.Rules
+		if ch.Index != nil && rule < len(rules) {
+			rule = ch.Index.Next(pc, rule) // skips rules that cannot match
+		}
 		if rule >= len(rules) {
 			// The end of a chain: the policy at the entry chain, else
 			// back to the caller.
