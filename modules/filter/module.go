@@ -407,6 +407,7 @@ func (t *table) compile() []pipeline.HookEntry {
 		}
 		chains[i] = pipeline.Chain{Name: c.name, Rules: rules, Texts: texts}
 	}
+	indexChains(chains)
 	var out []pipeline.HookEntry
 	for _, b := range builtinChains[t.name] {
 		idx := t.byName[b.name]

@@ -1,0 +1,434 @@
+package classify
+
+import (
+	"sort"
+	"time"
+	"unsafe"
+
+	"github.com/pipestack/pipestack/pipeline"
+)
+
+// Index is a compiled chain: a pipeline.RuleIndex.
+//
+// Per family (an IPv4 packet never meets an IPv6 prefix), each rule that
+// can match that family is filed under one primary field: the one of its
+// constraints that lets the fewest elementary intervals of that field
+// through. A field's partition is the sorted bounds of its elementary
+// intervals and, per interval, the rules filed there (ascending); a rule
+// whose every constraint is wide, and a rule without any, is on the
+// always list. A packet looks its value up in each partition (a binary
+// search), and the candidates are the merge of those lists and the
+// always list from the position asked for; each is checked against all
+// its constraints before it is returned.
+type Index struct {
+	n      int
+	v4, v6 famIndex
+	opt    Options
+	stats  Stats
+}
+
+// Stats describe a compiled chain (pipectl validate --stats).
+type Stats struct {
+	Rules   int           // rules in the chain
+	Parts   int           // partitions over both families
+	Entries int           // rule positions filed (with the always lists)
+	Always  int           // rules on the always lists (both families)
+	Bytes   int           // memory of the index, about
+	Compile time.Duration // time to compile
+}
+
+type famIndex struct {
+	v6     bool
+	tests  []test
+	toff   []int32 // rule r's tests are tests[toff[r]:toff[r+1]]
+	parts  []part
+	always []int32
+}
+
+type part struct {
+	f      field
+	starts []u128 // elementary intervals: [starts[j], starts[j+1]); starts[0] is 0
+	off    []int32
+	rules  []int32
+}
+
+// maxCover: a rule whose narrowest constraint lets more elementary
+// intervals through than this goes on the always list instead of being
+// filed under each of them (bounds the memory of wide and inverted rules).
+const maxCover = 128
+
+// Compile compiles a chain's rules; nil when the chain is shorter than
+// Options.MinRules (it keeps the rule-by-rule walk).
+func Compile(rules []pipeline.Rule, o Options) *Index {
+	min := o.MinRules
+	if min == 0 {
+		min = DefaultMinRules
+	}
+	if len(rules) < min {
+		return nil
+	}
+	start := time.Now()
+	if o.Kind == nil {
+		o.Kind = DefaultKind
+	}
+	if o.NICName == nil {
+		o.NICName = genNICName
+	}
+	cons := make([][]pipeline.FieldConstraint, len(rules))
+	for i := range rules {
+		cons[i] = usable(rules[i].Matchers, o.Kind)
+	}
+	x := &Index{n: len(rules), opt: o}
+	x.v4 = buildFam(cons, false, o.PlantedBug)
+	x.v6 = buildFam(cons, true, o.PlantedBug)
+	x.stats = Stats{Rules: len(rules)}
+	for _, f := range []*famIndex{&x.v4, &x.v6} {
+		x.stats.Parts += len(f.parts)
+		x.stats.Always += len(f.always)
+		x.stats.Entries += len(f.always)
+		x.stats.Bytes += 4*len(f.toff) + 4*len(f.always) + int(unsafe.Sizeof(test{}))*len(f.tests)
+		for _, t := range f.tests {
+			x.stats.Bytes += 32*len(t.iv) + 16*len(t.names)
+		}
+		for _, p := range f.parts {
+			x.stats.Entries += len(p.rules)
+			x.stats.Bytes += 16*len(p.starts) + 4*len(p.off) + 4*len(p.rules)
+		}
+	}
+	x.stats.Compile = time.Since(start)
+	return x
+}
+
+// CompileTable gives every chain of t that is long enough an index. Call
+// it before t is installed (a HookTable is immutable from then on).
+func CompileTable(t *pipeline.HookTable, o Options) {
+	for i := range t.Chains {
+		if x := Compile(t.Chains[i].Rules, o); x != nil {
+			t.Chains[i].Index = x
+		}
+	}
+}
+
+// Stats reports what the compiled chain holds.
+func (x *Index) Stats() Stats { return x.stats }
+
+// usable is what may prune a rule: the constraints of its matchers up to
+// the first one that may hotdrop or change state (Kind).
+func usable(ms []pipeline.Matcher, kind func(pipeline.Matcher) Kind) []pipeline.FieldConstraint {
+	var out []pipeline.FieldConstraint
+	for _, m := range ms {
+		k := kind(m)
+		if k == Opaque {
+			break
+		}
+		if cd, ok := m.(pipeline.ConstraintDescriber); ok {
+			out = append(out, cd.Constraint()...)
+		}
+		if k == Inside {
+			break
+		}
+	}
+	return out
+}
+
+func buildFam(cons [][]pipeline.FieldConstraint, v6 bool, bug Bug) famIndex {
+	n := len(cons)
+	fi := famIndex{v6: v6, toff: make([]int32, n+1)}
+	never := make([]bool, n)
+	for r, cs := range cons {
+		fi.toff[r] = int32(len(fi.tests))
+		for _, c := range cs {
+			t, k, ok := specialise(c, v6, bug)
+			if !ok || k == alwaysTrue {
+				continue
+			}
+			if k == alwaysFalse {
+				never[r] = true
+				fi.tests = fi.tests[:fi.toff[r]]
+				break
+			}
+			fi.tests = append(fi.tests, t)
+		}
+	}
+	fi.toff[n] = int32(len(fi.tests))
+
+	// Pass 1: every indexable test's bounds, per field, to measure how
+	// many elementary intervals each test lets through.
+	var bounds [numFields][]u128
+	addBounds := func(f field, iv []ival) {
+		for _, x := range iv {
+			bounds[f] = append(bounds[f], x.lo)
+			if h, ok := x.hi.inc(); ok {
+				bounds[f] = append(bounds[f], h)
+			}
+		}
+	}
+	for r := 0; r < n; r++ {
+		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+			if t := &fi.tests[i]; t.indexable() {
+				addBounds(t.f, t.cover(v6))
+			}
+		}
+	}
+	var starts [numFields][]u128
+	for f := range bounds {
+		starts[f] = uniqueStarts(bounds[f])
+	}
+	primary := make([]int8, n) // field+1; 0: always; -1: never
+	var count [numFields]int
+	for r := 0; r < n; r++ {
+		if never[r] {
+			primary[r] = -1
+			continue
+		}
+		best, bestCover := -1, maxCover+1
+		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+			t := &fi.tests[i]
+			if !t.indexable() {
+				continue
+			}
+			c := 0
+			for _, x := range t.cover(v6) {
+				c += find(starts[t.f], x.hi) - find(starts[t.f], x.lo) + 1
+			}
+			if c < bestCover {
+				best, bestCover = int(t.f), c
+			}
+		}
+		if best >= 0 {
+			primary[r] = int8(best + 1)
+			count[best]++
+		}
+	}
+
+	// Pass 2: each field's partition from the bounds of the rules filed
+	// under it (tests on that field), and the lists.
+	for f := field(0); f < numFields; f++ {
+		if count[f] == 0 {
+			continue
+		}
+		bounds[f] = bounds[f][:0]
+		for r := 0; r < n; r++ {
+			if primary[r] != int8(f+1) {
+				continue
+			}
+			for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+				if t := &fi.tests[i]; t.f == f && t.indexable() {
+					addBounds(f, t.cover(v6))
+				}
+			}
+		}
+		p := part{f: f, starts: uniqueStarts(bounds[f])}
+		lists := make([][]int32, len(p.starts))
+		for r := 0; r < n; r++ {
+			if primary[r] != int8(f+1) {
+				continue
+			}
+			// The intervals every test of this field lets through
+			// (a rule may constrain a field twice: any one is enough
+			// to file it, as the check runs them all).
+			var cov []ival
+			for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+				if t := &fi.tests[i]; t.f == f && t.indexable() {
+					cov = t.cover(v6)
+					break
+				}
+			}
+			for _, x := range cov {
+				for j := find(p.starts, x.lo); j <= find(p.starts, x.hi); j++ {
+					lists[j] = append(lists[j], int32(r))
+				}
+			}
+		}
+		p.off = make([]int32, len(p.starts)+1)
+		total := 0
+		for j, l := range lists {
+			p.off[j] = int32(total)
+			total += len(l)
+		}
+		p.off[len(lists)] = int32(total)
+		p.rules = make([]int32, 0, total)
+		for _, l := range lists {
+			p.rules = append(p.rules, l...)
+		}
+		fi.parts = append(fi.parts, p)
+	}
+	for r := 0; r < n; r++ {
+		if primary[r] == 0 {
+			fi.always = append(fi.always, int32(r))
+		}
+	}
+	return fi
+}
+
+func uniqueStarts(b []u128) []u128 {
+	b = append(b, u128{})
+	sort.Slice(b, func(i, j int) bool { return b[i].less(b[j]) })
+	out := b[:1]
+	for _, v := range b[1:] {
+		if out[len(out)-1] != v {
+			out = append(out, v)
+		}
+	}
+	return append([]u128(nil), out...)
+}
+
+// find is the elementary interval holding v: the last start ≤ v.
+func find(starts []u128, v u128) int {
+	lo, hi := 0, len(starts)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if v.less(starts[m]) {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo - 1
+}
+
+// from32 is the first position in l at or after from.
+func from32(l []int32, from int) []int32 {
+	lo, hi := 0, len(l)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if int(l[m]) < from {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return l[lo:]
+}
+
+func genNICName(pc *pipeline.PacketContext, id pipeline.NICID) (string, bool) {
+	if id == 0 || pc.Batch == nil || pc.Batch.Gen == nil {
+		return "", false
+	}
+	nic, ok := pc.Batch.Gen.NIC(id)
+	if !ok {
+		return "", false
+	}
+	return nic.Name(), true
+}
+
+// irregular: the ports of the packet are not all there (a matcher of kind
+// Irregular may hotdrop it), or the hook did not parse it.
+func irregular(pc *pipeline.PacketContext) bool {
+	if pc.L4End == 0 || pc.Fragment {
+		return true
+	}
+	l := pc.L4End - pc.L4Off
+	switch pc.Tuple.Proto {
+	case 6:
+		return l < 20
+	case 17, 136, 1, 58:
+		return l < 8
+	case 132, 33:
+		return l < 12
+	}
+	return false
+}
+
+// maxHeads: one list per field and the always list.
+const maxHeads = int(numFields) + 1
+
+// pktVals is what Next reads of a packet, once per call.
+type pktVals struct {
+	v               [numFields]u128
+	in, out         string
+	inOK, outOK     bool
+	inDone, outDone bool
+}
+
+// Next implements pipeline.RuleIndex.
+func (x *Index) Next(pc *pipeline.PacketContext, from int) int {
+	if from >= x.n {
+		return from
+	}
+	var fi *famIndex
+	switch pc.Pkt.NetProto {
+	case pipeline.IPv4ProtocolNumber:
+		fi = &x.v4
+	case pipeline.IPv6ProtocolNumber:
+		fi = &x.v6
+	default:
+		return from
+	}
+	if irregular(pc) {
+		return from
+	}
+	var pv pktVals
+	if fi.v6 {
+		pv.v[fSrc], pv.v[fDst] = addr128(pc.Tuple.Src), addr128(pc.Tuple.Dst)
+	} else {
+		s, d := pc.Tuple.Src.As4(), pc.Tuple.Dst.As4()
+		pv.v[fSrc].lo = uint64(s[0])<<24 | uint64(s[1])<<16 | uint64(s[2])<<8 | uint64(s[3])
+		pv.v[fDst].lo = uint64(d[0])<<24 | uint64(d[1])<<16 | uint64(d[2])<<8 | uint64(d[3])
+	}
+	pv.v[fProto].lo = uint64(pc.Tuple.Proto)
+	pv.v[fSport].lo, pv.v[fDport].lo = uint64(pc.Tuple.SrcPort), uint64(pc.Tuple.DstPort)
+	pv.v[fMark].lo = uint64(pc.Pkt.Mark)
+
+	var heads [maxHeads][]int32
+	nh := 0
+	for i := range fi.parts {
+		p := &fi.parts[i]
+		j := find(p.starts, pv.v[p.f])
+		if l := from32(p.rules[p.off[j]:p.off[j+1]], from); len(l) > 0 {
+			heads[nh] = l
+			nh++
+		}
+	}
+	if l := from32(fi.always, from); len(l) > 0 {
+		heads[nh] = l
+		nh++
+	}
+	for {
+		best, bi := -1, -1
+		for i := 0; i < nh; i++ {
+			if h := heads[i]; len(h) > 0 && (best < 0 || int(h[0]) < best) {
+				best, bi = int(h[0]), i
+			}
+		}
+		if best < 0 {
+			return x.n
+		}
+		if x.check(fi, best, pc, &pv) {
+			return best
+		}
+		heads[bi] = heads[bi][1:]
+	}
+}
+
+// check runs all of rule r's tests.
+func (x *Index) check(fi *famIndex, r int, pc *pipeline.PacketContext, pv *pktVals) bool {
+	for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+		t := &fi.tests[i]
+		var in bool
+		switch t.f {
+		case fIn:
+			if !pv.inDone {
+				pv.in, pv.inOK = x.opt.NICName(pc, pc.InNIC)
+				pv.inDone = true
+			}
+			in = pv.inOK && nameIn(t.names, pv.in)
+		case fOut:
+			if !pv.outDone {
+				pv.out, pv.outOK = x.opt.NICName(pc, pc.OutNIC)
+				pv.outDone = true
+			}
+			in = pv.outOK && nameIn(t.names, pv.out)
+		case fMark:
+			in = t.contains(u128{0, uint64(uint32(pv.v[fMark].lo) & t.mask)})
+		default:
+			in = t.contains(pv.v[t.f])
+		}
+		if in == t.inv {
+			return false
+		}
+	}
+	return true
+}
+
+var _ pipeline.RuleIndex = (*Index)(nil)
