@@ -136,6 +136,14 @@ func (a u128) dec() u128 {
 // ival is an inclusive interval of a field's values.
 type ival struct{ lo, hi u128 }
 
+// width is how many values the interval holds (about, for IPv6).
+func (x ival) width() float64 {
+	return float64(x.hi.hi-x.lo.hi)*0x1p64 + float64(x.hi.lo) - float64(x.lo.lo) + 1
+}
+
+// width1 is the size of the domain [0, a].
+func (a u128) width1() float64 { return ival{hi: a}.width() }
+
 // test is one constraint specialised to a family: the field's value lies
 // in iv (sorted, disjoint), or (links) the NIC's name is one of names,
 // negated by inv.

@@ -174,30 +174,96 @@ func buildFam(cons [][]pipeline.FieldConstraint, v6 bool, bug Bug) famIndex {
 	for f := range bounds {
 		starts[f] = uniqueStarts(bounds[f])
 	}
-	primary := make([]int8, n) // field+1; 0: always; -1: never
-	var count [numFields]int
-	for r := 0; r < n; r++ {
-		if never[r] {
-			primary[r] = -1
+	// spans[i]: test i's cover as elementary interval ranges of pass 1
+	// (nil when it is not indexable or lets more than maxCover through:
+	// it is never a primary field).
+	type span struct{ a, b int }
+	spans := make([][]span, len(fi.tests))
+	shares := make([]float64, len(fi.tests))
+	for i := range fi.tests {
+		t := &fi.tests[i]
+		if !t.indexable() {
 			continue
 		}
-		best, bestCover := -1, maxCover+1
-		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
-			t := &fi.tests[i]
-			if !t.indexable() {
-				continue
-			}
-			c := 0
-			for _, x := range t.cover(v6) {
-				c += find(starts[t.f], x.hi) - find(starts[t.f], x.lo) + 1
-			}
-			if c < bestCover {
-				best, bestCover = int(t.f), c
+		c, width := 0, 0.0
+		var sp []span
+		for _, x := range t.cover(v6) {
+			a, b := find(starts[t.f], x.lo), find(starts[t.f], x.hi)
+			c += b - a + 1
+			width += x.width()
+			sp = append(sp, span{a, b})
+		}
+		if c <= maxCover {
+			spans[i] = sp
+			shares[i] = width / fieldMax(t.f, v6).width1()
+		}
+	}
+	// density[f][j]: how many rules' lists would hold elementary interval
+	// j of field f, counting the tests in (all candidate tests first,
+	// then those chosen in the round before).
+	var density [numFields][]int32
+	countDensity := func(in func(r int, i int32) bool) {
+		for f := range starts {
+			density[f] = make([]int32, len(starts[f])+1)
+		}
+		for r := 0; r < n; r++ {
+			for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+				if spans[i] == nil || !in(r, i) {
+					continue
+				}
+				f := fi.tests[i].f
+				for _, x := range spans[i] {
+					density[f][x.a]++
+					density[f][x.b+1]--
+				}
 			}
 		}
-		if best >= 0 {
-			primary[r] = int8(best + 1)
-			count[best]++
+		for f := range density {
+			for j := 1; j < len(density[f]); j++ {
+				density[f][j] += density[f][j-1]
+			}
+		}
+	}
+	primary := make([]int8, n) // field+1; 0: always; -1: never
+	chosen := make([]int32, n) // the test that chose it
+	assign := func() {
+		for r := 0; r < n; r++ {
+			if never[r] {
+				primary[r] = -1
+				continue
+			}
+			// The most selective field: the one whose intervals the
+			// fewest rules share (ties: the smaller share of the
+			// field's values).
+			best, bestTest, bestDense, bestShare := -1, int32(-1), int32(1<<31-1), 2.0
+			for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+				if spans[i] == nil {
+					continue
+				}
+				f := fi.tests[i].f
+				dense := int32(0)
+				for _, x := range spans[i] {
+					for j := x.a; j <= x.b; j++ {
+						dense = max(dense, density[f][j])
+					}
+				}
+				if dense < bestDense || dense == bestDense && shares[i] < bestShare {
+					best, bestTest, bestDense, bestShare = int(f), i, dense, shares[i]
+				}
+			}
+			primary[r], chosen[r] = int8(best+1), bestTest
+		}
+	}
+	countDensity(func(int, int32) bool { return true })
+	assign()
+	for round := 0; round < 2; round++ {
+		countDensity(func(r int, i int32) bool { return chosen[r] == i })
+		assign()
+	}
+	var count [numFields]int
+	for r := 0; r < n; r++ {
+		if primary[r] > 0 {
+			count[primary[r]-1]++
 		}
 	}
 
@@ -212,11 +278,7 @@ func buildFam(cons [][]pipeline.FieldConstraint, v6 bool, bug Bug) famIndex {
 			if primary[r] != int8(f+1) {
 				continue
 			}
-			for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
-				if t := &fi.tests[i]; t.f == f && t.indexable() {
-					addBounds(f, t.cover(v6))
-				}
-			}
+			addBounds(f, fi.tests[chosen[r]].cover(v6))
 		}
 		p := part{f: f, starts: uniqueStarts(bounds[f])}
 		lists := make([][]int32, len(p.starts))
@@ -224,16 +286,10 @@ func buildFam(cons [][]pipeline.FieldConstraint, v6 bool, bug Bug) famIndex {
 			if primary[r] != int8(f+1) {
 				continue
 			}
-			// The intervals every test of this field lets through
-			// (a rule may constrain a field twice: any one is enough
-			// to file it, as the check runs them all).
-			var cov []ival
-			for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
-				if t := &fi.tests[i]; t.f == f && t.indexable() {
-					cov = t.cover(v6)
-					break
-				}
-			}
+			// Filed by the test that chose the field (a rule may
+			// constrain a field twice: one is enough, as the check
+			// runs them all).
+			cov := fi.tests[chosen[r]].cover(v6)
 			for _, x := range cov {
 				for j := find(p.starts, x.lo); j <= find(p.starts, x.hi); j++ {
 					lists[j] = append(lists[j], int32(r))
