@@ -50,6 +50,35 @@ type part struct {
 	starts []u128 // elementary intervals: [starts[j], starts[j+1]); starts[0] is 0
 	off    []int32
 	rules  []int32
+	// The lookup: s32 holds starts as uint32 for the fields that fit
+	// (all but IPv6 addresses: 4 bytes a bound keeps the binary search
+	// in cache), and a port field of more than directMin intervals has
+	// direct, its interval per port (one load instead of a search).
+	s32    []uint32
+	direct []uint16
+}
+
+const directMin = 32
+
+// lookup is the elementary interval holding v.
+func (p *part) lookup(v u128) int {
+	switch {
+	case p.direct != nil:
+		return int(p.direct[uint16(v.lo)])
+	case p.s32 != nil:
+		s, x := p.s32, uint32(v.lo)
+		lo, hi := 0, len(s)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if x < s[m] {
+				hi = m
+			} else {
+				lo = m + 1
+			}
+		}
+		return lo - 1
+	}
+	return find(p.starts, v)
 }
 
 // maxCover: a rule whose narrowest constraint lets more elementary
@@ -92,7 +121,7 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 		}
 		for _, p := range f.parts {
 			x.stats.Entries += len(p.rules)
-			x.stats.Bytes += 16*len(p.starts) + 4*len(p.off) + 4*len(p.rules)
+			x.stats.Bytes += 16*len(p.starts) + 4*len(p.off) + 4*len(p.rules) + 4*len(p.s32) + 2*len(p.direct)
 		}
 	}
 	x.stats.Compile = time.Since(start)
@@ -281,6 +310,22 @@ func buildFam(cons [][]pipeline.FieldConstraint, v6 bool, bug Bug) famIndex {
 			addBounds(f, fi.tests[chosen[r]].cover(v6))
 		}
 		p := part{f: f, starts: uniqueStarts(bounds[f])}
+		if !v6 || f != fSrc && f != fDst {
+			p.s32 = make([]uint32, len(p.starts))
+			for j, st := range p.starts {
+				p.s32[j] = uint32(st.lo)
+			}
+			if (f == fSport || f == fDport) && len(p.starts) > directMin {
+				p.direct = make([]uint16, 65536)
+				j := 0
+				for v := range p.direct {
+					for j+1 < len(p.s32) && p.s32[j+1] <= uint32(v) {
+						j++
+					}
+					p.direct[v] = uint16(j)
+				}
+			}
+		}
 		lists := make([][]int32, len(p.starts))
 		for r := 0; r < n; r++ {
 			if primary[r] != int8(f+1) {
@@ -430,7 +475,7 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) int {
 	nh := 0
 	for i := range fi.parts {
 		p := &fi.parts[i]
-		j := find(p.starts, pv.v[p.f])
+		j := p.lookup(pv.v[p.f])
 		if l := from32(p.rules[p.off[j]:p.off[j+1]], from); len(l) > 0 {
 			heads[nh] = l
 			nh++
