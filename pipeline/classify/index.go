@@ -187,7 +187,9 @@ func buildFam(cons [][]pipeline.FieldConstraint, v6 bool, bug Bug) famIndex {
 	addBounds := func(f field, iv []ival) {
 		for _, x := range iv {
 			bounds[f] = append(bounds[f], x.lo)
-			if h, ok := x.hi.inc(); ok {
+			// No bound past the field's largest value (it would wrap
+			// to 0 in the uint32 lookups).
+			if h, ok := x.hi.inc(); ok && x.hi.less(fieldMax(f, v6)) {
 				bounds[f] = append(bounds[f], h)
 			}
 		}
