@@ -40,10 +40,13 @@ type RuleIndex interface {
 	// may match pc, or len(Rules) when none may: every rule it skips
 	// certainly neither matches nor hotdrops pc, and none of their
 	// matchers would have changed anything had they been called, so that
-	// Evaluate decides and counts exactly as the walk over every rule. It
-	// reads pc as it is now (a target of an earlier rule may have
-	// changed the packet's mark) and changes nothing.
-	Next(pc *PacketContext, from int) int
+	// Evaluate decides and counts exactly as the walk over every rule.
+	// sure says that every matcher of the rule at next would report a
+	// match (no hotdrop) and changes nothing: Evaluate runs its target
+	// without calling them. It reads pc as it is now (a target of an
+	// earlier rule may have changed the packet's mark) and changes
+	// nothing.
+	Next(pc *PacketContext, from int) (next int, sure bool)
 }
 
 // HookTable is what runs at one hook: chains, the entry chain and the policy
@@ -154,8 +157,9 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 	for {
 		ch := &t.Chains[chain]
 		rules := ch.Rules
+		sure := false
 		if ch.Index != nil && rule < len(rules) {
-			rule = ch.Index.Next(pc, rule) // skips rules that cannot match
+			rule, sure = ch.Index.Next(pc, rule) // skips rules that cannot match
 		}
 		if rule >= len(rules) {
 			// The end of a chain: the policy at the entry chain, else
@@ -169,8 +173,11 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 		}
 		r := &rules[rule]
 		rule++
-		matched := true
-		for _, m := range r.Matchers {
+		matched, ms := true, r.Matchers
+		if sure {
+			ms = nil // the index knows they all match
+		}
+		for _, m := range ms {
 			ok, hotdrop := m.Match(pc)
 			if hotdrop {
 				return VerdictDrop

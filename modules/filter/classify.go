@@ -26,15 +26,37 @@ func indexChains(chains []pipeline.Chain) {
 // transport header is not all there (Irregular), TCP's --tcp-option also
 // a packet within its ports with a bad data offset (Inside); limit keeps
 // a bucket (Opaque). Any other matcher (a custom one) by its Fields.
+//
+// Exact: the matchers whose constraints say all they test. Base, unless
+// it checks -f or a family its addresses do not imply (-4 -p udp: the
+// family is not a constraint); the port matchers without flags, options
+// or --ports; mark; comment.
 func matcherKind(m pipeline.Matcher) classify.Kind {
 	switch x := m.(type) {
-	case *Base, *Mark, *IPRange, *Length, *TTL, *HL, *PktType, *AddrType, *Comment:
+	case *Base:
+		if !x.fragSet && (x.family == 0 || x.srcSet && !x.srcInv || x.dstSet && !x.dstInv) {
+			return classify.Pure | classify.Exact
+		}
 		return classify.Pure
-	case *UDP, *Multiport, *ICMP, *ICMPv6:
+	case *Mark, *Comment:
+		return classify.Pure | classify.Exact
+	case *IPRange, *Length, *TTL, *HL, *PktType, *AddrType:
+		return classify.Pure
+	case *UDP:
+		return classify.Irregular | classify.Exact
+	case *Multiport:
+		if x.which != 'e' {
+			return classify.Irregular | classify.Exact
+		}
+		return classify.Irregular
+	case *ICMP, *ICMPv6:
 		return classify.Irregular
 	case *TCP:
 		if x.optSet {
 			return classify.Inside
+		}
+		if !x.flagsSet {
+			return classify.Irregular | classify.Exact
 		}
 		return classify.Irregular
 	case *Limit:

@@ -326,7 +326,7 @@ func (cs *cset) packet(r *rand.Rand) cpacket {
 // classifyRun runs sets random rule sets of up to maxRules rules per chain,
 // packets each, through the compiled engine and the naive evaluator; it
 // returns what it ran and the first difference.
-func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug classify.Bug, deadline time.Time) (nsets, npkts, indexed, skipped int, err error) {
+func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug classify.Bug, deadline time.Time) (nsets, npkts, indexed, skipped, sureN int, err error) {
 	r := rand.New(rand.NewSource(seed))
 	testNICNames = nicNames
 	saved := classifyOptions
@@ -379,7 +379,11 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 				t.Fatalf("packet %+v does not parse", np)
 			}
 			if ix := fwd.Chains[fwd.Entry].Index; ix != nil && len(fwd.Chains[fwd.Entry].Rules) > 1 {
-				skipped += ix.Next(&pc, 0)
+				next, sure := ix.Next(&pc, 0)
+				skipped += next
+				if sure {
+					sureN++
+				}
 			}
 			got := fwd.Evaluate(&pc)
 			want := nv.crun(cs.chains, 0, &np, counts)
@@ -392,7 +396,7 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 			gotS := map[pipeline.Verdict]string{pipeline.VerdictAccept: "accept", pipeline.VerdictDrop: "drop"}[got]
 			npkts++
 			if gotS != want || pkt.Mark != np.mark {
-				return nsets, npkts, indexed, skipped, fmt.Errorf("rule set %d, packet %d %+v: classifier %s (mark %d), naive %s (mark %d)\n%s", s, i, np, gotS, pkt.Mark, want, np.mark, cs.text)
+				return nsets, npkts, indexed, skipped, sureN, fmt.Errorf("rule set %d, packet %d %+v: classifier %s (mark %d), naive %s (mark %d)\n%s", s, i, np, gotS, pkt.Mark, want, np.mark, cs.text)
 			}
 		}
 		for c, rules := range cs.chains {
@@ -403,14 +407,14 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 			ch := tbl.chains[tbl.byName[name]]
 			for i := range rules {
 				if p, _ := ch.rules[i].counter.load(); p != counts[c][i] {
-					return nsets, npkts, indexed, skipped, fmt.Errorf("rule set %d, chain %s rule %d: classifier counted %d, naive %d\n%s", s, name, i+1, p, counts[c][i], cs.text)
+					return nsets, npkts, indexed, skipped, sureN, fmt.Errorf("rule set %d, chain %s rule %d: classifier counted %d, naive %d\n%s", s, name, i+1, p, counts[c][i], cs.text)
 				}
 			}
 		}
 		m.Cleanup()
 		nsets++
 	}
-	return nsets, npkts, indexed, skipped, nil
+	return nsets, npkts, indexed, skipped, sureN, nil
 }
 
 // TestClassifierEquivalence: the compiled chains decide and count exactly
@@ -430,12 +434,12 @@ func TestClassifierEquivalence(t *testing.T) {
 	if testing.Short() {
 		sets = 200
 	}
-	ns, np, idx, skip, err := classifyRun(t, seed, sets, packets, 60, classify.NoBug, time.Now().Add(budget))
-	t.Logf("%d rule sets, %d packets, %d indexed chains, %.1f rules skipped per packet at the entry chain's start", ns, np, idx, float64(skip)/float64(max(np, 1)))
+	ns, np, idx, skip, sure, err := classifyRun(t, seed, sets, packets, 60, classify.NoBug, time.Now().Add(budget))
+	t.Logf("%d rule sets, %d packets, %d indexed chains, %.1f rules skipped per packet at the entry chain's start, %d first candidates sure", ns, np, idx, float64(skip)/float64(max(np, 1)), sure)
 	if err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
-	if idx == 0 || ns < 50 || skip < np {
+	if idx == 0 || ns < 50 || skip < np || sure < np/20 {
 		t.Fatalf("only %d rule sets, %d indexed chains, %d rules skipped: the test proves nothing", ns, idx, skip)
 	}
 }
@@ -444,7 +448,7 @@ func TestClassifierEquivalence(t *testing.T) {
 // bound, or every "!", is caught by the equivalence test.
 func TestClassifierCatchesPlantedBugs(t *testing.T) {
 	for _, bug := range []classify.Bug{classify.BugRangeOffByOne, classify.BugInvertIgnored} {
-		_, np, _, _, err := classifyRun(t, 1, 2000, 300, 60, bug, time.Now().Add(15*time.Second))
+		_, np, _, _, _, err := classifyRun(t, 1, 2000, 300, 60, bug, time.Now().Add(15*time.Second))
 		if err == nil {
 			t.Errorf("planted bug %d went unnoticed over %d packets", bug, np)
 		} else {

@@ -51,6 +51,13 @@ const (
 	// constraints (TCP's --tcp-option on a malformed data offset): its
 	// constraints prune its rule, those of the matchers after it do not.
 	Inside
+
+	// Exact, added to Pure or Irregular: the matcher's constraints say
+	// all it tests (on a packet whose ports are all there, of a family
+	// its rule's constraints allow), so that a rule of Exact matchers
+	// whose constraints hold matches, and Evaluate runs its target
+	// without calling them.
+	Exact Kind = 1 << 4
 )
 
 // DefaultKind is the kind of a matcher by its Fields alone, which is all a

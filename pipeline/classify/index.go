@@ -39,6 +39,7 @@ type Stats struct {
 
 type famIndex struct {
 	v6     bool
+	exact  []bool // rule r matches when its tests hold
 	tests  []test
 	toff   []int32 // rule r's tests are tests[toff[r]:toff[r+1]]
 	parts  []part
@@ -104,12 +105,13 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 		o.NICName = genNICName
 	}
 	cons := make([][]pipeline.FieldConstraint, len(rules))
+	exact := make([]bool, len(rules))
 	for i := range rules {
-		cons[i] = usable(rules[i].Matchers, o.Kind)
+		cons[i], exact[i] = usable(rules[i].Matchers, o.Kind)
 	}
 	x := &Index{n: len(rules), opt: o}
-	x.v4 = buildFam(cons, false, o.PlantedBug)
-	x.v6 = buildFam(cons, true, o.PlantedBug)
+	x.v4 = buildFam(cons, exact, false, o.PlantedBug)
+	x.v6 = buildFam(cons, exact, true, o.PlantedBug)
 	x.stats = Stats{Rules: len(rules)}
 	for _, f := range []*famIndex{&x.v4, &x.v6} {
 		x.stats.Parts += len(f.parts)
@@ -142,33 +144,45 @@ func CompileTable(t *pipeline.HookTable, o Options) {
 func (x *Index) Stats() Stats { return x.stats }
 
 // usable is what may prune a rule: the constraints of its matchers up to
-// the first one that may hotdrop or change state (Kind).
-func usable(ms []pipeline.Matcher, kind func(pipeline.Matcher) Kind) []pipeline.FieldConstraint {
-	var out []pipeline.FieldConstraint
+// the first one that may hotdrop or change state (Kind); exact: every
+// matcher is Exact.
+func usable(ms []pipeline.Matcher, kind func(pipeline.Matcher) Kind) (out []pipeline.FieldConstraint, exact bool) {
+	exact = true
 	for _, m := range ms {
 		k := kind(m)
+		if k&Exact == 0 {
+			exact = false
+		}
+		k &^= Exact
 		if k == Opaque {
-			break
+			return out, false
 		}
 		if cd, ok := m.(pipeline.ConstraintDescriber); ok {
 			out = append(out, cd.Constraint()...)
+		} else {
+			exact = false // says nothing of what it tests
 		}
 		if k == Inside {
-			break
+			return out, false
 		}
 	}
-	return out
+	return out, exact
 }
 
-func buildFam(cons [][]pipeline.FieldConstraint, v6 bool, bug Bug) famIndex {
+func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug) famIndex {
 	n := len(cons)
-	fi := famIndex{v6: v6, toff: make([]int32, n+1)}
+	fi := famIndex{v6: v6, toff: make([]int32, n+1), exact: make([]bool, n)}
 	never := make([]bool, n)
 	for r, cs := range cons {
 		fi.toff[r] = int32(len(fi.tests))
+		fi.exact[r] = exact[r]
 		for _, c := range cs {
 			t, k, ok := specialise(c, v6, bug)
-			if !ok || k == alwaysTrue {
+			if !ok {
+				fi.exact[r] = false
+				continue
+			}
+			if k == alwaysTrue {
 				continue
 			}
 			if k == alwaysFalse {
@@ -445,9 +459,9 @@ type pktVals struct {
 }
 
 // Next implements pipeline.RuleIndex.
-func (x *Index) Next(pc *pipeline.PacketContext, from int) int {
+func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	if from >= x.n {
-		return from
+		return from, false
 	}
 	var fi *famIndex
 	switch pc.Pkt.NetProto {
@@ -456,10 +470,10 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) int {
 	case pipeline.IPv6ProtocolNumber:
 		fi = &x.v6
 	default:
-		return from
+		return from, false
 	}
 	if irregular(pc) {
-		return from
+		return from, false
 	}
 	var pv pktVals
 	if fi.v6 {
@@ -495,10 +509,10 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) int {
 			}
 		}
 		if best < 0 {
-			return x.n
+			return x.n, false
 		}
 		if x.check(fi, best, pc, &pv) {
-			return best
+			return best, fi.exact[best]
 		}
 		heads[bi] = heads[bi][1:]
 	}
