@@ -155,14 +155,19 @@ func (a u128) width1() float64 { return ival{hi: a}.width() }
 // in iv (sorted, disjoint), or (links) the NIC's name is one of names,
 // negated by inv.
 type test struct {
-	f     field
-	inv   bool
-	mask  uint32 // fMark: the mark ANDed with mask
-	iv    []ival
-	names []string // fIn, fOut: exact, or a prefix with a trailing "+"
+	f      field
+	inv    bool
+	single bool   // one interval: one (no search, no load of iv)
+	mask   uint32 // fMark: the mark ANDed with mask
+	one    ival
+	iv     []ival
+	names  []string // fIn, fOut: exact, or a prefix with a trailing "+"
 }
 
 func (t *test) contains(v u128) bool {
+	if t.single {
+		return !v.less(t.one.lo) && !t.one.hi.less(v)
+	}
 	iv := t.iv
 	lo, hi := 0, len(iv)
 	for lo < hi {
@@ -376,6 +381,9 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 		return empty()
 	}
 	t.iv = normalise(t.iv)
+	if len(t.iv) == 1 {
+		t.single, t.one = true, t.iv[0]
+	}
 	if t.f != fMark || t.mask == ^uint32(0) {
 		if len(t.iv) == 1 && t.iv[0].lo == (u128{}) && t.iv[0].hi == fieldMax(t.f, v6) {
 			// The whole domain.

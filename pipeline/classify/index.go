@@ -40,32 +40,48 @@ type Stats struct {
 type famIndex struct {
 	v6     bool
 	exact  []bool // rule r matches when its tests hold
+	rinfo  []ruleInfo
 	tests  []test
 	toff   []int32 // rule r's tests are tests[toff[r]:toff[r+1]]
 	parts  []part
 	always []int32
 }
 
+// ruleInfo is what the check of rule r reads first (one load).
+type ruleInfo struct {
+	start, end int32 // its tests
+	exact      bool
+}
+
 type part struct {
 	f      field
 	starts []u128 // elementary intervals: [starts[j], starts[j+1]); starts[0] is 0
-	off    []int32
+	enc    []uint32
 	rules  []int32
 	// The lookup: s32 holds starts as uint32 for the fields that fit
 	// (all but IPv6 addresses: 4 bytes a bound keeps the binary search
 	// in cache), and a port field of more than directMin intervals has
 	// direct, its interval per port (one load instead of a search).
 	s32    []uint32
-	direct []uint16
+	direct []uint32 // enc per port
 }
 
 const directMin = 32
 
-// lookup is the elementary interval holding v.
-func (p *part) lookup(v u128) int {
+// multi marks an enc of several rules.
+const multi = 1 << 31
+
+// lookup is the enc of the elementary interval holding v.
+func (p *part) lookup(v u128) uint32 {
+	if p.direct != nil {
+		return p.direct[uint16(v.lo)]
+	}
+	return p.enc[p.interval(v)]
+}
+
+// interval is the elementary interval holding v.
+func (p *part) interval(v u128) int {
 	switch {
-	case p.direct != nil:
-		return int(p.direct[uint16(v.lo)])
 	case p.s32 != nil:
 		s, x := p.s32, uint32(v.lo)
 		lo, hi := 0, len(s)
@@ -122,8 +138,15 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 			x.stats.Bytes += 32*len(t.iv) + 16*len(t.names)
 		}
 		for _, p := range f.parts {
-			x.stats.Entries += len(p.rules)
-			x.stats.Bytes += 16*len(p.starts) + 4*len(p.off) + 4*len(p.rules) + 4*len(p.s32) + 2*len(p.direct)
+			for _, e := range p.enc {
+				switch {
+				case e >= multi:
+					x.stats.Entries += int(p.rules[e&^multi])
+				case e > 0:
+					x.stats.Entries++
+				}
+			}
+			x.stats.Bytes += 16*len(p.starts) + 4*len(p.enc) + 4*len(p.rules) + 4*len(p.s32) + 4*len(p.direct)
 		}
 	}
 	x.stats.Compile = time.Since(start)
@@ -331,16 +354,6 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 			for j, st := range p.starts {
 				p.s32[j] = uint32(st.lo)
 			}
-			if (f == fSport || f == fDport) && len(p.starts) > directMin {
-				p.direct = make([]uint16, 65536)
-				j := 0
-				for v := range p.direct {
-					for j+1 < len(p.s32) && p.s32[j+1] <= uint32(v) {
-						j++
-					}
-					p.direct[v] = uint16(j)
-				}
-			}
 		}
 		lists := make([][]int32, len(p.starts))
 		for r := 0; r < n; r++ {
@@ -357,16 +370,29 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 				}
 			}
 		}
-		p.off = make([]int32, len(p.starts)+1)
-		total := 0
+		// enc[j]: 0 no rule, r+1 the one rule r, multi|o the count and
+		// rules at rules[o:].
+		p.enc = make([]uint32, len(p.starts))
 		for j, l := range lists {
-			p.off[j] = int32(total)
-			total += len(l)
+			switch len(l) {
+			case 0:
+			case 1:
+				p.enc[j] = uint32(l[0]) + 1
+			default:
+				p.enc[j] = multi | uint32(len(p.rules))
+				p.rules = append(p.rules, int32(len(l)))
+				p.rules = append(p.rules, l...)
+			}
 		}
-		p.off[len(lists)] = int32(total)
-		p.rules = make([]int32, 0, total)
-		for _, l := range lists {
-			p.rules = append(p.rules, l...)
+		if (f == fSport || f == fDport) && len(p.starts) > directMin {
+			p.direct = make([]uint32, 65536)
+			j := 0
+			for v := range p.direct {
+				for j+1 < len(p.s32) && p.s32[j+1] <= uint32(v) {
+					j++
+				}
+				p.direct[v] = p.enc[j]
+			}
 		}
 		fi.parts = append(fi.parts, p)
 	}
@@ -374,6 +400,10 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 		if primary[r] == 0 {
 			fi.always = append(fi.always, int32(r))
 		}
+	}
+	fi.rinfo = make([]ruleInfo, n)
+	for r := range fi.rinfo {
+		fi.rinfo[r] = ruleInfo{fi.toff[r], fi.toff[r+1], fi.exact[r]}
 	}
 	return fi
 }
@@ -488,13 +518,24 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	pv.v[fMark].lo = uint64(pc.Pkt.Mark)
 
 	var heads [maxHeads][]int32
+	var one [maxHeads]int32
 	nh := 0
 	for i := range fi.parts {
 		p := &fi.parts[i]
-		j := p.lookup(pv.v[p.f])
-		if l := from32(p.rules[p.off[j]:p.off[j+1]], from); len(l) > 0 {
-			heads[nh] = l
-			nh++
+		switch e := p.lookup(pv.v[p.f]); {
+		case e == 0:
+		case e < multi:
+			if r := int32(e - 1); int(r) >= from {
+				one[nh] = r
+				heads[nh] = one[nh : nh+1]
+				nh++
+			}
+		default:
+			o := e &^ multi
+			if l := from32(p.rules[o+1:o+1+uint32(p.rules[o])], from); len(l) > 0 {
+				heads[nh] = l
+				nh++
+			}
 		}
 	}
 	if l := from32(fi.always, from); len(l) > 0 {
@@ -511,17 +552,18 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 		if best < 0 {
 			return x.n, false
 		}
-		if x.check(fi, best, pc, &pv) {
-			return best, fi.exact[best]
+		if ri := &fi.rinfo[best]; x.check(fi, ri, pc, &pv) {
+			return best, ri.exact
 		}
 		heads[bi] = heads[bi][1:]
 	}
 }
 
 // check runs all of rule r's tests.
-func (x *Index) check(fi *famIndex, r int, pc *pipeline.PacketContext, pv *pktVals) bool {
-	for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
-		t := &fi.tests[i]
+func (x *Index) check(fi *famIndex, ri *ruleInfo, pc *pipeline.PacketContext, pv *pktVals) bool {
+	ts := fi.tests[ri.start:ri.end]
+	for i := range ts {
+		t := &ts[i]
 		var in bool
 		switch t.f {
 		case fIn:
