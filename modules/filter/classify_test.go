@@ -456,3 +456,81 @@ func TestClassifierCatchesPlantedBugs(t *testing.T) {
 		}
 	}
 }
+
+// mixedChain is the bench module's FORWARD chain of n mixed rules
+// (bench/filter_mixed_test.go, without the custom matcher) and its 4,096
+// flows as packet contexts: the filter's own cost, without the stack.
+func mixedChain(b testing.TB, n int) (*pipeline.HookTable, []*pipeline.PacketContext) {
+	const flows, matching = 4096, 4096 * 9 / 10
+	var sb strings.Builder
+	sb.WriteString("filter:\n  forward:\n    rules:\n")
+	for k := 0; k < n; k++ {
+		lo, hi := k*matching/n, (k+1)*matching/n
+		d := fmt.Sprintf("198.18.%d.%d", (1+lo)>>8, (1+lo)&255)
+		p1, p2, s1, s2 := 2000+lo, 2000+hi-1, 1024+lo, 1024+hi-1
+		if hi == lo {
+			d = fmt.Sprintf("100.64.%d.%d", k>>8, k&255)
+			p1 = 30000 + k%30000
+			p2, s1, s2 = p1, p1, p1
+			hi = lo + 1
+		}
+		var r string
+		switch k % 6 {
+		case 0:
+			r = fmt.Sprintf("-p udp --dport %d:%d", p1, p2)
+			if hi-lo == 1 {
+				r = "-d " + d + "/32"
+			}
+		case 1:
+			r = fmt.Sprintf("-d 198.18.0.0/15 -p udp --sport %d:%d", s1, s2)
+		case 2:
+			r = fmt.Sprintf("! -s 10.99.0.0/16 -p udp --dport %d:%d", p1, p2)
+		case 3:
+			r = fmt.Sprintf("-i lan -o wan0 -p udp --dport %d:%d", p1, p2)
+		case 4:
+			r = fmt.Sprintf("-s 10.0.1.0/24 -p udp --dport %d:%d", p1, p2)
+		case 5:
+			r = fmt.Sprintf("-p udp ! --sport 0:1023 --dport %d:%d", p1, p2)
+		}
+		fmt.Fprintf(&sb, "      - %q\n", r+" -j ACCEPT")
+	}
+	m := mustLoad(b, sb.String())
+	var fwd *pipeline.HookTable
+	for _, e := range m.HookTables() {
+		if e.Hook == pipeline.Forward {
+			fwd = e.Table
+		}
+	}
+	pcs := make([]*pipeline.PacketContext, flows)
+	for i := range pcs {
+		pcs[i] = pk{proto: 17, src: fmt.Sprintf("10.0.1.%d", 2+i%250), dst: fmt.Sprintf("198.18.%d.%d", (1+i)>>8, (1+i)&255),
+			sport: uint16(1024 + i), dport: uint16(2000 + i), payload: 18, in: 1, out: 2, hook: pipeline.Forward}.ctx(b)
+	}
+	return fwd, pcs
+}
+
+// BenchmarkClassifiedChain: Evaluate alone over the mixed chain, the
+// flows in turn (ns/op is per packet).
+func BenchmarkClassifiedChain(b *testing.B) {
+	testNICNames = nicNames
+	defer func() { testNICNames = nil }()
+	for _, n := range []int{0, 10, 100, 1000, 10000} {
+		for _, indexed := range []bool{true, false} {
+			if !indexed && n > 1000 {
+				continue
+			}
+			b.Run(fmt.Sprintf("rules=%d/index=%v", n, indexed), func(b *testing.B) {
+				saved := classifyOptions
+				if !indexed {
+					classifyOptions.MinRules = 1 << 30
+				}
+				fwd, pcs := mixedChain(b, n)
+				classifyOptions = saved
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					fwd.Evaluate(pcs[i%len(pcs)])
+				}
+			})
+		}
+	}
+}

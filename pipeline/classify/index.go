@@ -40,41 +40,64 @@ type Stats struct {
 type famIndex struct {
 	v6     bool
 	exact  []bool // rule r matches when its tests hold
-	rinfo  []ruleInfo
 	tests  []test
 	toff   []int32 // rule r's tests are tests[toff[r]:toff[r+1]]
+	recs   []rec   // what the packet path checks, rule by rule
 	parts  []part
-	always []int32
+	always []uint64 // entries
 }
 
-// ruleInfo is what the check of rule r reads first (one load).
-type ruleInfo struct {
-	start, end int32 // its tests
-	exact      bool
+// An entry names a rule in a list: (r+1)<<32 | the index of its first
+// rec, so that lists sort by rule and a candidate's check starts at its
+// recs without another load.
+func entry(r, rec int) uint64 { return uint64(r+1)<<32 | uint64(rec) }
+
+// rec is one test as the packet path reads it: 20 bytes, inline for a
+// single interval of a field that fits 32 bits (all but IPv6 addresses);
+// else wide, the test at tests[ext]. A rule's recs are consecutive, the
+// last one flagged; a rule without tests has one rec of field fNone.
+type rec struct {
+	f      field
+	flags  uint8
+	mask   uint32
+	lo, hi uint32
+	ext    int32
 }
+
+const (
+	recInv   = 1 << iota // negated
+	recWide              // the test at tests[ext]
+	recLast              // the rule's last rec
+	recExact             // the rule matches when its recs hold (every rec has it)
+)
+
+// fNone: a rec that always holds.
+const fNone = numFields
 
 type part struct {
 	f      field
 	starts []u128 // elementary intervals: [starts[j], starts[j+1]); starts[0] is 0
-	enc    []uint32
-	rules  []int32
+	// enc[j]: 0 no rule, the entry of the one rule filed there, or
+	// multi|o: the count and the entries at rules[o:].
+	enc   []uint64
+	rules []uint64
 	// The lookup: s32 holds starts as uint32 for the fields that fit
 	// (all but IPv6 addresses: 4 bytes a bound keeps the binary search
 	// in cache), and a port field of more than directMin intervals has
 	// direct, its interval per port (one load instead of a search).
 	s32    []uint32
-	direct []uint32 // enc per port
+	direct []uint16
 }
 
 const directMin = 32
 
 // multi marks an enc of several rules.
-const multi = 1 << 31
+const multi = 1 << 63
 
 // lookup is the enc of the elementary interval holding v.
-func (p *part) lookup(v u128) uint32 {
+func (p *part) lookup(v u128) uint64 {
 	if p.direct != nil {
-		return p.direct[uint16(v.lo)]
+		return p.enc[p.direct[uint16(v.lo)]]
 	}
 	return p.enc[p.interval(v)]
 }
@@ -133,7 +156,7 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 		x.stats.Parts += len(f.parts)
 		x.stats.Always += len(f.always)
 		x.stats.Entries += len(f.always)
-		x.stats.Bytes += 4*len(f.toff) + 4*len(f.always) + int(unsafe.Sizeof(test{}))*len(f.tests)
+		x.stats.Bytes += 4*len(f.toff) + 8*len(f.always) + int(unsafe.Sizeof(test{}))*len(f.tests) + int(unsafe.Sizeof(rec{}))*len(f.recs)
 		for _, t := range f.tests {
 			x.stats.Bytes += 32*len(t.iv) + 16*len(t.names)
 		}
@@ -146,7 +169,7 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 					x.stats.Entries++
 				}
 			}
-			x.stats.Bytes += 16*len(p.starts) + 4*len(p.enc) + 4*len(p.rules) + 4*len(p.s32) + 4*len(p.direct)
+			x.stats.Bytes += 16*len(p.starts) + 8*len(p.enc) + 8*len(p.rules) + 4*len(p.s32) + 2*len(p.direct)
 		}
 	}
 	x.stats.Compile = time.Since(start)
@@ -217,6 +240,31 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 		}
 	}
 	fi.toff[n] = int32(len(fi.tests))
+	rstart := make([]int, n)
+	for r := 0; r < n; r++ {
+		rstart[r] = len(fi.recs)
+		var fl uint8
+		if fi.exact[r] {
+			fl = recExact
+		}
+		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+			t := &fi.tests[i]
+			x := rec{f: t.f, flags: fl, mask: t.mask, ext: i}
+			if t.inv {
+				x.flags |= recInv
+			}
+			if t.single && (t.f != fSrc && t.f != fDst || !v6) {
+				x.lo, x.hi = uint32(t.one.lo.lo), uint32(t.one.hi.lo)
+			} else {
+				x.flags |= recWide
+			}
+			fi.recs = append(fi.recs, x)
+		}
+		if len(fi.recs) == rstart[r] {
+			fi.recs = append(fi.recs, rec{f: fNone, flags: fl})
+		}
+		fi.recs[len(fi.recs)-1].flags |= recLast
+	}
 
 	// Pass 1: every indexable test's bounds, per field, to measure how
 	// many elementary intervals each test lets through.
@@ -370,40 +418,36 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 				}
 			}
 		}
-		// enc[j]: 0 no rule, r+1 the one rule r, multi|o the count and
-		// rules at rules[o:].
-		p.enc = make([]uint32, len(p.starts))
+		p.enc = make([]uint64, len(p.starts))
 		for j, l := range lists {
 			switch len(l) {
 			case 0:
 			case 1:
-				p.enc[j] = uint32(l[0]) + 1
+				p.enc[j] = entry(int(l[0]), rstart[l[0]])
 			default:
-				p.enc[j] = multi | uint32(len(p.rules))
-				p.rules = append(p.rules, int32(len(l)))
-				p.rules = append(p.rules, l...)
+				p.enc[j] = multi | uint64(len(p.rules))
+				p.rules = append(p.rules, uint64(len(l)))
+				for _, r := range l {
+					p.rules = append(p.rules, entry(int(r), rstart[r]))
+				}
 			}
 		}
 		if (f == fSport || f == fDport) && len(p.starts) > directMin {
-			p.direct = make([]uint32, 65536)
+			p.direct = make([]uint16, 65536)
 			j := 0
 			for v := range p.direct {
 				for j+1 < len(p.s32) && p.s32[j+1] <= uint32(v) {
 					j++
 				}
-				p.direct[v] = p.enc[j]
+				p.direct[v] = uint16(j)
 			}
 		}
 		fi.parts = append(fi.parts, p)
 	}
 	for r := 0; r < n; r++ {
 		if primary[r] == 0 {
-			fi.always = append(fi.always, int32(r))
+			fi.always = append(fi.always, entry(r, rstart[r]))
 		}
-	}
-	fi.rinfo = make([]ruleInfo, n)
-	for r := range fi.rinfo {
-		fi.rinfo[r] = ruleInfo{fi.toff[r], fi.toff[r+1], fi.exact[r]}
 	}
 	return fi
 }
@@ -434,12 +478,12 @@ func find(starts []u128, v u128) int {
 	return lo - 1
 }
 
-// from32 is the first position in l at or after from.
-func from32(l []int32, from int) []int32 {
+// fromEntry is the first entry in l of a rule at or after from.
+func fromEntry(l []uint64, from int) []uint64 {
 	lo, hi := 0, len(l)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if int(l[m]) < from {
+		if int(l[m]>>32)-1 < from {
 			lo = m + 1
 		} else {
 			hi = m
@@ -483,6 +527,7 @@ const maxHeads = int(numFields) + 1
 // pktVals is what Next reads of a packet, once per call.
 type pktVals struct {
 	v               [numFields]u128
+	v32             [numFields + 1]uint32 // the fields that fit, for inline recs
 	in, out         string
 	inOK, outOK     bool
 	inDone, outDone bool
@@ -510,84 +555,104 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 		pv.v[fSrc], pv.v[fDst] = addr128(pc.Tuple.Src), addr128(pc.Tuple.Dst)
 	} else {
 		s, d := pc.Tuple.Src.As4(), pc.Tuple.Dst.As4()
-		pv.v[fSrc].lo = uint64(s[0])<<24 | uint64(s[1])<<16 | uint64(s[2])<<8 | uint64(s[3])
-		pv.v[fDst].lo = uint64(d[0])<<24 | uint64(d[1])<<16 | uint64(d[2])<<8 | uint64(d[3])
+		pv.v32[fSrc] = uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
+		pv.v32[fDst] = uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3])
+		pv.v[fSrc].lo, pv.v[fDst].lo = uint64(pv.v32[fSrc]), uint64(pv.v32[fDst])
 	}
-	pv.v[fProto].lo = uint64(pc.Tuple.Proto)
-	pv.v[fSport].lo, pv.v[fDport].lo = uint64(pc.Tuple.SrcPort), uint64(pc.Tuple.DstPort)
-	pv.v[fMark].lo = uint64(pc.Pkt.Mark)
+	pv.v32[fProto] = uint32(pc.Tuple.Proto)
+	pv.v32[fSport], pv.v32[fDport] = uint32(pc.Tuple.SrcPort), uint32(pc.Tuple.DstPort)
+	pv.v32[fMark] = pc.Pkt.Mark
+	for _, f := range [...]field{fProto, fSport, fDport, fMark} {
+		pv.v[f].lo = uint64(pv.v32[f])
+	}
 
-	var heads [maxHeads][]int32
-	var one [maxHeads]int32
+	var heads [maxHeads][]uint64
+	var one [maxHeads]uint64
 	nh := 0
 	for i := range fi.parts {
 		p := &fi.parts[i]
 		switch e := p.lookup(pv.v[p.f]); {
 		case e == 0:
 		case e < multi:
-			if r := int32(e - 1); int(r) >= from {
-				one[nh] = r
+			if int(e>>32)-1 >= from {
+				one[nh] = e
 				heads[nh] = one[nh : nh+1]
 				nh++
 			}
 		default:
 			o := e &^ multi
-			if l := from32(p.rules[o+1:o+1+uint32(p.rules[o])], from); len(l) > 0 {
+			if l := fromEntry(p.rules[o+1:o+1+p.rules[o]], from); len(l) > 0 {
 				heads[nh] = l
 				nh++
 			}
 		}
 	}
-	if l := from32(fi.always, from); len(l) > 0 {
+	if l := fromEntry(fi.always, from); len(l) > 0 {
 		heads[nh] = l
 		nh++
 	}
 	for {
-		best, bi := -1, -1
+		best, bi := uint64(0), -1
 		for i := 0; i < nh; i++ {
-			if h := heads[i]; len(h) > 0 && (best < 0 || int(h[0]) < best) {
-				best, bi = int(h[0]), i
+			if h := heads[i]; len(h) > 0 && (bi < 0 || h[0] < best) {
+				best, bi = h[0], i
 			}
 		}
-		if best < 0 {
+		if bi < 0 {
 			return x.n, false
 		}
-		if ri := &fi.rinfo[best]; x.check(fi, ri, pc, &pv) {
-			return best, ri.exact
+		if ok, exact := x.check(fi, int(uint32(best)), pc, &pv); ok {
+			return int(best>>32) - 1, exact
 		}
 		heads[bi] = heads[bi][1:]
 	}
 }
 
-// check runs all of rule r's tests.
-func (x *Index) check(fi *famIndex, ri *ruleInfo, pc *pipeline.PacketContext, pv *pktVals) bool {
-	ts := fi.tests[ri.start:ri.end]
-	for i := range ts {
-		t := &ts[i]
+// check runs a rule's recs, from its first (at): whether they hold, and
+// whether the rule then certainly matches.
+func (x *Index) check(fi *famIndex, at int, pc *pipeline.PacketContext, pv *pktVals) (bool, bool) {
+	for i := at; i < len(fi.recs); i++ {
+		r := &fi.recs[i]
 		var in bool
-		switch t.f {
-		case fIn:
-			if !pv.inDone {
-				pv.in, pv.inOK = x.opt.NICName(pc, pc.InNIC)
-				pv.inDone = true
+		switch {
+		case r.flags&recWide == 0:
+			v := pv.v32[r.f]
+			if r.f == fMark {
+				v &= r.mask
 			}
-			in = pv.inOK && nameIn(t.names, pv.in)
-		case fOut:
-			if !pv.outDone {
-				pv.out, pv.outOK = x.opt.NICName(pc, pc.OutNIC)
-				pv.outDone = true
-			}
-			in = pv.outOK && nameIn(t.names, pv.out)
-		case fMark:
-			in = t.contains(u128{0, uint64(uint32(pv.v[fMark].lo) & t.mask)})
+			in = r.lo <= v && v <= r.hi || r.f == fNone
 		default:
-			in = t.contains(pv.v[t.f])
+			in = x.wide(&fi.tests[r.ext], pc, pv)
 		}
-		if in == t.inv {
-			return false
+		if in == (r.flags&recInv != 0) {
+			return false, false
+		}
+		if r.flags&recLast != 0 {
+			return true, r.flags&recExact != 0
 		}
 	}
-	return true
+	return true, false
+}
+
+// wide is whether the packet's field lies in t (not negated).
+func (x *Index) wide(t *test, pc *pipeline.PacketContext, pv *pktVals) bool {
+	switch t.f {
+	case fIn:
+		if !pv.inDone {
+			pv.in, pv.inOK = x.opt.NICName(pc, pc.InNIC)
+			pv.inDone = true
+		}
+		return pv.inOK && nameIn(t.names, pv.in)
+	case fOut:
+		if !pv.outDone {
+			pv.out, pv.outOK = x.opt.NICName(pc, pc.OutNIC)
+			pv.outDone = true
+		}
+		return pv.outOK && nameIn(t.names, pv.out)
+	case fMark:
+		return t.contains(u128{0, uint64(pv.v32[fMark] & t.mask)})
+	}
+	return t.contains(pv.v[t.f])
 }
 
 var _ pipeline.RuleIndex = (*Index)(nil)
