@@ -342,39 +342,47 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 	}
 	primary := make([]int8, n) // field+1; 0: always; -1: never
 	chosen := make([]int32, n) // the test that chose it
-	assign := func() {
-		for r := 0; r < n; r++ {
-			if never[r] {
-				primary[r] = -1
+	// Greedy, in rule order: a rule goes where the fewest rules filed
+	// so far share its intervals (the list it would lengthen); ties go
+	// to the field whose intervals the fewest of all tests share, then
+	// to the smaller share of the field's values. (Choosing by all the
+	// tests alone and refining in rounds oscillated: a group of rules
+	// left a field together and came back the next round.)
+	countDensity(func(int, int32) bool { return true })
+	var filed [numFields][]int32
+	for f := range filed {
+		filed[f] = make([]int32, len(starts[f])+1)
+	}
+	for r := 0; r < n; r++ {
+		if never[r] {
+			primary[r] = -1
+			continue
+		}
+		best, bestTest, bestFiled, bestDense, bestShare := -1, int32(-1), int32(1<<31-1), int32(1<<31-1), 2.0
+		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
+			if spans[i] == nil {
 				continue
 			}
-			// The most selective field: the one whose intervals the
-			// fewest rules share (ties: the smaller share of the
-			// field's values).
-			best, bestTest, bestDense, bestShare := -1, int32(-1), int32(1<<31-1), 2.0
-			for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
-				if spans[i] == nil {
-					continue
-				}
-				f := fi.tests[i].f
-				dense := int32(0)
-				for _, x := range spans[i] {
-					for j := x.a; j <= x.b; j++ {
-						dense = max(dense, density[f][j])
-					}
-				}
-				if dense < bestDense || dense == bestDense && shares[i] < bestShare {
-					best, bestTest, bestDense, bestShare = int(f), i, dense, shares[i]
+			f := fi.tests[i].f
+			fl, dense := int32(0), int32(0)
+			for _, x := range spans[i] {
+				for j := x.a; j <= x.b; j++ {
+					fl = max(fl, filed[f][j])
+					dense = max(dense, density[f][j])
 				}
 			}
-			primary[r], chosen[r] = int8(best+1), bestTest
+			if fl < bestFiled || fl == bestFiled && (dense < bestDense || dense == bestDense && shares[i] < bestShare) {
+				best, bestTest, bestFiled, bestDense, bestShare = int(f), i, fl, dense, shares[i]
+			}
 		}
-	}
-	countDensity(func(int, int32) bool { return true })
-	assign()
-	for round := 0; round < 2; round++ {
-		countDensity(func(r int, i int32) bool { return chosen[r] == i })
-		assign()
+		primary[r], chosen[r] = int8(best+1), bestTest
+		if best >= 0 {
+			for _, x := range spans[bestTest] {
+				for j := x.a; j <= x.b; j++ {
+					filed[best][j]++
+				}
+			}
+		}
 	}
 	var count [numFields]int
 	for r := 0; r < n; r++ {
