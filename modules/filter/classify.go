@@ -9,14 +9,42 @@ import (
 // module knows of its own matchers, and its view of NIC names.
 var classifyOptions = classify.Options{Kind: matcherKind, NICName: nicName}
 
-// indexChains gives each long enough chain of a table its classifier, when
-// the generation is built (Validate), never on the packet path.
-func indexChains(chains []pipeline.Chain) {
+// index gives each long enough chain of the table its classifier, when
+// the generation is built (Validate), never on the packet path, and keeps
+// what it made of each (ClassifierStats).
+func (t *table) index(chains []pipeline.Chain) {
+	t.compiled = t.compiled[:0]
 	for i := range chains {
+		cs := ChainStats{Table: t.name, Chain: chains[i].Name, Rules: len(chains[i].Rules)}
+		if i < len(t.chains) {
+			cs.Line = t.chains[i].line
+		}
 		if x := classify.Compile(chains[i].Rules, classifyOptions); x != nil {
 			chains[i].Index = x
+			cs.Indexed, cs.Stats = true, x.Stats()
 		}
+		t.compiled = append(t.compiled, cs)
 	}
+}
+
+// ChainStats is what the classifier made of one chain (pipectl validate
+// --stats). Rules counts the built-in chains' policy as a rule.
+type ChainStats struct {
+	Table, Chain string
+	Line         int // of the chain in the file (the table's for a built-in chain not written)
+	Rules        int
+	Indexed      bool // false: shorter than classify.DefaultMinRules, walked rule by rule
+	Stats        classify.Stats
+}
+
+// ClassifierStats reports, per chain of every table, what the classifier
+// made of it when the section was last validated.
+func (m *Module) ClassifierStats() []ChainStats {
+	var out []ChainStats
+	for _, t := range m.tables {
+		out = append(out, t.compiled...)
+	}
+	return out
 }
 
 // matcherKind is what the classifier may assume of a matcher of this

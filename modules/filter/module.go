@@ -49,6 +49,7 @@ type table struct {
 	line, col int
 	chains    []*chain
 	byName    map[string]int
+	compiled  []ChainStats // what the classifier made of each chain (classify.go)
 }
 
 // chain is a built-in or user chain.
@@ -407,7 +408,7 @@ func (t *table) compile() []pipeline.HookEntry {
 		}
 		chains[i] = pipeline.Chain{Name: c.name, Rules: rules, Texts: texts}
 	}
-	indexChains(chains)
+	t.index(chains)
 	var out []pipeline.HookEntry
 	for _, b := range builtinChains[t.name] {
 		idx := t.byName[b.name]
