@@ -49,7 +49,8 @@ type table struct {
 	line, col int
 	chains    []*chain
 	byName    map[string]int
-	compiled  []ChainStats // what the classifier made of each chain (classify.go)
+	compiled  []ChainStats     // what the classifier made of each chain (classify.go)
+	pchains   []pipeline.Chain // the chains compiled, for Lint
 }
 
 // chain is a built-in or user chain.

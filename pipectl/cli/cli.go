@@ -70,9 +70,10 @@ Usage:
   pipectl run [--stats-interval DURATION] FILE
         run the pipeline in FILE until SIGINT or SIGTERM; SIGHUP reloads FILE
         (an unchanged file changes nothing, a broken one keeps what runs)
-  pipectl validate [--stats] FILE...
+  pipectl validate [--stats] [--lint] FILE...
         decode, provision and validate each FILE; opens no device, needs no root;
-        --stats: per filter chain, what the rule compiler made of it
+        --stats: per filter chain, what the rule compiler made of it;
+        --lint: filter rules that can never match (shadowed), exit 1 if any
   pipectl modules [NAMESPACE]
         list the modules compiled into this binary (e.g. pipectl modules link)
   pipectl stats [-a] [-json] [-s SOCKET | FILE]
@@ -167,8 +168,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("validate", "[--stats] FILE...", stderr)
+	fs := newFlags("validate", "[--stats] [--lint] FILE...", stderr)
 	stats := fs.Bool("stats", false, "also print, per filter chain, what the rule compiler made of it (compile time, memory)")
+	lint := fs.Bool("lint", false, "also report filter rules that can never match (an earlier rule covers them); exit 1 if any")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -191,8 +193,29 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		if *stats {
 			printClassifierStats(stdout, file, cfg)
 		}
+		if *lint && printLint(stdout, file, cfg) > 0 {
+			code = 1
+		}
 	}
 	return code
+}
+
+// printLint prints the filter's shadowed rules, with file:line, and
+// returns how many.
+func printLint(w io.Writer, file string, cfg *pipeline.Config) int {
+	n := 0
+	for _, mc := range cfg.Modules {
+		l, ok := mc.Module.(interface{ Lint() []filter.Shadow })
+		if !ok {
+			continue
+		}
+		for _, s := range l.Lint() {
+			fmt.Fprintf(w, "%s:%d:%d: filter (table %s, chain %s, rule %d): %q can never match: rule %d (line %d) matches every packet it could and ends the chain\n",
+				file, s.Line, s.Col, s.Table, s.Chain, s.Rule, s.Text, s.By, s.ByLine)
+			n++
+		}
+	}
+	return n
 }
 
 // printClassifierStats prints what the filter's rule compiler made of each

@@ -75,6 +75,11 @@ type Options struct {
 	// Kind classifies each matcher (nil: DefaultKind). A module that
 	// knows its own matchers says more than their Fields do.
 	Kind func(pipeline.Matcher) Kind
+	// Describe returns a matcher's constraints (nil: its Constraint(),
+	// when it is a pipeline.ConstraintDescriber). A module that knows a
+	// matcher can say more than its Constraint() does (the family a rule
+	// is restricted to).
+	Describe func(pipeline.Matcher) ([]pipeline.FieldConstraint, bool)
 	// NICName is the name of a NIC, for -i/-o constraints (nil: from
 	// pc.Batch's generation). It must agree with the matchers' own view.
 	NICName func(pc *pipeline.PacketContext, id pipeline.NICID) (string, bool)

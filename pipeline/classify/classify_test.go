@@ -95,13 +95,13 @@ func TestSpecialise(t *testing.T) {
 func TestUsable(t *testing.T) {
 	port := cm{cs: []pipeline.FieldConstraint{{Field: pipeline.FieldDstPort, Ranges: []pipeline.ValueRange{{Lo: 80, Hi: 80}}}}, fields: pipeline.FieldDstPort}
 	opaque := cm{fields: pipeline.FieldOther}
-	if cs, exact := usable([]pipeline.Matcher{port, opaque, port}, DefaultKind); len(cs) != 1 || exact {
+	if cs, exact := usable([]pipeline.Matcher{port, opaque, port}, DefaultKind, nil); len(cs) != 1 || exact {
 		t.Errorf("port, opaque, port: %d constraints (want 1), exact %v", len(cs), exact)
 	}
-	if cs, exact := usable([]pipeline.Matcher{port, port}, DefaultKind); len(cs) != 2 || exact {
+	if cs, exact := usable([]pipeline.Matcher{port, port}, DefaultKind, nil); len(cs) != 2 || exact {
 		t.Errorf("port, port: %d constraints (want 2), exact %v (DefaultKind never says Exact)", len(cs), exact)
 	}
-	if _, exact := usable([]pipeline.Matcher{port, port}, exactKind); !exact {
+	if _, exact := usable([]pipeline.Matcher{port, port}, exactKind, nil); !exact {
 		t.Error("port, port of kind Exact: not exact")
 	}
 }

@@ -21,10 +21,11 @@ import (
 // always list from the position asked for; each is checked against all
 // its constraints before it is returned.
 type Index struct {
-	n      int
-	v4, v6 famIndex
-	opt    Options
-	stats  Stats
+	n         int
+	irregular []bool // rule r has a matcher of kind Irregular
+	v4, v6    famIndex
+	opt       Options
+	stats     Stats
 }
 
 // Stats describe a compiled chain (pipectl validate --stats).
@@ -39,6 +40,7 @@ type Stats struct {
 
 type famIndex struct {
 	v6     bool
+	never  []bool // rule r cannot match this family
 	exact  []bool // rule r matches when its tests hold
 	tests  []test
 	toff   []int32 // rule r's tests are tests[toff[r]:toff[r+1]]
@@ -146,9 +148,16 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 	cons := make([][]pipeline.FieldConstraint, len(rules))
 	exact := make([]bool, len(rules))
 	for i := range rules {
-		cons[i], exact[i] = usable(rules[i].Matchers, o.Kind)
+		cons[i], exact[i] = usable(rules[i].Matchers, o.Kind, o.Describe)
 	}
-	x := &Index{n: len(rules), opt: o}
+	x := &Index{n: len(rules), opt: o, irregular: make([]bool, len(rules))}
+	for i := range rules {
+		for _, m := range rules[i].Matchers {
+			if o.Kind(m)&^Exact == Irregular {
+				x.irregular[i] = true
+			}
+		}
+	}
 	x.v4 = buildFam(cons, exact, false, o.PlantedBug)
 	x.v6 = buildFam(cons, exact, true, o.PlantedBug)
 	x.stats = Stats{Rules: len(rules)}
@@ -192,7 +201,15 @@ func (x *Index) Stats() Stats { return x.stats }
 // usable is what may prune a rule: the constraints of its matchers up to
 // the first one that may hotdrop or change state (Kind); exact: every
 // matcher is Exact.
-func usable(ms []pipeline.Matcher, kind func(pipeline.Matcher) Kind) (out []pipeline.FieldConstraint, exact bool) {
+func usable(ms []pipeline.Matcher, kind func(pipeline.Matcher) Kind, describe func(pipeline.Matcher) ([]pipeline.FieldConstraint, bool)) (out []pipeline.FieldConstraint, exact bool) {
+	if describe == nil {
+		describe = func(m pipeline.Matcher) ([]pipeline.FieldConstraint, bool) {
+			if cd, ok := m.(pipeline.ConstraintDescriber); ok {
+				return cd.Constraint(), true
+			}
+			return nil, false
+		}
+	}
 	exact = true
 	for _, m := range ms {
 		k := kind(m)
@@ -203,8 +220,8 @@ func usable(ms []pipeline.Matcher, kind func(pipeline.Matcher) Kind) (out []pipe
 		if k == Opaque {
 			return out, false
 		}
-		if cd, ok := m.(pipeline.ConstraintDescriber); ok {
-			out = append(out, cd.Constraint()...)
+		if cs, ok := describe(m); ok {
+			out = append(out, cs...)
 		} else {
 			exact = false // says nothing of what it tests
 		}
@@ -219,6 +236,7 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 	n := len(cons)
 	fi := famIndex{v6: v6, toff: make([]int32, n+1), exact: make([]bool, n)}
 	never := make([]bool, n)
+	fi.never = never
 	for r, cs := range cons {
 		fi.toff[r] = int32(len(fi.tests))
 		fi.exact[r] = exact[r]
