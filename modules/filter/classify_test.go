@@ -469,7 +469,7 @@ func mixedChain(b testing.TB, n int) (*pipeline.HookTable, []*pipeline.PacketCon
 		d := fmt.Sprintf("198.18.%d.%d", (1+lo)>>8, (1+lo)&255)
 		p1, p2, s1, s2 := 2000+lo, 2000+hi-1, 1024+lo, 1024+hi-1
 		if hi == lo {
-			d = fmt.Sprintf("100.64.%d.%d", k>>8, k&255)
+			d = fmt.Sprintf("100.%d.%d.%d", 64+k>>16, (k>>8)&255, k&255)
 			p1 = 30000 + k%30000
 			p2, s1, s2 = p1, p1, p1
 			hi = lo + 1
