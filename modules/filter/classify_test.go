@@ -514,13 +514,14 @@ func mixedChain(b testing.TB, n int) (*pipeline.HookTable, []*pipeline.PacketCon
 func BenchmarkClassifiedChain(b *testing.B) {
 	testNICNames = nicNames
 	defer func() { testNICNames = nil }()
-	for _, n := range []int{0, 10, 100, 1000, 10000} {
+	for _, n := range []int{0, 2, 4, 8, 10, 100, 1000, 10000} {
 		for _, indexed := range []bool{true, false} {
 			if !indexed && n > 1000 {
 				continue
 			}
 			b.Run(fmt.Sprintf("rules=%d/index=%v", n, indexed), func(b *testing.B) {
 				saved := classifyOptions
+				classifyOptions.MinRules = 1 // every chain, even below the crossover
 				if !indexed {
 					classifyOptions.MinRules = 1 << 30
 				}
