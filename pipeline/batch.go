@@ -30,10 +30,24 @@ type Batch struct {
 
 	shard int // Shard()+1; 0: not numbered yet
 
+	// flushers are the modules that stole in this batch (OnFinish).
+	flushers, flushersAlt []BatchFlusher
+	// tokens are resume tokens kept for this worker (resume.go); rhooks
+	// and rrun are Stack.Resume's scratch.
+	tokens []*resumeToken
+	rhooks []Hook
+	rrun   []*Packet
+
 	tracer Tracer // Stack.SetTracer's when the batch started (trace.go)
 
 	segs  []*Packet // software GSO output (gso.go), empty between transmits
 	frags []*Packet // a queue with its fragments (transmit), empty between transmits
+
+	// What the batch sent through the loopback NIC, received on it when
+	// the output queues are flushed (loopback.go), and the rounds of that
+	// in this flush.
+	loopq, loopAlt []*Packet
+	loopRounds     int
 }
 
 // batchSeq numbers batches for Shard.
@@ -100,15 +114,15 @@ func (b *Batch) grow(n int) {
 	}
 }
 
-// RunHook runs the table installed at hook h on pkts: dropped packets are
+// RunHook runs the tables installed at hook h on pkts: dropped packets are
 // released and counted (their slots become nil), stolen ones are the
-// target's (nil too). With no table installed it returns at once.
+// stealer's (nil too). With no table installed it returns at once.
 func (b *Batch) RunHook(h Hook, pkts []*Packet) {
-	t := b.Gen.hooks[h]
-	if t == nil {
+	hs := b.Gen.hooks[h]
+	if hs == nil {
 		return
 	}
-	b.hookRun(t, h, pkts)
+	b.hookRun(hs, h, pkts)
 }
 
 // maxHookNesting bounds hook runs inside hook runs (a target's packet
@@ -138,23 +152,29 @@ func (b *Batch) leaveHook(pc *PacketContext) {
 	b.hookDepth--
 }
 
-func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
+func (b *Batch) runHook(hs *hookSet, h Hook, pkts []*Packet) {
+	if hs.trivial {
+		b.runTrivial(hs, h, pkts)
+		return
+	}
 	pc := b.enterHook(pkts)
 	if pc == nil {
 		return
 	}
+	// The fields that stay for the hook run are set once; ParseTuple
+	// sets all of Tuple, Fragment, L4Off, L4End and FragOff per packet.
+	*pc = PacketContext{Hook: h, Batch: b, gen: b.Gen}
 	for i, p := range pkts {
-		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
-			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
-			continue // filters see IP packets only (ARP passes)
+		if hookSkips(h, p) {
+			continue
 		}
-		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b}
+		pc.InNIC, pc.OutNIC, pc.Pkt, pc.held = p.InNIC, p.OutNIC, p, false
 		if !ParseTuple(b, p, pc) {
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
 			continue
 		}
-		switch t.Evaluate(pc) {
+		switch hs.evaluate(pc, 0) {
 		case VerdictAccept:
 		case VerdictStolen:
 			pkts[i] = nil
@@ -164,6 +184,45 @@ func (b *Batch) runHook(t *HookTable, h Hook, pkts []*Packet) {
 		}
 	}
 	b.leaveHook(pc)
+}
+
+// hookSkips reports whether a hook's tables leave p alone: filters see IP
+// packets only (ARP passes), and Postrouting once.
+func hookSkips(h Hook, p *Packet) bool {
+	return p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
+		(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber)
+}
+
+// runTrivial runs tables that have no rules (hookSet.trivial): each one's
+// policy decides every packet, so nothing is parsed and the policy is
+// counted once for the hook run (HookTable.PolicyCount), not per packet.
+// The packets an accepting table passes go to the next; a dropping table
+// drops them all.
+func (b *Batch) runTrivial(hs *hookSet, h Hook, pkts []*Packet) {
+	var n, bytes uint64
+	for _, p := range pkts {
+		if !hookSkips(h, p) {
+			n++
+			bytes += uint64(p.Len())
+		}
+	}
+	if n == 0 {
+		return
+	}
+	for _, t := range hs.tables {
+		if t.PolicyCount != nil {
+			t.PolicyCount.CountPolicy(b, n, bytes)
+		}
+		if t.Policy != VerdictAccept {
+			for i, p := range pkts {
+				if !hookSkips(h, p) {
+					pkts[i] = nil
+					b.Drop(p, b.Gen.hookDrops[h])
+				}
+			}
+			return
+		}
+	}
 }
 
 // Packet.stage bits: how far along the output path a packet already is, so
@@ -245,7 +304,9 @@ func (b *Batch) resume(at ResumePoint, pkts []*Packet) {
 		ng := b.Gen.nic(nic)
 		var hr HookResumer
 		if ng != nil {
-			hr, _ = ng.endpoint(proto).(HookResumer)
+			if pe := ng.protoEndpoint(proto); pe != nil {
+				hr = pe.hr
+			}
 		}
 		switch {
 		case ng == nil:
@@ -282,19 +343,57 @@ func (b *Batch) dropRun(pkts []*Packet, reason *Counter) {
 }
 
 // finish flushes the output queues (repeatedly: resolving a neighbor may
-// queue a probe) and leaves the generation.
+// queue a probe) and calls the flushers of the modules that stole packets
+// in the batch (OnFinish), until neither has anything left: a flusher may
+// queue output, and the output's Postrouting may steal. With no steal it
+// costs one length check.
 func (b *Batch) finish() {
-	for len(b.pending) > 0 {
-		ids := b.pending
-		b.pending, b.flushing = b.flushing[:0], ids
-		for _, id := range ids {
-			q := b.out[id]
-			b.out[id] = b.alt[id][:0]
-			b.transmit(id, q)
-			clear(q)
-			b.alt[id] = q[:0]
+	for {
+		for len(b.pending) > 0 {
+			ids := b.pending
+			b.pending, b.flushing = b.flushing[:0], ids
+			for _, id := range ids {
+				q := b.out[id]
+				b.out[id] = b.alt[id][:0]
+				b.transmit(id, q)
+				clear(q)
+				b.alt[id] = q[:0]
+			}
+		}
+		if len(b.flushers) > 0 {
+			fs := b.flushers
+			b.flushers = b.flushersAlt[:0]
+			for _, f := range fs {
+				f.FlushBatch(b)
+			}
+			clear(fs)
+			b.flushersAlt = fs[:0]
+			continue // what the flushers queued
+		}
+		if len(b.loopq) == 0 {
+			break
+		}
+		// What went to the loopback NIC is received on it now, in this
+		// batch, not inside the call that sent it; what that sends is
+		// flushed by the next pass.
+		b.deliverLoop()
+	}
+	b.loopRounds = 0
+}
+
+// OnFinish asks for f.FlushBatch(b) once when the batch finishes, after
+// its output queues are flushed: a guest module (a matcher or target) that
+// steals packets calls it at each steal, and gets one call per batch
+// however many it stole (an out-of-process matcher sends them in one
+// message). f must be comparable (a pointer): OnFinish looks for it among
+// the flushers it has already. See BatchFlusher.
+func (b *Batch) OnFinish(f BatchFlusher) {
+	for _, g := range b.flushers {
+		if g == f {
+			return
 		}
 	}
+	b.flushers = append(b.flushers, f)
 }
 
 // transmit sends one NIC's output queue through the output path (see
@@ -316,10 +415,14 @@ func (b *Batch) transmit(id NICID, q []*Packet) {
 		}
 		return
 	}
-	if t := b.Gen.hooks[Postrouting]; t != nil {
-		b.hookRun(t, Postrouting, q)
+	if hs := b.Gen.hooks[Postrouting]; hs != nil {
+		b.hookRun(hs, Postrouting, q)
 	}
 	nic := ng.nic
+	if nic.loop {
+		b.loopback(ng, q) // no fragmentation, resolution nor offloads
+		return
+	}
 	bl := nic.bound.Load() // the endpoint in use (nic.go)
 	mtu := ng.mtu
 	resolving := bl.caps&CapResolutionRequired != 0
@@ -400,8 +503,11 @@ func (b *Batch) fragment(ng *nicGen, q []*Packet) []*Packet {
 		if p.PathMTU != 0 && int(p.PathMTU) < lim {
 			lim = int(p.PathMTU)
 		}
-		f, ok := ng.endpoint(p.NetProto).(Fragmenter)
-		if !ok {
+		var f Fragmenter
+		if pe := ng.protoEndpoint(p.NetProto); pe != nil {
+			f = pe.frag
+		}
+		if f == nil {
 			b.Drop(p, b.stack.counterSet("stack").Get("output_too_big"))
 			continue
 		}

@@ -568,6 +568,9 @@ func (c *Config) decodeLink(n *yaml.Node) (LinkConfig, error) {
 	if lc.Name == "" {
 		return lc, c.errAt(n.Line, n.Column, section, errors.New("link has no name"))
 	}
+	if lc.Name == LoopbackName {
+		return lc, c.errAt(n.Line, n.Column, section, fmt.Errorf("link name %q is the stack's own loopback link (127.0.0.1/8, ::1); pick another", LoopbackName))
+	}
 	where := "link " + lc.Name
 	if lc.ModuleID == "" {
 		return lc, c.errAt(n.Line, n.Column, where, errors.New("link has no module (e.g. module: link.tun)"))

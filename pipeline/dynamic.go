@@ -187,7 +187,7 @@ func (s *Stack) refreshDynamic(n *NIC, gone bool) {
 		s.local6dyn.Store(nil)
 		return
 	}
-	s.local6dyn.Store(&m)
+	s.local6dyn.Store(newAddrSet6(m))
 }
 
 // forgetDynamic drops the dynamic state of a NIC that left the stack: its
@@ -284,14 +284,15 @@ func (g *Generation) LookupRoute6(dst [16]byte) *Route {
 	return r
 }
 
-// LookupRoute finds the route for dst: IPv4 in the generation's table, IPv6
-// as LookupRoute6.
+// LookupRoute finds the route for a packet the stack sends to dst: the
+// loopback NIC for one of its own addresses (LookupRoute4, LookupOutput6:
+// loopback.go), else IPv4 in the generation's table, IPv6 as LookupRoute6.
 func (g *Generation) LookupRoute(dst netip.Addr) *Route {
 	dst = dst.Unmap()
 	if dst.Is4() {
-		return g.Routes().Lookup4(dst.As4())
+		return g.LookupRoute4(dst.As4())
 	}
-	return g.LookupRoute6(dst.As16())
+	return g.LookupOutput6(dst.As16())
 }
 
 // addrs6 returns the NIC's IPv6 addresses in this generation, merged with
@@ -332,6 +333,9 @@ func (g *nicGen) addrs6() []AddressInfo {
 // SourceAddress implements NetworkInterface.
 func (g *nicGen) SourceAddress(dst netip.Addr) (netip.Addr, bool) {
 	dst = dst.Unmap()
+	if g.nic.loop {
+		return g.loopSource(dst)
+	}
 	if dst.Is4() {
 		for _, a := range g.addrs[0] {
 			if primaryCandidate(a) && a.Prefix.Contains(dst) {
@@ -424,7 +428,7 @@ func commonPrefixLen(a, b netip.Addr) int {
 type dynState struct {
 	dynMu     sync.Mutex
 	dynNICs   map[NICID]*NIC
-	local6dyn atomic.Pointer[map[[16]byte]dynLocal]
+	local6dyn atomic.Pointer[addrSet6[dynLocal]]
 
 	routeMu     sync.Mutex
 	routeOwners map[string][]Route

@@ -34,11 +34,25 @@ const (
 	PriorityFilter = 0
 )
 
-// composeHooks makes the table installed at each hook from Config.Hooks and
-// the modules' entries: nil where there is none, the table itself where
-// there is one, else a table whose rules run each table in turn.
-func composeHooks(fromGo [NumHooks]*HookTable, entries []HookEntry) ([NumHooks]*HookTable, error) {
-	var out [NumHooks]*HookTable
+// hookSet is what runs at one hook: its tables in priority order (Config.Hooks
+// first among equal priorities). Each table is a priority slot; a resume
+// token names its slot.
+type hookSet struct {
+	entries []HookEntry // the tables with their names, for a Tracer
+	tables  []*HookTable
+	// trivial: no table has a rule in its entry chain: each policy
+	// decides the whole batch (Batch.runTrivial).
+	trivial bool
+}
+
+// maxHookSlots bounds the tables at one hook (a token keeps the slot in a
+// byte).
+const maxHookSlots = 255
+
+// composeHooks makes the set of tables run at each hook from Config.Hooks
+// and the modules' entries: nil where there is none.
+func composeHooks(fromGo [NumHooks]*HookTable, entries []HookEntry) ([NumHooks]*hookSet, error) {
+	var out [NumHooks]*hookSet
 	var per [NumHooks][]HookEntry
 	for h, t := range fromGo {
 		if t != nil {
@@ -56,36 +70,39 @@ func composeHooks(fromGo [NumHooks]*HookTable, entries []HookEntry) ([NumHooks]*
 	}
 	for h := range per {
 		es := per[h]
-		switch len(es) {
-		case 0:
+		if len(es) == 0 {
 			continue
-		case 1:
-			out[h] = es[0].Table
-			continue
+		}
+		if len(es) > maxHookSlots {
+			return out, fmt.Errorf("%d tables at %s, at most %d", len(es), Hook(h), maxHookSlots)
 		}
 		sort.SliceStable(es, func(i, j int) bool { return es[i].Priority < es[j].Priority })
-		rules := make([]Rule, len(es))
-		for i, e := range es {
-			rules[i] = Rule{Target: subTable{e.Table}}
+		hs := &hookSet{entries: es, trivial: true}
+		for _, e := range es {
+			hs.tables = append(hs.tables, e.Table)
+			if len(e.Table.Chains[e.Table.Entry].Rules) > 0 {
+				hs.trivial = false
+			}
 		}
-		out[h] = &HookTable{Chains: []Chain{{Name: "tables", Rules: rules}}, Policy: VerdictAccept}
+		out[h] = hs
 	}
 	return out, nil
 }
 
-// subTable runs one table of several at a hook: its accept lets the next
-// table run.
-type subTable struct{ t *HookTable }
-
-func (s subTable) Action(pc *PacketContext) (Verdict, int) {
-	switch v := s.t.Evaluate(pc); v {
-	case VerdictAccept:
-		return VerdictContinue, 0
-	case VerdictStolen:
-		return VerdictStolen, 0
-	default:
-		return VerdictDrop, 0
+// evaluate runs the tables from slot from on: an accept lets the next
+// table run, a drop (or any other verdict) ends the hook, as does a steal.
+func (hs *hookSet) evaluate(pc *PacketContext, from int) Verdict {
+	for s := from; s < len(hs.tables); s++ {
+		pc.slot = uint8(s)
+		switch v := hs.tables[s].Evaluate(pc); v {
+		case VerdictAccept:
+		case VerdictStolen:
+			return v
+		default:
+			return VerdictDrop
+		}
 	}
+	return VerdictAccept
 }
 
 // RuleLister is implemented by a module whose rules `pipectl rules` lists
@@ -117,5 +134,3 @@ type RuleListing struct {
 	Rule           string // the canonical rule text
 	ID             string
 }
-
-var _ Target = subTable{}

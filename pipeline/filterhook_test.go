@@ -33,7 +33,7 @@ func table(rules ...Target) *HookTable {
 
 // TestComposeHooks: several tables at one hook run in priority order (ties
 // in the order given, Config.Hooks first); an accept lets the next table
-// run, a drop ends the hook; a hook with one table gets it as it is.
+// run, a drop ends the hook; a hook with one table gets it alone.
 func TestComposeHooks(t *testing.T) {
 	goT := table(markTarget(1))
 	raw := table(markTarget(2))
@@ -52,12 +52,12 @@ func TestComposeHooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hooks[Input] != last || hooks[Output] != nil {
+	if hi := hooks[Input]; hi == nil || len(hi.tables) != 1 || hi.tables[0] != last || hooks[Output] != nil {
 		t.Errorf("a hook with one table must get it, one with none nil")
 	}
 	pkt := &Packet{}
 	pc := &PacketContext{Pkt: pkt}
-	if v := hooks[Forward].Evaluate(pc); v != VerdictDrop {
+	if v := hooks[Forward].evaluate(pc, 0); v != VerdictDrop {
 		t.Errorf("verdict %v, want drop", v)
 	}
 	// raw (2), mangle (3, accept: 9 skipped), Config.Hooks (1, priority 0

@@ -22,14 +22,24 @@ type Generation struct {
 	resolvers  []LinkAddressResolver
 	transports [256]TransportProtocol
 	routes     *RouteTable
-	hooks      [NumHooks]*HookTable
-	traced     [NumHooks][]HookEntry // the tables of each hook by name, for a Tracer
+	hooks      [NumHooks]*hookSet
 	local4     map[uint32]localAddr
-	local6     map[[16]byte]localAddr
+	local6     *addrSet6[localAddr]
+
+	// The loopback NIC in this generation and the routes through it
+	// (loopback.go); nil without an IP protocol.
+	lo                 *nicGen
+	loRoute4, loRoute6 *Route
 
 	modules []*moduleInst
 	refs    atomic.Int64
-	inputs  inputSet // files the modules read (Context.ReadFile)
+	// pins counts the resume tokens (resume.go) that name this
+	// generation: a reload waits for them (Options.ResumeTimeout at most)
+	// before it stops it. stale is set when it stops: a token of it then
+	// resumes nowhere (dropped, resume_stale).
+	pins   atomic.Int64
+	stale  atomic.Bool
+	inputs inputSet // files the modules read (Context.ReadFile)
 
 	// linkRoutes is routes without the routes through NICs whose device
 	// is gone (linkstate.go); nil while every link is up.
@@ -41,6 +51,10 @@ type Generation struct {
 	hookNested      *Counter
 	neighUnresolved *Counter
 	noNIC           *Counter
+	resumeStale     *Counter
+	resumeNoToken   *Counter
+	resumeBadAnswer *Counter
+	loopRounds      *Counter
 }
 
 type localAddr struct {
@@ -121,6 +135,9 @@ func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
 		return 0, false, false
 	}
 	la, ok := g.local4[binary.BigEndian.Uint32(dst[:])]
+	if !ok && dst[0] == 127 && g.lo != nil {
+		return g.lo.nic.id, false, true // all of 127.0.0.0/8 (loopback.go)
+	}
 	return la.nic, la.broadcast, ok
 }
 
@@ -130,11 +147,11 @@ func (g *Generation) IsLocal4(dst [4]byte) (nic NICID, broadcast, ok bool) {
 // is not local. Multicast groups are the IPv6 module's business.
 func (g *Generation) IsLocal6(dst [16]byte) (NICID, bool) {
 	if m := g.stack.local6dyn.Load(); m != nil {
-		if d, ok := (*m)[dst]; ok {
+		if d, ok := m.get(dst); ok {
 			return d.nic, d.usable
 		}
 	}
-	la, ok := g.local6[dst]
+	la, ok := g.local6.get(dst)
 	return la.nic, ok
 }
 
@@ -176,6 +193,10 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g.hookNested = counters.Get("filter_nested")
 	g.neighUnresolved = counters.Get("neighbor_unresolved")
 	g.noNIC = counters.Get("output_no_nic")
+	g.resumeStale = counters.Get("resume_stale")
+	g.resumeNoToken = counters.Get("resume_no_token")
+	g.resumeBadAnswer = counters.Get("resume_bad_answer")
+	g.loopRounds = counters.Get("loopback_rounds")
 
 	// Protocol modules.
 	families := map[int]bool{}
@@ -347,9 +368,15 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		g.nics[n.id] = ng
 	}
 
+	if families[4] || families[6] {
+		if n := s.addLoopback(g, families); n != nil {
+			fresh = append(fresh, n)
+		}
+	}
+
 	// Addresses, endpoints, routes, hooks.
 	g.local4 = map[uint32]localAddr{}
-	g.local6 = map[[16]byte]localAddr{}
+	local6 := map[[16]byte]localAddr{}
 	for _, ng := range g.nics {
 		if ng == nil {
 			continue
@@ -364,12 +391,19 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 			}
 		}
 		for _, a := range ng.addrs[1] {
-			g.local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
+			local6[a.Prefix.Addr().As16()] = localAddr{nic: ng.nic.id}
 		}
 		for _, p := range g.netProtos {
-			ng.endpoints = append(ng.endpoints, protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)})
+			if ng == g.lo && p.Number() != IPv4ProtocolNumber && p.Number() != IPv6ProtocolNumber {
+				continue // only IP runs on the loopback NIC
+			}
+			pe := protoEndpoint{num: p.Number(), ep: p.NewEndpoint(ng)}
+			pe.hr, _ = pe.ep.(HookResumer)
+			pe.frag, _ = pe.ep.(Fragmenter)
+			ng.endpoints = append(ng.endpoints, pe)
 		}
 	}
+	g.local6 = newAddrSet6(local6)
 	routes := nicRoutes
 	for _, rc := range cfg.Routes {
 		id := s.nicIDs[rc.Link] // ParseConfig checked the link exists
@@ -379,7 +413,6 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	}
 	g.routes = NewRouteTable(routes)
 	g.hooks = hooks
-	g.traced = traceEntries(cfg.Hooks, entries)
 	return g, nil
 }
 

@@ -23,7 +23,8 @@ type Chain struct {
 	Name  string
 	Rules []Rule
 	// Texts are the rules as their builder writes them, for a Tracer
-	// (the filter: the canonical text), Texts[i] Rules[i]'s; optional. A
+	// (the filter: the canonical text), Texts[i] Rules[i]'s; optional; in
+	// the entry chain one more, Texts[len(Rules)], is the policy's. A
 	// slice of its own, so that Evaluate's rules stay small.
 	Texts []string
 	// Index, when set, is a compiled classifier of Rules (pipeline/classify):
@@ -57,6 +58,22 @@ type HookTable struct {
 	Entry  int
 	// Policy is VerdictAccept or VerdictDrop.
 	Policy Verdict
+	// PolicyCount, when set, counts the packets the policy decides: at
+	// the end of the entry chain, at a RETURN with no frame below, and at
+	// the end of a chain gone to (VerdictGoto) with none — netfilter's
+	// underflow rule. A table whose entry chain has no rules is not
+	// evaluated per packet at all: its policy decides the whole batch,
+	// counted in one call per hook run, and nothing is parsed (a
+	// malformed header passes, as through Linux's empty chains).
+	PolicyCount PolicyCounter
+}
+
+// PolicyCounter counts what a table's policy decided (pipectl rules'
+// "policy ACCEPT n packets, m bytes"). CountPolicy is called from every
+// worker at once, with the batch (nil outside one), so it shards by
+// b.Shard(); it must not allocate or block.
+type PolicyCounter interface {
+	CountPolicy(b *Batch, packets, bytes uint64)
 }
 
 // maxJumpDepth bounds nested jumps (netfilter allows more, but a deeper
@@ -143,68 +160,49 @@ type JumpTarget interface {
 // the position after the jumping rule; VerdictReturn, or the end of a chain
 // jumped to, pops it and goes on there; VerdictReturn in the entry chain,
 // or its end, applies the policy; a goto (VerdictGoto) continues in its
-// chain without pushing, so that chain's end returns to the frame below.
-// A hotdrop drops at once. A chain with an Index skips the rules it
-// says cannot match (evaluateTraced, the traced copy, tries every rule:
-// with a correct index both decide alike). A table that
-// passed Validate never nests deeper than the frame stack; a jump beyond it
-// (or to no chain) drops, as does an unknown verdict.
+// chain without pushing, so that chain's end returns to the frame below —
+// with no frame below, to the policy (counted: PolicyCount). A hotdrop
+// drops at once. A chain with an Index skips the rules it says cannot
+// match (evaluateTraced, the traced copy, tries every rule: with a correct
+// index both decide alike). A table that passed Validate never nests
+// deeper than the frame stack; a jump beyond it (or to no chain) drops, as
+// does an unknown verdict. A matcher or target that steals the packet
+// (MatchStolen, PacketContext.Steal) ends the evaluation with
+// VerdictStolen and, inside a batch, leaves a resume token in the packet
+// (resume.go).
 func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
-	type frame struct{ chain, rule int }
-	var stack [maxJumpDepth]frame
-	depth := 0
-	chain, rule := t.Entry, 0
+	var st jumpStack
+	return t.run(pc, &st, 0, t.Entry, 0, VerdictContinue, 0)
+}
+
+// jumpFrame is a return position: the rule after a jump.
+type jumpFrame struct{ chain, rule int32 }
+
+type jumpStack [maxJumpDepth]jumpFrame
+
+// run is the evaluation loop, entered at a position: chain and rule (the
+// next rule to look at), the frames below it, and the verdict v (with to)
+// of the rule before it, not yet applied (VerdictContinue when there is
+// none). Evaluate enters it at the entry chain's first rule; a resume
+// (resume.go) where the packet was stolen, with the answer.
+func (t *HookTable) run(pc *PacketContext, st *jumpStack, depth, chain, rule int, v Verdict, to int) Verdict {
 	for {
-		ch := &t.Chains[chain]
-		rules := ch.Rules
-		sure := false
-		if ch.Index != nil && rule < len(rules) {
-			rule, sure = ch.Index.Next(pc, rule) // skips rules that cannot match
-		}
-		if rule >= len(rules) {
-			// The end of a chain: the policy at the entry chain, else
-			// back to the caller.
-			if depth == 0 {
-				return t.Policy
-			}
-			depth--
-			chain, rule = stack[depth].chain, stack[depth].rule
-			continue
-		}
-		r := &rules[rule]
-		rule++
-		matched, ms := true, r.Matchers
-		if sure {
-			ms = nil // the index knows they all match
-		}
-		for _, m := range ms {
-			ok, hotdrop := m.Match(pc)
-			if hotdrop {
-				return VerdictDrop
-			}
-			if !ok {
-				matched = false
-				break
-			}
-		}
-		if !matched {
-			continue
-		}
-		if r.Packets != nil {
-			r.Packets.Inc()
-		}
-		v, to := r.Target.Action(pc)
 		switch v {
 		case VerdictContinue:
-		case VerdictAccept, VerdictDrop, VerdictStolen:
+		case VerdictAccept, VerdictDrop:
+			return v
+		case VerdictStolen:
+			if pc.held {
+				return t.steal(pc, st, depth, chain, rule-1, -1)
+			}
 			return v
 		case VerdictReturn:
-			rule = len(rules) // as the end of the chain
+			rule = len(t.Chains[chain].Rules) // as the end of the chain
 		case VerdictJump:
-			if depth == len(stack) || to < 0 || to >= len(t.Chains) {
+			if depth == len(st) || to < 0 || to >= len(t.Chains) {
 				return VerdictDrop
 			}
-			stack[depth] = frame{chain, rule}
+			st[depth] = jumpFrame{int32(chain), int32(rule)}
 			depth++
 			chain, rule = to, 0
 		case VerdictGoto:
@@ -215,10 +213,52 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 		default:
 			return VerdictDrop
 		}
+	next:
+		ch := &t.Chains[chain]
+		rules := ch.Rules
+		sure := false
+		if ch.Index != nil && rule < len(rules) {
+			rule, sure = ch.Index.Next(pc, rule) // skips rules that cannot match
+		}
+		if rule >= len(rules) {
+			// The end of a chain: back to the caller, else the policy.
+			if depth == 0 {
+				if t.PolicyCount != nil {
+					t.PolicyCount.CountPolicy(pc.Batch, 1, uint64(pc.Pkt.Len()))
+				}
+				return t.Policy
+			}
+			depth--
+			chain, rule = int(st[depth].chain), int(st[depth].rule)
+			goto next
+		}
+		r := &rules[rule]
+		rule++
+		ms := r.Matchers
+		if sure {
+			ms = nil // the index knows they all match
+		}
+		for i, m := range ms {
+			ok, hotdrop := m.Match(pc)
+			if hotdrop {
+				if ok {
+					return t.steal(pc, st, depth, chain, rule-1, i)
+				}
+				return VerdictDrop
+			}
+			if !ok {
+				goto next
+			}
+		}
+		if r.Packets != nil {
+			r.Packets.Inc()
+		}
+		v, to = r.Target.Action(pc)
 	}
 }
 
-// ParseTuple fills a packet context's tuple from the packet's network header.
+// ParseTuple fills a packet context's tuple (all of it), Fragment, L4Off,
+// L4End and FragOff from the packet's network header.
 // ok is false when the header is malformed. The ports are read by the
 // transport protocol td configures for the packet's protocol (its
 // ParsePorts), so a transport module defines them for its protocol; for a
@@ -238,6 +278,7 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		pc.FragOff = int(ip.FragmentOffset())
 		pc.Fragment = pc.FragOff != 0
 		pc.L4Off, pc.L4End = ip.HeaderLength(), int(ip.TotalLength())
+		pc.Tuple.SrcPort, pc.Tuple.DstPort = 0, 0
 		if !pc.Fragment {
 			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip.Payload())
 		}
@@ -267,6 +308,7 @@ func ParseTuple(td TransportDispatcher, pkt *Packet, pc *PacketContext) bool {
 		}
 		pc.Fragment = pc.FragOff != 0
 		pc.L4Off, pc.L4End = x.ProtocolOffset, end
+		pc.Tuple.SrcPort, pc.Tuple.DstPort = 0, 0
 		if !pc.Fragment {
 			pc.Tuple.SrcPort, pc.Tuple.DstPort = ports(td, pc.Tuple.Proto, ip[x.ProtocolOffset:end])
 		}

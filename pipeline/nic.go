@@ -23,6 +23,7 @@ type NIC struct {
 	name  string
 	stack *Stack
 	neigh *NeighborTable
+	loop  bool // the stack's loopback NIC (loopback.go)
 
 	// bound is the endpoint in use and its capabilities; never nil once
 	// the NIC is made. While the link is down it is a downLink that drops.
@@ -138,11 +139,17 @@ type nicGen struct {
 	merged    atomic.Pointer[mergedAddrs]
 	forward   [2]bool
 	endpoints []protoEndpoint
+	gen       *Generation // set on the loopback NIC only (its source addresses)
 }
 
 type protoEndpoint struct {
 	num NetworkProtocolNumber
 	ep  NetworkEndpoint
+	// The endpoint's optional roles, asserted once when it is made (an
+	// assertion per batch would fill the runtime's per-site cache at a
+	// random call: an allocation on the packet path).
+	hr   HookResumer
+	frag Fragmenter
 }
 
 func famIndex(family int) int {
@@ -186,9 +193,16 @@ func (g *nicGen) PrimaryAddress(family int) (netip.Prefix, bool) {
 }
 
 func (g *nicGen) endpoint(num NetworkProtocolNumber) NetworkEndpoint {
+	if pe := g.protoEndpoint(num); pe != nil {
+		return pe.ep
+	}
+	return nil
+}
+
+func (g *nicGen) protoEndpoint(num NetworkProtocolNumber) *protoEndpoint {
 	for i := range g.endpoints {
 		if g.endpoints[i].num == num {
-			return g.endpoints[i].ep
+			return &g.endpoints[i]
 		}
 	}
 	return nil

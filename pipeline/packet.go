@@ -122,6 +122,10 @@ type Packet struct {
 	// the output path a re-injected or resolved packet has passed.
 	stage uint8
 
+	// tok is the resume token of a packet stolen inside a hook
+	// (resume.go); nil otherwise. Release gives it back.
+	tok *resumeToken
+
 	pool *Pool
 	next *Packet // free list / queue link
 
@@ -265,6 +269,9 @@ func (p *Packet) reset() {
 // packet handed from one stack to another (a cable between two in-memory
 // links), which must look freshly received.
 func (p *Packet) ResetMeta() {
+	if p.tok != nil {
+		p.tok.release()
+	}
 	buf, pool, head, tail := p.buf, p.pool, p.head, p.tail
 	*p = Packet{buf: buf, pool: pool, head: head, tail: tail}
 	p.linkHdr, p.netHdr, p.transHdr = -1, -1, -1
@@ -314,6 +321,10 @@ func (p *Packet) Release() {
 	if debugChecks {
 		p.markReleased()
 	}
+	if p.tok != nil {
+		p.tok.release() // a stolen packet dropped instead of resumed
+		p.tok = nil
+	}
 	if p.pool != nil {
 		p.pool.put(p)
 	}
@@ -354,6 +365,7 @@ func (p *Packet) Compact() *Packet {
 	buf, pool := q.buf, q.pool
 	*q = *p
 	q.buf, q.pool, q.next, q.dbg = buf, pool, nil, debugState{}
+	p.tok = nil // q's now
 	copy(q.buf[start+shift:], p.buf[start:p.tail])
 	q.head += shift
 	q.tail += shift

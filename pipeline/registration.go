@@ -23,7 +23,9 @@ import (
 //     nil and keeps the pointer. It later hands the packet back through
 //     Stack.Reinject at the ResumePoint right after its own stage (a hook
 //     h: ResumeAfter(h)), so that the packet goes on exactly where it left
-//     and passes no stage twice, or drops it with Stack.DropStolen. No
+//     and passes no stage twice, or drops it with Stack.DropStolen. A
+//     matcher or target stealing inside a hook's tables may instead come
+//     back to its very rule, Stack.Resume ("Stealing inside a hook"). No
 //     stage ever blocks the worker waiting for another process or a timer.
 //
 // What lives elsewhere, and why: the module lifecycle (Module, the role
@@ -149,8 +151,9 @@ type LinkStateDispatcher interface {
 
 // LinkUpListener is implemented by a network endpoint that restarts
 // link-level work when its NIC's device is back after LinkDown, as a Linux
-// device coming up does (network.ipv6 solicits routers again, or sends an
-// early advertisement, so that the hosts behind the new device learn their
+// device coming up does (network.ipv6 runs duplicate address detection
+// again for its addresses, and solicits routers again or sends an early
+// advertisement, so that the hosts behind the new device learn their
 // routes at once). The stack's link supervisor calls LinkUp on its own
 // goroutine, with the stack's control lock held, after the new endpoint is
 // attached and the routes are back: LinkUp must not block nor call Stack
@@ -352,7 +355,9 @@ type Fragmenter interface {
 	// one), and returns dst. A packet it must not or cannot fragment (IPv4
 	// with DF, a forwarded IPv6 packet, one already cut to the minimum) is
 	// dropped and counted, with the ICMP error a router sends (Batch.Output
-	// may be called for it, never for the fragments); nothing is appended.
+	// may be called for it, never for the fragments) — about the stack's
+	// own packet to the stack itself, through the loopback NIC, as
+	// Linux's ip_fragment does; nothing is appended.
 	// It must not keep dst.
 	Fragment(b *Batch, pkt *Packet, mtu int, dst []*Packet) []*Packet
 }
@@ -385,6 +390,9 @@ const (
 	ErrorNetUnreachable
 	ErrorHostUnreachable
 	ErrorAdminProhibited
+	// ErrorPacketTooBig: a packet the stack sent was over the path's MTU
+	// (ICMP fragmentation needed, ICMPv6 Packet Too Big); the handler's
+	// info is the path MTU now in force (TransportErrorHandler).
 	ErrorPacketTooBig
 	ErrorTTLExceeded
 	// ErrorNetProhibited and ErrorHostProhibited are IPv4's
@@ -420,10 +428,37 @@ type TransportErrorHandler interface {
 	// HandleError reports kind about the packet quoted: quoted is its
 	// network header and at least 8 bytes of its transport header (the
 	// ports), as the error carried them — the quoted packet's source is
-	// the stack's address, its destination the remote. info is the
-	// next-hop MTU for ErrorPacketTooBig, else 0. quoted points into pkt
-	// (the error message); the callee takes ownership of pkt.
+	// the stack's address, its destination the remote. quoted points into
+	// pkt (the error message); the callee takes ownership of pkt.
+	//
+	// For ErrorPacketTooBig (ICMP fragmentation needed, ICMPv6 Packet Too
+	// Big) info is the path MTU towards the quoted destination that the
+	// network layer now uses for the stack's packets (PathMTUReporter
+	// answers the same until it expires): the reported next-hop MTU after
+	// the protocol's checks — never below its minimum (IPv4: path_mtu.min,
+	// default 552, Linux's min_pmtu; IPv6: 1280), never above what was
+	// known. A transport that sizes its own segments (TCP) resends what
+	// was lost at that size. The network layer has already checked that
+	// the quoted packet is ours (our source address; IPv4: DF set and
+	// longer than the reported MTU) and dropped the message otherwise.
+	// For every other kind info is 0.
 	HandleError(b *Batch, kind TransportErrorKind, info uint32, quoted []byte, pkt *Packet)
+}
+
+// PathMTUReporter is implemented by the network endpoints that keep a path
+// MTU cache (network.ipv4, RFC 1191; network.ipv6, RFC 8201), found by a
+// type assertion on Batch.Gen.NetworkEndpoint(nic, proto).
+type PathMTUReporter interface {
+	// PathMTU is the largest packet, network header included, that the
+	// stack's own packets to dst may leave this endpoint's NIC with, as
+	// WritePackets sets Packet.PathMTU: routeMTU (RouteInfo.MTU; 0 for
+	// the NIC's MTU) lowered by what ICMP taught about dst (and for IPv6
+	// by a Router Advertisement's MTU), never below the protocol's
+	// minimum. A transport that segments itself (transport.tcp) sizes its
+	// segments by it (MSS = PathMTU − headers) and asks again after an
+	// ErrorPacketTooBig. It does not allocate; with nothing learnt it
+	// costs one atomic load.
+	PathMTU(b *Batch, dst netip.Addr, routeMTU int) int
 }
 
 // TransportDispatcher finds the transport protocol configured for a number
@@ -454,7 +489,9 @@ type TransportEndpoint interface {
 	HandlePackets(b *Batch, id TransportEndpointID, pkts []*Packet)
 	// HandleError reports an error received about a packet this endpoint
 	// sent (an ICMP error); pkt is the error's packet, owned by the callee.
-	HandleError(kind TransportErrorKind, pkt *Packet)
+	// info is as in TransportErrorHandler.HandleError: for
+	// ErrorPacketTooBig the path MTU now in force towards the remote.
+	HandleError(kind TransportErrorKind, info uint32, pkt *Packet)
 	// Close tears the endpoint down.
 	Close() error
 }
@@ -504,12 +541,23 @@ type Tuple struct {
 }
 
 // PacketContext is what a matcher and a target see of a packet: parsed once
-// per packet per hook, shared by every rule. The hook owns it and the
-// packet: a matcher or target borrows both for the one call and must not
-// keep either (nor a slice of the packet's bytes) after it returns; the
-// context is reused for the next packet. Tuple and Fragment are parsed
-// before the first rule and are not updated when a target rewrites the
-// packet.
+// per packet per hook, shared by every rule and every table of the hook.
+// The hook owns it and the packet: a matcher or target borrows both for
+// the one call and must not keep either (nor a slice of the packet's
+// bytes) after it returns, unless it steals the packet; the context itself
+// is never kept — it is the hook run's and is reused for the next packet.
+// Tuple and Fragment are parsed before the first rule and are not updated
+// when a target rewrites the packet.
+//
+// One context per packet at a time, not one per packet of the batch: the
+// engine evaluates a batch packet by packet (each packet's tables to the
+// end), so a context per hook run holds everything a rule sees, and a
+// stolen packet's context does not outlive its steal — the resume token
+// (Stack.Resume) keeps its place and the resume parses its headers again
+// into a fresh context, which costs a ParseTuple per resumed packet and
+// saves holding a context per packet at a plugin. A matcher that wants
+// the whole batch (an out-of-process one) steals each packet and answers
+// them together from its BatchFlusher (see "Stealing inside a hook").
 type PacketContext struct {
 	Hook          Hook
 	InNIC, OutNIC NICID // 0 when not known at this hook
@@ -529,6 +577,79 @@ type PacketContext struct {
 	// answers through (ReturnError). Nil when a table is evaluated
 	// outside a batch (tests).
 	Batch *Batch
+
+	gen  *Generation // whose tables run (a resume: the token's); nil: Batch.Gen
+	slot uint8       // the table's priority slot at the hook
+	held bool        // Steal was called: the target's steal is resumable
+}
+
+// Steal is how a target steals the packet for a later Stack.Resume: it
+// returns VerdictStolen for Action to return (return pc.Steal()). The
+// engine then leaves a resume token in pc.Pkt — its place: generation,
+// hook, slot, chain, rule, jump stack — and the packet is the target's
+// (see "Stealing inside a hook"). A target that returns VerdictStolen
+// without Steal takes the packet for good (REJECT's error, a packet
+// re-injected with Reinject); its packet gets no token.
+func (pc *PacketContext) Steal() (Verdict, int) {
+	pc.held = true
+	return VerdictStolen, 0
+}
+
+// MatchStolen is what a matcher's Match returns when it steals the packet
+// (return pipeline.MatchStolen()): matches and hotdrop both true, a pair
+// no other answer uses. See "Stealing inside a hook".
+func MatchStolen() (matches, hotdrop bool) { return true, true }
+
+// Stealing inside a hook. A packet can leave its hook's tables at a rule
+// and come back to exactly that point later, without a worker waiting: an
+// out-of-process matcher or target answers a batch of packets later, on
+// another goroutine.
+//
+//   - A matcher steals by returning MatchStolen(); a target by returning
+//     pc.Steal(). The engine ends the packet's evaluation there and leaves
+//     a resume token in the packet: the generation (pinned: its modules
+//     are not cleaned up while the token is out), the hook, the priority
+//     slot of the table, the chain and rule, the matcher's index (or the
+//     target) and the jump stack. Ownership passes to the stealer when
+//     the call returns, with one restriction: the engine writes the token
+//     after the call, so the stealer keeps the packet on the worker's
+//     goroutine until its flush (below) or the batch's end — it must not
+//     hand it to another goroutine from inside Match or Action.
+//   - Flush: a stealer calls pc.Batch.OnFinish(self) at each steal and
+//     gets one FlushBatch call when the batch finishes, however many
+//     packets it stole in it: there it sends them (one message per batch
+//     for an out-of-process matcher). Nothing is paid by batches in which
+//     nobody stole.
+//   - Resume: the stealer hands packets back with Stack.Resume(pkts,
+//     answers), any goroutine, any batch size: a matcher's answer (match:
+//     the rule's next matcher then its target; no match: the next rule;
+//     hotdrop) or a target's verdict (continue, accept, drop, return, jump,
+//     goto). The rest of the traversal runs in the token's rule set, even
+//     after a reload; the hook's later tables follow, then the packet goes
+//     on at ResumeAfter(hook) in the running generation, as with Reinject.
+//     A packet may be stolen again on the way.
+//   - Or it gives up: Stack.Reinject(ResumeAfter(hook), …) continues after
+//     the hook (the token is spent), Stack.DropStolen or Packet.Release
+//     drops it (the token goes back, the pin with it).
+//   - Bounded: a token is good for Options.ResumeTimeout (1 s by default)
+//     after its steal; later, or once its generation stopped, Resume drops
+//     the packet (stack.resume_stale). A reload waits that long at most
+//     for the old generation's tokens before stopping it.
+//
+// Why not a batch form of Match (the engine evaluating rule k for every
+// packet of the batch before rule k+1, contexts for all of them): every
+// ordinary matcher would pay for it, and the traversal order would no
+// longer be netfilter's per packet; stealing plus a flush gives the
+// plugin its one message per batch with the engine unchanged, and the
+// plugin's answers come back in one Resume call.
+
+// BatchFlusher is a guest module (matcher, target) that wants one call at
+// the end of a batch in which it stole packets (Batch.OnFinish). FlushBatch
+// runs on the worker's goroutine after the batch's output left; from then
+// on the stolen packets may go to other goroutines. It must not block: it
+// hands the packets on (a queue, a send that does not wait).
+type BatchFlusher interface {
+	FlushBatch(b *Batch)
 }
 
 // FieldSet is the set of header fields a matcher constrains. A rule
@@ -592,19 +713,13 @@ type Matcher interface {
 	// never skips a rule on the constraint of a matcher after it.
 	Fields() FieldSet
 	// Match reports whether pc matches and whether the packet must be
-	// dropped at once (hotdrop) as malformed or hostile. The caller owns
-	// pc and the packet: Match may only read them, must not keep them,
-	// and must not panic on any bytes (check lengths before reading past
-	// the network header; pc.Pkt.TransportHeader() may be short).
+	// dropped at once (hotdrop) as malformed or hostile; both true
+	// (MatchStolen) steal the packet (see "Stealing inside a hook"). The
+	// caller owns pc and the packet: Match may only read them, must not
+	// keep them (but a packet it steals), and must not panic on any bytes
+	// (check lengths before reading past the network header;
+	// pc.Pkt.TransportHeader() may be short).
 	Match(pc *PacketContext) (matches, hotdrop bool)
-}
-
-// BatchMatcher is the batch form, for matchers that amortise per-call cost
-// (an out-of-process plugin gets one message per batch). matched[i] and
-// hotdrop[i] answer for pcs[i]; the slices have equal lengths.
-type BatchMatcher interface {
-	Matcher
-	MatchBatch(pcs []*PacketContext, matched, hotdrop []bool)
 }
 
 // Tracer sees how the hook tables decide the packets it selects (pipectl
@@ -643,12 +758,12 @@ const (
 	// VerdictJump: continue in the chain whose index Action returned.
 	VerdictJump
 	// VerdictStolen: the target took ownership of the packet (see the
-	// stolen rule at the top of this file). It hands it back with
-	// Stack.Reinject(ResumeAfter(pc.Hook), …): the packet goes on as if
-	// the hook had accepted it, and no hook runs on it twice. (Resuming
-	// at the next rule instead, with a resume token of hook and position,
-	// runs the rest of the hook first and then the same continuation: see
-	// ResumePoint.)
+	// stolen rule at the top of this file). Returned through pc.Steal(),
+	// the packet carries a resume token and Stack.Resume continues it at
+	// the rule with the target's later verdict ("Stealing inside a
+	// hook"); otherwise it has none, and the target hands it back with
+	// Stack.Reinject(ResumeAfter(pc.Hook), …) — the packet goes on as if
+	// the hook had accepted it, no hook runs on it twice — or ends it.
 	VerdictStolen
 	// VerdictGoto: continue in the chain whose index Action returned,
 	// without a return frame (netfilter's goto): a return (or the end)
@@ -666,8 +781,9 @@ type Target interface {
 	// the chain index.
 	//
 	// Ownership: the caller owns pc and pc.Pkt unless Action returns
-	// VerdictStolen; then Action owns pc.Pkt (it must re-inject it with
-	// Stack.Reinject or release it) but not pc.
+	// VerdictStolen; then Action owns pc.Pkt (it must resume it with
+	// Stack.Resume after pc.Steal(), re-inject it with Stack.Reinject or
+	// release it) but not pc.
 	//
 	// What it may change: the packet's bytes in place from the network
 	// header on (addresses, TTL, TOS/traffic class, options, payload) and

@@ -27,6 +27,13 @@ type Options struct {
 	// old generation before it warns (it keeps waiting: stopping a
 	// generation under a worker is never safe). Default 5 s.
 	DrainTimeout time.Duration
+	// ResumeTimeout is how long a packet stolen with a resume token (a
+	// matcher's or target's steal, resume.go) may stay out: resumed later
+	// (by the stack clock), it is dropped (stack.resume_stale). A reload
+	// waits for the old generation's outstanding tokens this long at most
+	// (wall time, as for workers) before it stops it; its tokens are then
+	// stale too. Default 1 s.
+	ResumeTimeout time.Duration
 	// Seed, when not zero, seeds every random draw of the stack and its
 	// modules (Stack.Rand): pipectl replay runs deterministically.
 	Seed uint64
@@ -44,6 +51,7 @@ type Stack struct {
 	gen atomic.Pointer[Generation]
 
 	tracer tracerSlot // SetTracer (trace.go)
+	tokens tokenPool  // free resume tokens (resume.go)
 	rand   *Rand      // Options.Seed (rand.go)
 
 	mu      sync.Mutex // serialises Apply/Close; guards the fields below
@@ -109,6 +117,9 @@ func New(opts Options) *Stack {
 	}
 	if s.opts.DrainTimeout == 0 {
 		s.opts.DrainTimeout = 5 * time.Second
+	}
+	if s.opts.ResumeTimeout == 0 {
+		s.opts.ResumeTimeout = time.Second
 	}
 	return s
 }
@@ -228,7 +239,7 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 		n.link().Attach(n.bound.Load().port)
 	}
 	if old != nil {
-		s.drain(old)
+		s.drain(old, true)
 		old.stop()
 	}
 	for _, ep := range replaced {
@@ -290,17 +301,37 @@ func (s *Stack) retryDownLocked() {
 	}
 }
 
-// drain waits until no worker is inside g.
-func (s *Stack) drain(g *Generation) {
+// drain waits until no worker is inside g and, with pinned, until no
+// resume token names it any more (resumed, released or gone stale) or
+// ResumeTimeout passed; g is stale from then on, and drain returns once the
+// resumes that entered it before have left.
+func (s *Stack) drain(g *Generation, pinned bool) {
 	start := time.Now()
 	warned := false
-	for g.refs.Load() != 0 {
-		if !warned && time.Since(start) > s.opts.DrainTimeout {
-			s.log.Warn().Uint64("generation", g.seq).Msg("workers slow to leave the old generation; still waiting")
-			warned = true
+	wait := func() {
+		for g.refs.Load() != 0 {
+			if !warned && time.Since(start) > s.opts.DrainTimeout {
+				s.log.Warn().Uint64("generation", g.seq).Msg("workers slow to leave the old generation; still waiting")
+				warned = true
+			}
+			time.Sleep(50 * time.Microsecond)
 		}
-		time.Sleep(50 * time.Microsecond)
 	}
+	wait()
+	if pinned && g.pins.Load() > 0 {
+		deadline := time.Now().Add(s.opts.ResumeTimeout)
+		for g.pins.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Microsecond)
+		}
+		if n := g.pins.Load(); n > 0 {
+			s.log.Warn().Uint64("generation", g.seq).Int64("stolen", n).Dur("resume_timeout", s.opts.ResumeTimeout).
+				Msg("stolen packets not resumed in time; their resume is dropped (resume_stale)")
+		}
+	}
+	// A resume loads stale after adding to refs: one that saw it unset
+	// is counted in refs now.
+	g.stale.Store(true)
+	wait()
 }
 
 // Close stops the running generation and closes every link.
@@ -321,7 +352,7 @@ func (s *Stack) Close() error {
 		n.link().Attach(nil)
 	}
 	if old := s.gen.Swap(nil); old != nil {
-		s.drain(old)
+		s.drain(old, false)
 		old.stop()
 	}
 	for name, n := range s.nics {
@@ -379,8 +410,9 @@ func (s *Stack) Link(name string) (LinkEndpoint, bool) {
 // Counters returns every counter set (protocols', the stack's), by name.
 func (s *Stack) Counters() []*CounterSet { return s.counters.all() }
 
-// Route looks up the route for dst in the running generation and the
-// stack's dynamic routes.
+// Route looks up the route for a packet the stack sends to dst in the
+// running generation and the stack's dynamic routes (Generation.LookupRoute:
+// one of the stack's own addresses is reached through the loopback NIC).
 func (s *Stack) Route(dst netip.Addr) (Route, bool) {
 	g := s.gen.Load()
 	if g == nil {
@@ -529,7 +561,7 @@ func (s *Stack) dispatch(b *Batch, ng *nicGen, pkts []*Packet) {
 //
 // The filter's resume token extends this without changing it: a packet
 // stolen inside a hook (by a rule of a chain of one of its priority slots)
-// carries the hook and its position there (generation, priority slot,
+// carries the hook and its position there (Stack.Resume; generation, priority slot,
 // chain, rule, matcher, jump stack). Re-entering with a token first runs
 // the rest of that hook from the position on, in the token's rule set, and
 // then — when that accepts — goes on at ResumeAfter(hook) through the same
@@ -600,12 +632,19 @@ func (r ResumePoint) String() string {
 // slice stays the caller's (every slot is nil on return). Packets whose NIC
 // is gone are dropped and counted (output_no_nic); so are packets at a
 // hook point of a network protocol that cannot resume there
-// (reinject_unsupported).
+// (reinject_unsupported). A packet stolen with a resume token (inside a
+// hook: Stack.Resume) may be re-injected instead: its token is spent and
+// the rest of its hook does not run.
 func (s *Stack) Reinject(at ResumePoint, pkts []*Packet) {
 	b := s.acquire()
 	if b == nil {
 		ReleaseBatch(pkts)
 		return
+	}
+	for _, p := range pkts {
+		if p != nil && p.tok != nil {
+			b.dropToken(p) // not resumed in its hook: the token is spent
+		}
 	}
 	b.resume(at, pkts)
 	s.release(b)

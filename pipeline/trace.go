@@ -1,9 +1,6 @@
 package pipeline
 
-import (
-	"sort"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // HookTrace is one traced packet at one hook.
 type HookTrace struct {
@@ -22,12 +19,12 @@ type HookTrace struct {
 }
 
 // TraceStep is one rule whose matchers matched and whose target ran (or a
-// matcher's hotdrop, or the policy at the end of a table's entry chain).
+// matcher's hotdrop or steal, or the table's policy).
 type TraceStep struct {
 	Table string // the HookEntry's name (raw, mangle, filter, Config.Hooks)
 	Chain string
 	// Rule is the rule's position in its chain, from 1; 0 for the table's
-	// own policy at the end of its entry chain.
+	// policy (Chain is then the entry chain).
 	Rule int
 	// Text is the rule's Chain.Texts entry (empty when the table's
 	// builder gave none).
@@ -74,51 +71,29 @@ func (s *Stack) loadTracer() Tracer {
 	return nil
 }
 
-// traceEntries are the tables of each hook in the order composeHooks runs
-// them (Config.Hooks first, then by priority), for the traced evaluation,
-// which needs their names.
-func traceEntries(fromGo [NumHooks]*HookTable, entries []HookEntry) [NumHooks][]HookEntry {
-	var per [NumHooks][]HookEntry
-	for h, t := range fromGo {
-		if t != nil {
-			per[h] = append(per[h], HookEntry{Hook: Hook(h), Name: "Config.Hooks", Table: t})
-		}
-	}
-	for _, e := range entries {
-		if e.Hook < NumHooks && e.Table != nil {
-			per[e.Hook] = append(per[e.Hook], e)
-		}
-	}
-	for h := range per {
-		sort.SliceStable(per[h], func(i, j int) bool { return per[h][i].Priority < per[h][j].Priority })
-	}
-	return per
-}
-
-// hookRun runs a hook's table: runHook, or runHookTraced while the batch
+// hookRun runs a hook's tables: runHook, or runHookTraced while the batch
 // has a tracer (one nil check per hook run).
-func (b *Batch) hookRun(t *HookTable, h Hook, pkts []*Packet) {
+func (b *Batch) hookRun(hs *hookSet, h Hook, pkts []*Packet) {
 	if b.tracer != nil {
-		b.runHookTraced(b.tracer, t, h, pkts)
+		b.runHookTraced(b.tracer, hs, h, pkts)
 		return
 	}
-	b.runHook(t, h, pkts)
+	b.runHook(hs, h, pkts)
 }
 
 // runHookTraced is runHook with a tracer: selected packets go through the
-// traced evaluation.
-func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
+// traced evaluation. (A stolen packet resumed later is not traced again.)
+func (b *Batch) runHookTraced(tr Tracer, hs *hookSet, h Hook, pkts []*Packet) {
 	pc := b.enterHook(pkts)
 	if pc == nil {
 		return
 	}
 	var ht *HookTrace // made at the first selected packet
 	for i, p := range pkts {
-		if p == nil || (h == Postrouting && p.stage&stagePostDone != 0) ||
-			(p.NetProto != IPv4ProtocolNumber && p.NetProto != IPv6ProtocolNumber) {
+		if hookSkips(h, p) {
 			continue
 		}
-		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b}
+		*pc = PacketContext{Hook: h, InNIC: p.InNIC, OutNIC: p.OutNIC, Pkt: p, Batch: b, gen: b.Gen}
 		parsed := ParseTuple(b, p, pc)
 		if !tr.Select(pc) {
 			if !parsed {
@@ -126,7 +101,7 @@ func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
 				b.Drop(p, b.Gen.hookMalformed)
 				continue
 			}
-			b.verdict(t.Evaluate(pc), h, pkts, i)
+			b.verdict(hs.evaluate(pc, 0), h, pkts, i)
 			continue
 		}
 		if ht == nil {
@@ -141,7 +116,8 @@ func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
 			continue
 		}
 		ht.Verdict = VerdictAccept
-		for _, e := range b.Gen.traced[h] {
+		for s, e := range hs.entries {
+			pc.slot = uint8(s)
 			v := e.Table.evaluateTraced(pc, e.Name, ht)
 			if v != VerdictAccept {
 				ht.Verdict = v
@@ -152,7 +128,7 @@ func (b *Batch) runHookTraced(tr Tracer, t *HookTable, h Hook, pkts []*Packet) {
 			}
 		}
 		if ht.Verdict == VerdictStolen {
-			ht.Pkt = nil // the target's already
+			ht.Pkt = nil // the stealer's already
 		}
 		tr.Trace(ht)
 		b.verdict(ht.Verdict, h, pkts, i)
@@ -174,10 +150,10 @@ func (b *Batch) verdict(v Verdict, h Hook, pkts []*Packet, i int) {
 }
 
 // evaluateTraced is Evaluate recording each rule whose target ran into ht.
-// It must decide exactly as Evaluate does (TestEvaluateTracedAgrees).
+// It must decide exactly as Evaluate does (TestEvaluateTracedAgrees),
+// steals and their resume tokens included.
 func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrace) Verdict {
-	type frame struct{ chain, rule int }
-	var stack [maxJumpDepth]frame
+	var st jumpStack
 	var before []byte
 	depth := 0
 	chain, rule := t.Entry, 0
@@ -187,69 +163,33 @@ func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrac
 	pkt := pc.Pkt
 	step := func(c, r int, v Verdict) *TraceStep {
 		s := TraceStep{Table: table, Chain: t.Chains[c].Name, Rule: r + 1, Verdict: v, MarkBefore: pkt.Mark, MarkAfter: pkt.Mark}
-		if r >= 0 {
-			if r < len(t.Chains[c].Texts) {
-				s.Text = t.Chains[c].Texts[r]
-			}
-		} else {
-			s.Rule = 0
+		if r < 0 { // the policy: its text past the entry chain's rules
+			r, s.Rule = len(t.Chains[c].Rules), 0
+		}
+		if r < len(t.Chains[c].Texts) {
+			s.Text = t.Chains[c].Texts[r]
 		}
 		ht.Steps = append(ht.Steps, s)
 		return &ht.Steps[len(ht.Steps)-1]
 	}
+	v, to := VerdictContinue, 0
 	for {
-		rules := t.Chains[chain].Rules
-		if rule >= len(rules) {
-			if depth == 0 {
-				step(chain, -1, t.Policy)
-				return t.Policy
-			}
-			depth--
-			chain, rule = stack[depth].chain, stack[depth].rule
-			continue
-		}
-		r := &rules[rule]
-		at := rule
-		rule++
-		matched := true
-		for _, m := range r.Matchers {
-			ok, hotdrop := m.Match(pc)
-			if hotdrop {
-				step(chain, at, VerdictDrop).Hotdrop = true
-				return VerdictDrop
-			}
-			if !ok {
-				matched = false
-				break
-			}
-		}
-		if !matched {
-			continue
-		}
-		if r.Packets != nil {
-			r.Packets.Inc()
-		}
-		before = append(before[:0], pkt.Data()...)
-		mark := pkt.Mark
-		v, to := r.Target.Action(pc)
-		if _, sub := r.Target.(subTable); !sub {
-			s := step(chain, at, v)
-			s.MarkBefore = mark
-			if v != VerdictStolen {
-				s.Changes = diffBytes(before, pkt.Data())
-			}
-		}
 		switch v {
 		case VerdictContinue:
-		case VerdictAccept, VerdictDrop, VerdictStolen:
+		case VerdictAccept, VerdictDrop:
+			return v
+		case VerdictStolen:
+			if pc.held {
+				return t.steal(pc, &st, depth, chain, rule-1, -1)
+			}
 			return v
 		case VerdictReturn:
-			rule = len(rules)
+			rule = len(t.Chains[chain].Rules)
 		case VerdictJump:
-			if depth == len(stack) || to < 0 || to >= len(t.Chains) {
+			if depth == len(st) || to < 0 || to >= len(t.Chains) {
 				return VerdictDrop
 			}
-			stack[depth] = frame{chain, rule}
+			st[depth] = jumpFrame{int32(chain), int32(rule)}
 			depth++
 			chain, rule = to, 0
 		case VerdictGoto:
@@ -259,6 +199,48 @@ func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrac
 			chain, rule = to, 0
 		default:
 			return VerdictDrop
+		}
+	next:
+		rules := t.Chains[chain].Rules
+		if rule >= len(rules) {
+			if depth == 0 {
+				step(t.Entry, -1, t.Policy)
+				if t.PolicyCount != nil {
+					t.PolicyCount.CountPolicy(pc.Batch, 1, uint64(pc.Pkt.Len()))
+				}
+				return t.Policy
+			}
+			depth--
+			chain, rule = int(st[depth].chain), int(st[depth].rule)
+			goto next
+		}
+		r := &rules[rule]
+		at := rule
+		rule++
+		for i, m := range r.Matchers {
+			ok, hotdrop := m.Match(pc)
+			if hotdrop {
+				if ok {
+					step(chain, at, VerdictStolen)
+					return t.steal(pc, &st, depth, chain, at, i)
+				}
+				step(chain, at, VerdictDrop).Hotdrop = true
+				return VerdictDrop
+			}
+			if !ok {
+				goto next
+			}
+		}
+		if r.Packets != nil {
+			r.Packets.Inc()
+		}
+		before = append(before[:0], pkt.Data()...)
+		mark := pkt.Mark
+		v, to = r.Target.Action(pc)
+		s := step(chain, at, v)
+		s.MarkBefore = mark
+		if v != VerdictStolen {
+			s.Changes = diffBytes(before, pkt.Data())
 		}
 	}
 }

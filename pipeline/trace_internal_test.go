@@ -32,6 +32,21 @@ func (f fixedTarget) Action(pc *PacketContext) (Verdict, int) {
 
 type traceJump struct{ fixedTarget }
 
+// stealCoin steals when bit i of the mark is set; stealTarget steals.
+type stealCoin struct{ bit uint }
+
+func (stealCoin) Fields() FieldSet { return FieldMark }
+func (m stealCoin) Match(pc *PacketContext) (bool, bool) {
+	if pc.Pkt.Mark&(1<<m.bit) != 0 {
+		return MatchStolen()
+	}
+	return false, false
+}
+
+type stealTarget struct{}
+
+func (stealTarget) Action(pc *PacketContext) (Verdict, int) { return pc.Steal() }
+
 func (j traceJump) JumpsTo() int { return j.to }
 
 // randomTable makes a table whose jumps only go to higher chains (no loops).
@@ -48,6 +63,9 @@ func randomTable(r *rand.Rand) *HookTable {
 			if r.IntN(3) > 0 {
 				rl.Matchers = []Matcher{coinMatcher{uint(r.IntN(8))}}
 			}
+			if r.IntN(12) == 0 {
+				rl.Matchers = append(rl.Matchers, stealCoin{uint(r.IntN(8))})
+			}
 			vs := []Verdict{VerdictContinue, VerdictAccept, VerdictDrop, VerdictReturn}
 			if c+1 < n {
 				vs = append(vs, VerdictJump, VerdictGoto)
@@ -61,12 +79,28 @@ func randomTable(r *rand.Rand) *HookTable {
 			if v == VerdictJump || v == VerdictGoto {
 				rl.Target = traceJump{tg}
 			}
+			if r.IntN(15) == 0 {
+				rl.Target = stealTarget{}
+			}
 			ch.Texts = append(ch.Texts, fmt.Sprintf("rule %d of c%d", len(ch.Rules)+1, c))
 			ch.Rules = append(ch.Rules, rl)
 		}
 		t.Chains = append(t.Chains, ch)
 	}
+	if r.IntN(2) == 0 {
+		// A counted policy with its text (the filter module's way).
+		t.PolicyCount = new(policyCount)
+		ch := &t.Chains[0]
+		ch.Texts = append(ch.Texts, "the policy")
+	}
 	return t
+}
+
+type policyCount struct{ packets, bytes uint64 }
+
+func (c *policyCount) CountPolicy(_ *Batch, packets, bytes uint64) {
+	c.packets += packets
+	c.bytes += bytes
 }
 
 // TestEvaluateTracedAgrees: the traced evaluation decides as Evaluate does,
@@ -85,6 +119,10 @@ func TestEvaluateTracedAgrees(t *testing.T) {
 		pkt.Mark = mark
 		pkt.Data()[0] = 0
 		want := tb.Evaluate(&PacketContext{Pkt: pkt})
+		var counted uint64
+		if c, ok := tb.PolicyCount.(*policyCount); ok {
+			counted, c.packets = c.packets, 0
+		}
 		pkt.Mark = mark
 		pkt.Data()[0] = 0
 		var ht HookTrace
@@ -96,6 +134,14 @@ func TestEvaluateTracedAgrees(t *testing.T) {
 			t.Fatalf("table %d: no step recorded", i)
 		}
 		last := ht.Steps[len(ht.Steps)-1]
+		if c, ok := tb.PolicyCount.(*policyCount); ok {
+			if c.packets != counted || (c.packets == 1) != (last.Rule == 0) {
+				t.Fatalf("table %d: the policy counted %d traced, %d untraced, last step %+v", i, c.packets, counted, last)
+			}
+			if last.Rule == 0 && last.Text != "the policy" {
+				t.Fatalf("table %d: policy step %+v without its text", i, last)
+			}
+		}
 		if last.Verdict != got && !(last.Rule == 0 && last.Verdict == tb.Policy && got == tb.Policy) {
 			t.Fatalf("table %d: last step %+v, verdict %v", i, last, got)
 		}

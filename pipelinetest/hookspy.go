@@ -21,6 +21,30 @@ type HookSpy struct {
 	n      int
 	match  func(*pipeline.PacketContext) bool
 	stolen []*pipeline.Packet
+	path   []Hop
+}
+
+// Hop is one hook run on one packet, with the NICs the hook saw, in the
+// order the spy saw them (HookSpy.Path).
+type Hop struct {
+	Hook    pipeline.Hook
+	In, Out pipeline.NICID // 0: none at this hook
+	Seen    Seen
+}
+
+// Path returns every hook run the spy saw, at any hook, in order, on the
+// packets for which keep (nil: all) is true: the hooks a packet passed, in
+// the order it passed them, and the NICs each one saw.
+func (s *HookSpy) Path(keep func(Seen) bool) []Hop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Hop
+	for _, h := range s.path {
+		if keep == nil || keep(h.Seen) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Seen is what a hook saw of one packet.
@@ -109,7 +133,9 @@ func (t spyTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	if pc.Hook != t.h {
 		panic(fmt.Sprintf("table of %v ran at %v", t.h, pc.Hook))
 	}
-	s.seen[t.h] = append(s.seen[t.h], seenOf(pc))
+	x := seenOf(pc)
+	s.seen[t.h] = append(s.seen[t.h], x)
+	s.path = append(s.path, Hop{Hook: t.h, In: pc.InNIC, Out: pc.OutNIC, Seen: x})
 	if t.h == s.at && s.n > 0 && (s.match == nil || s.match(pc)) {
 		s.n--
 		s.stolen = append(s.stolen, pc.Pkt)

@@ -212,6 +212,23 @@ func seeds() [][]byte {
 		rec(opSend, []byte{2, 'x'}), rec(opSend, []byte{3, 'x'}), rec(opSend, []byte{4, 'x'}), rec(opSend, []byte{5, 'x'}),
 		rec(opClock, []byte{100}),
 	))
+	// The host's socket to itself (the loopback NIC), and fragmentation
+	// needed about its datagram from the wan (path MTU discovery).
+	quote := pt.UDP4("10.1.0.2", "10.2.0.2", 53, 7, 63, payload[:1372])[:28]
+	quote[6] |= 0x40
+	fn := make([]byte, 8+len(quote))
+	wire.ICMPv4(fn).Encode(&wire.ICMPv4Fields{Type: wire.ICMPv4DstUnreachable, Code: wire.ICMPv4FragmentationNeeded, Rest: wire.ICMPv4FragNeededRest(576)})
+	copy(fn[8:], quote)
+	wire.ICMPv4(fn).SetChecksum(wire.ICMPv4(fn).CalculateChecksum())
+	fnPkt := make([]byte, 20+len(fn))
+	wire.IPv4(fnPkt).Encode(&wire.IPv4Fields{TotalLength: uint16(len(fnPkt)), TTL: 64, Protocol: wire.ProtocolICMP, Src: [4]byte{10, 2, 0, 2}, Dst: [4]byte{10, 1, 0, 2}})
+	copy(fnPkt[20:], fn)
+	out = append(out, cat(
+		rec(opSend, []byte{6, 's', 'e', 'l', 'f'}), rec(opSend, []byte{7, 'x'}), rec(opSend, []byte{8, 'x'}), rec(opSend, []byte{9, 'x'}),
+		rec(opWAN, fnPkt),
+		rec(opSend, append([]byte{0}, payload[:1400]...)),
+		rec(opClock, []byte{100}),
+	))
 	// IPv6: echo to the router from the wan, a UDP datagram to the host,
 	// a neighbor solicitation on the lan.
 	echo6 := []byte{128, 0, 0, 0, 0, 1, 0, 1, 'p'}

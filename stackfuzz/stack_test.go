@@ -289,7 +289,9 @@ func (h *harness) run(t testing.TB, data []byte) {
 		case opSend:
 			dst := "10.2.0.2:7"
 			if len(rec) > 0 {
-				dst = [...]string{"10.2.0.2:7", "[fd00:2::2]:7", "10.1.0.1:9", "[fd00:1::1]:9", "10.3.0.5:7", "10.1.0.77:7"}[int(rec[0])%6]
+				// The last four are the host itself (the loopback NIC).
+				dst = [...]string{"10.2.0.2:7", "[fd00:2::2]:7", "10.1.0.1:9", "[fd00:1::1]:9", "10.3.0.5:7", "10.1.0.77:7",
+					"10.1.0.2:53", "127.0.0.1:9", "[fd00:1::2]:53", "[::1]:9"}[int(rec[0])%10]
 				rec = rec[1:]
 			}
 			addr := netipAddrPort(dst)

@@ -49,7 +49,7 @@ func (t *table) index(chains []pipeline.Chain) {
 }
 
 // ChainStats is what the classifier made of one chain (pipectl validate
-// --stats). Rules counts the built-in chains' policy as a rule.
+// --stats).
 type ChainStats struct {
 	Table, Chain string
 	Line         int // of the chain in the file (the table's for a built-in chain not written)

@@ -40,6 +40,18 @@ func (c *ruleCounter) add(pc *pipeline.PacketContext) {
 	sh.bytes.Add(uint64(pc.Pkt.Len()))
 }
 
+// CountPolicy implements pipeline.PolicyCounter: a built-in chain's policy
+// counter, added to once per hook run when the chain is empty.
+func (c *ruleCounter) CountPolicy(b *pipeline.Batch, packets, bytes uint64) {
+	i := 0
+	if b != nil {
+		i = b.Shard() & (counterShards - 1)
+	}
+	sh := &c.s[i]
+	sh.packets.Add(packets)
+	sh.bytes.Add(bytes)
+}
+
 // load sums the shards.
 func (c *ruleCounter) load() (packets, bytes uint64) {
 	if c == nil {
@@ -123,17 +135,6 @@ func (x *countedJump) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int)
 // JumpsTo implements pipeline.JumpTarget.
 func (x *countedJump) JumpsTo() int { return x.to }
 
-// policyTarget is a built-in chain's policy, counted.
-type policyTarget struct {
-	c *ruleCounter
-	v pipeline.Verdict
-}
-
-func (x *policyTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
-	x.c.add(pc)
-	return x.v, 0
-}
-
 // continueTarget is the target of a rule without one: it counts.
 type continueTarget struct{}
 
@@ -142,6 +143,7 @@ func (continueTarget) Action(*pipeline.PacketContext) (pipeline.Verdict, int) {
 }
 
 var (
-	_ pipeline.JumpTarget = (*countedJump)(nil)
-	_ pipeline.Target     = (*counted)(nil)
+	_ pipeline.JumpTarget    = (*countedJump)(nil)
+	_ pipeline.PolicyCounter = (*ruleCounter)(nil)
+	_ pipeline.Target        = (*counted)(nil)
 )

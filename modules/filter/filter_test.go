@@ -317,6 +317,36 @@ func TestPolicyCounter(t *testing.T) {
 	}
 }
 
+// TestPolicyCounterAfterGoto: a packet that a goto took to a user chain
+// whose end (or RETURN) has no frame below reaches the built-in chain's
+// policy, and the policy counts it (netfilter's underflow rule).
+func TestPolicyCounterAfterGoto(t *testing.T) {
+	m := mustLoad(t, `
+filter:
+  input:
+    policy: drop
+    rules: ["-p udp -g u", "-p tcp -g r"]
+  u:
+    rules: ["-p udp --dport 9 -j ACCEPT"]
+  r:
+    rules: ["-j RETURN", "-j ACCEPT"]
+`)
+	for _, p := range []pk{{proto: 17, dport: 53}, {proto: 6, dport: 80}, {proto: 17, dport: 9}} {
+		p.hook = pipeline.Input
+		want := pipeline.VerdictDrop
+		if p.dport == 9 {
+			want = pipeline.VerdictAccept
+		}
+		if got := eval(m, p.ctx(t)); got != want {
+			t.Errorf("%+v: %v, want %v", p, got, want)
+		}
+	}
+	c := m.ListRules()[0]
+	if c.Chain != "INPUT" || c.PolicyPackets != 2 {
+		t.Errorf("policy counted %d packets, want 2 (the end of u, the RETURN of r)", c.PolicyPackets)
+	}
+}
+
 // TestShardedCounter: batches running at once count into different shards;
 // the listing sums them.
 func TestShardedCounter(t *testing.T) {

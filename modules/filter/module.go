@@ -398,13 +398,13 @@ func (t *table) compile() []pipeline.HookEntry {
 		rules := make([]pipeline.Rule, 0, len(c.rules)+1)
 		texts := make([]string, 0, len(c.rules)+1) // for a trace
 		for _, r := range c.rules {
-			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget(c)})
+			rules = append(rules, pipeline.Rule{Matchers: r.matchers(), Target: r.compiledTarget()})
 			texts = append(texts, r.text)
 		}
 		if c.builtin {
-			// The policy as a last rule, to count what it decides (a
-			// RETURN in the chain comes here too: see compiledTarget).
-			rules = append(rules, pipeline.Rule{Target: &policyTarget{c: c.polCounter, v: c.policy}})
+			// The policy's text, past the rules: the engine applies it
+			// and counts it (HookTable.PolicyCount) at the chain's end,
+			// at a RETURN, and at the end of a chain gone to from here.
 			texts = append(texts, policyText(c))
 		}
 		chains[i] = pipeline.Chain{Name: c.name, Rules: rules, Texts: texts}
@@ -415,7 +415,7 @@ func (t *table) compile() []pipeline.HookEntry {
 		idx := t.byName[b.name]
 		out = append(out, pipeline.HookEntry{
 			Hook: b.hook, Priority: tablePriority[t.name], Name: t.name,
-			Table: &pipeline.HookTable{Chains: chains, Entry: idx, Policy: t.chains[idx].policy},
+			Table: &pipeline.HookTable{Chains: chains, Entry: idx, Policy: t.chains[idx].policy, PolicyCount: t.chains[idx].polCounter},
 		})
 	}
 	return out

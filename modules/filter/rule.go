@@ -536,15 +536,12 @@ func (r *rule) matchers() []pipeline.Matcher {
 	return out
 }
 
-// compiledTarget wraps the target with the rule's counter. A RETURN in a
-// built-in chain applies the policy and counts it there.
-func (r *rule) compiledTarget(c *chain) pipeline.Target {
+// compiledTarget wraps the target with the rule's counter. (A RETURN in a
+// built-in chain applies the policy: the engine counts it, PolicyCount.)
+func (r *rule) compiledTarget() pipeline.Target {
 	var t pipeline.Target = continueTarget{}
 	if r.tgt != nil {
 		t = r.tgt
-	}
-	if v, ok := r.tgt.(*Verdict); ok && v.v == pipeline.VerdictReturn && c.builtin {
-		t = &policyTarget{c: c.polCounter, v: c.policy}
 	}
 	if r.jumpTo != "" {
 		v := pipeline.VerdictJump

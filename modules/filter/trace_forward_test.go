@@ -55,6 +55,14 @@ func TestForwardFilterZeroAllocs(t *testing.T) {
 	}
 }
 
+// TestEmptyFilterForwardZeroAllocs: forwarding through an empty filter
+// section (policies counted per batch) allocates nothing.
+func TestEmptyFilterForwardZeroAllocs(t *testing.T) {
+	n := pipelinetest.NewNode(t, "r", emptyRouter+"filter:\n  mangle:\n    forward: {policy: accept}\n  filter:\n    forward: {policy: accept}\n", pipeline.Options{})
+	frame := pipelinetest.UDP4("10.0.1.2", "10.0.2.2", 1000, 2000, 64, make([]byte, 18))
+	pipelinetest.ForwardZeroAllocs(t, n, n.Link(t, "a"), n.Link(t, "b"), frame, func([]byte) error { return nil }, nil)
+}
+
 // BenchmarkForwardFilter: per-packet cost of forwarding through the rules,
 // untraced and with a tracer that selects nothing.
 func BenchmarkForwardFilter(b *testing.B) {

@@ -79,7 +79,7 @@ func (e *endpoint) reset(b *pipeline.Batch, pkt *pipeline.Packet, h wire.IPv4) {
 	if !ok {
 		return
 	}
-	r := b.Gen.Routes().Lookup4(src)
+	r := b.Gen.LookupRoute4(src)
 	if r == nil {
 		b.Drop(rst, c.noRoute)
 		return

@@ -22,6 +22,11 @@ func (e *endpoint) Fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int, ds
 	}
 	if h.DontFragment() {
 		if pkt.PathMTU != 0 {
+			// Our own packet with DF, over the link's MTU (the sender
+			// did not know it): as Linux's ip_fragment, the error goes
+			// to ourselves (the loopback NIC), so that the path MTU
+			// cache and the transport learn it.
+			e.icmpError(b, pkt, wire.ICMPv4DstUnreachable, wire.ICMPv4FragmentationNeeded, wire.ICMPv4FragNeededRest(uint16(min(mtu, 0xffff))))
 			b.Drop(pkt, c.tooBigLocal)
 			return dst
 		}

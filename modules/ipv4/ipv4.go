@@ -3,8 +3,10 @@ package ipv4
 import (
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/pipestack/pipestack/modules/internal/iplocal"
+	"github.com/pipestack/pipestack/modules/internal/pmtu"
 	"github.com/pipestack/pipestack/modules/internal/reasm"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -28,6 +30,13 @@ type config struct {
 	defragAll  bool
 	rpDefault  rpMode
 	rpLinks    map[string]rpMode
+
+	// Path MTU discovery (RFC 1191): how long a learnt path MTU holds,
+	// how many the cache keeps, the lowest one believed (Linux's
+	// min_pmtu: a report below it sets this one, without DF).
+	pmtuTimeout time.Duration
+	pmtuMax     int
+	pmtuMin     int
 }
 
 // Protocol is IPv4's protocol object, one per generation. The ICMP limiter
@@ -41,6 +50,7 @@ type Protocol struct {
 	reasmLim reasm.Limits
 	limiter  *icmpLimiter
 	reasm    *reassembler
+	pmtu     *pmtu.Cache[[4]byte]
 
 	c counters
 }
@@ -56,6 +66,7 @@ type counters struct {
 	icmpIn, icmpEchoIn, icmpEchoReplyOut, icmpErrOut, icmpMalformed *pipeline.Counter
 	icmpSuppressed, icmpRateLimited                                 *pipeline.Counter
 	icmpUnreachOut, icmpTimeExceededOut, icmpParamProblemOut        *pipeline.Counter
+	icmpFragNeededIn, pmtuUpdates, pmtuRejected                     *pipeline.Counter
 
 	reasm  reasm.Counters
 	closed closedCounters
@@ -84,6 +95,7 @@ func newProtocol(cs *pipeline.CounterSet, pool *pipeline.Pool, cfg config) *Prot
 	c.icmpRateLimited = cs.Get("icmp_rate_limited")
 	c.icmpUnreachOut, c.icmpTimeExceededOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_time_exceeded_out")
 	c.icmpParamProblemOut = cs.Get("icmp_param_problem_out")
+	c.icmpFragNeededIn, c.pmtuUpdates, c.pmtuRejected = cs.Get("icmp_frag_needed_in"), cs.Get("pmtu_updates"), cs.Get("pmtu_rejected")
 	c.reasm = reasm.NewCounters(cs)
 	c.closed = newClosedCounters(cs)
 	return p
@@ -98,7 +110,11 @@ func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEn
 	if m, ok := p.cfg.rpLinks[nic.Name()]; ok {
 		rp = m
 	}
-	return &endpoint{p: p, nic: nic, rp: rp}
+	loop := nic.NIC() != nil && nic.NIC().IsLoopback()
+	if loop {
+		rp = rpOff
+	}
+	return &endpoint{p: p, nic: nic, rp: rp, loop: loop}
 }
 
 // endpoint is IPv4 on one NIC. It holds no per-packet state: several
@@ -107,6 +123,10 @@ type endpoint struct {
 	p   *Protocol
 	nic pipeline.NetworkInterface
 	rp  rpMode
+	// loop: the stack's loopback NIC (pipeline/loopback.go). What it
+	// receives the stack sent to itself: no martian checks, every packet
+	// is local (Linux keeps the output route of such a packet).
+	loop bool
 }
 
 func (e *endpoint) Close() {}
@@ -153,6 +173,9 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		pkt.Truncate(int(h.TotalLength()))
 		pkt.SetNetworkHeader()
 		src, dst := h.Src(), h.Dst()
+		if e.loop {
+			continue
+		}
 		if !haveSrc || src != lastSrc {
 			lastSrc, lastBad, haveSrc = src, e.checkSource(b, src), true
 		}
@@ -196,6 +219,10 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 // route is the route decision (after Prerouting): forwarded packets to
 // [0,k), local ones after.
 func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
+	if e.loop {
+		e.deliver(b, pkts)
+		return
+	}
 	k := 0
 	for i, pkt := range pkts {
 		if pkt == nil {
@@ -241,8 +268,9 @@ func (e *endpoint) checkSource(b *pipeline.Batch, src [4]byte) *pipeline.Counter
 	return nil
 }
 
-// martianDestination: 0/8, 127/8 (the stack has no loopback link, so such
-// a packet always came from outside) and class E but the limited broadcast.
+// martianDestination: 0/8, 127/8 (from outside: the stack's own packets to
+// 127/8 arrive on the loopback NIC, which skips the check) and class E but
+// the limited broadcast.
 func martianDestination(dst [4]byte) bool {
 	switch {
 	case dst[0] == 0, dst[0] == 127:
@@ -424,11 +452,19 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		return
 	}
 	if m.Type() != wire.ICMPv4Echo {
+		mtu := 0
+		if m.Type() == wire.ICMPv4DstUnreachable && m.Code() == wire.ICMPv4FragmentationNeeded {
+			var ok bool
+			if mtu, ok = e.fragNeeded(b, m); !ok {
+				b.Drop(pkt, c.pmtuRejected)
+				return
+			}
+		}
 		// Errors about a packet we sent go to its transport protocol;
 		// every message but echo requests also goes to an ICMP transport
 		// (ping sockets, a test collector) when one is configured.
 		iplocal.ICMP(b, pkt, pipeline.ICMPv4ProtocolNumber, isICMPError(m.Type()), func(p *pipeline.Packet) bool {
-			return e.errorToTransport(b, p, wire.ICMPv4(p.Data()))
+			return e.errorToTransport(b, p, wire.ICMPv4(p.Data()), mtu)
 		})
 		return
 	}
@@ -438,7 +474,7 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		pkt.Release() // like Linux: icmp_echo_ignore_broadcasts
 		return
 	}
-	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, wire.ICMPv4EchoReply, 0, src) {
+	if !e.loop && !e.p.limiter.allow(&e.p.cfg.rate, b.Now, wire.ICMPv4EchoReply, 0, src) {
 		b.Drop(pkt, c.icmpRateLimited)
 		return
 	}
@@ -469,15 +505,16 @@ func isICMPError(t uint8) bool {
 // packet it quotes, when that protocol handles errors (see
 // pipeline.TransportErrorHandler). It takes ownership of pkt when it returns
 // true. The quoted packet is usually truncated, so only its header length
-// and 8 bytes of transport header are required.
-func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m wire.ICMPv4) bool {
+// and 8 bytes of transport header are required. pmtu is the path MTU a
+// fragmentation needed message left in force (fragNeeded).
+func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m wire.ICMPv4, pmtu int) bool {
 	kind, ok := icmpKind(m.Type(), m.Code())
 	if !ok {
 		return false
 	}
 	info := uint32(0)
 	if kind == pipeline.ErrorPacketTooBig {
-		info = uint32(m.MTU())
+		info = uint32(pmtu)
 	}
 	q := m.Payload()
 	if len(q) < wire.IPv4MinimumSize || q[0]>>4 != 4 {
@@ -495,7 +532,7 @@ func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m w
 // fragmented at transmit if it must be). It takes ownership of pkt.
 func (e *endpoint) send(b *pipeline.Batch, pkt *pipeline.Packet, from, to [4]byte, tos uint8, count *pipeline.Counter) {
 	c := &e.p.c
-	r := b.Gen.Routes().Lookup4(to)
+	r := b.Gen.LookupRoute4(to) // the loopback NIC for one of our addresses
 	if r == nil {
 		b.Drop(pkt, c.noRoute)
 		return
@@ -515,7 +552,10 @@ func (e *endpoint) send(b *pipeline.Batch, pkt *pipeline.Packet, from, to [4]byt
 	pkt.OutNIC = r.NIC
 	pkt.NextHop = r.NextHop(netip.AddrFrom4(to))
 	pkt.GSO = pipeline.GSO{}
-	pkt.PathMTU = 0xffff // the egress NIC's MTU
+	pkt.PathMTU = 0xffff // the egress NIC's MTU, or the path's when learnt (no DF: Linux's ICMP socket)
+	if m, _, ok := e.p.pmtu.Get(to, b.Now); ok {
+		pkt.PathMTU = uint16(m)
+	}
 	one := [1]*pipeline.Packet{pkt}
 	b.RunHook(pipeline.Output, one[:])
 	if one[0] == nil {
@@ -545,7 +585,10 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		return
 	}
 	src, dst := h.Src(), h.Dst()
-	if h.FragmentOffset() != 0 || src == [4]byte{} || src[0] == 0 || src[0] == 127 || src[0] >= 224 ||
+	// 127/8 is a martian source but on the loopback NIC, where the stack
+	// answers itself (pkt.InNIC is it, or 0: a packet the stack sent).
+	loopSrc := src[0] == 127 && (e.loop || pkt.InNIC == 0)
+	if h.FragmentOffset() != 0 || src == [4]byte{} || src[0] == 0 || src[0] == 127 && !loopSrc || src[0] >= 224 ||
 		dst[0] >= 224 || pkt.PktType == pipeline.PacketBroadcast || pkt.PktType == pipeline.PacketMulticast {
 		c.icmpSuppressed.Inc()
 		return
@@ -561,8 +604,10 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		}
 	}
 	// Source: the address of the NIC the error leaves through (but see
-	// below).
-	r := b.Gen.Routes().Lookup4(src)
+	// below). An error about the stack's own packet goes to one of its
+	// addresses: through the loopback NIC, from that address (Linux's
+	// local route gives it as the source).
+	r := b.Gen.LookupRoute4(src)
 	if r == nil {
 		c.icmpSuppressed.Inc()
 		return
@@ -572,7 +617,13 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		c.icmpSuppressed.Inc()
 		return
 	}
+	toSelf := out.NIC().IsLoopback()
 	from, ok := out.PrimaryAddress(4)
+	if toSelf {
+		var a netip.Addr
+		a, ok = out.SourceAddress(netip.AddrFrom4(src))
+		from = netip.PrefixFrom(a, 32)
+	}
 	if !ok {
 		if from, ok = e.nic.PrimaryAddress(4); !ok {
 			c.noSource.Inc()
@@ -586,7 +637,9 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		// unreachable from another address for a filtered port.
 		fromAddr = dst
 	}
-	if !e.p.limiter.allow(&e.p.cfg.rate, b.Now, typ, code, src) {
+	// Errors to oneself are not rate limited (Linux's icmpv4_xrlim_allow
+	// lets everything through to a loopback device).
+	if !toSelf && !e.p.limiter.allow(&e.p.cfg.rate, b.Now, typ, code, src) {
 		c.icmpRateLimited.Inc()
 		return
 	}
@@ -627,11 +680,14 @@ func isICMPQuery(t uint8) bool {
 }
 
 // WritePackets implements pipeline.NetworkEndpoint: it pushes an IPv4
-// header for each packet (Data() at the transport header) and outputs it.
-// A packet larger than the route's MTU (PathMTU; and not a GSO
-// super-packet, which the link segments) is fragmented at transmit, after
-// the Output and Postrouting hooks, which see it whole; DF is never set on
-// local packets (no path MTU discovery yet).
+// header for each packet (Data() at the transport header) and outputs it,
+// with path MTU discovery as Linux's default for sockets
+// (IP_PMTUDISC_WANT): its PathMTU is the route's MTU lowered by what ICMP
+// fragmentation needed taught about the destination (PathMTU), and a
+// packet that fits it (or a GSO super-packet, whose segments do) carries
+// DF; a larger one goes without DF and is fragmented at transmit, after
+// the Output and Postrouting hooks, which see it whole. A path MTU learnt
+// from a report below path_mtu.min is that minimum without DF.
 func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params pipeline.NetworkHeaderParams, pkts []*pipeline.Packet) {
 	c := &e.p.c
 	ttl := params.TTL
@@ -639,10 +695,7 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 		ttl = e.p.ttl
 	}
 	from, to := r.LocalAddr.As4(), r.RemoteAddr.As4()
-	mtu := r.MTU
-	if mtu <= 0 || mtu > 0xffff {
-		mtu = 0xffff // the egress NIC's
-	}
+	mtu, locked := e.pathMTU(b, to, r.MTU)
 	for i, pkt := range pkts {
 		if pkt == nil {
 			continue
@@ -657,10 +710,14 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 			b.Drop(pkt, c.tooBigLocal)
 			continue
 		}
+		var flags uint8
+		if !locked && (pkt.Len() <= mtu || pkt.GSO.Type != pipeline.GSONone) {
+			flags = wire.IPv4FlagDontFragment
+		}
 		h := wire.IPv4(pkt.Data())
 		h.Encode(&wire.IPv4Fields{
 			TOS: params.TOS, TotalLength: uint16(pkt.Len()), ID: uint16(e.p.ident.Add(1)),
-			TTL: ttl, Protocol: uint8(params.Protocol), Src: from, Dst: to,
+			Flags: flags, TTL: ttl, Protocol: uint8(params.Protocol), Src: from, Dst: to,
 		})
 		pkt.SetNetworkHeader()
 		pkt.NetProto = pipeline.IPv4ProtocolNumber
@@ -670,6 +727,63 @@ func (e *endpoint) WritePackets(b *pipeline.Batch, r pipeline.RouteInfo, params 
 		pkt.PathMTU = uint16(mtu)
 	}
 	c.sent.Add(iplocal.Output(b, pkts))
+}
+
+// pathMTU is the largest packet the stack's own packets to dst may leave
+// this NIC with: routeMTU (the NIC's when 0), lowered by the path MTU
+// learnt from ICMP; locked when that came from a report below the
+// minimum (sent without DF). One atomic load while nothing was learnt.
+func (e *endpoint) pathMTU(b *pipeline.Batch, dst [4]byte, routeMTU int) (mtu int, locked bool) {
+	mtu = routeMTU
+	if mtu <= 0 {
+		mtu = e.nic.MTU()
+	}
+	mtu = min(mtu, 0xffff)
+	if m, l, ok := e.p.pmtu.Get(dst, b.Now); ok && m <= mtu {
+		mtu, locked = m, l
+	}
+	return mtu, locked
+}
+
+// PathMTU implements pipeline.PathMTUReporter.
+func (e *endpoint) PathMTU(b *pipeline.Batch, dst netip.Addr, routeMTU int) int {
+	mtu, _ := e.pathMTU(b, dst.Unmap().As4(), routeMTU)
+	return mtu
+}
+
+// fragNeeded takes in an ICMP fragmentation needed message (RFC 1191,
+// Linux's icmp_unreach and __ip_rt_update_pmtu): the packet it quotes must
+// be ours — from one of our unicast addresses, with DF (we only learn
+// from what asked not to be fragmented), larger than the MTU reported —
+// else it is rejected (ok false). The reported next-hop MTU lowers the
+// path MTU towards the quoted destination (never raises it); a report
+// below path_mtu.min (or 0, from a router older than RFC 1191) sets the
+// minimum, locked: later packets go without DF, for routers to fragment.
+// It returns the path MTU now in force, which the transport is told.
+func (e *endpoint) fragNeeded(b *pipeline.Batch, m wire.ICMPv4) (int, bool) {
+	c := &e.p.c
+	c.icmpFragNeededIn.Inc()
+	q := m.Payload() // validQuote: a header and 8 bytes
+	src, dst := [4]byte(q[12:16]), [4]byte(q[16:20])
+	total := int(q[2])<<8 | int(q[3])
+	if _, bcast, own := b.Gen.IsLocal4(src); !own || bcast || q[6]&0x40 == 0 {
+		return 0, false
+	}
+	mtu := int(m.MTU())
+	if mtu != 0 && mtu >= total {
+		return 0, false // it would have fitted
+	}
+	locked := false
+	if mtu < e.p.cfg.pmtuMin {
+		mtu, locked = e.p.cfg.pmtuMin, true
+	}
+	if e.p.pmtu.Update(dst, mtu, locked, b.Now, e.p.cfg.pmtuTimeout, e.p.cfg.pmtuMax) {
+		c.pmtuUpdates.Inc()
+	}
+	if cur, _, ok := e.p.pmtu.Get(dst, b.Now); ok {
+		mtu = cur
+	}
+	return mtu, true
 }
 
 // ResumeAfter implements pipeline.HookResumer: a packet stolen at a hook
@@ -706,7 +820,7 @@ func (e *endpoint) ReturnError(b *pipeline.Batch, pkt *pipeline.Packet, kind pip
 			if out, ok := b.Gen.NIC(pkt.OutNIC); ok && pkt.OutNIC != 0 {
 				mtu = out.MTU()
 			}
-			rest = wire.ICMPv4FragNeededRest(uint16(mtu))
+			rest = wire.ICMPv4FragNeededRest(uint16(min(mtu, 0xffff)))
 		}
 		e.icmpError(b, pkt, typ, code, rest)
 	}
@@ -763,6 +877,7 @@ var (
 	_ pipeline.NetworkEndpoint = (*endpoint)(nil)
 	_ pipeline.HookResumer     = (*endpoint)(nil)
 	_ pipeline.Fragmenter      = (*endpoint)(nil)
+	_ pipeline.PathMTUReporter = (*endpoint)(nil)
 	_ Defragmenter             = (*endpoint)(nil)
 	_ Defragmenter             = (*Protocol)(nil)
 )

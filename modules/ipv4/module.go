@@ -10,10 +10,12 @@
 package ipv4
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/pipestack/pipestack/modules/internal/ipconf"
+	"github.com/pipestack/pipestack/modules/internal/pmtu"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -45,6 +47,19 @@ type Module struct {
 		Default string            `yaml:"default"`
 		Links   map[string]string `yaml:"links"`
 	} `yaml:"rp_filter"`
+
+	// PathMTU: path MTU discovery for the stack's own packets (RFC 1191).
+	PathMTU struct {
+		// Timeout after which a learnt path MTU is forgotten (default
+		// 10m, Linux's mtu_expires).
+		Timeout time.Duration `yaml:"timeout"`
+		// MaxEntries bounds the cache (default 4096).
+		MaxEntries int `yaml:"max_entries"`
+		// Min is the lowest path MTU believed (default 552, Linux's
+		// min_pmtu; at least 68, RFC 791): a report below it sets it,
+		// and packets to that destination go without DF.
+		Min int `yaml:"min"`
+	} `yaml:"path_mtu"`
 
 	proto *Protocol
 }
@@ -93,6 +108,17 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		cfg.rpLinks[link] = mode
 	}
 
+	if m.PathMTU.Timeout == 0 {
+		m.PathMTU.Timeout = 10 * time.Minute
+	}
+	if m.PathMTU.MaxEntries == 0 {
+		m.PathMTU.MaxEntries = 4096
+	}
+	if m.PathMTU.Min == 0 {
+		m.PathMTU.Min = 552
+	}
+	cfg.pmtuTimeout, cfg.pmtuMax, cfg.pmtuMin = m.PathMTU.Timeout, m.PathMTU.MaxEntries, m.PathMTU.Min
+
 	cs := ctx.Counters("ipv4")
 	m.proto = newProtocol(cs, ctx.Pool, cfg)
 	p := m.proto
@@ -100,6 +126,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	p.reasm = ctx.Shared("network.ipv4/reassembly", func() any {
 		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)
 	}).(*reassembler)
+	p.pmtu = ctx.Shared("network.ipv4/pmtu", func() any { return pmtu.New[[4]byte]() }).(*pmtu.Cache[[4]byte])
 	return nil
 }
 
@@ -110,6 +137,9 @@ func (m *Module) Validate() error {
 	}
 	if err := ipconf.CheckLimiter(&m.proto.cfg.rate); err != nil {
 		return err
+	}
+	if m.PathMTU.Timeout < time.Minute || m.PathMTU.MaxEntries < 1 || m.PathMTU.Min < 68 || m.PathMTU.Min > 65535 {
+		return errors.New("path_mtu: timeout must be at least 1m, max_entries at least 1, min within 68..65535")
 	}
 	return m.Reassembly.Validate()
 }

@@ -12,7 +12,9 @@ import (
 // message (an ICMP echo, a UDP datagram …) of protocol proto. It takes the
 // normal local output path: route lookup, the primary address of the
 // outgoing link as source, the IPv4 header, the Output and Postrouting hooks,
-// neighbor resolution and the link. It is what tools and tests use until
+// neighbor resolution and the link; to one of the stack's own addresses
+// (or 127/8) through the loopback NIC, from that address, received back
+// (Prerouting, Input) when the batch flushes. It is what tools and tests use until
 // transports give sockets.
 func Send(s *pipeline.Stack, dst netip.Addr, proto pipeline.TransportProtocolNumber, payload []byte) error {
 	dst = dst.Unmap()
@@ -35,6 +37,12 @@ func Send(s *pipeline.Stack, dst netip.Addr, proto pipeline.TransportProtocolNum
 			return
 		}
 		src, found := nic.PrimaryAddress(4)
+		if nic.NIC().IsLoopback() {
+			// To one of our addresses: from it (loopback.go).
+			var a netip.Addr
+			a, found = nic.SourceAddress(dst)
+			src = netip.PrefixFrom(a, 32)
+		}
 		if !found {
 			err = fmt.Errorf("no IPv4 source address on link %s", nic.Name())
 			return

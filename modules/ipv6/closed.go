@@ -69,7 +69,7 @@ func (e *endpoint) reset(b *pipeline.Batch, pkt *pipeline.Packet, h wire.IPv6) {
 		return
 	}
 	src, dst := h.Src(), h.Dst()
-	if isMulticast(&dst) || pkt.PktType != pipeline.PacketHost || isUnspecified(&src) || isMulticast(&src) || isLoopback(&src) {
+	if isMulticast(&dst) || pkt.PktType != pipeline.PacketHost || isUnspecified(&src) || isMulticast(&src) || isLoopback(&src) && !e.loop {
 		b.Drop(pkt, c.closed.tcp)
 		return
 	}

@@ -48,8 +48,13 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		pkt.Release() // no multicast listener state to keep
 		return
 	}
+	pmtu := 0
 	if m.Type() == wire.ICMPv6PacketTooBig {
-		e.packetTooBig(b, m)
+		var ok bool
+		if pmtu, ok = e.packetTooBig(b, m); !ok {
+			b.Drop(pkt, c.pmtuRejected)
+			return
+		}
 	}
 	if m.IsError() && !validQuote(m.Payload()) {
 		// As Linux (icmpv6_notify): the path MTU is lowered on the fixed
@@ -59,7 +64,7 @@ func (e *endpoint) handleICMP(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.I
 		return
 	}
 	iplocal.ICMP(b, pkt, pipeline.ICMPv6ProtocolNumber, m.IsError(), func(p *pipeline.Packet) bool {
-		return e.errorToTransport(b, p, wire.ICMPv6(p.Data()))
+		return e.errorToTransport(b, p, wire.ICMPv6(p.Data()), pmtu)
 	})
 }
 
@@ -75,7 +80,7 @@ func (e *endpoint) echo(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.IPv6, m
 		b.Drop(pkt, c.icmpMulticastEcho)
 		return
 	}
-	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, echoReplyBit, src, destShift(b, src)) {
+	if !e.loop && !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, echoReplyBit, src, destShift(b, src)) {
 		b.Drop(pkt, c.icmpRateLimited)
 		return
 	}
@@ -97,22 +102,31 @@ func (e *endpoint) echo(b *pipeline.Batch, pkt *pipeline.Packet, ip wire.IPv6, m
 
 // packetTooBig lowers the path MTU towards the destination of the packet
 // a Packet Too Big message quotes (RFC 8201 §4): never below 1280 bytes,
-// never up. Later local packets to it are fragmented to fit.
-func (e *endpoint) packetTooBig(b *pipeline.Batch, m wire.ICMPv6) {
+// never up. Later local packets to it are fragmented to fit. The quoted
+// packet must be ours (from one of our addresses), else the message is
+// rejected (ok false). It returns the path MTU now in force.
+func (e *endpoint) packetTooBig(b *pipeline.Batch, m wire.ICMPv6) (int, bool) {
 	c := &e.p.c
 	c.icmpTooBigIn.Inc()
 	q := m.Payload()
 	if len(q) < wire.IPv6HeaderSize || q[0]>>4 != 6 {
-		return
+		return 0, false
+	}
+	if _, own := b.Gen.IsLocal6(wire.IPv6(q).Src()); !own {
+		return 0, false
 	}
 	dst := wire.IPv6(q).Dst()
 	mtu := int(min(m.MTU(), 0xffff))
 	if mtu < wire.IPv6MinimumMTU {
 		mtu = wire.IPv6MinimumMTU
 	}
-	if e.p.pmtu.update(dst, mtu, b.Now, e.p.cfg.pmtuTimeout, e.p.cfg.pmtuMax) {
+	if e.p.pmtu.Update(dst, mtu, false, b.Now, e.p.cfg.pmtuTimeout, e.p.cfg.pmtuMax) {
 		c.pmtuUpdates.Inc()
 	}
+	if cur, _, ok := e.p.pmtu.Get(dst, b.Now); ok {
+		mtu = cur
+	}
+	return mtu, true
 }
 
 // errorToTransport hands an ICMPv6 error to the transport protocol of the
@@ -120,7 +134,7 @@ func (e *endpoint) packetTooBig(b *pipeline.Batch, m wire.ICMPv6) {
 // pipeline.TransportErrorHandler). It takes ownership of pkt when it returns
 // true. The quote is usually cut short, so its extension headers are walked
 // within what was quoted, and 8 bytes of transport header are required.
-func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m wire.ICMPv6) bool {
+func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m wire.ICMPv6, pmtu int) bool {
 	var kind pipeline.TransportErrorKind
 	info := uint32(0)
 	switch m.Type() {
@@ -138,7 +152,7 @@ func (e *endpoint) errorToTransport(b *pipeline.Batch, pkt *pipeline.Packet, m w
 			return false
 		}
 	case wire.ICMPv6PacketTooBig:
-		kind, info = pipeline.ErrorPacketTooBig, m.MTU()
+		kind, info = pipeline.ErrorPacketTooBig, uint32(pmtu) // packetTooBig's
 	case wire.ICMPv6TimeExceeded:
 		kind = pipeline.ErrorTTLExceeded
 	case wire.ICMPv6ParamProblem:
@@ -267,7 +281,9 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		return
 	}
 	src, dst := h.Src(), h.Dst()
-	if isUnspecified(&src) || isMulticast(&src) || isLoopback(&src) {
+	// ::1 is a martian source but on the loopback NIC, where the stack
+	// answers itself (pkt.InNIC is it, or 0: a packet the stack sent).
+	if isUnspecified(&src) || isMulticast(&src) || isLoopback(&src) && !e.loop && pkt.InNIC != 0 {
 		c.icmpSuppressed.Inc()
 		return
 	}
@@ -299,7 +315,9 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		c.noSource.Inc()
 		return
 	}
-	if !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, typ, src, destShift(b, src)) {
+	// Errors to oneself are not rate limited (Linux's icmpv6_xrlim_allow
+	// lets everything through to a loopback device).
+	if !nic.NIC().IsLoopback() && !e.p.limiter.Allow(&e.p.cfg.rate, b.Now, typ, src, destShift(b, src)) {
 		c.icmpRateLimited.Inc()
 		return
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pipestack/pipestack/modules/internal/icmplimit"
 	"github.com/pipestack/pipestack/modules/internal/iplocal"
+	"github.com/pipestack/pipestack/modules/internal/pmtu"
 	"github.com/pipestack/pipestack/modules/internal/reasm"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -49,7 +50,7 @@ type Protocol struct {
 
 	limiter *icmplimit.Limiter[[16]byte]
 	reasm   *reassembler
-	pmtu    *pmtuCache
+	pmtu    *pmtu.Cache[[16]byte]
 	links   *linkStates
 
 	c  counters
@@ -70,6 +71,7 @@ type counters struct {
 	icmpErrOut, icmpSuppressed, icmpRateLimited      *pipeline.Counter
 	icmpUnreachOut, icmpTooBigOut, icmpTimeExcOut    *pipeline.Counter
 	icmpParamOut, icmpTooBigIn, pmtuUpdates          *pipeline.Counter
+	pmtuRejected                                     *pipeline.Counter
 	icmpMulticastEcho                                *pipeline.Counter
 	reasm                                            reasm.Counters
 	reasmIncompleteChain                             *pipeline.Counter
@@ -109,6 +111,7 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	c.icmpUnreachOut, c.icmpTooBigOut = cs.Get("icmp_dest_unreachable_out"), cs.Get("icmp_packet_too_big_out")
 	c.icmpTimeExcOut, c.icmpParamOut = cs.Get("icmp_time_exceeded_out"), cs.Get("icmp_param_problem_out")
 	c.icmpTooBigIn, c.pmtuUpdates = cs.Get("icmp_packet_too_big_in"), cs.Get("pmtu_updates")
+	c.pmtuRejected = cs.Get("pmtu_rejected")
 	c.reasm = reasm.NewCounters(cs)
 	c.closed = newClosedCounters(cs)
 	c.reasmIncompleteChain = cs.Get("reasm_incomplete_chain")
@@ -121,7 +124,7 @@ func newProtocol(ctx *pipeline.Context, cfg config) *Protocol {
 	p.reasm = ctx.Shared("network.ipv6/reassembly", func() any {
 		return newReassembler(ctx.Clock, ctx.Stack(), ctx.Pool, &p.c.reasm)
 	}).(*reassembler)
-	p.pmtu = ctx.Shared("network.ipv6/pmtu", func() any { return newPMTUCache() }).(*pmtuCache)
+	p.pmtu = ctx.Shared("network.ipv6/pmtu", func() any { return pmtu.New[[16]byte]() }).(*pmtu.Cache[[16]byte])
 	p.links = ctx.Shared(linkStatesKey, func() any { return newLinkStates(ctx.Stack(), ctx.Clock) }).(*linkStates)
 	return p
 }
@@ -135,7 +138,7 @@ func (p *Protocol) Number() pipeline.NetworkProtocolNumber { return pipeline.IPv
 // made, the router or host role is set; the packets this entails (DAD
 // probes, solicitations, advertisements) leave from the link's timer.
 func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEndpoint {
-	e := &endpoint{p: p, nic: nic, resolving: resolving(nic)}
+	e := &endpoint{p: p, nic: nic, resolving: resolving(nic), loop: nic.NIC() != nil && nic.NIC().IsLoopback()}
 	if p.stack != nil && p.links != nil {
 		e.ls = p.links.get(nic.ID())
 		e.ls.configure(e)
@@ -156,6 +159,10 @@ type endpoint struct {
 	nic       pipeline.NetworkInterface
 	ls        *linkState
 	resolving bool
+	// loop: the stack's loopback NIC (pipeline/loopback.go). What it
+	// receives the stack sent to itself: no martian checks, every packet
+	// is local; no link-local address, no DAD, no router discovery.
+	loop bool
 }
 
 // Close implements pipeline.NetworkEndpoint. The link's NDP state outlives
@@ -226,12 +233,13 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		pkt.Truncate(wire.IPv6HeaderSize + int(h.PayloadLength()))
 		pkt.SetNetworkHeader()
 		src, dst := h.SrcSlice(), h.DstSlice()
-		if src[0] == 0xff || isLoopback((*[16]byte)(src)) {
+		// From ourselves (the loopback NIC): no martian checks.
+		if !e.loop && (src[0] == 0xff || isLoopback((*[16]byte)(src))) {
 			pkts[i] = nil
 			b.Drop(pkt, c.martianSrc)
 			continue
 		}
-		if isUnspecified((*[16]byte)(dst)) || isLoopback((*[16]byte)(dst)) {
+		if !e.loop && (isUnspecified((*[16]byte)(dst)) || isLoopback((*[16]byte)(dst))) {
 			pkts[i] = nil
 			b.Drop(pkt, c.martianDst)
 			continue
@@ -255,6 +263,10 @@ func (e *endpoint) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 // [0,k), local ones after. The decision is cached for a run of packets to
 // one destination.
 func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
+	if e.loop {
+		e.deliver(b, pkts)
+		return
+	}
 	c := &e.p.c
 	k := 0
 	var lastDst [16]byte
@@ -673,11 +685,20 @@ func (e *endpoint) localExtensions(b *pipeline.Batch, pkt *pipeline.Packet, x *w
 	return true
 }
 
-// routeTo finds how a packet the stack originates reaches to: link-local
-// and multicast destinations leave through the NIC given (the one the
-// conversation is on), others follow the routes. It returns the outgoing
+// routeTo finds how a packet the stack originates reaches to: one of the
+// stack's own addresses through the loopback NIC, link-local and multicast
+// destinations through the NIC given (the one the conversation is on),
+// others by the routes. It returns the outgoing
 // NIC and the next hop.
 func (e *endpoint) routeTo(b *pipeline.Batch, to [16]byte, via pipeline.NICID) (pipeline.NetworkInterface, netip.Addr, bool) {
+	if lo := b.Gen.LoopbackNIC(); lo != 0 && !isMulticast(&to) {
+		// To ourselves (one of our addresses, link-local ones
+		// included, or ::1): through the loopback NIC.
+		if _, local := b.Gen.IsLocal6(to); local || isLoopback(&to) {
+			nic, ok := b.Gen.NIC(lo)
+			return nic, netip.AddrFrom16(to), ok
+		}
+	}
 	if isLinkLocal(&to) || isMulticast(&to) {
 		if via == 0 {
 			via = e.nic.ID()
@@ -706,13 +727,18 @@ func (p *Protocol) mtuFor(b *pipeline.Batch, nic pipeline.NetworkInterface, dst 
 			mtu = m
 		}
 	}
-	if m, ok := p.pmtu.get(dst, b.Now); ok && m < mtu {
+	if m, _, ok := p.pmtu.Get(dst, b.Now); ok && m < mtu {
 		mtu = m
 	}
 	if mtu < wire.IPv6MinimumMTU {
 		mtu = wire.IPv6MinimumMTU
 	}
 	return mtu
+}
+
+// PathMTU implements pipeline.PathMTUReporter.
+func (e *endpoint) PathMTU(b *pipeline.Batch, dst netip.Addr, routeMTU int) int {
+	return e.p.mtuFor(b, e.nic, dst.As16(), routeMTU)
 }
 
 // hopLimitFor is the hop limit of locally generated packets on a NIC: the
@@ -871,4 +897,5 @@ var (
 	_ pipeline.HookResumer         = (*endpoint)(nil)
 	_ pipeline.Fragmenter          = (*endpoint)(nil)
 	_ pipeline.LinkUpListener      = (*endpoint)(nil)
+	_ pipeline.PathMTUReporter     = (*endpoint)(nil)
 )

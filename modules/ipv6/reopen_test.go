@@ -176,3 +176,77 @@ links:
 		t.Errorf("no router solicitation within 3 s of the link coming back (%s)", h.DumpCounters())
 	}
 }
+
+// A link whose device comes back after it was gone runs duplicate address
+// detection again for every address, as Linux's addrconf does when a
+// device comes up: the addresses stay, tentative (not local, not a
+// source) until their probes go unanswered; one another node on the new
+// link answers for becomes a duplicate.
+func TestLinkUpRerunsDAD(t *testing.T) {
+	dev := pt.UniqueName(t)
+	clock := pt.NewManualClock()
+	h := pt.NewNode(t, "host", `
+name: host
+modules: [network.ipv6]
+links:
+  - {name: eth0, module: link.channel, framing: ethernet, mac: "`+macA+`", device: `+dev+`, addresses: ["2001:db8:1::2/64", "2001:db8:1::3/64"]}
+`, pipeline.Options{Clock: clock})
+	const ll = "fe80::ff:fe00:a02"
+	settle(clock, 3*time.Second)
+	h.WantCounters(t, "ndp", map[string]uint64{"dad_started": 3, "dad_ok": 3, "dad_failed": 0})
+	for _, a := range []string{"2001:db8:1::2", "2001:db8:1::3", ll} {
+		if _, local := h.Stack.Generation().IsLocal6(a16(a)); !local {
+			t.Fatalf("%s not usable after the first DAD", a)
+		}
+	}
+	nic, _ := h.Stack.NIC("eth0")
+
+	channel.RemoveDevice(dev)
+	defer channel.RestoreDevice(dev)
+	pt.Eventually(t, 5*time.Second, func() bool { return !nic.State().Up }, "link still up")
+	if got := h.Counter("ndp", "dad_started"); got != 3 {
+		t.Errorf("dad_started %d while the link is down", got)
+	}
+	channel.RestoreDevice(dev)
+	for i := 0; i < 100 && !nic.State().Up; i++ {
+		clock.Advance(100 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+	}
+	pt.Eventually(t, 5*time.Second, func() bool { return nic.State().Up }, "link not back up")
+	if got := h.Counter("ndp", "dad_started"); got != 6 {
+		t.Fatalf("dad_started %d after the link came back, want 6 (%s)", got, h.DumpCounters())
+	}
+	for _, a := range []string{"2001:db8:1::2", "2001:db8:1::3", ll} {
+		if k, _ := kindOf(t, h, "eth0", a); k != pipeline.PermanentTentative {
+			t.Errorf("%s kind %v right after link up, want tentative", a, k)
+		}
+		if _, local := h.Stack.Generation().IsLocal6(a16(a)); local {
+			t.Errorf("%s local while DAD runs again", a)
+		}
+	}
+	// The probes leave on the new endpoint; another node answers for one.
+	l := h.Link(t, "eth0")
+	clock.Advance(0)
+	var targets []netip.Addr
+	for _, p := range onlyICMP6(pt.Drain(l), true, wire.ICMPv6NeighborSolicitation) {
+		m := checkICMP6(t, p, "::", "", wire.ICMPv6NeighborSolicitation, 0)
+		targets = append(targets, netip.AddrFrom16(wire.NDPNeighborSolicitation(m[4:]).Target()))
+	}
+	slices.SortFunc(targets, func(a, b netip.Addr) int { return a.Compare(b) })
+	if want := []netip.Addr{mustAddr("2001:db8:1::2"), mustAddr("2001:db8:1::3"), mustAddr(ll)}; !slices.Equal(targets, want) {
+		t.Fatalf("DAD probes after link up for %v, want %v", targets, want)
+	}
+	l.InjectFrames([][]byte{frame(mac("33:33:00:00:00:01"), mac(macB), na("2001:db8:1::3", "ff02::1", "2001:db8:1::3", wire.NDPNAOverride, macB))})
+	clock.Advance(2 * time.Second)
+	h.WantCounters(t, "ndp", map[string]uint64{"dad_ok": 5, "dad_failed": 1})
+	if _, local := h.Stack.Generation().IsLocal6(a16("2001:db8:1::2")); !local {
+		t.Error("2001:db8:1::2 not usable after DAD on link up")
+	}
+	if _, local := h.Stack.Generation().IsLocal6(a16("2001:db8:1::3")); local {
+		t.Error("2001:db8:1::3, a duplicate on the new link, is local")
+	}
+	li, _ := ipv6.Link(h.Stack, "eth0")
+	if !slices.Equal(li.Duplicates, []netip.Addr{mustAddr("2001:db8:1::3")}) {
+		t.Errorf("duplicates %v", li.Duplicates)
+	}
+}

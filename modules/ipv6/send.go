@@ -52,7 +52,7 @@ func SendVia(s *pipeline.Stack, link string, dst netip.Addr, proto pipeline.Tran
 		} else if isLinkLocal(&to) || isMulticast(&to) {
 			err = fmt.Errorf("%s needs a link: use SendVia", dst)
 			return
-		} else if r := b.Gen.LookupRoute6(to); r != nil {
+		} else if r := b.Gen.LookupOutput6(to); r != nil { // ours: the loopback NIC
 			nic, ok = b.Gen.NIC(r.NIC)
 			nh = r.NextHop(dst)
 		}

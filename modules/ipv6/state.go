@@ -223,8 +223,8 @@ func (ls *linkState) configure(e *endpoint) {
 		return true
 	})
 
-	// The link-local address.
-	if cfg.linkLocal {
+	// The link-local address (none on the loopback NIC, as Linux's lo).
+	if cfg.linkLocal && !e.loop {
 		ll := linkLocalAddress(e.nic, ls.reg.secret[:], cfg.secret)
 		// A link reopened with another MAC (or secret) gets the new
 		// address in place of the old one.
@@ -252,12 +252,12 @@ func (ls *linkState) configure(e *endpoint) {
 	}
 
 	// Roles.
-	router := cfg.ra[ls.name] != nil && e.nic.Forwarding(6)
+	router := cfg.ra[ls.name] != nil && e.nic.Forwarding(6) && !e.loop
 	if router && !ls.router {
 		ls.raInitial, ls.raNext = maxInitialRAs, now
 	}
 	ls.router = router
-	host := !e.nic.Forwarding(6) && cfg.acceptRA
+	host := !e.nic.Forwarding(6) && cfg.acceptRA && !e.loop
 	routesChanged := false
 	if host && !ls.host {
 		ls.rsLeft, ls.rsAt, ls.gotRA = cfg.rsCount, now, false
@@ -281,12 +281,24 @@ func (ls *linkState) configure(e *endpoint) {
 
 // linkUp restarts what a link that comes up does (RFC 4861 §6.3.7, §6.2.4):
 // a host solicits routers again, a router advertises at once and then at
-// the initial (fast) rate. Its addresses keep their state: they are the
-// pipeline's, not the device's, and were never given up.
+// the initial (fast) rate. Its addresses stay (they are the pipeline's,
+// not the device's, as with Linux's keep_addr_on_down) but run duplicate
+// address detection again, as Linux's addrconf does on NETDEV_UP
+// (RFC 4862 §5.4: DAD runs whenever an interface is (re)initialised): the
+// link behind the new device may hold another node with one of them. Each
+// is tentative (not local, not a source) until DAD passes; one that failed
+// before is tried again.
 func (ls *linkState) linkUp(e *endpoint) {
 	cfg := &e.p.cfg
 	now := ls.reg.clock.Now()
 	ls.mu.Lock()
+	if cfg.dadTransmits > 0 && e.resolving {
+		for _, s := range ls.addrs {
+			s.duplicate = false
+			ls.startDADLocked(e, s, true, now)
+			ls.publishLocked(s)
+		}
+	}
 	if ls.host {
 		ls.rsLeft, ls.rsAt, ls.gotRA = cfg.rsCount, now, false
 	}

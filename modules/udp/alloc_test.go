@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"testing"
 
+	"github.com/pipestack/pipestack/modules/udp"
 	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipelinetest"
 )
@@ -109,5 +110,56 @@ func TestSendZeroAllocs(t *testing.T) {
 	const batches = 200
 	if m := pt.CountMallocs(func() { run(batches) }); m != 0 {
 		t.Fatalf("%d mallocs over %d sent datagrams, want 0", m, batches*len(pkts))
+	}
+}
+
+// TestLoopbackZeroAllocs: a datagram to the stack's own address (the
+// loopback NIC: Output, Postrouting, the batch's loopback queue, receive on
+// lo, Prerouting, Input, the socket's queue) allocates nothing once warm.
+func TestLoopbackZeroAllocs(t *testing.T) {
+	t.Run("ipv4", func(t *testing.T) { loopbackZeroAllocs(t, "udp4", "10.0.2.2:9000") })
+	t.Run("ipv6", func(t *testing.T) { loopbackZeroAllocs(t, "udp6", "[fd00:2::2]:9000") })
+}
+
+func loopbackZeroAllocs(t *testing.T, network, addr string) {
+	n := pt.NewNode(t, "host", `
+name: host
+modules: [network.ipv4, network.ipv6, transport.udp]
+links:
+  - {name: eth0, module: link.channel, framing: ip, addresses: [10.0.2.2/24, "fd00:2::2/64"]}
+`, pipeline.Options{})
+	srv, err := udp.ListenPacket(n.Stack, network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cl, err := udp.ListenPacket(n.Stack, network, ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	to := netip.MustParseAddrPort(addr)
+	payload := make([]byte, 64)
+	buf := make([]byte, 2048)
+	run := func(rounds int) {
+		for r := 0; r < rounds; r++ {
+			for range 64 {
+				if _, err := cl.WriteToUDPAddrPort(payload, to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 64 {
+				if k, _, err := srv.ReadFromUDPAddrPort(buf); err != nil || k != 64 {
+					t.Fatalf("read %d: %v", k, err)
+				}
+			}
+		}
+	}
+	runtime.GC()
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	run(100)
+	const rounds = 200
+	if m := pt.CountMallocs(func() { run(rounds) }); m != 0 {
+		t.Fatalf("%d mallocs over %d datagrams to ourselves, want 0", m, rounds*64)
 	}
 }

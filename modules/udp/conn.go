@@ -197,9 +197,10 @@ func sourceFor(s *pipeline.Stack, dst netip.Addr) (netip.Addr, error) {
 // routeFor finds the outgoing NIC and next hop for dst: the routes
 // (configured, or learnt by IPv6 from router advertisements), or, for an
 // IPv6 link-local or multicast destination, the link its zone names
-// ("fe80::1%lan").
+// ("fe80::1%lan"), unless it is one of the stack's own: then, as every
+// address of the stack, through the loopback NIC.
 func routeFor(g *pipeline.Generation, dst netip.Addr) (pipeline.NetworkInterface, netip.Addr, error) {
-	if dst.Is6() && (dst.IsLinkLocalUnicast() || dst.IsMulticast()) && dst.Zone() != "" {
+	if dst.Is6() && (dst.IsLinkLocalUnicast() || dst.IsMulticast()) && dst.Zone() != "" && !isOwn6(g, dst) {
 		nic, ok := g.NICByName(dst.Zone())
 		if !ok {
 			return nil, netip.Addr{}, syscall.ENETUNREACH
@@ -216,6 +217,11 @@ func routeFor(g *pipeline.Generation, dst netip.Addr) (pipeline.NetworkInterface
 		return nil, netip.Addr{}, syscall.ENETUNREACH
 	}
 	return nic, r.NextHop(dst), nil
+}
+
+func isOwn6(g *pipeline.Generation, a netip.Addr) bool {
+	_, own := g.IsLocal6(a.As16())
+	return own
 }
 
 func addrOrNil(address string) net.Addr {

@@ -340,8 +340,10 @@ var errClosed = errors.New("closed")
 
 // HandleError implements pipeline.TransportEndpoint: an ICMP error about a
 // datagram this socket sent. A connected socket reports it on its next read
-// (ECONNREFUSED for port unreachable, as Linux does); others ignore it.
-func (e *endpoint) HandleError(kind pipeline.TransportErrorKind, pkt *pipeline.Packet) {
+// (ECONNREFUSED for port unreachable, EMSGSIZE for a datagram over the path
+// MTU — the network layer has lowered it: the next ones are fragmented to
+// fit —, as Linux does with its default IP_PMTUDISC_WANT); others ignore it.
+func (e *endpoint) HandleError(kind pipeline.TransportErrorKind, info uint32, pkt *pipeline.Packet) {
 	if pkt != nil {
 		pkt.Release()
 	}
@@ -356,6 +358,8 @@ func (e *endpoint) HandleError(kind pipeline.TransportErrorKind, pkt *pipeline.P
 		err = syscall.ENETUNREACH
 	case pipeline.ErrorHostUnreachable:
 		err = syscall.EHOSTUNREACH
+	case pipeline.ErrorPacketTooBig:
+		err = syscall.EMSGSIZE
 	default:
 		return
 	}

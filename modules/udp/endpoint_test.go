@@ -19,7 +19,7 @@ func TestHandleError(t *testing.T) {
 	if err := tab.bind(e, netip.MustParseAddrPort("10.0.1.2:4000"), netip.MustParseAddrPort("10.0.2.2:53")); err != nil {
 		t.Fatal(err)
 	}
-	e.HandleError(pipeline.ErrorPortUnreachable, nil)
+	e.HandleError(pipeline.ErrorPortUnreachable, 0, nil)
 	if _, err := e.dequeue(); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("read after port unreachable: %v, want ECONNREFUSED", err)
 	}
@@ -31,7 +31,7 @@ func TestHandleError(t *testing.T) {
 	if err := tab.bind(u, netip.MustParseAddrPort("10.0.1.2:4001"), netip.AddrPort{}); err != nil {
 		t.Fatal(err)
 	}
-	u.HandleError(pipeline.ErrorPortUnreachable, nil)
+	u.HandleError(pipeline.ErrorPortUnreachable, 0, nil)
 	if pkt, err := u.dequeue(); pkt != nil || err != nil {
 		t.Errorf("an unconnected socket reported %v", err)
 	}

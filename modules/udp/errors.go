@@ -45,7 +45,7 @@ func (p *Protocol) HandleError(b *pipeline.Batch, kind pipeline.TransportErrorKi
 		pkt.Release()
 		return
 	}
-	e.HandleError(kind, pkt)
+	e.HandleError(kind, info, pkt)
 }
 
 // udpOffset6 finds the UDP header in a quoted IPv6 packet, past the

@@ -86,3 +86,40 @@ routes:
 		t.Errorf("after: routes %d, metrics:\n%s", routesVia("b"), metrics.String())
 	}
 }
+
+// The stack's loopback NIC shows in pipectl stats (text and JSON) and the
+// metrics, like a link: no device behind it, its addresses, its counters.
+func TestLoopbackInStats(t *testing.T) {
+	n := pipelinetest.NewNode(t, "r", `
+name: r
+modules: [network.ipv4]
+links:
+  - {name: a, module: link.channel, addresses: [10.0.1.1/24]}
+`, pipeline.Options{})
+	n.SendIPv4(t, "10.0.1.1", pipeline.ICMPv4ProtocolNumber, []byte{8, 0, 0xf7, 0xff, 0, 0, 0, 0}) // an echo to itself
+	st := control.Snapshot(n.Stack)
+	var lo *control.LinkStats
+	for i := range st.Links {
+		if st.Links[i].Name == pipeline.LoopbackName {
+			lo = &st.Links[i]
+		}
+	}
+	if lo == nil {
+		t.Fatalf("no lo in %+v", st.Links)
+	}
+	if lo.Module != pipeline.LoopbackModuleID || lo.State != "up" || lo.MTU != pipeline.LoopbackMTU || len(lo.Addresses) != 1 || lo.Addresses[0] != "127.0.0.1/8" {
+		t.Errorf("lo: %+v", *lo)
+	}
+	if lo.RxPackets != 2 || lo.TxPackets != 2 {
+		t.Errorf("lo rx %d tx %d, want the echo and its reply both ways", lo.RxPackets, lo.TxPackets)
+	}
+	var text, metrics bytes.Buffer
+	control.FormatStats(&text, st, false)
+	control.WriteMetrics(&metrics, st)
+	if !strings.Contains(text.String(), "lo: <loopback> mtu 65536") {
+		t.Errorf("stats text lacks lo:\n%s", text.String())
+	}
+	if !strings.Contains(metrics.String(), `pipestack_link_up{link="lo"} 1`) {
+		t.Errorf("metrics lack lo")
+	}
+}

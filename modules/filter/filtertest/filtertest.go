@@ -11,7 +11,9 @@
 //
 // Links by name (for -i/-o and anything else that asks the generation)
 // need a stack: NewLinks builds one with in-memory links and runs the
-// packet inside one of its batches.
+// packet inside one of its batches. Stealer is a matcher and target that
+// steals packets and flushes once per batch, as an out-of-process filter
+// does, for tests of Stack.Resume.
 package filtertest
 
 import (
