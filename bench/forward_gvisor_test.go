@@ -67,7 +67,8 @@ func newGVisorRouterWith(tb testing.TB, eth bool, transports []stack.TransportPr
 		if eth {
 			linkEP = ethernet.New(n.ep)
 		}
-		if err := s.CreateNIC(n.id, linkEP); err != nil {
+		// Named as pipestack's links, for -i/-o rules (filter_mixed_test.go).
+		if err := s.CreateNICWithOptions(n.id, linkEP, stack.NICOptions{Name: map[tcpip.NICID]string{1: "a", 2: "b"}[n.id]}); err != nil {
 			tb.Fatalf("CreateNIC(%d): %s", n.id, err)
 		}
 		pa := tcpip.ProtocolAddress{

@@ -28,6 +28,27 @@ type Chain struct {
 	// the entry chain one more, Texts[len(Rules)], is the policy's. A
 	// slice of its own, so that Evaluate's rules stay small.
 	Texts []string
+	// Index, when set, is a compiled classifier of Rules (pipeline/classify):
+	// Evaluate asks it for the next rule that may match instead of trying
+	// each rule in turn. Optional: without it every rule is tried.
+	Index RuleIndex
+}
+
+// RuleIndex skips the rules of one chain that cannot match a packet. It is
+// built with the chain, when the generation is built, and immutable then;
+// Next is called from every worker at once and must not allocate.
+type RuleIndex interface {
+	// Next returns the position of the first rule at or after from that
+	// may match pc, or len(Rules) when none may: every rule it skips
+	// certainly neither matches nor hotdrops pc, and none of their
+	// matchers would have changed anything had they been called, so that
+	// Evaluate decides and counts exactly as the walk over every rule.
+	// sure says that every matcher of the rule at next would report a
+	// match (no hotdrop) and changes nothing: Evaluate runs its target
+	// without calling them. It reads pc as it is now (a target of an
+	// earlier rule may have changed the packet's mark) and changes
+	// nothing.
+	Next(pc *PacketContext, from int) (next int, sure bool)
 }
 
 // HookTable is what runs at one hook: chains, the entry chain and the policy
@@ -142,7 +163,9 @@ type JumpTarget interface {
 // or its end, applies the policy; a goto (VerdictGoto) continues in its
 // chain without pushing, so that chain's end returns to the frame below —
 // with no frame below, to the policy (counted: PolicyCount). A hotdrop
-// drops at once. A table that passed Validate never nests
+// drops at once. A chain with an Index skips the rules it says cannot
+// match (evaluateTraced, the traced copy, tries every rule: with a correct
+// index both decide alike). A table that passed Validate never nests
 // deeper than the frame stack; a jump beyond it (or to no chain) drops, as
 // does an unknown verdict. A matcher or target that steals the packet
 // (MatchStolen, PacketContext.Steal) ends the evaluation with
@@ -192,7 +215,12 @@ func (t *HookTable) run(pc *PacketContext, st *jumpStack, depth, chain, rule int
 			return VerdictDrop
 		}
 	next:
-		rules := t.Chains[chain].Rules
+		ch := &t.Chains[chain]
+		rules := ch.Rules
+		sure := false
+		if ch.Index != nil && rule < len(rules) {
+			rule, sure = ch.Index.Next(pc, rule) // skips rules that cannot match
+		}
 		if rule >= len(rules) {
 			// The end of a chain: back to the caller, else the policy.
 			if depth == 0 {
@@ -207,7 +235,11 @@ func (t *HookTable) run(pc *PacketContext, st *jumpStack, depth, chain, rule int
 		}
 		r := &rules[rule]
 		rule++
-		for i, m := range r.Matchers {
+		ms := r.Matchers
+		if sure {
+			ms = nil // the index knows they all match
+		}
+		for i, m := range ms {
 			ok, hotdrop := m.Match(pc)
 			if hotdrop {
 				if ok {

@@ -748,7 +748,10 @@ type ConstraintDescriber interface {
 // on the hot path and must not allocate, block, log or do I/O.
 type Matcher interface {
 	// Fields declares what Match looks at (FieldOther for anything not in
-	// FieldSet: payload, flags, state).
+	// FieldSet: payload, flags, state). A matcher that may hotdrop, or
+	// whose Match changes state that later packets see (a rate limit's
+	// bucket), declares FieldOther: a classifier (pipeline/classify) then
+	// never skips a rule on the constraint of a matcher after it.
 	Fields() FieldSet
 	// Match reports whether pc matches and whether the packet must be
 	// dropped at once (hotdrop) as malformed or hostile; both true

@@ -49,6 +49,8 @@ type table struct {
 	line, col int
 	chains    []*chain
 	byName    map[string]int
+	compiled  []ChainStats     // what the classifier made of each chain (classify.go)
+	pchains   []pipeline.Chain // the chains compiled, for Lint
 }
 
 // chain is a built-in or user chain.
@@ -422,6 +424,7 @@ func (t *table) compile() []pipeline.HookEntry {
 		}
 		chains[i] = pipeline.Chain{Name: c.name, Rules: rules, Texts: texts}
 	}
+	t.index(chains)
 	var out []pipeline.HookEntry
 	for _, b := range builtinChains[t.name] {
 		idx := t.byName[b.name]

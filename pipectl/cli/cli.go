@@ -50,8 +50,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/filter"
 	"github.com/pipestack/pipestack/pipectl/control"
 	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/classify"
 )
 
 // Version is printed by `pipectl version`. Empty means: take it from the
@@ -68,8 +70,10 @@ Usage:
   pipectl run [--stats-interval DURATION] FILE
         run the pipeline in FILE until SIGINT or SIGTERM; SIGHUP reloads FILE
         (an unchanged file changes nothing, a broken one keeps what runs)
-  pipectl validate FILE...
-        decode, provision and validate each FILE; opens no device, needs no root
+  pipectl validate [--stats] [--lint] FILE...
+        decode, provision and validate each FILE; opens no device, needs no root;
+        --stats: per filter chain, what the rule compiler made of it;
+        --lint: filter rules that can never match (shadowed), exit 1 if any
   pipectl modules [NAMESPACE]
         list the modules compiled into this binary (e.g. pipectl modules link)
   pipectl stats [-a] [-json] [-s SOCKET | FILE]
@@ -172,7 +176,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("validate", "FILE...", stderr)
+	fs := newFlags("validate", "[--stats] [--lint] FILE...", stderr)
+	stats := fs.Bool("stats", false, "also print, per filter chain, what the rule compiler made of it (compile time, memory)")
+	lint := fs.Bool("lint", false, "also report filter rules that can never match (an earlier rule covers them); exit 1 if any")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -192,8 +198,53 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: ok (%s, %s)\n", file, plural(len(cfg.Links), "link"), plural(len(cfg.Modules), "module"))
+		if *stats {
+			printClassifierStats(stdout, file, cfg)
+		}
+		if *lint && printLint(stdout, file, cfg) > 0 {
+			code = 1
+		}
 	}
 	return code
+}
+
+// printLint prints the filter's shadowed rules, with file:line, and
+// returns how many.
+func printLint(w io.Writer, file string, cfg *pipeline.Config) int {
+	n := 0
+	for _, mc := range cfg.Modules {
+		l, ok := mc.Module.(interface{ Lint() []filter.Shadow })
+		if !ok {
+			continue
+		}
+		for _, s := range l.Lint() {
+			fmt.Fprintf(w, "%s:%d:%d: filter (table %s, chain %s, rule %d): %q can never match: rule %d (line %d) matches every packet it could and ends the chain\n",
+				file, s.Line, s.Col, s.Table, s.Chain, s.Rule, s.Text, s.By, s.ByLine)
+			n++
+		}
+	}
+	return n
+}
+
+// printClassifierStats prints what the filter's rule compiler made of each
+// chain: compiled (time, partitions, entries, memory) or walked.
+func printClassifierStats(w io.Writer, file string, cfg *pipeline.Config) {
+	for _, mc := range cfg.Modules {
+		cs, ok := mc.Module.(interface{ ClassifierStats() []filter.ChainStats })
+		if !ok {
+			continue
+		}
+		for _, c := range cs.ClassifierStats() {
+			where := fmt.Sprintf("%s:%d: table %s, chain %s", file, c.Line, c.Table, c.Chain)
+			if !c.Indexed {
+				fmt.Fprintf(w, "  %s: %s, walked rule by rule (compiled from %d)\n", where, plural(c.Rules, "rule"), classify.DefaultMinRules)
+				continue
+			}
+			s := c.Stats
+			fmt.Fprintf(w, "  %s: %s compiled in %v: %s, %d entries (%d on the always lists), %.1f KiB\n",
+				where, plural(c.Rules, "rule"), s.Compile.Round(time.Microsecond), plural(s.Parts, "partition"), s.Entries, s.Always, float64(s.Bytes)/1024)
+		}
+	}
 }
 
 func plural(n int, word string) string {

@@ -191,7 +191,7 @@ func TestUsage(t *testing.T) {
 	}{
 		{nil, 2, "", "Usage:"},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
-		{[]string{"help"}, 0, "pipectl validate FILE...", ""},
+		{[]string{"help"}, 0, "pipectl validate [--stats] [--lint] FILE...", ""},
 		{[]string{"-h"}, 0, "pipectl run [--stats-interval DURATION] FILE", ""},
 		{[]string{"version"}, 0, "pipectl ", ""},
 		{[]string{"run"}, 2, "", "usage: pipectl run"},

@@ -1,0 +1,540 @@
+package filter
+
+import (
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/classify"
+)
+
+// The classifier's equivalence test: random rule sets with long chains,
+// compiled (pipeline/classify, every chain indexed), against random_test.go's
+// naive evaluator extended with what the classifier must get right beyond
+// it: -o links, a custom matcher that declares FieldOther (it may hotdrop)
+// at a random place among a rule's matchers, non-first fragments and
+// truncated transport headers (the transport matchers hotdrop or refuse
+// them), and prefixes and ports spread so that rules overlap.
+
+func init() { pipeline.RegisterModule(new(ttlOdd)) }
+
+// ttlOdd (filter.match.ttlodd, test only): matches a packet whose TTL (hop
+// limit) is odd; with hot, a TTL of 7 is dropped at once (hotdrop). It
+// describes no constraint and declares FieldOther: the classifier must
+// call it wherever it stands.
+type ttlOdd struct {
+	Hot string `yaml:"hot"`
+	hot bool
+}
+
+func (*ttlOdd) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{ID: "filter.match.ttlodd", Summary: "test only", New: func() pipeline.Module { return new(ttlOdd) }}
+}
+func (*ttlOdd) Options() []Opt { return []Opt{{Name: "hot", Args: 0}} }
+func (m *ttlOdd) Provision(*pipeline.Context) error {
+	m.hot = m.Hot == "true"
+	return nil
+}
+func (*ttlOdd) Fields() pipeline.FieldSet              { return pipeline.FieldOther }
+func (*ttlOdd) Constraint() []pipeline.FieldConstraint { return nil }
+func (m *ttlOdd) Spec() string {
+	if m.hot {
+		return "-m ttlodd --hot"
+	}
+	return "-m ttlodd"
+}
+func (m *ttlOdd) Match(pc *pipeline.PacketContext) (bool, bool) {
+	nh := pc.Pkt.NetworkHeader()
+	ttl := nh[8]
+	if pc.Pkt.NetProto == pipeline.IPv6ProtocolNumber {
+		ttl = nh[7]
+	}
+	if m.hot && ttl == 7 {
+		return false, true
+	}
+	return ttl%2 == 1, false
+}
+
+// crule is a random rule with the extensions.
+type crule struct {
+	*nrule
+	out      string
+	outInv   bool
+	other    int // where the custom matcher stands: 0 before the transport matcher, 1 before multiport, 2 before mark, 3 last; -1 none
+	otherHot bool
+}
+
+// cpacket is a random packet with the extensions.
+type cpacket struct {
+	npacket
+	out   pipeline.NICID
+	ttl   uint8
+	frag  bool // a non-first IPv4 fragment (offset 16)
+	short bool // 2 bytes of transport header
+}
+
+// ordered is the rule's verdict on p, its matchers in their order: match,
+// or hotdrop.
+func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
+	b := *r.nrule
+	b.sport, b.dport, b.mports, b.hasMark, b.icmpType = nil, nil, nil, false, -1
+	if !nv.matches(&b, &p.npacket) {
+		return false, false
+	}
+	if r.out != "" {
+		name := nicNames[p.out]
+		m := name == r.out
+		if strings.HasSuffix(r.out, "+") {
+			m = p.out != 0 && strings.HasPrefix(name, strings.TrimSuffix(r.out, "+"))
+		}
+		if p.out == 0 {
+			m = false
+		}
+		if m == r.outInv {
+			return false, false
+		}
+	}
+	transport := func(x *nrule) (bool, bool) {
+		switch {
+		case p.frag:
+			return false, false
+		case p.short:
+			return false, true
+		}
+		return nv.matches(x, &p.npacket), false
+	}
+	for i := 0; i < 4; i++ {
+		if r.other == i {
+			if r.otherHot && p.ttl == 7 {
+				return false, true
+			}
+			if p.ttl%2 == 0 {
+				return false, false
+			}
+		}
+		x := b
+		switch i {
+		case 0:
+			if r.sport == nil && r.dport == nil && r.icmpType < 0 {
+				continue
+			}
+			x.sport, x.dport, x.icmpType = r.sport, r.dport, r.icmpType
+		case 1:
+			if r.mports == nil {
+				continue
+			}
+			x.mports = r.mports
+		case 2:
+			if !r.hasMark {
+				continue
+			}
+			x.hasMark = true
+			if !nv.matches(&x, &p.npacket) {
+				return false, false
+			}
+			continue
+		default:
+			continue
+		}
+		if ok, hot := transport(&x); hot || !ok {
+			return ok, hot
+		}
+	}
+	return true, false
+}
+
+func (nv naive) crun(chains [][]*crule, c int, p *cpacket, counts [][]uint64) string {
+	for i, r := range chains[c] {
+		ok, hot := nv.ordered(r, p)
+		if hot {
+			return "hotdrop"
+		}
+		if !ok {
+			continue
+		}
+		counts[c][i]++
+		switch r.target {
+		case "accept", "drop":
+			return r.target
+		case "return":
+			return "return"
+		case "jump":
+			if v := nv.crun(chains, r.to, p, counts); v != "return" {
+				return v
+			}
+		case "goto":
+			return nv.crun(chains, r.to, p, counts)
+		case "mark":
+			p.mark = r.setMark
+		}
+	}
+	return "return"
+}
+
+// cset is a random rule set and the pools its packets are drawn from.
+type cset struct {
+	chains [][]*crule
+	policy string
+	text   string
+	pfx4   []netip.Prefix
+	ports  []uint16
+}
+
+func randPrefix4(r *rand.Rand) netip.Prefix {
+	a := [4]byte{10, byte(r.Intn(4)), byte(r.Intn(256)), byte(r.Intn(256))}
+	return netip.PrefixFrom(netip.AddrFrom4(a), []int{8, 14, 16, 24, 28, 31, 32, 32, 32}[r.Intn(9)]).Masked()
+}
+
+func randCSet(r *rand.Rand, maxRules int) cset {
+	n := 1 + r.Intn(4)
+	cs := cset{chains: make([][]*crule, n), policy: pick(r, []string{"accept", "drop"})}
+	for i := 0; i < 12; i++ {
+		cs.pfx4 = append(cs.pfx4, randPrefix4(r))
+		cs.ports = append(cs.ports, uint16(r.Intn(65536)))
+	}
+	cs.ports = append(cs.ports, ports...)
+	var sb strings.Builder
+	sb.WriteString("filter:\n")
+	for c := 0; c < n; c++ {
+		name := chainName(c)
+		if c == 0 {
+			name = "forward"
+		}
+		fmt.Fprintf(&sb, "  %s:\n", name)
+		if c == 0 {
+			fmt.Fprintf(&sb, "    policy: %s\n", cs.policy)
+		}
+		sb.WriteString("    rules:\n")
+		k := r.Intn(maxRules + 1)
+		if c > 0 {
+			k = r.Intn(maxRules/3 + 2)
+		}
+		for ; k > 0; k-- {
+			x := &crule{nrule: randRule(r, c, n), other: -1}
+			if x.family != 6 && r.Intn(2) == 0 {
+				x.family = 4
+				if x.proto == 58 {
+					x.proto = 6
+				}
+				if r.Intn(2) == 0 {
+					x.src, x.srcInv = pick(r, cs.pfx4), r.Intn(5) == 0
+				} else {
+					x.dst, x.dstInv = pick(r, cs.pfx4), r.Intn(5) == 0
+				}
+			}
+			if x.dport != nil && r.Intn(2) == 0 {
+				a, b := pick(r, cs.ports), pick(r, cs.ports)
+				if a > b {
+					a, b = b, a
+				}
+				x.dport = &nrange{a, b}
+			}
+			if r.Intn(5) == 0 {
+				x.out, x.outInv = pick(r, ins), r.Intn(3) == 0
+			}
+			if r.Intn(6) == 0 {
+				x.other, x.otherHot = r.Intn(4), r.Intn(2) == 0
+			}
+			cs.chains[c] = append(cs.chains[c], x)
+			fmt.Fprintf(&sb, "      - %s\n", x.yaml())
+		}
+	}
+	cs.text = sb.String()
+	return cs
+}
+
+// yaml renders the rule as a mapping, the custom matcher at its place.
+func (x *crule) yaml() string {
+	m := x.yamlMap()
+	parts := strings.Split(m[1:len(m)-1], ", ")
+	if x.out != "" {
+		parts = insertBefore(parts, []string{"sport:", "dport:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
+			"out: "+strconv.Quote(not(x.outInv)+x.out))
+	}
+	if x.other >= 0 {
+		before := [][]string{
+			{"sport:", "dport:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
+			{"multiport:", "mark:", "target:", "jump:", "goto:"},
+			{"mark:", "target:", "jump:", "goto:"},
+			{"target:", "jump:", "goto:"},
+		}[x.other]
+		o := "ttlodd: {}"
+		if x.otherHot {
+			o = `ttlodd: {hot: "true"}`
+		}
+		parts = insertBefore(parts, before, o)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func insertBefore(parts, keys []string, s string) []string {
+	at := len(parts)
+	for i, p := range parts {
+		for _, k := range keys {
+			if strings.HasPrefix(p, k) && i < at {
+				at = i
+			}
+		}
+	}
+	if len(parts) == 1 && parts[0] == "" {
+		return []string{s}
+	}
+	return append(parts[:at], append([]string{s}, parts[at:]...)...)
+}
+
+func (cs *cset) packet(r *rand.Rand) cpacket {
+	p := cpacket{npacket: randPacket(r), out: pipeline.NICID(r.Intn(4)), ttl: pick(r, []uint8{7, 8, 64, 65})}
+	if !p.v6 && r.Intn(2) == 0 {
+		// Inside (or near) one of the set's prefixes.
+		pf := pick(r, cs.pfx4)
+		a := pf.Addr().As4()
+		host := uint32(r.Int63()) & (1<<(32-pf.Bits()) - 1)
+		if r.Intn(4) == 0 {
+			host = uint32(r.Intn(4))
+		}
+		v := (uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])) + host
+		if r.Intn(8) == 0 {
+			v += 1 << (32 - pf.Bits()) // just past it
+		}
+		addr := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+		if r.Intn(2) == 0 {
+			p.src = addr
+		} else {
+			p.dst = addr
+		}
+	}
+	if r.Intn(3) == 0 {
+		p.dport = pick(r, cs.ports) + uint16(r.Intn(3)) - 1
+	}
+	switch r.Intn(40) {
+	case 0:
+		if !p.v6 {
+			p.frag = true
+		}
+	case 1:
+		p.short = true
+	}
+	return p
+}
+
+// classifyRun runs sets random rule sets of up to maxRules rules per chain,
+// packets each, through the compiled engine and the naive evaluator; it
+// returns what it ran and the first difference.
+func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug classify.Bug, deadline time.Time) (nsets, npkts, indexed, skipped, sureN int, err error) {
+	r := rand.New(rand.NewSource(seed))
+	testNICNames = nicNames
+	saved := classifyOptions
+	classifyOptions.MinRules, classifyOptions.PlantedBug = 1, bug
+	defer func() { testNICNames, classifyOptions = nil, saved }()
+	pkt := pipeline.DefaultPool.Get(2048)
+	defer pkt.Release()
+	var nv naive
+	for s := 0; s < sets && time.Now().Before(deadline); s++ {
+		cs := randCSet(r, maxRules)
+		m, lerr := load(t, cs.text)
+		if lerr != nil {
+			t.Fatalf("seed %d: rule set %d does not load: %v\n%s", seed, s, lerr, cs.text)
+		}
+		tbl := m.tables[0]
+		var fwd *pipeline.HookTable
+		for _, e := range m.HookTables() {
+			if e.Hook == pipeline.Forward {
+				fwd = e.Table
+			}
+		}
+		for _, ch := range fwd.Chains {
+			if ch.Index != nil {
+				indexed++
+			}
+		}
+		counts := make([][]uint64, len(cs.chains))
+		for c := range counts {
+			counts[c] = make([]uint64, len(cs.chains[c]))
+		}
+		for i := 0; i < packets; i++ {
+			np := cs.packet(r)
+			k := pk{v6: np.v6, proto: np.proto, src: np.src.String(), dst: np.dst.String(), sport: np.sport, dport: np.dport,
+				icmpType: np.icmpType, icmpCode: np.icmpCode, ttl: np.ttl}
+			if np.frag {
+				k.fragOff = 16
+			}
+			if np.short {
+				k.l4len = 2
+			}
+			pkt.SetData(k.bytes())
+			pkt.SetNetworkHeader()
+			pkt.NetProto = pipeline.IPv4ProtocolNumber
+			if np.v6 {
+				pkt.NetProto = pipeline.IPv6ProtocolNumber
+			}
+			pkt.Mark, pkt.InNIC, pkt.OutNIC = np.mark, np.in, np.out
+			pc := pipeline.PacketContext{Hook: pipeline.Forward, InNIC: np.in, OutNIC: np.out, Pkt: pkt}
+			if !pipeline.ParseTuple(nil, pkt, &pc) {
+				t.Fatalf("packet %+v does not parse", np)
+			}
+			if ix := fwd.Chains[fwd.Entry].Index; ix != nil && len(fwd.Chains[fwd.Entry].Rules) > 1 {
+				next, sure := ix.Next(&pc, 0)
+				skipped += next
+				if sure {
+					sureN++
+				}
+			}
+			got := fwd.Evaluate(&pc)
+			want := nv.crun(cs.chains, 0, &np, counts)
+			switch want {
+			case "return":
+				want = cs.policy
+			case "hotdrop":
+				want = "drop"
+			}
+			gotS := map[pipeline.Verdict]string{pipeline.VerdictAccept: "accept", pipeline.VerdictDrop: "drop"}[got]
+			npkts++
+			if gotS != want || pkt.Mark != np.mark {
+				return nsets, npkts, indexed, skipped, sureN, fmt.Errorf("rule set %d, packet %d %+v: classifier %s (mark %d), naive %s (mark %d)\n%s", s, i, np, gotS, pkt.Mark, want, np.mark, cs.text)
+			}
+		}
+		for c, rules := range cs.chains {
+			name := chainName(c)
+			if c == 0 {
+				name = "forward"
+			}
+			ch := tbl.chains[tbl.byName[name]]
+			for i := range rules {
+				if p, _ := ch.rules[i].counter.load(); p != counts[c][i] {
+					return nsets, npkts, indexed, skipped, sureN, fmt.Errorf("rule set %d, chain %s rule %d: classifier counted %d, naive %d\n%s", s, name, i+1, p, counts[c][i], cs.text)
+				}
+			}
+		}
+		m.Cleanup()
+		nsets++
+	}
+	return nsets, npkts, indexed, skipped, sureN, nil
+}
+
+// TestClassifierEquivalence: the compiled chains decide and count exactly
+// as the naive evaluator. CLASSIFY_SEED reruns a seed; CLASSIFY_LONG=1 runs
+// up to 20,000 rule sets × 1,000 packets (20 million packets) instead of
+// the default's 3,000 × 300 within 12 s; CLASSIFY_BUDGET bounds either.
+func TestClassifierEquivalence(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("CLASSIFY_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	t.Logf("seed %d (rerun with CLASSIFY_SEED=%d)", seed, seed)
+	sets, packets, budget := 3000, 300, 12*time.Second
+	if os.Getenv("CLASSIFY_LONG") != "" {
+		sets, packets, budget = 20000, 1000, time.Hour
+	}
+	if d, err := time.ParseDuration(os.Getenv("CLASSIFY_BUDGET")); err == nil {
+		budget = d // e.g. CLASSIFY_LONG=1 CLASSIFY_BUDGET=5m
+	}
+	if testing.Short() {
+		sets = 200
+	}
+	ns, np, idx, skip, sure, err := classifyRun(t, seed, sets, packets, 60, classify.NoBug, time.Now().Add(budget))
+	t.Logf("%d rule sets, %d packets, %d indexed chains, %.1f rules skipped per packet at the entry chain's start, %d first candidates sure", ns, np, idx, float64(skip)/float64(max(np, 1)), sure)
+	if err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	if idx == 0 || ns < 50 || skip < np || sure < np/20 {
+		t.Fatalf("only %d rule sets, %d indexed chains, %d rules skipped: the test proves nothing", ns, idx, skip)
+	}
+}
+
+// TestClassifierCatchesPlantedBugs: a compiler that drops a range's upper
+// bound, or every "!", is caught by the equivalence test.
+func TestClassifierCatchesPlantedBugs(t *testing.T) {
+	for _, bug := range []classify.Bug{classify.BugRangeOffByOne, classify.BugInvertIgnored} {
+		_, np, _, _, _, err := classifyRun(t, 1, 2000, 300, 60, bug, time.Now().Add(15*time.Second))
+		if err == nil {
+			t.Errorf("planted bug %d went unnoticed over %d packets", bug, np)
+		} else {
+			t.Logf("planted bug %d noticed after %d packets: %.200s", bug, np, err)
+		}
+	}
+}
+
+// mixedChain is the bench module's FORWARD chain of n mixed rules
+// (bench/filter_mixed_test.go, without the custom matcher) and its 4,096
+// flows as packet contexts: the filter's own cost, without the stack.
+func mixedChain(b testing.TB, n int) (*pipeline.HookTable, []*pipeline.PacketContext) {
+	const flows, matching = 4096, 4096 * 9 / 10
+	var sb strings.Builder
+	sb.WriteString("filter:\n  forward:\n    rules:\n")
+	for k := 0; k < n; k++ {
+		lo, hi := k*matching/n, (k+1)*matching/n
+		d := fmt.Sprintf("198.18.%d.%d", (1+lo)>>8, (1+lo)&255)
+		p1, p2, s1, s2 := 2000+lo, 2000+hi-1, 1024+lo, 1024+hi-1
+		if hi == lo {
+			d = fmt.Sprintf("100.%d.%d.%d", 64+k>>16, (k>>8)&255, k&255)
+			p1 = 30000 + k%30000
+			p2, s1, s2 = p1, p1, p1
+			hi = lo + 1
+		}
+		var r string
+		switch k % 6 {
+		case 0:
+			r = fmt.Sprintf("-p udp --dport %d:%d", p1, p2)
+			if hi-lo == 1 {
+				r = "-d " + d + "/32"
+			}
+		case 1:
+			r = fmt.Sprintf("-d 198.18.0.0/15 -p udp --sport %d:%d", s1, s2)
+		case 2:
+			r = fmt.Sprintf("! -s 10.99.0.0/16 -p udp --dport %d:%d", p1, p2)
+		case 3:
+			r = fmt.Sprintf("-i lan -o wan0 -p udp --dport %d:%d", p1, p2)
+		case 4:
+			r = fmt.Sprintf("-s 10.0.1.0/24 -p udp --dport %d:%d", p1, p2)
+		case 5:
+			r = fmt.Sprintf("-p udp ! --sport 0:1023 --dport %d:%d", p1, p2)
+		}
+		fmt.Fprintf(&sb, "      - %q\n", r+" -j ACCEPT")
+	}
+	m := mustLoad(b, sb.String())
+	var fwd *pipeline.HookTable
+	for _, e := range m.HookTables() {
+		if e.Hook == pipeline.Forward {
+			fwd = e.Table
+		}
+	}
+	pcs := make([]*pipeline.PacketContext, flows)
+	for i := range pcs {
+		pcs[i] = pk{proto: 17, src: fmt.Sprintf("10.0.1.%d", 2+i%250), dst: fmt.Sprintf("198.18.%d.%d", (1+i)>>8, (1+i)&255),
+			sport: uint16(1024 + i), dport: uint16(2000 + i), payload: 18, in: 1, out: 2, hook: pipeline.Forward}.ctx(b)
+	}
+	return fwd, pcs
+}
+
+// BenchmarkClassifiedChain: Evaluate alone over the mixed chain, the
+// flows in turn (ns/op is per packet).
+func BenchmarkClassifiedChain(b *testing.B) {
+	testNICNames = nicNames
+	defer func() { testNICNames = nil }()
+	for _, n := range []int{0, 2, 4, 8, 10, 100, 1000, 10000} {
+		for _, indexed := range []bool{true, false} {
+			if !indexed && n > 1000 {
+				continue
+			}
+			b.Run(fmt.Sprintf("rules=%d/index=%v", n, indexed), func(b *testing.B) {
+				saved := classifyOptions
+				classifyOptions.MinRules = 1 // every chain, even below the crossover
+				if !indexed {
+					classifyOptions.MinRules = 1 << 30
+				}
+				fwd, pcs := mixedChain(b, n)
+				classifyOptions = saved
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					fwd.Evaluate(pcs[i%len(pcs)])
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,33 @@
+package pipelines_test
+
+import (
+	"testing"
+
+	"github.com/pipestack/pipestack/modules/filter"
+)
+
+// TestLintPipelines: no filter rule of the example pipelines can never
+// match (`pipectl validate --lint pipelines/*.yaml` finds nothing; the
+// filter module's Lint, which it prints, is tested to find shadowed rules
+// by pipectl/cli's TestValidateLint).
+func TestLintPipelines(t *testing.T) {
+	files := glob(t, "*.yaml")
+	linted := 0
+	for _, f := range files {
+		cfg, err := check(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, mc := range cfg.Modules {
+			if l, ok := mc.Module.(interface{ Lint() []filter.Shadow }); ok {
+				linted++
+				for _, s := range l.Lint() {
+					t.Errorf("%s:%d: table %s, chain %s, rule %d (%s) is shadowed by rule %d", f, s.Line, s.Table, s.Chain, s.Rule, s.Text, s.By)
+				}
+			}
+		}
+	}
+	if linted == 0 {
+		t.Fatal("no pipeline has a filter section: the test proves nothing")
+	}
+}
