@@ -9,7 +9,10 @@ import (
 
 // classifyOptions compile the module's chains (pipeline/classify): what the
 // module knows of its own matchers, and its view of NIC names.
-var classifyOptions = classify.Options{Kind: matcherKind, Describe: describe, NICName: nicName}
+// NICName is left to index: the table's link names (Context.LinkIDs), the
+// same the matchers resolved -i/-o against, without a per-packet lookup
+// in the generation.
+var classifyOptions = classify.Options{Kind: matcherKind, Describe: describe}
 
 // describe is a matcher's constraints; the base matcher's also say its
 // family (-4/-6, or what its addresses imply) as every address of that
@@ -20,9 +23,16 @@ func describe(m pipeline.Matcher) ([]pipeline.FieldConstraint, bool) {
 		return nil, false
 	}
 	cs := cd.Constraint()
-	if b, ok := m.(*Base); ok && b.family != 0 {
+	family := 0
+	switch x := m.(type) {
+	case *Base:
+		family = x.family
+	case *l4Ports: // the specialised -p tcp|udp --dport (fast.go)
+		family = int(x.fam)
+	}
+	if family != 0 {
 		all := netip.MustParsePrefix("0.0.0.0/0")
-		if b.family == 6 {
+		if family == 6 {
 			all = netip.MustParsePrefix("::/0")
 		}
 		cs = append(cs, pipeline.FieldConstraint{Field: pipeline.FieldSrcAddr, Prefixes: []netip.Prefix{all}})
@@ -35,12 +45,20 @@ func describe(m pipeline.Matcher) ([]pipeline.FieldConstraint, bool) {
 // what it made of each (ClassifierStats).
 func (t *table) index(chains []pipeline.Chain) {
 	t.compiled, t.pchains = t.compiled[:0], chains
+	opts := classifyOptions
+	if opts.NICName == nil && t.links != nil {
+		links := t.links
+		opts.NICName = func(_ *pipeline.PacketContext, id pipeline.NICID) (string, bool) {
+			s, ok := links[id]
+			return s, ok && id != 0
+		}
+	}
 	for i := range chains {
 		cs := ChainStats{Table: t.name, Chain: chains[i].Name, Rules: len(chains[i].Rules)}
 		if i < len(t.chains) {
 			cs.Line = t.chains[i].line
 		}
-		if x := classify.Compile(chains[i].Rules, classifyOptions); x != nil {
+		if x := classify.Compile(chains[i].Rules, opts); x != nil {
 			chains[i].Index = x
 			cs.Indexed, cs.Stats = true, x.Stats()
 		}
@@ -88,6 +106,10 @@ func matcherKind(m pipeline.Matcher) classify.Kind {
 		return classify.Pure
 	case *Mark, *Comment:
 		return classify.Pure | classify.Exact
+	case *dst4, *src4: // a lone IPv4 -d/-s (fast.go): its prefix implies the family
+		return classify.Pure | classify.Exact
+	case *l4Ports: // -p tcp|udp with ports (fast.go); its family is described
+		return classify.Irregular | classify.Exact
 	case *IPRange, *Length, *TTL, *HL, *PktType, *AddrType:
 		return classify.Pure
 	case *UDP:

@@ -51,6 +51,10 @@ type table struct {
 	byName    map[string]int
 	compiled  []ChainStats     // what the classifier made of each chain (classify.go)
 	pchains   []pipeline.Chain // the chains compiled, for Lint
+	// links is the generation's link names by NIC ID (Context.LinkIDs,
+	// at Provision): the classifier checks -i/-o against the same names
+	// the matchers resolved.
+	links map[pipeline.NICID]string
 }
 
 // chain is a built-in or user chain.
@@ -237,7 +241,12 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	env := &provisionEnv{logs: m.logs, counters: m.counters}
 	occurrence := map[string]int{}
 	ids := map[string]*rule{}
+	links := make(map[pipeline.NICID]string, len(ctx.LinkIDs))
+	for name, id := range ctx.LinkIDs {
+		links[id] = name
+	}
 	for _, t := range m.tables {
+		t.links = links
 		for _, c := range t.chains {
 			if c.builtin {
 				key := t.name + "/" + c.name + "/policy"
