@@ -25,5 +25,6 @@ import (
 	_ "github.com/pipestack/pipestack/modules/link/sniffer"  // link.sniffer
 	_ "github.com/pipestack/pipestack/modules/link/tun"      // link.tun
 	_ "github.com/pipestack/pipestack/modules/link/wintun"   // link.wintun
+	_ "github.com/pipestack/pipestack/modules/tcp"           // transport.tcp, tcp.cc.newreno
 	_ "github.com/pipestack/pipestack/modules/udp"           // transport.udp
 )
