@@ -82,4 +82,3 @@ func (d *deadline) stop() {
 	}
 	d.mu.Unlock()
 }
-
