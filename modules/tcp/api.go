@@ -122,7 +122,7 @@ func (c *conn) windowUpdateDue() bool {
 		return false
 	}
 	adv := int(c.rcvAdv - c.rcvNxt)
-	now := c.rcvBufMax - c.rcvBuf.n
+	now := min(c.rcvBufMax-c.rcvBuf.n, 0xffff<<c.rcvWScale)
 	return now >= 2*adv && now-adv >= max(c.rcvMSS, 536)
 }
 

@@ -91,6 +91,7 @@ type conn struct {
 	sndBuf                      ring
 	sndBufMax                   int
 	finQueued                   bool // CloseWrite: a FIN follows the data
+	finAcked                    bool // the peer acknowledged our FIN
 	noDelay                     bool
 
 	// receive side
@@ -139,6 +140,7 @@ type conn struct {
 	rcvUnacked  int // bytes received since the last ACK
 	quickAcks   int
 	inTimeWait  bool // counted in the table's TIME-WAIT total
+	closeNow    bool // TIME-WAIT had no room: CLOSED once the last ACK is out
 	userClosed  bool // Close was called: the application is gone
 	rdShut      bool // CloseRead
 	lingerSet   bool

@@ -68,12 +68,20 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 	// 4. SYN in a synchronized state (RFC 5961 §4): challenge ACK. In
 	// SYN-RECEIVED a retransmitted SYN gets the SYN-ACK again.
 	if s.has(wire.TCPFlagSyn) {
-		if c.state == stateSynRcvd && c.passive && s.seq == c.irs && !s.has(wire.TCPFlagAck) {
+		switch {
+		case c.state == stateSynRcvd && c.passive && s.seq == c.irs && !s.has(wire.TCPFlagAck):
 			c.sendSyn(b, now)
 			return false, 0
+		case c.state == stateSynRcvd && !c.passive && s.has(wire.TCPFlagAck) && len(s.data) == 0 &&
+			s.seq+1 == c.rcvNxt && s.ack == c.sndNxt:
+			// Simultaneous open: the peer's SYN-ACK completes it
+			// (Linux's exception in tcp_validate_incoming).
+			s.flags &^= wire.TCPFlagSyn
+			s.seq++
+		default:
+			c.challengeAck(now)
+			return false, 0
 		}
-		c.challengeAck(now)
-		return false, 0
 	}
 	// 5. ACK.
 	if !s.has(wire.TCPFlagAck) {
@@ -335,7 +343,10 @@ func (c *conn) rttSample(r int64) {
 		c.rttvar = (3*c.rttvar + d) / 4
 		c.srtt = (7*c.srtt + r) / 8
 	}
-	c.rto = min(c.srtt+max(4*c.rttvar, int64(minRTO)), int64(maxRTO))
+	// Whole milliseconds, rounded up, as Linux's jiffies (HZ=1000).
+	const ms = int64(time.Millisecond)
+	rto := (c.srtt + max(4*c.rttvar, int64(minRTO)) + ms - 1) / ms * ms
+	c.rto = min(rto, int64(maxRTO))
 }
 
 // processAck is step five for a synchronized connection: RFC 5961 §5.2's
@@ -428,6 +439,7 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		c.rtoAt = now + c.rto
 	}
 	if finAcked {
+		c.finAcked = true
 		switch c.state {
 		case stateFinWait1:
 			c.state = stateFinWait2
@@ -620,8 +632,12 @@ func (c *conn) receiveFin(at uint32, now int64) {
 // the stack holds time_wait_max connections in TIME-WAIT already.
 func (c *conn) enterTimeWait(now int64) {
 	if !c.t.enterTimeWait(c.st.timeWaitMax) {
+		// Closed once the ACK of the FIN is out (endRun), as Linux's
+		// tcp_fin sends it before tcp_time_wait gives up.
 		c.t.c.timeWaitOverflow.Inc()
-		c.destroy(nil)
+		c.closeNow = true
+		c.state = stateTimeWait
+		c.rtoAt, c.delackAt, c.persistAt, c.keepAt = 0, 0, 0, 0
 		return
 	}
 	c.inTimeWait = true
@@ -684,5 +700,9 @@ func (c *conn) endRun(b *pipeline.Batch, now int64) {
 		c.delackAt = now + int64(c.st.delayedACK)
 	}
 	c.flush(b)
+	if c.closeNow {
+		c.destroy(nil)
+		return
+	}
 	c.resched(now)
 }

@@ -180,7 +180,7 @@ func (c *conn) sendSyn(b *pipeline.Batch, now int64) {
 func (c *conn) dataEnd() uint32 { return c.sndUna + uint32(c.sndBuf.n) }
 
 // finSent reports whether the FIN has been sent (it sits at dataEnd).
-func (c *conn) finSent() bool { return c.finQueued && seqGT(c.sndMax, c.dataEnd()) }
+func (c *conn) finSent() bool { return c.finQueued && !c.finAcked && seqGT(c.sndMax, c.dataEnd()) }
 
 // output sends what the windows allow: new data, retransmissions after a
 // timeout (sndNxt moved back), the FIN. Nagle's rule holds unless noDelay.
@@ -233,7 +233,7 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 		c.advanced(seq, now)
 	}
 	// A FIN on its own, after the data.
-	if c.finQueued && c.sndNxt == end {
+	if c.finQueued && !c.finAcked && c.sndNxt == end {
 		if c.emit(b, end, wire.TCPFlagAck|wire.TCPFlagFin, 0, 0, now) {
 			c.sndNxt = end + 1
 			c.advanced(end, now)
