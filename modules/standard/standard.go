@@ -22,6 +22,7 @@ import (
 	_ "github.com/pipestack/pipestack/modules/ipv6"          // network.ipv6
 	_ "github.com/pipestack/pipestack/modules/link/afpacket" // link.afpacket
 	_ "github.com/pipestack/pipestack/modules/link/channel"  // link.channel
+	_ "github.com/pipestack/pipestack/modules/link/impair"   // link.impair
 	_ "github.com/pipestack/pipestack/modules/link/sniffer"  // link.sniffer
 	_ "github.com/pipestack/pipestack/modules/link/tun"      // link.tun
 	_ "github.com/pipestack/pipestack/modules/link/wintun"   // link.wintun
