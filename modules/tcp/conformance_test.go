@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
@@ -103,9 +104,9 @@ func TestActiveOpenAndData(t *testing.T) {
 	if string(d.data) != "hello" || !d.parsed.HasTimestamps || d.parsed.TSEcr != 100 {
 		t.Fatalf("data %v %+v", d, d.parsed)
 	}
-	// The window is scaled by 5: 1 MiB >> 5.
-	if d.wnd != 1<<15 {
-		t.Fatalf("window field %d", d.wnd)
+	// The window is scaled by 5: the 1 MiB buffer in whole segments.
+	if w := int(d.wnd) << 5; w > 1<<20 || w < 1<<20-1460 {
+		t.Fatalf("window field %d (%d bytes)", d.wnd, w)
 	}
 	pc := &pconn{p: p, sport: 8080, dport: s.sport, sndNxt: 5001, rcvNxt: s.seq + 6, c: c}
 	pc.sendData([]byte("world"))
@@ -581,5 +582,78 @@ func TestAcceptQueueFull(t *testing.T) {
 	c, err := ln.AcceptTCP()
 	if err != nil || c.RemoteAddr().String() != "10.0.2.9:1" {
 		t.Fatal(c, err)
+	}
+}
+
+// Segments of a stream arriving in a random order, duplicated and
+// overlapping, are put back together byte for byte.
+func TestReassemblyRandomOrder(t *testing.T) {
+	p := newPeer(t, "")
+	ln := p.listen()
+	var ob wire.TCPOptionsBuilder
+	ob.AddMSS(1460)
+	ob.AddSACKPermitted()
+	pc := p.accept(ln, 40000, append([]byte(nil), ob.Bytes()...))
+	data := blob(300 << 10)
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := pc.sndNxt
+	type piece struct{ off, n int }
+	var pieces []piece
+	for off := 0; off < len(data); {
+		n := 1 + rng.IntN(1400)
+		n = min(n, len(data)-off)
+		pieces = append(pieces, piece{off, n})
+		// Overlaps: some pieces also sent widened.
+		if rng.IntN(4) == 0 {
+			lo := max(0, off-rng.IntN(700))
+			pieces = append(pieces, piece{lo, min(len(data), off+n+rng.IntN(700)) - lo})
+		}
+		off += n
+	}
+	// Shuffle within windows of 40 pieces (what fits the window), and
+	// duplicate some.
+	for i := 0; i < len(pieces); i += 40 {
+		w := pieces[i:min(i+40, len(pieces))]
+		rng.Shuffle(len(w), func(a, b int) { w[a], w[b] = w[b], w[a] })
+	}
+	got := make([]byte, 0, len(data))
+	buf := make([]byte, 64<<10)
+	for i, pc2 := range pieces {
+		s := seg{sport: pc.sport, dport: 80, seq: base + uint32(pc2.off), ack: pc.rcvNxt, flags: ack, wnd: 65535, data: data[pc2.off : pc2.off+pc2.n]}
+		p.send(s)
+		if rng.IntN(10) == 0 {
+			p.send(s)
+		}
+		p.read()
+		if i%50 == 0 {
+			pc.c.SetReadDeadline(time.Now().Add(time.Millisecond))
+			for {
+				n, err := pc.c.Read(buf)
+				got = append(got, buf[:n]...)
+				if err != nil {
+					break
+				}
+			}
+		}
+	}
+	// Anything left in a hole: send the whole stream once more in order.
+	for off := 0; off < len(data); off += 1400 {
+		p.send(seg{sport: pc.sport, dport: 80, seq: base + uint32(off), ack: pc.rcvNxt, flags: ack, wnd: 65535, data: data[off:min(off+1400, len(data))]})
+		p.read()
+		pc.c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		for {
+			n, err := pc.c.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+	}
+	if !bytes.Equal(got, data) {
+		i := 0
+		for i < len(got) && got[i] == data[i] {
+			i++
+		}
+		t.Fatalf("%d of %d bytes, first difference at %d", len(got), len(data), i)
 	}
 }

@@ -23,8 +23,8 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 	rst := s.has(wire.TCPFlagRst)
 	// PAWS (RFC 7323 §5.3): an older timestamp than TS.Recent marks an
 	// old duplicate; a reset passes (Linux).
-	if c.tsOK && s.opts.HasTimestamps && !rst && seqLT(s.opts.TSVal, c.tsRecent) &&
-		now-c.tsRecentAt < int64(tsRecentValid) {
+	if c.tsOK && s.opts.HasTimestamps && !rst && int32(c.tsRecent-s.opts.TSVal) > 1 &&
+		now-c.tsRecentAt < int64(tsRecentValid) && !c.disorderedAck(s) {
 		c.t.c.paws.Inc()
 		if c.state == stateTimeWait {
 			c.closeAt = now + int64(c.st.timeWait)
@@ -115,7 +115,7 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 				c.abort(b, now, errReset)
 				return false, 0
 			}
-			c.receive(s, now)
+			c.receive(b, s, now)
 		}
 	}
 	// 8. FIN.
@@ -123,6 +123,15 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		c.receiveFin(s.seq+uint32(len(s.data)), now)
 	}
 	return false, 0
+}
+
+// disorderedAck is Linux's tcp_disordered_ack: a duplicate pure ACK that
+// was overtaken (reordered) passes PAWS when its timestamp is within an
+// RTO of TS.Recent, so that reordering does not eat duplicate ACKs.
+func (c *conn) disorderedAck(s *segment) bool {
+	return len(s.data) == 0 && s.flags&(wire.TCPFlagSyn|wire.TCPFlagFin|wire.TCPFlagRst) == 0 && s.has(wire.TCPFlagAck) &&
+		s.seq == c.rcvNxt && s.ack == c.sndUna && s.wnd<<c.sndWScale == c.sndWnd &&
+		int64(int32(c.tsRecent-s.opts.TSVal)) <= c.rto/int64(time.Millisecond)
 }
 
 // acceptable is the sequence test (Linux's tcp_sequence): a segment
@@ -261,7 +270,7 @@ func (c *conn) synSentSegment(b *pipeline.Batch, s *segment, now int64) {
 	c.establish(now)
 	c.ackNow = true
 	if len(s.data) > 0 {
-		c.receive(s, now)
+		c.receive(b, s, now)
 	}
 	if s.has(wire.TCPFlagFin) {
 		c.receiveFin(s.seq+1+uint32(len(s.data)), now)
@@ -386,6 +395,13 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	if acked == 0 {
 		if len(s.data) == 0 && !s.has(wire.TCPFlagSyn|wire.TCPFlagFin) && !winChanged && c.sndMax != c.sndUna {
 			c.dupAck(b, now)
+			// With SACK, DupThresh segments held above SND.UNA mean a
+			// loss as three duplicate ACKs do (RFC 6675 §5), even when
+			// the receiver's ACKs were coalesced.
+			if c.sackOK && !c.inRecovery && c.sackedAbove(s) >= 3*c.sndMSS {
+				c.dupAcks = 2
+				c.dupAck(b, now)
+			}
 		}
 		return true
 	}
@@ -457,6 +473,18 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	return true
 }
 
+// sackedAbove sums the SACK blocks of s that lie above SND.UNA.
+func (c *conn) sackedAbove(s *segment) int {
+	n := 0
+	for i := 0; i < s.opts.NumSACK; i++ {
+		blk := s.opts.SACK[i]
+		if seqGT(blk.Left, c.sndUna) && seqLEQ(blk.Right, c.sndMax) && seqLT(blk.Left, blk.Right) {
+			n += int(blk.Right - blk.Left)
+		}
+	}
+	return n
+}
+
 // dupAck counts a duplicate ACK (RFC 5681 §2): three start fast
 // retransmit and NewReno recovery (RFC 6582); more inflate the window.
 func (c *conn) dupAck(b *pipeline.Batch, now int64) {
@@ -484,7 +512,7 @@ func (c *conn) dupAck(b *pipeline.Batch, now int64) {
 // filled behind it), out of order it is held in place and remembered as a
 // range (SACK blocks report them). Bytes before RCV.NXT and past the
 // buffer are trimmed.
-func (c *conn) receive(s *segment, now int64) {
+func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	if c.rdShut {
 		// CloseRead: the bytes are acknowledged and discarded.
 		n := uint32(len(s.data))
@@ -526,7 +554,9 @@ func (c *conn) receive(s *segment, now int64) {
 		} else {
 			c.t.c.oooQueued.Inc()
 		}
-		c.ackNow = true // out of order: an immediate duplicate ACK
+		// Out of order: a duplicate ACK at once, one per segment, even
+		// inside a run of segments (RFC 5681 §4.2: the sender counts them).
+		c.sendAck(b, now)
 		return
 	}
 	hole := c.nooo > 0
@@ -551,7 +581,7 @@ func (c *conn) receive(s *segment, now int64) {
 	c.rcvUnacked += len(data)
 	switch {
 	case hole:
-		c.ackNow = true // it filled (part of) a hole
+		c.sendAck(b, now) // it filled (part of) a hole: at once
 	case c.quickAcks > 0:
 		c.quickAcks--
 		c.ackNow = true

@@ -9,23 +9,33 @@ import (
 )
 
 // rcvWindow returns the window to advertise (unscaled bytes) and moves
-// the advertised right edge: never to the left (RFC 9293 §3.8.6.2.2),
-// and to the right only by at least min(buffer/2, MSS) at a time
-// (receiver-side silly window avoidance).
+// the advertised right edge. The edge never moves left (RFC 9293
+// §3.8.6.2.2) and moves right only in whole segments, when what is left of
+// the window falls a segment below the free space (Linux's
+// __tcp_select_window): the window field then stays the same while the
+// application keeps up, so that the sender can tell duplicate ACKs, and a
+// window of less than a segment is never offered (receiver-side silly
+// window avoidance).
 func (c *conn) rcvWindow() uint32 {
-	free := c.rcvBufMax - c.rcvBuf.n
+	free := min(c.rcvBufMax-c.rcvBuf.n, 0xffff<<c.rcvWScale)
 	if free < 0 {
 		free = 0
 	}
-	edge := c.rcvNxt + uint32(free)
-	if seqGT(edge, c.rcvAdv) {
-		step := uint32(min(c.rcvBufMax/2, max(c.rcvMSS, 536)))
-		if edge-c.rcvAdv >= step || free == c.rcvBufMax || c.rcvAdv == c.rcvNxt {
-			c.rcvAdv = edge
-		}
-	}
+	mss := max(c.rcvMSS, 536)
 	if seqLT(c.rcvAdv, c.rcvNxt) {
 		c.rcvAdv = c.rcvNxt
+	}
+	cur := int(c.rcvAdv - c.rcvNxt)
+	if cur <= free-mss || cur > free {
+		w := free
+		if w >= mss {
+			w -= w % mss
+		} else if w < free/2 || w < mss {
+			w = 0
+		}
+		if edge := c.rcvNxt + uint32(w); seqGT(edge, c.rcvAdv) {
+			c.rcvAdv = edge
+		}
 	}
 	return c.rcvAdv - c.rcvNxt
 }
@@ -36,12 +46,11 @@ func (c *conn) windowField(syn bool) uint16 {
 	if syn {
 		return uint16(min(w, 0xffff))
 	}
-	w >>= c.rcvWScale
+	// Round up to the scale (the edge we promised must not shrink).
+	w = (w + 1<<c.rcvWScale - 1) >> c.rcvWScale
 	if w > 0xffff {
 		w = 0xffff
 	}
-	// The edge we advertise is what the scaled field says.
-	c.rcvAdv = c.rcvNxt + w<<c.rcvWScale
 	return uint16(w)
 }
 
@@ -203,11 +212,11 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 			wnd = int(d)
 		}
 		cw := c.ccs.Cwnd - flight
-		n := min(unsent, c.sndMSS, wnd, cw)
+		n := min(unsent, c.segSize(), wnd, cw)
 		if n <= 0 {
 			break
 		}
-		if n < c.sndMSS {
+		if n < c.segSize() {
 			if n < unsent && n < int(c.maxSndWnd/2) && flight > 0 {
 				break // sender silly window avoidance: wait for more window
 			}
@@ -266,6 +275,20 @@ func (c *conn) advanced(seq uint32, now int64) {
 	c.persistAt = 0
 }
 
+// segSize is the payload a segment may carry now: the MSS less the SACK
+// blocks that ride on it while out-of-order data is held (as Linux's
+// tcp_current_mss).
+func (c *conn) segSize() int {
+	if !c.sackOK || c.nooo == 0 {
+		return c.sndMSS
+	}
+	k := min(c.nooo, wire.TCPMaxSACKBlocks)
+	if c.tsOK {
+		k = min(k, 3)
+	}
+	return max(c.sndMSS-4-8*k, 64)
+}
+
 // backedOff is the RTO doubled k times, capped.
 func (c *conn) backedOff(k int) int64 {
 	r := c.rto
@@ -279,7 +302,7 @@ func (c *conn) backedOff(k int) int64 {
 // retransmit, a partial ACK, a smaller path MTU) without moving sndNxt.
 func (c *conn) retransmitHead(b *pipeline.Batch, now int64) {
 	avail := c.sndBuf.n
-	n := min(avail, c.sndMSS)
+	n := min(avail, c.segSize())
 	flags := wire.TCPFlagAck
 	if n == avail {
 		flags |= wire.TCPFlagPsh

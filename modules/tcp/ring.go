@@ -72,10 +72,11 @@ func (r *ring) peek(off int, p []byte) int {
 	return want
 }
 
-// discard consumes k bytes of the contents.
+// discard consumes k bytes of the contents. The head moves even when the
+// ring empties: bytes written beyond the contents keep their place.
 func (r *ring) discard(k int) {
-	if k >= r.n {
-		r.head, r.n = 0, 0
+	k = min(k, r.n)
+	if k == 0 {
 		return
 	}
 	r.head = (r.head + k) % len(r.buf)
