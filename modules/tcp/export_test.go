@@ -14,3 +14,28 @@ func DebugState(cn *Conn) string {
 
 // WheelNow is the wheel's clock reading in ms.
 func WheelNow(cn *Conn) int64 { return cn.c.t.wheel.nowNS(cn.c.t.wheel.clock.Now()) / 1e6 }
+
+// GrowBuffers grows a connection's rings to their bounds.
+func GrowBuffers(cn *Conn) {
+	c := cn.c
+	c.mu.Lock()
+	c.sndBuf.reserve(c.sndBufMax, c.sndBufMax)
+	c.rcvBuf.reserve(c.rcvBufMax, c.rcvBufMax)
+	c.mu.Unlock()
+}
+
+// WheelFires is how often a connection's wheel fired.
+func WheelFires(cn *Conn) uint64 {
+	w := cn.c.t.wheel
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fires
+}
+
+// Buffered is how many bytes a Read returns without blocking.
+func Buffered(cn *Conn) int {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rcvBuf.n
+}

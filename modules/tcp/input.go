@@ -424,9 +424,6 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	c.retries = 0
 	if data > 0 {
 		wake(c.sndReady)
-		if c.sndBuf.n == 0 {
-			c.sndBuf.release()
-		}
 	}
 	flight := int(c.sndMax - c.sndUna)
 	c.ccs.InFlight = flight

@@ -17,7 +17,9 @@ import (
 // window of less than a segment is never offered (receiver-side silly
 // window avoidance).
 func (c *conn) rcvWindow() uint32 {
-	free := min(c.rcvBufMax-c.rcvBuf.n, 0xffff<<c.rcvWScale)
+	// Less one unit of the window scale: the field rounds the window up to
+	// it (as Linux's ALIGN does), and what it promises must fit.
+	free := min(c.rcvBufMax-c.rcvBuf.n-(1<<c.rcvWScale-1), 0xffff<<c.rcvWScale)
 	if free < 0 {
 		free = 0
 	}
@@ -46,10 +48,14 @@ func (c *conn) windowField(syn bool) uint16 {
 	if syn {
 		return uint16(min(w, 0xffff))
 	}
-	// Round up to the scale (the edge we promised must not shrink).
+	// Round up to the scale (the edge we promised must not shrink) and
+	// take the edge the field says as the one advertised.
 	w = (w + 1<<c.rcvWScale - 1) >> c.rcvWScale
 	if w > 0xffff {
 		w = 0xffff
+	}
+	if edge := c.rcvNxt + w<<c.rcvWScale; seqGT(edge, c.rcvAdv) {
+		c.rcvAdv = edge
 	}
 	return uint16(w)
 }

@@ -32,6 +32,7 @@ type wheel struct {
 	armedAt int64 // tick the clock timer is set for; 0: none
 	closed  bool
 	due     []*conn
+	fires   uint64 // clock timer firings (tests)
 
 	// run processes the connections whose entry is due, on the clock
 	// timer's goroutine (the table sets it: one Stack.Do for them all).
@@ -114,6 +115,7 @@ func (w *wheel) fire() {
 	}
 	now := w.nowNS(w.clock.Now()) / wheelTick
 	w.armedAt = 0
+	w.fires++
 	due := w.due[:0]
 	if now > w.cur {
 		span := now - w.cur
