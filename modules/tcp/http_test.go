@@ -204,7 +204,7 @@ func TestBulkBothWaysImpaired(t *testing.T) {
 
 var _ net.Conn = (*tcp.Conn)(nil)
 
-func TestDebugLossOneWay(t *testing.T) {
+func TestLossOneWay(t *testing.T) {
 	a, b := impairedRouter(t, "loss: 0.02")
 	ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
 	if err != nil {
