@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,4 +142,38 @@ func FuzzSegment(f *testing.F) {
 		pp.clock.Advance(time.Second)
 		pp.read()
 	})
+}
+
+// congestion_control picks a tcp.cc module; a bad one is refused at its
+// line with the modules there are.
+func TestCongestionControlConfig(t *testing.T) {
+	tp := newTopo(t, ", congestion_control: {module: tcp.cc.cubic}")
+	ln, err := tcp.Listen(tp.b.Stack, "tcp4", ":9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	c, err := tcp.Dial(tp.a.Stack, "tcp4", "10.0.2.2:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(blob(4 << 20)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	cfg, err := pipeline.ParseConfig("bad.yaml", []byte(hostConfig("x", "a", "10.0.1.2/24", "10.0.1.1", ", congestion_control: vegas")))
+	if err == nil {
+		err = pipeline.Check(cfg)
+	}
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:5:") || !strings.Contains(err.Error(), `unknown module "tcp.cc.vegas"`) ||
+		!strings.Contains(err.Error(), "tcp.cc.cubic") {
+		t.Fatalf("error %v", err)
+	}
 }
