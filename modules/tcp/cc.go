@@ -3,6 +3,7 @@ package tcp
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -95,7 +96,7 @@ func loadCC(ctx *pipeline.Context, n *yaml.Node) (CongestionControl, string, err
 		names = append(names, m.ID)
 	}
 	if !ok {
-		return nil, "", &pipeline.PosError{Line: idNode.Line, Col: idNode.Column, Msg: fmt.Sprintf("congestion_control: unknown module %q (known: %v)", id, names)}
+		return nil, "", &pipeline.PosError{Line: idNode.Line, Col: idNode.Column, Msg: fmt.Sprintf("congestion_control: unknown module %q (known: %s)", id, strings.Join(names, ", "))}
 	}
 	m, ok := mi.New().(CCModule)
 	if !ok {
