@@ -657,3 +657,58 @@ func TestReassemblyRandomOrder(t *testing.T) {
 		t.Fatalf("%d of %d bytes, first difference at %d", len(got), len(data), i)
 	}
 }
+
+// icmp4 builds an ICMPv4 error from the peer quoting quoted (an IPv4
+// packet the stack sent: its header and first 8 bytes).
+func (p *peer) icmp4(typ, code uint8, rest uint32, quoted []byte) []byte {
+	q := quoted[:min(len(quoted), wire.IPv4MinimumSize+8)]
+	total := wire.IPv4MinimumSize + wire.ICMPv4MinimumSize + len(q)
+	b := make([]byte, total)
+	wire.IPv4(b).Encode(&wire.IPv4Fields{TotalLength: uint16(total), ID: 9, TTL: 64, Protocol: wire.ProtocolICMP, Src: p.addr.As4(), Dst: p.stack.As4()})
+	m := wire.ICMPv4(b[wire.IPv4MinimumSize:])
+	m.Encode(&wire.ICMPv4Fields{Type: typ, Code: code, Rest: rest})
+	copy(m.Payload(), q)
+	m.SetChecksum(m.CalculateChecksum())
+	return b
+}
+
+// quote is the IPv4 packet of a segment the stack sent, as it left.
+func (p *peer) quote(s seg) []byte {
+	f := p.frame(s)
+	ip := wire.IPv4(f)
+	src, dst := ip.Src(), ip.Dst()
+	copy(f[12:16], dst[:])
+	copy(f[16:20], src[:])
+	return f
+}
+
+// ICMP errors reach the connection only when the quoted sequence number is
+// one it has in flight (RFC 5927); port unreachable ends a connect with
+// ECONNREFUSED; fragmentation needed lowers the MSS and resends at once.
+func TestICMPErrors(t *testing.T) {
+	p := newPeer(t, "")
+	s, ch := p.dial(9100, tcp.Dialer{})
+	// A forged error quoting another sequence number: ignored.
+	bad := s
+	bad.seq += 1 << 20
+	p.ep.InjectFrames([][]byte{p.icmp4(wire.ICMPv4DstUnreachable, wire.ICMPv4PortUnreachable, 0, p.quote(bad))})
+	p.n.WantCounters(t, "tcp", map[string]uint64{"icmp_out_of_window": 1})
+	p.ep.InjectFrames([][]byte{p.icmp4(wire.ICMPv4DstUnreachable, wire.ICMPv4PortUnreachable, 0, p.quote(s))})
+	if r := ch.wait(t); !errors.Is(r.err, syscall.ECONNREFUSED) {
+		t.Fatalf("err %v", r.err)
+	}
+
+	ln := p.listen()
+	pc := p.accept(ln, 40000, mssOpt(1460))
+	pc.c.Write(bytes.Repeat([]byte{1}, 3000))
+	segs := p.read()
+	if len(segs) != 3 || len(segs[0].data) != 1460 {
+		t.Fatalf("before: %v", segs)
+	}
+	p.ep.InjectFrames([][]byte{p.icmp4(wire.ICMPv4DstUnreachable, wire.ICMPv4FragmentationNeeded, wire.ICMPv4FragNeededRest(1000), p.quote(segs[0]))})
+	after := p.read()
+	if len(after) == 0 || len(after[0].data) != 960 || after[0].seq != segs[0].seq {
+		t.Fatalf("after fragmentation needed (MTU 1000): %v", after)
+	}
+	p.n.WantCounters(t, "tcp", map[string]uint64{"pmtu_updates": 1})
+}

@@ -24,6 +24,8 @@ type listener struct {
 	t       *table
 	addr    netip.AddrPort
 	network string
+	// keepalive is the keepalive period of accepted connections (0: off).
+	keepalive time.Duration
 
 	mu      sync.Mutex
 	backlog int
@@ -110,6 +112,9 @@ type ListenConfig struct {
 	// Backlog bounds the SYN queue and the accept queue (default
 	// DefaultBacklog).
 	Backlog int
+	// KeepAlive is the keepalive period of accepted connections: 0 means
+	// 15 s (as Go's net.ListenConfig), negative off.
+	KeepAlive time.Duration
 }
 
 // Listen listens on s at address ("10.0.1.2:80", ":80", "[::]:0"; IP
@@ -140,6 +145,12 @@ func (lc ListenConfig) Listen(s *pipeline.Stack, network, address string) (*List
 		backlog = DefaultBacklog
 	}
 	l := &listener{t: t, addr: local, network: network, backlog: backlog, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	switch {
+	case lc.KeepAlive == 0:
+		l.keepalive = 15 * time.Second
+	case lc.KeepAlive > 0:
+		l.keepalive = lc.KeepAlive
+	}
 	if err := t.listen(l); err != nil {
 		return nil, op(os.NewSyscallError("bind", err))
 	}

@@ -260,6 +260,9 @@ func (p *Protocol) listenSegment(b *pipeline.Batch, l *listener, s *segment, pkt
 	st := p.st
 	n := newConn(p.t, st, local, remote)
 	n.passive, n.listener, n.state = true, l, stateSynRcvd
+	if l.keepalive > 0 {
+		n.keepalive, n.keepIdle, n.keepIntvl = true, l.keepalive, l.keepalive
+	}
 	n.irs, n.rcvNxt = s.seq, s.seq+1
 	n.rcvAdv = n.rcvNxt
 	o := &s.opts

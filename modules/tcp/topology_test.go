@@ -58,6 +58,7 @@ func newTopo(t testing.TB, tcpOpts string) *topo {
 }
 
 func TestEchoAcrossRouter(t *testing.T) {
+	pt.CheckGoroutines(t)
 	tp := newTopo(t, "")
 	ln, err := tcp.Listen(tp.b.Stack, "tcp4", "10.0.2.2:7")
 	if err != nil {
