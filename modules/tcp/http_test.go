@@ -175,14 +175,16 @@ func TestBulkBothWaysImpaired(t *testing.T) {
 	}
 	defer ln.Close()
 	data := blob(2 << 20)
+	srv := make(chan *tcp.Conn, 1)
 	go func() {
-		c, err := ln.Accept()
+		c, err := ln.AcceptTCP()
 		if err != nil {
 			return
 		}
+		srv <- c
 		go func() {
 			io.Copy(c, c)
-			c.(interface{ CloseWrite() error }).CloseWrite()
+			c.CloseWrite()
 		}()
 	}()
 	c, err := (&tcp.Dialer{Stack: a.Stack}).DialContext(context.Background(), "tcp4", "10.0.2.2:5001")
@@ -197,7 +199,8 @@ func TestBulkBothWaysImpaired(t *testing.T) {
 	}()
 	got, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("%d of %d bytes back, %v; %s", len(got), len(data), err, a.DumpCounters())
+		t.Fatalf("%d of %d bytes back, %v; %s\nclient %s now %d\nserver %s now %d\n%s", len(got), len(data), err, a.DumpCounters(),
+			tcp.DebugState(c.(*tcp.Conn)), tcp.WheelNow(c.(*tcp.Conn)), tcp.DebugState(<-srv), tcp.WheelNow(c.(*tcp.Conn)), b.DumpCounters())
 	}
 	t.Log("host-a:", a.DumpCounters())
 }

@@ -144,6 +144,27 @@ func (c *conn) onRTO(b *pipeline.Batch, now int64) {
 	c.rtoAt = now + c.rto
 	c.sndNxt = c.sndUna
 	c.output(b, now)
+	if c.sndNxt == c.sndUna && (c.sndBuf.n > 0 || (c.finQueued && !c.finAcked)) {
+		// The peer's window closed under data in flight: the head goes
+		// anyway, a probe that the peer answers with its window (Linux's
+		// tcp_retransmit_timer), so that a lost window update cannot
+		// stall the connection.
+		n := min(c.sndBuf.n, c.segSize())
+		flags := wire.TCPFlagAck
+		if n == c.sndBuf.n {
+			flags |= wire.TCPFlagPsh
+			if c.finQueued {
+				flags |= wire.TCPFlagFin
+			}
+		}
+		if c.emit(b, c.sndUna, flags, 0, n, now) {
+			c.t.c.retransmits.Inc()
+			c.sndNxt = c.sndUna + uint32(n)
+			if flags&wire.TCPFlagFin != 0 {
+				c.sndNxt++
+			}
+		}
+	}
 }
 
 // onPersist sends a zero-window probe (Linux's: an ACK one below

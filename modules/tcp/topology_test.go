@@ -65,12 +65,14 @@ func TestEchoAcrossRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	srv := make(chan *tcp.Conn, 1)
 	go func() {
 		for {
-			c, err := ln.Accept()
+			c, err := ln.AcceptTCP()
 			if err != nil {
 				return
 			}
+			srv <- c
 			go func() {
 				io.Copy(c, c)
 				c.Close()
@@ -92,7 +94,8 @@ func TestEchoAcrossRouter(t *testing.T) {
 	}()
 	got, err := io.ReadAll(c)
 	if err != nil {
-		t.Fatalf("read: %v (got %d) %s", err, len(got), tp.a.DumpCounters())
+		t.Fatalf("read: %v (got %d)\nclient %s\nserver %s\n%s\n%s\n%s", err, len(got), tcp.DebugState(c), tcp.DebugState(<-srv),
+			tp.a.DumpCounters(), tp.r.DumpCounters(), tp.b.DumpCounters())
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("echo differs: %d bytes, sha %x want %x", len(got), sha256.Sum256(got), sha256.Sum256(data))
