@@ -712,3 +712,28 @@ func TestICMPErrors(t *testing.T) {
 	}
 	p.n.WantCounters(t, "tcp", map[string]uint64{"pmtu_updates": 1})
 }
+
+// After a timeout the sender resends from SND.UNA, but its bare ACKs keep
+// the highest sequence number sent: numbered at the resend point they
+// would fall before the peer's RCV.NXT and be dropped as out of window
+// (two stacks stalled that way, each dropping the other's ACKs).
+func TestACKSequenceAfterTimeout(t *testing.T) {
+	p := newPeer(t, "")
+	ln := p.listen()
+	pc := p.accept(ln, 40000, mssOpt(1000))
+	pc.c.Write(bytes.Repeat([]byte{3}, 3000))
+	segs := p.read()
+	if len(segs) != 3 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	p.clock.Advance(201 * time.Millisecond)
+	r := p.one()
+	if r.seq != segs[0].seq {
+		t.Fatalf("retransmission %v", r)
+	}
+	// The peer got all three (its ACKs were lost) and sends data: our
+	// ACK is numbered after the third segment.
+	pc.sendData([]byte("x"))
+	a := p.one()
+	want(t, a, ack, segs[2].seq+1000, pc.sndNxt)
+}

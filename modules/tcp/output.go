@@ -165,9 +165,13 @@ func (c *conn) flush(b *pipeline.Batch) {
 	c.t.c.tx.Add(uint64(n))
 }
 
-// sendAck sends a bare ACK now.
+// sendAck sends a bare ACK now. Its sequence number is the highest sent
+// (SND.MAX), not SND.NXT: after a timeout SND.NXT goes back to resend, and
+// an ACK numbered there would fall before the peer's RCV.NXT and be
+// dropped as out of window (Linux keeps snd_nxt at the highest and resends
+// from its queue; the ACKs it sends are numbered the same way).
 func (c *conn) sendAck(b *pipeline.Batch, now int64) {
-	c.emit(b, c.sndNxt, wire.TCPFlagAck, 0, 0, now)
+	c.emit(b, c.sndMax, wire.TCPFlagAck, 0, 0, now)
 }
 
 // sendRst sends a reset from a synchronized connection (an abort):
