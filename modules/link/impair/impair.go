@@ -155,16 +155,19 @@ func (e *Endpoint) Attach(d pipeline.NetworkDispatcher) {
 // WritePackets implements pipeline.LinkEndpoint: the batch is impaired,
 // what passes at once is written by the wrapped link.
 func (e *Endpoint) WritePackets(pkts []*pipeline.Packet) int {
+	held := 0
 	if e.o.Out {
-		e.impair(&e.out, pkts)
+		held = e.impair(&e.out, pkts)
 	}
-	return e.inner.WritePackets(pkts)
+	// Held packets count as sent (they leave later); lost ones are the
+	// link's drops, as a lossy cable's would be.
+	return e.inner.WritePackets(pkts) + held
 }
 
 // impair decides each packet's fate: dropped (slot nil), held (slot nil,
 // queued), or left in place to go now; a duplicate goes into the queue or,
 // without delay, right after the batch.
-func (e *Endpoint) impair(q *queue, pkts []*pipeline.Packet) {
+func (e *Endpoint) impair(q *queue, pkts []*pipeline.Packet) (held int) {
 	now := e.o.Clock.Now()
 	var dups [8]*pipeline.Packet
 	nd := 0
@@ -202,12 +205,14 @@ func (e *Endpoint) impair(q *queue, pkts []*pipeline.Packet) {
 			pkts[i] = nil
 			e.Delayed.Add(1)
 			q.push(now.Add(delay), p)
+			held++
 		}
 	}
 	e.rmu.Unlock()
 	if nd > 0 {
 		q.send(dups[:nd])
 	}
+	return held
 }
 
 // push queues p until due and arms the timer.
