@@ -24,8 +24,10 @@ import (
 	_ "github.com/pipestack/pipestack/modules/ipv6"          // network.ipv6
 	_ "github.com/pipestack/pipestack/modules/link/afpacket" // link.afpacket
 	_ "github.com/pipestack/pipestack/modules/link/channel"  // link.channel
+	_ "github.com/pipestack/pipestack/modules/link/impair"   // link.impair
 	_ "github.com/pipestack/pipestack/modules/link/sniffer"  // link.sniffer
 	_ "github.com/pipestack/pipestack/modules/link/tun"      // link.tun
 	_ "github.com/pipestack/pipestack/modules/link/wintun"   // link.wintun
+	_ "github.com/pipestack/pipestack/modules/tcp"           // transport.tcp, tcp.cc.newreno
 	_ "github.com/pipestack/pipestack/modules/udp"           // transport.udp
 )

@@ -1,0 +1,336 @@
+package tcp
+
+import (
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// state is a connection's RFC 9293 state. LISTEN is a listener's, not a
+// connection's.
+type state uint8
+
+const (
+	stateClosed state = iota
+	stateSynSent
+	stateSynRcvd
+	stateEstablished
+	stateFinWait1
+	stateFinWait2
+	stateCloseWait
+	stateClosing
+	stateLastAck
+	stateTimeWait
+)
+
+var stateNames = [...]string{"CLOSED", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
+	"CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"}
+
+func (s state) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "?"
+}
+
+// synchronized: past the handshake (RFC 9293's "synchronized states").
+func (s state) synchronized() bool { return s >= stateEstablished }
+
+// Sequence number comparisons (modulo 2^32).
+func seqLT(a, b uint32) bool  { return int32(a-b) < 0 }
+func seqLEQ(a, b uint32) bool { return int32(a-b) <= 0 }
+func seqGT(a, b uint32) bool  { return int32(a-b) > 0 }
+func seqGEQ(a, b uint32) bool { return int32(a-b) >= 0 }
+
+// Timer bounds (RFC 6298, with Linux's minimum).
+const (
+	initialRTO = time.Second
+	minRTO     = 200 * time.Millisecond
+	maxRTO     = 120 * time.Second
+	// oowRateLimit is Linux's tcp_invalid_ratelimit: one ACK per 500 ms
+	// per connection answers out-of-window segments without data.
+	oowRateLimit = 500 * time.Millisecond
+	maxOOO       = 32 // out-of-order ranges kept
+	outBatch     = 16 // segments built before they are handed to the network layer
+	// tsRecentValid: TS.Recent older than 24 days is invalid (RFC 7323 §5.5).
+	tsRecentValid = 24 * 24 * time.Hour
+)
+
+// oooRange is a range of out-of-order data held in the receive ring.
+type oooRange struct{ left, right uint32 }
+
+// conn is one connection: its state machine, buffers and timers. Every
+// field below mu is guarded by it.
+type conn struct {
+	t  *table
+	st *settings // of the generation that made it
+
+	// wheel entry (guarded by the wheel's lock)
+	wNext, wPrev *conn
+	wTick        int64
+	wIn          bool
+
+	local, remote netip.AddrPort // fixed once registered
+	v6            bool
+
+	mu       sync.Mutex
+	state    state
+	passive  bool      // made by a listener
+	listener *listener // the listener of a passive open until accepted
+
+	// send side
+	iss, sndUna, sndNxt, sndMax uint32
+	sndWnd, maxSndWnd           uint32
+	sndWl1, sndWl2              uint32
+	sndWScale, rcvWScale        uint8
+	sndMSS                      int // payload bytes per segment (options excluded)
+	sndBuf                      ring
+	sndBufMax                   int
+	finQueued                   bool // CloseWrite: a FIN follows the data
+	finAcked                    bool // the peer acknowledged our FIN
+	noDelay                     bool
+
+	// receive side
+	irs, rcvNxt, rcvAdv, lastAckSent uint32
+	rcvBuf                           ring
+	rcvBufMax                        int
+	rcvMSS                           int
+	ooo                              [maxOOO]oooRange
+	nooo                             int
+	oooLast                          int // index of the range the latest segment went to
+	finRcvd                          bool
+	finPending                       bool   // a FIN arrived out of order
+	finAt                            uint32 // its sequence number
+
+	// options
+	tsOK, sackOK, wsOK bool
+	tsOffset           uint32
+	tsRecent           uint32
+	tsRecentAt         int64
+	peerMSS            int
+
+	// RTT and timers (ns on the wheel's scale; 0: off)
+	srtt, rttvar, rto int64
+	rttTiming         bool
+	rttSeq            uint32
+	rttStart          int64
+	retries           int
+	rtoAt             int64
+	delackAt          int64
+	persistAt         int64
+	persistProbes     int
+	persistBackoff    int
+	keepAt            int64
+	keepalive         bool
+	keepIdle          time.Duration
+	keepIntvl         time.Duration
+	keepProbes        int
+	keepSent          int
+	lastRecv          int64
+	closeAt           int64 // TIME-WAIT or orphaned FIN-WAIT-2 ends
+	filedAt           int64 // when the wheel entry is filed (0: none)
+	lastOOW           int64 // last ACK answering an out-of-window segment
+
+	// ACK decisions
+	ackNow      bool
+	rcvUnacked  int // bytes received since the last ACK
+	quickAcks   int
+	inTimeWait  bool // counted in the table's TIME-WAIT total
+	closeNow    bool // TIME-WAIT had no room: CLOSED once the last ACK is out
+	userClosed  bool // Close was called: the application is gone
+	rdShut      bool // CloseRead
+	lingerSet   bool
+	linger      time.Duration
+	established bool // counted as established
+
+	// congestion control
+	cc         CongestionControl
+	ccs        CCState
+	dupAcks    int
+	inRecovery bool
+	recover    uint32
+
+	err     error // the connection's error (reset, timeout, refused)
+	softErr error // an ICMP error reported while connecting
+
+	// route cache, valid while rGen is the batch's generation
+	rGen *pipeline.Generation
+	ne   pipeline.NetworkEndpoint
+	ri   pipeline.RouteInfo
+	out  [outBatch]*pipeline.Packet
+	nout int
+
+	// wakeups for the API (capacity 1) and the end of the handshake
+	rcvReady, sndReady chan struct{}
+	estab              chan struct{}
+	estabDone          bool
+	done               chan struct{} // closed when the connection is CLOSED
+	doneClosed         bool
+}
+
+func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {
+	c := &conn{
+		t: t, st: st, local: local, remote: remote, v6: remote.Addr().Is6(),
+		sndBufMax: st.sndBuf, rcvBufMax: st.rcvBuf, noDelay: true,
+		cc: st.cc, rto: int64(initialRTO),
+		rcvReady: make(chan struct{}, 1), sndReady: make(chan struct{}, 1),
+		estab: make(chan struct{}), done: make(chan struct{}),
+		keepIdle: st.defaultKeepIdle, keepIntvl: st.defaultKeepIntvl, keepProbes: st.defaultKeepProbes,
+		quickAcks: 16,
+	}
+	return c
+}
+
+// windowShift is the window scale for a receive buffer: the smallest shift
+// that lets the 16-bit field carry it.
+func windowShift(buf int) uint8 {
+	var s uint8
+	for buf>>s > 0xffff && s < wire.TCPMaxWindowScale {
+		s++
+	}
+	return s
+}
+
+// headerOverhead is the IP and TCP header bytes without options.
+func (c *conn) headerOverhead() int {
+	if c.v6 {
+		return wire.IPv6HeaderSize + wire.TCPMinimumSize
+	}
+	return wire.IPv4MinimumSize + wire.TCPMinimumSize
+}
+
+// defaultMSS is the MSS assumed without the option (RFC 9293 §3.7.1).
+func (c *conn) defaultMSS() int {
+	if c.v6 {
+		return 1220
+	}
+	return 536
+}
+
+// isn is RFC 6528's initial sequence number: a keyed hash of the 4-tuple
+// plus a clock ticking every 64 ns (as Linux's).
+func (t *table) isn(local, remote netip.AddrPort, now time.Time) uint32 {
+	return uint32(t.isnKey.tupleHash(local, remote)) + uint32(now.UnixNano()>>6)
+}
+
+// tsNow is this connection's TSval at now: a 1 ms clock plus its offset.
+func (c *conn) tsNow(now int64) uint32 { return uint32(now/int64(time.Millisecond)) + c.tsOffset }
+
+// setMSS fixes the sender's MSS from the peer's option and the route.
+func (c *conn) setMSS(b *pipeline.Batch) {
+	mss := c.peerMSS
+	if mss == 0 {
+		mss = c.defaultMSS()
+	}
+	if c.route(b) {
+		mss = min(mss, c.ri.MTU-c.headerOverhead())
+	}
+	if c.tsOK {
+		mss -= 12
+	}
+	c.sndMSS = max(mss, 64)
+	c.ccs.MSS = c.sndMSS
+}
+
+// ourMSS is the MSS option we send: the route's MTU less the headers.
+func (c *conn) ourMSS(b *pipeline.Batch) int {
+	if c.route(b) {
+		return min(c.ri.MTU-c.headerOverhead(), 0xffff)
+	}
+	return c.defaultMSS()
+}
+
+// route resolves the connection's route in the batch's generation (cached
+// until the generation changes).
+func (c *conn) route(b *pipeline.Batch) bool {
+	if c.rGen == b.Gen && c.ne != nil {
+		return true
+	}
+	c.rGen, c.ne = b.Gen, nil
+	nic, nextHop, err := routeFor(b.Gen, c.remote.Addr())
+	if err != nil {
+		return false
+	}
+	proto := pipeline.IPv4ProtocolNumber
+	if c.v6 {
+		proto = pipeline.IPv6ProtocolNumber
+	}
+	ne := b.Gen.NetworkEndpoint(nic.ID(), proto)
+	if ne == nil {
+		return false
+	}
+	c.ne = ne
+	c.ri = pipeline.RouteInfo{NIC: nic.ID(), LocalAddr: c.local.Addr(), RemoteAddr: c.remote.Addr().WithZone(""), NextHop: nextHop, MTU: nic.MTU()}
+	return true
+}
+
+// wake signals a waiting reader or writer.
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// finishHandshake ends the wait of Dial (or of a listener's accept).
+func (c *conn) finishHandshake() {
+	if !c.estabDone {
+		c.estabDone = true
+		close(c.estab)
+	}
+}
+
+// destroy moves the connection to CLOSED: it leaves the table and the
+// wheel, its waiters wake up with err (nil: a clean close). What was
+// received stays readable; what was queued to send is dropped.
+func (c *conn) destroy(err error) {
+	if c.state == stateClosed && c.doneClosed {
+		return
+	}
+	prev := c.state
+	c.state = stateClosed
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	c.t.remove(c)
+	c.t.wheel.schedule(c, 0)
+	c.filedAt = 0
+	if c.inTimeWait {
+		c.inTimeWait = false
+		c.t.leaveTimeWait()
+	}
+	if c.listener != nil {
+		if prev == stateSynRcvd {
+			c.listener.synDone()
+		}
+		c.listener = nil
+	}
+	c.sndBuf.release()
+	c.nooo = 0
+	if c.userClosed {
+		c.rcvBuf.release()
+	}
+	c.finishHandshake()
+	if !c.doneClosed {
+		c.doneClosed = true
+		close(c.done)
+	}
+	wake(c.rcvReady)
+	wake(c.sndReady)
+	for i := 0; i < c.nout; i++ {
+		c.out[i].Release()
+		c.out[i] = nil
+	}
+	c.nout = 0
+}
+
+// errors given to the application
+var (
+	errReset    = syscall.ECONNRESET
+	errRefused  = syscall.ECONNREFUSED
+	errTimedOut = syscall.ETIMEDOUT
+)

@@ -1,0 +1,84 @@
+package tcp
+
+import (
+	"sync"
+	"time"
+)
+
+// deadline is a read or write deadline: a channel closed once the deadline
+// has passed, and the timer that closes it. Deadlines are wall-clock times
+// (net.Conn's contract), so they use the real clock, not the stack's.
+type deadline struct {
+	mu      sync.Mutex
+	when    time.Time     // zero: none
+	ch      chan struct{} // closed once when has passed; nil before any deadline
+	expired bool          // ch is closed
+	timer   *time.Timer
+}
+
+// channel returns the channel that is closed when the deadline passes (nil:
+// no deadline was ever set, which blocks forever in a select).
+func (d *deadline) channel() <-chan struct{} {
+	d.mu.Lock()
+	ch := d.ch
+	d.mu.Unlock()
+	return ch
+}
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.when = t
+	if t.IsZero() {
+		if d.timer != nil {
+			d.timer.Stop()
+		}
+		if d.expired {
+			d.ch, d.expired = make(chan struct{}), false
+		}
+		return
+	}
+	if d.ch == nil || d.expired {
+		d.ch, d.expired = make(chan struct{}), false
+	}
+	wait := time.Until(t)
+	if wait <= 0 {
+		d.expireLocked()
+		return
+	}
+	if d.timer == nil {
+		d.timer = time.AfterFunc(wait, d.fire)
+	} else {
+		d.timer.Reset(wait)
+	}
+}
+
+// fire is the timer's function. A timer that was re-armed later, or whose
+// deadline was cleared, may still fire once: it checks the time.
+func (d *deadline) fire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.when.IsZero() {
+		return
+	}
+	if wait := time.Until(d.when); wait > 0 {
+		d.timer.Reset(wait)
+		return
+	}
+	d.expireLocked()
+}
+
+func (d *deadline) expireLocked() {
+	if !d.expired {
+		close(d.ch)
+		d.expired = true
+	}
+}
+
+func (d *deadline) stop() {
+	d.mu.Lock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.mu.Unlock()
+}

@@ -1,0 +1,735 @@
+package tcp
+
+import (
+	"syscall"
+	"time"
+
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// segment processes one segment for the connection (RFC 9293 §3.10.7.3
+// and .4, with RFC 5961's checks, RFC 7323's PAWS and Linux's choices
+// where the RFCs leave one). Called with c.mu held, c not CLOSED. relisten
+// is true when the segment is a SYN that ends a TIME-WAIT connection and
+// must go to the listener, with iss the ISS to use.
+func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool, iss uint32) {
+	c.lastRecv = now
+	c.keepSent = 0
+	if c.state == stateSynSent {
+		c.synSentSegment(b, s, now)
+		return false, 0
+	}
+	rst := s.has(wire.TCPFlagRst)
+	// PAWS (RFC 7323 §5.3): an older timestamp than TS.Recent marks an
+	// old duplicate; a reset passes (Linux).
+	if c.tsOK && s.opts.HasTimestamps && !rst && int32(c.tsRecent-s.opts.TSVal) > 1 &&
+		now-c.tsRecentAt < int64(tsRecentValid) && !c.disorderedAck(s) {
+		c.t.c.paws.Inc()
+		if c.state == stateTimeWait {
+			c.closeAt = now + int64(c.st.timeWait)
+		}
+		if !c.oowLimited(s, now) {
+			c.ackNow = true
+		}
+		return false, 0
+	}
+	if c.state == stateTimeWait {
+		return c.timeWaitSegment(b, s, now)
+	}
+	// 1. Sequence number acceptable? (Linux's test: the segment ends at or
+	// after RCV.NXT and starts at or before the right edge.)
+	if !c.acceptable(s) {
+		c.t.c.outOfWindow.Inc()
+		if rst {
+			return false, 0
+		}
+		if s.has(wire.TCPFlagSyn) {
+			c.challengeAck(now)
+			return false, 0
+		}
+		if !c.oowLimited(s, now) {
+			c.ackNow = true
+		}
+		return false, 0
+	}
+	// 2. RST (RFC 5961 §3.2): exactly RCV.NXT (or the right edge of the
+	// highest SACK block we sent, as Linux) resets; anywhere else in the
+	// window draws a challenge ACK.
+	if rst {
+		if s.seq == c.rcvNxt || (c.nooo > 0 && s.seq == c.ooo[c.nooo-1].right) {
+			c.t.c.resetIn.Inc()
+			c.resetReceived()
+			return false, 0
+		}
+		c.challengeAck(now)
+		return false, 0
+	}
+	// 4. SYN in a synchronized state (RFC 5961 §4): challenge ACK. In
+	// SYN-RECEIVED a retransmitted SYN gets the SYN-ACK again.
+	if s.has(wire.TCPFlagSyn) {
+		switch {
+		case c.state == stateSynRcvd && c.passive && s.seq == c.irs && !s.has(wire.TCPFlagAck):
+			c.sendSyn(b, now)
+			return false, 0
+		case c.state == stateSynRcvd && !c.passive && s.has(wire.TCPFlagAck) && len(s.data) == 0 &&
+			s.seq+1 == c.rcvNxt && s.ack == c.sndNxt:
+			// Simultaneous open: the peer's SYN-ACK completes it
+			// (Linux's exception in tcp_validate_incoming).
+			s.flags &^= wire.TCPFlagSyn
+			s.seq++
+		default:
+			c.challengeAck(now)
+			return false, 0
+		}
+	}
+	// 5. ACK.
+	if !s.has(wire.TCPFlagAck) {
+		return false, 0
+	}
+	if c.state == stateSynRcvd {
+		if !seqLT(c.sndUna, s.ack) || !seqLEQ(s.ack, c.sndMax) {
+			c.rstFor(b, s, now)
+			return false, 0
+		}
+		if !c.handshakeDone(b, s, now) {
+			return false, 0
+		}
+	}
+	// Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
+	// (RFC 7323 §4.3).
+	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && seqGEQ(s.opts.TSVal, c.tsRecent) {
+		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
+	}
+	if !c.processAck(b, s, now) {
+		return false, 0
+	}
+	// 7. Text.
+	if len(s.data) > 0 {
+		switch c.state {
+		case stateEstablished, stateFinWait1, stateFinWait2:
+			if c.userClosed {
+				// Data for a socket the application closed: Linux
+				// resets (tcp_rcv_state_process, TCPAbortOnData).
+				c.t.c.abortOnData.Inc()
+				c.abort(b, now, errReset)
+				return false, 0
+			}
+			c.receive(b, s, now)
+		}
+	}
+	// 8. FIN.
+	if s.has(wire.TCPFlagFin) {
+		c.receiveFin(s.seq+uint32(len(s.data)), now)
+	}
+	return false, 0
+}
+
+// disorderedAck is Linux's tcp_disordered_ack: a duplicate pure ACK that
+// was overtaken (reordered) passes PAWS when its timestamp is within an
+// RTO of TS.Recent, so that reordering does not eat duplicate ACKs.
+func (c *conn) disorderedAck(s *segment) bool {
+	return len(s.data) == 0 && s.flags&(wire.TCPFlagSyn|wire.TCPFlagFin|wire.TCPFlagRst) == 0 && s.has(wire.TCPFlagAck) &&
+		s.seq == c.rcvNxt && s.ack == c.sndUna && s.wnd<<c.sndWScale == c.sndWnd &&
+		int64(int32(c.tsRecent-s.opts.TSVal)) <= c.rto/int64(time.Millisecond)
+}
+
+// acceptable is the sequence test (Linux's tcp_sequence): a segment
+// ending at or after RCV.NXT and starting at or before the window's right
+// edge.
+func (c *conn) acceptable(s *segment) bool {
+	wnd := c.rcvAdv - c.rcvNxt
+	return seqGEQ(s.seq+s.length(), c.rcvNxt) && seqLEQ(s.seq, c.rcvNxt+wnd)
+}
+
+// oowLimited is Linux's tcp_oow_rate_limited: a segment without data (or
+// with SYN) that draws an ACK from outside the window gets one at most
+// every 500 ms, so that two stacks cannot ping-pong ACKs forever. Data
+// segments (a retransmission that arrived twice) are always answered.
+func (c *conn) oowLimited(s *segment, now int64) bool {
+	if len(s.data) > 0 && !s.has(wire.TCPFlagSyn) {
+		return false
+	}
+	if c.lastOOW != 0 && now-c.lastOOW < int64(oowRateLimit) {
+		return true
+	}
+	c.lastOOW = now
+	return false
+}
+
+// challengeAck sends an ACK <SEQ=SND.NXT><ACK=RCV.NXT> (RFC 5961 §3.2,
+// §4.2, §5.2), within the per-connection 500 ms limit and the stack-wide
+// budget per second.
+func (c *conn) challengeAck(now int64) {
+	if c.lastOOW != 0 && now-c.lastOOW < int64(oowRateLimit) {
+		c.t.c.challengeLimited.Inc()
+		return
+	}
+	if !c.t.challengeAllowed(now, c.st.challengeLimit) {
+		c.t.c.challengeLimited.Inc()
+		return
+	}
+	c.lastOOW = now
+	c.t.c.challengeACKs.Inc()
+	c.ackNow = true
+}
+
+// rstFor sends <SEQ=SEG.ACK><CTL=RST> for an unacceptable ACK (SYN-SENT,
+// SYN-RECEIVED).
+func (c *conn) rstFor(b *pipeline.Batch, s *segment, now int64) {
+	if s.has(wire.TCPFlagRst) {
+		return
+	}
+	tsOK := c.tsOK
+	c.tsOK = false
+	save := c.rcvNxt
+	c.emit(b, s.ack, wire.TCPFlagRst, 0, 0, now)
+	c.rcvNxt = save
+	c.tsOK = tsOK
+	c.t.c.resetOut.Inc()
+}
+
+// resetReceived handles an accepted reset (RFC 9293 §3.10.7.4 second).
+func (c *conn) resetReceived() {
+	switch c.state {
+	case stateSynRcvd:
+		if c.passive {
+			c.destroy(nil) // back to LISTEN: the listener never saw it
+			return
+		}
+		c.t.c.attemptFails.Inc()
+		c.destroy(errRefused)
+	case stateCloseWait:
+		c.destroy(syscall.EPIPE)
+	default:
+		c.destroy(errReset)
+	}
+}
+
+// abort sends a reset and closes (an application abort, data for a
+// closed socket, a keepalive timeout).
+func (c *conn) abort(b *pipeline.Batch, now int64, err error) {
+	if c.state.synchronized() || c.state == stateSynRcvd {
+		c.sendRst(b, now)
+		c.flush(b)
+	}
+	c.destroy(err)
+}
+
+// synSentSegment is RFC 9293 §3.10.7.3: a segment for SYN-SENT.
+func (c *conn) synSentSegment(b *pipeline.Batch, s *segment, now int64) {
+	if s.has(wire.TCPFlagAck) && (seqLEQ(s.ack, c.iss) || seqGT(s.ack, c.sndMax)) {
+		c.rstFor(b, s, now)
+		return
+	}
+	if s.has(wire.TCPFlagRst) {
+		if s.has(wire.TCPFlagAck) {
+			c.t.c.resetIn.Inc()
+			c.t.c.attemptFails.Inc()
+			c.destroy(errRefused)
+		}
+		return
+	}
+	if !s.has(wire.TCPFlagSyn) {
+		return
+	}
+	c.irs, c.rcvNxt = s.seq, s.seq+1
+	c.rcvAdv = c.rcvNxt
+	o := &s.opts
+	if o.HasMSS {
+		c.peerMSS = int(o.MSS)
+	}
+	if c.wsOK && o.HasWindowScale {
+		c.sndWScale = min(o.WindowScale, wire.TCPMaxWindowScale)
+	} else {
+		c.wsOK, c.sndWScale, c.rcvWScale = false, 0, 0
+	}
+	if c.tsOK && o.HasTimestamps {
+		c.tsRecent, c.tsRecentAt = o.TSVal, now
+	} else {
+		c.tsOK = false
+	}
+	c.sackOK = c.sackOK && o.SACKPermitted
+	c.setMSS(b)
+	c.rcvMSS = min(c.sndMSS, 536)
+	c.cc.Init(&c.ccs)
+	c.sndWnd, c.maxSndWnd = s.wnd, s.wnd
+	c.sndWl1, c.sndWl2 = s.seq, s.ack
+	if !s.has(wire.TCPFlagAck) {
+		// Simultaneous open: SYN-RECEIVED, SYN-ACK with our ISS.
+		c.state = stateSynRcvd
+		c.emit(b, c.iss, wire.TCPFlagSyn|wire.TCPFlagAck, 0, 0, now)
+		return
+	}
+	c.sndUna = s.ack
+	if seqLT(c.sndNxt, c.sndUna) {
+		c.sndNxt = c.sndUna
+	}
+	c.rttSampleHandshake(s, now)
+	c.state = stateEstablished
+	c.establish(now)
+	c.ackNow = true
+	if len(s.data) > 0 {
+		c.receive(b, s, now)
+	}
+	if s.has(wire.TCPFlagFin) {
+		c.receiveFin(s.seq+1+uint32(len(s.data)), now)
+	}
+}
+
+// rttSampleHandshake takes the RTT of the SYN or SYN-ACK unless it was
+// retransmitted (Karn) and timestamps give none.
+func (c *conn) rttSampleHandshake(s *segment, now int64) {
+	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
+		c.rttSample(int64(c.tsNow(now)-s.opts.TSEcr) * int64(time.Millisecond))
+	} else if c.retries == 0 {
+		c.rttSample(now - c.rttStart)
+	}
+	c.retries = 0
+	c.rtoAt = 0
+}
+
+// establish counts an established connection and wakes its opener.
+func (c *conn) establish(now int64) {
+	c.established = true
+	c.t.c.established.Inc()
+	c.lastRecv = now
+	if c.keepalive {
+		c.keepAt = now + int64(c.keepIdle)
+	}
+	c.finishHandshake()
+	wake(c.sndReady)
+}
+
+// handshakeDone completes a passive (or simultaneous) open on an
+// acceptable ACK in SYN-RECEIVED. A passive connection goes to its
+// listener's accept queue; when that is full the ACK is dropped and the
+// connection stays in SYN-RECEIVED (Linux without tcp_abort_on_overflow:
+// the SYN-ACK is sent again and the peer's ACK retried).
+func (c *conn) handshakeDone(b *pipeline.Batch, s *segment, now int64) bool {
+	if c.passive {
+		l := c.listener
+		if l == nil {
+			c.abort(b, now, errReset)
+			return false
+		}
+		switch l.enqueue(c) {
+		case enqueueFull:
+			c.t.c.acceptQueueFull.Inc()
+			return false
+		case enqueueClosed:
+			c.rstFor(b, s, now)
+			c.flush(b)
+			c.destroy(errReset)
+			return false
+		}
+		l.synDone()
+		c.listener = nil
+	}
+	c.state = stateEstablished
+	c.rttSampleHandshake(s, now)
+	c.sndUna = c.iss + 1
+	c.sndWnd = s.wnd << c.sndWScale
+	c.maxSndWnd = max(c.maxSndWnd, c.sndWnd)
+	c.sndWl1, c.sndWl2 = s.seq, s.ack
+	c.establish(now)
+	return true
+}
+
+// rttSample feeds one RTT measurement to RFC 6298's estimator; RTO =
+// SRTT + max(4·RTTVAR, 200 ms) (Linux's floor), at most 120 s.
+func (c *conn) rttSample(r int64) {
+	if r <= 0 {
+		r = int64(time.Microsecond)
+	}
+	if c.srtt == 0 {
+		c.srtt, c.rttvar = r, r/2
+	} else {
+		d := c.srtt - r
+		if d < 0 {
+			d = -d
+		}
+		c.rttvar = (3*c.rttvar + d) / 4
+		c.srtt = (7*c.srtt + r) / 8
+	}
+	// Whole milliseconds, rounded up, as Linux's jiffies (HZ=1000).
+	const ms = int64(time.Millisecond)
+	rto := (c.srtt + max(4*c.rttvar, int64(minRTO)) + ms - 1) / ms * ms
+	c.rto = min(rto, int64(maxRTO))
+}
+
+// processAck is step five for a synchronized connection: RFC 5961 §5.2's
+// bounds, the send window, what the ACK acknowledges, RTT, congestion
+// control and recovery, and the states the ACK of our FIN leads to. It
+// returns false when the segment is to be dropped (or the connection is
+// gone).
+func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
+	ack := s.ack
+	if seqGT(ack, c.sndMax) {
+		// It acknowledges what was never sent: dropped (ESTABLISHED,
+		// as Linux), or a challenge ACK elsewhere.
+		if c.state != stateEstablished {
+			c.challengeAck(now)
+		}
+		return false
+	}
+	if seqLT(ack, c.sndUna) {
+		if seqLT(ack, c.sndUna-c.maxSndWnd) {
+			c.challengeAck(now)
+			return false
+		}
+		return true // an old ACK: ignored, the text is still processed
+	}
+	// Window update (RFC 9293 §3.10.7.4, fifth, SND.WL1/WL2).
+	winChanged := false
+	if seqLT(c.sndWl1, s.seq) || (c.sndWl1 == s.seq && seqLEQ(c.sndWl2, ack)) {
+		w := s.wnd << c.sndWScale
+		winChanged = w != c.sndWnd
+		c.sndWnd, c.sndWl1, c.sndWl2 = w, s.seq, ack
+		c.maxSndWnd = max(c.maxSndWnd, w)
+		if w > 0 {
+			c.persistAt, c.persistProbes = 0, 0
+		}
+	}
+	acked := ack - c.sndUna
+	if acked == 0 {
+		if len(s.data) == 0 && !s.has(wire.TCPFlagSyn|wire.TCPFlagFin) && !winChanged && c.sndMax != c.sndUna {
+			c.dupAck(b, now)
+			// With SACK, DupThresh segments held above SND.UNA mean a
+			// loss as three duplicate ACKs do (RFC 6675 §5), even when
+			// the receiver's ACKs were coalesced.
+			if c.sackOK && !c.inRecovery && c.sackedAbove(s) >= 3*c.sndMSS {
+				c.dupAcks = 2
+				c.dupAck(b, now)
+			}
+		}
+		return true
+	}
+	c.persistProbes = 0
+	// RTT: timestamps echo any segment (RFC 7323 §4); without them the
+	// timed segment, never a retransmitted one (Karn).
+	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
+		c.rttSample(int64(c.tsNow(now)-s.opts.TSEcr) * int64(time.Millisecond))
+	} else if c.rttTiming && seqGT(ack, c.rttSeq) {
+		c.rttTiming = false
+		c.rttSample(now - c.rttStart)
+	}
+	data := min(int(acked), c.sndBuf.n)
+	finAcked := int(acked) > c.sndBuf.n
+	c.sndBuf.discard(data)
+	c.sndUna = ack
+	if seqLT(c.sndNxt, c.sndUna) {
+		c.sndNxt = c.sndUna // acknowledged past a go-back-N restart
+	}
+	c.retries = 0
+	if data > 0 {
+		wake(c.sndReady)
+	}
+	flight := int(c.sndMax - c.sndUna)
+	c.ccs.InFlight = flight
+	if c.inRecovery {
+		if seqGEQ(ack, c.recover) {
+			// Full ACK (RFC 6582 §3.2 step 3): deflate.
+			c.inRecovery = false
+			c.ccs.Cwnd = min(c.ccs.Ssthresh, max(flight, c.sndMSS)+c.sndMSS)
+			c.cc.OnRecoveryEnd(&c.ccs, now)
+		} else {
+			// Partial ACK: resend the next hole, deflate by what was
+			// acknowledged, add back one segment.
+			c.retransmitHead(b, now)
+			c.ccs.Cwnd = max(c.ccs.Cwnd-int(acked), c.sndMSS)
+			if int(acked) >= c.sndMSS {
+				c.ccs.Cwnd += c.sndMSS
+			}
+		}
+	} else {
+		c.cc.OnAck(&c.ccs, int(acked), c.srtt, now)
+	}
+	c.dupAcks = 0
+	if c.sndUna == c.sndMax {
+		c.rtoAt = 0
+	} else {
+		c.rtoAt = now + c.rto
+	}
+	if finAcked {
+		c.finAcked = true
+		switch c.state {
+		case stateFinWait1:
+			c.state = stateFinWait2
+			if c.userClosed {
+				c.closeAt = now + int64(c.st.finTimeout)
+			}
+			wake(c.sndReady)
+		case stateClosing:
+			c.enterTimeWait(now)
+		case stateLastAck:
+			c.destroy(nil)
+			return false
+		}
+	}
+	return true
+}
+
+// sackedAbove sums the SACK blocks of s that lie above SND.UNA.
+func (c *conn) sackedAbove(s *segment) int {
+	n := 0
+	for i := 0; i < s.opts.NumSACK; i++ {
+		blk := s.opts.SACK[i]
+		if seqGT(blk.Left, c.sndUna) && seqLEQ(blk.Right, c.sndMax) && seqLT(blk.Left, blk.Right) {
+			n += int(blk.Right - blk.Left)
+		}
+	}
+	return n
+}
+
+// dupAck counts a duplicate ACK (RFC 5681 §2): three start fast
+// retransmit and NewReno recovery (RFC 6582); more inflate the window.
+func (c *conn) dupAck(b *pipeline.Batch, now int64) {
+	c.dupAcks++
+	c.t.c.dupACKs.Inc()
+	if c.inRecovery {
+		c.ccs.Cwnd += c.sndMSS
+		return
+	}
+	if c.dupAcks != 3 || seqLT(c.sndUna, c.recover) {
+		return
+	}
+	c.t.c.fastRetransmits.Inc()
+	c.ccs.InFlight = int(c.sndMax - c.sndUna)
+	c.cc.OnCongestion(&c.ccs, now)
+	c.inRecovery = true
+	c.recover = c.sndMax
+	c.retransmitHead(b, now)
+	c.ccs.Cwnd = c.ccs.Ssthresh + 3*c.sndMSS
+	c.rtoAt = now + c.rto
+}
+
+// receive takes the segment's text into the receive buffer: in order it
+// extends the readable bytes (and pulls in what out-of-order segments
+// filled behind it), out of order it is held in place and remembered as a
+// range (SACK blocks report them). Bytes before RCV.NXT and past the
+// buffer are trimmed.
+func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
+	if c.rdShut {
+		// CloseRead: the bytes are acknowledged and discarded.
+		n := uint32(len(s.data))
+		if s.seq == c.rcvNxt {
+			c.rcvNxt += n
+			c.ackNow = true
+		}
+		return
+	}
+	seq, data := s.seq, s.data
+	if seqLT(seq, c.rcvNxt) {
+		skip := c.rcvNxt - seq
+		if skip >= uint32(len(data)) {
+			c.ackNow = true // a duplicate: ACK at once (RFC 5681 §4.2)
+			return
+		}
+		data, seq = data[skip:], c.rcvNxt
+	}
+	room := c.rcvBufMax - c.rcvBuf.n
+	off := int(seq - c.rcvNxt)
+	if off >= room {
+		c.ackNow = true // beyond the window
+		return
+	}
+	if len(data) > room-off {
+		data = data[:room-off]
+	}
+	if !c.rcvBuf.reserve(c.rcvBuf.n+off+len(data), c.rcvBufMax) {
+		return
+	}
+	if len(data) > c.rcvMSS {
+		c.rcvMSS = len(data)
+	}
+	c.rcvBuf.writeAt(c.rcvBuf.n+off, data)
+	end := seq + uint32(len(data))
+	if off > 0 {
+		if !c.addOOO(seq, end) {
+			c.t.c.oooDropped.Inc()
+		} else {
+			c.t.c.oooQueued.Inc()
+		}
+		// Out of order: a duplicate ACK at once, one per segment, even
+		// inside a run of segments (RFC 5681 §4.2: the sender counts them).
+		c.sendAck(b, now)
+		return
+	}
+	hole := c.nooo > 0
+	c.rcvBuf.extend(len(data))
+	c.rcvNxt = end
+	// Ranges now reached join the readable bytes.
+	for c.nooo > 0 && seqLEQ(c.ooo[0].left, c.rcvNxt) {
+		if r := c.ooo[0].right; seqGT(r, c.rcvNxt) {
+			c.rcvBuf.extend(int(r - c.rcvNxt))
+			c.rcvNxt = r
+		}
+		copy(c.ooo[:], c.ooo[1:c.nooo])
+		c.nooo--
+		if c.oooLast > 0 {
+			c.oooLast--
+		}
+	}
+	if c.finPending && c.finAt == c.rcvNxt {
+		c.finPending = false
+		c.receiveFin(c.finAt, now)
+	}
+	c.rcvUnacked += len(data)
+	switch {
+	case hole:
+		c.sendAck(b, now) // it filled (part of) a hole: at once
+	case c.quickAcks > 0:
+		c.quickAcks--
+		c.ackNow = true
+	case c.rcvUnacked >= 2*c.rcvMSS:
+		c.ackNow = true
+	}
+	wake(c.rcvReady)
+}
+
+// addOOO records [left, right) as held out of order, merging ranges; false
+// when no range is free.
+func (c *conn) addOOO(left, right uint32) bool {
+	i := 0
+	for i < c.nooo && seqLT(c.ooo[i].right, left) {
+		i++
+	}
+	// Merge every range that overlaps or touches [left, right).
+	j := i
+	for j < c.nooo && seqLEQ(c.ooo[j].left, right) {
+		if seqLT(c.ooo[j].left, left) {
+			left = c.ooo[j].left
+		}
+		if seqGT(c.ooo[j].right, right) {
+			right = c.ooo[j].right
+		}
+		j++
+	}
+	if j > i {
+		c.ooo[i] = oooRange{left, right}
+		copy(c.ooo[i+1:], c.ooo[j:c.nooo])
+		c.nooo -= j - i - 1
+		c.oooLast = i
+		return true
+	}
+	if c.nooo == maxOOO {
+		return false
+	}
+	copy(c.ooo[i+1:c.nooo+1], c.ooo[i:c.nooo])
+	c.ooo[i] = oooRange{left, right}
+	c.nooo++
+	c.oooLast = i
+	return true
+}
+
+// receiveFin handles a FIN at sequence number at (step eight).
+func (c *conn) receiveFin(at uint32, now int64) {
+	if c.finRcvd {
+		c.ackNow = true // a retransmitted FIN
+		return
+	}
+	if at != c.rcvNxt {
+		if seqGT(at, c.rcvNxt) {
+			c.finPending, c.finAt = true, at
+		}
+		c.ackNow = true
+		return
+	}
+	switch c.state {
+	case stateSynRcvd, stateEstablished, stateFinWait1, stateFinWait2:
+	default:
+		return
+	}
+	c.rcvNxt++
+	c.finRcvd = true
+	c.ackNow = true
+	wake(c.rcvReady)
+	switch c.state {
+	case stateSynRcvd, stateEstablished:
+		c.state = stateCloseWait
+	case stateFinWait1:
+		c.state = stateClosing
+	case stateFinWait2:
+		c.enterTimeWait(now)
+	}
+}
+
+// enterTimeWait moves to TIME-WAIT for 2*MSL, or straight to CLOSED when
+// the stack holds time_wait_max connections in TIME-WAIT already.
+func (c *conn) enterTimeWait(now int64) {
+	if !c.t.enterTimeWait(c.st.timeWaitMax) {
+		// Closed once the ACK of the FIN is out (endRun), as Linux's
+		// tcp_fin sends it before tcp_time_wait gives up.
+		c.t.c.timeWaitOverflow.Inc()
+		c.closeNow = true
+		c.state = stateTimeWait
+		c.rtoAt, c.delackAt, c.persistAt, c.keepAt = 0, 0, 0, 0
+		return
+	}
+	c.inTimeWait = true
+	c.state = stateTimeWait
+	c.closeAt = now + int64(c.st.timeWait)
+	c.rtoAt, c.delackAt, c.persistAt, c.keepAt = 0, 0, 0, 0
+	c.sndBuf.release()
+	if c.userClosed {
+		c.rcvBuf.release()
+	}
+	wake(c.rcvReady)
+	wake(c.sndReady)
+}
+
+// timeWaitSegment is Linux's tcp_timewait_state_process: a reset in
+// window ends TIME-WAIT, a new SYN (a higher sequence number or a newer
+// timestamp) reopens the port to a listener, anything else is ACKed (rate
+// limited) and restarts the 2*MSL timer.
+func (c *conn) timeWaitSegment(b *pipeline.Batch, s *segment, now int64) (bool, uint32) {
+	if s.seq == c.rcvNxt && (s.length() == 0 || s.has(wire.TCPFlagRst)) {
+		if s.has(wire.TCPFlagRst) {
+			c.destroy(nil)
+			return false, 0
+		}
+		c.closeAt = now + int64(c.st.timeWait)
+		return false, 0
+	}
+	if s.has(wire.TCPFlagSyn) && !s.has(wire.TCPFlagRst|wire.TCPFlagAck) &&
+		(seqGT(s.seq, c.rcvNxt) || (c.tsOK && s.opts.HasTimestamps && seqLT(c.tsRecent, s.opts.TSVal))) {
+		iss := c.sndNxt + 65535 + 2
+		if iss == 0 {
+			iss++
+		}
+		c.destroy(nil)
+		return true, iss
+	}
+	if s.has(wire.TCPFlagRst) {
+		return false, 0
+	}
+	if s.has(wire.TCPFlagAck) {
+		c.closeAt = now + int64(c.st.timeWait)
+	}
+	if !c.oowLimited(s, now) {
+		c.ackNow = true
+	}
+	return false, 0
+}
+
+// endRun sends what a run of segments called for: data the ACKs let out,
+// an ACK now or a delayed one, and files the connection's next timer.
+func (c *conn) endRun(b *pipeline.Batch, now int64) {
+	if c.state == stateClosed {
+		c.flush(b)
+		return
+	}
+	c.output(b, now)
+	if c.ackNow {
+		c.sendAck(b, now)
+	} else if c.rcvUnacked > 0 && c.delackAt == 0 {
+		c.delackAt = now + int64(c.st.delayedACK)
+	}
+	c.flush(b)
+	if c.closeNow {
+		c.destroy(nil)
+		return
+	}
+	c.resched(now)
+}

@@ -1,0 +1,362 @@
+package tcp
+
+import (
+	"net/netip"
+	"syscall"
+
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
+)
+
+// rcvWindow returns the window to advertise (unscaled bytes) and moves
+// the advertised right edge. The edge never moves left (RFC 9293
+// §3.8.6.2.2) and moves right only in whole segments, when what is left of
+// the window falls a segment below the free space (Linux's
+// __tcp_select_window): the window field then stays the same while the
+// application keeps up, so that the sender can tell duplicate ACKs, and a
+// window of less than a segment is never offered (receiver-side silly
+// window avoidance).
+func (c *conn) rcvWindow() uint32 {
+	// Less one unit of the window scale: the field rounds the window up to
+	// it (as Linux's ALIGN does), and what it promises must fit.
+	free := min(c.rcvBufMax-c.rcvBuf.n-(1<<c.rcvWScale-1), 0xffff<<c.rcvWScale)
+	if free < 0 {
+		free = 0
+	}
+	mss := max(c.rcvMSS, 536)
+	if seqLT(c.rcvAdv, c.rcvNxt) {
+		c.rcvAdv = c.rcvNxt
+	}
+	cur := int(c.rcvAdv - c.rcvNxt)
+	if cur <= free-mss || cur > free {
+		w := free
+		if w >= mss {
+			w -= w % mss
+		} else if w < free/2 || w < mss {
+			w = 0
+		}
+		if edge := c.rcvNxt + uint32(w); seqGT(edge, c.rcvAdv) {
+			c.rcvAdv = edge
+		}
+	}
+	return c.rcvAdv - c.rcvNxt
+}
+
+// windowField is the window as sent: scaled, except on a SYN.
+func (c *conn) windowField(syn bool) uint16 {
+	w := c.rcvWindow()
+	if syn {
+		return uint16(min(w, 0xffff))
+	}
+	// Round up to the scale (the edge we promised must not shrink) and
+	// take the edge the field says as the one advertised.
+	w = (w + 1<<c.rcvWScale - 1) >> c.rcvWScale
+	if w > 0xffff {
+		w = 0xffff
+	}
+	if edge := c.rcvNxt + w<<c.rcvWScale; seqGT(edge, c.rcvAdv) {
+		c.rcvAdv = edge
+	}
+	return uint16(w)
+}
+
+// sackBlocks fills blocks with the out-of-order ranges, the one holding
+// the latest segment first (RFC 2018 §4), and returns how many.
+func (c *conn) sackBlocks(blocks *[wire.TCPMaxSACKBlocks]wire.TCPSACKBlock) int {
+	n := 0
+	if c.oooLast < c.nooo {
+		r := c.ooo[c.oooLast]
+		blocks[0] = wire.TCPSACKBlock{Left: r.left, Right: r.right}
+		n = 1
+	}
+	for i := 0; i < c.nooo && n < len(blocks); i++ {
+		if i == c.oooLast {
+			continue
+		}
+		blocks[n] = wire.TCPSACKBlock{Left: c.ooo[i].left, Right: c.ooo[i].right}
+		n++
+	}
+	return n
+}
+
+// emit builds one segment: seq, flags, and n bytes of the send buffer from
+// offset off. The segment is queued on c.out (handed to the network layer
+// by flush). It reports false when there is no route (the segment is not
+// built; the retransmission timer covers it).
+func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now int64) bool {
+	if !c.route(b) {
+		return false
+	}
+	var ob wire.TCPOptionsBuilder
+	syn := flags&wire.TCPFlagSyn != 0
+	if syn {
+		ob.AddMSS(uint16(c.ourMSS(b)))
+		switch {
+		case c.sackOK && c.tsOK:
+			ob.AddSACKPermittedTimestamps(c.tsNow(now), c.tsRecent)
+		case c.tsOK:
+			ob.AddTimestamps(c.tsNow(now), c.tsRecent)
+		case c.sackOK:
+			ob.AddSACKPermitted()
+		}
+		if c.wsOK {
+			ob.AddWindowScale(c.rcvWScale)
+		}
+	} else if flags&wire.TCPFlagRst == 0 || c.tsOK {
+		if c.tsOK {
+			ob.AddTimestamps(c.tsNow(now), c.tsRecent)
+		}
+		if c.sackOK && c.nooo > 0 && flags&wire.TCPFlagAck != 0 {
+			var blocks [wire.TCPMaxSACKBlocks]wire.TCPSACKBlock
+			k := c.sackBlocks(&blocks)
+			ob.AddSACK(blocks[:k])
+		}
+	}
+	hl := wire.TCPMinimumSize + ob.Len()
+	size := hl + n
+	pkt := c.t.s.Pool().Get(size)
+	body, ok := pkt.Append(size)
+	if !ok {
+		pkt.Release()
+		return false
+	}
+	var ack uint32
+	if flags&wire.TCPFlagAck != 0 {
+		ack = c.rcvNxt
+		c.lastAckSent = c.rcvNxt
+	}
+	win := uint16(0)
+	if flags&wire.TCPFlagRst == 0 {
+		win = c.windowField(syn)
+	}
+	seg := wire.TCP(body)
+	seg.Encode(&wire.TCPFields{
+		SrcPort: c.local.Port(), DstPort: c.remote.Port(),
+		Seq: seq, Ack: ack, Flags: flags, Window: win, Options: ob.Bytes(),
+	})
+	if n > 0 {
+		c.sndBuf.peek(off, body[hl:])
+	}
+	seg.SetChecksum(seg.CalculateChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size)))
+	pkt.SetTransportHeader()
+	pkt.TransProto = pipeline.TCPProtocolNumber
+	if flags&wire.TCPFlagAck != 0 {
+		c.ackNow = false
+		c.delackAt = 0
+		c.rcvUnacked = 0
+	}
+	c.out[c.nout] = pkt
+	c.nout++
+	if c.nout == len(c.out) {
+		c.flush(b)
+	}
+	return true
+}
+
+// flush hands the built segments to the network layer.
+func (c *conn) flush(b *pipeline.Batch) {
+	if c.nout == 0 {
+		return
+	}
+	n := c.nout
+	c.ne.WritePackets(b, c.ri, pipeline.NetworkHeaderParams{Protocol: pipeline.TCPProtocolNumber}, c.out[:n])
+	clear(c.out[:n])
+	c.nout = 0
+	c.t.c.tx.Add(uint64(n))
+}
+
+// sendAck sends a bare ACK now. Its sequence number is the highest sent
+// (SND.MAX), not SND.NXT: after a timeout SND.NXT goes back to resend, and
+// an ACK numbered there would fall before the peer's RCV.NXT and be
+// dropped as out of window (Linux keeps snd_nxt at the highest and resends
+// from its queue; the ACKs it sends are numbered the same way).
+func (c *conn) sendAck(b *pipeline.Batch, now int64) {
+	c.emit(b, c.sndMax, wire.TCPFlagAck, 0, 0, now)
+}
+
+// sendRst sends a reset from a synchronized connection (an abort):
+// <SEQ=SND.NXT><CTL=RST,ACK>, as Linux's tcp_send_active_reset.
+func (c *conn) sendRst(b *pipeline.Batch, now int64) {
+	c.emit(b, c.sndMax, wire.TCPFlagRst|wire.TCPFlagAck, 0, 0, now)
+	c.t.c.resetOut.Inc()
+}
+
+// sendSyn sends (or resends) the SYN of an active open, or the SYN-ACK.
+func (c *conn) sendSyn(b *pipeline.Batch, now int64) {
+	flags := wire.TCPFlagSyn
+	if c.state == stateSynRcvd {
+		flags |= wire.TCPFlagAck
+	}
+	c.emit(b, c.iss, flags, 0, 0, now)
+	c.sndNxt = c.iss + 1
+	c.sndMax = c.iss + 1
+	if c.rtoAt == 0 {
+		c.rtoAt = now + c.rto
+	}
+}
+
+// dataEnd is the sequence number after the last byte queued to send.
+func (c *conn) dataEnd() uint32 { return c.sndUna + uint32(c.sndBuf.n) }
+
+// finSent reports whether the FIN has been sent (it sits at dataEnd).
+func (c *conn) finSent() bool { return c.finQueued && !c.finAcked && seqGT(c.sndMax, c.dataEnd()) }
+
+// output sends what the windows allow: new data, retransmissions after a
+// timeout (sndNxt moved back), the FIN. Nagle's rule holds unless noDelay.
+func (c *conn) output(b *pipeline.Batch, now int64) {
+	if !c.state.synchronized() && c.state != stateSynRcvd {
+		return
+	}
+	if c.state == stateSynRcvd || c.state == stateTimeWait {
+		return
+	}
+	end := c.dataEnd()
+	for {
+		if seqGEQ(c.sndNxt, end) {
+			break
+		}
+		unsent := int(end - c.sndNxt)
+		flight := int(c.sndNxt - c.sndUna)
+		wnd := 0
+		if d := int32(c.sndUna + c.sndWnd - c.sndNxt); d > 0 {
+			wnd = int(d)
+		}
+		cw := c.ccs.Cwnd - flight
+		n := min(unsent, c.segSize(), wnd, cw)
+		if n <= 0 {
+			break
+		}
+		if n < c.segSize() {
+			if n < unsent && n < int(c.maxSndWnd/2) && flight > 0 {
+				break // sender silly window avoidance: wait for more window
+			}
+			if n == unsent && !c.noDelay && flight > 0 && !c.finQueued {
+				break // Nagle: a small segment waits for the ACK of what flies
+			}
+		}
+		flags := wire.TCPFlagAck
+		if n == unsent {
+			flags |= wire.TCPFlagPsh
+			if c.finQueued {
+				flags |= wire.TCPFlagFin
+			}
+		}
+		seq := c.sndNxt
+		if !c.emit(b, seq, flags, int(seq-c.sndUna), n, now) {
+			break
+		}
+		c.sndNxt += uint32(n)
+		if flags&wire.TCPFlagFin != 0 {
+			c.sndNxt++
+		}
+		c.advanced(seq, now)
+	}
+	// A FIN on its own, after the data.
+	if c.finQueued && !c.finAcked && c.sndNxt == end {
+		if c.emit(b, end, wire.TCPFlagAck|wire.TCPFlagFin, 0, 0, now) {
+			c.sndNxt = end + 1
+			c.advanced(end, now)
+		}
+	}
+	// Zero window with data waiting and nothing in flight: probe.
+	if c.sndNxt == c.sndUna && seqLT(c.sndNxt, end) && c.persistAt == 0 {
+		c.persistProbes = 0
+		c.persistAt = now + c.backedOff(0)
+	}
+}
+
+// advanced notes a segment from seq just sent: new data past sndMax starts
+// an RTT measurement (Karn: never a retransmission) and the timer.
+func (c *conn) advanced(seq uint32, now int64) {
+	if seqGT(c.sndNxt, c.sndMax) {
+		if !c.rttTiming && !c.tsOK {
+			c.rttTiming, c.rttSeq, c.rttStart = true, seq, now
+		}
+		c.sndMax = c.sndNxt
+	} else {
+		c.t.c.retransmits.Inc()
+		if seqGT(c.sndNxt, c.sndMax) {
+			c.sndMax = c.sndNxt
+		}
+	}
+	if c.rtoAt == 0 {
+		c.rtoAt = now + c.rto
+	}
+	c.persistAt = 0
+}
+
+// segSize is the payload a segment may carry now: the MSS less the SACK
+// blocks that ride on it while out-of-order data is held (as Linux's
+// tcp_current_mss).
+func (c *conn) segSize() int {
+	if !c.sackOK || c.nooo == 0 {
+		return c.sndMSS
+	}
+	k := min(c.nooo, wire.TCPMaxSACKBlocks)
+	if c.tsOK {
+		k = min(k, 3)
+	}
+	return max(c.sndMSS-4-8*k, 64)
+}
+
+// backedOff is the RTO doubled k times, capped.
+func (c *conn) backedOff(k int) int64 {
+	r := c.rto
+	for i := 0; i < k && r < int64(maxRTO); i++ {
+		r *= 2
+	}
+	return min(r, int64(maxRTO))
+}
+
+// retransmitHead resends the first unacknowledged segment (fast
+// retransmit, a partial ACK, a smaller path MTU) without moving sndNxt.
+func (c *conn) retransmitHead(b *pipeline.Batch, now int64) {
+	avail := c.sndBuf.n
+	n := min(avail, c.segSize())
+	flags := wire.TCPFlagAck
+	if n == avail {
+		flags |= wire.TCPFlagPsh
+		if c.finSent() {
+			flags |= wire.TCPFlagFin
+		}
+	}
+	if n == 0 && !c.finSent() {
+		return
+	}
+	if c.emit(b, c.sndUna, flags, 0, n, now) {
+		c.t.c.retransmits.Inc()
+		c.rttTiming = false
+	}
+}
+
+// pseudo is the TCP pseudo-header sum for n bytes from src to dst.
+func pseudo(src, dst netip.Addr, n int) uint16 {
+	if src.Is4() {
+		s, d := src.As4(), dst.As4()
+		return wire.PseudoHeaderChecksum(wire.ProtocolTCP, s[:], d[:], uint16(n))
+	}
+	s, d := src.As16(), dst.As16()
+	return wire.PseudoHeaderChecksum(wire.ProtocolTCP, s[:], d[:], uint16(n))
+}
+
+// routeFor finds the outgoing NIC and next hop for dst (a zone names the
+// link of an IPv6 link-local destination).
+func routeFor(g *pipeline.Generation, dst netip.Addr) (pipeline.NetworkInterface, netip.Addr, error) {
+	if dst.Is6() && (dst.IsLinkLocalUnicast() || dst.IsMulticast()) && dst.Zone() != "" {
+		nic, ok := g.NICByName(dst.Zone())
+		if !ok {
+			return nil, netip.Addr{}, syscall.ENETUNREACH
+		}
+		return nic, dst.WithZone(""), nil
+	}
+	dst = dst.WithZone("")
+	r := g.LookupRoute(dst)
+	if r == nil {
+		return nil, netip.Addr{}, syscall.ENETUNREACH
+	}
+	nic, ok := g.NIC(r.NIC)
+	if !ok {
+		return nil, netip.Addr{}, syscall.ENETUNREACH
+	}
+	return nic, r.NextHop(dst), nil
+}
