@@ -157,6 +157,8 @@ func WritePluginMetrics(w io.Writer, ps []plugin.Status) {
 		{"pipestack_plugin_packets_total", "Packets a plugin answered.", func(p *plugin.Status) uint64 { return p.Packets }},
 		{"pipestack_plugin_timeouts_total", "Batches whose answer missed the deadline.", func(p *plugin.Status) uint64 { return p.Timeouts }},
 		{"pipestack_plugin_restarts_total", "Restarts of a plugin's process.", func(p *plugin.Status) uint64 { return p.Restarts }},
+		{"pipestack_plugin_cache_hits_total", "Packets judged from a plugin's per-flow verdict cache (no round trip).", func(p *plugin.Status) uint64 { return p.CacheHitCount }},
+		{"pipestack_plugin_cache_misses_total", "Cacheable packets (tracked by conntrack) sent to the plugin.", func(p *plugin.Status) uint64 { return p.CacheMissCount }},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", m.name, m.help, m.name)
 		for i := range ps {

@@ -115,13 +115,38 @@ func (t *Target) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	if p == nil {
 		return pipeline.VerdictAccept, 0 // not started (pipectl validate)
 	}
-	if !p.steal(pc, sdk.KindTarget, t.use.tag) {
+	switch r, a := p.steal(pc, sdk.KindTarget, t.use.tag); r {
+	case stealNone:
 		if t.use.policyDrop() {
 			return pipeline.VerdictDrop, 0
 		}
 		return pipeline.VerdictAccept, 0
+	case stealJudged:
+		return verdictOf(a), 0
 	}
 	return pc.Steal()
+}
+
+// verdictOf is a target's verdict for a plugin's answer.
+func verdictOf(a sdk.Answer) pipeline.Verdict {
+	switch a {
+	case sdk.Accept:
+		return pipeline.VerdictAccept
+	case sdk.Drop:
+		return pipeline.VerdictDrop
+	}
+	return pipeline.VerdictContinue
+}
+
+// matchOf is a matcher's result for a plugin's answer.
+func matchOf(a sdk.Answer) (match, hotdrop bool) {
+	switch a {
+	case sdk.Match:
+		return true, false
+	case sdk.Hotdrop:
+		return false, true
+	}
+	return false, false
 }
 
 // Matcher is filter.match.plugin: -m plugin --name X [--tag N]; YAML
@@ -168,11 +193,14 @@ func (m *Matcher) Match(pc *pipeline.PacketContext) (bool, bool) {
 	if p == nil {
 		return false, false // not started (pipectl validate)
 	}
-	if !p.steal(pc, sdk.KindMatch, m.use.tag) {
+	switch r, a := p.steal(pc, sdk.KindMatch, m.use.tag); r {
+	case stealNone:
 		if m.use.policyDrop() {
 			return false, true
 		}
 		return false, false
+	case stealJudged:
+		return matchOf(a)
 	}
 	return pipeline.MatchStolen()
 }
@@ -192,6 +220,7 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 		for i, idx := range a.SetMarkIdx {
 			if int(idx) < n && f.items[idx].kind == sdk.KindTarget {
 				f.items[idx].pkt.Mark = a.Marks[i]
+				f.items[idx].setMk, f.items[idx].mark = true, a.Marks[i]
 			}
 		}
 	}
@@ -203,6 +232,7 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 				s.p.counters.Get("bad_rewrites").Inc()
 				break
 			}
+			f.items[idx].noCache = true
 			nh := f.items[idx].pkt.NetworkHeader()
 			if l <= len(nh) && l == int(f.lens[idx]) && f.items[idx].kind == sdk.KindTarget {
 				copy(nh, a.RewriteData[off:off+l])
@@ -217,26 +247,19 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 	for i := range f.items {
 		it := &f.items[i]
 		var ans pipeline.Answer
-		switch code := sdk.Answer(a.Answers[i]); {
-		case it.kind == sdk.KindMatch:
-			switch code {
-			case sdk.Match:
-				ans = pipeline.MatchAnswer(true, false)
-			case sdk.Hotdrop:
-				ans = pipeline.MatchAnswer(false, true)
+		code := sdk.Answer(a.Answers[i])
+		it.code = code
+		if it.kind == sdk.KindMatch {
+			m, hd := matchOf(code)
+			ans = pipeline.MatchAnswer(m, hd)
+			if hd {
 				drops++
-			default:
-				ans = pipeline.MatchAnswer(false, false)
 			}
-		default:
-			switch code {
-			case sdk.Accept:
-				ans = pipeline.VerdictAnswer(pipeline.VerdictAccept, 0)
-			case sdk.Drop:
-				ans = pipeline.VerdictAnswer(pipeline.VerdictDrop, 0)
+		} else {
+			v := verdictOf(code)
+			ans = pipeline.VerdictAnswer(v, 0)
+			if v == pipeline.VerdictDrop {
 				drops++
-			default:
-				ans = pipeline.VerdictAnswer(pipeline.VerdictContinue, 0)
 			}
 		}
 		f.pkts = append(f.pkts, it.pkt)
@@ -247,9 +270,32 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 	}
 	s.stack.Resume(f.pkts, f.answers)
 	clear(f.pkts)
+	cacheDone(f, true, s.p.clock)
+}
+
+// cacheDone ends the tracked packets of a flight in the verdict cache,
+// once they were resumed: their flow is no longer in flight, and the
+// plugin's answer (ok), unless it rewrote the packet, is kept.
+func cacheDone(f *flight, ok bool, clock pipeline.Clock) {
+	c := f.inst.cache
+	if c == nil {
+		return
+	}
+	var now int64
+	for i := range f.items {
+		it := &f.items[i]
+		if !it.tracked {
+			continue
+		}
+		if now == 0 {
+			now = clock.Now().UnixNano()
+		}
+		c.done(it.ct, it.cmeta, ok && !it.noCache, it.code, it.setMk, it.mark, now)
+	}
 }
 
 func (s *policySink) failed(f *flight, why failure) {
+	defer cacheDone(f, false, s.p.clock)
 	if f.inst.cfg.OnFailure == "drop" {
 		for i := range f.items {
 			s.stack.DropStolen(nil, f.items[i].pkt) // counted by Plugin.count

@@ -55,6 +55,12 @@ type Plugin struct {
 	counters *pipeline.CounterSet
 	stats    stats
 
+	// conntrack: the pipeline tracks connections (netfilter.conntrack), so
+	// a plugin that allows it gets a verdict cache (cache.go).
+	conntrack   atomic.Bool
+	cacheHits   *pipeline.Counter // cache_hits
+	cacheMisses *pipeline.Counter // cache_misses: cacheable packets sent
+
 	cur atomic.Pointer[instance]
 
 	// pend holds each batch's flights until it finishes (pending.go),
@@ -80,6 +86,7 @@ type instance struct {
 	version string
 	needs   *pb.ConfigureResponse
 	lanes   []*lane
+	cache   *verdictCache // nil: the plugin allows none, or no conntrack
 	ctx     context.Context
 	cancel  context.CancelFunc
 	dead    atomic.Bool
@@ -118,6 +125,13 @@ func (p *Plugin) startInstance(launch launcher, cfgJSON []byte, gate chan struct
 		return fail(fmt.Errorf("configure: %w", err))
 	}
 	in.needs, in.version = needs, needs.Version
+	if needs.CacheTtlMs > 0 {
+		if p.conntrack.Load() {
+			in.cache = newVerdictCache(time.Duration(needs.CacheTtlMs) * time.Millisecond)
+		} else {
+			p.log.Warn().Uint32("cache_ttl_ms", needs.CacheTtlMs).Msg("plugin allows a per-flow verdict cache, but the pipeline has no netfilter.conntrack: the cache is off")
+		}
+	}
 	if err := c.client.Health(sctx); err != nil {
 		return fail(fmt.Errorf("health check: %w", err))
 	}
@@ -491,6 +505,10 @@ type Status struct {
 	Late      uint64        `json:"late_answers"`
 	Restarts  uint64        `json:"restarts"`
 	CacheHits string        `json:"cache_hit_rate"`
+	// CacheHitCount, CacheMissCount: packets judged from the verdict cache,
+	// and cacheable packets that went to the plugin.
+	CacheHitCount  uint64 `json:"cache_hits"`
+	CacheMissCount uint64 `json:"cache_misses"`
 }
 
 // Status reports the plugin's state and figures.
@@ -505,7 +523,22 @@ func (p *Plugin) Status() Status {
 	st.P50, st.P99 = p.stats.quantile(0.5), p.stats.quantile(0.99)
 	st.Timeouts = p.counters.Get("timeouts").Load()
 	st.Restarts = p.counters.Get("restarts").Load()
-	st.CacheHits = "n/a (no conntrack yet)"
+	if p.cacheHits != nil {
+		st.CacheHitCount, st.CacheMissCount = p.cacheHits.Load(), p.cacheMisses.Load()
+	}
+	in := p.cur.Load()
+	switch {
+	case in == nil:
+		st.CacheHits = "n/a"
+	case in.needs.CacheTtlMs == 0:
+		st.CacheHits = "off (the plugin allows none)"
+	case in.cache == nil:
+		st.CacheHits = "off (no netfilter.conntrack)"
+	case st.CacheHitCount+st.CacheMissCount == 0:
+		st.CacheHits = "0%"
+	default:
+		st.CacheHits = fmt.Sprintf("%.1f%%", 100*float64(st.CacheHitCount)/float64(st.CacheHitCount+st.CacheMissCount))
+	}
 	return st
 }
 

@@ -46,6 +46,15 @@ type item struct {
 	pkt  *pipeline.Packet
 	hook pipeline.Hook
 	kind sdk.Kind
+	// The verdict cache's (cache.go): tracked packets count as in flight
+	// for their flow until their answer resumed them.
+	tracked bool
+	setMk   bool // the answer set the mark
+	noCache bool // the answer rewrote the packet: not reusable
+	code    sdk.Answer
+	mark    uint32
+	ct      uint64
+	cmeta   uint64
 }
 
 // flight is one message: the batch sent and the packets it asks about.

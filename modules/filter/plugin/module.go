@@ -78,6 +78,7 @@ type decl struct {
 	uid     int
 	gid     int
 	watch   bool
+	ct      bool // the pipeline has netfilter.conntrack
 	key     string
 	plugin  *Plugin // set by Start
 }
@@ -281,6 +282,15 @@ func (s *Section) Provision(ctx *pipeline.Context) error {
 		if d.uid, d.gid, err = d.credentials(); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
+	}
+	ct := false
+	if ctx.Config != nil {
+		for _, m := range ctx.Config.Modules {
+			ct = ct || m.ID == "netfilter.conntrack"
+		}
+	}
+	for _, d := range s.decls {
+		d.ct = ct
 		d.key = d.versionKey()
 	}
 	s.reg.building(s.decls)
@@ -291,7 +301,7 @@ func (s *Section) Provision(ctx *pipeline.Context) error {
 // config and settings. A reload that changes none keeps the process.
 func (d *decl) versionKey() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%x|%s|%q|%d|%d|%+v|%s|%v|%x", d.binSum, d.path, d.Args, d.uid, d.gid, d.cfg, d.cfgJSON, d.watch, d.pinned)
+	fmt.Fprintf(h, "%x|%s|%q|%d|%d|%+v|%s|%v|%x|%v", d.binSum, d.path, d.Args, d.uid, d.gid, d.cfg, d.cfgJSON, d.watch, d.pinned, d.ct)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -447,6 +457,7 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 		p.mu.Lock()
 		same := p.key == d.key
 		p.mu.Unlock()
+		p.conntrack.Store(d.ct) // a new version's cache follows the new pipeline
 		if !same {
 			if err := p.replace(s.launcherOf(d), d); err != nil {
 				return nil, fmt.Errorf("new version not started, the running one stays: %w", err)
@@ -467,6 +478,8 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 		clock: s.clock, log: s.log.With().Str("plugin", d.Name).Logger(),
 		counters: s.ctx.Counters("plugin_" + d.Name), state: "starting",
 	}
+	p.cacheHits, p.cacheMisses = p.counters.Get("cache_hits"), p.counters.Get("cache_misses")
+	p.conntrack.Store(d.ct)
 	cfg := d.cfg
 	p.cfgp.Store(&cfg)
 	p.sink = &policySink{p: p, stack: s.ctx.Stack()}

@@ -13,6 +13,10 @@ type pending struct {
 	flights []*flight // open, one per lane index (nil: none)
 	full    []*flight // split off at maxBatch, submitted with the rest
 	inst    *instance // the version the open flights were built for
+
+	// The verdict cache's figures of this batch context (its goroutine's
+	// alone), added to the plugin's counters when the batch finishes.
+	hits, misses, drops uint64
 }
 
 // pendingFor returns the pending flights of a batch context (a Batch is
@@ -40,15 +44,44 @@ func (p *Plugin) pendingFor(shard int) *pending {
 	return pe
 }
 
-// steal adds pc's packet to its batch's flight for the running version;
-// false when no version runs (the caller applies the policy at once).
-func (p *Plugin) steal(pc *pipeline.PacketContext, kind sdk.Kind, tag uint32) bool {
+// stealResult is what steal did with a packet.
+type stealResult uint8
+
+const (
+	stealNone   stealResult = iota // no running version: the caller applies the policy
+	stealStolen                    // the packet waits for the plugin's answer
+	stealJudged                    // judged from the verdict cache: the answer is returned
+)
+
+// steal judges pc's packet from the verdict cache, or adds it to its
+// batch's flight for the running version; stealNone when no version runs
+// (the caller applies the policy at once).
+func (p *Plugin) steal(pc *pipeline.PacketContext, kind sdk.Kind, tag uint32) (stealResult, sdk.Answer) {
 	in := p.cur.Load()
 	if in == nil || in.dead.Load() || pc.Batch == nil {
 		p.count(failUnavailable, 1)
-		return false
+		return stealNone, 0
 	}
 	pe := p.pendingFor(pc.Batch.Shard())
+	tracked := false
+	var ct, meta uint64
+	if c := in.cache; c != nil && pc.Pkt.ConnTrack != 0 {
+		ct, meta = pc.Pkt.ConnTrack, cacheMeta(pc, kind, tag)
+		r, a, setMark, mark := c.lookup(ct, meta, pc.Batch.Now.UnixNano())
+		if r == cacheHit {
+			pe.hits++
+			if (kind == sdk.KindTarget && a == sdk.Drop) || (kind == sdk.KindMatch && a == sdk.Hotdrop) {
+				pe.drops++
+			}
+			if setMark && kind == sdk.KindTarget {
+				pc.Pkt.Mark = mark
+			}
+			pc.Batch.OnFinish(p) // the figures
+			return stealJudged, a
+		}
+		pe.misses++
+		tracked = r == cacheTracked
+	}
 	if pe.inst != in {
 		if pe.inst != nil {
 			pe.submit(p.sink) // built for a version replaced meanwhile
@@ -63,18 +96,32 @@ func (p *Plugin) steal(pc *pipeline.PacketContext, kind sdk.Kind, tag uint32) bo
 		pe.flights[li] = f
 	}
 	in.lanes[li].add(f, pc, kind, tag)
+	if tracked {
+		it := &f.items[len(f.items)-1]
+		it.tracked, it.ct, it.cmeta = true, ct, meta
+	}
 	if len(f.items) >= in.cfg.MaxBatch {
 		pe.full = append(pe.full, f)
 		pe.flights[li] = nil
 	}
 	pc.Batch.OnFinish(p)
-	return true
+	return stealStolen, 0
 }
 
 // FlushBatch implements pipeline.BatchFlusher: the batch finished; its
-// flights go to their lanes (one message per lane used).
+// flights go to their lanes (one message per lane used), its cache
+// figures to the counters.
 func (p *Plugin) FlushBatch(b *pipeline.Batch) {
-	p.pendingFor(b.Shard()).submit(p.sink)
+	pe := p.pendingFor(b.Shard())
+	if pe.hits|pe.misses != 0 {
+		p.cacheHits.Add(pe.hits)
+		p.cacheMisses.Add(pe.misses)
+		if pe.drops > 0 {
+			p.counters.Get("verdict_drop_packets").Add(pe.drops)
+		}
+		pe.hits, pe.misses, pe.drops = 0, 0, 0
+	}
+	pe.submit(p.sink)
 }
 
 // submit hands every flight to its lane.
