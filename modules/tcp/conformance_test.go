@@ -679,6 +679,10 @@ func (p *peer) quote(s seg) []byte {
 	src, dst := ip.Src(), ip.Dst()
 	copy(f[12:16], dst[:])
 	copy(f[16:20], src[:])
+	// As the stack sends its segments: with DF (the network layer takes
+	// a fragmentation-needed error only about a packet that had it).
+	ip.SetFlagsFragmentOffset(wire.IPv4FlagDontFragment, 0)
+	ip.SetChecksum(ip.CalculateChecksum())
 	return f
 }
 

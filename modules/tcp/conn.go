@@ -153,6 +153,7 @@ type conn struct {
 	dupAcks    int
 	inRecovery bool
 	recover    uint32
+	rk         rack // SACK scoreboard and RACK-TLP (sack.go)
 
 	err     error // the connection's error (reset, timeout, refused)
 	softErr error // an ICMP error reported while connecting
