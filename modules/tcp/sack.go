@@ -79,27 +79,27 @@ func (r *segRing) search(seq uint32) int {
 // rack is a connection's RACK-TLP state (RFC 8985 §6.1's RACK.* and §7's
 // TLP.*), with the scoreboard's counts.
 type rack struct {
-	segs             segRing
-	nSacked, nLost   int
-	nRetrans         int
-	xmit             int64  // RACK.xmit_ts: the latest send time delivered
-	end              uint32 // RACK.end_seq
-	rtt              int64  // RACK.rtt
-	fack             uint32 // RACK.fack: the highest sequence SACKed
-	minRTT           int64
-	reorderSeen      bool
-	reoMult          int // RACK.reo_wnd_mult
-	reoPersist       int
-	dsackRound       uint32
-	dsackRoundOn     bool
-	reoAt, tlpAt     int64 // the reordering timer, the probe timeout
-	tlpOut           bool  // a probe is outstanding
-	tlpRetrans       bool  // it was a retransmission
-	tlpDsack         bool  // a DSACK reported it
-	tlpHigh          uint32
-	tlpRearm         bool // an ACK or new data: the PTO restarts
-	dsackOn          bool // a DSACK block to send (receiver side)
-	dsackL, dsackR   uint32
+	segs           segRing
+	nSacked, nLost int
+	nRetrans       int
+	xmit           int64  // RACK.xmit_ts: the latest send time delivered
+	end            uint32 // RACK.end_seq
+	rtt            int64  // RACK.rtt
+	fack           uint32 // RACK.fack: the highest sequence SACKed
+	minRTT         int64
+	reorderSeen    bool
+	reoMult        int // RACK.reo_wnd_mult
+	reoPersist     int
+	dsackRound     uint32
+	dsackRoundOn   bool
+	reoAt, tlpAt   int64 // the reordering timer, the probe timeout
+	tlpOut         bool  // a probe is outstanding
+	tlpRetrans     bool  // it was a retransmission
+	tlpDsack       bool  // a DSACK reported it
+	tlpHigh        uint32
+	tlpRearm       bool // an ACK or new data: the PTO restarts
+	dsackOn        bool // a DSACK block to send (receiver side)
+	dsackL, dsackR uint32
 }
 
 // noteSent records [seq, end) as sent at now: new data is appended,

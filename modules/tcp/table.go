@@ -46,7 +46,7 @@ func newCounters(cs *pipeline.CounterSet) *counters {
 		dupACKs: cs.Get("dup_acks"), timeouts: cs.Get("timeouts"), abortOnData: cs.Get("abort_on_data"),
 		badOptions: cs.Get("bad_options"), icmpErrors: cs.Get("icmp_errors"), icmpOutOfWind: cs.Get("icmp_out_of_window"),
 		pmtuUpdates: cs.Get("pmtu_updates"),
-		dsackIn: cs.Get("dsack_in"), dsackOut: cs.Get("dsack_out"), tlpProbes: cs.Get("tlp_probes"),
+		dsackIn:     cs.Get("dsack_in"), dsackOut: cs.Get("dsack_out"), tlpProbes: cs.Get("tlp_probes"),
 		rackLost: cs.Get("rack_lost"),
 	}
 }
