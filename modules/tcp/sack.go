@@ -186,10 +186,10 @@ func (c *conn) rackDelivered(s *txSeg, sg *segment, now int64, prevFack uint32) 
 func (c *conn) scoreboard(sg *segment, now int64) {
 	rk := &c.rk
 	r := &rk.segs
-	prevFack := rk.fack
-	if seqLT(prevFack, c.sndUna) {
-		prevFack = c.sndUna
+	if rk.nSacked == 0 {
+		rk.fack = c.sndUna // nothing SACKed in flight: no stale value
 	}
+	prevFack := rk.fack
 	ack := sg.ack
 	for r.n > 0 && seqLEQ(r.at(0).end, ack) {
 		s := r.at(0)
@@ -248,7 +248,7 @@ func (c *conn) dsackReceived(blk wire.TCPSACKBlock) {
 	}
 	if !rk.dsackRoundOn || seqGEQ(c.sndUna, rk.dsackRound) {
 		rk.dsackRoundOn, rk.dsackRound = true, c.sndMax
-		rk.reoMult++
+		rk.reoMult = max(rk.reoMult, 1) + 1 // 0 is the initial 1
 		rk.reoPersist = 16
 	}
 }
