@@ -558,7 +558,7 @@ func TestUnreadDataCloseResets(t *testing.T) {
 }
 
 func TestAcceptQueueFull(t *testing.T) {
-	p := newPeer(t, "")
+	p := newPeer(t, ", syncookies: false") // cookies: cookie_test.go
 	ln, err := tcp.ListenConfig{Backlog: 1}.Listen(p.n.Stack, "tcp4", ":80")
 	if err != nil {
 		t.Fatal(err)
