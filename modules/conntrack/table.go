@@ -20,6 +20,8 @@ const (
 	StatusDstNAT                       // NAT: … in the destination
 	statusLive                         // allocated and in the hash
 	statusDying                        // being freed: lookups skip it
+	statusSrcNATDone                   // the nat table's source-NAT chains ran (Postrouting/Input)
+	statusDstNATDone                   // … its destination-NAT chains (Prerouting/Output)
 )
 
 // Entry is one tracked connection. The table's entries are one array made
