@@ -175,3 +175,161 @@ func fixTCP(b []byte) {
 	wire.TCP(l4).SetChecksum(0)
 	wire.TCP(l4).SetChecksum(wire.TCP(l4).CalculateChecksum(wire.IPv4PseudoChecksum(ip, uint16(len(l4)))))
 }
+
+// TestDNATPortForward: the router's 8080 from outside reaches the inside
+// server's 80; its replies leave from the router's address and port; a
+// UDP forward without a port keeps the port.
+func TestDNATPortForward(t *testing.T) {
+	nr := newNATRig(t, natRouter)
+	in := nr.through(nr.b, nr.a, tcpPkt("10.0.2.2", "10.0.2.1", 50000, 8080, 0x02))
+	if in == nil {
+		t.Fatal("the forwarded SYN did not reach the inside")
+	}
+	if s, d := v4addrs(in); s != "10.0.2.2" || d != "10.0.1.3" {
+		t.Fatalf("forwarded SYN %s -> %s", s, d)
+	}
+	if sp, dp := ports(in); sp != 50000 || dp != 80 {
+		t.Fatalf("forwarded SYN ports %d -> %d", sp, dp)
+	}
+	synack := tcpPkt("10.0.1.3", "10.0.2.2", 80, 50000, 0x12)
+	binary.BigEndian.PutUint32(synack[28:], 1)
+	fixTCP(synack)
+	out := nr.through(nr.a, nr.b, synack)
+	if out == nil {
+		t.Fatal("the server's SYN/ACK was dropped")
+	}
+	if s, d := v4addrs(out); s != "10.0.2.1" || d != "10.0.2.2" {
+		t.Fatalf("SYN/ACK %s -> %s", s, d)
+	}
+	if sp, dp := ports(out); sp != 8080 || dp != 50000 {
+		t.Fatalf("SYN/ACK ports %d -> %d", sp, dp)
+	}
+	// UDP, no port in the rule: the port stays.
+	u := nr.through(nr.b, nr.a, udp("10.0.2.2", "10.0.2.1", 7000, 5353))
+	if u == nil {
+		t.Fatal("UDP forward dropped")
+	}
+	if _, d := v4addrs(u); d != "10.0.1.3" {
+		t.Fatalf("UDP forward to %s", d)
+	}
+	if _, dp := ports(u); dp != 5353 {
+		t.Fatalf("UDP forward port %d", dp)
+	}
+	// Not forwarded: another port.
+	if nr.through(nr.b, nr.a, tcpPkt("10.0.2.2", "10.0.2.1", 50001, 8081, 0x02)) != nil {
+		t.Fatal("a SYN to an unforwarded port reached the inside")
+	}
+}
+
+// TestHairpinNAT: an inside host reaches the inside server through the
+// router's public address: DNAT to the server and, leaving on a again,
+// MASQUERADE to the router's inside address, so the server answers the
+// router, which translates the answer back to the host.
+func TestHairpinNAT(t *testing.T) {
+	nr := newNATRig(t, natRouter)
+	o := nr.through(nr.a, nr.a, tcpPkt("10.0.1.2", "10.0.2.1", 41000, 8080, 0x02))
+	if o == nil {
+		t.Fatal("the hairpinned SYN did not come back out of a")
+	}
+	if s, d := v4addrs(o); s != "10.0.1.1" || d != "10.0.1.3" {
+		t.Fatalf("hairpinned SYN %s -> %s, want 10.0.1.1 -> 10.0.1.3", s, d)
+	}
+	sp, dp := ports(o)
+	if dp != 80 {
+		t.Fatalf("hairpinned SYN to port %d", dp)
+	}
+	synack := tcpPkt("10.0.1.3", "10.0.1.1", 80, sp, 0x12)
+	binary.BigEndian.PutUint32(synack[28:], 1)
+	fixTCP(synack)
+	back := nr.through(nr.a, nr.a, synack)
+	if back == nil {
+		t.Fatal("the server's answer was not translated back to the host")
+	}
+	if s, d := v4addrs(back); s != "10.0.2.1" || d != "10.0.1.2" {
+		t.Fatalf("answer %s -> %s, want 10.0.2.1 -> 10.0.1.2", s, d)
+	}
+	if s, d := ports(back); s != 8080 || d != 41000 {
+		t.Fatalf("answer ports %d -> %d", s, d)
+	}
+}
+
+// TestICMPThroughNAT: an echo's id is translated when it clashes (two
+// hosts, one id), the replies reach each host with its own id; an ICMP
+// error about a masqueraded flow is translated back (outer destination,
+// quoted source address and port, every checksum).
+func TestICMPThroughNAT(t *testing.T) {
+	nr := newNATRig(t, natRouter)
+	e1 := nr.through(nr.a, nr.b, echoSum("10.0.1.2", "10.0.2.2", 8, 77))
+	e2 := nr.through(nr.a, nr.b, echoSum("10.0.1.3", "10.0.2.2", 8, 77))
+	if e1 == nil || e2 == nil {
+		t.Fatal("echo requests dropped")
+	}
+	id1, id2 := binary.BigEndian.Uint16(e1[24:]), binary.BigEndian.Uint16(e2[24:])
+	if s, _ := v4addrs(e2); s != "10.0.2.1" || id1 != 77 || id2 == 77 {
+		t.Fatalf("echo ids %d, %d from %s: want 77 kept and the second changed", id1, id2, s)
+	}
+	r2 := nr.through(nr.b, nr.a, echoSum("10.0.2.2", "10.0.2.1", 0, id2))
+	if r2 == nil {
+		t.Fatal("second echo reply dropped")
+	}
+	if _, d := v4addrs(r2); d != "10.0.1.3" || binary.BigEndian.Uint16(r2[24:]) != 77 {
+		t.Fatalf("second reply to %s id %d", d, binary.BigEndian.Uint16(r2[24:]))
+	}
+	r1 := nr.through(nr.b, nr.a, echoSum("10.0.2.2", "10.0.2.1", 0, 77))
+	if r1 == nil {
+		t.Fatal("first echo reply dropped")
+	}
+	if _, d := v4addrs(r1); d != "10.0.1.2" {
+		t.Fatalf("first reply to %s", d)
+	}
+
+	// A UDP flow of the second host (port 4000 → another port) and a
+	// port unreachable from the server about it, as it saw it.
+	nr.through(nr.a, nr.b, udp("10.0.1.2", "10.0.2.2", 4000, 53))
+	u := nr.through(nr.a, nr.b, udp("10.0.1.3", "10.0.2.2", 4000, 53))
+	if u == nil {
+		t.Fatal("UDP dropped")
+	}
+	// The whole datagram quoted (so that its UDP checksum can be checked).
+	errPkt := filtertest.Packet{Proto: filtertest.ICMP, Src: "10.0.2.2", Dst: "10.0.2.1", ICMPType: 3, ICMPCode: 3, Payload: len(u)}.Bytes()
+	copy(errPkt[28:], u)
+	fixICMP(errPkt)
+	got := nr.through(nr.b, nr.a, errPkt)
+	if got == nil {
+		t.Fatal("the ICMP error about the NATed flow was dropped")
+	}
+	if _, d := v4addrs(got); d != "10.0.1.3" {
+		t.Fatalf("error to %s, want 10.0.1.3", d)
+	}
+	q := got[28:]
+	if s, d := v4addrs(q); s != "10.0.1.3" || d != "10.0.2.2" {
+		t.Fatalf("quoted packet %s -> %s", s, d)
+	}
+	if sp, _ := ports(q); sp != 4000 {
+		t.Fatalf("quoted source port %d, want 4000", sp)
+	}
+	if !wire.IPv4(q).IsChecksumValid() {
+		t.Fatal("quoted IPv4 header checksum")
+	}
+	// The quoted UDP checksum over the quoted datagram (it is whole here).
+	ql := q[20:]
+	if !wire.UDP(ql).IsChecksumValid(wire.IPv4PseudoChecksum(wire.IPv4(q), uint16(len(ql)))) {
+		t.Fatal("quoted UDP checksum")
+	}
+	if n := nr.n.Counter("conntrack", "nat_icmp_translated"); n != 1 {
+		t.Fatalf("nat_icmp_translated = %d", n)
+	}
+}
+
+func fixICMP(b []byte) {
+	m := b[20:]
+	m[2], m[3] = 0, 0
+	binary.BigEndian.PutUint16(m[2:], ^wire.Checksum(m, 0))
+}
+
+// echoSum is echo with its ICMP checksum valid.
+func echoSum(src, dst string, typ uint8, id uint16) []byte {
+	b := echo(src, dst, typ, id)
+	fixICMP(b)
+	return b
+}
