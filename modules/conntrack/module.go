@@ -102,6 +102,10 @@ const SharedKey = "netfilter.conntrack/table"
 type holder struct {
 	mu sync.Mutex
 	t  atomic.Pointer[Table]
+	// natUsed: a nat table was configured (its gate made) in some
+	// generation of the stack: a packet whose entry went on its way is
+	// dropped by the NAT hooks rather than sent untranslated.
+	natUsed atomic.Bool
 }
 
 // Close closes the table with the stack.

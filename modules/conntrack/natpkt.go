@@ -30,7 +30,9 @@ type natGate struct {
 }
 
 func newNATGate(ctx *pipeline.Context, h pipeline.Hook) pipeline.Matcher {
-	return &natGate{h: sharedHolder(ctx), done: doneBit(isDstHook(h))}
+	g := &natGate{h: sharedHolder(ctx), done: doneBit(isDstHook(h))}
+	g.h.natUsed.Store(true)
+	return g
 }
 
 func isDstHook(h pipeline.Hook) bool { return h == pipeline.Prerouting || h == pipeline.Output }
@@ -66,7 +68,7 @@ type natHook struct {
 }
 
 type natStats struct {
-	rewritten, icmpTranslated, malformed, noRoute *pipeline.Counter
+	rewritten, icmpTranslated, malformed, noRoute, stale *pipeline.Counter
 }
 
 func newNATStats(cs *pipeline.CounterSet) *natStats {
@@ -75,6 +77,7 @@ func newNATStats(cs *pipeline.CounterSet) *natStats {
 		icmpTranslated: cs.Get("nat_icmp_translated"),
 		malformed:      cs.Get("nat_malformed"),
 		noRoute:        cs.Get("nat_no_route"),
+		stale:          cs.Get("nat_stale_drops"),
 	}
 }
 
@@ -89,7 +92,14 @@ func (n *natHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 		return pipeline.VerdictAccept, 0
 	}
 	e, r := n.h.entryOf(p)
-	if e == nil {
+	if e == nil || !e.Valid(r) {
+		// The entry went (early drop, a flush) while the packet was on
+		// its way: with a nat table in use its binding is unknown, and
+		// a packet must not leave untranslated.
+		if n.h.natUsed.Load() {
+			n.st.stale.Inc()
+			return pipeline.VerdictDrop, 0
+		}
 		return pipeline.VerdictAccept, 0
 	}
 	status := e.status.Load()
