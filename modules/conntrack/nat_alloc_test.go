@@ -5,8 +5,8 @@ package conntrack
 import (
 	"fmt"
 	"runtime"
-	"strings"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"github.com/pipestack/pipestack/pipeline"
