@@ -359,3 +359,65 @@ func TestNATNoLeakAtMax(t *testing.T) {
 	}
 	t.Logf("%d forwarded, %d dropped as stale", out, stale)
 }
+
+// TestNATRulesRefused: NAT targets where iptables refuses them, bad
+// ranges, with the rule's position.
+func TestNATRulesRefused(t *testing.T) {
+	base := "name: r\nmodules: [network.ipv4, {module: netfilter.conntrack, max: 16}]\nlinks:\n  - {name: a, module: link.channel, addresses: [10.0.1.1/24]}\nfilter:\n"
+	for _, c := range []struct{ sec, want string }{
+		{"  nat:\n    prerouting:\n      rules: [\"-j SNAT --to-source 10.0.0.1\"]\n", "rule 1): SNAT target: used from hooks PREROUTING"},
+		{"  nat:\n    postrouting:\n      rules: [\"-j DNAT --to-destination 10.0.0.1\"]\n", "DNAT target: used from hooks POSTROUTING"},
+		{"  nat:\n    output:\n      rules: [\"-j MASQUERADE\"]\n", "MASQUERADE target: used from hooks OUTPUT"},
+		{"  filter:\n    forward:\n      rules: [\"-j MASQUERADE\"]\n", "MASQUERADE target: only valid in nat table"},
+		{"  nat:\n    postrouting:\n      rules: [\"-j SNAT --to-source 10.0.0.9-10.0.0.1\"]\n", "bad address range"},
+		{"  nat:\n    postrouting:\n      rules: [\"-j SNAT --to-source 10.0.0.1:0\"]\n", "bad port"},
+		{"  nat:\n    postrouting:\n      rules: [\"-j SNAT\"]\n", "give --to-source"},
+		{"  nat:\n    prerouting:\n      rules: [\"-j REDIRECT --to-ports 90-80\"]\n", "bad port range"},
+	} {
+		cfg, err := pipeline.ParseConfig("r.yaml", []byte(base+c.sec))
+		if err == nil {
+			s := pipeline.New(pipeline.Options{})
+			_, err = s.Apply(cfg)
+			s.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.sec, err, c.want)
+		}
+	}
+}
+
+// TestMasqueradeIPv6 and REDIRECT: the same binding over IPv6; a
+// REDIRECT's reply key names the in-link's address and the new port.
+func TestMasqueradeIPv6AndRedirect(t *testing.T) {
+	cfg := strings.Replace(natRouter, `        - "-i b -p udp --dport 5353 -j DNAT --to-destination 10.0.1.3"`,
+		`        - "-i b -p udp --dport 5353 -j DNAT --to-destination 10.0.1.3"
+        - "-i a -p udp --dport 53 -j REDIRECT --to-ports 5300"`, 1)
+	nr := newNATRig(t, cfg)
+	p := filtertest.Packet{IPv6: true, Proto: filtertest.UDP, Src: "2001:db8:1::2", Dst: "2001:db8:2::2", SrcPort: 3333, DstPort: 4444, Payload: 5}.Bytes()
+	out := nr.through(nr.a, nr.b, p)
+	if out == nil {
+		t.Fatal("IPv6 datagram dropped")
+	}
+	if s := netip.AddrFrom16([16]byte(out[8:24])); s != netip.MustParseAddr("2001:db8:2::1") {
+		t.Fatalf("IPv6 masqueraded from %s", s)
+	}
+	back := filtertest.Packet{IPv6: true, Proto: filtertest.UDP, Src: "2001:db8:2::2", Dst: "2001:db8:2::1", SrcPort: 4444, DstPort: 3333, Payload: 5}.Bytes()
+	in := nr.through(nr.b, nr.a, back)
+	if in == nil || netip.AddrFrom16([16]byte(in[24:40])) != netip.MustParseAddr("2001:db8:1::2") {
+		t.Fatalf("IPv6 reply not translated: % x", in)
+	}
+	// REDIRECT: delivered to the router itself (no socket: nothing comes
+	// out); its entry's reply key is the in-link's address, port 5300.
+	nr.a.InjectFrames([][]byte{udp("10.0.1.2", "10.0.2.2", 7777, 53)})
+	found := false
+	StackTable(nr.n.Stack).Each(func(r Ref, e *Entry) bool {
+		k := e.Tuple(1)
+		if k.SrcAddr() == netip.MustParseAddr("10.0.1.1") && k.SPort == 5300 && k.DPort == 7777 && e.Status()&StatusDstNAT != 0 {
+			found = true
+		}
+		return true
+	})
+	if !found {
+		t.Fatal("no entry redirected to 10.0.1.1:5300")
+	}
+}
