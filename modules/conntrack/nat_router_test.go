@@ -339,7 +339,7 @@ func echoSum(src, dst string, typ uint8, id uint16) []byte {
 // is masqueraded; none leaks with the inside address.
 func TestNATNoLeakAtMax(t *testing.T) {
 	nr := newNATRig(t, strings.Replace(natRouter, "max: 1024", "max: 64", 1))
-	frames := floodFrames(64*50, 2000)
+	frames := natFlood(64*50, 2000)
 	buf := make([]*pipeline.Packet, 64)
 	out := 0
 	for i := 0; i < 50; i++ {
@@ -420,4 +420,14 @@ func TestMasqueradeIPv6AndRedirect(t *testing.T) {
 	if !found {
 		t.Fatal("no entry redirected to 10.0.1.1:5300")
 	}
+}
+
+// natFlood makes n UDP frames a → b, each a new flow (source ports from
+// base), checksums valid.
+func natFlood(n, base int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = udp("10.0.1.2", "10.0.2.2", uint16(base+i), 1)
+	}
+	return out
 }
