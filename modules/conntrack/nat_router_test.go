@@ -431,3 +431,52 @@ func natFlood(n, base int) [][]byte {
 	}
 	return out
 }
+
+// TestNATOptionsAccepted: every option of the NAT targets builds, and the
+// canonical text reads as iptables-save prints it.
+func TestNATOptionsAccepted(t *testing.T) {
+	cfg := strings.Replace(natRouter, `        - "-o b -j MASQUERADE"`, `        - "-o b -p tcp -j MASQUERADE --to-ports 20000-30000 --random"
+        - "-o b -s 10.0.9.0/24 -j SNAT --to-source 10.0.2.5-10.0.2.9:2000-3000 --persistent --random-fully"
+        - "-o b -s 2001:db8:9::/64 -j SNAT --to-source [2001:db8:2::5]-[2001:db8:2::9]:80-90"
+        - "-o b -j MASQUERADE"`, 1)
+	nr := newNATRig(t, cfg)
+	pc, err := pipeline.ParseConfig("r.yaml", []byte(cfg))
+	if err != nil || pipeline.Check(pc) != nil {
+		t.Fatal(err, pipeline.Check(pc))
+	}
+	var texts []string
+	for _, mc := range pc.Modules {
+		if rl, ok := mc.Module.(pipeline.RuleLister); ok {
+			for _, l := range rl.ListRules() {
+				for _, r := range l.Rules {
+					texts = append(texts, r.Rule)
+				}
+			}
+		}
+	}
+	all := strings.Join(texts, "\n")
+	for _, want := range []string{"-j MASQUERADE --to-ports 20000-30000 --random", "-j SNAT --to-source 10.0.2.5-10.0.2.9:2000-3000 --random-fully --persistent",
+		"-j SNAT --to-source [2001:db8:2::5]-[2001:db8:2::9]:80-90", "-j DNAT --to-destination 10.0.1.3:80"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no rule %q in\n%s", want, all)
+		}
+	}
+	// A TCP flow takes a port of the MASQUERADE range.
+	o := nr.through(nr.a, nr.b, tcpPkt("10.0.1.2", "10.0.2.2", 40000, 443, 0x02))
+	if o == nil {
+		t.Fatal("SYN dropped")
+	}
+	if sp, _ := ports(o); sp < 20000 || sp > 30000 {
+		t.Fatalf("source port %d outside --to-ports 20000-30000", sp)
+	}
+	// The SNAT pool: 10.0.9.x gets an address of 10.0.2.5-9, port 2000-3000.
+	o = nr.through(nr.a, nr.b, udp("10.0.9.7", "10.0.2.2", 555, 53))
+	if o == nil {
+		t.Fatal("pool datagram dropped")
+	}
+	s, _ := v4addrs(o)
+	sp, _ := ports(o)
+	if a := netip.MustParseAddr(s); a.Less(netip.MustParseAddr("10.0.2.5")) || netip.MustParseAddr("10.0.2.9").Less(a) || sp < 2000 || sp > 3000 {
+		t.Fatalf("pool: from %s:%d", s, sp)
+	}
+}

@@ -238,14 +238,16 @@ func setupNAT(h *holder, pc *pipeline.PacketContext, addr *[16]byte, rg *natRang
 	return false
 }
 
-// natOpts are the options every NAT target shares.
+// natOpts are the options every NAT target shares (each target has
+// them as its own fields: the filter decodes options strictly, without
+// inlined structs).
 type natOpts struct {
 	Random      string `yaml:"random"`
 	RandomFully string `yaml:"random_fully"`
 	Persistent  string `yaml:"persistent"`
 }
 
-func (o *natOpts) flags(r *natRange) string {
+func (o natOpts) flags(r *natRange) string {
 	var s string
 	if o.Random == "true" || o.RandomFully == "true" {
 		r.random = true
@@ -268,8 +270,10 @@ var randomOpts = []filter.Opt{{Name: "random", Args: 0}, {Name: "random-fully", 
 // SNAT is filter.target.snat: --to-source addr[-addr][:port[-port]]
 // (Postrouting, Input).
 type SNAT struct {
-	ToSource string `yaml:"to_source"`
-	natOpts  `yaml:",inline"`
+	ToSource    string `yaml:"to_source"`
+	Random      string `yaml:"random"`
+	RandomFully string `yaml:"random_fully"`
+	Persistent  string `yaml:"persistent"`
 
 	h     *holder
 	rg    natRange
@@ -298,7 +302,7 @@ func (t *SNAT) Provision(ctx *pipeline.Context) error {
 	if !t.rg.hasAddr {
 		return fmt.Errorf("SNAT --to-source %q: an address is needed", t.ToSource)
 	}
-	t.flags, t.h = t.natOpts.flags(&t.rg), sharedHolder(ctx)
+	t.flags, t.h = natOpts{t.Random, t.RandomFully, t.Persistent}.flags(&t.rg), sharedHolder(ctx)
 	return nil
 }
 
@@ -349,7 +353,9 @@ func (*SNAT) Label() string { return "SNAT" }
 // (Prerouting, Output).
 type DNAT struct {
 	ToDestination string `yaml:"to_destination"`
-	natOpts       `yaml:",inline"`
+	Random        string `yaml:"random"`
+	RandomFully   string `yaml:"random_fully"`
+	Persistent    string `yaml:"persistent"`
 
 	h     *holder
 	rg    natRange
@@ -375,7 +381,7 @@ func (t *DNAT) Provision(ctx *pipeline.Context) error {
 	if t.rg, err = parseRange(t.ToDestination); err != nil {
 		return fmt.Errorf("DNAT --to-destination: %v", err)
 	}
-	t.flags, t.h = t.natOpts.flags(&t.rg), sharedHolder(ctx)
+	t.flags, t.h = natOpts{t.Random, t.RandomFully, t.Persistent}.flags(&t.rg), sharedHolder(ctx)
 	return nil
 }
 
@@ -411,8 +417,10 @@ func (*DNAT) Label() string { return "DNAT" }
 // address (chosen at the connection's first packet), --to-ports
 // port[-port] (Postrouting).
 type Masquerade struct {
-	ToPorts string `yaml:"to_ports"`
-	natOpts `yaml:",inline"`
+	ToPorts     string `yaml:"to_ports"`
+	Random      string `yaml:"random"`
+	RandomFully string `yaml:"random_fully"`
+	Persistent  string `yaml:"persistent"`
 
 	h     *holder
 	rg    natRange
@@ -438,7 +446,7 @@ func (t *Masquerade) Provision(ctx *pipeline.Context) error {
 		}
 		t.rg.hasPorts, t.rg.plo, t.rg.phi = true, lo, hi
 	}
-	t.flags, t.h = t.natOpts.flags(&t.rg), sharedHolder(ctx)
+	t.flags, t.h = natOpts{t.Random, t.RandomFully, t.Persistent}.flags(&t.rg), sharedHolder(ctx)
 	return nil
 }
 
@@ -481,8 +489,10 @@ func (*Masquerade) Label() string { return "MASQUERADE" }
 // primary address (the loopback address for locally generated packets),
 // --to-ports port[-port] (Prerouting, Output).
 type Redirect struct {
-	ToPorts string `yaml:"to_ports"`
-	natOpts `yaml:",inline"`
+	ToPorts     string `yaml:"to_ports"`
+	Random      string `yaml:"random"`
+	RandomFully string `yaml:"random_fully"`
+	Persistent  string `yaml:"persistent"`
 
 	h     *holder
 	rg    natRange
@@ -508,7 +518,7 @@ func (t *Redirect) Provision(ctx *pipeline.Context) error {
 		}
 		t.rg.hasPorts, t.rg.plo, t.rg.phi = true, lo, hi
 	}
-	t.flags, t.h = t.natOpts.flags(&t.rg), sharedHolder(ctx)
+	t.flags, t.h = natOpts{t.Random, t.RandomFully, t.Persistent}.flags(&t.rg), sharedHolder(ctx)
 	return nil
 }
 
