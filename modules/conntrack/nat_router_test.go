@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/modules/filter/filtertest"
+	"github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -478,5 +479,40 @@ func TestNATOptionsAccepted(t *testing.T) {
 	sp, _ := ports(o)
 	if a := netip.MustParseAddr(s); a.Less(netip.MustParseAddr("10.0.2.5")) || netip.MustParseAddr("10.0.2.9").Less(a) || sp < 2000 || sp > 3000 {
 		t.Fatalf("pool: from %s:%d", s, sp)
+	}
+}
+
+// TestDNATInOutputReroutes: a locally generated packet DNATed in OUTPUT
+// leaves through the link of its new destination (re-routed), not the
+// one its first route chose.
+func TestDNATInOutputReroutes(t *testing.T) {
+	cfg := strings.Replace(natRouter, "    postrouting:\n", `    output:
+      rules: ["-d 10.0.2.77 -p udp -j DNAT --to-destination 10.0.1.3:9999"]
+    postrouting:
+`, 1)
+	nr := newNATRig(t, cfg)
+	payload := make([]byte, 12)
+	binary.BigEndian.PutUint16(payload[0:], 5000)
+	binary.BigEndian.PutUint16(payload[2:], 53)
+	binary.BigEndian.PutUint16(payload[4:], 12) // checksum 0: none (IPv4)
+	if err := ipv4.Send(nr.n.Stack, netip.MustParseAddr("10.0.2.77"), pipeline.UDPProtocolNumber, payload); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]*pipeline.Packet, 4)
+	if k := nr.b.Read(buf); k != 0 {
+		pipeline.ReleaseBatch(buf[:k])
+		t.Fatal("the DNATed packet left through the old route's link b")
+	}
+	k := nr.a.Read(buf)
+	if k != 1 {
+		t.Fatalf("%d packets on link a, want the re-routed one (%s)", k, nr.n.DumpCounters())
+	}
+	defer pipeline.ReleaseBatch(buf[:k])
+	d := buf[0].Data()
+	if s, dst := v4addrs(d); s != "10.0.1.1" && s != "10.0.2.1" || dst != "10.0.1.3" {
+		t.Fatalf("re-routed packet %s -> %s", s, dst)
+	}
+	if _, dp := ports(d); dp != 9999 {
+		t.Fatalf("port %d, want 9999", dp)
 	}
 }
