@@ -255,7 +255,11 @@ func manip(nh []byte, l4off, l4end int, fragment bool, target *Key, dst, partial
 	}
 	proto := target.Proto
 	co := csumOffset(proto)
-	if co >= 0 && !fragment && len(l4b) < co+2 {
+	need := co + 2
+	if proto == wire.ProtocolICMP || proto == wire.ProtocolICMPv6 {
+		need = 8 // type, code, checksum, id, sequence
+	}
+	if co >= 0 && !fragment && len(l4b) < need {
 		return false
 	}
 	// The transport checksum first, while the old values are in place.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/pipestack/pipestack/modules/filter/filtertest"
+	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
@@ -96,4 +97,40 @@ func TestManipPartialChecksum(t *testing.T) {
 			t.Fatalf("proto %d: finished checksum: %v", proto, err)
 		}
 	}
+}
+
+// FuzzNAT: the rewrite and the ICMP error translation on any bytes (with
+// targets of either family and protocol), and any frame through the NAT
+// router both ways: never a panic.
+func FuzzNAT(f *testing.F) {
+	u := udp("10.0.1.3", "10.0.2.2", 4000, 53)
+	e := filtertest.Packet{Proto: filtertest.ICMP, Src: "10.0.2.2", Dst: "10.0.2.1", ICMPType: 3, ICMPCode: 3, Payload: len(u)}.Bytes()
+	copy(e[28:], u)
+	f.Add(e, uint8(0))
+	f.Add(u, uint8(1))
+	f.Add(filtertest.Packet{IPv6: true, Proto: filtertest.ICMPv6, ICMPType: 1, Payload: 48}.Bytes(), uint8(2))
+	f.Add(filtertest.Packet{Proto: filtertest.TCP, Src: "10.0.2.2", Dst: "10.0.2.1", SrcPort: 1, DstPort: 8080, TCPFlags: 2}.Bytes(), uint8(3))
+	f.Fuzz(func(t *testing.T, b []byte, op uint8) {
+		protos := []uint8{wire.ProtocolTCP, wire.ProtocolUDP, wire.ProtocolICMP, wire.ProtocolICMPv6, protoSCTP, 47}
+		k := keyOf(t, protos[int(op)%len(protos)], "192.0.2.1", "192.0.2.2", 1, 2)
+		if op&0x40 != 0 {
+			k = keyOf(t, k.Proto, "2001:db8::1", "2001:db8::2", 1, 2)
+		}
+		for _, l4off := range []int{0, 20, 40, len(b) / 2, len(b), len(b) + 3} {
+			c := append([]byte(nil), b...)
+			manip(c, l4off, len(c)+int(op&3), op&4 != 0, &k, op&8 != 0, op&16 != 0)
+			pkt := pipeline.DefaultPool.Get(len(c))
+			if pkt == nil || !pkt.SetData(c) {
+				if pkt != nil {
+					pkt.Release()
+				}
+				continue
+			}
+			pkt.SetNetworkHeader()
+			pc := &pipeline.PacketContext{Pkt: pkt, L4Off: l4off, L4End: len(c) + int(op&3)}
+			other := k.Invert()
+			translateICMPError(pc, &k, &other, op&8 != 0)
+			pkt.Release()
+		}
+	})
 }
