@@ -11,10 +11,11 @@ import (
 // namespaces (netfilter.conntrack, the nat table). MASQUERADE towards B:
 // B's server sees the router's address, a 20 MB download through the NAT
 // is intact; a DNAT port forward: curl from B to the router's port 9090
-// reaches A's server on 8088; pipectl conntrack -L shows the NATed flows.
-// IPv4 and IPv6.
+// reaches A's server on 8088; ping through the NAT (echo ids) and
+// traceroute (B's port unreachable errors, translated back to A, name B as
+// the last hop); pipectl conntrack -L shows the NATed flows. IPv4 and IPv6.
 func TestTUNNAT(t *testing.T) {
-	requireLab(t, "curl (curl)")
+	requireLab(t, "curl (curl)", "ping (iputils-ping)", "traceroute (traceroute)")
 	l := newLabSuffix(t, "tun", "nt"+randSuffix()[:4])
 	cfg := strings.Replace(l.routerConfig(""), "modules: [network.ipv4, network.ipv6]",
 		"modules: [network.ipv4, network.ipv6, {module: netfilter.conntrack, max: 4096}]", 1) + `filter:
@@ -47,6 +48,10 @@ func TestTUNNAT(t *testing.T) {
 				t.Errorf("B's server saw %q, want the router's address %s (masqueraded)", who, f.routerB)
 			}
 			downloadIntact(t, l, f, 20_000_000, 11)
+			if out := mustNS(t, 10*time.Second, l.nsA, "ping", f.flag, "-c", "3", "-i", "0.2", "-W", "2", f.hostB); !strings.Contains(out, "3 received") {
+				t.Errorf("ping through the NAT:\n%s", out)
+			}
+			checkTraceroute(t, l, f)
 			// The port forward.
 			startHTTP(t, l.nsA, hp(f.hostA, "8088"))
 			who = mustNS(t, 20*time.Second, l.nsB, "curl", f.flag, "-sS", "--fail", "--max-time", "10", "http://"+hp(f.routerB, "9090")+"/whoami")
