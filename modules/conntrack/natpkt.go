@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 
 	"github.com/pipestack/pipestack/modules/filter"
@@ -29,10 +30,13 @@ type natGate struct {
 	done uint32
 }
 
-func newNATGate(ctx *pipeline.Context, h pipeline.Hook) pipeline.Matcher {
+func newNATGate(ctx *pipeline.Context, h pipeline.Hook) (pipeline.Matcher, error) {
 	g := &natGate{h: sharedHolder(ctx), done: doneBit(isDstHook(h))}
+	if g.h.t.Load() == nil {
+		return nil, errors.New("the nat table needs connection tracking: add netfilter.conntrack under modules:")
+	}
 	g.h.natUsed.Store(true)
-	return g
+	return g, nil
 }
 
 func isDstHook(h pipeline.Hook) bool { return h == pipeline.Prerouting || h == pipeline.Output }

@@ -102,11 +102,14 @@ func hookPriority(table string, h pipeline.Hook) int {
 // connection's first packet, whose binding for that hook's kind of NAT is
 // not made yet). netfilter.conntrack registers it (RegisterNATGate): the
 // nat table needs connection tracking.
-var natGate func(ctx *pipeline.Context, h pipeline.Hook) pipeline.Matcher
+var natGate func(ctx *pipeline.Context, h pipeline.Hook) (pipeline.Matcher, error)
 
 // RegisterNATGate is how the connection tracker (modules/conntrack, in
-// its init) gives the nat table its gate.
-func RegisterNATGate(f func(ctx *pipeline.Context, h pipeline.Hook) pipeline.Matcher) { natGate = f }
+// its init) gives the nat table its gate; f fails when the pipeline
+// tracks no connections (netfilter.conntrack not under modules:).
+func RegisterNATGate(f func(ctx *pipeline.Context, h pipeline.Hook) (pipeline.Matcher, error)) {
+	natGate = f
+}
 
 // PipelineModule implements pipeline.Module.
 func (*Module) PipelineModule() pipeline.ModuleInfo {
@@ -274,7 +277,11 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		t.links = links
 		if t.name == "nat" {
 			for _, b := range builtinChains["nat"] {
-				t.gates[b.hook] = natGate(ctx, b.hook)
+				g, err := natGate(ctx, b.hook)
+				if err != nil {
+					return &pipeline.PosError{Line: t.line, Col: t.col, Where: "table nat", Msg: err.Error()}
+				}
+				t.gates[b.hook] = g
 			}
 		}
 		for _, c := range t.chains {

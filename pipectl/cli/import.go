@@ -473,6 +473,9 @@ func (res *importResult) writeYAML(w io.Writer, header []string) {
 	for _, t := range res.tables {
 		if t.hasContent() {
 			empty = false
+			if t.name == "nat" {
+				line("# the nat table needs connection tracking: netfilter.conntrack under modules:")
+			}
 		}
 	}
 	if empty {
@@ -585,8 +588,10 @@ var loadErr = regexp.MustCompile(`^import:(\d+):\d+: (?:filter \([^)]*\): )?(.*)
 
 // checkSection loads a filter: section as a pipeline file would.
 func checkSection(section []byte) error {
-	// name: last, so that the section's line numbers are the output's.
-	cfg, err := pipeline.ParseConfig("import", append(slices.Clip(section), "name: import\n"...))
+	// name: last, so that the section's line numbers are the output's;
+	// with connection tracking, which the nat table needs (the pipeline
+	// the section goes into must have netfilter.conntrack: the output says so).
+	cfg, err := pipeline.ParseConfig("import", append(slices.Clip(section), "name: import\nmodules: [{module: netfilter.conntrack, max: 16}]\n"...))
 	if err != nil {
 		return err
 	}
