@@ -167,16 +167,18 @@ func (s *counterStore) len() int {
 // counted is a rule's target with its counter: the rule matched. A plain
 // verdict (ACCEPT, DROP, RETURN) is kept in it (fixed) rather than called
 // through its target, and a table's are made side by side (targetArena):
-// a matched rule costs its 32-byte counted and its counter cell.
+// a matched rule costs its counted (32 bytes, the counter's fields laid
+// flat: one aligned line holds two) and its counter cell.
 type counted struct {
-	c     ruleCounter
+	slab  *counterSlab
+	i     uint32
 	v     pipeline.Verdict
 	fixed bool
 	t     pipeline.Target
 }
 
 func (x *counted) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
-	x.c.add(pc)
+	ruleCounter{x.slab, x.i}.add(pc)
 	if x.fixed {
 		return x.v, 0
 	}

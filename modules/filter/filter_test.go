@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -423,5 +424,13 @@ func TestCounterStoreSlots(t *testing.T) {
 	}
 	if len(s.slabs) != 2 || s.len() != slabRules+3 {
 		t.Errorf("%d slabs, %d keys", len(s.slabs), s.len())
+	}
+}
+
+// TestCountedSize: a counted target stays 32 bytes (two to a cache line in
+// its arena).
+func TestCountedSize(t *testing.T) {
+	if n := unsafe.Sizeof(counted{}); n != 32 {
+		t.Errorf("counted is %d bytes, want 32", n)
 	}
 }

@@ -595,7 +595,7 @@ func (r *rule) compiledTarget(a *targetArena) pipeline.Target {
 	if a != nil {
 		x = take(&a.c)
 	}
-	*x = counted{c: c, t: continueTarget{}}
+	*x = counted{slab: c.slab, i: c.i, t: continueTarget{}}
 	switch t := r.tgt.(type) {
 	case nil:
 		x.v, x.fixed = pipeline.VerdictContinue, true
