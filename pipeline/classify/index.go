@@ -160,6 +160,10 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 	}
 	x.v4 = buildFam(cons, exact, false, o.PlantedBug)
 	x.v6 = buildFam(cons, exact, true, o.PlantedBug)
+	if o.NICs != nil {
+		x.v4.nicTables(o.NICs)
+		x.v6.nicTables(o.NICs)
+	}
 	x.stats = Stats{Rules: len(rules)}
 	for _, f := range []*famIndex{&x.v4, &x.v6} {
 		x.stats.Parts += len(f.parts)
@@ -167,7 +171,7 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 		x.stats.Entries += len(f.always)
 		x.stats.Bytes += 4*len(f.toff) + 8*len(f.always) + int(unsafe.Sizeof(test{}))*len(f.tests) + int(unsafe.Sizeof(rec{}))*len(f.recs)
 		for _, t := range f.tests {
-			x.stats.Bytes += 32*len(t.iv) + 16*len(t.names)
+			x.stats.Bytes += 32*len(t.iv) + 16*len(t.names) + len(t.ids)
 		}
 		for _, p := range f.parts {
 			for _, e := range p.enc {
@@ -478,6 +482,24 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 	return fi
 }
 
+// nicTables gives every link test its table over the NIC IDs of nics.
+func (fi *famIndex) nicTables(nics map[pipeline.NICID]string) {
+	top := pipeline.NICID(0)
+	for id := range nics {
+		top = max(top, id)
+	}
+	for i := range fi.tests {
+		t := &fi.tests[i]
+		if t.f != fIn && t.f != fOut {
+			continue
+		}
+		t.ids = make([]bool, top+1)
+		for id, name := range nics {
+			t.ids[id] = id != 0 && nameIn(t.names, name)
+		}
+	}
+}
+
 func uniqueStarts(b []u128) []u128 {
 	b = append(b, u128{})
 	sort.Slice(b, func(i, j int) bool { return b[i].less(b[j]) })
@@ -664,12 +686,18 @@ func (x *Index) check(fi *famIndex, at int, pc *pipeline.PacketContext, pv *pktV
 func (x *Index) wide(t *test, pc *pipeline.PacketContext, pv *pktVals) bool {
 	switch t.f {
 	case fIn:
+		if t.ids != nil {
+			return int(pc.InNIC) < len(t.ids) && t.ids[pc.InNIC]
+		}
 		if !pv.inDone {
 			pv.in, pv.inOK = x.opt.NICName(pc, pc.InNIC)
 			pv.inDone = true
 		}
 		return pv.inOK && nameIn(t.names, pv.in)
 	case fOut:
+		if t.ids != nil {
+			return int(pc.OutNIC) < len(t.ids) && t.ids[pc.OutNIC]
+		}
 		if !pv.outDone {
 			pv.out, pv.outOK = x.opt.NICName(pc, pc.OutNIC)
 			pv.outDone = true
