@@ -47,6 +47,8 @@ type famIndex struct {
 	recs   []rec   // what the packet path checks, rule by rule
 	parts  []part
 	always []uint64 // entries
+
+	inlineLinks map[int]uint32 // while nicTables runs
 }
 
 // An entry names a rule in a list: (r+1)<<32 | the index of its first
@@ -55,8 +57,10 @@ type famIndex struct {
 func entry(r, rec int) uint64 { return uint64(r+1)<<32 | uint64(rec) }
 
 // rec is one test as the packet path reads it: 20 bytes, inline for a
-// single interval of a field that fits 32 bits (all but IPv6 addresses);
-// else wide, the test at tests[ext]. A rule's recs are consecutive, the
+// single interval of a field that fits 32 bits (all but IPv6 addresses)
+// under mask (the mark's, all ones for the others), and for a link test
+// when the NICs are known and their IDs below 32 (the allowed IDs' bits as
+// mask, the interval [1, max]); else wide, the test at tests[ext]. A rule's recs are consecutive, the
 // last one flagged; a rule without tests has one rec of field fNone.
 type rec struct {
 	f      field
@@ -271,7 +275,10 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 		}
 		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
 			t := &fi.tests[i]
-			x := rec{f: t.f, flags: fl, mask: t.mask, ext: i}
+			x := rec{f: t.f, flags: fl, mask: ^uint32(0), ext: i}
+			if t.f == fMark {
+				x.mask = t.mask
+			}
 			if t.inv {
 				x.flags |= recInv
 			}
@@ -493,11 +500,32 @@ func (fi *famIndex) nicTables(nics map[pipeline.NICID]string) {
 		if t.f != fIn && t.f != fOut {
 			continue
 		}
+		if fi.inlineLinks == nil {
+			fi.inlineLinks = map[int]uint32{}
+		}
 		t.ids = make([]bool, top+1)
+		var bits uint32
 		for id, name := range nics {
 			t.ids[id] = id != 0 && nameIn(t.names, name)
+			if t.ids[id] && id < 32 {
+				bits |= 1 << id
+			}
+		}
+		if top < 32 {
+			fi.inlineLinks[i] = bits
 		}
 	}
+	// A link test over NIC IDs below 32 is inline: its rec tests the
+	// packet's bit (pktVals.v32[fIn] is 1<<InNIC) under the mask of the
+	// IDs whose name it allows.
+	for j := range fi.recs {
+		r := &fi.recs[j]
+		if bits, ok := fi.inlineLinks[int(r.ext)]; ok && r.flags&recWide != 0 && (r.f == fIn || r.f == fOut) {
+			r.flags &^= recWide
+			r.mask, r.lo, r.hi = bits, 1, ^uint32(0)
+		}
+	}
+	fi.inlineLinks = nil
 }
 
 func uniqueStarts(b []u128) []u128 {
@@ -610,6 +638,12 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	pv.v32[fProto] = uint32(pc.Tuple.Proto)
 	pv.v32[fSport], pv.v32[fDport] = uint32(pc.Tuple.SrcPort), uint32(pc.Tuple.DstPort)
 	pv.v32[fMark] = pc.Pkt.Mark
+	if pc.InNIC < 32 { // inline link recs (nicTables)
+		pv.v32[fIn] = 1 << pc.InNIC
+	}
+	if pc.OutNIC < 32 {
+		pv.v32[fOut] = 1 << pc.OutNIC
+	}
 	for _, f := range [...]field{fProto, fSport, fDport, fMark} {
 		pv.v[f].lo = uint64(pv.v32[f])
 	}
@@ -664,10 +698,7 @@ func (x *Index) check(fi *famIndex, at int, pc *pipeline.PacketContext, pv *pktV
 		var in bool
 		switch {
 		case r.flags&recWide == 0:
-			v := pv.v32[r.f]
-			if r.f == fMark {
-				v &= r.mask
-			}
+			v := pv.v32[r.f] & r.mask
 			in = r.lo <= v && v <= r.hi || r.f == fNone
 		default:
 			in = x.wide(&fi.tests[r.ext], pc, pv)
