@@ -100,31 +100,30 @@ const directMin = 32
 // multi marks an enc of several rules.
 const multi = 1 << 63
 
-// lookup is the enc of the elementary interval holding v.
-func (p *part) lookup(v u128) uint64 {
-	if p.direct != nil {
-		return p.enc[p.direct[uint16(v.lo)]]
+// lookup is the enc of the elementary interval holding the packet's
+// value.
+func (p *part) lookup(pv *pktVals) uint64 {
+	switch {
+	case p.direct != nil:
+		return p.enc[p.direct[uint16(pv.v32[p.f])]]
+	case p.s32 != nil:
+		return p.enc[search32(p.s32, pv.v32[p.f])]
 	}
-	return p.enc[p.interval(v)]
+	return p.enc[find(p.starts, pv.val(p.f))]
 }
 
-// interval is the elementary interval holding v.
-func (p *part) interval(v u128) int {
-	switch {
-	case p.s32 != nil:
-		s, x := p.s32, uint32(v.lo)
-		lo, hi := 0, len(s)
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if x < s[m] {
-				hi = m
-			} else {
-				lo = m + 1
-			}
+// search32 is the last i with s[i] <= x (s ascending, s[0] == 0).
+func search32(s []uint32, x uint32) int {
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if x < s[m] {
+			hi = m
+		} else {
+			lo = m + 1
 		}
-		return lo - 1
 	}
-	return find(p.starts, v)
+	return lo - 1
 }
 
 // maxCover: a rule whose narrowest constraint lets more elementary
@@ -600,13 +599,23 @@ func irregular(pc *pipeline.PacketContext) bool {
 // maxHeads: one list per field and the always list.
 const maxHeads = int(numFields) + 1
 
-// pktVals is what Next reads of a packet, once per call.
+// pktVals is what Next reads of a packet, once per call: the fields as
+// 32-bit values, and an IPv6 packet's addresses as 128.
 type pktVals struct {
-	v               [numFields]u128
+	v6              bool
+	a6              [2]u128               // fSrc, fDst of an IPv6 packet
 	v32             [numFields + 1]uint32 // the fields that fit, for inline recs
 	in, out         string
 	inOK, outOK     bool
 	inDone, outDone bool
+}
+
+// val is field f's value.
+func (pv *pktVals) val(f field) u128 {
+	if f <= fDst && pv.v6 {
+		return pv.a6[f]
+	}
+	return u128{0, uint64(pv.v32[f])}
 }
 
 // Next implements pipeline.RuleIndex.
@@ -628,12 +637,12 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	}
 	var pv pktVals
 	if fi.v6 {
-		pv.v[fSrc], pv.v[fDst] = addr128(pc.Tuple.Src), addr128(pc.Tuple.Dst)
+		pv.v6 = true
+		pv.a6[fSrc], pv.a6[fDst] = addr128(pc.Tuple.Src), addr128(pc.Tuple.Dst)
 	} else {
 		s, d := pc.Tuple.Src.As4(), pc.Tuple.Dst.As4()
 		pv.v32[fSrc] = uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
 		pv.v32[fDst] = uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3])
-		pv.v[fSrc].lo, pv.v[fDst].lo = uint64(pv.v32[fSrc]), uint64(pv.v32[fDst])
 	}
 	pv.v32[fProto] = uint32(pc.Tuple.Proto)
 	pv.v32[fSport], pv.v32[fDport] = uint32(pc.Tuple.SrcPort), uint32(pc.Tuple.DstPort)
@@ -644,16 +653,13 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	if pc.OutNIC < 32 {
 		pv.v32[fOut] = 1 << pc.OutNIC
 	}
-	for _, f := range [...]field{fProto, fSport, fDport, fMark} {
-		pv.v[f].lo = uint64(pv.v32[f])
-	}
 
 	var heads [maxHeads][]uint64
 	var one [maxHeads]uint64
 	nh := 0
 	for i := range fi.parts {
 		p := &fi.parts[i]
-		switch e := p.lookup(pv.v[p.f]); {
+		switch e := p.lookup(&pv); {
 		case e == 0:
 		case e < multi:
 			if int(e>>32)-1 >= from {
@@ -737,7 +743,7 @@ func (x *Index) wide(t *test, pc *pipeline.PacketContext, pv *pktVals) bool {
 	case fMark:
 		return t.contains(u128{0, uint64(pv.v32[fMark] & t.mask)})
 	}
-	return t.contains(pv.v[t.f])
+	return t.contains(pv.val(t.f))
 }
 
 var _ pipeline.RuleIndex = (*Index)(nil)
