@@ -441,6 +441,7 @@ func (t *table) resolve() error {
 func (t *table) compile() []pipeline.HookEntry {
 	chains := make([]pipeline.Chain, len(t.chains))
 	a := new(fastArena)
+	ta := new(targetArena)
 	for i, c := range t.chains {
 		rules := make([]pipeline.Rule, 0, len(c.rules)+1)
 		texts := make([]string, 0, len(c.rules)+1) // for a trace
@@ -459,7 +460,7 @@ func (t *table) compile() []pipeline.HookEntry {
 			if len(all) > start {
 				ms = all[start:len(all):len(all)]
 			}
-			rules = append(rules, pipeline.Rule{Matchers: ms, Target: r.compiledTarget()})
+			rules = append(rules, pipeline.Rule{Matchers: ms, Target: r.compiledTarget(ta)})
 			texts = append(texts, r.text)
 		}
 		if c.builtin {
