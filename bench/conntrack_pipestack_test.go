@@ -13,7 +13,20 @@ import (
 // newConntrackRouter is pipestack's router with netfilter.conntrack of
 // max entries (0: none).
 func newConntrackRouter(tb testing.TB, max int) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
-	cfg := fmt.Sprintf(pipestackRouter, "ip", queueSize, "", "")
+	return newConntrackRouterWith(tb, max, "")
+}
+
+// masquerade is the nat table of the masqueraded runs: every flow leaves
+// from the router's address on b.
+const masquerade = `filter:
+  nat:
+    postrouting:
+      rules: ["-o b -j MASQUERADE"]
+`
+
+// newConntrackRouterWith is newConntrackRouter with a section appended.
+func newConntrackRouterWith(tb testing.TB, max int, extra string) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
+	cfg := fmt.Sprintf(pipestackRouter, "ip", queueSize, "", "") + extra
 	if max > 0 {
 		cfg = strings.Replace(cfg, "modules: [network.ipv4]", fmt.Sprintf("modules: [network.ipv4, {module: netfilter.conntrack, max: %d}]", max), 1)
 	}
@@ -39,14 +52,17 @@ func newConntrackRouter(tb testing.TB, max int) (*pipeline.Stack, *channel.Endpo
 func BenchmarkConntrackPipestack(b *testing.B) {
 	check := func(d, want []byte) { checkForwarded(b, d, want) }
 	for _, flows := range conntrackFlowCounts {
-		for _, mode := range []string{"untracked", "tracked"} {
+		for _, mode := range []string{"untracked", "tracked", "masqueraded"} {
 			b.Run(conntrackName(mode, flows), func(b *testing.B) {
-				max := 0
-				if mode == "tracked" {
+				max, extra, chk := 0, "", check
+				if mode != "untracked" {
 					max = 1 << 18
 				}
-				s, in, out := newConntrackRouter(b, max)
-				runForward(b, in, out, conntrackFlowSet(flows), conntrackSize, check)
+				if mode == "masqueraded" {
+					extra, chk = masquerade, func(d, want []byte) { checkMasqueraded(b, d, want) }
+				}
+				s, in, out := newConntrackRouterWith(b, max, extra)
+				runForward(b, in, out, conntrackFlowSet(flows), conntrackSize, chk)
 				if t := conntrack.StackTable(s); t != nil { // after runForward: ResetTimer drops reported metrics
 					b.ReportMetric(float64(t.MemoryBytes())/float64(t.Max()), "B/entry")
 				}
@@ -62,5 +78,20 @@ func BenchmarkConntrackPipestack(b *testing.B) {
 			_, in, out := newConntrackRouter(b, max)
 			runForward(b, in, out, conntrackFlowSet(conntrackNewFlows), conntrackSize, check)
 		})
+	}
+}
+
+// checkMasqueraded checks a masqueraded packet: the source is the
+// router's address on b, the rest as sent (TTL one less; the checksums
+// and the source port may differ).
+func checkMasqueraded(tb testing.TB, got, want []byte) {
+	if len(got) != len(want) || len(got) < 28 {
+		tb.Helper()
+		tb.Fatalf("forwarded packet length %d, want %d", len(got), len(want))
+	}
+	if [4]byte(got[12:16]) != [4]byte{10, 0, 2, 1} || string(got[16:20]) != string(want[16:20]) || got[8] != want[8]-1 ||
+		string(got[22:24]) != string(want[22:24]) || string(got[28:]) != string(want[28:]) {
+		tb.Helper()
+		tb.Fatalf("not masqueraded as expected:\n% x\nsent\n% x", got, want)
 	}
 }

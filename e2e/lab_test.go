@@ -551,7 +551,7 @@ func blobSHA256(size int64, seed uint64) string {
 }
 
 // serveHTTP is the helper server: GET /blob?size=N&seed=S streams blob
-// bytes, PUT /sha256 answers with the hex SHA-256 of the body.
+// bytes, GET /whoami answers with the client's address and port, PUT /sha256 answers with the hex SHA-256 of the body.
 func serveHTTP(addr string) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -564,6 +564,9 @@ func serveHTTP(addr string) {
 		seed, _ := strconv.ParseUint(r.URL.Query().Get("seed"), 10, 64)
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 		io.CopyN(w, blob(seed), size)
+	})
+	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, r.RemoteAddr) // the client address the server sees (NAT tests)
 	})
 	mux.HandleFunc("PUT /sha256", func(w http.ResponseWriter, r *http.Request) {
 		h := sha256.New()

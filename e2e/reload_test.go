@@ -99,8 +99,12 @@ func TestReloadUnderIperf3(t *testing.T) {
 			for _, iv := range res.res.Intervals {
 				rates = append(rates, iv.Sum.BitsPerSecond)
 			}
-			if len(rates) < 24 {
-				t.Fatalf("iperf3 reported %d intervals, want 28", len(rates))
+			// 28 quarter-second intervals in 7 s; an iperf3 starved of CPU
+			// (a loaded 2-core machine: the kernel's own stream a moment
+			// earlier ran at 1 Gbit/s instead of 18) reports fewer, longer
+			// ones, and a stall still shows as an empty one.
+			if len(rates) < 20 {
+				t.Fatalf("iperf3 reported %d intervals, want 28 (at least 20)", len(rates))
 			}
 			med := median(rates)
 			// A machine so busy that even the kernel's stream (a moment

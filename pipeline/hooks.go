@@ -67,6 +67,12 @@ type HookTable struct {
 	// counted in one call per hook run, and nothing is parsed (a
 	// malformed header passes, as through Linux's empty chains).
 	PolicyCount PolicyCounter
+	// Gate, when set, decides per packet whether the table runs at all:
+	// a packet it does not match passes the table (accept) without
+	// touching a rule or a counter. The nat table's gate lets through
+	// only a connection's first packet (netfilter runs the nat chains
+	// for a new, unconfirmed entry only).
+	Gate Matcher
 }
 
 // PolicyCounter counts what a table's policy decided (pipectl rules'
@@ -172,6 +178,11 @@ type JumpTarget interface {
 // VerdictStolen and, inside a batch, leaves a resume token in the packet
 // (resume.go).
 func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
+	if t.Gate != nil {
+		if ok, _ := t.Gate.Match(pc); !ok {
+			return VerdictAccept
+		}
+	}
 	var st jumpStack
 	return t.run(pc, &st, 0, t.Entry, 0, VerdictContinue, 0)
 }

@@ -101,6 +101,15 @@ func (s *Stack) Shared(key string, mk func() any) any {
 	return v
 }
 
+// SharedLookup returns the long-lived object under key if one was made
+// (a listing such as `pipectl sockets` must not make a module's state).
+func (s *Stack) SharedLookup(key string) (any, bool) {
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	v, ok := s.shared[key]
+	return v, ok
+}
+
 // New returns a stack with no generation: it drops everything until Apply.
 func New(opts Options) *Stack {
 	s := &Stack{opts: opts, nics: map[string]*NIC{}, nicIDs: map[string]NICID{}}

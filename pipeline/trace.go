@@ -153,6 +153,11 @@ func (b *Batch) verdict(v Verdict, h Hook, pkts []*Packet, i int) {
 // It must decide exactly as Evaluate does (TestEvaluateTracedAgrees),
 // steals and their resume tokens included.
 func (t *HookTable) evaluateTraced(pc *PacketContext, table string, ht *HookTrace) Verdict {
+	if t.Gate != nil {
+		if ok, _ := t.Gate.Match(pc); !ok {
+			return VerdictAccept // the table does not run for this packet (as Evaluate)
+		}
+	}
 	var st jumpStack
 	var before []byte
 	depth := 0

@@ -163,3 +163,30 @@ func TestDiffBytes(t *testing.T) {
 		t.Fatalf("diffBytes = %v, want %v", got, want)
 	}
 }
+
+// TestHookTableGate: a table whose gate does not match the packet passes
+// it (accept) without running a rule, traced or not; when the gate
+// matches, the rules decide.
+func TestHookTableGate(t *testing.T) {
+	tb := &HookTable{Chains: []Chain{{Name: "c", Rules: []Rule{{Target: verdictTarget(VerdictDrop)}}}}, Policy: VerdictAccept, Gate: coinMatcher{bit: 3}}
+	if err := tb.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	pkt := DefaultPool.Get(64)
+	defer pkt.Release()
+	pkt.SetData(make([]byte, 20))
+	for _, mark := range []uint32{0, 1 << 3} {
+		pkt.Mark = mark
+		want := VerdictAccept
+		if mark != 0 {
+			want = VerdictDrop
+		}
+		if got := tb.Evaluate(&PacketContext{Pkt: pkt}); got != want {
+			t.Errorf("mark %#x: Evaluate %v, want %v", mark, got, want)
+		}
+		var ht HookTrace
+		if got := tb.evaluateTraced(&PacketContext{Pkt: pkt}, "t", &ht); got != want {
+			t.Errorf("mark %#x: traced %v, want %v", mark, got, want)
+		}
+	}
+}

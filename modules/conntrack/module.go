@@ -102,6 +102,10 @@ const SharedKey = "netfilter.conntrack/table"
 type holder struct {
 	mu sync.Mutex
 	t  atomic.Pointer[Table]
+	// natUsed: a nat table was configured (its gate made) in some
+	// generation of the stack: a packet whose entry went on its way is
+	// dropped by the NAT hooks rather than sent untranslated.
+	natUsed atomic.Bool
 }
 
 // Close closes the table with the stack.
@@ -210,10 +214,16 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	m.tracker = NewTracker(t, tcp, to)
 	track := &trackHook{tr: m.tracker, clock: ctx.Clock}
 	confirm := &confirmHook{tr: m.tracker}
+	nst := newNATStats(ctx.Counters("conntrack"))
 	m.entries = []pipeline.HookEntry{
 		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityDefrag, Name: "conntrack defrag", Table: pipeline.HookFunc("defrag", defragHook{})},
 		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityConntrack, Name: "conntrack", Table: pipeline.HookFunc("conntrack", track)},
 		{Hook: pipeline.Output, Priority: pipeline.PriorityConntrack, Name: "conntrack", Table: pipeline.HookFunc("conntrack", track)},
+		// NAT's per-packet rewrite, right after the nat table's chains.
+		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityNATDst + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, dst: true, st: nst})},
+		{Hook: pipeline.Output, Priority: pipeline.PriorityNATDst + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, dst: true, out: true, st: nst})},
+		{Hook: pipeline.Postrouting, Priority: pipeline.PriorityNATSrc + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, st: nst})},
+		{Hook: pipeline.Input, Priority: pipeline.PriorityNATSrc + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, st: nst})},
 		{Hook: pipeline.Postrouting, Priority: pipeline.PriorityConntrackConfirm, Name: "conntrack confirm", Table: pipeline.HookFunc("confirm", confirm)},
 		{Hook: pipeline.Input, Priority: pipeline.PriorityConntrackConfirm, Name: "conntrack confirm", Table: pipeline.HookFunc("confirm", confirm)},
 	}

@@ -48,6 +48,7 @@ func (t *table) index(chains []pipeline.Chain) {
 	opts := classifyOptions
 	if opts.NICName == nil && t.links != nil {
 		links := t.links
+		opts.NICs = links
 		opts.NICName = func(_ *pipeline.PacketContext, id pipeline.NICID) (string, bool) {
 			s, ok := links[id]
 			return s, ok && id != 0

@@ -3,9 +3,11 @@ package filter
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 
@@ -350,7 +352,7 @@ filter:
 // TestShardedCounter: batches running at once count into different shards;
 // the listing sums them.
 func TestShardedCounter(t *testing.T) {
-	c := new(ruleCounter)
+	c := newRuleCounter()
 	pc := pk{proto: 6}.ctx(t)
 	var b1, b2 pipeline.Batch
 	for i, b := range []*pipeline.Batch{&b1, &b2, &b2, nil} {
@@ -364,7 +366,7 @@ func TestShardedCounter(t *testing.T) {
 	if p, by := c.load(); p != 4 || by != 4*40 {
 		t.Errorf("counted %d packets %d bytes, want 4, 160", p, by)
 	}
-	if got := c.s[b2.Shard()&(counterShards-1)].packets.Load(); got != 2 {
+	if got := c.cell(&b2).packets.Load(); got != 2 {
 		t.Errorf("b2's shard has %d", got)
 	}
 }
@@ -374,7 +376,7 @@ func TestShardedCounter(t *testing.T) {
 func BenchmarkRuleCounter(b *testing.B) {
 	for _, sharded := range []bool{true, false} {
 		b.Run(map[bool]string{true: "sharded", false: "one-shard"}[sharded], func(b *testing.B) {
-			c := new(ruleCounter)
+			c := newRuleCounter()
 			pkt := pk{proto: 6}.ctx(b).Pkt
 			b.RunParallel(func(pb *testing.PB) {
 				pc := &pipeline.PacketContext{Pkt: pkt}
@@ -386,5 +388,49 @@ func BenchmarkRuleCounter(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestCounterStoreSlots: new rules get neighbouring slots of a slab, a key
+// kept keeps its slot and count, a slot given back is zeroed before it
+// counts for another rule, and slabs fill before a new one is made.
+func TestCounterStoreSlots(t *testing.T) {
+	s := newCounterStore()
+	pc := pk{proto: 6}.ctx(t)
+	var cs []*ruleCounter
+	for i := 0; i < slabRules+3; i++ {
+		cs = append(cs, s.acquire(fmt.Sprint("k", i)))
+	}
+	for i, c := range cs {
+		if want := uint32(i % slabRules); c.i != want || c.slab != s.slabs[i/slabRules] {
+			t.Fatalf("counter %d in slab %p slot %d, want slab %d slot %d", i, c.slab, c.i, i/slabRules, want)
+		}
+	}
+	cs[0].add(pc)
+	cs[1].add(pc)
+	if again := s.acquire("k1"); *again != *cs[1] {
+		t.Fatal("a kept key changed slot")
+	}
+	s.release([]string{"k0", "k1"}) // k1 still held once
+	if p, _ := cs[1].load(); p != 1 {
+		t.Errorf("k1 counted %d after a release it survives, want 1", p)
+	}
+	n := s.acquire("new")
+	if *n != *cs[0] {
+		t.Errorf("the free slot was not reused: %+v", *n)
+	}
+	if p, b := n.load(); p != 0 || b != 0 {
+		t.Errorf("a reused slot starts at %d packets %d bytes", p, b)
+	}
+	if len(s.slabs) != 2 || s.len() != slabRules+3 {
+		t.Errorf("%d slabs, %d keys", len(s.slabs), s.len())
+	}
+}
+
+// TestCountedSize: a counted target stays 32 bytes (two to a cache line in
+// its arena).
+func TestCountedSize(t *testing.T) {
+	if n := unsafe.Sizeof(counted{}); n != 32 {
+		t.Errorf("counted is %d bytes, want 32", n)
 	}
 }

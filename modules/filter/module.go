@@ -55,6 +55,8 @@ type table struct {
 	// at Provision): the classifier checks -i/-o against the same names
 	// the matchers resolved.
 	links map[pipeline.NICID]string
+	// gates are the nat table's gates by hook (Provision).
+	gates [pipeline.NumHooks]pipeline.Matcher
 }
 
 // chain is a built-in or user chain.
@@ -78,12 +80,36 @@ var builtinChains = map[string][]struct {
 }{
 	"raw":    {{"prerouting", pipeline.Prerouting}, {"output", pipeline.Output}},
 	"mangle": {{"prerouting", pipeline.Prerouting}, {"input", pipeline.Input}, {"forward", pipeline.Forward}, {"output", pipeline.Output}, {"postrouting", pipeline.Postrouting}},
+	"nat":    {{"prerouting", pipeline.Prerouting}, {"input", pipeline.Input}, {"output", pipeline.Output}, {"postrouting", pipeline.Postrouting}},
 	"filter": {{"input", pipeline.Input}, {"forward", pipeline.Forward}, {"output", pipeline.Output}},
 }
 
-var tableOrder = []string{"raw", "mangle", "filter"}
+var tableOrder = []string{"raw", "mangle", "nat", "filter"}
 
-var tablePriority = map[string]int{"raw": pipeline.PriorityRaw, "mangle": pipeline.PriorityMangle, "filter": pipeline.PriorityFilter}
+var tablePriority = map[string]int{"raw": pipeline.PriorityRaw, "mangle": pipeline.PriorityMangle, "nat": pipeline.PriorityNATDst, "filter": pipeline.PriorityFilter}
+
+// hookPriority is a table's priority at a hook: the nat table's chains
+// run as destination NAT (−100) at Prerouting and Output, as source NAT
+// (100) at Postrouting and Input, as netfilter's.
+func hookPriority(table string, h pipeline.Hook) int {
+	if table == "nat" && (h == pipeline.Postrouting || h == pipeline.Input) {
+		return pipeline.PriorityNATSrc
+	}
+	return tablePriority[table]
+}
+
+// natGate makes the gate of the nat table at a hook (a matcher true for a
+// connection's first packet, whose binding for that hook's kind of NAT is
+// not made yet). netfilter.conntrack registers it (RegisterNATGate): the
+// nat table needs connection tracking.
+var natGate func(ctx *pipeline.Context, h pipeline.Hook) (pipeline.Matcher, error)
+
+// RegisterNATGate is how the connection tracker (modules/conntrack, in
+// its init) gives the nat table its gate; f fails when the pipeline
+// tracks no connections (netfilter.conntrack not under modules:).
+func RegisterNATGate(f func(ctx *pipeline.Context, h pipeline.Hook) (pipeline.Matcher, error)) {
+	natGate = f
+}
 
 // PipelineModule implements pipeline.Module.
 func (*Module) PipelineModule() pipeline.ModuleInfo {
@@ -98,7 +124,7 @@ func (*Module) PipelineModule() pipeline.ModuleInfo {
 // of chains, each {policy:, rules:}.
 func (m *Module) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
-		return posErr(n, "", "the filter section is a mapping of tables (raw, mangle, filter)")
+		return posErr(n, "", "the filter section is a mapping of tables (raw, mangle, nat, filter)")
 	}
 	if err := dupKeys(n); err != nil {
 		return err
@@ -107,7 +133,9 @@ func (m *Module) UnmarshalYAML(n *yaml.Node) error {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
 		case "nat":
-			return posErr(k, "", "the nat table arrives with conntrack (not yet supported)")
+			if natGate == nil {
+				return posErr(k, "", "the nat table needs connection tracking (the netfilter.conntrack module is not built in)")
+			}
 		case "raw", "mangle", "filter":
 		default:
 			return pipeline.UnknownKey(k, tableOrder, "")
@@ -247,6 +275,15 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	}
 	for _, t := range m.tables {
 		t.links = links
+		if t.name == "nat" {
+			for _, b := range builtinChains["nat"] {
+				g, err := natGate(ctx, b.hook)
+				if err != nil {
+					return &pipeline.PosError{Line: t.line, Col: t.col, Where: "table nat", Msg: err.Error()}
+				}
+				t.gates[b.hook] = g
+			}
+		}
 		for _, c := range t.chains {
 			if c.builtin {
 				key := t.name + "/" + c.name + "/policy"
@@ -404,6 +441,7 @@ func (t *table) resolve() error {
 func (t *table) compile() []pipeline.HookEntry {
 	chains := make([]pipeline.Chain, len(t.chains))
 	a := new(fastArena)
+	ta := new(targetArena)
 	for i, c := range t.chains {
 		rules := make([]pipeline.Rule, 0, len(c.rules)+1)
 		texts := make([]string, 0, len(c.rules)+1) // for a trace
@@ -422,7 +460,7 @@ func (t *table) compile() []pipeline.HookEntry {
 			if len(all) > start {
 				ms = all[start:len(all):len(all)]
 			}
-			rules = append(rules, pipeline.Rule{Matchers: ms, Target: r.compiledTarget()})
+			rules = append(rules, pipeline.Rule{Matchers: ms, Target: r.compiledTarget(ta)})
 			texts = append(texts, r.text)
 		}
 		if c.builtin {
@@ -437,10 +475,11 @@ func (t *table) compile() []pipeline.HookEntry {
 	var out []pipeline.HookEntry
 	for _, b := range builtinChains[t.name] {
 		idx := t.byName[b.name]
-		out = append(out, pipeline.HookEntry{
-			Hook: b.hook, Priority: tablePriority[t.name], Name: t.name,
-			Table: &pipeline.HookTable{Chains: chains, Entry: idx, Policy: t.chains[idx].policy, PolicyCount: t.chains[idx].polCounter},
-		})
+		ht := &pipeline.HookTable{Chains: chains, Entry: idx, Policy: t.chains[idx].policy, PolicyCount: t.chains[idx].polCounter}
+		if t.name == "nat" {
+			ht.Gate = t.gates[b.hook]
+		}
+		out = append(out, pipeline.HookEntry{Hook: b.hook, Priority: hookPriority(t.name, b.hook), Name: t.name, Table: ht})
 	}
 	return out
 }

@@ -571,21 +571,40 @@ func (r *rule) appendMatchers(out []pipeline.Matcher, a *fastArena) []pipeline.M
 	return out
 }
 
-// compiledTarget wraps the target with the rule's counter. (A RETURN in a
-// built-in chain applies the policy: the engine counts it, PolicyCount.)
-func (r *rule) compiledTarget() pipeline.Target {
-	var t pipeline.Target = continueTarget{}
-	if r.tgt != nil {
-		t = r.tgt
+// compiledTarget wraps the target with the rule's counter, made in a
+// (nil: allocated alone). (A RETURN in a built-in chain applies the
+// policy: the engine counts it, PolicyCount.)
+func (r *rule) compiledTarget(a *targetArena) pipeline.Target {
+	var c ruleCounter
+	if r.counter != nil {
+		c = *r.counter
 	}
 	if r.jumpTo != "" {
 		v := pipeline.VerdictJump
 		if r.isGoto {
 			v = pipeline.VerdictGoto
 		}
-		return &countedJump{c: r.counter, to: r.jumpIdx, v: v}
+		x := &countedJump{}
+		if a != nil {
+			x = take(&a.j)
+		}
+		*x = countedJump{c: c, to: r.jumpIdx, v: v}
+		return x
 	}
-	return &counted{c: r.counter, t: t}
+	x := &counted{}
+	if a != nil {
+		x = take(&a.c)
+	}
+	*x = counted{slab: c.slab, i: c.i, t: continueTarget{}}
+	switch t := r.tgt.(type) {
+	case nil:
+		x.v, x.fixed = pipeline.VerdictContinue, true
+	case *Verdict:
+		x.v, x.fixed, x.t = t.v, true, t
+	default:
+		x.t = t
+	}
+	return x
 }
 
 // listing is the rule as iptables -L -v -n shows it.

@@ -42,7 +42,7 @@ func TestCanonicalRule(t *testing.T) {
 	if !IsMatchName("multiport") || IsMatchName("conntrack") || !IsTargetName("Reject") || IsTargetName("MASQUERADE") {
 		t.Error("IsMatchName/IsTargetName")
 	}
-	if !slices.Equal(BuiltinChains("raw"), []string{"prerouting", "output"}) || BuiltinChains("nat") != nil {
+	if !slices.Equal(BuiltinChains("raw"), []string{"prerouting", "output"}) || !slices.Equal(BuiltinChains("nat"), []string{"prerouting", "input", "output", "postrouting"}) {
 		t.Error("BuiltinChains")
 	}
 	if CheckChainName("filter", "input") == nil || CheckChainName("filter", "from_lan") != nil {

@@ -12,9 +12,9 @@ import (
 // them, at the line of the rule.
 func TestValidateErrors(t *testing.T) {
 	cases := []struct{ sec, want string }{
-		{"nat:\n  prerouting: {}\n", "1:1: the nat table arrives with conntrack"},
+		{"nat:\n  prerouting: {}\n", "1:1: the nat table needs connection tracking"},
 		{"filtr: {}\n", `unknown field "filtr", did you mean "filter"?`},
-		{"filter:\n  prerouting: {}\n", "prerouting is a built-in chain of tables raw, mangle, not of table filter"},
+		{"filter:\n  prerouting: {}\n", "prerouting is a built-in chain of tables raw, mangle, nat, not of table filter"},
 		{"raw:\n  prerouting:\n    rules: [\"-j REJECT\"]\n", "3:13: table raw, chain prerouting, rule 1: REJECT target: only valid in filter table, not raw"},
 		{"filter:\n  input:\n    rules: [\"-j NOTRACK\"]\n", "NOTRACK target: only valid in raw table, not filter"},
 		{"filter:\n  input:\n    rules: [\"-j TTL --ttl-set 3\"]\n", "TTL target: only valid in mangle table"},

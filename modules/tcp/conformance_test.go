@@ -558,7 +558,7 @@ func TestUnreadDataCloseResets(t *testing.T) {
 }
 
 func TestAcceptQueueFull(t *testing.T) {
-	p := newPeer(t, "")
+	p := newPeer(t, ", syncookies: false") // cookies: cookie_test.go
 	ln, err := tcp.ListenConfig{Backlog: 1}.Listen(p.n.Stack, "tcp4", ":80")
 	if err != nil {
 		t.Fatal(err)
@@ -672,13 +672,17 @@ func (p *peer) icmp4(typ, code uint8, rest uint32, quoted []byte) []byte {
 	return b
 }
 
-// quote is the IPv4 packet of a segment the stack sent, as it left.
+// quote is the IPv4 packet of a segment the stack sent, as it left: from
+// the stack, with DF set (network.ipv4 sets it on what it sends and takes
+// a fragmentation-needed message only about a packet that had it).
 func (p *peer) quote(s seg) []byte {
 	f := p.frame(s)
 	ip := wire.IPv4(f)
 	src, dst := ip.Src(), ip.Dst()
 	copy(f[12:16], dst[:])
 	copy(f[16:20], src[:])
+	ip.SetFlagsFragmentOffset(ip.Flags()|wire.IPv4FlagDontFragment, 0)
+	ip.SetChecksum(ip.CalculateChecksum())
 	return f
 }
 

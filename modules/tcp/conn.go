@@ -153,6 +153,7 @@ type conn struct {
 	dupAcks    int
 	inRecovery bool
 	recover    uint32
+	rk         rack // SACK scoreboard and RACK-TLP (sack.go)
 
 	err     error // the connection's error (reset, timeout, refused)
 	softErr error // an ICMP error reported while connecting
@@ -227,7 +228,7 @@ func (c *conn) setMSS(b *pipeline.Batch) {
 		mss = c.defaultMSS()
 	}
 	if c.route(b) {
-		mss = min(mss, c.ri.MTU-c.headerOverhead())
+		mss = min(mss, c.pathMTU()-c.headerOverhead())
 	}
 	if c.tsOK {
 		mss -= 12
@@ -239,9 +240,19 @@ func (c *conn) setMSS(b *pipeline.Batch) {
 // ourMSS is the MSS option we send: the route's MTU less the headers.
 func (c *conn) ourMSS(b *pipeline.Batch) int {
 	if c.route(b) {
-		return min(c.ri.MTU-c.headerOverhead(), 0xffff)
+		return min(c.pathMTU()-c.headerOverhead(), 0xffff)
 	}
 	return c.defaultMSS()
+}
+
+// pathMTU is the route's MTU as a packet can use it: an IPv4 packet's
+// total length is 16 bits, so over lo (MTU 65536) the MSS is Linux's
+// 65495; an IPv6 payload length is 16 bits and excludes the header.
+func (c *conn) pathMTU() int {
+	if c.v6 {
+		return min(c.ri.MTU, 0xffff+wire.IPv6HeaderSize)
+	}
+	return min(c.ri.MTU, 0xffff)
 }
 
 // route resolves the connection's route in the batch's generation (cached

@@ -29,6 +29,7 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		if c.state == stateTimeWait {
 			c.closeAt = now + int64(c.st.timeWait)
 		}
+		c.oldData(s)
 		if !c.oowLimited(s, now) {
 			c.ackNow = true
 		}
@@ -48,6 +49,7 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 			c.challengeAck(now)
 			return false, 0
 		}
+		c.oldData(s)
 		if !c.oowLimited(s, now) {
 			c.ackNow = true
 		}
@@ -123,6 +125,20 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		c.receiveFin(s.seq+uint32(len(s.data)), now)
 	}
 	return false, 0
+}
+
+// oldData reports the part of a dropped segment's data below RCV.NXT as a
+// duplicate (Linux's tcp_send_dupack: a DSACK, RFC 2883, also for what
+// PAWS or the sequence test dropped), so that the sender learns its
+// retransmission was spurious.
+func (c *conn) oldData(s *segment) {
+	if len(s.data) > 0 && c.state.synchronized() && seqLT(s.seq, c.rcvNxt) {
+		end := s.seq + uint32(len(s.data))
+		if seqGT(end, c.rcvNxt) {
+			end = c.rcvNxt
+		}
+		c.noteDuplicate(s.seq, end)
+	}
 }
 
 // disorderedAck is Linux's tcp_disordered_ack: a duplicate pure ACK that
@@ -392,16 +408,20 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		}
 	}
 	acked := ack - c.sndUna
+	if c.sackOK {
+		c.scoreboard(s, now)
+	}
 	if acked == 0 {
 		if len(s.data) == 0 && !s.has(wire.TCPFlagSyn|wire.TCPFlagFin) && !winChanged && c.sndMax != c.sndUna {
-			c.dupAck(b, now)
-			// With SACK, DupThresh segments held above SND.UNA mean a
-			// loss as three duplicate ACKs do (RFC 6675 §5), even when
-			// the receiver's ACKs were coalesced.
-			if c.sackOK && !c.inRecovery && c.sackedAbove(s) >= 3*c.sndMSS {
-				c.dupAcks = 2
+			if c.sackOK {
+				// RACK decides (RFC 8985), not the count of duplicates.
+				c.t.c.dupACKs.Inc()
+			} else {
 				c.dupAck(b, now)
 			}
+		}
+		if c.sackOK {
+			c.sackRecover(b, now)
 		}
 		return true
 	}
@@ -427,7 +447,16 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	}
 	flight := int(c.sndMax - c.sndUna)
 	c.ccs.InFlight = flight
-	if c.inRecovery {
+	c.rk.tlpRearm = true
+	if c.sackOK && c.inRecovery {
+		if seqGEQ(ack, c.recover) {
+			// RFC 6675 §5: recovery ends at RecoveryPoint.
+			c.inRecovery = false
+			c.ccs.Cwnd = c.ccs.Ssthresh
+			c.cc.OnRecoveryEnd(&c.ccs, now)
+			c.recoveryDone()
+		}
+	} else if c.inRecovery {
 		if seqGEQ(ack, c.recover) {
 			// Full ACK (RFC 6582 §3.2 step 3): deflate.
 			c.inRecovery = false
@@ -451,6 +480,10 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	} else {
 		c.rtoAt = now + c.rto
 	}
+	if c.sackOK {
+		c.tlpAcked(now)
+		c.sackRecover(b, now)
+	}
 	if finAcked {
 		c.finAcked = true
 		switch c.state {
@@ -468,18 +501,6 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		}
 	}
 	return true
-}
-
-// sackedAbove sums the SACK blocks of s that lie above SND.UNA.
-func (c *conn) sackedAbove(s *segment) int {
-	n := 0
-	for i := 0; i < s.opts.NumSACK; i++ {
-		blk := s.opts.SACK[i]
-		if seqGT(blk.Left, c.sndUna) && seqLEQ(blk.Right, c.sndMax) && seqLT(blk.Left, blk.Right) {
-			n += int(blk.Right - blk.Left)
-		}
-	}
-	return n
 }
 
 // dupAck counts a duplicate ACK (RFC 5681 §2): three start fast
@@ -523,9 +544,11 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	if seqLT(seq, c.rcvNxt) {
 		skip := c.rcvNxt - seq
 		if skip >= uint32(len(data)) {
+			c.noteDuplicate(seq, seq+uint32(len(data)))
 			c.ackNow = true // a duplicate: ACK at once (RFC 5681 §4.2)
 			return
 		}
+		c.noteDuplicate(seq, c.rcvNxt)
 		data, seq = data[skip:], c.rcvNxt
 	}
 	room := c.rcvBufMax - c.rcvBuf.n
@@ -546,6 +569,9 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	c.rcvBuf.writeAt(c.rcvBuf.n+off, data)
 	end := seq + uint32(len(data))
 	if off > 0 {
+		if c.oooCovers(seq, end) {
+			c.noteDuplicate(seq, end)
+		}
 		if !c.addOOO(seq, end) {
 			c.t.c.oooDropped.Inc()
 		} else {
@@ -721,6 +747,7 @@ func (c *conn) endRun(b *pipeline.Batch, now int64) {
 		return
 	}
 	c.output(b, now)
+	c.armTLP(now)
 	if c.ackNow {
 		c.sendAck(b, now)
 	} else if c.rcvUnacked > 0 && c.delackAt == 0 {

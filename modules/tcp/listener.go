@@ -34,6 +34,9 @@ type listener struct {
 	closed  bool
 	ready   chan struct{} // capacity 1: the queue is not empty
 	done    chan struct{}
+	// cookieAt is when the listener last sent a SYN cookie (stack ns
+	// plus one; 0: never).
+	cookieAt atomic.Int64
 }
 
 // accepts tells whether a wildcard listener takes a segment to a.
@@ -51,6 +54,26 @@ func (l *listener) synBegin() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || l.synq >= l.backlog {
+		return false
+	}
+	l.synq++
+	return true
+}
+
+// acceptFull: the accept queue holds backlog connections (a SYN is then
+// dropped rather than answered with a cookie, as Linux).
+func (l *listener) acceptFull() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.queue) >= l.backlog
+}
+
+// synForce counts a connection rebuilt from a SYN cookie (beyond the
+// backlog: it leaves the SYN queue at once).
+func (l *listener) synForce() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
 		return false
 	}
 	l.synq++

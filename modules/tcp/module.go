@@ -61,6 +61,9 @@ type Module struct {
 	Timestamps    *bool `yaml:"timestamps"`
 	WindowScaling *bool `yaml:"window_scaling"`
 	SACK          *bool `yaml:"sack"`
+	// SYNCookies answers SYNs with cookies when a listener's SYN queue
+	// is full (default true, Linux's tcp_syncookies=1).
+	SYNCookies *bool `yaml:"syncookies"`
 
 	proto *Protocol
 }
@@ -97,6 +100,7 @@ type settings struct {
 	challengeLimit    int
 	delayedACK        time.Duration
 	ts, ws, sack      bool
+	syncookies        bool
 	synRetries        int
 	synackRetries     int
 	retries2          int
@@ -133,6 +137,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		sndBuf: m.SendBuffer, rcvBuf: m.ReceiveBuffer, cc: cc, ccName: name,
 		timeWaitMax: m.TimeWaitMax, challengeLimit: m.ChallengeACKLimit, delayedACK: m.DelayedACK,
 		ts: boolOr(m.Timestamps, true), ws: boolOr(m.WindowScaling, true), sack: boolOr(m.SACK, true),
+		syncookies: boolOr(m.SYNCookies, true),
 		synRetries: 6, synackRetries: 5, retries2: 15,
 		finTimeout: 60 * time.Second, timeWait: 60 * time.Second,
 		defaultKeepIdle: 15 * time.Second, defaultKeepIntvl: 15 * time.Second, defaultKeepProbes: 9,

@@ -64,10 +64,16 @@ func (c *conn) windowField(syn bool) uint16 {
 // the latest segment first (RFC 2018 §4), and returns how many.
 func (c *conn) sackBlocks(blocks *[wire.TCPMaxSACKBlocks]wire.TCPSACKBlock) int {
 	n := 0
+	if c.rk.dsackOn {
+		// A duplicate first (RFC 2883), sent once.
+		c.rk.dsackOn = false
+		blocks[0] = wire.TCPSACKBlock{Left: c.rk.dsackL, Right: c.rk.dsackR}
+		n = 1
+	}
 	if c.oooLast < c.nooo {
 		r := c.ooo[c.oooLast]
-		blocks[0] = wire.TCPSACKBlock{Left: r.left, Right: r.right}
-		n = 1
+		blocks[n] = wire.TCPSACKBlock{Left: r.left, Right: r.right}
+		n++
 	}
 	for i := 0; i < c.nooo && n < len(blocks); i++ {
 		if i == c.oooLast {
@@ -106,7 +112,7 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 		if c.tsOK {
 			ob.AddTimestamps(c.tsNow(now), c.tsRecent)
 		}
-		if c.sackOK && c.nooo > 0 && flags&wire.TCPFlagAck != 0 {
+		if c.sackOK && (c.nooo > 0 || c.rk.dsackOn) && flags&wire.TCPFlagAck != 0 {
 			var blocks [wire.TCPMaxSACKBlocks]wire.TCPSACKBlock
 			k := c.sackBlocks(&blocks)
 			ob.AddSACK(blocks[:k])
@@ -211,17 +217,25 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 		return
 	}
 	end := c.dataEnd()
+	pipe := -1
+	if c.sackOK && c.sndNxt == c.sndMax {
+		pipe = c.pipe() // RFC 6675: what SACK says is still in the network
+	}
 	for {
 		if seqGEQ(c.sndNxt, end) {
 			break
 		}
 		unsent := int(end - c.sndNxt)
 		flight := int(c.sndNxt - c.sndUna)
+		cwFlight := flight
+		if pipe >= 0 {
+			cwFlight = pipe
+		}
 		wnd := 0
 		if d := int32(c.sndUna + c.sndWnd - c.sndNxt); d > 0 {
 			wnd = int(d)
 		}
-		cw := c.ccs.Cwnd - flight
+		cw := c.ccs.Cwnd - cwFlight
 		n := min(unsent, c.segSize(), wnd, cw)
 		if n <= 0 {
 			break
@@ -250,6 +264,9 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 			c.sndNxt++
 		}
 		c.advanced(seq, now)
+		if pipe >= 0 {
+			pipe += n
+		}
 	}
 	// A FIN on its own, after the data.
 	if c.finQueued && !c.finAcked && c.sndNxt == end {
@@ -268,7 +285,9 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 // advanced notes a segment from seq just sent: new data past sndMax starts
 // an RTT measurement (Karn: never a retransmission) and the timer.
 func (c *conn) advanced(seq uint32, now int64) {
+	c.noteSent(seq, c.sndNxt, now)
 	if seqGT(c.sndNxt, c.sndMax) {
+		c.rk.tlpRearm = true
 		if !c.rttTiming && !c.tsOK {
 			c.rttTiming, c.rttSeq, c.rttStart = true, seq, now
 		}
@@ -289,10 +308,14 @@ func (c *conn) advanced(seq uint32, now int64) {
 // blocks that ride on it while out-of-order data is held (as Linux's
 // tcp_current_mss).
 func (c *conn) segSize() int {
-	if !c.sackOK || c.nooo == 0 {
+	if !c.sackOK || (c.nooo == 0 && !c.rk.dsackOn) {
 		return c.sndMSS
 	}
-	k := min(c.nooo, wire.TCPMaxSACKBlocks)
+	k := c.nooo
+	if c.rk.dsackOn {
+		k++
+	}
+	k = min(k, wire.TCPMaxSACKBlocks)
 	if c.tsOK {
 		k = min(k, 3)
 	}
@@ -326,6 +349,11 @@ func (c *conn) retransmitHead(b *pipeline.Batch, now int64) {
 	if c.emit(b, c.sndUna, flags, 0, n, now) {
 		c.t.c.retransmits.Inc()
 		c.rttTiming = false
+		end := c.sndUna + uint32(n)
+		if flags&wire.TCPFlagFin != 0 {
+			end++
+		}
+		c.noteSent(c.sndUna, end, now)
 	}
 }
 

@@ -243,6 +243,18 @@ func (p *Protocol) listenSegment(b *pipeline.Batch, l *listener, s *segment, pkt
 		pkt.Release()
 		return
 	case s.has(wire.TCPFlagAck):
+		if n := p.cookieConn(b, l, s, local, remote, now); n != nil {
+			n.segment(b, s, now)
+			if n.state == stateSynRcvd {
+				// The accept queue is full: nothing is kept (the
+				// peer's next segment brings the cookie again).
+				n.destroy(nil)
+			}
+			n.endRun(b, now)
+			n.mu.Unlock()
+			pkt.Release()
+			return
+		}
 		p.noSocket(b, pkt)
 		return
 	case !s.has(wire.TCPFlagSyn) || s.has(wire.TCPFlagFin):
@@ -254,7 +266,11 @@ func (p *Protocol) listenSegment(b *pipeline.Batch, l *listener, s *segment, pkt
 		return
 	}
 	if !l.synBegin() {
-		b.Drop(pkt, c.synQueueFull)
+		c.synQueueFull.Inc()
+		if p.st.syncookies && !l.acceptFull() {
+			p.sendCookie(b, l, s, local, remote, now)
+		}
+		pkt.Release()
 		return
 	}
 	st := p.st

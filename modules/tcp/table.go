@@ -26,6 +26,10 @@ type counters struct {
 	dupACKs, timeouts, abortOnData        *pipeline.Counter
 	badOptions, icmpErrors, icmpOutOfWind *pipeline.Counter
 	pmtuUpdates                           *pipeline.Counter
+	dsackIn, dsackOut, tlpProbes          *pipeline.Counter
+	syncookiesSent, syncookiesRecv        *pipeline.Counter
+	syncookiesFailed                      *pipeline.Counter
+	rackLost                              *pipeline.Counter
 }
 
 func newCounters(cs *pipeline.CounterSet) *counters {
@@ -44,6 +48,9 @@ func newCounters(cs *pipeline.CounterSet) *counters {
 		dupACKs: cs.Get("dup_acks"), timeouts: cs.Get("timeouts"), abortOnData: cs.Get("abort_on_data"),
 		badOptions: cs.Get("bad_options"), icmpErrors: cs.Get("icmp_errors"), icmpOutOfWind: cs.Get("icmp_out_of_window"),
 		pmtuUpdates: cs.Get("pmtu_updates"),
+		dsackIn:     cs.Get("dsack_in"), dsackOut: cs.Get("dsack_out"), tlpProbes: cs.Get("tlp_probes"),
+		rackLost: cs.Get("rack_lost"), syncookiesSent: cs.Get("syncookies_sent"),
+		syncookiesRecv: cs.Get("syncookies_recv"), syncookiesFailed: cs.Get("syncookies_failed"),
 	}
 }
 
@@ -73,6 +80,7 @@ type table struct {
 	wheel *wheel
 
 	isnKey, tsKey, portKey, portIdxKey sipKey
+	cookieKey                          [2]sipKey
 
 	mu        sync.RWMutex
 	conns     map[fourTuple]*conn
@@ -102,6 +110,7 @@ func newTable(s *pipeline.Stack, c *counters) *table {
 	}
 	key := func() sipKey { return sipKey{r.Uint64(), r.Uint64()} }
 	t.isnKey, t.tsKey, t.portKey, t.portIdxKey = key(), key(), key(), key()
+	t.cookieKey = [2]sipKey{key(), key()}
 	t.wheel = newWheel(clock)
 	t.wheel.run = t.runTimers
 	return t

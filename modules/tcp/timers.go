@@ -13,7 +13,7 @@ import (
 // on every ACK then costs no wheel operation.
 func (c *conn) resched(now int64) {
 	next := int64(0)
-	for _, d := range [...]int64{c.rtoAt, c.delackAt, c.persistAt, c.keepAt, c.closeAt} {
+	for _, d := range [...]int64{c.rtoAt, c.delackAt, c.persistAt, c.keepAt, c.closeAt, c.rk.reoAt, c.rk.tlpAt} {
 		if d != 0 && (next == 0 || d < next) {
 			next = d
 		}
@@ -55,12 +55,22 @@ func (c *conn) onTimer(b *pipeline.Batch, now int64) {
 		c.destroy(nil) // TIME-WAIT over, or an orphaned FIN-WAIT-2 timed out
 		return
 	}
+	if c.rk.tlpAt != 0 && now >= c.rk.tlpAt {
+		// The probe comes first: it re-arms the RTO (RFC 8985 §7.3).
+		c.rk.tlpAt = 0
+		c.onTLP(b, now)
+	}
 	if c.rtoAt != 0 && now >= c.rtoAt {
 		c.rtoAt = 0
 		c.onRTO(b, now)
 		if c.state == stateClosed {
 			return
 		}
+	}
+	if c.rk.reoAt != 0 && now >= c.rk.reoAt {
+		c.rk.reoAt = 0
+		c.sackRecover(b, now) // RACK's reordering timer (RFC 8985 §6.3)
+		c.output(b, now)
 	}
 	if c.persistAt != 0 && now >= c.persistAt {
 		c.persistAt = 0
@@ -87,6 +97,7 @@ func (c *conn) onTimer(b *pipeline.Batch, now int64) {
 		c.sendAck(b, now)
 	}
 	c.flush(b)
+	c.armTLP(now)
 	c.resched(now)
 }
 
@@ -139,6 +150,9 @@ func (c *conn) onRTO(b *pipeline.Batch, now int64) {
 	c.cc.OnRTO(&c.ccs, now)
 	c.inRecovery, c.dupAcks = false, 0
 	c.recover = c.sndMax
+	if c.sackOK {
+		c.sackReset()
+	}
 	c.rttTiming = false
 	c.rto = min(2*c.rto, int64(maxRTO))
 	c.rtoAt = now + c.rto

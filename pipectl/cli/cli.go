@@ -20,7 +20,7 @@
 //	run FILE         run the pipeline until SIGINT/SIGTERM; SIGHUP reloads FILE
 //	validate FILE…   decode, provision and validate without opening a device
 //	modules [NS]     list the modules compiled into this binary
-//	stats, route, neigh, rules, reload   ask a running pipeline over its control socket
+//	stats, route, neigh, sockets, rules, reload   ask a running pipeline over its control socket
 //	import FILE      translate iptables-save output into a filter: section
 //	export [FILE]    print a pipeline's filter rules in iptables-save format
 //	replay FILE --pcap IN   feed a capture through FILE's pipeline offline, deterministically
@@ -80,6 +80,7 @@ Usage:
         a running pipeline's counters per link and per protocol, drops by reason
   pipectl route [-s SOCKET | FILE]      its routes, as ip route shows them
   pipectl neigh [-s SOCKET | FILE]      its neighbor entries, as ip neigh shows them
+  pipectl sockets [-s SOCKET | FILE]    its UDP and TCP sockets, as ss -tuna shows them
   pipectl rules [-s SOCKET | FILE]      its filter rules with packet and byte counters,
         as iptables -L -v -n --line-numbers shows them
   pipectl plugins [-json] [-s SOCKET | FILE]
@@ -128,7 +129,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "modules":
 		return cmdModules(rest, stdout, stderr)
-	case "stats", "route", "neigh", "rules", "plugins", "reload":
+	case "stats", "route", "neigh", "sockets", "rules", "plugins", "reload":
 		return cmdControl(cmd, rest, stdout, stderr)
 	case "import":
 		return cmdImport(rest, stdout, stderr)
@@ -427,6 +428,8 @@ func cmdControl(cmd string, args []string, stdout, stderr io.Writer) int {
 		control.FormatRoutes(stdout, rep.Routes)
 	case "neigh":
 		control.FormatNeighbors(stdout, rep.Neigh)
+	case "sockets":
+		control.FormatSockets(stdout, rep.Sockets)
 	case "rules":
 		control.FormatRules(stdout, rep.Rules)
 	case "plugins":

@@ -159,10 +159,13 @@ func TestModules(t *testing.T) {
 	// the plugins section by the control socket (pipectl plugins);
 	// link.channel by pipectl replay, network.ipv4, network.ipv6 and
 	// transport.collect by its tests; netfilter.conntrack (and its
-	// matchers) by the control package (pipectl conntrack, stats).
+	// matchers) by the control package (pipectl conntrack, stats), and
+	// transport.tcp (with its tcp.cc.* guests) and transport.udp too
+	// (pipectl sockets).
 	var own []string
 	for _, id := range ids {
-		if id != "filter" && id != "plugins" && !strings.HasPrefix(id, "filter.") && id != "link.channel" && id != "network.ipv4" && id != "network.ipv6" && id != "transport.collect" && id != "netfilter.conntrack" {
+		if id != "filter" && id != "plugins" && !strings.HasPrefix(id, "filter.") && id != "link.channel" && id != "network.ipv4" && id != "network.ipv6" && id != "transport.collect" && id != "netfilter.conntrack" &&
+			id != "transport.tcp" && id != "transport.udp" && !strings.HasPrefix(id, "tcp.cc.") {
 			own = append(own, id)
 		}
 	}

@@ -113,7 +113,7 @@ func importSave(inputs []saveInput, links map[string]string) *importResult {
 	for _, in := range inputs {
 		importOne(res, byName, in, links)
 	}
-	order := map[string]int{"raw": 0, "mangle": 1, "filter": 2}
+	order := map[string]int{"raw": 0, "mangle": 1, "nat": 2, "filter": 3}
 	sort.SliceStable(res.tables, func(i, j int) bool { return order[res.tables[i].name] < order[res.tables[j].name] })
 	return res
 }
@@ -164,7 +164,7 @@ func importOne(res *importResult, tables map[string]*importedTable, in saveInput
 			name := l[1:]
 			cur = nil
 			switch name {
-			case "raw", "mangle", "filter":
+			case "raw", "mangle", "nat", "filter":
 				t := tables[name]
 				if t == nil {
 					t = &importedTable{name: name, byName: map[string]*importedChain{}}
@@ -269,12 +269,10 @@ func importOne(res *importResult, tables map[string]*importedTable, in saveInput
 
 func skipReason(table string) string {
 	switch table {
-	case "nat":
-		return "the nat table arrives with conntrack"
 	case "security":
 		return "no security table: SELinux marks are not modelled"
 	}
-	return "the filter has the tables raw, mangle and filter"
+	return "the filter has the tables raw, mangle, nat and filter"
 }
 
 func trunc(s string) string {
@@ -287,7 +285,7 @@ func trunc(s string) string {
 // Why a matcher or target the filter does not have is missing.
 var missingWhy = map[string]string{
 	"helper": "conntrack helpers not yet", "ct": "conntrack", "CT": "conntrack's CT target not yet",
-	"MASQUERADE": "nat", "SNAT": "nat", "DNAT": "nat", "REDIRECT": "nat", "NETMAP": "nat",
+	"NETMAP": "NETMAP not yet",
 }
 
 // registeredMatch reports whether a matcher module outside the filter
@@ -475,6 +473,9 @@ func (res *importResult) writeYAML(w io.Writer, header []string) {
 	for _, t := range res.tables {
 		if t.hasContent() {
 			empty = false
+			if t.name == "nat" {
+				line("# the nat table needs connection tracking: netfilter.conntrack under modules:")
+			}
 		}
 	}
 	if empty {
@@ -587,8 +588,10 @@ var loadErr = regexp.MustCompile(`^import:(\d+):\d+: (?:filter \([^)]*\): )?(.*)
 
 // checkSection loads a filter: section as a pipeline file would.
 func checkSection(section []byte) error {
-	// name: last, so that the section's line numbers are the output's.
-	cfg, err := pipeline.ParseConfig("import", append(slices.Clip(section), "name: import\n"...))
+	// name: last, so that the section's line numbers are the output's;
+	// with connection tracking, which the nat table needs (the pipeline
+	// the section goes into must have netfilter.conntrack: the output says so).
+	cfg, err := pipeline.ParseConfig("import", append(slices.Clip(section), "name: import\nmodules: [{module: netfilter.conntrack, max: 16}]\n"...))
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,8 @@ type Reply struct {
 	Rules     []pipeline.ChainListing `json:"rules,omitempty"`
 	Reload    *ReloadReply            `json:"reload,omitempty"`
 	Conntrack *ConntrackReply         `json:"conntrack,omitempty"`
+	// Sockets: pipectl sockets (sockets.go).
+	Sockets []SocketEntry `json:"sockets,omitempty"`
 	// Plugins: the out-of-process filter plugins (pipectl plugins).
 	Plugins []plugin.Status `json:"plugins,omitempty"`
 	// A stream's event and its end (stream.go).
@@ -328,6 +330,8 @@ func (srv *Server) handle(c net.Conn) {
 		rep.Routes = Routes(srv.stack)
 	case "neigh":
 		rep.Neigh = Neighbors(srv.stack)
+	case "sockets":
+		rep.Sockets = Sockets(srv.stack)
 	case "rules":
 		rep.Rules = Rules(srv.stack)
 		if rep.Rules == nil {
@@ -357,7 +361,7 @@ func (srv *Server) handle(c net.Conn) {
 			rep.Reload = &r
 		}
 	default:
-		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, rules, plugins, reload, conntrack, trace, conntrack-events)", req.Cmd)
+		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, sockets, rules, plugins, reload, conntrack, trace, conntrack-events)", req.Cmd)
 	}
 	json.NewEncoder(c).Encode(rep)
 }

@@ -83,6 +83,12 @@ type Options struct {
 	// NICName is the name of a NIC, for -i/-o constraints (nil: from
 	// pc.Batch's generation). It must agree with the matchers' own view.
 	NICName func(pc *pipeline.PacketContext, id pipeline.NICID) (string, bool)
+	// NICs, when set, is every NIC of the generation the index is made
+	// for, by ID (as NICName would name them; ID 0 is no NIC): -i/-o are
+	// then decided at compile time per ID (a table per constraint, one
+	// load per packet instead of a name lookup and string compares), and
+	// NICName is not called. An ID it does not hold matches no name.
+	NICs map[pipeline.NICID]string
 	// MinRules: a chain with fewer rules keeps the rule-by-rule walk
 	// (0: DefaultMinRules; 1: every chain gets an index).
 	MinRules int
@@ -167,6 +173,7 @@ type test struct {
 	one    ival
 	iv     []ival
 	names  []string // fIn, fOut: exact, or a prefix with a trailing "+"
+	ids    []bool   // fIn, fOut with Options.NICs: whether NIC i's name is in names
 }
 
 func (t *test) contains(v u128) bool {

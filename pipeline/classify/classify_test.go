@@ -176,3 +176,47 @@ func TestCompile100k(t *testing.T) {
 		t.Fatalf("compiling %d rules took %v", n, d)
 	}
 }
+
+// TestNICTables: with Options.NICs, -i/-o decided per NIC ID (inline
+// bitmask for IDs below 32, a table for larger ones) answer as the name
+// path does, for every ID, unknown ones and 0 included, inverted or not.
+func TestNICTables(t *testing.T) {
+	namesets := [][]string{{"lan"}, {"lan+"}, {"wan0"}, {"wan+", "lan1"}, {"x"}}
+	for _, nics := range []map[pipeline.NICID]string{
+		{1: "lan", 2: "wan0", 3: "lan1", 5: "wan1"},
+		{1: "lan", 2: "wan0", 40: "lan1", 77: "wan1"},
+	} {
+		var rules []pipeline.Rule
+		for i, ns := range namesets {
+			for _, inv := range []bool{false, true} {
+				f := pipeline.FieldInNIC
+				if i%2 == 1 {
+					f = pipeline.FieldOutNIC
+				}
+				cs := []pipeline.FieldConstraint{{Field: f, Names: ns, Invert: inv}}
+				rules = append(rules, pipeline.Rule{Target: nop{}, Matchers: []pipeline.Matcher{cm{cs: cs}}})
+			}
+		}
+		byName := func(_ *pipeline.PacketContext, id pipeline.NICID) (string, bool) {
+			s, ok := nics[id]
+			return s, ok && id != 0
+		}
+		a := Compile(rules, Options{MinRules: 1, NICName: byName})
+		b := Compile(rules, Options{MinRules: 1, NICName: byName, NICs: nics})
+		for in := pipeline.NICID(0); in < 80; in++ {
+			for _, out := range []pipeline.NICID{0, 1, 2, 3, 5, 31, 32, 40, 77, 79} {
+				pkt := &pipeline.Packet{NetProto: pipeline.IPv4ProtocolNumber}
+				pc := &pipeline.PacketContext{Pkt: pkt, InNIC: in, OutNIC: out, L4End: 8}
+				pc.Tuple.Src, pc.Tuple.Dst = netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+				pc.Tuple.Proto = 250 // no transport header to check
+				for from := 0; from < len(rules); from++ {
+					ra, sa := a.Next(pc, from)
+					rb, sb := b.Next(pc, from)
+					if ra != rb || sa != sb {
+						t.Fatalf("nics %v in %d out %d from %d: by ID (%d, %v), by name (%d, %v)", nics, in, out, from, rb, sb, ra, sa)
+					}
+				}
+			}
+		}
+	}
+}

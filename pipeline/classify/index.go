@@ -47,6 +47,8 @@ type famIndex struct {
 	recs   []rec   // what the packet path checks, rule by rule
 	parts  []part
 	always []uint64 // entries
+
+	inlineLinks map[int]uint32 // while nicTables runs
 }
 
 // An entry names a rule in a list: (r+1)<<32 | the index of its first
@@ -55,8 +57,10 @@ type famIndex struct {
 func entry(r, rec int) uint64 { return uint64(r+1)<<32 | uint64(rec) }
 
 // rec is one test as the packet path reads it: 20 bytes, inline for a
-// single interval of a field that fits 32 bits (all but IPv6 addresses);
-// else wide, the test at tests[ext]. A rule's recs are consecutive, the
+// single interval of a field that fits 32 bits (all but IPv6 addresses)
+// under mask (the mark's, all ones for the others), and for a link test
+// when the NICs are known and their IDs below 32 (the allowed IDs' bits as
+// mask, the interval [1, max]); else wide, the test at tests[ext]. A rule's recs are consecutive, the
 // last one flagged; a rule without tests has one rec of field fNone.
 type rec struct {
 	f      field
@@ -96,31 +100,30 @@ const directMin = 32
 // multi marks an enc of several rules.
 const multi = 1 << 63
 
-// lookup is the enc of the elementary interval holding v.
-func (p *part) lookup(v u128) uint64 {
-	if p.direct != nil {
-		return p.enc[p.direct[uint16(v.lo)]]
+// lookup is the enc of the elementary interval holding the packet's
+// value.
+func (p *part) lookup(pv *pktVals) uint64 {
+	switch {
+	case p.direct != nil:
+		return p.enc[p.direct[uint16(pv.v32[p.f])]]
+	case p.s32 != nil:
+		return p.enc[search32(p.s32, pv.v32[p.f])]
 	}
-	return p.enc[p.interval(v)]
+	return p.enc[find(p.starts, pv.val(p.f))]
 }
 
-// interval is the elementary interval holding v.
-func (p *part) interval(v u128) int {
-	switch {
-	case p.s32 != nil:
-		s, x := p.s32, uint32(v.lo)
-		lo, hi := 0, len(s)
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if x < s[m] {
-				hi = m
-			} else {
-				lo = m + 1
-			}
+// search32 is the last i with s[i] <= x (s ascending, s[0] == 0).
+func search32(s []uint32, x uint32) int {
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if x < s[m] {
+			hi = m
+		} else {
+			lo = m + 1
 		}
-		return lo - 1
 	}
-	return find(p.starts, v)
+	return lo - 1
 }
 
 // maxCover: a rule whose narrowest constraint lets more elementary
@@ -160,6 +163,10 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 	}
 	x.v4 = buildFam(cons, exact, false, o.PlantedBug)
 	x.v6 = buildFam(cons, exact, true, o.PlantedBug)
+	if o.NICs != nil {
+		x.v4.nicTables(o.NICs)
+		x.v6.nicTables(o.NICs)
+	}
 	x.stats = Stats{Rules: len(rules)}
 	for _, f := range []*famIndex{&x.v4, &x.v6} {
 		x.stats.Parts += len(f.parts)
@@ -167,7 +174,7 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 		x.stats.Entries += len(f.always)
 		x.stats.Bytes += 4*len(f.toff) + 8*len(f.always) + int(unsafe.Sizeof(test{}))*len(f.tests) + int(unsafe.Sizeof(rec{}))*len(f.recs)
 		for _, t := range f.tests {
-			x.stats.Bytes += 32*len(t.iv) + 16*len(t.names)
+			x.stats.Bytes += 32*len(t.iv) + 16*len(t.names) + len(t.ids)
 		}
 		for _, p := range f.parts {
 			for _, e := range p.enc {
@@ -267,7 +274,10 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 		}
 		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
 			t := &fi.tests[i]
-			x := rec{f: t.f, flags: fl, mask: t.mask, ext: i}
+			x := rec{f: t.f, flags: fl, mask: ^uint32(0), ext: i}
+			if t.f == fMark {
+				x.mask = t.mask
+			}
 			if t.inv {
 				x.flags |= recInv
 			}
@@ -478,6 +488,45 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 	return fi
 }
 
+// nicTables gives every link test its table over the NIC IDs of nics.
+func (fi *famIndex) nicTables(nics map[pipeline.NICID]string) {
+	top := pipeline.NICID(0)
+	for id := range nics {
+		top = max(top, id)
+	}
+	for i := range fi.tests {
+		t := &fi.tests[i]
+		if t.f != fIn && t.f != fOut {
+			continue
+		}
+		if fi.inlineLinks == nil {
+			fi.inlineLinks = map[int]uint32{}
+		}
+		t.ids = make([]bool, top+1)
+		var bits uint32
+		for id, name := range nics {
+			t.ids[id] = id != 0 && nameIn(t.names, name)
+			if t.ids[id] && id < 32 {
+				bits |= 1 << id
+			}
+		}
+		if top < 32 {
+			fi.inlineLinks[i] = bits
+		}
+	}
+	// A link test over NIC IDs below 32 is inline: its rec tests the
+	// packet's bit (pktVals.v32[fIn] is 1<<InNIC) under the mask of the
+	// IDs whose name it allows.
+	for j := range fi.recs {
+		r := &fi.recs[j]
+		if bits, ok := fi.inlineLinks[int(r.ext)]; ok && r.flags&recWide != 0 && (r.f == fIn || r.f == fOut) {
+			r.flags &^= recWide
+			r.mask, r.lo, r.hi = bits, 1, ^uint32(0)
+		}
+	}
+	fi.inlineLinks = nil
+}
+
 func uniqueStarts(b []u128) []u128 {
 	b = append(b, u128{})
 	sort.Slice(b, func(i, j int) bool { return b[i].less(b[j]) })
@@ -550,13 +599,23 @@ func irregular(pc *pipeline.PacketContext) bool {
 // maxHeads: one list per field and the always list.
 const maxHeads = int(numFields) + 1
 
-// pktVals is what Next reads of a packet, once per call.
+// pktVals is what Next reads of a packet, once per call: the fields as
+// 32-bit values, and an IPv6 packet's addresses as 128.
 type pktVals struct {
-	v               [numFields]u128
+	v6              bool
+	a6              [2]u128               // fSrc, fDst of an IPv6 packet
 	v32             [numFields + 1]uint32 // the fields that fit, for inline recs
 	in, out         string
 	inOK, outOK     bool
 	inDone, outDone bool
+}
+
+// val is field f's value.
+func (pv *pktVals) val(f field) u128 {
+	if f <= fDst && pv.v6 {
+		return pv.a6[f]
+	}
+	return u128{0, uint64(pv.v32[f])}
 }
 
 // Next implements pipeline.RuleIndex.
@@ -578,18 +637,21 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	}
 	var pv pktVals
 	if fi.v6 {
-		pv.v[fSrc], pv.v[fDst] = addr128(pc.Tuple.Src), addr128(pc.Tuple.Dst)
+		pv.v6 = true
+		pv.a6[fSrc], pv.a6[fDst] = addr128(pc.Tuple.Src), addr128(pc.Tuple.Dst)
 	} else {
 		s, d := pc.Tuple.Src.As4(), pc.Tuple.Dst.As4()
 		pv.v32[fSrc] = uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
 		pv.v32[fDst] = uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3])
-		pv.v[fSrc].lo, pv.v[fDst].lo = uint64(pv.v32[fSrc]), uint64(pv.v32[fDst])
 	}
 	pv.v32[fProto] = uint32(pc.Tuple.Proto)
 	pv.v32[fSport], pv.v32[fDport] = uint32(pc.Tuple.SrcPort), uint32(pc.Tuple.DstPort)
 	pv.v32[fMark] = pc.Pkt.Mark
-	for _, f := range [...]field{fProto, fSport, fDport, fMark} {
-		pv.v[f].lo = uint64(pv.v32[f])
+	if pc.InNIC < 32 { // inline link recs (nicTables)
+		pv.v32[fIn] = 1 << pc.InNIC
+	}
+	if pc.OutNIC < 32 {
+		pv.v32[fOut] = 1 << pc.OutNIC
 	}
 
 	var heads [maxHeads][]uint64
@@ -597,7 +659,7 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	nh := 0
 	for i := range fi.parts {
 		p := &fi.parts[i]
-		switch e := p.lookup(pv.v[p.f]); {
+		switch e := p.lookup(&pv); {
 		case e == 0:
 		case e < multi:
 			if int(e>>32)-1 >= from {
@@ -642,10 +704,7 @@ func (x *Index) check(fi *famIndex, at int, pc *pipeline.PacketContext, pv *pktV
 		var in bool
 		switch {
 		case r.flags&recWide == 0:
-			v := pv.v32[r.f]
-			if r.f == fMark {
-				v &= r.mask
-			}
+			v := pv.v32[r.f] & r.mask
 			in = r.lo <= v && v <= r.hi || r.f == fNone
 		default:
 			in = x.wide(&fi.tests[r.ext], pc, pv)
@@ -664,12 +723,18 @@ func (x *Index) check(fi *famIndex, at int, pc *pipeline.PacketContext, pv *pktV
 func (x *Index) wide(t *test, pc *pipeline.PacketContext, pv *pktVals) bool {
 	switch t.f {
 	case fIn:
+		if t.ids != nil {
+			return int(pc.InNIC) < len(t.ids) && t.ids[pc.InNIC]
+		}
 		if !pv.inDone {
 			pv.in, pv.inOK = x.opt.NICName(pc, pc.InNIC)
 			pv.inDone = true
 		}
 		return pv.inOK && nameIn(t.names, pv.in)
 	case fOut:
+		if t.ids != nil {
+			return int(pc.OutNIC) < len(t.ids) && t.ids[pc.OutNIC]
+		}
 		if !pv.outDone {
 			pv.out, pv.outOK = x.opt.NICName(pc, pc.OutNIC)
 			pv.outDone = true
@@ -678,7 +743,7 @@ func (x *Index) wide(t *test, pc *pipeline.PacketContext, pv *pktVals) bool {
 	case fMark:
 		return t.contains(u128{0, uint64(pv.v32[fMark] & t.mask)})
 	}
-	return t.contains(pv.v[t.f])
+	return t.contains(pv.val(t.f))
 }
 
 var _ pipeline.RuleIndex = (*Index)(nil)

@@ -86,7 +86,7 @@ name: r
 modules: [network.ipv4]
 links:
   - {name: a, module: link.channel, framing: ip, addresses: [10.0.1.1/24]}
-  - {name: b, module: link.channel, framing: ip, addresses: [10.0.2.1/24]}
+  - {name: b, module: link.channel, framing: ip, queue: 8192, addresses: [10.0.2.1/24]}
 forwarding: {ipv4: true}
 privileges: {drop: false}
 plugins:
