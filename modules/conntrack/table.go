@@ -330,7 +330,11 @@ func (t *Table) earlyDrop(h uint64) bool {
 			n = e.next[node&1].Load()
 			scanned++
 			st := e.status.Load()
-			if st&statusDying != 0 {
+			// Not an entry still being set up: an unconfirmed entry's
+			// first packet is in flight in some batch (Linux keeps such
+			// entries out of the hash altogether); freeing it would let
+			// that packet leave as a flow nobody tracks (un-NATed).
+			if st&statusDying != 0 || st&StatusConfirmed == 0 {
 				continue
 			}
 			if st&StatusAssured == 0 {
