@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pipestack/pipestack/modules/internal/deadline"
 	"io"
 	"net"
 	"net/netip"
@@ -24,7 +25,7 @@ type Conn struct {
 	c       *conn
 	network string
 	closed  atomic.Bool
-	rd, wd  deadline
+	rd, wd  deadline.Deadline
 }
 
 func newAPIConn(c *conn, network string) *Conn { return &Conn{c: c, network: network} }
@@ -64,7 +65,7 @@ func (cn *Conn) Read(p []byte) (int, error) {
 	}
 	c := cn.c
 	for {
-		expired := cn.rd.channel()
+		expired := cn.rd.Channel()
 		select {
 		case <-expired:
 			return 0, cn.opError("read", os.ErrDeadlineExceeded)
@@ -136,7 +137,7 @@ func (cn *Conn) Write(p []byte) (int, error) {
 	c := cn.c
 	total := 0
 	for len(p) > 0 {
-		expired := cn.wd.channel()
+		expired := cn.wd.Channel()
 		select {
 		case <-expired:
 			return total, cn.opError("write", os.ErrDeadlineExceeded)
@@ -229,8 +230,8 @@ func (cn *Conn) Close() error {
 	}
 out:
 	wake(c.rcvReady)
-	cn.rd.stop()
-	cn.wd.stop()
+	cn.rd.Stop()
+	cn.wd.Stop()
 	return nil
 }
 
@@ -397,20 +398,20 @@ func (cn *Conn) State() string {
 
 // SetDeadline implements net.Conn.
 func (cn *Conn) SetDeadline(t time.Time) error {
-	cn.rd.set(t)
-	cn.wd.set(t)
+	cn.rd.Set(t)
+	cn.wd.Set(t)
 	return nil
 }
 
 // SetReadDeadline implements net.Conn.
 func (cn *Conn) SetReadDeadline(t time.Time) error {
-	cn.rd.set(t)
+	cn.rd.Set(t)
 	return nil
 }
 
 // SetWriteDeadline implements net.Conn.
 func (cn *Conn) SetWriteDeadline(t time.Time) error {
-	cn.wd.set(t)
+	cn.wd.Set(t)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package tcp
 import (
 	"context"
 	"errors"
+	"github.com/pipestack/pipestack/modules/internal/deadline"
 	"net"
 	"net/netip"
 	"os"
@@ -127,7 +128,7 @@ func (l *listener) shut(error) []*conn {
 type Listener struct {
 	l      *listener
 	closed atomic.Bool
-	dl     deadline
+	dl     deadline.Deadline
 }
 
 // ListenConfig holds listener options.
@@ -214,7 +215,7 @@ func (ln *Listener) AcceptTCP() (*Conn, error) {
 		select {
 		case <-l.ready:
 		case <-l.done:
-		case <-ln.dl.channel():
+		case <-ln.dl.Channel():
 			return nil, ln.opError(os.ErrDeadlineExceeded)
 		}
 	}
@@ -226,7 +227,7 @@ func (ln *Listener) opError(err error) error {
 
 // SetDeadline sets the deadline of Accept.
 func (ln *Listener) SetDeadline(t time.Time) error {
-	ln.dl.set(t)
+	ln.dl.Set(t)
 	return nil
 }
 
@@ -243,7 +244,7 @@ func (ln *Listener) Close() error {
 	l := ln.l
 	l.t.unlisten(l)
 	q := l.shut(nil)
-	ln.dl.stop()
+	ln.dl.Stop()
 	if len(q) > 0 {
 		ran := l.t.s.Do(func(b *pipeline.Batch) {
 			now := l.t.now(b)

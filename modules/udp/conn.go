@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/pipestack/pipestack/modules/internal/deadline"
 	"net"
 	"net/netip"
 	"os"
@@ -27,7 +28,7 @@ type Conn struct {
 	network string
 	closed  atomic.Bool
 
-	rd, wd deadline
+	rd, wd deadline.Deadline
 
 	wmu  sync.Mutex
 	wbuf [1]*pipeline.Packet // the batch handed to WritePackets, under wmu
@@ -289,7 +290,7 @@ func (c *Conn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) {
 func (c *Conn) readPacket() (*pipeline.Packet, error) {
 	e := c.ep
 	for {
-		expired := c.rd.channel()
+		expired := c.rd.Channel()
 		select {
 		case <-expired:
 			return nil, os.ErrDeadlineExceeded
@@ -400,7 +401,7 @@ func (c *Conn) write(p []byte, to netip.AddrPort) (int, error) {
 		return 0, c.opError("write", nil, net.ErrClosed)
 	}
 	select {
-	case <-c.wd.channel():
+	case <-c.wd.Channel():
 		return 0, c.opError("write", nil, os.ErrDeadlineExceeded)
 	default:
 	}
@@ -490,108 +491,30 @@ func (c *Conn) Close() error {
 		return c.opError("close", nil, net.ErrClosed)
 	}
 	c.ep.Close()
-	c.rd.stop()
-	c.wd.stop()
+	c.rd.Stop()
+	c.wd.Stop()
 	return nil
 }
 
 // SetDeadline implements net.Conn: read and write deadlines at once.
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.rd.set(t)
-	c.wd.set(t)
+	c.rd.Set(t)
+	c.wd.Set(t)
 	return nil
 }
 
 // SetReadDeadline implements net.Conn. It also applies to a read already
 // blocked; the zero time means none.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	c.rd.set(t)
+	c.rd.Set(t)
 	return nil
 }
 
 // SetWriteDeadline implements net.Conn. Writes never block; a write after
 // the deadline fails with a timeout.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
-	c.wd.set(t)
+	c.wd.Set(t)
 	return nil
-}
-
-// deadline is a read or write deadline: a channel closed once the deadline
-// has passed, and the timer that closes it. Deadlines are wall-clock times
-// (net.Conn's contract), so they use the real clock, not the stack's.
-type deadline struct {
-	mu      sync.Mutex
-	when    time.Time     // zero: none
-	ch      chan struct{} // closed once when has passed; nil before any deadline
-	expired bool          // ch is closed
-	timer   *time.Timer
-}
-
-// channel returns the channel that is closed when the deadline passes (nil:
-// no deadline was ever set, which blocks forever in a select).
-func (d *deadline) channel() <-chan struct{} {
-	d.mu.Lock()
-	ch := d.ch
-	d.mu.Unlock()
-	return ch
-}
-
-func (d *deadline) set(t time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.when = t
-	if t.IsZero() {
-		if d.timer != nil {
-			d.timer.Stop()
-		}
-		if d.expired {
-			d.ch, d.expired = make(chan struct{}), false
-		}
-		return
-	}
-	if d.ch == nil || d.expired {
-		d.ch, d.expired = make(chan struct{}), false
-	}
-	wait := time.Until(t)
-	if wait <= 0 {
-		d.expireLocked()
-		return
-	}
-	if d.timer == nil {
-		d.timer = time.AfterFunc(wait, d.fire)
-	} else {
-		d.timer.Reset(wait)
-	}
-}
-
-// fire is the timer's function. A timer that was re-armed later, or whose
-// deadline was cleared, may still fire once: it checks the time.
-func (d *deadline) fire() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.when.IsZero() {
-		return
-	}
-	if wait := time.Until(d.when); wait > 0 {
-		d.timer.Reset(wait)
-		return
-	}
-	d.expireLocked()
-}
-
-func (d *deadline) expireLocked() {
-	if !d.expired {
-		close(d.ch)
-		d.expired = true
-	}
-}
-
-func (d *deadline) stop() {
-	d.mu.Lock()
-	if d.timer != nil {
-		d.timer.Stop()
-	}
-	d.mu.Unlock()
 }
 
 var (

@@ -1,14 +1,17 @@
-package tcp
+// Package deadline is the read or write deadline of a socket (net.Conn's
+// SetReadDeadline/SetWriteDeadline) shared by transport.udp and
+// transport.tcp.
+package deadline
 
 import (
 	"sync"
 	"time"
 )
 
-// deadline is a read or write deadline: a channel closed once the deadline
+// Deadline is a read or write deadline: a channel closed once the deadline
 // has passed, and the timer that closes it. Deadlines are wall-clock times
 // (net.Conn's contract), so they use the real clock, not the stack's.
-type deadline struct {
+type Deadline struct {
 	mu      sync.Mutex
 	when    time.Time     // zero: none
 	ch      chan struct{} // closed once when has passed; nil before any deadline
@@ -16,16 +19,16 @@ type deadline struct {
 	timer   *time.Timer
 }
 
-// channel returns the channel that is closed when the deadline passes (nil:
+// Channel returns the channel that is closed when the deadline passes (nil:
 // no deadline was ever set, which blocks forever in a select).
-func (d *deadline) channel() <-chan struct{} {
+func (d *Deadline) Channel() <-chan struct{} {
 	d.mu.Lock()
 	ch := d.ch
 	d.mu.Unlock()
 	return ch
 }
 
-func (d *deadline) set(t time.Time) {
+func (d *Deadline) Set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.when = t
@@ -55,7 +58,7 @@ func (d *deadline) set(t time.Time) {
 
 // fire is the timer's function. A timer that was re-armed later, or whose
 // deadline was cleared, may still fire once: it checks the time.
-func (d *deadline) fire() {
+func (d *Deadline) fire() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.when.IsZero() {
@@ -68,14 +71,14 @@ func (d *deadline) fire() {
 	d.expireLocked()
 }
 
-func (d *deadline) expireLocked() {
+func (d *Deadline) expireLocked() {
 	if !d.expired {
 		close(d.ch)
 		d.expired = true
 	}
 }
 
-func (d *deadline) stop() {
+func (d *Deadline) Stop() {
 	d.mu.Lock()
 	if d.timer != nil {
 		d.timer.Stop()
