@@ -58,6 +58,9 @@ type Endpoint struct {
 	Dropped, Duplicated, Reordered, Delayed atomic.Uint64
 }
 
+// maxHeld bounds the delayed packets of one direction (netem's limit).
+const maxHeld = 10000
+
 // queue holds delayed packets of one direction, by due time.
 type queue struct {
 	e     *Endpoint
@@ -221,6 +224,13 @@ func (q *queue) push(due time.Time, p *pipeline.Packet) {
 	defer q.mu.Unlock()
 	if q.stop {
 		p.Release()
+		return
+	}
+	if len(q.held) >= maxHeld {
+		// A peer sending faster than the delay drains: drop at the tail,
+		// as netem does at its limit, rather than hold without bound.
+		p.Release()
+		q.e.Dropped.Add(1)
 		return
 	}
 	q.seq++

@@ -76,3 +76,22 @@ func TestDelayAndReorder(t *testing.T) {
 	}
 	e.Close()
 }
+
+// A peer that sends faster than the delay drains cannot make the link hold
+// packets without bound: beyond its limit they are dropped and counted,
+// and every pool buffer is back once the held ones have left.
+func TestDelayQueueBounded(t *testing.T) {
+	clock := pt.NewManualClock()
+	ch := channel.New(channel.Options{Queue: 16384})
+	e := impair.New(ch, impair.Options{Delay: time.Second, Seed: 1, Out: true, Clock: clock})
+	const n = 12000
+	write(e, n)
+	if d := e.Dropped.Load(); d != n-10000 {
+		t.Fatalf("dropped %d of %d with 10,000 held at most, want %d", d, n, n-10000)
+	}
+	clock.Advance(time.Second)
+	if got := len(drain(ch)); got != 10000 {
+		t.Fatalf("%d left after the delay, want 10,000", got)
+	}
+	e.Close()
+}
