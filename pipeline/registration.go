@@ -34,14 +34,39 @@ import (
 // sits with the registry (registry.go); the time source (Clock, Timer) in
 // clock.go; the filter table's JumpTarget with the table (hooks.go). A
 // service that one module offers to later stages stays in that module, found
-// by a type assertion on its endpoint: ipv4.Defragmenter (modules/ipv4),
-// which conntrack and NAT will call. It is IPv4's alone and shaped by its
-// reassembly; it becomes a contract here when network.ipv6 offers the same
-// service and conntrack needs both families through one interface.
+// by a type assertion on its endpoint, unless both IP families offer it:
+// then it is here (Defragmenter).
 
 // NICID identifies a NIC (a link attached to the stack). IDs start at 1, are
 // stable across reloads for a link of the same name and are never reused.
 type NICID uint32
+
+// Defragmenter is the defragmentation service of the IP endpoints
+// (network.ipv4, network.ipv6) for later stages: conntrack finds it on the
+// endpoint of a packet's NIC,
+//
+//	d, _ := b.Gen.NetworkEndpoint(pkt.InNIC, pkt.NetProto).(pipeline.Defragmenter)
+//
+// and calls it at Prerouting (PriorityDefrag) so that raw, conntrack and the
+// rules see whole datagrams, as Linux's nf_defrag_ipv4/ipv6.
+type Defragmenter interface {
+	// Defragment takes ownership of pkt, whose Data() starts at its IP
+	// header. For a packet that is not a fragment (an IPv6 atomic fragment
+	// is none: RFC 6946) it returns (pkt, true). For a fragment it returns
+	// (datagram, true) when pkt completed a datagram — a new packet the
+	// caller owns, with pkt's metadata and its network header marked — and
+	// (nil, false) when pkt was held for its siblings (stolen: the
+	// caller's slot becomes nil) or dropped (malformed, overlapping, over
+	// the memory limits: counted). Reassembly for this service is kept
+	// apart from reassembly for local delivery and shares its memory
+	// limits (per source and overall) and timeout; it sends no ICMP at all
+	// (no time exceeded when a datagram times out, no parameter problem),
+	// as Linux's conntrack defragmentation. An IPv6 datagram comes back
+	// with PathMTU set to its largest fragment's size (at least 1280):
+	// it leaves cut to that size again, as Linux's frag_max_size, or gets
+	// Packet Too Big when that size exceeds the egress MTU.
+	Defragment(b *Batch, pkt *Packet) (*Packet, bool)
+}
 
 // NetworkProtocolNumber is an EtherType (0x0800 IPv4, 0x86dd IPv6, 0x0806 ARP).
 type NetworkProtocolNumber uint16

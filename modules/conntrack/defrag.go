@@ -1,39 +1,55 @@
 package conntrack
 
 import (
-	"github.com/pipestack/pipestack/modules/ipv4"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
 // defragHook is the hook function at Prerouting, priority -400
-// (NF_IP_PRI_CONNTRACK_DEFRAG): a forwarded IPv4 fragment goes to
-// network.ipv4's reassembly (its Defragmenter service, with its
-// per-source-fair memory limits and timeout); while its siblings are
-// missing it is held (stolen), and the datagram it completes goes through
-// the IPv4 receive path again, whole, so that raw, conntrack and the rules
-// see it with its ports. Packets to the router's own addresses are left to
-// local reassembly, as before. IPv6 has no such service yet: its
-// fragments are not reassembled on the forwarding path, and conntrack
-// marks non-first ones INVALID.
+// (NF_IP_PRI_CONNTRACK_DEFRAG): a fragment goes to its IP module's
+// reassembly (the pipeline.Defragmenter service of network.ipv4 and
+// network.ipv6, with its per-source-fair memory limits and timeout, and no
+// ICMP); while its siblings are missing it is held (stolen), and the
+// datagram it completes goes through the receive path again, whole, so
+// that raw, conntrack and the rules see it with its ports. An IPv6
+// datagram leaves cut to its largest fragment's size again, as Linux's
+// nf_ct_frag6 (modules/ipv6/defrag.go). IPv4 packets to the router's own
+// addresses are left to local reassembly, as before; IPv6 ones are
+// reassembled here too, as Linux's nf_defrag_ipv6 does.
 type defragHook struct{}
 
 // Action implements pipeline.Target.
 func (defragHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	p := pc.Pkt
 	b := pc.Batch
-	if b == nil || p.NetProto != pipeline.IPv4ProtocolNumber {
+	if b == nil {
 		return pipeline.VerdictAccept, 0
 	}
-	h := wire.IPv4(p.NetworkHeader())
-	if len(h) < wire.IPv4MinimumSize || (!h.MoreFragments() && h.FragmentOffset() == 0) {
+	switch p.NetProto {
+	case pipeline.IPv4ProtocolNumber:
+		h := wire.IPv4(p.NetworkHeader())
+		if len(h) < wire.IPv4MinimumSize || (!h.MoreFragments() && h.FragmentOffset() == 0) {
+			return pipeline.VerdictAccept, 0
+		}
+		if _, _, local := b.Gen.IsLocal4(h.Dst()); local {
+			return pipeline.VerdictAccept, 0
+		}
+	case pipeline.IPv6ProtocolNumber:
+		h := p.NetworkHeader()
+		if len(h) < wire.IPv6HeaderSize {
+			return pipeline.VerdictAccept, 0
+		}
+		switch h[wire.IPv6NextHeaderOffset] {
+		case wire.ProtocolFragment, wire.ProtocolHopByHop, wire.ProtocolRouting, wire.ProtocolDestOptions, wire.ProtocolAH:
+			// A Fragment header may follow: Defragment walks the chain.
+		default:
+			return pipeline.VerdictAccept, 0
+		}
+	default:
 		return pipeline.VerdictAccept, 0
 	}
-	if _, _, local := b.Gen.IsLocal4(h.Dst()); local {
-		return pipeline.VerdictAccept, 0
-	}
-	ep := b.Gen.NetworkEndpoint(p.InNIC, pipeline.IPv4ProtocolNumber)
-	d, ok := ep.(ipv4.Defragmenter)
+	ep := b.Gen.NetworkEndpoint(p.InNIC, p.NetProto)
+	d, ok := ep.(pipeline.Defragmenter)
 	if !ok {
 		return pipeline.VerdictAccept, 0
 	}

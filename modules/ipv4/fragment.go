@@ -105,27 +105,11 @@ func (p *Protocol) fragment(b *pipeline.Batch, pkt *pipeline.Packet, mtu int, ds
 }
 
 // Defragmenter is the defragmentation service of network.ipv4 for later
-// stages (conntrack, NAT): they find it on the IPv4 endpoint of the packet's
-// NIC,
-//
-//	d, _ := b.Gen.NetworkEndpoint(pkt.InNIC, pipeline.IPv4ProtocolNumber).(ipv4.Defragmenter)
-//
-// and call it on forwarded packets. (A pipeline that wants every forwarded
-// datagram whole before the Prerouting hook, as Linux does when conntrack
-// is loaded, sets reassembly.defragment_forwarded instead.)
-type Defragmenter interface {
-	// Defragment takes ownership of pkt, whose Data() starts at its IPv4
-	// header. For a packet that is not a fragment it returns (pkt, true).
-	// For a fragment it returns (datagram, true) when pkt completed a
-	// datagram — a new packet the caller owns, with pkt's metadata and its
-	// network header marked — and (nil, false) when pkt was held for its
-	// siblings (stolen: the caller's slot becomes nil) or dropped
-	// (malformed, overlapping, over the memory limits: counted). Reassembly
-	// for this service is kept apart from reassembly for local delivery
-	// and shares its memory limits and timeout (no ICMP is sent when it
-	// times out, as in Linux for conntrack's defragmentation).
-	Defragment(b *pipeline.Batch, pkt *pipeline.Packet) (*pipeline.Packet, bool)
-}
+// stages (conntrack, NAT): pipeline.Defragmenter, which both IP families
+// offer. (A pipeline that wants every forwarded datagram whole before the
+// Prerouting hook, as Linux does when conntrack is loaded, sets
+// reassembly.defragment_forwarded instead.)
+type Defragmenter = pipeline.Defragmenter
 
 // Defragment implements Defragmenter.
 func (e *endpoint) Defragment(b *pipeline.Batch, pkt *pipeline.Packet) (*pipeline.Packet, bool) {

@@ -8,7 +8,9 @@ import (
 // Fragment implements pipeline.Fragmenter: the stack calls it at transmit,
 // after Postrouting, for a packet larger than mtu (the egress NIC's MTU or
 // the packet's PathMTU). Only packets the stack originates (PathMTU set)
-// are fragmented; a forwarded one is answered with Packet Too Big and
+// and datagrams the defragmentation service reassembled on their way
+// (PathMTU their largest fragment's size: defrag.go) are fragmented; any
+// other forwarded packet is answered with Packet Too Big and
 // dropped (too_big), as a router must (RFC 8200 §5). (Forwarding answers
 // those before the Forward hook already; this catches a packet stolen there
 // and re-injected into a generation with a smaller MTU.)

@@ -502,7 +502,13 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			mtu = out.MTU()
 			lastDst, lastRoute, lastMTU = *d, r, mtu
 		}
-		if wireSize(pkt, h) > mtu {
+		size := wireSize(pkt, h)
+		if pkt.PathMTU != 0 {
+			// Reassembled by the defragmentation service: it leaves
+			// cut as it came (defrag.go).
+			size = int(pkt.PathMTU)
+		}
+		if size > mtu {
 			pkts[i] = nil
 			e.icmpError(b, pkt, wire.ICMPv6PacketTooBig, 0, uint32(mtu), true)
 			b.Drop(pkt, c.tooBig)
@@ -569,7 +575,7 @@ func (e *endpoint) deliver(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			continue
 		}
 		if x.IsFragment() {
-			pkt = e.reassemble(b, pkt, &x)
+			pkt = e.reassemble(b, pkt, &x, userLocal)
 			pkts[i] = pkt
 			if pkt == nil {
 				continue

@@ -20,7 +20,16 @@ import (
 type fragKey struct {
 	src, dst [16]byte
 	id       uint32
+	user     uint8
 }
+
+// Reassembly users: a fragment reassembled for local delivery and one
+// reassembled by the defragmentation service (Defragment: conntrack's, on
+// Prerouting) are separate queues, as Linux's defrag users.
+const (
+	userLocal  uint8 = iota // reassembly for local delivery
+	userDefrag              // Defragment
+)
 
 // srcKey is a source /64.
 type srcKey [8]byte
@@ -39,8 +48,11 @@ func newReassembler(clock pipeline.Clock, stack *pipeline.Stack, pool *pipeline.
 	return reasm.New(reasm.Family[fragKey, srcKey, fragMeta]{
 		Source: func(k fragKey) srcKey { return srcKey(k.src[:8]) },
 		Build:  buildDatagram,
+		Done:   defragDone,
 		// ICMPv6 time exceeded (fragment reassembly time exceeded, code 1)
-		// when the first fragment had arrived (RFC 8200 §4.5).
+		// when the first fragment had arrived (RFC 8200 §4.5); not for the
+		// defragmentation service, as Linux's nf_defrag_ipv6 sends none.
+		Notify: func(k fragKey) bool { return k.user == userLocal },
 		TimeExceeded: func(b *pipeline.Batch, first *pipeline.Packet) {
 			if e, ok := b.Gen.NetworkEndpoint(first.InNIC, pipeline.IPv6ProtocolNumber).(*endpoint); ok {
 				e.icmpError(b, first, wire.ICMPv6TimeExceeded, wire.ICMPv6ReassemblyTimeout, 0, false)
@@ -54,8 +66,9 @@ func newReassembler(clock pipeline.Clock, stack *pipeline.Stack, pool *pipeline.
 // reassembled datagram — a new packet without the Fragment header, metadata
 // of the fragment that completed it, network header marked — or nil when
 // pkt was held or dropped (counted; a fragment whose length breaks RFC 8200
-// §4.5 gets a Parameter Problem).
-func (e *endpoint) reassemble(b *pipeline.Batch, pkt *pipeline.Packet, x *wire.IPv6ExtInfo) *pipeline.Packet {
+// §4.5 gets a Parameter Problem, for local delivery: user userLocal; the
+// defragmentation service, userDefrag, sends no ICMPv6 at all).
+func (e *endpoint) reassemble(b *pipeline.Batch, pkt *pipeline.Packet, x *wire.IPv6ExtInfo, user uint8) *pipeline.Packet {
 	c := &e.p.c.reasm
 	c.Fragments.Inc()
 	h := wire.IPv6(pkt.Data())
@@ -66,8 +79,11 @@ func (e *endpoint) reassemble(b *pipeline.Batch, pkt *pipeline.Packet, x *wire.I
 	plen := total - data
 	end := off + plen
 	mf := x.MoreFragments
+	local := user == userLocal
 	if mf && plen%8 != 0 {
-		e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6ErroneousHeader, 4, false)
+		if local {
+			e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6ErroneousHeader, 4, false)
+		}
 		b.Drop(pkt, c.Malformed)
 		return nil
 	}
@@ -80,7 +96,9 @@ func (e *endpoint) reassemble(b *pipeline.Batch, pkt *pipeline.Packet, x *wire.I
 		// whole header chain, the upper-layer header included (as much
 		// of it as Linux asks for); else Parameter Problem code 3,
 		// pointer 0, and the fragment is not held.
-		e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6IncompleteHeaderChain, 0, false)
+		if local {
+			e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6IncompleteHeaderChain, 0, false)
+		}
 		e.dropMalformed(b, pkt, wire.ErrIPv6IncompleteHeaderChain)
 		return nil
 	}
@@ -88,11 +106,13 @@ func (e *endpoint) reassemble(b *pipeline.Batch, pkt *pipeline.Packet, x *wire.I
 	// 8200 §4.5's Parameter Problem); the datagram is built with the first
 	// fragment's, which buildDatagram checks again.
 	if fhOff-wire.IPv6HeaderSize+end > maxPayload {
-		e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6ErroneousHeader, uint32(fhOff+2), false)
+		if local {
+			e.icmpError(b, pkt, wire.ICMPv6ParamProblem, wire.ICMPv6ErroneousHeader, uint32(fhOff+2), false)
+		}
 		b.Drop(pkt, c.TooBig)
 		return nil
 	}
-	key := fragKey{src: h.Src(), dst: h.Dst(), id: x.FragmentID}
+	key := fragKey{src: h.Src(), dst: h.Dst(), id: x.FragmentID, user: user}
 	f := reasm.Fragment[fragMeta]{Pkt: pkt, Off: off, End: end, Meta: fragMeta{data: data, fhOff: fhOff}}
 	return e.p.reasm.Add(b, b.Now, key, f, mf, &e.p.cfg.reasm)
 }

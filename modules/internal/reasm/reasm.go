@@ -115,6 +115,10 @@ type Family[K, S comparable, F any] struct {
 	// refuses (Pool.TryGet): the datagram is dropped, counted as
 	// reasm_too_big.
 	Build func(pool *pipeline.Pool, frags []Fragment[F], end int) *pipeline.Packet
+	// Done, when set, sees a datagram Build made, after the metadata
+	// copy and before its fragments are released (network.ipv6 records
+	// the largest fragment's size for refragmentation).
+	Done func(key K, out *pipeline.Packet, frags []Fragment[F])
 	// Notify reports whether a datagram of this key whose first fragment
 	// came gets TimeExceeded when it times out (nil: every one).
 	Notify func(K) bool
@@ -352,6 +356,9 @@ func (r *Reassembler[K, S, F]) Add(b *pipeline.Batch, now time.Time, key K, f Fr
 	}
 	out.CopyMeta(pkt)
 	out.SetNetworkHeader()
+	if r.fam.Done != nil {
+		r.fam.Done(key, out, q.frags)
+	}
 	c.OK.Inc()
 	r.remove(q)
 	return out
