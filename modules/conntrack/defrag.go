@@ -13,9 +13,11 @@ import (
 // datagram it completes goes through the receive path again, whole, so
 // that raw, conntrack and the rules see it with its ports. An IPv6
 // datagram leaves cut to its largest fragment's size again, as Linux's
-// nf_ct_frag6 (modules/ipv6/defrag.go). IPv4 packets to the router's own
-// addresses are left to local reassembly, as before; IPv6 ones are
-// reassembled here too, as Linux's nf_defrag_ipv6 does.
+// nf_ct_frag6 (modules/ipv6/defrag.go). Datagrams to the stack's own
+// addresses are reassembled here too, as Linux's nf_defrag does: left to
+// local reassembly (after conntrack), a datagram took the state of its
+// last fragment, INVALID for a non-first one, and an INPUT rule dropping
+// INVALID dropped every fragmented datagram to the router.
 type defragHook struct{}
 
 // Action implements pipeline.Target.
@@ -29,9 +31,6 @@ func (defragHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	case pipeline.IPv4ProtocolNumber:
 		h := wire.IPv4(p.NetworkHeader())
 		if len(h) < wire.IPv4MinimumSize || (!h.MoreFragments() && h.FragmentOffset() == 0) {
-			return pipeline.VerdictAccept, 0
-		}
-		if _, _, local := b.Gen.IsLocal4(h.Dst()); local {
 			return pipeline.VerdictAccept, 0
 		}
 	case pipeline.IPv6ProtocolNumber:
