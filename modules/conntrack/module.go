@@ -212,6 +212,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	m.holder.mu.Unlock()
 	m.table = t
 	m.tracker = NewTracker(t, tcp, to)
+	m.tracker.nat = &m.holder.natUsed
 	track := &trackHook{tr: m.tracker, clock: ctx.Clock}
 	confirm := &confirmHook{tr: m.tracker}
 	nst := newNATStats(ctx.Counters("conntrack"))

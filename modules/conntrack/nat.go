@@ -54,5 +54,6 @@ func (t *Table) AlterReply(r Ref, reply Key) bool {
 		nat |= StatusSrcNAT // the original source was rewritten
 	}
 	e.status.Or(nat)
+	e.status.And(^statusReplyPending)
 	return true
 }

@@ -38,7 +38,8 @@ func TestAlterReplySNAT(t *testing.T) {
 	}
 	// The un-NATed inverse is no flow's key any more; as a new flow its
 	// own reply key would be the NATed flow's original one: a clash,
-	// INVALID (Linux drops it at confirmation).
+	// INVALID without a nat table (Linux drops it at confirmation); with
+	// one it gets a null binding (TestNullBindingOnClash).
 	if info, _ := r.udp("10.0.2.2", "10.0.1.2", 53, 1000); info != inval {
 		t.Fatalf("the un-NATed inverse: %#x, want INVALID", info)
 	}

@@ -73,6 +73,7 @@ type natHook struct {
 
 type natStats struct {
 	rewritten, icmpTranslated, malformed, noRoute, stale *pipeline.Counter
+	nullBindFail                                         *pipeline.Counter
 }
 
 func newNATStats(cs *pipeline.CounterSet) *natStats {
@@ -82,6 +83,7 @@ func newNATStats(cs *pipeline.CounterSet) *natStats {
 		malformed:      cs.Get("nat_malformed"),
 		noRoute:        cs.Get("nat_no_route"),
 		stale:          cs.Get("nat_stale_drops"),
+		nullBindFail:   cs.Get("nat_null_binding_drops"),
 	}
 }
 
@@ -107,6 +109,13 @@ func (n *natHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 		return pipeline.VerdictAccept, 0
 	}
 	status := e.status.Load()
+	if status&statusReplyPending != 0 && !n.dst {
+		if !nullBinding(n.h, pc) {
+			n.st.nullBindFail.Inc()
+			return pipeline.VerdictDrop, 0
+		}
+		status = e.status.Load()
+	}
 	if status&(StatusSrcNAT|StatusDstNAT) == 0 {
 		return pipeline.VerdictAccept, 0
 	}

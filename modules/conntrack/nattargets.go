@@ -165,6 +165,9 @@ func setupNAT(h *holder, pc *pipeline.PacketContext, addr *[16]byte, rg *natRang
 	orig, reply := e.tuple[0], e.tuple[1]
 	e.mu.Unlock()
 	defer e.status.Or(doneBit(dst))
+	// A flow whose reply key another entry has (nullbind.go) must change
+	// it, whatever the binding.
+	pending := e.status.Load()&statusReplyPending != 0
 	cand := reply
 	if addr != nil {
 		if dst {
@@ -187,7 +190,7 @@ func setupNAT(h *holder, pc *pipeline.PacketContext, addr *[16]byte, rg *natRang
 		port = &cand.SPort
 	}
 	try := func() bool {
-		if cand == reply {
+		if cand == reply && !pending {
 			return true // nothing changes: the entry's own key
 		}
 		return !t.TupleTaken(&cand) && t.AlterReply(ref, cand)

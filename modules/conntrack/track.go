@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
@@ -27,6 +28,7 @@ type Tracker struct {
 	t   *Table
 	tcp TCPConfig
 	to  Timeouts
+	nat *atomic.Bool // a nat table is in use: null bindings on a clash (nullbind.go); nil: none
 }
 
 // NewTracker returns a tracker over t.
@@ -192,16 +194,20 @@ func (tr *Tracker) create(k *Key, h uint64, seg *tcpSeg, now int64) (uint32, pip
 		return 0, pipeline.VerdictAccept, false
 	}
 	e.expires.Store(now + int64(tr.initialTimeout(k.Proto)))
+	status := uint32(statusLive)
 	if !t.insert(i, h, e.tuple[1].hash(t.seed)) {
-		e.mu.Unlock()
-		t.release(i)
-		t.st.Clash.Inc()
-		return 0, pipeline.VerdictContinue, false
+		if tr.nat == nil || !tr.nat.Load() || !t.insertOriginal(i, h) {
+			e.mu.Unlock()
+			t.release(i)
+			t.st.Clash.Inc()
+			return 0, pipeline.VerdictContinue, false
+		}
+		status |= statusReplyPending // a NATed flow has its reply key (nullbind.go)
 	}
 	// On the wheel before it is live: a kill (which needs it live) then
 	// always finds it there, and no entry is ever linked twice.
 	t.wheel.add(t, i)
-	e.status.Store(statusLive)
+	e.status.Store(status)
 	e.mu.Unlock()
 	t.st.New.Inc()
 	return i, pipeline.VerdictAccept, true
