@@ -2,6 +2,10 @@ package conntrack
 
 import "github.com/pipestack/pipestack/pipeline"
 
+// statusReplyPending: the entry's reply key clashed; only its original key
+// is hashed until the null binding (a status bit after table.go's).
+const statusReplyPending = statusDstNATDone << 1
+
 // The null binding (Linux's nf_nat_alloc_null_binding). A new flow that no
 // NAT rule binds may still clash with a NATed one: its reply key — the
 // inverse of its original — is already another entry's (a masqueraded

@@ -13,16 +13,15 @@ import (
 // Status bits of an entry (netfilter's IPS_*), readable without the
 // entry's lock.
 const (
-	StatusSeenReply    uint32 = 1 << iota // a packet went in the reply direction
-	StatusAssured                         // not early-dropped: the flow proved itself
-	StatusConfirmed                       // its first packet passed every hook
-	StatusSrcNAT                          // NAT: the reply tuple differs in the source
-	StatusDstNAT                          // NAT: … in the destination
-	statusLive                            // allocated and in the hash
-	statusDying                           // being freed: lookups skip it
-	statusSrcNATDone                      // the nat table's source-NAT chains ran (Postrouting/Input)
-	statusDstNATDone                      // … its destination-NAT chains (Prerouting/Output)
-	statusReplyPending                    // its reply key clashed: only the original is hashed until the null binding (nullbind.go)
+	StatusSeenReply  uint32 = 1 << iota // a packet went in the reply direction
+	StatusAssured                       // not early-dropped: the flow proved itself
+	StatusConfirmed                     // its first packet passed every hook
+	StatusSrcNAT                        // NAT: the reply tuple differs in the source
+	StatusDstNAT                        // NAT: … in the destination
+	statusLive                          // allocated and in the hash
+	statusDying                         // being freed: lookups skip it
+	statusSrcNATDone                    // the nat table's source-NAT chains ran (Postrouting/Input)
+	statusDstNATDone                    // … its destination-NAT chains (Prerouting/Output)
 )
 
 // Entry is one tracked connection. The table's entries are one array made
