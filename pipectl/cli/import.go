@@ -285,7 +285,6 @@ func trunc(s string) string {
 // Why a matcher or target the filter does not have is missing.
 var missingWhy = map[string]string{
 	"helper": "conntrack helpers not yet", "ct": "conntrack", "CT": "conntrack's CT target not yet",
-	"NETMAP": "NETMAP not yet",
 }
 
 // registeredMatch reports whether a matcher module outside the filter
