@@ -37,6 +37,8 @@ type Config struct {
 	Links      []LinkConfig
 	Forwarding ForwardingConfig
 	Routes     []RouteConfig
+	// RouteRules choose route tables by mark (policyroute.go).
+	RouteRules []RouteRuleConfig
 	// Hooks are filter tables installed at the hooks from Go; nil entries
 	// cost nothing. They run at priority 0, before the filter section's
 	// tables of the same priority (see HookModule).
@@ -186,6 +188,8 @@ type RouteConfig struct {
 	Via    string `yaml:"via"` // gateway; empty: on-link
 	Link   string `yaml:"link"`
 	Metric uint32 `yaml:"metric"`
+	// Table is the route table (policyroute.go); 0 or 254: the main one.
+	Table uint32 `yaml:"table"`
 
 	Prefixes  []netip.Prefix `yaml:"-"`
 	Gateway   netip.Addr     `yaml:"-"`
@@ -201,6 +205,7 @@ type fileConfig struct {
 	Links      []yaml.Node      `yaml:"links"`
 	Forwarding ForwardingConfig `yaml:"forwarding"`
 	Routes     []yaml.Node      `yaml:"routes"`
+	RouteRules []yaml.Node      `yaml:"route_rules"`
 	// Plugins declares the out-of-process filter plugins (decoded by the
 	// module plugins, modules/filter/plugin); before Filter, whose rules
 	// use them.
@@ -387,6 +392,22 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 			return nil, c.errAt(n.Line, n.Column, "routes", err)
 		}
 		c.Routes = append(c.Routes, rc)
+	}
+	tables := map[uint32]bool{}
+	for _, rc := range c.Routes {
+		tables[rc.Table] = true
+	}
+	for i := range fc.RouteRules {
+		n := &fc.RouteRules[i]
+		var rc RouteRuleConfig
+		if err := DecodeStrict(n, &rc); err != nil {
+			return nil, c.errAt(n.Line, n.Column, "route_rules", err)
+		}
+		rc.Line, rc.Col = n.Line, n.Column
+		if err := rc.resolve(tables); err != nil {
+			return nil, c.errAt(n.Line, n.Column, "route_rules", err)
+		}
+		c.RouteRules = append(c.RouteRules, rc)
 	}
 	return c, nil
 }

@@ -22,6 +22,8 @@ type Generation struct {
 	resolvers  []LinkAddressResolver
 	transports [256]TransportProtocol
 	routes     *RouteTable
+	rtables    map[uint32]*RouteTable // policy routing's extra tables (policyroute.go)
+	rrules     []RouteRule
 	hooks      [NumHooks]*hookSet
 	local4     map[uint32]localAddr
 	local6     *addrSet6[localAddr]
@@ -312,6 +314,11 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 		}
 		entries = append(entries, es...)
 	}
+	if len(cfg.RouteRules) > 0 {
+		// Policy routing: the stack's packets are routed again after
+		// mangle OUTPUT (ip_route_me_harder).
+		entries = append(entries, HookEntry{Hook: Output, Priority: PriorityMangle + 1, Name: "reroute", Table: HookFunc("reroute", rerouteHook{})})
+	}
 	hooks, err := composeHooks(cfg.Hooks, entries)
 	if err != nil {
 		return nil, &ConfigError{File: cfg.File, Module: "filter", Err: err}
@@ -439,12 +446,16 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g.local6 = newAddrSet6(local6)
 	routes := nicRoutes
 	for _, rc := range cfg.Routes {
+		if rc.Table != 0 && rc.Table != MainTable {
+			continue // policy routing's tables (buildPolicy)
+		}
 		id := s.nicIDs[rc.Link] // ParseConfig checked the link exists
 		for _, p := range rc.Prefixes {
 			routes = append(routes, Route{Dst: p, Via: rc.Gateway, NIC: id, Metric: rc.Metric})
 		}
 	}
 	g.routes = NewRouteTable(routes)
+	g.rtables, g.rrules = buildPolicy(cfg, s.nicIDs)
 	g.hooks = hooks
 	for _, mi := range g.modules {
 		if st, ok := mi.mod.(Starter); ok {

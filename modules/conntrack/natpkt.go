@@ -175,13 +175,8 @@ func (n *natHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	}
 	if n.out && n.dst && pc.Batch != nil {
 		// A DNAT in OUTPUT re-routes the packet (ip_route_me_harder).
-		var rt *pipeline.Route
 		dst := pc.Tuple.Dst
-		if target.Family == 4 {
-			rt = pc.Batch.Gen.LookupRoute4(dst.As4())
-		} else {
-			rt = pc.Batch.Gen.LookupOutput6(dst.As16())
-		}
+		rt := pc.Batch.Gen.LookupRouteMark(dst, p.Mark) // policy routing by mark too
 		if rt == nil {
 			n.st.noRoute.Inc()
 			return pipeline.VerdictDrop, 0

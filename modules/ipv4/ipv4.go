@@ -292,7 +292,9 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		return
 	}
 	routes := b.Gen.Routes()
+	policy := b.Gen.RouteRules() != nil // route tables chosen by mark
 	var lastDst [4]byte
+	var lastMark uint32
 	var lastRoute *pipeline.Route
 	var lastMTU int
 	for i, pkt := range pkts {
@@ -324,8 +326,12 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			continue
 		}
 		r, mtu := lastRoute, lastMTU
-		if r == nil || dst != lastDst {
-			r = routes.Lookup4(dst)
+		if r == nil || dst != lastDst || pkt.Mark != lastMark {
+			if policy {
+				r = b.Gen.ForwardRoute4(dst, pkt.Mark)
+			} else {
+				r = routes.Lookup4(dst)
+			}
 			if r == nil {
 				pkts[i] = nil
 				e.icmpError(b, pkt, wire.ICMPv4DstUnreachable, wire.ICMPv4NetUnreachable, 0)
@@ -340,7 +346,7 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 				continue
 			}
 			mtu = out.MTU()
-			lastDst, lastRoute, lastMTU = dst, r, mtu
+			lastDst, lastMark, lastRoute, lastMTU = dst, pkt.Mark, r, mtu
 		}
 		if size := wireSize(pkt, h); size > mtu {
 			switch {

@@ -450,6 +450,7 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		return
 	}
 	var lastDst [16]byte
+	var lastMark uint32
 	var lastRoute *pipeline.Route
 	var lastMTU int
 	for i, pkt := range pkts {
@@ -486,8 +487,8 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			continue
 		}
 		r, mtu := lastRoute, lastMTU
-		if r == nil || *d != lastDst {
-			r = b.Gen.LookupRoute6(*d)
+		if r == nil || *d != lastDst || pkt.Mark != lastMark {
+			r = b.Gen.ForwardRoute6(*d, pkt.Mark) // policy routing by mark, else LookupRoute6
 			var out pipeline.NetworkInterface
 			ok := r != nil
 			if ok {
@@ -500,7 +501,7 @@ func (e *endpoint) forward(b *pipeline.Batch, pkts []*pipeline.Packet) {
 				continue
 			}
 			mtu = out.MTU()
-			lastDst, lastRoute, lastMTU = *d, r, mtu
+			lastDst, lastMark, lastRoute, lastMTU = *d, pkt.Mark, r, mtu
 		}
 		size := wireSize(pkt, h)
 		if pkt.PathMTU != 0 {
