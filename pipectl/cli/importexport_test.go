@@ -28,6 +28,8 @@ var corpus = []struct {
 	{"mangle.v4", "4"}, // MARK in every spelling, TCPMSS, TTL, length, pkttype
 	{"reject.v4", "4"}, // every REJECT variant, addrtype, LOG with level and a quote in its prefix
 	{"host.v6", "6"},   // ip6tables: ICMPv6 types, hl, HL, REJECT icmp6-*
+	{"nat.v4", "4"},    // NETMAP at every nat hook, MASQUERADE
+	{"npt.v6", "6"},    // SNPT and DNPT at every mangle hook, IPv6 NETMAP
 }
 
 func corpusFile(t *testing.T, name string) string {
@@ -122,7 +124,12 @@ func importToPipeline(t *testing.T, args ...string) (file, section string) {
 	if r.code != 0 || r.stderr != "" {
 		t.Fatalf("import %v: exit %d\n%s\n%s", args, r.code, r.stderr, r.stdout)
 	}
-	return tempPipeline(t, "name: roundtrip\n"+r.stdout), r.stdout
+	head := "name: roundtrip\n"
+	if strings.Contains(r.stdout, "netfilter.conntrack under modules:") {
+		// What import's comment asks for, for the nat table.
+		head += "modules: [network.ipv4, network.ipv6, netfilter.conntrack]\n"
+	}
+	return tempPipeline(t, head+r.stdout), r.stdout
 }
 
 // iptables-save text → import → pipeline file → export → the same rules.
