@@ -41,6 +41,9 @@ links:
   - {name: a, module: test.link, device: d0, addresses: [10.0.1.1/24], neighbors: [{ip: 10.0.1.2, mac: "02:00:00:00:00:02"}]}
 routes:
   - {to: 10.9.0.0/16, via: 10.0.1.254, link: a, metric: 5}
+  - {to: default, via: 10.0.1.253, link: a, table: 100}
+route_rules:
+  - {fwmark: 1, table: 100}
 `, sock, metrics)
 	file := tempPipeline(t, content)
 	r := startRun(t, file, cli.RunOptions{})
@@ -62,7 +65,8 @@ routes:
 	}
 	rt := runMain(t, "route", file) // the socket path read from the file
 	if rt.code != 0 || !strings.Contains(rt.stdout, "10.9.0.0/16 via 10.0.1.254 dev a metric 5") ||
-		!strings.Contains(rt.stdout, "10.0.1.0/24 dev a proto kernel scope link src 10.0.1.1") {
+		!strings.Contains(rt.stdout, "10.0.1.0/24 dev a proto kernel scope link src 10.0.1.1") ||
+		!strings.Contains(rt.stdout, "default via 10.0.1.253 dev a table 100") {
 		t.Errorf("route: %d %q %q", rt.code, rt.stdout, rt.stderr)
 	}
 	ne := runMain(t, "neigh", "-s", sock)

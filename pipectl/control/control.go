@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -118,6 +119,8 @@ type RouteEntry struct {
 	Metric    uint32 `json:"metric"`
 	Connected bool   `json:"connected"`
 	Src       string `json:"src,omitempty"`
+	// Table is a policy routing table's number (0: the main table).
+	Table uint32 `json:"table,omitempty"`
 }
 
 // NeighEntry is one neighbor entry.
@@ -210,8 +213,32 @@ func Routes(s *pipeline.Stack) []RouteEntry {
 		names[n.ID()] = n.Name()
 	}
 	var out []RouteEntry
+	type tabled struct {
+		pipeline.Route
+		table uint32
+	}
+	var all []tabled
 	for _, r := range g.Routes().Routes() {
-		e := RouteEntry{To: r.Dst.String(), Link: names[r.NIC], Metric: r.Metric, Connected: r.Connected}
+		all = append(all, tabled{r, 0})
+	}
+	// Policy routing's tables, by number, after the main one.
+	var nums []uint32
+	for _, ru := range g.RouteRules() {
+		if ru.Table != pipeline.MainTable && !slices.Contains(nums, ru.Table) {
+			nums = append(nums, ru.Table)
+		}
+	}
+	slices.Sort(nums)
+	for _, t := range nums {
+		if rt := g.RouteTableOf(t); rt != nil {
+			for _, r := range rt.Routes() {
+				all = append(all, tabled{r, t})
+			}
+		}
+	}
+	for _, tr := range all {
+		r := tr.Route
+		e := RouteEntry{To: r.Dst.String(), Link: names[r.NIC], Metric: r.Metric, Connected: r.Connected, Table: tr.table}
 		if r.Via.IsValid() {
 			e.Via = r.Via.String()
 		}

@@ -94,6 +94,9 @@ func FormatRoutes(w io.Writer, routes []RouteEntry) {
 		if r.Metric != 0 {
 			fmt.Fprintf(&b, " metric %d", r.Metric)
 		}
+		if r.Table != 0 {
+			fmt.Fprintf(&b, " table %d", r.Table)
+		}
 		fmt.Fprintln(w, b.String())
 	}
 }
