@@ -54,7 +54,8 @@ type Defragmenter interface {
 	// header. For a packet that is not a fragment (an IPv6 atomic fragment
 	// is none: RFC 6946) it returns (pkt, true). For a fragment it returns
 	// (datagram, true) when pkt completed a datagram — a new packet the
-	// caller owns, with pkt's metadata and its network header marked — and
+	// caller owns (never pkt's *Packet, so out == pkt means "not a
+	// fragment"), with pkt's metadata and its network header marked — and
 	// (nil, false) when pkt was held for its siblings (stolen: the
 	// caller's slot becomes nil) or dropped (malformed, overlapping, over
 	// the memory limits: counted). Reassembly for this service is kept

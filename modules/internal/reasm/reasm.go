@@ -233,8 +233,9 @@ func drop(b *pipeline.Batch, p *pipeline.Packet, reason *pipeline.Counter) {
 // Add takes ownership of f.Pkt, a fragment of datagram key validated by the
 // family (0 <= f.Off <= f.End), carrying bytes [f.Off, f.End) of it (the
 // last ones unless more), received at now in batch b. It returns the
-// reassembled datagram (a new packet from the pool, metadata of f.Pkt,
-// network header marked) when f completed one, or nil when f.Pkt was held
+// reassembled datagram (a new packet from the pool, never f.Pkt itself,
+// metadata of f.Pkt, network header marked) when f completed one, or nil
+// when f.Pkt was held
 // or dropped (counted). Every packet it drops goes through b.Drop (b may be
 // nil: then only the reason counts). The family counts Fragments itself.
 func (r *Reassembler[K, S, F]) Add(b *pipeline.Batch, now time.Time, key K, f Fragment[F], more bool, lim *Limits) *pipeline.Packet {
@@ -258,7 +259,11 @@ func (r *Reassembler[K, S, F]) Add(b *pipeline.Batch, now time.Time, key K, f Fr
 		copy(buf, pkt.Data())
 		q.CopyMeta(pkt)
 		q.SetNetworkHeader()
-		pkt.Release()
+		// Released when Add returns, not now: the datagram Build takes
+		// from the pool must never be the caller's own *Packet (a caller
+		// that tells "not a fragment" from "reassembled" by comparing
+		// pointers would take a datagram for its last fragment).
+		defer pkt.Release()
 		pkt = q
 		f.Pkt = q
 	}
