@@ -89,6 +89,7 @@ type flowSlots struct {
 // No pointers: the array is not scanned by the garbage collector.
 type flowSlot struct {
 	ref   atomic.Uint64 // the offloaded entry's Ref; 0: not offloaded
+	pend  Ref           // offloaded in a batch still running: ref is set when it ends
 	last  int64         // stack clock of the last fast-path packet
 	epoch uint32        // the rules' epoch it was offloaded in
 	ft    uint16        // its flowtable (index in the generation's list)
@@ -120,6 +121,15 @@ func (ft *flowtable) has(id pipeline.NICID) bool {
 	return ft.devs == nil || slices.Contains(ft.devs, id)
 }
 
+type pendingFlow struct {
+	i uint32
+	r Ref
+}
+
+// maxPending bounds the flows waiting for their batch's end; past it a
+// flow takes the fast path at once.
+const maxPending = 4096
+
 // fastPath is one generation's flowtables and fast-path hook.
 type fastPath struct {
 	sh     *flowShared
@@ -131,6 +141,13 @@ type fastPath struct {
 	snap   atomic.Pointer[routeSnap]
 	cfg    *pipeline.Config // for the rules' fingerprint
 	decl   []FlowtableConfig
+
+	// pending are the flows offloaded by batches still running: a flow
+	// takes the fast path once the batch that offloaded it has sent its
+	// packets, so that a later packet of the same batch does not
+	// overtake the ones on the slow path (FlushBatch).
+	pendMu  sync.Mutex
+	pending []pendingFlow
 
 	offloaded, fast, slow, teardown *pipeline.Counter
 }
@@ -237,6 +254,7 @@ func (f *fastPath) hookEntry() (pipeline.HookEntry, bool) {
 	}
 	f.sh.mu.Unlock()
 	f.slots = s.slots
+	f.pending = make([]pendingFlow, 0, maxPending)
 	return pipeline.HookEntry{Hook: pipeline.Prerouting, Priority: priorityFlowtable, Name: "flowtable", Table: pipeline.HookFunc("flowtable", f)}, true
 }
 
@@ -443,8 +461,9 @@ func (f *fastPath) end(i uint32, r Ref) {
 	s := &f.slots[i]
 	e := &f.t.entries[i]
 	e.mu.Lock()
-	if s.ref.Load() == uint64(r) {
+	if s.ref.Load() == uint64(r) || s.pend == r {
 		s.ref.Store(0)
+		s.pend = 0
 		f.teardown.Inc()
 	}
 	e.mu.Unlock()
@@ -483,11 +502,46 @@ func (f *fastPath) offload(pc *pipeline.PacketContext, ft uint16) {
 		e.mu.Unlock()
 		return
 	}
+	if s.pend == r {
+		e.mu.Unlock()
+		return // offloaded earlier in this batch
+	}
 	s.epoch, s.ft, s.last = f.epoch, ft, pc.Batch.Now.UnixNano()
 	s.dir = [2]flowHop{}
-	s.ref.Store(uint64(r))
+	f.pendMu.Lock()
+	if len(f.pending) < cap(f.pending) {
+		s.pend = r
+		f.pending = append(f.pending, pendingFlow{i, r})
+		f.pendMu.Unlock()
+		pc.Batch.OnFinish(f)
+	} else {
+		f.pendMu.Unlock()
+		s.ref.Store(uint64(r))
+	}
 	e.mu.Unlock()
 	f.offloaded.Inc()
+}
+
+// FlushBatch implements pipeline.BatchFlusher: the flows offloaded in
+// the batch that ends (and in any other running meanwhile) take the fast
+// path from now on.
+func (f *fastPath) FlushBatch(*pipeline.Batch) {
+	f.pendMu.Lock()
+	defer f.pendMu.Unlock()
+	for _, p := range f.pending {
+		s := &f.slots[p.i]
+		e := &f.t.entries[p.i]
+		e.mu.Lock()
+		if s.pend == p.r {
+			s.pend = 0
+			// A FIN or RST on the slow path meanwhile keeps it there.
+			if e.Valid(p.r) && (e.tuple[0].Proto != wire.ProtocolTCP || TCPState(e.tcp.state) == TCPEstablished) {
+				s.ref.Store(uint64(p.r))
+			}
+		}
+		e.mu.Unlock()
+	}
+	f.pending = f.pending[:0]
 }
 
 // offloaded reports whether the flow of r is in the fast path (tests): a
@@ -616,9 +670,10 @@ func (m *Module) Cleanup() error {
 }
 
 var (
-	_ pipeline.Target      = (*fastPath)(nil)
-	_ filter.Target        = (*FlowOffload)(nil)
-	_ filter.Target        = (*FlowAdd)(nil)
-	_ pipeline.Provisioner = (*FlowOffload)(nil)
-	_ pipeline.Provisioner = (*FlowAdd)(nil)
+	_ pipeline.Target       = (*fastPath)(nil)
+	_ pipeline.BatchFlusher = (*fastPath)(nil)
+	_ filter.Target         = (*FlowOffload)(nil)
+	_ filter.Target         = (*FlowAdd)(nil)
+	_ pipeline.Provisioner  = (*FlowOffload)(nil)
+	_ pipeline.Provisioner  = (*FlowAdd)(nil)
 )

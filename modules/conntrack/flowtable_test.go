@@ -479,3 +479,34 @@ func fixIPv4Sum(b []byte) {
 	}
 	b[10], b[11] = byte(^s>>8), byte(^s)
 }
+
+// TestFlowOffloadKeepsOrder: the packets after the one that offloads a
+// flow, in the same batch, do not overtake it (the flow takes the fast
+// path when the batch ends); the next batch is fast.
+func TestFlowOffloadKeepsOrder(t *testing.T) {
+	fr := newFlowRig(t, "")
+	fr.through(fr.a, fr.b, fr.seg(cs(syn, 1000, 0, 0)))
+	fr.through(fr.b, fr.a, fr.seg(sc(syn|ack, 5000, 1001, 0)))
+	var frames [][]byte
+	for i := 0; i < 8; i++ {
+		frames = append(frames, fr.seg(cs(psh|ack, 1001+uint32(i)*10, 5001, 10)))
+	}
+	fr.a.InjectFrames(frames)
+	buf := make([]*pipeline.Packet, 16)
+	k := fr.b.Read(buf)
+	defer pipeline.ReleaseBatch(buf[:k])
+	if k != 8 {
+		t.Fatalf("forwarded %d of 8", k)
+	}
+	for i, p := range buf[:k] {
+		if seq := uint32(p.Data()[24])<<24 | uint32(p.Data()[25])<<16 | uint32(p.Data()[26])<<8 | uint32(p.Data()[27]); seq != 1001+uint32(i)*10 {
+			t.Fatalf("packet %d has seq %d: reordered", i, seq)
+		}
+	}
+	if fr.ct("flow_offloaded") != 1 || fr.ct("flow_fastpath") != 0 {
+		t.Fatalf("in the offloading batch: %s", fr.n.DumpCounters())
+	}
+	if fr.through(fr.a, fr.b, fr.seg(cs(psh|ack, 1081, 5001, 10))) == nil || fr.ct("flow_fastpath") != 1 {
+		t.Fatalf("next batch not fast: %s", fr.n.DumpCounters())
+	}
+}
