@@ -146,8 +146,11 @@ type fastPath struct {
 	// takes the fast path once the batch that offloaded it has sent its
 	// packets, so that a later packet of the same batch does not
 	// overtake the ones on the slow path (FlushBatch).
-	pendMu  sync.Mutex
-	pending []pendingFlow
+	// Lock order: an entry's lock, then pendMu (offload); FlushBatch
+	// takes flushMu, swaps the list under pendMu alone, then entry locks.
+	pendMu         sync.Mutex
+	pending, spare []pendingFlow
+	flushMu        sync.Mutex
 
 	offloaded, fast, slow, teardown *pipeline.Counter
 }
@@ -254,7 +257,7 @@ func (f *fastPath) hookEntry() (pipeline.HookEntry, bool) {
 	}
 	f.sh.mu.Unlock()
 	f.slots = s.slots
-	f.pending = make([]pendingFlow, 0, maxPending)
+	f.pending, f.spare = make([]pendingFlow, 0, maxPending), make([]pendingFlow, 0, maxPending)
 	return pipeline.HookEntry{Hook: pipeline.Prerouting, Priority: priorityFlowtable, Name: "flowtable", Table: pipeline.HookFunc("flowtable", f)}, true
 }
 
@@ -526,9 +529,13 @@ func (f *fastPath) offload(pc *pipeline.PacketContext, ft uint16) {
 // the batch that ends (and in any other running meanwhile) take the fast
 // path from now on.
 func (f *fastPath) FlushBatch(*pipeline.Batch) {
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
 	f.pendMu.Lock()
-	defer f.pendMu.Unlock()
-	for _, p := range f.pending {
+	list := f.pending
+	f.pending = f.spare
+	f.pendMu.Unlock()
+	for _, p := range list {
 		s := &f.slots[p.i]
 		e := &f.t.entries[p.i]
 		e.mu.Lock()
@@ -541,7 +548,7 @@ func (f *fastPath) FlushBatch(*pipeline.Batch) {
 		}
 		e.mu.Unlock()
 	}
-	f.pending = f.pending[:0]
+	f.spare = list[:0] // flushMu held: no other flusher has it
 }
 
 // offloaded reports whether the flow of r is in the fast path (tests): a

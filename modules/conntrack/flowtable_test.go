@@ -2,7 +2,9 @@ package conntrack
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -509,4 +511,59 @@ func TestFlowOffloadKeepsOrder(t *testing.T) {
 	if fr.through(fr.a, fr.b, fr.seg(cs(psh|ack, 1081, 5001, 10))) == nil || fr.ct("flow_fastpath") != 1 {
 		t.Fatalf("next batch not fast: %s", fr.n.DumpCounters())
 	}
+}
+
+// TestFlowOffloadConcurrent: workers send offloaded flows both ways
+// while the table is flushed, the clock runs past the flowtable's timeout
+// and the rules are reloaded: no race (under -race), and the flows are
+// forwarded on one path or the other throughout.
+func TestFlowOffloadConcurrent(t *testing.T) {
+	fr := newFlowRig(t, masqTable+"\n")
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			port := uint16(2000 + w)
+			out := udp("10.0.1.2", "10.0.2.2", port, 53)
+			back := udp("10.0.2.2", "10.0.2.1", 53, port)
+			for i := 0; i < 400; i++ {
+				fr.a.InjectFrames([][]byte{out, out})
+				fr.b.InjectFrames([][]byte{back})
+			}
+		}(w)
+	}
+	drain := make(chan struct{})
+	go func() {
+		buf := make([]*pipeline.Packet, 64)
+		for {
+			select {
+			case <-drain:
+				return
+			default:
+			}
+			pipeline.ReleaseBatch(buf[:fr.a.Read(buf)])
+			pipeline.ReleaseBatch(buf[:fr.b.Read(buf)])
+		}
+	}()
+	cfg := strings.Replace(flowRouter, "%NAT%", masqTable, 1)
+	for i := 0; i < 20; i++ {
+		switch i % 4 {
+		case 0:
+			StackTable(fr.n.Stack).Flush()
+		case 1:
+			fr.clk.Advance(31 * time.Second)
+		case 2:
+			if err := fr.n.Reload(strings.Replace(cfg, "-i a -o b -m state", fmt.Sprintf("-i a -o b -m comment --comment r%d -m state", i), 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	wg.Wait()
+	close(drain)
+	if fr.ct("flow_offloaded") == 0 || fr.ct("flow_fastpath") == 0 {
+		t.Fatalf("nothing offloaded: %s", fr.n.DumpCounters())
+	}
+	t.Logf("%s", fr.n.DumpCounters())
 }
