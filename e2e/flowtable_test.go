@@ -16,6 +16,9 @@ import (
 // rewrite them once, no segmentation. Then iperf3 A→B through the same
 // NAT: super-packets from A reach B whole, what A sent is received.
 // B's server sees the router's address. IPv4 and IPv6 (MASQUERADE both).
+// Then a reload removes the offload rule: a download through the slow
+// path's NAT keeps the super-packets whole as well, none takes the fast
+// path.
 func TestTUNFlowOffload(t *testing.T) {
 	requireLab(t, "curl (curl)", "iperf3 (iperf3)")
 	l := newLabSuffix(t, "tun", "fo"+randSuffix()[:4])
@@ -77,6 +80,24 @@ func TestTUNFlowOffload(t *testing.T) {
 				t.Errorf("iperf3 stream: super-packets from A %d, written whole to B %d, fast path %d", rx, tx, fast)
 			}
 		})
+	}
+	// Without the offload rule (a reload of FORWARD): the slow path's NAT
+	// keeps the super-packets whole too, and nothing takes the fast path
+	// any more.
+	r.rewrite(strings.Replace(cfg, `        - "-m conntrack --ctstate ESTABLISHED -j FLOWOFFLOAD --flowtable ft"
+`, "", 1))
+	if out, err := r.control("reload"); err != nil || !strings.Contains(out, "reloaded") {
+		t.Fatalf("reload: %v %s", err, out)
+	}
+	time.Sleep(600 * time.Millisecond)
+	ct0, a0 := r.counters("conntrack"), r.counters("tun a")
+	downloadIntact(t, l, v4, 20_000_000, 22)
+	time.Sleep(1200 * time.Millisecond)
+	fast := r.counters("conntrack")["flow_fastpath"] - ct0["flow_fastpath"]
+	txGSO := r.counters("tun a")["tx_gso"] - a0["tx_gso"]
+	t.Logf("slow path NAT: %d super-packets written whole to A, %d fast-path packets", txGSO, fast)
+	if txGSO == 0 || fast != 0 {
+		t.Errorf("slow-path NAT: %d super-packets written whole to A (want > 0), %d fast-path packets (want 0)", txGSO, fast)
 	}
 	if list, err := r.control("conntrack", "-L"); err == nil {
 		t.Logf("pipectl conntrack -L:\n%s", list)
