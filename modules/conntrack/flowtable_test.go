@@ -3,6 +3,7 @@ package conntrack
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -338,7 +339,8 @@ func TestFlowOffloadReload(t *testing.T) {
 
 // TestFlowOffloadNAT: a masqueraded flow rewritten by the fast path is
 // byte for byte what the slow path makes of the same segment (its
-// checksums verified by full recomputation), both ways, IPv4 and IPv6.
+// checksums verified by full recomputation), both ways (IPv6:
+// TestFlowOffloadNAT6).
 func TestFlowOffloadNAT(t *testing.T) {
 	fr := newFlowRig(t, masqTable+"\n")
 	fr.handshake()
@@ -391,7 +393,7 @@ func (fr *flowRig) udpFlow(v6 bool) filtertest.Packet {
 		r.Src, r.Dst = "2001:db8:2::2", "2001:db8:1::2"
 	}
 	if fr.nat {
-		r.Dst = "10.0.2.1"
+		r.Dst = map[bool]string{false: "10.0.2.1", true: "2001:db8:2::1"}[v6]
 	}
 	r.SrcPort, r.DstPort = 53, 1234
 	fr.through(fr.a, fr.b, p.Bytes())
@@ -566,4 +568,34 @@ func TestFlowOffloadConcurrent(t *testing.T) {
 		t.Fatalf("nothing offloaded: %s", fr.n.DumpCounters())
 	}
 	t.Logf("%s", fr.n.DumpCounters())
+}
+
+// TestFlowOffloadNAT6: a masqueraded IPv6 UDP flow, both ways: the fast
+// path's packets are the slow path's, byte for byte.
+func TestFlowOffloadNAT6(t *testing.T) {
+	fr := newFlowRig(t, masqTable+"\n")
+	p := fr.udpFlow(true)
+	slowCfg := strings.Replace(strings.Replace(flowRouter, "%NAT%", masqTable, 1), `        - {id: offload, rule: "-m conntrack --ctstate ESTABLISHED -j FLOWOFFLOAD --flowtable ft"}
+`, "", 1)
+	slow := &flowRig{t: t, nat: true}
+	slow.n = pipelinetest.NewNode(t, "s", slowCfg, pipeline.Options{Clock: pipeline.NewManualClock(time.Unix(1_000_000, 0))})
+	slow.a, slow.b = slow.n.Link(t, "a"), slow.n.Link(t, "b")
+	reply := filtertest.Packet{IPv6: true, Proto: filtertest.UDP, Src: "2001:db8:2::2", Dst: "2001:db8:2::1", SrcPort: 53, DstPort: 1234, Payload: 30}
+	slow.through(slow.a, slow.b, p.Bytes())
+	slow.through(slow.b, slow.a, reply.Bytes())
+	p.Payload = 200
+	want, got := slow.through(slow.a, slow.b, p.Bytes()), fr.through(fr.a, fr.b, p.Bytes())
+	if fr.ct("flow_fastpath") != 1 {
+		t.Fatalf("not fast: %s", fr.n.DumpCounters())
+	}
+	if got == nil || !bytes.Equal(got, want) || string(got[8:24]) != string(netip.MustParseAddr("2001:db8:2::1").AsSlice()) {
+		t.Fatalf("fast path\n% x\nslow path\n% x", got, want)
+	}
+	want, got = slow.through(slow.b, slow.a, reply.Bytes()), fr.through(fr.b, fr.a, reply.Bytes())
+	if fr.ct("flow_fastpath") != 2 {
+		t.Fatalf("reply not fast: %s", fr.n.DumpCounters())
+	}
+	if got == nil || !bytes.Equal(got, want) || string(got[24:40]) != string(netip.MustParseAddr("2001:db8:1::2").AsSlice()) {
+		t.Fatalf("reply: fast path\n% x\nslow path\n% x", got, want)
+	}
 }
