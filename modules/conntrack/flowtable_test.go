@@ -599,3 +599,40 @@ func TestFlowOffloadNAT6(t *testing.T) {
 		t.Fatalf("reply: fast path\n% x\nslow path\n% x", got, want)
 	}
 }
+
+// TestFlowOffloadRouteChange: the next hop cached in an offloaded flow is
+// looked up again when the route tables change (here a reload that only
+// changes a route: the flow stays offloaded, its packets go to the new
+// gateway).
+func TestFlowOffloadRouteChange(t *testing.T) {
+	cfg := func(via string) string {
+		return strings.Replace(strings.Replace(flowRouter, "%NAT%", "", 1), "forwarding: {ipv4: true, ipv6: true}",
+			"forwarding: {ipv4: true, ipv6: true}\nroutes:\n  - {to: 198.51.100.0/24, via: "+via+", link: b}", 1)
+	}
+	clk := pipeline.NewManualClock(time.Unix(1_000_000, 0))
+	n := pipelinetest.NewNode(t, "r", cfg("10.0.2.2"), pipeline.Options{Clock: clk})
+	fr := &flowRig{t: t, n: n, a: n.Link(t, "a"), b: n.Link(t, "b"), clk: clk, r: &rig{t: t}}
+	out := udp("10.0.1.2", "198.51.100.7", 1234, 53)
+	hop := func() string {
+		t.Helper()
+		fr.a.InjectFrames([][]byte{out})
+		buf := make([]*pipeline.Packet, 4)
+		k := fr.b.Read(buf)
+		defer pipeline.ReleaseBatch(buf[:k])
+		if k != 1 {
+			t.Fatalf("forwarded %d (%s)", k, fr.n.DumpCounters())
+		}
+		return buf[0].NextHop.String()
+	}
+	hop()
+	fr.through(fr.b, fr.a, udp("198.51.100.7", "10.0.1.2", 53, 1234))
+	if h := hop(); h != "10.0.2.2" || fr.ct("flow_fastpath") != 1 {
+		t.Fatalf("next hop %s, fast %d", h, fr.ct("flow_fastpath"))
+	}
+	if err := n.Reload(cfg("10.0.2.3")); err != nil {
+		t.Fatal(err)
+	}
+	if h := hop(); h != "10.0.2.3" || fr.ct("flow_fastpath") != 2 || fr.ct("flow_teardown") != 0 {
+		t.Fatalf("after the route changed: next hop %s (%s)", h, fr.n.DumpCounters())
+	}
+}
