@@ -55,6 +55,13 @@ type FlowtableConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
+// statusOffload marks an entry whose flow is in a flowtable, for the
+// listing ([OFFLOAD], as conntrack-tools prints IPS_OFFLOAD); set and
+// cleared with the slot's ref, under the entry's lock. A flow whose
+// offload ends lazily (idle timeout, a reload: seen at its next packet)
+// keeps the mark until then, as Linux's until its flowtable's gc runs.
+const statusOffload uint32 = 1 << 24
+
 // defaultFlowTimeout is Linux's nf_flowtable_{tcp,udp}_timeout.
 const defaultFlowTimeout = 30 * time.Second
 
@@ -363,6 +370,7 @@ func (f *fastPath) forward(pc *pipeline.PacketContext, i uint32, r Ref) bool {
 	if s.epoch != f.epoch || int(s.ft) >= len(f.tables) || now-s.last > f.tables[s.ft].timeout {
 		// The rules changed, or the flow idled past the timeout.
 		s.ref.Store(0)
+		e.status.And(^statusOffload)
 		e.mu.Unlock()
 		f.teardown.Inc()
 		return false
@@ -467,6 +475,7 @@ func (f *fastPath) end(i uint32, r Ref) {
 	if s.ref.Load() == uint64(r) || s.pend == r {
 		s.ref.Store(0)
 		s.pend = 0
+		e.status.And(^statusOffload)
 		f.teardown.Inc()
 	}
 	e.mu.Unlock()
@@ -520,6 +529,7 @@ func (f *fastPath) offload(pc *pipeline.PacketContext, ft uint16) {
 	} else {
 		f.pendMu.Unlock()
 		s.ref.Store(uint64(r))
+		e.status.Or(statusOffload)
 	}
 	e.mu.Unlock()
 	f.offloaded.Inc()
@@ -544,6 +554,7 @@ func (f *fastPath) FlushBatch(*pipeline.Batch) {
 			// A FIN or RST on the slow path meanwhile keeps it there.
 			if e.Valid(p.r) && (e.tuple[0].Proto != wire.ProtocolTCP || TCPState(e.tcp.state) == TCPEstablished) {
 				s.ref.Store(uint64(p.r))
+				e.status.Or(statusOffload)
 			}
 		}
 		e.mu.Unlock()

@@ -161,6 +161,9 @@ func TestFlowOffloadSkipsRules(t *testing.T) {
 	if !offloaded(fr.n.Stack, ref) {
 		t.Fatal("flow not in the flowtable")
 	}
+	if l := Format(e, fr.clk.Now()); !strings.Contains(l, "[ASSURED] [OFFLOAD] mark=0") {
+		t.Errorf("listing without [OFFLOAD]: %s", l)
+	}
 	e.Lock()
 	p0, b0 := e.Counters(0)
 	p1, _ := e.Counters(1)
@@ -214,6 +217,9 @@ func TestFlowOffloadSkipsRules(t *testing.T) {
 	}
 	if offloaded(fr.n.Stack, ref) {
 		t.Fatal("still offloaded after a FIN")
+	}
+	if l := Format(e, fr.clk.Now()); strings.Contains(l, "OFFLOAD") {
+		t.Errorf("listing after the FIN: %s", l)
 	}
 	if fr.ct("flow_teardown") != 1 {
 		t.Errorf("flow_teardown = %d", fr.ct("flow_teardown"))
