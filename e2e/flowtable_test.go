@@ -56,7 +56,8 @@ func TestTUNFlowOffload(t *testing.T) {
 			rxGSO := r.counters("tun b")["rx_gso"] - b0["rx_gso"]
 			t.Logf("download: %d packets through the fast path, %d forwarded by the slow path; super-packets from B %d, written whole to A %d",
 				fast, slow, rxGSO, txGSO)
-			if fast < 10*slow || fast < 1000 {
+			if fast < 10*slow || fast < 100 { // 20 MB are some 500 super-packets and their ACKs
+
 				t.Errorf("the download did not take the fast path: %d fast, %d slow (conntrack %v)", fast, slow, r.counters("conntrack"))
 			}
 			if rxGSO == 0 || txGSO == 0 {
@@ -89,6 +90,7 @@ func TestTUNFlowOffload(t *testing.T) {
 	if out, err := r.control("reload"); err != nil || !strings.Contains(out, "reloaded") {
 		t.Fatalf("reload: %v %s", err, out)
 	}
+	startHTTP(t, l.nsB, "10.10.2.2:8080") // the subtests' servers are gone
 	time.Sleep(600 * time.Millisecond)
 	ct0, a0 := r.counters("conntrack"), r.counters("tun a")
 	downloadIntact(t, l, v4, 20_000_000, 22)
