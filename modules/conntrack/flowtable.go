@@ -579,11 +579,17 @@ type offloadTarget struct {
 }
 
 func (o *offloadTarget) provision(ctx *pipeline.Context, name, what string) error {
+	name = strings.TrimPrefix(name, "@")
+	if ctx.Stack() == nil {
+		// A rule built alone for its canonical text (filter.CanonicalRule:
+		// pipectl import), not for a pipeline: nothing to offload to.
+		o.fp, o.ft = &fastPath{tables: []flowtable{{name: name}}}, 0
+		return nil
+	}
 	fp := sharedFlow(ctx).building.Load()
 	if fp == nil {
 		return fmt.Errorf("%s needs connection tracking: add netfilter.conntrack under modules:", what)
 	}
-	name = strings.TrimPrefix(name, "@")
 	switch {
 	case name != "":
 		i := slices.IndexFunc(fp.tables, func(t flowtable) bool { return t.name == name })
