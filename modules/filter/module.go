@@ -41,6 +41,10 @@ type Module struct {
 	logs     *logRing
 	counters *pipeline.CounterSet
 	built    []pipeline.HookEntry
+
+	setSrcs []*setSrc       // the sets: section (sets_config.go)
+	sets    map[string]*Set // by name (Provision)
+	notes   []string        // what a reload should say (ReloadNotes)
 }
 
 // table is one table of the section.
@@ -132,13 +136,20 @@ func (m *Module) UnmarshalYAML(n *yaml.Node) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
+		case "sets":
+			ss, err := decodeSets(v)
+			if err != nil {
+				return err
+			}
+			m.setSrcs = ss
+			continue
 		case "nat":
 			if natGate == nil {
 				return posErr(k, "", "the nat table needs connection tracking (the netfilter.conntrack module is not built in)")
 			}
 		case "raw", "mangle", "filter":
 		default:
-			return pipeline.UnknownKey(k, tableOrder, "")
+			return pipeline.UnknownKey(k, append(tableOrder[:len(tableOrder):len(tableOrder)], "sets"), "")
 		}
 		t, err := decodeTable(k, v)
 		if err != nil {
@@ -266,7 +277,10 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	m.store = ctx.Shared(sharedCounters, func() any { return newCounterStore() }).(*counterStore)
 	logger := ctx.Logger
 	m.logs = ctx.Shared(sharedLog, func() any { return newLogRing(logger, defaultRingSize, ctx.Counters("filter")) }).(*logRing)
-	env := &provisionEnv{logs: m.logs, counters: m.counters}
+	if err := m.provisionSets(ctx); err != nil {
+		return err
+	}
+	env := &provisionEnv{logs: m.logs, counters: m.counters, sets: m.sets}
 	occurrence := map[string]int{}
 	ids := map[string]*rule{}
 	links := make(map[pipeline.NICID]string, len(ctx.LinkIDs))
