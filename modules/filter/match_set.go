@@ -156,7 +156,7 @@ func (m *SetMatch) Spec() string {
 }
 
 var (
-	_ Match                       = (*SetMatch)(nil)
-	_ pipeline.Provisioner        = (*SetMatch)(nil)
+	_ Match                        = (*SetMatch)(nil)
+	_ pipeline.Provisioner         = (*SetMatch)(nil)
 	_ pipeline.ConstraintDescriber = (*SetMatch)(nil)
 )

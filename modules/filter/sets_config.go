@@ -15,13 +15,13 @@ import (
 // setSrc is a set as written in the sets: section, before Provision
 // reads its file.
 type setSrc struct {
-	decl     setDecl
-	line     int
-	col      int
-	inline   []string
-	inPos    [][2]int // line, column of each inline element
-	file     string
-	filePos  [2]int
+	decl    setDecl
+	line    int
+	col     int
+	inline  []string
+	inPos   [][2]int // line, column of each inline element
+	file    string
+	filePos [2]int
 }
 
 var setKeys = []string{"type", "elements", "file", "timeout", "counters", "maxelem"}
