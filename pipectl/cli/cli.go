@@ -25,6 +25,7 @@
 //	export [FILE]    print a pipeline's filter rules in iptables-save format
 //	replay FILE --pcap IN   feed a capture through FILE's pipeline offline, deterministically
 //	trace            trace the next packets of a running pipeline (a stream)
+//	set              change and list a running pipeline's sets (ipset's add, del, list, flush)
 //	version, help
 //
 // Exit codes: 0 success, 1 the pipeline (or running it) failed, 2 the command
@@ -106,6 +107,9 @@ Usage:
   pipectl conntrack [-s SOCKET | FILE] -L|-C|-F|-D|-E|-S [-p P] [--src A] [--dst A] [--sport N] [--dport N]
         a running pipeline's connection table as conntrack-tools shows it: list, count,
         flush, delete what the filter selects, stream events, counters
+  pipectl set [-s SOCKET | FILE] add|del|test NAME ELEMENT [timeout N] | list [NAME] | flush NAME
+        a running pipeline's sets (filter sets:), as ipset: add an element (with a
+        timeout in seconds), delete it, test it, list, flush; no reload needed
   pipectl version
         print the version
   pipectl help
@@ -141,6 +145,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdTrace(rest, stdout, stderr)
 	case "conntrack":
 		return cmdConntrack(rest, stdout, stderr)
+	case "set":
+		return cmdSet(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -437,6 +443,9 @@ func cmdControl(cmd string, args []string, stdout, stderr io.Writer) int {
 	case "reload":
 		if rep.Reload.Changed {
 			fmt.Fprintf(stdout, "reloaded: generation %d\n", rep.Reload.Generation)
+			for _, n := range rep.Reload.Notes {
+				fmt.Fprintln(stdout, n)
+			}
 		} else {
 			fmt.Fprintf(stdout, "unchanged: generation %d keeps running\n", rep.Reload.Generation)
 		}

@@ -94,7 +94,11 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 		if g := st.Generation(); g != nil {
 			seq = g.Seq()
 		}
-		req.reply <- reloadResult{control.ReloadReply{Changed: changed, Generation: seq}, err}
+		rr := control.ReloadReply{Changed: changed, Generation: seq}
+		if changed && err == nil {
+			rr.Notes = control.GenerationNotes(st)
+		}
+		req.reply <- reloadResult{rr, err}
 	}
 	ctl := startControl(cfg, st, doReload, logger)
 	defer func() { ctl.close() }()
