@@ -698,23 +698,27 @@ type setSnap struct {
 	// element that expired: the next wider one decides).
 	v4starts []uint32
 	v4piece  []int32
+	// v4guide[h]: the index of the first start whose top 16 bits are h
+	// or more (nil for a small set): a lookup searches only between
+	// v4guide[h]-1 and v4guide[h+1].
+	v4guide []uint32
 	v6starts []u128
 	v6piece  []int32
 	pieces   []piece
 
 	// setIP
-	ip4 map[uint32]int32
+	ip4 u64Table
 	ip6 map[[16]byte]int32
 
 	// setPort: per protocol (0: any) a table of 65536 element indexes+1.
 	ports []portTable
 
 	// setIPPort: addr<<32 | proto<<16 | port → element; v6 likewise.
-	ipp4 map[uint64]int32
+	ipp4 u64Table
 	ipp6 map[ipp6Key]int32
 	// setNetPort: masked addr<<32 | bits<<24 | proto<<16 | port; the
 	// prefix lengths present, longest first.
-	np4     map[uint64]int32
+	np4     u64Table
 	np6     map[np6Key]int32
 	np4bits []uint8
 	np6bits []uint8
@@ -761,32 +765,49 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 	switch t {
 	case setNet:
 		sn.buildNet()
+		if !sn.state {
+			// Nothing expires: the intervals name the element, one load
+			// less per lookup.
+			for _, vs := range [][]int32{sn.v4piece, sn.v6piece} {
+				for i, p := range vs {
+					if p >= 0 {
+						vs[i] = sn.pieces[p].elem
+					}
+				}
+			}
+		}
 	case setIP:
-		sn.ip4, sn.ip6 = map[uint32]int32{}, map[[16]byte]int32{}
+		ip4 := map[uint64]int32{}
+		sn.ip6 = map[[16]byte]int32{}
 		for i := range elems {
 			a := elems[i].key.lo
 			if a.Is4() {
-				sn.ip4[uint32(addrU128(a).lo)] = int32(i)
+				ip4[addrU128(a).lo] = int32(i)
 			} else {
 				sn.ip6[a.As16()] = int32(i)
 			}
 		}
+		sn.ip4 = newU64Table(ip4)
 	case setPort:
 		sn.buildPorts()
 	case setIPPort:
-		sn.ipp4, sn.ipp6 = map[uint64]int32{}, map[ipp6Key]int32{}
+		ipp4 := map[uint64]int32{}
+		sn.ipp6 = map[ipp6Key]int32{}
+		defer func() { sn.ipp4 = newU64Table(ipp4) }()
 		for i := range elems {
 			k := &elems[i].key
 			for p := int(k.plo); p <= int(k.phi); p++ {
 				if k.lo.Is4() {
-					sn.ipp4[addrU128(k.lo).lo<<32|uint64(k.proto)<<16|uint64(p)] = int32(i)
+					ipp4[addrU128(k.lo).lo<<32|uint64(k.proto)<<16|uint64(p)] = int32(i)
 				} else {
 					sn.ipp6[ipp6Key{k.lo.As16(), k.proto, uint16(p)}] = int32(i)
 				}
 			}
 		}
 	case setNetPort:
-		sn.np4, sn.np6 = map[uint64]int32{}, map[np6Key]int32{}
+		np4 := map[uint64]int32{}
+		sn.np6 = map[np6Key]int32{}
+		defer func() { sn.np4 = newU64Table(np4) }()
 		var b4, b6 [129]bool
 		total := 0
 		for i := range elems {
@@ -803,7 +824,7 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 					}
 					if p.Addr().Is4() {
 						b4[p.Bits()] = true
-						sn.np4[a.lo<<32|uint64(p.Bits())<<24|uint64(k.proto)<<16|uint64(port)] = int32(i)
+						np4[a.lo<<32|uint64(p.Bits())<<24|uint64(k.proto)<<16|uint64(port)] = int32(i)
 					} else {
 						b6[p.Bits()] = true
 						sn.np6[np6Key{a, uint8(p.Bits()), k.proto, uint16(port)}] = int32(i)
@@ -934,6 +955,16 @@ func (sn *setSnap) buildNet() {
 				sn.v4starts[i] = uint32(s.lo)
 			}
 			sn.v4piece = vals
+			if len(starts) > 64 {
+				sn.v4guide = make([]uint32, 65537)
+				j := 0
+				for h := 0; h <= 65536; h++ {
+					for j < len(sn.v4starts) && int(sn.v4starts[j]>>16) < h {
+						j++
+					}
+					sn.v4guide[h] = uint32(j)
+				}
+			}
 		} else {
 			sn.v6starts, sn.v6piece = starts, vals
 		}
@@ -991,9 +1022,22 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 	case setNet:
 		var p int32 = -1
 		if a.Is4() {
-			p = sn.v4piece[search4(sn.v4starts, uint32(addrU128(a).lo))]
+			x := uint32(addrU128(a).lo)
+			if g := sn.v4guide; g != nil {
+				h := x >> 16
+				lo, hi := int(g[h]), int(g[h+1])
+				if lo > 0 {
+					lo--
+				}
+				p = sn.v4piece[lo+search4(sn.v4starts[lo:hi], x)]
+			} else {
+				p = sn.v4piece[search4(sn.v4starts, x)]
+			}
 		} else {
 			p = sn.v6piece[search6(sn.v6starts, addrU128(a))]
+		}
+		if !sn.state {
+			return p // the element itself (buildNet: nothing expires)
 		}
 		for p >= 0 {
 			e := sn.pieces[p].elem
@@ -1007,7 +1051,7 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 		var e int32
 		var ok bool
 		if a.Is4() {
-			e, ok = sn.ip4[uint32(addrU128(a).lo)]
+			e, ok = sn.ip4.get(addrU128(a).lo)
 		} else {
 			e, ok = sn.ip6[a.As16()]
 		}
@@ -1027,12 +1071,12 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 		if a.Is4() {
 			k := addrU128(a).lo << 32
 			if sn.someProto {
-				if e, ok := sn.ipp4[k|uint64(proto)<<16|uint64(port)]; ok && (!sn.state || !sn.elems[e].expired(now)) {
+				if e, ok := sn.ipp4.get(k | uint64(proto)<<16 | uint64(port)); ok && (!sn.state || !sn.elems[e].expired(now)) {
 					return e
 				}
 			}
 			if sn.anyProto {
-				if e, ok := sn.ipp4[k|uint64(port)]; ok && (!sn.state || !sn.elems[e].expired(now)) {
+				if e, ok := sn.ipp4.get(k | uint64(port)); ok && (!sn.state || !sn.elems[e].expired(now)) {
 					return e
 				}
 			}
@@ -1056,12 +1100,12 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 			for _, b := range sn.np4bits {
 				k := (v.lo&^(1<<(32-uint(b))-1))<<32 | uint64(b)<<24 | uint64(port)
 				if sn.someProto {
-					if e, ok := sn.np4[k|uint64(proto)<<16]; ok && (!sn.state || !sn.elems[e].expired(now)) {
+					if e, ok := sn.np4.get(k | uint64(proto)<<16); ok && (!sn.state || !sn.elems[e].expired(now)) {
 						return e
 					}
 				}
 				if sn.anyProto {
-					if e, ok := sn.np4[k]; ok && (!sn.state || !sn.elems[e].expired(now)) {
+					if e, ok := sn.np4.get(k); ok && (!sn.state || !sn.elems[e].expired(now)) {
 						return e
 					}
 				}
@@ -1111,4 +1155,51 @@ func search6(starts []u128, x u128) int {
 		}
 	}
 	return lo
+}
+
+// u64Table is an open-addressing hash table from 64-bit keys to element
+// indexes, built once per snapshot (at most half full): a lookup is a
+// multiply and, mostly, one 16-byte slot — a Go map's groups and hashing
+// cost about twice as much here (BenchmarkSetLookup).
+type u64Table struct {
+	slots []u64Slot
+	shift uint8
+}
+
+type u64Slot struct {
+	k uint64
+	v int32 // element index + 1; 0: empty
+}
+
+func newU64Table(m map[uint64]int32) u64Table {
+	n := 2
+	for n < 2*len(m) {
+		n <<= 1
+	}
+	t := u64Table{slots: make([]u64Slot, n), shift: uint8(64 - bits.TrailingZeros(uint(n)))}
+	mask := uint64(n - 1)
+	for k, v := range m {
+		i := (k * 0x9e3779b97f4a7c15) >> t.shift
+		for t.slots[i].v != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = u64Slot{k, v + 1}
+	}
+	return t
+}
+
+func (t *u64Table) get(k uint64) (int32, bool) {
+	if len(t.slots) == 0 {
+		return 0, false
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := (k * 0x9e3779b97f4a7c15) >> t.shift; ; i = (i + 1) & mask {
+		s := &t.slots[i]
+		if s.v == 0 {
+			return 0, false
+		}
+		if s.k == k {
+			return s.v - 1, true
+		}
+	}
 }
