@@ -132,6 +132,14 @@ func matcherKind(m pipeline.Matcher) classify.Kind {
 		return classify.Irregular
 	case *Limit:
 		return classify.Opaque
+	case *SetMatch:
+		// No constraints (the contents change at run time), never a
+		// hotdrop; a set with counters changes them on a match, so that
+		// a later constraint must not skip its rule.
+		if !x.set.decl.counters {
+			return classify.Pure
+		}
+		return classify.Opaque
 	}
 	return classify.DefaultKind(m)
 }

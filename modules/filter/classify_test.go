@@ -68,6 +68,12 @@ type crule struct {
 	outInv   bool
 	other    int // where the custom matcher stands: 0 before the transport matcher, 1 before multiport, 2 before mark, 3 last; -1 none
 	otherHot bool
+	// set: a set matcher after the others (-m set, last before the
+	// target): -1 none, 0 sn src, 1 sn dst, 2 sp dst,dst; setInv "!".
+	set      int
+	setInv   bool
+	setFirst bool // before every other matcher (but the base and -o)
+	cs     *cset
 }
 
 // cpacket is a random packet with the extensions.
@@ -99,6 +105,9 @@ func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 		if m == r.outInv {
 			return false, false
 		}
+	}
+	if r.set >= 0 && r.setFirst && r.cs.inSet(r.set, p) == r.setInv {
+		return false, false
 	}
 	transport := func(x *nrule) (bool, bool) {
 		switch {
@@ -146,7 +155,36 @@ func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 			return ok, hot
 		}
 	}
+	if r.set >= 0 && !r.setFirst {
+		return r.cs.inSet(r.set, p) != r.setInv, false
+	}
 	return true, false
+}
+
+// inSet is the brute-force membership of p in set k (crule.set).
+func (cs *cset) inSet(k int, p *cpacket) bool {
+	switch k {
+	case 0, 1:
+		a := p.src
+		if k == 1 {
+			a = p.dst
+		}
+		for _, pf := range cs.setNet {
+			if pf.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if p.frag || p.short || p.proto != 6 && p.proto != 17 {
+		return false
+	}
+	for _, e := range cs.setAP {
+		if e.addr == p.dst && e.port == p.dport && (e.proto == 0 || e.proto == p.proto) {
+			return true
+		}
+	}
+	return false
 }
 
 func (nv naive) crun(chains [][]*crule, c int, p *cpacket, counts [][]uint64) string {
@@ -184,6 +222,15 @@ type cset struct {
 	text   string
 	pfx4   []netip.Prefix
 	ports  []uint16
+	// The sets sn (hash:net) and sp (addr . port) the set matchers use.
+	setNet []netip.Prefix
+	setAP  []apElem
+}
+
+type apElem struct {
+	addr  netip.Addr
+	proto uint8
+	port  uint16
 }
 
 func randPrefix4(r *rand.Rand) netip.Prefix {
@@ -200,6 +247,25 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 	}
 	cs.ports = append(cs.ports, ports...)
 	var sb strings.Builder
+	sb.WriteString("sets:\n  sn: {type: hash:net, elements: [")
+	for i := r.Intn(4); i > 0; i-- {
+		pf := pick(r, cs.pfx4)
+		if r.Intn(2) == 0 {
+			pf = randPrefix4(r)
+		}
+		cs.setNet = append(cs.setNet, pf)
+		fmt.Fprintf(&sb, "%q, ", pf.String())
+	}
+	sb.WriteString("]}\n  sp: {type: \"addr . port\", counters: " + strconv.FormatBool(r.Intn(2) == 0) + ", elements: [")
+	for i := r.Intn(6); i > 0; i-- {
+		a := pick(r, cs.pfx4).Addr().As4()
+		a[3] += byte(r.Intn(4))
+		e := apElem{addr: netip.AddrFrom4(a), proto: []uint8{0, 6, 17}[r.Intn(3)], port: pick(r, cs.ports)}
+		cs.setAP = append(cs.setAP, e)
+		proto := map[uint8]string{0: "", 6: "tcp:", 17: "udp:"}[e.proto]
+		fmt.Fprintf(&sb, "\"%s . %s%d\", ", e.addr, proto, e.port)
+	}
+	sb.WriteString("]}\n")
 	sb.WriteString("filter:\n")
 	for c := 0; c < n; c++ {
 		name := chainName(c)
@@ -216,7 +282,7 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 			k = r.Intn(maxRules/3 + 2)
 		}
 		for ; k > 0; k-- {
-			x := &crule{nrule: randRule(r, c, n), other: -1}
+			x := &crule{nrule: randRule(r, c, n), other: -1, set: -1, cs: &cs}
 			if x.family != 6 && r.Intn(2) == 0 {
 				x.family = 4
 				if x.proto == 58 {
@@ -240,6 +306,9 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 			}
 			if r.Intn(6) == 0 {
 				x.other, x.otherHot = r.Intn(4), r.Intn(2) == 0
+			}
+			if r.Intn(4) == 0 {
+				x.set, x.setInv, x.setFirst = r.Intn(3), r.Intn(3) == 0, r.Intn(2) == 0
 			}
 			cs.chains[c] = append(cs.chains[c], x)
 			fmt.Fprintf(&sb, "      - %s\n", x.yaml())
@@ -269,6 +338,13 @@ func (x *crule) yaml() string {
 			o = `ttlodd: {hot: "true"}`
 		}
 		parts = insertBefore(parts, before, o)
+	}
+	if x.set >= 0 {
+		keys := []string{"target:", "jump:", "goto:"}
+		if x.setFirst {
+			keys = append(keys, "ttlodd:", "sport:", "dport:", "icmp_type:", "multiport:", "mark:")
+		}
+		parts = insertBefore(parts, keys, "set: "+strconv.Quote(not(x.setInv)+[]string{"sn src", "sn dst", "sp dst,dst"}[x.set]))
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
@@ -311,6 +387,10 @@ func (cs *cset) packet(r *rand.Rand) cpacket {
 	}
 	if r.Intn(3) == 0 {
 		p.dport = pick(r, cs.ports) + uint16(r.Intn(3)) - 1
+	}
+	if len(cs.setAP) > 0 && !p.v6 && r.Intn(4) == 0 {
+		e := pick(r, cs.setAP)
+		p.dst, p.dport = e.addr, e.port
 	}
 	switch r.Intn(40) {
 	case 0:
