@@ -73,7 +73,7 @@ type crule struct {
 	set      int
 	setInv   bool
 	setFirst bool // before every other matcher (but the base and -o)
-	cs     *cset
+	cs       *cset
 }
 
 // cpacket is a random packet with the extensions.

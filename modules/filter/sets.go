@@ -701,7 +701,7 @@ type setSnap struct {
 	// v4guide[h]: the index of the first start whose top 16 bits are h
 	// or more (nil for a small set): a lookup searches only between
 	// v4guide[h]-1 and v4guide[h+1].
-	v4guide []uint32
+	v4guide  []uint32
 	v6starts []u128
 	v6piece  []int32
 	pieces   []piece
