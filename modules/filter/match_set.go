@@ -55,7 +55,7 @@ func (m *SetMatch) Provision(*pipeline.Context) error {
 			return fmt.Errorf("match_set flag %q is not src or dst", d)
 		}
 	}
-	if m.env == nil || m.env.sets == nil {
+	if m.env == nil || len(m.env.sets) == 0 {
 		return fmt.Errorf("set %q does not exist (no sets: in the filter section)", m.name)
 	}
 	s, ok := m.env.sets[m.name]
@@ -107,6 +107,15 @@ func (m *SetMatch) Constraint() []pipeline.FieldConstraint { return nil }
 // ports does not match a packet without them (a non-first fragment, a
 // protocol without ports, a transport header shorter than its ports).
 func (m *SetMatch) Match(pc *pipeline.PacketContext) (bool, bool) {
+	if m.find(pc) < 0 {
+		return m.inv, false
+	}
+	return !m.inv, false
+}
+
+// find is the element pc's fields find in the set (-1: none), counted
+// when the set has counters.
+func (m *SetMatch) find(pc *pipeline.PacketContext) int32 {
 	sn := m.set.snap.Load()
 	var a = pc.Tuple.Dst
 	var port uint16
@@ -119,7 +128,7 @@ func (m *SetMatch) Match(pc *pipeline.PacketContext) (bool, bool) {
 	}
 	if t == setPort || t.dims() == 2 {
 		if pc.Fragment || pc.L4Unknown || !hasPorts(proto) || pc.L4End-pc.L4Off < 4 {
-			return m.inv, false
+			return -1
 		}
 		if m.dirs[len(m.dirs)-1] {
 			port = pc.Tuple.SrcPort
@@ -133,13 +142,13 @@ func (m *SetMatch) Match(pc *pipeline.PacketContext) (bool, bool) {
 	}
 	e := sn.lookup(a, port, proto, t0)
 	if e < 0 {
-		return m.inv, false
+		return -1
 	}
 	if st := sn.elems[e].st; st != nil && m.set.decl.counters {
 		st.packets.Add(1)
 		st.bytes.Add(uint64(pc.Pkt.Len()))
 	}
-	return !m.inv, false
+	return e
 }
 
 // Spec implements Match.

@@ -136,12 +136,12 @@ func (m *Module) UnmarshalYAML(n *yaml.Node) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
-		case "sets":
-			ss, err := decodeSets(v)
+		case "sets", "maps":
+			ss, err := decodeSets(v, k.Value == "maps")
 			if err != nil {
 				return err
 			}
-			m.setSrcs = ss
+			m.setSrcs = append(m.setSrcs, ss...)
 			continue
 		case "nat":
 			if natGate == nil {
@@ -149,7 +149,7 @@ func (m *Module) UnmarshalYAML(n *yaml.Node) error {
 			}
 		case "raw", "mangle", "filter":
 		default:
-			return pipeline.UnknownKey(k, append(tableOrder[:len(tableOrder):len(tableOrder)], "sets"), "")
+			return pipeline.UnknownKey(k, append(tableOrder[:len(tableOrder):len(tableOrder)], "sets", "maps"), "")
 		}
 		t, err := decodeTable(k, v)
 		if err != nil {
@@ -395,6 +395,18 @@ func (t *table) resolve() error {
 			r.jumpIdx = idx
 			t.chains[idx].refs++
 		}
+		for _, r := range c.rules {
+			if vm, ok := r.tgt.(*VMap); ok {
+				to, err := vm.resolveChains(t.byName, func(i int) bool { return t.chains[i].builtin })
+				if err != nil {
+					return r.errf("%v", err)
+				}
+				r.mapTo = to
+				for _, i := range to {
+					t.chains[i].refs++
+				}
+			}
+		}
 	}
 	// Loops: a depth-first walk over jumps and gotos from every chain.
 	state := make([]uint8, len(t.chains))
@@ -415,8 +427,8 @@ func (t *table) resolve() error {
 		state[i] = 1
 		path = append(path, t.chains[i].name)
 		for _, r := range t.chains[i].rules {
-			if r.jumpTo != "" {
-				if err := visit(r.jumpIdx, path); err != nil {
+			for _, to := range r.jumpTargets() {
+				if err := visit(to, path); err != nil {
 					if _, ok := err.(*pipeline.PosError); ok {
 						return err
 					}
@@ -437,8 +449,8 @@ func (t *table) resolve() error {
 		changed = false
 		for _, c := range t.chains {
 			for _, r := range c.rules {
-				if r.jumpTo != "" {
-					to := t.chains[r.jumpIdx]
+				for _, i := range r.jumpTargets() {
+					to := t.chains[i]
 					if to.hooks|c.hooks != to.hooks {
 						to.hooks |= c.hooks
 						changed = true

@@ -94,6 +94,7 @@ type setElem struct {
 	key  elemKey
 	text string
 	st   *elemState
+	val  string // a verdict map's verdict (canonical: accept, drop, return, continue, jump C, goto C)
 }
 
 // elemState is an element's timeout and counters, shared by every
@@ -424,6 +425,7 @@ type setDecl struct {
 	maxElem  int
 	elems    []string // canonical element lines (with their options) from the file
 	digest   string   // of typ and elems: what "the file changed the set" compares
+	isMap    bool     // a verdict map (maps:): each element line is "KEY : VERDICT"
 }
 
 // Set is a named set of the filter: its declaration and its contents, a
@@ -480,11 +482,23 @@ func (s *Set) needsState() bool { return s.decl.counters || s.decl.timeout > 0 }
 
 // makeElem parses one element line, with its state.
 func (s *Set) makeElem(line string, now time.Time) (setElem, elemOpts, error) {
+	var val string
+	if s.decl.isMap {
+		i := strings.LastIndex(line, " : ")
+		if i < 0 {
+			return setElem{}, elemOpts{}, fmt.Errorf("%q: a verdict map's element is KEY : VERDICT", line)
+		}
+		v, err := parseMapVerdict(line[i+3:])
+		if err != nil {
+			return setElem{}, elemOpts{}, err
+		}
+		line, val = line[:i], v
+	}
 	k, text, o, err := parseElement(s.decl.typ, line)
 	if err != nil {
 		return setElem{}, o, err
 	}
-	e := setElem{key: k, text: text}
+	e := setElem{key: k, text: text, val: val}
 	if o.timeoutSet && s.decl.timeout == 0 {
 		return e, o, errors.New("timeout on an element of a set without timeout (declare the set with timeout: N, 0 for none by default)")
 	}
@@ -505,6 +519,7 @@ func (s *Set) makeElem(line string, now time.Time) (setElem, elemOpts, error) {
 // SetElement is one element as a listing shows it.
 type SetElement struct {
 	Elem    string `json:"elem"`
+	Verdict string `json:"verdict,omitempty"` // a verdict map's`
 	Timeout int64  `json:"timeout,omitempty"` // seconds left (sets with timeout)
 	Packets uint64 `json:"packets,omitempty"`
 	Bytes   uint64 `json:"bytes,omitempty"`
@@ -519,6 +534,7 @@ type SetInfo struct {
 	MaxElem  int          `json:"maxelem"`
 	Entries  int          `json:"entries"`
 	Changed  bool         `json:"changed,omitempty"` // run-time changes since the file
+	Map      bool         `json:"map,omitempty"`     // a verdict map
 	Members  []SetElement `json:"members,omitempty"`
 }
 
@@ -527,7 +543,7 @@ type SetInfo struct {
 func (s *Set) Info(now time.Time, members bool) SetInfo {
 	sn := s.snap.Load()
 	in := SetInfo{Name: s.decl.name, Type: s.decl.typ.String(), Timeout: int64(s.decl.timeout / time.Second),
-		Counters: s.decl.counters, MaxElem: s.decl.maxElem, Changed: s.changed.Load()}
+		Counters: s.decl.counters, MaxElem: s.decl.maxElem, Changed: s.changed.Load(), Map: s.decl.isMap}
 	t := now.UnixNano()
 	for i := range sn.elems {
 		e := &sn.elems[i]
@@ -538,7 +554,7 @@ func (s *Set) Info(now time.Time, members bool) SetInfo {
 		if !members {
 			continue
 		}
-		se := SetElement{Elem: e.text}
+		se := SetElement{Elem: e.text, Verdict: e.val}
 		if e.st != nil {
 			if x := e.st.expires.Load(); x != 0 {
 				se.Timeout = (x - t + int64(time.Second) - 1) / int64(time.Second)
@@ -562,6 +578,9 @@ func (e *setElem) expired(now int64) bool {
 // gets the new timeout). timeout < 0: the set's default. It reports
 // whether the element is new.
 func (s *Set) Add(elem string, timeout time.Duration, now time.Time) (bool, error) {
+	if s.decl.isMap {
+		return false, s.mapErr()
+	}
 	if timeout >= 0 && s.decl.timeout == 0 && timeout != 0 {
 		return false, fmt.Errorf("set %s has no timeout (declare it with timeout: N)", s.decl.name)
 	}
@@ -615,6 +634,9 @@ func (s *Set) Add(elem string, timeout time.Duration, now time.Time) (bool, erro
 // Del removes an element; an element not there (or expired) is an error,
 // as ipset's "Element cannot be deleted from the set: it's not added".
 func (s *Set) Del(elem string, now time.Time) error {
+	if s.decl.isMap {
+		return s.mapErr()
+	}
 	k, text, _, err := parseElement(s.decl.typ, elem)
 	if err != nil {
 		return err
@@ -647,14 +669,35 @@ func (s *Set) Del(elem string, now time.Time) error {
 }
 
 // Flush empties the set and returns how many elements it had.
-func (s *Set) Flush(now time.Time) int {
+func (s *Set) Flush(now time.Time) (int, error) {
+	if s.decl.isMap {
+		return 0, s.mapErr()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.Info(now, false).Entries
 	sn, _ := buildSnap(s.decl.typ, nil)
 	s.snap.Store(sn)
 	s.changed.Store(true)
-	return n
+	return n, nil
+}
+
+// mapErr: a verdict map's elements name chains of the tables that use it,
+// resolved when the generation is built.
+func (s *Set) mapErr() error {
+	return fmt.Errorf("%s is a verdict map: its elements change through the file (pipectl reload)", s.decl.name)
+}
+
+// parseMapVerdict reads a verdict map's value (nftables' verdicts).
+func parseMapVerdict(v string) (string, error) {
+	fs := strings.Fields(strings.ToLower(v))
+	switch {
+	case len(fs) == 1 && (fs[0] == "accept" || fs[0] == "drop" || fs[0] == "return" || fs[0] == "continue"):
+		return fs[0], nil
+	case len(fs) == 2 && (fs[0] == "jump" || fs[0] == "goto"):
+		return fs[0] + " " + strings.Fields(v)[1], nil
+	}
+	return "", fmt.Errorf("verdict %q: accept, drop, return, continue, jump CHAIN or goto CHAIN", strings.TrimSpace(v))
 }
 
 // Test reports whether elem (a value, as an element is written) is in the

@@ -28,12 +28,16 @@ var setKeys = []string{"type", "elements", "file", "timeout", "counters", "maxel
 
 // decodeSets decodes the sets: section: a mapping of set names, each
 // {type:, elements: [...], file:, timeout:, counters:, maxelem:}.
-func decodeSets(n *yaml.Node) ([]*setSrc, error) {
+func decodeSets(n *yaml.Node, isMap bool) ([]*setSrc, error) {
+	section := "sets"
+	if isMap {
+		section = "maps"
+	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, posErr(n, "sets", "sets is a mapping of set names ({blocked: {type: hash:net, elements: [...]}})")
+		return nil, posErr(n, section, "%s is a mapping of names ({blocked: {type: hash:net, elements: [...]}})", section)
 	}
 	if err := dupKeys(n); err != nil {
 		return nil, err
@@ -42,10 +46,13 @@ func decodeSets(n *yaml.Node) ([]*setSrc, error) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		where := "set " + k.Value
+		if isMap {
+			where = "map " + k.Value
+		}
 		if err := checkSetName(k.Value); err != nil {
 			return nil, posErr(k, where, "%v", err)
 		}
-		s := &setSrc{line: k.Line, col: k.Column, decl: setDecl{name: k.Value, line: k.Line, maxElem: defaultMaxElem}}
+		s := &setSrc{line: k.Line, col: k.Column, decl: setDecl{name: k.Value, line: k.Line, maxElem: defaultMaxElem, isMap: isMap}}
 		if v.Kind != yaml.MappingNode {
 			return nil, posErr(v, where, "a set is a mapping {type: hash:net, elements: [...]}")
 		}
@@ -74,7 +81,25 @@ func decodeSets(n *yaml.Node) ([]*setSrc, error) {
 				if sv.Kind == yaml.ScalarNode && sv.Tag == "!!null" {
 					continue
 				}
+				if isMap && sv.Kind == yaml.MappingNode {
+					// {KEY: VERDICT, …}
+					if err := dupKeys(sv); err != nil {
+						return nil, err
+					}
+					for e := 0; e+1 < len(sv.Content); e += 2 {
+						ek, ev := sv.Content[e], sv.Content[e+1]
+						if ev.Kind != yaml.ScalarNode {
+							return nil, posErr(ev, where, "a verdict is accept, drop, return, continue, jump CHAIN or goto CHAIN")
+						}
+						s.inline = append(s.inline, ek.Value+" : "+ev.Value)
+						s.inPos = append(s.inPos, [2]int{ek.Line, ek.Column})
+					}
+					continue
+				}
 				if sv.Kind != yaml.SequenceNode {
+					if isMap {
+						return nil, posErr(sv, where, "elements is a mapping {KEY: VERDICT} (or a list of \"KEY : VERDICT\")")
+					}
 					return nil, posErr(sv, where, "elements is a list of elements")
 				}
 				for _, e := range sv.Content {
@@ -162,12 +187,15 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 	}
 	for _, src := range m.setSrcs {
 		where := "set " + src.decl.name
+		if src.decl.isMap {
+			where = "map " + src.decl.name
+		}
 		d := src.decl
 		d.elems = nil
 		var lines [][2]int
 		for i, e := range src.inline {
 			// Canonical form (also checks it), options kept.
-			if _, _, _, err := parseElement(d.typ, e); err != nil {
+			if _, _, err := (&Set{decl: d}).makeElem(e, now); err != nil {
 				return &pipeline.PosError{Line: src.inPos[i][0], Col: src.inPos[i][1], Where: where, Msg: "element " + strconv.Quote(e) + ": " + err.Error()}
 			}
 			d.elems = append(d.elems, strings.Join(strings.Fields(e), " "))
@@ -181,7 +209,7 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 			for ln, text := range strings.Split(string(b), "\n") {
 				e, skip, err := fileElement(d.name, text)
 				if err == nil && !skip {
-					_, _, _, err = parseElement(d.typ, e)
+					_, _, err = (&Set{decl: d}).makeElem(e, now)
 				}
 				if err != nil {
 					return &pipeline.PosError{Line: src.filePos[0], Col: src.filePos[1], Where: where, Msg: fmt.Sprintf("%s line %d: %v", src.file, ln+1, err)}
@@ -192,7 +220,10 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 				}
 			}
 		}
-		d.digest = declDigest(d.typ, d.elems) + fmt.Sprintf("/%d/%t/%d", d.timeout, d.counters, d.maxElem)
+		d.digest = declDigest(d.typ, d.elems) + fmt.Sprintf("/%d/%t/%d/%t", d.timeout, d.counters, d.maxElem, d.isMap)
+		if _, dup := m.sets[d.name]; dup {
+			return &pipeline.PosError{Line: src.line, Col: src.col, Where: where, Msg: "a set or map of this name is declared already"}
+		}
 		if p, ok := prev[d.name]; ok && p.decl.digest == d.digest {
 			m.sets[d.name] = p
 			continue

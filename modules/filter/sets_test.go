@@ -248,7 +248,7 @@ func TestSetTimeouts(t *testing.T) {
 	if err := s.Del("10.0.2.4", clock); err != nil || drop("10.0.2.4") {
 		t.Fatalf("del: %v", err)
 	}
-	if n := s.Flush(clock); n != 2 || drop("10.0.2.2") {
+	if n, err := s.Flush(clock); err != nil || n != 2 || drop("10.0.2.2") {
 		t.Fatalf("flush: %d", n)
 	}
 }

@@ -76,7 +76,7 @@ func Sets(s *pipeline.Stack, req *SetRequest) (*SetReply, error) {
 			rep.Deleted = 1
 		}
 	case "flush":
-		rep.Deleted = set.Flush(now)
+		rep.Deleted, err = set.Flush(now)
 	case "test":
 		rep.Found, err = set.Test(req.Elem, now)
 	case "list":
@@ -120,6 +120,9 @@ func FormatSets(w io.Writer, sets []filter.SetInfo) {
 		fmt.Fprintf(w, "Number of entries: %d\nMembers:\n", s.Entries)
 		for _, e := range s.Members {
 			line := e.Elem
+			if s.Map {
+				line += " : " + e.Verdict
+			}
 			if e.Timeout > 0 {
 				line += fmt.Sprintf(" timeout %d", e.Timeout)
 			}
