@@ -41,8 +41,8 @@ func TestVMap(t *testing.T) {
 	}{
 		{pk{proto: 6, src: "192.0.2.1", dst: "10.0.2.2", dport: 80}, pipeline.VerdictAccept},
 		{pk{proto: 17, src: "192.0.2.1", dst: "10.0.2.2", dport: 80}, pipeline.VerdictDrop}, // tcp:80 only: no element, rule 5
-		{pk{proto: 6, src: "10.0.1.5", dst: "10.0.2.2", dport: 22}, pipeline.VerdictAccept},  // jump ssh: accepted there
-		{pk{proto: 6, src: "192.0.2.1", dst: "10.0.2.2", dport: 22}, pipeline.VerdictDrop},   // ssh: not from 10.0.1.0/24
+		{pk{proto: 6, src: "10.0.1.5", dst: "10.0.2.2", dport: 22}, pipeline.VerdictAccept}, // jump ssh: accepted there
+		{pk{proto: 6, src: "192.0.2.1", dst: "10.0.2.2", dport: 22}, pipeline.VerdictDrop},  // ssh: not from 10.0.1.0/24
 		{pk{proto: 6, src: "192.0.2.1", dst: "10.0.2.2", dport: 1200}, pipeline.VerdictDrop},
 		{pk{proto: 6, src: "192.0.2.1", dst: "10.0.2.2", dport: 1500}, pipeline.VerdictDrop},  // continue → rule 4
 		{pk{proto: 17, src: "192.0.2.1", dst: "10.0.2.2", dport: 53}, pipeline.VerdictAccept}, // goto dns: its RETURN is the policy, not rule 5
