@@ -744,7 +744,12 @@ type setSnap struct {
 	// v4guide[h]: the index of the first start whose top 16 bits are h
 	// or more (nil for a small set): a lookup searches only between
 	// v4guide[h]-1 and v4guide[h+1].
-	v4guide  []uint32
+	v4guide []uint32
+	// v4sub: for a /16 with more than 64 starts, 257 more bounds by the
+	// next 8 bits at v4subOff[h] (-1: none), so that a dense /16 (a
+	// block list's /32s side by side) is searched as little.
+	v4sub    []uint32
+	v4subOff []int32
 	v6starts []u128
 	v6piece  []int32
 	pieces   []piece
@@ -1007,6 +1012,22 @@ func (sn *setSnap) buildNet() {
 					}
 					sn.v4guide[h] = uint32(j)
 				}
+				sn.v4subOff = make([]int32, 65536)
+				for h := 0; h < 65536; h++ {
+					sn.v4subOff[h] = -1
+					lo, hi := int(sn.v4guide[h]), int(sn.v4guide[h+1])
+					if hi-lo <= 64 {
+						continue
+					}
+					sn.v4subOff[h] = int32(len(sn.v4sub))
+					j := lo
+					for m := 0; m <= 256; m++ {
+						for j < hi && int(sn.v4starts[j]>>8&0xff) < m {
+							j++
+						}
+						sn.v4sub = append(sn.v4sub, uint32(j))
+					}
+				}
 			}
 		} else {
 			sn.v6starts, sn.v6piece = starts, vals
@@ -1069,6 +1090,10 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 			if g := sn.v4guide; g != nil {
 				h := x >> 16
 				lo, hi := int(g[h]), int(g[h+1])
+				if off := sn.v4subOff[h]; off >= 0 {
+					m := int(off) + int(x>>8&0xff)
+					lo, hi = int(sn.v4sub[m]), int(sn.v4sub[m+1])
+				}
 				if lo > 0 {
 					lo--
 				}

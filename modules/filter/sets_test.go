@@ -133,11 +133,10 @@ func TestSetLookupRandom(t *testing.T) {
 		if stateless {
 			decl.timeout = 0
 		}
-		s, err := newSet(decl, now)
-		if err != nil {
-			t.Fatal(err)
-		}
 		n := 1 + r.IntN(40)
+		if round%10 == 0 {
+			n = 400 // past 64 interval starts per /16: the guides
+		}
 		for i := 0; i < n; i++ {
 			a := randAddr()
 			var e string
@@ -157,12 +156,21 @@ func TestSetLookupRandom(t *testing.T) {
 			default:
 				e = a.String()
 			}
-			to := time.Duration(1+r.IntN(3)) * time.Second
-			if stateless {
-				to = -1
+			if !stateless {
+				e += fmt.Sprintf(" timeout %d", 1+r.IntN(3))
 			}
-			if _, err := s.Add(e, to, now); err != nil {
-				t.Fatalf("add %s: %v", e, err)
+			decl.elems = append(decl.elems, e)
+		}
+		s, err := newSet(decl, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round%7 == 0 { // a run-time add and del rebuild it
+			if _, err := s.Add(randAddr().String(), -1, now); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Del(s.snap.Load().elems[0].text, now); err != nil {
+				t.Fatal(err)
 			}
 		}
 		at := now.Add(time.Duration(r.IntN(4)) * time.Second).UnixNano()
@@ -316,4 +324,3 @@ func FuzzParseElement(f *testing.F) {
 	})
 }
 
-var _ = fmt.Sprint
