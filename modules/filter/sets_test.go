@@ -323,4 +323,3 @@ func FuzzParseElement(f *testing.F) {
 		}
 	})
 }
-
