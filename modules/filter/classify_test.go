@@ -415,6 +415,7 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 	pkt := pipeline.DefaultPool.Get(2048)
 	defer pkt.Release()
 	var nv naive
+	disjointPairs = 0
 	for s := 0; s < sets && time.Now().Before(deadline); s++ {
 		cs := randCSet(r, maxRules)
 		m, lerr := load(t, cs.text)
@@ -437,8 +438,37 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 		for c := range counts {
 			counts[c] = make([]uint64, len(cs.chains[c]))
 		}
+		// Lint's Disjoint over the entry chain: the pairs it proves are
+		// checked against every regular packet below.
+		entry := fwd.Chains[fwd.Entry].Rules
+		lintOpts := classifyOptions
+		lintOpts.MinRules, lintOpts.PlantedBug = 1, 0
+		var disjoint [][2]int
+		if bug == 0 && len(entry) > 1 {
+			lx := classify.Compile(entry, lintOpts)
+			for a := range entry {
+				for b := a + 1; b < len(entry); b++ {
+					if lx.Disjoint(a, b) {
+						disjoint = append(disjoint, [2]int{a, b})
+					}
+				}
+			}
+			disjointPairs += len(disjoint)
+		}
 		for i := 0; i < packets; i++ {
 			np := cs.packet(r)
+			if !np.frag && !np.short && len(disjoint) > 0 {
+				fires := make([]bool, len(entry))
+				for j, cr := range cs.chains[0] {
+					ok, hot := nv.ordered(cr, &np)
+					fires[j] = ok || hot
+				}
+				for _, d := range disjoint {
+					if fires[d[0]] && fires[d[1]] {
+						return nsets, npkts, indexed, skipped, sureN, fmt.Errorf("rule set %d: Disjoint(%d, %d) but packet %+v matches both\n%s", s, d[0]+1, d[1]+1, np, cs.text)
+					}
+				}
+			}
 			k := pk{v6: np.v6, proto: np.proto, src: np.src.String(), dst: np.dst.String(), sport: np.sport, dport: np.dport,
 				icmpType: np.icmpType, icmpCode: np.icmpCode, ttl: np.ttl}
 			if np.frag {
@@ -497,6 +527,10 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 	return nsets, npkts, indexed, skipped, sureN, nil
 }
 
+// disjointPairs counts the pairs Disjoint proved in a run (checked on every
+// regular packet of it).
+var disjointPairs int
+
 // TestClassifierEquivalence: the compiled chains decide and count exactly
 // as the naive evaluator. CLASSIFY_SEED reruns a seed; CLASSIFY_LONG=1 runs
 // up to 20,000 rule sets × 1,000 packets (20 million packets) instead of
@@ -519,6 +553,10 @@ func TestClassifierEquivalence(t *testing.T) {
 	}
 	ns, np, idx, skip, sure, err := classifyRun(t, seed, sets, packets, 60, classify.NoBug, time.Now().Add(budget))
 	t.Logf("%d rule sets, %d packets, %d indexed chains, %.1f rules skipped per packet at the entry chain's start, %d first candidates sure", ns, np, idx, float64(skip)/float64(max(np, 1)), sure)
+	t.Logf("lint: %d rule pairs proved disjoint, none met by a packet", disjointPairs)
+	if disjointPairs == 0 {
+		t.Error("Disjoint proved no pair: the check proves nothing")
+	}
 	if err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}

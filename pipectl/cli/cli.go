@@ -74,7 +74,8 @@ Usage:
   pipectl validate [--stats] [--lint] FILE...
         decode, provision and validate each FILE; opens no device, needs no root;
         --stats: per filter chain, what the rule compiler made of it;
-        --lint: filter rules that can never match (shadowed), exit 1 if any
+        --lint: filter rules that can never match (shadowed), rules whose removal
+        changes no verdict (redundant), user chains never reached; exit 1 if any
   pipectl modules [NAMESPACE]
         list the modules compiled into this binary (e.g. pipectl modules link)
   pipectl stats [-a] [-json] [-s SOCKET | FILE]
@@ -185,7 +186,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", "[--stats] [--lint] FILE...", stderr)
 	stats := fs.Bool("stats", false, "also print, per filter chain, what the rule compiler made of it (compile time, memory)")
-	lint := fs.Bool("lint", false, "also report filter rules that can never match (an earlier rule covers them); exit 1 if any")
+	lint := fs.Bool("lint", false, "also report filter rules that can never match (an earlier rule covers them), redundant rules and user chains never reached; exit 1 if any")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -215,18 +216,21 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// printLint prints the filter's shadowed rules, with file:line, and
-// returns how many.
+// printLint prints the filter's findings — shadowed and redundant rules,
+// user chains never reached — with file:line:col, and returns how many.
 func printLint(w io.Writer, file string, cfg *pipeline.Config) int {
 	n := 0
 	for _, mc := range cfg.Modules {
-		l, ok := mc.Module.(interface{ Lint() []filter.Shadow })
+		l, ok := mc.Module.(interface{ LintAll() []filter.Finding })
 		if !ok {
 			continue
 		}
-		for _, s := range l.Lint() {
-			fmt.Fprintf(w, "%s:%d:%d: filter (table %s, chain %s, rule %d): %q can never match: rule %d (line %d) matches every packet it could and ends the chain\n",
-				file, s.Line, s.Col, s.Table, s.Chain, s.Rule, s.Text, s.By, s.ByLine)
+		for _, f := range l.LintAll() {
+			where := fmt.Sprintf("table %s, chain %s, rule %d", f.Table, f.Chain, f.Rule)
+			if f.Rule == 0 {
+				where = fmt.Sprintf("table %s, chain %s", f.Table, f.Chain)
+			}
+			fmt.Fprintf(w, "%s:%d:%d: filter (%s): %s\n", file, f.Line, f.Col, where, f.Msg)
 			n++
 		}
 	}

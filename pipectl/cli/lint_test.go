@@ -1,0 +1,47 @@
+package cli_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestValidateLintRedundantUnreached: --lint reports redundant rules and
+// user chains nothing reaches, with file:line:col, and exits 1.
+func TestValidateLintRedundantUnreached(t *testing.T) {
+	file := tempPipeline(t, `name: lint2
+modules: [network.ipv4]
+links:
+  - {name: lan, module: link.channel, framing: ip, addresses: [10.0.1.1/24]}
+filter:
+  filter:
+    input:
+      policy: drop
+      rules:
+        - "-s 203.0.113.0/24 -j DROP"
+        - "-s 10.0.0.0/8 -j ACCEPT"
+    forward:
+      rules:
+        - "-p udp --dport 53 -j DROP"
+        - "-p tcp -j ACCEPT"
+        - "-p udp --dport 50:60 -j DROP"
+    spare:
+      rules: ["-j DROP"]
+`)
+	r := runMain(t, "validate", "--lint", file)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1", r.code)
+	}
+	for _, want := range []string{
+		file + `:10:11: filter (table filter, chain input, rule 1): "-s 203.0.113.0/24 -j DROP" is redundant: no later rule can match what it matches, and the policy decides the same`,
+		file + `:14:11: filter (table filter, chain forward, rule 1): "-p udp -m udp --dport 53 -j DROP" is redundant: rule 3 (line 16) matches every packet it could with the same verdict, and no rule between can match them`,
+		file + `:15:11: filter (table filter, chain forward, rule 2): "-p tcp -j ACCEPT" is redundant: no later rule can match what it matches, and the policy decides the same`,
+		file + `:17:5: filter (table filter, chain spare): user chain spare is never reached: no rule jumps or goes to it`,
+	} {
+		if !strings.Contains(r.stdout, want+"\n") {
+			t.Errorf("missing\n%s\nin\n%s", want, r.stdout)
+		}
+	}
+	if n := strings.Count(r.stdout, "filter ("); n != 4 {
+		t.Errorf("%d findings, want 4:\n%s", n, r.stdout)
+	}
+}
