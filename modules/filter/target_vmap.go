@@ -90,7 +90,17 @@ func (t *VMap) resolveChains(byName map[string]int, builtin func(int) bool) ([]i
 		case "jump", "goto":
 			idx, ok := byName[c]
 			if !ok {
-				return nil, fmt.Errorf("map %s: %s : %s: chain %q does not exist in this table", t.m.name, e.text, e.val, c)
+				var known []string
+				for n, i := range byName {
+					if !builtin(i) {
+						known = append(known, n)
+					}
+				}
+				msg := fmt.Sprintf("map %s: %s : %s: chain %q does not exist in this table", t.m.name, e.text, e.val, c)
+				if sg := pipeline.Suggest(c, known); len(sg) > 0 {
+					msg += fmt.Sprintf(", did you mean %q?", sg[0])
+				}
+				return nil, fmt.Errorf("%s", msg)
 			}
 			if builtin(idx) {
 				return nil, fmt.Errorf("map %s: %s : %s: cannot jump to built-in chain %s", t.m.name, e.text, e.val, c)
