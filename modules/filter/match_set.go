@@ -55,6 +55,9 @@ func (m *SetMatch) Provision(*pipeline.Context) error {
 			return fmt.Errorf("match_set flag %q is not src or dst", d)
 		}
 	}
+	if m.env != nil && m.env.lenient {
+		return nil
+	}
 	if m.env == nil || len(m.env.sets) == 0 {
 		return fmt.Errorf("set %q does not exist (no sets: in the filter section)", m.name)
 	}

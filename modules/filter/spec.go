@@ -92,6 +92,9 @@ type provisionEnv struct {
 	logs     *logRing
 	counters *pipeline.CounterSet
 	sets     map[string]*Set // the section's sets (sets.go)
+	// lenient: a rule alone (CanonicalRule), without its section: a
+	// matcher or target that names a set or map takes the name on trust.
+	lenient bool
 }
 
 // matchNames are the matchers a rule may name (-m NAME or a YAML key).

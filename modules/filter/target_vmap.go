@@ -54,6 +54,9 @@ func (t *VMap) Provision(ctx *pipeline.Context) error {
 	if err := t.m.Provision(ctx); err != nil {
 		return fmt.Errorf("%s", strings.Replace(strings.Replace(err.Error(), "match_set", "vmap", -1), "--match-set", "--vmap", -1))
 	}
+	if t.m.set == nil { // a rule alone (CanonicalRule)
+		return nil
+	}
 	if !t.m.set.decl.isMap {
 		return fmt.Errorf("%s is a set, not a verdict map (maps:)", t.m.name)
 	}

@@ -91,9 +91,9 @@ Usage:
   pipectl reload [-s SOCKET | FILE]     make it re-read its file (like SIGHUP), and say what happened
         The control socket is the file's control: socket
         (default /run/pipestack/<name>.sock); root only.
-  pipectl import [--links dev=link,...] [--family 4|6] FILE [FILE6]
+  pipectl import [--links dev=link,...] [--family 4|6] [--ipset FILE] FILE [FILE6]
         translate iptables-save (and ip6tables-save) output (FILE or - for stdin)
-        into a filter: section; names every option it cannot translate with its
+        into a filter: section, ipset save output into its sets:; names every option it cannot translate with its
         line and exits 1 if anything was left out
   pipectl export [--family 4|6] [--links dev=link,...] [-c] [-s SOCKET | FILE]
         print the filter rules of FILE, or of the running pipeline (its socket),
