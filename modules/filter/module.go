@@ -45,6 +45,8 @@ type Module struct {
 	setSrcs []*setSrc       // the sets: section (sets_config.go)
 	sets    map[string]*Set // by name (Provision)
 	notes   []string        // what a reload should say (ReloadNotes)
+	env     *provisionEnv
+	started []*Set // sets whose appliers this generation started (Start)
 }
 
 // table is one table of the section.
@@ -281,6 +283,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		return err
 	}
 	env := &provisionEnv{logs: m.logs, counters: m.counters, sets: m.sets}
+	m.env = env
 	occurrence := map[string]int{}
 	ids := map[string]*rule{}
 	links := make(map[pipeline.NICID]string, len(ctx.LinkIDs))
@@ -357,8 +360,33 @@ func (m *Module) Validate() error {
 // HookTables implements pipeline.HookModule.
 func (m *Module) HookTables() []pipeline.HookEntry { return m.built }
 
+// Start starts the appliers of the sets SET targets change (not under
+// pipectl validate: a generation built to run).
+func (m *Module) Start() error {
+	seen := map[*Set]bool{}
+	for _, s := range m.env.setTargets {
+		if !seen[s] {
+			seen[s] = true
+			s.startApplier()
+			m.started = append(m.started, s)
+		}
+	}
+	return nil
+}
+
+// Stop stops them (a set another generation still changes keeps its
+// applier).
+func (m *Module) Stop() error {
+	for _, s := range m.started {
+		s.stopApplier()
+	}
+	m.started = nil
+	return nil
+}
+
 // Cleanup gives the counters back: those no generation holds any more go.
 func (m *Module) Cleanup() error {
+	m.Stop() // a build that failed after Start
 	if m.store != nil {
 		m.store.release(m.acquired)
 	}
@@ -558,5 +586,7 @@ var (
 	_ pipeline.Provisioner  = (*Module)(nil)
 	_ pipeline.Validator    = (*Module)(nil)
 	_ pipeline.CleanerUpper = (*Module)(nil)
+	_ pipeline.Starter      = (*Module)(nil)
+	_ pipeline.Stopper      = (*Module)(nil)
 	_ yaml.Unmarshaler      = (*Module)(nil)
 )

@@ -439,6 +439,9 @@ type Set struct {
 	snap atomic.Pointer[setSnap]
 	// changed: contents differ from the file's (an add, del or flush ran).
 	changed atomic.Bool
+	// The SET target's queue and applier (target_set.go).
+	app       setApplier
+	applierCh atomic.Pointer[chan setOp]
 }
 
 // Name is the set's name.

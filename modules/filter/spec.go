@@ -95,6 +95,9 @@ type provisionEnv struct {
 	// lenient: a rule alone (CanonicalRule), without its section: a
 	// matcher or target that names a set or map takes the name on trust.
 	lenient bool
+	// setTargets are the sets SET targets change (their appliers run
+	// while the generation does: Module.Start).
+	setTargets []*Set
 }
 
 // matchNames are the matchers a rule may name (-m NAME or a YAML key).
