@@ -52,7 +52,7 @@ func (t *VMap) Provision(ctx *pipeline.Context) error {
 	}
 	t.m.MatchSet = t.VMap
 	if err := t.m.Provision(ctx); err != nil {
-		return fmt.Errorf("%s", strings.Replace(strings.Replace(err.Error(), "match_set", "vmap", -1), "--match-set", "--vmap", -1))
+		return fmt.Errorf("%s", strings.NewReplacer("match_set", "vmap", "--match-set", "--vmap", "set \"", "map \"", "Set ", "Map ").Replace(err.Error()))
 	}
 	if t.m.set == nil { // a rule alone (CanonicalRule)
 		return nil
