@@ -133,10 +133,14 @@ func matcherKind(m pipeline.Matcher) classify.Kind {
 	case *Limit:
 		return classify.Opaque
 	case *SetMatch:
-		// No constraints (the contents change at run time), never a
-		// hotdrop; a set with counters changes them on a match, so that
-		// a later constraint must not skip its rule.
-		if !x.set.decl.counters {
+		// Never a hotdrop. A constant address set describes its
+		// prefixes exactly; another set no constraint (its contents
+		// change at run time); a set with counters changes them on a
+		// match, so that a later constraint must not skip its rule.
+		switch {
+		case x.exact():
+			return classify.Pure | classify.Exact
+		case !x.set.decl.counters:
 			return classify.Pure
 		}
 		return classify.Opaque

@@ -247,7 +247,7 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 	}
 	cs.ports = append(cs.ports, ports...)
 	var sb strings.Builder
-	sb.WriteString("sets:\n  sn: {type: hash:net, elements: [")
+	sb.WriteString("sets:\n  sn: {type: hash:net, constant: " + strconv.FormatBool(r.Intn(2) == 0) + ", elements: [")
 	for i := r.Intn(4); i > 0; i-- {
 		pf := pick(r, cs.pfx4)
 		if r.Intn(2) == 0 {

@@ -84,6 +84,12 @@ func (m *SetMatch) Provision(*pipeline.Context) error {
 // run time (and a matched element counts), so a classifier must call it
 // wherever its rule is a candidate.
 func (m *SetMatch) Fields() pipeline.FieldSet {
+	if m.exact() {
+		if m.dirs[0] {
+			return pipeline.FieldSrcAddr
+		}
+		return pipeline.FieldDstAddr
+	}
 	f := pipeline.FieldOther
 	t := m.set.decl.typ
 	for i, src := range m.dirs {
@@ -102,9 +108,27 @@ func (m *SetMatch) Fields() pipeline.FieldSet {
 	return f
 }
 
-// Constraint implements pipeline.ConstraintDescriber: none (the contents
-// are not fixed when the generation is built).
-func (m *SetMatch) Constraint() []pipeline.FieldConstraint { return nil }
+// Constraint implements pipeline.ConstraintDescriber: a constant address
+// set of at most maxConstraintPrefixes prefixes is its prefixes (with the
+// rule's "!"), exactly; any other set none (its contents change at run
+// time, the index is built once per generation).
+func (m *SetMatch) Constraint() []pipeline.FieldConstraint {
+	if m.set == nil {
+		return nil
+	}
+	ps := m.set.prefixes()
+	if ps == nil {
+		return nil
+	}
+	f := pipeline.FieldDstAddr
+	if m.dirs[0] {
+		f = pipeline.FieldSrcAddr
+	}
+	return []pipeline.FieldConstraint{{Field: f, Prefixes: ps, Invert: m.inv}}
+}
+
+// exact: the constraint says all Match tests.
+func (m *SetMatch) exact() bool { return m.set != nil && m.set.prefixes() != nil }
 
 // Match implements pipeline.Matcher: one lookup, no allocation. A set with
 // ports does not match a packet without them (a non-first fragment, a

@@ -426,6 +426,10 @@ type setDecl struct {
 	elems    []string // canonical element lines (with their options) from the file
 	digest   string   // of typ and elems: what "the file changed the set" compares
 	isMap    bool     // a verdict map (maps:): each element line is "KEY : VERDICT"
+	// constant: the contents are the file's only (nft's flags constant):
+	// no run-time change, so a small address set's elements are its
+	// matcher's constraint for the classifier (maxConstraintPrefixes).
+	constant bool
 }
 
 // Set is a named set of the filter: its declaration and its contents, a
@@ -538,6 +542,7 @@ type SetInfo struct {
 	Entries  int          `json:"entries"`
 	Changed  bool         `json:"changed,omitempty"` // run-time changes since the file
 	Map      bool         `json:"map,omitempty"`     // a verdict map
+	Constant bool         `json:"constant,omitempty"`
 	Members  []SetElement `json:"members,omitempty"`
 }
 
@@ -546,7 +551,7 @@ type SetInfo struct {
 func (s *Set) Info(now time.Time, members bool) SetInfo {
 	sn := s.snap.Load()
 	in := SetInfo{Name: s.decl.name, Type: s.decl.typ.String(), Timeout: int64(s.decl.timeout / time.Second),
-		Counters: s.decl.counters, MaxElem: s.decl.maxElem, Changed: s.changed.Load(), Map: s.decl.isMap}
+		Counters: s.decl.counters, MaxElem: s.decl.maxElem, Changed: s.changed.Load(), Map: s.decl.isMap, Constant: s.decl.constant}
 	t := now.UnixNano()
 	for i := range sn.elems {
 		e := &sn.elems[i]
@@ -581,7 +586,7 @@ func (e *setElem) expired(now int64) bool {
 // gets the new timeout). timeout < 0: the set's default. It reports
 // whether the element is new.
 func (s *Set) Add(elem string, timeout time.Duration, now time.Time) (bool, error) {
-	if s.decl.isMap {
+	if s.decl.isMap || s.decl.constant {
 		return false, s.mapErr()
 	}
 	if timeout >= 0 && s.decl.timeout == 0 && timeout != 0 {
@@ -637,7 +642,7 @@ func (s *Set) Add(elem string, timeout time.Duration, now time.Time) (bool, erro
 // Del removes an element; an element not there (or expired) is an error,
 // as ipset's "Element cannot be deleted from the set: it's not added".
 func (s *Set) Del(elem string, now time.Time) error {
-	if s.decl.isMap {
+	if s.decl.isMap || s.decl.constant {
 		return s.mapErr()
 	}
 	k, text, _, err := parseElement(s.decl.typ, elem)
@@ -673,7 +678,7 @@ func (s *Set) Del(elem string, now time.Time) error {
 
 // Flush empties the set and returns how many elements it had.
 func (s *Set) Flush(now time.Time) (int, error) {
-	if s.decl.isMap {
+	if s.decl.isMap || s.decl.constant {
 		return 0, s.mapErr()
 	}
 	s.mu.Lock()
@@ -688,6 +693,9 @@ func (s *Set) Flush(now time.Time) (int, error) {
 // mapErr: a verdict map's elements name chains of the tables that use it,
 // resolved when the generation is built.
 func (s *Set) mapErr() error {
+	if s.decl.constant {
+		return fmt.Errorf("set %s is constant: its elements change through the file (pipectl reload)", s.decl.name)
+	}
 	return fmt.Errorf("%s is a verdict map: its elements change through the file (pipectl reload)", s.decl.name)
 }
 
@@ -1273,4 +1281,30 @@ func (t *u64Table) get(k uint64) (int32, bool) {
 			return s.v - 1, true
 		}
 	}
+}
+
+// maxConstraintPrefixes bounds the prefixes a constant set's matcher
+// describes to the classifier (more: none, the matcher is called).
+const maxConstraintPrefixes = 256
+
+// prefixes are a constant address set's elements as prefixes (ranges
+// split), nil when it has more than maxConstraintPrefixes or is not an
+// address set.
+func (s *Set) prefixes() []netip.Prefix {
+	if !s.decl.constant || s.decl.typ != setNet && s.decl.typ != setIP {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, e := range s.snap.Load().elems {
+		k := &e.key
+		if k.bits >= 0 {
+			out = append(out, netip.PrefixFrom(k.lo, k.bits))
+		} else {
+			out = append(out, rangePrefixes(addrU128(k.lo), addrU128(k.hi), k.lo.Is4())...)
+		}
+		if len(out) > maxConstraintPrefixes {
+			return nil
+		}
+	}
+	return out // nil for an empty set too: described as nothing
 }

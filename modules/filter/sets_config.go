@@ -24,7 +24,7 @@ type setSrc struct {
 	filePos [2]int
 }
 
-var setKeys = []string{"type", "elements", "file", "timeout", "counters", "maxelem"}
+var setKeys = []string{"type", "elements", "file", "timeout", "counters", "maxelem", "constant"}
 
 // decodeSets decodes the sets: section: a mapping of set names, each
 // {type:, elements: [...], file:, timeout:, counters:, maxelem:}.
@@ -129,6 +129,12 @@ func decodeSets(n *yaml.Node, isMap bool) ([]*setSrc, error) {
 					return nil, posErr(sv, where, "counters is true or false")
 				}
 				s.decl.counters = b
+			case "constant":
+				var b bool
+				if err := sv.Decode(&b); err != nil || sv.Kind != yaml.ScalarNode {
+					return nil, posErr(sv, where, "constant is true or false")
+				}
+				s.decl.constant = b
 			case "maxelem":
 				m, err := strconv.Atoi(sv.Value)
 				if err != nil || m < 1 || m > 1<<24 {
@@ -143,6 +149,9 @@ func decodeSets(n *yaml.Node, isMap bool) ([]*setSrc, error) {
 		}
 		if s.decl.typ == 0 {
 			return nil, posErr(k, where, "a set needs a type: (hash:net, hash:ip, bitmap:port, hash:ip,port, hash:net,port)")
+		}
+		if s.decl.constant && (s.decl.timeout > 0 || s.decl.counters) {
+			return nil, posErr(k, where, "a constant set has no timeout and no counters (its elements never change)")
 		}
 		out = append(out, s)
 	}
@@ -220,7 +229,7 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 				}
 			}
 		}
-		d.digest = declDigest(d.typ, d.elems) + fmt.Sprintf("/%d/%t/%d/%t", d.timeout, d.counters, d.maxElem, d.isMap)
+		d.digest = declDigest(d.typ, d.elems) + fmt.Sprintf("/%d/%t/%d/%t/%t", d.timeout, d.counters, d.maxElem, d.isMap, d.constant)
 		if _, dup := m.sets[d.name]; dup {
 			return &pipeline.PosError{Line: src.line, Col: src.col, Where: where, Msg: "a set or map of this name is declared already"}
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/classify"
 )
 
 // setSection is a filter section with one set and a forward chain that
@@ -276,6 +277,8 @@ func TestSetConfigErrors(t *testing.T) {
 		{"  s: {type: hash:ip}\n", "-m set --match-set s src,dst -j DROP", `has 1 dimension(s), --match-set gives 2`},
 		{"  s: {type: hash:ip}\n", "-m set --match-set s up -j DROP", `flag "up" is not src or dst`},
 		{"  bad name: {type: hash:ip}\n", "-j DROP", `set name "bad name"`},
+		{"  s: {type: hash:ip, constant: true, timeout: 5}\n", "-j DROP", `a constant set has no timeout and no counters`},
+		{"  s: {type: hash:ip, constant: true}\n", "-j SET --add-set s src", `set s is constant`},
 	} {
 		_, err := load(t, setSection(c.set, c.rule))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -322,4 +325,27 @@ func FuzzParseElement(f *testing.F) {
 			t.Fatalf("%s %q: its own element not found", st, text)
 		}
 	})
+}
+
+// TestSetConstant: a constant address set is its matcher's exact
+// constraint (the classifier prunes on it and answers sure); it refuses
+// run-time changes; a set that may change describes nothing.
+func TestSetConstant(t *testing.T) {
+	m := mustLoad(t, setSection("  c: {type: hash:net, constant: true, elements: [10.0.0.0/8, \"192.0.2.5-192.0.2.9\"]}\n  v: {type: hash:net, elements: [10.0.0.0/8]}\n", "-m set --match-set c src -j DROP"))
+	r := m.tables[0].chains[m.tables[0].byName["forward"]].rules[0]
+	sm := r.ms[0].(*SetMatch)
+	cs := sm.Constraint()
+	if len(cs) != 1 || cs[0].Field != pipeline.FieldSrcAddr || len(cs[0].Prefixes) != 4 || matcherKind(sm) != classify.Pure|classify.Exact {
+		t.Fatalf("constraint %+v, kind %v", cs, matcherKind(sm))
+	}
+	if _, err := m.sets["c"].Add("10.9.9.9", -1, time.Now()); err == nil || !strings.Contains(err.Error(), "constant") {
+		t.Errorf("add to a constant set: %v", err)
+	}
+	if _, err := m.sets["c"].Flush(time.Now()); err == nil {
+		t.Error("flush of a constant set")
+	}
+	v := &SetMatch{set: m.sets["v"], dirs: []bool{true}}
+	if v.Constraint() != nil || matcherKind(v) != classify.Pure {
+		t.Errorf("a set that may change: %+v, %v", v.Constraint(), matcherKind(v))
+	}
 }

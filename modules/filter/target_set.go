@@ -80,8 +80,8 @@ func (t *SetTarget) Provision(ctx *pipeline.Context) error {
 	if t.m.set == nil { // a rule alone (CanonicalRule)
 		return nil
 	}
-	if t.m.set.decl.isMap {
-		return fmt.Errorf("%s is a verdict map: the SET target changes sets", t.m.name)
+	if t.m.set.decl.isMap || t.m.set.decl.constant {
+		return fmt.Errorf("%v: the SET target cannot change it", t.m.set.mapErr())
 	}
 	if t.timeout > 0 && t.m.set.decl.timeout == 0 {
 		return fmt.Errorf("set %s has no timeout (declare it with timeout: N)", t.m.name)
