@@ -443,6 +443,8 @@ type Set struct {
 	snap atomic.Pointer[setSnap]
 	// changed: contents differ from the file's (an add, del or flush ran).
 	changed atomic.Bool
+	// build is how long the file's contents took to build (validate --stats).
+	build time.Duration
 	// The SET target's queue and applier (target_set.go).
 	app       setApplier
 	applierCh atomic.Pointer[chan setOp]
@@ -457,7 +459,9 @@ func (s *Set) Type() string { return s.decl.typ.String() }
 // newSet makes a set of decl's type filled with its declared elements; now
 // is the stack clock (element timeouts count from it).
 func newSet(decl setDecl, now time.Time) (*Set, error) {
+	start := time.Now()
 	s := &Set{decl: decl}
+	defer func() { s.build = time.Since(start) }()
 	var elems []setElem
 	seen := map[string]int{}
 	for _, line := range decl.elems {
@@ -1307,4 +1311,45 @@ func (s *Set) prefixes() []netip.Prefix {
 		}
 	}
 	return out // nil for an empty set too: described as nothing
+}
+
+// SetStats is what pipectl validate --stats says of a set.
+type SetStats struct {
+	Name, Type string
+	Line       int
+	Elements   int
+	Build      time.Duration // parsing and building the file's contents
+	Bytes      int           // the lookup structures and elements, estimated
+}
+
+// bytes estimates the snapshot's memory.
+func (sn *setSnap) bytes() int {
+	n := 4*(len(sn.v4starts)+len(sn.v4piece)+len(sn.v4guide)+len(sn.v4sub)+len(sn.v4subOff)+len(sn.v6piece)) +
+		16*len(sn.v6starts) + 8*len(sn.pieces) + 16*(len(sn.ip4.slots)+len(sn.ipp4.slots)+len(sn.np4.slots)) +
+		48*(len(sn.ip6)+len(sn.ipp6)+len(sn.np6)) + 4*65536*len(sn.ports)
+	for i := range sn.elems {
+		n += 80 + len(sn.elems[i].text) + len(sn.elems[i].val)
+		if sn.elems[i].st != nil {
+			n += 24
+		}
+	}
+	return n
+}
+
+// SetStats reports every set and map of the section.
+func (m *Module) SetStats() []SetStats {
+	var out []SetStats
+	for _, src := range m.setSrcs {
+		s := m.sets[src.decl.name]
+		if s == nil {
+			continue
+		}
+		sn := s.snap.Load()
+		typ := s.decl.typ.String()
+		if s.decl.isMap {
+			typ += " verdict map"
+		}
+		out = append(out, SetStats{Name: s.decl.name, Type: typ, Line: src.line, Elements: len(sn.elems), Build: s.build, Bytes: sn.bytes()})
+	}
+	return out
 }

@@ -241,6 +241,12 @@ func printLint(w io.Writer, file string, cfg *pipeline.Config) int {
 // chain: compiled (time, partitions, entries, memory) or walked.
 func printClassifierStats(w io.Writer, file string, cfg *pipeline.Config) {
 	for _, mc := range cfg.Modules {
+		if ss, ok := mc.Module.(interface{ SetStats() []filter.SetStats }); ok {
+			for _, s := range ss.SetStats() {
+				fmt.Fprintf(w, "  %s:%d: set %s (%s): %s built in %v, %.1f KiB\n",
+					file, s.Line, s.Name, s.Type, plural(s.Elements, "element"), s.Build.Round(time.Microsecond), float64(s.Bytes)/1024)
+			}
+		}
 		cs, ok := mc.Module.(interface{ ClassifierStats() []filter.ChainStats })
 		if !ok {
 			continue

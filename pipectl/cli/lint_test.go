@@ -45,3 +45,27 @@ filter:
 		t.Errorf("%d findings, want 4:\n%s", n, r.stdout)
 	}
 }
+
+// TestValidateStatsSets: --stats prints each set with its line, its
+// elements, the time its contents took to build and their memory.
+func TestValidateStatsSets(t *testing.T) {
+	file := tempPipeline(t, `name: st
+modules: [network.ipv4]
+links:
+  - {name: lan, module: link.channel, framing: ip, addresses: [10.0.1.1/24]}
+filter:
+  sets:
+    blocked: {type: hash:net, elements: [192.0.2.0/24, "198.51.100.1-198.51.100.9"]}
+  maps:
+    ports: {type: port, elements: {"22": accept}}
+`)
+	r := runMain(t, "validate", "--stats", file)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{file + ":7: set blocked (hash:net): 2 elements built in ", file + ":9: set ports (bitmap:port verdict map): 1 element built in "} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("missing %q in\n%s", want, r.stdout)
+		}
+	}
+}
