@@ -11,7 +11,7 @@ import (
 // (can never match), a redundant rule (removing it changes no verdict) or
 // a user chain nothing reaches.
 type Finding struct {
-	Kind         string // "shadowed", "redundant", "unreached"
+	Kind         string // "shadowed", "redundant", "unreached", "unused" (a set or map)
 	Table, Chain string
 	Rule         int // from 1; 0 for a chain
 	Line, Col    int
@@ -33,7 +33,8 @@ type Finding struct {
 // hotdrop a packet without all its ports needs a k that may too.
 //
 // Unreached: a user chain that no rule of a chain reached from a built-in
-// chain jumps or goes to (directly or through a verdict map).
+// chain jumps or goes to (directly or through a verdict map). Unused: a
+// set or map no rule names.
 func (m *Module) LintAll() []Finding {
 	var out []Finding
 	shadowed := map[*rule]bool{}
@@ -43,6 +44,34 @@ func (m *Module) LintAll() []Finding {
 		shadowed[r] = true
 		out = append(out, Finding{Kind: "shadowed", Table: s.Table, Chain: s.Chain, Rule: s.Rule, Line: s.Line, Col: s.Col, Text: s.Text, By: s.By, ByLine: s.ByLine,
 			Msg: fmt.Sprintf("%q can never match: rule %d (line %d) matches every packet it could and ends the chain", s.Text, s.By, s.ByLine)})
+	}
+	used := map[*Set]bool{}
+	for _, t := range m.tables {
+		for _, c := range t.chains {
+			for _, r := range c.rules {
+				for _, x := range r.ms {
+					if sm, ok := x.(*SetMatch); ok {
+						used[sm.set] = true
+					}
+				}
+				switch x := r.tgt.(type) {
+				case *VMap:
+					used[x.m.set] = true
+				case *SetTarget:
+					used[x.m.set] = true
+				}
+			}
+		}
+	}
+	for _, src := range m.setSrcs {
+		if s := m.sets[src.decl.name]; s != nil && !used[s] {
+			what := "set"
+			if s.decl.isMap {
+				what = "map"
+			}
+			out = append(out, Finding{Kind: "unused", Line: src.line, Col: src.col,
+				Msg: fmt.Sprintf("%s %s is never used: no rule matches, maps or changes it", what, src.decl.name)})
+		}
 	}
 	opts := classifyOptions
 	opts.MinRules = 1

@@ -227,7 +227,10 @@ func printLint(w io.Writer, file string, cfg *pipeline.Config) int {
 		}
 		for _, f := range l.LintAll() {
 			where := fmt.Sprintf("table %s, chain %s, rule %d", f.Table, f.Chain, f.Rule)
-			if f.Rule == 0 {
+			switch {
+			case f.Table == "":
+				where = "sets"
+			case f.Rule == 0:
 				where = fmt.Sprintf("table %s, chain %s", f.Table, f.Chain)
 			}
 			fmt.Fprintf(w, "%s:%d:%d: filter (%s): %s\n", file, f.Line, f.Col, where, f.Msg)

@@ -26,6 +26,8 @@ filter:
         - "-p udp --dport 50:60 -j DROP"
     spare:
       rules: ["-j DROP"]
+  sets:
+    idle: {type: hash:ip}
 `)
 	r := runMain(t, "validate", "--lint", file)
 	if r.code != 1 {
@@ -36,13 +38,14 @@ filter:
 		file + `:14:11: filter (table filter, chain forward, rule 1): "-p udp -m udp --dport 53 -j DROP" is redundant: rule 3 (line 16) matches every packet it could with the same verdict, and no rule between can match them`,
 		file + `:15:11: filter (table filter, chain forward, rule 2): "-p tcp -j ACCEPT" is redundant: no later rule can match what it matches, and the policy decides the same`,
 		file + `:17:5: filter (table filter, chain spare): user chain spare is never reached: no rule jumps or goes to it`,
+		file + `:20:5: filter (sets): set idle is never used: no rule matches, maps or changes it`,
 	} {
 		if !strings.Contains(r.stdout, want+"\n") {
 			t.Errorf("missing\n%s\nin\n%s", want, r.stdout)
 		}
 	}
-	if n := strings.Count(r.stdout, "filter ("); n != 4 {
-		t.Errorf("%d findings, want 4:\n%s", n, r.stdout)
+	if n := strings.Count(r.stdout, "filter ("); n != 5 {
+		t.Errorf("%d findings, want 5:\n%s", n, r.stdout)
 	}
 }
 
