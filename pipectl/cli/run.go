@@ -208,6 +208,9 @@ func reload(st *pipeline.Stack, file string, lw *logWriter, logger zerolog.Logge
 	default:
 		lw.configure(cfg.Log)
 		logger.Info().Uint64("generation", st.Generation().Seq()).Msg("reloaded")
+		for _, n := range control.GenerationNotes(st) {
+			logger.Warn().Uint64("generation", st.Generation().Seq()).Msg(n)
+		}
 	}
 	return changed, err
 }
