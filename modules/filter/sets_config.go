@@ -229,7 +229,26 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 				}
 			}
 		}
-		d.digest = declDigest(d.typ, d.elems) + fmt.Sprintf("/%d/%t/%d/%t/%t", d.timeout, d.counters, d.maxElem, d.isMap, d.constant)
+		// The digest is over the canonical elements: the same set written
+		// otherwise (10.1.2.3/8 for 10.0.0.0/8, "a,80" for "a . 80") is
+		// the same set.
+		canon := make([]string, 0, len(d.elems))
+		for _, line := range d.elems {
+			e, o, err := (&Set{decl: d}).makeElem(line, now)
+			if err != nil {
+				canon = append(canon, line)
+				continue
+			}
+			c := e.text
+			if e.val != "" {
+				c += " : " + e.val
+			}
+			if o.timeoutSet {
+				c += fmt.Sprintf(" timeout %d", o.timeout/time.Second)
+			}
+			canon = append(canon, c)
+		}
+		d.digest = declDigest(d.typ, canon) + fmt.Sprintf("/%d/%t/%d/%t/%t", d.timeout, d.counters, d.maxElem, d.isMap, d.constant)
 		if _, dup := m.sets[d.name]; dup {
 			return &pipeline.PosError{Line: src.line, Col: src.col, Where: where, Msg: "a set or map of this name is declared already"}
 		}

@@ -73,6 +73,13 @@ func TestSetsAtRunTime(t *testing.T) {
 	if notes := reloadNotes(n.Stack); len(notes) != 0 {
 		t.Errorf("notes for an unchanged set: %q", notes)
 	}
+	// The same element written otherwise (an IPv4-mapped address) is the same set.
+	if err := n.Reload(cfg(`"::ffff:10.0.2.7"`, `, "-p tcp -j ACCEPT", "-p udp -j ACCEPT"`)); err != nil {
+		t.Fatal(err)
+	}
+	if StackSets(n.Stack)["blocked"] != sets["blocked"] || len(reloadNotes(n.Stack)) != 0 {
+		t.Fatal("::ffff:10.0.2.7 for 10.0.2.7 made another set")
+	}
 	// A broken reload: nothing changes.
 	if err := n.Reload(cfg("10.0.2.300", "")); err == nil || !strings.Contains(err.Error(), `element "10.0.2.300"`) {
 		t.Fatalf("broken element: %v", err)
