@@ -354,3 +354,6 @@ func SetNames(sets map[string]*Set) []string {
 // ReloadNotes are what the last build of this section has to tell a
 // reload: sets whose run-time contents the file replaced.
 func (m *Module) ReloadNotes() []string { return m.notes }
+
+// Sets are the section's sets and maps by name (after Provision).
+func (m *Module) Sets() map[string]*Set { return m.sets }

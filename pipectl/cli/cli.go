@@ -98,6 +98,7 @@ Usage:
   pipectl export [--family 4|6] [--links dev=link,...] [-c] [-s SOCKET | FILE]
         print the filter rules of FILE, or of the running pipeline (its socket),
         in iptables-save format; one family per output: --family 4 (the default) or 6
+        (--ipset: its sets in ipset save format instead)
   pipectl replay FILE --pcap IN [--out OUT] [--json] [--link NAME] [--seed N]
         feed a capture through FILE's pipeline offline (channel links, the capture's
         clock, seeded random draws): per packet the rules that decided it, the
