@@ -465,7 +465,7 @@ func newSet(decl setDecl, now time.Time) (*Set, error) {
 	var elems []setElem
 	seen := map[string]int{}
 	for _, line := range decl.elems {
-		e, o, err := s.makeElem(line, now)
+		e, _, err := s.makeElem(line, now)
 		if err != nil {
 			return nil, err
 		}
@@ -473,7 +473,6 @@ func newSet(decl setDecl, now time.Time) (*Set, error) {
 			elems[i] = e // the later line wins (its options)
 			continue
 		}
-		_ = o
 		seen[e.text] = len(elems)
 		elems = append(elems, e)
 	}
@@ -649,11 +648,10 @@ func (s *Set) Del(elem string, now time.Time) error {
 	if s.decl.isMap || s.decl.constant {
 		return s.mapErr()
 	}
-	k, text, _, err := parseElement(s.decl.typ, elem)
+	_, text, _, err := parseElement(s.decl.typ, elem)
 	if err != nil {
 		return err
 	}
-	_ = k
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.snap.Load()
