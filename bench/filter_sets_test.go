@@ -60,7 +60,8 @@ func setFiles(tb testing.TB, dir string) (nets, ipport string) {
 // setCases are the one-rule chains.
 var setCases = []struct{ name, rule string }{
 	{"none", ""},
-	{"rule=-d/32", "-d 198.18.0.1/32 -j %s"},
+	{"rule=-d32", "-d 198.18.0.1/32 -j %s"},
+	{"rule=-d15", "-d 198.18.0.0/15 -j %s"}, // every flow matches: the matched rule's cost (its counter)
 	{"set=prefix100k", "-m set --match-set nets dst -j %s"},
 	{"set=addrport100k", "-m set --match-set ipport dst,dst -j %s"},
 }
@@ -89,7 +90,7 @@ func newGVisorOneRuleRouter(tb testing.TB, withRule, drop bool) *gvisorRouter {
 func BenchmarkForwardFilterSets(b *testing.B) {
 	for _, c := range setCases {
 		b.Run("case="+c.name, func(b *testing.B) {
-			if c.name == "none" || c.name == "rule=-d/32" {
+			if c.name == "none" || c.name == "rule=-d32" {
 				b.Run("impl=gvisor", func(b *testing.B) {
 					r := newGVisorOneRuleRouter(b, c.name != "none", false)
 					runForwardGVisor(b, r, newFilterFlowSet(), filterSize, r.drain)
@@ -121,8 +122,11 @@ func TestForwardFilterSetsApply(t *testing.T) {
 				pipeline.ReleaseBatch(buf[:n])
 			}
 			want := filterFlows / 2
-			if c.name == "rule=-d/32" {
+			switch c.name {
+			case "rule=-d32":
 				want = filterFlows - 1
+			case "rule=-d15":
+				want = 0
 			}
 			if got != want {
 				t.Errorf("forwarded %d of %d, want %d", got, filterFlows, want)
