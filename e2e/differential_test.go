@@ -81,10 +81,10 @@ func TestDifferentialFilter(t *testing.T) {
 // for each family ({IN} and {OUT} stand for the router's interfaces toward
 // A and B), the probes, and the differences known with their reasons.
 type ruleSet struct {
-	file   string
-	Name   string      `yaml:"name"`
-	IPv4   string      `yaml:"ipv4"`
-	IPv6   string      `yaml:"ipv6"`
+	file string
+	Name string `yaml:"name"`
+	IPv4 string `yaml:"ipv4"`
+	IPv6 string `yaml:"ipv6"`
 	// Ipset is ipset restore text (create/add lines) the rules' -m set
 	// refer to: the kernel router restores it, pipectl gets it as the
 	// filter's sets: (ipset's sets have one family each, ours both).
