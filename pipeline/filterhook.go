@@ -26,6 +26,17 @@ type HookEntry struct {
 	Priority int
 	Name     string // the table's name, for messages (raw, mangle, filter)
 	Table    *HookTable
+	// Prepare, when set, runs once per hook run over the run's packets
+	// (some slots may be nil, some not IP: it skips them), before any
+	// table at the hook sees one of them — not for a packet resumed into
+	// the hook, nor when the hook's tables have no rules. It may read the
+	// packets and its module's state, and must change neither nor decide
+	// anything: it is for work whose result Table's per-packet run then
+	// finds warm — conntrack touches the flow-table lines of the whole
+	// batch so that their cache misses overlap, instead of waiting for
+	// them one packet after the other. The packets it sees may still be
+	// dropped, stolen or changed by earlier tables: its work is a hint.
+	Prepare func(b *Batch, h Hook, pkts []*Packet)
 }
 
 // Netfilter's table priorities.
@@ -62,6 +73,8 @@ type hookSet struct {
 	// trivial: no table has a rule in its entry chain: each policy
 	// decides the whole batch (Batch.runTrivial).
 	trivial bool
+	// prepare are the entries' Prepare functions, in priority order.
+	prepare []func(*Batch, Hook, []*Packet)
 }
 
 // maxHookSlots bounds the tables at one hook (a token keeps the slot in a
@@ -99,6 +112,9 @@ func composeHooks(fromGo [NumHooks]*HookTable, entries []HookEntry) ([NumHooks]*
 		hs := &hookSet{entries: es, trivial: true}
 		for _, e := range es {
 			hs.tables = append(hs.tables, e.Table)
+			if e.Prepare != nil {
+				hs.prepare = append(hs.prepare, e.Prepare)
+			}
 			if len(e.Table.Chains[e.Table.Entry].Rules) > 0 {
 				hs.trivial = false
 			}
