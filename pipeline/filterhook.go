@@ -59,9 +59,10 @@ const (
 // rather than rules (conntrack, defragmentation, NAT): one rule without
 // matchers whose target is fn, policy accept. fn's Accept or Continue lets
 // the next table at the hook run; Drop and Stolen end the hook, as for
-// any table. Give it as a HookEntry's Table.
+// any table. Give it as a HookEntry's Table, unchanged (Evaluate calls fn
+// directly, without the rule loop).
 func HookFunc(name string, fn Target) *HookTable {
-	return &HookTable{Chains: []Chain{{Name: name, Rules: []Rule{{Target: fn}}}}, Policy: VerdictAccept}
+	return &HookTable{Chains: []Chain{{Name: name, Rules: []Rule{{Target: fn}}}}, Policy: VerdictAccept, fn: fn}
 }
 
 // hookSet is what runs at one hook: its tables in priority order (Config.Hooks

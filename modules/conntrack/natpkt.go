@@ -91,6 +91,11 @@ func (n *natHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	if p.ConnTrack == 0 {
 		return pipeline.VerdictAccept, 0
 	}
+	if t := n.h.t.Load(); t != nil && !t.natted.Load() {
+		// No entry of the table ever had a binding (AlterReply): nothing
+		// to rewrite, nor a stale binding to drop for.
+		return pipeline.VerdictAccept, 0
+	}
 	state := p.CTInfo.State()
 	if state != pipeline.CTNew && state != pipeline.CTEstablished && state != pipeline.CTRelated {
 		return pipeline.VerdictAccept, 0

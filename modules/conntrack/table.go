@@ -91,6 +91,11 @@ type Table struct {
 	timer pipeline.Timer
 	stop  atomic.Bool
 
+	// natted: some entry was given a NAT binding (AlterReply), ever:
+	// until then the nat hooks skip every packet without reading its
+	// entry.
+	natted atomic.Bool
+
 	// events (pipectl conntrack -E): nil unless someone listens.
 	events atomic.Pointer[eventSink]
 
