@@ -82,7 +82,9 @@ func hasPorts(p uint8) bool {
 
 // hash mixes the key with the table's seed (a multiply-xorshift over its
 // words; the seed is random per table, so that flows cannot be chosen to
-// share a bucket).
+// share a bucket). An IPv4 key's addresses are one word (the rest of
+// Src and Dst is zero): two rounds, the hash every tracked packet
+// computes twice (the batch pass and Track).
 func (k *Key) hash(seed uint64) uint64 {
 	h := seed
 	mix := func(w uint64) {
@@ -90,11 +92,13 @@ func (k *Key) hash(seed uint64) uint64 {
 		hi, lo := bits.Mul64(h, 0x9e3779b97f4a7c15)
 		h = hi ^ lo
 	}
-	mix(binary.LittleEndian.Uint64(k.Src[0:]))
-	mix(binary.LittleEndian.Uint64(k.Dst[0:]))
 	if k.Family == 6 {
+		mix(binary.LittleEndian.Uint64(k.Src[0:]))
+		mix(binary.LittleEndian.Uint64(k.Dst[0:]))
 		mix(binary.LittleEndian.Uint64(k.Src[8:]))
 		mix(binary.LittleEndian.Uint64(k.Dst[8:]))
+	} else {
+		mix(uint64(binary.LittleEndian.Uint32(k.Src[0:])) | uint64(binary.LittleEndian.Uint32(k.Dst[0:]))<<32)
 	}
 	mix(uint64(k.SPort) | uint64(k.DPort)<<16 | uint64(k.Proto)<<32 | uint64(k.Family)<<40)
 	return h ^ h>>29
