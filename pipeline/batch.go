@@ -172,7 +172,9 @@ func (b *Batch) runHook(hs *hookSet, h Hook, pkts []*Packet) {
 			continue
 		}
 		pc.InNIC, pc.OutNIC, pc.Pkt, pc.held = p.InNIC, p.OutNIC, p, false
-		if !ParseTuple(b, p, pc) {
+		if hs.noTuple {
+			pc.clearTuple() // a table may have parsed (set) it for the last packet
+		} else if !ParseTuple(b, p, pc) {
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
 			continue

@@ -37,6 +37,13 @@ type HookEntry struct {
 	// them one packet after the other. The packets it sees may still be
 	// dropped, stolen or changed by earlier tables: its work is a hint.
 	Prepare func(b *Batch, h Hook, pkts []*Packet)
+	// NoTuple: Table reads nothing ParseTuple fills (the tuple, Src4,
+	// Dst4, Fragment, L4Off, L4End, FragOff, L4Unknown), or parses it
+	// itself when it needs it (ParseTuple, when pc.L4End is 0). At a hook
+	// where every table says so (conntrack's confirmation and NAT rewrite
+	// at Postrouting) the hook run parses nothing: the PacketContext's
+	// tuple fields are zero, and a malformed header is not dropped there.
+	NoTuple bool
 }
 
 // Netfilter's table priorities.
@@ -76,6 +83,8 @@ type hookSet struct {
 	trivial bool
 	// prepare are the entries' Prepare functions, in priority order.
 	prepare []func(*Batch, Hook, []*Packet)
+	// noTuple: every entry is NoTuple: the hook run does not parse.
+	noTuple bool
 }
 
 // maxHookSlots bounds the tables at one hook (a token keeps the slot in a
@@ -110,8 +119,9 @@ func composeHooks(fromGo [NumHooks]*HookTable, entries []HookEntry) ([NumHooks]*
 			return out, fmt.Errorf("%d tables at %s, at most %d", len(es), Hook(h), maxHookSlots)
 		}
 		sort.SliceStable(es, func(i, j int) bool { return es[i].Priority < es[j].Priority })
-		hs := &hookSet{entries: es, trivial: true}
+		hs := &hookSet{entries: es, trivial: true, noTuple: true}
 		for _, e := range es {
+			hs.noTuple = hs.noTuple && e.NoTuple
 			hs.tables = append(hs.tables, e.Table)
 			if e.Prepare != nil {
 				hs.prepare = append(hs.prepare, e.Prepare)
@@ -169,4 +179,11 @@ type RuleListing struct {
 	Options        string // the rest, as iptables prints it
 	Rule           string // the canonical rule text
 	ID             string
+}
+
+// clearTuple zeroes what ParseTuple fills (a hook run that does not parse:
+// hookSet.noTuple).
+func (pc *PacketContext) clearTuple() {
+	pc.Tuple, pc.Src4, pc.Dst4 = Tuple{}, 0, 0
+	pc.Fragment, pc.L4Off, pc.L4End, pc.FragOff, pc.L4Unknown = false, 0, 0, 0, false
 }

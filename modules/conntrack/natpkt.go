@@ -129,6 +129,18 @@ func (n *natHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	if status&need == 0 {
 		return pipeline.VerdictAccept, 0
 	}
+	if pc.L4End == 0 {
+		// Not parsed: at Postrouting and Input the hook parses nothing
+		// for conntrack's own tables (HookEntry.NoTuple).
+		var td pipeline.TransportDispatcher
+		if pc.Batch != nil {
+			td = pc.Batch
+		}
+		if !pipeline.ParseTuple(td, p, pc) {
+			n.st.malformed.Inc()
+			return pipeline.VerdictDrop, 0
+		}
+	}
 	e.mu.Lock()
 	if !e.Valid(r) {
 		e.mu.Unlock()
