@@ -258,7 +258,7 @@ func (t *Table) lookupLocked(k *Key, h uint64, now int64) (idx uint32, dir int, 
 		node := n - 1
 		e := &t.entries[node>>1]
 		d := int(node & 1)
-		if e.tag[d].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[d] == *k {
+		if e.tag[d].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[d].equal(k) {
 			if e.expires.Load() > now {
 				idx, dir, gen, ok = node>>1, d, e.gen.Load(), true
 			} else {
@@ -388,7 +388,7 @@ func (t *Table) inBucket(b *bucket, k *Key, h uint64) bool {
 	for n := b.head.Load(); n != 0; {
 		node := n - 1
 		e := &t.entries[node>>1]
-		if e.tag[node&1].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[node&1] == *k {
+		if e.tag[node&1].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[node&1].equal(k) {
 			return true
 		}
 		n = e.next[node&1].Load()
