@@ -1,7 +1,7 @@
 package conntrack
 
 import (
-	"sync"
+	"sync/atomic"
 
 	"github.com/pipestack/pipestack/pipeline"
 )
@@ -14,9 +14,21 @@ import (
 // already counted and passed its fragments: a reassembled datagram is not
 // received a second time (Linux's nf_defrag continues the same hook with
 // the datagram). An endpoint that cannot resume gets it as received.
-// The one-packet slice comes from a pool: no allocation per datagram.
+// The one-packet slice is a claimed slot of a fixed set: no allocation per
+// datagram (a sync.Pool allocates when the goroutine moved to a P whose
+// cache is empty).
 func continueDatagram(b *pipeline.Batch, ep pipeline.NetworkEndpoint, out *pipeline.Packet) {
-	one := onePool.Get().(*[1]*pipeline.Packet)
+	var one *[1]*pipeline.Packet
+	slot := -1
+	for i := range oneSlots {
+		if oneSlots[i].busy.CompareAndSwap(false, true) {
+			slot, one = i, &oneSlots[i].pkts
+			break
+		}
+	}
+	if one == nil {
+		one = new([1]*pipeline.Packet) // more datagrams in flight at once than slots
+	}
 	one[0] = out
 	if hr, ok := ep.(pipeline.HookResumer); ok {
 		b.RunHook(pipeline.Prerouting, one[:])
@@ -25,7 +37,16 @@ func continueDatagram(b *pipeline.Batch, ep pipeline.NetworkEndpoint, out *pipel
 		ep.HandlePackets(b, one[:])
 	}
 	one[0] = nil
-	onePool.Put(one)
+	if slot >= 0 {
+		oneSlots[slot].busy.Store(false)
+	}
 }
 
-var onePool = sync.Pool{New: func() any { return new([1]*pipeline.Packet) }}
+// oneSlots are continueDatagram's slices, one per datagram being
+// continued (a worker continues one at a time; nesting adds none: the
+// datagram is no fragment when Prerouting sees it again).
+var oneSlots [64]struct {
+	busy atomic.Bool
+	pkts [1]*pipeline.Packet
+	_    [48]byte // one cache line each: workers do not share them
+}
