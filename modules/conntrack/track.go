@@ -56,7 +56,12 @@ func (tr *Tracker) Track(now int64, pc *pipeline.PacketContext) pipeline.Verdict
 		return tr.invalid(p)
 	}
 	var k Key
-	k.SetAddrs(pc.Tuple.Src, pc.Tuple.Dst)
+	if pc.Tuple.Src.Is4() {
+		k.Family = 4 // k is zero: four bytes each (SetAddrs clears all 32)
+		*(*[4]byte)(k.Src[:4]), *(*[4]byte)(k.Dst[:4]) = pc.Tuple.Src.As4(), pc.Tuple.Dst.As4()
+	} else {
+		k.SetAddrs(pc.Tuple.Src, pc.Tuple.Dst)
+	}
 	k.Proto = uint8(pc.Tuple.Proto)
 	b := l4(pc)
 	var seg tcpSeg
@@ -238,7 +243,7 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 		e.mu.Unlock()
 		return pktRetry
 	}
-	if e.tuple[dir] != *k {
+	if !e.tuple[dir].equal(k) {
 		e.mu.Unlock()
 		return pktMismatch
 	}
