@@ -266,10 +266,17 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 			t.kill(idx, t.st.Deleted)
 			return pktRetry
 		case tcpKill:
+			// The entry must go, but this packet (an RST answering a
+			// SYN) still belongs to it: its NAT binding rewrites the RST
+			// at −99/101, as Linux's nf_ct_kill_acct leaves the entry on
+			// the skb. So it expires now instead of being freed under the
+			// packet: the next lookup of its tuple or the wheel frees it.
+			// (Freed here, a refused connection through MASQUERADE was a
+			// client timeout: the RST was dropped as nat_stale_drops.)
 			e.packets[dir]++
 			e.bytes[dir] += uint64(p.Len())
 			e.mu.Unlock()
-			t.kill(idx, t.st.Deleted)
+			t.setTimeout(idx, now, 0)
 			p.ConnTrack, p.CTInfo = uint64(ref), tr.info(dir, seenReply)
 			return pktDone
 		case tcpOK:
