@@ -61,6 +61,10 @@ type Entry struct {
 	slotTick     atomic.Uint32 // the tick (s since 1970) the slot the entry is on fires at: 4 bytes keep the entry at 256
 
 	freeNext atomic.Uint32 // free list link (index + 1); read by a racing pop, so atomic
+
+	// masq is the NIC MASQUERADE bound the entry to, + 1 (0: none;
+	// Linux's nf_conn_nat.masq_index): FlushMasquerade's key.
+	masq atomic.Uint32
 }
 
 // bucket is one hash chain.

@@ -184,6 +184,7 @@ func (tr *Tracker) create(k *Key, h uint64, seg *tcpSeg, now int64) (uint32, pip
 	e.tuple[0], e.tuple[1] = *k, k.Invert()
 	e.packets, e.bytes = [2]uint64{}, [2]uint64{}
 	e.mark.Store(0)
+	e.masq.Store(0)
 	e.created = now
 	e.tcp = tcpState{}
 	if k.Proto == wire.ProtocolTCP && !tcpNew(&e.tcp, seg, &tr.tcp) {

@@ -1,0 +1,119 @@
+package conntrack
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/modules/link/channel"
+	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipelinetest"
+)
+
+// masqRouter is natRouter's MASQUERADE towards b, with b's address (and
+// its device name) filled in, plus an SNAT rule to a fixed address for
+// 10.0.1.9 (SNAT's bindings do not follow the link).
+func masqRouter(dev, bAddr string) string {
+	return `
+name: r
+modules:
+  - network.ipv4
+  - {module: netfilter.conntrack, max: 1024}
+links:
+  - {name: a, module: link.channel, addresses: [10.0.1.1/24]}
+  - {name: b, module: link.channel, device: ` + dev + `, addresses: [` + bAddr + `]}
+forwarding: {ipv4: true}
+filter:
+  nat:
+    prerouting:
+      rules:
+        - "-i b -p udp --dport 5353 -j DNAT --to-destination 10.0.1.3"
+    postrouting:
+      rules:
+        - "-o b -s 10.0.1.9 -j SNAT --to-source 10.0.2.1"
+        - "-o b -j MASQUERADE"
+`
+}
+
+// flows lists the table's entries as "orig | reply".
+func flows(t *testing.T, s *pipeline.Stack) string {
+	t.Helper()
+	var lines []string
+	StackTable(s).Each(func(_ Ref, e *Entry) bool {
+		k0, k1 := e.Tuple(0), e.Tuple(1)
+		lines = append(lines, k0.String()+" | "+k1.String())
+		return true
+	})
+	return strings.Join(lines, "\n")
+}
+
+// TestMasqueradeFollowsAddress: as Linux's nf_nat_masquerade, entries
+// MASQUERADE bound to b's address are deleted when a reload takes that
+// address from b (the flow's next packet leaves with the new address),
+// and every entry masqueraded out of b when b's device goes; entries of
+// other NAT (a port forward in, SNAT to a fixed address) stay.
+func TestMasqueradeFollowsAddress(t *testing.T) {
+	dev := pipelinetest.UniqueName(t)
+	clk := pipeline.NewManualClock(time.Unix(1_000_000, 0))
+	n := pipelinetest.NewNode(t, "r", masqRouter(dev, "10.0.2.1/24"), pipeline.Options{Clock: clk})
+	nr := &natRig{t: t, n: n, a: n.Link(t, "a"), b: n.Link(t, "b"), clk: clk}
+
+	out := nr.through(nr.a, nr.b, udp("10.0.1.2", "10.0.2.2", 4000, 53))
+	if out == nil {
+		t.Fatal("not forwarded")
+	}
+	if s, _ := v4addrs(out); s != "10.0.2.1" {
+		t.Fatalf("masqueraded to %s, want 10.0.2.1", s)
+	}
+	if nr.through(nr.b, nr.a, udp("10.0.2.2", "10.0.2.1", 53, 4000)) == nil {
+		t.Fatal("the reply did not come back")
+	}
+	if nr.through(nr.a, nr.b, udp("10.0.1.9", "10.0.2.2", 4001, 53)) == nil { // SNAT
+		t.Fatal("SNAT flow not forwarded")
+	}
+	if nr.through(nr.b, nr.a, udp("10.0.2.2", "10.0.2.1", 6000, 5353)) == nil { // DNAT
+		t.Fatal("port forward not forwarded")
+	}
+	tbl := StackTable(n.Stack)
+	if c := tbl.Count(); c != 3 {
+		t.Fatalf("%d entries, want 3:\n%s", c, flows(t, n.Stack))
+	}
+	deleted := n.Counter("conntrack", "deleted")
+
+	// b's address changes: the masqueraded entry goes, the others stay.
+	if err := n.Reload(masqRouter(dev, "10.0.2.7/24")); err != nil {
+		t.Fatal(err)
+	}
+	list := flows(t, n.Stack)
+	if tbl.Count() != 2 || strings.Contains(list, "10.0.1.2") || !strings.Contains(list, "10.0.1.9") || !strings.Contains(list, "10.0.1.3") {
+		t.Fatalf("after b lost 10.0.2.1, want only the SNAT and DNAT entries:\n%s", list)
+	}
+	if d := n.Counter("conntrack", "deleted") - deleted; d != 1 {
+		t.Errorf("deleted +%d, want +1", d)
+	}
+	// The flow goes on with b's new address.
+	out = nr.through(nr.a, nr.b, udp("10.0.1.2", "10.0.2.2", 4000, 53))
+	if out == nil {
+		t.Fatal("not forwarded after the address change")
+	}
+	if s, _ := v4addrs(out); s != "10.0.2.7" {
+		t.Fatalf("after the change masqueraded to %s, want 10.0.2.7", s)
+	}
+	// A reload that keeps the address keeps the entry.
+	if err := n.Reload(masqRouter(dev, "10.0.2.7/24, 10.0.2.8/24")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(flows(t, n.Stack), "10.0.2.7") {
+		t.Fatalf("a reload that kept 10.0.2.7 flushed its entry:\n%s", flows(t, n.Stack))
+	}
+
+	// b's device goes: every entry masqueraded out of b goes with it.
+	channel.RemoveDevice(dev)
+	t.Cleanup(func() { channel.RestoreDevice(dev) })
+	pipelinetest.Eventually(t, 5*time.Second, func() bool { return !strings.Contains(flows(t, n.Stack), "10.0.1.2") },
+		"the masqueraded entry outlived b going down:\n%s", flows(t, n.Stack))
+	list = flows(t, n.Stack)
+	if !strings.Contains(list, "10.0.1.9") || !strings.Contains(list, "10.0.1.3") {
+		t.Fatalf("b going down took other entries:\n%s", list)
+	}
+}
