@@ -1,12 +1,15 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/filter/filtertest"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipeline/wire"
 	"github.com/pipestack/pipestack/pipelinetest"
 )
 
@@ -115,5 +118,47 @@ func TestMasqueradeFollowsAddress(t *testing.T) {
 	list = flows(t, n.Stack)
 	if !strings.Contains(list, "10.0.1.9") || !strings.Contains(list, "10.0.1.3") {
 		t.Fatalf("b going down took other entries:\n%s", list)
+	}
+}
+
+// TestEchoToRouterReplied: the router's echo reply (made in the request's
+// buffer) is tracked as the reply of the request's entry, as Linux's fresh
+// reply skb is: the entry has seen its reply and a second request is
+// ESTABLISHED (IPv4 and IPv6).
+func TestEchoToRouterReplied(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		nr := newNATRig(t, natRouter)
+		src, dst := "10.0.1.2", "10.0.1.1"
+		typ := uint8(8)
+		if v6 {
+			src, dst, typ = "2001:db8:1::2", "2001:db8:1::1", 128
+		}
+		proto := filtertest.ICMP
+		if v6 {
+			proto = filtertest.ICMPv6
+		}
+		ping := filtertest.Packet{IPv6: v6, Proto: proto, Src: src, Dst: dst, ICMPType: typ}.Bytes()
+		// Echo id 7, as a real ping has one (an all-zero message would meet
+		// RFC 1624 eqn. 3's -0 corner: a 0x0000 checksum on the reply).
+		off := 20
+		if v6 {
+			off = 40
+		}
+		binary.BigEndian.PutUint16(ping[off+4:], 7)
+		binary.BigEndian.PutUint16(ping[off+2:], wire.ChecksumUpdate16(binary.BigEndian.Uint16(ping[off+2:]), 0, 7))
+		if nr.through(nr.a, nr.a, ping) == nil {
+			t.Fatalf("v6 %v: no echo reply", v6)
+		}
+		n := 0
+		StackTable(nr.n.Stack).Each(func(_ Ref, e *Entry) bool {
+			n++
+			if e.Status()&StatusSeenReply == 0 {
+				t.Errorf("v6 %v: the echo entry saw no reply: %s", v6, Format(e, nr.clk.Now()))
+			}
+			return true
+		})
+		if n != 1 {
+			t.Errorf("v6 %v: %d entries, want the echo's one", v6, n)
+		}
 	}
 }
