@@ -194,6 +194,21 @@ type AddressEvent struct {
 	Removed []netip.Addr
 }
 
+// PacketDropListener is implemented by a module that keeps state a packet
+// owns until the packet has passed every hook: netfilter.conntrack's entry
+// of a flow's first packet, unconfirmed until the packet passes Postrouting
+// or Input (Linux frees such an entry with the skb when the packet is
+// dropped; kept, a flood of dropped first packets would fill the table
+// with entries nothing can evict). Batch.Drop — every drop of a hook
+// verdict and of a protocol module's checks that goes through it — calls
+// PacketDropped before it releases a packet whose ConnTrack is set, on the
+// dropping worker, the packet still intact: it must not block, allocate
+// nor keep the packet. The generation's modules that implement it are
+// found once, when the generation is built.
+type PacketDropListener interface {
+	PacketDropped(p *Packet)
+}
+
 // LinkMTUSetter is implemented by a link endpoint that can change its
 // device's MTU while open. A reload that changes a kept link's mtu calls
 // SetMTU (on the reload's goroutine, with no delivery lock held) before
