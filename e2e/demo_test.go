@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,7 +29,11 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot(t), "scripts", "demo.sh"))
 	cmd.Env = append(os.Environ(), "LAB_SUFFIX="+suffix, "TERM=dumb")
-	cmd.WaitDelay = 10 * time.Second
+	// Its own process group: at the deadline the script gets SIGTERM (its
+	// trap tears the lab down) and so does everything it started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
 	outb, err := cmd.CombinedOutput()
 	out := string(outb)
 	t.Logf("scripts/demo.sh:\n%s", out)
@@ -37,8 +43,8 @@ func TestDemo(t *testing.T) {
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^you are 10\.10\.2\.1 port \d+$`), // the WAN server's answer to A: the router's address
 		regexp.MustCompile(`(?m)^ok: the server in ps-b` + suffix + ` saw the router's address 10\.10\.2\.1`),
-		regexp.MustCompile(`(?m)^wan-server: "GET /whoami HTTP/1\.1" 200 - from 10\.10\.2\.1 port \d+$`), // the server's log
-		regexp.MustCompile(`(?m)^you are fd00:10:1::2 port \d+$`),                                        // IPv6: routed, not NATed
+		regexp.MustCompile(`(?m)^the server's log: wan-server: "GET /whoami HTTP/1\.1" 200 - from 10\.10\.2\.1 port \d+$`), // the server's log
+		regexp.MustCompile(`(?m)^you are fd00:10:1::2 port \d+$`),                                                          // IPv6: routed, not NATed
 		regexp.MustCompile(`(?m)^ok: ping from the LAN$`),
 		regexp.MustCompile(`(?m)^ok: traceroute: 10\.10\.1\.1, then 10\.10\.2\.2$`),
 		regexp.MustCompile(`(?m)^ok: intact: `),
@@ -61,6 +67,19 @@ func TestDemo(t *testing.T) {
 	}
 	if strings.Contains(out, "FAILED:") {
 		t.Errorf("the demo reported a failure")
+	}
+	// Nothing it started outlives it (a server left running would also
+	// hold the e2e lock's descriptor).
+	if procs, _ := filepath.Glob("/proc/[0-9]*/cmdline"); len(procs) > 0 {
+		for _, f := range procs {
+			b, _ := os.ReadFile(f)
+			if c := string(b); strings.Contains(c, "whoami.py") && (strings.Contains(c, "wan-server") || strings.Contains(c, "lan-server")) {
+				t.Errorf("left running after the demo: %s", strings.ReplaceAll(c, "\x00", " "))
+				if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
 	}
 	list, _ := exec.Command("ip", "netns", "list").Output()
 	for _, n := range []string{"ps-a" + suffix, "ps-b" + suffix} {

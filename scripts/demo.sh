@@ -58,6 +58,10 @@ router_pid= pids=()
 cleanup() {
 	set +e
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	# Whatever else still runs in the lab's namespaces (nothing should).
+	for n in "$NS_A" "$NS_B"; do
+		ip netns pids "$n" 2>/dev/null | xargs -r kill 2>/dev/null
+	done
 	if [ -n "$router_pid" ] && kill -0 "$router_pid" 2>/dev/null; then
 		kill -TERM "$router_pid"
 		wait "$router_pid"
@@ -108,7 +112,9 @@ EOF
 serve() {
 	local n=$1 name=$2
 	shift 2
-	inns "$n" python3 "$work/whoami.py" "$name" "$work" "$@" >"$work/$name.log" 2>&1 &
+	# Not through inns (a function: & would fork a subshell, and $! be
+	# that, not the server): ip netns exec execs the server itself.
+	ip netns exec "$n" python3 "$work/whoami.py" "$name" "$work" "$@" >"$work/$name.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 50); do grep -q listening "$work/$name.log" && return; sleep 0.1; done
 	cat "$work/$name.log"
@@ -172,7 +178,7 @@ inns "$NS_A" curl -sS --fail --max-time 30 -o "$work/got" -w 'curl: %{size_downl
 cmp "$work/blob" "$work/got" && ok "intact: $(sha256sum <"$work/got" | cut -c1-16)…" || failed "the download differs"
 
 say "iperf3 through the NAT: TCP from the LAN to the WAN for 3 s"
-inns "$NS_B" iperf3 -s -1 -B 10.10.2.2 >/dev/null 2>&1 &
+ip netns exec "$NS_B" iperf3 -s -1 -B 10.10.2.2 >/dev/null 2>&1 &
 pids+=($!)
 sleep 0.5
 inns "$NS_A" iperf3 -c 10.10.2.2 -t 3 -f g | tail -4
