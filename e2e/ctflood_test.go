@@ -46,7 +46,7 @@ func TestTUNConntrackFlood(t *testing.T) {
 	pid := r.cmd.Process.Pid
 
 	// The established flows: a TCP stream A → B for 16 s, and a ping.
-	background(t, 40*time.Second, "listening", l.nsB, nil, "iperf3", "-s", "-1", "-B", v4.hostB, "-p", "5301")
+	background(t, 40*time.Second, "listening", l.nsB, nil, "iperf3", "-s", "-1", "--forceflush", "-B", v4.hostB, "-p", "5301")
 	iperfCtx, iperfCancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer iperfCancel()
 	iperf := exec.CommandContext(iperfCtx, "ip", "netns", "exec", l.nsA, "iperf3", "-c", v4.hostB, "-p", "5301", "-t", "16", "-b", "10M", "-f", "m")
