@@ -162,3 +162,46 @@ func TestEchoToRouterReplied(t *testing.T) {
 		}
 	}
 }
+
+// TestNATResetAnsweringSYN: a reset that is a flow's only reply ends the
+// flow (Linux's nf_ct_kill) but is itself still translated: the server's
+// RST to a masqueraded SYN reaches the inside client (connection refused,
+// not a timeout), and a new SYN of the same ports is a new flow. A REJECT
+// --reject-with tcp-reset in FORWARD reaches the client too with a nat
+// table configured (the reset was dropped as a stale NAT entry).
+func TestNATResetAnsweringSYN(t *testing.T) {
+	nr := newNATRig(t, natRouter)
+	if nr.through(nr.a, nr.b, tcpPkt("10.0.1.2", "10.0.2.2", 40000, 443, 0x02)) == nil {
+		t.Fatal("SYN not forwarded")
+	}
+	rst := tcpPkt("10.0.2.2", "10.0.2.1", 443, 40000, 0x14)
+	binary.BigEndian.PutUint32(rst[28:], 1)
+	fixTCP(rst)
+	out := nr.through(nr.b, nr.a, rst)
+	if out == nil {
+		t.Fatalf("the server's RST did not reach the client (%s)", nr.n.DumpCounters())
+	}
+	if s, d := v4addrs(out); s != "10.0.2.2" || d != "10.0.1.2" {
+		t.Fatalf("RST %s -> %s, want 10.0.2.2 -> 10.0.1.2", s, d)
+	}
+	if c := nr.n.Counter("conntrack", "nat_stale_drops"); c != 0 {
+		t.Errorf("nat_stale_drops %d", c)
+	}
+	if nr.through(nr.a, nr.b, tcpPkt("10.0.1.2", "10.0.2.2", 40000, 443, 0x02)) == nil {
+		t.Fatal("the next SYN of the same ports was not forwarded")
+	}
+	if l := flows(t, nr.n.Stack); strings.Count(l, "sport=40000") != 1 {
+		t.Errorf("want one flow of port 40000 (the new one):\n%s", l)
+	}
+
+	rej := strings.Replace(natRouter, `        - "-m conntrack --ctstate INVALID -j DROP"`, `        - "-m conntrack --ctstate INVALID -j DROP"
+        - "-p tcp --dport 4001 -m state --state NEW -m tcp ! --syn -j REJECT --reject-with tcp-reset"`, 1)
+	nr = newNATRig(t, rej)
+	out = nr.through(nr.a, nr.a, tcpPkt("10.0.1.2", "10.0.2.2", 20000, 4001, 0x10))
+	if out == nil {
+		t.Fatalf("REJECT's reset did not reach the client (%s)", nr.n.DumpCounters())
+	}
+	if s, _ := v4addrs(out); s != "10.0.2.2" {
+		t.Errorf("REJECT's reset from %s, want 10.0.2.2", s)
+	}
+}

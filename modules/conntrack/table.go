@@ -23,6 +23,7 @@ const (
 	statusSrcNATDone                    // the nat table's source-NAT chains ran (Postrouting/Input)
 	statusDstNATDone                    // … its destination-NAT chains (Prerouting/Output)
 	statusDropped                       // unconfirmed, its first packet dropped: early drop may free it
+	statusKilled                        // deleted (counted) by a packet that still holds it: due now, freed at the next lookup or tick
 )
 
 // Entry is one tracked connection. The table's entries are one array made
@@ -470,6 +471,9 @@ func (t *Table) kill(i uint32, counter *pipeline.Counter) bool {
 		if e.status.CompareAndSwap(st, st|statusDying) {
 			break
 		}
+	}
+	if st := e.status.Load(); st&statusKilled != 0 {
+		counter = nil // counted as deleted already
 	}
 	h0, h1 := e.tag[0].Load(), e.tag[1].Load()
 	b0, b1 := t.lockPair(h0, h1)

@@ -212,8 +212,14 @@ func TestTCPRSTAnsweringSYNKills(t *testing.T) {
 	if got := r.tcp(sc(rst|ack, 0, 1001, 0)); got != estR {
 		t.Fatalf("RST answering SYN: %#x", got)
 	}
-	if r.table.Count() != 0 {
-		t.Fatal("the only reply was RST: the entry should be gone (Linux kills it)")
+	// Gone for every later packet (Linux kills it): a new SYN of the same
+	// ports starts a new flow; the killed entry itself is freed then (or
+	// at the wheel's next tick).
+	if got := r.tcp(cs(syn, 7000, 0, 0)); got != newS {
+		t.Fatalf("SYN after the RST: %#x, want NEW", got)
+	}
+	if r.table.Count() != 1 {
+		t.Fatalf("%d entries, want the new flow's only", r.table.Count())
 	}
 }
 

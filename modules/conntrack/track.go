@@ -262,10 +262,21 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 			t.kill(idx, t.st.Deleted)
 			return pktRetry
 		case tcpKill:
+			// Linux's nf_ct_kill: the flow is over for every later
+			// packet, but the packet that ended it keeps its entry (its
+			// skb holds a reference) and is still NATed — a reset
+			// answering a masqueraded SYN must reach the client. Here:
+			// the entry is due now, so a lookup from now on frees it and
+			// finds no flow, the wheel frees it at its next tick; this
+			// packet's reference stays valid for its NAT hooks.
 			e.packets[dir]++
 			e.bytes[dir] += uint64(p.Len())
+			if e.status.Load()&statusKilled == 0 {
+				e.status.Or(statusKilled)
+				t.st.Deleted.Inc()
+			}
+			t.setTimeout(idx, now, 0)
 			e.mu.Unlock()
-			t.kill(idx, t.st.Deleted)
 			p.ConnTrack, p.CTInfo = uint64(ref), tr.info(dir, seenReply)
 			return pktDone
 		case tcpOK:
