@@ -204,4 +204,8 @@ func TestNATResetAnsweringSYN(t *testing.T) {
 	if s, _ := v4addrs(out); s != "10.0.2.2" {
 		t.Errorf("REJECT's reset from %s, want 10.0.2.2", s)
 	}
+	ack6 := filtertest.Packet{IPv6: true, Proto: filtertest.TCP, Src: "2001:db8:1::2", Dst: "2001:db8:2::2", SrcPort: 20000, DstPort: 4001, TCPFlags: 0x10}.Bytes()
+	if nr.through(nr.a, nr.a, ack6) == nil {
+		t.Fatalf("IPv6: REJECT's reset did not reach the client (%s)", nr.n.DumpCounters())
+	}
 }
