@@ -56,7 +56,12 @@ func (tr *Tracker) Track(now int64, pc *pipeline.PacketContext) pipeline.Verdict
 		return tr.invalid(p)
 	}
 	var k Key
-	k.SetAddrs(pc.Tuple.Src, pc.Tuple.Dst)
+	if pc.Tuple.Src.Is4() {
+		k.Family = 4 // k is zero: four bytes each (SetAddrs clears all 32)
+		*(*[4]byte)(k.Src[:4]), *(*[4]byte)(k.Dst[:4]) = pc.Tuple.Src.As4(), pc.Tuple.Dst.As4()
+	} else {
+		k.SetAddrs(pc.Tuple.Src, pc.Tuple.Dst)
+	}
 	k.Proto = uint8(pc.Tuple.Proto)
 	b := l4(pc)
 	var seg tcpSeg
@@ -239,7 +244,7 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 		e.mu.Unlock()
 		return pktRetry
 	}
-	if e.tuple[dir] != *k {
+	if !e.tuple[dir].equal(k) {
 		e.mu.Unlock()
 		return pktMismatch
 	}
@@ -263,12 +268,13 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 			return pktRetry
 		case tcpKill:
 			// Linux's nf_ct_kill: the flow is over for every later
-			// packet, but the packet that ended it keeps its entry (its
-			// skb holds a reference) and is still NATed — a reset
-			// answering a masqueraded SYN must reach the client. Here:
-			// the entry is due now, so a lookup from now on frees it and
-			// finds no flow, the wheel frees it at its next tick; this
-			// packet's reference stays valid for its NAT hooks.
+			// packet, but the packet that ended it (an RST answering a
+			// SYN) keeps its entry — Linux's nf_ct_kill_acct leaves the
+			// ct on the skb — and is still NATed at −99/101: a reset
+			// answering a masqueraded SYN must reach the client (freed
+			// here, it was dropped as nat_stale_drops). So the entry is
+			// due now: a lookup from now on frees it and finds no flow,
+			// the wheel frees it at its next tick; counted as deleted.
 			e.packets[dir]++
 			e.bytes[dir] += uint64(p.Len())
 			if e.status.Load()&statusKilled == 0 {
