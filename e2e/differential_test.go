@@ -18,11 +18,10 @@ import (
 
 // TestDifferentialFilter loads the same iptables/ip6tables rule sets
 // (e2e/testdata/differential/*.yaml: base, l4, marks-chains, matches,
-// rewrite, fragments, local, edges, unknown-upper, stateful-nat — the
-// last with conntrack states and the nat table's MASQUERADE, SNAT and
-// DNAT, pipestack's router then with netfilter.conntrack; DIFF_ONLY=PREFIX
-// runs only the files named so) into the Linux kernel as the router
-// (lab.sh kernel mode: iptables-restore and ip6tables-restore in the
+// rewrite, fragments, local, edges, unknown-upper, sets, stateful-nat —
+// the last with conntrack states and the nat table's MASQUERADE, SNAT
+// and DNAT, pipestack's router then with netfilter.conntrack) into the
+// Linux kernel as the router (lab.sh kernel mode: iptables-restore and ip6tables-restore in the
 // router's namespace, which has tables of its own) and into pipectl as the
 // router (lab.sh tun mode: the filter section built from the same strings,
 // -4/-6 in front), sends the same probes from host A with scapy
@@ -172,11 +171,6 @@ func loadRuleSets(t *testing.T) []*ruleSet {
 	}
 	var sets []*ruleSet
 	for _, f := range files {
-		// DIFF_ONLY=PREFIX runs the rule sets whose file names start with
-		// it (while working on one).
-		if only := os.Getenv("DIFF_ONLY"); only != "" && !strings.HasPrefix(filepath.Base(f), only) {
-			continue
-		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
