@@ -18,8 +18,10 @@ import (
 
 // TestDifferentialFilter loads the same iptables/ip6tables rule sets
 // (e2e/testdata/differential/*.yaml: base, l4, marks-chains, matches,
-// rewrite, fragments, local, edges) into the Linux kernel as the router
-// (lab.sh kernel mode: iptables-restore and ip6tables-restore in the
+// rewrite, fragments, local, edges, unknown-upper, sets, stateful-nat —
+// the last with conntrack states and the nat table's MASQUERADE, SNAT
+// and DNAT, pipestack's router then with netfilter.conntrack) into the
+// Linux kernel as the router (lab.sh kernel mode: iptables-restore and ip6tables-restore in the
 // router's namespace, which has tables of its own) and into pipectl as the
 // router (lab.sh tun mode: the filter section built from the same strings,
 // -4/-6 in front), sends the same probes from host A with scapy
@@ -27,7 +29,8 @@ import (
 // addresses, ports, flags, TTLs, lengths, MSS options, fragments, IPv6
 // extension headers, bad checksums) and compares, probe by probe, what the
 // hosts see: delivered to B (with the TTL or hop limit B reads, a SYN's
-// MSS, the fragments that came), answered to A (a reset and what it
+// MSS, the fragments that came, and the source or destination address
+// and port where B got other ones than the probe's: NAT), answered to A (a reset and what it
 // acknowledges; an ICMP error's type/code, source, length and TTL; an echo
 // reply), or nothing within a second (dropped). Any difference fails the
 // test with the whole table; a known one is listed in the rule set's
@@ -241,6 +244,18 @@ func shortAddr(fam int, s string) string {
 	return "10.10." + net + "." + s[1:]
 }
 
+// stateful reports whether the rule set needs connection tracking (a nat
+// table, a conntrack or state match): pipestack's router then has
+// netfilter.conntrack (the kernel tracks as soon as a rule needs it).
+func (rs *ruleSet) stateful() bool {
+	for _, text := range []string{rs.IPv4, rs.IPv6} {
+		if strings.Contains(text, "*nat") || strings.Contains(text, "-m conntrack") || strings.Contains(text, "-m state") {
+			return true
+		}
+	}
+	return false
+}
+
 // names are the probes' names in order.
 func (rs *ruleSet) names() []string {
 	var out []string
@@ -331,21 +346,28 @@ func parseSave(t *testing.T, text, in, out string) []*table {
 var builtinChains = map[string][]string{
 	"raw":    {"PREROUTING", "OUTPUT"},
 	"mangle": {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
+	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
 	"filter": {"INPUT", "FORWARD", "OUTPUT"},
 }
 
 // restoreText is the iptables-restore input for tabs: every table (raw,
-// mangle, filter) written out, so a rule set replaces all of the last one.
+// mangle, filter) written out, so a rule set replaces all of the last one;
+// the nat table only when the rule set has one (it turns on the kernel's
+// connection tracking, defragmentation included, for good: the rule sets
+// with it come last).
 func restoreText(tabs []*table) string {
 	var b strings.Builder
-	for _, name := range []string{"raw", "mangle", "filter"} {
-		fmt.Fprintf(&b, "*%s\n", name)
+	for _, name := range []string{"raw", "mangle", "nat", "filter"} {
 		var tab *table
 		for _, x := range tabs {
 			if x.name == name {
 				tab = x
 			}
 		}
+		if name == "nat" && tab == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "*%s\n", name)
 		for _, c := range builtinChains[name] {
 			pol := "ACCEPT"
 			if tab != nil && tab.policies[c] != "" {
@@ -508,11 +530,15 @@ func (h *hosts) outcomes(t *testing.T, probes []wireProbe) map[string]string {
 	h.a.call(t, map[string]any{"cmd": "probe", "wait": 1.0, "probes": probes}, &ans, 60*time.Second)
 	var seen struct {
 		Seen map[string]struct {
-			TTL   int   `json:"ttl"`
-			MSS   *int  `json:"mss"`
-			Len   int   `json:"len"`
-			N     int   `json:"n"`
-			Frags []int `json:"frags"`
+			TTL   int    `json:"ttl"`
+			MSS   *int   `json:"mss"`
+			Len   int    `json:"len"`
+			N     int    `json:"n"`
+			Frags []int  `json:"frags"`
+			Src   string `json:"src"`
+			Dst   string `json:"dst"`
+			Sport *int   `json:"sport"`
+			Dport *int   `json:"dport"`
 		}
 	}
 	h.b.call(t, map[string]any{"cmd": "stop"}, &seen, 10*time.Second)
@@ -533,6 +559,24 @@ func (h *hosts) outcomes(t *testing.T, probes []wireProbe) map[string]string {
 					o += " mss=none"
 				} else {
 					o += fmt.Sprintf(" mss=%d", *r.MSS)
+				}
+			}
+			// NAT: the source or destination B got where it is not the
+			// probe's (an echo's id as its source port).
+			sport := p.Sport
+			if p.Proto == "icmp" || p.Proto == "icmpv6" {
+				sport = p.Key
+			}
+			if r.Src != "" && (r.Src != p.Src || r.Sport != nil && *r.Sport != sport) {
+				o += " src=" + r.Src
+				if r.Sport != nil {
+					o += fmt.Sprintf(" sport=%d", *r.Sport)
+				}
+			}
+			if r.Dst != "" && (r.Dst != p.Dst || r.Dport != nil && *r.Dport != p.Dport) {
+				o += " dst=" + r.Dst
+				if r.Dport != nil {
+					o += fmt.Sprintf(" dport=%d", *r.Dport)
 				}
 			}
 			if len(r.Frags) > 0 {
@@ -786,8 +830,11 @@ func (d *pipestackDUT) load(t *testing.T, rs *ruleSet) {
 	t.Helper()
 	cfg := d.l.routerConfig("")
 	// As the kernel: no ICMP error rate limit per destination.
-	cfg = strings.Replace(cfg, "modules: [network.ipv4, network.ipv6]\n",
-		"modules:\n  - {module: network.ipv4, icmp_ratelimit_ms: 0}\n  - {module: network.ipv6, icmp_ratelimit_ms: 0}\n", 1)
+	mods := "modules:\n  - {module: network.ipv4, icmp_ratelimit_ms: 0}\n  - {module: network.ipv6, icmp_ratelimit_ms: 0}\n"
+	if rs.stateful() {
+		mods += "  - netfilter.conntrack\n"
+	}
+	cfg = strings.Replace(cfg, "modules: [network.ipv4, network.ipv6]\n", mods, 1)
 	cfg += filterSection(t, rs)
 	d.r = startRouter(t, cfg)
 }

@@ -211,9 +211,11 @@ func (l *lab) devB() string {
 	return l.tunB
 }
 
-// routerConfig is the lab's router pipeline (as pipelines/router.yaml or
-// router-afpacket.yaml, with this lab's names: dual-stack); linkB adds keys
-// to link b.
+// routerConfig is the lab's router pipeline (the links and addresses of
+// pipelines/router.yaml — without its conntrack module and rules: the
+// plain router each test adds its own sections to — or of
+// router-afpacket.yaml, with this lab's names: dual-stack); linkB adds
+// keys to link b.
 func (l *lab) routerConfig(linkB string) string {
 	return l.routerConfigLinks("", linkB)
 }

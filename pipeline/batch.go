@@ -76,6 +76,11 @@ func (b *Batch) Drop(pkt *Packet, reason *Counter) {
 	if reason != nil {
 		reason.Inc()
 	}
+	if pkt.ConnTrack != 0 {
+		for _, l := range b.Gen.dropListeners {
+			l.PacketDropped(pkt)
+		}
+	}
 	if pkt.OutNIC != 0 {
 		if ng := b.Gen.nic(pkt.OutNIC); ng != nil {
 			ng.nic.Stats.TxDropped.Inc()

@@ -99,6 +99,9 @@ func (n *NIC) RemoveDynamicAddress(addr netip.Addr) bool {
 			return false
 		})
 	})
+	if found && n.stack != nil {
+		n.stack.addrEvent(AddressEvent{NIC: n.id, Removed: []netip.Addr{addr}})
+	}
 	return found
 }
 

@@ -34,7 +34,10 @@ type Generation struct {
 	loRoute4, loRoute6 *Route
 
 	modules []*moduleInst
-	refs    atomic.Int64
+	// dropListeners are the modules that are told of a tracked packet's
+	// drop (PacketDropListener, Batch.Drop).
+	dropListeners []PacketDropListener
+	refs          atomic.Int64
 	// pins counts the resume tokens (resume.go) that name this
 	// generation: a reload waits for them (Options.ResumeTimeout at most)
 	// before it stops it. stale is set when it stops: a token of it then
@@ -457,6 +460,11 @@ func (s *Stack) build(cfg *Config, open bool) (_ *Generation, err error) {
 	g.routes = NewRouteTable(routes)
 	g.rtables, g.rrules = buildPolicy(cfg, s.nicIDs)
 	g.hooks = hooks
+	for _, mi := range g.modules {
+		if l, ok := mi.mod.(PacketDropListener); ok {
+			g.dropListeners = append(g.dropListeners, l)
+		}
+	}
 	for _, mi := range g.modules {
 		if st, ok := mi.mod.(Starter); ok {
 			if err := st.Start(); err != nil {

@@ -209,6 +209,7 @@ func (s *Stack) takeDown(n *NIC, b *boundLink, now time.Time) {
 	n.retry = linkRetry{at: now.Add(linkRetryMin), backoff: linkRetryMin}
 	n.stMu.Unlock()
 	s.log.Warn().Err(err).Str("link", n.name).Msg("link down: its routes are withdrawn; reopening it when the device is back")
+	s.addrEvent(AddressEvent{NIC: n.id, Down: true})
 }
 
 // reopen tries to open a down NIC's link again with the running

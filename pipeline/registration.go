@@ -189,6 +189,52 @@ type LinkUpListener interface {
 	LinkUp()
 }
 
+// AddressListener is implemented by a module of the pipeline (one under
+// modules:, a link's module, a section's) that keeps state bound to a
+// link's addresses or to its device being there, as Linux's MASQUERADE
+// keeps each binding to the out-device and the address it took
+// (nf_nat_masquerade's inetaddr and netdevice notifiers flush them).
+// The stack calls AddressEvent on the running generation's modules (after
+// a reload: the new generation's), off the packet path, once the change
+// is in effect for new packets (pipeline/addrevents.go):
+//
+//   - Down: the link's device went down (LinkDown, on the link
+//     supervisor's goroutine) or the link left the stack (a reload without
+//     it, after the old generation drained). Removed is nil.
+//   - Removed: addresses the NIC no longer has: a reload that dropped them
+//     from the link's configured addresses (compared with the previous
+//     generation's, after it drained), or NIC.RemoveDynamicAddress (on its
+//     caller's goroutine: an IPv6 SLAAC or link-local address).
+//
+// The first two come with the stack's control lock held: AddressEvent
+// must not block for long nor call Stack control methods (Apply, NIC,
+// NICs, Close). Nothing is sent for an address added or a link back up.
+type AddressListener interface {
+	AddressEvent(ev AddressEvent)
+}
+
+// AddressEvent is what AddressListener is told.
+type AddressEvent struct {
+	NIC     NICID
+	Down    bool
+	Removed []netip.Addr
+}
+
+// PacketDropListener is implemented by a module that keeps state a packet
+// owns until the packet has passed every hook: netfilter.conntrack's entry
+// of a flow's first packet, unconfirmed until the packet passes Postrouting
+// or Input (Linux frees such an entry with the skb when the packet is
+// dropped; kept, a flood of dropped first packets would fill the table
+// with entries nothing can evict). Batch.Drop — every drop of a hook
+// verdict and of a protocol module's checks that goes through it — calls
+// PacketDropped before it releases a packet whose ConnTrack is set, on the
+// dropping worker, the packet still intact: it must not block, allocate
+// nor keep the packet. The generation's modules that implement it are
+// found once, when the generation is built.
+type PacketDropListener interface {
+	PacketDropped(p *Packet)
+}
+
 // LinkMTUSetter is implemented by a link endpoint that can change its
 // device's MTU while open. A reload that changes a kept link's mtu calls
 // SetMTU (on the reload's goroutine, with no delivery lock held) before

@@ -253,6 +253,7 @@ func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
 		s.drain(old, true)
 		old.stop()
 	}
+	s.reloadAddrEvents(old, g, gone)
 	for _, ep := range replaced {
 		if err := ep.Close(); err != nil {
 			s.log.Warn().Err(err).Msg("close of a replaced endpoint")

@@ -32,7 +32,9 @@ A: {"cmd": "probe", "wait": S, "probes": [P...]} sends each probe P
    " hl N") as A received it.
 B: {"cmd": "start"} forgets what it saw, answers {"ok": true};
    {"cmd": "stop"} answers {"seen": {key: {"ttl": N, "mss": N|null, "len": N,
-   "n": N, "frags": [offset...]}}} (the offsets of the fragments that came).
+   "n": N, "frags": [offset...], "src", "dst", "sport", "dport"}}} (the
+   offsets of the fragments that came; the first packet's addresses and
+   ports — an echo request's id as sport — as B got them).
 """
 import json
 import socket
@@ -44,6 +46,9 @@ from scapy.all import (ICMP, IP, TCP, UDP, IPv6, ICMPv6EchoRequest, ICMPv6EchoRe
                        IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPerror, IPerror6, Raw, fragment, fragment6)
 
 ETH_P_ALL = 0x0003
+# Sources B also records (99-stateful-nat.yaml): the router's addresses
+# toward B (MASQUERADE) and the SNAT rule's.
+NAT_SOURCES = {"10.10.2.1", "10.10.2.77", "fd00:10:2::1", "fd00:10:2::77"}
 PACKET_OUTGOING = 4
 
 
@@ -252,19 +257,32 @@ def agent_b(dev, eth):
                 if pkt is None:
                     continue
                 frag = None
-                if IP in pkt and pkt.src.startswith("10.10.1."):
+                # From A's hosts, or from the addresses the NAT rule sets
+                # put in their place (the router's, a SNAT address).
+                if IP in pkt and (pkt.src.startswith("10.10.1.") or pkt.src in NAT_SOURCES):
                     k, ttl, ln = pkt[IP].id, pkt[IP].ttl, pkt[IP].len
                     if pkt[IP].frag or pkt[IP].flags.MF:
                         frag = pkt[IP].frag * 8
-                elif IPv6 in pkt and pkt.src.startswith("fd00:10:1:"):
+                elif IPv6 in pkt and (pkt.src.startswith("fd00:10:1:") or pkt.src in NAT_SOURCES):
                     k, ttl, ln = pkt[IPv6].fl, pkt[IPv6].hlim, pkt[IPv6].plen + 40
                     if IPv6ExtHdrFragment in pkt:
                         frag = pkt[IPv6ExtHdrFragment].offset * 8
                 else:
                     continue
                 mss = mss_of(pkt[TCP]) if TCP in pkt and pkt[TCP].flags & 0x02 else None
+                # The addresses and ports (an echo's id as the source
+                # port) as B received them: NAT shows there.
+                sport = dport = None
+                for layer in (TCP, UDP):
+                    if layer in pkt:
+                        sport, dport = pkt[layer].sport, pkt[layer].dport
+                if ICMP in pkt and pkt[ICMP].type == 8:
+                    sport = pkt[ICMP].id
+                if ICMPv6EchoRequest in pkt:
+                    sport = pkt[ICMPv6EchoRequest].id
                 with lock:
-                    r = seen.setdefault(str(k), {"ttl": ttl, "mss": mss, "len": ln, "n": 0, "frags": []})
+                    r = seen.setdefault(str(k), {"ttl": ttl, "mss": mss, "len": ln, "n": 0, "frags": [],
+                                                 "src": pkt.src, "dst": pkt.dst, "sport": sport, "dport": dport})
                     r["n"] += 1
                     if frag is not None:
                         r["frags"].append(frag)

@@ -467,7 +467,15 @@ func (t *Masquerade) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) 
 		return pipeline.VerdictDrop, 0 // Linux: no address on the out-link, dropped
 	}
 	a := addrKey16(src)
-	return natVerdict(setupNAT(t.h, pc, &a, &t.rg, false)), 0
+	if !setupNAT(t.h, pc, &a, &t.rg, false) {
+		return pipeline.VerdictDrop, 0
+	}
+	// Bound to the out-link: flushed when it loses the address or goes
+	// down (FlushMasquerade).
+	if e, r := t.h.entryOf(pc.Pkt); e != nil && e.Valid(r) {
+		e.masq.Store(uint32(pc.OutNIC) + 1)
+	}
+	return pipeline.VerdictAccept, 0
 }
 
 // Tables implements the filter's table check.

@@ -22,6 +22,8 @@ const (
 	statusDying                         // being freed: lookups skip it
 	statusSrcNATDone                    // the nat table's source-NAT chains ran (Postrouting/Input)
 	statusDstNATDone                    // … its destination-NAT chains (Prerouting/Output)
+	statusDropped                       // unconfirmed, its first packet dropped: early drop may free it
+	statusKilled                        // deleted (counted) by a packet that still holds it: due now, freed at the next lookup or tick
 )
 
 // Entry is one tracked connection. The table's entries are one array made
@@ -54,6 +56,10 @@ type Entry struct {
 	// tuple[0] is the original direction's key, tuple[1] the reply's (the
 	// inverse, unless NAT changed it).
 	tuple [2]Key
+	// masq is the NIC MASQUERADE bound the entry to, + 1 (0: none;
+	// Linux's nf_conn_nat.masq_index): FlushMasquerade's key. In the 4
+	// bytes the tuples leave before the 8-aligned counters.
+	masq atomic.Uint32
 
 	packets, bytes [2]uint64
 
@@ -88,8 +94,11 @@ type Table struct {
 
 	wheel wheel
 	clock pipeline.Clock
-	timer pipeline.Timer
-	stop  atomic.Bool
+	// timer is set once AfterFunc returned; the tick it fires may run
+	// before that (a loaded machine): it reads the timer under timerMu.
+	timerMu sync.Mutex
+	timer   pipeline.Timer
+	stop    atomic.Bool
 
 	// natted: some entry was given a NAT binding (AlterReply), ever:
 	// until then the nat hooks skip every packet without reading its
@@ -107,12 +116,14 @@ type Table struct {
 type stats struct {
 	New, Confirmed, Expired, Deleted, EarlyDrop, TableFull *pipeline.Counter
 	Invalid, Related, Untracked, Clash                     *pipeline.Counter
+	Unconfirmed                                            *pipeline.Counter // first packets dropped before their entry was confirmed
 }
 
 func newStats(cs *pipeline.CounterSet) stats {
 	return stats{New: cs.Get("new"), Confirmed: cs.Get("confirmed"), Expired: cs.Get("expired"), Deleted: cs.Get("deleted"),
 		EarlyDrop: cs.Get("early_drop"), TableFull: cs.Get("table_full_drops"), Invalid: cs.Get("invalid"),
-		Related: cs.Get("related"), Untracked: cs.Get("untracked"), Clash: cs.Get("insert_clash")}
+		Related: cs.Get("related"), Untracked: cs.Get("untracked"), Clash: cs.Get("insert_clash"),
+		Unconfirmed: cs.Get("unconfirmed_dropped")}
 }
 
 // NewTable makes a table of max entries and buckets buckets (rounded up
@@ -138,7 +149,9 @@ func NewTable(max, buckets int, clock pipeline.Clock, cs *pipeline.CounterSet) *
 		t.free.Store(1)
 	}
 	t.wheel.init(len(t.entries), clock.Now())
+	t.timerMu.Lock()
 	t.timer = clock.AfterFunc(wheelTick, t.tick)
+	t.timerMu.Unlock()
 	return t
 }
 
@@ -160,7 +173,9 @@ func (t *Table) Count() int { return int(t.count.Load()) }
 // Close stops the timer (the stack closes shared objects when it closes).
 func (t *Table) Close() error {
 	t.stop.Store(true)
+	t.timerMu.Lock()
 	t.timer.Stop()
+	t.timerMu.Unlock()
 	return nil
 }
 
@@ -322,16 +337,19 @@ const (
 	evictionScan  = 64
 )
 
-// earlyDrop frees one entry that has not proved itself (not assured:
-// unconfirmed or unreplied; failing those, an assured TCP flow that is
-// closing), from the buckets at and after h, as Linux's early_drop: the
-// first such entry found goes. False: none in range.
+// earlyDrop frees one entry that has not proved itself, from the buckets
+// at and after h, as Linux's early_drop: an unconfirmed entry whose first
+// packet was dropped (statusDropped) first, anywhere in range — its flow
+// was refused, nothing of it is in flight (Linux freed it already with its
+// skb); else the first confirmed entry that is not assured (unreplied);
+// failing those, an assured TCP flow that is closing. False: none in
+// range.
 func (t *Table) earlyDrop(h uint64) bool {
-	closing := uint32(0)
+	closing, unreplied := uint32(0), uint32(0)
 	scanned := 0
 	for i := uint32(0); i < evictionRange && scanned < evictionScan; i++ {
 		b := &t.buckets[(uint32(h)+i)&t.mask]
-		victim := uint32(0)
+		dropped := uint32(0)
 		b.mu.Lock()
 		for n := b.head.Load(); n != 0 && scanned < evictionScan; {
 			node := n - 1
@@ -339,25 +357,36 @@ func (t *Table) earlyDrop(h uint64) bool {
 			n = e.next[node&1].Load()
 			scanned++
 			st := e.status.Load()
-			// Not an entry still being set up: an unconfirmed entry's
-			// first packet is in flight in some batch (Linux keeps such
-			// entries out of the hash altogether); freeing it would let
-			// that packet leave as a flow nobody tracks (un-NATed).
-			if st&statusDying != 0 || st&StatusConfirmed == 0 {
-				continue
-			}
-			if st&StatusAssured == 0 {
-				victim = node>>1 + 1
-				break
-			}
-			if closing == 0 && e.tuple[0].Proto == 6 && tcpCanEarlyDrop(e.tcp.stateAtomic()) {
+			switch {
+			case st&statusDying != 0:
+			case st&StatusConfirmed == 0:
+				// Not an entry still being set up: an unconfirmed
+				// entry's first packet is in flight in some batch
+				// (Linux keeps such entries out of the hash
+				// altogether); freeing it would let that packet leave
+				// as a flow nobody tracks (un-NATed) — unless that
+				// packet was dropped.
+				if st&statusDropped != 0 {
+					dropped = node>>1 + 1
+				}
+			case st&StatusAssured == 0:
+				if unreplied == 0 {
+					unreplied = node>>1 + 1
+				}
+			case closing == 0 && e.tuple[0].Proto == 6 && tcpCanEarlyDrop(e.tcp.stateAtomic()):
 				closing = node>>1 + 1
+			}
+			if dropped != 0 {
+				break
 			}
 		}
 		b.mu.Unlock()
-		if victim != 0 && t.kill(victim-1, t.st.EarlyDrop) {
+		if dropped != 0 && t.kill(dropped-1, t.st.EarlyDrop) {
 			return true
 		}
+	}
+	if unreplied != 0 && t.kill(unreplied-1, t.st.EarlyDrop) {
+		return true
 	}
 	return closing != 0 && t.kill(closing-1, t.st.EarlyDrop)
 }
@@ -452,13 +481,16 @@ func (t *Table) kill(i uint32, counter *pipeline.Counter) bool {
 			break
 		}
 	}
+	if st := e.status.Load(); st&statusKilled != 0 {
+		counter = nil // counted as deleted already
+	}
 	h0, h1 := e.tag[0].Load(), e.tag[1].Load()
 	b0, b1 := t.lockPair(h0, h1)
 	t.unlinkNode(b0, i*2)
 	t.unlinkNode(b1, i*2+1)
 	unlockPair(b0, b1)
 	t.wheel.remove(t, i)
-	if sink := t.events.Load(); sink != nil {
+	if sink := t.events.Load(); sink != nil && e.status.Load()&StatusConfirmed != 0 { // no [DESTROY] for what had no [NEW]
 		sink.emit(t, i, EventDestroy)
 	}
 	e.mu.Lock()
@@ -502,7 +534,9 @@ func (t *Table) tick() {
 	}
 	t.wheel.advance(t, t.clock.Now().UnixNano())
 	if !t.stop.Load() {
+		t.timerMu.Lock()
 		t.timer.Reset(wheelTick)
+		t.timerMu.Unlock()
 	}
 }
 

@@ -191,6 +191,7 @@ func (tr *Tracker) create(k *Key, h uint64, seg *tcpSeg, now int64) (uint32, pip
 	e.tuple[0], e.tuple[1] = *k, k.Invert()
 	e.packets, e.bytes = [2]uint64{}, [2]uint64{}
 	e.mark.Store(0)
+	e.masq.Store(0)
 	e.created = now
 	e.tcp = tcpState{}
 	if k.Proto == wire.ProtocolTCP && !tcpNew(&e.tcp, seg, &tr.tcp) {
@@ -272,17 +273,22 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 			t.kill(idx, t.st.Deleted)
 			return pktRetry
 		case tcpKill:
-			// The entry must go, but this packet (an RST answering a
-			// SYN) still belongs to it: its NAT binding rewrites the RST
-			// at −99/101, as Linux's nf_ct_kill_acct leaves the entry on
-			// the skb. So it expires now instead of being freed under the
-			// packet: the next lookup of its tuple or the wheel frees it.
-			// (Freed here, a refused connection through MASQUERADE was a
-			// client timeout: the RST was dropped as nat_stale_drops.)
+			// Linux's nf_ct_kill: the flow is over for every later
+			// packet, but the packet that ended it (an RST answering a
+			// SYN) keeps its entry — Linux's nf_ct_kill_acct leaves the
+			// ct on the skb — and is still NATed at −99/101: a reset
+			// answering a masqueraded SYN must reach the client (freed
+			// here, it was dropped as nat_stale_drops). So the entry is
+			// due now: a lookup from now on frees it and finds no flow,
+			// the wheel frees it at its next tick; counted as deleted.
 			e.packets[dir]++
 			e.bytes[dir] += uint64(p.Len())
-			e.mu.Unlock()
+			if e.status.Load()&statusKilled == 0 {
+				e.status.Or(statusKilled)
+				t.st.Deleted.Inc()
+			}
 			t.setTimeout(idx, now, 0)
+			e.mu.Unlock()
 			p.ConnTrack, p.CTInfo = uint64(ref), tr.info(dir, seenReply)
 			return pktDone
 		case tcpOK:

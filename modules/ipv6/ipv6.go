@@ -789,6 +789,11 @@ func (e *endpoint) output(b *pipeline.Batch, pkt *pipeline.Packet, nic pipeline.
 	if isMulticast(&to) {
 		pkt.SetRemoteLinkAddr(multicastMAC(to))
 	}
+	// A packet the stack sends is new to conntrack, as Linux's fresh skb:
+	// an echo reply made in the request's buffer must not keep the
+	// request's entry, state and mark (conntrack would skip it at Output
+	// and the entry would never see its reply).
+	pkt.ConnTrack, pkt.CTInfo, pkt.Mark = 0, pipeline.CTNone, 0
 	one := [1]*pipeline.Packet{pkt}
 	b.RunHook(pipeline.Output, one[:])
 	if one[0] == nil {

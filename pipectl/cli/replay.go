@@ -1,16 +1,20 @@
 package cli
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/pipestack/pipestack/internal/pcap"
+	"github.com/pipestack/pipestack/modules/conntrack"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipectl/control"
 	"github.com/pipestack/pipestack/pipeline"
@@ -47,6 +51,16 @@ type ReplayPacket struct {
 	Left []LeftFrame `json:"left"`
 	// Counters are the counters that changed (drops by reason among them).
 	Counters []CounterDelta `json:"counters"`
+	// With netfilter.conntrack: CT is the packet's connection-tracking
+	// state and direction (NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED;
+	// "original" or "reply"), Conn its entry after the packet as `pipectl
+	// conntrack -L` prints it (the reply tuple shows the NAT binding), NAT
+	// the packet's rewrite: its flow as it came in -> as it left the last
+	// hook ("udp 10.0.1.2:4000 > 10.0.2.2:53 -> udp 10.0.2.1:4000 >
+	// 10.0.2.2:53 (SNAT)").
+	CT   string `json:"ct,omitempty"`
+	Conn string `json:"conn,omitempty"`
+	NAT  string `json:"nat,omitempty"`
 }
 
 // LeftFrame is one frame that left a link.
@@ -68,26 +82,44 @@ type replayTracer struct {
 	mu    sync.Mutex
 	names func(pipeline.NICID) string
 	hooks []control.HookRecord
+	meta  []hookMeta
+}
+
+// hookMeta is what a hook record does not show of the packet: which
+// packet it was, its conntrack state and reference, its flow after the
+// hook (replay's ct and nat lines).
+type hookMeta struct {
+	pkt  *pipeline.Packet
+	in   pipeline.NICID
+	hook pipeline.Hook
+	ct   pipeline.CTInfo
+	ref  uint64
+	flow string
 }
 
 func (*replayTracer) Select(*pipeline.PacketContext) bool { return true }
 
 func (t *replayTracer) Trace(ht *pipeline.HookTrace) {
 	r := control.NewHookRecord(ht, t.names)
+	m := hookMeta{pkt: ht.Pkt, in: ht.InNIC, hook: ht.Hook}
+	if ht.Pkt != nil {
+		m.ct, m.ref, m.flow = ht.Pkt.CTInfo, ht.Pkt.ConnTrack, natFlow(ht.Pkt.Data())
+	}
 	t.mu.Lock()
 	t.hooks = append(t.hooks, r)
+	t.meta = append(t.meta, m)
 	t.mu.Unlock()
 }
 
-func (t *replayTracer) take() []control.HookRecord {
+func (t *replayTracer) take() ([]control.HookRecord, []hookMeta) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	h := t.hooks
-	t.hooks = nil
+	h, m := t.hooks, t.meta
+	t.hooks, t.meta = nil, nil
 	if h == nil {
 		h = []control.HookRecord{}
 	}
-	return h
+	return h, m
 }
 
 // Replay builds the pipeline in file with link.channel links in place of
@@ -177,8 +209,12 @@ func Replay(file string, in io.Reader, opts ReplayOptions, emit func(ReplayPacke
 	}
 	nicName := map[pipeline.NICID]string{}
 	eps := map[string]*channel.Endpoint{}
+	var inID pipeline.NICID
 	for _, n := range s.NICs() {
 		nicName[n.ID()] = n.Name()
+		if n.Name() == link {
+			inID = n.ID()
+		}
 		if ep, ok := n.Link().(*channel.Endpoint); ok {
 			eps[n.Name()] = ep
 		}
@@ -209,7 +245,9 @@ func Replay(file string, in io.Reader, opts ReplayOptions, emit func(ReplayPacke
 		clock.Set(r.Time)
 		eps[link].InjectFrames([][]byte{r.Data})
 		rp := ReplayPacket{N: i + 1, Time: r.Time.Format(time.RFC3339Nano), Link: link, Packet: control.FrameSummary(r.Data, eth)}
-		rp.Hooks = tr.take()
+		var meta []hookMeta
+		rp.Hooks, meta = tr.take()
+		rp.CT, rp.Conn, rp.NAT = conntrackView(s, clock.Now(), meta, inID, r.Data, eth)
 		rp.Left = []LeftFrame{}
 		for _, name := range names {
 			ep := eps[name]
@@ -234,12 +272,210 @@ func Replay(file string, in io.Reader, opts ReplayOptions, emit func(ReplayPacke
 		after := counterValues(s)
 		rp.Counters = counterDeltas(before, after)
 		before = after
-		rp.Fate, rp.Decided = fate(rp, link)
+		rp.Fate, rp.Decided = fate(rp, link, isICMPError(r.Data, eth))
 		if err := emit(rp); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// conntrackView is the ct, conn and nat lines of a packet: from the hooks
+// of the packet itself (the one that came in on link in: the first
+// prerouting record from it, and the later records of that packet), none
+// when no conntrack module tracked it.
+func conntrackView(s *pipeline.Stack, now time.Time, meta []hookMeta, in pipeline.NICID, frame []byte, eth bool) (ct, conn, nat string) {
+	first := -1
+	for i, m := range meta {
+		if m.hook == pipeline.Prerouting && m.in == in && m.pkt != nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return "", "", ""
+	}
+	// The packet's own hooks, up to Input (delivered) or an Output: the
+	// stack may send a reply in the same buffer (an echo reply), which is
+	// another packet.
+	var own []hookMeta
+	for _, m := range meta[first:] {
+		if m.pkt != meta[first].pkt {
+			continue
+		}
+		if m.hook == pipeline.Output {
+			break
+		}
+		own = append(own, m)
+		if m.hook == pipeline.Input {
+			break
+		}
+	}
+	var info pipeline.CTInfo
+	var ref uint64
+	for _, m := range own {
+		if m.ct != pipeline.CTNone {
+			info, ref = m.ct, m.ref
+			break
+		}
+	}
+	if info == pipeline.CTNone {
+		return "", "", ""
+	}
+	ct = control.CTName(info)
+	if t := conntrack.StackTable(s); t != nil && ref != 0 {
+		conn, _ = t.Describe(conntrack.Ref(ref), now)
+	}
+	if eth && len(frame) >= wire.EthernetHeaderSize {
+		frame = frame[wire.EthernetHeaderSize:]
+	}
+	before, after := natFlow(frame), own[len(own)-1].flow
+	if before != "" && after != "" && before != after {
+		kind := natKind(frame, own[len(own)-1].pkt.Data())
+		nat = before + " -> " + after + kind
+	}
+	return ct, conn, nat
+}
+
+// natKind names which side of the outer header changed: " (SNAT)", "
+// (DNAT)", " (SNAT+DNAT)", or "" (only a quoted packet or an id).
+func natKind(before, after []byte) string {
+	sb, db, ok1 := ipAddrs(before)
+	sa, da, ok2 := ipAddrs(after)
+	if !ok1 || !ok2 {
+		return ""
+	}
+	bs, bd := natPorts(before)
+	as, ad := natPorts(after)
+	src, dst := sb != sa || bs != as, db != da || bd != ad
+	switch {
+	case src && dst:
+		return " (SNAT+DNAT)"
+	case src:
+		return " (SNAT)"
+	case dst:
+		return " (DNAT)"
+	}
+	return ""
+}
+
+func ipAddrs(b []byte) (src, dst netip.Addr, ok bool) {
+	if len(b) == 0 {
+		return src, dst, false
+	}
+	// Lenient: an ICMP error's quoted header may be cut short.
+	switch b[0] >> 4 {
+	case 4:
+		if len(b) >= wire.IPv4MinimumSize {
+			ip := wire.IPv4(b)
+			return netip.AddrFrom4(ip.Src()), netip.AddrFrom4(ip.Dst()), true
+		}
+	case 6:
+		if len(b) >= wire.IPv6HeaderSize {
+			ip := wire.IPv6(b)
+			return netip.AddrFrom16(ip.Src()), netip.AddrFrom16(ip.Dst()), true
+		}
+	}
+	return src, dst, false
+}
+
+// l4Of returns an IP packet's protocol and transport bytes (nil for a
+// later fragment or a malformed packet).
+func l4Of(b []byte) (uint8, []byte) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	switch b[0] >> 4 {
+	case 4:
+		ip := wire.IPv4(b)
+		if len(b) < wire.IPv4MinimumSize || ip.FragmentOffset() != 0 {
+			return 0, nil
+		}
+		hl := int(b[0]&0xf) * 4
+		end := min(int(ip.TotalLength()), len(b))
+		if hl < wire.IPv4MinimumSize || hl > end {
+			return 0, nil
+		}
+		return ip.Protocol(), b[hl:end]
+	case 6:
+		if len(b) < wire.IPv6HeaderSize {
+			return 0, nil
+		}
+		ip := wire.IPv6(b)
+		end := wire.IPv6HeaderSize + int(ip.PayloadLength())
+		if end > len(b) {
+			// Cut short (a quoted packet): no extension header walked.
+			switch nh := b[6]; nh {
+			case 0, 43, 44, 60, 51:
+				return 0, nil
+			default:
+				return nh, b[wire.IPv6HeaderSize:]
+			}
+		}
+		x, err := ip[:end].WalkExtensions(64)
+		if err != nil || (x.Fragment && x.FragmentOffset != 0) || x.ProtocolOffset > end {
+			return 0, nil
+		}
+		return x.Protocol, b[x.ProtocolOffset:end]
+	}
+	return 0, nil
+}
+
+// natPorts are the ports (TCP, UDP) or the echo id (as the source) NAT
+// rewrites.
+func natPorts(b []byte) (uint16, uint16) {
+	proto, l4 := l4Of(b)
+	switch proto {
+	case 6, 17, 136, 33:
+		if len(l4) >= 4 {
+			return binary.BigEndian.Uint16(l4), binary.BigEndian.Uint16(l4[2:])
+		}
+	case 1, 58:
+		if len(l4) >= 8 && isEcho(proto, l4[0]) {
+			return binary.BigEndian.Uint16(l4[4:]), 0
+		}
+	}
+	return 0, 0
+}
+
+func isEcho(proto, typ uint8) bool {
+	if proto == 1 {
+		return typ == 0 || typ == 8
+	}
+	return typ == 128 || typ == 129
+}
+
+// natFlow is the part of an IP packet NAT rewrites: protocol, addresses,
+// ports or echo id, and for an ICMP error the quoted packet's.
+func natFlow(b []byte) string {
+	src, dst, ok := ipAddrs(b)
+	if !ok {
+		return ""
+	}
+	proto, l4 := l4Of(b)
+	switch proto {
+	case 6, 17:
+		name := map[uint8]string{6: "tcp", 17: "udp"}[proto]
+		if len(l4) < 4 {
+			break
+		}
+		sp, dp := natPorts(b)
+		return fmt.Sprintf("%s %s > %s", name, netip.AddrPortFrom(src, sp), netip.AddrPortFrom(dst, dp))
+	case 1, 58:
+		name := map[uint8]string{1: "icmp", 58: "icmpv6"}[proto]
+		if len(l4) < 8 {
+			break
+		}
+		if isEcho(proto, l4[0]) {
+			id, _ := natPorts(b)
+			return fmt.Sprintf("%s %s > %s type %d id %d", name, src, dst, l4[0], id)
+		}
+		if (proto == 1 && (l4[0] == 3 || l4[0] == 4 || l4[0] == 5 || l4[0] == 11 || l4[0] == 12)) || (proto == 58 && l4[0] < 128) {
+			return fmt.Sprintf("%s %s > %s type %d [about: %s]", name, src, dst, l4[0], natFlow(l4[8:]))
+		}
+		return fmt.Sprintf("%s %s > %s type %d", name, src, dst, l4[0])
+	}
+	return fmt.Sprintf("proto %d %s > %s", proto, src, dst)
 }
 
 // counterValues reads every counter of the stack and the NICs' drop
@@ -302,8 +538,9 @@ func isICMPError(d []byte, eth bool) bool {
 	return false
 }
 
-// fate sums up a packet's record.
-func fate(rp ReplayPacket, in string) (fate, decided string) {
+// fate sums up a packet's record; inErr: the packet is an ICMP error
+// itself (what leaves another link is then the packet, forwarded).
+func fate(rp ReplayPacket, in string, inErr bool) (fate, decided string) {
 	describe := func(h control.HookRecord) string {
 		if len(h.Steps) == 0 {
 			return ""
@@ -372,7 +609,7 @@ func fate(rp ReplayPacket, in string) (fate, decided string) {
 	}
 	var out []string
 	for _, l := range rp.Left {
-		if l.Link != in && !l.ICMPError {
+		if l.Link != in && (!l.ICMPError || inErr) {
 			out = append(out, l.Link)
 		}
 	}
@@ -381,7 +618,9 @@ func fate(rp ReplayPacket, in string) (fate, decided string) {
 		return "forwarded to " + strings.Join(dedup(out), ", "), decided
 	case len(drops) > 0:
 		return "dropped (" + strings.Join(drops, ", ") + ")", decided
-	case len(hooks) > 0 && hooks[len(hooks)-1] == "input":
+	case len(hooks) > 0 && (hooks[len(hooks)-1] == "input" || slices.Contains(hooks, "input") && !forwarded):
+		// (An answer the stack sent, such as an echo reply, adds its own
+		// output and postrouting hooks after the input.)
 		return "delivered locally", decided
 	case forwarded:
 		return "forwarded, not sent yet (waiting for the neighbor?)", decided
@@ -404,6 +643,15 @@ func FormatReplay(w io.Writer, rp ReplayPacket) {
 	fmt.Fprintf(w, "#%d %s %s: %s\n", rp.N, rp.Time, rp.Link, rp.Packet)
 	for _, h := range rp.Hooks {
 		control.FormatHook(w, "  ", h)
+	}
+	if rp.CT != "" {
+		fmt.Fprintf(w, "  conntrack: %s\n", rp.CT)
+		if rp.Conn != "" {
+			fmt.Fprintf(w, "    entry: %s\n", rp.Conn)
+		}
+	}
+	if rp.NAT != "" {
+		fmt.Fprintf(w, "  nat: %s\n", rp.NAT)
 	}
 	fmt.Fprintf(w, "  => %s\n", rp.Fate)
 	if rp.Decided != "" {

@@ -21,6 +21,28 @@ type HookRecord struct {
 	Malformed bool         `json:"malformed,omitempty"`
 	Steps     []StepRecord `json:"steps"`
 	Verdict   string       `json:"verdict"` // ACCEPT, DROP, STOLEN
+	// CT is the packet's connection-tracking state after the hook
+	// (CTName), when a conntrack module tracked it.
+	CT string `json:"ct,omitempty"`
+}
+
+// CTName is a packet's conntrack state as conntrack's states and
+// directions are spelled: "NEW original", "ESTABLISHED reply", "RELATED
+// original", "INVALID", "UNTRACKED"; "" for CTNone.
+func CTName(c pipeline.CTInfo) string {
+	st := map[pipeline.CTInfo]string{pipeline.CTNew: "NEW", pipeline.CTEstablished: "ESTABLISHED", pipeline.CTRelated: "RELATED",
+		pipeline.CTInvalid: "INVALID", pipeline.CTUntracked: "UNTRACKED"}[c.State()]
+	switch {
+	case c == pipeline.CTNone:
+		return ""
+	case st == "":
+		return fmt.Sprintf("state %d", c.State())
+	case c.State() == pipeline.CTInvalid || c.State() == pipeline.CTUntracked:
+		return st
+	case c&pipeline.CTReply != 0:
+		return st + " reply"
+	}
+	return st + " original"
 }
 
 // StepRecord is one rule whose target ran.
@@ -72,6 +94,7 @@ func NewHookRecord(ht *pipeline.HookTrace, name func(pipeline.NICID) string) Hoo
 	}
 	if ht.Pkt != nil {
 		r.Packet = Summary(ht.Pkt.Data())
+		r.CT = CTName(ht.Pkt.CTInfo)
 	}
 	var net []byte
 	if ht.Pkt != nil {
@@ -250,7 +273,11 @@ func FormatHook(w io.Writer, indent string, r HookRecord) {
 		fmt.Fprintf(w, "%s%s%s: malformed, DROP (hook_malformed)\n", indent, r.Hook, where)
 		return
 	}
-	fmt.Fprintf(w, "%s%s%s: %s\n", indent, r.Hook, where, r.Verdict)
+	ct := ""
+	if r.CT != "" {
+		ct = " [ct " + r.CT + "]"
+	}
+	fmt.Fprintf(w, "%s%s%s: %s%s\n", indent, r.Hook, where, r.Verdict, ct)
 	for _, s := range r.Steps {
 		what := fmt.Sprintf("rule %d", s.Rule)
 		if s.Policy {
