@@ -151,8 +151,20 @@ func TestWindowFull(t *testing.T) {
 // health-checked, takes the new batches; the old one answers what it held.
 // No packet is lost, each is judged by exactly one version, and each
 // flow's packets leave in order (the new version's answers wait until the
-// old one handed back its own).
+// old one handed back its own). The reload happens while a worker is in
+// the middle of a batch that stole packets for the old version (stealHook
+// holds it there): those packets are judged by the old version, which
+// drains only once that batch flushed — none gets the failure policy.
 func TestReplaceUnderTraffic(t *testing.T) {
+	var armed, quiet atomic.Bool
+	paused, release := make(chan struct{}), make(chan struct{})
+	stealHook = func() {
+		if armed.CompareAndSwap(true, false) {
+			close(paused)
+			<-release
+		}
+	}
+	t.Cleanup(func() { stealHook = nil })
 	f := &fake{}
 	var mu sync.Mutex
 	judgedBy := map[[2]uint32]int{} // (flow, seq) → version
@@ -184,6 +196,9 @@ func TestReplaceUnderTraffic(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for s := 0; s < per; s += 20 {
+				for quiet.Load() {
+					time.Sleep(100 * time.Microsecond)
+				}
 				var frames [][]byte
 				for k := s; k < s+20; k++ {
 					frames = append(frames, udp(uint16(w), 80, uint32(k)))
@@ -214,7 +229,18 @@ func TestReplaceUnderTraffic(t *testing.T) {
 		}
 	}()
 	waitFor(t, "traffic flowing", func() bool { return count() > 500 })
-	if err := n.Reload(routerConfig(decl(2))); err != nil {
+	armed.Store(true)
+	<-paused // a worker holds a batch with packets stolen for v1, not yet flushed
+	quiet.Store(true)
+	// The reload replaces the plugin while it builds the new generation,
+	// then waits for the workers to leave the old one (the held one too).
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- n.Reload(routerConfig(decl(2))) }()
+	waitFor(t, "v2 started", func() bool { return n.Counter("plugin_blk", "replaced") == 1 })
+	time.Sleep(30 * time.Millisecond) // v1 has nothing in flight: it would be stopped
+	close(release)
+	quiet.Store(false)
+	if err := <-reloaded; err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -254,6 +280,9 @@ func TestReplaceUnderTraffic(t *testing.T) {
 				t.Fatalf("flow %d seq %d judged by v1 after v2 began", fl, s)
 			}
 		}
+	}
+	if c := n.Counter("plugin_blk", "policy_accept_packets"); c != 0 {
+		t.Fatalf("%d packets got the failure policy\n%s", c, n.DumpCounters())
 	}
 	st := Plugins(n.Stack)[0]
 	if st.Version != "v2" || n.Counter("plugin_blk", "replaced") != 1 {

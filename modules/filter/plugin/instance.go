@@ -101,6 +101,9 @@ type instance struct {
 	// draining: replaced; a lane that runs empty pokes drainCh.
 	draining atomic.Bool
 	drainCh  chan struct{}
+	// open counts the batches that hold this version (pending.go's hold):
+	// their packets were stolen for it and are not yet sent.
+	open atomic.Int32
 }
 
 // startInstance launches, configures and health-checks one version; only
@@ -248,21 +251,25 @@ func (in *instance) kill() {
 }
 
 // drainAndStop stops a replaced version: it answers what it holds (until
-// its lanes are empty or the deadline of the last flight passed), then is
-// killed.
+// no batch holds it any more and its lanes are empty, or the deadline of
+// the last flight passed), then is killed.
 func (in *instance) drainAndStop() { in.drainThen(nil) }
 
 // drainThen is drainAndStop calling drained (when not nil) as soon as the
-// version holds nothing (or its time is up), before it is killed.
+// version holds nothing (or its time is up), before it is killed. A batch
+// that holds the version is always waited for (it flushes when the worker
+// finishes it, microseconds later); then its flights get their deadline.
 func (in *instance) drainThen(drained func()) {
 	in.drainCh = make(chan struct{}, 1)
 	in.draining.Store(true)
-	limit := time.NewTimer(in.cfg.Timeout + 50*time.Millisecond)
+	wait := in.cfg.Timeout + 50*time.Millisecond
+	limit := time.NewTimer(wait)
 	defer limit.Stop()
-	poll := time.NewTicker(5 * time.Millisecond) // a flight opened after the check
+	poll := time.NewTicker(time.Millisecond) // a batch flushed, a flight opened
 	defer poll.Stop()
 	for {
-		busy := 0
+		open := in.open.Load()
+		busy := int(open)
 		for _, l := range in.lanes {
 			busy += l.inFlight()
 		}
@@ -271,13 +278,15 @@ func (in *instance) drainThen(drained func()) {
 		}
 		select {
 		case <-in.drainCh: // a lane ran empty
+			continue
 		case <-poll.C:
+			continue
 		case <-limit.C:
-			busy = 0
 		}
-		if busy == 0 {
-			break
+		if in.open.Load() == 0 {
+			break // what is still sent gets the policy when it is killed
 		}
+		limit.Reset(wait) // a batch still holds it: its flights come, then their deadline
 	}
 	if drained != nil {
 		drained()
