@@ -189,8 +189,8 @@ func TestVerdictCacheCountsUntracked(t *testing.T) {
 	cfg = strings.Replace(cfg, "filter:\n  filter:\n", "filter:\n  raw:\n    prerouting:\n      rules: [\"-p udp --dport 81 -j NOTRACK\"]\n  filter:\n", 1)
 	n := pt.NewNode(t, "r", cfg, pipeline.Options{Clock: pipeline.NewManualClock(time.Unix(1e9, 0))})
 	forwardN(t, n, [][]byte{udp(0, 81, 0), udp(0, 81, 1), udp(0, 81, 2)}, 3) // untracked
-	forwardN(t, n, [][]byte{udp(1, 80, 0)}, 1)                                 // tracked: judged, cached
-	forwardN(t, n, [][]byte{udp(1, 80, 1)}, 1)                                 // from the cache
+	forwardN(t, n, [][]byte{udp(1, 80, 0)}, 1)                               // tracked: judged, cached
+	forwardN(t, n, [][]byte{udp(1, 80, 1)}, 1)                               // from the cache
 	st := Plugins(n.Stack)[0]
 	if judged[1].Load() != 4 || st.CacheHitCount != 1 || st.CacheMissCount != 4 || st.CacheHits != "20.0%" {
 		t.Fatalf("judged %d, cache figures %+v", judged[1].Load(), st)
