@@ -148,26 +148,6 @@ func (p *Plugin) startInstance(launch launcher, cfgJSON []byte, gate chan struct
 	return in, nil
 }
 
-// dataOf is the bytes of a packet the plugin asked for.
-func (in *instance) dataOf(pc *pipeline.PacketContext, nh []byte) []byte {
-	switch in.needs.Data {
-	case pb.Data_DATA_HEADERS:
-		end := len(nh)
-		if pc.L4End > 0 {
-			end = min(end, pc.L4Off+60)
-		} else {
-			end = min(end, 120)
-		}
-		return nh[:end]
-	case pb.Data_DATA_PACKET:
-		if m := int(in.needs.MaxBytes); m > 0 && m < len(nh) {
-			return nh[:m]
-		}
-		return nh
-	}
-	return nil
-}
-
 // laneIndex returns the lane of a packet: by its flow, so that a flow's
 // packets share one stream and its answers come back in order whichever
 // worker (batch context) runs them.
