@@ -133,6 +133,9 @@ type NeighEntry struct {
 type ReloadReply struct {
 	Changed    bool   `json:"changed"`
 	Generation uint64 `json:"generation"`
+	// Renewed: what an unchanged file's reload renewed in place (a plugin
+	// whose binary alone changed, replaced without a new generation).
+	Renewed []string `json:"renewed,omitempty"`
 }
 
 // Snapshot gathers the stack's counters.

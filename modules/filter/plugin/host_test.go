@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -441,5 +443,104 @@ func TestRoundTripQuantiles(t *testing.T) {
 	p50, p99 := s.quantile(0.5), s.quantile(0.99)
 	if p50 < 75*time.Microsecond || p50 > 125*time.Microsecond || p99 < 3750*time.Microsecond || p99 > 6250*time.Microsecond {
 		t.Fatalf("p50 %v (want ~100µs), p99 %v (want ~5ms)", p50, p99)
+	}
+}
+
+// TestReloadNewBinaryNoGeneration: a reload whose only change is the
+// plugin's binary builds no new generation: the running one replaces the
+// plugin make-before-break (pipeline.Refresher) and says so in the
+// reload's answer; traffic judged across it loses nothing. A reload with
+// nothing changed renews nothing; a new binary that fails to start fails
+// the reload and the running version stays.
+func TestReloadNewBinaryNoGeneration(t *testing.T) {
+	f := &fake{}
+	var mu sync.Mutex
+	byVersion := map[int]int{}
+	f.judge = func(v int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		mu.Lock()
+		byVersion[v] += len(pkts)
+		mu.Unlock()
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	bin := filepath.Join(t.TempDir(), "blk")
+	write := func(s string) {
+		t.Helper()
+		tmp := bin + ".new"
+		if err := os.WriteFile(tmp, []byte("#!/bin/sh\n# "+s+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("v1")
+	text := routerConfig(`  - {name: blk, path: ` + bin + `, timeout: 2s}`)
+	n := newRouter(t, `  - {name: blk, path: `+bin+`, timeout: 2s}`)
+	apply := func() (pipeline.ApplyReport, error) {
+		cfg, err := pipeline.ParseConfig("r.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Stack.ApplyReport(cfg)
+	}
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	sent := 0
+	send := func(k int) {
+		for range k {
+			a.InjectFrames([][]byte{udp(0, 80, uint32(sent))})
+			sent++
+		}
+	}
+	send(50)
+	gen := n.Stack.Generation().Seq()
+
+	if rep, err := apply(); err != nil || rep.Changed || len(rep.Renewed) != 0 {
+		t.Fatalf("unchanged reload: %+v, %v", rep, err)
+	}
+	write("v2")
+	done := make(chan struct{})
+	go func() { defer close(done); send(200) }() // traffic across the replacement
+	rep, err := apply()
+	<-done
+	if err != nil || rep.Changed || len(rep.Renewed) != 1 || !strings.Contains(rep.Renewed[0], "plugin blk: new binary") || !strings.Contains(rep.Renewed[0], `version "v2"`) {
+		t.Fatalf("binary-only reload: %+v, %v", rep, err)
+	}
+	if g := n.Stack.Generation().Seq(); g != gen {
+		t.Fatalf("generation %d, was %d: a new generation was built", g, gen)
+	}
+	send(50)
+	var got [][]byte
+	waitFor(t, "all forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) >= sent })
+	for i, g := range got {
+		if _, seq := seqOf(g); seq != uint32(i) {
+			t.Fatalf("packet %d is seq %d (lost or reordered)", i, seq)
+		}
+	}
+	mu.Lock()
+	if byVersion[1]+byVersion[2] != sent || byVersion[2] < 50 {
+		t.Fatalf("judged by version %v, sent %d", byVersion, sent)
+	}
+	mu.Unlock()
+	if st := Plugins(n.Stack)[0]; st.Version != "v2" || n.Counter("plugin_blk", "replaced") != 1 || n.Counter("plugin_blk", "policy_accept_packets") != 0 {
+		t.Fatalf("after: %+v\n%s", st, n.DumpCounters())
+	}
+	if rep, err := apply(); err != nil || len(rep.Renewed) != 0 {
+		t.Fatalf("second reload renewed again: %+v, %v", rep, err)
+	}
+
+	// A new binary that fails: the reload fails, v2 stays, nothing renewed.
+	f.mu.Lock()
+	f.failNext = true
+	f.mu.Unlock()
+	write("v3")
+	rep, err = apply()
+	if err == nil || !strings.Contains(err.Error(), "new version not started, the running one stays") || len(rep.Renewed) != 0 {
+		t.Fatalf("failing binary: %+v, %v", rep, err)
+	}
+	if st := Plugins(n.Stack)[0]; st.Version != "v2" || n.Stack.Generation().Seq() != gen {
+		t.Fatalf("after a failed renewal: %+v", st)
 	}
 }

@@ -68,6 +68,8 @@ type Plugin struct {
 	pend   atomic.Pointer[[]*pending]
 	pendMu sync.Mutex
 
+	replaceMu sync.Mutex // one Replace at a time
+
 	mu       sync.Mutex
 	state    string // starting, running, restarting, failed, stopped
 	restarts int    // restarts done in this budget
@@ -372,6 +374,14 @@ func (p *Plugin) replace(launch launcher, d *decl) error {
 // Every flight is judged by the version it was sent to: a packet added to
 // the old version's open flight goes with that flight.
 func (p *Plugin) Replace(launch launcher, key string, cfgJSON []byte, cfg *settings) error {
+	p.replaceMu.Lock() // a reload and reload: watch may both replace
+	defer p.replaceMu.Unlock()
+	p.mu.Lock()
+	same := p.key == key && p.cur.Load() != nil && !p.stopped
+	p.mu.Unlock()
+	if same {
+		return nil // that version already runs (the other one replaced it)
+	}
 	prev := p.settings()
 	if cfg != nil {
 		p.cfgp.Store(cfg) // the new version's window, batch size, policy
