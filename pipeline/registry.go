@@ -72,7 +72,9 @@ type (
 	// thing it renewed ("plugin blk: new binary …, replaced"), which
 	// ApplyReport returns. An error fails the reload (what an earlier
 	// module renewed stays renewed).
-	Refresher interface{ Refresh() (renewed []string, err error) }
+	Refresher interface {
+		Refresh() (renewed []string, err error)
+	}
 )
 
 // LinkModule is a link driver's module (link.tun, link.channel, …).
