@@ -18,6 +18,10 @@ import (
 
 var errOutOfOrder = errors.New("the plugin answered out of order")
 
+// errSameVersion: Replace was asked for the version that runs (a reload
+// and reload: watch both saw one new binary); nothing was done.
+var errSameVersion = errors.New("that version already runs")
+
 // settings are a plugin's resolved settings (Config with defaults).
 type settings struct {
 	Timeout   time.Duration
@@ -69,6 +73,12 @@ type Plugin struct {
 	pendMu sync.Mutex
 
 	replaceMu sync.Mutex // one Replace at a time
+
+	// decl is the declaration in force (the newest generation's, or the
+	// one a refresh renewed), launcherOf makes its launcher: what
+	// reload: watch replaces with.
+	decl       atomic.Pointer[decl]
+	launcherOf func(*decl) launcher
 
 	mu       sync.Mutex
 	state    string // starting, running, restarting, failed, stopped
@@ -363,9 +373,14 @@ func (p *Plugin) failedState() bool {
 	return p.state == "failed"
 }
 
-// replace is Replace for a new declaration (settings may differ).
-func (p *Plugin) replace(launch launcher, d *decl) error {
-	return p.Replace(launch, d.key, d.cfgJSON, &d.cfg)
+// replace is Replace for a new declaration (settings may differ); false:
+// that version was already running, nothing was done.
+func (p *Plugin) replace(launch launcher, d *decl) (bool, error) {
+	err := p.Replace(launch, d.key, d.cfgJSON, &d.cfg)
+	if err == errSameVersion {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Replace starts a new version (make before break) and, once it is
@@ -380,7 +395,7 @@ func (p *Plugin) Replace(launch launcher, key string, cfgJSON []byte, cfg *setti
 	same := p.key == key && p.cur.Load() != nil && !p.stopped
 	p.mu.Unlock()
 	if same {
-		return nil // that version already runs (the other one replaced it)
+		return errSameVersion // that version already runs (the other one replaced it)
 	}
 	prev := p.settings()
 	if cfg != nil {

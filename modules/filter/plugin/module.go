@@ -318,7 +318,7 @@ func (d *decl) readBinary() ([32]byte, error) {
 // replaced before it stay replaced.
 func (s *Section) Refresh() ([]string, error) {
 	var renewed []string
-	for _, d := range s.decls {
+	for i, d := range s.decls {
 		p := d.plugin
 		if p == nil {
 			continue
@@ -336,10 +336,15 @@ func (s *Section) Refresh() ([]string, error) {
 		nd := *d
 		nd.binSum = sum
 		nd.key = nd.versionKey()
-		if err := p.replace(s.launcherOf(&nd), &nd); err != nil {
+		replaced, err := p.replace(s.launcherOf(&nd), &nd)
+		if err != nil {
 			return renewed, fmt.Errorf("plugin %s: new version not started, the running one stays: %w", d.Name, err)
 		}
-		d.binSum, d.key = nd.binSum, nd.key
+		s.decls[i] = &nd // a new declaration: reload: watch reads the one in force
+		p.decl.Store(&nd)
+		if !replaced {
+			continue // reload: watch replaced it already
+		}
 		in := p.cur.Load()
 		line := fmt.Sprintf("plugin %s: new binary (sha256 %x), replaced without a new generation", d.Name, sum[:6])
 		if in != nil {
@@ -512,7 +517,7 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 		p.mu.Unlock()
 		p.conntrack.Store(d.ct) // a new version's cache follows the new pipeline
 		if !same {
-			if err := p.replace(s.launcherOf(d), d); err != nil {
+			if _, err := p.replace(s.launcherOf(d), d); err != nil {
 				return nil, fmt.Errorf("new version not started, the running one stays: %w", err)
 			}
 		} else if p.failedState() {
@@ -521,6 +526,7 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 				return nil, err
 			}
 		}
+		p.decl.Store(d) // reload: watch follows the newest declaration
 		r.mu.Lock()
 		r.refs[p]++
 		r.mu.Unlock()
@@ -539,9 +545,9 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 	if err := p.Run(); err != nil {
 		return nil, err
 	}
-	if d.watch {
-		go p.watch(d.path, func() launcher { return s.launcherOf(d) }, d)
-	}
+	p.decl.Store(d)
+	p.launcherOf = s.launcherOf
+	go p.watch() // acts while the declaration in force says reload: watch
 	r.mu.Lock()
 	if r.refs == nil {
 		r.refs = map[*Plugin]int{}
