@@ -544,3 +544,29 @@ func TestReloadNewBinaryNoGeneration(t *testing.T) {
 		t.Fatalf("after a failed renewal: %+v", st)
 	}
 }
+
+// TestTargetRewrite: a target that may rewrite (Needs.Rewrite) returns new
+// bytes of the length it was sent; the forwarded packet carries them.
+func TestTargetRewrite(t *testing.T) {
+	f := &fake{needs: sdk.Needs{Data: sdk.DataPacket, Rewrite: true}}
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		for i, p := range pkts {
+			rw := append([]byte(nil), p.Data...)
+			rw[len(rw)-1] ^= 0xff // the payload's last byte (UDP checksums are not checked when forwarding)
+			out[i] = sdk.Result{Answer: sdk.Accept, Rewrite: rw}
+		}
+	}
+	f.install(t)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s}`)
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	in := udp(0, 80, 7)
+	a.InjectFrames([][]byte{in})
+	var got [][]byte
+	waitFor(t, "forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) == 1 })
+	if o := got[0]; len(o) != len(in) || o[len(o)-1] != in[len(in)-1]^0xff {
+		t.Fatalf("forwarded % x, sent % x", o, in)
+	}
+	if c := n.Counter("plugin_blk", "bad_rewrites"); c != 0 {
+		t.Fatalf("bad_rewrites %d", c)
+	}
+}

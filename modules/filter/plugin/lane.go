@@ -64,7 +64,6 @@ type flight struct {
 	seq      uint64
 	msg      *sdk.EncodedBatch // records and data appended in place, sent as they are
 	items    []item
-	lens     []uint32    // data bytes sent per packet
 	nics     [][2]uint32 // NIC → link index cache of this flight
 	deadline time.Time
 	sent     time.Time
@@ -74,6 +73,12 @@ type flight struct {
 	// Scratch of the sink.
 	pkts    []*pipeline.Packet
 	answers []pipeline.Answer
+}
+
+// dataLen is how many data bytes were sent for packet i (its record's
+// data_len; i < len(f.items)).
+func (f *flight) dataLen(i int) int {
+	return int(binary.LittleEndian.Uint32(f.msg.Records[i*sdk.RecordSize+28:]))
 }
 
 // sink ends the packets of flights: answered by the plugin, or failed.
@@ -151,7 +156,7 @@ func (l *lane) newFlight() *flight {
 	m.Seq, m.NextLink, m.Records, m.Data, m.Links = 0, 0, m.Records[:0], m.Data[:0], m.Links[:0]
 	clear(f.items)
 	clear(f.pkts)
-	*f = flight{msg: m, items: f.items[:0], lens: f.lens[:0], nics: f.nics[:0], pkts: f.pkts[:0], answers: f.answers[:0], inst: l.inst, lane: l}
+	*f = flight{msg: m, items: f.items[:0], nics: f.nics[:0], pkts: f.pkts[:0], answers: f.answers[:0], inst: l.inst, lane: l}
 	return f
 }
 
@@ -241,7 +246,6 @@ func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uin
 	putAddr(r[40:56], t.Src)
 	putAddr(r[56:72], t.Dst)
 	m.Data = append(m.Data, data...)
-	f.lens = append(f.lens, uint32(len(data)))
 	// Field by field into the slice (a composite literal is built on the
 	// stack and copied: a store-forwarding stall per packet).
 	n := len(f.items)
