@@ -570,3 +570,46 @@ func TestTargetRewrite(t *testing.T) {
 		t.Fatalf("bad_rewrites %d", c)
 	}
 }
+
+// TestWatchFollowsNewestDecl: reload: watch replaces the plugin with the
+// declaration in force — a later generation's settings — not the one the
+// plugin was first started with.
+func TestWatchFollowsNewestDecl(t *testing.T) {
+	old := watchEvery
+	watchEvery = 20 * time.Millisecond
+	t.Cleanup(func() { watchEvery = old })
+	f := &fake{}
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	bin := filepath.Join(t.TempDir(), "blk")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(bin+".new", []byte("#!/bin/sh\n# "+s+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(bin+".new", bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("v1")
+	decl := func(timeout string) string {
+		return `  - {name: blk, path: ` + bin + `, reload: watch, timeout: ` + timeout + `}`
+	}
+	n := newRouter(t, decl("2s"))
+	if err := n.Reload(routerConfig(decl("3s"))); err != nil { // settings changed: v2
+		t.Fatal(err)
+	}
+	write("v3")
+	waitFor(t, "watch replaced the binary", func() bool { return Plugins(n.Stack)[0].Version == "v3" })
+	reg := n.Stack.Shared("filter.plugin/registry", nil).(*registry)
+	reg.mu.Lock()
+	p := reg.plugins["blk"]
+	reg.mu.Unlock()
+	if got := p.settings().Timeout; got != 3*time.Second {
+		t.Fatalf("after reload: watch the timeout is %v, the declaration in force says 3s", got)
+	}
+}

@@ -79,6 +79,9 @@ type Plugin struct {
 	// reload: watch replaces with.
 	decl       atomic.Pointer[decl]
 	launcherOf func(*decl) launcher
+	// quit ends the watcher (Stop), which closes watchDone (nil: none).
+	quit, watchDone chan struct{}
+	quitOnce        sync.Once
 
 	mu       sync.Mutex
 	state    string // starting, running, restarting, failed, stopped
@@ -408,6 +411,11 @@ func (p *Plugin) Replace(launch launcher, key string, cfgJSON []byte, cfg *setti
 		return err
 	}
 	p.mu.Lock()
+	if p.stopped { // stopped while the new version started
+		p.mu.Unlock()
+		in.kill()
+		return errors.New("the plugin was stopped")
+	}
 	p.launch, p.cfgJSON, p.key = launch, cfgJSON, key
 	old := p.cur.Swap(in)
 	p.state, p.reason, p.restarts = "running", "", 0
@@ -432,6 +440,10 @@ func (p *Plugin) Stop() {
 	p.mu.Unlock()
 	if in := p.cur.Swap(nil); in != nil {
 		in.drainAndStop()
+	}
+	if p.quit != nil {
+		p.quitOnce.Do(func() { close(p.quit) })
+		<-p.watchDone
 	}
 }
 

@@ -547,7 +547,8 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 	}
 	p.decl.Store(d)
 	p.launcherOf = s.launcherOf
-	go p.watch() // acts while the declaration in force says reload: watch
+	p.quit, p.watchDone = make(chan struct{}), make(chan struct{})
+	go p.watch(watchEvery) // acts while the declaration in force says reload: watch
 	r.mu.Lock()
 	if r.refs == nil {
 		r.refs = map[*Plugin]int{}

@@ -16,16 +16,17 @@ var watchEvery = 500 * time.Millisecond
 // plugin stops. A replacement that fails to start (or whose sha256 does
 // not match a pinned one) is logged and the running version stays; the
 // same binary is not tried again until it changes once more.
-func (p *Plugin) watch() {
+func (p *Plugin) watch(every time.Duration) {
+	defer close(p.watchDone)
 	d := p.decl.Load()
 	last, _ := os.Stat(d.path)
 	lastSum := d.binSum
+	tick := time.NewTicker(every)
+	defer tick.Stop()
 	for {
-		time.Sleep(watchEvery)
-		p.mu.Lock()
-		stopped := p.stopped
-		p.mu.Unlock()
-		if stopped {
+		select {
+		case <-tick.C:
+		case <-p.quit:
 			return
 		}
 		d := p.decl.Load()
