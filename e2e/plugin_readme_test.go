@@ -22,7 +22,9 @@ import (
 // in the background until the test ends. It checks what the README says
 // is seen: version 1 dropping the datagrams to port 9000, version 2 after
 // the rename letting them through in order, and iperf3's UDP stream
-// losing nothing across the swap.
+// losing nothing in the router across the swap (what it loses the lab's
+// kernels dropped and counted: on a loaded machine the receiver's socket
+// buffer overflows).
 func TestPluginGoREADME(t *testing.T) {
 	requireLab(t, "iperf3 (iperf3)", "python3 (python3)")
 	l := newLabMode(t, "tun")
@@ -32,7 +34,7 @@ func TestPluginGoREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) }) // after the cleanup below, which reads iperf3's pid file
 	os.Chmod(dir, 0o755)
 	yml, err := os.ReadFile(filepath.Join(root, "examples/plugin-go/pipeline.yaml"))
 	if err != nil {
@@ -97,9 +99,12 @@ func TestPluginGoREADME(t *testing.T) {
 				t.Logf("%s:\n%s", b.line, b.out.String())
 			}
 		}
+		// iperf3's daemon (one-off: it exits after its test) must not
+		// outlive the test: it holds the files the test inherited (the
+		// e2e lock among them).
 		if pid, err := os.ReadFile(filepath.Join(dir, "iperf3.pid")); err == nil {
-			if n, err := strconv.Atoi(strings.TrimSpace(strings.TrimRight(string(pid), "\x00"))); err == nil {
-				syscall.Kill(n, syscall.SIGTERM)
+			if n, err := strconv.Atoi(strings.TrimSpace(strings.TrimRight(string(pid), "\x00"))); err == nil && n > 1 {
+				syscall.Kill(n, syscall.SIGKILL)
 			}
 		}
 	})
@@ -182,10 +187,22 @@ func TestPluginGoREADME(t *testing.T) {
 		n, _ := strconv.Atoi(m[1])
 		return n
 	}
-	// iperf3's receiver line: "… 0/8562 (0%)  receiver".
+	// iperf3's receiver line: "… 0/8562 (0%)  receiver". What is lost is
+	// lost outside the router, counted by the kernels: the TUN device's
+	// queue toward the router in ps-a, the receiver's socket buffer in
+	// ps-b (a loaded machine: the README's 0 is a quiet one's). The router
+	// drops nothing but the plugin's verdicts.
 	lost := regexp.MustCompile(`(\d+)/(\d+) \([0-9.e+-]+%\)\s+receiver`).FindStringSubmatch(iperf.out.String())
-	if lost == nil || lost[1] != "0" || lost[2] == "0" {
-		t.Errorf("iperf3 UDP across the swap (want 0 datagrams lost):\n%s", iperf.out.String())
+	if lost == nil || lost[2] == "0" {
+		t.Fatalf("iperf3 UDP across the swap: no receiver report\n%s", iperf.out.String())
+	}
+	nLost, _ := strconv.Atoi(lost[1])
+	kernel := kernelUDPDrops(t, l)
+	if nLost > kernel {
+		t.Errorf("iperf3 lost %s of %s datagrams across the swap, the kernels dropped %d: the router lost %d\n%s", lost[1], lost[2], kernel, nLost-kernel, iperf.out.String())
+	}
+	if d := regexp.MustCompile(`(?ms)^\s*2: b: .*?TX:[^\n]*\n\s+\d+\s+\d+\s+(\d+)`).FindStringSubmatch(stats); d == nil || d[1] != strconv.Itoa(counter("verdict_drop_packets")) {
+		t.Errorf("link b dropped other packets than the plugin's verdicts (%d):\n%s", counter("verdict_drop_packets"), stats)
 	}
 	// The numbered datagrams to port 9000: none under version 1 but those
 	// the failure policy let through (fail open: a missed deadline), then
@@ -212,7 +229,35 @@ func TestPluginGoREADME(t *testing.T) {
 	if counter("verdict_drop_packets") < 100 {
 		t.Errorf("version 1 dropped %d datagrams, want ≥ 100 (3 s at 100/s)\n%s", counter("verdict_drop_packets"), stats)
 	}
-	t.Logf("iperf3 UDP across the swap: %s/%s lost; port 9000: %d datagrams, %d in a row from %d; %s", lost[1], lost[2], len(got), len(got)-tail, got[tail], plugins[1])
+	t.Logf("iperf3 UDP across the swap: %s/%s lost (the kernels dropped %d); port 9000: %d datagrams, %d in a row from %d; %s", lost[1], lost[2], kernel, len(got), len(got)-tail, got[tail], plugins[1])
+}
+
+// kernelUDPDrops is what the lab's kernels dropped of UDP on its way: the
+// TUN device's transmit queue in ps-a (toward the router) and UDP receive
+// errors (buffer overflows among them) in ps-b.
+func kernelUDPDrops(t *testing.T, l *lab) int {
+	t.Helper()
+	n := 0
+	link := mustNS(t, 5*time.Second, l.nsA, "ip", "-s", "link", "show", l.tunA)
+	if m := regexp.MustCompile(`TX:.*\n\s+\d+\s+\d+\s+\d+\s+(\d+)`).FindStringSubmatch(link); m != nil { // bytes packets errors dropped
+		d, _ := strconv.Atoi(m[1])
+		n += d
+	}
+	snmp := strings.Split(mustNS(t, 5*time.Second, l.nsB, "cat", "/proc/net/snmp"), "\n")
+	for i := 0; i+1 < len(snmp); i++ {
+		if !strings.HasPrefix(snmp[i], "Udp: ") || !strings.HasPrefix(snmp[i+1], "Udp: ") {
+			continue
+		}
+		keys, vals := strings.Fields(snmp[i]), strings.Fields(snmp[i+1])
+		for k := range keys {
+			if k < len(vals) && keys[k] == "InErrors" { // RcvbufErrors among them
+				v, _ := strconv.Atoi(vals[k])
+				n += v
+			}
+		}
+		break
+	}
+	return n
 }
 
 // waitFor polls cond until it holds or d passed.
