@@ -94,7 +94,11 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 		if g := st.Generation(); g != nil {
 			seq = g.Seq()
 		}
-		req.reply <- reloadResult{control.ReloadReply{Changed: rep.Changed, Generation: seq, Renewed: rep.Renewed}, err}
+		rr := control.ReloadReply{Changed: rep.Changed, Generation: seq, Renewed: rep.Renewed}
+		if rep.Changed && err == nil {
+			rr.Notes = control.GenerationNotes(st)
+		}
+		req.reply <- reloadResult{rr, err}
 	}
 	ctl := startControl(cfg, st, doReload, logger)
 	defer func() { ctl.close() }()
@@ -209,6 +213,9 @@ func reload(st *pipeline.Stack, file string, lw *logWriter, logger zerolog.Logge
 	default:
 		lw.configure(cfg.Log)
 		logger.Info().Uint64("generation", st.Generation().Seq()).Msg("reloaded")
+		for _, n := range control.GenerationNotes(st) {
+			logger.Warn().Uint64("generation", st.Generation().Seq()).Msg(n)
+		}
 	}
 	return rep, err
 }
