@@ -64,6 +64,17 @@ type (
 	// must also undo what Start did. Stop is called when the generation
 	// that started ends.
 	Starter interface{ Start() error }
+	// Refresher renews, in place, what a module runs outside the
+	// generation's inputs (the plugins: section: a plugin whose binary
+	// changed is replaced make-before-break). Stack.Apply of an unchanged
+	// file — no new generation — calls Refresh on the running generation's
+	// modules that have it, in module order; each returns one line per
+	// thing it renewed ("plugin blk: new binary …, replaced"), which
+	// ApplyReport returns. An error fails the reload (what an earlier
+	// module renewed stays renewed).
+	Refresher interface {
+		Refresh() (renewed []string, err error)
+	}
 )
 
 // LinkModule is a link driver's module (link.tun, link.channel, …).

@@ -172,17 +172,48 @@ func Check(cfg *Config) error {
 // as it was. Files the modules read through Context.ReadFile count as part
 // of the file: one that changed makes an unchanged file build anew.
 func (s *Stack) Apply(cfg *Config) (changed bool, err error) {
+	r, err := s.ApplyReport(cfg)
+	return r.Changed, err
+}
+
+// ApplyReport says what Stack.Apply did: Changed, a new generation runs;
+// Renewed, what modules renewed in place for an unchanged file (Refresher:
+// a plugin whose binary alone changed, replaced without a new generation).
+type ApplyReport struct {
+	Changed bool
+	Renewed []string
+}
+
+// ApplyReport is Apply, reporting what it renewed in place.
+func (s *Stack) ApplyReport(cfg *Config) (ApplyReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false, errors.New("stack is closed")
+		return ApplyReport{}, errors.New("stack is closed")
 	}
 	cur := s.gen.Load()
 	if cur != nil && cur.cfg.hash != ([32]byte{}) && cur.cfg.hash == cfg.hash && cur.cfg.Hooks == cfg.Hooks && !cur.inputs.changed() {
-		// Unchanged. A link whose device is gone is retried at once.
+		// Unchanged. A link whose device is gone is retried at once;
+		// modules renew what they run outside the generation's inputs.
 		s.retryDownLocked()
-		return false, nil
+		var rep ApplyReport
+		for _, mi := range cur.modules {
+			if r, ok := mi.mod.(Refresher); ok {
+				renewed, err := r.Refresh()
+				rep.Renewed = append(rep.Renewed, renewed...)
+				if err != nil {
+					return rep, cur.cfg.errAt(mi.line, mi.col, mi.id, err)
+				}
+			}
+		}
+		return rep, nil
 	}
+	changed, err := s.applyLocked(cur, cfg)
+	return ApplyReport{Changed: changed}, err
+}
+
+// applyLocked builds and swaps in a new generation (s.mu held).
+func (s *Stack) applyLocked(cur *Generation, cfg *Config) (changed bool, err error) {
 	g, err := s.build(cfg, true)
 	if err != nil {
 		return false, err

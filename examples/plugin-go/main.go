@@ -1,14 +1,16 @@
 // Command dstfilter is an example out-of-process filter plugin for
 // pipestack, written with the SDK (modules/filter/plugin/sdk): as a rule's
 // target (-j PLUGIN --name dstfilter) it gives packets to the destination
-// prefixes of its config the verdict in verdict (drop), and accepts the
-// others. README.md walks from nothing to a hot-reloaded plugin.
+// prefixes (and ports, if it lists any) of its config the verdict in
+// verdict (drop), and accepts the others. README.md walks from nothing to
+// a hot-reloaded plugin.
 package main
 
 import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
 )
@@ -24,10 +26,12 @@ var (
 // config is the plugin's config: block of the pipeline file.
 type config struct {
 	Block []string `json:"block"` // destination prefixes
+	Ports []uint16 `json:"ports"` // only these destination ports (none: all)
 }
 
 type dstFilter struct {
 	block  []netip.Prefix
+	ports  []uint16
 	answer sdk.Answer
 }
 
@@ -35,6 +39,9 @@ type dstFilter struct {
 func (f *dstFilter) Action(pkts []*sdk.Packet, out []sdk.Result) {
 	for i, p := range pkts {
 		out[i] = sdk.Result{Answer: sdk.Accept}
+		if len(f.ports) > 0 && !slices.Contains(f.ports, p.DstPort) {
+			continue
+		}
 		for _, b := range f.block {
 			if b.Contains(p.Dst) {
 				out[i] = sdk.Result{Answer: f.answer}
@@ -56,6 +63,7 @@ func (f *dstFilter) configure(name string, js []byte) (sdk.Needs, error) {
 		}
 		f.block = append(f.block, p.Masked())
 	}
+	f.ports = c.Ports
 	switch verdict {
 	case "drop":
 		f.answer = sdk.Drop

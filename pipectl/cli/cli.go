@@ -463,6 +463,9 @@ func cmdControl(cmd string, args []string, stdout, stderr io.Writer) int {
 		} else {
 			fmt.Fprintf(stdout, "unchanged: generation %d keeps running\n", rep.Reload.Generation)
 		}
+		for _, r := range rep.Reload.Renewed {
+			fmt.Fprintf(stdout, "renewed: %s\n", r)
+		}
 	}
 	return 0
 }

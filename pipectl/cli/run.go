@@ -88,14 +88,14 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 		return res.reply, res.err
 	}
 	serve := func(req reloadRequest) {
-		changed, err := reload(st, file, lw, logger)
-		applied(changed, err)
+		rep, err := reload(st, file, lw, logger)
+		applied(rep.Changed, err)
 		var seq uint64
 		if g := st.Generation(); g != nil {
 			seq = g.Seq()
 		}
-		rr := control.ReloadReply{Changed: changed, Generation: seq}
-		if changed && err == nil {
+		rr := control.ReloadReply{Changed: rep.Changed, Generation: seq, Renewed: rep.Renewed}
+		if rep.Changed && err == nil {
 			rr.Notes = control.GenerationNotes(st)
 		}
 		req.reply <- reloadResult{rr, err}
@@ -167,8 +167,8 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 			logger.Info().Msg("stopped")
 			return nil
 		case <-opts.Reload:
-			changed, err := reload(st, file, lw, logger)
-			applied(changed, err)
+			rep, err := reload(st, file, lw, logger)
+			applied(rep.Changed, err)
 			syncControl()
 		case req := <-requests:
 			serve(req)
@@ -189,21 +189,26 @@ type reloadResult struct {
 }
 
 // reload re-reads file and applies it, logging the outcome.
-func reload(st *pipeline.Stack, file string, lw *logWriter, logger zerolog.Logger) (bool, error) {
+func reload(st *pipeline.Stack, file string, lw *logWriter, logger zerolog.Logger) (pipeline.ApplyReport, error) {
 	running := uint64(0)
 	if g := st.Generation(); g != nil {
 		running = g.Seq()
 	}
 	logger.Info().Str("file", file).Msg("reloading")
 	cfg, err := pipeline.LoadConfigFile(file)
-	var changed bool
+	var rep pipeline.ApplyReport
 	if err == nil {
-		changed, err = st.Apply(cfg)
+		rep, err = st.ApplyReport(cfg)
+	}
+	for _, r := range rep.Renewed {
+		logger.Info().Uint64("generation", running).Msg("reload: " + r)
 	}
 	switch {
 	case err != nil:
 		logger.Error().Err(err).Uint64("generation", running).Msg("reload failed; the running generation stays")
-	case !changed:
+	case !rep.Changed && len(rep.Renewed) > 0:
+		logger.Info().Uint64("generation", running).Msg("reload: file unchanged; renewed in place, the generation keeps running")
+	case !rep.Changed:
 		logger.Info().Uint64("generation", running).Msg("reload: file unchanged; nothing to do")
 	default:
 		lw.configure(cfg.Log)
@@ -212,7 +217,7 @@ func reload(st *pipeline.Stack, file string, lw *logWriter, logger zerolog.Logge
 			logger.Warn().Uint64("generation", st.Generation().Seq()).Msg(n)
 		}
 	}
-	return changed, err
+	return rep, err
 }
 
 func logStats(logger zerolog.Logger, st *pipeline.Stack) {

@@ -139,6 +139,9 @@ type NeighEntry struct {
 type ReloadReply struct {
 	Changed    bool   `json:"changed"`
 	Generation uint64 `json:"generation"`
+	// Renewed: what an unchanged file's reload renewed in place (a plugin
+	// whose binary alone changed, replaced without a new generation).
+	Renewed []string `json:"renewed,omitempty"`
 	// Notes are what the new generation's modules have to say about it
 	// (the filter: sets whose run-time contents the file replaced).
 	Notes []string `json:"notes,omitempty"`

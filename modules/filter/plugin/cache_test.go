@@ -175,3 +175,24 @@ func TestVerdictCacheNeedsConntrack(t *testing.T) {
 		t.Fatalf("judged %d, status %+v", judged[1].Load(), st)
 	}
 }
+
+// TestVerdictCacheCountsUntracked: with the cache on, every packet the
+// plugin judges is a miss, also one without a conntrack entry (NOTRACK
+// here): the hit rate is the share of the plugin's questions the cache
+// answered.
+func TestVerdictCacheCountsUntracked(t *testing.T) {
+	f := &fake{needs: sdk.Needs{Data: sdk.DataHeaders, CacheTTLMillis: 1000}}
+	var judged [3]atomic.Int64
+	judgeCounting(f, &judged)
+	f.install(t)
+	cfg := strings.Replace(routerConfig(`  - {name: blk, path: /bin/true, timeout: 2s}`), "modules: [network.ipv4]", "modules: [network.ipv4, netfilter.conntrack]", 1)
+	cfg = strings.Replace(cfg, "filter:\n  filter:\n", "filter:\n  raw:\n    prerouting:\n      rules: [\"-p udp --dport 81 -j NOTRACK\"]\n  filter:\n", 1)
+	n := pt.NewNode(t, "r", cfg, pipeline.Options{Clock: pipeline.NewManualClock(time.Unix(1e9, 0))})
+	forwardN(t, n, [][]byte{udp(0, 81, 0), udp(0, 81, 1), udp(0, 81, 2)}, 3) // untracked
+	forwardN(t, n, [][]byte{udp(1, 80, 0)}, 1)                               // tracked: judged, cached
+	forwardN(t, n, [][]byte{udp(1, 80, 1)}, 1)                               // from the cache
+	st := Plugins(n.Stack)[0]
+	if judged[1].Load() != 4 || st.CacheHitCount != 1 || st.CacheMissCount != 4 || st.CacheHits != "20.0%" {
+		t.Fatalf("judged %d, cache figures %+v", judged[1].Load(), st)
+	}
+}

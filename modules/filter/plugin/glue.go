@@ -234,7 +234,7 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 			}
 			f.items[idx].noCache = true
 			nh := f.items[idx].pkt.NetworkHeader()
-			if l <= len(nh) && l == int(f.lens[idx]) && f.items[idx].kind == sdk.KindTarget {
+			if l <= len(nh) && l == f.dataLen(int(idx)) && f.items[idx].kind == sdk.KindTarget {
 				copy(nh, a.RewriteData[off:off+l])
 			} else {
 				s.p.counters.Get("bad_rewrites").Inc()

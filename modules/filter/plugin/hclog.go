@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/rs/zerolog"
@@ -18,10 +19,14 @@ type hclogAdapter struct {
 	name  string
 	args  []any
 	level hclog.Level
+	// stopping is set when pipectl kills the process itself (replaced,
+	// stopped): go-plugin's "plugin process exited" error is then the
+	// kill it was asked for, logged at info.
+	stopping *atomic.Bool
 }
 
-func newHclog(zl zerolog.Logger, name string) hclog.Logger {
-	return &hclogAdapter{zl: zl.With().Str("plugin", name).Logger(), level: hclog.Info}
+func newHclog(zl zerolog.Logger, name string, stopping *atomic.Bool) hclog.Logger {
+	return &hclogAdapter{zl: zl.With().Str("plugin", name).Logger(), level: hclog.Info, stopping: stopping}
 }
 
 func (h *hclogAdapter) event(level hclog.Level) *zerolog.Event {
@@ -40,6 +45,10 @@ func (h *hclogAdapter) event(level hclog.Level) *zerolog.Event {
 func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level < h.level && level != hclog.NoLevel {
 		return
+	}
+	if level == hclog.Error && msg == "plugin process exited" && h.stopping != nil && h.stopping.Load() {
+		level = hclog.Info
+		args = append(args, "stopped_by", "pipectl")
 	}
 	e := h.event(level)
 	if h.name != "" {

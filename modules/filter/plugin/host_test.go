@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -151,8 +153,20 @@ func TestWindowFull(t *testing.T) {
 // health-checked, takes the new batches; the old one answers what it held.
 // No packet is lost, each is judged by exactly one version, and each
 // flow's packets leave in order (the new version's answers wait until the
-// old one handed back its own).
+// old one handed back its own). The reload happens while a worker is in
+// the middle of a batch that stole packets for the old version (stealHook
+// holds it there): those packets are judged by the old version, which
+// drains only once that batch flushed — none gets the failure policy.
 func TestReplaceUnderTraffic(t *testing.T) {
+	var armed, quiet atomic.Bool
+	paused, release := make(chan struct{}), make(chan struct{})
+	stealHook = func() {
+		if armed.CompareAndSwap(true, false) {
+			close(paused)
+			<-release
+		}
+	}
+	t.Cleanup(func() { stealHook = nil })
 	f := &fake{}
 	var mu sync.Mutex
 	judgedBy := map[[2]uint32]int{} // (flow, seq) → version
@@ -184,6 +198,9 @@ func TestReplaceUnderTraffic(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for s := 0; s < per; s += 20 {
+				for quiet.Load() {
+					time.Sleep(100 * time.Microsecond)
+				}
 				var frames [][]byte
 				for k := s; k < s+20; k++ {
 					frames = append(frames, udp(uint16(w), 80, uint32(k)))
@@ -214,7 +231,18 @@ func TestReplaceUnderTraffic(t *testing.T) {
 		}
 	}()
 	waitFor(t, "traffic flowing", func() bool { return count() > 500 })
-	if err := n.Reload(routerConfig(decl(2))); err != nil {
+	armed.Store(true)
+	<-paused // a worker holds a batch with packets stolen for v1, not yet flushed
+	quiet.Store(true)
+	// The reload replaces the plugin while it builds the new generation,
+	// then waits for the workers to leave the old one (the held one too).
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- n.Reload(routerConfig(decl(2))) }()
+	waitFor(t, "v2 started", func() bool { return n.Counter("plugin_blk", "replaced") == 1 })
+	time.Sleep(30 * time.Millisecond) // v1 has nothing in flight: it would be stopped
+	close(release)
+	quiet.Store(false)
+	if err := <-reloaded; err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -254,6 +282,9 @@ func TestReplaceUnderTraffic(t *testing.T) {
 				t.Fatalf("flow %d seq %d judged by v1 after v2 began", fl, s)
 			}
 		}
+	}
+	if c := n.Counter("plugin_blk", "policy_accept_packets"); c != 0 {
+		t.Fatalf("%d packets got the failure policy\n%s", c, n.DumpCounters())
 	}
 	st := Plugins(n.Stack)[0]
 	if st.Version != "v2" || n.Counter("plugin_blk", "replaced") != 1 {
@@ -412,5 +443,173 @@ func TestRoundTripQuantiles(t *testing.T) {
 	p50, p99 := s.quantile(0.5), s.quantile(0.99)
 	if p50 < 75*time.Microsecond || p50 > 125*time.Microsecond || p99 < 3750*time.Microsecond || p99 > 6250*time.Microsecond {
 		t.Fatalf("p50 %v (want ~100µs), p99 %v (want ~5ms)", p50, p99)
+	}
+}
+
+// TestReloadNewBinaryNoGeneration: a reload whose only change is the
+// plugin's binary builds no new generation: the running one replaces the
+// plugin make-before-break (pipeline.Refresher) and says so in the
+// reload's answer; traffic judged across it loses nothing. A reload with
+// nothing changed renews nothing; a new binary that fails to start fails
+// the reload and the running version stays.
+func TestReloadNewBinaryNoGeneration(t *testing.T) {
+	f := &fake{}
+	var mu sync.Mutex
+	byVersion := map[int]int{}
+	f.judge = func(v int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		mu.Lock()
+		byVersion[v] += len(pkts)
+		mu.Unlock()
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	bin := filepath.Join(t.TempDir(), "blk")
+	write := func(s string) {
+		t.Helper()
+		tmp := bin + ".new"
+		if err := os.WriteFile(tmp, []byte("#!/bin/sh\n# "+s+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("v1")
+	text := routerConfig(`  - {name: blk, path: ` + bin + `, timeout: 2s}`)
+	n := newRouter(t, `  - {name: blk, path: `+bin+`, timeout: 2s}`)
+	apply := func() (pipeline.ApplyReport, error) {
+		cfg, err := pipeline.ParseConfig("r.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n.Stack.ApplyReport(cfg)
+	}
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	sent := 0
+	send := func(k int) {
+		for range k {
+			a.InjectFrames([][]byte{udp(0, 80, uint32(sent))})
+			sent++
+		}
+	}
+	send(50)
+	gen := n.Stack.Generation().Seq()
+
+	if rep, err := apply(); err != nil || rep.Changed || len(rep.Renewed) != 0 {
+		t.Fatalf("unchanged reload: %+v, %v", rep, err)
+	}
+	write("v2")
+	done := make(chan struct{})
+	go func() { defer close(done); send(200) }() // traffic across the replacement
+	rep, err := apply()
+	<-done
+	if err != nil || rep.Changed || len(rep.Renewed) != 1 || !strings.Contains(rep.Renewed[0], "plugin blk: new binary") || !strings.Contains(rep.Renewed[0], `version "v2"`) {
+		t.Fatalf("binary-only reload: %+v, %v", rep, err)
+	}
+	if g := n.Stack.Generation().Seq(); g != gen {
+		t.Fatalf("generation %d, was %d: a new generation was built", g, gen)
+	}
+	send(50)
+	var got [][]byte
+	waitFor(t, "all forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) >= sent })
+	for i, g := range got {
+		if _, seq := seqOf(g); seq != uint32(i) {
+			t.Fatalf("packet %d is seq %d (lost or reordered)", i, seq)
+		}
+	}
+	mu.Lock()
+	if byVersion[1]+byVersion[2] != sent || byVersion[2] < 50 {
+		t.Fatalf("judged by version %v, sent %d", byVersion, sent)
+	}
+	mu.Unlock()
+	if st := Plugins(n.Stack)[0]; st.Version != "v2" || n.Counter("plugin_blk", "replaced") != 1 || n.Counter("plugin_blk", "policy_accept_packets") != 0 {
+		t.Fatalf("after: %+v\n%s", st, n.DumpCounters())
+	}
+	if rep, err := apply(); err != nil || len(rep.Renewed) != 0 {
+		t.Fatalf("second reload renewed again: %+v, %v", rep, err)
+	}
+
+	// A new binary that fails: the reload fails, v2 stays, nothing renewed.
+	f.mu.Lock()
+	f.failNext = true
+	f.mu.Unlock()
+	write("v3")
+	rep, err = apply()
+	if err == nil || !strings.Contains(err.Error(), "new version not started, the running one stays") || len(rep.Renewed) != 0 {
+		t.Fatalf("failing binary: %+v, %v", rep, err)
+	}
+	if st := Plugins(n.Stack)[0]; st.Version != "v2" || n.Stack.Generation().Seq() != gen {
+		t.Fatalf("after a failed renewal: %+v", st)
+	}
+}
+
+// TestTargetRewrite: a target that may rewrite (Needs.Rewrite) returns new
+// bytes of the length it was sent; the forwarded packet carries them.
+func TestTargetRewrite(t *testing.T) {
+	f := &fake{needs: sdk.Needs{Data: sdk.DataPacket, Rewrite: true}}
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		for i, p := range pkts {
+			rw := append([]byte(nil), p.Data...)
+			rw[len(rw)-1] ^= 0xff // the payload's last byte (UDP checksums are not checked when forwarding)
+			out[i] = sdk.Result{Answer: sdk.Accept, Rewrite: rw}
+		}
+	}
+	f.install(t)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s}`)
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	in := udp(0, 80, 7)
+	a.InjectFrames([][]byte{in})
+	var got [][]byte
+	waitFor(t, "forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) == 1 })
+	if o := got[0]; len(o) != len(in) || o[len(o)-1] != in[len(in)-1]^0xff {
+		t.Fatalf("forwarded % x, sent % x", o, in)
+	}
+	if c := n.Counter("plugin_blk", "bad_rewrites"); c != 0 {
+		t.Fatalf("bad_rewrites %d", c)
+	}
+}
+
+// TestWatchFollowsNewestDecl: reload: watch replaces the plugin with the
+// declaration in force — a later generation's settings — not the one the
+// plugin was first started with.
+func TestWatchFollowsNewestDecl(t *testing.T) {
+	old := watchEvery
+	watchEvery = 20 * time.Millisecond
+	t.Cleanup(func() { watchEvery = old })
+	f := &fake{}
+	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	bin := filepath.Join(t.TempDir(), "blk")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(bin+".new", []byte("#!/bin/sh\n# "+s+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(bin+".new", bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("v1")
+	decl := func(timeout string) string {
+		return `  - {name: blk, path: ` + bin + `, reload: watch, timeout: ` + timeout + `}`
+	}
+	n := newRouter(t, decl("2s"))
+	if err := n.Reload(routerConfig(decl("3s"))); err != nil { // settings changed: v2
+		t.Fatal(err)
+	}
+	write("v3")
+	waitFor(t, "watch replaced the binary", func() bool { return Plugins(n.Stack)[0].Version == "v3" })
+	reg := n.Stack.Shared("filter.plugin/registry", nil).(*registry)
+	reg.mu.Lock()
+	p := reg.plugins["blk"]
+	reg.mu.Unlock()
+	if got := p.settings().Timeout; got != 3*time.Second {
+		t.Fatalf("after reload: watch the timeout is %v, the declaration in force says 3s", got)
 	}
 }

@@ -18,6 +18,10 @@ import (
 
 var errOutOfOrder = errors.New("the plugin answered out of order")
 
+// errSameVersion: Replace was asked for the version that runs (a reload
+// and reload: watch both saw one new binary); nothing was done.
+var errSameVersion = errors.New("that version already runs")
+
 // settings are a plugin's resolved settings (Config with defaults).
 type settings struct {
 	Timeout   time.Duration
@@ -68,6 +72,17 @@ type Plugin struct {
 	pend   atomic.Pointer[[]*pending]
 	pendMu sync.Mutex
 
+	replaceMu sync.Mutex // one Replace at a time
+
+	// decl is the declaration in force (the newest generation's, or the
+	// one a refresh renewed), launcherOf makes its launcher: what
+	// reload: watch replaces with.
+	decl       atomic.Pointer[decl]
+	launcherOf func(*decl) launcher
+	// quit ends the watcher (Stop), which closes watchDone (nil: none).
+	quit, watchDone chan struct{}
+	quitOnce        sync.Once
+
 	mu       sync.Mutex
 	state    string // starting, running, restarting, failed, stopped
 	restarts int    // restarts done in this budget
@@ -101,6 +116,9 @@ type instance struct {
 	// draining: replaced; a lane that runs empty pokes drainCh.
 	draining atomic.Bool
 	drainCh  chan struct{}
+	// open counts the batches that hold this version (pending.go's hold):
+	// their packets were stolen for it and are not yet sent.
+	open atomic.Int32
 }
 
 // startInstance launches, configures and health-checks one version; only
@@ -143,26 +161,6 @@ func (p *Plugin) startInstance(launch launcher, cfgJSON []byte, gate chan struct
 		in.lanes = append(in.lanes, newLane(in, st))
 	}
 	return in, nil
-}
-
-// dataOf is the bytes of a packet the plugin asked for.
-func (in *instance) dataOf(pc *pipeline.PacketContext, nh []byte) []byte {
-	switch in.needs.Data {
-	case pb.Data_DATA_HEADERS:
-		end := len(nh)
-		if pc.L4End > 0 {
-			end = min(end, pc.L4Off+60)
-		} else {
-			end = min(end, 120)
-		}
-		return nh[:end]
-	case pb.Data_DATA_PACKET:
-		if m := int(in.needs.MaxBytes); m > 0 && m < len(nh) {
-			return nh[:m]
-		}
-		return nh
-	}
-	return nil
 }
 
 // laneIndex returns the lane of a packet: by its flow, so that a flow's
@@ -248,21 +246,25 @@ func (in *instance) kill() {
 }
 
 // drainAndStop stops a replaced version: it answers what it holds (until
-// its lanes are empty or the deadline of the last flight passed), then is
-// killed.
+// no batch holds it any more and its lanes are empty, or the deadline of
+// the last flight passed), then is killed.
 func (in *instance) drainAndStop() { in.drainThen(nil) }
 
 // drainThen is drainAndStop calling drained (when not nil) as soon as the
-// version holds nothing (or its time is up), before it is killed.
+// version holds nothing (or its time is up), before it is killed. A batch
+// that holds the version is always waited for (it flushes when the worker
+// finishes it, microseconds later); then its flights get their deadline.
 func (in *instance) drainThen(drained func()) {
 	in.drainCh = make(chan struct{}, 1)
 	in.draining.Store(true)
-	limit := time.NewTimer(in.cfg.Timeout + 50*time.Millisecond)
+	wait := in.cfg.Timeout + 50*time.Millisecond
+	limit := time.NewTimer(wait)
 	defer limit.Stop()
-	poll := time.NewTicker(5 * time.Millisecond) // a flight opened after the check
+	poll := time.NewTicker(time.Millisecond) // a batch flushed, a flight opened
 	defer poll.Stop()
 	for {
-		busy := 0
+		open := in.open.Load()
+		busy := int(open)
 		for _, l := range in.lanes {
 			busy += l.inFlight()
 		}
@@ -271,13 +273,15 @@ func (in *instance) drainThen(drained func()) {
 		}
 		select {
 		case <-in.drainCh: // a lane ran empty
+			continue
 		case <-poll.C:
+			continue
 		case <-limit.C:
-			busy = 0
 		}
-		if busy == 0 {
-			break
+		if in.open.Load() == 0 {
+			break // what is still sent gets the policy when it is killed
 		}
+		limit.Reset(wait) // a batch still holds it: its flights come, then their deadline
 	}
 	if drained != nil {
 		drained()
@@ -372,9 +376,14 @@ func (p *Plugin) failedState() bool {
 	return p.state == "failed"
 }
 
-// replace is Replace for a new declaration (settings may differ).
-func (p *Plugin) replace(launch launcher, d *decl) error {
-	return p.Replace(launch, d.key, d.cfgJSON, &d.cfg)
+// replace is Replace for a new declaration (settings may differ); false:
+// that version was already running, nothing was done.
+func (p *Plugin) replace(launch launcher, d *decl) (bool, error) {
+	err := p.Replace(launch, d.key, d.cfgJSON, &d.cfg)
+	if err == errSameVersion {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Replace starts a new version (make before break) and, once it is
@@ -383,6 +392,14 @@ func (p *Plugin) replace(launch launcher, d *decl) error {
 // Every flight is judged by the version it was sent to: a packet added to
 // the old version's open flight goes with that flight.
 func (p *Plugin) Replace(launch launcher, key string, cfgJSON []byte, cfg *settings) error {
+	p.replaceMu.Lock() // a reload and reload: watch may both replace
+	defer p.replaceMu.Unlock()
+	p.mu.Lock()
+	same := p.key == key && p.cur.Load() != nil && !p.stopped
+	p.mu.Unlock()
+	if same {
+		return errSameVersion // that version already runs (the other one replaced it)
+	}
 	prev := p.settings()
 	if cfg != nil {
 		p.cfgp.Store(cfg) // the new version's window, batch size, policy
@@ -394,6 +411,11 @@ func (p *Plugin) Replace(launch launcher, key string, cfgJSON []byte, cfg *setti
 		return err
 	}
 	p.mu.Lock()
+	if p.stopped { // stopped while the new version started
+		p.mu.Unlock()
+		in.kill()
+		return errors.New("the plugin was stopped")
+	}
 	p.launch, p.cfgJSON, p.key = launch, cfgJSON, key
 	old := p.cur.Swap(in)
 	p.state, p.reason, p.restarts = "running", "", 0
@@ -418,6 +440,10 @@ func (p *Plugin) Stop() {
 	p.mu.Unlock()
 	if in := p.cur.Swap(nil); in != nil {
 		in.drainAndStop()
+	}
+	if p.quit != nil {
+		p.quitOnce.Do(func() { close(p.quit) })
+		<-p.watchDone
 	}
 }
 

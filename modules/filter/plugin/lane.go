@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"encoding/binary"
+	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,9 +62,8 @@ type item struct {
 // flight is one message: the batch sent and the packets it asks about.
 type flight struct {
 	seq      uint64
-	msg      *pb.Batch
+	msg      *sdk.EncodedBatch // records and data appended in place, sent as they are
 	items    []item
-	lens     []uint32    // data bytes sent per packet
 	nics     [][2]uint32 // NIC → link index cache of this flight
 	deadline time.Time
 	sent     time.Time
@@ -72,6 +73,12 @@ type flight struct {
 	// Scratch of the sink.
 	pkts    []*pipeline.Packet
 	answers []pipeline.Answer
+}
+
+// dataLen is how many data bytes were sent for packet i (its record's
+// data_len; i < len(f.items)).
+func (f *flight) dataLen(i int) int {
+	return int(binary.LittleEndian.Uint32(f.msg.Records[i*sdk.RecordSize+28:]))
 }
 
 // sink ends the packets of flights: answered by the plugin, or failed.
@@ -87,6 +94,9 @@ type sink interface {
 type lane struct {
 	inst *instance
 	st   pb.FilterPlugin_JudgeClient
+	// The bytes the version asked for (its Configure answer).
+	data     pb.Data
+	maxBytes int
 
 	mu        sync.Mutex
 	queue     []*flight // sent, oldest first (≤ window)
@@ -114,6 +124,7 @@ func newLane(inst *instance, st pb.FilterPlugin_JudgeClient) *lane {
 	w := inst.cfg.Window
 	l := &lane{
 		inst: inst, st: st, nextSeq: 1, linkIdx: map[pipeline.NICID]uint32{},
+		data: inst.needs.Data, maxBytes: int(inst.needs.MaxBytes),
 		sendCh: make(chan *flight, w), done: make(chan struct{}),
 	}
 	l.deadline = inst.p.clock.AfterFunc(time.Hour, l.expire)
@@ -136,16 +147,16 @@ func (l *lane) newFlight() *flight {
 	n := len(l.free)
 	if n == 0 {
 		l.mu.Unlock()
-		return &flight{msg: new(pb.Batch), inst: l.inst, lane: l}
+		return &flight{msg: new(sdk.EncodedBatch), inst: l.inst, lane: l}
 	}
 	f := l.free[n-1]
 	l.free = l.free[:n-1]
 	l.mu.Unlock()
 	m := f.msg
-	*m = pb.Batch{Records: m.Records[:0], Data: m.Data[:0], Links: m.Links[:0]}
+	m.Seq, m.NextLink, m.Records, m.Data, m.Links = 0, 0, m.Records[:0], m.Data[:0], m.Links[:0]
 	clear(f.items)
 	clear(f.pkts)
-	*f = flight{msg: m, items: f.items[:0], lens: f.lens[:0], nics: f.nics[:0], pkts: f.pkts[:0], answers: f.answers[:0], inst: l.inst, lane: l}
+	*f = flight{msg: m, items: f.items[:0], nics: f.nics[:0], pkts: f.pkts[:0], answers: f.answers[:0], inst: l.inst, lane: l}
 	return f
 }
 
@@ -179,7 +190,8 @@ func (l *lane) linkIndex(f *flight, pc *pipeline.PacketContext, id pipeline.NICI
 }
 
 // add encodes one question into f (the worker's own flight: no lock but
-// for a new link name).
+// for a new link name): its record and data are appended to the message's
+// own send buffers (sdk.EncodedBatch: sent without another copy).
 func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uint32) {
 	m := f.msg
 	t := &pc.Tuple
@@ -191,26 +203,75 @@ func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uin
 		meta |= 1 << 5
 	}
 	nh := pc.Pkt.NetworkHeader()
-	data := l.inst.dataOf(pc, nh)
+	var data []byte
+	switch l.data {
+	case pb.Data_DATA_HEADERS:
+		end := len(nh)
+		if pc.L4End > 0 {
+			end = min(end, pc.L4Off+60)
+		} else {
+			end = min(end, 120)
+		}
+		data = nh[:end]
+	case pb.Data_DATA_PACKET:
+		data = nh
+		if l.maxBytes > 0 && l.maxBytes < len(nh) {
+			data = nh[:l.maxBytes]
+		}
+	}
+	in, out := uint32(0), uint32(0)
+	if pc.InNIC != 0 {
+		in = l.linkIndex(f, pc, pc.InNIC)
+	}
+	if pc.OutNIC != 0 {
+		out = l.linkIndex(f, pc, pc.OutNIC)
+	}
 	off := len(m.Records)
-	m.Records = append(m.Records, make([]byte, sdk.RecordSize)...)
-	r := m.Records[off : off+sdk.RecordSize]
+	if cap(m.Records)-off < sdk.RecordSize {
+		m.Records = slices.Grow(m.Records, sdk.RecordSize*max(64, off/sdk.RecordSize))
+	}
+	m.Records = m.Records[:off+sdk.RecordSize]
+	r := (*[sdk.RecordSize]byte)(m.Records[off:])
 	le := binary.LittleEndian
 	le.PutUint32(r[0:], uint32(len(f.items))) // ids: the index in the flight (the stream's seq makes it unique)
 	le.PutUint32(r[4:], meta)
 	le.PutUint32(r[8:], uint32(t.SrcPort)<<16|uint32(t.DstPort))
-	le.PutUint32(r[12:], l.linkIndex(f, pc, pc.InNIC))
-	le.PutUint32(r[16:], l.linkIndex(f, pc, pc.OutNIC))
+	le.PutUint32(r[12:], in)
+	le.PutUint32(r[16:], out)
 	le.PutUint32(r[20:], pc.Pkt.Mark)
 	le.PutUint32(r[24:], tag)
 	le.PutUint32(r[28:], uint32(len(data)))
 	le.PutUint32(r[32:], uint32(len(nh)))
-	s16, d16 := t.Src.As16(), t.Dst.As16()
-	copy(r[40:], s16[:])
-	copy(r[56:], d16[:])
+	le.PutUint32(r[36:], 0)
+	putAddr(r[40:56], t.Src)
+	putAddr(r[56:72], t.Dst)
 	m.Data = append(m.Data, data...)
-	f.lens = append(f.lens, uint32(len(data)))
-	f.items = append(f.items, item{pkt: pc.Pkt, hook: pc.Hook, kind: kind})
+	// Field by field into the slice (a composite literal is built on the
+	// stack and copied: a store-forwarding stall per packet).
+	n := len(f.items)
+	if n == cap(f.items) {
+		f.items = append(f.items, item{})
+	}
+	f.items = f.items[:n+1]
+	it := &f.items[n]
+	it.pkt, it.hook, it.kind = pc.Pkt, pc.Hook, kind
+	it.tracked, it.setMk, it.noCache, it.code, it.mark, it.ct, it.cmeta = false, false, false, 0, 0, 0, 0
+}
+
+// putAddr writes a as 16 bytes (IPv4 mapped). An IPv4 address is written
+// as words: netip's As16 builds an array on the stack that is then copied
+// with one wide load, which stalls (store forwarding) on every packet.
+func putAddr(r []byte, a netip.Addr) {
+	_ = r[15]
+	if a.Is4() {
+		v := a.As4()
+		binary.LittleEndian.PutUint64(r[0:], 0)
+		binary.BigEndian.PutUint32(r[8:], 0xffff)
+		binary.BigEndian.PutUint32(r[12:], uint32(v[0])<<24|uint32(v[1])<<16|uint32(v[2])<<8|uint32(v[3]))
+		return
+	}
+	b := a.As16()
+	copy(r, b[:])
 }
 
 // submit sends a finished flight, lets it wait for a slot, or fails it.
@@ -279,7 +340,7 @@ func (l *lane) sender() {
 	for {
 		select {
 		case f := <-l.sendCh:
-			if err := l.st.Send(f.msg); err != nil {
+			if err := l.st.SendMsg(f.msg); err != nil {
 				l.inst.streamError(err)
 				l.broken()
 				return

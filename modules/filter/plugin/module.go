@@ -256,29 +256,26 @@ func jsonable(v any) any {
 	return v
 }
 
-// Provision reads each plugin's binary (its sha256 is part of the
-// generation's inputs: a changed binary makes pipectl reload replace the
-// plugin) and resolves the user. It starts nothing.
+// Provision reads each plugin's binary and resolves the user. It starts
+// nothing. The binary is not one of the generation's inputs
+// (Context.ReadFile): a reload whose only change is a plugin binary builds
+// no new generation; Refresh replaces that plugin instead. Its sha256 is
+// part of the plugin's version key, so a new generation built for another
+// change replaces it too.
 func (s *Section) Provision(ctx *pipeline.Context) error {
 	s.ctx, s.log, s.clock = ctx, ctx.Logger, ctx.Clock
 	s.reg = ctx.Shared("filter.plugin/registry", func() any { return &registry{plugins: map[string]*Plugin{}} }).(*registry)
 	for _, d := range s.decls {
 		where := fmt.Sprintf("plugin %s (line %d)", d.Name, d.line)
 		d.path = ctx.ResolvePath(d.Path)
-		bin, err := ctx.ReadFile(d.Path)
-		if err != nil {
-			return fmt.Errorf("%s: %w", where, err)
-		}
-		d.binSum = sha256.Sum256(bin)
 		if d.pinned != nil && runtime.GOOS != "linux" {
 			return fmt.Errorf("%s: sha256: not supported on %s (the checked copy is a sealed memfd)", where, runtime.GOOS)
 		}
-		if d.pinned != nil && string(d.pinned) != string(d.binSum[:]) {
-			return fmt.Errorf("%s: %s has sha256 %x, the file pins %s", where, d.path, d.binSum, d.SHA256)
+		sum, err := d.readBinary()
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
 		}
-		if st, err := os.Stat(d.path); err != nil || st.Mode()&0o111 == 0 {
-			return fmt.Errorf("%s: %s is not executable", where, d.path)
-		}
+		d.binSum = sum
 		if d.uid, d.gid, err = d.credentials(); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
@@ -295,6 +292,67 @@ func (s *Section) Provision(ctx *pipeline.Context) error {
 	}
 	s.reg.building(s.decls)
 	return nil
+}
+
+// readBinary hashes the plugin's binary and checks it against sha256:
+// and that it is executable.
+func (d *decl) readBinary() ([32]byte, error) {
+	bin, err := os.ReadFile(d.path)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	sum := sha256.Sum256(bin)
+	if d.pinned != nil && string(d.pinned) != string(sum[:]) {
+		return sum, fmt.Errorf("%s has sha256 %x, the file pins %s", d.path, sum, d.SHA256)
+	}
+	if st, err := os.Stat(d.path); err != nil || st.Mode()&0o111 == 0 {
+		return sum, fmt.Errorf("%s is not executable", d.path)
+	}
+	return sum, nil
+}
+
+// Refresh implements pipeline.Refresher: a reload of an unchanged
+// pipeline file replaces (make before break, as reload: watch does) each
+// plugin whose binary changed, without a new generation. A new version that
+// fails to start leaves the running one and fails the reload; plugins
+// replaced before it stay replaced.
+func (s *Section) Refresh() ([]string, error) {
+	var renewed []string
+	for i, d := range s.decls {
+		p := d.plugin
+		if p == nil {
+			continue
+		}
+		sum, err := d.readBinary()
+		if err != nil {
+			if sum == d.binSum {
+				continue // unchanged (it was checked when it started)
+			}
+			return renewed, fmt.Errorf("plugin %s: new binary refused, the running version stays: %w", d.Name, err)
+		}
+		if sum == d.binSum {
+			continue
+		}
+		nd := *d
+		nd.binSum = sum
+		nd.key = nd.versionKey()
+		replaced, err := p.replace(s.launcherOf(&nd), &nd)
+		if err != nil {
+			return renewed, fmt.Errorf("plugin %s: new version not started, the running one stays: %w", d.Name, err)
+		}
+		s.decls[i] = &nd // a new declaration: reload: watch reads the one in force
+		p.decl.Store(&nd)
+		if !replaced {
+			continue // reload: watch replaced it already
+		}
+		in := p.cur.Load()
+		line := fmt.Sprintf("plugin %s: new binary (sha256 %x), replaced without a new generation", d.Name, sum[:6])
+		if in != nil {
+			line += fmt.Sprintf(": version %q, pid %d", in.version, in.pid())
+		}
+		renewed = append(renewed, line)
+	}
+	return renewed, nil
 }
 
 // versionKey is what makes a version: the binary's hash, how it runs, its
@@ -459,7 +517,7 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 		p.mu.Unlock()
 		p.conntrack.Store(d.ct) // a new version's cache follows the new pipeline
 		if !same {
-			if err := p.replace(s.launcherOf(d), d); err != nil {
+			if _, err := p.replace(s.launcherOf(d), d); err != nil {
 				return nil, fmt.Errorf("new version not started, the running one stays: %w", err)
 			}
 		} else if p.failedState() {
@@ -468,6 +526,7 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 				return nil, err
 			}
 		}
+		p.decl.Store(d) // reload: watch follows the newest declaration
 		r.mu.Lock()
 		r.refs[p]++
 		r.mu.Unlock()
@@ -486,9 +545,10 @@ func (r *registry) acquire(d *decl, s *Section) (*Plugin, error) {
 	if err := p.Run(); err != nil {
 		return nil, err
 	}
-	if d.watch {
-		go p.watch(d.path, func() launcher { return s.launcherOf(d) }, d)
-	}
+	p.decl.Store(d)
+	p.launcherOf = s.launcherOf
+	p.quit, p.watchDone = make(chan struct{}), make(chan struct{})
+	go p.watch(watchEvery) // acts while the declaration in force says reload: watch
 	r.mu.Lock()
 	if r.refs == nil {
 		r.refs = map[*Plugin]int{}
@@ -532,6 +592,7 @@ var (
 	_ pipeline.Starter      = (*Section)(nil)
 	_ pipeline.Stopper      = (*Section)(nil)
 	_ pipeline.CleanerUpper = (*Section)(nil)
+	_ pipeline.Refresher    = (*Section)(nil)
 	_                       = errors.New
 	_                       = sync.Mutex{}
 )

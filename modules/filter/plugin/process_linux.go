@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	goplugin "github.com/hashicorp/go-plugin"
@@ -32,17 +33,20 @@ type procSpec struct {
 
 // process is a running plugin process.
 type process struct {
-	pid  int
-	gp   *goplugin.Client
-	dir  string
-	exe  *os.File // the sealed copy executed (sha256 given)
-	once sync.Once
+	pid int
+	gp  *goplugin.Client
+	// stopping: kill was called (the log adapter's cue).
+	stopping atomic.Bool
+	dir      string
+	exe      *os.File // the sealed copy executed (sha256 given)
+	once     sync.Once
 }
 
 // kill ends the process and its whole process group, then go-plugin's
 // client (which only cleans up once the process is gone).
 func (p *process) kill() {
 	p.once.Do(func() {
+		p.stopping.Store(true)
 		if p.pid > 0 {
 			syscall.Kill(-p.pid, syscall.SIGKILL)
 			syscall.Kill(p.pid, syscall.SIGKILL)
@@ -213,7 +217,7 @@ func processLauncher(spec procSpec) launcher {
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 			AutoMTLS:         true,
 			SkipHostEnv:      true,
-			Logger:           newHclog(spec.log, spec.name),
+			Logger:           newHclog(spec.log, spec.name, &pr.stopping),
 			StartTimeout:     contextTimeout(ctx),
 			UnixSocketConfig: &goplugin.UnixSocketConfig{TempDir: dir},
 			GRPCDialOptions:  sdk.DialOptions(),

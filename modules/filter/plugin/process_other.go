@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"github.com/rs/zerolog"
@@ -31,12 +32,19 @@ type procSpec struct {
 // parent death signal (the plugin's SDK still exits when it loses its
 // parent).
 type process struct {
-	pid  int
-	gp   *goplugin.Client
-	once sync.Once
+	pid int
+	gp  *goplugin.Client
+	// stopping: kill was called (the log adapter's cue).
+	stopping atomic.Bool
+	once     sync.Once
 }
 
-func (p *process) kill() { p.once.Do(p.gp.Kill) }
+func (p *process) kill() {
+	p.once.Do(func() {
+		p.stopping.Store(true)
+		p.gp.Kill()
+	})
+}
 
 // processLauncher starts the plugin with go-plugin over gRPC (AutoMTLS,
 // no host environment). sha256: and user: are refused at Provision here.
@@ -55,7 +63,7 @@ func processLauncher(spec procSpec) launcher {
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 			AutoMTLS:         true,
 			SkipHostEnv:      true,
-			Logger:           newHclog(spec.log, spec.name),
+			Logger:           newHclog(spec.log, spec.name, &pr.stopping),
 			StartTimeout:     contextTimeout(ctx),
 			GRPCDialOptions:  sdk.DialOptions(),
 		})

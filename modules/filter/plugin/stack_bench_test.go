@@ -129,6 +129,9 @@ func benchStack(b *testing.B, mode string, n int) {
 	b.StopTimer()
 	b.ReportMetric(float64(batches*n)/b.Elapsed().Seconds(), "pkts/s")
 	if mode != "InProcess" {
+		st := Plugins(node.Stack)[0]
+		b.ReportMetric(float64(st.P50.Microseconds()), "rtt-p50-µs")
+		b.ReportMetric(float64(st.P99.Microseconds()), "rtt-p99-µs")
 		if c := node.Counter("plugin_blk", "policy_accept_packets"); c != 0 {
 			b.Fatalf("%d packets got the failure policy", c)
 		}

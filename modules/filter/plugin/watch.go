@@ -11,27 +11,35 @@ import (
 var watchEvery = 500 * time.Millisecond
 
 // watch replaces the plugin when its binary is replaced (renamed into
-// place: another inode, or other contents), for reload: watch. It ends when
-// the plugin stops. A replacement that fails to start (or whose sha256 does
+// place: another inode, or other contents) while the declaration in force
+// (the newest generation's, p.decl) says reload: watch. It ends when the
+// plugin stops. A replacement that fails to start (or whose sha256 does
 // not match a pinned one) is logged and the running version stays; the
 // same binary is not tried again until it changes once more.
-func (p *Plugin) watch(path string, launch func() launcher, d *decl) {
-	last, _ := os.Stat(path)
+func (p *Plugin) watch(every time.Duration) {
+	defer close(p.watchDone)
+	d := p.decl.Load()
+	last, _ := os.Stat(d.path)
 	lastSum := d.binSum
+	tick := time.NewTicker(every)
+	defer tick.Stop()
 	for {
-		time.Sleep(watchEvery)
-		p.mu.Lock()
-		stopped := p.stopped
-		p.mu.Unlock()
-		if stopped {
+		select {
+		case <-tick.C:
+		case <-p.quit:
 			return
 		}
-		st, err := os.Stat(path)
+		d := p.decl.Load()
+		st, err := os.Stat(d.path)
 		if err != nil || last != nil && os.SameFile(st, last) && st.ModTime().Equal(last.ModTime()) && st.Size() == last.Size() {
 			continue
 		}
+		if !d.watch {
+			last, lastSum = st, [32]byte{}
+			continue
+		}
 		last = st
-		bin, err := os.ReadFile(path)
+		bin, err := os.ReadFile(d.path)
 		if err != nil {
 			continue
 		}
@@ -43,9 +51,13 @@ func (p *Plugin) watch(path string, launch func() launcher, d *decl) {
 		nd := *d
 		nd.binSum = sum
 		nd.key = nd.versionKey()
-		if err := p.replace(launch(), &nd); err != nil {
+		replaced, err := p.replace(p.launcherOf(&nd), &nd)
+		if err != nil {
 			p.log.Error().Err(err).Str("sha256", hex.EncodeToString(sum[:])).Msg("reload: watch: the new binary did not start; the running version stays")
 			continue
+		}
+		if !replaced {
+			continue // a reload replaced it already
 		}
 		p.log.Info().Str("sha256", hex.EncodeToString(sum[:])).Msg("reload: watch: binary replaced")
 	}

@@ -1,7 +1,10 @@
 package sdk
 
 import (
+	"bytes"
 	"testing"
+
+	"google.golang.org/grpc/mem"
 
 	"google.golang.org/protobuf/proto"
 
@@ -41,6 +44,16 @@ func FuzzCodecDecode(f *testing.F) {
 			}
 			if !proto.Equal(normBatch(m), normBatch(want)) {
 				t.Fatalf("batch %v, protobuf-go %v", m, want)
+			}
+		}
+		r := &pb.Batch{}
+		if decodeBatchInto(b, r, true) {
+			want := new(pb.Batch)
+			if err := proto.Unmarshal(b, want); err != nil {
+				t.Fatalf("decodeBatchInto accepted what protobuf-go refuses: %v", err)
+			}
+			if !proto.Equal(normBatch(r), normBatch(want)) {
+				t.Fatalf("aliased batch %v, protobuf-go %v", r, want)
 			}
 		}
 		a := &pb.Answers{}
@@ -96,5 +109,39 @@ func TestCodecDecodeSeeds(t *testing.T) {
 	}
 	if decodeBatch([]byte{0x08}, new(pb.Batch)) {
 		t.Fatal("a truncated varint was accepted")
+	}
+}
+
+// TestEncodedBatchWire: what Codec sends for an EncodedBatch (its own
+// buffers, no protobuf encoding) is a Batch protobuf-go decodes to the
+// same fields, and a ReceivedBatch decodes it into views of one buffer.
+func TestEncodedBatchWire(t *testing.T) {
+	for _, e := range []*EncodedBatch{
+		{},
+		{Seq: 1, Records: make([]byte, RecordSize)},
+		{Seq: 300, NextLink: 1, Links: []string{"lan", "wan"}, Records: bytes.Repeat([]byte{7}, 3*RecordSize), Data: []byte("some bytes")},
+	} {
+		bs, err := Codec{}.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire := bs.Materialize()
+		want := &pb.Batch{Seq: e.Seq, NextLink: e.NextLink, Links: e.Links, Records: e.Records, Data: e.Data}
+		got := new(pb.Batch)
+		if err := proto.Unmarshal(wire, got); err != nil || !proto.Equal(normBatch(got), normBatch(want)) {
+			t.Fatalf("wire %x decodes to %v (%v), want %v", wire, got, err, want)
+		}
+		if std, _ := proto.Marshal(want); !bytes.Equal(std, wire) {
+			t.Errorf("wire %x, protobuf-go %x", wire, std)
+		}
+		var r ReceivedBatch
+		for range 2 { // reused
+			if err := (Codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(wire[:len(wire)/2]), mem.SliceBuffer(wire[len(wire)/2:])}, &r); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(normBatch(&r.Batch), normBatch(want)) {
+				t.Fatalf("received %v, want %v", &r.Batch, want)
+			}
+		}
 	}
 }

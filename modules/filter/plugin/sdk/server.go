@@ -74,13 +74,13 @@ func (s *server) Judge(st pb.FilterPlugin_JudgeServer) error {
 		return errors.New("Judge before Configure")
 	}
 	var j judgeState
-	in := new(pb.Batch)
+	in := new(ReceivedBatch) // Codec copies each message once into its buffer
 	out := new(pb.Answers)
 	for {
 		if err := st.RecvMsg(in); err != nil {
 			return err
 		}
-		if err := j.judge(s.impl, s.needs, in, out); err != nil {
+		if err := j.judge(s.impl, s.needs, &in.Batch, out); err != nil {
 			return err
 		}
 		if err := st.Send(out); err != nil {
@@ -129,30 +129,42 @@ func (j *judgeState) decode(in *pb.Batch) error {
 	j.pkts = j.pkts[:n]
 	off := 0
 	nl := uint32(len(j.links))
+	le := binary.LittleEndian
 	for i := 0; i < n; i++ {
-		r := rec[i*RecordSize : (i+1)*RecordSize : (i+1)*RecordSize]
-		u := func(k int) uint32 { return binary.LittleEndian.Uint32(r[4*k:]) }
-		m, ports, il, ol, dl := u(1), u(2), u(3), u(4), int(u(7))
+		r := (*[RecordSize]byte)(rec[i*RecordSize:])
+		m, ports, il, ol, dl := le.Uint32(r[4:]), le.Uint32(r[8:]), le.Uint32(r[12:]), le.Uint32(r[16:]), int(le.Uint32(r[28:]))
 		if il >= nl || ol >= nl || dl < 0 || dl > len(in.Data)-off {
 			return errBadBatch
 		}
+		// Field by field (a composite literal is built on the stack and
+		// copied with wide loads: a store-forwarding stall per packet).
 		p := &j.pkts[i]
-		*p = Packet{
-			ID: u(0), Hook: Hook(m & 7), Kind: Kind(m >> 3 & 1), Fragment: m&(1<<4) != 0,
-			SrcPort: uint16(ports >> 16), DstPort: uint16(ports), Proto: uint8(m >> 8),
-			InLink: j.links[il], OutLink: j.links[ol], Mark: u(5), Tag: u(6), Len: int(u(8)),
-		}
-		src, dst := netip.AddrFrom16([16]byte(r[40:56])), netip.AddrFrom16([16]byte(r[56:72]))
-		if m&(1<<5) == 0 {
-			src, dst = src.Unmap(), dst.Unmap()
-		}
-		p.Src, p.Dst = src, dst
+		p.ID, p.Hook, p.Kind, p.Fragment = le.Uint32(r[0:]), Hook(m&7), Kind(m>>3&1), m&(1<<4) != 0
+		p.SrcPort, p.DstPort, p.Proto = uint16(ports>>16), uint16(ports), uint8(m>>8)
+		p.InLink, p.OutLink, p.Mark, p.Tag, p.Len = j.links[il], j.links[ol], le.Uint32(r[20:]), le.Uint32(r[24:]), int(le.Uint32(r[32:]))
+		p.Src, p.Dst = addrOf(r[40:56], m&(1<<5) != 0), addrOf(r[56:72], m&(1<<5) != 0)
+		p.Data = nil
 		if dl > 0 {
 			p.Data = in.Data[off : off+dl : off+dl]
 		}
 		off += dl
 	}
 	return nil
+}
+
+// addrOf reads a record's 16-byte address: IPv6 when v6 is set, else the
+// IPv4 address it maps (netip's Unmap of AddrFrom16, without building the
+// 16-byte array).
+func addrOf(b []byte, v6 bool) netip.Addr {
+	_ = b[15]
+	if !v6 && binary.LittleEndian.Uint64(b) == 0 && binary.BigEndian.Uint32(b[8:]) == 0xffff {
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	}
+	a := netip.AddrFrom16([16]byte(b))
+	if !v6 {
+		a = a.Unmap()
+	}
+	return a
 }
 
 // judge answers one batch into out.
@@ -214,7 +226,6 @@ func (j *judgeState) judge(impl *Plugin, needs Needs, in *pb.Batch, out *pb.Answ
 			out.RewriteLens = append(out.RewriteLens, uint32(len(r.Rewrite)))
 			out.RewriteData = append(out.RewriteData, r.Rewrite...)
 		}
-		*r = Result{}
 	}
 	out.Answers = j.answers
 	return nil
