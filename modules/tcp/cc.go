@@ -42,6 +42,14 @@ type CongestionControl interface {
 	OnRTO(s *CCState, nowNS int64)
 }
 
+// CCUndoer is implemented by an algorithm that restores its own state
+// when the connection undoes a reduction its retransmissions did not need
+// (a DSACK or the timestamps showed them spurious): the connection has
+// already put Cwnd and Ssthresh back (Linux's undo_cwnd).
+type CCUndoer interface {
+	OnUndo(s *CCState, nowNS int64)
+}
+
 // CCState is a connection's congestion state, in bytes.
 type CCState struct {
 	Cwnd, Ssthresh int

@@ -39,3 +39,11 @@ func Buffered(cn *Conn) int {
 	defer c.mu.Unlock()
 	return c.rcvBuf.n
 }
+
+// Window is a connection's cwnd and ssthresh, in bytes.
+func Window(cn *Conn) (cwnd, ssthresh int) {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ccs.Cwnd, c.ccs.Ssthresh
+}

@@ -421,7 +421,8 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 			}
 		}
 		if c.sackOK {
-			c.sackRecover(b, now)
+			c.tryUndo(s, false, now)
+			c.sackRecover(b, now, false)
 		}
 		return true
 	}
@@ -448,6 +449,10 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	flight := int(c.sndMax - c.sndUna)
 	c.ccs.InFlight = flight
 	c.rk.tlpRearm = true
+	c.tryUndo(s, true, now)
+	if c.inLoss && seqGEQ(ack, c.recover) {
+		c.inLoss = false // the RTO's loss state ends (Linux: TCP_CA_Open)
+	}
 	if c.sackOK && c.inRecovery {
 		if seqGEQ(ack, c.recover) {
 			// RFC 6675 §5: recovery ends at RecoveryPoint.
@@ -482,7 +487,7 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	}
 	if c.sackOK {
 		c.tlpAcked(now)
-		c.sackRecover(b, now)
+		c.sackRecover(b, now, true)
 	}
 	if finAcked {
 		c.finAcked = true
@@ -515,6 +520,7 @@ func (c *conn) dupAck(b *pipeline.Batch, now int64) {
 	if c.dupAcks != 3 || seqLT(c.sndUna, c.recover) {
 		return
 	}
+	c.beginEpisode()
 	c.t.c.fastRetransmits.Inc()
 	c.ccs.InFlight = int(c.sndMax - c.sndUna)
 	c.cc.OnCongestion(&c.ccs, now)

@@ -64,6 +64,10 @@ type Module struct {
 	// SYNCookies answers SYNs with cookies when a listener's SYN queue
 	// is full (default true, Linux's tcp_syncookies=1).
 	SYNCookies *bool `yaml:"syncookies"`
+	// MinRTTWindow is how long the minimum RTT that RACK's reordering
+	// window follows is remembered (Linux's tcp_min_rtt_wlen, default
+	// 300s; 1s..24h): a path whose RTT grew is seen within it.
+	MinRTTWindow time.Duration `yaml:"min_rtt_window"`
 
 	proto *Protocol
 }
@@ -109,6 +113,7 @@ type settings struct {
 	defaultKeepIdle   time.Duration
 	defaultKeepIntvl  time.Duration
 	defaultKeepProbes int
+	minRTTWin         time.Duration
 }
 
 // Provision sets defaults, loads the congestion control module and builds
@@ -129,6 +134,9 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	if m.DelayedACK == 0 {
 		m.DelayedACK = DefaultDelayedACK
 	}
+	if m.MinRTTWindow == 0 {
+		m.MinRTTWindow = DefaultMinRTTWindow
+	}
 	cc, name, err := loadCC(ctx, &m.CongestionControl)
 	if err != nil {
 		return err
@@ -137,7 +145,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		sndBuf: m.SendBuffer, rcvBuf: m.ReceiveBuffer, cc: cc, ccName: name,
 		timeWaitMax: m.TimeWaitMax, challengeLimit: m.ChallengeACKLimit, delayedACK: m.DelayedACK,
 		ts: boolOr(m.Timestamps, true), ws: boolOr(m.WindowScaling, true), sack: boolOr(m.SACK, true),
-		syncookies: boolOr(m.SYNCookies, true),
+		syncookies: boolOr(m.SYNCookies, true), minRTTWin: m.MinRTTWindow,
 		synRetries: 6, synackRetries: 5, retries2: 15,
 		finTimeout: 60 * time.Second, timeWait: 60 * time.Second,
 		defaultKeepIdle: 15 * time.Second, defaultKeepIntvl: 15 * time.Second, defaultKeepProbes: 9,
@@ -172,6 +180,9 @@ func (m *Module) Validate() error {
 	}
 	if m.DelayedACK < time.Millisecond || m.DelayedACK > 500*time.Millisecond {
 		return errors.New("delayed_ack must be within 1ms..500ms (RFC 9293 §3.8.6.3)")
+	}
+	if m.MinRTTWindow < time.Second || m.MinRTTWindow > 24*time.Hour {
+		return errors.New("min_rtt_window must be within 1s..24h")
 	}
 	return nil
 }

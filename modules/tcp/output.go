@@ -151,6 +151,9 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 		c.delackAt = 0
 		c.rcvUnacked = 0
 	}
+	if c.inRecovery {
+		c.un.prrOut += n // RFC 6937's prr_out
+	}
 	c.out[c.nout] = pkt
 	c.nout++
 	if c.nout == len(c.out) {
@@ -294,6 +297,9 @@ func (c *conn) advanced(seq uint32, now int64) {
 		c.sndMax = c.sndNxt
 	} else {
 		c.t.c.retransmits.Inc()
+		if !c.sackOK {
+			c.retransmitted(now)
+		}
 		if seqGT(c.sndNxt, c.sndMax) {
 			c.sndMax = c.sndNxt
 		}
@@ -348,6 +354,9 @@ func (c *conn) retransmitHead(b *pipeline.Batch, now int64) {
 	}
 	if c.emit(b, c.sndUna, flags, 0, n, now) {
 		c.t.c.retransmits.Inc()
+		if !c.sackOK {
+			c.retransmitted(now)
+		}
 		c.rttTiming = false
 		end := c.sndUna + uint32(n)
 		if flags&wire.TCPFlagFin != 0 {

@@ -30,6 +30,8 @@ type counters struct {
 	syncookiesSent, syncookiesRecv        *pipeline.Counter
 	syncookiesFailed                      *pipeline.Counter
 	rackLost                              *pipeline.Counter
+	undoDSACK, undoTimestamps             *pipeline.Counter
+	sackReneging                          *pipeline.Counter
 }
 
 func newCounters(cs *pipeline.CounterSet) *counters {
@@ -51,6 +53,7 @@ func newCounters(cs *pipeline.CounterSet) *counters {
 		dsackIn:     cs.Get("dsack_in"), dsackOut: cs.Get("dsack_out"), tlpProbes: cs.Get("tlp_probes"),
 		rackLost: cs.Get("rack_lost"), syncookiesSent: cs.Get("syncookies_sent"),
 		syncookiesRecv: cs.Get("syncookies_recv"), syncookiesFailed: cs.Get("syncookies_failed"),
+		undoDSACK: cs.Get("undo_dsack"), undoTimestamps: cs.Get("undo_timestamps"), sackReneging: cs.Get("sack_reneging"),
 	}
 }
 
