@@ -154,8 +154,9 @@ type conn struct {
 	inRecovery bool
 	inLoss     bool // after an RTO, until SND.UNA passes recover (Linux's TCP_CA_Loss)
 	recover    uint32
-	rk         rack // SACK scoreboard and RACK-TLP (sack.go)
-	un         undo // the congestion episode's undo and PRR state (recovery.go)
+	roundEnd   uint32 // a round trip ends when it is acknowledged (HyStart++)
+	rk         rack   // SACK scoreboard and RACK-TLP (sack.go)
+	un         undo   // the congestion episode's undo and PRR state (recovery.go)
 
 	err     error // the connection's error (reset, timeout, refused)
 	softErr error // an ICMP error reported while connecting

@@ -308,6 +308,7 @@ func (c *conn) rttSampleHandshake(s *segment, now int64) {
 // establish counts an established connection and wakes its opener.
 func (c *conn) establish(now int64) {
 	c.established = true
+	c.roundEnd = c.sndMax
 	c.t.c.established.Inc()
 	c.lastRecv = now
 	if c.keepalive {
@@ -429,11 +430,18 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	c.persistProbes = 0
 	// RTT: timestamps echo any segment (RFC 7323 §4); without them the
 	// timed segment, never a retransmitted one (Karn).
+	var rtt int64
 	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
-		c.rttSample(int64(c.tsNow(now)-s.opts.TSEcr) * int64(time.Millisecond))
+		rtt = max(int64(c.tsNow(now)-s.opts.TSEcr)*int64(time.Millisecond), 1)
+		c.rttSample(rtt)
 	} else if c.rttTiming && seqGT(ack, c.rttSeq) {
 		c.rttTiming = false
-		c.rttSample(now - c.rttStart)
+		rtt = max(now-c.rttStart, 1)
+		c.rttSample(rtt)
+	}
+	if c.rk.ackRTT > 0 {
+		rtt = c.rk.ackRTT // the scoreboard's: per segment, to the ns
+		c.rk.ackRTT = 0
 	}
 	data := min(int(acked), c.sndBuf.n)
 	finAcked := int(acked) > c.sndBuf.n
@@ -477,6 +485,11 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 			}
 		}
 	} else {
+		c.ccs.RTT = rtt
+		c.ccs.NewRound = seqGEQ(ack, c.roundEnd)
+		if c.ccs.NewRound {
+			c.roundEnd = c.sndMax
+		}
 		c.cc.OnAck(&c.ccs, int(acked), c.srtt, now)
 	}
 	c.dupAcks = 0

@@ -265,3 +265,115 @@ func TestPRRProportionalSends(t *testing.T) {
 		}
 	}
 }
+
+// RACK's minimum RTT is windowed (Linux's tcp_min_rtt over
+// tcp_min_rtt_wlen): once the path's RTT has grown from 10 ms to 40 ms
+// for longer than min_rtt_window, the reordering window follows
+// (40/4 = 10 ms), so a segment 7 ms late is no loss; with the lifetime
+// minimum (10/4 = 2.5 ms) it was.
+func TestMinRTTWindowed(t *testing.T) {
+	p, pc := sackConnWith(t, ", min_rtt_window: 1s")
+	una := burst(t, p, pc, 3)
+	reorder(t, p, pc, una, 2, 2*time.Millisecond) // reordering seen
+	const slow = 40 * time.Millisecond
+	for i := 0; i < 30; i++ { // 1.2 s of 40 ms samples
+		una = burst(t, p, pc, 1)
+		p.clock.Advance(slow)
+		p.send(pc.sackAck(una + 1000))
+		p.read()
+	}
+	una = burst(t, p, pc, 9)
+	p.clock.Advance(slow)
+	for i := 1; i <= 8; i++ {
+		p.send(pc.sackAck(una, una+1000, una+uint32(i+1)*1000))
+	}
+	p.clock.Advance(7 * time.Millisecond)
+	if got := p.read(); len(got) != 0 {
+		t.Fatalf("sent %v: a 7 ms reordering taken for a loss", got)
+	}
+	p.send(pc.sackAck(una + 9000))
+	p.n.WantCounters(t, "tcp", map[string]uint64{"retransmits": 0, "rack_lost": 0})
+}
+
+// A lost retransmission is found by RACK (RFC 8985 §6.2: the
+// retransmission is older than new data since delivered) and sent once
+// more, without waiting for the RTO.
+func TestRACKLostRetransmission(t *testing.T) {
+	p, pc := sackConn(t)
+	pc.c.Write(bytes.Repeat([]byte{5}, 30*1000))
+	segs := p.read()
+	una := segs[0].seq
+	p.clock.Advance(rtt)
+	var re []seg
+	for i := 2; i <= 11; i++ {
+		p.send(pc.sackAck(una, una+1000, una+uint32(i)*1000))
+		re = append(re, p.read()...)
+	}
+	// re holds the retransmission of the first segment (lost again) and
+	// new data sent after it; one RTT later the new data is SACKed.
+	var newer []uint32
+	for _, s := range re {
+		if s.seq != una && len(s.data) > 0 {
+			newer = append(newer, s.seq)
+		}
+	}
+	if len(newer) == 0 {
+		t.Fatalf("recovery sent %v", re)
+	}
+	p.clock.Advance(rtt)
+	got := dataSeqs(p.read())
+	for _, s := range newer {
+		p.send(pc.sackAck(una, una+1000, s+1000))
+		got = append(got, dataSeqs(p.read())...)
+	}
+	p.clock.Advance(3 * time.Millisecond)
+	got = append(got, dataSeqs(p.read())...)
+	found := false
+	for _, s := range got {
+		found = found || s == una
+	}
+	if !found {
+		t.Fatalf("the lost retransmission was not sent again (sent %v; %s)", got, tcp.DebugState(pc.c))
+	}
+	p.n.WantCounters(t, "tcp", map[string]uint64{"rto_expired": 0})
+}
+
+// HyStart++ on a connection (tcp.cc.cubic): the ACKs' RTT samples and
+// round trips reach the algorithm, so a queue building up (the RTT going
+// from 10 ms to 20 ms) ends slow start's doubling; with hystart: false
+// it doubles on.
+func TestHyStartConnection(t *testing.T) {
+	run := func(opts string) []int {
+		p, pc := sackConnWith(t, opts)
+		go pc.c.Write(make([]byte, 4<<20)) // more than the send buffer: it blocks
+		var flight []seg
+		for i := 0; i < 1000 && len(flight) < 11; i++ {
+			time.Sleep(time.Millisecond)
+			flight = append(flight, p.read()...)
+		}
+		var cw []int
+		for r := 0; r < 6; r++ {
+			d := rtt
+			if r >= 3 {
+				d = 2 * rtt
+			}
+			p.clock.Advance(d)
+			var next []seg
+			for _, s := range flight {
+				p.send(pc.sackAck(s.seq + uint32(len(s.data))))
+				next = append(next, p.read()...)
+			}
+			flight = next
+			w, _ := tcp.Window(pc.c)
+			cw = append(cw, w)
+		}
+		return cw
+	}
+	on := run(", congestion_control: cubic")
+	off := run(", congestion_control: {module: tcp.cc.cubic, hystart: false}")
+	// (The peer's 64 KiB window bounds the flight: slow start adds 64
+	// KiB a round, CSS a quarter of it.)
+	if on[2] != off[2] || off[5]-off[4] < 60000 || on[5]-on[4] > (off[5]-off[4])/3 {
+		t.Fatalf("cwnd per round with HyStart++ %v, without %v", on, off)
+	}
+}

@@ -87,6 +87,7 @@ type rack struct {
 	rtt            int64  // RACK.rtt
 	fack           uint32 // RACK.fack: the highest sequence SACKed
 	minRTT         minmax // windowed over min_rtt_window (Linux's tcp_min_rtt)
+	ackRTT         int64  // the RTT of the ACK being processed (0: none)
 	reorderSeen    bool
 	reoMult        int // RACK.reo_wnd_mult
 	reoPersist     int
@@ -175,6 +176,9 @@ func (c *conn) rackDelivered(s *txSeg, sg *segment, now int64, prevFack uint32) 
 		}
 		rk.minRTT.update(int64(c.st.minRTTWin), now, max(rtt, 1))
 	}
+	if s.flags&segRetrans == 0 {
+		rk.ackRTT = max(rtt, 1)
+	}
 	if s.xmit > rk.xmit || (s.xmit == rk.xmit && seqGT(s.end, rk.end)) || rk.xmit == 0 {
 		rk.xmit, rk.end, rk.rtt = s.xmit, s.end, rtt
 	}
@@ -189,6 +193,7 @@ func (c *conn) scoreboard(sg *segment, now int64) {
 		rk.fack = c.sndUna // nothing SACKed in flight: no stale value
 	}
 	prevFack := rk.fack
+	rk.ackRTT = 0
 	ack := sg.ack
 	o := &sg.opts
 	// A DSACK first, while the segments it names are on the scoreboard.
