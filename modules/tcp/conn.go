@@ -106,6 +106,18 @@ type conn struct {
 	finPending                       bool   // a FIN arrived out of order
 	finAt                            uint32 // its sequence number
 
+	// buffer auto-tuning (memory.go)
+	rcvSpace             int    // the receive buffer offered now (Linux's sk_rcvbuf), ≤ rcvBufMax
+	sndLimit             int    // the send buffer Write fills now (sk_sndbuf), ≤ sndBufMax
+	rcvLocked, sndLocked bool   // SetReadBuffer, SetWriteBuffer: fixed sizes
+	rcvCopied            uint32 // bytes the application has read (mod 2^32)
+	rcvqSeq              uint32 // rcvCopied when the measurement began
+	rcvqSpace            int    // bytes read in the last measured round trip
+	rcvqTime             int64
+	rcvRTT               int64 // the receiver's RTT estimate, ns (0: none)
+	rcvRTTSeq            uint32
+	rcvRTTTime           int64
+
 	// options
 	tsOK, sackOK, wsOK bool
 	tsOffset           uint32
@@ -179,13 +191,14 @@ type conn struct {
 func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {
 	c := &conn{
 		t: t, st: st, local: local, remote: remote, v6: remote.Addr().Is6(),
-		sndBufMax: st.sndBuf, rcvBufMax: st.rcvBuf, noDelay: true,
-		cc: st.cc, rto: int64(initialRTO),
+		noDelay: true,
+		cc:      st.cc, rto: int64(initialRTO),
 		rcvReady: make(chan struct{}, 1), sndReady: make(chan struct{}, 1),
 		estab: make(chan struct{}), done: make(chan struct{}),
 		keepIdle: st.defaultKeepIdle, keepIntvl: st.defaultKeepIntvl, keepProbes: st.defaultKeepProbes,
 		quickAcks: 16,
 	}
+	c.initBuffers()
 	return c
 }
 

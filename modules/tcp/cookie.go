@@ -68,7 +68,8 @@ func (t *table) checkCookie(local, remote netip.AddrPort, sseq, cookie uint32, n
 func (p *Protocol) sendCookie(b *pipeline.Batch, l *listener, s *segment, local, remote netip.AddrPort, now int64) {
 	st := p.st
 	c := &conn{t: p.t, st: st, local: local, remote: remote, v6: remote.Addr().Is6(),
-		state: stateSynRcvd, passive: true, rcvBufMax: st.rcvBuf, sndBufMax: st.sndBuf, rto: int64(initialRTO)}
+		state: stateSynRcvd, passive: true, rto: int64(initialRTO)}
+	c.initBuffers()
 	o := &s.opts
 	peerMSS := uint16(c.defaultMSS())
 	if o.HasMSS {

@@ -307,8 +307,9 @@ func (c *conn) rttSampleHandshake(s *segment, now int64) {
 
 // establish counts an established connection and wakes its opener.
 func (c *conn) establish(now int64) {
-	c.established = true
 	c.roundEnd = c.sndMax
+	c.startRcvSpace(now)
+	c.established = true
 	c.t.c.established.Inc()
 	c.lastRecv = now
 	if c.keepalive {
@@ -493,6 +494,9 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		c.cc.OnAck(&c.ccs, int(acked), c.srtt, now)
 	}
 	c.dupAcks = 0
+	if data > 0 {
+		c.sndBufExpand()
+	}
 	if c.sndUna == c.sndMax {
 		c.rtoAt = 0
 	} else {
@@ -570,7 +574,10 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 		c.noteDuplicate(seq, c.rcvNxt)
 		data, seq = data[skip:], c.rcvNxt
 	}
-	room := c.rcvBufMax - c.rcvBuf.n
+	// Room: the buffer offered now, and never less than the window
+	// advertised (its edge does not move back).
+	room := max(c.rcvLimit()-c.rcvBuf.n, int(c.rcvAdv-c.rcvNxt))
+	room = min(room, c.rcvBufMax-c.rcvBuf.n)
 	off := int(seq - c.rcvNxt)
 	if off >= room {
 		c.ackNow = true // beyond the window
@@ -579,8 +586,25 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	if len(data) > room-off {
 		data = data[:room-off]
 	}
-	if !c.rcvBuf.reserve(c.rcvBuf.n+off+len(data), c.rcvBufMax) {
-		return
+	if end := c.rcvBuf.n + off + len(data); end > len(c.rcvBuf.buf) {
+		if off > 0 && c.t.mem.underPressure() {
+			// Memory pressure: out-of-order data that needs more
+			// memory is not kept (Linux's tcp_prune_ofo_queue); the
+			// sender resends it.
+			c.t.c.oooPruned.Inc()
+			c.sendAck(b, now)
+			return
+		}
+		if !c.rcvBuf.reserve(end, c.rcvBufMax) {
+			// The stack's memory limit: keep what the ring holds.
+			c.t.c.memDrops.Inc()
+			fit := len(c.rcvBuf.buf) - c.rcvBuf.n - off
+			if fit <= 0 {
+				c.ackNow = true
+				return
+			}
+			data = data[:min(fit, len(data))]
+		}
 	}
 	if len(data) > c.rcvMSS {
 		c.rcvMSS = len(data)
@@ -604,6 +628,7 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	hole := c.nooo > 0
 	c.rcvBuf.extend(len(data))
 	c.rcvNxt = end
+	c.rcvRTTMeasure(s, len(data), now)
 	// Ranges now reached join the readable bytes.
 	for c.nooo > 0 && seqLEQ(c.ooo[0].left, c.rcvNxt) {
 		if r := c.ooo[0].right; seqGT(r, c.rcvNxt) {
@@ -777,5 +802,6 @@ func (c *conn) endRun(b *pipeline.Batch, now int64) {
 		c.destroy(nil)
 		return
 	}
+	c.memRelease()
 	c.resched(now)
 }

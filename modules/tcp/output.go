@@ -19,7 +19,7 @@ import (
 func (c *conn) rcvWindow() uint32 {
 	// Less one unit of the window scale: the field rounds the window up to
 	// it (as Linux's ALIGN does), and what it promises must fit.
-	free := min(c.rcvBufMax-c.rcvBuf.n-(1<<c.rcvWScale-1), 0xffff<<c.rcvWScale)
+	free := min(c.rcvLimit()-c.rcvBuf.n-(1<<c.rcvWScale-1), 0xffff<<c.rcvWScale)
 	if free < 0 {
 		free = 0
 	}

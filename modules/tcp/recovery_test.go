@@ -345,6 +345,7 @@ func TestRACKLostRetransmission(t *testing.T) {
 func TestHyStartConnection(t *testing.T) {
 	run := func(opts string) []int {
 		p, pc := sackConnWith(t, opts)
+		pc.c.SetWriteBuffer(1 << 20)       // the writer stays ahead
 		go pc.c.Write(make([]byte, 4<<20)) // more than the send buffer: it blocks
 		var flight []seg
 		for i := 0; i < 1000 && len(flight) < 11; i++ {

@@ -32,6 +32,8 @@ type counters struct {
 	rackLost                              *pipeline.Counter
 	undoDSACK, undoTimestamps             *pipeline.Counter
 	sackReneging                          *pipeline.Counter
+	memPressure, memDrops, oooPruned      *pipeline.Counter
+	memFreed                              *pipeline.Counter
 }
 
 func newCounters(cs *pipeline.CounterSet) *counters {
@@ -54,6 +56,8 @@ func newCounters(cs *pipeline.CounterSet) *counters {
 		rackLost: cs.Get("rack_lost"), syncookiesSent: cs.Get("syncookies_sent"),
 		syncookiesRecv: cs.Get("syncookies_recv"), syncookiesFailed: cs.Get("syncookies_failed"),
 		undoDSACK: cs.Get("undo_dsack"), undoTimestamps: cs.Get("undo_timestamps"), sackReneging: cs.Get("sack_reneging"),
+		memPressure: cs.Get("mem_pressure"), memDrops: cs.Get("mem_drops"), oooPruned: cs.Get("ooo_pruned"),
+		memFreed: cs.Get("mem_freed"),
 	}
 }
 
@@ -93,6 +97,8 @@ type table struct {
 	timeWait  int                          // connections in TIME-WAIT
 	closed    bool
 
+	mem memAcct // ring storage against the memory limits (memory.go)
+
 	// challenge ACK budget (RFC 5961 §7): challengeLimit per second.
 	chMu    sync.Mutex
 	chSec   int64
@@ -116,6 +122,8 @@ func newTable(s *pipeline.Stack, c *counters) *table {
 	t.cookieKey = [2]sipKey{key(), key()}
 	t.wheel = newWheel(clock)
 	t.wheel.run = t.runTimers
+	t.mem.cPressure, t.mem.cDrops, t.mem.cPruned, t.mem.cFreedBuffer = c.memPressure, c.memDrops, c.oooPruned, c.memFreed
+	t.mem.setLimits(DefaultMemoryLimit/2, DefaultMemoryLimit*2/3, DefaultMemoryLimit)
 	return t
 }
 
