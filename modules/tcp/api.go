@@ -256,6 +256,10 @@ func (c *conn) userClose(b *pipeline.Batch, now int64) {
 		return
 	}
 	c.rcvBuf.release()
+	if c.state == stateTimeWait && c.inTimeWait {
+		c.toCompact()
+		return
+	}
 	switch c.state {
 	case stateSynRcvd, stateEstablished:
 		c.finQueued = true

@@ -73,6 +73,7 @@ type conn struct {
 	wNext, wPrev *conn
 	wTick        int64
 	wIn          bool
+	sweeper      bool // the table's TIME-WAIT sweeper, not a connection
 
 	local, remote netip.AddrPort // fixed once registered
 	v6            bool

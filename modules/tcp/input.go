@@ -760,6 +760,9 @@ func (c *conn) timeWaitSegment(b *pipeline.Batch, s *segment, now int64) (bool, 
 			return false, 0
 		}
 		c.closeAt = now + int64(c.st.timeWait)
+		if c.tsOK && s.opts.HasTimestamps {
+			c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
+		}
 		return false, 0
 	}
 	if s.has(wire.TCPFlagSyn) && !s.has(wire.TCPFlagRst|wire.TCPFlagAck) &&
@@ -800,6 +803,10 @@ func (c *conn) endRun(b *pipeline.Batch, now int64) {
 	c.flush(b)
 	if c.closeNow {
 		c.destroy(nil)
+		return
+	}
+	if c.state == stateTimeWait && c.inTimeWait && c.userClosed {
+		c.toCompact()
 		return
 	}
 	c.memRelease()

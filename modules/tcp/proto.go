@@ -99,6 +99,21 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			cur.mu.Unlock()
 			cur = nil
 		}
+		if cn == nil && p.t.twLookup(fourTuple{local, remote}) {
+			found, relisten, iss := p.timeWaitRecord(b, fourTuple{local, remote}, &s, now)
+			if found && !relisten {
+				pkt.Release()
+				continue
+			}
+			if relisten {
+				if l = p.t.listenerFor(local); l != nil {
+					p.listenSegment(b, l, &s, pkt, local, remote, iss, now)
+					continue
+				}
+				p.noSocket(b, pkt)
+				continue
+			}
+		}
 		if cn != nil {
 			if cur == nil {
 				cn.mu.Lock()

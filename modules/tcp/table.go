@@ -98,6 +98,7 @@ type table struct {
 	closed    bool
 
 	mem memAcct // ring storage against the memory limits (memory.go)
+	tw  twTable // compact TIME-WAIT entries (timewait.go)
 
 	// challenge ACK budget (RFC 5961 §7): challengeLimit per second.
 	chMu    sync.Mutex
@@ -122,6 +123,7 @@ func newTable(s *pipeline.Stack, c *counters) *table {
 	t.cookieKey = [2]sipKey{key(), key()}
 	t.wheel = newWheel(clock)
 	t.wheel.run = t.runTimers
+	t.tw.init(t)
 	t.mem.cPressure, t.mem.cDrops, t.mem.cPruned, t.mem.cFreedBuffer = c.memPressure, c.memDrops, c.oooPruned, c.memFreed
 	t.mem.setLimits(DefaultMemoryLimit/2, DefaultMemoryLimit*2/3, DefaultMemoryLimit)
 	return t
@@ -197,6 +199,9 @@ func (t *table) insert(c *conn) bool {
 	if t.conns[k] != nil {
 		return false
 	}
+	if _, tw := t.tw.idx[twKeyOf(k)]; tw {
+		return false
+	}
 	t.conns[k] = c
 	return true
 }
@@ -222,7 +227,7 @@ func (t *table) connect(c *conn) error {
 	}
 	if c.local.Port() != 0 {
 		k := fourTuple{c.local, c.remote}
-		if t.conns[k] != nil {
+		if _, tw := t.tw.idx[twKeyOf(k)]; tw || t.conns[k] != nil {
 			return errAddrInUse
 		}
 		t.conns[k] = c
@@ -237,6 +242,9 @@ func (t *table) connect(c *conn) error {
 		port := uint16(ephemeralFirst + (offset+next+i)%n)
 		local := netip.AddrPortFrom(c.local.Addr(), port)
 		if t.conns[fourTuple{local, c.remote}] != nil || t.bound[local] != nil || t.wildcard[port] != nil {
+			continue
+		}
+		if _, tw := t.tw.idx[twKeyOf(fourTuple{local, c.remote})]; tw {
 			continue
 		}
 		t.portTable[idx] = next + i + 1
@@ -363,6 +371,8 @@ func (t *table) Close() error {
 	clear(t.conns)
 	clear(t.bound)
 	clear(t.wildcard)
+	t.timeWait -= len(t.tw.idx)
+	clear(t.tw.idx)
 	t.mu.Unlock()
 	t.wheel.close()
 	for _, l := range ls {

@@ -46,6 +46,10 @@ func (c *conn) rearmLater(d time.Duration) {
 // onTimer runs the connection's due timers. Called with c.mu held, inside
 // a batch, after the wheel took the entry off.
 func (c *conn) onTimer(b *pipeline.Batch, now int64) {
+	if c.sweeper {
+		c.t.twSweep(now)
+		return
+	}
 	c.filedAt = 0
 	if c.state == stateClosed {
 		return
