@@ -178,6 +178,7 @@ type conn struct {
 	rGen *pipeline.Generation
 	ne   pipeline.NetworkEndpoint
 	ri   pipeline.RouteInfo
+	tso  bool // the route's link takes TSO super-packets (output.go)
 	out  [outBatch]*pipeline.Packet
 	nout int
 
@@ -292,6 +293,8 @@ func (c *conn) route(b *pipeline.Batch) bool {
 		return false
 	}
 	c.ne = ne
+	const offload = pipeline.CapGSO | pipeline.CapTXChecksumOffload
+	c.tso = c.st.tso && nic.Capabilities()&offload == offload
 	c.ri = pipeline.RouteInfo{NIC: nic.ID(), LocalAddr: c.local.Addr(), RemoteAddr: c.remote.Addr().WithZone(""), NextHop: nextHop, MTU: nic.MTU()}
 	return true
 }

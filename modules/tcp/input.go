@@ -606,8 +606,12 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 			data = data[:min(fit, len(data))]
 		}
 	}
-	if len(data) > c.rcvMSS {
-		c.rcvMSS = len(data)
+	// The peer's segment size (Linux's tcp_measure_rcv_mss: gso_size
+	// for a super-packet), which paces delayed ACKs and the window.
+	if l := len(data); s.gso == 0 && l > c.rcvMSS {
+		c.rcvMSS = l
+	} else if s.gso > c.rcvMSS {
+		c.rcvMSS = s.gso
 	}
 	c.rcvBuf.writeAt(c.rcvBuf.n+off, data)
 	end := seq + uint32(len(data))

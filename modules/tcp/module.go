@@ -90,6 +90,13 @@ type Module struct {
 	// window follows is remembered (Linux's tcp_min_rtt_wlen, default
 	// 300s; 1s..24h): a path whose RTT grew is seen within it.
 	MinRTTWindow time.Duration `yaml:"min_rtt_window"`
+	// TSO sends TSO super-packets (up to 64 KiB, many segments in one
+	// packet with GSO metadata and a partial checksum) when the route's
+	// link offloads segmentation (CapGSO and CapTXChecksumOffload: TUN
+	// or AF_PACKET with virtio-net headers, loopback); default true, as
+	// Linux's tso on such devices. A forwarded super-packet that meets
+	// a link without offloads is segmented in software by the core.
+	TSO *bool `yaml:"tso"`
 
 	proto *Protocol
 }
@@ -137,6 +144,7 @@ type settings struct {
 	defaultKeepProbes int
 	minRTTWin         time.Duration
 	autoTune          bool
+	tso               bool
 	rcvBufInit        int
 	sndBufInit        int
 }
@@ -187,6 +195,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		ts: boolOr(m.Timestamps, true), ws: boolOr(m.WindowScaling, true), sack: boolOr(m.SACK, true),
 		syncookies: boolOr(m.SYNCookies, true), minRTTWin: m.MinRTTWindow,
 		autoTune: boolOr(m.AutoTuning, true), rcvBufInit: m.ReceiveBufferInitial, sndBufInit: m.SendBufferInitial,
+		tso:        boolOr(m.TSO, true),
 		synRetries: 6, synackRetries: 5, retries2: 15,
 		finTimeout: 60 * time.Second, timeWait: 60 * time.Second,
 		defaultKeepIdle: 15 * time.Second, defaultKeepIntvl: 15 * time.Second, defaultKeepProbes: 9,

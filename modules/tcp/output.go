@@ -143,7 +143,23 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 	if n > 0 {
 		c.sndBuf.peek(off, body[hl:])
 	}
-	seg.SetChecksum(seg.CalculateChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size)))
+	if n > c.segSize() && c.tso {
+		// A TSO super-packet: the link (or the core, for a link met
+		// later that cannot) cuts it into segments of segSize; the
+		// checksum is left partial, the pseudo-header sum over the
+		// whole length, as Linux's tcp_v4_send_check for GSO.
+		ipHdr := wire.IPv4MinimumSize
+		typ := pipeline.GSOTCPv4
+		if c.v6 {
+			ipHdr, typ = wire.IPv6HeaderSize, pipeline.GSOTCPv6
+		}
+		seg.SetChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size))
+		pkt.GSO = pipeline.GSO{Type: typ, SegSize: uint16(c.segSize()), HdrLen: uint16(ipHdr + hl),
+			NeedsCsum: true, CsumStart: uint16(ipHdr), CsumOffset: 16}
+		c.t.c.tsoSent.Inc()
+	} else {
+		seg.SetChecksum(seg.CalculateChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size)))
+	}
 	pkt.SetTransportHeader()
 	pkt.TransProto = pipeline.TCPProtocolNumber
 	if flags&wire.TCPFlagAck != 0 {
@@ -239,9 +255,12 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 			wnd = int(d)
 		}
 		cw := c.ccs.Cwnd - cwFlight
-		n := min(unsent, c.segSize(), wnd, cw)
+		n := min(unsent, c.sendSize(), wnd, cw)
 		if n <= 0 {
 			break
+		}
+		if ss := c.segSize(); n > ss && n < unsent {
+			n -= n % ss // a super-packet carries whole segments but the last of the data
 		}
 		if n < c.segSize() {
 			if n < unsent && n < int(c.maxSndWnd/2) && flight > 0 {
@@ -308,6 +327,21 @@ func (c *conn) advanced(seq uint32, now int64) {
 		c.rtoAt = now + c.rto
 	}
 	c.persistAt = 0
+}
+
+// maxTSOData is the most data a TSO super-packet carries: its IP packet
+// (IPv6: its payload) stays within 64 KiB with the largest headers.
+const maxTSOData = 0xffff - wire.IPv6HeaderSize - 60
+
+// sendSize is the payload one packet may carry now: a segment, or as
+// many whole segments as a TSO super-packet holds when the route's link
+// offloads segmentation.
+func (c *conn) sendSize() int {
+	ss := c.segSize()
+	if !c.tso || ss >= maxTSOData/2 {
+		return ss
+	}
+	return maxTSOData / ss * ss
 }
 
 // segSize is the payload a segment may carry now: the MSS less the SACK

@@ -111,7 +111,7 @@ func (c *conn) noteSent(seq, end uint32, now int64) {
 	}
 	r := &c.rk.segs
 	if r.n == 0 || seqGEQ(seq, r.at(r.n-1).end) {
-		r.push(txSeg{start: seq, end: end, xmit: now})
+		c.pushSegs(seq, end, now)
 		return
 	}
 	for i := r.search(seq); i < r.n; i++ {
@@ -122,8 +122,21 @@ func (c *conn) noteSent(seq, end uint32, now int64) {
 		c.markRetransmitted(s, now)
 	}
 	if last := r.at(r.n - 1).end; seqGT(end, last) {
-		r.push(txSeg{start: last, end: end, xmit: now})
+		c.pushSegs(last, end, now)
 	}
+}
+
+// pushSegs appends [seq, end) to the scoreboard one segment a piece (a
+// TSO super-packet is many), so that SACK and loss marks stay per
+// segment as Linux's tcp_fragment keeps them.
+func (c *conn) pushSegs(seq, end uint32, now int64) {
+	r := &c.rk.segs
+	ss := uint32(c.segSize())
+	for int32(end-seq) > int32(ss) {
+		r.push(txSeg{start: seq, end: seq + ss, xmit: now})
+		seq += ss
+	}
+	r.push(txSeg{start: seq, end: end, xmit: now})
 }
 
 func (c *conn) markRetransmitted(s *txSeg, now int64) {

@@ -1,0 +1,180 @@
+package tcp_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/modules/tcp"
+	"github.com/pipestack/pipestack/pipeline"
+	pt "github.com/pipestack/pipestack/pipelinetest"
+)
+
+// tsoBulk moves size bytes from host a to host b over in-memory links,
+// by hand; offload declares GSO on a's link, and each super-packet a
+// writes reaches b either whole (gro: as a TUN link with virtio-net
+// headers delivers it) or cut by pipeline.SegmentGSO (as a NIC would).
+// It reports the packets a wrote, the largest, and b's hash of the data.
+func tsoBulk(t *testing.T, offload, gro bool, size int) (pkts, largest int, sum [32]byte, elapsed time.Duration) {
+	t.Helper()
+	cfg := func(name, addr, off string) string {
+		return strings.Replace(hostConfig(name, "a", addr, "10.0.1.1", ""), "framing: ip,", "framing: ip, offload: "+off+",", 1)
+	}
+	off := "false"
+	if offload {
+		off = "true"
+	}
+	a := pt.NewNode(t, "host-a", cfg("host-a", "10.0.1.2/24", off), pipeline.Options{})
+	b := pt.NewNode(t, "host-b", cfg("host-b", "10.0.1.3/24", off), pipeline.Options{})
+	la, lb := a.Link(t, "a"), b.Link(t, "a")
+	buf := make([]*pipeline.Packet, 64)
+	var segs []*pipeline.Packet
+	move := func() int {
+		moved := 0
+		for {
+			n := la.Read(buf)
+			if n == 0 {
+				break
+			}
+			var in []*pipeline.Packet
+			for _, p := range buf[:n] {
+				pkts++
+				largest = max(largest, p.Len())
+				g := p.GSO
+				if g.Type != pipeline.GSONone && !gro {
+					segs, _ = pipeline.SegmentGSO(p, nil, segs[:0])
+					p.Release()
+					for _, s := range segs {
+						if s.Len() > 1500 {
+							t.Fatalf("segment of %d bytes", s.Len())
+						}
+						s.ResetMeta()
+						in = append(in, s)
+					}
+					continue
+				}
+				p.ResetMeta()
+				if g.Type != pipeline.GSONone {
+					p.GSO, p.CsumVerified = g, true
+				}
+				in = append(in, p)
+			}
+			lb.InjectPackets(in)
+			moved += n
+		}
+		for {
+			n := lb.Read(buf)
+			if n == 0 {
+				break
+			}
+			for _, p := range buf[:n] {
+				p.ResetMeta()
+			}
+			la.InjectPackets(buf[:n])
+			moved += n
+		}
+		return moved
+	}
+	ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialed := make(chan *tcp.Conn, 1)
+	go func() {
+		c, err := tcp.Dial(a.Stack, "tcp4", "10.0.1.3:5001")
+		if err != nil {
+			t.Error(err)
+		}
+		dialed <- c
+	}()
+	var c *tcp.Conn
+	for c == nil {
+		move()
+		select {
+		case c = <-dialed:
+		default:
+			time.Sleep(time.Millisecond)
+		}
+	}
+	move()
+	s, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("pipestack TSO "), size/14+1)[:size]
+	go func() {
+		c.Write(data)
+		c.Close()
+	}()
+	h := sha256.New()
+	rb := make([]byte, 256<<10)
+	start := time.Now()
+	got := 0
+	for {
+		moved := move()
+		for tcp.Buffered(s) > 0 {
+			n, _ := s.Read(rb)
+			h.Write(rb[:n])
+			got += n
+		}
+		if got == size {
+			break
+		}
+		if moved == 0 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("%d of %d bytes after 20 s", got, size)
+		}
+	}
+	elapsed = time.Since(start)
+	s.SetReadDeadline(time.Now().Add(time.Second))
+	move()
+	if n, err := s.Read(rb); n != 0 || err != io.EOF {
+		t.Fatalf("after the data: %d, %v", n, err)
+	}
+	copy(sum[:], h.Sum(nil))
+	if offload {
+		a.WantCounters(t, "tcp", map[string]uint64{"bad_checksum": 0})
+		if a.Counter("tcp", "tso_sent") == 0 {
+			t.Fatal("no TSO super-packet sent")
+		}
+		if gro && b.Counter("tcp", "gro_received") == 0 {
+			t.Fatal("no GRO super-packet received")
+		}
+	}
+	b.WantCounters(t, "tcp", map[string]uint64{"bad_checksum": 0})
+	return pkts, largest, sum, elapsed
+}
+
+// TSO (transport.tcp over a link that offloads segmentation): the
+// sender writes super-packets of many segments (with GSO metadata and a
+// partial checksum) instead of MSS-sized segments; cut by a NIC
+// (SegmentGSO) every segment fits the MTU with a valid checksum, and
+// passed whole as GRO super-packets they are taken as one segment each;
+// either way the data arrive intact. Without offload: MSS segments.
+func TestTSOInMemory(t *testing.T) {
+	const size = 16 << 20
+	want := sha256.Sum256(bytes.Repeat([]byte("pipestack TSO "), size/14+1)[:size])
+	plainPkts, plainMax, sum, plainT := tsoBulk(t, false, false, size)
+	if sum != want || plainMax > 1500 {
+		t.Fatalf("without offload: hash %x, largest packet %d", sum, plainMax)
+	}
+	segPkts, segMax, sum, segT := tsoBulk(t, true, false, size)
+	if sum != want || segMax <= 1500 || segMax > 0xffff {
+		t.Fatalf("TSO, segmented: hash %x, largest packet %d", sum, segMax)
+	}
+	groPkts, groMax, sum, groT := tsoBulk(t, true, true, size)
+	if sum != want || groMax <= 1500 {
+		t.Fatalf("TSO and GRO: hash %x, largest packet %d", sum, groMax)
+	}
+	t.Logf("16 MiB: MSS segments %d packets (largest %d) in %v; TSO cut by the NIC %d packets (largest %d) in %v; TSO+GRO %d packets in %v",
+		plainPkts, plainMax, plainT, segPkts, segMax, segT, groPkts, groT)
+	if groPkts*4 > plainPkts {
+		t.Fatalf("TSO wrote %d packets, MSS segments %d: want far fewer", groPkts, plainPkts)
+	}
+}
