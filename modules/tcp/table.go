@@ -101,6 +101,9 @@ type table struct {
 	mem memAcct // ring storage against the memory limits (memory.go)
 	tw  twTable // compact TIME-WAIT entries (timewait.go)
 
+	cookieMu      sync.Mutex
+	cookieScratch *conn // builds cookie SYN-ACKs (cookie.go)
+
 	// challenge ACK budget (RFC 5961 §7): challengeLimit per second.
 	chMu    sync.Mutex
 	chSec   int64
