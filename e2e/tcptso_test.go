@@ -66,12 +66,7 @@ func TestTCPStackTSO(t *testing.T) {
 			if got, want := strings.Fields(out)[0], blobSHA256(size, 5); got != want {
 				t.Fatalf("curl: sha256 %s, want %s\n%s", got, want, out)
 			}
-			var sent uint64
-			for _, cs := range st.Counters() {
-				if cs.Name() == "tcp" {
-					sent = cs.Get("tso_sent").Load()
-				}
-			}
+			sent := tcpCounter(st, "tso_sent")
 			if tso != (sent > 0) {
 				t.Fatalf("tso %v: %d super-packets sent", tso, sent)
 			}
