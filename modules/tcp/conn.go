@@ -179,6 +179,9 @@ type conn struct {
 	ne   pipeline.NetworkEndpoint
 	ri   pipeline.RouteInfo
 	tso  bool // the route's link takes TSO super-packets (output.go)
+	// txSegSize is the segment size of the last TSO super-packet (its
+	// scoreboard entries follow it).
+	txSegSize int
 	out  [outBatch]*pipeline.Packet
 	nout int
 

@@ -93,6 +93,7 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 	if !c.route(b) {
 		return false
 	}
+	ss := c.segSize() // before the options take a pending DSACK block
 	var ob wire.TCPOptionsBuilder
 	syn := flags&wire.TCPFlagSyn != 0
 	if syn {
@@ -143,7 +144,7 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 	if n > 0 {
 		c.sndBuf.peek(off, body[hl:])
 	}
-	if n > c.segSize() && c.tso {
+	if n > ss && c.tso {
 		// A TSO super-packet: the link (or the core, for a link met
 		// later that cannot) cuts it into segments of segSize; the
 		// checksum is left partial, the pseudo-header sum over the
@@ -154,8 +155,9 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 			ipHdr, typ = wire.IPv6HeaderSize, pipeline.GSOTCPv6
 		}
 		seg.SetChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size))
-		pkt.GSO = pipeline.GSO{Type: typ, SegSize: uint16(c.segSize()), HdrLen: uint16(ipHdr + hl),
+		pkt.GSO = pipeline.GSO{Type: typ, SegSize: uint16(ss), HdrLen: uint16(ipHdr + hl),
 			NeedsCsum: true, CsumStart: uint16(ipHdr), CsumOffset: 16}
+		c.txSegSize = ss
 		c.t.c.tsoSent.Inc()
 	} else {
 		seg.SetChecksum(seg.CalculateChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size)))

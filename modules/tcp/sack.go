@@ -132,6 +132,10 @@ func (c *conn) noteSent(seq, end uint32, now int64) {
 func (c *conn) pushSegs(seq, end uint32, now int64) {
 	r := &c.rk.segs
 	ss := uint32(c.segSize())
+	if c.txSegSize > 0 {
+		ss = uint32(c.txSegSize)
+		c.txSegSize = 0
+	}
 	for int32(end-seq) > int32(ss) {
 		r.push(txSeg{start: seq, end: seq + ss, xmit: now})
 		seq += ss

@@ -19,6 +19,12 @@ import (
 // headers delivers it) or cut by pipeline.SegmentGSO (as a NIC would).
 // It reports the packets a wrote, the largest, and b's hash of the data.
 func tsoBulk(t *testing.T, offload, gro bool, size int) (pkts, largest int, sum [32]byte, elapsed time.Duration) {
+	return tsoBulkDrop(t, offload, gro, size, 0)
+}
+
+// tsoBulkDrop is tsoBulk losing every dropEvery-th segment the NIC cuts
+// (0: none).
+func tsoBulkDrop(t *testing.T, offload, gro bool, size, dropEvery int) (pkts, largest int, sum [32]byte, elapsed time.Duration) {
 	t.Helper()
 	cfg := func(name, addr, off string) string {
 		return strings.Replace(hostConfig(name, "a", addr, "10.0.1.1", ""), "framing: ip,", "framing: ip, offload: "+off+",", 1)
@@ -32,6 +38,7 @@ func tsoBulk(t *testing.T, offload, gro bool, size int) (pkts, largest int, sum 
 	la, lb := a.Link(t, "a"), b.Link(t, "a")
 	buf := make([]*pipeline.Packet, 64)
 	var segs []*pipeline.Packet
+	cut, dropped := 0, 0
 	move := func() int {
 		moved := 0
 		for {
@@ -48,6 +55,11 @@ func tsoBulk(t *testing.T, offload, gro bool, size int) (pkts, largest int, sum 
 					segs, _ = pipeline.SegmentGSO(p, nil, segs[:0])
 					p.Release()
 					for _, s := range segs {
+						if cut++; dropEvery > 0 && cut%dropEvery == 0 {
+							s.Release()
+							dropped++
+							continue
+						}
 						if s.Len() > 1500 {
 							t.Fatalf("segment of %d bytes", s.Len())
 						}
@@ -148,6 +160,14 @@ func tsoBulk(t *testing.T, offload, gro bool, size int) (pkts, largest int, sum 
 		}
 	}
 	b.WantCounters(t, "tcp", map[string]uint64{"bad_checksum": 0})
+	if dropped > 0 {
+		// SACK recovery resends the lost segments, not super-packets.
+		re := a.Counter("tcp", "retransmits")
+		t.Logf("%d segments lost, %d retransmitted, %d RTOs", dropped, re, a.Counter("tcp", "rto_expired"))
+		if re < uint64(dropped) || re > 3*uint64(dropped) {
+			t.Fatalf("%d segments lost, %d retransmitted", dropped, re)
+		}
+	}
 	return pkts, largest, sum, elapsed
 }
 
@@ -176,5 +196,9 @@ func TestTSOInMemory(t *testing.T) {
 		plainPkts, plainMax, plainT, segPkts, segMax, segT, groPkts, groT)
 	if groPkts*4 > plainPkts {
 		t.Fatalf("TSO wrote %d packets, MSS segments %d: want far fewer", groPkts, plainPkts)
+	}
+	// Loss: one segment in 200 of what the NIC cuts.
+	if _, _, sum, _ = tsoBulkDrop(t, true, false, size, 200); sum != want {
+		t.Fatalf("TSO with loss: hash %x", sum)
 	}
 }
