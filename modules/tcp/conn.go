@@ -182,8 +182,8 @@ type conn struct {
 	// txSegSize is the segment size of the last TSO super-packet (its
 	// scoreboard entries follow it).
 	txSegSize int
-	out  [outBatch]*pipeline.Packet
-	nout int
+	out       [outBatch]*pipeline.Packet
+	nout      int
 
 	// wakeups for the API (capacity 1) and the end of the handshake
 	rcvReady, sndReady chan struct{}
