@@ -131,7 +131,9 @@ func (c *conn) undoReduction(now int64, by *pipeline.Counter) {
 // a DSACK that shows every retransmission spurious undoes at once (Linux's
 // tcp_try_undo_dsack), the timestamps of an ACK that ends recovery or
 // moves SND.UNA in the loss state undo too (tcp_try_undo_recovery,
-// tcp_try_undo_loss).
+// tcp_try_undo_loss), and so do those of a partial ACK in a SACK recovery
+// once no retransmission is outstanding: the hole was filled by the
+// delayed original (tcp_try_undo_partial).
 func (c *conn) tryUndo(s *segment, advanced bool, now int64) {
 	u := &c.un
 	if !u.on {
@@ -143,6 +145,8 @@ func (c *conn) tryUndo(s *segment, advanced bool, now int64) {
 	case c.inLoss && advanced && c.packetDelayed(s):
 		c.undoReduction(now, c.t.c.undoTimestamps)
 	case c.inRecovery && advanced && seqGEQ(s.ack, c.recover) && c.packetDelayed(s):
+		c.undoReduction(now, c.t.c.undoTimestamps)
+	case c.inRecovery && c.sackOK && advanced && c.rk.nRetrans == 0 && c.packetDelayed(s):
 		c.undoReduction(now, c.t.c.undoTimestamps)
 	}
 }

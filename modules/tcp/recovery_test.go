@@ -378,3 +378,32 @@ func TestHyStartConnection(t *testing.T) {
 		t.Fatalf("cwnd per round with HyStart++ %v, without %v", on, off)
 	}
 }
+
+// Partial undo (Linux's tcp_try_undo_partial): in recovery, an ACK that
+// echoes the timestamp of the original transmission fills the hole (the
+// original was only delayed) with no retransmission outstanding any
+// more: the window of before comes back and recovery ends.
+func TestUndoPartialByTimestamps(t *testing.T) {
+	p, tp := tsConn(t)
+	cwnd, _ := tcp.Window(tp.c)
+	tp.c.Write(bytes.Repeat([]byte{7}, 10*1000))
+	segs := p.read()
+	if len(segs) != 10 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	una, orig := segs[0].seq, segs[0].parsed.TSVal
+	p.clock.Advance(rtt)
+	for i := 2; i <= 4; i++ {
+		p.send(tp.ack(una, segs[i-1].parsed.TSVal, una+1000, una+uint32(i)*1000))
+	}
+	if got := dataSeqs(p.read()); len(got) == 0 || got[0] != una {
+		t.Fatalf("recovery sent %v", got)
+	}
+	// The original arrives: it and 2..4 are acknowledged, echoing its
+	// timestamp (older than the retransmission's). 5..10 are still out.
+	p.send(tp.ack(una+4000, orig))
+	if w, _ := tcp.Window(tp.c); w < cwnd {
+		t.Fatalf("cwnd %d after the partial ACK, want %d restored", w, cwnd)
+	}
+	p.n.WantCounters(t, "tcp", map[string]uint64{"undo_timestamps": 1})
+}
