@@ -60,8 +60,10 @@ const (
 	tsRecentValid = 24 * 24 * time.Hour
 )
 
-// oooRange is a range of out-of-order data held in the receive ring.
-type oooRange struct{ left, right uint32 }
+// oooRange is a range of out-of-order data held in the receive ring; at
+// orders the ranges by when a segment last extended them (SACK blocks
+// report the most recent first, RFC 2018 §4).
+type oooRange struct{ left, right, at uint32 }
 
 // conn is one connection: its state machine, buffers and timers. Every
 // field below mu is guarded by it.
@@ -103,6 +105,7 @@ type conn struct {
 	ooo                              [maxOOO]oooRange
 	nooo                             int
 	oooLast                          int // index of the range the latest segment went to
+	oooTick                          uint32
 	finRcvd                          bool
 	finPending                       bool   // a FIN arrived out of order
 	finAt                            uint32 // its sequence number

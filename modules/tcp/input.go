@@ -681,7 +681,8 @@ func (c *conn) addOOO(left, right uint32) bool {
 		j++
 	}
 	if j > i {
-		c.ooo[i] = oooRange{left, right}
+		c.oooTick++
+		c.ooo[i] = oooRange{left, right, c.oooTick}
 		copy(c.ooo[i+1:], c.ooo[j:c.nooo])
 		c.nooo -= j - i - 1
 		c.oooLast = i
@@ -691,7 +692,8 @@ func (c *conn) addOOO(left, right uint32) bool {
 		return false
 	}
 	copy(c.ooo[i+1:c.nooo+1], c.ooo[i:c.nooo])
-	c.ooo[i] = oooRange{left, right}
+	c.oooTick++
+	c.ooo[i] = oooRange{left, right, c.oooTick}
 	c.nooo++
 	c.oooLast = i
 	return true

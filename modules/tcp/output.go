@@ -61,7 +61,10 @@ func (c *conn) windowField(syn bool) uint16 {
 }
 
 // sackBlocks fills blocks with the out-of-order ranges, the one holding
-// the latest segment first (RFC 2018 §4), and returns how many.
+// the latest segment first, then the others by how recently they grew
+// (RFC 2018 §4: the blocks most recently reported come next, so that with
+// more ranges than blocks each is reported again as the window moves,
+// as Linux's selective_acks), and returns how many.
 func (c *conn) sackBlocks(blocks *[wire.TCPMaxSACKBlocks]wire.TCPSACKBlock) int {
 	n := 0
 	if c.rk.dsackOn {
@@ -75,11 +78,22 @@ func (c *conn) sackBlocks(blocks *[wire.TCPMaxSACKBlocks]wire.TCPSACKBlock) int 
 		blocks[n] = wire.TCPSACKBlock{Left: r.left, Right: r.right}
 		n++
 	}
-	for i := 0; i < c.nooo && n < len(blocks); i++ {
-		if i == c.oooLast {
-			continue
+	var last uint32 // the stamp below which the next block is sought
+	if c.oooLast < c.nooo {
+		last = c.ooo[c.oooLast].at
+	}
+	for n < len(blocks) {
+		best := -1
+		for i := 0; i < c.nooo; i++ {
+			if a := c.ooo[i].at; a < last && (best < 0 || a > c.ooo[best].at) {
+				best = i
+			}
 		}
-		blocks[n] = wire.TCPSACKBlock{Left: c.ooo[i].left, Right: c.ooo[i].right}
+		if best < 0 {
+			break
+		}
+		blocks[n] = wire.TCPSACKBlock{Left: c.ooo[best].left, Right: c.ooo[best].right}
+		last = c.ooo[best].at
 		n++
 	}
 	return n

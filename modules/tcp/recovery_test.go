@@ -407,3 +407,28 @@ func TestUndoPartialByTimestamps(t *testing.T) {
 	}
 	p.n.WantCounters(t, "tcp", map[string]uint64{"undo_timestamps": 1})
 }
+
+// With more out-of-order ranges than SACK blocks, the ACK reports the
+// range of the segment that triggered it, then the ranges most recently
+// extended (RFC 2018 §4, Linux's selective_acks), not the lowest ones
+// (which an older ACK reported already).
+func TestSACKBlocksMostRecent(t *testing.T) {
+	p, pc := sackConn(t)
+	d := bytes.Repeat([]byte{3}, 100)
+	var last seg
+	for i := 1; i <= 5; i++ { // five ranges, each above the last
+		s := pc.seg(ack|psh, d)
+		s.seq += uint32(i) * 1000
+		p.send(s)
+		last = p.one()
+	}
+	o := last.parsed
+	if o.NumSACK != 4 {
+		t.Fatalf("%d SACK blocks", o.NumSACK)
+	}
+	for k, i := range []uint32{5, 4, 3, 2} {
+		if l := pc.sndNxt + i*1000; o.SACK[k].Left != l {
+			t.Fatalf("SACK blocks %+v, want ranges 5, 4, 3, 2", o.SACK[:o.NumSACK])
+		}
+	}
+}
