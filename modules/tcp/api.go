@@ -74,6 +74,8 @@ func (cn *Conn) Read(p []byte) (int, error) {
 		c.mu.Lock()
 		if c.rcvBuf.n > 0 {
 			n := c.rcvBuf.read(p)
+			c.rcvCopied += uint32(n)
+			c.rcvSpaceAdjust(c.t.wheel.nowNS(c.t.wheel.clock.Now()))
 			more := c.rcvBuf.n > 0
 			update := c.windowUpdateDue()
 			c.mu.Unlock()
@@ -123,7 +125,7 @@ func (c *conn) windowUpdateDue() bool {
 		return false
 	}
 	adv := int(c.rcvAdv - c.rcvNxt)
-	now := min(c.rcvBufMax-c.rcvBuf.n, 0xffff<<c.rcvWScale)
+	now := min(c.rcvLimit()-c.rcvBuf.n, 0xffff<<c.rcvWScale)
 	return now >= 2*adv && now-adv >= max(c.rcvMSS, 536)
 }
 
@@ -176,12 +178,15 @@ func (c *conn) write(b *pipeline.Batch, p []byte, now int64) (int, error) {
 	case c.state != stateEstablished && c.state != stateCloseWait:
 		return 0, syscall.EPIPE
 	}
-	k := min(c.sndBufMax-c.sndBuf.n, len(p))
+	k := min(c.sndLimit-c.sndBuf.n, len(p))
 	if k <= 0 {
 		return 0, nil
 	}
 	if !c.sndBuf.reserve(c.sndBuf.n+k, c.sndBufMax) {
-		return 0, nil
+		// The stack's memory limit: what the ring holds already.
+		if k = min(k, len(c.sndBuf.buf)-c.sndBuf.n); k <= 0 {
+			return 0, nil
+		}
 	}
 	c.sndBuf.write(p[:k])
 	c.output(b, now)
@@ -251,6 +256,10 @@ func (c *conn) userClose(b *pipeline.Batch, now int64) {
 		return
 	}
 	c.rcvBuf.release()
+	if c.state == stateTimeWait && c.inTimeWait {
+		c.toCompact()
+		return
+	}
 	switch c.state {
 	case stateSynRcvd, stateEstablished:
 		c.finQueued = true
@@ -371,6 +380,7 @@ func (cn *Conn) SetReadBuffer(n int) error {
 	defer c.mu.Unlock()
 	n = max(n, minBuffer, c.rcvBuf.n)
 	c.rcvBufMax = min(n, maxBuffer, 0xffff<<c.rcvWScale)
+	c.rcvSpace, c.rcvLocked = c.rcvBufMax, true
 	return nil
 }
 
@@ -380,6 +390,7 @@ func (cn *Conn) SetWriteBuffer(n int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sndBufMax = min(max(n, minBuffer, c.sndBuf.n), maxBuffer)
+	c.sndLimit, c.sndLocked = c.sndBufMax, true
 	return nil
 }
 

@@ -42,6 +42,14 @@ type CongestionControl interface {
 	OnRTO(s *CCState, nowNS int64)
 }
 
+// CCUndoer is implemented by an algorithm that restores its own state
+// when the connection undoes a reduction its retransmissions did not need
+// (a DSACK or the timestamps showed them spurious): the connection has
+// already put Cwnd and Ssthresh back (Linux's undo_cwnd).
+type CCUndoer interface {
+	OnUndo(s *CCState, nowNS int64)
+}
+
 // CCState is a connection's congestion state, in bytes.
 type CCState struct {
 	Cwnd, Ssthresh int
@@ -52,9 +60,15 @@ type CCState struct {
 	// Private is the algorithm's own state (a small struct, allocated in
 	// Init at most once per connection).
 	Private any
+	// RTT is the round-trip sample the ACK given to OnAck produced (ns;
+	// 0: none), and NewRound reports that the ACK acknowledged the highest
+	// sequence sent when the previous round began (one round trip ended;
+	// the next round ends at what is sent now). HyStart++ uses both.
+	RTT      int64
+	NewRound bool
 	// Scratch is room for an algorithm's per-connection numbers that
 	// avoids an allocation.
-	Scratch [8]float64
+	Scratch [12]float64
 }
 
 // CCModule is the role of a tcp.cc.<name> module.

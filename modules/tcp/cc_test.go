@@ -77,3 +77,78 @@ func TestNewRenoGrowth(t *testing.T) {
 		t.Fatalf("avoidance: %d after a window", s.Cwnd)
 	}
 }
+
+// hsRounds runs n round trips of CUBIC's slow start at rtt: one ACK per
+// segment of the window, each with an RTT sample; the first ACK of a
+// round ends the previous one.
+func hsRounds(c cubic, s *CCState, n int, rtt int64) {
+	for r := 0; r < n; r++ {
+		w := s.Cwnd / s.MSS
+		for i := 0; i < w; i++ {
+			s.RTT, s.NewRound = rtt, i == 0
+			c.OnAck(s, s.MSS, rtt, 0)
+		}
+	}
+}
+
+// HyStart++ (RFC 9406): slow start doubles per round while the RTT
+// stays; a round whose minimum RTT is RttThresh (max(4 ms, 20/8 ms))
+// above the last one's enters Conservative Slow Start (a quarter of the
+// growth), and five CSS rounds end in congestion avoidance with
+// ssthresh = cwnd. An RTT back below the baseline returns to slow start.
+func TestHyStartPlusPlus(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	var c cubic
+	s := &CCState{MSS: 1000}
+	c.Init(s)
+	hsRounds(c, s, 3, 20*ms)
+	if s.Cwnd != 80000 || s.Ssthresh != 1<<30 {
+		t.Fatalf("slow start: cwnd %d ssthresh %d, want 80000 and infinite", s.Cwnd, s.Ssthresh)
+	}
+	hsRounds(c, s, 1, 23*ms) // +3 ms < 4 ms: still slow start
+	if s.Cwnd != 160000 {
+		t.Fatalf("cwnd %d, want 160000", s.Cwnd)
+	}
+	// +5 ms: CSS after the 8th sample of the round; the rest of the round
+	// grows a quarter as fast.
+	hsRounds(c, s, 1, 28*ms)
+	if want := 160000 + 8000 + (160-8)*250; s.Cwnd != want {
+		t.Fatalf("after the RTT rose cwnd %d, want %d", s.Cwnd, want)
+	}
+	// Four whole CSS rounds (×1.25 each), the fifth round's start ends
+	// it: ssthresh = cwnd, the rest of that round is avoidance.
+	w := s.Cwnd
+	hsRounds(c, s, 5, 28*ms)
+	if s.Ssthresh < w*24/10 || s.Ssthresh > w*25/10 || s.Cwnd-s.Ssthresh > 2*s.MSS {
+		t.Fatalf("after CSS cwnd %d ssthresh %d (from %d, want ssthresh ≈ ×1.25⁴)", s.Cwnd, s.Ssthresh, w)
+	}
+	// Congestion avoidance now: far slower than slow start.
+	w = s.Cwnd
+	hsRounds(c, s, 1, 28*ms)
+	if s.Cwnd > w+w/8 {
+		t.Fatalf("cwnd %d after a round of avoidance from %d", s.Cwnd, w)
+	}
+
+	// Off (hystart: false): slow start goes on.
+	off := cubic{noHyStart: true}
+	s = &CCState{MSS: 1000}
+	off.Init(s)
+	hsRounds(off, s, 3, 20*ms)
+	hsRounds(off, s, 3, 40*ms)
+	if s.Cwnd != 640000 {
+		t.Fatalf("without HyStart++ cwnd %d, want 640000", s.Cwnd)
+	}
+
+	// A spurious rise: CSS, then the RTT falls below the baseline.
+	s = &CCState{MSS: 1000}
+	c.Init(s)
+	hsRounds(c, s, 2, 20*ms)
+	hsRounds(c, s, 1, 30*ms)
+	if s.Scratch[hsState] != hsCSS {
+		t.Fatal("not in CSS")
+	}
+	hsRounds(c, s, 1, 20*ms)
+	if s.Scratch[hsState] != hsSlowStart {
+		t.Fatal("not back in slow start")
+	}
+}

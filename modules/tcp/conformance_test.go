@@ -27,8 +27,10 @@ func TestPassiveOpenOptions(t *testing.T) {
 	if len(sa.opts) != 20 || sa.opts[4] != wire.TCPOptionSACKPermitted || sa.opts[16] != wire.TCPOptionNOP {
 		t.Fatalf("SYN-ACK option bytes % x", sa.opts)
 	}
-	if sa.wnd != 65535 {
-		t.Fatalf("SYN-ACK window %d (unscaled, capped)", sa.wnd)
+	// The first window is the initial receive buffer (64 KiB, auto-tuning
+	// grows it), in whole segments, as Linux's 65160.
+	if sa.wnd > 65535 || sa.wnd < 65535-1460 {
+		t.Fatalf("SYN-ACK window %d, want the 64 KiB initial buffer", sa.wnd)
 	}
 	// Without options: only MSS in the answer.
 	p.send(seg{sport: 40001, dport: 80, seq: 7, flags: syn, wnd: 8192})
@@ -104,8 +106,9 @@ func TestActiveOpenAndData(t *testing.T) {
 	if string(d.data) != "hello" || !d.parsed.HasTimestamps || d.parsed.TSEcr != 100 {
 		t.Fatalf("data %v %+v", d, d.parsed)
 	}
-	// The window is scaled by 5: the 1 MiB buffer in whole segments.
-	if w := int(d.wnd) << 5; w > 1<<20 || w < 1<<20-1460 {
+	// The window is scaled by 5 (for the 1 MiB buffer): the 64 KiB
+	// initial buffer in whole segments.
+	if w := int(d.wnd) << 5; w > 64<<10 || w < 64<<10-1460 {
 		t.Fatalf("window field %d (%d bytes)", d.wnd, w)
 	}
 	pc := &pconn{p: p, sport: 8080, dport: s.sport, sndNxt: 5001, rcvNxt: s.seq + 6, c: c}

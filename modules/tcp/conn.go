@@ -60,8 +60,10 @@ const (
 	tsRecentValid = 24 * 24 * time.Hour
 )
 
-// oooRange is a range of out-of-order data held in the receive ring.
-type oooRange struct{ left, right uint32 }
+// oooRange is a range of out-of-order data held in the receive ring; at
+// orders the ranges by when a segment last extended them (SACK blocks
+// report the most recent first, RFC 2018 §4).
+type oooRange struct{ left, right, at uint32 }
 
 // conn is one connection: its state machine, buffers and timers. Every
 // field below mu is guarded by it.
@@ -73,6 +75,7 @@ type conn struct {
 	wNext, wPrev *conn
 	wTick        int64
 	wIn          bool
+	sweeper      bool // the table's TIME-WAIT sweeper, not a connection
 
 	local, remote netip.AddrPort // fixed once registered
 	v6            bool
@@ -102,9 +105,22 @@ type conn struct {
 	ooo                              [maxOOO]oooRange
 	nooo                             int
 	oooLast                          int // index of the range the latest segment went to
+	oooTick                          uint32
 	finRcvd                          bool
 	finPending                       bool   // a FIN arrived out of order
 	finAt                            uint32 // its sequence number
+
+	// buffer auto-tuning (memory.go)
+	rcvSpace             int    // the receive buffer offered now (Linux's sk_rcvbuf), ≤ rcvBufMax
+	sndLimit             int    // the send buffer Write fills now (sk_sndbuf), ≤ sndBufMax
+	rcvLocked, sndLocked bool   // SetReadBuffer, SetWriteBuffer: fixed sizes
+	rcvCopied            uint32 // bytes the application has read (mod 2^32)
+	rcvqSeq              uint32 // rcvCopied when the measurement began
+	rcvqSpace            int    // bytes read in the last measured round trip
+	rcvqTime             int64
+	rcvRTT               int64 // the receiver's RTT estimate, ns (0: none)
+	rcvRTTSeq            uint32
+	rcvRTTTime           int64
 
 	// options
 	tsOK, sackOK, wsOK bool
@@ -152,8 +168,11 @@ type conn struct {
 	ccs        CCState
 	dupAcks    int
 	inRecovery bool
+	inLoss     bool // after an RTO, until SND.UNA passes recover (Linux's TCP_CA_Loss)
 	recover    uint32
-	rk         rack // SACK scoreboard and RACK-TLP (sack.go)
+	roundEnd   uint32 // a round trip ends when it is acknowledged (HyStart++)
+	rk         rack   // SACK scoreboard and RACK-TLP (sack.go)
+	un         undo   // the congestion episode's undo and PRR state (recovery.go)
 
 	err     error // the connection's error (reset, timeout, refused)
 	softErr error // an ICMP error reported while connecting
@@ -162,8 +181,12 @@ type conn struct {
 	rGen *pipeline.Generation
 	ne   pipeline.NetworkEndpoint
 	ri   pipeline.RouteInfo
-	out  [outBatch]*pipeline.Packet
-	nout int
+	tso  bool // the route's link takes TSO super-packets (output.go)
+	// txSegSize is the segment size of the last TSO super-packet (its
+	// scoreboard entries follow it).
+	txSegSize int
+	out       [outBatch]*pipeline.Packet
+	nout      int
 
 	// wakeups for the API (capacity 1) and the end of the handshake
 	rcvReady, sndReady chan struct{}
@@ -176,13 +199,14 @@ type conn struct {
 func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {
 	c := &conn{
 		t: t, st: st, local: local, remote: remote, v6: remote.Addr().Is6(),
-		sndBufMax: st.sndBuf, rcvBufMax: st.rcvBuf, noDelay: true,
-		cc: st.cc, rto: int64(initialRTO),
+		noDelay: true,
+		cc:      st.cc, rto: int64(initialRTO),
 		rcvReady: make(chan struct{}, 1), sndReady: make(chan struct{}, 1),
 		estab: make(chan struct{}), done: make(chan struct{}),
 		keepIdle: st.defaultKeepIdle, keepIntvl: st.defaultKeepIntvl, keepProbes: st.defaultKeepProbes,
 		quickAcks: 16,
 	}
+	c.initBuffers()
 	return c
 }
 
@@ -275,6 +299,8 @@ func (c *conn) route(b *pipeline.Batch) bool {
 		return false
 	}
 	c.ne = ne
+	const offload = pipeline.CapGSO | pipeline.CapTXChecksumOffload
+	c.tso = c.st.tso && nic.Capabilities()&offload == offload
 	c.ri = pipeline.RouteInfo{NIC: nic.ID(), LocalAddr: c.local.Addr(), RemoteAddr: c.remote.Addr().WithZone(""), NextHop: nextHop, MTU: nic.MTU()}
 	return true
 }

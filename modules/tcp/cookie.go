@@ -64,11 +64,21 @@ func (t *table) checkCookie(local, remote netip.AddrPort, sseq, cookie uint32, n
 }
 
 // sendCookie answers a SYN the full SYN queue cannot hold with a cookie
-// SYN-ACK, keeping nothing.
+// SYN-ACK, keeping nothing: the SYN-ACK is built on the stack's scratch
+// connection (no allocation per SYN, under a flood too).
 func (p *Protocol) sendCookie(b *pipeline.Batch, l *listener, s *segment, local, remote netip.AddrPort, now int64) {
 	st := p.st
-	c := &conn{t: p.t, st: st, local: local, remote: remote, v6: remote.Addr().Is6(),
-		state: stateSynRcvd, passive: true, rcvBufMax: st.rcvBuf, sndBufMax: st.sndBuf, rto: int64(initialRTO)}
+	t := p.t
+	t.cookieMu.Lock()
+	defer t.cookieMu.Unlock()
+	if t.cookieScratch == nil {
+		t.cookieScratch = new(conn)
+	}
+	c := t.cookieScratch
+	*c = conn{t: p.t, st: st, local: local, remote: remote, v6: remote.Addr().Is6(),
+		state: stateSynRcvd, passive: true, rto: int64(initialRTO), doneClosed: true, estabDone: true}
+	c.initBuffers()
+	c.rcvBuf.m, c.sndBuf.m = nil, nil // never holds data
 	o := &s.opts
 	peerMSS := uint16(c.defaultMSS())
 	if o.HasMSS {

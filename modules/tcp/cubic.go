@@ -9,9 +9,13 @@ import (
 func init() { pipeline.RegisterModule(new(CubicModule)) }
 
 // CubicModule is tcp.cc.cubic: RFC 9438's CUBIC (C = 0.4, β = 0.7, fast
-// convergence, the Reno-friendly region), slow start as NewReno's (no
-// HyStart yet). Choose it with congestion_control: cubic.
-type CubicModule struct{}
+// convergence, the Reno-friendly region), the first slow start ended by
+// HyStart++ (RFC 9406) when the RTT grows (hystart: false turns it off).
+// Choose it with congestion_control: cubic or {module: tcp.cc.cubic,
+// hystart: false}.
+type CubicModule struct {
+	HyStart *bool `yaml:"hystart"`
+}
 
 // PipelineModule implements pipeline.Module.
 func (*CubicModule) PipelineModule() pipeline.ModuleInfo {
@@ -23,7 +27,9 @@ func (*CubicModule) PipelineModule() pipeline.ModuleInfo {
 }
 
 // CongestionControl implements CCModule.
-func (*CubicModule) CongestionControl() CongestionControl { return cubic{} }
+func (m *CubicModule) CongestionControl() CongestionControl {
+	return cubic{noHyStart: m.HyStart != nil && !*m.HyStart}
+}
 
 const (
 	cubicC    = 0.4
@@ -41,20 +47,47 @@ const (
 	cuWEst            // W_est, segments
 	cuWLastMax        // the previous W_max (fast convergence)
 	cuFrac            // fractional bytes of growth carried over
+	// HyStart++ (RFC 9406 §4.2)
+	hsState     // hsSlowStart, hsCSS or hsDone
+	hsLastMin   // lastRoundMinRTT, ns (0: none)
+	hsCurMin    // currentRoundMinRTT, ns (0: none)
+	hsSamples   // rttSampleCount
+	hsBaseline  // cssBaselineMinRTT, ns
+	hsCSSRounds // rounds spent in CSS
 )
 
-type cubic struct{}
+// HyStart++'s states and constants (RFC 9406 §4.3).
+const (
+	hsSlowStart = 0
+	hsCSS       = 1
+	hsDone      = 2
+
+	hsMinRTTThresh   = 4e6  // ns
+	hsMaxRTTThresh   = 16e6 // ns
+	hsMinRTTDivisor  = 8
+	hsNRTTSample     = 8
+	hsCSSGrowthDiv   = 4
+	hsCSSRoundsLimit = 5
+)
+
+type cubic struct{ noHyStart bool }
 
 func (cubic) Name() string { return "cubic" }
 
-func (cubic) Init(s *CCState) {
+func (c cubic) Init(s *CCState) {
 	s.Cwnd = initialWindow(s.MSS)
 	s.Ssthresh = 1 << 30
-	s.Scratch = [8]float64{}
+	s.Scratch = [12]float64{}
+	if c.noHyStart {
+		s.Scratch[hsState] = hsDone
+	}
 }
 
-func (cubic) OnAck(s *CCState, acked int, rttNS, nowNS int64) {
+func (c cubic) OnAck(s *CCState, acked int, rttNS, nowNS int64) {
 	if s.Cwnd < s.Ssthresh {
+		if s.Scratch[hsState] != hsDone && c.hystart(s, acked) {
+			return
+		}
 		s.Cwnd += min(acked, 2*s.MSS)
 		return
 	}
@@ -87,6 +120,62 @@ func (cubic) OnAck(s *CCState, acked int, rttNS, nowNS int64) {
 	}
 }
 
+// hystart is RFC 9406's HyStart++ for the first slow start: per round
+// the minimum of at least N_RTT_SAMPLE RTT samples; a round whose minimum
+// exceeds the last one's by RttThresh (1/8 of it, 4..16 ms) ends slow
+// start into Conservative Slow Start (growth divided by 4), which returns
+// to slow start if the RTT falls back below its baseline and ends in
+// congestion avoidance (ssthresh = cwnd) after CSS_ROUNDS rounds. It
+// reports whether it grew cwnd itself.
+func (cubic) hystart(s *CCState, acked int) bool {
+	sc := &s.Scratch
+	if s.NewRound {
+		sc[hsLastMin] = sc[hsCurMin]
+		sc[hsCurMin] = 0
+		sc[hsSamples] = 0
+		if sc[hsState] == hsCSS {
+			sc[hsCSSRounds]++
+			if sc[hsCSSRounds] >= hsCSSRoundsLimit {
+				sc[hsState] = hsDone
+				s.Ssthresh = s.Cwnd
+				return true
+			}
+		}
+	}
+	if s.RTT > 0 {
+		if sc[hsCurMin] == 0 || float64(s.RTT) < sc[hsCurMin] {
+			sc[hsCurMin] = float64(s.RTT)
+		}
+		sc[hsSamples]++
+	}
+	enough := sc[hsSamples] >= hsNRTTSample && sc[hsCurMin] != 0
+	switch sc[hsState] {
+	case hsSlowStart:
+		if enough && sc[hsLastMin] != 0 {
+			thresh := max(hsMinRTTThresh, min(sc[hsLastMin]/hsMinRTTDivisor, hsMaxRTTThresh))
+			if sc[hsCurMin] >= sc[hsLastMin]+thresh {
+				sc[hsState] = hsCSS
+				sc[hsBaseline] = sc[hsCurMin]
+				sc[hsCSSRounds] = 0
+			}
+		}
+		return false
+	case hsCSS:
+		if enough && sc[hsCurMin] < sc[hsBaseline] {
+			sc[hsState] = hsSlowStart // the RTT increase was spurious
+			return false
+		}
+		sc[cuFrac] += float64(min(acked, 2*s.MSS)) / hsCSSGrowthDiv
+		if sc[cuFrac] >= 1 {
+			inc := int(sc[cuFrac])
+			s.Cwnd += inc
+			sc[cuFrac] -= float64(inc)
+		}
+		return true
+	}
+	return false
+}
+
 // reduce is the multiplicative decrease, with fast convergence (RFC 9438
 // §4.6, §4.7).
 func (cubic) reduce(s *CCState) {
@@ -102,6 +191,7 @@ func (cubic) reduce(s *CCState) {
 	s.Ssthresh = max(int(float64(s.Cwnd)*cubicBeta), 2*s.MSS)
 	sc[cuEpoch] = 0
 	sc[cuFrac] = 0
+	sc[hsState] = hsDone // HyStart++ is for the first slow start only
 }
 
 func (c cubic) OnCongestion(s *CCState, _ int64) {

@@ -15,10 +15,12 @@ func DebugState(cn *Conn) string {
 // WheelNow is the wheel's clock reading in ms.
 func WheelNow(cn *Conn) int64 { return cn.c.t.wheel.nowNS(cn.c.t.wheel.clock.Now()) / 1e6 }
 
-// GrowBuffers grows a connection's rings to their bounds.
+// GrowBuffers grows a connection's rings, and the sizes auto-tuning
+// offers, to their bounds.
 func GrowBuffers(cn *Conn) {
 	c := cn.c
 	c.mu.Lock()
+	c.sndLimit, c.rcvSpace = c.sndBufMax, c.rcvBufMax
 	c.sndBuf.reserve(c.sndBufMax, c.sndBufMax)
 	c.rcvBuf.reserve(c.rcvBufMax, c.rcvBufMax)
 	c.mu.Unlock()
@@ -38,4 +40,21 @@ func Buffered(cn *Conn) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.rcvBuf.n
+}
+
+// Window is a connection's cwnd and ssthresh, in bytes.
+func Window(cn *Conn) (cwnd, ssthresh int) {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ccs.Cwnd, c.ccs.Ssthresh
+}
+
+// BufferSizes is a connection's auto-tuned receive buffer (what its
+// window may offer) and send buffer (what Write fills).
+func BufferSizes(cn *Conn) (rcv, snd int) {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rcvSpace, c.sndLimit
 }

@@ -307,6 +307,8 @@ func (c *conn) rttSampleHandshake(s *segment, now int64) {
 
 // establish counts an established connection and wakes its opener.
 func (c *conn) establish(now int64) {
+	c.roundEnd = c.sndMax
+	c.startRcvSpace(now)
 	c.established = true
 	c.t.c.established.Inc()
 	c.lastRecv = now
@@ -421,18 +423,26 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 			}
 		}
 		if c.sackOK {
-			c.sackRecover(b, now)
+			c.tryUndo(s, false, now)
+			c.sackRecover(b, now, false)
 		}
 		return true
 	}
 	c.persistProbes = 0
 	// RTT: timestamps echo any segment (RFC 7323 §4); without them the
 	// timed segment, never a retransmitted one (Karn).
+	var rtt int64
 	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
-		c.rttSample(int64(c.tsNow(now)-s.opts.TSEcr) * int64(time.Millisecond))
+		rtt = max(int64(c.tsNow(now)-s.opts.TSEcr)*int64(time.Millisecond), 1)
+		c.rttSample(rtt)
 	} else if c.rttTiming && seqGT(ack, c.rttSeq) {
 		c.rttTiming = false
-		c.rttSample(now - c.rttStart)
+		rtt = max(now-c.rttStart, 1)
+		c.rttSample(rtt)
+	}
+	if c.rk.ackRTT > 0 {
+		rtt = c.rk.ackRTT // the scoreboard's: per segment, to the ns
+		c.rk.ackRTT = 0
 	}
 	data := min(int(acked), c.sndBuf.n)
 	finAcked := int(acked) > c.sndBuf.n
@@ -448,6 +458,10 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	flight := int(c.sndMax - c.sndUna)
 	c.ccs.InFlight = flight
 	c.rk.tlpRearm = true
+	c.tryUndo(s, true, now)
+	if c.inLoss && seqGEQ(ack, c.recover) {
+		c.inLoss = false // the RTO's loss state ends (Linux: TCP_CA_Open)
+	}
 	if c.sackOK && c.inRecovery {
 		if seqGEQ(ack, c.recover) {
 			// RFC 6675 §5: recovery ends at RecoveryPoint.
@@ -472,9 +486,17 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 			}
 		}
 	} else {
+		c.ccs.RTT = rtt
+		c.ccs.NewRound = seqGEQ(ack, c.roundEnd)
+		if c.ccs.NewRound {
+			c.roundEnd = c.sndMax
+		}
 		c.cc.OnAck(&c.ccs, int(acked), c.srtt, now)
 	}
 	c.dupAcks = 0
+	if data > 0 {
+		c.sndBufExpand()
+	}
 	if c.sndUna == c.sndMax {
 		c.rtoAt = 0
 	} else {
@@ -482,7 +504,7 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	}
 	if c.sackOK {
 		c.tlpAcked(now)
-		c.sackRecover(b, now)
+		c.sackRecover(b, now, true)
 	}
 	if finAcked {
 		c.finAcked = true
@@ -515,6 +537,7 @@ func (c *conn) dupAck(b *pipeline.Batch, now int64) {
 	if c.dupAcks != 3 || seqLT(c.sndUna, c.recover) {
 		return
 	}
+	c.beginEpisode()
 	c.t.c.fastRetransmits.Inc()
 	c.ccs.InFlight = int(c.sndMax - c.sndUna)
 	c.cc.OnCongestion(&c.ccs, now)
@@ -551,7 +574,10 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 		c.noteDuplicate(seq, c.rcvNxt)
 		data, seq = data[skip:], c.rcvNxt
 	}
-	room := c.rcvBufMax - c.rcvBuf.n
+	// Room: the buffer offered now, and never less than the window
+	// advertised (its edge does not move back).
+	room := max(c.rcvLimit()-c.rcvBuf.n, int(c.rcvAdv-c.rcvNxt))
+	room = min(room, c.rcvBufMax-c.rcvBuf.n)
 	off := int(seq - c.rcvNxt)
 	if off >= room {
 		c.ackNow = true // beyond the window
@@ -560,11 +586,32 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	if len(data) > room-off {
 		data = data[:room-off]
 	}
-	if !c.rcvBuf.reserve(c.rcvBuf.n+off+len(data), c.rcvBufMax) {
-		return
+	if end := c.rcvBuf.n + off + len(data); end > len(c.rcvBuf.buf) {
+		if off > 0 && c.t.mem.underPressure() {
+			// Memory pressure: out-of-order data that needs more
+			// memory is not kept (Linux's tcp_prune_ofo_queue); the
+			// sender resends it.
+			c.t.c.oooPruned.Inc()
+			c.sendAck(b, now)
+			return
+		}
+		if !c.rcvBuf.reserve(end, c.rcvBufMax) {
+			// The stack's memory limit: keep what the ring holds.
+			c.t.c.memDrops.Inc()
+			fit := len(c.rcvBuf.buf) - c.rcvBuf.n - off
+			if fit <= 0 {
+				c.ackNow = true
+				return
+			}
+			data = data[:min(fit, len(data))]
+		}
 	}
-	if len(data) > c.rcvMSS {
-		c.rcvMSS = len(data)
+	// The peer's segment size (Linux's tcp_measure_rcv_mss: gso_size
+	// for a super-packet), which paces delayed ACKs and the window.
+	if l := len(data); s.gso == 0 && l > c.rcvMSS {
+		c.rcvMSS = l
+	} else if s.gso > c.rcvMSS {
+		c.rcvMSS = s.gso
 	}
 	c.rcvBuf.writeAt(c.rcvBuf.n+off, data)
 	end := seq + uint32(len(data))
@@ -585,6 +632,7 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	hole := c.nooo > 0
 	c.rcvBuf.extend(len(data))
 	c.rcvNxt = end
+	c.rcvRTTMeasure(s, len(data), now)
 	// Ranges now reached join the readable bytes.
 	for c.nooo > 0 && seqLEQ(c.ooo[0].left, c.rcvNxt) {
 		if r := c.ooo[0].right; seqGT(r, c.rcvNxt) {
@@ -633,7 +681,8 @@ func (c *conn) addOOO(left, right uint32) bool {
 		j++
 	}
 	if j > i {
-		c.ooo[i] = oooRange{left, right}
+		c.oooTick++
+		c.ooo[i] = oooRange{left, right, c.oooTick}
 		copy(c.ooo[i+1:], c.ooo[j:c.nooo])
 		c.nooo -= j - i - 1
 		c.oooLast = i
@@ -643,7 +692,8 @@ func (c *conn) addOOO(left, right uint32) bool {
 		return false
 	}
 	copy(c.ooo[i+1:c.nooo+1], c.ooo[i:c.nooo])
-	c.ooo[i] = oooRange{left, right}
+	c.oooTick++
+	c.ooo[i] = oooRange{left, right, c.oooTick}
 	c.nooo++
 	c.oooLast = i
 	return true
@@ -716,6 +766,9 @@ func (c *conn) timeWaitSegment(b *pipeline.Batch, s *segment, now int64) (bool, 
 			return false, 0
 		}
 		c.closeAt = now + int64(c.st.timeWait)
+		if c.tsOK && s.opts.HasTimestamps {
+			c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
+		}
 		return false, 0
 	}
 	if s.has(wire.TCPFlagSyn) && !s.has(wire.TCPFlagRst|wire.TCPFlagAck) &&
@@ -758,5 +811,10 @@ func (c *conn) endRun(b *pipeline.Batch, now int64) {
 		c.destroy(nil)
 		return
 	}
+	if c.state == stateTimeWait && c.inTimeWait && c.userClosed {
+		c.toCompact()
+		return
+	}
+	c.memRelease()
 	c.resched(now)
 }

@@ -43,6 +43,28 @@ type Module struct {
 	// the largest window advertised; the window scale follows from it.
 	SendBuffer    int `yaml:"send_buffer"`
 	ReceiveBuffer int `yaml:"receive_buffer"`
+	// AutoTuning grows each connection's buffers from the initial sizes
+	// to those bounds as Linux does (default true; tcp_moderate_rcvbuf):
+	// the receive window with what the application reads per round trip
+	// (DRS), the send buffer to two congestion windows. Off, both start
+	// at their bounds. SetReadBuffer and SetWriteBuffer fix a
+	// connection's sizes (SO_RCVBUF, SO_SNDBUF).
+	AutoTuning *bool `yaml:"auto_tuning"`
+	// ReceiveBufferInitial and SendBufferInitial are where auto-tuning
+	// starts (default 64 KiB each, Linux's first window).
+	ReceiveBufferInitial int `yaml:"receive_buffer_initial"`
+	SendBufferInitial    int `yaml:"send_buffer_initial"`
+	// MemoryLimit caps the buffer storage of all connections of the
+	// stack (Linux's tcp_mem[2]; default 1 GiB): at the limit no buffer
+	// grows past 16 KiB, so data that needs more is dropped (mem_drops)
+	// and writes wait. Above MemoryPressure (default 2/3 of the limit)
+	// buffers stop growing, windows offer no more than the buffers hold,
+	// out-of-order data that needs more room is not kept (ooo_pruned)
+	// and buffers that empty are freed (mem_freed), until the storage
+	// falls below MemoryLow (default half the limit).
+	MemoryLimit    int64 `yaml:"memory_limit"`
+	MemoryPressure int64 `yaml:"memory_pressure"`
+	MemoryLow      int64 `yaml:"memory_low"`
 	// CongestionControl names the algorithm, a tcp.cc.<name> module:
 	// "newreno" (default) or a mapping {module: tcp.cc.newreno, …}.
 	CongestionControl yaml.Node `yaml:"congestion_control"`
@@ -64,6 +86,17 @@ type Module struct {
 	// SYNCookies answers SYNs with cookies when a listener's SYN queue
 	// is full (default true, Linux's tcp_syncookies=1).
 	SYNCookies *bool `yaml:"syncookies"`
+	// MinRTTWindow is how long the minimum RTT that RACK's reordering
+	// window follows is remembered (Linux's tcp_min_rtt_wlen, default
+	// 300s; 1s..24h): a path whose RTT grew is seen within it.
+	MinRTTWindow time.Duration `yaml:"min_rtt_window"`
+	// TSO sends TSO super-packets (up to 64 KiB, many segments in one
+	// packet with GSO metadata and a partial checksum) when the route's
+	// link offloads segmentation (CapGSO and CapTXChecksumOffload: TUN
+	// or AF_PACKET with virtio-net headers, loopback); default true, as
+	// Linux's tso on such devices. A forwarded super-packet that meets
+	// a link without offloads is segmented in software by the core.
+	TSO *bool `yaml:"tso"`
 
 	proto *Protocol
 }
@@ -109,6 +142,11 @@ type settings struct {
 	defaultKeepIdle   time.Duration
 	defaultKeepIntvl  time.Duration
 	defaultKeepProbes int
+	minRTTWin         time.Duration
+	autoTune          bool
+	tso               bool
+	rcvBufInit        int
+	sndBufInit        int
 }
 
 // Provision sets defaults, loads the congestion control module and builds
@@ -129,6 +167,24 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	if m.DelayedACK == 0 {
 		m.DelayedACK = DefaultDelayedACK
 	}
+	if m.MinRTTWindow == 0 {
+		m.MinRTTWindow = DefaultMinRTTWindow
+	}
+	if m.ReceiveBufferInitial == 0 {
+		m.ReceiveBufferInitial = min(DefaultReceiveBufferInitial, m.ReceiveBuffer)
+	}
+	if m.SendBufferInitial == 0 {
+		m.SendBufferInitial = min(DefaultSendBufferInitial, m.SendBuffer)
+	}
+	if m.MemoryLimit == 0 {
+		m.MemoryLimit = DefaultMemoryLimit
+	}
+	if m.MemoryPressure == 0 {
+		m.MemoryPressure = m.MemoryLimit * 2 / 3
+	}
+	if m.MemoryLow == 0 {
+		m.MemoryLow = min(m.MemoryLimit/2, m.MemoryPressure)
+	}
 	cc, name, err := loadCC(ctx, &m.CongestionControl)
 	if err != nil {
 		return err
@@ -137,7 +193,9 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		sndBuf: m.SendBuffer, rcvBuf: m.ReceiveBuffer, cc: cc, ccName: name,
 		timeWaitMax: m.TimeWaitMax, challengeLimit: m.ChallengeACKLimit, delayedACK: m.DelayedACK,
 		ts: boolOr(m.Timestamps, true), ws: boolOr(m.WindowScaling, true), sack: boolOr(m.SACK, true),
-		syncookies: boolOr(m.SYNCookies, true),
+		syncookies: boolOr(m.SYNCookies, true), minRTTWin: m.MinRTTWindow,
+		autoTune: boolOr(m.AutoTuning, true), rcvBufInit: m.ReceiveBufferInitial, sndBufInit: m.SendBufferInitial,
+		tso:        boolOr(m.TSO, true),
 		synRetries: 6, synackRetries: 5, retries2: 15,
 		finTimeout: 60 * time.Second, timeWait: 60 * time.Second,
 		defaultKeepIdle: 15 * time.Second, defaultKeepIntvl: 15 * time.Second, defaultKeepProbes: 9,
@@ -145,6 +203,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	c := newCounters(ctx.Counters("tcp"))
 	s := ctx.Stack()
 	t := ctx.Shared(sharedKey, func() any { return newTable(s, c) }).(*table)
+	t.mem.setLimits(m.MemoryLow, m.MemoryPressure, m.MemoryLimit)
 	m.proto = &Protocol{t: t, c: c, st: st}
 	return nil
 }
@@ -172,6 +231,21 @@ func (m *Module) Validate() error {
 	}
 	if m.DelayedACK < time.Millisecond || m.DelayedACK > 500*time.Millisecond {
 		return errors.New("delayed_ack must be within 1ms..500ms (RFC 9293 §3.8.6.3)")
+	}
+	if m.ReceiveBufferInitial < minBuffer || m.ReceiveBufferInitial > m.ReceiveBuffer {
+		return fmt.Errorf("receive_buffer_initial %d out of range %d..receive_buffer (%d)", m.ReceiveBufferInitial, minBuffer, m.ReceiveBuffer)
+	}
+	if m.SendBufferInitial < minBuffer || m.SendBufferInitial > m.SendBuffer {
+		return fmt.Errorf("send_buffer_initial %d out of range %d..send_buffer (%d)", m.SendBufferInitial, minBuffer, m.SendBuffer)
+	}
+	if m.MemoryLimit < 1<<20 || m.MemoryLimit > 1<<50 {
+		return fmt.Errorf("memory_limit %d out of range 1 MiB..1 PiB", m.MemoryLimit)
+	}
+	if m.MemoryPressure < 1 || m.MemoryPressure > m.MemoryLimit || m.MemoryLow < 1 || m.MemoryLow > m.MemoryPressure {
+		return fmt.Errorf("memory_low %d ≤ memory_pressure %d ≤ memory_limit %d required", m.MemoryLow, m.MemoryPressure, m.MemoryLimit)
+	}
+	if m.MinRTTWindow < time.Second || m.MinRTTWindow > 24*time.Hour {
+		return errors.New("min_rtt_window must be within 1s..24h")
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ import (
 func (c *conn) rcvWindow() uint32 {
 	// Less one unit of the window scale: the field rounds the window up to
 	// it (as Linux's ALIGN does), and what it promises must fit.
-	free := min(c.rcvBufMax-c.rcvBuf.n-(1<<c.rcvWScale-1), 0xffff<<c.rcvWScale)
+	free := min(c.rcvLimit()-c.rcvBuf.n-(1<<c.rcvWScale-1), 0xffff<<c.rcvWScale)
 	if free < 0 {
 		free = 0
 	}
@@ -61,7 +61,10 @@ func (c *conn) windowField(syn bool) uint16 {
 }
 
 // sackBlocks fills blocks with the out-of-order ranges, the one holding
-// the latest segment first (RFC 2018 §4), and returns how many.
+// the latest segment first, then the others by how recently they grew
+// (RFC 2018 §4: the blocks most recently reported come next, so that with
+// more ranges than blocks each is reported again as the window moves,
+// as Linux's selective_acks), and returns how many.
 func (c *conn) sackBlocks(blocks *[wire.TCPMaxSACKBlocks]wire.TCPSACKBlock) int {
 	n := 0
 	if c.rk.dsackOn {
@@ -75,11 +78,22 @@ func (c *conn) sackBlocks(blocks *[wire.TCPMaxSACKBlocks]wire.TCPSACKBlock) int 
 		blocks[n] = wire.TCPSACKBlock{Left: r.left, Right: r.right}
 		n++
 	}
-	for i := 0; i < c.nooo && n < len(blocks); i++ {
-		if i == c.oooLast {
-			continue
+	var last uint32 // the stamp below which the next block is sought
+	if c.oooLast < c.nooo {
+		last = c.ooo[c.oooLast].at
+	}
+	for n < len(blocks) {
+		best := -1
+		for i := 0; i < c.nooo; i++ {
+			if a := c.ooo[i].at; a < last && (best < 0 || a > c.ooo[best].at) {
+				best = i
+			}
 		}
-		blocks[n] = wire.TCPSACKBlock{Left: c.ooo[i].left, Right: c.ooo[i].right}
+		if best < 0 {
+			break
+		}
+		blocks[n] = wire.TCPSACKBlock{Left: c.ooo[best].left, Right: c.ooo[best].right}
+		last = c.ooo[best].at
 		n++
 	}
 	return n
@@ -93,6 +107,7 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 	if !c.route(b) {
 		return false
 	}
+	ss := c.segSize() // before the options take a pending DSACK block
 	var ob wire.TCPOptionsBuilder
 	syn := flags&wire.TCPFlagSyn != 0
 	if syn {
@@ -143,13 +158,33 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 	if n > 0 {
 		c.sndBuf.peek(off, body[hl:])
 	}
-	seg.SetChecksum(seg.CalculateChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size)))
+	if n > ss && c.tso {
+		// A TSO super-packet: the link (or the core, for a link met
+		// later that cannot) cuts it into segments of segSize; the
+		// checksum is left partial, the pseudo-header sum over the
+		// whole length, as Linux's tcp_v4_send_check for GSO.
+		ipHdr := wire.IPv4MinimumSize
+		typ := pipeline.GSOTCPv4
+		if c.v6 {
+			ipHdr, typ = wire.IPv6HeaderSize, pipeline.GSOTCPv6
+		}
+		seg.SetChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size))
+		pkt.GSO = pipeline.GSO{Type: typ, SegSize: uint16(ss), HdrLen: uint16(ipHdr + hl),
+			NeedsCsum: true, CsumStart: uint16(ipHdr), CsumOffset: 16}
+		c.txSegSize = ss
+		c.t.c.tsoSent.Inc()
+	} else {
+		seg.SetChecksum(seg.CalculateChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size)))
+	}
 	pkt.SetTransportHeader()
 	pkt.TransProto = pipeline.TCPProtocolNumber
 	if flags&wire.TCPFlagAck != 0 {
 		c.ackNow = false
 		c.delackAt = 0
 		c.rcvUnacked = 0
+	}
+	if c.inRecovery {
+		c.un.prrOut += n // RFC 6937's prr_out
 	}
 	c.out[c.nout] = pkt
 	c.nout++
@@ -236,9 +271,12 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 			wnd = int(d)
 		}
 		cw := c.ccs.Cwnd - cwFlight
-		n := min(unsent, c.segSize(), wnd, cw)
+		n := min(unsent, c.sendSize(), wnd, cw)
 		if n <= 0 {
 			break
+		}
+		if ss := c.segSize(); n > ss && n < unsent {
+			n -= n % ss // a super-packet carries whole segments but the last of the data
 		}
 		if n < c.segSize() {
 			if n < unsent && n < int(c.maxSndWnd/2) && flight > 0 {
@@ -294,6 +332,9 @@ func (c *conn) advanced(seq uint32, now int64) {
 		c.sndMax = c.sndNxt
 	} else {
 		c.t.c.retransmits.Inc()
+		if !c.sackOK {
+			c.retransmitted(now)
+		}
 		if seqGT(c.sndNxt, c.sndMax) {
 			c.sndMax = c.sndNxt
 		}
@@ -302,6 +343,21 @@ func (c *conn) advanced(seq uint32, now int64) {
 		c.rtoAt = now + c.rto
 	}
 	c.persistAt = 0
+}
+
+// maxTSOData is the most data a TSO super-packet carries: its IP packet
+// (IPv6: its payload) stays within 64 KiB with the largest headers.
+const maxTSOData = 0xffff - wire.IPv6HeaderSize - 60
+
+// sendSize is the payload one packet may carry now: a segment, or as
+// many whole segments as a TSO super-packet holds when the route's link
+// offloads segmentation.
+func (c *conn) sendSize() int {
+	ss := c.segSize()
+	if !c.tso || ss >= maxTSOData/2 {
+		return ss
+	}
+	return maxTSOData / ss * ss
 }
 
 // segSize is the payload a segment may carry now: the MSS less the SACK
@@ -348,6 +404,9 @@ func (c *conn) retransmitHead(b *pipeline.Batch, now int64) {
 	}
 	if c.emit(b, c.sndUna, flags, 0, n, now) {
 		c.t.c.retransmits.Inc()
+		if !c.sackOK {
+			c.retransmitted(now)
+		}
 		c.rttTiming = false
 		end := c.sndUna + uint32(n)
 		if flags&wire.TCPFlagFin != 0 {

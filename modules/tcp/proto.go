@@ -32,6 +32,7 @@ type segment struct {
 	seq, ack uint32
 	flags    uint8
 	wnd      uint32 // the field as sent, unscaled
+	gso      int    // a GRO super-packet's segment payload size (0: one segment)
 	data     []byte
 	opts     wire.TCPOptions
 }
@@ -85,6 +86,13 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		var s segment
 		s.seq, s.ack, s.flags, s.wnd = raw.Seq(), raw.Ack(), raw.Flags(), uint32(raw.Window())
 		s.data = raw.Payload()
+		if pkt.GSO.Type != pipeline.GSONone && pkt.GSO.SegSize > 0 && len(s.data) > int(pkt.GSO.SegSize) {
+			// A GRO super-packet (TUN, AF_PACKET, loopback): one segment
+			// here, counted as the segments it stands for.
+			s.gso = int(pkt.GSO.SegSize)
+			c.groRecv.Inc()
+			rx += uint64(pkt.GSO.Segments(len(s.data)) - 1)
+		}
 		if opts := raw.Options(); len(opts) > 0 {
 			var good bool
 			if s.opts, good = wire.ParseTCPOptions(opts); !good {
@@ -98,6 +106,21 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			cur.endRun(b, now)
 			cur.mu.Unlock()
 			cur = nil
+		}
+		if cn == nil && p.t.twLookup(fourTuple{local, remote}) {
+			found, relisten, iss := p.timeWaitRecord(b, fourTuple{local, remote}, &s, now)
+			if found && !relisten {
+				pkt.Release()
+				continue
+			}
+			if relisten {
+				if l = p.t.listenerFor(local); l != nil {
+					p.listenSegment(b, l, &s, pkt, local, remote, iss, now)
+					continue
+				}
+				p.noSocket(b, pkt)
+				continue
+			}
 		}
 		if cn != nil {
 			if cur == nil {

@@ -8,6 +8,7 @@ type ring struct {
 	buf  []byte
 	head int
 	n    int
+	m    *memAcct // the stack's account of ring storage (nil: none)
 }
 
 // reserve makes room for end bytes from head (contents and anything
@@ -25,6 +26,9 @@ func (r *ring) reserve(end, limit int) bool {
 		size *= 2
 	}
 	size = min(size, limit)
+	if !r.m.charge(size-len(r.buf), size) {
+		return false
+	}
 	nb := make([]byte, size)
 	// Copy the whole old capacity in logical order: bytes written beyond
 	// n (out-of-order data) move with the contents.
@@ -92,4 +96,7 @@ func (r *ring) read(p []byte) int {
 
 // release frees the storage of an empty ring (an idle connection keeps
 // no buffer).
-func (r *ring) release() { r.buf, r.head, r.n = nil, 0, 0 }
+func (r *ring) release() {
+	r.m.uncharge(len(r.buf))
+	r.buf, r.head, r.n = nil, 0, 0
+}

@@ -86,7 +86,8 @@ type rack struct {
 	end            uint32 // RACK.end_seq
 	rtt            int64  // RACK.rtt
 	fack           uint32 // RACK.fack: the highest sequence SACKed
-	minRTT         int64
+	minRTT         minmax // windowed over min_rtt_window (Linux's tcp_min_rtt)
+	ackRTT         int64  // the RTT of the ACK being processed (0: none)
 	reorderSeen    bool
 	reoMult        int // RACK.reo_wnd_mult
 	reoPersist     int
@@ -110,7 +111,7 @@ func (c *conn) noteSent(seq, end uint32, now int64) {
 	}
 	r := &c.rk.segs
 	if r.n == 0 || seqGEQ(seq, r.at(r.n-1).end) {
-		r.push(txSeg{start: seq, end: end, xmit: now})
+		c.pushSegs(seq, end, now)
 		return
 	}
 	for i := r.search(seq); i < r.n; i++ {
@@ -121,8 +122,25 @@ func (c *conn) noteSent(seq, end uint32, now int64) {
 		c.markRetransmitted(s, now)
 	}
 	if last := r.at(r.n - 1).end; seqGT(end, last) {
-		r.push(txSeg{start: last, end: end, xmit: now})
+		c.pushSegs(last, end, now)
 	}
+}
+
+// pushSegs appends [seq, end) to the scoreboard one segment a piece (a
+// TSO super-packet is many), so that SACK and loss marks stay per
+// segment as Linux's tcp_fragment keeps them.
+func (c *conn) pushSegs(seq, end uint32, now int64) {
+	r := &c.rk.segs
+	ss := uint32(c.segSize())
+	if c.txSegSize > 0 {
+		ss = uint32(c.txSegSize)
+		c.txSegSize = 0
+	}
+	for int32(end-seq) > int32(ss) {
+		r.push(txSeg{start: seq, end: seq + ss, xmit: now})
+		seq += ss
+	}
+	r.push(txSeg{start: seq, end: end, xmit: now})
 }
 
 func (c *conn) markRetransmitted(s *txSeg, now int64) {
@@ -137,6 +155,7 @@ func (c *conn) markRetransmitted(s *txSeg, now int64) {
 	}
 	s.flags = segRetrans
 	s.xmit = now
+	c.retransmitted(now)
 }
 
 // dropSeg keeps the counts when a segment leaves the scoreboard.
@@ -162,7 +181,7 @@ func (c *conn) rackDelivered(s *txSeg, sg *segment, now int64, prevFack uint32) 
 		// Ambiguous: only when the echoed timestamp shows it answers the
 		// retransmission (or without timestamps, not shorter than the
 		// path allows).
-		if rtt < rk.minRTT {
+		if rtt < rk.minRTT.get() {
 			return
 		}
 		if c.tsOK && sg.opts.HasTimestamps && sg.opts.TSEcr != 0 && seqLT(sg.opts.TSEcr, c.tsNow(s.xmit)) {
@@ -172,9 +191,10 @@ func (c *conn) rackDelivered(s *txSeg, sg *segment, now int64, prevFack uint32) 
 		if seqLT(s.end, prevFack) {
 			rk.reorderSeen = true
 		}
-		if rk.minRTT == 0 || rtt < rk.minRTT {
-			rk.minRTT = max(rtt, 1)
-		}
+		rk.minRTT.update(int64(c.st.minRTTWin), now, max(rtt, 1))
+	}
+	if s.flags&segRetrans == 0 {
+		rk.ackRTT = max(rtt, 1)
 	}
 	if s.xmit > rk.xmit || (s.xmit == rk.xmit && seqGT(s.end, rk.end)) || rk.xmit == 0 {
 		rk.xmit, rk.end, rk.rtt = s.xmit, s.end, rtt
@@ -190,27 +210,37 @@ func (c *conn) scoreboard(sg *segment, now int64) {
 		rk.fack = c.sndUna // nothing SACKed in flight: no stale value
 	}
 	prevFack := rk.fack
+	rk.ackRTT = 0
 	ack := sg.ack
+	o := &sg.opts
+	// A DSACK first, while the segments it names are on the scoreboard.
+	first := 0
+	if o.NumSACK > 0 {
+		blk := o.SACK[0]
+		if seqLT(blk.Left, blk.Right) && (seqLEQ(blk.Right, ack) ||
+			(o.NumSACK > 1 && seqGEQ(blk.Left, o.SACK[1].Left) && seqLEQ(blk.Right, o.SACK[1].Right))) {
+			c.dsackReceived(blk)
+			first = 1
+		}
+	}
 	for r.n > 0 && seqLEQ(r.at(0).end, ack) {
 		s := r.at(0)
 		if s.flags&segSacked == 0 {
 			c.rackDelivered(s, sg, now, prevFack)
+			c.un.delivered += int(s.end - s.start)
 		}
 		c.dropSeg(s)
 		r.pop()
 	}
 	if r.n > 0 && seqLT(r.at(0).start, ack) {
+		if r.at(0).flags&segSacked == 0 {
+			c.un.delivered += int(ack - r.at(0).start)
+		}
 		r.at(0).start = ack
 	}
-	o := &sg.opts
-	for i := 0; i < o.NumSACK; i++ {
+	for i := first; i < o.NumSACK; i++ {
 		blk := o.SACK[i]
 		if !seqLT(blk.Left, blk.Right) {
-			continue
-		}
-		if i == 0 && (seqLEQ(blk.Right, ack) ||
-			(o.NumSACK > 1 && seqGEQ(blk.Left, o.SACK[1].Left) && seqLEQ(blk.Right, o.SACK[1].Right))) {
-			c.dsackReceived(blk)
 			continue
 		}
 		if seqLEQ(blk.Right, ack) || seqGT(blk.Right, c.sndMax) || seqLT(blk.Left, ack) {
@@ -230,6 +260,7 @@ func (c *conn) scoreboard(sg *segment, now int64) {
 			}
 			s.flags = s.flags&^segLost | segSacked
 			rk.nSacked++
+			c.un.delivered += int(s.end - s.start)
 			if seqGT(s.end, rk.fack) {
 				rk.fack = s.end
 			}
@@ -239,9 +270,38 @@ func (c *conn) scoreboard(sg *segment, now int64) {
 
 // dsackReceived is RFC 8985 §7.2: a DSACK widens the reordering window
 // (once per round trip), for 16 recoveries; it also means reordering.
+// It counts against the retransmissions of a congestion episode (undo):
+// below SND.UNA by its size in segments (Linux's "dumb counting"), above
+// it by the retransmitted segments it names. A DSACK larger than the
+// window, or more duplicates than were ever retransmitted, is dubious and
+// ignored (Linux's tcp_dsack_seen).
 func (c *conn) dsackReceived(blk wire.TCPSACKBlock) {
 	rk := &c.rk
+	size := blk.Right - blk.Left
+	if size > max(c.maxSndWnd, uint32(c.sndMSS)) {
+		return
+	}
+	segs := int((int(size) + c.sndMSS - 1) / max(c.sndMSS, 1))
+	c.un.dsackDups += segs
+	if c.un.dsackDups > c.un.totRetrans {
+		c.un.dsackDups = c.un.totRetrans
+		return
+	}
 	c.t.c.dsackIn.Inc()
+	if seqLEQ(blk.Right, c.sndUna) {
+		c.dsackUndo(blk.Right, segs)
+	} else {
+		r := &rk.segs
+		for j := r.search(blk.Left); j < r.n; j++ {
+			s := r.at(j)
+			if !seqLT(s.start, blk.Right) {
+				break
+			}
+			if s.flags&segRetrans != 0 && seqGEQ(s.start, blk.Left) && seqLEQ(s.end, blk.Right) {
+				c.dsackUndo(s.end, 1)
+			}
+		}
+	}
 	rk.reorderSeen = true
 	if rk.tlpOut && seqLEQ(blk.Right, rk.tlpHigh) {
 		rk.tlpDsack = true
@@ -259,7 +319,7 @@ func (c *conn) reoWnd() int64 {
 	if !rk.reorderSeen && (c.inRecovery || rk.nSacked >= dupThresh) {
 		return 0
 	}
-	return min(rk.minRTT/4*int64(max(rk.reoMult, 1)), c.srtt)
+	return min(rk.minRTT.get()/4*int64(max(rk.reoMult, 1)), c.srtt)
 }
 
 // rackDetect is RFC 8985 §6.2 step 5: a segment sent before the latest
@@ -288,6 +348,7 @@ func (c *conn) rackDetect(now int64) {
 		if rem := s.xmit + rk.rtt + reo - now; rem <= 0 {
 			s.flags |= segLost
 			rk.nLost++
+			c.un.newLost++
 			c.t.c.rackLost.Inc()
 		} else {
 			wait = max(wait, rem)
@@ -317,31 +378,43 @@ func (c *conn) pipe() int {
 	return p
 }
 
-// sackRecover runs after the ACK moved the scoreboard: RACK marks the
-// losses, a first loss starts recovery (RFC 6675 §5: ssthresh and cwnd
-// from the congestion control, the first lost segment at once), and the
-// lost segments go out while pipe leaves room in cwnd (NextSeg's rule 1;
-// new data, rule 2, is output's).
-func (c *conn) sackRecover(b *pipeline.Batch, now int64) {
+// sackRecover runs after the ACK moved the scoreboard (advanced: it moved
+// SND.UNA) or when the reordering timer fired: RACK marks the losses, a
+// first loss starts recovery (RFC 6675 §5: ssthresh from the congestion
+// control, the window before it kept for an undo), PRR sets cwnd from what
+// the ACK delivered (RFC 6937), and the lost segments go out while pipe
+// leaves room in cwnd (NextSeg's rule 1; new data, rule 2, is output's).
+// In the RTO's loss state the lost segments go out as cwnd grows.
+func (c *conn) sackRecover(b *pipeline.Batch, now int64, advanced bool) {
 	c.rackDetect(now)
 	rk := &c.rk
-	if rk.nLost == 0 {
+	u := &c.un
+	if c.inLoss {
+		u.delivered, u.newLost = 0, 0
+		c.retransmitLost(b, now, false)
 		return
 	}
-	if !c.inRecovery {
-		if seqLT(c.sndUna, c.recover) {
-			return // after a timeout: going back already resends them
-		}
+	if rk.nLost > 0 && !c.inRecovery {
+		c.beginEpisode()
 		c.t.c.fastRetransmits.Inc()
 		c.ccs.InFlight = int(c.sndMax - c.sndUna)
 		c.cc.OnCongestion(&c.ccs, now)
 		c.ccs.Cwnd = c.ccs.Ssthresh
 		c.inRecovery = true
 		c.recover = c.sndMax
+		u.prrDeliv, u.prrOut = 0, 0
 		rk.tlpAt, rk.tlpOut = 0, false
-		c.retransmitLost(b, now, true)
+		if u.delivered == 0 {
+			u.delivered = c.sndMSS // the reordering timer: one segment's worth (Linux)
+		}
 	}
-	c.retransmitLost(b, now, false)
+	if c.inRecovery {
+		c.prrUpdate(advanced)
+	}
+	u.delivered, u.newLost = 0, 0
+	if c.inRecovery {
+		c.retransmitLost(b, now, false)
+	}
 }
 
 // retransmitLost resends lost segments in sequence order while pipe
@@ -407,18 +480,6 @@ func (c *conn) resendSeg(b *pipeline.Batch, s *txSeg, now int64) bool {
 		c.rtoAt = now + c.rto
 	}
 	return true
-}
-
-// sackReset forgets the SACK marks after a timeout: going back to SND.UNA
-// resends everything (RFC 2018 lets the receiver renege, RFC 6675 §5.1).
-func (c *conn) sackReset() {
-	rk := &c.rk
-	for i := 0; i < rk.segs.n; i++ {
-		s := rk.segs.at(i)
-		s.flags &= segRetrans
-	}
-	rk.nSacked, rk.nLost = 0, 0
-	rk.reoAt, rk.tlpAt, rk.tlpOut = 0, 0, false
 }
 
 // armTLP is RFC 8985 §7.2: after new data or an ACK that moved SND.UNA,

@@ -14,7 +14,13 @@ const rtt = 10 * time.Millisecond
 // whose RTT the stack has measured once: 10 ms.
 func sackConn(t *testing.T) (*peer, *pconn) {
 	t.Helper()
-	p := newPeer(t, "")
+	return sackConnWith(t, "")
+}
+
+// sackConnWith is sackConn with transport.tcp options (", key: value").
+func sackConnWith(t *testing.T, tcpOpts string) (*peer, *pconn) {
+	t.Helper()
+	p := newPeer(t, tcpOpts)
 	ln := p.listen()
 	var ob wire.TCPOptionsBuilder
 	ob.AddMSS(1000)

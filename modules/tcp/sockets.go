@@ -45,8 +45,15 @@ func Sockets(s *pipeline.Stack) []Socket {
 	for _, c := range t.conns {
 		cs = append(cs, c)
 	}
+	tws := make([]fourTuple, 0, len(t.tw.idx))
+	for k := range t.tw.idx {
+		tws = append(tws, k.tuple())
+	}
 	t.mu.RUnlock()
-	out := make([]Socket, 0, len(ls)+len(cs))
+	out := make([]Socket, 0, len(ls)+len(cs)+len(tws))
+	for _, k := range tws {
+		out = append(out, Socket{State: "TIME-WAIT", Local: k.local, Remote: k.remote})
+	}
 	for _, l := range ls {
 		l.mu.Lock()
 		local := l.addr

@@ -30,6 +30,11 @@ type counters struct {
 	syncookiesSent, syncookiesRecv        *pipeline.Counter
 	syncookiesFailed                      *pipeline.Counter
 	rackLost                              *pipeline.Counter
+	undoDSACK, undoTimestamps             *pipeline.Counter
+	sackReneging                          *pipeline.Counter
+	memPressure, memDrops, oooPruned      *pipeline.Counter
+	memFreed                              *pipeline.Counter
+	tsoSent, groRecv                      *pipeline.Counter
 }
 
 func newCounters(cs *pipeline.CounterSet) *counters {
@@ -51,6 +56,9 @@ func newCounters(cs *pipeline.CounterSet) *counters {
 		dsackIn:     cs.Get("dsack_in"), dsackOut: cs.Get("dsack_out"), tlpProbes: cs.Get("tlp_probes"),
 		rackLost: cs.Get("rack_lost"), syncookiesSent: cs.Get("syncookies_sent"),
 		syncookiesRecv: cs.Get("syncookies_recv"), syncookiesFailed: cs.Get("syncookies_failed"),
+		undoDSACK: cs.Get("undo_dsack"), undoTimestamps: cs.Get("undo_timestamps"), sackReneging: cs.Get("sack_reneging"),
+		memPressure: cs.Get("mem_pressure"), memDrops: cs.Get("mem_drops"), oooPruned: cs.Get("ooo_pruned"),
+		memFreed: cs.Get("mem_freed"), tsoSent: cs.Get("tso_sent"), groRecv: cs.Get("gro_received"),
 	}
 }
 
@@ -90,6 +98,12 @@ type table struct {
 	timeWait  int                          // connections in TIME-WAIT
 	closed    bool
 
+	mem memAcct // ring storage against the memory limits (memory.go)
+	tw  twTable // compact TIME-WAIT entries (timewait.go)
+
+	cookieMu      sync.Mutex
+	cookieScratch *conn // builds cookie SYN-ACKs (cookie.go)
+
 	// challenge ACK budget (RFC 5961 §7): challengeLimit per second.
 	chMu    sync.Mutex
 	chSec   int64
@@ -113,6 +127,9 @@ func newTable(s *pipeline.Stack, c *counters) *table {
 	t.cookieKey = [2]sipKey{key(), key()}
 	t.wheel = newWheel(clock)
 	t.wheel.run = t.runTimers
+	t.tw.init(t)
+	t.mem.cPressure, t.mem.cDrops, t.mem.cPruned, t.mem.cFreedBuffer = c.memPressure, c.memDrops, c.oooPruned, c.memFreed
+	t.mem.setLimits(DefaultMemoryLimit/2, DefaultMemoryLimit*2/3, DefaultMemoryLimit)
 	return t
 }
 
@@ -186,6 +203,9 @@ func (t *table) insert(c *conn) bool {
 	if t.conns[k] != nil {
 		return false
 	}
+	if _, tw := t.tw.idx[twKeyOf(k)]; tw {
+		return false
+	}
 	t.conns[k] = c
 	return true
 }
@@ -211,7 +231,7 @@ func (t *table) connect(c *conn) error {
 	}
 	if c.local.Port() != 0 {
 		k := fourTuple{c.local, c.remote}
-		if t.conns[k] != nil {
+		if _, tw := t.tw.idx[twKeyOf(k)]; tw || t.conns[k] != nil {
 			return errAddrInUse
 		}
 		t.conns[k] = c
@@ -226,6 +246,9 @@ func (t *table) connect(c *conn) error {
 		port := uint16(ephemeralFirst + (offset+next+i)%n)
 		local := netip.AddrPortFrom(c.local.Addr(), port)
 		if t.conns[fourTuple{local, c.remote}] != nil || t.bound[local] != nil || t.wildcard[port] != nil {
+			continue
+		}
+		if _, tw := t.tw.idx[twKeyOf(fourTuple{local, c.remote})]; tw {
 			continue
 		}
 		t.portTable[idx] = next + i + 1
@@ -352,6 +375,8 @@ func (t *table) Close() error {
 	clear(t.conns)
 	clear(t.bound)
 	clear(t.wildcard)
+	t.timeWait -= len(t.tw.idx)
+	clear(t.tw.idx)
 	t.mu.Unlock()
 	t.wheel.close()
 	for _, l := range ls {

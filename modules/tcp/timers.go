@@ -46,6 +46,10 @@ func (c *conn) rearmLater(d time.Duration) {
 // onTimer runs the connection's due timers. Called with c.mu held, inside
 // a batch, after the wheel took the entry off.
 func (c *conn) onTimer(b *pipeline.Batch, now int64) {
+	if c.sweeper {
+		c.t.twSweep(now)
+		return
+	}
 	c.filedAt = 0
 	if c.state == stateClosed {
 		return
@@ -69,7 +73,7 @@ func (c *conn) onTimer(b *pipeline.Batch, now int64) {
 	}
 	if c.rk.reoAt != 0 && now >= c.rk.reoAt {
 		c.rk.reoAt = 0
-		c.sackRecover(b, now) // RACK's reordering timer (RFC 8985 §6.3)
+		c.sackRecover(b, now, false) // RACK's reordering timer (RFC 8985 §6.3)
 		c.output(b, now)
 	}
 	if c.persistAt != 0 && now >= c.persistAt {
@@ -147,15 +151,30 @@ func (c *conn) onRTO(b *pipeline.Batch, now int64) {
 		return
 	}
 	c.ccs.InFlight = int(c.sndMax - c.sndUna)
-	c.cc.OnRTO(&c.ccs, now)
-	c.inRecovery, c.dupAcks = false, 0
-	c.recover = c.sndMax
-	if c.sackOK {
-		c.sackReset()
+	if !c.inLoss && !(c.inRecovery && seqGT(c.recover, c.sndUna)) {
+		// A new episode (Linux's tcp_enter_loss keeps a recovery's
+		// prior window when the RTO interrupts it).
+		c.beginEpisode()
 	}
+	c.cc.OnRTO(&c.ccs, now)
+	if c.inRecovery && c.sackOK {
+		c.recoveryDone()
+	}
+	c.inRecovery, c.dupAcks = false, 0
+	c.inLoss = true
+	c.recover = c.sndMax
 	c.rttTiming = false
 	c.rto = min(2*c.rto, int64(maxRTO))
 	c.rtoAt = now + c.rto
+	if c.sackOK {
+		// SACK keeps its scoreboard: the lost segments are resent as
+		// cwnd allows, the SACKed ones never (Linux's tcp_enter_loss);
+		// cwnd is what is still in flight plus one segment.
+		c.enterLoss(now)
+		c.ccs.Cwnd = c.pipe() + c.sndMSS
+		c.retransmitLost(b, now, true)
+		return
+	}
 	c.sndNxt = c.sndUna
 	c.output(b, now)
 	if c.sndNxt == c.sndUna && (c.sndBuf.n > 0 || (c.finQueued && !c.finAcked)) {

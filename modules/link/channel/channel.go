@@ -23,6 +23,11 @@ type Options struct {
 	// Device names a simulated device (RemoveDevice, RestoreDevice); ""
 	// for none.
 	Device string
+	// Offload declares GSO and checksum offload (CapGSO,
+	// CapTXChecksumOffload, CapRXChecksumOffload) as a TUN link with
+	// virtio-net headers does: written packets may be GSO super-packets
+	// with partial checksums, which the reader sees as they are.
+	Offload bool
 }
 
 // Endpoint is an in-memory link endpoint.
@@ -104,10 +109,14 @@ func (e *Endpoint) LinkAddress() wire.MAC {
 
 // Capabilities implements pipeline.LinkEndpoint.
 func (e *Endpoint) Capabilities() pipeline.LinkCapabilities {
+	var c pipeline.LinkCapabilities
 	if e.opts.Ethernet {
-		return pipeline.CapResolutionRequired
+		c |= pipeline.CapResolutionRequired
 	}
-	return 0
+	if e.opts.Offload {
+		c |= pipeline.CapGSO | pipeline.CapTXChecksumOffload | pipeline.CapRXChecksumOffload
+	}
+	return c
 }
 
 // Ethernet reports whether the endpoint frames packets as Ethernet.

@@ -30,6 +30,9 @@ type Module struct {
 	MAC     string `yaml:"mac"`
 	Queue   int    `yaml:"queue"`
 	Device  string `yaml:"device"`
+	// Offload declares GSO and checksum offloads (a TUN link with
+	// virtio-net headers, in memory): TCP then sends TSO super-packets.
+	Offload bool `yaml:"offload"`
 
 	mac  wire.MAC
 	name string
@@ -87,7 +90,7 @@ func (m *Module) Validate() error {
 // LinkKey: a change of framing, address, queue size or device makes a new
 // link.
 func (m *Module) LinkKey() string {
-	return fmt.Sprintf("%s|%s|%d|%s", m.Framing, m.mac, m.Queue, m.Device)
+	return fmt.Sprintf("%s|%s|%d|%s|%v", m.Framing, m.mac, m.Queue, m.Device, m.Offload)
 }
 
 // OpenLink creates the endpoint.
@@ -96,7 +99,7 @@ func (m *Module) OpenLink(ctx *pipeline.Context) (pipeline.LinkEndpoint, error) 
 	if mtu == 0 {
 		mtu = 1500
 	}
-	e := New(Options{Name: m.name, MTU: mtu, Ethernet: m.Framing == "ethernet", MAC: m.mac, Queue: m.Queue, Pool: ctx.Pool, Device: m.Device})
+	e := New(Options{Name: m.name, MTU: mtu, Ethernet: m.Framing == "ethernet", MAC: m.mac, Queue: m.Queue, Pool: ctx.Pool, Device: m.Device, Offload: m.Offload})
 	if err := openDevice(e); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,216 @@
+package tcp
+
+import (
+	"sync/atomic"
+
+	"github.com/pipestack/pipestack/pipeline"
+)
+
+// Buffer auto-tuning and the stack-wide memory cap, as Linux's: the
+// receive buffer grows with what the application reads per round trip
+// (Dynamic Right-Sizing, tcp_rcv_space_adjust), the send buffer with the
+// congestion window (tcp_sndbuf_expand), and the storage of every
+// connection's rings counts against the stack's tcp_mem: above the
+// pressure mark no buffer grows, out-of-order data that would need more
+// memory is not kept and rings that empty are freed; at the limit a ring
+// grows no further (beyond memFloor), so data is dropped (mem_drops) and
+// writes wait.
+
+// Defaults (Linux's tcp_rmem[1] gives a 64 KiB first window; its
+// tcp_mem is a fraction of RAM: here 1 GiB with pressure at 2/3 and the
+// end of pressure at 1/2).
+const (
+	DefaultReceiveBufferInitial = 64 << 10
+	DefaultSendBufferInitial    = 64 << 10
+	DefaultMemoryLimit          = 1 << 30
+	// memFloor is what a ring may always hold, whatever the stack uses,
+	// so that every connection still moves (Linux's SK_MEM_QUANTUM-sized
+	// forced allocations).
+	memFloor = 16 << 10
+)
+
+// memAcct is the stack's account of ring storage (Linux's
+// tcp_memory_allocated against tcp_mem).
+type memAcct struct {
+	used                  atomic.Int64
+	pressure              atomic.Bool
+	low, press, limit     atomic.Int64
+	cPressure, cDrops     *pipeline.Counter
+	cPruned, cFreedBuffer *pipeline.Counter
+}
+
+func (m *memAcct) setLimits(low, press, limit int64) {
+	m.low.Store(low)
+	m.press.Store(press)
+	m.limit.Store(limit)
+}
+
+// underPressure reports whether buffers may grow.
+func (m *memAcct) underPressure() bool { return m != nil && m.pressure.Load() }
+
+// charge accounts a ring growing to size by delta bytes; false when the
+// stack is at its limit (and size is past memFloor).
+func (m *memAcct) charge(delta, size int) bool {
+	if m == nil {
+		return true
+	}
+	used := m.used.Load() + int64(delta)
+	if size > memFloor && used > m.limit.Load() {
+		return false
+	}
+	used = m.used.Add(int64(delta))
+	if !m.pressure.Load() && used > m.press.Load() {
+		if m.pressure.CompareAndSwap(false, true) {
+			m.cPressure.Inc()
+		}
+	}
+	return true
+}
+
+// uncharge returns delta bytes; pressure ends below the low mark.
+func (m *memAcct) uncharge(delta int) {
+	if m == nil || delta == 0 {
+		return
+	}
+	used := m.used.Add(-int64(delta))
+	if m.pressure.Load() && used < m.low.Load() {
+		m.pressure.Store(false)
+	}
+}
+
+// MemoryInUse is the bytes of send and receive buffer storage that s's
+// TCP connections hold, and whether the stack is under memory pressure.
+func MemoryInUse(s *pipeline.Stack) (bytes int64, pressure bool) {
+	v, ok := s.SharedLookup(sharedKey)
+	if !ok {
+		return 0, false
+	}
+	t, ok := v.(*table)
+	if !ok {
+		return 0, false
+	}
+	return t.mem.used.Load(), t.mem.pressure.Load()
+}
+
+// initBuffers sets a new connection's buffers from its settings: the
+// bounds, the first receive window and send buffer (all of the bound when
+// auto-tuning is off), and the memory account of its rings.
+func (c *conn) initBuffers() {
+	st := c.st
+	c.sndBufMax, c.rcvBufMax = st.sndBuf, st.rcvBuf
+	c.rcvSpace, c.sndLimit = st.rcvBuf, st.sndBuf
+	if st.autoTune {
+		c.rcvSpace = min(st.rcvBufInit, st.rcvBuf)
+		c.sndLimit = min(st.sndBufInit, st.sndBuf)
+	}
+	c.rcvBuf.m, c.sndBuf.m = &c.t.mem, &c.t.mem
+}
+
+// rcvLimit is the receive buffer the window may offer now: the auto-tuned
+// size, and under memory pressure no more than the ring holds already
+// (four segments at least: Linux's tcp_adjust_rcv_ssthresh).
+func (c *conn) rcvLimit() int {
+	l := min(c.rcvSpace, c.rcvBufMax)
+	if c.t.mem.underPressure() {
+		l = min(l, max(len(c.rcvBuf.buf), 4*max(c.rcvMSS, 536)))
+	}
+	return l
+}
+
+// rcvRTTUpdate is Linux's tcp_rcv_rtt_update: the receiver's estimate of
+// the round trip (ns), the minimum of window-based samples (winDep), and
+// smoothed for timestamp samples taken while the application keeps up.
+func (c *conn) rcvRTTUpdate(sample int64, winDep bool) {
+	sample = max(sample, 1)
+	switch {
+	case c.rcvRTT == 0 || sample < c.rcvRTT:
+		c.rcvRTT = sample
+	case winDep || c.rcvBuf.n > 0:
+		return // (a sample from a backlog measures the application)
+	default:
+		c.rcvRTT = c.rcvRTT - c.rcvRTT/8 + sample/8
+	}
+}
+
+// rcvRTTMeasure takes the receiver's RTT samples for in-order data s
+// (Linux's tcp_rcv_rtt_measure_ts and tcp_rcv_rtt_measure): with
+// timestamps from the echo of a full segment, without them the time the
+// peer takes to fill one window.
+func (c *conn) rcvRTTMeasure(s *segment, n int, now int64) {
+	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
+		if n >= c.rcvMSS {
+			c.rcvRTTUpdate(int64(int32(c.tsNow(now)-s.opts.TSEcr))*1e6, false)
+		}
+		return
+	}
+	if c.rcvRTTTime != 0 && seqLT(c.rcvNxt, c.rcvRTTSeq) {
+		return
+	}
+	if c.rcvRTTTime != 0 {
+		c.rcvRTTUpdate(now-c.rcvRTTTime, true)
+	}
+	c.rcvRTTSeq, c.rcvRTTTime = c.rcvNxt+(c.rcvAdv-c.rcvNxt), now
+}
+
+// rcvSpaceAdjust is Linux's tcp_rcv_space_adjust (DRS), run when the
+// application reads: once per receiver RTT, if it read more than in the
+// last one, the buffer becomes twice that plus 16 segments, more again
+// by how fast the rate grows (the sender may be in slow start), up to
+// receive_buffer.
+func (c *conn) rcvSpaceAdjust(now int64) {
+	if c.rcvRTT == 0 || now-c.rcvqTime < c.rcvRTT {
+		return
+	}
+	copied := int(c.rcvCopied - c.rcvqSeq)
+	if copied > c.rcvqSpace {
+		if c.st.autoTune && !c.rcvLocked && !c.t.mem.underPressure() && c.rcvqSpace > 0 {
+			mss := max(c.sndMSS, c.rcvMSS, 536)
+			win := 2*copied + 16*mss
+			grow := int(int64(win) * int64(copied-c.rcvqSpace) / int64(c.rcvqSpace))
+			win += 2 * grow
+			c.rcvSpace = max(c.rcvSpace, min(win, c.rcvBufMax))
+		}
+		c.rcvqSpace = copied
+	}
+	c.rcvqSeq, c.rcvqTime = c.rcvCopied, now
+}
+
+// startRcvSpace begins DRS's measurement when the connection is
+// established (Linux's tcp_init_buffer_space: ten segments at most).
+func (c *conn) startRcvSpace(now int64) {
+	c.rcvqSpace = min(c.rcvLimit(), 10*max(c.sndMSS, 536))
+	c.rcvqSeq, c.rcvqTime = c.rcvCopied, now
+	c.sndBufExpand()
+}
+
+// sndBufExpand is Linux's tcp_sndbuf_expand: the send buffer holds two
+// congestion windows (one in flight, one queued behind it; four segments
+// at least), grown when an ACK freed room and the sender is not held by
+// cwnd, up to send_buffer; not under memory pressure.
+func (c *conn) sndBufExpand() {
+	if !c.st.autoTune || c.sndLocked || c.sndLimit >= c.sndBufMax || c.t.mem.underPressure() {
+		return
+	}
+	if c.established && int(c.sndMax-c.sndUna) >= c.ccs.Cwnd {
+		return // cwnd-limited: a larger buffer would not send more
+	}
+	want := 2 * max(c.ccs.Cwnd, 4*c.sndMSS)
+	c.sndLimit = min(max(c.sndLimit, want), c.sndBufMax)
+}
+
+// memRelease frees the rings of a connection that emptied them while the
+// stack is under memory pressure (Linux's sk_mem_reclaim): an idle
+// connection then holds no buffer.
+func (c *conn) memRelease() {
+	if !c.t.mem.underPressure() {
+		return
+	}
+	if c.sndBuf.n == 0 && c.sndBuf.buf != nil && c.sndUna == c.sndMax {
+		c.sndBuf.release()
+		c.t.mem.cFreedBuffer.Inc()
+	}
+	if c.rcvBuf.n == 0 && c.rcvBuf.buf != nil && c.nooo == 0 {
+		c.rcvBuf.release()
+		c.t.mem.cFreedBuffer.Inc()
+	}
+}
