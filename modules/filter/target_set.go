@@ -188,6 +188,22 @@ func (m *SetMatch) fields(pc *pipeline.PacketContext, t setType) (a netip.Addr, 
 // fields: the same key, not just one that holds them (a hash:net set's
 // /32 of the address, not a wider prefix).
 func (sn *setSnap) lookupExact(a netip.Addr, port uint16, proto uint8, now int64) int32 {
+	if sn.typ == setPort {
+		// The target adds the port for any protocol (applyOps): only the
+		// any-protocol table can hold that element (a protocol's own
+		// table, which lookup tries first, never does).
+		for _, pt := range sn.ports {
+			if pt.proto != 0 {
+				continue
+			}
+			if e := pt.idx[port] - 1; e >= 0 && (!sn.state || !sn.elems[e].expired(now)) {
+				if k := &sn.elems[e].key; k.plo == port && k.phi == port {
+					return e
+				}
+			}
+		}
+		return -1
+	}
 	e := sn.lookup(a, port, proto, now)
 	if e < 0 {
 		return -1
