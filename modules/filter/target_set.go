@@ -353,16 +353,22 @@ func (s *Set) applyOps(ops []setOp) {
 		}
 		add[text] = e
 	}
+	// changed: an element goes or comes. Else (renewals in place, adds
+	// to a full set) the snapshot stays: no rebuild of a full set per
+	// queued add.
+	changed, renewed := false, false
 	elems := make([]setElem, 0, len(old.elems)+len(add))
 	for i := range old.elems {
 		e := old.elems[i]
 		if del[e.text] || e.expired(now) {
+			changed = true
 			continue
 		}
 		if n, ok := add[e.text]; ok {
 			if e.st != nil && n.st != nil {
 				e.st.expires.Store(n.st.expires.Load())
 			}
+			renewed = true
 			delete(add, e.text)
 		}
 		elems = append(elems, e)
@@ -370,7 +376,14 @@ func (s *Set) applyOps(ops []setOp) {
 	for _, text := range order {
 		if e, ok := add[text]; ok && len(elems) < s.decl.maxElem {
 			elems = append(elems, e)
+			changed = true
 		}
+	}
+	if !changed {
+		if renewed {
+			s.changed.Store(true)
+		}
+		return
 	}
 	sn, err := buildSnap(s.decl.typ, elems)
 	if err != nil {

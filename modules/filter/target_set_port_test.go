@@ -59,3 +59,40 @@ filter:
 		t.Fatalf("members %+v", in.Members)
 	}
 }
+
+// TestSetTargetFullSetNoRebuild: adds the SET target queues for a full
+// set (maxelem) change nothing, and so build no new snapshot (a full
+// 1,048,576-element set rebuilt per queued packet kept the applier's
+// core busy for nothing).
+func TestSetTargetFullSetNoRebuild(t *testing.T) {
+	clock := time.Unix(7000, 0)
+	testNow = func() time.Time { return clock }
+	defer func() { testNow = nil }()
+	m := mustLoad(t, `sets:
+  seen: {type: hash:ip, maxelem: 2}
+filter:
+  forward:
+    rules:
+      - "-j SET --add-set seen src"
+`)
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	set := m.sets["seen"]
+	send := func(src string) {
+		eval(m, pk{hook: pipeline.Forward, proto: 17, src: src, dst: "10.0.2.2", sport: 1, dport: 53}.ctx(t))
+		waitApplied(t, set)
+	}
+	send("10.0.1.1")
+	send("10.0.1.2")
+	full := set.snap.Load()
+	send("10.0.1.3")
+	send("10.0.1.4")
+	if set.snap.Load() != full {
+		t.Error("a change that changed nothing built a new snapshot")
+	}
+	if in := set.Info(clock, true); in.Entries != 2 {
+		t.Fatalf("members %+v", in.Members)
+	}
+}
