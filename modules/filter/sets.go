@@ -77,7 +77,10 @@ func (t setType) dims() int {
 // is larger by default so that a 100,000-entry block list fits).
 const (
 	defaultMaxElem = 1 << 20
-	maxPortExpand  = 65536 // ports one element of hash:ip,port may expand to
+	// maxExpanded bounds the entries the ranges of a set's elements
+	// expand to in its lookup tables (addr . port, prefix . port).
+	maxExpanded   = 4 * defaultMaxElem
+	maxPortExpand = 65536 // ports one element of hash:ip,port may expand to
 )
 
 // elemKey is an element's value.
@@ -854,6 +857,15 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 	case setIPPort:
 		ipp4 := map[uint64]int32{}
 		sn.ipp6 = map[ipp6Key]int32{}
+		// Each port of a range is an entry (as ipset expands it): bound
+		// them as setNetPort's, or maxelem elements of 65,536 ports each
+		// would be 2^36 entries.
+		total := 0
+		for i := range elems {
+			if total += int(elems[i].key.phi) - int(elems[i].key.plo) + 1; total > maxExpanded {
+				return nil, fmt.Errorf("the set's port ranges expand to more than %d entries", maxExpanded)
+			}
+		}
 		defer func() { sn.ipp4 = newU64Table(ipp4) }()
 		for i := range elems {
 			k := &elems[i].key
@@ -880,8 +892,8 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 			for _, p := range ps {
 				a := addrU128(p.Addr())
 				for port := int(k.plo); port <= int(k.phi); port++ {
-					if total++; total > 4*defaultMaxElem {
-						return nil, fmt.Errorf("the set's ranges expand to more than %d entries", 4*defaultMaxElem)
+					if total++; total > maxExpanded {
+						return nil, fmt.Errorf("the set's ranges expand to more than %d entries", maxExpanded)
 					}
 					if p.Addr().Is4() {
 						b4[p.Bits()] = true
