@@ -295,6 +295,123 @@ func seeds() [][]byte {
 		rec(opFrags, train(6, 0, 600, 2000, false, wire.ProtocolICMPv6)),
 		rec(opClock, []byte{255}),
 	))
+	out = append(out, flowSeeds(cat, payload)...)
+	return out
+}
+
+// tcpSeg is a TCP segment without options.
+func tcpSeg(sport, dport uint16, seq, ack uint32, flags byte, data []byte) []byte {
+	b := make([]byte, 20+len(data))
+	binary.BigEndian.PutUint16(b[0:], sport)
+	binary.BigEndian.PutUint16(b[2:], dport)
+	binary.BigEndian.PutUint32(b[4:], seq)
+	binary.BigEndian.PutUint32(b[8:], ack)
+	b[12] = 5 << 4
+	b[13] = flags
+	binary.BigEndian.PutUint16(b[14:], 65535)
+	copy(b[20:], data)
+	return b
+}
+
+func udpSeg(sport, dport uint16, data []byte) []byte {
+	b := make([]byte, 8+len(data))
+	binary.BigEndian.PutUint16(b[0:], sport)
+	binary.BigEndian.PutUint16(b[2:], dport)
+	binary.BigEndian.PutUint16(b[4:], uint16(len(b)))
+	copy(b[8:], data)
+	return b
+}
+
+// flowSeeds are established flows through the router, so that their later
+// packets take the flowtable's fast path (with MASQUERADE and DNAT
+// applied), the SET target's and the sets' paths: each is several
+// packets each way.
+func flowSeeds(cat func(...[]byte) []byte, payload []byte) [][]byte {
+	const (
+		syn, ack, psh, fin, rst = 0x02, 0x10, 0x08, 0x01, 0x04
+	)
+	var out [][]byte
+	u := func(src, dst string, sp, dp uint16, n int) []byte {
+		return ip4(src, dst, wire.ProtocolUDP, 1, 0, 0, nil, udpSeg(sp, dp, payload[:n]))
+	}
+	// A UDP flow from the lan, masqueraded to 10.2.0.1, answered, then on
+	// the fast path both ways; a big one over the wan's MTU (slow path:
+	// fragmentation), the flowtable's timeout, the flow again.
+	out = append(out, cat(
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 3000, 7, 10)),
+		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 7, 3000, 10)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 3000, 7, 20)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 3000, 7, 30)),
+		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 7, 3000, 40)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 3000, 7, 1400)),
+		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 7, 3000, 50)),
+		rec(opClock, []byte{60}),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 3000, 7, 10)),
+		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 7, 3000, 10)),
+	))
+	// A TCP connection from the lan: handshake, data both ways (the fast
+	// path), FIN (back to the slow path), RST.
+	t := func(src, dst string, sp, dp uint16, seq, an uint32, fl byte, n int) []byte {
+		return ip4(src, dst, wire.ProtocolTCP, 2, 0, 0, nil, tcpSeg(sp, dp, seq, an, fl, payload[:n]))
+	}
+	out = append(out, cat(
+		rec(opEthIP|fixSums, t("10.1.0.50", "10.2.0.2", 40001, 80, 100, 0, syn, 0)),
+		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 80, 40001, 5000, 101, syn|ack, 0)),
+		rec(opEthIP|fixSums, t("10.1.0.50", "10.2.0.2", 40001, 80, 101, 5001, ack, 0)),
+		rec(opEthIP|fixSums, t("10.1.0.50", "10.2.0.2", 40001, 80, 101, 5001, ack|psh, 100)),
+		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 80, 40001, 5001, 201, ack|psh, 200)),
+		rec(opEthIP|fixSums, t("10.1.0.50", "10.2.0.2", 40001, 80, 201, 5201, ack|psh, 100)),
+		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 80, 40001, 5201, 301, ack|psh, 200)),
+		rec(opEthIP|fixSums, t("10.1.0.50", "10.2.0.2", 40001, 80, 301, 5401, ack|fin, 0)),
+		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 80, 40001, 5401, 302, ack|rst, 0)),
+	))
+	// A port forward: UDP from the wan to 10.2.0.1:5353, DNATed to the
+	// host's socket, and the host's answers; TCP to 8080 (the host has no
+	// TCP).
+	out = append(out, cat(
+		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 999, 5353, 10)),
+		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 999, 5353, 10)),
+		rec(opSend, []byte{0, 'a'}),
+		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 999, 5353, 10)),
+		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 999, 5353, 10)),
+		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 40002, 8080, 1, 0, syn, 0)),
+	))
+	// The sets: a knock (SET --add-set), a packet it lets through, the
+	// element deleted; blocked sources and destinations; the verdict maps'
+	// verdicts; the SET target's element timing out.
+	out = append(out, cat(
+		rec(opEthIP|fixSums, u("10.1.0.53", "10.2.0.2", 1, 7100, 1)),
+		rec(opClock, []byte{1}),
+		rec(opEthIP|fixSums, u("10.1.0.53", "10.2.0.2", 1, 4000, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.53", "10.2.0.2", 1, 7101, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.53", "10.2.0.2", 1, 7102, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.66", "10.2.0.2", 1, 7, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.110", 1, 7, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.51", "10.2.0.2", 1, 7, 1)),
+		rec(opEthIP|fixSums, t("10.1.0.52", "10.2.0.2", 2, 80, 1, 0, syn, 0)),
+		rec(opEthIP|fixSums, t("10.1.0.52", "10.2.0.3", 2, 81, 1, 0, syn, 0)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 1, 1234, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 1, 1235, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 1, 1236, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 1, 1237, 1)),
+		rec(opEthIP|fixSums, u("10.1.0.50", "10.2.0.2", 1, 23, 1)),
+		rec(opClock, []byte{50}),
+		rec(opEthIP|fixSums, u("10.1.0.53", "10.2.0.2", 1, 4000, 1)),
+	))
+	// IPv6 flows (no NAT): UDP both ways, on the fast path from the third
+	// packet; a blocked destination.
+	u6 := func(src, dst string, sp, dp uint16, n int) []byte {
+		return ip6(src, dst, wire.ProtocolUDP, udpSeg(sp, dp, payload[:n]))
+	}
+	out = append(out, cat(
+		rec(opEthIP|fixSums, u6("fd00:1::50", "fd00:2::2:2", 3000, 7, 10)),
+		rec(opWAN|fixSums, u6("fd00:2::2:2", "fd00:1::50", 7, 3000, 10)),
+		rec(opEthIP|fixSums, u6("fd00:1::50", "fd00:2::2:2", 3000, 7, 20)),
+		rec(opWAN|fixSums, u6("fd00:2::2:2", "fd00:1::50", 7, 3000, 20)),
+		rec(opEthIP|fixSums, u6("fd00:1::50", "fd00:2::2:2", 3000, 7, 1300)),
+		rec(opEthIP|fixSums, u6("fd00:1::51", "fd00:2::2", 3000, 7, 10)),
+		rec(opClock, []byte{200}),
+	))
 	return out
 }
 

@@ -2,7 +2,9 @@
 // into a host and a router built from pipeline files on channel links, with
 // every module the project has (network.ipv4, network.arp, network.ipv6 with
 // NDP, transport.udp, reassembly, fragmentation, the filter with rules in
-// raw, mangle and filter), and the invariants checked
+// raw, mangle, nat (MASQUERADE, DNAT) and filter, named sets, verdict maps
+// and the SET target, conntrack's flowtable fast path), and the
+// invariants checked
 // after each input:
 //
 //   - no panic (a panic on a link reader goroutine kills a router);
@@ -64,15 +66,36 @@ modules:
       links:
         lan: {prefixes: ["fd00:1::/64"], interval: 10s}
   - transport.udp
-  - {module: netfilter.conntrack, max: 256}
+  - {module: netfilter.conntrack, max: 256, flowtables: [{name: ft, devices: [lan, wan], timeout: 5s}]}
 links:
   - {name: lan, module: link.channel, framing: ethernet, mac: "02:00:00:00:01:01", queue: 4096, addresses: [10.1.0.1/24, "fd00:1::1/64"]}
   - {name: wan, module: link.channel, framing: ip, mtu: 1280, queue: 4096, addresses: [10.2.0.1/24, "fd00:2::1/64"]}
 forwarding: {ipv4: true, ipv6: true}
 filter:
+  sets:
+    blocked: {type: hash:net, counters: true, elements: [10.1.0.66/32, "10.2.0.100-10.2.0.120", "fd00:1::66/128", "fd00:2::/120"]}
+    seen: {type: "addr . port", timeout: 3, maxelem: 16, counters: true}
+    knocked: {type: hash:ip, timeout: 2, maxelem: 8}
+    nets: {type: hash:net, timeout: 4, maxelem: 8}
+    pports: {type: "prefix . port", elements: ["10.2.0.0/24 . tcp:80", "10.2.0.0/28 . 81-90", "fd00:2::/64 . udp:7"]}
+    dports: {type: port, constant: true, elements: ["udp:7", "tcp:80", "5000-5100"]}
+  maps:
+    by_port:
+      type: port
+      elements: {"23": drop, "tcp:81": jump from_lan, "udp:1234": accept, "udp:1235": goto vmapped, "udp:1236": return, "udp:1237": continue}
+    by_src:
+      type: "addr . port"
+      elements: {"10.1.0.51 . udp:7": drop, "10.1.0.52 . tcp:80": jump vmapped, "fd00:1::51 . 7": accept}
   raw:
     prerouting:
       rules: ["-p udp --dport 9 -j DROP"]
+  nat:
+    prerouting:
+      rules:
+        - "-i wan -p tcp --dport 8080 -j DNAT --to-destination 10.1.0.2:80"
+        - "-i wan -p udp --dport 5353 -j DNAT --to-destination 10.1.0.2:53"
+    postrouting:
+      rules: ["-o wan -j MASQUERADE"]
   mangle:
     forward:
       rules:
@@ -88,12 +111,25 @@ filter:
         - {proto: icmpv6, icmpv6_type: echo-request, target: accept}
     forward:
       rules:
+        - "-m conntrack --ctstate ESTABLISHED -j FLOWOFFLOAD --flowtable ft"
         - "-m conntrack --ctstate INVALID -j DROP"
+        - "-m set --match-set blocked src -j DROP"
+        - "-m set --match-set blocked dst -j DROP"
+        - "-j SET --add-set seen src,dst --exist"
+        - "-p udp --dport 7100 -j SET --add-set knocked src --timeout 1"
+        - "-p udp --dport 7101 -j SET --del-set knocked src"
+        - "-p udp --dport 7102 -j SET --add-set nets dst"
+        - "-m set --match-set knocked src -m set ! --match-set nets dst -j ACCEPT"
+        - "-m set --match-set pports dst,dst -j ACCEPT"
+        - "-m set ! --match-set dports dst -j VMAP --vmap by_port dst"
+        - "-j VMAP --vmap by_src src,dst"
         - "-p tcp -m connlimit --connlimit-above 8 -j REJECT --reject-with tcp-reset"
         - {in: lan, jump: from_lan}
         - "-m mark --mark 0x7 -p udp --dport 7 -j ACCEPT"
         - "-p udp -m multiport --dports 1000:1100 -j REJECT"
         - "-m length --length 1400:65535 -j LOG --log-prefix big "
+    vmapped:
+      rules: ["-p udp -j RETURN", "-m set --match-set seen dst,src -j ACCEPT"]
     from_lan:
       rules:
         - "-s 10.1.0.77 -j DROP"

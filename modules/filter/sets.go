@@ -77,7 +77,10 @@ func (t setType) dims() int {
 // is larger by default so that a 100,000-entry block list fits).
 const (
 	defaultMaxElem = 1 << 20
-	maxPortExpand  = 65536 // ports one element of hash:ip,port may expand to
+	// maxExpanded bounds the entries the ranges of a set's elements
+	// expand to in its lookup tables (addr . port, prefix . port).
+	maxExpanded   = 4 * defaultMaxElem
+	maxPortExpand = 65536 // ports one element of hash:ip,port may expand to
 )
 
 // elemKey is an element's value.
@@ -785,6 +788,56 @@ type setSnap struct {
 	np6bits []uint8
 	// anyProto, someProto: elements without / with a protocol exist.
 	anyProto, someProto bool
+	// shadowed (the types with ports): elements that lost a key of their
+	// table to another (nested or overlapping ranges, a port given again
+	// at run time): when the element that took the key expires, the
+	// lookup looks among these for one that still holds the key (fallback).
+	shadowed []int32
+	lost     []bool // building: shadowed's members
+}
+
+// shade records that element e lost a key to another (buildSnap).
+func (sn *setSnap) shade(e int32) {
+	if sn.lost == nil {
+		sn.lost = make([]bool, len(sn.elems))
+	}
+	if !sn.lost[e] {
+		sn.lost[e] = true
+		sn.shadowed = append(sn.shadowed, e)
+	}
+}
+
+// fallback is a live shadowed element holding (a, port) with protocol
+// key proto (0: the any-protocol elements), the most specific address
+// first, then the narrowest port range (-1: none). Called only when the
+// element a table names for the key expired.
+func (sn *setSnap) fallback(a netip.Addr, port uint16, proto uint8, now int64) int32 {
+	best := int32(-1)
+	for _, e := range sn.shadowed {
+		el := &sn.elems[e]
+		k := &el.key
+		if k.proto != proto || port < k.plo || port > k.phi || el.expired(now) {
+			continue
+		}
+		switch sn.typ {
+		case setIPPort:
+			if k.lo != a {
+				continue
+			}
+		case setNetPort:
+			if k.lo.BitLen() != a.BitLen() || a.Less(k.lo) || k.hi.Less(a) {
+				continue
+			}
+		}
+		if best >= 0 {
+			b := &sn.elems[best].key
+			if k.bits < b.bits || k.bits == b.bits && int(k.phi)-int(k.plo) >= int(b.phi)-int(b.plo) {
+				continue
+			}
+		}
+		best = e
+	}
+	return best
 }
 
 type piece struct {
@@ -854,14 +907,31 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 	case setIPPort:
 		ipp4 := map[uint64]int32{}
 		sn.ipp6 = map[ipp6Key]int32{}
+		// Each port of a range is an entry (as ipset expands it): bound
+		// them as setNetPort's, or maxelem elements of 65,536 ports each
+		// would be 2^36 entries.
+		total := 0
+		for i := range elems {
+			if total += int(elems[i].key.phi) - int(elems[i].key.plo) + 1; total > maxExpanded {
+				return nil, fmt.Errorf("the set's port ranges expand to more than %d entries", maxExpanded)
+			}
+		}
 		defer func() { sn.ipp4 = newU64Table(ipp4) }()
 		for i := range elems {
 			k := &elems[i].key
 			for p := int(k.plo); p <= int(k.phi); p++ {
 				if k.lo.Is4() {
-					ipp4[addrU128(k.lo).lo<<32|uint64(k.proto)<<16|uint64(p)] = int32(i)
+					key := addrU128(k.lo).lo<<32 | uint64(k.proto)<<16 | uint64(p)
+					if o, ok := ipp4[key]; ok {
+						sn.shade(o)
+					}
+					ipp4[key] = int32(i)
 				} else {
-					sn.ipp6[ipp6Key{k.lo.As16(), k.proto, uint16(p)}] = int32(i)
+					key := ipp6Key{k.lo.As16(), k.proto, uint16(p)}
+					if o, ok := sn.ipp6[key]; ok {
+						sn.shade(o)
+					}
+					sn.ipp6[key] = int32(i)
 				}
 			}
 		}
@@ -880,15 +950,23 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 			for _, p := range ps {
 				a := addrU128(p.Addr())
 				for port := int(k.plo); port <= int(k.phi); port++ {
-					if total++; total > 4*defaultMaxElem {
-						return nil, fmt.Errorf("the set's ranges expand to more than %d entries", 4*defaultMaxElem)
+					if total++; total > maxExpanded {
+						return nil, fmt.Errorf("the set's ranges expand to more than %d entries", maxExpanded)
 					}
 					if p.Addr().Is4() {
 						b4[p.Bits()] = true
-						np4[a.lo<<32|uint64(p.Bits())<<24|uint64(k.proto)<<16|uint64(port)] = int32(i)
+						key := a.lo<<32 | uint64(p.Bits())<<24 | uint64(k.proto)<<16 | uint64(port)
+						if o, ok := np4[key]; ok {
+							sn.shade(o)
+						}
+						np4[key] = int32(i)
 					} else {
 						b6[p.Bits()] = true
-						sn.np6[np6Key{a, uint8(p.Bits()), k.proto, uint16(port)}] = int32(i)
+						key := np6Key{a, uint8(p.Bits()), k.proto, uint16(port)}
+						if o, ok := sn.np6[key]; ok {
+							sn.shade(o)
+						}
+						sn.np6[key] = int32(i)
 					}
 				}
 			}
@@ -902,6 +980,7 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 			}
 		}
 	}
+	sn.lost = nil
 	return sn, nil
 }
 
@@ -1072,6 +1151,9 @@ func (sn *setSnap) buildPorts() {
 			sn.ports = append(sn.ports, portTable{k.proto, tab})
 		}
 		for p := int(k.plo); p <= int(k.phi); p++ {
+			if o := tab[p]; o != 0 {
+				sn.shade(o - 1)
+			}
 			tab[p] = int32(i) + 1
 		}
 	}
@@ -1144,35 +1226,48 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 			if pt.proto != proto && pt.proto != 0 {
 				continue
 			}
-			if e := pt.idx[port] - 1; e >= 0 && (!sn.state || !sn.elems[e].expired(now)) {
-				return e
+			if e := pt.idx[port] - 1; e >= 0 {
+				if !sn.state || !sn.elems[e].expired(now) {
+					return e
+				}
+				if e := sn.fallback(a, port, pt.proto, now); e >= 0 {
+					return e
+				}
 			}
 		}
 	case setIPPort:
 		if a.Is4() {
 			k := addrU128(a).lo << 32
 			if sn.someProto {
-				if e, ok := sn.ipp4.get(k | uint64(proto)<<16 | uint64(port)); ok && (!sn.state || !sn.elems[e].expired(now)) {
-					return e
+				if e, ok := sn.ipp4.get(k | uint64(proto)<<16 | uint64(port)); ok {
+					if e = sn.live(e, a, port, proto, now); e >= 0 {
+						return e
+					}
 				}
 			}
 			if sn.anyProto {
-				if e, ok := sn.ipp4.get(k | uint64(port)); ok && (!sn.state || !sn.elems[e].expired(now)) {
-					return e
+				if e, ok := sn.ipp4.get(k | uint64(port)); ok {
+					if e = sn.live(e, a, port, 0, now); e >= 0 {
+						return e
+					}
 				}
 			}
 			return -1
 		}
 		k := ipp6Key{a.As16(), proto, port}
 		if sn.someProto {
-			if e, ok := sn.ipp6[k]; ok && (!sn.state || !sn.elems[e].expired(now)) {
-				return e
+			if e, ok := sn.ipp6[k]; ok {
+				if e = sn.live(e, a, port, proto, now); e >= 0 {
+					return e
+				}
 			}
 		}
 		if sn.anyProto {
 			k.proto = 0
-			if e, ok := sn.ipp6[k]; ok && (!sn.state || !sn.elems[e].expired(now)) {
-				return e
+			if e, ok := sn.ipp6[k]; ok {
+				if e = sn.live(e, a, port, 0, now); e >= 0 {
+					return e
+				}
 			}
 		}
 	case setNetPort:
@@ -1181,13 +1276,17 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 			for _, b := range sn.np4bits {
 				k := (v.lo&^(1<<(32-uint(b))-1))<<32 | uint64(b)<<24 | uint64(port)
 				if sn.someProto {
-					if e, ok := sn.np4.get(k | uint64(proto)<<16); ok && (!sn.state || !sn.elems[e].expired(now)) {
-						return e
+					if e, ok := sn.np4.get(k | uint64(proto)<<16); ok {
+						if e = sn.live(e, a, port, proto, now); e >= 0 {
+							return e
+						}
 					}
 				}
 				if sn.anyProto {
-					if e, ok := sn.np4.get(k); ok && (!sn.state || !sn.elems[e].expired(now)) {
-						return e
+					if e, ok := sn.np4.get(k); ok {
+						if e = sn.live(e, a, port, 0, now); e >= 0 {
+							return e
+						}
 					}
 				}
 			}
@@ -1196,19 +1295,35 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 		for _, b := range sn.np6bits {
 			k := np6Key{v.and(onesLow(128 - int(b)).not()), b, proto, port}
 			if sn.someProto {
-				if e, ok := sn.np6[k]; ok && (!sn.state || !sn.elems[e].expired(now)) {
-					return e
+				if e, ok := sn.np6[k]; ok {
+					if e = sn.live(e, a, port, proto, now); e >= 0 {
+						return e
+					}
 				}
 			}
 			if sn.anyProto {
 				k.proto = 0
-				if e, ok := sn.np6[k]; ok && (!sn.state || !sn.elems[e].expired(now)) {
-					return e
+				if e, ok := sn.np6[k]; ok {
+					if e = sn.live(e, a, port, 0, now); e >= 0 {
+						return e
+					}
 				}
 			}
 		}
 	}
 	return -1
+}
+
+// live is e when it has not expired, else a shadowed element that holds
+// the same key (fallback), -1 none.
+func (sn *setSnap) live(e int32, a netip.Addr, port uint16, proto uint8, now int64) int32 {
+	if !sn.state || !sn.elems[e].expired(now) {
+		return e
+	}
+	if len(sn.shadowed) == 0 {
+		return -1
+	}
+	return sn.fallback(a, port, proto, now)
 }
 
 // search4 is the index of the last start ≤ x (starts[0] is 0).

@@ -79,3 +79,36 @@ filter:
 		t.Error("no change queued: the test proves nothing")
 	}
 }
+
+// TestVMapZeroAllocs: a verdict map's lookup and its verdicts (a jump to
+// a user chain, accept, drop, no element) allocate nothing.
+func TestVMapZeroAllocs(t *testing.T) {
+	m := mustLoad(t, `maps:
+  by_port: {type: port, elements: {"22": jump ssh, "tcp:80": accept, "6000-6063": drop}}
+filter:
+  forward:
+    rules:
+      - "-j VMAP --vmap by_port dst"
+  ssh:
+    rules: ["-s 10.0.0.0/8 -j ACCEPT", "-j DROP"]
+`)
+	var pcs []*pipeline.PacketContext
+	seen := map[pipeline.Verdict]bool{}
+	for i, dport := range []uint16{22, 80, 6001, 443, 22} {
+		src := []string{"10.0.1.2", "192.0.2.1"}[i%2]
+		pc := pk{proto: 6, src: src, dst: "10.0.2.2", sport: 1000, dport: dport, hook: pipeline.Forward}.ctx(t)
+		seen[eval(m, pc)] = true
+		pcs = append(pcs, pc)
+	}
+	if !seen[pipeline.VerdictAccept] || !seen[pipeline.VerdictDrop] {
+		t.Fatalf("verdicts %v: the map does not decide", seen)
+	}
+	const runs = 10240
+	if n := pt.CountMallocs(func() {
+		for i := range runs {
+			eval(m, pcs[i%len(pcs)])
+		}
+	}); n != 0 {
+		t.Errorf("%d allocations in %d evaluations", n, runs)
+	}
+}

@@ -188,6 +188,22 @@ func (m *SetMatch) fields(pc *pipeline.PacketContext, t setType) (a netip.Addr, 
 // fields: the same key, not just one that holds them (a hash:net set's
 // /32 of the address, not a wider prefix).
 func (sn *setSnap) lookupExact(a netip.Addr, port uint16, proto uint8, now int64) int32 {
+	if sn.typ == setPort {
+		// The target adds the port for any protocol (applyOps): only the
+		// any-protocol table can hold that element (a protocol's own
+		// table, which lookup tries first, never does).
+		for _, pt := range sn.ports {
+			if pt.proto != 0 {
+				continue
+			}
+			if e := pt.idx[port] - 1; e >= 0 && (!sn.state || !sn.elems[e].expired(now)) {
+				if k := &sn.elems[e].key; k.plo == port && k.phi == port {
+					return e
+				}
+			}
+		}
+		return -1
+	}
 	e := sn.lookup(a, port, proto, now)
 	if e < 0 {
 		return -1
@@ -337,16 +353,22 @@ func (s *Set) applyOps(ops []setOp) {
 		}
 		add[text] = e
 	}
+	// changed: an element goes or comes. Else (renewals in place, adds
+	// to a full set) the snapshot stays: no rebuild of a full set per
+	// queued add.
+	changed, renewed := false, false
 	elems := make([]setElem, 0, len(old.elems)+len(add))
 	for i := range old.elems {
 		e := old.elems[i]
 		if del[e.text] || e.expired(now) {
+			changed = true
 			continue
 		}
 		if n, ok := add[e.text]; ok {
 			if e.st != nil && n.st != nil {
 				e.st.expires.Store(n.st.expires.Load())
 			}
+			renewed = true
 			delete(add, e.text)
 		}
 		elems = append(elems, e)
@@ -354,7 +376,14 @@ func (s *Set) applyOps(ops []setOp) {
 	for _, text := range order {
 		if e, ok := add[text]; ok && len(elems) < s.decl.maxElem {
 			elems = append(elems, e)
+			changed = true
 		}
+	}
+	if !changed {
+		if renewed {
+			s.changed.Store(true)
+		}
+		return
 	}
 	sn, err := buildSnap(s.decl.typ, elems)
 	if err != nil {
