@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -89,6 +90,9 @@ type table struct {
 	portTable [portTableSize]uint32        // RFC 6056 algorithm 4's table
 	timeWait  int                          // connections in TIME-WAIT
 	closed    bool
+
+	// fwd takes the connection requests no listener takes (forwarder.go).
+	fwd atomic.Pointer[Forwarder]
 
 	// challenge ACK budget (RFC 5961 §7): challengeLimit per second.
 	chMu    sync.Mutex
@@ -354,6 +358,11 @@ func (t *table) Close() error {
 	clear(t.wildcard)
 	t.mu.Unlock()
 	t.wheel.close()
+	if f := t.fwd.Swap(nil); f != nil {
+		for _, r := range f.shut() {
+			r.Drop()
+		}
+	}
 	for _, l := range ls {
 		l.shut(errStackClosed)
 	}
