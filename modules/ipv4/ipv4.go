@@ -643,7 +643,10 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 			return
 		}
 	}
-	fromAddr := from.Addr().As4()
+	var fromAddr [4]byte
+	if ok {
+		fromAddr = from.Addr().As4()
+	}
 	if _, _, local := b.Gen.IsLocal4(dst); local || anyDst {
 		// About a packet to one of our addresses the error comes from
 		// that address (Linux icmp_send, RTCF_LOCAL): nmap takes port
