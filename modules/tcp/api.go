@@ -427,6 +427,10 @@ type Dialer struct {
 	Timeout time.Duration
 	// KeepAlive is the keepalive period: 0 means 15 s, negative off.
 	KeepAlive time.Duration
+	// CongestionControl chooses the connection's algorithm, a tcp.cc
+	// module by name ("cubic", "newreno"; what TCP_CONGESTION sets on
+	// Linux); empty: the stack's (the pipeline file's).
+	CongestionControl string
 }
 
 // Dial connects to address on s ("10.0.2.2:80"; IP literals only).
@@ -495,7 +499,14 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 		}
 		local = netip.AddrPortFrom(src, local.Port())
 	}
+	cc, err := ccByName(d.CongestionControl)
+	if err != nil {
+		return nil, op(err)
+	}
 	c := newConn(t, st, local, remote)
+	if cc != nil {
+		c.cc = cc
+	}
 	c.state = stateSynSent
 	c.wsOK, c.tsOK, c.sackOK = st.ws, st.ts, st.sack
 	if c.wsOK {

@@ -43,6 +43,7 @@ type Forwarder struct {
 	t           *table
 	maxInFlight int
 	keepalive   time.Duration
+	cc          CongestionControl
 
 	mu       sync.Mutex
 	inFlight map[fourTuple]*ForwarderRequest // queued or handed out, not answered
@@ -62,6 +63,9 @@ type ForwarderConfig struct {
 	// KeepAlive is the keepalive period of accepted connections: 0 means
 	// 15 s (as Go's net.ListenConfig), negative off.
 	KeepAlive time.Duration
+	// CongestionControl chooses the accepted connections' algorithm, a
+	// tcp.cc module by name ("cubic"); empty: the stack's.
+	CongestionControl string
 }
 
 // ForwarderStats are a Forwarder's counts.
@@ -79,8 +83,12 @@ func NewForwarder(s *pipeline.Stack, cfg ForwarderConfig) (*Forwarder, error) {
 	if err != nil {
 		return nil, err
 	}
+	cc, err := ccByName(cfg.CongestionControl)
+	if err != nil {
+		return nil, err
+	}
 	f := &Forwarder{
-		t: t, maxInFlight: cfg.MaxInFlight,
+		t: t, maxInFlight: cfg.MaxInFlight, cc: cc,
 		inFlight: map[fourTuple]*ForwarderRequest{},
 		ready:    make(chan struct{}, 1), done: make(chan struct{}),
 	}
@@ -311,7 +319,7 @@ func (r *ForwarderRequest) Accept(ctx context.Context) (*Conn, error) {
 	// A listener of its own, outside the table, with room for this one
 	// connection: the SYN-RECEIVED machinery (SYN-ACK retries, the
 	// handshake's checks, the accept queue) is the listeners'.
-	l := &listener{t: t, addr: r.local, network: network, keepalive: f.keepalive, backlog: 1, synq: 1,
+	l := &listener{t: t, addr: r.local, network: network, keepalive: f.keepalive, cc: f.cc, backlog: 1, synq: 1,
 		ready: make(chan struct{}, 1), done: make(chan struct{})}
 	var n *conn
 	var err error

@@ -291,6 +291,9 @@ func (p *Protocol) synReceived(b *pipeline.Batch, l *listener, s *segment, local
 	st := p.st
 	n := newConn(p.t, st, local, remote)
 	n.passive, n.listener, n.state = true, l, stateSynRcvd
+	if l.cc != nil {
+		n.cc = l.cc
+	}
 	if l.keepalive > 0 {
 		n.keepalive, n.keepIdle, n.keepIntvl = true, l.keepalive, l.keepalive
 	}
