@@ -427,6 +427,10 @@ type Dialer struct {
 	Timeout time.Duration
 	// KeepAlive is the keepalive period: 0 means 15 s, negative off.
 	KeepAlive time.Duration
+	// Resolver, when set, resolves host names in DialContext's address
+	// (StackResolver: over the stack itself); without it only IP
+	// literals are dialled.
+	Resolver *net.Resolver
 	// CongestionControl chooses the connection's algorithm, a tcp.cc
 	// module by name ("cubic", "newreno"; what TCP_CONGESTION sets on
 	// Linux); empty: the stack's (the pipeline file's).
@@ -473,6 +477,9 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 	t, st, err := stackTable(s, network)
 	if err != nil {
 		return nil, op(err)
+	}
+	if host, port, err := net.SplitHostPort(address); err == nil && d.Resolver != nil && isName(host) {
+		return d.dialName(ctx, network, host, port)
 	}
 	remote, err := parseAddr(network, address)
 	if err != nil {
@@ -585,7 +592,7 @@ func parseAddr(network, address string) (netip.AddrPort, error) {
 	var a netip.Addr
 	if host != "" {
 		if a, err = netip.ParseAddr(host); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("%q is not an IP address (names are not resolved)", host)
+			return netip.AddrPort{}, fmt.Errorf("%q is not an IP address (names are resolved only with Dialer.Resolver)", host)
 		}
 		if a.Is4In6() {
 			a = a.Unmap()
