@@ -71,4 +71,3 @@ func isName(host string) bool {
 	_, err := netip.ParseAddr(host)
 	return err != nil
 }
-
