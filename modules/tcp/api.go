@@ -550,20 +550,16 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 		defer tm.Stop()
 		timeout = tm.C
 	}
-	select {
-	case <-c.estab:
-	case <-ctx.Done():
+	if !c.waitHandshake(ctx.Done(), timeout) {
+		err := ctx.Err()
+		if err == nil {
+			err = errTimedOut
+		}
 		c.mu.Lock()
 		c.userClosed = true
-		c.destroy(ctx.Err())
+		c.destroy(err)
 		c.mu.Unlock()
-		return nil, op(ctx.Err())
-	case <-timeout:
-		c.mu.Lock()
-		c.userClosed = true
-		c.destroy(errTimedOut)
-		c.mu.Unlock()
-		return nil, op(errTimedOut)
+		return nil, op(err)
 	}
 	c.mu.Lock()
 	ok := c.state.synchronized()

@@ -346,9 +346,7 @@ func (r *ForwarderRequest) Accept(ctx context.Context) (*Conn, error) {
 	case err != nil:
 		return nil, op(err)
 	}
-	select {
-	case <-n.estab:
-	case <-ctx.Done():
+	if !n.waitHandshake(ctx.Done(), nil) {
 		n.do(func(b *pipeline.Batch, now int64) {
 			n.userClosed = true
 			n.abort(b, now, ctx.Err())
