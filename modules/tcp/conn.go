@@ -179,7 +179,7 @@ func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {
 		sndBufMax: st.sndBuf, rcvBufMax: st.rcvBuf, noDelay: true,
 		cc: st.cc, rto: int64(initialRTO),
 		rcvReady: make(chan struct{}, 1), sndReady: make(chan struct{}, 1),
-		done: make(chan struct{}),
+		done:     make(chan struct{}),
 		keepIdle: st.defaultKeepIdle, keepIntvl: st.defaultKeepIntvl, keepProbes: st.defaultKeepProbes,
 		quickAcks: 16,
 	}
