@@ -41,7 +41,7 @@ run() { # run STACK DEV: one stream, prints the sink's MB/s
 	fi
 	"$work/tcpsink" -stack "$stack" -dev "$dev@$NS" -addr 10.233.0.2/24 >"$out" 2>&1 &
 	pid=$!
-	for _ in $(seq 100); do grep -q ready "$out" && break; sleep 0.1; done
+	for _ in $(seq 100); do grep -qs ready "$out" && break; sleep 0.1; done
 	grep -q ready "$out" || die "$stack sink not ready: $(cat "$out")"
 	ip -n "$NS" addr add 10.233.0.1/24 dev "$dev"
 	ip -n "$NS" link set "$dev" up
