@@ -1,11 +1,14 @@
 package bench
 
-// gVisor's half of the TCP bulk benchmark (tcp_bulk_scenario_test.go): two
-// gVisor stacks (ipv4 + tcp) on link/channel endpoints joined by
-// gvisorPipe, the connection from adapters/gonet (ListenTCP, DialTCP).
+// gVisor's half of the TCP benchmarks (tcp_bulk_scenario_test.go): two
+// gVisor stacks (ipv4 + tcp, SACK on) on link/channel endpoints joined by
+// gvisorPipe, the connections from adapters/gonet (ListenTCP,
+// DialContextTCP).
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"testing"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -16,7 +19,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 )
 
-func newGVisorTCPHost(tb testing.TB, addr [4]byte) (*stack.Stack, *channel.Endpoint) {
+func newGVisorTCPHost(tb testing.TB, addr [4]byte, mtu int) (*stack.Stack, *channel.Endpoint) {
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
@@ -25,7 +28,17 @@ func newGVisorTCPHost(tb testing.TB, addr [4]byte) (*stack.Stack, *channel.Endpo
 		s.Close()
 		s.Wait()
 	})
-	ep := channel.New(queueSize, echoLinkMTU, "")
+	// As the users of gVisor's netstack configure it (Tailscale,
+	// wireguard-go's tun/netstack): SACK, receive buffer moderation.
+	sack := tcpip.TCPSACKEnabled(true)
+	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack); err != nil {
+		tb.Fatalf("SACK: %s", err)
+	}
+	mod := tcpip.TCPModerateReceiveBufferOption(true)
+	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &mod); err != nil {
+		tb.Fatalf("moderate receive buffer: %s", err)
+	}
+	ep := channel.New(tcpQueue, uint32(mtu), "")
 	if err := s.CreateNIC(1, ep); err != nil {
 		tb.Fatalf("CreateNIC: %s", err)
 	}
@@ -40,34 +53,31 @@ func newGVisorTCPHost(tb testing.TB, addr [4]byte) (*stack.Stack, *channel.Endpo
 	return s, ep
 }
 
-func BenchmarkTCPBulkGVisor(b *testing.B) {
-	server, es := newGVisorTCPHost(b, echoServerIP)
-	client, ec := newGVisorTCPHost(b, echoClientIP)
-	stop := gvisorPipe(ec, es)
-	defer stop()
-	ln, err := gonet.ListenTCP(server, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(echoServerIP), Port: bulkPort}, ipv4.ProtocolNumber)
+func newGVisorTCPPair(tb testing.TB, mtu int) tcpPair {
+	server, es := newGVisorTCPHost(tb, echoServerIP, mtu)
+	client, ec := newGVisorTCPHost(tb, echoClientIP, mtu)
+	tb.Cleanup(gvisorPipe(ec, es))
+	addr := tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(echoServerIP), Port: bulkPort}
+	ln, err := gonet.ListenTCP(server, addr, ipv4.ProtocolNumber)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer ln.Close()
-	accepted := make(chan *gonet.TCPConn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			accepted <- nil
-			return
-		}
-		accepted <- c.(*gonet.TCPConn)
-	}()
-	cli, err := gonet.DialContextTCP(context.Background(), client, tcpip.FullAddress{NIC: 1, Addr: tcpip.AddrFrom4(echoServerIP), Port: bulkPort}, ipv4.ProtocolNumber)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cli.Close()
-	srv := <-accepted
-	if srv == nil {
-		b.Fatal("accept failed")
-	}
-	defer srv.Close()
-	runBulk(b, cli, srv)
+	tb.Cleanup(func() { ln.Close() })
+	return tcpPair{ln: ln, dial: func(ctx context.Context) (net.Conn, error) {
+		return gonet.DialContextTCP(ctx, client, addr, ipv4.ProtocolNumber)
+	}}
 }
+
+func BenchmarkTCPBulkGVisor(b *testing.B) {
+	for _, mtu := range []int{1500, 65535} {
+		b.Run(fmt.Sprintf("mtu=%d", mtu), func(b *testing.B) { bulk(b, newGVisorTCPPair(b, mtu)) })
+	}
+}
+
+func BenchmarkTCPConnectGVisor(b *testing.B) {
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("dialers=%d", n), func(b *testing.B) { runConnect(b, newGVisorTCPPair(b, 1500), n) })
+	}
+}
+
+func BenchmarkTCPIdleGVisor(b *testing.B) { runIdle(b, newGVisorTCPPair(b, 1500)) }

@@ -1,11 +1,13 @@
 package bench
 
-// pipestack's half of the TCP bulk benchmark (tcp_bulk_scenario_test.go):
-// two stacks from pipeline files on piped link.channel endpoints, the
-// connection from modules/tcp (tcp.Listen, tcp.Dial) used as net.Conn.
+// pipestack's half of the TCP benchmarks (tcp_bulk_scenario_test.go): two
+// stacks from pipeline files on piped link.channel endpoints, the
+// connections from modules/tcp (tcp.Listen, tcp.Dialer) used as net.Conn.
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -21,8 +23,8 @@ links:
   - {name: l, module: link.channel, framing: ip, mtu: %[2]d, queue: %[3]d, addresses: [%[4]s/24]}
 `
 
-func newPipestackTCPHost(tb testing.TB, name string, addr [4]byte) *pipeline.Stack {
-	text := fmt.Sprintf(pipestackTCPHost, name, echoLinkMTU, queueSize, netip.AddrFrom4(addr))
+func newPipestackTCPHost(tb testing.TB, name string, addr [4]byte, mtu int) *pipeline.Stack {
+	text := fmt.Sprintf(pipestackTCPHost, name, mtu, tcpQueue, netip.AddrFrom4(addr))
 	cfg, err := pipeline.ParseConfig(name+".yaml", []byte(text))
 	if err != nil {
 		tb.Fatal(err)
@@ -35,30 +37,33 @@ func newPipestackTCPHost(tb testing.TB, name string, addr [4]byte) *pipeline.Sta
 	return s
 }
 
-func BenchmarkTCPBulkPipestack(b *testing.B) {
-	server := newPipestackTCPHost(b, "bulk-server", echoServerIP)
-	client := newPipestackTCPHost(b, "bulk-client", echoClientIP)
+func newPipestackTCPPair(tb testing.TB, mtu int) tcpPair {
+	server := newPipestackTCPHost(tb, "tcp-server", echoServerIP, mtu)
+	client := newPipestackTCPHost(tb, "tcp-client", echoClientIP, mtu)
 	ls, _ := server.Link("l")
 	lc, _ := client.Link("l")
 	stop := channel.Pipe(lc.(*channel.Endpoint), ls.(*channel.Endpoint))
-	defer stop()
+	tb.Cleanup(stop)
 	addr := netip.AddrPortFrom(netip.AddrFrom4(echoServerIP), bulkPort)
 	ln, err := tcp.Listen(server, "tcp4", addr.String())
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer ln.Close()
-	accepted := make(chan *tcp.Conn, 1)
-	go func() {
-		c, _ := ln.AcceptTCP()
-		accepted <- c
-	}()
-	cli, err := tcp.Dial(client, "tcp4", addr.String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cli.Close()
-	srv := <-accepted
-	defer srv.Close()
-	runBulk(b, cli, srv)
+	tb.Cleanup(func() { ln.Close() })
+	d := &tcp.Dialer{Stack: client}
+	return tcpPair{ln: ln, dial: func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp4", addr.String()) }}
 }
+
+func BenchmarkTCPBulkPipestack(b *testing.B) {
+	for _, mtu := range []int{1500, 65535} {
+		b.Run(fmt.Sprintf("mtu=%d", mtu), func(b *testing.B) { bulk(b, newPipestackTCPPair(b, mtu)) })
+	}
+}
+
+func BenchmarkTCPConnectPipestack(b *testing.B) {
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("dialers=%d", n), func(b *testing.B) { runConnect(b, newPipestackTCPPair(b, 1500), n) })
+	}
+}
+
+func BenchmarkTCPIdlePipestack(b *testing.B) { runIdle(b, newPipestackTCPPair(b, 1500)) }

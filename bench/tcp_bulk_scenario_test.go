@@ -1,27 +1,53 @@
 package bench
 
-// Shared scenario for the TCP bulk benchmarks (BenchmarkTCPBulkPipestack,
-// BenchmarkTCPBulkGVisor):
+// Shared scenarios for the TCP benchmarks, each run on both stacks
+// (BenchmarkTCP{Bulk,Connect,Idle}{Pipestack,GVisor}):
 //
-//	client 10.0.1.2:ephemeral ──(in-memory link, MTU 1500)── server 10.0.1.1:5001
+//	client 10.0.1.2:ephemeral ──(in-memory link, MTU 1500 or 65,535)── server 10.0.1.1:5001
 //
 // Two stacks joined by one in-memory link of bare IP packets, each
-// direction moved by its own goroutine (as for the UDP echo). The client
-// writes 64 KiB per b.N iteration through net.Conn.Write; the server
-// goroutine reads and discards; the benchmark ends when the server has
-// read everything. Reported: MB/s (b.SetBytes), ns/op, allocs/op over all
-// goroutines. Like scenario_test.go, this file imports neither stack.
+// direction moved by its own goroutine (as for the UDP echo), with a link
+// queue of tcpQueue packets so that the harness never drops a segment (a
+// 1,024-packet queue behind a mover that moves one packet at a time
+// dropped gVisor's segments under a full window: RTOs, 5–500 MB/s from
+// run to run). Both stacks run with SACK and their defaults otherwise
+// (gVisor: moderate receive buffer on, as Tailscale and wireguard-go's
+// netstack configure it). Like scenario_test.go, this file imports
+// neither stack.
+//
+//   - Bulk: the client writes 64 KiB per b.N iteration through
+//     net.Conn.Write; the server goroutine reads and discards; MB/s.
+//   - Connect: b.N connections, from 1 or 8 dialer goroutines; each
+//     dials, the server accepts and closes at once, the dialer reads the
+//     EOF and closes (the server's end goes to TIME-WAIT, the client's
+//     port is free again). conns/s and allocs per connection.
+//   - Idle: idleConns connections established and left idle; the live
+//     heap (runtime.ReadMemStats HeapAlloc after two GCs) before and
+//     after, per connection, both ends: B/conn (once per call).
 
 import (
+	"context"
 	"io"
 	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 const (
 	bulkPort  = 5001
 	bulkChunk = 64 << 10
+	tcpQueue  = 1 << 16
+	idleConns = 2000
 )
+
+// tcpPair is a server and a client stack, joined.
+type tcpPair struct {
+	ln   net.Listener
+	dial func(ctx context.Context) (net.Conn, error)
+}
 
 // runBulk drives the transfer: client writes b.N chunks, server reads
 // them all.
@@ -48,4 +74,123 @@ func runBulk(b *testing.B, client, server net.Conn) {
 		b.Fatalf("server read %d of %d bytes", n, int64(b.N)*bulkChunk)
 	}
 	b.StopTimer()
+}
+
+// bulk accepts one connection of p and runs the transfer on it.
+func bulk(b *testing.B, p tcpPair) {
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := p.ln.Accept()
+		accepted <- c
+	}()
+	cli, err := p.dial(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cli.Close()
+	srv := <-accepted
+	if srv == nil {
+		b.Fatal("accept failed")
+	}
+	defer srv.Close()
+	runBulk(b, cli, srv)
+}
+
+// runConnect opens and closes b.N connections from dialers goroutines.
+func runConnect(b *testing.B, p tcpPair, dialers int) {
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		for {
+			c, err := p.ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	defer func() { p.ln.Close(); <-srvDone }()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, dialers)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for d := 0; d < dialers; d++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var one [1]byte
+			for next.Add(1) <= int64(b.N) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				c, err := p.dial(ctx)
+				cancel()
+				if err != nil {
+					errs <- err
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Read(one[:]); err != io.EOF {
+					errs <- err
+					c.Close()
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "conns/s")
+}
+
+// liveHeap is the heap in use after the garbage is collected.
+func liveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// runIdle reports the live heap per idle established connection (both
+// ends), over idleConns connections, measured once per call whatever b.N
+// (more connections would only add TIME-WAIT leftovers to the
+// measurement, and 200 rounds of them would run out of ports).
+func runIdle(b *testing.B, p tcpPair) {
+	accepted := make(chan net.Conn, idleConns)
+	go func() {
+		for {
+			c, err := p.ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	cli := make([]net.Conn, 0, idleConns)
+	srv := make([]net.Conn, 0, idleConns)
+	before := liveHeap()
+	for j := 0; j < idleConns; j++ {
+		c, err := p.dial(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cli = append(cli, c)
+		srv = append(srv, <-accepted)
+	}
+	time.Sleep(100 * time.Millisecond) // delayed ACKs out, queues drained
+	after := liveHeap()
+	perConn := float64(int64(after)-int64(before)) / idleConns
+	for j := range cli {
+		cli[j].Close()
+		srv[j].Close()
+	}
+	b.ReportMetric(perConn, "B/conn")
 }

@@ -120,6 +120,12 @@ type LinkConfig struct {
 	// Forwarding, when set, overrides the global forwarding switch for
 	// packets received on this link.
 	Forwarding *ForwardingConfig `yaml:"forwarding"`
+	// Transparent: unicast packets to any address received on this link
+	// are delivered to the stack, not forwarded (NetworkInterface.
+	// Transparent): the transports' forwarders (tcp.Forwarder,
+	// udp.Forwarder) and wildcard sockets take them, as Linux's AnyIP
+	// local route or gVisor's promiscuous NIC with spoofing.
+	Transparent bool `yaml:"transparent"`
 
 	Module    LinkModule `yaml:"-"`
 	Line, Col int        `yaml:"-"`

@@ -175,6 +175,7 @@ func (g *nicGen) Capabilities() LinkCapabilities {
 	return g.nic.bound.Load().caps
 }
 func (g *nicGen) Forwarding(family int) bool { return g.forward[famIndex(family)] }
+func (g *nicGen) Transparent() bool          { return g.cfg != nil && g.cfg.Transparent }
 func (g *nicGen) NIC() *NIC                  { return g.nic }
 func (g *nicGen) Addresses(family int) []AddressInfo {
 	if family == 6 {

@@ -300,6 +300,19 @@ type NetworkInterface interface {
 	// Forwarding reports whether packets not addressed to the stack and
 	// received on this NIC may be forwarded.
 	Forwarding(family int) bool
+	// Transparent reports whether the NIC takes every unicast packet it
+	// receives as addressed to the stack (the link's `transparent: true`;
+	// never the loopback NIC). An IP endpoint then delivers a unicast
+	// packet (PktType PacketHost; not broadcast or multicast) to a
+	// destination that is not the stack's through the Input hook to its
+	// transport instead of forwarding it: the transport's forwarder
+	// (tcp.Forwarder, udp.Forwarder) learns the original destination from
+	// the network header, and the stack answers from that address — the
+	// ICMP errors it sends about such a packet (port unreachable) and its
+	// echo replies come from the packet's destination, a transport's
+	// replies too. Multicast and broadcast keep their usual handling; an
+	// IP endpoint that does not support it ignores it (it forwards).
+	Transparent() bool
 }
 
 // NetworkProtocol is a network-layer protocol module's protocol object

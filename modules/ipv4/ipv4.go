@@ -114,7 +114,7 @@ func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEn
 	if loop {
 		rp = rpOff
 	}
-	return &endpoint{p: p, nic: nic, rp: rp, loop: loop}
+	return &endpoint{p: p, nic: nic, rp: rp, loop: loop, transparent: !loop && nic.Transparent()}
 }
 
 // endpoint is IPv4 on one NIC. It holds no per-packet state: several
@@ -127,6 +127,9 @@ type endpoint struct {
 	// receives the stack sent to itself: no martian checks, every packet
 	// is local (Linux keeps the output route of such a packet).
 	loop bool
+	// transparent: the link's `transparent: true`: unicast packets to any
+	// address are delivered, not forwarded (pipeline.NetworkInterface).
+	transparent bool
 }
 
 func (e *endpoint) Close() {}
@@ -228,7 +231,8 @@ func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		if pkt == nil {
 			continue
 		}
-		if _, _, local := b.Gen.IsLocal4(wire.IPv4(pkt.Data()).Dst()); !local {
+		dst := wire.IPv4(pkt.Data()).Dst()
+		if _, _, local := b.Gen.IsLocal4(dst); !local && !e.takesAny(pkt, dst) {
 			pkts[k], pkts[i] = pkts[i], pkts[k]
 			k++
 		}
@@ -239,6 +243,12 @@ func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	if k < len(pkts) {
 		e.deliver(b, pkts[k:])
 	}
+}
+
+// takesAny: a transparent NIC delivers a unicast packet to any address
+// (pipeline.NetworkInterface.Transparent).
+func (e *endpoint) takesAny(pkt *pipeline.Packet, dst [4]byte) bool {
+	return e.transparent && pkt.PktType == pipeline.PacketHost && dst[0] < 224
 }
 
 // checkSource returns the drop counter for a source address that must not
@@ -635,14 +645,20 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		a, ok = out.SourceAddress(netip.AddrFrom4(src))
 		from = netip.PrefixFrom(a, 32)
 	}
-	if !ok {
+	// A packet a transparent NIC took for any address is answered from
+	// its destination, as if that host answered.
+	anyDst := pkt.InNIC == e.nic.ID() && e.takesAny(pkt, dst)
+	if !ok && !anyDst {
 		if from, ok = e.nic.PrimaryAddress(4); !ok {
 			c.noSource.Inc()
 			return
 		}
 	}
-	fromAddr := from.Addr().As4()
-	if _, _, local := b.Gen.IsLocal4(dst); local {
+	var fromAddr [4]byte
+	if ok {
+		fromAddr = from.Addr().As4()
+	}
+	if _, _, local := b.Gen.IsLocal4(dst); local || anyDst {
 		// About a packet to one of our addresses the error comes from
 		// that address (Linux icmp_send, RTCF_LOCAL): nmap takes port
 		// unreachable from another address for a filtered port.

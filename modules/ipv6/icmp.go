@@ -305,7 +305,10 @@ func (e *endpoint) icmpError(b *pipeline.Batch, pkt *pipeline.Packet, typ, code 
 		return
 	}
 	from, ok := nic.SourceAddress(netip.AddrFrom16(src))
-	if _, local := b.Gen.IsLocal6(dst); local {
+	// A packet a transparent NIC took for any address is answered from
+	// its destination, as if that host answered.
+	anyDst := e.transparent && pkt.InNIC == e.nic.ID() && !isMulticast(&dst) && pkt.PktType == pipeline.PacketHost
+	if _, local := b.Gen.IsLocal6(dst); local || anyDst {
 		// About a packet to one of our unicast addresses the error
 		// comes from that address (Linux icmp6_send): nmap takes port
 		// unreachable from another address for a filtered port.

@@ -139,6 +139,7 @@ func (p *Protocol) Number() pipeline.NetworkProtocolNumber { return pipeline.IPv
 // probes, solicitations, advertisements) leave from the link's timer.
 func (p *Protocol) NewEndpoint(nic pipeline.NetworkInterface) pipeline.NetworkEndpoint {
 	e := &endpoint{p: p, nic: nic, resolving: resolving(nic), loop: nic.NIC() != nil && nic.NIC().IsLoopback()}
+	e.transparent = !e.loop && nic.Transparent()
 	if p.stack != nil && p.links != nil {
 		e.ls = p.links.get(nic.ID())
 		e.ls.configure(e)
@@ -163,6 +164,9 @@ type endpoint struct {
 	// receives the stack sent to itself: no martian checks, every packet
 	// is local; no link-local address, no DAD, no router discovery.
 	loop bool
+	// transparent: the link's `transparent: true`: unicast packets to any
+	// address are delivered, not forwarded (pipeline.NetworkInterface).
+	transparent bool
 }
 
 // Close implements pipeline.NetworkEndpoint. The link's NDP state outlives
@@ -286,7 +290,7 @@ func (e *endpoint) route(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			b.Drop(pkt, c.multicastNotOurs)
 			continue
 		}
-		if !local {
+		if !local && !(e.transparent && pkt.PktType == pipeline.PacketHost) {
 			pkts[k], pkts[i] = pkts[i], pkts[k]
 			k++
 		}

@@ -438,6 +438,14 @@ type Dialer struct {
 	Timeout time.Duration
 	// KeepAlive is the keepalive period: 0 means 15 s, negative off.
 	KeepAlive time.Duration
+	// Resolver, when set, resolves host names in DialContext's address
+	// (StackResolver: over the stack itself); without it only IP
+	// literals are dialled.
+	Resolver *net.Resolver
+	// CongestionControl chooses the connection's algorithm, a tcp.cc
+	// module by name ("cubic", "newreno"; what TCP_CONGESTION sets on
+	// Linux); empty: the stack's (the pipeline file's).
+	CongestionControl string
 }
 
 // Dial connects to address on s ("10.0.2.2:80"; IP literals only).
@@ -481,6 +489,9 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 	if err != nil {
 		return nil, op(err)
 	}
+	if host, port, err := net.SplitHostPort(address); err == nil && d.Resolver != nil && isName(host) {
+		return d.dialName(ctx, network, host, port)
+	}
 	remote, err := parseAddr(network, address)
 	if err != nil {
 		return nil, op(err)
@@ -506,7 +517,14 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 		}
 		local = netip.AddrPortFrom(src, local.Port())
 	}
+	cc, err := ccByName(d.CongestionControl)
+	if err != nil {
+		return nil, op(err)
+	}
 	c := newConn(t, st, local, remote)
+	if cc != nil {
+		c.cc = cc
+	}
 	c.state = stateSynSent
 	c.wsOK, c.tsOK, c.sackOK = st.ws, st.ts, st.sack
 	if c.wsOK {
@@ -543,20 +561,16 @@ func (d *Dialer) DialTCP(ctx context.Context, network, address string) (*Conn, e
 		defer tm.Stop()
 		timeout = tm.C
 	}
-	select {
-	case <-c.estab:
-	case <-ctx.Done():
+	if !c.waitHandshake(ctx.Done(), timeout) {
+		err := ctx.Err()
+		if err == nil {
+			err = errTimedOut
+		}
 		c.mu.Lock()
 		c.userClosed = true
-		c.destroy(ctx.Err())
+		c.destroy(err)
 		c.mu.Unlock()
-		return nil, op(ctx.Err())
-	case <-timeout:
-		c.mu.Lock()
-		c.userClosed = true
-		c.destroy(errTimedOut)
-		c.mu.Unlock()
-		return nil, op(errTimedOut)
+		return nil, op(err)
 	}
 	c.mu.Lock()
 	ok := c.state.synchronized()
@@ -585,7 +599,7 @@ func parseAddr(network, address string) (netip.AddrPort, error) {
 	var a netip.Addr
 	if host != "" {
 		if a, err = netip.ParseAddr(host); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("%q is not an IP address (names are not resolved)", host)
+			return netip.AddrPort{}, fmt.Errorf("%q is not an IP address (names are resolved only with Dialer.Resolver)", host)
 		}
 		if a.Is4In6() {
 			a = a.Unmap()

@@ -102,7 +102,7 @@ type conn struct {
 	rcvBuf                           ring
 	rcvBufMax                        int
 	rcvMSS                           int
-	ooo                              [maxOOO]oooRange
+	ooo                              *[maxOOO]oooRange // made at the first out-of-order segment
 	nooo                             int
 	oooLast                          int // index of the range the latest segment went to
 	oooTick                          uint32
@@ -188,9 +188,9 @@ type conn struct {
 	out       [outBatch]*pipeline.Packet
 	nout      int
 
-	// wakeups for the API (capacity 1) and the end of the handshake
+	// wakeups for the API (capacity 1); the end of the handshake sets
+	// estabDone and wakes sndReady (waitHandshake)
 	rcvReady, sndReady chan struct{}
-	estab              chan struct{}
 	estabDone          bool
 	done               chan struct{} // closed when the connection is CLOSED
 	doneClosed         bool
@@ -202,7 +202,7 @@ func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {
 		noDelay: true,
 		cc:      st.cc, rto: int64(initialRTO),
 		rcvReady: make(chan struct{}, 1), sndReady: make(chan struct{}, 1),
-		estab: make(chan struct{}), done: make(chan struct{}),
+		done:     make(chan struct{}),
 		keepIdle: st.defaultKeepIdle, keepIntvl: st.defaultKeepIntvl, keepProbes: st.defaultKeepProbes,
 		quickAcks: 16,
 	}
@@ -313,11 +313,36 @@ func wake(ch chan struct{}) {
 	}
 }
 
-// finishHandshake ends the wait of Dial (or of a listener's accept).
+// finishHandshake ends the wait of Dial (or of a forwarder's Accept):
+// waitHandshake.
 func (c *conn) finishHandshake() {
 	if !c.estabDone {
 		c.estabDone = true
-		close(c.estab)
+		wake(c.sndReady)
+	}
+}
+
+// waitHandshake waits until the handshake has ended (established, or the
+// connection is gone), abort is closed or expires fires: it reports
+// whether the handshake ended. (A channel closed at the end of the
+// handshake would cost every connection one more allocation for as long
+// as it lives.)
+func (c *conn) waitHandshake(abort <-chan struct{}, expires <-chan time.Time) bool {
+	for {
+		c.mu.Lock()
+		done := c.estabDone
+		c.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-c.sndReady:
+		case <-c.done:
+		case <-abort:
+			return false
+		case <-expires:
+			return false
+		}
 	}
 }
 

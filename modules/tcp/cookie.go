@@ -176,6 +176,9 @@ func (p *Protocol) cookieConn(b *pipeline.Batch, l *listener, s *segment, local,
 		return nil
 	}
 	n.listener = l
+	if l.cc != nil {
+		n.cc = l.cc
+	}
 	n.mu.Lock()
 	if !p.t.insert(n) {
 		n.mu.Unlock()

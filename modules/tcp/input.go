@@ -665,6 +665,9 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 // addOOO records [left, right) as held out of order, merging ranges; false
 // when no range is free.
 func (c *conn) addOOO(left, right uint32) bool {
+	if c.ooo == nil {
+		c.ooo = new([maxOOO]oooRange)
+	}
 	i := 0
 	for i < c.nooo && seqLT(c.ooo[i].right, left) {
 		i++

@@ -27,6 +27,9 @@ type listener struct {
 	network string
 	// keepalive is the keepalive period of accepted connections (0: off).
 	keepalive time.Duration
+	// cc is the congestion control of accepted connections (nil: the
+	// stack's).
+	cc CongestionControl
 
 	mu      sync.Mutex
 	backlog int
@@ -139,6 +142,9 @@ type ListenConfig struct {
 	// KeepAlive is the keepalive period of accepted connections: 0 means
 	// 15 s (as Go's net.ListenConfig), negative off.
 	KeepAlive time.Duration
+	// CongestionControl chooses the accepted connections' algorithm, a
+	// tcp.cc module by name ("cubic"); empty: the stack's.
+	CongestionControl string
 }
 
 // Listen listens on s at address ("10.0.1.2:80", ":80", "[::]:0"; IP
@@ -164,11 +170,15 @@ func (lc ListenConfig) Listen(s *pipeline.Stack, network, address string) (*List
 	if err := checkLocal(s, local.Addr()); err != nil {
 		return nil, op(err)
 	}
+	cc, err := ccByName(lc.CongestionControl)
+	if err != nil {
+		return nil, op(err)
+	}
 	backlog := lc.Backlog
 	if backlog <= 0 {
 		backlog = DefaultBacklog
 	}
-	l := &listener{t: t, addr: local, network: network, backlog: backlog, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &listener{t: t, addr: local, network: network, backlog: backlog, cc: cc, ready: make(chan struct{}, 1), done: make(chan struct{})}
 	switch {
 	case lc.KeepAlive == 0:
 		l.keepalive = 15 * time.Second

@@ -174,6 +174,9 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 // multicast address, and takes ownership of pkt (Data() at the TCP
 // header; checksum verified).
 func (p *Protocol) noSocket(b *pipeline.Batch, pkt *pipeline.Packet) {
+	if f := p.t.fwd.Load(); f != nil && f.take(b, pkt) {
+		return // a connection request for the forwarder (forwarder.go)
+	}
 	src, dst, _ := addresses(pkt)
 	if pkt.PktType != pipeline.PacketHost || !answerable(b, src, dst) {
 		b.Drop(pkt, p.c.noSocket)
@@ -296,9 +299,24 @@ func (p *Protocol) listenSegment(b *pipeline.Batch, l *listener, s *segment, pkt
 		pkt.Release()
 		return
 	}
+	pkt.Release()
+	if p.synReceived(b, l, s, local, remote, iss, now) == nil {
+		l.synDone()
+	}
+}
+
+// synReceived makes the connection of a SYN for l (counted in its SYN
+// queue by the caller) in SYN-RECEIVED, registers it and answers with the
+// SYN-ACK; nil when its 4-tuple is taken (the caller gives the SYN queue
+// slot back). iss as for listenSegment.
+func (p *Protocol) synReceived(b *pipeline.Batch, l *listener, s *segment, local, remote netip.AddrPort, iss uint32, now int64) *conn {
+	c := p.c
 	st := p.st
 	n := newConn(p.t, st, local, remote)
 	n.passive, n.listener, n.state = true, l, stateSynRcvd
+	if l.cc != nil {
+		n.cc = l.cc
+	}
 	if l.keepalive > 0 {
 		n.keepalive, n.keepIdle, n.keepIntvl = true, l.keepalive, l.keepalive
 	}
@@ -330,11 +348,8 @@ func (p *Protocol) listenSegment(b *pipeline.Batch, l *listener, s *segment, pkt
 	n.mu.Lock()
 	if !p.t.insert(n) {
 		n.mu.Unlock()
-		l.synDone()
-		pkt.Release()
-		return
+		return nil
 	}
-	pkt.Release()
 	c.passiveOpens.Inc()
 	n.setMSS(b)
 	n.rcvMSS = min(n.sndMSS, 536)
@@ -344,6 +359,7 @@ func (p *Protocol) listenSegment(b *pipeline.Batch, l *listener, s *segment, pkt
 	n.flush(b)
 	n.resched(now)
 	n.mu.Unlock()
+	return n
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -103,6 +104,9 @@ type table struct {
 
 	cookieMu      sync.Mutex
 	cookieScratch *conn // builds cookie SYN-ACKs (cookie.go)
+
+	// fwd takes the connection requests no listener takes (forwarder.go).
+	fwd atomic.Pointer[Forwarder]
 
 	// challenge ACK budget (RFC 5961 §7): challengeLimit per second.
 	chMu    sync.Mutex
@@ -379,6 +383,11 @@ func (t *table) Close() error {
 	clear(t.tw.idx)
 	t.mu.Unlock()
 	t.wheel.close()
+	if f := t.fwd.Swap(nil); f != nil {
+		for _, r := range f.shut() {
+			r.Drop()
+		}
+	}
 	for _, l := range ls {
 		l.shut(errStackClosed)
 	}

@@ -40,6 +40,7 @@ type table struct {
 	wildcard  map[uint16]*endpoint         // bound to the wildcard address
 	ports     map[uint16][]*endpoint       // every socket by local port
 	closed    bool
+	fwd       *Forwarder // takes datagrams no socket takes (forwarder.go)
 }
 
 func newTable(c *counters) *table {
@@ -183,7 +184,14 @@ func (t *table) Close() error {
 	for _, e := range all {
 		t.removeLocked(e)
 	}
+	f := t.fwd
+	t.fwd = nil
 	t.mu.Unlock()
+	if f != nil {
+		for _, r := range f.shut() {
+			r.Drop()
+		}
+	}
 	for _, e := range all {
 		e.shut()
 	}

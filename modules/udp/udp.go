@@ -84,8 +84,11 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 			// Answered outside the table lock: the error path must be
 			// free to come back to the transport. The run's socket may
 			// close meanwhile; enqueue then drops.
+			f := t.fwd
 			t.mu.RUnlock()
-			p.noPort(b, pkt)
+			if f == nil || !f.take(b, pkt, p.receiveQueue) {
+				p.noPort(b, pkt)
+			}
 			t.mu.RLock()
 			continue
 		}

@@ -103,7 +103,7 @@ func TestValidateBroken(t *testing.T) {
 	for _, tc := range []struct {
 		name, content, line, want string
 	}{
-		{"unknown key", routerUnknownKey, ":5:34: ", `test.link (link a): unknown field "devise", did you mean "device"? (known: addresses, device, fail, forwarding, module, mtu, name, neighbors)`},
+		{"unknown key", routerUnknownKey, ":5:34: ", `test.link (link a): unknown field "devise", did you mean "device"? (known: addresses, device, fail, forwarding, module, mtu, name, neighbors, transparent)`},
 		{"validate fails", routerValidateFails, ":4:", `network.testproto: refused by Validate`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
