@@ -337,6 +337,10 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 	var nv naive
 	for s := 0; s < sets && time.Now().Before(deadline); s++ {
 		cs := randCSet(r, maxRules)
+		classifyOptions.DirMin = 0
+		if s%4 == 0 {
+			classifyOptions.DirMin = 1 // a DIR table for every IPv4 address partition
+		}
 		m, lerr := load(t, cs.text)
 		if lerr != nil {
 			t.Fatalf("seed %d: rule set %d does not load: %v\n%s", seed, s, lerr, cs.text)

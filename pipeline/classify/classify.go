@@ -92,6 +92,12 @@ type Options struct {
 	// MinRules: a chain with fewer rules keeps the rule-by-rule walk
 	// (0: DefaultMinRules; 1: every chain gets an index).
 	MinRules int
+	// DirMin: an IPv4 address partition of this many elementary
+	// intervals or more is looked up through a DIR-16-8-8 table rather
+	// than a binary search, when its starts need at most 4,096 blocks
+	// (0: DefaultDirMin; the equivalence test sets 1 to cover the
+	// table with small chains).
+	DirMin int
 	// PlantedBug, for the tests that prove the equivalence test notices
 	// a wrong compiler, never set otherwise: BugRangeOffByOne compiles
 	// every range without its upper bound, BugInvertIgnored drops every
@@ -111,6 +117,10 @@ const (
 // DefaultMinRules is the shortest chain that gets an index: below it the
 // rule-by-rule walk is as fast (measured: README.md, "Crossover").
 const DefaultMinRules = 8
+
+// DefaultDirMin is Options.DirMin's default: with fewer intervals the
+// binary search is short and its table would cost 256 KB for nothing.
+const DefaultDirMin = 256
 
 // field is a field the index knows.
 type field uint8
