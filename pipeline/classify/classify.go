@@ -134,10 +134,11 @@ const (
 	fMark
 	fIn
 	fOut
+	fICMP // type<<8 | code
 	numFields
 )
 
-var fieldNames = [numFields]string{"src", "dst", "proto", "sport", "dport", "mark", "in", "out"}
+var fieldNames = [numFields]string{"src", "dst", "proto", "sport", "dport", "mark", "in", "out", "icmp"}
 
 // u128 is a field's value: addresses (IPv6 whole, IPv4 in lo), the rest in lo.
 type u128 struct{ hi, lo uint64 }
@@ -226,7 +227,7 @@ func fieldMax(f field, v6 bool) u128 {
 		return u128{0, 1<<32 - 1}
 	case fProto:
 		return u128{0, 255}
-	case fSport, fDport:
+	case fSport, fDport, fICMP:
 		return u128{0, 65535}
 	}
 	return u128{0, 1<<32 - 1}
@@ -352,10 +353,12 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 			}
 			t.iv = append(t.iv, prefixIval(p))
 		}
-	case pipeline.FieldProto, pipeline.FieldSrcPort, pipeline.FieldDstPort, pipeline.FieldMark:
+	case pipeline.FieldProto, pipeline.FieldSrcPort, pipeline.FieldDstPort, pipeline.FieldMark, pipeline.FieldICMPType:
 		switch c.Field {
 		case pipeline.FieldProto:
 			t.f = fProto
+		case pipeline.FieldICMPType:
+			t.f = fICMP
 		case pipeline.FieldSrcPort:
 			t.f = fSport
 		case pipeline.FieldDstPort:
@@ -422,7 +425,7 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 // numeric fields (a mark only under the full mask).
 func (t *test) indexable() bool {
 	switch t.f {
-	case fSrc, fDst, fProto, fSport, fDport:
+	case fSrc, fDst, fProto, fSport, fDport, fICMP:
 		return true
 	case fMark:
 		return t.mask == ^uint32(0)

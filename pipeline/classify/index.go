@@ -741,6 +741,13 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	pv.v32[fProto] = uint32(pc.Tuple.Proto)
 	pv.v32[fSport], pv.v32[fDport] = uint32(pc.Tuple.SrcPort), uint32(pc.Tuple.DstPort)
 	pv.v32[fMark] = pc.Pkt.Mark
+	if p := pc.Tuple.Proto; p == 1 || p == 58 {
+		// Not irregular: the header's 8 bytes are there. (Another
+		// protocol's packets meet an ICMP test only beside a protocol
+		// test that fails: FieldICMPType.)
+		l4 := pc.Pkt.NetworkHeader()[pc.L4Off:pc.L4End]
+		pv.v32[fICMP] = uint32(l4[0])<<8 | uint32(l4[1])
+	}
 	if pc.InNIC < 32 { // inline link recs (nicTables)
 		pv.v32[fIn] = 1 << pc.InNIC
 	}
