@@ -716,6 +716,10 @@ const (
 	// a matcher that constrains it constrains FieldProto too, and for
 	// other packets (a short header, a non-first fragment) says nothing.
 	FieldICMPType
+	// FieldTCPFlags: a TCP header's flags byte (offset 13) ANDed with
+	// Mask, in Ranges; as FieldICMPType, only beside a FieldProto
+	// constraint on 6 and for a header of at least 20 bytes.
+	FieldTCPFlags
 )
 
 // FieldConstraint is one constraint of a matcher as data, for a rule

@@ -97,7 +97,7 @@ func (m *Module) ClassifierStats() []ChainStats {
 //
 // Exact: the matchers whose constraints say all they test. Base, unless
 // it checks -f (its family is described as a constraint: describe); the
-// port matchers without flags, options or --ports; icmp and icmpv6; mark;
+// port matchers without options or --ports; icmp and icmpv6; mark;
 // comment.
 func matcherKind(m pipeline.Matcher) classify.Kind {
 	switch x := m.(type) {
@@ -127,10 +127,7 @@ func matcherKind(m pipeline.Matcher) classify.Kind {
 		if x.optSet {
 			return classify.Inside
 		}
-		if !x.flagsSet {
-			return classify.Irregular | classify.Exact
-		}
-		return classify.Irregular
+		return classify.Irregular | classify.Exact // flags: FieldTCPFlags
 	case *Limit:
 		return classify.Opaque
 	}

@@ -83,7 +83,7 @@ type cpacket struct {
 // or hotdrop.
 func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 	b := *r.nrule
-	b.sport, b.dport, b.mports, b.hasMark, b.icmpType = nil, nil, nil, false, -1
+	b.sport, b.dport, b.mports, b.hasMark, b.icmpType, b.hasFlags = nil, nil, nil, false, -1, false
 	if !nv.matches(&b, &p.npacket) {
 		return false, false
 	}
@@ -121,10 +121,10 @@ func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 		x := b
 		switch i {
 		case 0:
-			if r.sport == nil && r.dport == nil && r.icmpType < 0 {
+			if r.sport == nil && r.dport == nil && r.icmpType < 0 && !r.hasFlags {
 				continue
 			}
-			x.sport, x.dport, x.icmpType = r.sport, r.dport, r.icmpType
+			x.sport, x.dport, x.icmpType, x.hasFlags = r.sport, r.dport, r.icmpType, r.hasFlags
 		case 1:
 			if r.mports == nil {
 				continue
@@ -254,12 +254,12 @@ func (x *crule) yaml() string {
 	m := x.yamlMap()
 	parts := strings.Split(m[1:len(m)-1], ", ")
 	if x.out != "" {
-		parts = insertBefore(parts, []string{"sport:", "dport:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
+		parts = insertBefore(parts, []string{"sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
 			"out: "+strconv.Quote(not(x.outInv)+x.out))
 	}
 	if x.other >= 0 {
 		before := [][]string{
-			{"sport:", "dport:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
+			{"sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
 			{"multiport:", "mark:", "target:", "jump:", "goto:"},
 			{"mark:", "target:", "jump:", "goto:"},
 			{"target:", "jump:", "goto:"},
@@ -364,7 +364,7 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 		for i := 0; i < packets; i++ {
 			np := cs.packet(r)
 			k := pk{v6: np.v6, proto: np.proto, src: np.src.String(), dst: np.dst.String(), sport: np.sport, dport: np.dport,
-				icmpType: np.icmpType, icmpCode: np.icmpCode, ttl: np.ttl}
+				icmpType: np.icmpType, icmpCode: np.icmpCode, flags: np.tcpFlags, ttl: np.ttl}
 			if np.frag {
 				k.fragOff = 16
 			}

@@ -218,6 +218,9 @@ func (m *TCP) Fields() pipeline.FieldSet {
 	if m.dport.set {
 		f |= pipeline.FieldDstPort
 	}
+	if m.flagsSet {
+		f |= pipeline.FieldTCPFlags
+	}
 	return f
 }
 
@@ -229,6 +232,10 @@ func (m *TCP) Constraint() []pipeline.FieldConstraint {
 	}
 	if m.dport.set {
 		out = append(out, m.dport.constraint(pipeline.FieldDstPort))
+	}
+	if m.flagsSet {
+		c := uint32(m.cmp)
+		out = append(out, pipeline.FieldConstraint{Field: pipeline.FieldTCPFlags, Mask: uint32(m.mask), Ranges: []pipeline.ValueRange{{Lo: c, Hi: c}}, Invert: m.flagsInv})
 	}
 	return out
 }

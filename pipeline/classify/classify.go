@@ -134,11 +134,15 @@ const (
 	fMark
 	fIn
 	fOut
-	fICMP // type<<8 | code
+	fICMP  // type<<8 | code
+	fFlags // TCP flags, tested under a mask as the mark
 	numFields
 )
 
-var fieldNames = [numFields]string{"src", "dst", "proto", "sport", "dport", "mark", "in", "out", "icmp"}
+var fieldNames = [numFields]string{"src", "dst", "proto", "sport", "dport", "mark", "in", "out", "icmp", "tcpflags"}
+
+// masked: a field tested under a mask (test.mask).
+func masked(f field) bool { return f == fMark || f == fFlags }
 
 // u128 is a field's value: addresses (IPv6 whole, IPv4 in lo), the rest in lo.
 type u128 struct{ hi, lo uint64 }
@@ -180,7 +184,7 @@ type test struct {
 	f      field
 	inv    bool
 	single bool   // one interval: one (no search, no load of iv)
-	mask   uint32 // fMark: the mark ANDed with mask
+	mask   uint32 // masked fields (fMark, fFlags): the value ANDed with mask
 	one    ival
 	iv     []ival
 	names  []string // fIn, fOut: exact, or a prefix with a trailing "+"
@@ -225,7 +229,7 @@ func fieldMax(f field, v6 bool) u128 {
 			return u128{^uint64(0), ^uint64(0)}
 		}
 		return u128{0, 1<<32 - 1}
-	case fProto:
+	case fProto, fFlags:
 		return u128{0, 255}
 	case fSport, fDport, fICMP:
 		return u128{0, 65535}
@@ -353,12 +357,14 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 			}
 			t.iv = append(t.iv, prefixIval(p))
 		}
-	case pipeline.FieldProto, pipeline.FieldSrcPort, pipeline.FieldDstPort, pipeline.FieldMark, pipeline.FieldICMPType:
+	case pipeline.FieldProto, pipeline.FieldSrcPort, pipeline.FieldDstPort, pipeline.FieldMark, pipeline.FieldICMPType, pipeline.FieldTCPFlags:
 		switch c.Field {
 		case pipeline.FieldProto:
 			t.f = fProto
 		case pipeline.FieldICMPType:
 			t.f = fICMP
+		case pipeline.FieldTCPFlags:
+			t.f, t.mask = fFlags, c.Mask
 		case pipeline.FieldSrcPort:
 			t.f = fSport
 		case pipeline.FieldDstPort:
@@ -409,7 +415,7 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 	if len(t.iv) == 1 {
 		t.single, t.one = true, t.iv[0]
 	}
-	if t.f != fMark || t.mask == ^uint32(0) {
+	if !masked(t.f) || t.mask == ^uint32(0) {
 		if len(t.iv) == 1 && t.iv[0].lo == (u128{}) && t.iv[0].hi == fieldMax(t.f, v6) {
 			// The whole domain.
 			if c.Invert {
@@ -427,7 +433,7 @@ func (t *test) indexable() bool {
 	switch t.f {
 	case fSrc, fDst, fProto, fSport, fDport, fICMP:
 		return true
-	case fMark:
+	case fMark, fFlags:
 		return t.mask == ^uint32(0)
 	}
 	return false

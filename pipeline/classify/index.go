@@ -303,7 +303,7 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, o Option
 		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
 			t := &fi.tests[i]
 			x := rec{f: t.f, flags: fl, mask: ^uint32(0), ext: i}
-			if t.f == fMark {
+			if masked(t.f) {
 				x.mask = t.mask
 			}
 			if t.inv {
@@ -747,6 +747,8 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 		// test that fails: FieldICMPType.)
 		l4 := pc.Pkt.NetworkHeader()[pc.L4Off:pc.L4End]
 		pv.v32[fICMP] = uint32(l4[0])<<8 | uint32(l4[1])
+	} else if p == 6 { // 20 bytes there (not irregular)
+		pv.v32[fFlags] = uint32(pc.Pkt.NetworkHeader()[pc.L4Off+13])
 	}
 	if pc.InNIC < 32 { // inline link recs (nicTables)
 		pv.v32[fIn] = 1 << pc.InNIC
@@ -841,8 +843,8 @@ func (x *Index) wide(t *test, pc *pipeline.PacketContext, pv *pktVals) bool {
 			pv.outDone = true
 		}
 		return pv.outOK && nameIn(t.names, pv.out)
-	case fMark:
-		return t.contains(u128{0, uint64(pv.v32[fMark] & t.mask)})
+	case fMark, fFlags:
+		return t.contains(u128{0, uint64(pv.v32[t.f] & t.mask)})
 	}
 	return t.contains(pv.val(t.f))
 }

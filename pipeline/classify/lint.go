@@ -42,11 +42,11 @@ func (fi *famIndex) holdsOver(t *test, jt []test) bool {
 			}
 		}
 		return false
-	case fMark:
-		// j's values under the same mask (or t lets every mark through).
-		allowed := []ival{{u128{}, fieldMax(fMark, fi.v6)}}
+	case fMark, fFlags:
+		// j's values under the same mask (or t lets every value through).
+		allowed := []ival{{u128{}, fieldMax(t.f, fi.v6)}}
 		for k := range jt {
-			if u := &jt[k]; u.f == fMark && u.mask == t.mask {
+			if u := &jt[k]; u.f == t.f && u.mask == t.mask {
 				allowed = intersect(allowed, u.cover(fi.v6))
 			}
 		}
