@@ -720,6 +720,9 @@ const (
 	// Mask, in Ranges; as FieldICMPType, only beside a FieldProto
 	// constraint on 6 and for a header of at least 20 bytes.
 	FieldTCPFlags
+	// FieldCTState: the packet's connection-tracking state,
+	// Pkt.CTInfo.State() (0–15, without CTReply), in Ranges.
+	FieldCTState
 )
 
 // FieldConstraint is one constraint of a matcher as data, for a rule

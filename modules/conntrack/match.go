@@ -162,11 +162,27 @@ func (m *StateMatch) Provision(ctx *pipeline.Context) error {
 	return nil
 }
 
-// Fields implements pipeline.Matcher.
-func (*StateMatch) Fields() pipeline.FieldSet { return pipeline.FieldOther }
+// Fields implements pipeline.Matcher: the state alone (a classifier
+// prunes on it; Match never hotdrops and changes nothing).
+func (*StateMatch) Fields() pipeline.FieldSet { return pipeline.FieldCTState }
 
-// Constraint implements pipeline.ConstraintDescriber.
-func (*StateMatch) Constraint() []pipeline.FieldConstraint { return nil }
+// Constraint implements pipeline.ConstraintDescriber: the CTInfo states
+// whose bit is in the mask (TestStateConstraintAgrees).
+func (m *StateMatch) Constraint() []pipeline.FieldConstraint {
+	return []pipeline.FieldConstraint{stateConstraint(m.mask, m.inv)}
+}
+
+// stateConstraint is FieldCTState over the states whose stateBit is in
+// mask.
+func stateConstraint(mask uint8, inv bool) pipeline.FieldConstraint {
+	c := pipeline.FieldConstraint{Field: pipeline.FieldCTState, Invert: inv}
+	for s := pipeline.CTInfo(0); s <= pipeline.CTStateMask; s++ {
+		if stateBit(s)&mask != 0 {
+			c.Ranges = append(c.Ranges, pipeline.ValueRange{Lo: uint32(s), Hi: uint32(s)})
+		}
+	}
+	return c
+}
 
 // Match implements pipeline.Matcher.
 func (m *StateMatch) Match(pc *pipeline.PacketContext) (bool, bool) {

@@ -22,7 +22,47 @@ import (
 // truncated transport headers (the transport matchers hotdrop or refuse
 // them), and prefixes and ports spread so that rules overlap.
 
-func init() { pipeline.RegisterModule(new(ttlOdd)) }
+func init() {
+	pipeline.RegisterModule(new(ttlOdd))
+	pipeline.RegisterModule(new(ctSt))
+}
+
+// ctSt (filter.match.ctst, test only): the packet's CTInfo.State() is one
+// of the states in mask (bit s for state s), "!" inverts — the shape of
+// modules/conntrack's state matcher, which this package cannot import.
+// It declares FieldCTState alone (Pure) and describes it as a constraint.
+type ctSt struct {
+	States string `yaml:"states"`
+	mask   uint16
+	inv    bool
+}
+
+func (*ctSt) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{ID: "filter.match.ctst", Summary: "test only", New: func() pipeline.Module { return new(ctSt) }}
+}
+func (*ctSt) Options() []Opt { return []Opt{{Name: "states", Args: 1, Invert: true}} }
+func (m *ctSt) Provision(*pipeline.Context) error {
+	v, inv := strings.CutPrefix(m.States, "!")
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
+	m.mask, m.inv = uint16(n), inv
+	return err
+}
+func (*ctSt) Fields() pipeline.FieldSet { return pipeline.FieldCTState }
+func (m *ctSt) Constraint() []pipeline.FieldConstraint {
+	c := pipeline.FieldConstraint{Field: pipeline.FieldCTState, Invert: m.inv}
+	for s := uint32(0); s < 16; s++ {
+		if m.mask&(1<<s) != 0 {
+			c.Ranges = append(c.Ranges, pipeline.ValueRange{Lo: s, Hi: s})
+		}
+	}
+	return []pipeline.FieldConstraint{c}
+}
+func (m *ctSt) Spec() string {
+	return fmt.Sprintf("-m ctst %s--states %d", not(m.inv), m.mask)
+}
+func (m *ctSt) Match(pc *pipeline.PacketContext) (bool, bool) {
+	return (m.mask&(1<<pc.Pkt.CTInfo.State()) != 0) != m.inv, false
+}
 
 // ttlOdd (filter.match.ttlodd, test only): matches a packet whose TTL (hop
 // limit) is odd; with hot, a TTL of 7 is dropped at once (hotdrop). It
@@ -68,6 +108,8 @@ type crule struct {
 	outInv   bool
 	other    int // where the custom matcher stands: 0 before the transport matcher, 1 before multiport, 2 before mark, 3 last; -1 none
 	otherHot bool
+	ctMask   uint16 // ctst right after the base matcher (before a custom matcher); 0: none
+	ctInv    bool
 }
 
 // cpacket is a random packet with the extensions.
@@ -75,6 +117,7 @@ type cpacket struct {
 	npacket
 	out   pipeline.NICID
 	ttl   uint8
+	ct    pipeline.CTInfo
 	frag  bool // a non-first IPv4 fragment (offset 16)
 	short bool // 2 bytes of transport header
 }
@@ -108,6 +151,9 @@ func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 			return false, true
 		}
 		return nv.matches(x, &p.npacket), false
+	}
+	if r.ctMask != 0 && (r.ctMask&(1<<p.ct.State()) != 0) == r.ctInv {
+		return false, false // ctst stands after the base matcher
 	}
 	for i := 0; i < 4; i++ {
 		if r.other == i {
@@ -241,6 +287,12 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 			if r.Intn(6) == 0 {
 				x.other, x.otherHot = r.Intn(4), r.Intn(2) == 0
 			}
+			if r.Intn(5) == 0 {
+				x.ctMask, x.ctInv = pick(r, []uint16{1 << 1, 1 << 2, 1<<2 | 1<<3, 1 << 4, 1<<0 | 1<<4, uint16(r.Intn(1 << 16))}), r.Intn(3) == 0
+				if x.ctMask == 0 {
+					x.ctMask = 1
+				}
+			}
 			cs.chains[c] = append(cs.chains[c], x)
 			fmt.Fprintf(&sb, "      - %s\n", x.yaml())
 		}
@@ -256,6 +308,10 @@ func (x *crule) yaml() string {
 	if x.out != "" {
 		parts = insertBefore(parts, []string{"sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
 			"out: "+strconv.Quote(not(x.outInv)+x.out))
+	}
+	if x.ctMask != 0 { // after the base matcher's keys, before a custom matcher placed first
+		parts = insertBefore(parts, []string{"sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
+			fmt.Sprintf("ctst: {states: %q}", not(x.ctInv)+strconv.Itoa(int(x.ctMask))))
 	}
 	if x.other >= 0 {
 		before := [][]string{
@@ -311,6 +367,13 @@ func (cs *cset) packet(r *rand.Rand) cpacket {
 	}
 	if r.Intn(3) == 0 {
 		p.dport = pick(r, cs.ports) + uint16(r.Intn(3)) - 1
+	}
+	p.ct = pipeline.CTInfo(r.Intn(6))
+	switch r.Intn(6) {
+	case 0:
+		p.ct |= pipeline.CTReply
+	case 1:
+		p.ct = pipeline.CTInfo(r.Intn(256)) // states conntrack never sets too
 	}
 	switch r.Intn(40) {
 	case 0:
@@ -377,7 +440,7 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 			if np.v6 {
 				pkt.NetProto = pipeline.IPv6ProtocolNumber
 			}
-			pkt.Mark, pkt.InNIC, pkt.OutNIC = np.mark, np.in, np.out
+			pkt.Mark, pkt.InNIC, pkt.OutNIC, pkt.CTInfo = np.mark, np.in, np.out, np.ct
 			pc := pipeline.PacketContext{Hook: pipeline.Forward, InNIC: np.in, OutNIC: np.out, Pkt: pkt}
 			if !pipeline.ParseTuple(nil, pkt, &pc) {
 				t.Fatalf("packet %+v does not parse", np)

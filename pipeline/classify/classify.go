@@ -136,10 +136,11 @@ const (
 	fOut
 	fICMP  // type<<8 | code
 	fFlags // TCP flags, tested under a mask as the mark
+	fCT    // CTInfo.State()
 	numFields
 )
 
-var fieldNames = [numFields]string{"src", "dst", "proto", "sport", "dport", "mark", "in", "out", "icmp", "tcpflags"}
+var fieldNames = [numFields]string{"src", "dst", "proto", "sport", "dport", "mark", "in", "out", "icmp", "tcpflags", "ctstate"}
 
 // masked: a field tested under a mask (test.mask).
 func masked(f field) bool { return f == fMark || f == fFlags }
@@ -231,6 +232,8 @@ func fieldMax(f field, v6 bool) u128 {
 		return u128{0, 1<<32 - 1}
 	case fProto, fFlags:
 		return u128{0, 255}
+	case fCT:
+		return u128{0, uint64(pipeline.CTStateMask)}
 	case fSport, fDport, fICMP:
 		return u128{0, 65535}
 	}
@@ -357,7 +360,7 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 			}
 			t.iv = append(t.iv, prefixIval(p))
 		}
-	case pipeline.FieldProto, pipeline.FieldSrcPort, pipeline.FieldDstPort, pipeline.FieldMark, pipeline.FieldICMPType, pipeline.FieldTCPFlags:
+	case pipeline.FieldProto, pipeline.FieldSrcPort, pipeline.FieldDstPort, pipeline.FieldMark, pipeline.FieldICMPType, pipeline.FieldTCPFlags, pipeline.FieldCTState:
 		switch c.Field {
 		case pipeline.FieldProto:
 			t.f = fProto
@@ -365,6 +368,8 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 			t.f = fICMP
 		case pipeline.FieldTCPFlags:
 			t.f, t.mask = fFlags, c.Mask
+		case pipeline.FieldCTState:
+			t.f = fCT
 		case pipeline.FieldSrcPort:
 			t.f = fSport
 		case pipeline.FieldDstPort:
@@ -431,7 +436,7 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 // numeric fields (a mark only under the full mask).
 func (t *test) indexable() bool {
 	switch t.f {
-	case fSrc, fDst, fProto, fSport, fDport, fICMP:
+	case fSrc, fDst, fProto, fSport, fDport, fICMP, fCT:
 		return true
 	case fMark, fFlags:
 		return t.mask == ^uint32(0)

@@ -741,6 +741,7 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	pv.v32[fProto] = uint32(pc.Tuple.Proto)
 	pv.v32[fSport], pv.v32[fDport] = uint32(pc.Tuple.SrcPort), uint32(pc.Tuple.DstPort)
 	pv.v32[fMark] = pc.Pkt.Mark
+	pv.v32[fCT] = uint32(pc.Pkt.CTInfo.State())
 	if p := pc.Tuple.Proto; p == 1 || p == 58 {
 		// Not irregular: the header's 8 bytes are there. (Another
 		// protocol's packets meet an ICMP test only beside a protocol
