@@ -43,6 +43,44 @@ func gvisorNATAcceptAll() stack.Table {
 	}
 }
 
+// gvisorNATMasquerade is the nat table of the masqueraded runs, as
+// pipestack's "-o b -j MASQUERADE" in POSTROUTING: every flow leaves from
+// the router's address on b (gVisor's MasqueradeTarget picks it and a
+// port, keeping the original one when free, as pipestack's).
+func gvisorNATMasquerade() stack.Table {
+	const v4 = header.IPv4ProtocolNumber
+	accept := stack.Rule{Filter: stack.EmptyFilter4(), Target: &stack.AcceptTarget{NetworkProtocol: v4}}
+	toB := stack.EmptyFilter4()
+	toB.OutputInterface = "b"
+	masq := stack.Rule{Filter: toB, Target: &stack.MasqueradeTarget{NetworkProtocol: v4}}
+	return stack.Table{
+		Rules: []stack.Rule{accept, accept, accept, masq, accept, {Filter: stack.EmptyFilter4(), Target: &stack.ErrorTarget{NetworkProtocol: v4}}},
+		BuiltinChains: [stack.NumHooks]int{
+			stack.Prerouting: 0, stack.Input: 1, stack.Forward: stack.HookUnset, stack.Output: 2, stack.Postrouting: 3,
+		},
+		Underflows: [stack.NumHooks]int{
+			stack.Prerouting: 0, stack.Input: 1, stack.Forward: stack.HookUnset, stack.Output: 2, stack.Postrouting: 4,
+		},
+	}
+}
+
+// drainMasqueraded is gvisorRouter.drain checking each packet as
+// masqueraded (checkMasqueraded: the router's source address).
+func (r *gvisorRouter) drainMasqueraded(tb testing.TB, want [][]byte, scratch []byte) {
+	for i := range want {
+		pkt := r.out.Read()
+		if pkt == nil {
+			tb.Fatalf("lost packet: got %d of %d forwarded packets in batch", i, len(want))
+		}
+		checkMasqueraded(tb, gatherPacket(pkt, scratch), want[i])
+		pkt.DecRef()
+	}
+	if pkt := r.out.Read(); pkt != nil {
+		pkt.DecRef()
+		tb.Fatalf("unexpected extra packet on nic 2")
+	}
+}
+
 // gvisorTrack turns gVisor's iptables and connection tracking on.
 func gvisorTrack(r *gvisorRouter) {
 	r.s.IPTables().ForceReplaceTable(stack.FilterID, gvisorAcceptAll(), false)
@@ -56,14 +94,20 @@ func gvisorTrack(r *gvisorRouter) {
 func BenchmarkConntrackGVisor(b *testing.B) {
 	run := func(b *testing.B, mode string, fs *flowSet) {
 		r := newGVisorRouterWith(b, false, []stack.TransportProtocolFactory{udp.NewProtocol})
-		if mode == "tracked" {
+		drain := r.drain
+		switch mode {
+		case "tracked":
 			gvisorTrack(r)
+		case "masqueraded":
+			r.s.IPTables().ForceReplaceTable(stack.FilterID, gvisorAcceptAll(), false)
+			r.s.IPTables().ForceReplaceTable(stack.NATID, gvisorNATMasquerade(), false)
+			drain = r.drainMasqueraded
 		}
-		runForwardGVisor(b, r, fs, conntrackSize, r.drain)
+		runForwardGVisor(b, r, fs, conntrackSize, drain)
 	}
 	perEntry := 0.0
 	for _, flows := range conntrackFlowCounts {
-		for _, mode := range []string{"untracked", "tracked"} {
+		for _, mode := range []string{"untracked", "tracked", "masqueraded"} {
 			b.Run(conntrackName(mode, flows), func(b *testing.B) {
 				fs := conntrackFlowSet(flows)
 				if mode == "tracked" {

@@ -8,6 +8,7 @@ import (
 	"github.com/pipestack/pipestack/modules/conntrack"
 	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 // newConntrackRouter is pipestack's router with netfilter.conntrack of
@@ -23,6 +24,31 @@ const masquerade = `filter:
     postrouting:
       rules: ["-o b -j MASQUERADE"]
 `
+
+// stateful is masquerade with a stateful FORWARD policy (the slow path
+// of the flowtable runs: every packet through the filter table's rules
+// and the Postrouting hooks); offloaded puts each flow in the flowtable
+// at its second packet (its entry confirmed), and its later packets skip
+// both (modules/conntrack/flowtable.go).
+const (
+	stateful = masquerade + `  filter:
+    forward:
+      policy: drop
+      rules:
+        - "-m conntrack --ctstate INVALID -j DROP"
+        - "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+        - "-i a -o b -j ACCEPT"
+`
+	offloaded = masquerade + `  filter:
+    forward:
+      policy: drop
+      rules:
+        - "-i a -o b -j FLOWOFFLOAD"
+        - "-m conntrack --ctstate INVALID -j DROP"
+        - "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+        - "-i a -o b -j ACCEPT"
+`
+)
 
 // newConntrackRouterWith is newConntrackRouter with a section appended.
 func newConntrackRouterWith(tb testing.TB, max int, extra string) (*pipeline.Stack, *channel.Endpoint, *channel.Endpoint) {
@@ -52,17 +78,34 @@ func newConntrackRouterWith(tb testing.TB, max int, extra string) (*pipeline.Sta
 func BenchmarkConntrackPipestack(b *testing.B) {
 	check := func(d, want []byte) { checkForwarded(b, d, want) }
 	for _, flows := range conntrackFlowCounts {
-		for _, mode := range []string{"untracked", "tracked", "masqueraded"} {
+		for _, mode := range []string{"untracked", "tracked", "masqueraded", "stateful", "offloaded"} {
 			b.Run(conntrackName(mode, flows), func(b *testing.B) {
 				max, extra, chk := 0, "", check
 				if mode != "untracked" {
 					max = 1 << 18
 				}
-				if mode == "masqueraded" {
-					extra, chk = masquerade, func(d, want []byte) { checkMasqueraded(b, d, want) }
+				switch mode {
+				case "masqueraded":
+					extra = masquerade
+				case "stateful":
+					extra = stateful
+				case "offloaded":
+					extra = offloaded
+				}
+				if extra != "" {
+					chk = func(d, want []byte) { checkMasqueraded(b, d, want) }
 				}
 				s, in, out := newConntrackRouterWith(b, max, extra)
-				runForward(b, in, out, conntrackFlowSet(flows), conntrackSize, chk)
+				fs := conntrackFlowSet(flows)
+				if mode == "offloaded" {
+					offloadFlows(b, in, out, fs)
+				}
+				runForward(b, in, out, fs, conntrackSize, chk)
+				if mode == "offloaded" { // every timed packet took the fast path
+					if fast := (&pipelinetest.Node{Stack: s}).Counter("conntrack", "flow_fastpath"); fast < uint64(b.N) {
+						b.Fatalf("%d of %d packets through the fast path", fast, b.N)
+					}
+				}
 				if t := conntrack.StackTable(s); t != nil { // after runForward: ResetTimer drops reported metrics
 					b.ReportMetric(float64(t.MemoryBytes())/float64(t.Max()), "B/entry")
 				}
@@ -79,6 +122,25 @@ func BenchmarkConntrackPipestack(b *testing.B) {
 			runForward(b, in, out, conntrackFlowSet(conntrackNewFlows), conntrackSize, check)
 		})
 	}
+}
+
+// offloadFlows sends every flow of fs twice, unchecked: the first packet
+// makes the entry, the second (the entry confirmed) offloads it. A batch
+// where some flows are offloaded already and others not yet comes out in
+// another order (the fast path's packets leave first), which runForward's
+// checked warm-up would refuse; flows of one batch keep their order.
+func offloadFlows(tb testing.TB, in, out *channel.Endpoint, fs *flowSet) {
+	buf := make([]*pipeline.Packet, batchSize)
+	for sent := 0; sent < 2*fs.n; sent += batchSize {
+		frames, _ := fs.batch(batchSize)
+		in.InjectFrames(frames)
+		if got := out.Read(buf); got != len(frames) {
+			tb.Fatalf("forwarded %d of %d", got, len(frames))
+		} else {
+			pipeline.ReleaseBatch(buf[:got])
+		}
+	}
+	fs.next = 0
 }
 
 // checkMasqueraded checks a masqueraded packet: the source is the

@@ -45,6 +45,13 @@ func TestDifferentialFilter(t *testing.T) {
 		need(t, "nft: apt-get install nftables (lab.sh's veth wiring)")
 	}
 	sets := loadRuleSets(t)
+	if only := os.Getenv("DIFF_ONLY"); only != "" {
+		// DIFF_ONLY=sets runs the rule sets of that name (comma-separated) alone.
+		sets = slices.DeleteFunc(sets, func(rs *ruleSet) bool { return !slices.Contains(strings.Split(only, ","), rs.Name) })
+		if len(sets) == 0 {
+			t.Fatalf("DIFF_ONLY=%s: no such rule set", only)
+		}
+	}
 	s := "df" + randSuffix()[:3]
 	duts := []dut{newKernelDUT(t, s+"k"), newPipestackDUT(t, s+"p")}
 
@@ -74,10 +81,14 @@ func TestDifferentialFilter(t *testing.T) {
 // for each family ({IN} and {OUT} stand for the router's interfaces toward
 // A and B), the probes, and the differences known with their reasons.
 type ruleSet struct {
-	file   string
-	Name   string      `yaml:"name"`
-	IPv4   string      `yaml:"ipv4"`
-	IPv6   string      `yaml:"ipv6"`
+	file string
+	Name string `yaml:"name"`
+	IPv4 string `yaml:"ipv4"`
+	IPv6 string `yaml:"ipv6"`
+	// Ipset is ipset restore text (create/add lines) the rules' -m set
+	// refer to: the kernel router restores it, pipectl gets it as the
+	// filter's sets: (ipset's sets have one family each, ours both).
+	Ipset  string      `yaml:"ipset"`
 	Probes []probeSpec `yaml:"probes"`
 	Known  []knownDiff `yaml:"known"`
 }
@@ -401,11 +412,44 @@ func filterSection(t *testing.T, rs *ruleSet) string {
 			}
 		}
 	}
-	b, err := yaml.Marshal(map[string]any{"filter": sec})
+	all := map[string]any{}
+	for k, v := range sec {
+		all[k] = v
+	}
+	if sets := ipsetSection(t, rs); len(sets) > 0 {
+		all["sets"] = sets
+	}
+	b, err := yaml.Marshal(map[string]any{"filter": all})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// ipsetSection is the rule set's ipset text as the filter's sets: (type
+// and elements; ipset's family, hashsize, range … are not ours).
+func ipsetSection(t *testing.T, rs *ruleSet) map[string]any {
+	t.Helper()
+	type set struct {
+		Type     string   `yaml:"type"`
+		Elements []string `yaml:"elements"`
+	}
+	out := map[string]any{}
+	sets := map[string]*set{}
+	for _, l := range strings.Split(rs.Ipset, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 0:
+		case f[0] == "create" && len(f) >= 3:
+			sets[f[1]] = &set{Type: f[2], Elements: []string{}}
+			out[f[1]] = sets[f[1]]
+		case f[0] == "add" && len(f) >= 3 && sets[f[1]] != nil:
+			sets[f[1]].Elements = append(sets[f[1]].Elements, f[2])
+		default:
+			t.Fatalf("%s: ipset line %q: create NAME TYPE … or add NAME ELEMENT", rs.file, l)
+		}
+	}
+	return out
 }
 
 // A dut is a router under test: a lab with probe agents on its hosts.
@@ -685,6 +729,25 @@ func iptablesBackend() string {
 
 func (d *kernelDUT) load(t *testing.T, rs *ruleSet) {
 	t.Helper()
+	// The last rule set's sets go (its rules first: a set in use cannot),
+	// then this one's come.
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		cmd := exec.Command("ip", "netns", "exec", d.l.nsR, tool+iptablesBackend()+"-restore")
+		cmd.Stdin = strings.NewReader(restoreText(nil))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: emptying %s in %s: %v\n%s", rs.file, tool, d.l.nsR, err, out)
+		}
+	}
+	if out, err := exec.Command("ip", "netns", "exec", d.l.nsR, "ipset", "destroy").CombinedOutput(); err != nil && rs.Ipset != "" {
+		t.Fatalf("%s: ipset destroy in %s: %v\n%s", rs.file, d.l.nsR, err, out)
+	}
+	if rs.Ipset != "" {
+		cmd := exec.Command("ip", "netns", "exec", d.l.nsR, "ipset", "restore")
+		cmd.Stdin = strings.NewReader(rs.Ipset)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: ipset restore in %s: %v\n%s", rs.file, d.l.nsR, err, out)
+		}
+	}
 	for _, c := range []struct{ tool, text string }{{"iptables", rs.IPv4}, {"ip6tables", rs.IPv6}} {
 		text := restoreText(parseSave(t, c.text, d.l.ra, d.l.rb))
 		cmd := exec.Command("ip", "netns", "exec", d.l.nsR, c.tool+iptablesBackend()+"-restore")

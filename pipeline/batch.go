@@ -161,6 +161,9 @@ func (b *Batch) runHook(hs *hookSet, h Hook, pkts []*Packet) {
 	if pc == nil {
 		return
 	}
+	for _, f := range hs.prepare {
+		f(b, h, pkts)
+	}
 	// The fields that stay for the hook run are set once; ParseTuple
 	// sets all of Tuple, Fragment, L4Off, L4End and FragOff per packet.
 	*pc = PacketContext{Hook: h, Batch: b, gen: b.Gen}
@@ -169,7 +172,9 @@ func (b *Batch) runHook(hs *hookSet, h Hook, pkts []*Packet) {
 			continue
 		}
 		pc.InNIC, pc.OutNIC, pc.Pkt, pc.held = p.InNIC, p.OutNIC, p, false
-		if !ParseTuple(b, p, pc) {
+		if hs.noTuple {
+			pc.clearTuple() // a table may have parsed (set) it for the last packet
+		} else if !ParseTuple(b, p, pc) {
 			pkts[i] = nil
 			b.Drop(p, b.Gen.hookMalformed)
 			continue

@@ -26,6 +26,24 @@ type HookEntry struct {
 	Priority int
 	Name     string // the table's name, for messages (raw, mangle, filter)
 	Table    *HookTable
+	// Prepare, when set, runs once per hook run over the run's packets
+	// (some slots may be nil, some not IP: it skips them), before any
+	// table at the hook sees one of them — not for a packet resumed into
+	// the hook, nor when the hook's tables have no rules. It may read the
+	// packets and its module's state, and must change neither nor decide
+	// anything: it is for work whose result Table's per-packet run then
+	// finds warm — conntrack touches the flow-table lines of the whole
+	// batch so that their cache misses overlap, instead of waiting for
+	// them one packet after the other. The packets it sees may still be
+	// dropped, stolen or changed by earlier tables: its work is a hint.
+	Prepare func(b *Batch, h Hook, pkts []*Packet)
+	// NoTuple: Table reads nothing ParseTuple fills (the tuple, Src4,
+	// Dst4, Fragment, L4Off, L4End, FragOff, L4Unknown), or parses it
+	// itself when it needs it (ParseTuple, when pc.L4End is 0). At a hook
+	// where every table says so (conntrack's confirmation and NAT rewrite
+	// at Postrouting) the hook run parses nothing: the PacketContext's
+	// tuple fields are zero, and a malformed header is not dropped there.
+	NoTuple bool
 }
 
 // Netfilter's table priorities.
@@ -48,9 +66,10 @@ const (
 // rather than rules (conntrack, defragmentation, NAT): one rule without
 // matchers whose target is fn, policy accept. fn's Accept or Continue lets
 // the next table at the hook run; Drop and Stolen end the hook, as for
-// any table. Give it as a HookEntry's Table.
+// any table. Give it as a HookEntry's Table, unchanged (Evaluate calls fn
+// directly, without the rule loop).
 func HookFunc(name string, fn Target) *HookTable {
-	return &HookTable{Chains: []Chain{{Name: name, Rules: []Rule{{Target: fn}}}}, Policy: VerdictAccept}
+	return &HookTable{Chains: []Chain{{Name: name, Rules: []Rule{{Target: fn}}}}, Policy: VerdictAccept, fn: fn}
 }
 
 // hookSet is what runs at one hook: its tables in priority order (Config.Hooks
@@ -62,6 +81,10 @@ type hookSet struct {
 	// trivial: no table has a rule in its entry chain: each policy
 	// decides the whole batch (Batch.runTrivial).
 	trivial bool
+	// prepare are the entries' Prepare functions, in priority order.
+	prepare []func(*Batch, Hook, []*Packet)
+	// noTuple: every entry is NoTuple: the hook run does not parse.
+	noTuple bool
 }
 
 // maxHookSlots bounds the tables at one hook (a token keeps the slot in a
@@ -96,9 +119,13 @@ func composeHooks(fromGo [NumHooks]*HookTable, entries []HookEntry) ([NumHooks]*
 			return out, fmt.Errorf("%d tables at %s, at most %d", len(es), Hook(h), maxHookSlots)
 		}
 		sort.SliceStable(es, func(i, j int) bool { return es[i].Priority < es[j].Priority })
-		hs := &hookSet{entries: es, trivial: true}
+		hs := &hookSet{entries: es, trivial: true, noTuple: true}
 		for _, e := range es {
+			hs.noTuple = hs.noTuple && e.NoTuple
 			hs.tables = append(hs.tables, e.Table)
+			if e.Prepare != nil {
+				hs.prepare = append(hs.prepare, e.Prepare)
+			}
 			if len(e.Table.Chains[e.Table.Entry].Rules) > 0 {
 				hs.trivial = false
 			}
@@ -152,4 +179,11 @@ type RuleListing struct {
 	Options        string // the rest, as iptables prints it
 	Rule           string // the canonical rule text
 	ID             string
+}
+
+// clearTuple zeroes what ParseTuple fills (a hook run that does not parse:
+// hookSet.noTuple).
+func (pc *PacketContext) clearTuple() {
+	pc.Tuple, pc.Src4, pc.Dst4 = Tuple{}, 0, 0
+	pc.Fragment, pc.L4Off, pc.L4End, pc.FragOff, pc.L4Unknown = false, 0, 0, 0, false
 }

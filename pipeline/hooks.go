@@ -73,6 +73,10 @@ type HookTable struct {
 	// only a connection's first packet (netfilter runs the nat chains
 	// for a new, unconfirmed entry only).
 	Gate Matcher
+
+	// fn is the target of a HookFunc table (its one rule, without
+	// matchers or counters): Evaluate calls it without the rule loop.
+	fn Target
 }
 
 // PolicyCounter counts what a table's policy decided (pipectl rules'
@@ -182,6 +186,19 @@ func (t *HookTable) Evaluate(pc *PacketContext) Verdict {
 		if ok, _ := t.Gate.Match(pc); !ok {
 			return VerdictAccept
 		}
+	}
+	if t.fn != nil && t.PolicyCount == nil {
+		// A HookFunc table: what its one rule's loop would do, without
+		// the loop (conntrack's functions run several times per packet).
+		v, to := t.fn.Action(pc)
+		switch v {
+		case VerdictAccept, VerdictDrop:
+			return v
+		case VerdictContinue:
+			return t.Policy
+		}
+		var st jumpStack
+		return t.run(pc, &st, 0, t.Entry, 1, v, to) // a steal, or a verdict the loop refuses
 	}
 	var st jumpStack
 	return t.run(pc, &st, 0, t.Entry, 0, VerdictContinue, 0)

@@ -88,6 +88,9 @@ func (b *Batch) runHookTraced(tr Tracer, hs *hookSet, h Hook, pkts []*Packet) {
 	if pc == nil {
 		return
 	}
+	for _, f := range hs.prepare {
+		f(b, h, pkts)
+	}
 	var ht *HookTrace // made at the first selected packet
 	for i, p := range pkts {
 		if hookSkips(h, p) {

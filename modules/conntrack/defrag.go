@@ -47,9 +47,7 @@ func (defragHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	if out == p {
 		return pipeline.VerdictAccept, 0
 	}
-	// The whole datagram: through the receive path again (one small
-	// slice per reassembled datagram, not per fragment).
-	ep.HandlePackets(b, []*pipeline.Packet{out})
+	continueDatagram(b, ep, out) // defrag_resume.go
 	return pipeline.VerdictStolen, 0
 }
 

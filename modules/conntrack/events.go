@@ -115,6 +115,9 @@ func formatEntry(e *Entry, now time.Time) string {
 	if st&StatusAssured != 0 {
 		b.WriteString(" [ASSURED]")
 	}
+	if st&statusOffload != 0 {
+		b.WriteString(" [OFFLOAD]")
+	}
 	fmt.Fprintf(&b, " mark=%d use=1", e.mark.Load())
 	return b.String()
 }

@@ -29,6 +29,7 @@ package conntrack
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,8 +51,11 @@ type Module struct {
 	TCP TCPOptions `yaml:"tcp"`
 	// Timeouts override Linux's defaults.
 	Timeouts TimeoutOptions `yaml:"timeouts"`
+	// Flowtables declares the fast path's flowtables (flowtable.go).
+	Flowtables []FlowtableConfig `yaml:"flowtables"`
 
 	holder  *holder
+	fast    *fastPath
 	table   *Table
 	tracker *Tracker
 	entries []pipeline.HookEntry
@@ -217,16 +221,21 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	nst := newNATStats(ctx.Counters("conntrack"))
 	m.entries = []pipeline.HookEntry{
 		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityDefrag, Name: "conntrack defrag", Table: pipeline.HookFunc("defrag", defragHook{})},
-		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityConntrack, Name: "conntrack", Table: pipeline.HookFunc("conntrack", track)},
+		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityConntrack, Name: "conntrack", Table: pipeline.HookFunc("conntrack", track), Prepare: t.prepare},
 		{Hook: pipeline.Output, Priority: pipeline.PriorityConntrack, Name: "conntrack", Table: pipeline.HookFunc("conntrack", track)},
 		// NAT's per-packet rewrite, right after the nat table's chains.
 		{Hook: pipeline.Prerouting, Priority: pipeline.PriorityNATDst + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, dst: true, st: nst})},
 		{Hook: pipeline.Output, Priority: pipeline.PriorityNATDst + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, dst: true, out: true, st: nst})},
-		{Hook: pipeline.Postrouting, Priority: pipeline.PriorityNATSrc + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, st: nst})},
-		{Hook: pipeline.Input, Priority: pipeline.PriorityNATSrc + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, st: nst})},
-		{Hook: pipeline.Postrouting, Priority: pipeline.PriorityConntrackConfirm, Name: "conntrack confirm", Table: pipeline.HookFunc("confirm", confirm)},
-		{Hook: pipeline.Input, Priority: pipeline.PriorityConntrackConfirm, Name: "conntrack confirm", Table: pipeline.HookFunc("confirm", confirm)},
+		{Hook: pipeline.Postrouting, Priority: pipeline.PriorityNATSrc + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, st: nst}), NoTuple: true},
+		{Hook: pipeline.Input, Priority: pipeline.PriorityNATSrc + 1, Name: "nat", Table: pipeline.HookFunc("nat", &natHook{h: m.holder, st: nst}), NoTuple: true},
+		{Hook: pipeline.Postrouting, Priority: pipeline.PriorityConntrackConfirm, Name: "conntrack confirm", Table: pipeline.HookFunc("confirm", confirm), NoTuple: true},
+		{Hook: pipeline.Input, Priority: pipeline.PriorityConntrackConfirm, Name: "conntrack confirm", Table: pipeline.HookFunc("confirm", confirm), NoTuple: true},
 	}
+	fp, err := newFastPath(ctx, t, m.Flowtables)
+	if err != nil {
+		return err
+	}
+	m.fast = fp
 	return nil
 }
 
@@ -247,7 +256,12 @@ func (m *Module) Validate() error {
 }
 
 // HookTables implements pipeline.HookModule.
-func (m *Module) HookTables() []pipeline.HookEntry { return m.entries }
+func (m *Module) HookTables() []pipeline.HookEntry {
+	if e, ok := m.fast.hookEntry(); ok {
+		return append(slices.Clip(m.entries), e)
+	}
+	return m.entries
+}
 
 // Tracker is the module's tracker (tests, NAT).
 func (m *Module) Tracker() *Tracker { return m.tracker }

@@ -53,6 +53,9 @@ func (t *Table) AlterReply(r Ref, reply Key) bool {
 	if reply.Dst != inv.Dst || reply.DPort != inv.DPort {
 		nat |= StatusSrcNAT // the original source was rewritten
 	}
+	if nat != 0 && !t.natted.Load() {
+		t.natted.Store(true) // before the bits: natHook reads it first
+	}
 	e.status.Or(nat)
 	return true
 }

@@ -516,3 +516,32 @@ func TestDNATInOutputReroutes(t *testing.T) {
 		t.Fatalf("port %d, want 9999", dp)
 	}
 }
+
+// TestNATRSTAnsweringSYN: a server's RST answering a masqueraded SYN
+// reaches the client translated back (connection refused, not a timeout).
+// conntrack ends such an entry (the only reply was an RST), but the RST
+// itself still takes the entry's binding, as in Linux.
+func TestNATRSTAnsweringSYN(t *testing.T) {
+	nr := newNATRig(t, natRouter)
+	syn := tcpPkt("10.0.1.2", "10.0.2.2", 40001, 81, 0x02)
+	if o := nr.through(nr.a, nr.b, syn); o == nil {
+		t.Fatal("SYN dropped")
+	}
+	rst := tcpPkt("10.0.2.2", "10.0.2.1", 81, 40001, 0x14)
+	binary.BigEndian.PutUint32(rst[28:], 1) // ack the SYN's seq 0
+	fixTCP(rst)
+	o := nr.through(nr.b, nr.a, rst)
+	if o == nil {
+		t.Fatal("the RST answering the SYN was dropped")
+	}
+	if s, d := v4addrs(o); s != "10.0.2.2" || d != "10.0.1.2" {
+		t.Fatalf("RST %s -> %s, want 10.0.2.2 -> 10.0.1.2", s, d)
+	}
+	if _, dp := ports(o); dp != 40001 {
+		t.Fatalf("RST to port %d", dp)
+	}
+	// The client tries again: a new connection, masqueraded again.
+	if o := nr.through(nr.a, nr.b, syn); o == nil {
+		t.Fatal("second SYN dropped")
+	}
+}

@@ -91,6 +91,11 @@ func (n *natHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	if p.ConnTrack == 0 {
 		return pipeline.VerdictAccept, 0
 	}
+	if t := n.h.t.Load(); t != nil && !t.natted.Load() {
+		// No entry of the table ever had a binding (AlterReply): nothing
+		// to rewrite, nor a stale binding to drop for.
+		return pipeline.VerdictAccept, 0
+	}
 	state := p.CTInfo.State()
 	if state != pipeline.CTNew && state != pipeline.CTEstablished && state != pipeline.CTRelated {
 		return pipeline.VerdictAccept, 0
@@ -123,6 +128,18 @@ func (n *natHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	}
 	if status&need == 0 {
 		return pipeline.VerdictAccept, 0
+	}
+	if pc.L4End == 0 {
+		// Not parsed: at Postrouting and Input the hook parses nothing
+		// for conntrack's own tables (HookEntry.NoTuple).
+		var td pipeline.TransportDispatcher
+		if pc.Batch != nil {
+			td = pc.Batch
+		}
+		if !pipeline.ParseTuple(td, p, pc) {
+			n.st.malformed.Inc()
+			return pipeline.VerdictDrop, 0
+		}
 	}
 	e.mu.Lock()
 	if !e.Valid(r) {

@@ -30,8 +30,12 @@ const (
 // entry from one to the live flow.
 type Entry struct {
 	// The fields a packet touches come first, in as few cache lines as
-	// fit: line 0 the lock, status, links, tags, expiry and creation;
-	// then the tuples and the counters; the TCP state after.
+	// fit: line 0 the lock, status, links, tags, expiry, wheel tick and
+	// creation (all a lock-free lookup reads, and the per-packet timeout
+	// check); lines 1 and 2 the tuples and the counters; the TCP state
+	// and the wheel's links in line 3, which only TCP packets and timer
+	// work touch. A packet's lines are all known once its bucket gave the
+	// index, so Table.prefetch touches them together (TestEntryLayout).
 	mu sync.Mutex // guards everything below but the atomics and the hash links
 
 	status atomic.Uint32
@@ -40,11 +44,12 @@ type Entry struct {
 	// + 1), written under that bucket's lock, read without it; tag[d] is
 	// tuple[d]'s 64-bit hash, which lock-free lookups compare (the tuple
 	// itself is checked under the entry's lock).
-	next    [2]atomic.Uint32
-	tag     [2]atomic.Uint64
-	expires atomic.Int64 // stack clock, ns
-	created int64
-	mark    atomic.Uint32
+	next     [2]atomic.Uint32
+	tag      [2]atomic.Uint64
+	expires  atomic.Int64  // stack clock, ns
+	slotTick atomic.Uint32 // the tick (s since 1970) the wheel slot the entry is on fires at
+	mark     atomic.Uint32
+	created  int64
 
 	// tuple[0] is the original direction's key, tuple[1] the reply's (the
 	// inverse, unless NAT changed it).
@@ -58,7 +63,6 @@ type Entry struct {
 	// wslot is the slot (-1: on no slot), wprev/wnext entry index + 1.
 	wslot        int32
 	wprev, wnext uint32
-	slotTick     atomic.Uint32 // the tick (s since 1970) the slot the entry is on fires at: 4 bytes keep the entry at 256
 
 	freeNext atomic.Uint32 // free list link (index + 1); read by a racing pop, so atomic
 }
@@ -86,6 +90,11 @@ type Table struct {
 	clock pipeline.Clock
 	timer pipeline.Timer
 	stop  atomic.Bool
+
+	// natted: some entry was given a NAT binding (AlterReply), ever:
+	// until then the nat hooks skip every packet without reading its
+	// entry.
+	natted atomic.Bool
 
 	// events (pipectl conntrack -E): nil unless someone listens.
 	events atomic.Pointer[eventSink]
@@ -249,7 +258,7 @@ func (t *Table) lookupLocked(k *Key, h uint64, now int64) (idx uint32, dir int, 
 		node := n - 1
 		e := &t.entries[node>>1]
 		d := int(node & 1)
-		if e.tag[d].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[d] == *k {
+		if e.tag[d].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[d].equal(k) {
 			if e.expires.Load() > now {
 				idx, dir, gen, ok = node>>1, d, e.gen.Load(), true
 			} else {
@@ -379,7 +388,7 @@ func (t *Table) inBucket(b *bucket, k *Key, h uint64) bool {
 	for n := b.head.Load(); n != 0; {
 		node := n - 1
 		e := &t.entries[node>>1]
-		if e.tag[node&1].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[node&1] == *k {
+		if e.tag[node&1].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[node&1].equal(k) {
 			return true
 		}
 		n = e.next[node&1].Load()

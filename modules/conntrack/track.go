@@ -56,7 +56,12 @@ func (tr *Tracker) Track(now int64, pc *pipeline.PacketContext) pipeline.Verdict
 		return tr.invalid(p)
 	}
 	var k Key
-	k.SetAddrs(pc.Tuple.Src, pc.Tuple.Dst)
+	if pc.Tuple.Src.Is4() {
+		k.Family = 4 // k is zero: four bytes each (SetAddrs clears all 32)
+		*(*[4]byte)(k.Src[:4]), *(*[4]byte)(k.Dst[:4]) = pc.Tuple.Src.As4(), pc.Tuple.Dst.As4()
+	} else {
+		k.SetAddrs(pc.Tuple.Src, pc.Tuple.Dst)
+	}
 	k.Proto = uint8(pc.Tuple.Proto)
 	b := l4(pc)
 	var seg tcpSeg
@@ -238,7 +243,7 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 		e.mu.Unlock()
 		return pktRetry
 	}
-	if e.tuple[dir] != *k {
+	if !e.tuple[dir].equal(k) {
 		e.mu.Unlock()
 		return pktMismatch
 	}
@@ -261,10 +266,17 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 			t.kill(idx, t.st.Deleted)
 			return pktRetry
 		case tcpKill:
+			// The entry must go, but this packet (an RST answering a
+			// SYN) still belongs to it: its NAT binding rewrites the RST
+			// at −99/101, as Linux's nf_ct_kill_acct leaves the entry on
+			// the skb. So it expires now instead of being freed under the
+			// packet: the next lookup of its tuple or the wheel frees it.
+			// (Freed here, a refused connection through MASQUERADE was a
+			// client timeout: the RST was dropped as nat_stale_drops.)
 			e.packets[dir]++
 			e.bytes[dir] += uint64(p.Len())
 			e.mu.Unlock()
-			t.kill(idx, t.st.Deleted)
+			t.setTimeout(idx, now, 0)
 			p.ConnTrack, p.CTInfo = uint64(ref), tr.info(dir, seenReply)
 			return pktDone
 		case tcpOK:

@@ -25,6 +25,12 @@ type Key struct {
 	Family       uint8 // 4 or 6
 }
 
+// equal is k == *o, field by field: the struct's == is a call to the
+// runtime's memequal for its 38 bytes, on every tracked packet.
+func (k *Key) equal(o *Key) bool {
+	return k.Src == o.Src && k.Dst == o.Dst && k.SPort == o.SPort && k.DPort == o.DPort && k.Proto == o.Proto && k.Family == o.Family
+}
+
 // SrcAddr and DstAddr return the addresses.
 func (k *Key) SrcAddr() netip.Addr { return k.addr(&k.Src) }
 
@@ -82,7 +88,9 @@ func hasPorts(p uint8) bool {
 
 // hash mixes the key with the table's seed (a multiply-xorshift over its
 // words; the seed is random per table, so that flows cannot be chosen to
-// share a bucket).
+// share a bucket). An IPv4 key's addresses are one word (the rest of
+// Src and Dst is zero): two rounds, the hash every tracked packet
+// computes twice (the batch pass and Track).
 func (k *Key) hash(seed uint64) uint64 {
 	h := seed
 	mix := func(w uint64) {
@@ -90,11 +98,13 @@ func (k *Key) hash(seed uint64) uint64 {
 		hi, lo := bits.Mul64(h, 0x9e3779b97f4a7c15)
 		h = hi ^ lo
 	}
-	mix(binary.LittleEndian.Uint64(k.Src[0:]))
-	mix(binary.LittleEndian.Uint64(k.Dst[0:]))
 	if k.Family == 6 {
+		mix(binary.LittleEndian.Uint64(k.Src[0:]))
+		mix(binary.LittleEndian.Uint64(k.Dst[0:]))
 		mix(binary.LittleEndian.Uint64(k.Src[8:]))
 		mix(binary.LittleEndian.Uint64(k.Dst[8:]))
+	} else {
+		mix(uint64(binary.LittleEndian.Uint32(k.Src[0:])) | uint64(binary.LittleEndian.Uint32(k.Dst[0:]))<<32)
 	}
 	mix(uint64(k.SPort) | uint64(k.DPort)<<16 | uint64(k.Proto)<<32 | uint64(k.Family)<<40)
 	return h ^ h>>29

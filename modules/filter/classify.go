@@ -130,6 +130,18 @@ func matcherKind(m pipeline.Matcher) classify.Kind {
 		return classify.Irregular | classify.Exact // flags: FieldTCPFlags
 	case *Limit:
 		return classify.Opaque
+	case *SetMatch:
+		// Never a hotdrop. A constant address set describes its
+		// prefixes exactly; another set no constraint (its contents
+		// change at run time); a set with counters changes them on a
+		// match, so that a later constraint must not skip its rule.
+		switch {
+		case x.exact():
+			return classify.Pure | classify.Exact
+		case !x.set.decl.counters:
+			return classify.Pure
+		}
+		return classify.Opaque
 	}
 	return classify.DefaultKind(m)
 }

@@ -110,6 +110,12 @@ type crule struct {
 	otherHot bool
 	ctMask   uint16 // ctst right after the base matcher (before a custom matcher); 0: none
 	ctInv    bool
+	// set: a set matcher after the others (-m set, last before the
+	// target): -1 none, 0 sn src, 1 sn dst, 2 sp dst,dst; setInv "!".
+	set      int
+	setInv   bool
+	setFirst bool // before every other matcher (but the base and -o)
+	cs       *cset
 }
 
 // cpacket is a random packet with the extensions.
@@ -142,6 +148,9 @@ func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 		if m == r.outInv {
 			return false, false
 		}
+	}
+	if r.set >= 0 && r.setFirst && r.cs.inSet(r.set, p) == r.setInv {
+		return false, false
 	}
 	transport := func(x *nrule) (bool, bool) {
 		switch {
@@ -192,7 +201,36 @@ func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 			return ok, hot
 		}
 	}
+	if r.set >= 0 && !r.setFirst {
+		return r.cs.inSet(r.set, p) != r.setInv, false
+	}
 	return true, false
+}
+
+// inSet is the brute-force membership of p in set k (crule.set).
+func (cs *cset) inSet(k int, p *cpacket) bool {
+	switch k {
+	case 0, 1:
+		a := p.src
+		if k == 1 {
+			a = p.dst
+		}
+		for _, pf := range cs.setNet {
+			if pf.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	if p.frag || p.short || p.proto != 6 && p.proto != 17 {
+		return false
+	}
+	for _, e := range cs.setAP {
+		if e.addr == p.dst && e.port == p.dport && (e.proto == 0 || e.proto == p.proto) {
+			return true
+		}
+	}
+	return false
 }
 
 func (nv naive) crun(chains [][]*crule, c int, p *cpacket, counts [][]uint64) string {
@@ -230,6 +268,15 @@ type cset struct {
 	text   string
 	pfx4   []netip.Prefix
 	ports  []uint16
+	// The sets sn (hash:net) and sp (addr . port) the set matchers use.
+	setNet []netip.Prefix
+	setAP  []apElem
+}
+
+type apElem struct {
+	addr  netip.Addr
+	proto uint8
+	port  uint16
 }
 
 func randPrefix4(r *rand.Rand) netip.Prefix {
@@ -246,6 +293,25 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 	}
 	cs.ports = append(cs.ports, ports...)
 	var sb strings.Builder
+	sb.WriteString("sets:\n  sn: {type: hash:net, constant: " + strconv.FormatBool(r.Intn(2) == 0) + ", elements: [")
+	for i := r.Intn(4); i > 0; i-- {
+		pf := pick(r, cs.pfx4)
+		if r.Intn(2) == 0 {
+			pf = randPrefix4(r)
+		}
+		cs.setNet = append(cs.setNet, pf)
+		fmt.Fprintf(&sb, "%q, ", pf.String())
+	}
+	sb.WriteString("]}\n  sp: {type: \"addr . port\", counters: " + strconv.FormatBool(r.Intn(2) == 0) + ", elements: [")
+	for i := r.Intn(6); i > 0; i-- {
+		a := pick(r, cs.pfx4).Addr().As4()
+		a[3] += byte(r.Intn(4))
+		e := apElem{addr: netip.AddrFrom4(a), proto: []uint8{0, 6, 17}[r.Intn(3)], port: pick(r, cs.ports)}
+		cs.setAP = append(cs.setAP, e)
+		proto := map[uint8]string{0: "", 6: "tcp:", 17: "udp:"}[e.proto]
+		fmt.Fprintf(&sb, "\"%s . %s%d\", ", e.addr, proto, e.port)
+	}
+	sb.WriteString("]}\n")
 	sb.WriteString("filter:\n")
 	for c := 0; c < n; c++ {
 		name := chainName(c)
@@ -262,7 +328,7 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 			k = r.Intn(maxRules/3 + 2)
 		}
 		for ; k > 0; k-- {
-			x := &crule{nrule: randRule(r, c, n), other: -1}
+			x := &crule{nrule: randRule(r, c, n), other: -1, set: -1, cs: &cs}
 			if x.family != 6 && r.Intn(2) == 0 {
 				x.family = 4
 				if x.proto == 58 {
@@ -292,6 +358,9 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 				if x.ctMask == 0 {
 					x.ctMask = 1
 				}
+			}
+			if r.Intn(4) == 0 {
+				x.set, x.setInv, x.setFirst = r.Intn(3), r.Intn(3) == 0, r.Intn(2) == 0
 			}
 			cs.chains[c] = append(cs.chains[c], x)
 			fmt.Fprintf(&sb, "      - %s\n", x.yaml())
@@ -325,6 +394,13 @@ func (x *crule) yaml() string {
 			o = `ttlodd: {hot: "true"}`
 		}
 		parts = insertBefore(parts, before, o)
+	}
+	if x.set >= 0 {
+		keys := []string{"target:", "jump:", "goto:"}
+		if x.setFirst {
+			keys = append(keys, "ttlodd:", "sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:")
+		}
+		parts = insertBefore(parts, keys, "set: "+strconv.Quote(not(x.setInv)+[]string{"sn src", "sn dst", "sp dst,dst"}[x.set]))
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }
@@ -375,6 +451,10 @@ func (cs *cset) packet(r *rand.Rand) cpacket {
 	case 1:
 		p.ct = pipeline.CTInfo(r.Intn(256)) // states conntrack never sets too
 	}
+	if len(cs.setAP) > 0 && !p.v6 && r.Intn(4) == 0 {
+		e := pick(r, cs.setAP)
+		p.dst, p.dport = e.addr, e.port
+	}
 	switch r.Intn(40) {
 	case 0:
 		if !p.v6 {
@@ -398,6 +478,7 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 	pkt := pipeline.DefaultPool.Get(2048)
 	defer pkt.Release()
 	var nv naive
+	disjointPairs = 0
 	for s := 0; s < sets && time.Now().Before(deadline); s++ {
 		cs := randCSet(r, maxRules)
 		classifyOptions.DirMin = 0
@@ -424,8 +505,37 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 		for c := range counts {
 			counts[c] = make([]uint64, len(cs.chains[c]))
 		}
+		// Lint's Disjoint over the entry chain: the pairs it proves are
+		// checked against every regular packet below.
+		entry := fwd.Chains[fwd.Entry].Rules
+		lintOpts := classifyOptions
+		lintOpts.MinRules, lintOpts.PlantedBug = 1, 0
+		var disjoint [][2]int
+		if bug == 0 && len(entry) > 1 {
+			lx := classify.Compile(entry, lintOpts)
+			for a := range entry {
+				for b := a + 1; b < len(entry); b++ {
+					if lx.Disjoint(a, b) {
+						disjoint = append(disjoint, [2]int{a, b})
+					}
+				}
+			}
+			disjointPairs += len(disjoint)
+		}
 		for i := 0; i < packets; i++ {
 			np := cs.packet(r)
+			if !np.frag && !np.short && len(disjoint) > 0 {
+				fires := make([]bool, len(entry))
+				for j, cr := range cs.chains[0] {
+					ok, hot := nv.ordered(cr, &np)
+					fires[j] = ok || hot
+				}
+				for _, d := range disjoint {
+					if fires[d[0]] && fires[d[1]] {
+						return nsets, npkts, indexed, skipped, sureN, fmt.Errorf("rule set %d: Disjoint(%d, %d) but packet %+v matches both\n%s", s, d[0]+1, d[1]+1, np, cs.text)
+					}
+				}
+			}
 			k := pk{v6: np.v6, proto: np.proto, src: np.src.String(), dst: np.dst.String(), sport: np.sport, dport: np.dport,
 				icmpType: np.icmpType, icmpCode: np.icmpCode, flags: np.tcpFlags, ttl: np.ttl}
 			if np.frag {
@@ -484,6 +594,10 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 	return nsets, npkts, indexed, skipped, sureN, nil
 }
 
+// disjointPairs counts the pairs Disjoint proved in a run (checked on every
+// regular packet of it).
+var disjointPairs int
+
 // TestClassifierEquivalence: the compiled chains decide and count exactly
 // as the naive evaluator. CLASSIFY_SEED reruns a seed; CLASSIFY_LONG=1 runs
 // up to 20,000 rule sets × 1,000 packets (20 million packets) instead of
@@ -506,6 +620,10 @@ func TestClassifierEquivalence(t *testing.T) {
 	}
 	ns, np, idx, skip, sure, err := classifyRun(t, seed, sets, packets, 60, classify.NoBug, time.Now().Add(budget))
 	t.Logf("%d rule sets, %d packets, %d indexed chains, %.1f rules skipped per packet at the entry chain's start, %d first candidates sure", ns, np, idx, float64(skip)/float64(max(np, 1)), sure)
+	t.Logf("lint: %d rule pairs proved disjoint, none met by a packet", disjointPairs)
+	if disjointPairs == 0 {
+		t.Error("Disjoint proved no pair: the check proves nothing")
+	}
 	if err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}

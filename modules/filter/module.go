@@ -41,6 +41,12 @@ type Module struct {
 	logs     *logRing
 	counters *pipeline.CounterSet
 	built    []pipeline.HookEntry
+
+	setSrcs []*setSrc       // the sets: section (sets_config.go)
+	sets    map[string]*Set // by name (Provision)
+	notes   []string        // what a reload should say (ReloadNotes)
+	env     *provisionEnv
+	started []*Set // sets whose appliers this generation started (Start)
 }
 
 // table is one table of the section.
@@ -132,13 +138,20 @@ func (m *Module) UnmarshalYAML(n *yaml.Node) error {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
+		case "sets", "maps":
+			ss, err := decodeSets(v, k.Value == "maps")
+			if err != nil {
+				return err
+			}
+			m.setSrcs = append(m.setSrcs, ss...)
+			continue
 		case "nat":
 			if natGate == nil {
 				return posErr(k, "", "the nat table needs connection tracking (the netfilter.conntrack module is not built in)")
 			}
 		case "raw", "mangle", "filter":
 		default:
-			return pipeline.UnknownKey(k, tableOrder, "")
+			return pipeline.UnknownKey(k, append(tableOrder[:len(tableOrder):len(tableOrder)], "sets", "maps"), "")
 		}
 		t, err := decodeTable(k, v)
 		if err != nil {
@@ -266,7 +279,11 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 	m.store = ctx.Shared(sharedCounters, func() any { return newCounterStore() }).(*counterStore)
 	logger := ctx.Logger
 	m.logs = ctx.Shared(sharedLog, func() any { return newLogRing(logger, defaultRingSize, ctx.Counters("filter")) }).(*logRing)
-	env := &provisionEnv{logs: m.logs, counters: m.counters}
+	if err := m.provisionSets(ctx); err != nil {
+		return err
+	}
+	env := &provisionEnv{logs: m.logs, counters: m.counters, sets: m.sets}
+	m.env = env
 	occurrence := map[string]int{}
 	ids := map[string]*rule{}
 	links := make(map[pipeline.NICID]string, len(ctx.LinkIDs))
@@ -343,8 +360,33 @@ func (m *Module) Validate() error {
 // HookTables implements pipeline.HookModule.
 func (m *Module) HookTables() []pipeline.HookEntry { return m.built }
 
+// Start starts the appliers of the sets SET targets change (not under
+// pipectl validate: a generation built to run).
+func (m *Module) Start() error {
+	seen := map[*Set]bool{}
+	for _, s := range m.env.setTargets {
+		if !seen[s] {
+			seen[s] = true
+			s.startApplier()
+			m.started = append(m.started, s)
+		}
+	}
+	return nil
+}
+
+// Stop stops them (a set another generation still changes keeps its
+// applier).
+func (m *Module) Stop() error {
+	for _, s := range m.started {
+		s.stopApplier()
+	}
+	m.started = nil
+	return nil
+}
+
 // Cleanup gives the counters back: those no generation holds any more go.
 func (m *Module) Cleanup() error {
+	m.Stop() // a build that failed after Start
 	if m.store != nil {
 		m.store.release(m.acquired)
 	}
@@ -381,6 +423,18 @@ func (t *table) resolve() error {
 			r.jumpIdx = idx
 			t.chains[idx].refs++
 		}
+		for _, r := range c.rules {
+			if vm, ok := r.tgt.(*VMap); ok {
+				to, err := vm.resolveChains(t.byName, func(i int) bool { return t.chains[i].builtin })
+				if err != nil {
+					return r.errf("%v", err)
+				}
+				r.mapTo = to
+				for _, i := range to {
+					t.chains[i].refs++
+				}
+			}
+		}
 	}
 	// Loops: a depth-first walk over jumps and gotos from every chain.
 	state := make([]uint8, len(t.chains))
@@ -401,8 +455,8 @@ func (t *table) resolve() error {
 		state[i] = 1
 		path = append(path, t.chains[i].name)
 		for _, r := range t.chains[i].rules {
-			if r.jumpTo != "" {
-				if err := visit(r.jumpIdx, path); err != nil {
+			for _, to := range r.jumpTargets() {
+				if err := visit(to, path); err != nil {
 					if _, ok := err.(*pipeline.PosError); ok {
 						return err
 					}
@@ -423,8 +477,8 @@ func (t *table) resolve() error {
 		changed = false
 		for _, c := range t.chains {
 			for _, r := range c.rules {
-				if r.jumpTo != "" {
-					to := t.chains[r.jumpIdx]
+				for _, i := range r.jumpTargets() {
+					to := t.chains[i]
 					if to.hooks|c.hooks != to.hooks {
 						to.hooks |= c.hooks
 						changed = true
@@ -532,5 +586,7 @@ var (
 	_ pipeline.Provisioner  = (*Module)(nil)
 	_ pipeline.Validator    = (*Module)(nil)
 	_ pipeline.CleanerUpper = (*Module)(nil)
+	_ pipeline.Starter      = (*Module)(nil)
+	_ pipeline.Stopper      = (*Module)(nil)
 	_ yaml.Unmarshaler      = (*Module)(nil)
 )

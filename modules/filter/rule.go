@@ -27,6 +27,7 @@ type rule struct {
 	jumpTo  string // jump/goto: the chain's name
 	isGoto  bool
 	jumpIdx int
+	mapTo   []int // a verdict map's chains (-j VMAP: jump/goto verdicts)
 
 	hooks   uint8  // the chain's hooks (set by validate)
 	text    string // canonical
@@ -402,6 +403,14 @@ func buildRule(src *ruleSrc, n *yaml.Node, where string) (*rule, error) {
 		}
 	}
 	return r, nil
+}
+
+// jumpTargets are the chains the rule may jump or go to (resolved).
+func (r *rule) jumpTargets() []int {
+	if r.jumpTo != "" {
+		return []int{r.jumpIdx}
+	}
+	return r.mapTo
 }
 
 // provision provisions the rule's modules, works out its family and

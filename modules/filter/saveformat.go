@@ -27,7 +27,7 @@ func CanonicalRule(s string) (text string, family int, err error) {
 	if err != nil {
 		return "", 0, unposition(err)
 	}
-	if err := r.provision(&pipeline.Context{}, &provisionEnv{}); err != nil {
+	if err := r.provision(&pipeline.Context{}, &provisionEnv{lenient: true}); err != nil {
 		return "", 0, unposition(err)
 	}
 	return r.text, r.family, nil

@@ -91,13 +91,20 @@ type (
 type provisionEnv struct {
 	logs     *logRing
 	counters *pipeline.CounterSet
+	sets     map[string]*Set // the section's sets (sets.go)
+	// lenient: a rule alone (CanonicalRule), without its section: a
+	// matcher or target that names a set or map takes the name on trust.
+	lenient bool
+	// setTargets are the sets SET targets change (their appliers run
+	// while the generation does: Module.Start).
+	setTargets []*Set
 }
 
 // matchNames are the matchers a rule may name (-m NAME or a YAML key).
 var matchNames = map[string]bool{
 	"tcp": true, "udp": true, "multiport": true, "icmp": true, "icmpv6": true, "icmp6": true, "mark": true,
 	"iprange": true, "length": true, "ttl": true, "hl": true, "limit": true, "pkttype": true,
-	"addrtype": true, "comment": true,
+	"addrtype": true, "comment": true, "set": true,
 }
 
 // targetNames maps a target's name (lower case) to its module name.

@@ -25,6 +25,7 @@
 //	export [FILE]    print a pipeline's filter rules in iptables-save format
 //	replay FILE --pcap IN   feed a capture through FILE's pipeline offline, deterministically
 //	trace            trace the next packets of a running pipeline (a stream)
+//	set              change and list a running pipeline's sets (ipset's add, del, list, flush)
 //	version, help
 //
 // Exit codes: 0 success, 1 the pipeline (or running it) failed, 2 the command
@@ -73,7 +74,8 @@ Usage:
   pipectl validate [--stats] [--lint] FILE...
         decode, provision and validate each FILE; opens no device, needs no root;
         --stats: per filter chain, what the rule compiler made of it;
-        --lint: filter rules that can never match (shadowed), exit 1 if any
+        --lint: filter rules that can never match (shadowed), rules whose removal
+        changes no verdict (redundant), user chains never reached; exit 1 if any
   pipectl modules [NAMESPACE]
         list the modules compiled into this binary (e.g. pipectl modules link)
   pipectl stats [-a] [-json] [-s SOCKET | FILE]
@@ -89,13 +91,14 @@ Usage:
   pipectl reload [-s SOCKET | FILE]     make it re-read its file (like SIGHUP), and say what happened
         The control socket is the file's control: socket
         (default /run/pipestack/<name>.sock); root only.
-  pipectl import [--links dev=link,...] [--family 4|6] FILE [FILE6]
+  pipectl import [--links dev=link,...] [--family 4|6] [--ipset FILE] FILE [FILE6]
         translate iptables-save (and ip6tables-save) output (FILE or - for stdin)
-        into a filter: section; names every option it cannot translate with its
+        into a filter: section, ipset save output into its sets:; names every option it cannot translate with its
         line and exits 1 if anything was left out
   pipectl export [--family 4|6] [--links dev=link,...] [-c] [-s SOCKET | FILE]
         print the filter rules of FILE, or of the running pipeline (its socket),
         in iptables-save format; one family per output: --family 4 (the default) or 6
+        (--ipset: its sets in ipset save format instead)
   pipectl replay FILE --pcap IN [--out OUT] [--json] [--link NAME] [--seed N]
         feed a capture through FILE's pipeline offline (channel links, the capture's
         clock, seeded random draws): per packet the rules that decided it, the
@@ -106,6 +109,9 @@ Usage:
   pipectl conntrack [-s SOCKET | FILE] -L|-C|-F|-D|-E|-S [-p P] [--src A] [--dst A] [--sport N] [--dport N]
         a running pipeline's connection table as conntrack-tools shows it: list, count,
         flush, delete what the filter selects, stream events, counters
+  pipectl set [-s SOCKET | FILE] add|del|test NAME ELEMENT [timeout N] | list [NAME] | flush NAME
+        a running pipeline's sets (filter sets:), as ipset: add an element (with a
+        timeout in seconds), delete it, test it, list, flush; no reload needed
   pipectl version
         print the version
   pipectl help
@@ -141,6 +147,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return cmdTrace(rest, stdout, stderr)
 	case "conntrack":
 		return cmdConntrack(rest, stdout, stderr)
+	case "set":
+		return cmdSet(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -179,7 +187,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("validate", "[--stats] [--lint] FILE...", stderr)
 	stats := fs.Bool("stats", false, "also print, per filter chain, what the rule compiler made of it (compile time, memory)")
-	lint := fs.Bool("lint", false, "also report filter rules that can never match (an earlier rule covers them); exit 1 if any")
+	lint := fs.Bool("lint", false, "also report filter rules that can never match (an earlier rule covers them), redundant rules and user chains never reached; exit 1 if any")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -209,18 +217,24 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// printLint prints the filter's shadowed rules, with file:line, and
-// returns how many.
+// printLint prints the filter's findings — shadowed and redundant rules,
+// user chains never reached — with file:line:col, and returns how many.
 func printLint(w io.Writer, file string, cfg *pipeline.Config) int {
 	n := 0
 	for _, mc := range cfg.Modules {
-		l, ok := mc.Module.(interface{ Lint() []filter.Shadow })
+		l, ok := mc.Module.(interface{ LintAll() []filter.Finding })
 		if !ok {
 			continue
 		}
-		for _, s := range l.Lint() {
-			fmt.Fprintf(w, "%s:%d:%d: filter (table %s, chain %s, rule %d): %q can never match: rule %d (line %d) matches every packet it could and ends the chain\n",
-				file, s.Line, s.Col, s.Table, s.Chain, s.Rule, s.Text, s.By, s.ByLine)
+		for _, f := range l.LintAll() {
+			where := fmt.Sprintf("table %s, chain %s, rule %d", f.Table, f.Chain, f.Rule)
+			switch {
+			case f.Table == "":
+				where = "sets"
+			case f.Rule == 0:
+				where = fmt.Sprintf("table %s, chain %s", f.Table, f.Chain)
+			}
+			fmt.Fprintf(w, "%s:%d:%d: filter (%s): %s\n", file, f.Line, f.Col, where, f.Msg)
 			n++
 		}
 	}
@@ -231,6 +245,12 @@ func printLint(w io.Writer, file string, cfg *pipeline.Config) int {
 // chain: compiled (time, partitions, entries, memory) or walked.
 func printClassifierStats(w io.Writer, file string, cfg *pipeline.Config) {
 	for _, mc := range cfg.Modules {
+		if ss, ok := mc.Module.(interface{ SetStats() []filter.SetStats }); ok {
+			for _, s := range ss.SetStats() {
+				fmt.Fprintf(w, "  %s:%d: set %s (%s): %s built in %v, %.1f KiB\n",
+					file, s.Line, s.Name, s.Type, plural(s.Elements, "element"), s.Build.Round(time.Microsecond), float64(s.Bytes)/1024)
+			}
+		}
 		cs, ok := mc.Module.(interface{ ClassifierStats() []filter.ChainStats })
 		if !ok {
 			continue
@@ -437,6 +457,9 @@ func cmdControl(cmd string, args []string, stdout, stderr io.Writer) int {
 	case "reload":
 		if rep.Reload.Changed {
 			fmt.Fprintf(stdout, "reloaded: generation %d\n", rep.Reload.Generation)
+			for _, n := range rep.Reload.Notes {
+				fmt.Fprintln(stdout, n)
+			}
 		} else {
 			fmt.Fprintf(stdout, "unchanged: generation %d keeps running\n", rep.Reload.Generation)
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pipestack/pipestack/modules/filter"
 	"github.com/pipestack/pipestack/pipectl/control"
@@ -158,6 +159,9 @@ func saveWords(rule string, opt exportOptions) ([]string, error) {
 		case "-m", "-j", "-g":
 			if i+1 >= len(words) {
 				return nil, fmt.Errorf("%s without a name", w)
+			}
+			if w == "-j" && words[i+1] == "VMAP" {
+				return nil, fmt.Errorf("-j VMAP (a verdict map, as nftables has them) has no iptables form")
 			}
 			groups = append(groups, &group{head: []string{w, words[i+1]}})
 			i++
@@ -341,7 +345,7 @@ func invertMap(m map[string]string) (map[string]string, error) {
 	return out, nil
 }
 
-const exportUsage = "[--family 4|6] [--links dev=link,...] [-c] [-s SOCKET | FILE]"
+const exportUsage = "[--ipset] [--family 4|6] [--links dev=link,...] [-c] [-s SOCKET | FILE]"
 
 func cmdExport(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("export", exportUsage, stderr)
@@ -349,6 +353,7 @@ func cmdExport(args []string, stdout, stderr io.Writer) int {
 	linksFlag := fs.String("links", "", "device=link name pairs: -i/-o name the device (default: the link's name)")
 	sock := fs.String("s", "", "the running pipeline's control socket (default without FILE: /run/pipestack/pipestack.sock)")
 	counters := fs.Bool("c", false, "write each rule's packet and byte counters, as iptables-save -c")
+	ipsetOut := fs.Bool("ipset", false, "write the sets (filter sets:) as ipset save does, the family's elements, instead of the rules")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -363,6 +368,27 @@ func cmdExport(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "pipectl export: %v\n", err)
 		return 2
+	}
+	if *ipsetOut {
+		var sets []filter.SetInfo
+		if fs.NArg() == 1 {
+			sets, err = fileSets(fs.Arg(0))
+		} else {
+			path := *sock
+			if path == "" {
+				path = (&pipeline.Config{}).SocketPath()
+			}
+			var rep *control.Reply
+			if rep, err = control.CallRequest(path, control.Request{Cmd: "set", Set: &control.SetRequest{Op: "list"}}); err == nil {
+				sets = rep.Set.Sets
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "pipectl export: %v\n", err)
+			return 1
+		}
+		writeIpset(stdout, sets, *fam)
+		return 0
 	}
 	var chains []pipeline.ChainListing
 	source := ""
@@ -403,6 +429,27 @@ func fileRules(file string) ([]pipeline.ChainListing, error) {
 		return nil, err
 	}
 	return configRules(cfg)
+}
+
+// fileSets loads a pipeline file (as pipectl validate) and lists its sets.
+func fileSets(file string) ([]filter.SetInfo, error) {
+	cfg, err := pipeline.LoadConfigFile(file)
+	if err == nil {
+		err = pipeline.Check(cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []filter.SetInfo
+	for _, mc := range cfg.Modules {
+		if m, ok := mc.Module.(*filter.Module); ok {
+			sets := m.Sets()
+			for _, n := range filter.SetNames(sets) {
+				out = append(out, sets[n].Info(time.Now(), true))
+			}
+		}
+	}
+	return out, nil
 }
 
 func configRules(cfg *pipeline.Config) ([]pipeline.ChainListing, error) {

@@ -386,3 +386,17 @@ func save(t *testing.T, ns, tool string) string {
 	}
 	return string(out)
 }
+
+// TestImportFlowOffload: OpenWrt's -j FLOWOFFLOAD translates to the
+// flowtable target, and the section loads with netfilter.conntrack.
+func TestImportFlowOffload(t *testing.T) {
+	in := filepath.Join(t.TempDir(), "ft.v4")
+	writeFile(t, in, "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j FLOWOFFLOAD\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n")
+	r := runMain(t, "import", in)
+	if r.code != 0 || !strings.Contains(r.stdout, "- -4 -m conntrack --ctstate RELATED,ESTABLISHED -j FLOWOFFLOAD\n") {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if v := runMain(t, "validate", tempPipeline(t, "name: ft\nmodules: [network.ipv4, netfilter.conntrack]\n"+r.stdout)); v.code != 0 {
+		t.Errorf("the section does not load: %s", v.stderr)
+	}
+}

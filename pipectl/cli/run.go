@@ -94,7 +94,11 @@ func Run(ctx context.Context, file string, opts RunOptions) error {
 		if g := st.Generation(); g != nil {
 			seq = g.Seq()
 		}
-		req.reply <- reloadResult{control.ReloadReply{Changed: changed, Generation: seq}, err}
+		rr := control.ReloadReply{Changed: changed, Generation: seq}
+		if changed && err == nil {
+			rr.Notes = control.GenerationNotes(st)
+		}
+		req.reply <- reloadResult{rr, err}
 	}
 	ctl := startControl(cfg, st, doReload, logger)
 	defer func() { ctl.close() }()
@@ -204,6 +208,9 @@ func reload(st *pipeline.Stack, file string, lw *logWriter, logger zerolog.Logge
 	default:
 		lw.configure(cfg.Log)
 		logger.Info().Uint64("generation", st.Generation().Seq()).Msg("reloaded")
+		for _, n := range control.GenerationNotes(st) {
+			logger.Warn().Uint64("generation", st.Generation().Seq()).Msg(n)
+		}
 	}
 	return changed, err
 }

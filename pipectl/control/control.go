@@ -31,6 +31,8 @@ type Request struct {
 	Trace *TraceRequest `json:"trace,omitempty"`
 	// Conntrack: the conntrack command's (conntrack.go).
 	Conntrack *ConntrackRequest `json:"conntrack,omitempty"`
+	// Set: the set command's (sets.go).
+	Set *SetRequest `json:"set,omitempty"`
 }
 
 // Reply is what the server answers; one of the payloads is set.
@@ -42,6 +44,7 @@ type Reply struct {
 	Rules     []pipeline.ChainListing `json:"rules,omitempty"`
 	Reload    *ReloadReply            `json:"reload,omitempty"`
 	Conntrack *ConntrackReply         `json:"conntrack,omitempty"`
+	Set       *SetReply               `json:"set,omitempty"`
 	// Sockets: pipectl sockets (sockets.go).
 	Sockets []SocketEntry `json:"sockets,omitempty"`
 	// Plugins: the out-of-process filter plugins (pipectl plugins).
@@ -133,6 +136,28 @@ type NeighEntry struct {
 type ReloadReply struct {
 	Changed    bool   `json:"changed"`
 	Generation uint64 `json:"generation"`
+	// Notes are what the new generation's modules have to say about it
+	// (the filter: sets whose run-time contents the file replaced).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// ReloadNoter is a module with something to say about the generation it
+// was built for (ReloadReply.Notes).
+type ReloadNoter interface{ ReloadNotes() []string }
+
+// GenerationNotes gathers the running generation's notes.
+func GenerationNotes(s *pipeline.Stack) []string {
+	g := s.Generation()
+	if g == nil {
+		return nil
+	}
+	var out []string
+	for _, mc := range g.Config().Modules {
+		if n, ok := mc.Module.(ReloadNoter); ok {
+			out = append(out, n.ReloadNotes()...)
+		}
+	}
+	return out
 }
 
 // Snapshot gathers the stack's counters.
@@ -353,6 +378,17 @@ func (srv *Server) handle(c net.Conn) {
 		} else {
 			rep.Conntrack = r
 		}
+	case "set":
+		if req.Set == nil {
+			rep.Error = "set: no request"
+			break
+		}
+		r, err := Sets(srv.stack, req.Set)
+		if err != nil {
+			rep.Error = err.Error()
+		} else {
+			rep.Set = r
+		}
 	case "reload":
 		r, err := srv.reload()
 		if err != nil {
@@ -361,7 +397,7 @@ func (srv *Server) handle(c net.Conn) {
 			rep.Reload = &r
 		}
 	default:
-		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, sockets, rules, plugins, reload, conntrack, trace, conntrack-events)", req.Cmd)
+		rep.Error = fmt.Sprintf("unknown command %q (stats, route, neigh, sockets, rules, plugins, reload, conntrack, set, trace, conntrack-events)", req.Cmd)
 	}
 	json.NewEncoder(c).Encode(rep)
 }

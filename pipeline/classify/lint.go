@@ -121,3 +121,67 @@ func subset(a, b []ival) bool {
 	}
 	return true
 }
+
+// Disjoint reports whether no packet whose headers are all there can make
+// both rules i and j match, as far as the compiled form proves it: in each
+// family one of them cannot match, or on one field the values i's tests
+// let through and those j's do never meet. Port fields count only when
+// neither rule has a matcher that refuses packets whose ports are not all
+// there (for such a packet the ports prove nothing); link names and marks
+// under different masks are not compared. False means "not proved".
+// For lint: a rule between a redundant one and the rule that would
+// decide in its place must be disjoint from it.
+func (x *Index) Disjoint(i, j int) bool {
+	if i < 0 || j < 0 || i >= x.n || j >= x.n {
+		return false
+	}
+	ports := !x.irregular[i] && !x.irregular[j]
+	for _, fi := range []*famIndex{&x.v4, &x.v6} {
+		if fi.never[i] || fi.never[j] {
+			continue
+		}
+		if !fi.disjoint(i, j, ports) {
+			return false
+		}
+	}
+	return true
+}
+
+func (fi *famIndex) disjoint(i, j int, ports bool) bool {
+	it := fi.tests[fi.toff[i]:fi.toff[i+1]]
+	jt := fi.tests[fi.toff[j]:fi.toff[j+1]]
+	for f := field(0); f < numFields; f++ {
+		switch f {
+		case fIn, fOut:
+			continue
+		case fSport, fDport, fICMP, fFlags: // read from the transport header
+			if !ports {
+				continue
+			}
+		}
+		a, aok := fi.allowed(it, f)
+		b, bok := fi.allowed(jt, f)
+		if aok && bok && len(intersect(a, b)) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// allowed is the values of f that tests ts all let through (ok false: a
+// mark or TCP flags test under a mask other than all ones, which this
+// does not compare).
+func (fi *famIndex) allowed(ts []test, f field) ([]ival, bool) {
+	out := []ival{{u128{}, fieldMax(f, fi.v6)}}
+	for k := range ts {
+		t := &ts[k]
+		if t.f != f {
+			continue
+		}
+		if masked(f) && t.mask != ^uint32(0) {
+			return nil, false
+		}
+		out = intersect(out, t.cover(fi.v6))
+	}
+	return out, true
+}
