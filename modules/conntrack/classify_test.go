@@ -9,35 +9,64 @@ import (
 )
 
 // TestStateConstraintAgrees: filter.match.state's constraint (FieldCTState,
-// what pipeline/classify prunes on) holds exactly where Match matches, for
-// every state mask, both senses and every CTInfo byte (the reply bit and
-// the states conntrack never sets included).
+// what pipeline/classify prunes on), and filter.match.conntrack's with
+// --ctstate alone, hold exactly where Match matches, for every state mask,
+// both senses and every CTInfo byte (the reply bit and the states
+// conntrack never sets included).
 func TestStateConstraintAgrees(t *testing.T) {
 	pkt := pipeline.DefaultPool.Get(64)
 	defer pkt.Release()
 	pc := &pipeline.PacketContext{Pkt: pkt}
 	for mask := uint8(0); mask < stSNAT; mask++ {
 		for _, inv := range []bool{false, true} {
-			m := &StateMatch{mask: mask, inv: inv}
-			cs := m.Constraint()
-			if len(cs) != 1 || cs[0].Field != pipeline.FieldCTState || m.Fields() != pipeline.FieldCTState {
-				t.Fatalf("mask %#x: constraint %+v, fields %v", mask, cs, m.Fields())
-			}
-			for info := 0; info < 256; info++ {
-				pkt.CTInfo = pipeline.CTInfo(info)
-				got, hot := m.Match(pc)
-				in := false
-				for _, r := range cs[0].Ranges {
-					if s := uint32(pkt.CTInfo.State()); r.Lo <= s && s <= r.Hi {
-						in = true
-					}
+			for _, m := range []pipeline.Matcher{&StateMatch{mask: mask, inv: inv}, ctstateOnly(t, mask, inv)} {
+				if mask == 0 {
+					continue // --ctstate needs a state
 				}
-				if hot || got != (in != cs[0].Invert) {
-					t.Fatalf("mask %#x inv %v CTInfo %#x: Match %v (hotdrop %v), constraint %v", mask, inv, info, got, hot, in != cs[0].Invert)
+				cs := m.(pipeline.ConstraintDescriber).Constraint()
+				if len(cs) != 1 || cs[0].Field != pipeline.FieldCTState || m.Fields() != pipeline.FieldCTState {
+					t.Fatalf("%T mask %#x: constraint %+v, fields %v", m, mask, cs, m.Fields())
+				}
+				for info := 0; info < 256; info++ {
+					pkt.CTInfo = pipeline.CTInfo(info)
+					got, hot := m.Match(pc)
+					in := false
+					for _, r := range cs[0].Ranges {
+						if s := uint32(pkt.CTInfo.State()); r.Lo <= s && s <= r.Hi {
+							in = true
+						}
+					}
+					if hot || got != (in != cs[0].Invert) {
+						t.Fatalf("%T mask %#x inv %v CTInfo %#x: Match %v (hotdrop %v), constraint %v", m, mask, inv, info, got, hot, in != cs[0].Invert)
+					}
 				}
 			}
 		}
 	}
+	// Any other option, or SNAT/DNAT: not described (it reads the entry).
+	for _, c := range []ConntrackMatch{{CTState: "ESTABLISHED", CTDir: "REPLY"}, {CTState: "SNAT"}, {CTState: "NEW,DNAT"}, {CTState: "NEW", CTProto: "tcp"}, {CTStatus: "ASSURED"}} {
+		if err := c.Provision(&pipeline.Context{}); err != nil {
+			t.Fatal(err)
+		}
+		if c.Constraint() != nil || c.Fields() != pipeline.FieldOther {
+			t.Errorf("%+v: constraint %+v, fields %v", c, c.Constraint(), c.Fields())
+		}
+	}
+}
+
+// ctstateOnly is -m conntrack --ctstate over mask.
+func ctstateOnly(t *testing.T, mask uint8, inv bool) *ConntrackMatch {
+	m := &ConntrackMatch{CTState: bang(inv) + statesString(mask)}
+	if mask == 0 {
+		return m
+	}
+	if err := m.Provision(&pipeline.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	if !m.onlyState || m.state.mask != mask || m.stInv != inv {
+		t.Fatalf("--ctstate %q: mask %#x inv %v", m.CTState, m.state.mask, m.stInv)
+	}
+	return m
 }
 
 // TestStateIndexed: a compiled chain of state rules skips the rules whose

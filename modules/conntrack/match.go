@@ -223,6 +223,9 @@ type ConntrackMatch struct {
 	statInv bool
 	hasStat bool
 	dir     int // 0 none, 1 ORIGINAL, 2 REPLY
+	// onlyState: --ctstate without SNAT/DNAT is the only test, so the
+	// state is all Match reads (Fields, Constraint).
+	onlyState bool
 }
 
 type addrOpt struct {
@@ -340,6 +343,10 @@ func (m *ConntrackMatch) Provision(ctx *pipeline.Context) error {
 			return fmt.Errorf("--%s needs --ctproto", ctPortNames[i])
 		}
 	}
+	m.onlyState = m.state.mask != 0 && m.state.mask&(stSNAT|stDNAT) == 0 && m.proto < 0 && !m.hasStat && m.dir == 0
+	for i := range m.addrs {
+		m.onlyState = m.onlyState && !m.addrs[i].set && !m.ports[i].set
+	}
 	return nil
 }
 
@@ -394,10 +401,23 @@ func parsePortRange(v string) (uint16, uint16, error) {
 }
 
 // Fields implements pipeline.Matcher.
-func (*ConntrackMatch) Fields() pipeline.FieldSet { return pipeline.FieldOther }
+// With --ctstate alone (no SNAT/DNAT) the state is all it reads: a
+// classifier prunes on it; else FieldOther (it reads the entry).
+func (m *ConntrackMatch) Fields() pipeline.FieldSet {
+	if m.onlyState {
+		return pipeline.FieldCTState
+	}
+	return pipeline.FieldOther
+}
 
-// Constraint implements pipeline.ConstraintDescriber.
-func (*ConntrackMatch) Constraint() []pipeline.FieldConstraint { return nil }
+// Constraint implements pipeline.ConstraintDescriber: the states, with
+// --ctstate alone (TestStateConstraintAgrees).
+func (m *ConntrackMatch) Constraint() []pipeline.FieldConstraint {
+	if !m.onlyState {
+		return nil
+	}
+	return []pipeline.FieldConstraint{stateConstraint(m.state.mask, m.stInv)}
+}
 
 // Match implements pipeline.Matcher (conntrack_mt: a packet without an
 // entry matches only a state test).
