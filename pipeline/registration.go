@@ -794,6 +794,20 @@ const (
 	// FieldOther: the matcher looks at something else (payload, flags,
 	// state); a classifier must always call it.
 	FieldOther
+	// FieldICMPType: an ICMP or ICMPv6 header's type and code, as
+	// type<<8 | code (Ranges; after FieldOther so that the older values
+	// keep their numbers). Only for packets of the protocol the same
+	// Constraint() requires (1 or 58), whose header is at least 8 bytes:
+	// a matcher that constrains it constrains FieldProto too, and for
+	// other packets (a short header, a non-first fragment) says nothing.
+	FieldICMPType
+	// FieldTCPFlags: a TCP header's flags byte (offset 13) ANDed with
+	// Mask, in Ranges; as FieldICMPType, only beside a FieldProto
+	// constraint on 6 and for a header of at least 20 bytes.
+	FieldTCPFlags
+	// FieldCTState: the packet's connection-tracking state,
+	// Pkt.CTInfo.State() (0–15, without CTReply), in Ranges.
+	FieldCTState
 )
 
 // FieldConstraint is one constraint of a matcher as data, for a rule

@@ -162,11 +162,27 @@ func (m *StateMatch) Provision(ctx *pipeline.Context) error {
 	return nil
 }
 
-// Fields implements pipeline.Matcher.
-func (*StateMatch) Fields() pipeline.FieldSet { return pipeline.FieldOther }
+// Fields implements pipeline.Matcher: the state alone (a classifier
+// prunes on it; Match never hotdrops and changes nothing).
+func (*StateMatch) Fields() pipeline.FieldSet { return pipeline.FieldCTState }
 
-// Constraint implements pipeline.ConstraintDescriber.
-func (*StateMatch) Constraint() []pipeline.FieldConstraint { return nil }
+// Constraint implements pipeline.ConstraintDescriber: the CTInfo states
+// whose bit is in the mask (TestStateConstraintAgrees).
+func (m *StateMatch) Constraint() []pipeline.FieldConstraint {
+	return []pipeline.FieldConstraint{stateConstraint(m.mask, m.inv)}
+}
+
+// stateConstraint is FieldCTState over the states whose stateBit is in
+// mask.
+func stateConstraint(mask uint8, inv bool) pipeline.FieldConstraint {
+	c := pipeline.FieldConstraint{Field: pipeline.FieldCTState, Invert: inv}
+	for s := pipeline.CTInfo(0); s <= pipeline.CTStateMask; s++ {
+		if stateBit(s)&mask != 0 {
+			c.Ranges = append(c.Ranges, pipeline.ValueRange{Lo: uint32(s), Hi: uint32(s)})
+		}
+	}
+	return c
+}
 
 // Match implements pipeline.Matcher.
 func (m *StateMatch) Match(pc *pipeline.PacketContext) (bool, bool) {
@@ -207,6 +223,9 @@ type ConntrackMatch struct {
 	statInv bool
 	hasStat bool
 	dir     int // 0 none, 1 ORIGINAL, 2 REPLY
+	// onlyState: --ctstate without SNAT/DNAT is the only test, so the
+	// state is all Match reads (Fields, Constraint).
+	onlyState bool
 }
 
 type addrOpt struct {
@@ -324,6 +343,10 @@ func (m *ConntrackMatch) Provision(ctx *pipeline.Context) error {
 			return fmt.Errorf("--%s needs --ctproto", ctPortNames[i])
 		}
 	}
+	m.onlyState = m.state.mask != 0 && m.state.mask&(stSNAT|stDNAT) == 0 && m.proto < 0 && !m.hasStat && m.dir == 0
+	for i := range m.addrs {
+		m.onlyState = m.onlyState && !m.addrs[i].set && !m.ports[i].set
+	}
 	return nil
 }
 
@@ -378,10 +401,23 @@ func parsePortRange(v string) (uint16, uint16, error) {
 }
 
 // Fields implements pipeline.Matcher.
-func (*ConntrackMatch) Fields() pipeline.FieldSet { return pipeline.FieldOther }
+// With --ctstate alone (no SNAT/DNAT) the state is all it reads: a
+// classifier prunes on it; else FieldOther (it reads the entry).
+func (m *ConntrackMatch) Fields() pipeline.FieldSet {
+	if m.onlyState {
+		return pipeline.FieldCTState
+	}
+	return pipeline.FieldOther
+}
 
-// Constraint implements pipeline.ConstraintDescriber.
-func (*ConntrackMatch) Constraint() []pipeline.FieldConstraint { return nil }
+// Constraint implements pipeline.ConstraintDescriber: the states, with
+// --ctstate alone (TestStateConstraintAgrees).
+func (m *ConntrackMatch) Constraint() []pipeline.FieldConstraint {
+	if !m.onlyState {
+		return nil
+	}
+	return []pipeline.FieldConstraint{stateConstraint(m.state.mask, m.stInv)}
+}
 
 // Match implements pipeline.Matcher (conntrack_mt: a packet without an
 // entry matches only a state test).

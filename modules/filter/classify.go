@@ -90,14 +90,15 @@ func (m *Module) ClassifierStats() []ChainStats {
 // matcherKind is what the classifier may assume of a matcher of this
 // module: most never hotdrop and keep no state (Pure) though they declare
 // FieldOther for what their constraints leave out (the family, fragments,
-// ICMP types, lengths); the transport matchers hotdrop only packets whose
+// lengths); the transport matchers hotdrop only packets whose
 // transport header is not all there (Irregular), TCP's --tcp-option also
 // a packet within its ports with a bad data offset (Inside); limit keeps
 // a bucket (Opaque). Any other matcher (a custom one) by its Fields.
 //
 // Exact: the matchers whose constraints say all they test. Base, unless
 // it checks -f (its family is described as a constraint: describe); the
-// port matchers without flags, options or --ports; mark; comment.
+// port matchers without options or --ports; icmp and icmpv6; mark;
+// comment.
 func matcherKind(m pipeline.Matcher) classify.Kind {
 	switch x := m.(type) {
 	case *Base:
@@ -120,16 +121,13 @@ func matcherKind(m pipeline.Matcher) classify.Kind {
 			return classify.Irregular | classify.Exact
 		}
 		return classify.Irregular
-	case *ICMP, *ICMPv6:
-		return classify.Irregular
+	case *ICMP, *ICMPv6: // type and code are a constraint (FieldICMPType)
+		return classify.Irregular | classify.Exact
 	case *TCP:
 		if x.optSet {
 			return classify.Inside
 		}
-		if !x.flagsSet {
-			return classify.Irregular | classify.Exact
-		}
-		return classify.Irregular
+		return classify.Irregular | classify.Exact // flags: FieldTCPFlags
 	case *Limit:
 		return classify.Opaque
 	case *SetMatch:

@@ -22,7 +22,47 @@ import (
 // truncated transport headers (the transport matchers hotdrop or refuse
 // them), and prefixes and ports spread so that rules overlap.
 
-func init() { pipeline.RegisterModule(new(ttlOdd)) }
+func init() {
+	pipeline.RegisterModule(new(ttlOdd))
+	pipeline.RegisterModule(new(ctSt))
+}
+
+// ctSt (filter.match.ctst, test only): the packet's CTInfo.State() is one
+// of the states in mask (bit s for state s), "!" inverts — the shape of
+// modules/conntrack's state matcher, which this package cannot import.
+// It declares FieldCTState alone (Pure) and describes it as a constraint.
+type ctSt struct {
+	States string `yaml:"states"`
+	mask   uint16
+	inv    bool
+}
+
+func (*ctSt) PipelineModule() pipeline.ModuleInfo {
+	return pipeline.ModuleInfo{ID: "filter.match.ctst", Summary: "test only", New: func() pipeline.Module { return new(ctSt) }}
+}
+func (*ctSt) Options() []Opt { return []Opt{{Name: "states", Args: 1, Invert: true}} }
+func (m *ctSt) Provision(*pipeline.Context) error {
+	v, inv := strings.CutPrefix(m.States, "!")
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 16)
+	m.mask, m.inv = uint16(n), inv
+	return err
+}
+func (*ctSt) Fields() pipeline.FieldSet { return pipeline.FieldCTState }
+func (m *ctSt) Constraint() []pipeline.FieldConstraint {
+	c := pipeline.FieldConstraint{Field: pipeline.FieldCTState, Invert: m.inv}
+	for s := uint32(0); s < 16; s++ {
+		if m.mask&(1<<s) != 0 {
+			c.Ranges = append(c.Ranges, pipeline.ValueRange{Lo: s, Hi: s})
+		}
+	}
+	return []pipeline.FieldConstraint{c}
+}
+func (m *ctSt) Spec() string {
+	return fmt.Sprintf("-m ctst %s--states %d", not(m.inv), m.mask)
+}
+func (m *ctSt) Match(pc *pipeline.PacketContext) (bool, bool) {
+	return (m.mask&(1<<pc.Pkt.CTInfo.State()) != 0) != m.inv, false
+}
 
 // ttlOdd (filter.match.ttlodd, test only): matches a packet whose TTL (hop
 // limit) is odd; with hot, a TTL of 7 is dropped at once (hotdrop). It
@@ -68,6 +108,8 @@ type crule struct {
 	outInv   bool
 	other    int // where the custom matcher stands: 0 before the transport matcher, 1 before multiport, 2 before mark, 3 last; -1 none
 	otherHot bool
+	ctMask   uint16 // ctst right after the base matcher (before a custom matcher); 0: none
+	ctInv    bool
 	// set: a set matcher after the others (-m set, last before the
 	// target): -1 none, 0 sn src, 1 sn dst, 2 sp dst,dst; setInv "!".
 	set      int
@@ -81,6 +123,7 @@ type cpacket struct {
 	npacket
 	out   pipeline.NICID
 	ttl   uint8
+	ct    pipeline.CTInfo
 	frag  bool // a non-first IPv4 fragment (offset 16)
 	short bool // 2 bytes of transport header
 }
@@ -89,7 +132,7 @@ type cpacket struct {
 // or hotdrop.
 func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 	b := *r.nrule
-	b.sport, b.dport, b.mports, b.hasMark, b.icmpType = nil, nil, nil, false, -1
+	b.sport, b.dport, b.mports, b.hasMark, b.icmpType, b.hasFlags = nil, nil, nil, false, -1, false
 	if !nv.matches(&b, &p.npacket) {
 		return false, false
 	}
@@ -118,6 +161,9 @@ func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 		}
 		return nv.matches(x, &p.npacket), false
 	}
+	if r.ctMask != 0 && (r.ctMask&(1<<p.ct.State()) != 0) == r.ctInv {
+		return false, false // ctst stands after the base matcher
+	}
 	for i := 0; i < 4; i++ {
 		if r.other == i {
 			if r.otherHot && p.ttl == 7 {
@@ -130,10 +176,10 @@ func (nv naive) ordered(r *crule, p *cpacket) (bool, bool) {
 		x := b
 		switch i {
 		case 0:
-			if r.sport == nil && r.dport == nil && r.icmpType < 0 {
+			if r.sport == nil && r.dport == nil && r.icmpType < 0 && !r.hasFlags {
 				continue
 			}
-			x.sport, x.dport, x.icmpType = r.sport, r.dport, r.icmpType
+			x.sport, x.dport, x.icmpType, x.hasFlags = r.sport, r.dport, r.icmpType, r.hasFlags
 		case 1:
 			if r.mports == nil {
 				continue
@@ -307,6 +353,12 @@ func randCSet(r *rand.Rand, maxRules int) cset {
 			if r.Intn(6) == 0 {
 				x.other, x.otherHot = r.Intn(4), r.Intn(2) == 0
 			}
+			if r.Intn(5) == 0 {
+				x.ctMask, x.ctInv = pick(r, []uint16{1 << 1, 1 << 2, 1<<2 | 1<<3, 1 << 4, 1<<0 | 1<<4, uint16(r.Intn(1 << 16))}), r.Intn(3) == 0
+				if x.ctMask == 0 {
+					x.ctMask = 1
+				}
+			}
 			if r.Intn(4) == 0 {
 				x.set, x.setInv, x.setFirst = r.Intn(3), r.Intn(3) == 0, r.Intn(2) == 0
 			}
@@ -323,12 +375,16 @@ func (x *crule) yaml() string {
 	m := x.yamlMap()
 	parts := strings.Split(m[1:len(m)-1], ", ")
 	if x.out != "" {
-		parts = insertBefore(parts, []string{"sport:", "dport:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
+		parts = insertBefore(parts, []string{"sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
 			"out: "+strconv.Quote(not(x.outInv)+x.out))
+	}
+	if x.ctMask != 0 { // after the base matcher's keys, before a custom matcher placed first
+		parts = insertBefore(parts, []string{"sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
+			fmt.Sprintf("ctst: {states: %q}", not(x.ctInv)+strconv.Itoa(int(x.ctMask))))
 	}
 	if x.other >= 0 {
 		before := [][]string{
-			{"sport:", "dport:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
+			{"sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:", "target:", "jump:", "goto:"},
 			{"multiport:", "mark:", "target:", "jump:", "goto:"},
 			{"mark:", "target:", "jump:", "goto:"},
 			{"target:", "jump:", "goto:"},
@@ -342,7 +398,7 @@ func (x *crule) yaml() string {
 	if x.set >= 0 {
 		keys := []string{"target:", "jump:", "goto:"}
 		if x.setFirst {
-			keys = append(keys, "ttlodd:", "sport:", "dport:", "icmp_type:", "multiport:", "mark:")
+			keys = append(keys, "ttlodd:", "sport:", "dport:", "tcp_flags:", "icmp_type:", "multiport:", "mark:")
 		}
 		parts = insertBefore(parts, keys, "set: "+strconv.Quote(not(x.setInv)+[]string{"sn src", "sn dst", "sp dst,dst"}[x.set]))
 	}
@@ -388,6 +444,13 @@ func (cs *cset) packet(r *rand.Rand) cpacket {
 	if r.Intn(3) == 0 {
 		p.dport = pick(r, cs.ports) + uint16(r.Intn(3)) - 1
 	}
+	p.ct = pipeline.CTInfo(r.Intn(6))
+	switch r.Intn(6) {
+	case 0:
+		p.ct |= pipeline.CTReply
+	case 1:
+		p.ct = pipeline.CTInfo(r.Intn(256)) // states conntrack never sets too
+	}
 	if len(cs.setAP) > 0 && !p.v6 && r.Intn(4) == 0 {
 		e := pick(r, cs.setAP)
 		p.dst, p.dport = e.addr, e.port
@@ -418,6 +481,10 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 	disjointPairs = 0
 	for s := 0; s < sets && time.Now().Before(deadline); s++ {
 		cs := randCSet(r, maxRules)
+		classifyOptions.DirMin = 0
+		if s%4 == 0 {
+			classifyOptions.DirMin = 1 // a DIR table for every IPv4 address partition
+		}
 		m, lerr := load(t, cs.text)
 		if lerr != nil {
 			t.Fatalf("seed %d: rule set %d does not load: %v\n%s", seed, s, lerr, cs.text)
@@ -470,7 +537,7 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 				}
 			}
 			k := pk{v6: np.v6, proto: np.proto, src: np.src.String(), dst: np.dst.String(), sport: np.sport, dport: np.dport,
-				icmpType: np.icmpType, icmpCode: np.icmpCode, ttl: np.ttl}
+				icmpType: np.icmpType, icmpCode: np.icmpCode, flags: np.tcpFlags, ttl: np.ttl}
 			if np.frag {
 				k.fragOff = 16
 			}
@@ -483,7 +550,7 @@ func classifyRun(t *testing.T, seed int64, sets, packets, maxRules int, bug clas
 			if np.v6 {
 				pkt.NetProto = pipeline.IPv6ProtocolNumber
 			}
-			pkt.Mark, pkt.InNIC, pkt.OutNIC = np.mark, np.in, np.out
+			pkt.Mark, pkt.InNIC, pkt.OutNIC, pkt.CTInfo = np.mark, np.in, np.out, np.ct
 			pc := pipeline.PacketContext{Hook: pipeline.Forward, InNIC: np.in, OutNIC: np.out, Pkt: pkt}
 			if !pipeline.ParseTuple(nil, pkt, &pc) {
 				t.Fatalf("packet %+v does not parse", np)

@@ -218,6 +218,9 @@ func (m *TCP) Fields() pipeline.FieldSet {
 	if m.dport.set {
 		f |= pipeline.FieldDstPort
 	}
+	if m.flagsSet {
+		f |= pipeline.FieldTCPFlags
+	}
 	return f
 }
 
@@ -229,6 +232,10 @@ func (m *TCP) Constraint() []pipeline.FieldConstraint {
 	}
 	if m.dport.set {
 		out = append(out, m.dport.constraint(pipeline.FieldDstPort))
+	}
+	if m.flagsSet {
+		c := uint32(m.cmp)
+		out = append(out, pipeline.FieldConstraint{Field: pipeline.FieldTCPFlags, Mask: uint32(m.mask), Ranges: []pipeline.ValueRange{{Lo: c, Hi: c}}, Invert: m.flagsInv})
 	}
 	return out
 }
@@ -692,12 +699,21 @@ func (m *icmpMatch[F]) Protocols() []uint8 { return []uint8{m.spec().proto} }
 func (m *icmpMatch[F]) Family() int { return m.spec().family }
 
 // Fields implements pipeline.Matcher.
-func (*icmpMatch[F]) Fields() pipeline.FieldSet { return pipeline.FieldProto | pipeline.FieldOther }
+func (*icmpMatch[F]) Fields() pipeline.FieldSet {
+	return pipeline.FieldProto | pipeline.FieldICMPType | pipeline.FieldOther // FieldOther: fragments, hotdrops
+}
 
 // Constraint implements pipeline.ConstraintDescriber.
 func (m *icmpMatch[F]) Constraint() []pipeline.FieldConstraint {
 	p := uint32(m.spec().proto)
-	return []pipeline.FieldConstraint{{Field: pipeline.FieldProto, Ranges: []pipeline.ValueRange{{Lo: p, Hi: p}}}}
+	tc := pipeline.ValueRange{Lo: 0, Hi: 0xffff} // any
+	if t := m.t; t.typ != 0xff {
+		tc = pipeline.ValueRange{Lo: uint32(t.typ)<<8 | uint32(t.lo), Hi: uint32(t.typ)<<8 | uint32(t.hi)}
+	}
+	return []pipeline.FieldConstraint{
+		{Field: pipeline.FieldProto, Ranges: []pipeline.ValueRange{{Lo: p, Hi: p}}},
+		{Field: pipeline.FieldICMPType, Ranges: []pipeline.ValueRange{tc}, Invert: m.t.inv},
+	}
 }
 
 // Match implements pipeline.Matcher.

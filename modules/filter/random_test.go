@@ -36,6 +36,8 @@ type nrule struct {
 	icmpType           int // -1 none
 	icmpCode           int // -1 any
 	icmpInv            bool
+	flagsMask, flags   uint8 // --tcp-flags MASK COMP
+	hasFlags, flagsInv bool
 	target             string // accept, drop, return, jump, goto, mark, "" (count)
 	to                 int    // chain index for jump/goto
 	setMark            uint32
@@ -48,6 +50,7 @@ type npacket struct {
 	sport, dport uint16
 	icmpType     uint8
 	icmpCode     uint8
+	tcpFlags     uint8
 	in           pipeline.NICID
 	mark         uint32
 }
@@ -111,6 +114,9 @@ func (nv naive) matches(r *nrule, p *npacket) bool {
 		}
 	}
 	if r.hasMark && (p.mark&r.mask == r.mark) == r.markInv {
+		return false
+	}
+	if r.hasFlags && (p.tcpFlags&r.flagsMask == r.flags) == r.flagsInv {
 		return false
 	}
 	if r.icmpType >= 0 {
@@ -240,6 +246,16 @@ func randRule(r *rand.Rand, chain, nchains int) *nrule {
 			x.mportInv = r.Intn(3) == 0
 		}
 	}
+	if x.proto == 6 && !x.protoInv && r.Intn(3) == 0 {
+		// Masks as firewalls write them; COMP mostly within MASK (else
+		// the rule never matches, as in Linux).
+		x.hasFlags, x.flagsInv = true, r.Intn(3) == 0
+		x.flagsMask = []uint8{0x12, 0x17, 0x3f, 0x02, 0xff}[r.Intn(5)]
+		x.flags = uint8(r.Intn(256)) & x.flagsMask
+		if r.Intn(10) == 0 {
+			x.flags = uint8(r.Intn(256))
+		}
+	}
 	if x.proto == 1 && !x.protoInv && r.Intn(2) == 0 {
 		x.icmpType = []int{0, 3, 8, 11}[r.Intn(4)]
 		if x.icmpType == 3 && r.Intn(2) == 0 {
@@ -309,6 +325,9 @@ func (x *nrule) iptables() string {
 	if x.dport != nil {
 		p = append(p, b(x.dportInv)+"--dport "+portStr(*x.dport))
 	}
+	if x.hasFlags {
+		p = append(p, b(x.flagsInv)+"--tcp-flags "+tcpFlagsString(x.flagsMask)+" "+tcpFlagsString(x.flags))
+	}
 	if x.icmpType >= 0 {
 		t := strconv.Itoa(x.icmpType)
 		if x.icmpCode >= 0 {
@@ -373,6 +392,9 @@ func (x *nrule) yamlMap() string {
 	if x.dport != nil {
 		p = append(p, "dport: "+q(b(x.dportInv)+portStr(*x.dport)))
 	}
+	if x.hasFlags {
+		p = append(p, "tcp_flags: "+q(b(x.flagsInv)+tcpFlagsString(x.flagsMask)+" "+tcpFlagsString(x.flags)))
+	}
 	if x.icmpType >= 0 {
 		t := strconv.Itoa(x.icmpType)
 		if x.icmpCode >= 0 {
@@ -416,6 +438,12 @@ func randPacket(r *rand.Rand) npacket {
 	if r.Intn(4) == 0 {
 		p.sport, p.dport = uint16(r.Intn(65536)), uint16(r.Intn(65536))
 	}
+	if p.proto == 6 {
+		p.tcpFlags = []uint8{0x02, 0x12, 0x10, 0x11, 0x04, 0x18}[r.Intn(6)]
+		if r.Intn(3) == 0 {
+			p.tcpFlags = uint8(r.Intn(256))
+		}
+	}
 	if p.proto == 1 {
 		p.icmpType, p.icmpCode = []uint8{0, 3, 8, 11, 5}[r.Intn(5)], uint8(r.Intn(4))
 	}
@@ -424,7 +452,7 @@ func randPacket(r *rand.Rand) npacket {
 
 func (p npacket) pk() pk {
 	return pk{v6: p.v6, proto: p.proto, src: p.src.String(), dst: p.dst.String(), sport: p.sport, dport: p.dport,
-		icmpType: p.icmpType, icmpCode: p.icmpCode, in: p.in, mark: p.mark, hook: pipeline.Input}
+		icmpType: p.icmpType, icmpCode: p.icmpCode, flags: p.tcpFlags, in: p.in, mark: p.mark, hook: pipeline.Input}
 }
 
 type ruleSet struct {

@@ -38,8 +38,8 @@ func TestValidateStats(t *testing.T) {
 // TestValidateLint: --lint reports exactly the rules an earlier rule that
 // ends the chain covers (by port range, by prefix, by an inverted prefix
 // and the family, by mark), with file:line, and exits 1; not a rule after
-// a LOG (which does not end the chain), nor one outside the cover, nor one
-// whose cover needs what the compiler cannot prove (TCP flags).
+// a LOG (which does not end the chain), nor one outside the cover; and by
+// TCP flags (--syn covers --syn --dport 80: the flags are a field).
 func TestValidateLint(t *testing.T) {
 	file := tempPipeline(t, `name: lint
 modules: [network.ipv4]
@@ -72,7 +72,7 @@ filter:
 			got = append(got, l[len(file):strings.Index(l, ": filter")]+" "+l[strings.Index(l, "rule "):strings.Index(l, ")")])
 		}
 	}
-	want := []string{":10:11 rule 2", ":12:11 rule 4", ":17:11 rule 9"}
+	want := []string{":10:11 rule 2", ":12:11 rule 4", ":17:11 rule 9", ":20:11 rule 12"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("findings %q, want %q\n%s", got, want, r.stdout)
 	}

@@ -92,6 +92,12 @@ type Options struct {
 	// MinRules: a chain with fewer rules keeps the rule-by-rule walk
 	// (0: DefaultMinRules; 1: every chain gets an index).
 	MinRules int
+	// DirMin: an IPv4 address partition of this many elementary
+	// intervals or more is looked up through a DIR-16-8-8 table rather
+	// than a binary search, when its starts need at most 4,096 blocks
+	// (0: DefaultDirMin; the equivalence test sets 1 to cover the
+	// table with small chains).
+	DirMin int
 	// PlantedBug, for the tests that prove the equivalence test notices
 	// a wrong compiler, never set otherwise: BugRangeOffByOne compiles
 	// every range without its upper bound, BugInvertIgnored drops every
@@ -112,6 +118,10 @@ const (
 // rule-by-rule walk is as fast (measured: README.md, "Crossover").
 const DefaultMinRules = 8
 
+// DefaultDirMin is Options.DirMin's default: with fewer intervals the
+// binary search is short and its table would cost 256 KB for nothing.
+const DefaultDirMin = 256
+
 // field is a field the index knows.
 type field uint8
 
@@ -124,10 +134,16 @@ const (
 	fMark
 	fIn
 	fOut
+	fICMP  // type<<8 | code
+	fFlags // TCP flags, tested under a mask as the mark
+	fCT    // CTInfo.State()
 	numFields
 )
 
-var fieldNames = [numFields]string{"src", "dst", "proto", "sport", "dport", "mark", "in", "out"}
+var fieldNames = [numFields]string{"src", "dst", "proto", "sport", "dport", "mark", "in", "out", "icmp", "tcpflags", "ctstate"}
+
+// masked: a field tested under a mask (test.mask).
+func masked(f field) bool { return f == fMark || f == fFlags }
 
 // u128 is a field's value: addresses (IPv6 whole, IPv4 in lo), the rest in lo.
 type u128 struct{ hi, lo uint64 }
@@ -169,7 +185,7 @@ type test struct {
 	f      field
 	inv    bool
 	single bool   // one interval: one (no search, no load of iv)
-	mask   uint32 // fMark: the mark ANDed with mask
+	mask   uint32 // masked fields (fMark, fFlags): the value ANDed with mask
 	one    ival
 	iv     []ival
 	names  []string // fIn, fOut: exact, or a prefix with a trailing "+"
@@ -214,9 +230,11 @@ func fieldMax(f field, v6 bool) u128 {
 			return u128{^uint64(0), ^uint64(0)}
 		}
 		return u128{0, 1<<32 - 1}
-	case fProto:
+	case fProto, fFlags:
 		return u128{0, 255}
-	case fSport, fDport:
+	case fCT:
+		return u128{0, uint64(pipeline.CTStateMask)}
+	case fSport, fDport, fICMP:
 		return u128{0, 65535}
 	}
 	return u128{0, 1<<32 - 1}
@@ -342,10 +360,16 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 			}
 			t.iv = append(t.iv, prefixIval(p))
 		}
-	case pipeline.FieldProto, pipeline.FieldSrcPort, pipeline.FieldDstPort, pipeline.FieldMark:
+	case pipeline.FieldProto, pipeline.FieldSrcPort, pipeline.FieldDstPort, pipeline.FieldMark, pipeline.FieldICMPType, pipeline.FieldTCPFlags, pipeline.FieldCTState:
 		switch c.Field {
 		case pipeline.FieldProto:
 			t.f = fProto
+		case pipeline.FieldICMPType:
+			t.f = fICMP
+		case pipeline.FieldTCPFlags:
+			t.f, t.mask = fFlags, c.Mask
+		case pipeline.FieldCTState:
+			t.f = fCT
 		case pipeline.FieldSrcPort:
 			t.f = fSport
 		case pipeline.FieldDstPort:
@@ -396,7 +420,7 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 	if len(t.iv) == 1 {
 		t.single, t.one = true, t.iv[0]
 	}
-	if t.f != fMark || t.mask == ^uint32(0) {
+	if !masked(t.f) || t.mask == ^uint32(0) {
 		if len(t.iv) == 1 && t.iv[0].lo == (u128{}) && t.iv[0].hi == fieldMax(t.f, v6) {
 			// The whole domain.
 			if c.Invert {
@@ -412,9 +436,9 @@ func specialise(c pipeline.FieldConstraint, v6 bool, bug Bug) (t test, constant 
 // numeric fields (a mark only under the full mask).
 func (t *test) indexable() bool {
 	switch t.f {
-	case fSrc, fDst, fProto, fSport, fDport:
+	case fSrc, fDst, fProto, fSport, fDport, fICMP, fCT:
 		return true
-	case fMark:
+	case fMark, fFlags:
 		return t.mask == ^uint32(0)
 	}
 	return false

@@ -220,3 +220,73 @@ func TestNICTables(t *testing.T) {
 		}
 	}
 }
+
+// TestDirAgreesWithSearch: the DIR-16-8-8 table finds the interval the
+// binary search finds, for random starts (clustered, so that blocks of
+// both levels exist, and at the ends of the space) and values at, beside
+// and between them; and is not built when it would need too many blocks.
+func TestDirAgreesWithSearch(t *testing.T) {
+	rnd := rand.New(rand.NewSource(time.Now().UnixNano()))
+	for round := 0; round < 200; round++ {
+		var b []u128
+		base := rnd.Uint32()
+		for i := rnd.Intn(2000); i >= 0; i-- {
+			var v uint32
+			switch rnd.Intn(4) {
+			case 0:
+				v = rnd.Uint32()
+			case 1:
+				v = base + uint32(rnd.Intn(1<<12))
+			case 2:
+				v = base&^0xffff + uint32(rnd.Intn(1<<16))&^0xff
+			default:
+				v = ^uint32(0) - uint32(rnd.Intn(300))
+			}
+			b = append(b, u(uint64(v)))
+		}
+		starts := uniqueStarts(b)
+		s := make([]uint32, len(starts))
+		for j, st := range starts {
+			s[j] = uint32(st.lo)
+		}
+		dir := buildDir(s)
+		if dir == nil { // at most 2 blocks a start: under dirBlocks
+			t.Fatalf("round %d: no table for %d starts", round, len(s))
+		}
+		p := part{f: fDst, s32: s, dir: dir, enc: make([]uint64, len(s))}
+		for j := range p.enc {
+			p.enc[j] = uint64(j)
+		}
+		check := func(v uint32) {
+			var pv pktVals
+			pv.v32[fDst] = v
+			if got, want := p.lookup(&pv), uint64(search32(s, v)); got != want {
+				t.Fatalf("round %d: %#x: dir says interval %d, the search %d", round, v, got, want)
+			}
+		}
+		for _, st := range s {
+			check(st)
+			check(st - 1)
+			check(st + 1)
+		}
+		for i := 0; i < 2000; i++ {
+			check(rnd.Uint32())
+			check(base + uint32(rnd.Intn(1<<16)))
+		}
+		check(0)
+		check(^uint32(0))
+	}
+	// Random /32s all over the space: a block each; past dirBlocks, none.
+	var b []u128
+	for i := 0; i < 3*dirBlocks; i++ {
+		b = append(b, u(uint64(rand.Uint32())|1))
+	}
+	st := uniqueStarts(b)
+	s := make([]uint32, len(st))
+	for j := range st {
+		s[j] = uint32(st[j].lo)
+	}
+	if buildDir(s) != nil {
+		t.Fatalf("a table for %d scattered starts, want none (at most %d blocks)", len(s), dirBlocks)
+	}
+}

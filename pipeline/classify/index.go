@@ -93,7 +93,21 @@ type part struct {
 	// direct, its interval per port (one load instead of a search).
 	s32    []uint32
 	direct []uint16
+	// dir, for an IPv4 address partition of Options.DirMin intervals or more
+	// whose starts fall in few /24s: the interval of a value in at most
+	// three loads instead of a binary search (DIR-16-8-8, as LPM tables
+	// do it): dir[v>>16] is the interval, or dirNext|b for block b of
+	// 256 entries at dir[dirL1+256b:] over the next 8 bits, and so once
+	// more for the last 8.
+	dir []uint32
 }
+
+const (
+	dirMin    = 256     // fewer intervals: the binary search is short
+	dirL1     = 1 << 16 // first level: the top 16 bits
+	dirNext   = 1 << 31 // an entry naming a block
+	dirBlocks = 4096    // at most (4 MB): more, keep the binary search
+)
 
 const directMin = 32
 
@@ -104,6 +118,16 @@ const multi = 1 << 63
 // value.
 func (p *part) lookup(pv *pktVals) uint64 {
 	switch {
+	case p.dir != nil:
+		v := pv.v32[p.f]
+		e := p.dir[v>>16]
+		if e&dirNext != 0 {
+			e = p.dir[dirL1+int(e&^dirNext)<<8|int(v>>8&0xff)]
+			if e&dirNext != 0 {
+				e = p.dir[dirL1+int(e&^dirNext)<<8|int(v&0xff)]
+			}
+		}
+		return p.enc[e]
 	case p.direct != nil:
 		return p.enc[p.direct[uint16(pv.v32[p.f])]]
 	case p.s32 != nil:
@@ -161,8 +185,11 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 			}
 		}
 	}
-	x.v4 = buildFam(cons, exact, false, o.PlantedBug)
-	x.v6 = buildFam(cons, exact, true, o.PlantedBug)
+	if o.DirMin == 0 {
+		o.DirMin = DefaultDirMin
+	}
+	x.v4 = buildFam(cons, exact, false, o)
+	x.v6 = buildFam(cons, exact, true, o)
 	if o.NICs != nil {
 		x.v4.nicTables(o.NICs)
 		x.v6.nicTables(o.NICs)
@@ -185,7 +212,7 @@ func Compile(rules []pipeline.Rule, o Options) *Index {
 					x.stats.Entries++
 				}
 			}
-			x.stats.Bytes += 16*len(p.starts) + 8*len(p.enc) + 8*len(p.rules) + 4*len(p.s32) + 2*len(p.direct)
+			x.stats.Bytes += 16*len(p.starts) + 8*len(p.enc) + 8*len(p.rules) + 4*len(p.s32) + 2*len(p.direct) + 4*len(p.dir)
 		}
 	}
 	x.stats.Compile = time.Since(start)
@@ -239,7 +266,8 @@ func usable(ms []pipeline.Matcher, kind func(pipeline.Matcher) Kind, describe fu
 	return out, exact
 }
 
-func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug) famIndex {
+func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, o Options) famIndex {
+	bug := o.PlantedBug
 	n := len(cons)
 	fi := famIndex{v6: v6, toff: make([]int32, n+1), exact: make([]bool, n)}
 	never := make([]bool, n)
@@ -275,7 +303,7 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 		for i := fi.toff[r]; i < fi.toff[r+1]; i++ {
 			t := &fi.tests[i]
 			x := rec{f: t.f, flags: fl, mask: ^uint32(0), ext: i}
-			if t.f == fMark {
+			if masked(t.f) {
 				x.mask = t.mask
 			}
 			if t.inv {
@@ -478,6 +506,9 @@ func buildFam(cons [][]pipeline.FieldConstraint, exact []bool, v6 bool, bug Bug)
 				p.direct[v] = uint16(j)
 			}
 		}
+		if !v6 && (f == fSrc || f == fDst) && len(p.s32) >= o.DirMin {
+			p.dir = buildDir(p.s32)
+		}
 		fi.parts = append(fi.parts, p)
 	}
 	for r := 0; r < n; r++ {
@@ -525,6 +556,69 @@ func (fi *famIndex) nicTables(nics map[pipeline.NICID]string) {
 		}
 	}
 	fi.inlineLinks = nil
+}
+
+// buildDir is the DIR-16-8-8 table of the elementary intervals starting
+// at s (ascending, s[0] == 0), or nil when it would need more than
+// dirBlocks blocks.
+func buildDir(s []uint32) []uint32 {
+	// A block is needed where a start lies strictly inside a /16 (a
+	// second-level block) or a /24 (a third-level one).
+	blocks, last16, last24 := 0, -1, -1
+	for _, st := range s[1:] {
+		if st&0xffff != 0 && int(st>>16) != last16 {
+			last16 = int(st >> 16)
+			blocks++
+		}
+		if st&0xff != 0 && int(st>>8) != last24 {
+			last24 = int(st >> 8)
+			blocks++
+		}
+	}
+	if blocks > dirBlocks {
+		return nil
+	}
+	dir := make([]uint32, dirL1, dirL1+blocks<<8)
+	// inside: whether a start lies in (base, base+size).
+	inside := func(j int, base, size uint32) bool {
+		return j+1 < len(s) && s[j+1] > base && uint64(s[j+1]) < uint64(base)+uint64(size)
+	}
+	// at: the interval holding base (j: the one holding the block's
+	// previous value, or where the search may start).
+	at := func(j int, base uint32) int {
+		for j+1 < len(s) && s[j+1] <= base {
+			j++
+		}
+		return j
+	}
+	j := 0
+	for b := uint32(0); b < dirL1; b++ {
+		base := b << 16
+		j = at(j, base)
+		if !inside(j, base, 1<<16) {
+			dir[b] = uint32(j)
+			continue
+		}
+		b2 := len(dir)>>8 - dirL1>>8
+		dir[b] = dirNext | uint32(b2)
+		dir = append(dir, make([]uint32, 256)...)
+		for c := uint32(0); c < 256; c++ {
+			base2 := base | c<<8
+			j = at(j, base2)
+			if !inside(j, base2, 1<<8) {
+				dir[dirL1+b2<<8+int(c)] = uint32(j)
+				continue
+			}
+			b3 := len(dir)>>8 - dirL1>>8
+			dir[dirL1+b2<<8+int(c)] = dirNext | uint32(b3)
+			dir = append(dir, make([]uint32, 256)...)
+			for d := uint32(0); d < 256; d++ {
+				j = at(j, base2|d)
+				dir[dirL1+b3<<8+int(d)] = uint32(j)
+			}
+		}
+	}
+	return dir
 }
 
 func uniqueStarts(b []u128) []u128 {
@@ -647,6 +741,16 @@ func (x *Index) Next(pc *pipeline.PacketContext, from int) (int, bool) {
 	pv.v32[fProto] = uint32(pc.Tuple.Proto)
 	pv.v32[fSport], pv.v32[fDport] = uint32(pc.Tuple.SrcPort), uint32(pc.Tuple.DstPort)
 	pv.v32[fMark] = pc.Pkt.Mark
+	pv.v32[fCT] = uint32(pc.Pkt.CTInfo.State())
+	if p := pc.Tuple.Proto; p == 1 || p == 58 {
+		// Not irregular: the header's 8 bytes are there. (Another
+		// protocol's packets meet an ICMP test only beside a protocol
+		// test that fails: FieldICMPType.)
+		l4 := pc.Pkt.NetworkHeader()[pc.L4Off:pc.L4End]
+		pv.v32[fICMP] = uint32(l4[0])<<8 | uint32(l4[1])
+	} else if p == 6 { // 20 bytes there (not irregular)
+		pv.v32[fFlags] = uint32(pc.Pkt.NetworkHeader()[pc.L4Off+13])
+	}
 	if pc.InNIC < 32 { // inline link recs (nicTables)
 		pv.v32[fIn] = 1 << pc.InNIC
 	}
@@ -740,8 +844,8 @@ func (x *Index) wide(t *test, pc *pipeline.PacketContext, pv *pktVals) bool {
 			pv.outDone = true
 		}
 		return pv.outOK && nameIn(t.names, pv.out)
-	case fMark:
-		return t.contains(u128{0, uint64(pv.v32[fMark] & t.mask)})
+	case fMark, fFlags:
+		return t.contains(u128{0, uint64(pv.v32[t.f] & t.mask)})
 	}
 	return t.contains(pv.val(t.f))
 }

@@ -42,11 +42,11 @@ func (fi *famIndex) holdsOver(t *test, jt []test) bool {
 			}
 		}
 		return false
-	case fMark:
-		// j's values under the same mask (or t lets every mark through).
-		allowed := []ival{{u128{}, fieldMax(fMark, fi.v6)}}
+	case fMark, fFlags:
+		// j's values under the same mask (or t lets every value through).
+		allowed := []ival{{u128{}, fieldMax(t.f, fi.v6)}}
 		for k := range jt {
-			if u := &jt[k]; u.f == fMark && u.mask == t.mask {
+			if u := &jt[k]; u.f == t.f && u.mask == t.mask {
 				allowed = intersect(allowed, u.cover(fi.v6))
 			}
 		}
@@ -154,7 +154,7 @@ func (fi *famIndex) disjoint(i, j int, ports bool) bool {
 		switch f {
 		case fIn, fOut:
 			continue
-		case fSport, fDport:
+		case fSport, fDport, fICMP, fFlags: // read from the transport header
 			if !ports {
 				continue
 			}
@@ -169,8 +169,8 @@ func (fi *famIndex) disjoint(i, j int, ports bool) bool {
 }
 
 // allowed is the values of f that tests ts all let through (ok false: a
-// mark test under a mask other than all ones, which this does not
-// compare).
+// mark or TCP flags test under a mask other than all ones, which this
+// does not compare).
 func (fi *famIndex) allowed(ts []test, f field) ([]ival, bool) {
 	out := []ival{{u128{}, fieldMax(f, fi.v6)}}
 	for k := range ts {
@@ -178,7 +178,7 @@ func (fi *famIndex) allowed(ts []test, f field) ([]ival, bool) {
 		if t.f != f {
 			continue
 		}
-		if f == fMark && t.mask != ^uint32(0) {
+		if masked(f) && t.mask != ^uint32(0) {
 			return nil, false
 		}
 		out = intersect(out, t.cover(fi.v6))
