@@ -68,71 +68,53 @@ type oooRange struct{ left, right, at uint32 }
 // conn is one connection: its state machine, buffers and timers. Every
 // field below mu is guarded by it.
 type conn struct {
+	// The fields are grouped by size (8-byte words, then 4-byte
+	// sequence numbers, then bytes) so that the struct carries no padding:
+	// an idle connection is this struct, and TestConnSize pins its size
+	// class.
 	t  *table
 	st *settings // of the generation that made it
 
 	// wheel entry (guarded by the wheel's lock)
 	wNext, wPrev *conn
 	wTick        int64
-	wIn          bool
-	sweeper      bool // the table's TIME-WAIT sweeper, not a connection
 
 	local, remote netip.AddrPort // fixed once registered
+	wIn           bool           // wheel entry filed (the wheel's lock)
+	sweeper       bool           // the table's TIME-WAIT sweeper, not a connection
 	v6            bool
 
 	mu       sync.Mutex
-	state    state
-	passive  bool      // made by a listener
+	iss      uint32    // (here: fills the word mu leaves)
 	listener *listener // the listener of a passive open until accepted
 
 	// send side
-	iss, sndUna, sndNxt, sndMax uint32
-	sndWnd, maxSndWnd           uint32
-	sndWl1, sndWl2              uint32
-	sndWScale, rcvWScale        uint8
-	sndMSS                      int // payload bytes per segment (options excluded)
-	sndBuf                      ring
-	sndBufMax                   int
-	finQueued                   bool // CloseWrite: a FIN follows the data
-	finAcked                    bool // the peer acknowledged our FIN
-	noDelay                     bool
+	sndMSS    int // payload bytes per segment (options excluded)
+	sndBuf    ring
+	sndBufMax int
 
 	// receive side
-	irs, rcvNxt, rcvAdv, lastAckSent uint32
-	rcvBuf                           ring
-	rcvBufMax                        int
-	rcvMSS                           int
-	ooo                              *[maxOOO]oooRange // made at the first out-of-order segment
-	nooo                             int
-	oooLast                          int // index of the range the latest segment went to
-	oooTick                          uint32
-	finRcvd                          bool
-	finPending                       bool   // a FIN arrived out of order
-	finAt                            uint32 // its sequence number
+	rcvBuf    ring
+	rcvBufMax int
+	rcvMSS    int
+	ooo       *[maxOOO]oooRange // made at the first out-of-order segment
+	nooo      int
+	oooLast   int // index of the range the latest segment went to
 
 	// buffer auto-tuning (memory.go)
-	rcvSpace             int    // the receive buffer offered now (Linux's sk_rcvbuf), ≤ rcvBufMax
-	sndLimit             int    // the send buffer Write fills now (sk_sndbuf), ≤ sndBufMax
-	rcvLocked, sndLocked bool   // SetReadBuffer, SetWriteBuffer: fixed sizes
-	rcvCopied            uint32 // bytes the application has read (mod 2^32)
-	rcvqSeq              uint32 // rcvCopied when the measurement began
-	rcvqSpace            int    // bytes read in the last measured round trip
-	rcvqTime             int64
-	rcvRTT               int64 // the receiver's RTT estimate, ns (0: none)
-	rcvRTTSeq            uint32
-	rcvRTTTime           int64
+	rcvSpace   int // the receive buffer offered now (Linux's sk_rcvbuf), ≤ rcvBufMax
+	sndLimit   int // the send buffer Write fills now (sk_sndbuf), ≤ sndBufMax
+	rcvqSpace  int // bytes read in the last measured round trip
+	rcvqTime   int64
+	rcvRTT     int64 // the receiver's RTT estimate, ns (0: none)
+	rcvRTTTime int64
 
 	// options
-	tsOK, sackOK, wsOK bool
-	tsOffset           uint32
-	tsRecent           uint32
-	tsRecentAt         int64
-	peerMSS            int
+	tsRecentAt int64
+	peerMSS    int
 
 	// RTT and timers (ns on the wheel's scale; 0: off)
 	srtt, rttvar, rto int64
-	rttTiming         bool
-	rttSeq            uint32
 	rttStart          int64
 	retries           int
 	rtoAt             int64
@@ -141,7 +123,6 @@ type conn struct {
 	persistProbes     int
 	persistBackoff    int
 	keepAt            int64
-	keepalive         bool
 	keepIdle          time.Duration
 	keepIntvl         time.Duration
 	keepProbes        int
@@ -152,27 +133,16 @@ type conn struct {
 	lastOOW           int64 // last ACK answering an out-of-window segment
 
 	// ACK decisions
-	ackNow      bool
-	rcvUnacked  int // bytes received since the last ACK
-	quickAcks   int
-	inTimeWait  bool // counted in the table's TIME-WAIT total
-	closeNow    bool // TIME-WAIT had no room: CLOSED once the last ACK is out
-	userClosed  bool // Close was called: the application is gone
-	rdShut      bool // CloseRead
-	lingerSet   bool
-	linger      time.Duration
-	established bool // counted as established
+	rcvUnacked int // bytes received since the last ACK
+	quickAcks  int
+	linger     time.Duration
 
 	// congestion control
-	cc         CongestionControl
-	ccs        CCState
-	dupAcks    int
-	inRecovery bool
-	inLoss     bool // after an RTO, until SND.UNA passes recover (Linux's TCP_CA_Loss)
-	recover    uint32
-	roundEnd   uint32 // a round trip ends when it is acknowledged (HyStart++)
-	rk         rack   // SACK scoreboard and RACK-TLP (sack.go)
-	un         undo   // the congestion episode's undo and PRR state (recovery.go)
+	cc      CongestionControl
+	ccs     CCState
+	dupAcks int
+	rk      rack // SACK scoreboard and RACK-TLP (sack.go)
+	un      undo // the congestion episode's undo and PRR state (recovery.go)
 
 	err     error // the connection's error (reset, timeout, refused)
 	softErr error // an ICMP error reported while connecting
@@ -180,8 +150,10 @@ type conn struct {
 	// route cache, valid while rGen is the batch's generation
 	rGen *pipeline.Generation
 	ne   pipeline.NetworkEndpoint
-	ri   pipeline.RouteInfo
-	tso  bool // the route's link takes TSO super-packets (output.go)
+	// the route's next hop and MTU (its NIC is riNIC below; the
+	// addresses are the connection's own: routeInfo)
+	riHop netip.Addr
+	riMTU int
 	// txSegSize is the segment size of the last TSO super-packet (its
 	// scoreboard entries follow it).
 	txSegSize int
@@ -191,9 +163,50 @@ type conn struct {
 	// wakeups for the API (capacity 1); the end of the handshake sets
 	// estabDone and wakes sndReady (waitHandshake)
 	rcvReady, sndReady chan struct{}
-	estabDone          bool
 	done               chan struct{} // closed when the connection is CLOSED
-	doneClosed         bool
+
+	// 4-byte words
+	sndUna, sndNxt, sndMax           uint32
+	sndWnd, maxSndWnd                uint32
+	sndWl1, sndWl2                   uint32
+	irs, rcvNxt, rcvAdv, lastAckSent uint32
+	oooTick                          uint32
+	finAt                            uint32 // the sequence number of a FIN that arrived out of order
+	rcvCopied                        uint32 // bytes the application has read (mod 2^32)
+	rcvqSeq                          uint32 // rcvCopied when the measurement began
+	rcvRTTSeq                        uint32
+	tsOffset                         uint32
+	tsRecent                         uint32
+	rttSeq                           uint32
+	recover                          uint32
+	roundEnd                         uint32 // a round trip ends when it is acknowledged (HyStart++)
+	riNIC                            pipeline.NICID
+
+	// bytes
+	state                state
+	passive              bool // made by a listener
+	sndWScale, rcvWScale uint8
+	finQueued            bool // CloseWrite: a FIN follows the data
+	finAcked             bool // the peer acknowledged our FIN
+	noDelay              bool
+	finRcvd              bool
+	finPending           bool // a FIN arrived out of order (at finAt)
+	rcvLocked, sndLocked bool // SetReadBuffer, SetWriteBuffer: fixed sizes
+	tsOK, sackOK, wsOK   bool
+	rttTiming            bool
+	keepalive            bool
+	ackNow               bool
+	inTimeWait           bool // counted in the table's TIME-WAIT total
+	closeNow             bool // TIME-WAIT had no room: CLOSED once the last ACK is out
+	userClosed           bool // Close was called: the application is gone
+	rdShut               bool // CloseRead
+	lingerSet            bool
+	established          bool // counted as established
+	inRecovery           bool
+	inLoss               bool // after an RTO, until SND.UNA passes recover (Linux's TCP_CA_Loss)
+	tso                  bool // the route's link takes TSO super-packets (output.go)
+	estabDone            bool
+	doneClosed           bool
 }
 
 func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {
@@ -274,9 +287,14 @@ func (c *conn) ourMSS(b *pipeline.Batch) int {
 // 65495; an IPv6 payload length is 16 bits and excludes the header.
 func (c *conn) pathMTU() int {
 	if c.v6 {
-		return min(c.ri.MTU, 0xffff+wire.IPv6HeaderSize)
+		return min(c.riMTU, 0xffff+wire.IPv6HeaderSize)
 	}
-	return min(c.ri.MTU, 0xffff)
+	return min(c.riMTU, 0xffff)
+}
+
+// routeInfo is the cached route as the network layer takes it.
+func (c *conn) routeInfo() pipeline.RouteInfo {
+	return pipeline.RouteInfo{NIC: c.riNIC, LocalAddr: c.local.Addr(), RemoteAddr: c.remote.Addr().WithZone(""), NextHop: c.riHop, MTU: c.riMTU}
 }
 
 // route resolves the connection's route in the batch's generation (cached
@@ -301,7 +319,7 @@ func (c *conn) route(b *pipeline.Batch) bool {
 	c.ne = ne
 	const offload = pipeline.CapGSO | pipeline.CapTXChecksumOffload
 	c.tso = c.st.tso && nic.Capabilities()&offload == offload
-	c.ri = pipeline.RouteInfo{NIC: nic.ID(), LocalAddr: c.local.Addr(), RemoteAddr: c.remote.Addr().WithZone(""), NextHop: nextHop, MTU: nic.MTU()}
+	c.riNIC, c.riHop, c.riMTU = nic.ID(), nextHop, nic.MTU()
 	return true
 }
 

@@ -73,8 +73,8 @@ func (p *Protocol) HandleError(b *pipeline.Batch, kind pipeline.TransportErrorKi
 		p.c.pmtuUpdates.Inc()
 		c.sndMSS = mss
 		c.ccs.MSS = mss
-		if c.rGen == b.Gen && c.ri.MTU > mtu {
-			c.ri.MTU = mtu
+		if c.rGen == b.Gen && c.riMTU > mtu {
+			c.riMTU = mtu
 		}
 		// Resend what was sent at the old size (Linux's
 		// tcp_simple_retransmit): back to SND.UNA, no congestion

@@ -200,7 +200,7 @@ func (c *conn) flush(b *pipeline.Batch) {
 		return
 	}
 	n := c.nout
-	c.ne.WritePackets(b, c.ri, pipeline.NetworkHeaderParams{Protocol: pipeline.TCPProtocolNumber}, c.out[:n])
+	c.ne.WritePackets(b, c.routeInfo(), pipeline.NetworkHeaderParams{Protocol: pipeline.TCPProtocolNumber}, c.out[:n])
 	clear(c.out[:n])
 	c.nout = 0
 	c.t.c.tx.Add(uint64(n))

@@ -83,24 +83,24 @@ type rack struct {
 	nSacked, nLost int
 	nRetrans       int
 	xmit           int64  // RACK.xmit_ts: the latest send time delivered
-	end            uint32 // RACK.end_seq
 	rtt            int64  // RACK.rtt
-	fack           uint32 // RACK.fack: the highest sequence SACKed
 	minRTT         minmax // windowed over min_rtt_window (Linux's tcp_min_rtt)
 	ackRTT         int64  // the RTT of the ACK being processed (0: none)
-	reorderSeen    bool
-	reoMult        int // RACK.reo_wnd_mult
+	reoMult        int    // RACK.reo_wnd_mult
 	reoPersist     int
+	reoAt, tlpAt   int64  // the reordering timer, the probe timeout
+	end            uint32 // RACK.end_seq
+	fack           uint32 // RACK.fack: the highest sequence SACKed
 	dsackRound     uint32
-	dsackRoundOn   bool
-	reoAt, tlpAt   int64 // the reordering timer, the probe timeout
-	tlpOut         bool  // a probe is outstanding
-	tlpRetrans     bool  // it was a retransmission
-	tlpDsack       bool  // a DSACK reported it
 	tlpHigh        uint32
+	dsackL, dsackR uint32
+	reorderSeen    bool
+	dsackRoundOn   bool
+	tlpOut         bool // a probe is outstanding
+	tlpRetrans     bool // it was a retransmission
+	tlpDsack       bool // a DSACK reported it
 	tlpRearm       bool // an ACK or new data: the PTO restarts
 	dsackOn        bool // a DSACK block to send (receiver side)
-	dsackL, dsackR uint32
 }
 
 // noteSent records [seq, end) as sent at now: new data is appended,
