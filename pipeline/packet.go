@@ -122,7 +122,7 @@ type Packet struct {
 	// PathMTU, set by the network layer on a packet the stack originates,
 	// is the largest size it may leave with (the path MTU towards its
 	// destination: a route's MTU, an advertised one, one learnt from ICMP);
-	// 0 on forwarded packets but an IPv6 datagram reassembled on its way
+	// 0 on forwarded packets but a datagram reassembled on its way
 	// (Defragmenter), where it is its largest fragment's size: it is cut
 	// to that size again, as Linux's frag_max_size. At transmit a packet
 	// larger than the lesser of it and the egress NIC's MTU is fragmented

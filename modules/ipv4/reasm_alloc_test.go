@@ -11,12 +11,12 @@ import (
 	"testing"
 
 	"github.com/pipestack/pipestack/pipeline"
-	"github.com/pipestack/pipestack/pipeline/wire"
 	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
 // TestReassemblyZeroAllocs proves exactly that reassembling a datagram (two
-// fragments, defragment_forwarded, the datagram forwarded whole) allocates
+// fragments, defragment_forwarded, the datagram forwarded and cut to its
+// fragments' sizes again) allocates
 // nothing once warm: mallocs counted over 12,800 datagrams.
 func TestReassemblyZeroAllocs(t *testing.T) {
 	l := newLab(t, "{module: network.ipv4, reassembly: {defragment_forwarded: true}}")
@@ -26,17 +26,17 @@ func TestReassemblyZeroAllocs(t *testing.T) {
 	for i := 0; i < 64; i++ {
 		frames = append(frames, frags...)
 	}
-	buf := make([]*pipeline.Packet, 64)
+	buf := make([]*pipeline.Packet, 128)
 	run := func(batches int) {
 		for i := 0; i < batches; i++ {
 			l.a.InjectFrames(frames)
 			k := l.c.Read(buf)
-			if k != 64 {
-				t.Fatalf("forwarded %d of 64 datagrams (%s)", k, l.r.DumpCounters())
+			if k != 64*len(frags) {
+				t.Fatalf("forwarded %d fragments of 64 datagrams, want %d (%s)", k, 64*len(frags), l.r.DumpCounters())
 			}
-			for _, p := range buf[:k] {
-				if h := wire.IPv4(p.Data()); h.MoreFragments() || int(h.TotalLength()) != len(orig) {
-					t.Fatalf("forwarded a fragment or a wrong datagram")
+			for j, p := range buf[:k] {
+				if len(p.Data()) > len(frags[0]) {
+					t.Fatalf("fragment %d: %d bytes, larger than the %d-byte fragment it came in", j, len(p.Data()), len(frags[0]))
 				}
 			}
 			pipeline.ReleaseBatch(buf[:k])

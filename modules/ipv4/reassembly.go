@@ -42,6 +42,7 @@ func newReassembler(clock pipeline.Clock, stack *pipeline.Stack, pool *pipeline.
 		// 1) for local delivery; not for the defragmentation service, as
 		// in Linux for conntrack's.
 		Notify: func(k fragKey) bool { return k.user == userLocal },
+		Done:   defragDone,
 		TimeExceeded: func(b *pipeline.Batch, first *pipeline.Packet) {
 			if e, ok := b.Gen.NetworkEndpoint(first.InNIC, pipeline.IPv4ProtocolNumber).(*endpoint); ok {
 				e.icmpError(b, first, wire.ICMPv4TimeExceeded, wire.ICMPv4ReassemblyTimeout, 0)
@@ -119,4 +120,27 @@ func buildDatagram(pool *pipeline.Pool, frags []reasm.Fragment[struct{}], end in
 	h.SetFlagsFragmentOffset(first.Flags()&^wire.IPv4FlagMoreFragments, 0)
 	h.SetChecksum(h.CalculateChecksum())
 	return out
+}
+
+// defragDone records in a datagram the defragmentation service made (a
+// forwarded datagram reassembled for conntrack) the size of its largest
+// fragment in PathMTU, as Linux's IPCB(skb)->frag_max_size: at transmit it
+// is cut to that size again (ip_do_fragment takes the lesser of it and the
+// MTU), so the fragments leave as they came, not at the egress MTU. A
+// datagram whose first fragment carried DF keeps PathMTU 0 (Fragment reads
+// PathMTU on a DF packet as the stack's own): it leaves whole or is
+// answered with fragmentation needed, as any DF packet.
+func defragDone(k fragKey, out *pipeline.Packet, frags []reasm.Fragment[struct{}]) {
+	if k.user != userDefrag || wire.IPv4(out.Data()).DontFragment() {
+		return
+	}
+	m := 0
+	for _, f := range frags {
+		if n := int(wire.IPv4(f.Pkt.Data()).TotalLength()); n > m {
+			m = n
+		}
+	}
+	if m >= 68 { // RFC 791: every host and router passes 68-byte datagrams
+		out.PathMTU = uint16(min(m, 0xffff))
+	}
 }
