@@ -158,7 +158,7 @@ func (cn *Conn) Write(p []byte) (int, error) {
 		if k == 0 {
 			select {
 			case <-c.sndReady:
-			case <-c.done:
+			case <-c.doneCh():
 			case <-expired:
 				return total, cn.opError("write", os.ErrDeadlineExceeded)
 			}
@@ -227,7 +227,7 @@ func (cn *Conn) Close() error {
 			}
 			select {
 			case <-c.sndReady:
-			case <-c.done:
+			case <-c.doneCh():
 			case <-timer.C:
 				goto out
 			}

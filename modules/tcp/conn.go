@@ -163,7 +163,7 @@ type conn struct {
 	// wakeups for the API (capacity 1); the end of the handshake sets
 	// estabDone and wakes sndReady (waitHandshake)
 	rcvReady, sndReady chan struct{}
-	done               chan struct{} // closed when the connection is CLOSED
+	done               chan struct{} // closed when the connection is CLOSED; made by doneCh
 
 	// 4-byte words
 	sndUna, sndNxt, sndMax           uint32
@@ -215,7 +215,6 @@ func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {
 		noDelay: true,
 		cc:      st.cc, rto: int64(initialRTO),
 		rcvReady: make(chan struct{}, 1), sndReady: make(chan struct{}, 1),
-		done:     make(chan struct{}),
 		keepIdle: st.defaultKeepIdle, keepIntvl: st.defaultKeepIntvl, keepProbes: st.defaultKeepProbes,
 		quickAcks: 16,
 	}
@@ -340,6 +339,23 @@ func (c *conn) finishHandshake() {
 	}
 }
 
+// closedChan is done for a connection CLOSED before anyone waited.
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// doneCh is the channel closed when the connection is CLOSED, made by the
+// first waiter (an idle connection does not carry one).
+func (c *conn) doneCh() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.doneClosed {
+			return closedChan
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
 // waitHandshake waits until the handshake has ended (established, or the
 // connection is gone), abort is closed or expires fires: it reports
 // whether the handshake ended. (A channel closed at the end of the
@@ -354,8 +370,7 @@ func (c *conn) waitHandshake(abort <-chan struct{}, expires <-chan time.Time) bo
 			return true
 		}
 		select {
-		case <-c.sndReady:
-		case <-c.done:
+		case <-c.sndReady: // destroy wakes it too
 		case <-abort:
 			return false
 		case <-expires:
@@ -397,7 +412,9 @@ func (c *conn) destroy(err error) {
 	c.finishHandshake()
 	if !c.doneClosed {
 		c.doneClosed = true
-		close(c.done)
+		if c.done != nil {
+			close(c.done)
+		}
 	}
 	wake(c.rcvReady)
 	wake(c.sndReady)
