@@ -50,11 +50,37 @@ func checkPings(t *testing.T, l *lab, r *router, f *family) {
 	}
 }
 
+// waitPath waits until B answers a ping from A through the router, and
+// fails the test if it does not within limit.
+func waitPath(t *testing.T, l *lab, f *family, limit time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		out, err := ns(t, 5*time.Second, l.nsA, "ping", f.flag, "-c", "1", "-W", "1", f.hostB)
+		if err == nil && strings.Contains(out, "1 received") {
+			if d := time.Since(start); d > time.Second {
+				t.Logf("the path A → B answered a ping after %v", d.Round(time.Millisecond))
+			}
+			return
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("no ping from A answered by %s through the router within %v:\n%s", f.hostB, limit, out)
+		}
+	}
+}
+
 // checkTraceroute: from A the router (its address on link a) is the first
 // hop, B the second.
+//
+// The path is first shown to work (a ping from A to B answered, within
+// 10 s of the router's start): traceroute sends all its probes at once and
+// waits a fixed time for each, so on a loaded machine a router still
+// warming up (a race-built binary under a load of 10 and more) turned the
+// whole trace into stars without saying why.
 func checkTraceroute(t *testing.T, l *lab, f *family) {
 	t.Helper()
-	out := mustNS(t, 30*time.Second, l.nsA, "traceroute", f.flag, "-n", "-q", "1", "-w", "2", "-m", "4", f.hostB)
+	waitPath(t, l, f, 10*time.Second)
+	out := mustNS(t, 30*time.Second, l.nsA, "traceroute", f.flag, "-n", "-q", "1", "-w", "3", "-m", "4", f.hostB)
 	var hops []string
 	for _, line := range lines(out)[1:] {
 		if fs := strings.Fields(line); len(fs) >= 2 {
