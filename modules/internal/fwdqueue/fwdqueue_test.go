@@ -1,0 +1,215 @@
+package fwdqueue
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+var errClosed = errors.New("closed")
+
+type req struct{ id int }
+
+func newQueue(max int) *Queue[int, *req] {
+	q := new(Queue[int, *req])
+	q.Init(max, errClosed)
+	return q
+}
+
+// push adds r under k as the packet path does; it reports false when q is
+// shut, full, or holds k already.
+func push(q *Queue[int, *req], k int, r *req) bool {
+	q.Lock()
+	defer q.Unlock()
+	if _, held := q.GetLocked(k); held || q.ClosedLocked() || q.FullLocked() {
+		return false
+	}
+	q.PushLocked(k, r)
+	return true
+}
+
+func TestOrder(t *testing.T) {
+	q := newQueue(8)
+	for i := range 5 {
+		if !push(q, i, &req{i}) {
+			t.Fatalf("push %d refused", i)
+		}
+	}
+	for i := range 5 {
+		r, err := q.Next(context.Background())
+		if err != nil || r.id != i {
+			t.Fatalf("Next = %v, %v; want request %d", r, err, i)
+		}
+	}
+	// Handed out is still held until released.
+	if n := q.Len(); n != 5 {
+		t.Fatalf("Len = %d after Next, want 5", n)
+	}
+}
+
+func TestBound(t *testing.T) {
+	q := newQueue(2)
+	a, b := &req{1}, &req{2}
+	if !push(q, 1, a) || !push(q, 2, b) {
+		t.Fatal("push under the bound refused")
+	}
+	if push(q, 3, &req{3}) {
+		t.Fatal("push over the bound accepted")
+	}
+	q.Lock()
+	if !q.FullLocked() {
+		t.Error("FullLocked = false with max requests held")
+	}
+	if r, ok := q.GetLocked(1); !ok || r != a {
+		t.Errorf("GetLocked(1) = %v, %v; want a", r, ok)
+	}
+	q.Unlock()
+	// Taking one out does not free its slot; releasing it does.
+	if r, _ := q.Next(context.Background()); r != a {
+		t.Fatalf("Next = %v, want a", r)
+	}
+	if push(q, 3, &req{3}) {
+		t.Fatal("push accepted while the handed-out request holds its slot")
+	}
+	q.Release(1, a)
+	if !push(q, 3, &req{3}) {
+		t.Fatal("push refused after Release")
+	}
+	if n := q.Len(); n != 2 {
+		t.Fatalf("Len = %d, want 2", n)
+	}
+}
+
+func TestReleaseOther(t *testing.T) {
+	q := newQueue(4)
+	old, cur := &req{1}, &req{2}
+	if !push(q, 1, cur) {
+		t.Fatal("push refused")
+	}
+	// An old request of the same key (answered late) frees nothing.
+	q.Release(1, old)
+	q.Release(7, old) // no request under 7
+	if n := q.Len(); n != 1 {
+		t.Fatalf("Len = %d after releasing another request, want 1", n)
+	}
+	q.Release(1, cur)
+	q.Release(1, cur) // twice: nothing more
+	if n := q.Len(); n != 0 {
+		t.Fatalf("Len = %d, want 0", n)
+	}
+}
+
+func TestNextCancelled(t *testing.T) {
+	q := newQueue(4)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r, err := q.Next(ctx); r != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next(cancelled) = %v, %v; want context.Canceled", r, err)
+	}
+	// A cancelled context still gets what is queued.
+	a := &req{1}
+	push(q, 1, a)
+	if r, err := q.Next(ctx); r != a || err != nil {
+		t.Fatalf("Next(cancelled) with a request queued = %v, %v; want it", r, err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := q.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestWaitersWoken: a waiting Next gets a request pushed later, and every
+// waiter gets one of several pushed at once (one wake-up passes on).
+func TestWaitersWoken(t *testing.T) {
+	q := newQueue(16)
+	const n = 4
+	got := make(chan *req, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := q.Next(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			got <- r
+		}()
+	}
+	time.Sleep(10 * time.Millisecond) // let them wait
+	for i := range n {
+		push(q, i, &req{i})
+	}
+	wg.Wait()
+	close(got)
+	seen := map[int]bool{}
+	for r := range got {
+		seen[r.id] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("waiters got %v, want %d distinct requests", seen, n)
+	}
+}
+
+func TestShut(t *testing.T) {
+	q := newQueue(4)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := q.Next(context.Background())
+			errs <- err
+		}()
+	}
+	time.Sleep(10 * time.Millisecond)
+	if rs := q.Shut(); len(rs) != 0 {
+		t.Fatalf("Shut of an empty queue returned %v", rs)
+	}
+	for range 2 {
+		select {
+		case err := <-errs:
+			if err != errClosed {
+				t.Fatalf("waiting Next = %v, want errClosed", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Shut did not wake a waiting Next")
+		}
+	}
+	if _, err := q.Next(context.Background()); err != errClosed {
+		t.Fatalf("Next after Shut = %v, want errClosed", err)
+	}
+	if push(q, 1, &req{1}) {
+		t.Fatal("push after Shut accepted")
+	}
+	if rs := q.Shut(); rs != nil {
+		t.Fatalf("second Shut = %v, want nil", rs)
+	}
+}
+
+func TestShutReturnsQueued(t *testing.T) {
+	q := newQueue(4)
+	a, b, c := &req{1}, &req{2}, &req{3}
+	push(q, 1, a)
+	push(q, 2, b)
+	push(q, 3, c)
+	if r, _ := q.Next(context.Background()); r != a {
+		t.Fatalf("Next = %v, want a", r)
+	}
+	rs := q.Shut()
+	if len(rs) != 2 || rs[0] != b || rs[1] != c {
+		t.Fatalf("Shut = %v, want [b c] (the ones not handed out)", rs)
+	}
+	// They hold their slots until the caller releases them.
+	if n := q.Len(); n != 3 {
+		t.Fatalf("Len = %d after Shut, want 3", n)
+	}
+	for i, r := range rs {
+		q.Release(i+2, r)
+	}
+	q.Release(1, a)
+	if n := q.Len(); n != 0 {
+		t.Fatalf("Len = %d, want 0", n)
+	}
+}
