@@ -3,6 +3,7 @@ package fwdqueue
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -122,19 +123,24 @@ func TestNextCancelled(t *testing.T) {
 }
 
 // TestWaitersWoken: a waiting Next gets a request pushed later, and every
-// waiter gets one of several pushed at once (one wake-up passes on).
+// waiter gets one of several pushed at once.
 func TestWaitersWoken(t *testing.T) {
 	q := newQueue(16)
 	const n = 4
+	// A lost wake-up leaves a waiter asleep: it fails at the deadline
+	// instead of hanging the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	got := make(chan *req, n)
 	var wg sync.WaitGroup
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := q.Next(context.Background())
+			r, err := q.Next(ctx)
 			if err != nil {
-				t.Error(err)
+				t.Errorf("waiting Next: %v", err)
+				return
 			}
 			got <- r
 		}()
@@ -211,5 +217,89 @@ func TestShutReturnsQueued(t *testing.T) {
 	q.Release(1, a)
 	if n := q.Len(); n != 0 {
 		t.Fatalf("Len = %d, want 0", n)
+	}
+}
+
+// TestConcurrent: producers push while consumers take and release, as
+// the packet path and the program do. Every request pushed is handed out
+// exactly once, the slots never exceed the bound, and once all are
+// released the queue holds nothing. Run it with -race.
+func TestConcurrent(t *testing.T) {
+	const max, producers, consumers, perProducer = 8, 3, 3, 1000
+	q := newQueue(max)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var prod sync.WaitGroup
+	for p := range producers {
+		prod.Add(1)
+		go func() {
+			defer prod.Done()
+			for i := 0; i < perProducer; {
+				k := p*perProducer + i
+				q.Lock()
+				if n := len(q.held); n > max {
+					t.Errorf("%d slots held, bound %d", n, max)
+				}
+				ok := !q.FullLocked()
+				if ok {
+					q.PushLocked(k, &req{k})
+				}
+				q.Unlock()
+				if !ok {
+					if ctx.Err() != nil {
+						t.Errorf("producer %d stuck at %d: the queue stays full", p, i)
+						return
+					}
+					runtime.Gosched() // full: a consumer releases one
+					continue
+				}
+				i++
+			}
+		}()
+	}
+	got := make(chan int, producers*perProducer)
+	var cons sync.WaitGroup
+	for range consumers {
+		cons.Add(1)
+		go func() {
+			defer cons.Done()
+			for {
+				r, err := q.Next(ctx)
+				if err != nil {
+					if err != errClosed {
+						t.Errorf("Next: %v", err)
+					}
+					return
+				}
+				got <- r.id
+				q.Release(r.id, r)
+			}
+		}()
+	}
+	prod.Wait()
+	// Every request pushed comes out: wait for the count, then shut.
+	seen := make(map[int]bool, producers*perProducer)
+	for len(seen) < producers*perProducer {
+		select {
+		case id := <-got:
+			if seen[id] {
+				t.Fatalf("request %d handed out twice", id)
+			}
+			seen[id] = true
+		case <-ctx.Done():
+			t.Fatalf("%d of %d requests handed out", len(seen), producers*perProducer)
+		}
+	}
+	if rs := q.Shut(); len(rs) != 0 {
+		t.Fatalf("Shut returned %d requests after all were taken", len(rs))
+	}
+	cons.Wait()
+	select {
+	case id := <-got:
+		t.Fatalf("request %d handed out again", id)
+	default:
+	}
+	if n := q.Len(); n != 0 {
+		t.Fatalf("Len = %d after every request was released", n)
 	}
 }
