@@ -301,6 +301,17 @@ forwarding: {ipv4: true, ipv6: true}
 `, l.suffix, l.tunA, l.nsA, l.tunB, l.nsB, linkB, both)
 }
 
+// routerConfigWith is routerConfig("") with module added at the end of
+// its modules list (netfilter.conntrack and its settings, say).
+func (l *lab) routerConfigWith(module string) string {
+	cfg := l.routerConfig("")
+	const list = "network.ipv6]\n"
+	if !strings.Contains(cfg, list) {
+		l.t.Fatalf("no modules list ending in network.ipv6 in the router's pipeline:\n%s", cfg)
+	}
+	return strings.Replace(cfg, list, "network.ipv6, "+module+"]\n", 1)
+}
+
 // router is a running `pipectl run`.
 type router struct {
 	t    *testing.T
