@@ -7,7 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pipestack/pipestack/internal/netns"
-	pt "github.com/pipestack/pipestack/pipelinetest"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 func TestNetDevTxDropped(t *testing.T) {
@@ -43,10 +43,10 @@ func TestTUNKernelDropsInLinkCounters(t *testing.T) {
 	}
 	t.Cleanup(func() { e.Close() })
 	ip(t, "-n", ns, "addr", "add", "10.99.0.1/24", "dev", dev)
-	st := pt.NewStalled()
+	st := pipelinetest.NewStalled()
 	e.Attach(st)
 	t.Cleanup(st.Resume) // before Close, which waits for the reader
-	if v, ok := pt.LinkCounter(e, "rx_kernel_dropped"); !ok || v != 0 {
+	if v, ok := pipelinetest.LinkCounter(e, "rx_kernel_dropped"); !ok || v != 0 {
 		t.Fatalf("before the burst: rx_kernel_dropped %d (present %t), want 0", v, ok)
 	}
 
@@ -68,7 +68,7 @@ func TestTUNKernelDropsInLinkCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drops, _ := pt.LinkCounter(e, "rx_kernel_dropped")
+	drops, _ := pipelinetest.LinkCounter(e, "rx_kernel_dropped")
 	if drops < sent/2 {
 		t.Errorf("rx_kernel_dropped = %d after %d datagrams into a stalled reader (queue 500): %v", drops, sent, e.LinkCounters())
 	}
@@ -82,7 +82,7 @@ func TestTUNKernelDropsInLinkCounters(t *testing.T) {
 		t.Errorf("read %d + kernel drops %d = %d of %d sent", st.Delivered(), drops, n, sent)
 	}
 	e.Close()
-	if v, _ := pt.LinkCounter(e, "rx_kernel_dropped"); v != drops {
+	if v, _ := pipelinetest.LinkCounter(e, "rx_kernel_dropped"); v != drops {
 		t.Errorf("after Close rx_kernel_dropped = %d, want the last value %d", v, drops)
 	}
 }
