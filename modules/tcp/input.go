@@ -22,10 +22,15 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 	}
 	rst := s.has(wire.TCPFlagRst)
 	// PAWS (RFC 7323 §5.3): an older timestamp than TS.Recent marks an
-	// old duplicate; a reset passes (Linux).
-	if c.tsOK && s.opts.HasTimestamps && !rst && int32(c.tsRecent-s.opts.TSVal) > 1 &&
-		now-c.tsRecentAt < int64(tsRecentValid) && !c.disorderedAck(s) {
+	// old duplicate. A reset passes (Linux), but in TIME-WAIT only once
+	// TS.Recent is older than 60 s (tcp_paws_reject: an old duplicate
+	// reset must not end it, RFC 1337's hazard).
+	if c.tsOK && s.opts.HasTimestamps && !c.pawsOK(s.opts.TSVal, 1, now) && !c.disorderedAck(s) &&
+		(!rst || c.state == stateTimeWait && now-c.tsRecentAt < int64(pawsMSL)) {
 		c.t.c.paws.Inc()
+		if rst {
+			return false, 0 // never answered
+		}
 		if c.state == stateTimeWait {
 			c.closeAt = now + int64(c.st.timeWait)
 		}
@@ -43,6 +48,12 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 	if !c.acceptable(s) {
 		c.t.c.outOfWindow.Inc()
 		if rst {
+			// After the peer's FIN a reset may carry the FIN's number,
+			// RCV.NXT−1 (Linux's tcp_reset_check): it resets.
+			if s.seq == c.rcvNxt-1 && (c.state == stateCloseWait || c.state == stateLastAck || c.state == stateClosing) {
+				c.t.c.resetIn.Inc()
+				c.resetReceived()
+			}
 			return false, 0
 		}
 		if s.has(wire.TCPFlagSyn) {
@@ -100,7 +111,7 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 	}
 	// Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
 	// (RFC 7323 §4.3).
-	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && seqGEQ(s.opts.TSVal, c.tsRecent) {
+	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && c.pawsOK(s.opts.TSVal, 0, now) {
 		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
 	}
 	if !c.processAck(b, s, now) {
@@ -139,6 +150,13 @@ func (c *conn) oldData(s *segment) {
 		}
 		c.noteDuplicate(s.seq, end)
 	}
+}
+
+// pawsOK is Linux's tcp_paws_check: tsval is not older than TS.Recent by
+// more than win, or TS.Recent is zero (some stacks send TSval 0 on the
+// SYN, then real values) or older than 24 days (RFC 7323 §5.5).
+func (c *conn) pawsOK(tsval uint32, win int32, now int64) bool {
+	return int32(c.tsRecent-tsval) <= win || c.tsRecent == 0 || now-c.tsRecentAt >= int64(tsRecentValid)
 }
 
 // disorderedAck is Linux's tcp_disordered_ack: a duplicate pure ACK that
@@ -392,7 +410,15 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		return false
 	}
 	if seqLT(ack, c.sndUna) {
-		if seqLT(ack, c.sndUna-c.maxSndWnd) {
+		// RFC 5961 §5.2: older than MAX.SND.WND, or than the bytes
+		// acknowledged so far (Linux's "do not accept ACK of bytes we
+		// never sent": a blind injection needs no ACK guess while
+		// SND.UNA is still the ISS + 1).
+		bound := c.maxSndWnd
+		if acked := c.sndUna - c.iss - 1; !c.ackedFar && acked < bound {
+			bound = acked
+		}
+		if seqLT(ack, c.sndUna-bound) {
 			c.challengeAck(now)
 			return false
 		}
@@ -410,6 +436,9 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		}
 	}
 	acked := ack - c.sndUna
+	if acked > 0 && !c.ackedFar && ack-c.iss >= 1<<31 {
+		c.ackedFar = true // SND.UNA − ISS wraps from here on
+	}
 	if c.sackOK {
 		c.scoreboard(s, now)
 	}
