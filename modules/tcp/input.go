@@ -79,11 +79,14 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		return false, 0
 	}
 	// 4. SYN in a synchronized state (RFC 5961 §4): challenge ACK. In
-	// SYN-RECEIVED a retransmitted SYN gets the SYN-ACK again.
+	// SYN-RECEIVED a retransmitted SYN gets the SYN-ACK again, at most
+	// every 500 ms (Linux's tcp_check_req).
 	if s.has(wire.TCPFlagSyn) {
 		switch {
 		case c.state == stateSynRcvd && c.passive && s.seq == c.irs && !s.has(wire.TCPFlagAck):
-			c.sendSyn(b, now)
+			if !c.oowLimited(s, now) {
+				c.sendSyn(b, now)
+			}
 			return false, 0
 		case c.state == stateSynRcvd && !c.passive && s.has(wire.TCPFlagAck) && len(s.data) == 0 &&
 			s.seq+1 == c.rcvNxt && s.ack == c.sndNxt:

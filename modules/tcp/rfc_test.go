@@ -440,16 +440,48 @@ func TestUrgentDataInline(t *testing.T) {
 	}
 }
 
-// An in-window SYN in SYN-RECEIVED that is not the SYN again: a
+// In SYN-RECEIVED the retransmitted SYN gets the SYN-ACK again, at most
+// every 500 ms (Linux's tcp_check_req: a SYN flood on one 4-tuple is
+// not reflected). An in-window SYN that is not the SYN again: a
 // challenge ACK (RFC 5961 §4 as for synchronized states; Linux resets
-// the request instead). The retransmitted SYN gets the SYN-ACK again.
+// the request instead).
 func TestSYNInSynReceived(t *testing.T) {
 	p := newPeer(t, "")
 	p.listen()
+	p.clock.Advance(time.Millisecond) // the rate limit's clock is not at its zero
 	p.send(seg{sport: 40000, dport: 80, seq: 1000, flags: syn, wnd: 65535})
 	sa := p.one()
 	p.send(seg{sport: 40000, dport: 80, seq: 1000, flags: syn, wnd: 65535})
 	want(t, p.one(), syn|ack, sa.seq, 1001)
+	for i := 0; i < 10; i++ {
+		p.send(seg{sport: 40000, dport: 80, seq: 1000, flags: syn, wnd: 65535})
+	}
+	p.none()
+	p.clock.Advance(500 * time.Millisecond)
 	p.send(seg{sport: 40000, dport: 80, seq: 1010, flags: syn, wnd: 65535})
 	want(t, p.one(), ack, sa.seq+1, 1001)
+}
+
+// Duplicates arriving in one run (a spurious go-back-N retransmission)
+// are reported as one DSACK block when they touch (RFC 2883 §4, Linux's
+// tcp_dsack_extend): the sender counts every duplicate segment from it.
+func TestDSACKRunOfDuplicates(t *testing.T) {
+	p := newPeer(t, "")
+	ln := p.listen()
+	var ob wire.TCPOptionsBuilder
+	ob.AddMSS(1460)
+	ob.AddSACKPermitted()
+	pc := p.accept(ln, 40000, append([]byte(nil), ob.Bytes()...))
+	start := pc.sndNxt
+	pc.sendData(bytes.Repeat([]byte{1}, 100))
+	pc.sendData(bytes.Repeat([]byte{2}, 100))
+	p.read()
+	a, b := pc.seg(ack, bytes.Repeat([]byte{1}, 100)), pc.seg(ack, bytes.Repeat([]byte{2}, 100))
+	a.seq, b.seq = start, start+100
+	p.ep.InjectFrames([][]byte{p.frame(a), p.frame(b)})
+	d := p.one()
+	want(t, d, ack, pc.rcvNxt, pc.sndNxt)
+	if d.parsed.NumSACK != 1 || d.parsed.SACK[0] != (wire.TCPSACKBlock{Left: start, Right: start + 200}) {
+		t.Fatalf("DSACK %+v, want [%d, %d)", d.parsed.SACK[:d.parsed.NumSACK], start, start+200)
+	}
 }
