@@ -405,11 +405,10 @@ func (c *conn) rttSample(r int64) {
 func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	ack := s.ack
 	if seqGT(ack, c.sndMax) {
-		// It acknowledges what was never sent: dropped (ESTABLISHED,
-		// as Linux), or a challenge ACK elsewhere.
-		if c.state != stateEstablished {
-			c.challengeAck(now)
-		}
+		// It acknowledges what was never sent: an ACK, rate limited,
+		// and the segment dropped (RFC 9293 §3.10.7.4, RFC 5961 §5.2;
+		// Linux 6.18 in every state, ESTABLISHED too).
+		c.challengeAck(now)
 		return false
 	}
 	if seqLT(ack, c.sndUna) {

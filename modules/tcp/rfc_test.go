@@ -324,28 +324,32 @@ func TestDataOnSYN(t *testing.T) {
 	p.none()
 }
 
-// An ACK of what was never sent (SEG.ACK > SND.NXT): dropped without an
-// answer in ESTABLISHED (Linux's tcp_ack: no ACK war with a confused
-// peer), a challenge ACK in the other synchronized states (RFC 5961 §5.2;
-// Linux's tcp_rcv_state_process). Its text is not taken either way.
+// An ACK of what was never sent (SEG.ACK > SND.NXT): an ACK, at most
+// every 500 ms, and the segment dropped, its text not taken (RFC 9293
+// §3.10.7.4, RFC 5961 §5.2), in ESTABLISHED as in the other synchronized
+// states (Linux 6.18 does so too: an older Linux dropped it silently in
+// ESTABLISHED).
 func TestACKAboveSNDNXT(t *testing.T) {
 	p := newPeer(t, "")
 	ln := p.listen()
 	pc := p.accept(ln, 40000, mssOpt(1460))
+	p.clock.Advance(time.Millisecond) // the rate limit's clock is not at its zero
 	s := pc.seg(ack|psh, []byte("x"))
 	s.ack = pc.rcvNxt + 1000
 	p.send(s)
+	want(t, p.one(), ack, pc.rcvNxt, pc.sndNxt)
+	p.send(s)
 	p.none()
 	noData(t, pc.c)
+	p.clock.Advance(500 * time.Millisecond)
 	pc.c.CloseWrite()
 	want(t, p.one(), ack|fin, pc.rcvNxt, pc.sndNxt)
 	wantState(t, pc.c, "FIN-WAIT-1")
-	s.ack = pc.rcvNxt + 1000
 	p.send(s)
 	want(t, p.one(), ack, pc.rcvNxt+1, pc.sndNxt)
 	noData(t, pc.c)
 	wantState(t, pc.c, "FIN-WAIT-1")
-	p.n.WantCounters(t, "tcp", map[string]uint64{"challenge_acks": 1})
+	p.n.WantCounters(t, "tcp", map[string]uint64{"challenge_acks": 2, "challenge_acks_limited": 1})
 }
 
 // A FIN beyond the window is not acceptable: an ACK, the state stays.
