@@ -28,6 +28,14 @@ func noData(t *testing.T, c *tcp.Conn) {
 	}
 }
 
+// established is a stack with a listener on :80 and one connection
+// accepted from the peer's port 40000 (its SYN with opts).
+func established(t *testing.T, opts []byte) (*peer, *pconn) {
+	t.Helper()
+	p := newPeer(t, "")
+	return p, p.accept(p.listen(), 40000, opts)
+}
+
 func wantState(t *testing.T, c *tcp.Conn, st string) {
 	t.Helper()
 	if got := c.State(); got != st {
@@ -74,9 +82,7 @@ func TestResetAtFINSequence(t *testing.T) {
 // far too: while nothing was acknowledged, an ACK below SND.UNA names
 // bytes that were never sent and draws a challenge ACK, its text dropped.
 func TestOldACKOfBytesNeverSent(t *testing.T) {
-	p := newPeer(t, "")
-	ln := p.listen()
-	pc := p.accept(ln, 40000, mssOpt(1460))
+	p, pc := established(t, mssOpt(1460))
 	s := pc.seg(ack|psh, []byte("evil"))
 	s.ack = pc.rcvNxt - 100
 	p.send(s)
@@ -185,9 +191,7 @@ func TestChallengeACKLimitRandomized(t *testing.T) {
 // send SYN and SYN-ACK with tsval=0, then valid values"): a TSval more
 // than 2^31 after it is taken, not dropped as old.
 func TestPAWSZeroTSRecent(t *testing.T) {
-	p := newPeer(t, "")
-	ln := p.listen()
-	pc := p.accept(ln, 40000, synOpts(0, 0))
+	p, pc := established(t, synOpts(0, 0))
 	s := pc.seg(ack|psh, []byte("x"))
 	s.opts = tsOpt(0x90000000, 0)
 	p.send(s)
@@ -330,9 +334,7 @@ func TestDataOnSYN(t *testing.T) {
 // states (Linux 6.18 does so too: an older Linux dropped it silently in
 // ESTABLISHED).
 func TestACKAboveSNDNXT(t *testing.T) {
-	p := newPeer(t, "")
-	ln := p.listen()
-	pc := p.accept(ln, 40000, mssOpt(1460))
+	p, pc := established(t, mssOpt(1460))
 	p.clock.Advance(time.Millisecond) // the rate limit's clock is not at its zero
 	s := pc.seg(ack|psh, []byte("x"))
 	s.ack = pc.rcvNxt + 1000
@@ -354,9 +356,7 @@ func TestACKAboveSNDNXT(t *testing.T) {
 
 // A FIN beyond the window is not acceptable: an ACK, the state stays.
 func TestFINPastWindow(t *testing.T) {
-	p := newPeer(t, "")
-	ln := p.listen()
-	pc := p.accept(ln, 40000, mssOpt(1460))
+	p, pc := established(t, mssOpt(1460))
 	s := pc.seg(ack|fin, nil)
 	s.seq += 1 << 20
 	p.send(s)
@@ -375,9 +375,7 @@ func TestFINPastWindow(t *testing.T) {
 // SND.UNA−1) are out of the window: answered with an ACK of RCV.NXT and
 // the window, at most every 500 ms (tcp_oow_rate_limited).
 func TestZeroWindowProbeReceived(t *testing.T) {
-	p := newPeer(t, "")
-	ln := p.listen()
-	pc := p.accept(ln, 40000, mssOpt(1460))
+	p, pc := established(t, mssOpt(1460))
 	p.clock.Advance(time.Millisecond) // the rate limit's clock is not at its zero
 	probe := pc.seg(ack, nil)
 	probe.seq--
@@ -423,9 +421,7 @@ func TestResetsListenAndSynSent(t *testing.T) {
 // pointer out of the stream for recv(MSG_OOB), which Go cannot call: a Go
 // program on Linux loses it. See the README.)
 func TestUrgentDataInline(t *testing.T) {
-	p := newPeer(t, "")
-	ln := p.listen()
-	pc := p.accept(ln, 40000, mssOpt(1460))
+	p, pc := established(t, mssOpt(1460))
 	const urg = wire.TCPFlagUrg
 	for _, tc := range []struct {
 		data string
