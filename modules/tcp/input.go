@@ -259,6 +259,15 @@ func (c *conn) synSentSegment(b *pipeline.Batch, s *segment, now int64) {
 		c.rstFor(b, s, now)
 		return
 	}
+	// A SYN-ACK echoing a TSval we did not send between our first SYN
+	// and now is not for this connection: a reset, the open goes on
+	// (Linux's PAWSActiveRejected in tcp_rcv_synsent_state_process).
+	if s.has(wire.TCPFlagAck) && c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 &&
+		(seqLT(s.opts.TSEcr, c.tsNow(c.rttStart)) || seqGT(s.opts.TSEcr, c.tsNow(now))) {
+		c.t.c.paws.Inc()
+		c.rstFor(b, s, now)
+		return
+	}
 	if s.has(wire.TCPFlagRst) {
 		if s.has(wire.TCPFlagAck) {
 			c.t.c.resetIn.Inc()

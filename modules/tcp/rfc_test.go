@@ -485,3 +485,25 @@ func TestDSACKRunOfDuplicates(t *testing.T) {
 		t.Fatalf("DSACK %+v, want [%d, %d)", d.parsed.SACK[:d.parsed.NumSACK], start, start+200)
 	}
 }
+
+// A SYN-ACK whose TSecr is not a TSval we sent between the first SYN and
+// now is reset and the open goes on (Linux's PAWSActiveRejected); one
+// echoing the SYN's completes it.
+func TestSynSentTSecrCheck(t *testing.T) {
+	p := newPeer(t, "")
+	s, ch := p.dial(9000, tcp.Dialer{KeepAlive: -1})
+	tsval := s.parsed.TSVal
+	p.clock.Advance(10 * time.Millisecond)
+	for _, ecr := range []uint32{tsval - 1, tsval + 11} {
+		p.send(seg{sport: 9000, dport: s.sport, seq: 5000, ack: s.seq + 1, flags: syn | ack, wnd: 65535, opts: synOpts(100, ecr)})
+		want(t, p.one(), rst, s.seq+1, 0)
+	}
+	p.send(seg{sport: 9000, dport: s.sport, seq: 5000, ack: s.seq + 1, flags: syn | ack, wnd: 65535, opts: synOpts(100, tsval+10)})
+	want(t, p.one(), ack, s.seq+1, 5001)
+	r := ch.wait(t)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	r.c.Close()
+	p.n.WantCounters(t, "tcp", map[string]uint64{"paws_rejected": 2})
+}
