@@ -21,11 +21,16 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		return false, 0
 	}
 	rst := s.has(wire.TCPFlagRst)
-	// PAWS (RFC 7323 §5.3): an older timestamp than TS.Recent marks an
-	// old duplicate. A reset passes (Linux), but in TIME-WAIT only once
+	// PAWS (RFC 7323 §5.3): an older timestamp than TS.Recent (by more
+	// than one tick; in TIME-WAIT by any, as Linux) marks an old
+	// duplicate. A reset passes (Linux), but in TIME-WAIT only once
 	// TS.Recent is older than 60 s (tcp_paws_reject: an old duplicate
 	// reset must not end it, RFC 1337's hazard).
-	if c.tsOK && s.opts.HasTimestamps && !c.pawsOK(s.opts.TSVal, 1, now) && !c.disorderedAck(s) &&
+	pawsWin := int32(1)
+	if c.state == stateTimeWait {
+		pawsWin = 0
+	}
+	if c.tsOK && s.opts.HasTimestamps && !c.pawsOK(s.opts.TSVal, pawsWin, now) && !c.disorderedAck(s) &&
 		(!rst || c.state == stateTimeWait && now-c.tsRecentAt < int64(pawsMSL)) {
 		c.t.c.paws.Inc()
 		if rst {

@@ -214,13 +214,17 @@ func TestTimeWaitResetPAWS(t *testing.T) {
 	ln := p.listen()
 	pc := p.accept(ln, 40000, synOpts(5000, 0))
 	closeToTimeWait(t, p, pc)
-	r := seg{sport: pc.sport, dport: 80, seq: pc.sndNxt, flags: rst, opts: tsOpt(4000, 0)}
-	p.send(r)
-	p.none()
-	if !timeWaitListed(p, pc) {
-		t.Fatal("an old reset ended TIME-WAIT")
+	// TS.Recent is the SYN's 5000; older by one is old here (Linux's
+	// TIME-WAIT has no PAWS slack).
+	for _, ts := range []uint32{4000, 4999} {
+		r := seg{sport: pc.sport, dport: 80, seq: pc.sndNxt, flags: rst, opts: tsOpt(ts, 0)}
+		p.send(r)
+		p.none()
+		if !timeWaitListed(p, pc) {
+			t.Fatalf("a reset with TSval %d ended TIME-WAIT", ts)
+		}
 	}
-	r.opts = tsOpt(5001, 0)
+	r := seg{sport: pc.sport, dport: 80, seq: pc.sndNxt, flags: rst, opts: tsOpt(5001, 0)}
 	p.send(r)
 	p.none()
 	if timeWaitListed(p, pc) {
