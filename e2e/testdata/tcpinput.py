@@ -297,6 +297,8 @@ if case("tw"):
     step("tw", "fin", answers())
     send(40040, 81, "R", ISN + 2, opts=(("ts", 4000, 0),))
     step("tw", "old-rst", answers(0.1))
+    send(40040, 81, "R", ISN + 2, opts=(("ts", 5000, 0),))  # TS.Recent is 5001: older by one
+    step("tw", "old-rst-by-one", answers(0.1))
     send(40040, 81, "S", ISN - 100, opts=(("mss", 1460),))  # an old SYN: the TIME-WAIT ACK if it is there
     step("tw", "old-syn", answers())
     send(40040, 81, "R", ISN + 2, opts=(("ts", 5002, 0),))

@@ -71,11 +71,11 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		}
 		return false, 0
 	}
-	// 2. RST (RFC 5961 §3.2): exactly RCV.NXT (or the right edge of the
-	// highest SACK block we sent, as Linux) resets; anywhere else in the
-	// window draws a challenge ACK.
+	// 2. RST (RFC 5961 §3.2): exactly RCV.NXT (or, with SACK, the right
+	// edge of the highest SACK block we sent, as Linux) resets; anywhere
+	// else in the window draws a challenge ACK.
 	if rst {
-		if s.seq == c.rcvNxt || (c.nooo > 0 && s.seq == c.ooo[c.nooo-1].right) {
+		if s.seq == c.rcvNxt || (c.sackOK && c.nooo > 0 && s.seq == c.ooo[c.nooo-1].right) {
 			c.t.c.resetIn.Inc()
 			c.resetReceived()
 			return false, 0

@@ -511,3 +511,32 @@ func TestSynSentTSecrCheck(t *testing.T) {
 	r.c.Close()
 	p.n.WantCounters(t, "tcp", map[string]uint64{"paws_rejected": 2})
 }
+
+// A reset at the right edge of the highest out-of-order range resets
+// only when SACK blocks told the peer where it is (Linux's
+// tcp_validate_incoming); without SACK it draws a challenge ACK.
+func TestResetAtSACKEdge(t *testing.T) {
+	var ob wire.TCPOptionsBuilder
+	ob.AddMSS(1460)
+	ob.AddSACKPermitted()
+	for _, sack := range []bool{false, true} {
+		opts := mssOpt(1460)
+		if sack {
+			opts = append([]byte(nil), ob.Bytes()...)
+		}
+		p, pc := established(t, opts)
+		p.clock.Advance(time.Millisecond) // the rate limit's clock is not at its zero
+		s := pc.seg(ack, []byte("later"))
+		s.seq += 100
+		p.send(s)
+		p.one() // the duplicate ACK
+		p.send(seg{sport: pc.sport, dport: 80, seq: pc.sndNxt + 105, flags: rst})
+		if sack {
+			p.none()
+			wantState(t, pc.c, "CLOSED")
+			continue
+		}
+		want(t, p.one(), ack, pc.rcvNxt, pc.sndNxt)
+		wantState(t, pc.c, "ESTABLISHED")
+	}
+}
