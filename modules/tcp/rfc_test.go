@@ -36,6 +36,14 @@ func established(t *testing.T, opts []byte) (*peer, *pconn) {
 	return p, p.accept(p.listen(), 40000, opts)
 }
 
+// sackOpts are MSS 1460 and SACK-permitted.
+func sackOpts() []byte {
+	var ob wire.TCPOptionsBuilder
+	ob.AddMSS(1460)
+	ob.AddSACKPermitted()
+	return append([]byte(nil), ob.Bytes()...)
+}
+
 func wantState(t *testing.T, c *tcp.Conn, st string) {
 	t.Helper()
 	if got := c.State(); got != st {
@@ -470,12 +478,7 @@ func TestSYNInSynReceived(t *testing.T) {
 // are reported as one DSACK block when they touch (RFC 2883 §4, Linux's
 // tcp_dsack_extend): the sender counts every duplicate segment from it.
 func TestDSACKRunOfDuplicates(t *testing.T) {
-	p := newPeer(t, "")
-	ln := p.listen()
-	var ob wire.TCPOptionsBuilder
-	ob.AddMSS(1460)
-	ob.AddSACKPermitted()
-	pc := p.accept(ln, 40000, append([]byte(nil), ob.Bytes()...))
+	p, pc := established(t, sackOpts())
 	start := pc.sndNxt
 	pc.sendData(bytes.Repeat([]byte{1}, 100))
 	pc.sendData(bytes.Repeat([]byte{2}, 100))
@@ -516,13 +519,10 @@ func TestSynSentTSecrCheck(t *testing.T) {
 // only when SACK blocks told the peer where it is (Linux's
 // tcp_validate_incoming); without SACK it draws a challenge ACK.
 func TestResetAtSACKEdge(t *testing.T) {
-	var ob wire.TCPOptionsBuilder
-	ob.AddMSS(1460)
-	ob.AddSACKPermitted()
 	for _, sack := range []bool{false, true} {
 		opts := mssOpt(1460)
 		if sack {
-			opts = append([]byte(nil), ob.Bytes()...)
+			opts = sackOpts()
 		}
 		p, pc := established(t, opts)
 		p.clock.Advance(time.Millisecond) // the rate limit's clock is not at its zero
