@@ -17,8 +17,7 @@ import (
 func TestTUNStatefulFirewall(t *testing.T) {
 	requireLab(t, "ping (iputils-ping)", "curl (curl)", "nmap (nmap)")
 	l := newLabSuffix(t, "tun", "ct"+randSuffix()[:4])
-	cfg := strings.Replace(l.routerConfig(""), "modules: [network.ipv4, network.ipv6]",
-		"modules: [network.ipv4, network.ipv6, {module: netfilter.conntrack, max: 4096}]", 1) + `filter:
+	cfg := l.routerConfigWith("{module: netfilter.conntrack, max: 4096}") + `filter:
   filter:
     input:
       policy: drop

@@ -29,8 +29,7 @@ func TestTUNConntrackFlood(t *testing.T) {
 	requireLab(t, "hping3 (hping3)", "iperf3 (iperf3)", "ping (iputils-ping)")
 	l := newLabSuffix(t, "tun", "cf"+randSuffix()[:4])
 	const max = 1024
-	cfg := strings.Replace(l.routerConfig(""), "modules: [network.ipv4, network.ipv6]",
-		fmt.Sprintf("modules: [network.ipv4, network.ipv6, {module: netfilter.conntrack, max: %d}]", max), 1) + `filter:
+	cfg := l.routerConfigWith(fmt.Sprintf("{module: netfilter.conntrack, max: %d}", max)) + `filter:
   nat:
     postrouting:
       rules: ["-4 -o b -j MASQUERADE"]

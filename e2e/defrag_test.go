@@ -45,8 +45,7 @@ for i in range(8):
 func TestTUNDefragStateful(t *testing.T) {
 	requireLab(t, "ping (iputils-ping)", "python3 (python3)")
 	l := newLabSuffix(t, "tun", "df"+randSuffix()[:4])
-	cfg := strings.Replace(l.routerConfig(""), "modules: [network.ipv4, network.ipv6]",
-		"modules: [network.ipv4, network.ipv6, {module: netfilter.conntrack, max: 4096}]", 1) + `filter:
+	cfg := l.routerConfigWith("{module: netfilter.conntrack, max: 4096}") + `filter:
   filter:
     input:
       rules:

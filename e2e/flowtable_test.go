@@ -22,8 +22,7 @@ import (
 func TestTUNFlowOffload(t *testing.T) {
 	requireLab(t, "curl (curl)", "iperf3 (iperf3)")
 	l := newLabSuffix(t, "tun", "fo"+randSuffix()[:4])
-	cfg := strings.Replace(l.routerConfig(""), "modules: [network.ipv4, network.ipv6]",
-		"modules: [network.ipv4, network.ipv6, {module: netfilter.conntrack, max: 4096, flowtables: [{name: ft, devices: [a, b]}]}]", 1) + `filter:
+	cfg := l.routerConfigWith("{module: netfilter.conntrack, max: 4096, flowtables: [{name: ft, devices: [a, b]}]}") + `filter:
   nat:
     postrouting:
       rules:

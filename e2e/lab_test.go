@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/internal/testenv"
+	"github.com/pipestack/pipestack/pipeline"
 )
 
 // Helpers: the lab (scripts/lab.sh with a random suffix), pipectl built once
@@ -196,6 +197,61 @@ func newLabSuffix(t *testing.T, mode, s string) *lab {
 	return l
 }
 
+// addNetns adds the network namespace name and deletes it when the test
+// ends (failing the test when that fails).
+func addNetns(t *testing.T, name string) {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
+		}
+	})
+}
+
+// tunStack describes a stack embedded in the test process that owns a TUN
+// device inside a namespace of the test's own: ps-<tag><4 random> with
+// the device ps-<dev>-<tag><4 random>; the namespace's kernel side is
+// <subnet>.1/24, the stack <subnet>.2, its default route via the kernel.
+type tunStack struct {
+	tag, dev string // two letters; a few letters (device names stay within 15)
+	name     string // the pipeline's name, and its file's (<name>.yaml)
+	subnet   string // the /24's first three octets
+	modules  string // the pipeline's modules list, without its brackets
+	offload  bool   // the TUN link's virtio-net offloads
+}
+
+// start builds the namespace and the stack (both removed when the test
+// ends) and returns the stack and the namespace's name.
+func (ts tunStack) start(t *testing.T) (*pipeline.Stack, string) {
+	t.Helper()
+	s := ts.tag + randSuffix()[:4]
+	netns, dev := "ps-"+s, "ps-"+ts.dev+"-"+s
+	addNetns(t, netns)
+	cfg, err := pipeline.ParseConfig(ts.name+".yaml", []byte(fmt.Sprintf(`
+name: %s
+modules: [%s]
+links:
+  - {name: t, module: link.tun, device: %s, netns: %s, offload: %v, mtu: 1500, addresses: [%s.2/24]}
+routes:
+  - {to: default, via: %s.1, link: t}
+`, ts.name, ts.modules, dev, netns, ts.offload, ts.subnet, ts.subnet)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := pipeline.New(pipeline.Options{})
+	if _, err := st.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	mustNS(t, 10*time.Second, netns, "ip", "addr", "add", ts.subnet+".1/24", "dev", dev)
+	mustNS(t, 10*time.Second, netns, "ip", "link", "set", dev, "up")
+	mustNS(t, 10*time.Second, netns, "ip", "link", "set", "lo", "up")
+	return st, netns
+}
+
 // devA and devB are the hosts' kernel-side devices (in nsA, nsB).
 func (l *lab) devA() string {
 	if l.mode == "afpacket" {
@@ -243,6 +299,17 @@ links:
   - {name: b, module: link.tun, device: %[4]s, netns: %[5]s, queues: 2, addresses: [10.10.2.1/24, "fd00:10:2::1/64"]%[7]s%[6]s}
 forwarding: {ipv4: true, ipv6: true}
 `, l.suffix, l.tunA, l.nsA, l.tunB, l.nsB, linkB, both)
+}
+
+// routerConfigWith is routerConfig("") with module added at the end of
+// its modules list (netfilter.conntrack and its settings, say).
+func (l *lab) routerConfigWith(module string) string {
+	cfg := l.routerConfig("")
+	const list = "network.ipv6]\n"
+	if !strings.Contains(cfg, list) {
+		l.t.Fatalf("no modules list ending in network.ipv6 in the router's pipeline:\n%s", cfg)
+	}
+	return strings.Replace(cfg, list, "network.ipv6, "+module+"]\n", 1)
 }
 
 // router is a running `pipectl run`.

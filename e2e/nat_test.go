@@ -17,8 +17,7 @@ import (
 func TestTUNNAT(t *testing.T) {
 	requireLab(t, "curl (curl)", "ping (iputils-ping)", "traceroute (traceroute)")
 	l := newLabSuffix(t, "tun", "nt"+randSuffix()[:4])
-	cfg := strings.Replace(l.routerConfig(""), "modules: [network.ipv4, network.ipv6]",
-		"modules: [network.ipv4, network.ipv6, {module: netfilter.conntrack, max: 4096}]", 1) + `filter:
+	cfg := l.routerConfigWith("{module: netfilter.conntrack, max: 4096}") + `filter:
   nat:
     prerouting:
       rules:

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os/exec"
 	"runtime"
@@ -21,35 +20,8 @@ import (
 // (Linux with cookies keeps 10 of 10).
 func TestTCPSYNFloodCookies(t *testing.T) {
 	requireLab(t, "curl (curl)", "hping3 (hping3)")
-	s := "sf" + randSuffix()[:4]
-	netns, dev := "ps-"+s, "ps-syn-"+s
-	if out, err := exec.Command("ip", "netns", "add", netns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", netns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del: %v\n%s", err, out)
-		}
-	})
-	cfg, err := pipeline.ParseConfig("tcp-synflood.yaml", []byte(fmt.Sprintf(`
-name: tcp-synflood
-modules: [network.ipv4, transport.tcp]
-links:
-  - {name: t, module: link.tun, device: %s, netns: %s, offload: true, mtu: 1500, addresses: [10.197.0.2/24]}
-routes:
-  - {to: default, via: 10.197.0.1, link: t}
-`, dev, netns)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := pipeline.New(pipeline.Options{})
-	if _, err := st.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	mustNS(t, 10*time.Second, netns, "ip", "addr", "add", "10.197.0.1/24", "dev", dev)
-	mustNS(t, 10*time.Second, netns, "ip", "link", "set", dev, "up")
-	mustNS(t, 10*time.Second, netns, "ip", "link", "set", "lo", "up")
+	st, netns := tunStack{tag: "sf", dev: "syn", name: "tcp-synflood", subnet: "10.197.0",
+		modules: "network.ipv4, transport.tcp", offload: true}.start(t)
 
 	ln, err := (&tcp.ListenConfig{Backlog: 64}).Listen(st, "tcp4", ":80")
 	if err != nil {

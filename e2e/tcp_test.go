@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,36 +27,8 @@ import (
 // server in the namespace.
 func newTCPStack(t *testing.T, offload bool) (*pipeline.Stack, string) {
 	t.Helper()
-	s := "tc" + randSuffix()[:4]
-	netns, dev := "ps-"+s, "ps-tcp-"+s
-	if out, err := exec.Command("ip", "netns", "add", netns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", netns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del: %v\n%s", err, out)
-		}
-	})
-	cfg, err := pipeline.ParseConfig("tcp-e2e.yaml", []byte(fmt.Sprintf(`
-name: tcp-e2e
-modules: [network.ipv4, transport.tcp]
-links:
-  - {name: t, module: link.tun, device: %s, netns: %s, offload: %v, mtu: 1500, addresses: [10.199.0.2/24]}
-routes:
-  - {to: default, via: 10.199.0.1, link: t}
-`, dev, netns, offload)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := pipeline.New(pipeline.Options{})
-	if _, err := st.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	mustNS(t, 10*time.Second, netns, "ip", "addr", "add", "10.199.0.1/24", "dev", dev)
-	mustNS(t, 10*time.Second, netns, "ip", "link", "set", dev, "up")
-	mustNS(t, 10*time.Second, netns, "ip", "link", "set", "lo", "up")
-	return st, netns
+	return tunStack{tag: "tc", dev: "tcp", name: "tcp-e2e", subnet: "10.199.0",
+		modules: "network.ipv4, transport.tcp", offload: offload}.start(t)
 }
 
 // serveBlobs serves GET /blob?size=N&seed=S (the helper's content) on our

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,36 +13,8 @@ import (
 // namespace (10.198.0.1 there, 10.198.0.2 ours), transport.tcp with tso.
 func tsoStack(t *testing.T, tso bool) (*pipeline.Stack, string) {
 	t.Helper()
-	s := "ts" + randSuffix()[:4]
-	netns, dev := "ps-"+s, "ps-tso-"+s
-	if out, err := exec.Command("ip", "netns", "add", netns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", netns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del: %v\n%s", err, out)
-		}
-	})
-	cfg, err := pipeline.ParseConfig("tcp-tso.yaml", []byte(fmt.Sprintf(`
-name: tcp-tso
-modules: [network.ipv4, {module: transport.tcp, tso: %v}]
-links:
-  - {name: t, module: link.tun, device: %s, netns: %s, offload: true, mtu: 1500, addresses: [10.198.0.2/24]}
-routes:
-  - {to: default, via: 10.198.0.1, link: t}
-`, tso, dev, netns)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := pipeline.New(pipeline.Options{})
-	if _, err := st.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	mustNS(t, 10*time.Second, netns, "ip", "addr", "add", "10.198.0.1/24", "dev", dev)
-	mustNS(t, 10*time.Second, netns, "ip", "link", "set", dev, "up")
-	mustNS(t, 10*time.Second, netns, "ip", "link", "set", "lo", "up")
-	return st, netns
+	return tunStack{tag: "ts", dev: "tso", name: "tcp-tso", subnet: "10.198.0",
+		modules: fmt.Sprintf("network.ipv4, {module: transport.tcp, tso: %v}", tso), offload: true}.start(t)
 }
 
 // TSO toward Linux over TUN with offloads: curl downloads 64 MB from our

@@ -29,16 +29,8 @@ func TestTun2socksExample(t *testing.T) {
 	s := "t2" + randSuffix()[:4]
 	nsC, nsS := "ps-"+s+"c", "ps-"+s+"s"
 	dev, vethR, vethS := "ps-t2s-"+s, "ps-"+s+"r", "ps-"+s+"v"
-	for _, n := range []string{nsC, nsS} {
-		if out, err := exec.Command("ip", "netns", "add", n).CombinedOutput(); err != nil {
-			t.Fatalf("ip netns add %s: %v\n%s", n, err, out)
-		}
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", n).CombinedOutput(); err != nil {
-				t.Errorf("ip netns del %s: %v\n%s", n, err, out)
-			}
-		})
-	}
+	addNetns(t, nsC)
+	addNetns(t, nsS)
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {

@@ -42,21 +42,6 @@ filter:
 
 func inject(ep *channel.Endpoint, pkts ...[]byte) { ep.InjectFrames(pkts) }
 
-func readAll(ep *channel.Endpoint) [][]byte {
-	var out [][]byte
-	buf := make([]*pipeline.Packet, 16)
-	for {
-		n := ep.Read(buf)
-		if n == 0 {
-			return out
-		}
-		for _, p := range buf[:n] {
-			out = append(out, append([]byte(nil), p.Data()...))
-		}
-		pipeline.ReleaseBatch(buf[:n])
-	}
-}
-
 func ruleListing(t *testing.T, n *pt.Node, chain string, num int) pipeline.RuleListing {
 	t.Helper()
 	for _, mc := range n.Stack.Generation().Config().Modules {
@@ -95,7 +80,7 @@ func TestFilterRouter(t *testing.T) {
 	}
 	for _, c := range cases {
 		inject(a, udp(c.dport))
-		out, back := readAll(b), readAll(a)
+		out, back := pt.Drain(b), pt.Drain(a)
 		if got := len(out) == 1; got != c.forwarded {
 			t.Errorf("dport %d: forwarded %d, want %v", c.dport, len(out), c.forwarded)
 		}
@@ -159,7 +144,7 @@ func TestFilterRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	inject(a, udp(80), udp(95))
-	if out := readAll(b); len(out) != 2 {
+	if out := pt.Drain(b); len(out) != 2 {
 		t.Fatalf("after reload forwarded %d, want 2", len(out))
 	}
 	if l := ruleListing(t, r, "FORWARD", 1); l.Packets != 2 {
@@ -178,7 +163,7 @@ func TestFilterRouter(t *testing.T) {
 		t.Fatalf("broken reload: %v", err)
 	}
 	inject(a, udp(80))
-	if out := readAll(b); len(out) != 1 {
+	if out := pt.Drain(b); len(out) != 1 {
 		t.Fatalf("after the broken reload forwarded %d, want 1", len(out))
 	}
 	if l := ruleListing(t, r, "FORWARD", 1); l.Packets != 3 {
@@ -190,7 +175,7 @@ func TestFilterRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	inject(a, udp(1234))
-	if out := readAll(b); len(out) != 1 {
+	if out := pt.Drain(b); len(out) != 1 {
 		t.Errorf("without a filter forwarded %d, want 1", len(out))
 	}
 }
@@ -222,7 +207,7 @@ filter:
 		icmp      bool
 	}{{80, true, false}, {81, false, true}, {82, false, false}} {
 		inject(a, udp6(c.dport))
-		out, back := readAll(b), readAll(a)
+		out, back := pt.Drain(b), pt.Drain(a)
 		if (len(out) == 1) != c.forwarded {
 			t.Errorf("dport %d: forwarded %d", c.dport, len(out))
 		}
@@ -298,7 +283,7 @@ filter:
 		port uint16
 	}{{"10.0.2.2", 23}, {"10.0.1.1", 24}} {
 		inject(a, tcp4("10.0.1.2", c.dst, 5000, c.port, wire.TCPFlagSyn, nil))
-		out, back := readAll(b), readAll(a)
+		out, back := pt.Drain(b), pt.Drain(a)
 		if len(out) != 0 || len(back) != 1 {
 			t.Fatalf("port %d: %d forwarded, %d back; want 0, 1 (a reset)\n%s", c.port, len(out), len(back), r.DumpCounters())
 		}
@@ -306,13 +291,13 @@ filter:
 	}
 	// A reset is not answered.
 	inject(a, tcp4("10.0.1.2", "10.0.2.2", 5000, 23, wire.TCPFlagRst, nil))
-	if back := readAll(a); len(back) != 0 {
+	if back := pt.Drain(a); len(back) != 0 {
 		t.Errorf("a reset was answered: % x", back)
 	}
 
 	// TCPMSS: 1460 → 1400-40.
 	inject(a, tcp4("10.0.1.2", "10.0.2.2", 5000, 80, wire.TCPFlagSyn, []byte{2, 4, 0x05, 0xb4}))
-	out := readAll(b)
+	out := pt.Drain(b)
 	if len(out) != 1 {
 		t.Fatalf("SYN not forwarded")
 	}

@@ -255,9 +255,7 @@ func TestDefrag6TimeoutSilent(t *testing.T) {
 	if c := rr.n.Counter("ipv6", "reasm_timeout"); c != 1 {
 		t.Fatalf("reasm_timeout %d (%s)", c, rr.n.DumpCounters())
 	}
-	type memer interface{ Memory() (int, int) }
-	r, _ := rr.n.Stack.Shared("network.ipv6/reassembly", func() any { return nil }).(memer)
-	if b, q := r.Memory(); b != 0 || q != 0 {
+	if b, q := pipelinetest.ReassemblyMemory(t, rr.n.Stack, "network.ipv6/reassembly"); b != 0 || q != 0 {
 		t.Fatalf("reassembly holds %d bytes in %d queues after the timeout", b, q)
 	}
 }
@@ -274,9 +272,7 @@ func TestDefrag6Bounded(t *testing.T) {
 		f := udp6("2001:db8:1:1::66", "2001:db8:2::2", 1, 2, 2000)
 		rr.a.InjectFrames(fragments6(f, id, 1280)[:1])
 	}
-	type memer interface{ Memory() (int, int) }
-	r, _ := rr.n.Stack.Shared("network.ipv6/reassembly", func() any { return nil }).(memer)
-	b, q := r.Memory()
+	b, q := pipelinetest.ReassemblyMemory(t, rr.n.Stack, "network.ipv6/reassembly")
 	if b > 5<<20 {
 		t.Fatalf("reassembly holds %d bytes in %d queues under a flood", b, q)
 	}
@@ -355,12 +351,7 @@ func FuzzDefrag6(f *testing.F) {
 		pool := pipeline.NewPool(1 << 10)
 		n := pipelinetest.NewNode(t, "r", cfg, pipeline.Options{Clock: clk, Pool: pool})
 		a, b := n.Link(t, "a"), n.Link(t, "b")
-		frags := fuzzFragments6(in)
-		for i := 0; i < len(frags); {
-			k := min(len(frags)-i, 1+i%3)
-			a.InjectFrames(frags[i : i+k])
-			i += k
-		}
+		pipelinetest.InjectBatched(a, fuzzFragments6(in))
 		for _, p := range pipelinetest.Drain(b) {
 			h := wire.IPv6(p)
 			if len(p) > 1500 || h.Check() != nil || wire.IPv6HeaderSize+int(h.PayloadLength()) != len(p) {
@@ -370,34 +361,7 @@ func FuzzDefrag6(f *testing.F) {
 		clk.Advance(61 * time.Second)
 		pipelinetest.Drain(a)
 		pipelinetest.Drain(b)
-		type memer interface{ Memory() (int, int) }
-		if r, ok := n.Stack.Shared("network.ipv6/reassembly", func() any { return nil }).(memer); !ok {
-			t.Fatal("no reassembler")
-		} else if by, q := r.Memory(); by != 0 || q != 0 {
-			t.Fatalf("after the timeout reassembly holds %d bytes in %d queues", by, q)
-		}
-		n.Stack.Close()
-		if o := outstanding(pool); o != 0 {
-			t.Fatalf("%d pool buffers not returned", o)
-		}
+		pipelinetest.WantReassemblyEmpty(t, n.Stack, "network.ipv6/reassembly")
+		pipelinetest.CloseWantBuffersBack(t, n, pool)
 	})
-}
-
-// outstanding is the number of a pool's buffers not back in it.
-func outstanding(pool *pipeline.Pool) int {
-	all := pool.Allocated()
-	var held []*pipeline.Packet
-	free := 0
-	for _, size := range []int{64, pipeline.SmallDataSize + 1} {
-		for {
-			before := pool.Allocated()
-			held = append(held, pool.Get(size))
-			if pool.Allocated() != before {
-				break
-			}
-			free++
-		}
-	}
-	pipeline.ReleaseBatch(held)
-	return int(all) - free
 }

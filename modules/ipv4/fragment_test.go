@@ -100,16 +100,7 @@ func TestReassemblyOverlapAndInconsistent(t *testing.T) {
 
 func assertReasmEmpty(t *testing.T, l *lab) {
 	t.Helper()
-	type memer interface{ Memory() (int, int) }
-	// The reassembler is the stack's shared object.
-	r := l.r.Stack.Shared("network.ipv4/reassembly", func() any { return nil })
-	if m, ok := r.(memer); ok {
-		if b, q := m.Memory(); b != 0 || q != 0 {
-			t.Fatalf("reassembly holds %d bytes in %d queues", b, q)
-		}
-	} else {
-		t.Fatalf("no reassembler shared (%T)", r)
-	}
+	pt.WantReassemblyEmpty(t, l.r.Stack, "network.ipv4/reassembly")
 }
 
 // A datagram whose first fragment came but never completed gets ICMP time
@@ -214,7 +205,7 @@ func TestFragmentFlood(t *testing.T) {
 				_ = i
 			}
 			wantDelivered(t, col, late)
-			mem, _ := l.r.Stack.Shared("network.ipv4/reassembly", nil).(interface{ Memory() (int, int) }).Memory()
+			mem, _ := pt.ReassemblyMemory(t, l.r.Stack, "network.ipv4/reassembly")
 			if mem > 524288 {
 				t.Fatalf("reassembly holds %d bytes, over its 512 KiB cap", mem)
 			}

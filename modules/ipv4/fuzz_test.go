@@ -55,26 +55,6 @@ func record4(mf bool, id, optWords, off, n int) []byte {
 	return []byte{b0, byte(off / 8 >> 8), byte(off / 8), byte(n >> 8), byte(n)}
 }
 
-// outstanding is the number of a pool's buffers not back in it: it takes
-// free packets of each size class until the pool has to allocate one.
-func outstanding(pool *pipeline.Pool) int {
-	all := pool.Allocated()
-	var held []*pipeline.Packet
-	free := 0
-	for _, size := range []int{64, pipeline.SmallDataSize + 1} {
-		for {
-			before := pool.Allocated()
-			held = append(held, pool.Get(size))
-			if pool.Allocated() != before {
-				break
-			}
-			free++
-		}
-	}
-	pipeline.ReleaseBatch(held)
-	return int(all) - free
-}
-
 // FuzzReassembly4 feeds a router sequences of fragments derived from the
 // input (offsets up to 65528, first fragments with up to 40 bytes of
 // options, overlaps, duplicates, several datagrams). Invariants: no panic;
@@ -114,12 +94,7 @@ links:
 		pool := pipeline.NewPool(1 << 10)
 		n := pt.NewNode(t, "router", cfg, pipeline.Options{Clock: clock, Pool: pool})
 		a := n.Link(t, "a")
-		frags := fuzzFragments4(in)
-		for i := 0; i < len(frags); {
-			k := min(len(frags)-i, 1+i%3) // batches of 1 to 3
-			a.InjectFrames(frags[i : i+k])
-			i += k
-		}
+		pt.InjectBatched(a, fuzzFragments4(in))
 		for col.Len() > 0 {
 			d := col.Wait(t, time.Second)
 			h := wire.IPv4(d)
@@ -129,15 +104,7 @@ links:
 		}
 		clock.Advance(31 * time.Second)
 		pt.Drain(a)
-		type memer interface{ Memory() (int, int) }
-		if r, ok := n.Stack.Shared("network.ipv4/reassembly", func() any { return nil }).(memer); !ok {
-			t.Fatal("no reassembler")
-		} else if b, q := r.Memory(); b != 0 || q != 0 {
-			t.Fatalf("after the timeout reassembly holds %d bytes in %d queues", b, q)
-		}
-		n.Stack.Close()
-		if o := outstanding(pool); o != 0 {
-			t.Fatalf("%d pool buffers not returned", o)
-		}
+		pt.WantReassemblyEmpty(t, n.Stack, "network.ipv4/reassembly")
+		pt.CloseWantBuffersBack(t, n, pool)
 	})
 }

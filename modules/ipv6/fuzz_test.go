@@ -47,26 +47,6 @@ func record6(more bool, id, doUnits, off, n, proto int) []byte {
 	return []byte{b0, byte(off / 8 >> 8), byte(off / 8), byte(n >> 8), byte(n), byte(proto)}
 }
 
-// outstanding is the number of a pool's buffers not back in it: it takes
-// free packets of each size class until the pool has to allocate one.
-func outstanding(pool *pipeline.Pool) int {
-	all := pool.Allocated()
-	var held []*pipeline.Packet
-	free := 0
-	for _, size := range []int{64, pipeline.SmallDataSize + 1} {
-		for {
-			before := pool.Allocated()
-			held = append(held, pool.Get(size))
-			if pool.Allocated() != before {
-				break
-			}
-			free++
-		}
-	}
-	pipeline.ReleaseBatch(held)
-	return int(all) - free
-}
-
 // FuzzReassembly6 feeds a host sequences of fragments derived from the input
 // (offsets up to 65528, unfragmentable parts of up to 1240 bytes differing
 // between fragments, overlaps, duplicates, first fragments with or without
@@ -115,12 +95,7 @@ routes:
 		pool := pipeline.NewPool(1 << 10)
 		n := pt.NewNode(t, "host", cfg, pipeline.Options{Clock: clock, Pool: pool})
 		l := n.Link(t, "eth0")
-		frags := fuzzFragments6(in)
-		for i := 0; i < len(frags); {
-			k := min(len(frags)-i, 1+i%3) // batches of 1 to 3
-			l.InjectFrames(frags[i : i+k])
-			i += k
-		}
+		pt.InjectBatched(l, fuzzFragments6(in))
 		for col.Len() > 0 {
 			d := col.Wait(t, time.Second)
 			h := wire.IPv6(d)
@@ -135,15 +110,7 @@ routes:
 		}
 		clock.Advance(61 * time.Second)
 		pt.Drain(l)
-		type memer interface{ Memory() (int, int) }
-		if r, ok := n.Stack.Shared("network.ipv6/reassembly", func() any { return nil }).(memer); !ok {
-			t.Fatal("no reassembler")
-		} else if b, q := r.Memory(); b != 0 || q != 0 {
-			t.Fatalf("after the timeout reassembly holds %d bytes in %d queues", b, q)
-		}
-		n.Stack.Close()
-		if o := outstanding(pool); o != 0 {
-			t.Fatalf("%d pool buffers not returned", o)
-		}
+		pt.WantReassemblyEmpty(t, n.Stack, "network.ipv6/reassembly")
+		pt.CloseWantBuffersBack(t, n, pool)
 	})
 }

@@ -166,10 +166,7 @@ func TestFirstFragmentIncompleteHeaderChain(t *testing.T) {
 			if got := rxDropped6(t, h, "eth0"); got != 1 {
 				t.Errorf("RX dropped %d, want 1", got)
 			}
-			type memer interface{ Memory() (int, int) }
-			if r, ok := h.h.Stack.Shared("network.ipv6/reassembly", func() any { return nil }).(memer); !ok {
-				t.Fatal("no reassembler")
-			} else if b, q := r.Memory(); b != 0 || q != 0 {
+			if b, q := pt.ReassemblyMemory(t, h.h.Stack, "network.ipv6/reassembly"); b != 0 || q != 0 {
 				t.Errorf("the fragment is held (%d bytes in %d queues)", b, q)
 			}
 		})

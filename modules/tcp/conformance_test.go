@@ -413,10 +413,7 @@ func TestFastRetransmit(t *testing.T) {
 func TestOutOfOrderAndSACK(t *testing.T) {
 	p := newPeer(t, "")
 	ln := p.listen()
-	var ob wire.TCPOptionsBuilder
-	ob.AddMSS(1460)
-	ob.AddSACKPermitted()
-	pc := p.accept(ln, 40000, append([]byte(nil), ob.Bytes()...))
+	pc := p.accept(ln, 40000, sackOpts())
 	// Bytes 100..200 first: an immediate duplicate ACK with a SACK block.
 	s := pc.seg(ack, bytes.Repeat([]byte{2}, 100))
 	s.seq += 100

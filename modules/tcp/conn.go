@@ -58,6 +58,9 @@ const (
 	outBatch     = 16 // segments built before they are handed to the network layer
 	// tsRecentValid: TS.Recent older than 24 days is invalid (RFC 7323 §5.5).
 	tsRecentValid = 24 * 24 * time.Hour
+	// pawsMSL is Linux's TCP_PAWS_MSL: in TIME-WAIT a reset that fails
+	// PAWS is dropped while TS.Recent is younger than this.
+	pawsMSL = 60 * time.Second
 )
 
 // oooRange is a range of out-of-order data held in the receive ring; at
@@ -207,6 +210,7 @@ type conn struct {
 	tso                  bool // the route's link takes TSO super-packets (output.go)
 	estabDone            bool
 	doneClosed           bool
+	ackedFar             bool // 2^31 bytes or more acknowledged (RFC 5961 §5.2's bound is MAX.SND.WND alone)
 }
 
 func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {

@@ -6,11 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/internal/fwdqueue"
 	"github.com/pipestack/pipestack/modules/internal/tcpreset"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -45,12 +45,8 @@ type Forwarder struct {
 	keepalive   time.Duration
 	cc          CongestionControl
 
-	mu       sync.Mutex
-	inFlight map[fourTuple]*ForwarderRequest // queued or handed out, not answered
-	queue    []*ForwarderRequest             // not handed out yet, oldest first
-	closed   bool
-	ready    chan struct{} // capacity 1: the queue is not empty
-	done     chan struct{}
+	// q holds the requests, queued or handed out, not answered.
+	q fwdqueue.Queue[fourTuple, *ForwarderRequest]
 
 	requests, full, duplicates atomic.Uint64
 }
@@ -87,14 +83,11 @@ func NewForwarder(s *pipeline.Stack, cfg ForwarderConfig) (*Forwarder, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Forwarder{
-		t: t, maxInFlight: cfg.MaxInFlight, cc: cc,
-		inFlight: map[fourTuple]*ForwarderRequest{},
-		ready:    make(chan struct{}, 1), done: make(chan struct{}),
-	}
+	f := &Forwarder{t: t, maxInFlight: cfg.MaxInFlight, cc: cc}
 	if f.maxInFlight <= 0 {
 		f.maxInFlight = DefaultMaxInFlight
 	}
+	f.q.Init(f.maxInFlight, ErrForwarderClosed)
 	switch {
 	case cfg.KeepAlive == 0:
 		f.keepalive = 15 * time.Second
@@ -121,40 +114,12 @@ var ErrForwarderClosed = errors.New("tcp forwarder closed")
 // request it returns must be answered (Accept, Reject or Drop): until then
 // it holds one of MaxInFlight slots.
 func (f *Forwarder) Next(ctx context.Context) (*ForwarderRequest, error) {
-	for {
-		f.mu.Lock()
-		if len(f.queue) > 0 {
-			r := f.queue[0]
-			f.queue[0] = nil
-			f.queue = f.queue[1:]
-			if len(f.queue) == 0 {
-				f.queue = f.queue[:0:0]
-			} else {
-				wake(f.ready)
-			}
-			f.mu.Unlock()
-			return r, nil
-		}
-		closed := f.closed
-		f.mu.Unlock()
-		if closed {
-			return nil, ErrForwarderClosed
-		}
-		select {
-		case <-f.ready:
-		case <-f.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return f.q.Next(ctx)
 }
 
 // Stats returns the Forwarder's counts.
 func (f *Forwarder) Stats() ForwarderStats {
-	f.mu.Lock()
-	n := len(f.inFlight)
-	f.mu.Unlock()
-	return ForwarderStats{Requests: f.requests.Load(), Full: f.full.Load(), Duplicates: f.duplicates.Load(), InFlight: n}
+	return ForwarderStats{Requests: f.requests.Load(), Full: f.full.Load(), Duplicates: f.duplicates.Load(), InFlight: f.q.Len()}
 }
 
 // Close removes the Forwarder from its stack: SYNs for no listener are
@@ -170,18 +135,7 @@ func (f *Forwarder) Close() error {
 }
 
 // shut marks f closed and returns what its queue held.
-func (f *Forwarder) shut() []*ForwarderRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return nil
-	}
-	f.closed = true
-	close(f.done)
-	q := f.queue
-	f.queue = nil
-	return q
-}
+func (f *Forwarder) shut() []*ForwarderRequest { return f.q.Shut() }
 
 // take is the packet path's hand-off (Protocol.noSocket): a SYN for no
 // socket becomes a request. It reports whether it took ownership of pkt
@@ -197,18 +151,19 @@ func (f *Forwarder) take(b *pipeline.Batch, pkt *pipeline.Packet) bool {
 		return false
 	}
 	k := fourTuple{netip.AddrPortFrom(dst, raw.DstPort()), netip.AddrPortFrom(src, raw.SrcPort())}
-	f.mu.Lock()
+	f.q.Lock()
+	_, held := f.q.GetLocked(k)
 	switch {
-	case f.closed:
-		f.mu.Unlock()
+	case f.q.ClosedLocked():
+		f.q.Unlock()
 		return false
-	case f.inFlight[k] != nil:
-		f.mu.Unlock()
+	case held:
+		f.q.Unlock()
 		f.duplicates.Add(1)
 		pkt.Release()
 		return true
-	case len(f.inFlight) >= f.maxInFlight:
-		f.mu.Unlock()
+	case f.q.FullLocked():
+		f.q.Unlock()
 		f.full.Add(1)
 		f.t.c.synQueueFull.Inc()
 		pkt.Release()
@@ -217,10 +172,8 @@ func (f *Forwarder) take(b *pipeline.Batch, pkt *pipeline.Packet) bool {
 	// The request keeps the SYN itself, in a buffer of its size (a TUN
 	// with offloads reads into 64 KiB ones).
 	r := &ForwarderRequest{f: f, local: k.local, remote: k.remote, pkt: pkt.Compact()}
-	f.inFlight[k] = r
-	f.queue = append(f.queue, r)
-	wake(f.ready)
-	f.mu.Unlock()
+	f.q.PushLocked(k, r)
+	f.q.Unlock()
 	f.requests.Add(1)
 	return true
 }
@@ -247,13 +200,7 @@ func (r *ForwarderRequest) answer() *pipeline.Packet {
 	if r.answered.Swap(true) {
 		return nil
 	}
-	f := r.f
-	f.mu.Lock()
-	k := fourTuple{r.local, r.remote}
-	if f.inFlight[k] == r {
-		delete(f.inFlight, k)
-	}
-	f.mu.Unlock()
+	r.f.q.Release(fourTuple{r.local, r.remote}, r)
 	pkt := r.pkt
 	r.pkt = nil
 	return pkt

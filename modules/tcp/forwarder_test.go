@@ -16,32 +16,13 @@ import (
 	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
-// The forwarder's topology: a client host whose default routes go to a
-// proxy stack; the proxy's link is transparent, has no address of its
-// own, and a tcp.Forwarder takes what arrives for any destination.
-//
-//	client 10.0.1.2, fd00:1::2 ──(a)── proxy (transparent, no address)
-
-const fwdClientConfig = `
-name: client
-modules: [network.ipv4, network.ipv6, transport.tcp]
-links:
-  - {name: a, module: link.channel, framing: ip, addresses: [10.0.1.2/24, "fd00:1::2/64"]}
-routes:
-  - {to: default4, via: 10.0.1.1, link: a}
-  - {to: default6, via: "fd00:1::1", link: a}
-`
-
-const fwdProxyConfig = `
-name: proxy
-modules: [network.ipv4, network.ipv6, transport.tcp]
-forwarding: {ipv4: true, ipv6: true}
-links:
-  - {name: a, module: link.channel, framing: ip, transparent: true}
-routes:
-  - {to: 10.0.1.0/24, link: a}
-  - {to: "fd00:1::/64", link: a}
-`
+// The forwarder's topology is pipelinetest's transparent proxy (see
+// pt.NewProxyPair), with IP forwarding on in the proxy: a tcp.Forwarder
+// takes what arrives for any destination.
+var (
+	fwdClientConfig = pt.ProxyClientConfig("transport.tcp")
+	fwdProxyConfig  = pt.ProxyConfig("transport.tcp", true)
+)
 
 type fwdTopo struct {
 	client, proxy *pt.Node
@@ -50,9 +31,7 @@ type fwdTopo struct {
 
 func newFwdTopo(t testing.TB, cfg tcp.ForwarderConfig) *fwdTopo {
 	t.Helper()
-	c := pt.NewNode(t, "client", fwdClientConfig, pipeline.Options{})
-	p := pt.NewNode(t, "proxy", fwdProxyConfig, pipeline.Options{})
-	pt.Connect(t, c, "a", p, "a")
+	c, p := pt.NewProxyPair(t, "transport.tcp", true, pipeline.Options{})
 	f, err := tcp.NewForwarder(p.Stack, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -63,13 +42,7 @@ func newFwdTopo(t testing.TB, cfg tcp.ForwarderConfig) *fwdTopo {
 
 func next(t *testing.T, f *tcp.Forwarder) *tcp.ForwarderRequest {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, err := f.Next(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return pt.NextRequest(t, f.Next)
 }
 
 type fwdDial struct {

@@ -53,6 +53,7 @@ type seg struct {
 	seq, ack     uint32
 	flags        uint8
 	wnd          uint16
+	urg          uint16 // the urgent pointer (sent with URG)
 	opts         []byte
 	data         []byte
 	parsed       wire.TCPOptions
@@ -78,7 +79,7 @@ func (p *peer) frame(s seg) []byte {
 	ip := wire.IPv4(b)
 	ip.Encode(&wire.IPv4Fields{TotalLength: uint16(total), ID: 1, TTL: 64, Protocol: wire.ProtocolTCP, Src: p.addr.As4(), Dst: p.stack.As4()})
 	t := wire.TCP(b[wire.IPv4MinimumSize:])
-	t.Encode(&wire.TCPFields{SrcPort: s.sport, DstPort: s.dport, Seq: s.seq, Ack: s.ack, Flags: s.flags, Window: s.wnd, Options: s.opts})
+	t.Encode(&wire.TCPFields{SrcPort: s.sport, DstPort: s.dport, Seq: s.seq, Ack: s.ack, Flags: s.flags, Window: s.wnd, UrgentPointer: s.urg, Options: s.opts})
 	copy(t[hl:], s.data)
 	t.SetChecksum(t.CalculateChecksum(wire.IPv4PseudoChecksum(ip, uint16(len(t)))))
 	return b

@@ -21,11 +21,21 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		return false, 0
 	}
 	rst := s.has(wire.TCPFlagRst)
-	// PAWS (RFC 7323 §5.3): an older timestamp than TS.Recent marks an
-	// old duplicate; a reset passes (Linux).
-	if c.tsOK && s.opts.HasTimestamps && !rst && int32(c.tsRecent-s.opts.TSVal) > 1 &&
-		now-c.tsRecentAt < int64(tsRecentValid) && !c.disorderedAck(s) {
+	// PAWS (RFC 7323 §5.3): an older timestamp than TS.Recent (by more
+	// than one tick; in TIME-WAIT by any, as Linux) marks an old
+	// duplicate. A reset passes (Linux), but in TIME-WAIT only once
+	// TS.Recent is older than 60 s (tcp_paws_reject: an old duplicate
+	// reset must not end it, RFC 1337's hazard).
+	pawsWin := int32(1)
+	if c.state == stateTimeWait {
+		pawsWin = 0
+	}
+	if c.tsOK && s.opts.HasTimestamps && !c.pawsOK(s.opts.TSVal, pawsWin, now) && !c.disorderedAck(s) &&
+		(!rst || c.state == stateTimeWait && now-c.tsRecentAt < int64(pawsMSL)) {
 		c.t.c.paws.Inc()
+		if rst {
+			return false, 0 // never answered
+		}
 		if c.state == stateTimeWait {
 			c.closeAt = now + int64(c.st.timeWait)
 		}
@@ -43,6 +53,12 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 	if !c.acceptable(s) {
 		c.t.c.outOfWindow.Inc()
 		if rst {
+			// After the peer's FIN a reset may carry the FIN's number,
+			// RCV.NXT−1 (Linux's tcp_reset_check): it resets.
+			if s.seq == c.rcvNxt-1 && (c.state == stateCloseWait || c.state == stateLastAck || c.state == stateClosing) {
+				c.t.c.resetIn.Inc()
+				c.resetReceived()
+			}
 			return false, 0
 		}
 		if s.has(wire.TCPFlagSyn) {
@@ -55,11 +71,11 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		}
 		return false, 0
 	}
-	// 2. RST (RFC 5961 §3.2): exactly RCV.NXT (or the right edge of the
-	// highest SACK block we sent, as Linux) resets; anywhere else in the
-	// window draws a challenge ACK.
+	// 2. RST (RFC 5961 §3.2): exactly RCV.NXT (or, with SACK, the right
+	// edge of the highest SACK block we sent, as Linux) resets; anywhere
+	// else in the window draws a challenge ACK.
 	if rst {
-		if s.seq == c.rcvNxt || (c.nooo > 0 && s.seq == c.ooo[c.nooo-1].right) {
+		if s.seq == c.rcvNxt || (c.sackOK && c.nooo > 0 && s.seq == c.ooo[c.nooo-1].right) {
 			c.t.c.resetIn.Inc()
 			c.resetReceived()
 			return false, 0
@@ -68,11 +84,14 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 		return false, 0
 	}
 	// 4. SYN in a synchronized state (RFC 5961 §4): challenge ACK. In
-	// SYN-RECEIVED a retransmitted SYN gets the SYN-ACK again.
+	// SYN-RECEIVED a retransmitted SYN gets the SYN-ACK again, at most
+	// every 500 ms (Linux's tcp_check_req).
 	if s.has(wire.TCPFlagSyn) {
 		switch {
 		case c.state == stateSynRcvd && c.passive && s.seq == c.irs && !s.has(wire.TCPFlagAck):
-			c.sendSyn(b, now)
+			if !c.oowLimited(s, now) {
+				c.sendSyn(b, now)
+			}
 			return false, 0
 		case c.state == stateSynRcvd && !c.passive && s.has(wire.TCPFlagAck) && len(s.data) == 0 &&
 			s.seq+1 == c.rcvNxt && s.ack == c.sndNxt:
@@ -100,7 +119,7 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 	}
 	// Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
 	// (RFC 7323 §4.3).
-	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && seqGEQ(s.opts.TSVal, c.tsRecent) {
+	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && c.pawsOK(s.opts.TSVal, 0, now) {
 		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
 	}
 	if !c.processAck(b, s, now) {
@@ -139,6 +158,13 @@ func (c *conn) oldData(s *segment) {
 		}
 		c.noteDuplicate(s.seq, end)
 	}
+}
+
+// pawsOK is Linux's tcp_paws_check: tsval is not older than TS.Recent by
+// more than win, or TS.Recent is zero (some stacks send TSval 0 on the
+// SYN, then real values) or older than 24 days (RFC 7323 §5.5).
+func (c *conn) pawsOK(tsval uint32, win int32, now int64) bool {
+	return int32(c.tsRecent-tsval) <= win || c.tsRecent == 0 || now-c.tsRecentAt >= int64(tsRecentValid)
 }
 
 // disorderedAck is Linux's tcp_disordered_ack: a duplicate pure ACK that
@@ -235,6 +261,15 @@ func (c *conn) abort(b *pipeline.Batch, now int64, err error) {
 // synSentSegment is RFC 9293 §3.10.7.3: a segment for SYN-SENT.
 func (c *conn) synSentSegment(b *pipeline.Batch, s *segment, now int64) {
 	if s.has(wire.TCPFlagAck) && (seqLEQ(s.ack, c.iss) || seqGT(s.ack, c.sndMax)) {
+		c.rstFor(b, s, now)
+		return
+	}
+	// A SYN-ACK echoing a TSval we did not send between our first SYN
+	// and now is not for this connection: a reset, the open goes on
+	// (Linux's PAWSActiveRejected in tcp_rcv_synsent_state_process).
+	if s.has(wire.TCPFlagAck) && c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 &&
+		(seqLT(s.opts.TSEcr, c.tsNow(c.rttStart)) || seqGT(s.opts.TSEcr, c.tsNow(now))) {
+		c.t.c.paws.Inc()
 		c.rstFor(b, s, now)
 		return
 	}
@@ -384,15 +419,22 @@ func (c *conn) rttSample(r int64) {
 func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	ack := s.ack
 	if seqGT(ack, c.sndMax) {
-		// It acknowledges what was never sent: dropped (ESTABLISHED,
-		// as Linux), or a challenge ACK elsewhere.
-		if c.state != stateEstablished {
-			c.challengeAck(now)
-		}
+		// It acknowledges what was never sent: an ACK, rate limited,
+		// and the segment dropped (RFC 9293 §3.10.7.4, RFC 5961 §5.2;
+		// Linux 6.18 in every state, ESTABLISHED too).
+		c.challengeAck(now)
 		return false
 	}
 	if seqLT(ack, c.sndUna) {
-		if seqLT(ack, c.sndUna-c.maxSndWnd) {
+		// RFC 5961 §5.2: older than MAX.SND.WND, or than the bytes
+		// acknowledged so far (Linux's "do not accept ACK of bytes we
+		// never sent": a blind injection needs no ACK guess while
+		// SND.UNA is still the ISS + 1).
+		bound := c.maxSndWnd
+		if acked := c.sndUna - c.iss - 1; !c.ackedFar && acked < bound {
+			bound = acked
+		}
+		if seqLT(ack, c.sndUna-bound) {
 			c.challengeAck(now)
 			return false
 		}
@@ -410,6 +452,9 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		}
 	}
 	acked := ack - c.sndUna
+	if acked > 0 && !c.ackedFar && ack-c.iss >= 1<<31 {
+		c.ackedFar = true // SND.UNA − ISS wraps from here on
+	}
 	if c.sackOK {
 		c.scoreboard(s, now)
 	}

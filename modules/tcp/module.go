@@ -27,6 +27,7 @@ package tcp
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -72,8 +73,12 @@ type Module struct {
 	// (Linux's tcp_max_tw_buckets); beyond it a closing connection goes
 	// straight to CLOSED and time_wait_overflow counts it. Default 65536.
 	TimeWaitMax int `yaml:"time_wait_max"`
-	// ChallengeACKLimit is how many challenge ACKs (RFC 5961) the stack
-	// sends per second in all. Default 1000.
+	// ChallengeACKLimit bounds the challenge ACKs (RFC 5961) the stack
+	// sends per second in all, beyond the per-connection limit of one per
+	// 500 ms: each second's budget is drawn at random from
+	// [limit/2, limit·3/2), as Linux's tcp_challenge_ack_limit, so that
+	// counting them tells an off-path host nothing (CVE-2016-5696).
+	// Default none (DefaultChallengeACKLimit, Linux's since 6.0).
 	ChallengeACKLimit int `yaml:"challenge_ack_limit"`
 	// DelayedACK is the delayed-ACK timeout (default 40ms, Linux's
 	// minimum ATO; at most 500ms as RFC 9293 requires).
@@ -105,7 +110,7 @@ type Module struct {
 const (
 	DefaultBuffer            = 1 << 20
 	DefaultTimeWaitMax       = 65536
-	DefaultChallengeACKLimit = 1000
+	DefaultChallengeACKLimit = math.MaxInt32 // no stack-wide limit
 	DefaultDelayedACK        = 40 * time.Millisecond
 	minBuffer                = 4 << 10
 	maxBuffer                = 64 << 20
@@ -226,8 +231,8 @@ func (m *Module) Validate() error {
 	if m.TimeWaitMax < 0 || m.TimeWaitMax > 1<<22 {
 		return fmt.Errorf("time_wait_max %d out of range 0..%d", m.TimeWaitMax, 1<<22)
 	}
-	if m.ChallengeACKLimit < 1 || m.ChallengeACKLimit > 1<<20 {
-		return fmt.Errorf("challenge_ack_limit %d out of range 1..%d", m.ChallengeACKLimit, 1<<20)
+	if m.ChallengeACKLimit < 1 || m.ChallengeACKLimit > math.MaxInt32 {
+		return fmt.Errorf("challenge_ack_limit %d out of range 1..%d", m.ChallengeACKLimit, math.MaxInt32)
 	}
 	if m.DelayedACK < time.Millisecond || m.DelayedACK > 500*time.Millisecond {
 		return errors.New("delayed_ack must be within 1ms..500ms (RFC 9293 §3.8.6.3)")

@@ -567,10 +567,21 @@ func (c *conn) recoveryDone() {
 }
 
 // noteDuplicate remembers [left, right) as data received twice: the next
-// ACK reports it as its first SACK block (RFC 2883).
+// ACK reports it as its first SACK block (RFC 2883). Duplicates of one
+// run that overlap or touch make one block (Linux's tcp_dsack_extend), so
+// that a sender counting duplicate segments sees them all; otherwise the
+// latest is reported.
 func (c *conn) noteDuplicate(left, right uint32) {
 	if !c.sackOK || !seqLT(left, right) {
 		return
+	}
+	if c.rk.dsackOn && seqLEQ(left, c.rk.dsackR) && seqLEQ(c.rk.dsackL, right) {
+		if seqLT(c.rk.dsackL, left) {
+			left = c.rk.dsackL
+		}
+		if seqGT(c.rk.dsackR, right) {
+			right = c.rk.dsackR
+		}
 	}
 	c.rk.dsackOn, c.rk.dsackL, c.rk.dsackR = true, left, right
 	c.t.c.dsackOut.Inc()

@@ -108,10 +108,12 @@ type table struct {
 	// fwd takes the connection requests no listener takes (forwarder.go).
 	fwd atomic.Pointer[Forwarder]
 
-	// challenge ACK budget (RFC 5961 §7): challengeLimit per second.
+	// challenge ACK budget (RFC 5961 §7): about challengeLimit per
+	// second, drawn from rnd.
 	chMu    sync.Mutex
 	chSec   int64
 	chCount int
+	rnd     *pipeline.Rand
 }
 
 func newTable(s *pipeline.Stack, c *counters) *table {
@@ -127,6 +129,7 @@ func newTable(s *pipeline.Stack, c *counters) *table {
 		clock, r = s.Clock(), s.Rand()
 	}
 	key := func() sipKey { return sipKey{r.Uint64(), r.Uint64()} }
+	t.rnd, t.chSec = r, -1
 	t.isnKey, t.tsKey, t.portKey, t.portIdxKey = key(), key(), key(), key()
 	t.cookieKey = [2]sipKey{key(), key()}
 	t.wheel = newWheel(clock)
@@ -345,18 +348,22 @@ func (t *table) leaveTimeWait() {
 	t.mu.Unlock()
 }
 
-// challengeAllowed spends one challenge ACK of this second's budget.
+// challengeAllowed spends one challenge ACK of this second's budget, a
+// draw from [half, limit+half) with half = ⌈limit/2⌉ (Linux's
+// tcp_send_challenge_ack); DefaultChallengeACKLimit: no budget.
 func (t *table) challengeAllowed(now int64, limit int) bool {
+	if limit >= DefaultChallengeACKLimit {
+		return true
+	}
 	t.chMu.Lock()
 	defer t.chMu.Unlock()
-	sec := now / int64(time.Second)
-	if sec != t.chSec {
-		t.chSec, t.chCount = sec, 0
+	if sec := now / int64(time.Second); sec != t.chSec {
+		t.chSec, t.chCount = sec, (limit+1)/2+t.rnd.IntN(limit)
 	}
-	if t.chCount >= limit {
+	if t.chCount <= 0 {
 		return false
 	}
-	t.chCount++
+	t.chCount--
 	return true
 }
 

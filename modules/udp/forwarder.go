@@ -6,9 +6,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"sync/atomic"
 
+	"github.com/pipestack/pipestack/modules/internal/fwdqueue"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -47,12 +47,10 @@ type Forwarder struct {
 	s                        *pipeline.Stack
 	maxInFlight, maxDatagram int
 
-	mu       sync.Mutex
-	inFlight map[fourTuple]*ForwarderRequest // queued or handed out, not answered
-	queue    []*ForwarderRequest             // not handed out yet, oldest first
-	closed   bool
-	ready    chan struct{} // capacity 1: the queue is not empty
-	done     chan struct{}
+	// q holds the requests, queued or handed out, not answered; its lock
+	// also guards the requests' fields and orders Accept's bind against
+	// take.
+	q fwdqueue.Queue[fourTuple, *ForwarderRequest]
 
 	requests, full, pendingFull atomic.Uint64
 }
@@ -82,11 +80,11 @@ func NewForwarder(s *pipeline.Stack, cfg ForwarderConfig) (*Forwarder, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Forwarder{t: t, s: s, maxInFlight: cfg.MaxInFlight, maxDatagram: cfg.PendingDatagrams,
-		inFlight: map[fourTuple]*ForwarderRequest{}, ready: make(chan struct{}, 1), done: make(chan struct{})}
+	f := &Forwarder{t: t, s: s, maxInFlight: cfg.MaxInFlight, maxDatagram: cfg.PendingDatagrams}
 	if f.maxInFlight <= 0 {
 		f.maxInFlight = DefaultMaxInFlight
 	}
+	f.q.Init(f.maxInFlight, ErrForwarderClosed)
 	if f.maxDatagram <= 0 {
 		f.maxDatagram = DefaultPendingDatagrams
 	}
@@ -110,40 +108,12 @@ var ErrForwarderClosed = errors.New("udp forwarder closed")
 // answered (Accept, Reject or Drop): until then it holds a slot and its
 // datagrams.
 func (f *Forwarder) Next(ctx context.Context) (*ForwarderRequest, error) {
-	for {
-		f.mu.Lock()
-		if len(f.queue) > 0 {
-			r := f.queue[0]
-			f.queue[0] = nil
-			f.queue = f.queue[1:]
-			if len(f.queue) == 0 {
-				f.queue = f.queue[:0:0]
-			} else {
-				wakeCh(f.ready)
-			}
-			f.mu.Unlock()
-			return r, nil
-		}
-		closed := f.closed
-		f.mu.Unlock()
-		if closed {
-			return nil, ErrForwarderClosed
-		}
-		select {
-		case <-f.ready:
-		case <-f.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return f.q.Next(ctx)
 }
 
 // Stats returns the Forwarder's counts.
 func (f *Forwarder) Stats() ForwarderStats {
-	f.mu.Lock()
-	n := len(f.inFlight)
-	f.mu.Unlock()
-	return ForwarderStats{Requests: f.requests.Load(), Full: f.full.Load(), PendingFull: f.pendingFull.Load(), InFlight: n}
+	return ForwarderStats{Requests: f.requests.Load(), Full: f.full.Load(), PendingFull: f.pendingFull.Load(), InFlight: f.q.Len()}
 }
 
 // Close removes the Forwarder: datagrams for no socket are answered with
@@ -162,25 +132,8 @@ func (f *Forwarder) Close() error {
 	return nil
 }
 
-func (f *Forwarder) shut() []*ForwarderRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return nil
-	}
-	f.closed = true
-	close(f.done)
-	q := f.queue
-	f.queue = nil
-	return q
-}
-
-func wakeCh(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
+// shut marks f closed and returns what its queue held.
+func (f *Forwarder) shut() []*ForwarderRequest { return f.q.Shut() }
 
 // take is the packet path's hand-off (Protocol.HandlePackets, for a
 // datagram no socket takes; Data() at the UDP header, checksum checked).
@@ -195,12 +148,12 @@ func (f *Forwarder) take(b *pipeline.Batch, pkt *pipeline.Packet, limit int) boo
 	}
 	u := wire.UDP(pkt.Data())
 	k := fourTuple{netip.AddrPortFrom(dst, u.DstPort()), netip.AddrPortFrom(src, u.SrcPort())}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
+	f.q.Lock()
+	defer f.q.Unlock()
+	if f.q.ClosedLocked() {
 		return false
 	}
-	if r := f.inFlight[k]; r != nil {
+	if r, ok := f.q.GetLocked(k); ok {
 		if len(r.pkts) >= f.maxDatagram {
 			f.pendingFull.Add(1)
 			pkt.Release()
@@ -209,7 +162,7 @@ func (f *Forwarder) take(b *pipeline.Batch, pkt *pipeline.Packet, limit int) boo
 		r.pkts = append(r.pkts, pkt.Compact())
 		return true
 	}
-	// Accepted since the caller looked (Accept binds under f.mu).
+	// Accepted since the caller looked (Accept binds under f.q's lock).
 	f.t.mu.RLock()
 	ep := f.t.connected[k]
 	f.t.mu.RUnlock()
@@ -219,7 +172,7 @@ func (f *Forwarder) take(b *pipeline.Batch, pkt *pipeline.Packet, limit int) boo
 		f.t.c.delivered.Add(ep.enqueue(one[:], limit))
 		return true
 	}
-	if len(f.inFlight) >= f.maxInFlight {
+	if f.q.FullLocked() {
 		f.full.Add(1)
 		f.t.c.noPort.Inc()
 		pkt.Release()
@@ -227,9 +180,7 @@ func (f *Forwarder) take(b *pipeline.Batch, pkt *pipeline.Packet, limit int) boo
 	}
 	r := &ForwarderRequest{f: f, local: k.local, remote: k.remote, limit: limit}
 	r.pkts = append(r.first[:0], pkt.Compact())
-	f.inFlight[k] = r
-	f.queue = append(f.queue, r)
-	wakeCh(f.ready)
+	f.q.PushLocked(k, r)
 	f.requests.Add(1)
 	return true
 }
@@ -241,7 +192,7 @@ type ForwarderRequest struct {
 	f             *Forwarder
 	local, remote netip.AddrPort
 	limit         int // the receive queue bound of the socket Accept makes
-	// guarded by f.mu
+	// guarded by f.q's lock
 	answered bool
 	pkts     []*pipeline.Packet // the flow's datagrams (Data() at the UDP header)
 	first    [1]*pipeline.Packet
@@ -254,24 +205,22 @@ func (r *ForwarderRequest) LocalAddr() netip.AddrPort { return r.local }
 func (r *ForwarderRequest) RemoteAddr() netip.AddrPort { return r.remote }
 
 // answer claims the request and frees its slot; it returns the datagrams
-// it held (nil, false when it was answered before). Called with f.mu held.
+// it held (nil, false when it was answered before). Called with f.q's lock
+// held.
 func (r *ForwarderRequest) answerLocked() ([]*pipeline.Packet, bool) {
 	if r.answered {
 		return nil, false
 	}
 	r.answered = true
-	k := fourTuple{r.local, r.remote}
-	if r.f.inFlight[k] == r {
-		delete(r.f.inFlight, k)
-	}
+	r.f.q.ReleaseLocked(fourTuple{r.local, r.remote}, r)
 	p := r.pkts
 	r.pkts = nil
 	return p, true
 }
 
 func (r *ForwarderRequest) answer() ([]*pipeline.Packet, bool) {
-	r.f.mu.Lock()
-	defer r.f.mu.Unlock()
+	r.f.q.Lock()
+	defer r.f.q.Unlock()
 	return r.answerLocked()
 }
 
@@ -318,9 +267,9 @@ func (r *ForwarderRequest) Accept() (*Conn, error) {
 	}
 	f := r.f
 	e := newEndpoint(f.t)
-	f.mu.Lock()
+	f.q.Lock()
 	if r.answered {
-		f.mu.Unlock()
+		f.q.Unlock()
 		return nil, &net.OpError{Op: "accept", Net: network, Source: net.UDPAddrFromAddrPort(r.local),
 			Addr: net.UDPAddrFromAddrPort(r.remote), Err: errors.New("the request was answered already")}
 	}
@@ -332,7 +281,7 @@ func (r *ForwarderRequest) Accept() (*Conn, error) {
 		}
 		f.t.c.delivered.Add(e.enqueue(pkts, r.limit))
 	}
-	f.mu.Unlock()
+	f.q.Unlock()
 	if err != nil {
 		for _, p := range pkts {
 			p.Release()

@@ -1,7 +1,6 @@
 package udp_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,33 +14,12 @@ import (
 	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
-// A client whose default routes go to a proxy stack with a transparent
-// link (no address of its own) and a udp.Forwarder.
-const fwdClient = `
-name: client
-modules: [network.ipv4, network.ipv6, transport.udp]
-links:
-  - {name: a, module: link.channel, framing: ip, addresses: [10.0.1.2/24, "fd00:1::2/64"]}
-routes:
-  - {to: default4, via: 10.0.1.1, link: a}
-  - {to: default6, via: "fd00:1::1", link: a}
-`
-
-const fwdProxy = `
-name: proxy
-modules: [network.ipv4, network.ipv6, transport.udp]
-links:
-  - {name: a, module: link.channel, framing: ip, transparent: true}
-routes:
-  - {to: 10.0.1.0/24, link: a}
-  - {to: "fd00:1::/64", link: a}
-`
-
+// newFwd builds pipelinetest's transparent proxy (a client whose default
+// routes go to a proxy stack with a transparent link, no address of its
+// own; IP forwarding off) and a udp.Forwarder on the proxy.
 func newFwd(t *testing.T, cfg udp.ForwarderConfig) (client, proxy *pt.Node, f *udp.Forwarder) {
 	t.Helper()
-	client = pt.NewNode(t, "client", fwdClient, pipeline.Options{})
-	proxy = pt.NewNode(t, "proxy", fwdProxy, pipeline.Options{})
-	pt.Connect(t, client, "a", proxy, "a")
+	client, proxy = pt.NewProxyPair(t, "transport.udp", false, pipeline.Options{})
 	f, err := udp.NewForwarder(proxy.Stack, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -52,13 +30,7 @@ func newFwd(t *testing.T, cfg udp.ForwarderConfig) (client, proxy *pt.Node, f *u
 
 func nextReq(t *testing.T, f *udp.Forwarder) *udp.ForwarderRequest {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, err := f.Next(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return pt.NextRequest(t, f.Next)
 }
 
 // TestForwarderFlow: datagrams to addresses nobody has (IPv4 and IPv6)

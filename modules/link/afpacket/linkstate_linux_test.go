@@ -55,33 +55,14 @@ links:
 `
 }
 
-// pingNS pings dst from ns until two echoes in a row come back (a veth
-// just made may lose the first ones while its carrier comes up), at most
-// 10 s.
+// pingNS pings dst from ns (pipelinetest.PingFrom: a veth just made may
+// lose the first echoes while its carrier comes up) and fails t when none
+// comes back.
 func pingNS(t *testing.T, ns, dst string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst).CombinedOutput()
-		if err == nil && strings.Contains(string(out), "2 received") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ping %s: %v\n%s", dst, err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := pipelinetest.PingFrom(ns, dst); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func stackAddrs(s *pipeline.Stack) []string {
-	ni, _ := s.Generation().NICByName("lan")
-	var out []string
-	for _, fam := range []int{4, 6} {
-		for _, a := range ni.Addresses(fam) {
-			out = append(out, a.Prefix.String()+"/"+a.Kind.String())
-		}
-	}
-	return out
 }
 
 // Every mode change (a LinkKey change: the sockets are reopened) keeps the
@@ -98,7 +79,7 @@ func TestAFPacketReopenAndLinkDown(t *testing.T) {
 	if _, ok := nic.Neighbors().Entry(kernel); !ok {
 		t.Fatal("no neighbor entry for the kernel side after its ping")
 	}
-	addrs := stackAddrs(n.Stack)
+	addrs := pipelinetest.NICAddresses(n.Stack, "lan")
 	if len(addrs) != 3 || !strings.Contains(strings.Join(addrs, " "), "fe80::ff:fe00:a/64") {
 		t.Fatalf("addresses %v, want the two configured and fe80::ff:fe00:a", addrs)
 	}
@@ -118,7 +99,7 @@ func TestAFPacketReopenAndLinkDown(t *testing.T) {
 		if _, ok := nic.Neighbors().Entry(kernel); !ok {
 			t.Errorf("mode %s: the neighbor was forgotten", mode)
 		}
-		if got := stackAddrs(n.Stack); !slices.Equal(got, addrs) {
+		if got := pipelinetest.NICAddresses(n.Stack, "lan"); !slices.Equal(got, addrs) {
 			t.Errorf("mode %s: addresses %v, before %v", mode, got, addrs)
 		}
 		pingNS(t, ns, "10.79.0.1")
@@ -140,7 +121,7 @@ func TestAFPacketReopenAndLinkDown(t *testing.T) {
 	addVeth(t, ns)
 	pipelinetest.Eventually(t, 15*time.Second, func() bool { return nic.State().Up }, "link not back: %+v", nic.State())
 	pingNS(t, ns, "10.79.0.1")
-	if got := stackAddrs(n.Stack); !slices.Equal(got, addrs) {
+	if got := pipelinetest.NICAddresses(n.Stack, "lan"); !slices.Equal(got, addrs) {
 		t.Errorf("addresses after down/up %v, before %v", got, addrs)
 	}
 	if st := nic.State(); st.Downs != 1 {

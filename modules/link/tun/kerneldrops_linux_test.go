@@ -1,15 +1,13 @@
 package tun
 
 import (
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pipestack/pipestack/internal/netns"
-	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 func TestNetDevTxDropped(t *testing.T) {
@@ -31,35 +29,6 @@ short: 1 2 3
 	}
 }
 
-// stalled is a dispatcher whose deliveries wait until resume: the link's
-// reader stops after its first batch.
-type stalled struct {
-	release chan struct{}
-	once    sync.Once
-	n       atomic.Uint64
-}
-
-func (s *stalled) resume() { s.once.Do(func() { close(s.release) }) }
-
-func (s *stalled) DeliverNetworkPackets(pkts []*pipeline.Packet) {
-	<-s.release
-	for _, p := range pkts {
-		if p != nil {
-			s.n.Add(1)
-		}
-	}
-	pipeline.ReleaseBatch(pkts)
-}
-
-func rxKernelDropped(e *Endpoint) (uint64, bool) {
-	for _, c := range e.LinkCounters() {
-		if c.Name == "rx_kernel_dropped" {
-			return c.Value, true
-		}
-	}
-	return 0, false
-}
-
 // The kernel sends a burst of datagrams to the device far larger than its
 // queue (tx_queue_len 500) while the link's reader is stalled: what did
 // not fit shows as rx_kernel_dropped (the device's tx_dropped, read from
@@ -74,10 +43,10 @@ func TestTUNKernelDropsInLinkCounters(t *testing.T) {
 	}
 	t.Cleanup(func() { e.Close() })
 	ip(t, "-n", ns, "addr", "add", "10.99.0.1/24", "dev", dev)
-	st := &stalled{release: make(chan struct{})}
+	st := pipelinetest.NewStalled()
 	e.Attach(st)
-	t.Cleanup(st.resume) // before Close, which waits for the reader
-	if v, ok := rxKernelDropped(e); !ok || v != 0 {
+	t.Cleanup(st.Resume) // before Close, which waits for the reader
+	if v, ok := pipelinetest.LinkCounter(e, "rx_kernel_dropped"); !ok || v != 0 {
 		t.Fatalf("before the burst: rx_kernel_dropped %d (present %t), want 0", v, ok)
 	}
 
@@ -99,21 +68,21 @@ func TestTUNKernelDropsInLinkCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drops, _ := rxKernelDropped(e)
+	drops, _ := pipelinetest.LinkCounter(e, "rx_kernel_dropped")
 	if drops < sent/2 {
 		t.Errorf("rx_kernel_dropped = %d after %d datagrams into a stalled reader (queue 500): %v", drops, sent, e.LinkCounters())
 	}
-	st.resume()
+	st.Resume()
 	deadline := time.Now().Add(5 * time.Second)
-	for st.n.Load()+drops < sent && time.Now().Before(deadline) {
+	for st.Delivered()+drops < sent && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Logf("%d datagrams sent, %d read, %d dropped by the kernel", sent, st.n.Load(), drops)
-	if n := st.n.Load() + drops; n < sent {
-		t.Errorf("read %d + kernel drops %d = %d of %d sent", st.n.Load(), drops, n, sent)
+	t.Logf("%d datagrams sent, %d read, %d dropped by the kernel", sent, st.Delivered(), drops)
+	if n := st.Delivered() + drops; n < sent {
+		t.Errorf("read %d + kernel drops %d = %d of %d sent", st.Delivered(), drops, n, sent)
 	}
 	e.Close()
-	if v, _ := rxKernelDropped(e); v != drops {
+	if v, _ := pipelinetest.LinkCounter(e, "rx_kernel_dropped"); v != drops {
 		t.Errorf("after Close rx_kernel_dropped = %d, want the last value %d", v, drops)
 	}
 }

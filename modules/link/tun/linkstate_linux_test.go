@@ -35,38 +35,6 @@ links:
 `
 }
 
-// pingFrom pings dst from ns until two echoes in a row come back (at most
-// 10 s: a device just made may lose the first ones).
-func pingFrom(t *testing.T, ns, dst string) error {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := exec.Command("ip", "netns", "exec", ns, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst).CombinedOutput()
-		if err == nil && strings.Contains(string(out), "2 received") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return &pingError{string(out)}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-type pingError struct{ out string }
-
-func (e *pingError) Error() string { return "ping: " + e.out }
-
-func addrsOf(s *pipeline.Stack) []string {
-	ni, _ := s.Generation().NICByName("lan")
-	var out []string
-	for _, fam := range []int{4, 6} {
-		for _, a := range ni.Addresses(fam) {
-			out = append(out, a.Prefix.String()+"/"+a.Kind.String())
-		}
-	}
-	return out
-}
-
 // A reload that changes link.tun's batch (a LinkKey change: the device is
 // reopened) keeps the NIC, its addresses (the link-local one too), routes
 // and counters, and the kernel on the other side sees the same device.
@@ -81,12 +49,12 @@ func TestTUNReopenAndLinkDown(t *testing.T) {
 	ns, dev := coNetns(t)
 	n := pipelinetest.NewNode(t, "co", stackConfig(ns, dev, ""), pipeline.Options{})
 	ip(t, "-n", ns, "addr", "add", "10.78.0.2/24", "dev", dev)
-	if err := pingFrom(t, ns, "10.78.0.1"); err != nil {
+	if err := pipelinetest.PingFrom(ns, "10.78.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	nic, _ := n.Stack.NIC("lan")
 	old, _ := n.Stack.Link("lan")
-	addrs := addrsOf(n.Stack)
+	addrs := pipelinetest.NICAddresses(n.Stack, "lan")
 	if len(addrs) != 3 || !strings.Contains(strings.Join(addrs, " "), "fe80::") {
 		t.Fatalf("addresses %v, want the two configured and a link-local one", addrs)
 	}
@@ -101,13 +69,13 @@ func TestTUNReopenAndLinkDown(t *testing.T) {
 	if n2, _ := n.Stack.NIC("lan"); n2 != nic || nic.Stats.RxPackets.Load() < rx {
 		t.Fatal("the reopen lost the NIC or its counters")
 	}
-	if got := addrsOf(n.Stack); !slices.Equal(got, addrs) {
+	if got := pipelinetest.NICAddresses(n.Stack, "lan"); !slices.Equal(got, addrs) {
 		t.Errorf("addresses after the reopen %v, before %v", got, addrs)
 	}
 	if out := ip(t, "-n", ns, "addr", "show", "dev", dev); !strings.Contains(out, "10.78.0.2/24") {
 		t.Fatalf("the kernel side lost its address: another device?\n%s", out)
 	}
-	if err := pingFrom(t, ns, "10.78.0.1"); err != nil {
+	if err := pipelinetest.PingFrom(ns, "10.78.0.1"); err != nil {
 		t.Fatalf("after the reopen: %v", err)
 	}
 
@@ -143,10 +111,10 @@ func TestTUNReopenAndLinkDown(t *testing.T) {
 		t.Error("the connected route did not come back")
 	}
 	ip(t, "-n", ns, "addr", "add", "10.78.0.2/24", "dev", dev)
-	if err := pingFrom(t, ns, "10.78.0.1"); err != nil {
+	if err := pipelinetest.PingFrom(ns, "10.78.0.1"); err != nil {
 		t.Fatalf("after the device came back: %v", err)
 	}
-	if got := addrsOf(n.Stack); !slices.Equal(got, addrs) {
+	if got := pipelinetest.NICAddresses(n.Stack, "lan"); !slices.Equal(got, addrs) {
 		t.Errorf("addresses after down/up %v, before %v", got, addrs)
 	}
 }
@@ -192,7 +160,7 @@ func TestTUNNamespaceReplaced(t *testing.T) {
 	ip(t, "netns", "add", ns)
 	pipelinetest.Eventually(t, 15*time.Second, func() bool { return nic.State().Up }, "link not back: %+v", nic.State())
 	ip(t, "-n", ns, "addr", "add", "10.78.0.2/24", "dev", dev)
-	if err := pingFrom(t, ns, "10.78.0.1"); err != nil {
+	if err := pipelinetest.PingFrom(ns, "10.78.0.1"); err != nil {
 		t.Fatalf("in the new namespace: %v", err)
 	}
 }

@@ -1,0 +1,72 @@
+package pipelinetest
+
+import (
+	"testing"
+
+	"github.com/pipestack/pipestack/modules/link/channel"
+	"github.com/pipestack/pipestack/pipeline"
+)
+
+// InjectBatched injects frames into ep in batches of 1 to 3 (the batch
+// that starts at frame i has up to 1+i%3 frames), so that a sequence of
+// fragments meets the stack both alone and together in one batch.
+func InjectBatched(ep *channel.Endpoint, frames [][]byte) {
+	for i := 0; i < len(frames); {
+		k := min(len(frames)-i, 1+i%3)
+		ep.InjectFrames(frames[i : i+k])
+		i += k
+	}
+}
+
+// ReassemblyMemory returns what a stack's reassembler holds, in bytes and
+// in queues; shared is the key it is shared under
+// ("network.ipv4/reassembly", "network.ipv6/reassembly"). It fails t when
+// the stack has none.
+func ReassemblyMemory(t testing.TB, st *pipeline.Stack, shared string) (bytes, queues int) {
+	t.Helper()
+	r, ok := st.Shared(shared, func() any { return nil }).(interface{ Memory() (int, int) })
+	if !ok {
+		t.Fatalf("no reassembler shared as %s", shared)
+	}
+	return r.Memory()
+}
+
+// WantReassemblyEmpty fails t when the stack's reassembler (shared under
+// shared) holds anything.
+func WantReassemblyEmpty(t testing.TB, st *pipeline.Stack, shared string) {
+	t.Helper()
+	if b, q := ReassemblyMemory(t, st, shared); b != 0 || q != 0 {
+		t.Fatalf("reassembly holds %d bytes in %d queues", b, q)
+	}
+}
+
+// OutstandingBuffers is the number of a pool's buffers not back in it: it
+// takes free packets of each size class until the pool has to allocate
+// one, then gives them all back.
+func OutstandingBuffers(pool *pipeline.Pool) int {
+	all := pool.Allocated()
+	var held []*pipeline.Packet
+	free := 0
+	for _, size := range []int{64, pipeline.SmallDataSize + 1} {
+		for {
+			before := pool.Allocated()
+			held = append(held, pool.Get(size))
+			if pool.Allocated() != before {
+				break
+			}
+			free++
+		}
+	}
+	pipeline.ReleaseBatch(held)
+	return int(all) - free
+}
+
+// CloseWantBuffersBack closes n's stack and fails t unless every buffer of
+// pool (the one the stack was built with) is back in it.
+func CloseWantBuffersBack(t testing.TB, n *Node, pool *pipeline.Pool) {
+	t.Helper()
+	n.Stack.Close()
+	if o := OutstandingBuffers(pool); o != 0 {
+		t.Fatalf("%d pool buffers not returned", o)
+	}
+}
