@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -11,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 
+	"github.com/pipestack/pipestack/modules/filter/plugin/internal/benchpb"
 	pb "github.com/pipestack/pipestack/modules/filter/plugin/proto"
 	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
 	"github.com/pipestack/pipestack/pipeline"
@@ -162,6 +165,113 @@ func BenchmarkBareStream(b *testing.B) {
 				}
 				bufs[i%8] = msg
 				if err := st.SendMsg(&msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			<-done
+			if drops != 0 {
+				b.Fatalf("%d drops", drops)
+			}
+			b.ReportMetric(float64(msgs*n)/time.Since(start).Seconds(), "pkts/s")
+		})
+	}
+}
+
+// bareProto is the issue's literal baseline: go-plugin's gRPC defaults
+// (its test connection: go-plugin's default server and dial options, gRPC's
+// proto codec, default buffers and windows) and a plain protobuf message,
+// one bytes field per packet, answered by one verdict per packet
+// (internal/benchpb). The plugin side reads each packet's destination
+// port, as BareStream's.
+type bareProto struct {
+	goplugin.NetRPCUnsupportedPlugin
+	benchpb.UnimplementedBareServer
+}
+
+func (bareProto) Echo(st grpc.BidiStreamingServer[benchpb.Packets, benchpb.Verdicts]) error {
+	out := new(benchpb.Verdicts)
+	for {
+		in, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		out.Verdicts = out.Verdicts[:0]
+		for _, p := range in.Packets {
+			v := benchpb.Verdict_ACCEPT
+			if len(p) >= 24 && binary.BigEndian.Uint16(p[22:]) == 53 {
+				v = benchpb.Verdict_DROP
+			}
+			out.Verdicts = append(out.Verdicts, v)
+		}
+		if err := st.Send(out); err != nil {
+			return err
+		}
+	}
+}
+
+func (b *bareProto) GRPCServer(_ *goplugin.GRPCBroker, s *grpc.Server) error {
+	benchpb.RegisterBareServer(s, b)
+	return nil
+}
+
+func (bareProto) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return benchpb.NewBareClient(c), nil
+}
+
+// BenchmarkBareStreamProto is the bare go-plugin gRPC stream as the issue
+// states it: go-plugin's defaults, a protobuf message of repeated bytes
+// (the host appends each packet's network header, protobuf copies it when
+// it encodes), a repeated verdict answer the host reads, 8 messages in
+// flight.
+func BenchmarkBareStreamProto(b *testing.B) {
+	// go-plugin's test connection logs at debug to hclog's default output,
+	// which would split the benchmark's result lines.
+	defer func(w io.Writer) { hclog.DefaultOutput = w }(hclog.DefaultOutput)
+	hclog.DefaultOutput = io.Discard
+	for _, n := range []int{64, 256} {
+		b.Run(fmt.Sprintf("pkts%d", n), func(b *testing.B) {
+			c, _ := goplugin.TestPluginGRPCConn(b, false, goplugin.PluginSet{"bare": &bareProto{}})
+			defer c.Close()
+			raw, err := c.Dispense("bare")
+			if err != nil {
+				b.Fatal(err)
+			}
+			st, err := raw.(benchpb.BareClient).Echo(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs := (b.N + n - 1) / n
+			window := make(chan struct{}, 8)
+			done := make(chan struct{})
+			drops := 0
+			go func() {
+				for i := 0; i < msgs; i++ {
+					in, err := st.Recv()
+					if err != nil {
+						b.Error(err)
+						break
+					}
+					for _, v := range in.Verdicts {
+						if v == benchpb.Verdict_DROP {
+							drops++
+						}
+					}
+					<-window
+				}
+				close(done)
+			}()
+			pkt := benchPacket()
+			bufs := make([]benchpb.Packets, 8) // reused once answered (gRPC encodes a message in Send)
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < msgs; i++ {
+				window <- struct{}{}
+				msg := &bufs[i%8]
+				msg.Packets = msg.Packets[:0]
+				for k := 0; k < n; k++ {
+					msg.Packets = append(msg.Packets, pkt.NetworkHeader())
+				}
+				if err := st.Send(msg); err != nil {
 					b.Fatal(err)
 				}
 			}
