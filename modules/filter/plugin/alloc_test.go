@@ -20,8 +20,8 @@ import (
 // answered flight is. (What a message costs on the wire — gRPC's encoding
 // and send — is per batch, not per packet.)
 func TestEncodeZeroAllocs(t *testing.T) {
-	impl := &sdk.Plugin{Needs: sdk.Needs{Data: sdk.DataHeaders}, Target: judgeFunc(func([]*sdk.Packet, []sdk.Result) {})}
-	cl, stop, err := sdk.TestPair(t.TempDir(), impl)
+	impl := &sdk.Plugin{Needs: sdk.Needs{Data: sdk.DataHeaders}, Target: judgeFunc(func(*sdk.Batch, *sdk.Results) {})}
+	cl, stop, err := sdk.TestPair(t.TempDir(), impl, sdk.ProtocolVersion)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -307,62 +307,82 @@ func (s *countSink) add(k int) {
 
 func (s *countSink) count() int { s.mu.Lock(); defer s.mu.Unlock(); return s.n }
 
-func BenchmarkPluginPath(b *testing.B) { benchPluginPath(b, 8) }
+// pathCase is one configuration of the plugin path: the protocol version
+// and the bytes the plugin asks for.
+type pathCase struct {
+	name    string
+	version int
+	data    sdk.Data
+}
+
+// BenchmarkPluginPath: pkts (protocol 2, the record and the packet's 64
+// bytes: DataPacket, what BareStream sends), fields (protocol 2, the
+// record alone: DataNone, all a plugin that judges by port asks for) and
+// v1 (protocol 1's 72-byte records and the 64 bytes, what the Python
+// plugin speaks), each at 64 and 256 packets a message.
+func BenchmarkPluginPath(b *testing.B) {
+	benchPluginPath(b, 8, []pathCase{{"", 2, sdk.DataPacket}, {"fields-", 2, sdk.DataNone}, {"v1-", 1, sdk.DataPacket}})
+}
 
 // BenchmarkPluginRTT is BenchmarkPluginPath with one message in flight:
 // the round trip of a message on an idle path (no queueing behind the
 // window), the least batching adds to a packet's latency.
-func BenchmarkPluginRTT(b *testing.B) { benchPluginPath(b, 1) }
+func BenchmarkPluginRTT(b *testing.B) { benchPluginPath(b, 1, []pathCase{{"", 2, sdk.DataPacket}}) }
 
-func benchPluginPath(b *testing.B, window int) {
-	for _, n := range []int{64, 256} {
-		b.Run(fmt.Sprintf("pkts%d", n), func(b *testing.B) {
-			impl := &sdk.Plugin{Needs: sdk.Needs{Data: sdk.DataPacket}, Target: judgeFunc(func(pkts []*sdk.Packet, out []sdk.Result) {
-				for i, p := range pkts {
-					if p.DstPort == 53 {
-						out[i] = sdk.Result{Answer: sdk.Drop}
-					} else {
-						out[i] = sdk.Result{Answer: sdk.Accept}
-					}
-				}
-			})}
-			cl, stop, err := sdk.TestPair(b.TempDir(), impl)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer stop()
-			sink := &countSink{window: make(chan struct{}, window)}
-			p := &Plugin{name: "bench", clock: pipeline.SystemClock{}, sink: sink, counters: new(pipeline.CounterSet)}
-			p.cfgp.Store(&settings{Timeout: 10 * time.Second, Window: window, MaxBatch: n, Lanes: 1, OnFailure: "accept", Restarts: 1})
-			in, err := p.startInstance(func(context.Context) (*conn, error) { return &conn{client: cl}, nil }, []byte("{}"), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer in.kill()
-			l := in.lanes[0]
-			pkt := benchPacket()
-			pcs := &pipeline.PacketContext{Hook: pipeline.Forward, InNIC: 0, OutNIC: 0, Pkt: pkt,
-				Tuple: pipeline.Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1000, DstPort: 80, Proto: 17}}
-			msgs := (b.N + n - 1) / n
-			sink.want = msgs * n
-			sink.done = make(chan struct{})
-			done := sink.done
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < msgs; i++ {
-				sink.window <- struct{}{} // a worker would apply the policy; the benchmark waits
-				f := l.newFlight()
-				for k := 0; k < n; k++ {
-					l.add(f, pcs, sdk.KindTarget, 0)
-				}
-				l.submit(f, sink)
-			}
-			<-done
-			b.ReportMetric(float64(msgs*n)/time.Since(start).Seconds(), "pkts/s")
-			b.ReportMetric(float64(p.stats.quantile(0.5).Microseconds()), "rtt-p50-µs")
-			b.ReportMetric(float64(p.stats.quantile(0.99).Microseconds()), "rtt-p99-µs")
-		})
+func benchPluginPath(b *testing.B, window int, cases []pathCase) {
+	for _, c := range cases {
+		for _, n := range []int{64, 256} {
+			b.Run(fmt.Sprintf("%spkts%d", c.name, n), func(b *testing.B) { benchPath(b, window, c, n) })
+		}
 	}
+}
+
+func benchPath(b *testing.B, window int, c pathCase, n int) {
+	impl := &sdk.Plugin{Needs: sdk.Needs{Data: c.data}, Target: judgeFunc(func(b *sdk.Batch, out *sdk.Results) {
+		for i := range b.Len() {
+			p := b.Packet(i)
+			if p.DstPort() == 53 {
+				out.Answers[i] = sdk.Drop
+			} else {
+				out.Answers[i] = sdk.Accept
+			}
+		}
+	})}
+	cl, stop, err := sdk.TestPair(b.TempDir(), impl, c.version)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stop()
+	sink := &countSink{window: make(chan struct{}, window)}
+	p := &Plugin{name: "bench", clock: pipeline.SystemClock{}, sink: sink, counters: new(pipeline.CounterSet)}
+	p.cfgp.Store(&settings{Timeout: 10 * time.Second, Window: window, MaxBatch: n, Lanes: 1, OnFailure: "accept", Restarts: 1})
+	in, err := p.startInstance(func(context.Context) (*conn, error) { return &conn{client: cl}, nil }, []byte("{}"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.kill()
+	l := in.lanes[0]
+	pkt := benchPacket()
+	pcs := &pipeline.PacketContext{Hook: pipeline.Forward, InNIC: 0, OutNIC: 0, Pkt: pkt,
+		Tuple: pipeline.Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1000, DstPort: 80, Proto: 17}}
+	msgs := (b.N + n - 1) / n
+	sink.want = msgs * n
+	sink.done = make(chan struct{})
+	done := sink.done
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < msgs; i++ {
+		sink.window <- struct{}{} // a worker would apply the policy; the benchmark waits
+		f := l.newFlight()
+		for k := 0; k < n; k++ {
+			l.add(f, pcs, sdk.KindTarget, 0)
+		}
+		l.submit(f, sink)
+	}
+	<-done
+	b.ReportMetric(float64(msgs*n)/time.Since(start).Seconds(), "pkts/s")
+	b.ReportMetric(float64(p.stats.quantile(0.5).Microseconds()), "rtt-p50-µs")
+	b.ReportMetric(float64(p.stats.quantile(0.99).Microseconds()), "rtt-p99-µs")
 }
 
 // benchPacket is a 64-byte IPv4/UDP packet (10.0.0.1:1000 → 10.0.0.2:80).
@@ -380,8 +400,8 @@ func benchPacket() *pipeline.Packet {
 //
 //	go test -run '^$' -bench LaneAdd ./modules/filter/plugin/
 func BenchmarkLaneAdd(b *testing.B) {
-	impl := &sdk.Plugin{Needs: sdk.Needs{Data: sdk.DataPacket}, Target: judgeFunc(func([]*sdk.Packet, []sdk.Result) {})}
-	cl, stop, err := sdk.TestPair(b.TempDir(), impl)
+	impl := &sdk.Plugin{Needs: sdk.Needs{Data: sdk.DataPacket}, Target: judgeFunc(func(*sdk.Batch, *sdk.Results) {})}
+	cl, stop, err := sdk.TestPair(b.TempDir(), impl, sdk.ProtocolVersion)
 	if err != nil {
 		b.Fatal(err)
 	}

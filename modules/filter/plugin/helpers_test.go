@@ -20,16 +20,16 @@ import (
 )
 
 // judgeFunc is a test plugin's target.
-type judgeFunc func(pkts []*sdk.Packet, out []sdk.Result)
+type judgeFunc func(b *sdk.Batch, out *sdk.Results)
 
-func (f judgeFunc) Action(pkts []*sdk.Packet, out []sdk.Result) { f(pkts, out) }
+func (f judgeFunc) Action(b *sdk.Batch, out *sdk.Results) { f(b, out) }
 
 // fake is an in-process plugin whose behaviour the test sets per version:
 // versions counts the processes started; judge decides.
 type fake struct {
 	mu       sync.Mutex
 	started  int
-	judge    func(version int, cfg map[string]any, pkts []*sdk.Packet, out []sdk.Result)
+	judge    func(version int, cfg map[string]any, b *sdk.Batch, out *sdk.Results)
 	failNext bool // the next start's Configure fails
 	needs    sdk.Needs
 	closers  []func()
@@ -56,7 +56,7 @@ func (f *fake) install(t *testing.T) {
 					}
 					return f.needs, json.Unmarshal(js, &cfg)
 				},
-				Target: judgeFunc(func(pkts []*sdk.Packet, out []sdk.Result) { f.judge(version, cfg, pkts, out) }),
+				Target: judgeFunc(func(b *sdk.Batch, out *sdk.Results) { f.judge(version, cfg, b, out) }),
 			}
 			c, srv := goplugin.TestPluginGRPCConn(t, false, sdk.PluginSet(impl))
 			raw, err := c.Dispense(sdk.PluginName)

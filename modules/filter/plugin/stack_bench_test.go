@@ -54,12 +54,13 @@ func benchStack(b *testing.B, mode string, n int) {
 	if mode == "Cached" {
 		needs.CacheTTLMillis = 3600_000
 	}
-	impl := &sdk.Plugin{Version: "bench", Needs: needs, Target: judgeFunc(func(pkts []*sdk.Packet, out []sdk.Result) {
-		for i, p := range pkts {
-			if p.DstPort == 53 {
-				out[i] = sdk.Result{Answer: sdk.Drop}
+	impl := &sdk.Plugin{Version: "bench", Needs: needs, Target: judgeFunc(func(b *sdk.Batch, out *sdk.Results) {
+		for i := range b.Len() {
+			p := b.Packet(i)
+			if p.DstPort() == 53 {
+				out.Answers[i] = sdk.Drop
 			} else {
-				out[i] = sdk.Result{Answer: sdk.Accept}
+				out.Answers[i] = sdk.Accept
 			}
 		}
 	})}
@@ -67,7 +68,7 @@ func benchStack(b *testing.B, mode string, n int) {
 	old := newLauncher
 	newLauncher = func(*Section, *decl) launcher {
 		return func(context.Context) (*conn, error) {
-			cl, stop, err := sdk.TestPair(dir, impl)
+			cl, stop, err := sdk.TestPair(dir, impl, sdk.ProtocolVersion)
 			if err != nil {
 				return nil, err
 			}
