@@ -427,3 +427,4 @@ func BenchmarkLaneAdd(b *testing.B) {
 		l.mu.Unlock()
 	}
 }
+

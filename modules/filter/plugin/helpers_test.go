@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -32,6 +33,7 @@ type fake struct {
 	judge    func(version int, cfg map[string]any, b *sdk.Batch, out *sdk.Results)
 	failNext bool // the next start's Configure fails
 	needs    sdk.Needs
+	proto    int // the protocol version it speaks (0: the newest)
 	closers  []func()
 }
 
@@ -58,7 +60,7 @@ func (f *fake) install(t *testing.T) {
 				},
 				Target: judgeFunc(func(b *sdk.Batch, out *sdk.Results) { f.judge(version, cfg, b, out) }),
 			}
-			c, srv := goplugin.TestPluginGRPCConn(t, false, sdk.PluginSet(impl))
+			c, srv := goplugin.TestPluginGRPCConn(t, false, sdk.PluginSetOf(impl, cmp.Or(f.proto, sdk.ProtocolVersion)))
 			raw, err := c.Dispense(sdk.PluginName)
 			if err != nil {
 				return nil, err

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,9 +21,15 @@ import (
 
 // TestTargetVerdicts: a plugin target drops what the plugin drops, the
 // rest is forwarded, the mark and the rewrite the plugin returns are
-// applied, and each packet crosses once.
+// applied, and each packet crosses once (protocol versions 1 and 2).
 func TestTargetVerdicts(t *testing.T) {
-	f := &fake{needs: sdk.Needs{Data: sdk.DataPacket, SetMark: true}}
+	for _, v := range sdk.ProtocolVersions {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testTargetVerdicts(t, v) })
+	}
+}
+
+func testTargetVerdicts(t *testing.T, proto int) {
+	f := &fake{proto: proto, needs: sdk.Needs{Data: sdk.DataPacket, SetMark: true}}
 	var judged atomic.Int64
 	f.judge = func(_ int, cfg map[string]any, b *sdk.Batch, out *sdk.Results) {
 		block := uint16(cfg["block"].(float64))
@@ -559,7 +566,13 @@ func TestReloadNewBinaryNoGeneration(t *testing.T) {
 // TestTargetRewrite: a target that may rewrite (Needs.Rewrite) returns new
 // bytes of the length it was sent; the forwarded packet carries them.
 func TestTargetRewrite(t *testing.T) {
-	f := &fake{needs: sdk.Needs{Data: sdk.DataPacket, Rewrite: true}}
+	for _, v := range sdk.ProtocolVersions {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testTargetRewrite(t, v) })
+	}
+}
+
+func testTargetRewrite(t *testing.T, proto int) {
+	f := &fake{proto: proto, needs: sdk.Needs{Data: sdk.DataPacket, Rewrite: true}}
 	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
 		for i := range b.Len() {
 			p := b.Packet(i)

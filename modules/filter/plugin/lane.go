@@ -319,7 +319,7 @@ func ipv4Word(a netip.Addr) uint32 {
 		return 0
 	}
 	v := a.As4()
-	return uint32(v[0]) | uint32(v[1])<<8 | uint32(v[2])<<16 | uint32(v[3])<<24
+	return binary.LittleEndian.Uint32(v[:])
 }
 
 // putAddr writes a as 16 bytes (IPv4 mapped). An IPv4 address is written
