@@ -427,4 +427,3 @@ func BenchmarkLaneAdd(b *testing.B) {
 		l.mu.Unlock()
 	}
 }
-
