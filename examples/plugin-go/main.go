@@ -43,8 +43,8 @@ func (f *dstFilter) Action(b *sdk.Batch, out *sdk.Results) {
 		if len(f.ports) > 0 && !slices.Contains(f.ports, p.DstPort()) {
 			continue
 		}
-		for _, b := range f.block {
-			if b.Contains(p.Dst()) {
+		for _, pfx := range f.block {
+			if pfx.Contains(p.Dst()) {
 				out.Answers[i] = f.answer
 				break
 			}
