@@ -348,20 +348,8 @@ func benchPath(b *testing.B, window int, c pathCase, n int) {
 			}
 		}
 	})}
-	cl, stop, err := sdk.TestPair(b.TempDir(), impl, c.version)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer stop()
 	sink := &countSink{window: make(chan struct{}, window)}
-	p := &Plugin{name: "bench", clock: pipeline.SystemClock{}, sink: sink, counters: new(pipeline.CounterSet)}
-	p.cfgp.Store(&settings{Timeout: 10 * time.Second, Window: window, MaxBatch: n, Lanes: 1, OnFailure: "accept", Restarts: 1})
-	in, err := p.startInstance(func(context.Context) (*conn, error) { return &conn{client: cl}, nil }, []byte("{}"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer in.kill()
-	l := in.lanes[0]
+	p, l := pairLane(b, impl, c.version, window, n, 10*time.Second, sink)
 	pkt := benchPacket()
 	pcs := &pipeline.PacketContext{Hook: pipeline.Forward, InNIC: 0, OutNIC: 0, Pkt: pkt,
 		Tuple: pipeline.Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1000, DstPort: 80, Proto: 17}}
@@ -401,19 +389,7 @@ func benchPacket() *pipeline.Packet {
 //	go test -run '^$' -bench LaneAdd ./modules/filter/plugin/
 func BenchmarkLaneAdd(b *testing.B) {
 	impl := &sdk.Plugin{Needs: sdk.Needs{Data: sdk.DataPacket}, Target: judgeFunc(func(*sdk.Batch, *sdk.Results) {})}
-	cl, stop, err := sdk.TestPair(b.TempDir(), impl, sdk.ProtocolVersion)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer stop()
-	p := &Plugin{name: "add", clock: pipeline.SystemClock{}, sink: &countSink{}, counters: new(pipeline.CounterSet)}
-	p.cfgp.Store(&settings{Timeout: time.Second, Window: 8, MaxBatch: 256, Lanes: 1, OnFailure: "accept", Restarts: 1})
-	in, err := p.startInstance(func(context.Context) (*conn, error) { return &conn{client: cl}, nil }, []byte("{}"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer in.kill()
-	l := in.lanes[0]
+	_, l := pairLane(b, impl, sdk.ProtocolVersion, 8, 256, time.Second, &countSink{})
 	pc := &pipeline.PacketContext{Hook: pipeline.Forward, Pkt: benchPacket(),
 		Tuple: pipeline.Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1000, DstPort: 80, Proto: 17}}
 	b.ResetTimer()

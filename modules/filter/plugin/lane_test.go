@@ -12,6 +12,25 @@ import (
 	"github.com/pipestack/pipestack/pipeline"
 )
 
+// pairLane starts impl in this process (sdk.TestPair, protocol version)
+// as a version of a Plugin with one lane that hands its flights to s;
+// both end with tb.
+func pairLane(tb testing.TB, impl *sdk.Plugin, version, window, maxBatch int, timeout time.Duration, s sink) (*Plugin, *lane) {
+	cl, stop, err := sdk.TestPair(tb.TempDir(), impl, version)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop)
+	p := &Plugin{name: "test", clock: pipeline.SystemClock{}, sink: s, counters: new(pipeline.CounterSet)}
+	p.cfgp.Store(&settings{Timeout: timeout, Window: window, MaxBatch: maxBatch, Lanes: 1, OnFailure: "accept", Restarts: 1})
+	in, err := p.startInstance(func(context.Context) (*conn, error) { return &conn{client: cl}, nil }, []byte("{}"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(in.kill)
+	return p, in.lanes[0]
+}
+
 // recordSink keeps the answers a lane hands over.
 type recordSink struct {
 	got chan []byte
@@ -50,20 +69,8 @@ func TestLaneEncodesBothVersions(t *testing.T) {
 					out.Answers[i] = sdk.Accept + sdk.Answer(i)
 				}
 			})}
-			cl, stop, err := sdk.TestPair(t.TempDir(), impl, v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop()
 			sink := &recordSink{got: make(chan []byte, 1), f: make(chan *flight, 1)}
-			p := &Plugin{name: "enc", clock: pipeline.SystemClock{}, sink: sink, counters: new(pipeline.CounterSet)}
-			p.cfgp.Store(&settings{Timeout: 10 * time.Second, Window: 1, MaxBatch: 4, Lanes: 1, OnFailure: "accept", Restarts: 1})
-			in, err := p.startInstance(func(context.Context) (*conn, error) { return &conn{client: cl}, nil }, []byte("{}"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer in.kill()
-			l := in.lanes[0]
+			_, l := pairLane(t, impl, v, 1, 4, 10*time.Second, sink)
 			pkt4 := benchPacket()
 			pkt4.Mark = 9
 			pkt6 := pipeline.NewPool(16).Get(64)
