@@ -132,47 +132,28 @@ func BenchmarkBareStream(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			msgs := (b.N + n - 1) / n
-			window := make(chan struct{}, 8)
-			done := make(chan struct{})
-			drops := 0
-			go func() {
-				var in []byte
-				for i := 0; i < msgs; i++ {
-					if err := st.RecvMsg(&in); err != nil {
-						b.Error(err)
-						break
-					}
-					for _, a := range in {
-						if a == byte(sdk.Drop) {
-							drops++
-						}
-					}
-					<-window
-				}
-				close(done)
-			}()
+			var in []byte
 			pkt := benchPacket()
 			// Messages are reused once answered, as our lanes reuse flights.
 			bufs := make([][]byte, 8)
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < msgs; i++ {
-				window <- struct{}{}
+			windowed(b, n, func() (drops int, err error) {
+				if err := st.RecvMsg(&in); err != nil {
+					return 0, err
+				}
+				for _, a := range in {
+					if a == byte(sdk.Drop) {
+						drops++
+					}
+				}
+				return drops, nil
+			}, func(i int) error {
 				msg := bufs[i%8][:0]
 				for k := 0; k < n; k++ {
 					msg = append(msg, pkt.NetworkHeader()...)
 				}
 				bufs[i%8] = msg
-				if err := st.SendMsg(&msg); err != nil {
-					b.Fatal(err)
-				}
-			}
-			<-done
-			if drops != 0 {
-				b.Fatalf("%d drops", drops)
-			}
-			b.ReportMetric(float64(msgs*n)/time.Since(start).Seconds(), "pkts/s")
+				return st.SendMsg(&msg)
+			})
 		})
 	}
 }
@@ -240,48 +221,65 @@ func BenchmarkBareStreamProto(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			msgs := (b.N + n - 1) / n
-			window := make(chan struct{}, 8)
-			done := make(chan struct{})
-			drops := 0
-			go func() {
-				for i := 0; i < msgs; i++ {
-					in, err := st.Recv()
-					if err != nil {
-						b.Error(err)
-						break
-					}
-					for _, v := range in.Verdicts {
-						if v == benchpb.Verdict_DROP {
-							drops++
-						}
-					}
-					<-window
-				}
-				close(done)
-			}()
 			pkt := benchPacket()
 			bufs := make([]benchpb.Packets, 8) // reused once answered (gRPC encodes a message in Send)
-			b.ResetTimer()
-			start := time.Now()
-			for i := 0; i < msgs; i++ {
-				window <- struct{}{}
+			windowed(b, n, func() (drops int, err error) {
+				in, err := st.Recv()
+				if err != nil {
+					return 0, err
+				}
+				for _, v := range in.Verdicts {
+					if v == benchpb.Verdict_DROP {
+						drops++
+					}
+				}
+				return drops, nil
+			}, func(i int) error {
 				msg := &bufs[i%8]
 				msg.Packets = msg.Packets[:0]
 				for k := 0; k < n; k++ {
 					msg.Packets = append(msg.Packets, pkt.NetworkHeader())
 				}
-				if err := st.Send(msg); err != nil {
-					b.Fatal(err)
-				}
-			}
-			<-done
-			if drops != 0 {
-				b.Fatalf("%d drops", drops)
-			}
-			b.ReportMetric(float64(msgs*n)/time.Since(start).Seconds(), "pkts/s")
+				return st.Send(msg)
+			})
 		})
 	}
+}
+
+// windowed runs a bare stream's benchmark: b.N packets in messages of n,
+// send(i) sending message i with at most 8 unanswered, recv reading an
+// answer (and counting its drops, of which there must be none) on another
+// goroutine; it reports packets/s.
+func windowed(b *testing.B, n int, recv func() (int, error), send func(i int) error) {
+	msgs := (b.N + n - 1) / n
+	window := make(chan struct{}, 8)
+	done := make(chan struct{})
+	drops := 0
+	go func() {
+		for i := 0; i < msgs; i++ {
+			d, err := recv()
+			if err != nil {
+				b.Error(err)
+				break
+			}
+			drops += d
+			<-window
+		}
+		close(done)
+	}()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < msgs; i++ {
+		window <- struct{}{}
+		if err := send(i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+	if drops != 0 {
+		b.Fatalf("%d drops", drops)
+	}
+	b.ReportMetric(float64(msgs*n)/time.Since(start).Seconds(), "pkts/s")
 }
 
 // countSink counts what the plugin answered and hands the window back.
@@ -337,17 +335,20 @@ func benchPluginPath(b *testing.B, window int, cases []pathCase) {
 	}
 }
 
-func benchPath(b *testing.B, window int, c pathCase, n int) {
-	impl := &sdk.Plugin{Needs: sdk.Needs{Data: c.data}, Target: judgeFunc(func(b *sdk.Batch, out *sdk.Results) {
-		for i := range b.Len() {
-			p := b.Packet(i)
-			if p.DstPort() == 53 {
-				out.Answers[i] = sdk.Drop
-			} else {
-				out.Answers[i] = sdk.Accept
-			}
+// dropDNS is the benchmarks' target: it drops what goes to port 53 and
+// accepts the rest.
+var dropDNS = judgeFunc(func(b *sdk.Batch, out *sdk.Results) {
+	for i := range b.Len() {
+		if b.Packet(i).DstPort() == 53 {
+			out.Answers[i] = sdk.Drop
+		} else {
+			out.Answers[i] = sdk.Accept
 		}
-	})}
+	}
+})
+
+func benchPath(b *testing.B, window int, c pathCase, n int) {
+	impl := &sdk.Plugin{Needs: sdk.Needs{Data: c.data}, Target: dropDNS}
 	sink := &countSink{window: make(chan struct{}, window)}
 	p, l := pairLane(b, impl, c.version, window, n, 10*time.Second, sink)
 	pkt := benchPacket()

@@ -250,12 +250,7 @@ func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uin
 		addV1(m, len(f.items), meta, t, pc.Pkt.Mark, tag, in, out, data, len(nh))
 	} else {
 		// Version 2: 32 bytes; an IPv6 packet's addresses lead its data.
-		off := len(m.Records)
-		if cap(m.Records)-off < sdk.RecordSize {
-			m.Records = slices.Grow(m.Records, sdk.RecordSize*max(64, off/sdk.RecordSize))
-		}
-		m.Records = m.Records[:off+sdk.RecordSize]
-		r := (*[sdk.RecordSize]byte)(m.Records[off:])
+		r := (*[sdk.RecordSize]byte)(record(m, sdk.RecordSize))
 		le := binary.LittleEndian
 		plen := uint32(min(len(nh), sdk.MaxPacketLen))
 		meta2 := meta&(1<<6-1) | uint32(t.Proto)<<6 | plen<<14
@@ -287,14 +282,20 @@ func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uin
 	it.tracked, it.setMk, it.noCache, it.code, it.mark, it.ct, it.cmeta = false, false, false, 0, 0, 0, 0
 }
 
+// record appends a record of size bytes to m (its capacity doubles, from
+// 64 records) and returns it.
+func record(m *sdk.EncodedBatch, size int) []byte {
+	off := len(m.Records)
+	if cap(m.Records)-off < size {
+		m.Records = slices.Grow(m.Records, size*max(64, off/size))
+	}
+	m.Records = m.Records[:off+size]
+	return m.Records[off:]
+}
+
 // addV1 appends packet id's version 1 record (72 bytes) and data to m.
 func addV1(m *sdk.EncodedBatch, id int, meta uint32, t *pipeline.Tuple, mark, tag, in, out uint32, data []byte, plen int) {
-	off := len(m.Records)
-	if cap(m.Records)-off < sdk.RecordSizeV1 {
-		m.Records = slices.Grow(m.Records, sdk.RecordSizeV1*max(64, off/sdk.RecordSizeV1))
-	}
-	m.Records = m.Records[:off+sdk.RecordSizeV1]
-	r := (*[sdk.RecordSizeV1]byte)(m.Records[off:])
+	r := (*[sdk.RecordSizeV1]byte)(record(m, sdk.RecordSizeV1))
 	le := binary.LittleEndian
 	le.PutUint32(r[0:], uint32(id)) // ids: the index in the flight (the stream's seq makes it unique)
 	le.PutUint32(r[4:], meta)
