@@ -117,9 +117,10 @@ func benchStack(b *testing.B, mode string, n int) {
 	run(window)
 	b.ResetTimer()
 	batches := (b.N + n - 1) / n
+	start, cpu := time.Now(), cpuTime()
 	run(batches)
 	b.StopTimer()
-	b.ReportMetric(float64(batches*n)/b.Elapsed().Seconds(), "pkts/s")
+	reportRate(b, batches*n, start, cpu)
 	if mode != "InProcess" {
 		st := Plugins(node.Stack)[0]
 		b.ReportMetric(float64(st.P50.Microseconds()), "rtt-p50-µs")
