@@ -37,16 +37,20 @@ import (
 //     as it is (a raw codec, no protobuf); the plugin side reads each
 //     packet's destination port and answers one byte (drop for 53, accept
 //     otherwise); the host reads each answer byte.
-//   - PluginPath: packets added to a lane (a 72-byte record each and the
-//     64 bytes, DataPacket), sent as a Batch, decoded by the SDK into
-//     sdk.Packets, judged by a Target by destination port, answered, and
-//     the flight handed to the sink.
+//   - BareStreamProto: the issue's literal baseline, go-plugin's defaults
+//     and a protobuf message of repeated bytes (see bareProto).
+//   - PluginPath: packets added to a lane (a 32-byte protocol 2 record
+//     each and the 64 bytes, DataPacket; or the record alone; or protocol
+//     1's 72-byte record), sent as a Batch, read by the SDK's Packet views,
+//     judged by a Target by destination port, answered, and the flight
+//     handed to the sink.
 //
-// Reported: packets/s, and the round trip of a message (p50/p99 from the
-// lane's figures, as `pipectl plugins` shows them): what batching adds to
-// a packet's latency at this load.
+// Reported: packets/s, the CPU time a packet (both ends), and the round
+// trip of a message (p50/p99 from the lane's figures, as `pipectl
+// plugins` shows them): what batching adds to a packet's latency at this
+// load. The README's Measured section has the command of its numbers.
 //
-//	go test -run '^$' -bench 'BareStream|PluginPath' -benchtime 2s -count 6 ./modules/filter/plugin/
+//	go test -run '^$' -bench 'BareStream|PluginPath' -benchtime 1s -count 6 ./modules/filter/plugin/
 
 // rawCodec sends []byte messages as they are (a CodecV2, as sdk.Codec: no
 // copy on send, one copy on receive into the reused message, no

@@ -7,7 +7,8 @@
 // the host is gone.
 //
 // The package is laid out as go-plugin's own gRPC example is: interface.go
-// (the plugin author's interface), glue.go (the go-plugin Plugin, the
+// (the plugin author's interface), batch.go (Batch, Packet and Results:
+// views of protocol 2's records, and protocol 1's conversion), glue.go (the go-plugin Plugin, the
 // handshake), server.go (the plugin side of the gRPC service), client.go
 // (the host side, used by modules/filter/plugin), serve.go (Serve) and
 // testing.go (host and plugin in one process, for tests).
