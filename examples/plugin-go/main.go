@@ -36,15 +36,16 @@ type dstFilter struct {
 }
 
 // Action implements sdk.Target over a batch.
-func (f *dstFilter) Action(pkts []*sdk.Packet, out []sdk.Result) {
-	for i, p := range pkts {
-		out[i] = sdk.Result{Answer: sdk.Accept}
-		if len(f.ports) > 0 && !slices.Contains(f.ports, p.DstPort) {
+func (f *dstFilter) Action(b *sdk.Batch, out *sdk.Results) {
+	for i := range b.Len() {
+		p := b.Packet(i)
+		out.Answers[i] = sdk.Accept
+		if len(f.ports) > 0 && !slices.Contains(f.ports, p.DstPort()) {
 			continue
 		}
-		for _, b := range f.block {
-			if b.Contains(p.Dst) {
-				out[i] = sdk.Result{Answer: f.answer}
+		for _, pfx := range f.block {
+			if pfx.Contains(p.Dst()) {
+				out.Answers[i] = f.answer
 				break
 			}
 		}

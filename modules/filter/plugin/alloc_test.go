@@ -3,7 +3,6 @@
 package plugin
 
 import (
-	"context"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -20,20 +19,8 @@ import (
 // answered flight is. (What a message costs on the wire — gRPC's encoding
 // and send — is per batch, not per packet.)
 func TestEncodeZeroAllocs(t *testing.T) {
-	impl := &sdk.Plugin{Needs: sdk.Needs{Data: sdk.DataHeaders}, Target: judgeFunc(func([]*sdk.Packet, []sdk.Result) {})}
-	cl, stop, err := sdk.TestPair(t.TempDir(), impl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	p := &Plugin{name: "alloc", clock: pipeline.SystemClock{}, sink: &countSink{}, counters: new(pipeline.CounterSet)}
-	p.cfgp.Store(&settings{Timeout: time.Second, Window: 8, MaxBatch: 256, Lanes: 1, OnFailure: "accept", Restarts: 1})
-	in, err := p.startInstance(func(context.Context) (*conn, error) { return &conn{client: cl}, nil }, []byte("{}"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.kill()
-	l := in.lanes[0]
+	impl := &sdk.Plugin{Needs: sdk.Needs{Data: sdk.DataHeaders}, Target: judgeFunc(func(*sdk.Batch, *sdk.Results) {})}
+	_, l := pairLane(t, impl, sdk.ProtocolVersion, 8, 256, time.Second, &countSink{})
 	pool := pipeline.NewPool(16)
 	pkt := pool.Get(64)
 	pkt.SetNetworkHeader()

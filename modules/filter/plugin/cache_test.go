@@ -26,13 +26,15 @@ func cacheRouter(t *testing.T, plugins string, ct bool, clock pipeline.Clock) *p
 // judgeCounting makes f accept everything but port 53 (dropped), counting
 // the packets it judged per version.
 func judgeCounting(f *fake, judged *[3]atomic.Int64) {
-	f.judge = func(v int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
-		for i, p := range pkts {
+	f.judge = func(v int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
+		for i := range b.Len() {
+			p := b.Packet(i)
 			judged[min(v, 2)].Add(1)
-			if p.DstPort == 53 {
-				out[i] = sdk.Result{Answer: sdk.Drop}
+			if p.DstPort() == 53 {
+				out.Answers[i] = sdk.Drop
 			} else {
-				out[i] = sdk.Result{Answer: sdk.Accept, SetMark: true, Mark: 9}
+				out.Answers[i] = sdk.Accept
+				out.SetMark(i, 9)
 			}
 		}
 	}
@@ -131,11 +133,11 @@ func TestVerdictCacheInFlightOrder(t *testing.T) {
 	f := &fake{needs: sdk.Needs{CacheTTLMillis: 60000}}
 	var judged [3]atomic.Int64
 	release := make(chan struct{})
-	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
 		<-release
-		for i := range pkts {
+		for i := range b.Len() {
 			judged[1].Add(1)
-			out[i] = sdk.Result{Answer: sdk.Accept}
+			out.Answers[i] = sdk.Accept
 		}
 	}
 	f.install(t)

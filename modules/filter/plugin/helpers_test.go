@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -20,18 +21,19 @@ import (
 )
 
 // judgeFunc is a test plugin's target.
-type judgeFunc func(pkts []*sdk.Packet, out []sdk.Result)
+type judgeFunc func(b *sdk.Batch, out *sdk.Results)
 
-func (f judgeFunc) Action(pkts []*sdk.Packet, out []sdk.Result) { f(pkts, out) }
+func (f judgeFunc) Action(b *sdk.Batch, out *sdk.Results) { f(b, out) }
 
 // fake is an in-process plugin whose behaviour the test sets per version:
 // versions counts the processes started; judge decides.
 type fake struct {
 	mu       sync.Mutex
 	started  int
-	judge    func(version int, cfg map[string]any, pkts []*sdk.Packet, out []sdk.Result)
+	judge    func(version int, cfg map[string]any, b *sdk.Batch, out *sdk.Results)
 	failNext bool // the next start's Configure fails
 	needs    sdk.Needs
+	proto    int // the protocol version it speaks (0: the newest)
 	closers  []func()
 }
 
@@ -56,9 +58,9 @@ func (f *fake) install(t *testing.T) {
 					}
 					return f.needs, json.Unmarshal(js, &cfg)
 				},
-				Target: judgeFunc(func(pkts []*sdk.Packet, out []sdk.Result) { f.judge(version, cfg, pkts, out) }),
+				Target: judgeFunc(func(b *sdk.Batch, out *sdk.Results) { f.judge(version, cfg, b, out) }),
 			}
-			c, srv := goplugin.TestPluginGRPCConn(t, false, sdk.PluginSet(impl))
+			c, srv := goplugin.TestPluginGRPCConn(t, false, sdk.PluginSetOf(impl, cmp.Or(f.proto, sdk.ProtocolVersion)))
 			raw, err := c.Dispense(sdk.PluginName)
 			if err != nil {
 				return nil, err

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,21 +21,29 @@ import (
 
 // TestTargetVerdicts: a plugin target drops what the plugin drops, the
 // rest is forwarded, the mark and the rewrite the plugin returns are
-// applied, and each packet crosses once.
+// applied, and each packet crosses once (protocol versions 1 and 2).
 func TestTargetVerdicts(t *testing.T) {
-	f := &fake{needs: sdk.Needs{Data: sdk.DataPacket, SetMark: true}}
+	for _, v := range sdk.ProtocolVersions {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testTargetVerdicts(t, v) })
+	}
+}
+
+func testTargetVerdicts(t *testing.T, proto int) {
+	f := &fake{proto: proto, needs: sdk.Needs{Data: sdk.DataPacket, SetMark: true}}
 	var judged atomic.Int64
-	f.judge = func(_ int, cfg map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+	f.judge = func(_ int, cfg map[string]any, b *sdk.Batch, out *sdk.Results) {
 		block := uint16(cfg["block"].(float64))
-		for i, p := range pkts {
+		for i := range b.Len() {
+			p := b.Packet(i)
 			judged.Add(1)
-			if p.Kind != sdk.KindTarget || p.Hook != sdk.Forward || p.InLink != "a" || p.OutLink != "b" || p.Proto != 17 || len(p.Data) != p.Len {
+			if p.Kind() != sdk.KindTarget || p.Hook() != sdk.Forward || p.InLink() != "a" || p.OutLink() != "b" || p.Proto() != 17 || len(p.Data()) != p.Len() {
 				t.Errorf("packet %+v", p)
 			}
-			if p.DstPort == block {
-				out[i] = sdk.Result{Answer: sdk.Drop}
+			if p.DstPort() == block {
+				out.Answers[i] = sdk.Drop
 			} else {
-				out[i] = sdk.Result{Answer: sdk.Accept, SetMark: true, Mark: 7}
+				out.Answers[i] = sdk.Accept
+				out.SetMark(i, 7)
 			}
 		}
 	}
@@ -79,10 +88,10 @@ func TestTimeoutAppliesPolicy(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			f := &fake{}
 			release := make(chan struct{})
-			f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+			f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
 				<-release
-				for i := range out {
-					out[i] = sdk.Result{Answer: sdk.Accept}
+				for i := range out.Answers {
+					out.Answers[i] = sdk.Accept
 				}
 			}
 			f.install(t)
@@ -123,10 +132,10 @@ func TestWindowFull(t *testing.T) {
 	f := &fake{}
 	release := make(chan struct{})
 	var once sync.Once
-	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
 		once.Do(func() { <-release })
-		for i := range out {
-			out[i] = sdk.Result{Answer: sdk.Accept}
+		for i := range out.Answers {
+			out.Answers[i] = sdk.Accept
 		}
 	}
 	f.install(t)
@@ -178,17 +187,18 @@ func TestReplaceUnderTraffic(t *testing.T) {
 	judgedBy := map[[2]uint32]int{} // (flow, seq) → version
 	twice := 0
 	f.needs = sdk.Needs{Data: sdk.DataPacket}
-	f.judge = func(v int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+	f.judge = func(v int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
 		mu.Lock()
 		defer mu.Unlock()
-		for i, p := range pkts {
-			fl, seq := seqOf(p.Data)
+		for i := range b.Len() {
+			p := b.Packet(i)
+			fl, seq := seqOf(p.Data())
 			k := [2]uint32{uint32(fl), seq}
 			if _, dup := judgedBy[k]; dup {
 				twice++
 			}
 			judgedBy[k] = v
-			out[i] = sdk.Result{Answer: sdk.Accept}
+			out.Answers[i] = sdk.Accept
 		}
 	}
 	f.install(t)
@@ -303,9 +313,9 @@ func TestReplaceUnderTraffic(t *testing.T) {
 // reload with the plugin's error; the old version keeps judging.
 func TestReplaceFailureKeepsOld(t *testing.T) {
 	f := &fake{}
-	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
-		for i := range out {
-			out[i] = sdk.Result{Answer: sdk.Accept}
+	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
+		for i := range out.Answers {
+			out.Answers[i] = sdk.Accept
 		}
 	}
 	f.install(t)
@@ -331,9 +341,9 @@ func TestReplaceFailureKeepsOld(t *testing.T) {
 // budget is spent the policy holds and the state says so.
 func TestCrashRestartsWithinBudget(t *testing.T) {
 	f := &fake{}
-	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
-		for i := range out {
-			out[i] = sdk.Result{Answer: sdk.Accept}
+	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
+		for i := range out.Answers {
+			out.Answers[i] = sdk.Accept
 		}
 	}
 	f.install(t)
@@ -370,9 +380,9 @@ func TestCrashRestartsWithinBudget(t *testing.T) {
 }
 
 // matchFunc is a test plugin's matcher.
-type matchFunc func(pkts []*sdk.Packet, out []sdk.Answer)
+type matchFunc func(b *sdk.Batch, out []sdk.Answer)
 
-func (f matchFunc) Match(pkts []*sdk.Packet, out []sdk.Answer) { f(pkts, out) }
+func (f matchFunc) Match(b *sdk.Batch, out []sdk.Answer) { f(b, out) }
 
 // TestResumeAtRule: a plugin matcher and a plugin target resume at their
 // rule with the answer (resume tokens): a match goes on to the rule's
@@ -386,20 +396,22 @@ func TestResumeAtRule(t *testing.T) {
 		return func(context.Context) (*conn, error) {
 			impl := &sdk.Plugin{
 				Version: "v1",
-				Matcher: matchFunc(func(pkts []*sdk.Packet, out []sdk.Answer) {
-					for i, p := range pkts {
-						if p.DstPort == 53 && p.Tag == 7 {
+				Matcher: matchFunc(func(b *sdk.Batch, out []sdk.Answer) {
+					for i := range b.Len() {
+						p := b.Packet(i)
+						if p.DstPort() == 53 && p.Tag() == 7 {
 							out[i] = sdk.Match
 						}
 					}
 				}),
-				Target: judgeFunc(func(pkts []*sdk.Packet, out []sdk.Result) {
-					for i, p := range pkts {
-						switch p.DstPort {
+				Target: judgeFunc(func(b *sdk.Batch, out *sdk.Results) {
+					for i := range b.Len() {
+						p := b.Packet(i)
+						switch p.DstPort() {
 						case 82:
-							out[i] = sdk.Result{Answer: sdk.Accept}
+							out.Answers[i] = sdk.Accept
 						default:
-							out[i] = sdk.Result{Answer: sdk.Continue}
+							out.Answers[i] = sdk.Continue
 						}
 					}
 				}),
@@ -462,12 +474,12 @@ func TestReloadNewBinaryNoGeneration(t *testing.T) {
 	f := &fake{}
 	var mu sync.Mutex
 	byVersion := map[int]int{}
-	f.judge = func(v int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+	f.judge = func(v int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
 		mu.Lock()
-		byVersion[v] += len(pkts)
+		byVersion[v] += b.Len()
 		mu.Unlock()
-		for i := range out {
-			out[i] = sdk.Result{Answer: sdk.Accept}
+		for i := range out.Answers {
+			out.Answers[i] = sdk.Accept
 		}
 	}
 	f.install(t)
@@ -554,12 +566,20 @@ func TestReloadNewBinaryNoGeneration(t *testing.T) {
 // TestTargetRewrite: a target that may rewrite (Needs.Rewrite) returns new
 // bytes of the length it was sent; the forwarded packet carries them.
 func TestTargetRewrite(t *testing.T) {
-	f := &fake{needs: sdk.Needs{Data: sdk.DataPacket, Rewrite: true}}
-	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
-		for i, p := range pkts {
-			rw := append([]byte(nil), p.Data...)
+	for _, v := range sdk.ProtocolVersions {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) { testTargetRewrite(t, v) })
+	}
+}
+
+func testTargetRewrite(t *testing.T, proto int) {
+	f := &fake{proto: proto, needs: sdk.Needs{Data: sdk.DataPacket, Rewrite: true}}
+	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
+		for i := range b.Len() {
+			p := b.Packet(i)
+			rw := append([]byte(nil), p.Data()...)
 			rw[len(rw)-1] ^= 0xff // the payload's last byte (UDP checksums are not checked when forwarding)
-			out[i] = sdk.Result{Answer: sdk.Accept, Rewrite: rw}
+			out.Answers[i] = sdk.Accept
+			out.Rewrite(i, rw)
 		}
 	}
 	f.install(t)
@@ -585,9 +605,9 @@ func TestWatchFollowsNewestDecl(t *testing.T) {
 	watchEvery = 20 * time.Millisecond
 	t.Cleanup(func() { watchEvery = old })
 	f := &fake{}
-	f.judge = func(_ int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
-		for i := range out {
-			out[i] = sdk.Result{Answer: sdk.Accept}
+	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
+		for i := range out.Answers {
+			out.Answers[i] = sdk.Accept
 		}
 	}
 	f.install(t)

@@ -301,7 +301,7 @@ func (p *Plugin) Run() error {
 	}
 	p.cur.Store(in)
 	p.setState("running", "")
-	p.log.Info().Str("version", in.version).Int("pid", in.pid()).Msg("plugin started")
+	p.log.Info().Str("version", in.version).Int("pid", in.pid()).Int("protocol", in.conn.client.Version()).Msg("plugin started")
 	return nil
 }
 
@@ -518,8 +518,11 @@ func (s *stats) quantile(q float64) time.Duration {
 
 // Status is one plugin's line of `pipectl plugins`.
 type Status struct {
-	Name      string        `json:"name"`
-	Version   string        `json:"version"`
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Protocol is the protocol version negotiated with the process (1: 72-byte
+	// records, other languages' plugins; 2: the Go SDK's 32-byte records).
+	Protocol  int           `json:"protocol"`
 	PID       int           `json:"pid"`
 	State     string        `json:"state"`
 	Reason    string        `json:"reason,omitempty"`
@@ -543,7 +546,7 @@ func (p *Plugin) Status() Status {
 	st := Status{Name: p.name, State: p.state, Reason: p.reason}
 	p.mu.Unlock()
 	if in := p.cur.Load(); in != nil {
-		st.Version, st.PID = in.version, in.pid()
+		st.Version, st.PID, st.Protocol = in.version, in.pid(), in.conn.client.Version()
 	}
 	st.Batches, st.Packets, st.Late = p.stats.batches.Load(), p.stats.packets.Load(), p.stats.late.Load()
 	st.P50, st.P99 = p.stats.quantile(0.5), p.stats.quantile(0.99)

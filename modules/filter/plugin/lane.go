@@ -75,10 +75,23 @@ type flight struct {
 	answers []pipeline.Answer
 }
 
-// dataLen is how many data bytes were sent for packet i (its record's
-// data_len; i < len(f.items)).
+// dataLen is how many data bytes were sent for packet i (i <
+// len(f.items)): its record's data_len (version 1), its span less an IPv6
+// packet's addresses (version 2).
 func (f *flight) dataLen(i int) int {
-	return int(binary.LittleEndian.Uint32(f.msg.Records[i*sdk.RecordSize+28:]))
+	le, r := binary.LittleEndian, f.msg.Records
+	if f.lane.v1 {
+		return int(le.Uint32(r[i*sdk.RecordSizeV1+28:]))
+	}
+	start := uint32(0)
+	if i > 0 {
+		start = le.Uint32(r[(i-1)*sdk.RecordSize+28:])
+	}
+	n := int(le.Uint32(r[i*sdk.RecordSize+28:]) - start)
+	if r[i*sdk.RecordSize+12]&(1<<5) != 0 {
+		n -= 32
+	}
+	return n
 }
 
 // sink ends the packets of flights: answered by the plugin, or failed.
@@ -97,6 +110,8 @@ type lane struct {
 	// The bytes the version asked for (its Configure answer).
 	data     pb.Data
 	maxBytes int
+	// v1: the plugin speaks protocol version 1 (72-byte records), else 2.
+	v1 bool
 
 	mu        sync.Mutex
 	queue     []*flight // sent, oldest first (≤ window)
@@ -124,7 +139,7 @@ func newLane(inst *instance, st pb.FilterPlugin_JudgeClient) *lane {
 	w := inst.cfg.Window
 	l := &lane{
 		inst: inst, st: st, nextSeq: 1, linkIdx: map[pipeline.NICID]uint32{},
-		data: inst.needs.Data, maxBytes: int(inst.needs.MaxBytes),
+		data: inst.needs.Data, maxBytes: int(inst.needs.MaxBytes), v1: inst.conn.client.Version() == 1,
 		sendCh: make(chan *flight, w), done: make(chan struct{}),
 	}
 	l.deadline = inst.p.clock.AfterFunc(time.Hour, l.expire)
@@ -180,6 +195,11 @@ func (l *lane) linkIndex(f *flight, pc *pipeline.PacketContext, id pipeline.NICI
 				name = ni.Name()
 			}
 		}
+		if !l.v1 && len(l.names) >= 0xffff {
+			// Version 2 has 16-bit link indexes: past that, unknown.
+			l.mu.Unlock()
+			return 0
+		}
 		l.names = append(l.names, name)
 		i = uint32(len(l.names))
 		l.linkIdx[id] = i
@@ -199,7 +219,7 @@ func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uin
 	if pc.Fragment {
 		meta |= 1 << 4
 	}
-	if t.Src.Is6() && !t.Src.Is4In6() {
+	if t.Src.Is6() && !t.Src.Is4In6() || t.Dst.Is6() && !t.Dst.Is4In6() {
 		meta |= 1 << 5
 	}
 	nh := pc.Pkt.NetworkHeader()
@@ -226,26 +246,30 @@ func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uin
 	if pc.OutNIC != 0 {
 		out = l.linkIndex(f, pc, pc.OutNIC)
 	}
-	off := len(m.Records)
-	if cap(m.Records)-off < sdk.RecordSize {
-		m.Records = slices.Grow(m.Records, sdk.RecordSize*max(64, off/sdk.RecordSize))
+	if l.v1 {
+		addV1(m, len(f.items), meta, t, pc.Pkt.Mark, tag, in, out, data, len(nh))
+	} else {
+		// Version 2: 32 bytes; an IPv6 packet's addresses lead its data.
+		r := (*[sdk.RecordSize]byte)(record(m, sdk.RecordSize))
+		le := binary.LittleEndian
+		plen := uint32(min(len(nh), sdk.MaxPacketLen))
+		meta2 := meta&(1<<6-1) | uint32(t.Proto)<<6 | plen<<14
+		if meta&(1<<5) != 0 {
+			s, d := t.Src.As16(), t.Dst.As16()
+			m.Data = append(append(m.Data, s[:]...), d[:]...)
+			le.PutUint64(r[0:], 0)
+		} else {
+			le.PutUint32(r[0:], ipv4Word(t.Src))
+			le.PutUint32(r[4:], ipv4Word(t.Dst))
+		}
+		le.PutUint32(r[8:], uint32(t.SrcPort)<<16|uint32(t.DstPort))
+		le.PutUint32(r[12:], meta2)
+		le.PutUint32(r[16:], in|out<<16)
+		le.PutUint32(r[20:], pc.Pkt.Mark)
+		le.PutUint32(r[24:], tag)
+		m.Data = append(m.Data, data...)
+		le.PutUint32(r[28:], uint32(len(m.Data)))
 	}
-	m.Records = m.Records[:off+sdk.RecordSize]
-	r := (*[sdk.RecordSize]byte)(m.Records[off:])
-	le := binary.LittleEndian
-	le.PutUint32(r[0:], uint32(len(f.items))) // ids: the index in the flight (the stream's seq makes it unique)
-	le.PutUint32(r[4:], meta)
-	le.PutUint32(r[8:], uint32(t.SrcPort)<<16|uint32(t.DstPort))
-	le.PutUint32(r[12:], in)
-	le.PutUint32(r[16:], out)
-	le.PutUint32(r[20:], pc.Pkt.Mark)
-	le.PutUint32(r[24:], tag)
-	le.PutUint32(r[28:], uint32(len(data)))
-	le.PutUint32(r[32:], uint32(len(nh)))
-	le.PutUint32(r[36:], 0)
-	putAddr(r[40:56], t.Src)
-	putAddr(r[56:72], t.Dst)
-	m.Data = append(m.Data, data...)
 	// Field by field into the slice (a composite literal is built on the
 	// stack and copied: a store-forwarding stall per packet).
 	n := len(f.items)
@@ -256,6 +280,47 @@ func (l *lane) add(f *flight, pc *pipeline.PacketContext, kind sdk.Kind, tag uin
 	it := &f.items[n]
 	it.pkt, it.hook, it.kind = pc.Pkt, pc.Hook, kind
 	it.tracked, it.setMk, it.noCache, it.code, it.mark, it.ct, it.cmeta = false, false, false, 0, 0, 0, 0
+}
+
+// record appends a record of size bytes to m (its capacity doubles, from
+// 64 records) and returns it.
+func record(m *sdk.EncodedBatch, size int) []byte {
+	off := len(m.Records)
+	if cap(m.Records)-off < size {
+		m.Records = slices.Grow(m.Records, size*max(64, off/size))
+	}
+	m.Records = m.Records[:off+size]
+	return m.Records[off:]
+}
+
+// addV1 appends packet id's version 1 record (72 bytes) and data to m.
+func addV1(m *sdk.EncodedBatch, id int, meta uint32, t *pipeline.Tuple, mark, tag, in, out uint32, data []byte, plen int) {
+	r := (*[sdk.RecordSizeV1]byte)(record(m, sdk.RecordSizeV1))
+	le := binary.LittleEndian
+	le.PutUint32(r[0:], uint32(id)) // ids: the index in the flight (the stream's seq makes it unique)
+	le.PutUint32(r[4:], meta)
+	le.PutUint32(r[8:], uint32(t.SrcPort)<<16|uint32(t.DstPort))
+	le.PutUint32(r[12:], in)
+	le.PutUint32(r[16:], out)
+	le.PutUint32(r[20:], mark)
+	le.PutUint32(r[24:], tag)
+	le.PutUint32(r[28:], uint32(len(data)))
+	le.PutUint32(r[32:], uint32(plen))
+	le.PutUint32(r[36:], 0)
+	putAddr(r[40:56], t.Src)
+	putAddr(r[56:72], t.Dst)
+	m.Data = append(m.Data, data...)
+}
+
+// ipv4Word is an IPv4 (or IPv4-mapped) address's 4 bytes as a
+// little-endian word's bytes (network order in memory), without As4's
+// array (see putAddr); 0 when a is not IPv4 (no address).
+func ipv4Word(a netip.Addr) uint32 {
+	if !a.Is4() && !a.Is4In6() {
+		return 0
+	}
+	v := a.As4()
+	return binary.LittleEndian.Uint32(v[:])
 }
 
 // putAddr writes a as 16 bytes (IPv4 mapped). An IPv4 address is written

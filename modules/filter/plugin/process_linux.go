@@ -212,7 +212,7 @@ func processLauncher(spec procSpec) launcher {
 		}
 		pr.gp = goplugin.NewClient(&goplugin.ClientConfig{
 			HandshakeConfig:  sdk.Handshake,
-			Plugins:          sdk.PluginSet(nil),
+			VersionedPlugins: sdk.VersionedPluginSets(nil),
 			Cmd:              cmd,
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 			AutoMTLS:         true,

@@ -110,7 +110,8 @@ func testProcessSecurity(t *testing.T, usr string, wantUID uint32) {
 	t.Setenv("PIPESTACK_SECRET_TEST_VAR", "must-not-leak")
 	n := processRouter(t, fmt.Sprintf(`  - {name: blk, path: %s, sha256: %s, user: "%s", timeout: 2s, config: {block: 53}}`, path, sum, usr))
 	st := Plugins(n.Stack)
-	if len(st) != 1 || st[0].PID <= 0 || st[0].State != "running" {
+	// The Go SDK and the host negotiate protocol version 2.
+	if len(st) != 1 || st[0].PID <= 0 || st[0].State != "running" || st[0].Protocol != 2 {
 		t.Fatalf("%+v", st)
 	}
 	pid := st[0].PID
@@ -327,7 +328,7 @@ func TestPythonPlugin(t *testing.T) {
 	cfg = strings.Replace(cfg, "PLUGINS", fmt.Sprintf(`  - {name: blk, path: %s, args: [%s], timeout: 2s, on_failure: accept, config: {block: [53, 54]}}`, py, filepath.Join(dir, "plugin.py")), 1)
 	n := pt.NewNode(t, "r", cfg, pipeline.Options{})
 	st := Plugins(n.Stack)
-	if len(st) != 1 || st[0].Version != "python-1" || st[0].State != "running" {
+	if len(st) != 1 || st[0].Version != "python-1" || st[0].State != "running" || st[0].Protocol != 1 { // the Python plugin speaks version 1
 		t.Fatalf("%+v", st)
 	}
 	a, b := n.Link(t, "a"), n.Link(t, "b")

@@ -58,7 +58,7 @@ func processLauncher(spec procSpec) launcher {
 		pr := &process{}
 		pr.gp = goplugin.NewClient(&goplugin.ClientConfig{
 			HandshakeConfig:  sdk.Handshake,
-			Plugins:          sdk.PluginSet(nil),
+			VersionedPlugins: sdk.VersionedPluginSets(nil),
 			Cmd:              cmd,
 			AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
 			AutoMTLS:         true,

@@ -54,20 +54,12 @@ func benchStack(b *testing.B, mode string, n int) {
 	if mode == "Cached" {
 		needs.CacheTTLMillis = 3600_000
 	}
-	impl := &sdk.Plugin{Version: "bench", Needs: needs, Target: judgeFunc(func(pkts []*sdk.Packet, out []sdk.Result) {
-		for i, p := range pkts {
-			if p.DstPort == 53 {
-				out[i] = sdk.Result{Answer: sdk.Drop}
-			} else {
-				out[i] = sdk.Result{Answer: sdk.Accept}
-			}
-		}
-	})}
+	impl := &sdk.Plugin{Version: "bench", Needs: needs, Target: dropDNS}
 	dir := b.TempDir()
 	old := newLauncher
 	newLauncher = func(*Section, *decl) launcher {
 		return func(context.Context) (*conn, error) {
-			cl, stop, err := sdk.TestPair(dir, impl)
+			cl, stop, err := sdk.TestPair(dir, impl, sdk.ProtocolVersion)
 			if err != nil {
 				return nil, err
 			}
@@ -125,9 +117,10 @@ func benchStack(b *testing.B, mode string, n int) {
 	run(window)
 	b.ResetTimer()
 	batches := (b.N + n - 1) / n
+	start, cpu := time.Now(), cpuTime()
 	run(batches)
 	b.StopTimer()
-	b.ReportMetric(float64(batches*n)/b.Elapsed().Seconds(), "pkts/s")
+	reportRate(b, batches*n, start, cpu)
 	if mode != "InProcess" {
 		st := Plugins(node.Stack)[0]
 		b.ReportMetric(float64(st.P50.Microseconds()), "rtt-p50-µs")

@@ -1,13 +1,15 @@
 // The protocol between pipestack (the host) and an out-of-process filter
-// plugin, version 1, carried by hashicorp/go-plugin over gRPC.
+// plugin, versions 1 and 2, carried by hashicorp/go-plugin over gRPC.
 //
 // Handshake (go-plugin): the host starts the plugin with the environment
 // variable PIPESTACK_FILTER_PLUGIN=8c0e3f4e2d6a4b1f9a7e5c3b1d0f2e4a (the
-// magic cookie) and PLUGIN_PROTOCOL_VERSIONS=1; the plugin prints go-plugin's
-// line "1|1|unix|<socket>|grpc|<cert>" on stdout. Then the host calls
-// Configure once, Health, and opens Judge streams (one per worker of the
-// host). Every other rpc is unchanged within protocol version 1; fields are
-// only ever added.
+// magic cookie) and PLUGIN_PROTOCOL_VERSIONS=1,2 (the versions it speaks);
+// the plugin picks one it speaks and prints go-plugin's line
+// "1|<version>|unix|<socket>|grpc|<cert>" on stdout. Then the host calls
+// Configure once (protocol_version: that version), Health, and opens Judge
+// streams (one per lane). The two versions differ only in the layout of
+// Batch.records (and where an IPv6 packet's addresses go); every message
+// and rpc is the same. Fields are only ever added.
 //
 // A batch of up to 256 packets is three bytes fields: fixed-size records
 // (the parsed fields), the packets' bytes, and the answers one byte each,
@@ -201,7 +203,7 @@ func (Answer) EnumDescriptor() ([]byte, []int) {
 
 type ConfigureRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// protocol_version is 1.
+	// protocol_version is the version of the handshake (1 or 2).
 	ProtocolVersion uint32 `protobuf:"varint,1,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	// name is the plugin's name in the pipeline file.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
@@ -393,7 +395,8 @@ type Batch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// seq numbers the batches of one stream from 1.
 	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
-	// records: one fixed 72-byte record per packet, little-endian:
+	// records, protocol version 1: one fixed 72-byte record per packet,
+	// little-endian:
 	//
 	//	 0 id        uint32  the packet's index in the batch
 	//	 4 meta      uint32  bits 0-2 hook (0 prerouting, 1 input, 2 forward,
@@ -414,9 +417,29 @@ type Batch struct {
 	//
 	// A fixed record costs one copy per batch to encode and decode in any
 	// language (Python: struct.unpack_from("<10I16s16s", records, 72*i)).
+	//
+	// records, protocol version 2: one fixed 32-byte record per packet,
+	// little-endian, its index in the batch its position:
+	//
+	//	 0 src       4 bytes IPv4 source address (network order); 0 for IPv6
+	//	 4 dst       4 bytes IPv4 destination address; 0 for IPv6
+	//	 8 ports     uint32  source port << 16 | destination port
+	//	12 meta      uint32  bits 0-2 hook, bit 3 kind, bit 4 non-first
+	//	                     fragment, bit 5 IPv6, bits 6-13 IP protocol
+	//	                     number, bits 14-31 the packet's whole length
+	//	16 links     uint32  in_link | out_link << 16 (link table indexes)
+	//	20 mark      uint32
+	//	24 tag       uint32
+	//	28 data_end  uint32  end of the packet's span in data; it starts at
+	//	                     the previous record's data_end (0 for the first)
+	//
+	// An IPv6 packet's span starts with its source and destination
+	// addresses (16 bytes each), then the bytes the plugin asked for; an
+	// IPv4 packet's span is those bytes alone. A plugin reads a field when
+	// it needs it (Python: struct.unpack_from("<4s4sIIIIII", records, 32*i)).
 	Records []byte `protobuf:"bytes,2,opt,name=records,proto3" json:"records,omitempty"`
-	// data: the packets' bytes the plugin asked for, in order (data_len
-	// each), from the network header on.
+	// data: the packets' bytes the plugin asked for, in order, from the
+	// network header on (version 1: data_len each; version 2: the spans).
 	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
 	// links: names of link indexes first used in this batch (index =
 	// next_link + position); the plugin keeps the table per stream.

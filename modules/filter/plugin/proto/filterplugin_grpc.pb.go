@@ -1,13 +1,15 @@
 // The protocol between pipestack (the host) and an out-of-process filter
-// plugin, version 1, carried by hashicorp/go-plugin over gRPC.
+// plugin, versions 1 and 2, carried by hashicorp/go-plugin over gRPC.
 //
 // Handshake (go-plugin): the host starts the plugin with the environment
 // variable PIPESTACK_FILTER_PLUGIN=8c0e3f4e2d6a4b1f9a7e5c3b1d0f2e4a (the
-// magic cookie) and PLUGIN_PROTOCOL_VERSIONS=1; the plugin prints go-plugin's
-// line "1|1|unix|<socket>|grpc|<cert>" on stdout. Then the host calls
-// Configure once, Health, and opens Judge streams (one per worker of the
-// host). Every other rpc is unchanged within protocol version 1; fields are
-// only ever added.
+// magic cookie) and PLUGIN_PROTOCOL_VERSIONS=1,2 (the versions it speaks);
+// the plugin picks one it speaks and prints go-plugin's line
+// "1|<version>|unix|<socket>|grpc|<cert>" on stdout. Then the host calls
+// Configure once (protocol_version: that version), Health, and opens Judge
+// streams (one per lane). The two versions differ only in the layout of
+// Batch.records (and where an IPv6 packet's addresses go); every message
+// and rpc is the same. Fields are only ever added.
 //
 // A batch of up to 256 packets is three bytes fields: fixed-size records
 // (the parsed fields), the packets' bytes, and the answers one byte each,

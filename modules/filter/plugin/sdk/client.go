@@ -12,16 +12,24 @@ import (
 // by go-plugin (GRPCPlugin.GRPCClient). The host (modules/filter/plugin)
 // configures the plugin, checks its health and opens Judge streams.
 type Client struct {
-	c pb.FilterPluginClient
+	c       pb.FilterPluginClient
+	version int
 }
 
-// NewClient wraps a generated client (tests, or a host not using go-plugin).
-func NewClient(c pb.FilterPluginClient) *Client { return &Client{c: c} }
+// NewClient wraps a generated client (tests, or a host not using
+// go-plugin) that speaks protocol version (1 or 2).
+func NewClient(c pb.FilterPluginClient, version int) *Client {
+	return &Client{c: c, version: version}
+}
+
+// Version is the protocol version negotiated with the plugin: the layout
+// of the records the host sends (RecordSizeV1 or RecordSize bytes).
+func (c *Client) Version() int { return c.version }
 
 // Configure sends the plugin its name and config (JSON) and returns what it
 // declared; a refusal by the plugin is an error.
 func (c *Client) Configure(ctx context.Context, name string, configJSON []byte, maxBatch int) (*pb.ConfigureResponse, error) {
-	resp, err := c.c.Configure(ctx, &pb.ConfigureRequest{ProtocolVersion: ProtocolVersion, Name: name, ConfigJson: configJSON, MaxBatch: uint32(maxBatch)})
+	resp, err := c.c.Configure(ctx, &pb.ConfigureRequest{ProtocolVersion: uint32(c.version), Name: name, ConfigJson: configJSON, MaxBatch: uint32(maxBatch)})
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +40,7 @@ func (c *Client) Configure(ctx context.Context, name string, configJSON []byte, 
 		return resp, errors.New("the plugin implements neither a matcher nor a target")
 	}
 	if resp.Data > pb.Data_DATA_PACKET {
-		return resp, fmt.Errorf("the plugin asks for data kind %d, unknown to protocol version %d", resp.Data, ProtocolVersion)
+		return resp, fmt.Errorf("the plugin asks for data kind %d, unknown to protocol version %d", resp.Data, c.version)
 	}
 	return resp, nil
 }

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 
 	"github.com/hashicorp/go-plugin"
@@ -9,8 +10,16 @@ import (
 	pb "github.com/pipestack/pipestack/modules/filter/plugin/proto"
 )
 
-// ProtocolVersion is the protocol's version in the handshake.
-const ProtocolVersion = 1
+// ProtocolVersion is the newest protocol version, the one the SDK speaks
+// with a host that speaks it too. The host offers every version it speaks
+// in go-plugin's versioned handshake (PLUGIN_PROTOCOL_VERSIONS=1,2) and the
+// plugin answers with the newest one both speak; Configure carries it.
+// Version 1 (72-byte records) is what plugins in other languages speak
+// (examples/plugin-python); version 2 has 32-byte records (batch.go).
+const ProtocolVersion = 2
+
+// ProtocolVersions are the versions the SDK speaks (both sides).
+var ProtocolVersions = []int{1, 2}
 
 // Handshake is the go-plugin handshake shared by host and plugin: a binary
 // started without the magic cookie in its environment says it is a plugin
@@ -30,6 +39,9 @@ const PluginName = "filter"
 type GRPCPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	Impl *Plugin
+	// Version is the protocol version the host's Client speaks (0: the
+	// newest).
+	Version int
 }
 
 // GRPCServer implements plugin.GRPCPlugin.
@@ -40,12 +52,27 @@ func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 
 // GRPCClient implements plugin.GRPCPlugin.
 func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{c: pb.NewFilterPluginClient(c)}, nil
+	return &Client{c: pb.NewFilterPluginClient(c), version: cmp.Or(p.Version, ProtocolVersion)}, nil
 }
 
-// PluginSet is the go-plugin plugin set of one side.
-func PluginSet(impl *Plugin) plugin.PluginSet {
-	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
+// PluginSet is the go-plugin plugin set of one side, for the newest
+// protocol version.
+func PluginSet(impl *Plugin) plugin.PluginSet { return PluginSetOf(impl, ProtocolVersion) }
+
+// PluginSetOf is the plugin set for one protocol version.
+func PluginSetOf(impl *Plugin, version int) plugin.PluginSet {
+	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl, Version: version}}
+}
+
+// VersionedPluginSets are the plugin sets of every version the SDK speaks
+// (go-plugin's VersionedPlugins: the handshake picks the newest both
+// sides speak).
+func VersionedPluginSets(impl *Plugin) map[int]plugin.PluginSet {
+	m := make(map[int]plugin.PluginSet, len(ProtocolVersions))
+	for _, v := range ProtocolVersions {
+		m[v] = PluginSetOf(impl, v)
+	}
+	return m
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)

@@ -7,19 +7,19 @@
 // the host is gone.
 //
 // The package is laid out as go-plugin's own gRPC example is: interface.go
-// (the plugin author's interface), glue.go (the go-plugin Plugin, the
+// (the plugin author's interface), batch.go (Batch, Packet and Results:
+// views of protocol 2's records, and protocol 1's conversion), glue.go (the go-plugin Plugin, the
 // handshake), server.go (the plugin side of the gRPC service), client.go
 // (the host side, used by modules/filter/plugin), serve.go (Serve) and
 // testing.go (host and plugin in one process, for tests).
 //
 // A plugin sees only what it asked for in its Needs: the parsed fields of
 // every packet always, and the packet's headers or bytes when it asks.
+// A Packet is a view of its record in the message (batch.go): its methods
+// read the record when called, nothing is decoded per packet before.
 package sdk
 
-import (
-	"fmt"
-	"net/netip"
-)
+import "fmt"
 
 // Hook is where in the host's stack the packet was stolen (netfilter's
 // hooks).
@@ -82,61 +82,20 @@ func (a Answer) String() string {
 	return fmt.Sprintf("answer%d", uint8(a))
 }
 
-// Packet is one packet of a batch as the plugin sees it. It and Data are
-// valid only during the call that hands them over: copy what you keep.
-type Packet struct {
-	// ID is the packet's index in the batch the host sent.
-	ID   uint32
-	Hook Hook
-	Kind Kind
-	// Fragment: a non-first fragment (ports are 0).
-	Fragment bool
-	Src, Dst netip.Addr
-	SrcPort  uint16
-	DstPort  uint16
-	// Proto is the IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
-	Proto uint8
-	// InLink and OutLink are the host's link names ("" when not known at
-	// the hook: no OutLink at Prerouting and Input).
-	InLink, OutLink string
-	Mark            uint32
-	// Tag is the rule's tag (tag: in YAML, --tag in iptables form): one
-	// plugin may serve rules that ask different questions.
-	Tag uint32
-	// Len is the packet's length from its network header.
-	Len int
-	// Data holds the bytes the plugin asked for in Needs (nil for
-	// DataNone), from the network header on.
-	Data []byte
-}
-
-// Result is a target's answer about one packet.
-type Result struct {
-	// Answer is Continue, Accept or Drop (a zero Result is NoMatch, which
-	// the host takes as Continue for a target).
-	Answer Answer
-	// SetMark sets the packet's mark to Mark (Needs.SetMark required).
-	SetMark bool
-	Mark    uint32
-	// Rewrite, when not nil, replaces the packet's bytes from the network
-	// header on (Needs.Rewrite required); it must have the length of the
-	// bytes the plugin was given, keep the packet's length and keep every
-	// checksum valid. The SDK copies it before the next batch.
-	Rewrite []byte
-}
-
 // Matcher answers for the packets of a batch a rule's matcher asks about
-// (Kind KindMatch): out[i] for pkts[i]; len(out) == len(pkts). It is called
-// for one batch at a time per stream; several streams (one per host
-// worker) may call it at once, so it must be safe for concurrent use.
+// (Kind KindMatch): out[i] for b.Packet(i), each NoMatch until set;
+// len(out) == b.Len(). It is called for one batch at a time per stream;
+// several streams (one per host lane) may call it at once, so it must be
+// safe for concurrent use.
 type Matcher interface {
-	Match(pkts []*Packet, out []Answer)
+	Match(b *Batch, out []Answer)
 }
 
 // Target decides for the packets of a batch a rule's target is asked about
-// (Kind KindTarget): out[i] for pkts[i]. Concurrency as for Matcher.
+// (Kind KindTarget): out.Answers[i] for b.Packet(i), each Continue until
+// set, and out.SetMark, out.Rewrite. Concurrency as for Matcher.
 type Target interface {
-	Action(pkts []*Packet, out []Result)
+	Action(b *Batch, out *Results)
 }
 
 // Data says which bytes of each packet the plugin gets.

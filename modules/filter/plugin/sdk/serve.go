@@ -22,8 +22,8 @@ func Serve(p *Plugin) {
 	}
 	go watchParent(os.Getppid(), time.Second/4)
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         PluginSet(p),
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: VersionedPluginSets(p),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			return grpc.NewServer(append(opts, ServerOptions()...)...)
 		},

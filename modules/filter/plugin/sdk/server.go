@@ -2,10 +2,8 @@ package sdk
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sync/atomic"
 
 	pb "github.com/pipestack/pipestack/modules/filter/plugin/proto"
@@ -18,6 +16,7 @@ type server struct {
 	configured atomic.Bool
 	needs      Needs
 	maxBatch   int
+	version    int // the protocol version the host configured
 }
 
 func newServer(impl *Plugin) *server { return &server{impl: impl} }
@@ -25,8 +24,8 @@ func newServer(impl *Plugin) *server { return &server{impl: impl} }
 // Configure implements pb.FilterPluginServer.
 func (s *server) Configure(_ context.Context, req *pb.ConfigureRequest) (*pb.ConfigureResponse, error) {
 	resp := &pb.ConfigureResponse{Version: s.impl.Version, Matcher: s.impl.Matcher != nil, Target: s.impl.Target != nil}
-	if req.ProtocolVersion != ProtocolVersion {
-		resp.Error = fmt.Sprintf("protocol version %d, this plugin speaks %d", req.ProtocolVersion, ProtocolVersion)
+	if req.ProtocolVersion < 1 || req.ProtocolVersion > ProtocolVersion {
+		resp.Error = fmt.Sprintf("protocol version %d, this plugin speaks 1 to %d", req.ProtocolVersion, ProtocolVersion)
 		return resp, nil
 	}
 	if s.impl.Matcher == nil && s.impl.Target == nil {
@@ -47,6 +46,7 @@ func (s *server) Configure(_ context.Context, req *pb.ConfigureRequest) (*pb.Con
 		}
 	}
 	s.needs = needs
+	s.version = int(req.ProtocolVersion)
 	s.maxBatch = int(req.MaxBatch)
 	if s.maxBatch <= 0 {
 		s.maxBatch = 256
@@ -73,7 +73,7 @@ func (s *server) Judge(st pb.FilterPlugin_JudgeServer) error {
 	if !s.configured.Load() {
 		return errors.New("Judge before Configure")
 	}
-	var j judgeState
+	j := judgeState{version: s.version}
 	in := new(ReceivedBatch) // Codec copies each message once into its buffer
 	out := new(pb.Answers)
 	for {
@@ -91,29 +91,27 @@ func (s *server) Judge(st pb.FilterPlugin_JudgeServer) error {
 
 // judgeState is one stream's reusable state.
 type judgeState struct {
+	version int      // the protocol's (Configure's)
 	links   []string // the stream's link table (index 0: unknown)
-	pkts    []Packet
-	match   []*Packet
-	target  []*Packet
+	all     Batch    // the message's packets
+	match   Batch    // its matcher questions (all's storage)
+	target  Batch    // its target questions
+	mIdx    []uint32
+	tIdx    []uint32
 	mAns    []Answer
-	tRes    []Result
+	res     Results
 	answers []byte
+	// A version 1 message converted to version 2's records.
+	recs, data []byte
 }
 
 // errBadBatch: the host sent a batch whose records or data disagree.
 var errBadBatch = errors.New("malformed batch")
 
-// RecordSize is the size of a packet's record in Batch.records.
-const RecordSize = 72
-
-// decode decodes in into j.pkts; records and data that disagree are an
-// error.
+// decode makes in the stream's Batches (j.all, split into j.match and
+// j.target): the records are validated, not decoded; records and data
+// that disagree are an error.
 func (j *judgeState) decode(in *pb.Batch) error {
-	rec := in.Records
-	if len(rec)%RecordSize != 0 {
-		return errBadBatch
-	}
-	n := len(rec) / RecordSize
 	if len(j.links) == 0 {
 		j.links = append(j.links, "")
 	}
@@ -123,48 +121,39 @@ func (j *judgeState) decode(in *pb.Batch) error {
 		}
 		j.links = append(j.links, in.Links...)
 	}
-	if cap(j.pkts) < n {
-		j.pkts = make([]Packet, n)
+	recs, data := in.Records, in.Data
+	if j.version == 1 {
+		var err error
+		if j.recs, j.data, err = fromV1(recs, data, j.recs, j.data); err != nil {
+			return err
+		}
+		recs, data = j.recs, j.data
 	}
-	j.pkts = j.pkts[:n]
-	off := 0
-	nl := uint32(len(j.links))
-	le := binary.LittleEndian
-	for i := 0; i < n; i++ {
-		r := (*[RecordSize]byte)(rec[i*RecordSize:])
-		m, ports, il, ol, dl := le.Uint32(r[4:]), le.Uint32(r[8:]), le.Uint32(r[12:]), le.Uint32(r[16:]), int(le.Uint32(r[28:]))
-		if il >= nl || ol >= nl || dl < 0 || dl > len(in.Data)-off {
-			return errBadBatch
+	targets, err := check(recs, data, len(j.links))
+	if err != nil {
+		return err
+	}
+	n := len(recs) / RecordSize
+	j.all = Batch{recs: recs, data: data, links: j.links, n: n}
+	j.match, j.target = j.all, j.all
+	switch targets {
+	case 0:
+		j.target.n = 0
+	case n:
+		j.match.n = 0
+	default: // both kinds: each Batch goes through its index
+		j.mIdx, j.tIdx = j.mIdx[:0], j.tIdx[:0]
+		for k := 0; k < n; k++ {
+			if recs[k*RecordSize+12]>>3&1 == byte(KindTarget) {
+				j.tIdx = append(j.tIdx, uint32(k))
+			} else {
+				j.mIdx = append(j.mIdx, uint32(k))
+			}
 		}
-		// Field by field (a composite literal is built on the stack and
-		// copied with wide loads: a store-forwarding stall per packet).
-		p := &j.pkts[i]
-		p.ID, p.Hook, p.Kind, p.Fragment = le.Uint32(r[0:]), Hook(m&7), Kind(m>>3&1), m&(1<<4) != 0
-		p.SrcPort, p.DstPort, p.Proto = uint16(ports>>16), uint16(ports), uint8(m>>8)
-		p.InLink, p.OutLink, p.Mark, p.Tag, p.Len = j.links[il], j.links[ol], le.Uint32(r[20:]), le.Uint32(r[24:]), int(le.Uint32(r[32:]))
-		p.Src, p.Dst = addrOf(r[40:56], m&(1<<5) != 0), addrOf(r[56:72], m&(1<<5) != 0)
-		p.Data = nil
-		if dl > 0 {
-			p.Data = in.Data[off : off+dl : off+dl]
-		}
-		off += dl
+		j.match.idx, j.match.n = j.mIdx, len(j.mIdx)
+		j.target.idx, j.target.n = j.tIdx, len(j.tIdx)
 	}
 	return nil
-}
-
-// addrOf reads a record's 16-byte address: IPv6 when v6 is set, else the
-// IPv4 address it maps (netip's Unmap of AddrFrom16, without building the
-// 16-byte array).
-func addrOf(b []byte, v6 bool) netip.Addr {
-	_ = b[15]
-	if !v6 && binary.LittleEndian.Uint64(b) == 0 && binary.BigEndian.Uint32(b[8:]) == 0xffff {
-		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
-	}
-	a := netip.AddrFrom16([16]byte(b))
-	if !v6 {
-		a = a.Unmap()
-	}
-	return a
 }
 
 // judge answers one batch into out.
@@ -172,63 +161,65 @@ func (j *judgeState) judge(impl *Plugin, needs Needs, in *pb.Batch, out *pb.Answ
 	if err := j.decode(in); err != nil {
 		return err
 	}
-	n := len(j.pkts)
-	j.match, j.target = j.match[:0], j.target[:0]
-	for i := range j.pkts {
-		if j.pkts[i].Kind == KindTarget {
-			j.target = append(j.target, &j.pkts[i])
-		} else {
-			j.match = append(j.match, &j.pkts[i])
-		}
-	}
-	j.mAns = resize(j.mAns, len(j.match))
-	j.tRes = resize(j.tRes, len(j.target))
-	if len(j.match) > 0 {
+	j.answers = resize(j.answers, j.all.n)
+	out.Seq = in.Seq
+	out.SetMarkIdx, out.Marks = out.SetMarkIdx[:0], out.Marks[:0]
+	out.RewriteIdx, out.RewriteLens, out.RewriteData = out.RewriteIdx[:0], out.RewriteLens[:0], out.RewriteData[:0]
+	if m := &j.match; m.n > 0 {
 		if impl.Matcher == nil {
 			return errors.New("the host asked a matcher question of a plugin without a Matcher")
 		}
-		impl.Matcher.Match(j.match, j.mAns)
-	}
-	if len(j.target) > 0 {
-		if impl.Target == nil {
-			return errors.New("the host asked a target question of a plugin without a Target")
-		}
-		impl.Target.Action(j.target, j.tRes)
-	}
-	out.Seq = in.Seq
-	j.answers = resize(j.answers, n)
-	out.SetMarkIdx, out.Marks = out.SetMarkIdx[:0], out.Marks[:0]
-	out.RewriteIdx, out.RewriteLens, out.RewriteData = out.RewriteIdx[:0], out.RewriteLens[:0], out.RewriteData[:0]
-	mi, ti := 0, 0
-	for i := range j.pkts {
-		if j.pkts[i].Kind != KindTarget {
-			a := j.mAns[mi]
-			mi++
+		j.mAns = resize(j.mAns, m.n)
+		impl.Matcher.Match(m, j.mAns)
+		for i, a := range j.mAns {
 			if a > Hotdrop {
 				a = NoMatch
 			}
-			j.answers[i] = byte(a)
-			continue
+			j.answers[m.record(i)] = byte(a)
 		}
-		r := &j.tRes[ti]
-		ti++
-		a := r.Answer
-		if a < Continue || a > Drop {
-			a = Continue
+	}
+	if t := &j.target; t.n > 0 {
+		if impl.Target == nil {
+			return errors.New("the host asked a target question of a plugin without a Target")
 		}
-		j.answers[i] = byte(a)
-		if r.SetMark && needs.SetMark {
-			out.SetMarkIdx = append(out.SetMarkIdx, uint32(i))
-			out.Marks = append(out.Marks, r.Mark)
+		r := &j.res
+		r.reset(t)
+		impl.Target.Action(t, r)
+		for i, a := range r.Answers[:t.n] {
+			if a < Continue || a > Drop {
+				a = Continue
+			}
+			j.answers[t.record(i)] = byte(a)
 		}
-		if r.Rewrite != nil && needs.Rewrite && len(r.Rewrite) == len(j.pkts[i].Data) {
-			out.RewriteIdx = append(out.RewriteIdx, uint32(i))
-			out.RewriteLens = append(out.RewriteLens, uint32(len(r.Rewrite)))
-			out.RewriteData = append(out.RewriteData, r.Rewrite...)
+		if needs.SetMark {
+			for i := 0; i+1 < len(r.marks); i += 2 {
+				out.SetMarkIdx = append(out.SetMarkIdx, r.marks[i])
+				out.Marks = append(out.Marks, r.marks[i+1])
+			}
+		}
+		if needs.Rewrite {
+			off := 0
+			for i, k := range r.rwIdx {
+				l := int(r.rwLens[i])
+				if l == len(j.all.Packet(int(k)).Data()) {
+					out.RewriteIdx = append(out.RewriteIdx, k)
+					out.RewriteLens = append(out.RewriteLens, uint32(l))
+					out.RewriteData = append(out.RewriteData, r.rwData[off:off+l]...)
+				}
+				off += l
+			}
 		}
 	}
 	out.Answers = j.answers
 	return nil
+}
+
+// record is packet i's record index.
+func (b *Batch) record(i int) int {
+	if b.idx != nil {
+		return int(b.idx[i])
+	}
+	return i
 }
 
 func resize[T any](s []T, n int) []T {

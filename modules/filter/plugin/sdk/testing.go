@@ -17,9 +17,12 @@ import (
 // go-plugin's in-process gRPC test connection (a Unix socket): for tests of
 // a plugin's logic and of the host's side without a child process. The
 // connection closes when t ends.
-func TestClient(t testing.TB, impl *Plugin) *Client {
+func TestClient(t testing.TB, impl *Plugin) *Client { return TestClientOf(t, impl, ProtocolVersion) }
+
+// TestClientOf is TestClient speaking one protocol version.
+func TestClientOf(t testing.TB, impl *Plugin, version int) *Client {
 	t.Helper()
-	c, _ := plugin.TestPluginGRPCConn(t, false, PluginSet(impl))
+	c, _ := plugin.TestPluginGRPCConn(t, false, PluginSetOf(impl, version))
 	// Close sends go-plugin's Shutdown, which stops the server (calling
 	// its Stop as well races with that inside go-plugin).
 	t.Cleanup(func() { c.Close() })
@@ -33,8 +36,9 @@ func TestClient(t testing.TB, impl *Plugin) *Client {
 // TestPair serves impl on a gRPC server with the plugin's server options
 // and connects a Client with the host's dial options over a Unix socket in
 // dir, in one process, without go-plugin's handshake: what the benchmarks
-// use to measure the protocol with its codec. stop ends both.
-func TestPair(dir string, impl *Plugin) (c *Client, stop func(), err error) {
+// use to measure the protocol (version 1 or 2) with its codec. stop ends
+// both.
+func TestPair(dir string, impl *Plugin, version int) (c *Client, stop func(), err error) {
 	sock := filepath.Join(dir, "plugin.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -48,5 +52,5 @@ func TestPair(dir string, impl *Plugin) (c *Client, stop func(), err error) {
 		srv.Stop()
 		return nil, nil, err
 	}
-	return NewClient(pb.NewFilterPluginClient(cc)), func() { cc.Close(); srv.Stop() }, nil
+	return NewClient(pb.NewFilterPluginClient(cc), version), func() { cc.Close(); srv.Stop() }, nil
 }

@@ -28,24 +28,27 @@ var allow = ""
 
 // Match implements sdk.Matcher: packets to config.block match (a rule
 // "-m plugin --name X -j DROP" drops them).
-func (t *target) Match(pkts []*sdk.Packet, out []sdk.Answer) {
-	for i, p := range pkts {
-		if allow == "" && p.DstPort == t.c.Block {
+func (t *target) Match(b *sdk.Batch, out []sdk.Answer) {
+	for i := range b.Len() {
+		p := b.Packet(i)
+		if allow == "" && p.DstPort() == t.c.Block {
 			out[i] = sdk.Match
 		}
 	}
 }
 
-func (t *target) Action(pkts []*sdk.Packet, out []sdk.Result) {
+func (t *target) Action(b *sdk.Batch, out *sdk.Results) {
 	if t.c.SleepMS > 0 {
 		time.Sleep(time.Duration(t.c.SleepMS) * time.Millisecond)
 	}
-	for i, p := range pkts {
-		if p.DstPort == t.c.Block {
-			out[i] = sdk.Result{Answer: sdk.Drop}
+	for i := range b.Len() {
+		p := b.Packet(i)
+		if p.DstPort() == t.c.Block {
+			out.Answers[i] = sdk.Drop
 			continue
 		}
-		out[i] = sdk.Result{Answer: sdk.Accept, SetMark: true, Mark: uint32(os.Getpid())}
+		out.Answers[i] = sdk.Accept
+		out.SetMark(i, uint32(os.Getpid()))
 	}
 }
 
