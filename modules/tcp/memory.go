@@ -133,15 +133,17 @@ func (c *conn) rcvRTTUpdate(sample int64, winDep bool) {
 }
 
 // rcvRTTMeasure takes the receiver's RTT samples for in-order data s
-// (Linux's tcp_rcv_rtt_measure_ts and tcp_rcv_rtt_measure): with
-// timestamps from the echo of a full segment, without them the time the
-// peer takes to fill one window.
+// (Linux's tcp_rcv_rtt_measure and tcp_rcv_rtt_measure_ts, both as Linux
+// runs them): always the time the peer takes to fill one window, and with
+// timestamps the echo of a full segment when the 1 ms clock moved (a
+// zero difference is no sample: Linux's tcp_rtt_tsopt_us(tp, 0) — taken
+// as 1 ns it made the estimate a nanosecond, DRS measured one Read at a
+// time, and a window of one 64 KiB segment never grew).
 func (c *conn) rcvRTTMeasure(s *segment, n int, now int64) {
-	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
-		if n >= c.rcvMSS {
-			c.rcvRTTUpdate(int64(int32(c.tsNow(now)-s.opts.TSEcr))*1e6, false)
+	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 && n >= c.rcvMSS {
+		if d := int32(c.tsNow(now) - s.opts.TSEcr); d > 0 {
+			c.rcvRTTUpdate(int64(d)*1e6, false)
 		}
-		return
 	}
 	if c.rcvRTTTime != 0 && seqLT(c.rcvNxt, c.rcvRTTSeq) {
 		return
