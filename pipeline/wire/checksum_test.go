@@ -268,3 +268,4 @@ func TestChecksumUpdate32(t *testing.T) {
 		}
 	}
 }
+
