@@ -268,4 +268,3 @@ func TestChecksumUpdate32(t *testing.T) {
 		}
 	}
 }
-
