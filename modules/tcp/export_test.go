@@ -39,7 +39,7 @@ func Buffered(cn *Conn) int {
 	c := cn.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rcvBuf.n
+	return c.rcvHeld()
 }
 
 // Window is a connection's cwnd and ssthresh, in bytes.

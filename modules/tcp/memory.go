@@ -112,7 +112,7 @@ func (c *conn) initBuffers() {
 func (c *conn) rcvLimit() int {
 	l := min(c.rcvSpace, c.rcvBufMax)
 	if c.t.mem.underPressure() {
-		l = min(l, max(len(c.rcvBuf.buf), 4*max(c.rcvMSS, 536)))
+		l = min(l, max(len(c.rcvBuf.buf)+c.rcvQueued(), 4*max(c.rcvMSS, 536)))
 	}
 	return l
 }
@@ -125,7 +125,7 @@ func (c *conn) rcvRTTUpdate(sample int64, winDep bool) {
 	switch {
 	case c.rcvRTT == 0 || sample < c.rcvRTT:
 		c.rcvRTT = sample
-	case winDep || c.rcvBuf.n > 0:
+	case winDep || c.rcvHeld() > 0:
 		return // (a sample from a backlog measures the application)
 	default:
 		c.rcvRTT = c.rcvRTT - c.rcvRTT/8 + sample/8
@@ -214,5 +214,8 @@ func (c *conn) memRelease() {
 	if c.rcvBuf.n == 0 && c.rcvBuf.buf != nil && c.nooo == 0 {
 		c.rcvBuf.release()
 		c.t.mem.cFreedBuffer.Inc()
+	}
+	if c.rxq != nil && c.rxq.n == 0 {
+		c.rxq = nil
 	}
 }
