@@ -10,9 +10,13 @@ package bench
 // queue of tcpQueue packets so that the harness never drops a segment (a
 // 1,024-packet queue behind a mover that moves one packet at a time
 // dropped gVisor's segments under a full window: RTOs, 5–500 MB/s from
-// run to run). Both stacks run with SACK and their defaults otherwise
-// (gVisor: moderate receive buffer on, as Tailscale and wireguard-go's
-// netstack configure it). Like scenario_test.go, this file imports
+// run to run). Neither link offloads anything: both stacks compute every
+// checksum on send and verify it on receive in software (the receiver's
+// check that the data arrived intact) and send MTU-sized segments (no
+// TSO/GSO); each stack's file checks its link's capabilities. Both
+// stacks run with SACK and their defaults otherwise (gVisor: moderate
+// receive buffer on, as Tailscale and wireguard-go's netstack configure
+// it). Like scenario_test.go, this file imports
 // neither stack.
 //
 //   - Bulk: the client writes 64 KiB per b.N iteration through
