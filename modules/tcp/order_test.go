@@ -23,6 +23,30 @@ links:
 `, name, mtu, addr)
 }
 
+// pipePair is a connection from host a to host b, joined by one link at
+// mtu moved by goroutines (pt.Connect): c is a's end, s b's.
+func pipePair(t *testing.T, mtu int) (a, b *pt.Node, c, s *tcp.Conn) {
+	a = pt.NewNode(t, "a", pipeHost("a", "10.0.1.2", mtu), pipeline.Options{})
+	b = pt.NewNode(t, "b", pipeHost("b", "10.0.1.1", mtu), pipeline.Options{})
+	pt.Connect(t, a, "l", b, "l")
+	ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	c, err = tcp.Dial(a.Stack, "tcp4", "10.0.1.1:5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err = ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return a, b, c, s
+}
+
 // TestBulkInOrderOnFIFOLink: two stacks on a lossless link that never
 // reorders, the writer, the reader and both link movers on goroutines of
 // their own (as in bench's BenchmarkTCPBulkPipestack). Every segment
@@ -46,24 +70,7 @@ func TestBulkInOrderOnFIFOLink(t *testing.T) {
 			if testing.Short() {
 				tc.size /= 8
 			}
-			a := pt.NewNode(t, "a", pipeHost("a", "10.0.1.2", tc.mtu), pipeline.Options{})
-			b := pt.NewNode(t, "b", pipeHost("b", "10.0.1.1", tc.mtu), pipeline.Options{})
-			pt.Connect(t, a, "l", b, "l")
-			ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			c, err := tcp.Dial(a.Stack, "tcp4", "10.0.1.1:5001")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			s, err := ln.AcceptTCP()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			a, b, c, s := pipePair(t, tc.mtu)
 			s.SetDeadline(time.Now().Add(120 * time.Second))
 			data := blob(tc.size)
 			go func() {
@@ -119,24 +126,7 @@ func TestBulkInOrderOnFIFOLink(t *testing.T) {
 // Before, the second batch's segments went first, and the receiver took
 // them out of order; in order, PAWS dropped them for their older TSval.
 func TestSegmentsLeaveInOrderAcrossBatches(t *testing.T) {
-	a := pt.NewNode(t, "a", pipeHost("a", "10.0.1.2", 1500), pipeline.Options{})
-	b := pt.NewNode(t, "b", pipeHost("b", "10.0.1.1", 1500), pipeline.Options{})
-	pt.Connect(t, a, "l", b, "l")
-	ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := tcp.Dial(a.Stack, "tcp4", "10.0.1.1:5001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, b, c, s := pipePair(t, 1500)
 	s.SetDeadline(time.Now().Add(10 * time.Second))
 	data := blob(8 << 10) // within the first window: both batches send at once
 	if !tcp.WriteInTwoBatches(c, data[:4<<10], data[4<<10:], 5*time.Millisecond) {
