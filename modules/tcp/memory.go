@@ -179,9 +179,20 @@ func (c *conn) rcvSpaceAdjust(now int64) {
 
 // startRcvSpace begins DRS's measurement when the connection is
 // established (Linux's tcp_init_buffer_space: ten segments at most).
+//
+// With segments so large that the first window holds fewer than two
+// (MTU 65,535: one), the window offered grows to two segments at once
+// (Linux: the initial window is at least two segments, and rcv_ssthresh
+// grows the window within the 128 KiB first buffer without DRS) while
+// DRS measures against the first window: otherwise every segment waits
+// for the delayed ACK, and the reader can never copy more in a round trip
+// than the one-segment window DRS compares it with, so it never grows.
 func (c *conn) startRcvSpace(now int64) {
 	c.rcvqSpace = min(c.rcvLimit(), 10*max(c.sndMSS, 536))
 	c.rcvqSeq, c.rcvqTime = c.rcvCopied, now
+	if two := 2*max(c.sndMSS, c.rcvMSS) + 1<<c.rcvWScale; c.st.autoTune && !c.rcvLocked && c.rcvSpace < two {
+		c.rcvSpace = min(two, c.rcvBufMax)
+	}
 	c.sndBufExpand()
 }
 
