@@ -39,6 +39,14 @@ func newGVisorTCPHost(tb testing.TB, addr [4]byte, mtu int) (*stack.Stack, *chan
 		tb.Fatalf("moderate receive buffer: %s", err)
 	}
 	ep := channel.New(tcpQueue, uint32(mtu), "")
+	// No offloads, as pipestack's link (offload: false): every checksum
+	// is computed by the sender and verified by the receiver in software,
+	// and no segmentation offload.
+	ep.LinkEPCapabilities = 0
+	ep.SupportedGSOKind = stack.GSONotSupported
+	if ep.Capabilities()&(stack.CapabilityTXChecksumOffload|stack.CapabilityRXChecksumOffload) != 0 || ep.SupportedGSO() != stack.GSONotSupported {
+		tb.Fatal("gVisor's bench link offloads checksums or segmentation")
+	}
 	if err := s.CreateNIC(1, ep); err != nil {
 		tb.Fatalf("CreateNIC: %s", err)
 	}

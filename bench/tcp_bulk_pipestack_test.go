@@ -20,7 +20,7 @@ const pipestackTCPHost = `
 name: %[1]s
 modules: [network.ipv4, transport.tcp]
 links:
-  - {name: l, module: link.channel, framing: ip, mtu: %[2]d, queue: %[3]d, addresses: [%[4]s/24]}
+  - {name: l, module: link.channel, framing: ip, mtu: %[2]d, queue: %[3]d, offload: false, addresses: [%[4]s/24]}
 `
 
 func newPipestackTCPHost(tb testing.TB, name string, addr [4]byte, mtu int) *pipeline.Stack {
@@ -42,6 +42,13 @@ func newPipestackTCPPair(tb testing.TB, mtu int) tcpPair {
 	client := newPipestackTCPHost(tb, "tcp-client", echoClientIP, mtu)
 	ls, _ := server.Link("l")
 	lc, _ := client.Link("l")
+	// No offloads, as gVisor's link: every checksum computed and
+	// verified in software, no TSO.
+	for _, l := range []pipeline.LinkEndpoint{ls, lc} {
+		if l.Capabilities()&(pipeline.CapGSO|pipeline.CapTXChecksumOffload|pipeline.CapRXChecksumOffload) != 0 {
+			tb.Fatal("pipestack's bench link offloads checksums or segmentation")
+		}
+	}
 	stop := channel.Pipe(lc.(*channel.Endpoint), ls.(*channel.Endpoint))
 	tb.Cleanup(stop)
 	addr := netip.AddrPortFrom(netip.AddrFrom4(echoServerIP), bulkPort)

@@ -6,12 +6,8 @@
 package tcp_test
 
 import (
-	"runtime"
-	"runtime/debug"
 	"testing"
-	"time"
 
-	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/modules/tcp"
 	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipelinetest"
@@ -34,27 +30,7 @@ func TestBulkZeroAllocs(t *testing.T) {
 	clock := pt.NewManualClock()
 	a := pt.NewNode(t, "host-a", hostConfig("host-a", "a", "10.0.1.2/24", "10.0.1.1", ""), pipeline.Options{Clock: clock})
 	b := pt.NewNode(t, "host-b", hostConfig("host-b", "a", "10.0.1.3/24", "10.0.1.1", ""), pipeline.Options{Clock: clock})
-	la, lb := a.Link(t, "a"), b.Link(t, "a")
-	pbuf := make([]*pipeline.Packet, 64)
-	dirs := [2][2]*channel.Endpoint{{la, lb}, {lb, la}}
-	move := func() int {
-		buf := pbuf
-		moved := 0
-		for _, d := range dirs {
-			for {
-				n := d[0].Read(buf[:])
-				if n == 0 {
-					break
-				}
-				for _, p := range buf[:n] {
-					p.ResetMeta()
-				}
-				d[1].InjectPackets(buf[:n])
-				moved += n
-			}
-		}
-		return moved
-	}
+	h := newHandPipe(a.Link(t, "a"), b.Link(t, "a"))
 	ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
 	if err != nil {
 		t.Fatal(err)
@@ -69,63 +45,27 @@ func TestBulkZeroAllocs(t *testing.T) {
 		dialed <- c
 	}()
 	var c *tcp.Conn
-	for c == nil {
-		move()
+	h.until(t, func() bool {
 		select {
 		case c = <-dialed:
+			return true
 		default:
-			time.Sleep(time.Millisecond)
+			return false
 		}
-	}
+	})
 	if c == nil {
 		t.FailNow()
 	}
 	defer c.Close()
-	move()
+	h.move()
 	s, err := ln.AcceptTCP()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	chunk := make([]byte, 16<<10)
-	buf := make([]byte, 64<<10)
-	written, received := 0, 0
-	run := func(n int) {
-		for target := received + n; received < target; {
-			// The send buffer (1 MiB) never holds more than 512 KiB here:
-			// Write does not block.
-			for written-received < 512<<10 {
-				if _, err := c.Write(chunk); err != nil {
-					t.Fatal(err)
-				}
-				written += len(chunk)
-			}
-			m := move()
-			for tcp.Buffered(s) > 0 {
-				k, err := s.Read(buf)
-				if err != nil {
-					t.Fatal(err)
-				}
-				received += k
-			}
-			if m == 0 {
-				clock.Advance(40 * time.Millisecond)
-			}
-		}
-	}
-	runtime.GC()
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	tcp.GrowBuffers(c)
-	tcp.GrowBuffers(s)
-	run(32 << 20) // warm: the pool, batches and queues at their working size
-	segs := a.Counter("tcp", "tx")
-	pooled := pipeline.DefaultPool.Allocated()
-	m := pt.CountMallocs(func() { run(24 << 20) })
-	pooled = pipeline.DefaultPool.Allocated() - pooled
-	segs = a.Counter("tcp", "tx") - segs
-	if segs < 10000 {
-		t.Fatalf("only %d segments measured", segs)
-	}
+	// The send buffer (1 MiB) never holds more than 512 KiB here: Write
+	// does not block.
+	m, segs, pooled := newHandBulk(t, h, clock, c, s).mallocs(a)
 	if m != 0 {
 		t.Fatalf("%d mallocs (%d pool buffers) over %d segments sent (24 MiB), want 0", m, pooled, segs)
 	}

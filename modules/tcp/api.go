@@ -72,11 +72,12 @@ func (cn *Conn) Read(p []byte) (int, error) {
 		default:
 		}
 		c.mu.Lock()
-		if c.rcvBuf.n > 0 {
+		if c.rcvHeld() > 0 {
 			n := c.rcvBuf.read(p)
+			n += c.rxqRead(p[n:])
 			c.rcvCopied += uint32(n)
 			c.rcvSpaceAdjust(c.t.wheel.nowNS(c.t.wheel.clock.Now()))
-			more := c.rcvBuf.n > 0
+			more := c.rcvHeld() > 0
 			update := c.windowUpdateDue()
 			c.mu.Unlock()
 			if more {
@@ -125,7 +126,7 @@ func (c *conn) windowUpdateDue() bool {
 		return false
 	}
 	adv := int(c.rcvAdv - c.rcvNxt)
-	now := min(c.rcvLimit()-c.rcvBuf.n, 0xffff<<c.rcvWScale)
+	now := min(c.rcvLimit()-c.rcvHeld(), 0xffff<<c.rcvWScale)
 	return now >= 2*adv && now-adv >= max(c.rcvMSS, 536)
 }
 
@@ -245,17 +246,17 @@ func (c *conn) userClose(b *pipeline.Batch, now int64) {
 	c.userClosed = true
 	switch c.state {
 	case stateClosed:
-		c.rcvBuf.release()
+		c.releaseRcv()
 		return
 	case stateSynSent:
 		c.destroy(net.ErrClosed)
 		return
 	}
-	if c.rcvBuf.n > 0 || (c.lingerSet && c.linger == 0) {
+	if c.rcvHeld() > 0 || (c.lingerSet && c.linger == 0) {
 		c.abort(b, now, net.ErrClosed)
 		return
 	}
-	c.rcvBuf.release()
+	c.releaseRcv()
 	if c.state == stateTimeWait && c.inTimeWait {
 		c.toCompact()
 		return
@@ -310,6 +311,7 @@ func (cn *Conn) CloseRead() error {
 	c.mu.Lock()
 	c.rdShut = true
 	c.rcvBuf.discard(c.rcvBuf.n)
+	c.rxqRelease()
 	c.mu.Unlock()
 	wake(c.rcvReady)
 	return nil
@@ -378,7 +380,7 @@ func (cn *Conn) SetReadBuffer(n int) error {
 	c := cn.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n = max(n, minBuffer, c.rcvBuf.n)
+	n = max(n, minBuffer, c.rcvHeld())
 	c.rcvBufMax = min(n, maxBuffer, 0xffff<<c.rcvWScale)
 	c.rcvSpace, c.rcvLocked = c.rcvBufMax, true
 	return nil

@@ -101,6 +101,9 @@ type conn struct {
 	rcvBufMax int
 	rcvMSS    int
 	ooo       *[maxOOO]oooRange // made at the first out-of-order segment
+	rxq       *rxQueue          // in-order segments held as packets (rxqueue.go), made at the first held
+	txOwner   *pipeline.Batch   // the batch that took segments and has not sent them yet (flush)
+	txq       *txQueue          // segments built in another batch meanwhile (flush)
 	nooo      int
 	oooLast   int // index of the range the latest segment went to
 
@@ -180,6 +183,7 @@ type conn struct {
 	rcvRTTSeq                        uint32
 	tsOffset                         uint32
 	tsRecent                         uint32
+	tsLast                           uint32 // the highest TSval sent (tsSend)
 	rttSeq                           uint32
 	recover                          uint32
 	roundEnd                         uint32 // a round trip ends when it is acknowledged (HyStart++)
@@ -260,6 +264,20 @@ func (t *table) isn(local, remote netip.AddrPort, now time.Time) uint32 {
 
 // tsNow is this connection's TSval at now: a 1 ms clock plus its offset.
 func (c *conn) tsNow(now int64) uint32 { return uint32(now/int64(time.Millisecond)) + c.tsOffset }
+
+// tsSend is the TSval of a segment built now: tsNow, never below one sent
+// before (RFC 7323 §5.4: TSval increases). A batch reads the clock when it
+// begins and may take the connection's lock after a batch that read it
+// later (a Write against an ACK's run): without this the later segment
+// carried the older TSval, and the peer's PAWS dropped it.
+func (c *conn) tsSend(now int64) uint32 {
+	ts := c.tsNow(now)
+	if c.tsLast != 0 && seqLT(ts, c.tsLast) && c.tsLast-ts < 1<<30 {
+		ts = c.tsLast
+	}
+	c.tsLast = ts
+	return ts
+}
 
 // setMSS fixes the sender's MSS from the peer's option and the route.
 func (c *conn) setMSS(b *pipeline.Batch) {
@@ -411,7 +429,7 @@ func (c *conn) destroy(err error) {
 	c.sndBuf.release()
 	c.nooo = 0
 	if c.userClosed {
-		c.rcvBuf.release()
+		c.releaseRcv()
 	}
 	c.finishHandshake()
 	if !c.doneClosed {

@@ -1,6 +1,11 @@
 package tcp
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+
+	"github.com/pipestack/pipestack/pipeline"
+)
 
 // DebugState renders a connection's variables (for failure messages).
 func DebugState(cn *Conn) string {
@@ -39,7 +44,7 @@ func Buffered(cn *Conn) int {
 	c := cn.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rcvBuf.n
+	return c.rcvHeld()
 }
 
 // Window is a connection's cwnd and ssthresh, in bytes.
@@ -57,4 +62,41 @@ func BufferSizes(cn *Conn) (rcv, snd int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.rcvSpace, c.sndLimit
+}
+
+// WriteInTwoBatches queues p1 and sends what it may in one batch, then —
+// before that batch has transmitted — p2 in a second batch that finishes
+// first and read the clock earlier by skew (the order a Write and an
+// ACK's run on the receive path can take), and reports whether both were
+// queued whole.
+func WriteInTwoBatches(cn *Conn, p1, p2 []byte, skew time.Duration) bool {
+	c := cn.c
+	whole := false
+	c.t.s.Do(func(b1 *pipeline.Batch) {
+		now := c.t.now(b1)
+		c.mu.Lock()
+		k1, _ := c.write(b1, p1, now)
+		c.flush(b1)
+		c.mu.Unlock()
+		c.t.s.Do(func(b2 *pipeline.Batch) {
+			c.mu.Lock()
+			k2, _ := c.write(b2, p2, now-int64(skew))
+			c.flush(b2)
+			c.mu.Unlock()
+			whole = k1 == len(p1) && k2 == len(p2)
+		})
+	})
+	return whole
+}
+
+// HeldPackets is how many segments a connection's receive queue holds as
+// their packets (rxqueue.go).
+func HeldPackets(cn *Conn) int {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rxq == nil {
+		return 0
+	}
+	return c.rxq.n
 }

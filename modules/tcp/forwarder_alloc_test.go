@@ -4,12 +4,8 @@ package tcp_test
 
 import (
 	"context"
-	"runtime"
-	"runtime/debug"
 	"testing"
-	"time"
 
-	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/modules/tcp"
 	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipelinetest"
@@ -29,26 +25,7 @@ func TestForwarderBulkZeroAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	la, lb := a.Link(t, "a"), b.Link(t, "a")
-	pbuf := make([]*pipeline.Packet, 64)
-	dirs := [2][2]*channel.Endpoint{{la, lb}, {lb, la}}
-	move := func() int {
-		moved := 0
-		for _, d := range dirs {
-			for {
-				n := d[0].Read(pbuf)
-				if n == 0 {
-					break
-				}
-				for _, p := range pbuf[:n] {
-					p.ResetMeta()
-				}
-				d[1].InjectPackets(pbuf[:n])
-				moved += n
-			}
-		}
-		return moved
-	}
+	h := newHandPipe(a.Link(t, "a"), b.Link(t, "a"))
 	dialed := make(chan *tcp.Conn, 1)
 	go func() {
 		c, err := tcp.Dial(a.Stack, "tcp4", "198.51.100.80:5001")
@@ -72,15 +49,14 @@ func TestForwarderBulkZeroAllocs(t *testing.T) {
 		accepted <- s
 	}()
 	var c, s *tcp.Conn
-	for i := 0; (c == nil || s == nil) && i < 10000; i++ {
-		move()
+	h.until(t, func() bool {
 		select {
 		case c = <-dialed:
 		case s = <-accepted:
 		default:
-			time.Sleep(time.Millisecond)
 		}
-	}
+		return c != nil && s != nil
+	})
 	if c == nil || s == nil {
 		t.Fatal("no connection")
 	}
@@ -89,41 +65,7 @@ func TestForwarderBulkZeroAllocs(t *testing.T) {
 	if got := s.LocalAddr().String(); got != "198.51.100.80:5001" {
 		t.Fatalf("LocalAddr %s", got)
 	}
-	chunk := make([]byte, 16<<10)
-	buf := make([]byte, 64<<10)
-	written, received := 0, 0
-	run := func(n int) {
-		for target := received + n; received < target; {
-			for written-received < 512<<10 {
-				if _, err := c.Write(chunk); err != nil {
-					t.Fatal(err)
-				}
-				written += len(chunk)
-			}
-			m := move()
-			for tcp.Buffered(s) > 0 {
-				k, err := s.Read(buf)
-				if err != nil {
-					t.Fatal(err)
-				}
-				received += k
-			}
-			if m == 0 {
-				clock.Advance(40 * time.Millisecond)
-			}
-		}
-	}
-	runtime.GC()
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	tcp.GrowBuffers(c)
-	tcp.GrowBuffers(s)
-	run(32 << 20)
-	segs := a.Counter("tcp", "tx")
-	m := pt.CountMallocs(func() { run(24 << 20) })
-	segs = a.Counter("tcp", "tx") - segs
-	if segs < 10000 {
-		t.Fatalf("only %d segments measured", segs)
-	}
+	m, segs, _ := newHandBulk(t, h, clock, c, s).mallocs(a)
 	if m != 0 {
 		t.Fatalf("%d mallocs over %d segments sent (24 MiB), want 0", m, segs)
 	}

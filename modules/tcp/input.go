@@ -332,7 +332,7 @@ func (c *conn) synSentSegment(b *pipeline.Batch, s *segment, now int64) {
 // retransmitted (Karn) and timestamps give none.
 func (c *conn) rttSampleHandshake(s *segment, now int64) {
 	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
-		c.rttSample(int64(c.tsNow(now)-s.opts.TSEcr) * int64(time.Millisecond))
+		c.rttSample(int64(int32(c.tsNow(now)-s.opts.TSEcr)) * int64(time.Millisecond)) // (an echo a ms ahead: tsSend)
 	} else if c.retries == 0 {
 		c.rttSample(now - c.rttStart)
 	}
@@ -478,7 +478,7 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	// timed segment, never a retransmitted one (Karn).
 	var rtt int64
 	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
-		rtt = max(int64(c.tsNow(now)-s.opts.TSEcr)*int64(time.Millisecond), 1)
+		rtt = max(int64(int32(c.tsNow(now)-s.opts.TSEcr))*int64(time.Millisecond), 1) // (an echo a ms ahead: tsSend)
 		c.rttSample(rtt)
 	} else if c.rttTiming && seqGT(ack, c.rttSeq) {
 		c.rttTiming = false
@@ -620,9 +620,16 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 		data, seq = data[skip:], c.rcvNxt
 	}
 	// Room: the buffer offered now, and never less than the window
-	// advertised (its edge does not move back).
-	room := max(c.rcvLimit()-c.rcvBuf.n, int(c.rcvAdv-c.rcvNxt))
-	room = min(room, c.rcvBufMax-c.rcvBuf.n)
+	// advertised — even past receive_buffer: the window field rounds the
+	// edge up to the scale's unit each time it is sent, so while the
+	// application lags the edge creeps past the buffer by up to a unit
+	// per ACK (Linux's tcp_select_window does the same, ALIGN(cur_win)),
+	// and data the window let in is taken (Linux's tcp_data_queue); cut
+	// to the buffer, it was dropped and the sender took the next segment's
+	// arrival for reordering (hundreds of out-of-order segments and dup
+	// ACKs per second at MTU 1500 in the in-memory bulk benchmark).
+	held := c.rcvHeld()
+	room := max(c.rcvLimit()-held, int(c.rcvAdv-c.rcvNxt))
 	off := int(seq - c.rcvNxt)
 	if off >= room {
 		c.ackNow = true // beyond the window
@@ -631,7 +638,22 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	if len(data) > room-off {
 		data = data[:room-off]
 	}
-	if end := c.rcvBuf.n + off + len(data); end > len(c.rcvBuf.buf) {
+	// The peer's segment size (Linux's tcp_measure_rcv_mss: gso_size
+	// for a super-packet), which paces delayed ACKs and the window.
+	if l := len(data); s.gso == 0 && l > c.rcvMSS {
+		c.rcvMSS = l
+	} else if s.gso > c.rcvMSS {
+		c.rcvMSS = s.gso
+	}
+	queued := off == 0 && c.rxqTake(s, data) // held as its packet (rxqueue.go)
+	if !queued && !c.rxqFlush() {
+		// The stack's memory limit: the ring cannot take the held
+		// segments in before this one; the sender resends it.
+		c.t.c.memDrops.Inc()
+		c.ackNow = true
+		return
+	}
+	if end := c.rcvBuf.n + off + len(data); !queued && end > len(c.rcvBuf.buf) {
 		if off > 0 && c.t.mem.underPressure() {
 			// Memory pressure: out-of-order data that needs more
 			// memory is not kept (Linux's tcp_prune_ofo_queue); the
@@ -640,7 +662,7 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 			c.sendAck(b, now)
 			return
 		}
-		if !c.rcvBuf.reserve(end, c.rcvBufMax) {
+		if !c.rcvBuf.reserve(end, max(c.rcvBufMax, end)) { // (end is within the room above)
 			// The stack's memory limit: keep what the ring holds.
 			c.t.c.memDrops.Inc()
 			fit := len(c.rcvBuf.buf) - c.rcvBuf.n - off
@@ -651,14 +673,9 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 			data = data[:min(fit, len(data))]
 		}
 	}
-	// The peer's segment size (Linux's tcp_measure_rcv_mss: gso_size
-	// for a super-packet), which paces delayed ACKs and the window.
-	if l := len(data); s.gso == 0 && l > c.rcvMSS {
-		c.rcvMSS = l
-	} else if s.gso > c.rcvMSS {
-		c.rcvMSS = s.gso
+	if !queued {
+		c.rcvBuf.writeAt(c.rcvBuf.n+off, data)
 	}
-	c.rcvBuf.writeAt(c.rcvBuf.n+off, data)
 	end := seq + uint32(len(data))
 	if off > 0 {
 		if c.oooCovers(seq, end) {
@@ -675,7 +692,9 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 		return
 	}
 	hole := c.nooo > 0
-	c.rcvBuf.extend(len(data))
+	if !queued {
+		c.rcvBuf.extend(len(data))
+	}
 	c.rcvNxt = end
 	c.rcvRTTMeasure(s, len(data), now)
 	// Ranges now reached join the readable bytes.
@@ -797,7 +816,7 @@ func (c *conn) enterTimeWait(now int64) {
 	c.rtoAt, c.delackAt, c.persistAt, c.keepAt = 0, 0, 0, 0
 	c.sndBuf.release()
 	if c.userClosed {
-		c.rcvBuf.release()
+		c.releaseRcv()
 	}
 	wake(c.rcvReady)
 	wake(c.sndReady)

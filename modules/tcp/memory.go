@@ -112,7 +112,7 @@ func (c *conn) initBuffers() {
 func (c *conn) rcvLimit() int {
 	l := min(c.rcvSpace, c.rcvBufMax)
 	if c.t.mem.underPressure() {
-		l = min(l, max(len(c.rcvBuf.buf), 4*max(c.rcvMSS, 536)))
+		l = min(l, max(len(c.rcvBuf.buf)+c.rcvQueued(), 4*max(c.rcvMSS, 536)))
 	}
 	return l
 }
@@ -125,7 +125,7 @@ func (c *conn) rcvRTTUpdate(sample int64, winDep bool) {
 	switch {
 	case c.rcvRTT == 0 || sample < c.rcvRTT:
 		c.rcvRTT = sample
-	case winDep || c.rcvBuf.n > 0:
+	case winDep || c.rcvHeld() > 0:
 		return // (a sample from a backlog measures the application)
 	default:
 		c.rcvRTT = c.rcvRTT - c.rcvRTT/8 + sample/8
@@ -133,15 +133,17 @@ func (c *conn) rcvRTTUpdate(sample int64, winDep bool) {
 }
 
 // rcvRTTMeasure takes the receiver's RTT samples for in-order data s
-// (Linux's tcp_rcv_rtt_measure_ts and tcp_rcv_rtt_measure): with
-// timestamps from the echo of a full segment, without them the time the
-// peer takes to fill one window.
+// (Linux's tcp_rcv_rtt_measure and tcp_rcv_rtt_measure_ts, both as Linux
+// runs them): always the time the peer takes to fill one window, and with
+// timestamps the echo of a full segment when the 1 ms clock moved (a
+// zero difference is no sample: Linux's tcp_rtt_tsopt_us(tp, 0) — taken
+// as 1 ns it made the estimate a nanosecond, DRS measured one Read at a
+// time, and a window of one 64 KiB segment never grew).
 func (c *conn) rcvRTTMeasure(s *segment, n int, now int64) {
-	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 {
-		if n >= c.rcvMSS {
-			c.rcvRTTUpdate(int64(int32(c.tsNow(now)-s.opts.TSEcr))*1e6, false)
+	if c.tsOK && s.opts.HasTimestamps && s.opts.TSEcr != 0 && n >= c.rcvMSS {
+		if d := int32(c.tsNow(now) - s.opts.TSEcr); d > 0 {
+			c.rcvRTTUpdate(int64(d)*1e6, false)
 		}
-		return
 	}
 	if c.rcvRTTTime != 0 && seqLT(c.rcvNxt, c.rcvRTTSeq) {
 		return
@@ -177,9 +179,20 @@ func (c *conn) rcvSpaceAdjust(now int64) {
 
 // startRcvSpace begins DRS's measurement when the connection is
 // established (Linux's tcp_init_buffer_space: ten segments at most).
+//
+// With segments so large that the first window holds fewer than two
+// (MTU 65,535: one), the window offered grows to two segments at once
+// (Linux: the initial window is at least two segments, and rcv_ssthresh
+// grows the window within the 128 KiB first buffer without DRS) while
+// DRS measures against the first window: otherwise every segment waits
+// for the delayed ACK, and the reader can never copy more in a round trip
+// than the one-segment window DRS compares it with, so it never grows.
 func (c *conn) startRcvSpace(now int64) {
 	c.rcvqSpace = min(c.rcvLimit(), 10*max(c.sndMSS, 536))
 	c.rcvqSeq, c.rcvqTime = c.rcvCopied, now
+	if two := 2*max(c.sndMSS, c.rcvMSS) + 1<<c.rcvWScale; c.st.autoTune && !c.rcvLocked && c.rcvSpace < two {
+		c.rcvSpace = min(two, c.rcvBufMax)
+	}
 	c.sndBufExpand()
 }
 
@@ -212,5 +225,8 @@ func (c *conn) memRelease() {
 	if c.rcvBuf.n == 0 && c.rcvBuf.buf != nil && c.nooo == 0 {
 		c.rcvBuf.release()
 		c.t.mem.cFreedBuffer.Inc()
+	}
+	if c.rxq != nil && c.rxq.n == 0 {
+		c.rxq = nil
 	}
 }

@@ -19,7 +19,7 @@ import (
 func (c *conn) rcvWindow() uint32 {
 	// Less one unit of the window scale: the field rounds the window up to
 	// it (as Linux's ALIGN does), and what it promises must fit.
-	free := min(c.rcvLimit()-c.rcvBuf.n-(1<<c.rcvWScale-1), 0xffff<<c.rcvWScale)
+	free := min(c.rcvLimit()-c.rcvHeld()-(1<<c.rcvWScale-1), 0xffff<<c.rcvWScale)
 	if free < 0 {
 		free = 0
 	}
@@ -114,9 +114,9 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 		ob.AddMSS(uint16(c.ourMSS(b)))
 		switch {
 		case c.sackOK && c.tsOK:
-			ob.AddSACKPermittedTimestamps(c.tsNow(now), c.tsRecent)
+			ob.AddSACKPermittedTimestamps(c.tsSend(now), c.tsRecent)
 		case c.tsOK:
-			ob.AddTimestamps(c.tsNow(now), c.tsRecent)
+			ob.AddTimestamps(c.tsSend(now), c.tsRecent)
 		case c.sackOK:
 			ob.AddSACKPermitted()
 		}
@@ -125,7 +125,7 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 		}
 	} else if flags&wire.TCPFlagRst == 0 || c.tsOK {
 		if c.tsOK {
-			ob.AddTimestamps(c.tsNow(now), c.tsRecent)
+			ob.AddTimestamps(c.tsSend(now), c.tsRecent)
 		}
 		if c.sackOK && (c.nooo > 0 || c.rk.dsackOn) && flags&wire.TCPFlagAck != 0 {
 			var blocks [wire.TCPMaxSACKBlocks]wire.TCPSACKBlock
@@ -194,16 +194,81 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 	return true
 }
 
-// flush hands the built segments to the network layer.
+// flush hands the built segments to the network layer, in the order they
+// were built: the batch's output goes to the link when the batch finishes,
+// after the connection's lock is released, so the segments two batches
+// built one after the other (a Write and an ACK's run on the receive path,
+// a Read's window update and the delayed ACK) could reach the link in the
+// other order — reordering on a link that never reorders, which the peer
+// answers with duplicate ACKs, PAWS drops (an older TSval behind a newer
+// one) and SACK recovery (the in-memory bulk benchmark saw hundreds per
+// second). So one batch at a time owns the connection's transmission
+// (txOwner) until it has transmitted what it took: segments built in
+// another batch meanwhile wait in txq, and the owner's FlushBatch (called
+// when its queues are out) sends them behind its own, as Linux's socket
+// owner processes its backlog before the softirq may send again. The
+// stack's scratch connections (SYN cookies, compact TIME-WAIT), rebuilt
+// under their own locks, send at once.
 func (c *conn) flush(b *pipeline.Batch) {
 	if c.nout == 0 {
 		return
 	}
 	n := c.nout
+	if c.sndBuf.m != nil { // not a scratch connection
+		switch {
+		case c.txOwner == nil:
+			c.txOwner = b
+			b.OnFinish(c)
+		case c.txOwner != b:
+			if c.txq == nil {
+				c.txq = new(txQueue) // once per connection, at its first wait
+			}
+			c.txq.pkts = append(c.txq.pkts, c.out[:n]...)
+			clear(c.out[:n])
+			c.nout = 0
+			return
+		case c.txq != nil && len(c.txq.pkts) > 0:
+			c.sendWaiting(b) // built before these
+		}
+	}
 	c.ne.WritePackets(b, c.routeInfo(), pipeline.NetworkHeaderParams{Protocol: pipeline.TCPProtocolNumber}, c.out[:n])
 	clear(c.out[:n])
 	c.nout = 0
 	c.t.c.tx.Add(uint64(n))
+}
+
+// txQueue holds the segments built while another batch owned the
+// connection's transmission (flush).
+type txQueue struct{ pkts []*pipeline.Packet }
+
+// FlushBatch implements pipeline.BatchFlusher: b, the owner of the
+// connection's transmission, has sent what it took; what other batches
+// built meanwhile goes out now in b, and b stays the owner until that is
+// out too.
+func (c *conn) FlushBatch(b *pipeline.Batch) {
+	c.mu.Lock()
+	if c.txOwner == b && c.txq != nil && len(c.txq.pkts) > 0 {
+		c.sendWaiting(b)
+		b.OnFinish(c)
+	} else if c.txOwner == b {
+		c.txOwner = nil
+	}
+	c.mu.Unlock()
+}
+
+// sendWaiting hands the segments waiting in txq to the network layer in
+// b (dropped when the connection has no route now: retransmission covers
+// them).
+func (c *conn) sendWaiting(b *pipeline.Batch) {
+	q := c.txq.pkts
+	if c.route(b) {
+		c.ne.WritePackets(b, c.routeInfo(), pipeline.NetworkHeaderParams{Protocol: pipeline.TCPProtocolNumber}, q)
+		c.t.c.tx.Add(uint64(len(q)))
+	} else {
+		pipeline.ReleaseBatch(q)
+	}
+	clear(q)
+	c.txq.pkts = q[:0]
 }
 
 // sendAck sends a bare ACK now. Its sequence number is the highest sent

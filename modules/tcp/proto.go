@@ -35,6 +35,9 @@ type segment struct {
 	gso      int    // a GRO super-packet's segment payload size (0: one segment)
 	data     []byte
 	opts     wire.TCPOptions
+	// pkt is the packet data points into, when the receive queue may keep
+	// it (a connection's segment path); receive clears it when it does.
+	pkt *pipeline.Packet
 }
 
 func (s *segment) has(f uint8) bool { return s.flags&f != 0 }
@@ -128,7 +131,11 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 				cur = cn
 			}
 			if cn.state != stateClosed {
+				s.pkt = pkt
 				relisten, iss := cn.segment(b, &s, now)
+				if s.pkt == nil {
+					continue // kept by the receive queue (rxqueue.go)
+				}
 				if !relisten {
 					pkt.Release()
 					continue

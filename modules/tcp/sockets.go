@@ -66,7 +66,7 @@ func Sockets(s *pipeline.Stack) []Socket {
 	for _, c := range cs {
 		c.mu.Lock()
 		if c.state != stateClosed && int(c.state) < len(ssStates) {
-			out = append(out, Socket{State: ssStates[c.state], RecvQ: c.rcvBuf.n, SendQ: c.sndBuf.n, Local: c.local, Remote: c.remote})
+			out = append(out, Socket{State: ssStates[c.state], RecvQ: c.rcvHeld(), SendQ: c.sndBuf.n, Local: c.local, Remote: c.remote})
 		}
 		c.mu.Unlock()
 	}

@@ -42,67 +42,48 @@ func tsoBulkDrop(t *testing.T, offload, gro bool, size, dropEvery int) (pkts, la
 	a := pt.NewNode(t, "host-a", cfg("host-a", "10.0.1.2/24", off), pipeline.Options{Clock: clock})
 	b := pt.NewNode(t, "host-b", cfg("host-b", "10.0.1.3/24", off), pipeline.Options{Clock: clock})
 	la, lb := a.Link(t, "a"), b.Link(t, "a")
-	buf := make([]*pipeline.Packet, 64)
-	var segs []*pipeline.Packet
+	var segs, in []*pipeline.Packet
 	cut, dropped := 0, 0
-	move := func() int {
-		moved := 0
-		for {
-			n := la.Read(buf)
-			if n == 0 {
-				break
-			}
-			var in []*pipeline.Packet
-			for _, p := range buf[:n] {
-				pkts++
-				largest = max(largest, p.Len())
-				g := p.GSO
-				if g.Type != pipeline.GSONone && !gro {
-					segs, _ = pipeline.SegmentGSO(p, nil, segs[:0])
-					p.Release()
-					for _, s := range segs {
-						if cut++; dropEvery > 0 && cut%dropEvery == 0 {
-							s.Release()
-							dropped++
-							continue
-						}
-						if s.Len() > 1500 {
-							t.Fatalf("segment of %d bytes", s.Len())
-						}
-						s.ResetMeta()
-						in = append(in, s)
-					}
-					continue
-				}
-				if g.Type == pipeline.GSONone && dropEvery > 0 && p.Len() > 1000 {
-					if cut++; cut%dropEvery == 0 {
-						p.Release()
+	hp := newHandPipe(la, lb)
+	hp.toB = func(run []*pipeline.Packet) []*pipeline.Packet {
+		in = in[:0]
+		for _, p := range run {
+			pkts++
+			largest = max(largest, p.Len())
+			g := p.GSO
+			if g.Type != pipeline.GSONone && !gro {
+				segs, _ = pipeline.SegmentGSO(p, nil, segs[:0])
+				p.Release()
+				for _, s := range segs {
+					if cut++; dropEvery > 0 && cut%dropEvery == 0 {
+						s.Release()
 						dropped++
 						continue
 					}
+					if s.Len() > 1500 {
+						t.Fatalf("segment of %d bytes", s.Len())
+					}
+					s.ResetMeta()
+					in = append(in, s)
 				}
-				p.ResetMeta()
-				if g.Type != pipeline.GSONone {
-					p.GSO, p.CsumVerified = g, true
+				continue
+			}
+			if g.Type == pipeline.GSONone && dropEvery > 0 && p.Len() > 1000 {
+				if cut++; cut%dropEvery == 0 {
+					p.Release()
+					dropped++
+					continue
 				}
-				in = append(in, p)
 			}
-			lb.InjectPackets(in)
-			moved += n
+			p.ResetMeta()
+			if g.Type != pipeline.GSONone {
+				p.GSO, p.CsumVerified = g, true
+			}
+			in = append(in, p)
 		}
-		for {
-			n := lb.Read(buf)
-			if n == 0 {
-				break
-			}
-			for _, p := range buf[:n] {
-				p.ResetMeta()
-			}
-			la.InjectPackets(buf[:n])
-			moved += n
-		}
-		return moved
+		return in
 	}
+	move := hp.move
 	ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
 	if err != nil {
 		t.Fatal(err)

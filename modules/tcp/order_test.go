@@ -1,0 +1,155 @@
+package tcp_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/modules/tcp"
+	"github.com/pipestack/pipestack/pipeline"
+	pt "github.com/pipestack/pipestack/pipelinetest"
+)
+
+// pipeHost is a host on one link.channel link of bare IP packets whose
+// queue never drops under a full window (as bench's TCP benchmarks).
+func pipeHost(name, addr string, mtu int) string {
+	return fmt.Sprintf(`
+name: %s
+modules: [network.ipv4, transport.tcp]
+links:
+  - {name: l, module: link.channel, framing: ip, mtu: %d, queue: 65536, addresses: [%s/24]}
+`, name, mtu, addr)
+}
+
+// pipePair is a connection from host a to host b, joined by one link at
+// mtu moved by goroutines (pt.Connect): c is a's end, s b's.
+func pipePair(t *testing.T, mtu int) (a, b *pt.Node, c, s *tcp.Conn) {
+	a = pt.NewNode(t, "a", pipeHost("a", "10.0.1.2", mtu), pipeline.Options{})
+	b = pt.NewNode(t, "b", pipeHost("b", "10.0.1.1", mtu), pipeline.Options{})
+	pt.Connect(t, a, "l", b, "l")
+	ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	c, err = tcp.Dial(a.Stack, "tcp4", "10.0.1.1:5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err = ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return a, b, c, s
+}
+
+// TestBulkInOrderOnFIFOLink: two stacks on a lossless link that never
+// reorders, the writer, the reader and both link movers on goroutines of
+// their own (as in bench's BenchmarkTCPBulkPipestack). Every segment
+// must arrive in order and none may be refused: the receiver counts no
+// out-of-order segment and no PAWS drop, and the bytes arrive intact.
+// Three bugs broke this: segments built by two batches one after the
+// other (a Write and an ACK's run) reached the link in the other order;
+// a batch that read the clock earlier sent an older TSval after a newer
+// one (PAWS dropped it); and a segment within the advertised window but
+// past receive_buffer (the window field rounds the edge up at each ACK)
+// lost its tail. At MTU 65,535 the receive buffer must also grow past its
+// first 64 KiB (one segment): a zero-ms timestamp echo taken as a 1 ns
+// RTT kept DRS from ever growing it, and every segment waited for the
+// 40 ms delayed ACK.
+func TestBulkInOrderOnFIFOLink(t *testing.T) {
+	for _, tc := range []struct {
+		mtu  int
+		size int
+	}{{1500, 48 << 20}, {65535, 96 << 20}} {
+		t.Run(fmt.Sprintf("mtu=%d", tc.mtu), func(t *testing.T) {
+			if testing.Short() {
+				tc.size /= 8
+			}
+			a, b, c, s := pipePair(t, tc.mtu)
+			s.SetDeadline(time.Now().Add(120 * time.Second))
+			data := blob(tc.size)
+			go func() {
+				for p := data; len(p) > 0; p = p[min(len(p), 64<<10):] {
+					if _, err := c.Write(p[:min(len(p), 64<<10)]); err != nil {
+						return
+					}
+				}
+			}()
+			got := make([]byte, 0, len(data))
+			buf := make([]byte, 8<<10) // io.Discard's reads, as the benchmark
+			for len(got) < len(data) {
+				n, err := s.Read(buf)
+				got = append(got, buf[:n]...)
+				if err != nil {
+					t.Fatalf("after %d of %d bytes: %v", len(got), len(data), err)
+				}
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatal("the bytes read differ from those written")
+			}
+			rcv, _ := tcp.BufferSizes(s)
+			ooo, paws := b.Counter("tcp", "ooo_queued"), b.Counter("tcp", "paws_rejected")
+			t.Logf("%d MiB: receive buffer %d, ooo %d, PAWS %d; sender: %s", tc.size>>20, rcv, ooo, paws, a.DumpCounters())
+			if ooo != 0 || paws != 0 {
+				t.Errorf("the receiver took %d segments out of order and refused %d by PAWS on a link that never reorders", ooo, paws)
+			}
+			if tc.mtu == 65535 && rcv <= 64<<10 {
+				t.Errorf("receive buffer still %d bytes (one segment) after %d MiB", rcv, tc.size>>20)
+			}
+			// What the receive queue held is given back to the account.
+			c.Close()
+			if n, err := s.Read(buf); err != io.EOF {
+				t.Fatalf("read %d bytes, %v after the data, want EOF", n, err)
+			}
+			s.Close()
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if used, _ := tcp.MemoryInUse(b.Stack); used == 0 {
+					break
+				} else if time.Now().After(deadline) {
+					t.Fatalf("%d bytes still charged to the receiver's account after both ends closed", used)
+				}
+			}
+		})
+	}
+}
+
+// TestSegmentsLeaveInOrderAcrossBatches: segments one batch built are on
+// the link before those a later batch built, even when the later batch
+// finishes first (flush: the first batch owns the connection's
+// transmission until its segments are out), and their TSvals do not go
+// back although the later batch read the clock 5 ms earlier (tsSend).
+// Before, the second batch's segments went first, and the receiver took
+// them out of order; in order, PAWS dropped them for their older TSval.
+func TestSegmentsLeaveInOrderAcrossBatches(t *testing.T) {
+	_, b, c, s := pipePair(t, 1500)
+	s.SetDeadline(time.Now().Add(10 * time.Second))
+	data := blob(8 << 10) // within the first window: both batches send at once
+	if !tcp.WriteInTwoBatches(c, data[:4<<10], data[4<<10:], 5*time.Millisecond) {
+		t.Fatal("the writes did not fit the send buffer")
+	}
+	for deadline := time.Now().Add(5 * time.Second); tcp.Buffered(s) < len(data); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d bytes arrived", tcp.Buffered(s), len(data))
+		}
+	}
+	// In order and unread, the segments wait as their packets: Read
+	// copies their bytes once.
+	if n := tcp.HeldPackets(s); n != 6 {
+		t.Errorf("%d segments held as packets, want 6 (8 KiB in segments of 1,448 bytes)", n)
+	}
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(s, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%v; the bytes read differ from those written: %t", err, !bytes.Equal(got, data))
+	}
+	if ooo := b.Counter("tcp", "ooo_queued"); ooo != 0 {
+		t.Errorf("the receiver took %d segments out of order: the second batch's segments left first", ooo)
+	}
+	if paws := b.Counter("tcp", "paws_rejected"); paws != 0 {
+		t.Errorf("the receiver refused %d segments by PAWS: the second batch sent an older TSval", paws)
+	}
+}

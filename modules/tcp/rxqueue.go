@@ -1,0 +1,146 @@
+package tcp
+
+import "github.com/pipestack/pipestack/pipeline"
+
+// rxqMax is how many in-order segments a connection holds as packets.
+const rxqMax = 32
+
+// rxQueue holds in-order segments as the packets they arrived in, after
+// the receive ring's contents: Read copies their bytes out once, where
+// copying them into the ring first made two copies of every byte (gVisor's
+// receive queue keeps its segments the same way). The readable bytes are
+// the ring's contents, then the queue's. Only a segment that fills at least
+// half its packet's buffer is held (a small one in a large buffer would
+// cost the large buffer: Packet.Compact's rule), only while no
+// out-of-order data is held and the stack is not under memory pressure;
+// anything else goes to the ring, the queue moved into it first (flush),
+// so that the ring's offsets stay those of the sequence space. The held
+// buffers are charged to the stack's account of ring storage.
+type rxQueue struct {
+	e       [rxqMax]rxEntry
+	head, n int
+	bytes   int // unread bytes held
+	charged int // the held packets' buffer bytes, charged to the account
+}
+
+// rxEntry is one held segment: its packet and its unread bytes.
+type rxEntry struct {
+	pkt  *pipeline.Packet
+	data []byte
+	size int // the packet's buffer (charged)
+}
+
+// rcvHeld is the bytes a Read may return: the ring's and the queue's.
+func (c *conn) rcvHeld() int {
+	if c.rxq == nil {
+		return c.rcvBuf.n
+	}
+	return c.rcvBuf.n + c.rxq.bytes
+}
+
+// rcvQueued is the buffer bytes the queue holds.
+func (c *conn) rcvQueued() int {
+	if c.rxq == nil {
+		return 0
+	}
+	return c.rxq.charged
+}
+
+// rxqTake holds data (in order, at RCV.NXT, the bytes of s.pkt) as its
+// packet; false when it is to go to the ring. It takes ownership of the
+// packet (s.pkt is cleared).
+func (c *conn) rxqTake(s *segment, data []byte) bool {
+	pkt := s.pkt
+	if pkt == nil || len(data) == 0 || c.nooo > 0 || c.t.mem.underPressure() {
+		return false
+	}
+	size := pkt.Headroom() + pkt.Len() + pkt.Tailroom()
+	if 2*len(data) < size {
+		return false
+	}
+	q := c.rxq
+	if q == nil {
+		q = new(rxQueue) // once per connection, at its first held segment
+		c.rxq = q
+	}
+	if q.n == rxqMax || !c.rcvBuf.m.charge(size, size) {
+		return false
+	}
+	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: data, size: size}
+	q.n++
+	q.bytes += len(data)
+	q.charged += size
+	s.pkt = nil
+	return true
+}
+
+// rxqRead copies up to len(p) bytes from the head of the queue into p,
+// releasing the packets it empties, and returns how many.
+func (c *conn) rxqRead(p []byte) int {
+	q := c.rxq
+	if q == nil {
+		return 0
+	}
+	total := 0
+	for q.n > 0 && len(p) > 0 {
+		e := &q.e[q.head]
+		k := copy(p, e.data)
+		e.data = e.data[k:]
+		p = p[k:]
+		total += k
+		if len(e.data) == 0 {
+			c.rxqPop()
+		}
+	}
+	q.bytes -= total
+	return total
+}
+
+// rxqPop releases the packet at the head of the queue.
+func (c *conn) rxqPop() {
+	q := c.rxq
+	e := &q.e[q.head]
+	e.pkt.Release()
+	c.rcvBuf.m.uncharge(e.size)
+	q.charged -= e.size
+	*e = rxEntry{}
+	q.head = (q.head + 1) % rxqMax
+	q.n--
+}
+
+// rxqFlush moves the queue's bytes into the ring (before data goes to the
+// ring at an offset from its contents); false when the ring cannot grow to
+// hold them (the stack's memory limit).
+func (c *conn) rxqFlush() bool {
+	q := c.rxq
+	if q == nil || q.n == 0 {
+		return true
+	}
+	if end := c.rcvBuf.n + q.bytes; !c.rcvBuf.reserve(end, max(c.rcvBufMax, end)) {
+		return false
+	}
+	for q.n > 0 {
+		c.rcvBuf.write(q.e[q.head].data)
+		c.rxqPop()
+	}
+	q.bytes = 0
+	return true
+}
+
+// rxqRelease drops what the queue holds (a close, CloseRead) and the
+// queue itself.
+func (c *conn) rxqRelease() {
+	if c.rxq == nil {
+		return
+	}
+	for c.rxq.n > 0 {
+		c.rxqPop()
+	}
+	c.rxq = nil
+}
+
+// releaseRcv frees the receive side's storage: the ring and the queue.
+func (c *conn) releaseRcv() {
+	c.rcvBuf.release()
+	c.rxqRelease()
+}
