@@ -885,7 +885,7 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 				}
 			}
 		}
-		if len(sn.v4starts) >= dirMinStarts {
+		if n := len(sn.v4starts); n >= dirMinStarts && n < dirMaxStarts && len(sn.pieces) < dirLow {
 			sn.v4dir.build(sn.v4starts, sn.v4piece)
 			sn.v4starts, sn.v4piece = nil, nil
 		}

@@ -35,6 +35,12 @@ const (
 	// dirMinStarts: a set with fewer interval starts is searched in its
 	// sorted array alone (the first level is 256 KB).
 	dirMinStarts = 64
+	// dirMaxStarts: a run's offset has 25 bits, and the runs hold at
+	// most twice the starts (each run a region's first address and at
+	// least one start); a set with more (a maxelem of millions of
+	// ranges) is searched in its sorted array. Values (pieces, elements)
+	// must be below dirLow (buildSnap).
+	dirMaxStarts = 1 << 24
 )
 
 // get is the value of the interval that holds x. No allocation; x's bits
