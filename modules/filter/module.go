@@ -540,7 +540,7 @@ func (t *table) compile() []pipeline.HookEntry {
 }
 
 // prefetchSets are the sets the rules reachable from hook h look up
-// (-m set, -j VMAP) with a type prefetch knows, at most maxPrefetchSets
+// (-m set, -j VMAP) with a hashed type (hash:ip, addr . port), at most maxPrefetchSets
 // (sets_prefetch.go): whether one is large enough is decided per batch,
 // by its contents then.
 func (t *table) prefetchSets(h pipeline.Hook) []setPrefetch {

@@ -69,11 +69,11 @@ func TestPeek4(t *testing.T) {
 	}
 }
 
-// TestSetPrefetch: the batch pass touches, for each packet, the slot or
-// the DIR path the lookup of its fields reads (its sum is the sum of the
-// values there, computed here from ParseTuple's fields); a set too small
-// to leave the caches is not prefetched; the table's hook entry has the
-// pass only where its rules look a set up.
+// TestSetPrefetch: the batch pass touches, for each packet, the slot the
+// lookup of its fields probes first (its sum is the sum of the values
+// there, computed here from ParseTuple's fields); hash:net and a set too
+// small to leave the caches are not prefetched; the table's hook entry
+// has the pass only where its rules look a hashed set up.
 func TestSetPrefetch(t *testing.T) {
 	dir := t.TempDir()
 	m := mustLoad(t, bigSetsSection(t, dir, 100000)+`
@@ -110,27 +110,23 @@ func TestSetPrefetch(t *testing.T) {
 		pkts = append(pkts, pc.Pkt)
 	}
 	pkts = append(pkts, nil, pk{v6: true, proto: 6, src: "2001:db8::1", dst: "2001:db8:1::5", dport: 80}.ctx(t).Pkt)
-	for _, name := range []string{"big_net", "big_ipport_plain"} {
-		sn := m.sets[name].snap.Load()
-		var want uint32
-		for _, pc := range pcs {
-			x := pc.Dst4
-			switch sn.typ {
-			case setNet:
-				want += uint32(sn.v4dir.get(x))
-			case setIPPort:
-				k := uint64(x)<<32 | uint64(pc.Tuple.DstPort)
-				if sn.someProto {
-					want += uint32(sn.ipp4.slots[(k|uint64(pc.Tuple.Proto)<<16)*0x9e3779b97f4a7c15>>sn.ipp4.shift].v)
-				}
-				if sn.anyProto {
-					want += uint32(sn.ipp4.slots[k*0x9e3779b97f4a7c15>>sn.ipp4.shift].v)
-				}
-			}
+	sn := m.sets["big_ipport_plain"].snap.Load()
+	var want uint32
+	for _, pc := range pcs {
+		k := uint64(pc.Dst4)<<32 | uint64(pc.Tuple.DstPort)
+		if sn.someProto {
+			want += uint32(sn.ipp4.slots[(k|uint64(pc.Tuple.Proto)<<16)*0x9e3779b97f4a7c15>>sn.ipp4.shift].v)
 		}
-		if got := sn.prefetch(pkts, false, false); got != want || want == 0 {
-			t.Errorf("%s: prefetch sum %d, the lookups' %d", name, got, want)
+		if sn.anyProto {
+			want += uint32(sn.ipp4.slots[k*0x9e3779b97f4a7c15>>sn.ipp4.shift].v)
 		}
+	}
+	if got := sn.prefetch(pkts, false, false); got != want || want == 0 {
+		t.Errorf("prefetch sum %d, the lookups' %d", got, want)
+	}
+	// hash:net keeps the addresses' order in its table: not prefetched.
+	if got := m.sets["big_net"].snap.Load().prefetch(pkts, false, false); got != 0 {
+		t.Errorf("hash:net prefetched (%d)", got)
 	}
 	fwd.Prepare(nil, pipeline.Forward, pkts) // the entry's pass runs them all
 	small := mustLoad(t, `sets:
@@ -141,5 +137,16 @@ filter:
 `)
 	if got := small.sets["s"].snap.Load().prefetch(pkts, false, false); got != 0 {
 		t.Errorf("a one-element set prefetched (%d)", got)
+	}
+	nets := mustLoad(t, `sets:
+  s: {type: hash:net, elements: ["10.0.0.0/8"]}
+filter:
+  forward:
+    rules: ["-m set --match-set s dst -j DROP"]
+`)
+	for _, e := range nets.HookTables() {
+		if e.Prepare != nil {
+			t.Errorf("%s at %s: a batch pass for a hash:net set", e.Name, e.Hook)
+		}
 	}
 }
