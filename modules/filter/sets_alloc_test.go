@@ -57,12 +57,7 @@ func TestSetPrefetchZeroAllocs(t *testing.T) {
       - "-m set --match-set big_ipport_plain dst,dst -j DROP"
       - "-m set --match-set big_ipport dst,dst -j DROP"
 `)
-	var prep func(*pipeline.Batch, pipeline.Hook, []*pipeline.Packet)
-	for _, e := range m.HookTables() {
-		if e.Hook == pipeline.Forward {
-			prep = e.Prepare
-		}
-	}
+	prep := hookPrepare(m, pipeline.Forward)
 	if prep == nil {
 		t.Fatal("no batch pass at forward")
 	}

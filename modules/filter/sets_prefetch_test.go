@@ -150,3 +150,13 @@ filter:
 		}
 	}
 }
+
+// hookPrepare is the batch pass of m's table at hook h (nil: none).
+func hookPrepare(m *Module, h pipeline.Hook) func(*pipeline.Batch, pipeline.Hook, []*pipeline.Packet) {
+	for _, e := range m.HookTables() {
+		if e.Hook == h {
+			return e.Prepare
+		}
+	}
+	return nil
+}
