@@ -533,7 +533,44 @@ func (t *table) compile() []pipeline.HookEntry {
 		if t.name == "nat" {
 			ht.Gate = t.gates[b.hook]
 		}
-		out = append(out, pipeline.HookEntry{Hook: b.hook, Priority: hookPriority(t.name, b.hook), Name: t.name, Table: ht})
+		out = append(out, pipeline.HookEntry{Hook: b.hook, Priority: hookPriority(t.name, b.hook), Name: t.name, Table: ht,
+			Prepare: tablePrefetch(t.prefetchSets(b.hook))})
+	}
+	return out
+}
+
+// prefetchSets are the sets the rules reachable from hook h look up
+// (-m set, -j VMAP) with a hashed type (hash:ip, addr . port), at most maxPrefetchSets
+// (sets_prefetch.go): whether one is large enough is decided per batch,
+// by its contents then.
+func (t *table) prefetchSets(h pipeline.Hook) []setPrefetch {
+	var out []setPrefetch
+	add := func(m *SetMatch) {
+		if m.set == nil || len(m.dirs) == 0 || !prefetchable(m.set.decl.typ) || len(out) == maxPrefetchSets {
+			return
+		}
+		sp := setPrefetch{set: m.set, srcA: m.dirs[0], srcP: m.dirs[len(m.dirs)-1]}
+		for _, o := range out {
+			if o == sp {
+				return
+			}
+		}
+		out = append(out, sp)
+	}
+	for _, c := range t.chains {
+		if c.hooks&(1<<h) == 0 {
+			continue
+		}
+		for _, r := range c.rules {
+			for _, m := range r.ms {
+				if sm, ok := m.(*SetMatch); ok {
+					add(sm)
+				}
+			}
+			if v, ok := r.tgt.(*VMap); ok {
+				add(&v.m)
+			}
+		}
 	}
 	return out
 }

@@ -757,15 +757,10 @@ type setSnap struct {
 	// element that expired: the next wider one decides).
 	v4starts []uint32
 	v4piece  []int32
-	// v4guide[h]: the index of the first start whose top 16 bits are h
-	// or more (nil for a small set): a lookup searches only between
-	// v4guide[h]-1 and v4guide[h+1].
-	v4guide []uint32
-	// v4sub: for a /16 with more than 64 starts, 257 more bounds by the
-	// next 8 bits at v4subOff[h] (-1: none), so that a dense /16 (a
-	// block list's /32s side by side) is searched as little.
-	v4sub    []uint32
-	v4subOff []int32
+	// v4dir: for a set of dirMinStarts starts or more, the DIR table of
+	// these intervals (sets_dir.go); v4starts and v4piece are then
+	// dropped.
+	v4dir    dir4
 	v6starts []u128
 	v6piece  []int32
 	pieces   []piece
@@ -889,6 +884,10 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 					}
 				}
 			}
+		}
+		if n := len(sn.v4starts); n >= dirMinStarts && n < dirMaxStarts && len(sn.pieces) < dirLow {
+			sn.v4dir.build(sn.v4starts, sn.v4piece)
+			sn.v4starts, sn.v4piece = nil, nil
 		}
 	case setIP:
 		ip4 := map[uint64]int32{}
@@ -1095,32 +1094,6 @@ func (sn *setSnap) buildNet() {
 				sn.v4starts[i] = uint32(s.lo)
 			}
 			sn.v4piece = vals
-			if len(starts) > 64 {
-				sn.v4guide = make([]uint32, 65537)
-				j := 0
-				for h := 0; h <= 65536; h++ {
-					for j < len(sn.v4starts) && int(sn.v4starts[j]>>16) < h {
-						j++
-					}
-					sn.v4guide[h] = uint32(j)
-				}
-				sn.v4subOff = make([]int32, 65536)
-				for h := 0; h < 65536; h++ {
-					sn.v4subOff[h] = -1
-					lo, hi := int(sn.v4guide[h]), int(sn.v4guide[h+1])
-					if hi-lo <= 64 {
-						continue
-					}
-					sn.v4subOff[h] = int32(len(sn.v4sub))
-					j := lo
-					for m := 0; m <= 256; m++ {
-						for j < hi && int(sn.v4starts[j]>>8&0xff) < m {
-							j++
-						}
-						sn.v4sub = append(sn.v4sub, uint32(j))
-					}
-				}
-			}
 		} else {
 			sn.v6starts, sn.v6piece = starts, vals
 		}
@@ -1182,17 +1155,8 @@ func (sn *setSnap) lookup(a netip.Addr, port uint16, proto uint8, now int64) int
 		var p int32 = -1
 		if a.Is4() {
 			x := uint32(addrU128(a).lo)
-			if g := sn.v4guide; g != nil {
-				h := x >> 16
-				lo, hi := int(g[h]), int(g[h+1])
-				if off := sn.v4subOff[h]; off >= 0 {
-					m := int(off) + int(x>>8&0xff)
-					lo, hi = int(sn.v4sub[m]), int(sn.v4sub[m+1])
-				}
-				if lo > 0 {
-					lo--
-				}
-				p = sn.v4piece[lo+search4(sn.v4starts[lo:hi], x)]
+			if sn.v4dir.top != nil {
+				p = sn.v4dir.get(x)
 			} else {
 				p = sn.v4piece[search4(sn.v4starts, x)]
 			}
@@ -1437,7 +1401,7 @@ type SetStats struct {
 
 // bytes estimates the snapshot's memory.
 func (sn *setSnap) bytes() int {
-	n := 4*(len(sn.v4starts)+len(sn.v4piece)+len(sn.v4guide)+len(sn.v4sub)+len(sn.v4subOff)+len(sn.v6piece)) +
+	n := 4*(len(sn.v4starts)+len(sn.v4piece)+len(sn.v6piece)) + sn.v4dir.bytes() +
 		16*len(sn.v6starts) + 8*len(sn.pieces) + 16*(len(sn.ip4.slots)+len(sn.ipp4.slots)+len(sn.np4.slots)) +
 		48*(len(sn.ip6)+len(sn.ipp6)+len(sn.np6)) + 4*65536*len(sn.ports)
 	for i := range sn.elems {

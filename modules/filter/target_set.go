@@ -112,9 +112,13 @@ func (t *SetTarget) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 	case t.del && e < 0, !t.del && e >= 0 && !t.Exist:
 		return pipeline.VerdictContinue, 0
 	case !t.del && e >= 0:
-		// --exist: renew in place.
-		if st := sn.elems[e].st; st != nil {
-			st.expires.Store(t.expiry(now))
+		// --exist: renew in place. In a set without timeout no element
+		// has one (makeElem, Add): nothing to renew, and the element's
+		// state (a cache miss in a large set) is not loaded.
+		if s.decl.timeout > 0 {
+			if st := sn.elems[e].st; st != nil {
+				st.expires.Store(t.expiry(now))
+			}
 		}
 		return pipeline.VerdictContinue, 0
 	}
