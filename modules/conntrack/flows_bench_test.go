@@ -20,7 +20,7 @@ func BenchmarkTrackFlows(b *testing.B) {
 	for _, n := range []int{10000, 100000} {
 		b.Run(fmt.Sprintf("%dflows", n), func(b *testing.B) {
 			clock := pipeline.NewManualClock(time.Unix(1_000_000, 0))
-			t := NewTable(1<<18, 0, clock, (&pipeline.Context{}).Counters("conntrack"))
+			t := NewTable(1<<18, 2<<18, clock, (&pipeline.Context{}).Counters("conntrack")) // the module's default buckets
 			b.Cleanup(func() { t.Close() })
 			tr := NewTracker(t, DefaultTCP(), DefaultTimeouts())
 			tmpl := filtertest.Packet{Proto: filtertest.UDP, Src: "10.0.1.2", Dst: "198.18.0.1", SrcPort: 1, DstPort: 1, Payload: 18}.Bytes()
