@@ -8,6 +8,7 @@ import (
 
 	"github.com/pipestack/pipestack/modules/filter/filtertest"
 	"github.com/pipestack/pipestack/pipeline"
+	"github.com/pipestack/pipestack/pipelinetest"
 )
 
 // BenchmarkTrackFlows is the table's part of a tracked packet, as the
@@ -71,7 +72,7 @@ func BenchmarkTrackFlows(b *testing.B) {
 			}
 			next = 0
 			b.ReportAllocs()
-			cpu0 := processCPU()
+			cpu0 := pipelinetest.ProcessCPU()
 			b.ResetTimer()
 			for done := 0; done < b.N; {
 				m := min(batch, b.N-done)
@@ -79,7 +80,7 @@ func BenchmarkTrackFlows(b *testing.B) {
 				done += m
 			}
 			b.StopTimer()
-			if cpu := processCPU() - cpu0; cpu0 > 0 && cpu > 0 {
+			if cpu := pipelinetest.ProcessCPU() - cpu0; cpu0 > 0 && cpu > 0 {
 				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/pkt")
 			}
 		})
