@@ -107,7 +107,10 @@ type Table struct {
 	buckets []bucket
 	locks   []sync.Mutex // bucket i's lock is locks[i&lmask] (lock)
 	lmask   uint32
-	entries []Entry
+	// evictRange is how many buckets early drop looks at: evictionRange
+	// per entry's worth of buckets.
+	evictRange uint32
+	entries    []Entry
 
 	free  atomic.Uint64 // ABA tag << 32 | free entry index + 1
 	count atomic.Int64
@@ -159,7 +162,7 @@ func NewTable(max, buckets int, clock pipeline.Clock, cs *pipeline.CounterSet) *
 		nl = n
 	}
 	t := &Table{seed: rand.Uint64(), mask: uint32(n - 1), buckets: make([]bucket, n), locks: make([]sync.Mutex, nl), lmask: uint32(nl - 1),
-		entries: make([]Entry, max), clock: clock, st: newStats(cs)}
+		evictRange: uint32(evictionRange * n / nl), entries: make([]Entry, max), clock: clock, st: newStats(cs)}
 	if max > 0 {
 		adviseHuge(unsafe.Pointer(&t.entries[0]), uintptr(max)*unsafe.Sizeof(Entry{}))
 		adviseHuge(unsafe.Pointer(&t.buckets[0]), uintptr(n)*unsafe.Sizeof(bucket{}))
@@ -360,7 +363,12 @@ func (t *Table) release(i uint32) {
 }
 
 // evictionRange is how many buckets from a new flow's one early drop
-// looks at (Linux NF_CT_EVICTION_RANGE), and evictionScan how many entries.
+// looks at (Linux NF_CT_EVICTION_RANGE) at one bucket per entry — a table
+// with more buckets per entry looks at as many more (Table.evictRange), so
+// that a range holds as many entries — and evictionScan how many entries.
+// (With the module's two buckets per entry and a range of 8, a full table
+// of 16,384 entries refused a new flow now and then: both ranges it looked
+// at held no entry it could free.)
 const (
 	evictionRange = 8
 	evictionScan  = 64
@@ -376,7 +384,7 @@ const (
 func (t *Table) earlyDrop(h uint64) bool {
 	closing, unreplied := uint32(0), uint32(0)
 	scanned := 0
-	for i := uint32(0); i < evictionRange && scanned < evictionScan; i++ {
+	for i := uint32(0); i < t.evictRange && scanned < evictionScan; i++ {
 		bi := (uint32(h) + i) & t.mask
 		dropped := uint32(0)
 		t.lock(bi).Lock()
