@@ -146,7 +146,7 @@ func (t *Table) live(r Ref) bool {
 	if e == nil || e.Status()&StatusConfirmed == 0 {
 		return false
 	}
-	if e.tuple[0].Proto == 6 {
+	if e.orig.tuple.Proto == 6 {
 		s := e.tcp.stateAtomic()
 		return s != TCPTimeWait && s != TCPClose
 	}

@@ -95,7 +95,7 @@ func Format(e *Entry, now time.Time) string { return formatEntry(e, now) }
 
 func formatEntry(e *Entry, now time.Time) string {
 	var b strings.Builder
-	o, r := &e.tuple[0], &e.tuple[1]
+	o, r := &e.orig.tuple, &e.reply.tuple
 	left := (e.expires.Load() - now.UnixNano()) / int64(time.Second)
 	if left < 0 {
 		left = 0

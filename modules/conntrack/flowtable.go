@@ -376,7 +376,7 @@ func (f *fastPath) forward(pc *pipeline.PacketContext, i uint32, r Ref) bool {
 		return false
 	}
 	status := e.status.Load()
-	out := e.tuple[1-dir].Invert() // the packet as it leaves
+	out := e.dir(1 - dir).tuple.Invert() // the packet as it leaves
 	hp := &s.dir[dir]
 	if hp.ver != sn.ver || hp.in != p.InNIC {
 		if !f.findHop(b.Gen, sn, &f.tables[s.ft], p.InNIC, &out, hp) {
@@ -512,7 +512,7 @@ func (f *fastPath) offload(pc *pipeline.PacketContext, ft uint16) {
 		return
 	}
 	e.mu.Lock()
-	if !e.Valid(r) || e.tuple[0].Proto == wire.ProtocolTCP && TCPState(e.tcp.state) != TCPEstablished {
+	if !e.Valid(r) || e.orig.tuple.Proto == wire.ProtocolTCP && TCPState(e.tcp.state) != TCPEstablished {
 		e.mu.Unlock()
 		return
 	}
@@ -554,7 +554,7 @@ func (f *fastPath) FlushBatch(*pipeline.Batch) {
 		if s.pend == p.r {
 			s.pend = 0
 			// A FIN or RST on the slow path meanwhile keeps it there.
-			if e.Valid(p.r) && (e.tuple[0].Proto != wire.ProtocolTCP || TCPState(e.tcp.state) == TCPEstablished) {
+			if e.Valid(p.r) && (e.orig.tuple.Proto != wire.ProtocolTCP || TCPState(e.tcp.state) == TCPEstablished) {
 				s.ref.Store(uint64(p.r))
 				e.status.Or(statusOffload)
 			}

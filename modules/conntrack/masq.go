@@ -29,7 +29,7 @@ func (t *Table) FlushMasquerade(nic pipeline.NICID, down bool, removed []netip.A
 		match := down
 		if !match {
 			e.mu.Lock()
-			dst := e.tuple[1].DstAddr() // the reply goes to the masqueraded address
+			dst := e.reply.tuple.DstAddr() // the reply goes to the masqueraded address
 			e.mu.Unlock()
 			for _, a := range removed {
 				if dst == a {

@@ -455,7 +455,7 @@ func (m *ConntrackMatch) Match(pc *pipeline.PacketContext) (bool, bool) {
 		e.Unlock()
 		return false, false
 	}
-	o, rp := e.tuple[0], e.tuple[1]
+	o, rp := e.orig.tuple, e.reply.tuple
 	e.Unlock()
 	if m.proto >= 0 && (int(o.Proto) == m.proto) == m.protInv {
 		return false, false
@@ -822,9 +822,10 @@ func (m *ConnbytesMatch) Match(pc *pipeline.PacketContext) (bool, bool) {
 	var pk, by uint64
 	switch m.dir {
 	case 0, 1:
-		pk, by = e.packets[m.dir], e.bytes[m.dir]
+		s := e.dir(m.dir)
+		pk, by = s.packets, s.bytes
 	default:
-		pk, by = e.packets[0]+e.packets[1], e.bytes[0]+e.bytes[1]
+		pk, by = e.orig.packets+e.reply.packets, e.orig.bytes+e.reply.bytes
 	}
 	e.Unlock()
 	var v uint64

@@ -44,8 +44,11 @@ type Module struct {
 	// Max is the table's size: at most this many tracked connections
 	// (nf_conntrack_max; default 262144).
 	Max int `yaml:"max"`
-	// Buckets is the hash size (nf_conntrack_buckets; default max,
-	// rounded up to a power of two).
+	// Buckets is the hash size (nf_conntrack_buckets, rounded up to a
+	// power of two; default twice max: every entry is hashed by both
+	// directions' keys, so a full table has one chain node per bucket —
+	// Linux's default of max has two, and a lookup whose chain starts
+	// with another flow's node waits for one more cache miss).
 	Buckets int `yaml:"buckets"`
 	// TCP configures the TCP tracker.
 	TCP TCPOptions `yaml:"tcp"`
@@ -156,7 +159,7 @@ func (m *Module) Provision(ctx *pipeline.Context) error {
 		return fmt.Errorf("buckets %d out of range 1..%d", m.Buckets, maxMax)
 	}
 	if m.Buckets == 0 {
-		m.Buckets = m.Max
+		m.Buckets = 2 * m.Max
 	}
 	tcp := DefaultTCP()
 	tcp.BeLiberal = m.TCP.BeLiberal

@@ -12,9 +12,8 @@ package conntrack
 // TupleTaken reports whether a live entry has key k in either direction.
 func (t *Table) TupleTaken(k *Key) bool {
 	h := k.hash(t.seed)
-	b := &t.buckets[uint32(h)&t.mask]
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b := t.lockBucket(h)
+	defer t.unlockBucket(h)
 	return t.inBucket(b, k, h)
 }
 
@@ -36,13 +35,13 @@ func (t *Table) AlterReply(r Ref, reply Key) bool {
 	}
 	hOld, hNew := e.tag[1].Load(), reply.hash(t.seed)
 	bOld, bNew := t.lockPair(hOld, hNew)
-	defer unlockPair(bOld, bNew)
+	defer t.unlockPair(hOld, hNew)
 	if t.inBucket(bNew, &reply, hNew) {
 		return false
 	}
 	t.unlinkNode(bOld, i*2+1)
-	inv := e.tuple[0].Invert()
-	e.tuple[1] = reply
+	inv := e.orig.tuple.Invert()
+	e.reply.tuple = reply
 	e.tag[1].Store(hNew)
 	e.next[1].Store(bNew.head.Load())
 	bNew.head.Store(i*2 + 2)

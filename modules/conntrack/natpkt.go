@@ -155,7 +155,7 @@ func (n *natHook) Action(pc *pipeline.PacketContext) (pipeline.Verdict, int) {
 		e.mu.Unlock()
 		return pipeline.VerdictAccept, 0
 	}
-	other := e.tuple[1-dir]
+	other := e.dir(1 - dir).tuple
 	e.mu.Unlock()
 	target := other.Invert()
 	var ok bool

@@ -162,7 +162,7 @@ func setupNAT(h *holder, pc *pipeline.PacketContext, addr *[16]byte, rg *natRang
 		e.mu.Unlock()
 		return false
 	}
-	orig, reply := e.tuple[0], e.tuple[1]
+	orig, reply := e.orig.tuple, e.reply.tuple
 	e.mu.Unlock()
 	defer e.status.Or(doneBit(dst))
 	// A flow whose reply key another entry has (nullbind.go) must change
@@ -317,7 +317,7 @@ func origOf(h *holder, p *pipeline.Packet) (Key, bool) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.tuple[0], e.Valid(r)
+	return e.orig.tuple, e.Valid(r)
 }
 
 // Action implements pipeline.Target.

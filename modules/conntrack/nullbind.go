@@ -28,14 +28,13 @@ const statusReplyPending = statusDstNATDone << 1
 // the flow first).
 func (t *Table) insertOriginal(i uint32, h0 uint64) bool {
 	e := &t.entries[i]
-	b := &t.buckets[uint32(h0)&t.mask]
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if t.inBucket(b, &e.tuple[0], h0) {
+	b := t.lockBucket(h0)
+	defer t.unlockBucket(h0)
+	if t.inBucket(b, &e.orig.tuple, h0) {
 		return false
 	}
 	e.tag[0].Store(h0)
-	e.tag[1].Store(e.tuple[1].hash(t.seed)) // unlinked: AlterReply's and kill's unlink find nothing
+	e.tag[1].Store(e.reply.tuple.hash(t.seed)) // unlinked: AlterReply's and kill's unlink find nothing
 	e.next[0].Store(b.head.Load())
 	b.head.Store(i*2 + 1)
 	return true

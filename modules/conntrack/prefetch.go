@@ -19,7 +19,10 @@ import (
 // it decides nothing and changes nothing (no lock, no write), so a packet
 // that an earlier table drops or NOTRACKs only cost the loads, and a
 // packet the prefetch cannot key (fragments, IPv6 extension headers, ICMP)
-// is just tracked cold.
+// is just tracked cold. The loads go in rounds over the whole batch —
+// bucket heads, head entries' first lines, then each chain a node per
+// round — so that each round's misses overlap and no load waits for a
+// comparison on another packet's line.
 
 // prefetchChunk is how many packets one round of loads covers: enough for
 // the core's outstanding misses (and a batch of 64), little enough for
@@ -44,7 +47,7 @@ func (t *Table) prefetch(pkts []*pipeline.Packet) int {
 
 func (t *Table) prefetchChunk(pkts []*pipeline.Packet) int {
 	var hs [prefetchChunk]uint64
-	var heads [prefetchChunk]uint32
+	var at [prefetchChunk]uint32 // the node a packet's walk stands on, + 1; 0: done
 	var tcp [prefetchChunk]bool
 	n := 0
 	for _, p := range pkts {
@@ -64,38 +67,62 @@ func (t *Table) prefetchChunk(pkts []*pipeline.Packet) int {
 	// Round 1: the buckets' heads, all loads independent.
 	mask := t.mask
 	for i := 0; i < n; i++ {
-		heads[i] = t.buckets[uint32(hs[i])&mask].head.Load()
+		at[i] = t.buckets[uint32(hs[i])&mask].head.Load()
 	}
-	// Round 2: each chain's first node whose tag is the packet's (mostly
-	// the head: one bucket per entry leaves short chains), then that
-	// entry's tuple and counter lines.
-	var sink uint32
-	found := 0
+	// Round 2: the first line of every head entry (its tags), no
+	// decision on them yet, so that nothing waits on one load before
+	// starting the next.
 	ents := t.entries
+	var sink uint32
 	for i := 0; i < n; i++ {
-		h := hs[i]
-		for v, steps := heads[i], 0; v != 0 && steps < 4; steps++ {
+		if v := at[i]; v != 0 && int((v-1)>>1) < len(ents) {
+			sink += ents[(v-1)>>1].status.Load()
+		}
+	}
+	// Then the chains, breadth first: each round, with the lines it
+	// stands on loaded, a packet whose node's tag is its hash loads the
+	// line of its direction (and the TCP state), one whose node is
+	// another flow's moves on to the next node and loads its first line.
+	// A round's loads are independent across packets; most chains are
+	// one or two nodes long, so the rounds after the first hold few.
+	found := 0
+	for step := 0; step < 4; step++ {
+		more := false
+		for i := 0; i < n; i++ {
+			v := at[i]
+			if v == 0 {
+				continue
+			}
 			node := v - 1
-			idx := node >> 1
-			if int(idx) >= len(ents) {
-				break
+			if int(node>>1) >= len(ents) {
+				at[i] = 0
+				continue
 			}
-			e := &ents[idx]
+			e := &ents[node>>1]
 			d := node & 1
-			if e.tag[d].Load() == h {
-				// The lines under the entry's lock, read without it: a
-				// plain racy load, which the race detector would report,
-				// so not in -race builds (their value is never used).
-				if !raceBuild {
-					sink += uint32(e.tuple[d].Src[0]) + uint32(e.packets[d]) // lines 1 and 2
-					if tcp[i] {
-						sink += e.tcp.state
-					}
+			if e.tag[d].Load() != hs[i] {
+				next := e.next[d].Load()
+				at[i] = next
+				if next != 0 && int((next-1)>>1) < len(ents) {
+					sink += ents[(next-1)>>1].status.Load()
+					more = true
 				}
-				found++
-				break
+				continue
 			}
-			v = e.next[d].Load()
+			// The lines under the entry's lock, read without it: a
+			// plain racy load, which the race detector would report, so
+			// not in -race builds (their value is never used).
+			if !raceBuild {
+				sink += uint32(e.dir(int(d)).tuple.Src[0])
+				if tcp[i] {
+					sink += e.tcp.state
+				}
+			}
+			at[i] = 0
+			found++
+		}
+		if !more {
+			break
 		}
 	}
 	if sink == 0x9e3779b9 {

@@ -10,8 +10,8 @@ import (
 
 // TestEntryLayout: everything a lock-free lookup and a packet's timeout
 // check read (status, generation, links, tags, expiry, wheel tick) is in
-// the entry's first cache line; the tuples and counters in the next two;
-// the TCP state after them.
+// the entry's first cache line; each direction's key and counters in a
+// line of their own (the second and third); the TCP state in the fourth.
 func TestEntryLayout(t *testing.T) {
 	var e Entry
 	for _, f := range []struct {
@@ -29,10 +29,12 @@ func TestEntryLayout(t *testing.T) {
 			t.Errorf("%s at bytes %d..%d: not in the first cache line", f.name, f.off, f.end)
 		}
 	}
-	if unsafe.Offsetof(e.tuple) < 64 || unsafe.Offsetof(e.bytes)+unsafe.Sizeof(e.bytes) > 192 {
-		t.Errorf("tuples and counters at %d..%d, want within bytes 64..192", unsafe.Offsetof(e.tuple), unsafe.Offsetof(e.bytes)+unsafe.Sizeof(e.bytes))
+	for d, off := range []uintptr{unsafe.Offsetof(e.orig), unsafe.Offsetof(e.reply)} {
+		if start, end := off, off+unsafe.Sizeof(side{}); start != 64*uintptr(d+1) || end > 64*uintptr(d+2) {
+			t.Errorf("direction %d's key and counters at %d..%d, want within line %d", d, start, end, d+1)
+		}
 	}
-	if unsafe.Offsetof(e.tcp) < 192-unsafe.Sizeof(e.tcp) {
+	if unsafe.Offsetof(e.tcp) < 192 {
 		t.Errorf("the TCP state at %d shares the hot lines", unsafe.Offsetof(e.tcp))
 	}
 }

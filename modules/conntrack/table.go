@@ -31,21 +31,23 @@ const (
 // (bumped each time it is freed) tells a reference to a freed and reused
 // entry from one to the live flow.
 type Entry struct {
-	// The fields a packet touches come first, in as few cache lines as
-	// fit: line 0 the lock, status, links, tags, expiry, wheel tick and
-	// creation (all a lock-free lookup reads, and the per-packet timeout
-	// check); lines 1 and 2 the tuples and the counters; the TCP state
-	// and the wheel's links in line 3, which only TCP packets and timer
-	// work touch. A packet's lines are all known once its bucket gave the
-	// index, so Table.prefetch touches them together (TestEntryLayout).
+	// A packet touches two of the entry's four cache lines: line 0 (the
+	// lock, status, links, tags, expiry, wheel tick, creation: all a
+	// lock-free lookup reads, and the per-packet timeout check) and the
+	// line of its direction (line 1 the original's key and counters,
+	// line 2 the reply's). Line 3, the TCP state, only TCP packets touch.
+	// The few words that are neither (the wheel's links, masq) fill what
+	// the direction lines leave. A packet's lines are all known once its
+	// bucket gave the index, so Table.prefetch touches them together
+	// (TestEntryLayout).
 	mu sync.Mutex // guards everything below but the atomics and the hash links
 
 	status atomic.Uint32
 	gen    atomic.Uint32
 	// next[d] links the entry's node d into its bucket chain (node index
 	// + 1), written under that bucket's lock, read without it; tag[d] is
-	// tuple[d]'s 64-bit hash, which lock-free lookups compare (the tuple
-	// itself is checked under the entry's lock).
+	// direction d's key's 64-bit hash, which lock-free lookups compare
+	// (the key itself is checked under the entry's lock).
 	next     [2]atomic.Uint32
 	tag      [2]atomic.Uint64
 	expires  atomic.Int64  // stack clock, ns
@@ -53,30 +55,46 @@ type Entry struct {
 	mark     atomic.Uint32
 	created  int64
 
-	// tuple[0] is the original direction's key, tuple[1] the reply's (the
-	// inverse, unless NAT changed it).
-	tuple [2]Key
+	orig side // line 1: the original direction
 	// masq is the NIC MASQUERADE bound the entry to, + 1 (0: none;
-	// Linux's nf_conn_nat.masq_index): FlushMasquerade's key. In the 4
-	// bytes the tuples leave before the 8-aligned counters.
+	// Linux's nf_conn_nat.masq_index): FlushMasquerade's key.
 	masq atomic.Uint32
-
-	packets, bytes [2]uint64
-
-	tcp tcpState
-
 	// The timer wheel's links (guarded by the wheel shard's lock):
 	// wslot is the slot (-1: on no slot), wprev/wnext entry index + 1.
-	wslot        int32
-	wprev, wnext uint32
+	// An entry is on the wheel or on the free list, never both: while it
+	// is free, wnext is the free list's link (read by a racing pop, so
+	// atomic).
+	wslot int32
 
-	freeNext atomic.Uint32 // free list link (index + 1); read by a racing pop, so atomic
+	reply side // line 2: the reply direction (the original's inverse, unless NAT changed it)
+	wprev uint32
+	wnext atomic.Uint32
+
+	tcp tcpState // line 3
 }
 
-// bucket is one hash chain.
+// side is one direction of an entry: its key and counters, in one cache
+// line with two of the entry's other words.
+type side struct {
+	tuple          Key
+	packets, bytes uint64
+}
+
+// dir is direction d's side (0 original, 1 reply).
+func (e *Entry) dir(d int) *side {
+	if d&1 == 0 {
+		return &e.orig
+	}
+	return &e.reply
+}
+
+// bucket is one hash chain: the head node + 1 (node = entry index*2 +
+// direction; 0: empty). A lookup reads only this, so that the heads of a
+// table of many flows (4 bytes each) stay in the caches; the chain's lock,
+// taken by writers (insert, unlink) and locked lookups, is in Table.locks
+// (Table.lock).
 type bucket struct {
-	mu   sync.Mutex    // taken by writers (insert, unlink) and locked lookups
-	head atomic.Uint32 // node + 1; node = entry index*2 + direction
+	head atomic.Uint32
 }
 
 // Table is the connection table: a fixed number of entries, a hash of
@@ -87,7 +105,12 @@ type Table struct {
 	seed    uint64
 	mask    uint32
 	buckets []bucket
-	entries []Entry
+	locks   []sync.Mutex // bucket i's lock is locks[i&lmask] (lock)
+	lmask   uint32
+	// evictRange is how many buckets early drop looks at: evictionRange
+	// per entry's worth of buckets.
+	evictRange uint32
+	entries    []Entry
 
 	free  atomic.Uint64 // ABA tag << 32 | free entry index + 1
 	count atomic.Int64
@@ -128,21 +151,27 @@ func newStats(cs *pipeline.CounterSet) stats {
 
 // NewTable makes a table of max entries and buckets buckets (rounded up
 // to a power of two; 0: as many as entries, Linux's default ratio since
-// 4.x: nf_conntrack_max = nf_conntrack_buckets).
+// 4.x: nf_conntrack_max = nf_conntrack_buckets). The buckets share as
+// many locks as there are entries (rounded up), at most one each.
 func NewTable(max, buckets int, clock pipeline.Clock, cs *pipeline.CounterSet) *Table {
 	if buckets <= 0 {
 		buckets = max
 	}
-	n := 1
-	for n < buckets {
-		n <<= 1
+	n, nl := roundPow2(buckets), roundPow2(max)
+	if nl > n {
+		nl = n
 	}
-	t := &Table{seed: rand.Uint64(), mask: uint32(n - 1), buckets: make([]bucket, n), entries: make([]Entry, max), clock: clock, st: newStats(cs)}
+	t := &Table{seed: rand.Uint64(), mask: uint32(n - 1), buckets: make([]bucket, n), locks: make([]sync.Mutex, nl), lmask: uint32(nl - 1),
+		evictRange: uint32(evictionRange * n / nl), entries: make([]Entry, max), clock: clock, st: newStats(cs)}
+	if max > 0 {
+		adviseHuge(unsafe.Pointer(&t.entries[0]), uintptr(max)*unsafe.Sizeof(Entry{}))
+		adviseHuge(unsafe.Pointer(&t.buckets[0]), uintptr(n)*unsafe.Sizeof(bucket{}))
+	}
 	for i := range t.entries {
 		e := &t.entries[i]
 		e.wslot = -1
 		if i+1 < max {
-			e.freeNext.Store(uint32(i + 2))
+			e.wnext.Store(uint32(i + 2))
 		}
 	}
 	if max > 0 {
@@ -164,7 +193,7 @@ func (t *Table) Buckets() int { return len(t.buckets) }
 // MemoryBytes is what the table's arrays take (entries and buckets,
 // preallocated): the memory of a full table, less its few fixed parts.
 func (t *Table) MemoryBytes() int {
-	return len(t.entries)*int(unsafe.Sizeof(Entry{})) + len(t.buckets)*int(unsafe.Sizeof(bucket{}))
+	return len(t.entries)*int(unsafe.Sizeof(Entry{})) + len(t.buckets)*int(unsafe.Sizeof(bucket{})) + len(t.locks)*int(unsafe.Sizeof(sync.Mutex{}))
 }
 
 // Count is the number of entries in use.
@@ -220,10 +249,13 @@ func (e *Entry) Mark() uint32 { return e.mark.Load() }
 func (e *Entry) SetMark(m uint32) { e.mark.Store(m) }
 
 // Tuple returns the key of direction d (0 original, 1 reply); lock e.mu.
-func (e *Entry) Tuple(d int) Key { return e.tuple[d&1] }
+func (e *Entry) Tuple(d int) Key { return e.dir(d).tuple }
 
 // Counters returns the packets and bytes of direction d; lock e.mu.
-func (e *Entry) Counters(d int) (packets, bytes uint64) { return e.packets[d&1], e.bytes[d&1] }
+func (e *Entry) Counters(d int) (packets, bytes uint64) {
+	s := e.dir(d)
+	return s.packets, s.bytes
+}
 
 // Lock and Unlock take the entry's lock.
 func (e *Entry) Lock() { e.mu.Lock() }
@@ -266,14 +298,14 @@ const maxChainWalk = 64
 
 // lookupLocked is lookup under the bucket's lock, comparing whole keys.
 func (t *Table) lookupLocked(k *Key, h uint64, now int64) (idx uint32, dir int, gen uint32, ok bool) {
-	b := &t.buckets[uint32(h)&t.mask]
+	bi := uint32(h) & t.mask
 	var expired uint32
-	b.mu.Lock()
-	for n := b.head.Load(); n != 0; {
+	t.lock(bi).Lock()
+	for n := t.buckets[bi].head.Load(); n != 0; {
 		node := n - 1
 		e := &t.entries[node>>1]
 		d := int(node & 1)
-		if e.tag[d].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[d].equal(k) {
+		if e.tag[d].Load() == h && e.status.Load()&statusDying == 0 && e.dir(d).tuple.equal(k) {
 			if e.expires.Load() > now {
 				idx, dir, gen, ok = node>>1, d, e.gen.Load(), true
 			} else {
@@ -283,7 +315,7 @@ func (t *Table) lookupLocked(k *Key, h uint64, now int64) (idx uint32, dir int, 
 		}
 		n = e.next[d].Load()
 	}
-	b.mu.Unlock()
+	t.lock(bi).Unlock()
 	if expired != 0 {
 		t.kill(expired-1, t.st.Expired)
 	}
@@ -300,7 +332,7 @@ func (t *Table) alloc(h uint64) (uint32, bool) {
 			if i == 0 {
 				break
 			}
-			next := t.entries[i-1].freeNext.Load()
+			next := t.entries[i-1].wnext.Load()
 			if t.free.CompareAndSwap(v, (v>>32+1)<<32|uint64(next)) {
 				t.count.Add(1)
 				return i - 1, true
@@ -322,7 +354,7 @@ func (t *Table) release(i uint32) {
 	e := &t.entries[i]
 	for {
 		v := t.free.Load()
-		e.freeNext.Store(uint32(v))
+		e.wnext.Store(uint32(v))
 		if t.free.CompareAndSwap(v, (v>>32+1)<<32|uint64(i+1)) {
 			t.count.Add(-1)
 			return
@@ -331,7 +363,12 @@ func (t *Table) release(i uint32) {
 }
 
 // evictionRange is how many buckets from a new flow's one early drop
-// looks at (Linux NF_CT_EVICTION_RANGE), and evictionScan how many entries.
+// looks at (Linux NF_CT_EVICTION_RANGE) at one bucket per entry — a table
+// with more buckets per entry looks at as many more (Table.evictRange), so
+// that a range holds as many entries — and evictionScan how many entries.
+// (With the module's two buckets per entry and a range of 8, a full table
+// of 16,384 entries refused a new flow now and then: both ranges it looked
+// at held no entry it could free.)
 const (
 	evictionRange = 8
 	evictionScan  = 64
@@ -347,11 +384,11 @@ const (
 func (t *Table) earlyDrop(h uint64) bool {
 	closing, unreplied := uint32(0), uint32(0)
 	scanned := 0
-	for i := uint32(0); i < evictionRange && scanned < evictionScan; i++ {
-		b := &t.buckets[(uint32(h)+i)&t.mask]
+	for i := uint32(0); i < t.evictRange && scanned < evictionScan; i++ {
+		bi := (uint32(h) + i) & t.mask
 		dropped := uint32(0)
-		b.mu.Lock()
-		for n := b.head.Load(); n != 0 && scanned < evictionScan; {
+		t.lock(bi).Lock()
+		for n := t.buckets[bi].head.Load(); n != 0 && scanned < evictionScan; {
 			node := n - 1
 			e := &t.entries[node>>1]
 			n = e.next[node&1].Load()
@@ -373,14 +410,14 @@ func (t *Table) earlyDrop(h uint64) bool {
 				if unreplied == 0 {
 					unreplied = node>>1 + 1
 				}
-			case closing == 0 && e.tuple[0].Proto == 6 && tcpCanEarlyDrop(e.tcp.stateAtomic()):
+			case closing == 0 && e.orig.tuple.Proto == 6 && tcpCanEarlyDrop(e.tcp.stateAtomic()):
 				closing = node>>1 + 1
 			}
 			if dropped != 0 {
 				break
 			}
 		}
-		b.mu.Unlock()
+		t.lock(bi).Unlock()
 		if dropped != 0 && t.kill(dropped-1, t.st.EarlyDrop) {
 			return true
 		}
@@ -397,8 +434,8 @@ func (t *Table) earlyDrop(h uint64) bool {
 func (t *Table) insert(i uint32, h0, h1 uint64) bool {
 	e := &t.entries[i]
 	b0, b1 := t.lockPair(h0, h1)
-	defer unlockPair(b0, b1)
-	if t.inBucket(b0, &e.tuple[0], h0) || t.inBucket(b1, &e.tuple[1], h1) {
+	defer t.unlockPair(h0, h1)
+	if t.inBucket(b0, &e.orig.tuple, h0) || t.inBucket(b1, &e.reply.tuple, h1) {
 		return false
 	}
 	e.tag[0].Store(h0)
@@ -417,7 +454,7 @@ func (t *Table) inBucket(b *bucket, k *Key, h uint64) bool {
 	for n := b.head.Load(); n != 0; {
 		node := n - 1
 		e := &t.entries[node>>1]
-		if e.tag[node&1].Load() == h && e.status.Load()&statusDying == 0 && e.tuple[node&1].equal(k) {
+		if e.tag[node&1].Load() == h && e.status.Load()&statusDying == 0 && e.dir(int(node&1)).tuple.equal(k) {
 			return true
 		}
 		n = e.next[node&1].Load()
@@ -425,30 +462,45 @@ func (t *Table) inBucket(b *bucket, k *Key, h uint64) bool {
 	return false
 }
 
-// lockPair locks the buckets of two hashes in index order (one lock when
-// they are the same bucket) and returns them.
+// lock is bucket i's lock.
+func (t *Table) lock(i uint32) *sync.Mutex { return &t.locks[i&t.lmask] }
+
+// lockPair locks the buckets of two hashes, their locks in index order
+// (one lock when they share it), and returns them.
 func (t *Table) lockPair(h0, h1 uint64) (*bucket, *bucket) {
 	i0, i1 := uint32(h0)&t.mask, uint32(h1)&t.mask
-	a, b := &t.buckets[i0], &t.buckets[i1]
+	l0, l1 := i0&t.lmask, i1&t.lmask
 	switch {
-	case i0 == i1:
-		a.mu.Lock()
-	case i0 < i1:
-		a.mu.Lock()
-		b.mu.Lock()
+	case l0 == l1:
+		t.locks[l0].Lock()
+	case l0 < l1:
+		t.locks[l0].Lock()
+		t.locks[l1].Lock()
 	default:
-		b.mu.Lock()
-		a.mu.Lock()
+		t.locks[l1].Lock()
+		t.locks[l0].Lock()
 	}
-	return a, b
+	return &t.buckets[i0], &t.buckets[i1]
 }
 
-func unlockPair(a, b *bucket) {
-	a.mu.Unlock()
-	if a != b {
-		b.mu.Unlock()
+// unlockPair unlocks what lockPair(h0, h1) locked.
+func (t *Table) unlockPair(h0, h1 uint64) {
+	l0, l1 := uint32(h0)&t.mask&t.lmask, uint32(h1)&t.mask&t.lmask
+	t.locks[l0].Unlock()
+	if l0 != l1 {
+		t.locks[l1].Unlock()
 	}
 }
+
+// lockBucket locks the bucket of hash h and returns it.
+func (t *Table) lockBucket(h uint64) *bucket {
+	i := uint32(h) & t.mask
+	t.lock(i).Lock()
+	return &t.buckets[i]
+}
+
+// unlockBucket unlocks what lockBucket(h) locked.
+func (t *Table) unlockBucket(h uint64) { t.lock(uint32(h) & t.mask).Unlock() }
 
 // unlinkNode removes node from bucket b's chain (b locked).
 // The removed node's own link is left as it was, so that a lock-free
@@ -488,7 +540,7 @@ func (t *Table) kill(i uint32, counter *pipeline.Counter) bool {
 	b0, b1 := t.lockPair(h0, h1)
 	t.unlinkNode(b0, i*2)
 	t.unlinkNode(b1, i*2+1)
-	unlockPair(b0, b1)
+	t.unlockPair(h0, h1)
 	t.wheel.remove(t, i)
 	if sink := t.events.Load(); sink != nil && e.status.Load()&StatusConfirmed != 0 { // no [DESTROY] for what had no [NEW]
 		sink.emit(t, i, EventDestroy)
@@ -580,7 +632,7 @@ func (t *Table) Each(fn func(r Ref, e *Entry) bool) {
 func (e *Entry) Expires() time.Time { return time.Unix(0, e.expires.Load()) }
 
 // Proto is the entry's protocol number.
-func (e *Entry) Proto() uint8 { return e.tuple[0].Proto }
+func (e *Entry) Proto() uint8 { return e.orig.tuple.Proto }
 
 // TCPState is the TCP state (TCPNone for other protocols); lock e.mu.
 func (e *Entry) TCPState() TCPState { return TCPState(e.tcp.state) }

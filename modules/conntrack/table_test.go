@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"encoding/binary"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -230,22 +231,23 @@ func FuzzTrack(f *testing.F) {
 	})
 }
 
-// TestMemoryPerEntry: an entry and its bucket (at the default one bucket
-// per entry) stay under Linux's ~300 bytes; the fields a UDP packet
-// touches sit in the first three cache lines.
+// TestMemoryPerEntry: an entry, its two buckets and its lock (the
+// module's default: two buckets per entry, as many locks as entries) stay
+// under Linux's ~300 bytes; the fields a UDP packet touches sit in the
+// first three cache lines.
 func TestMemoryPerEntry(t *testing.T) {
 	var e Entry
-	per := unsafe.Sizeof(e) + unsafe.Sizeof(bucket{})
+	per := unsafe.Sizeof(e) + 2*unsafe.Sizeof(bucket{}) + unsafe.Sizeof(sync.Mutex{})
 	if per > 300 {
 		t.Fatalf("%d bytes per entry", per)
 	}
 	if unsafe.Sizeof(e)%64 != 0 {
 		t.Fatalf("entry of %d bytes: not a whole number of cache lines (entries would straddle them)", unsafe.Sizeof(e))
 	}
-	if end := unsafe.Offsetof(e.bytes) + unsafe.Sizeof(e.bytes); end > 192 {
+	if end := unsafe.Offsetof(e.reply) + unsafe.Sizeof(e.reply); end > 192 {
 		t.Fatalf("the counters end at byte %d, past the third cache line", end)
 	}
-	t.Logf("%d bytes per entry (entry %d, bucket %d)", per, unsafe.Sizeof(e), unsafe.Sizeof(bucket{}))
+	t.Logf("%d bytes per entry (entry %d, two buckets of %d, a lock of %d)", per, unsafe.Sizeof(e), unsafe.Sizeof(bucket{}), unsafe.Sizeof(sync.Mutex{}))
 }
 
 // TestQuotedIPv6Cut: an ICMPv6 error quoting an IPv6 packet with an

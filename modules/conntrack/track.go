@@ -188,8 +188,8 @@ func (tr *Tracker) create(k *Key, h uint64, seg *tcpSeg, now int64) (uint32, pip
 	}
 	e := &t.entries[i]
 	e.mu.Lock()
-	e.tuple[0], e.tuple[1] = *k, k.Invert()
-	e.packets, e.bytes = [2]uint64{}, [2]uint64{}
+	e.orig, e.reply.tuple = side{tuple: *k}, k.Invert()
+	e.reply.packets, e.reply.bytes = 0, 0
 	e.mark.Store(0)
 	e.masq.Store(0)
 	e.created = now
@@ -201,7 +201,7 @@ func (tr *Tracker) create(k *Key, h uint64, seg *tcpSeg, now int64) (uint32, pip
 	}
 	e.expires.Store(now + int64(tr.initialTimeout(k.Proto)))
 	status := uint32(statusLive)
-	if !t.insert(i, h, e.tuple[1].hash(t.seed)) {
+	if !t.insert(i, h, e.reply.tuple.hash(t.seed)) {
 		if tr.nat == nil || !tr.nat.Load() || !t.insertOriginal(i, h) {
 			e.mu.Unlock()
 			t.release(i)
@@ -250,7 +250,8 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 		e.mu.Unlock()
 		return pktRetry
 	}
-	if !e.tuple[dir].equal(k) {
+	s := e.dir(dir)
+	if !s.tuple.equal(k) {
 		e.mu.Unlock()
 		return pktMismatch
 	}
@@ -258,7 +259,7 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 	seenReply, assured := st&StatusSeenReply != 0, st&StatusAssured != 0
 	timeout := time.Duration(-1)
 	assure := false
-	switch proto := e.tuple[0].Proto; {
+	switch proto := k.Proto; { // the direction's key, checked: no read of the other line
 	case proto == wire.ProtocolTCP:
 		res, to, as := tcpPacket(&e.tcp, dir, seg, &tr.tcp, seenReply, assured)
 		switch res {
@@ -281,8 +282,8 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 			// here, it was dropped as nat_stale_drops). So the entry is
 			// due now: a lookup from now on frees it and finds no flow,
 			// the wheel frees it at its next tick; counted as deleted.
-			e.packets[dir]++
-			e.bytes[dir] += uint64(p.Len())
+			s.packets++
+			s.bytes += uint64(p.Len())
 			if e.status.Load()&statusKilled == 0 {
 				e.status.Or(statusKilled)
 				t.st.Deleted.Inc()
@@ -313,8 +314,8 @@ func (tr *Tracker) packet(p *pipeline.Packet, k *Key, idx uint32, dir int, gen u
 			assure = !assured // Linux's generic: assured once replied
 		}
 	}
-	e.packets[dir]++
-	e.bytes[dir] += uint64(p.Len())
+	s.packets++
+	s.bytes += uint64(p.Len())
 	if dir == 1 && !seenReply {
 		e.status.Or(StatusSeenReply)
 	}

@@ -54,7 +54,8 @@ func (s *wheelShard) link(t *Table, i uint32) {
 	e := &t.entries[i]
 	tk := slotFor(e.expires.Load(), s.last)
 	slot := int32(tk % wheelSlots)
-	e.wslot, e.wprev, e.wnext = slot, 0, s.slots[slot]
+	e.wslot, e.wprev = slot, 0
+	e.wnext.Store(s.slots[slot])
 	if h := s.slots[slot]; h != 0 {
 		t.entries[h-1].wprev = i + 1
 	}
@@ -68,15 +69,17 @@ func (s *wheelShard) unlink(t *Table, i uint32) {
 	if e.wslot < 0 {
 		return
 	}
+	next := e.wnext.Load()
 	if e.wprev != 0 {
-		t.entries[e.wprev-1].wnext = e.wnext
+		t.entries[e.wprev-1].wnext.Store(next)
 	} else {
-		s.slots[e.wslot] = e.wnext
+		s.slots[e.wslot] = next
 	}
-	if e.wnext != 0 {
-		t.entries[e.wnext-1].wprev = e.wprev
+	if next != 0 {
+		t.entries[next-1].wprev = e.wprev
 	}
-	e.wslot, e.wprev, e.wnext = -1, 0, 0
+	e.wslot, e.wprev = -1, 0
+	e.wnext.Store(0)
 }
 
 func (w *wheel) shard(i uint32) *wheelShard { return &w.shards[i%wheelShards] }
