@@ -18,6 +18,7 @@ import (
 func TestZeroAllocs(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.String(), func(t *testing.T) {
+			pipelinetest.TraceMallocs(t) // on failure, say where they came from
 			l := newLab(t)
 			pool := pipeline.NewPool(1 << 16)
 			// The pool's working set grows with what is in flight (a ring
@@ -65,7 +66,7 @@ func TestZeroAllocs(t *testing.T) {
 			allocs := pipelinetest.CountMallocs(traffic)
 			if allocs != 0 {
 				t.Logf("pool allocated %d buffers in all", pool.Allocated())
-				t.Fatalf("%d heap allocations for %d packets sent and received", allocs, n)
+				t.Fatalf("%d heap allocations for %d packets sent and received; %s", allocs, n, pipelinetest.MallocStacks())
 			}
 		})
 	}
