@@ -60,3 +60,14 @@ func ForwardZeroAllocs(t testing.TB, n *Node, in, out *channel.Endpoint, frame [
 			m, batches*len(frames), float64(m)/batches, len(frames))
 	}
 }
+
+// TraceMallocs makes the CountMallocs windows that follow, until t ends,
+// record the stack of every heap allocation, for MallocStacks: a failing
+// zero-allocation test then says where its allocations came from. Call it
+// before the warm-up (it runs the collector).
+func TraceMallocs(t testing.TB) { t.Cleanup(alloctest.Trace()) }
+
+// MallocStacks returns, under TraceMallocs, the allocating stacks of the
+// last CountMallocs window that allocated, with the objects each allocated;
+// empty when none did.
+func MallocStacks() string { return alloctest.Stacks() }

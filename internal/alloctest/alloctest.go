@@ -34,8 +34,11 @@
 package alloctest
 
 import (
+	"fmt"
 	"runtime"
 	"runtime/debug"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -43,6 +46,11 @@ import (
 var (
 	mu            sync.Mutex // one measurement at a time: the MemStats below are shared
 	before, after runtime.MemStats
+
+	// Set by Trace (under mu): the windows record every allocation's stack.
+	tracing    bool
+	traceRate  int    // runtime.MemProfileRate before Trace
+	lastStacks string // the allocating stacks of the last window that allocated
 )
 
 // Count runs f once and returns how many heap allocations (objects, tiny
@@ -70,11 +78,118 @@ func CountWithBaseline(f func()) (n, baseline uint64) {
 		runtime.ReadMemStats(&before)
 	}
 	baseline = window(func() {})
+	var pre map[[32]uintptr]int64
+	if tracing {
+		pre = profile()
+		runtime.MemProfileRate = 1 // published by the window's stop-the-world
+	}
 	n = window(f)
+	if tracing {
+		runtime.MemProfileRate = 0
+		if n > 0 {
+			// Publish what the window recorded (the next window's
+			// profile starts from it), and show it if it counts.
+			runtime.GC()
+			runtime.GC()
+			if n > baseline {
+				lastStacks = stacks(pre)
+			}
+		}
+	}
 	if n < baseline {
 		return 0, baseline
 	}
 	return n - baseline, baseline
+}
+
+// Trace makes every window from now on until the returned func is called
+// record the stack of each heap allocation it sees (runtime.MemProfileRate
+// = 1 inside the window only), for Stacks. Call it before the warm-up: it
+// turns the default sampling off and runs the collector twice, which
+// publishes what was sampled before, so that the profile's growth over a
+// window is that window's allocations and nothing else. Recording costs
+// nothing while nothing allocates.
+func Trace() (stop func()) {
+	mu.Lock()
+	defer mu.Unlock()
+	traceRate = runtime.MemProfileRate
+	runtime.MemProfileRate = 0
+	runtime.GC()
+	runtime.GC()
+	tracing, lastStacks = true, ""
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		tracing, lastStacks = false, ""
+		runtime.MemProfileRate = traceRate
+	}
+}
+
+// Stacks returns, under Trace, the allocating stacks of the last window that
+// allocated more than its baseline: each stack with how many objects it
+// allocated, most first. Empty without Trace or when no window allocated.
+func Stacks() string {
+	mu.Lock()
+	defer mu.Unlock()
+	return lastStacks
+}
+
+// profile returns the objects allocated so far per stack, as published:
+// a sample is published by the second collection after it.
+func profile() map[[32]uintptr]int64 {
+	var recs []runtime.MemProfileRecord
+	for {
+		n, ok := runtime.MemProfile(recs, true)
+		if ok {
+			recs = recs[:n]
+			break
+		}
+		recs = make([]runtime.MemProfileRecord, n+50)
+	}
+	m := make(map[[32]uintptr]int64, len(recs))
+	for _, r := range recs {
+		m[r.Stack0] += r.AllocObjects
+	}
+	return m
+}
+
+// stacks formats the stacks whose allocations grew since pre: the window's,
+// recorded at MemProfileRate 1 and published since.
+func stacks(pre map[[32]uintptr]int64) string {
+	type grown struct {
+		stk [32]uintptr
+		n   int64
+	}
+	var gs []grown
+	total := int64(0)
+	for stk, n := range profile() {
+		if d := n - pre[stk]; d > 0 {
+			gs = append(gs, grown{stk, d})
+			total += d
+		}
+	}
+	sort.Slice(gs, func(i, j int) bool { return gs[i].n > gs[j].n })
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d objects allocated in the window, by stack:\n", total)
+	for _, g := range gs {
+		fmt.Fprintf(&b, "%d objects:\n", g.n)
+		pcs := g.stk[:]
+		for i, pc := range pcs {
+			if pc == 0 {
+				pcs = pcs[:i]
+				break
+			}
+		}
+		frames := runtime.CallersFrames(pcs)
+		for {
+			f, more := frames.Next()
+			fmt.Fprintf(&b, "\t%s\n\t\t%s:%d\n", f.Function, f.File, f.Line)
+			if !more {
+				break
+			}
+		}
+	}
+	return b.String()
 }
 
 var parkThreads sync.Once

@@ -59,8 +59,7 @@ type Endpoint struct {
 	kernelDrops   uint64
 	kernelFreezes uint64
 	removed       atomic.Bool
-	nsPath        string // the netns file, and its identity at open (nsfs dev, inode)
-	nsID          [2]uint64
+	ns            *netns.File // Options.Netns's file, nil without one
 	linkDown      atomic.Bool
 
 	// Receive counters.
@@ -159,13 +158,10 @@ func New(o Options) (*Endpoint, error) {
 		e.mtu = o.MTU
 	}
 	if o.Netns != "" {
-		e.nsPath = netns.Path(o.Netns)
-		var st unix.Stat_t
-		if err := unix.Stat(e.nsPath, &st); err != nil {
+		if e.ns, err = netns.OpenFile(o.Netns); err != nil {
 			e.closeFDs()
 			return nil, fmt.Errorf("netns %s: %w", o.Netns, err)
 		}
-		e.nsID = [2]uint64{uint64(st.Dev), st.Ino}
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -495,7 +491,7 @@ func (q *queue) wait() bool {
 		timeout := -1
 		if q.e.linkDown.Load() {
 			timeout = 200
-		} else if q.e.nsPath != "" {
+		} else if q.e.ns != nil {
 			timeout = 1000 // an idle socket looks whether its namespace is still there
 		}
 		n, err := unix.Poll(fds[:], timeout)
@@ -580,11 +576,11 @@ var errNetnsGone = errors.New("namespace gone")
 // device alive where nothing else reaches them: the link reports it gone
 // and the stack reopens it in the namespace that now has the name.
 func (e *Endpoint) netnsGone() error {
-	var st unix.Stat_t
-	if err := unix.Stat(e.nsPath, &st); err != nil {
+	same, err := e.ns.Same()
+	if err != nil {
 		return fmt.Errorf("%w: %s removed under the open sockets (%v)", errNetnsGone, e.o.Netns, err)
 	}
-	if [2]uint64{uint64(st.Dev), st.Ino} != e.nsID {
+	if !same {
 		return fmt.Errorf("%w: %s replaced by another namespace of that name", errNetnsGone, e.o.Netns)
 	}
 	return nil
@@ -593,12 +589,8 @@ func (e *Endpoint) netnsGone() error {
 // bound reports whether the socket is still bound to the device (the
 // kernel unbinds it when the device is unregistered).
 func (q *queue) bound() bool {
-	sa, err := unix.Getsockname(q.fd)
-	if err != nil {
-		return false
-	}
-	ll, ok := sa.(*unix.SockaddrLinklayer)
-	return ok && ll.Ifindex == q.e.ifindex
+	ifindex, ok := boundIfindex(q.fd)
+	return ok && ifindex == q.e.ifindex
 }
 
 // WritePackets implements pipeline.LinkEndpoint: Ethernet header (and

@@ -46,3 +46,16 @@ func loadStatus(b []byte) uint32 {
 func storeStatus(b []byte, v uint32) {
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&b[0])), v)
 }
+
+// boundIfindex returns the index of the device the packet socket fd is
+// bound to (getsockname); false when it is not bound to one. Unlike
+// unix.Getsockname it allocates nothing: an idle reader asks once a second.
+func boundIfindex(fd int) (int, bool) {
+	var sa unix.RawSockaddrLinklayer
+	l := uint32(unix.SizeofSockaddrLinklayer)
+	_, _, errno := unix.RawSyscall(unix.SYS_GETSOCKNAME, uintptr(fd), uintptr(unsafe.Pointer(&sa)), uintptr(unsafe.Pointer(&l)))
+	if errno != 0 || sa.Family != unix.AF_PACKET {
+		return 0, false
+	}
+	return int(sa.Ifindex), true
+}

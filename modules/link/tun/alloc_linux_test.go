@@ -15,6 +15,7 @@ import (
 // work included) allocate nothing. Outside -race (CI's zero-allocation step).
 func TestTUNReadWriteZeroAllocs(t *testing.T) {
 	needRoot(t)
+	pipelinetest.TraceMallocs(t) // on failure, say where they came from
 	e, d, _, _ := loopback(t, 2)
 	req := pipelinetest.Echo4("10.99.0.2", "10.99.0.1", 64, 1, 1, make([]byte, 56))
 	pkts := make([]*pipeline.Packet, 64)
@@ -41,6 +42,6 @@ func TestTUNReadWriteZeroAllocs(t *testing.T) {
 		t.Fatalf("%d replies of %d", d.n.Load(), want)
 	}
 	if m != 0 {
-		t.Errorf("%d allocations over 10,240 packets each way, want 0", m)
+		t.Errorf("%d allocations over 10,240 packets each way, want 0; %s", m, pipelinetest.MallocStacks())
 	}
 }

@@ -50,8 +50,7 @@ type Endpoint struct {
 	mtuMu     sync.Mutex  // serialises SetMTU
 	mtuNow    atomic.Int64
 	netns     string
-	nsPath    string // netns's file, and its identity at open (nsfs dev, inode)
-	nsID      [2]uint64
+	ns        *netns.File // netns's file, nil without one
 	closeOnce sync.Once
 	closeErr  error
 
@@ -216,12 +215,9 @@ func open(o options) (_ *Endpoint, err error) {
 		return nil, err
 	}
 	if o.netns != "" {
-		e.nsPath = netns.Path(o.netns)
-		var st unix.Stat_t
-		if err := unix.Stat(e.nsPath, &st); err != nil {
+		if e.ns, err = netns.OpenFile(o.netns); err != nil {
 			return nil, fmt.Errorf("netns %s: %w", o.netns, err)
 		}
-		e.nsID = [2]uint64{uint64(st.Dev), st.Ino}
 	}
 	e.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -432,7 +428,7 @@ func (q *queue) readLoop() {
 		// In another namespace, an idle queue looks once a second whether
 		// that namespace is still the one of the name (netnsGone).
 		timeout := -1
-		if e.nsPath != "" {
+		if e.ns != nil {
 			timeout = 1000
 		}
 		for {
@@ -487,11 +483,11 @@ func (e *Endpoint) gone(err error) {
 // has closed it the old namespace ends and the link is reopened in the
 // namespace that now has the name.
 func (e *Endpoint) netnsGone() error {
-	var st unix.Stat_t
-	if err := unix.Stat(e.nsPath, &st); err != nil {
+	same, err := e.ns.Same()
+	if err != nil {
 		return fmt.Errorf("namespace %s removed under the open device: %w", e.netns, err)
 	}
-	if [2]uint64{uint64(st.Dev), st.Ino} != e.nsID {
+	if !same {
 		return fmt.Errorf("namespace %s replaced by another of that name under the open device", e.netns)
 	}
 	return nil
