@@ -1,0 +1,79 @@
+package plugin
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
+	pt "github.com/pipestack/pipestack/pipelinetest"
+)
+
+// TestRestartLosesToReplace: a reload that replaces a crashed plugin while
+// its restart is still starting wins. The version the restart brings up
+// afterwards is stopped, not installed over the reload's (which would run
+// the old config, leave the reload's process running with no traffic, and
+// report the wrong version and PID).
+func TestRestartLosesToReplace(t *testing.T) {
+	f := &fake{}
+	var mu sync.Mutex
+	byVersion := map[int]int{}
+	f.judge = func(v int, _ map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		mu.Lock()
+		byVersion[v] += len(pkts)
+		mu.Unlock()
+		for i := range out {
+			out[i] = sdk.Result{Answer: sdk.Accept}
+		}
+	}
+	f.install(t)
+	// The second start (the restart's) waits until the reload replaced
+	// the plugin; its version's stop is recorded.
+	inner := newLauncher
+	var starts atomic.Int32
+	var restartStopped atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	newLauncher = func(s *Section, d *decl) launcher {
+		l := inner(s, d)
+		return func(ctx context.Context) (*conn, error) {
+			if starts.Add(1) != 2 {
+				return l(ctx)
+			}
+			close(entered)
+			<-release
+			c, err := l(ctx)
+			if err == nil {
+				stop := c.close
+				c.close = func() { restartStopped.Store(true); stop() }
+			}
+			return c, err
+		}
+	}
+	n := newRouter(t, `  - {name: blk, path: /bin/true, timeout: 2s, config: {gen: 1}}`)
+	f.mu.Lock()
+	crash := f.closers[0]
+	f.mu.Unlock()
+	crash()
+	<-entered // the restart is starting its version
+	if err := n.Reload(routerConfig(`  - {name: blk, path: /bin/true, timeout: 2s, config: {gen: 2}}`)); err != nil {
+		t.Fatal(err)
+	}
+	st := Plugins(n.Stack)[0]
+	if st.State != "running" || st.Version != "v2" {
+		t.Fatalf("after the reload: %+v", st)
+	}
+	close(release)
+	waitFor(t, "the restart's version stopped", restartStopped.Load)
+	if got := Plugins(n.Stack)[0]; got.State != "running" || got.Version != "v2" {
+		t.Fatalf("the restart overrode the reload: %+v", got)
+	}
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	a.InjectFrames([][]byte{udp(0, 80, 1)})
+	waitFor(t, "judged", func() bool { return len(pt.Drain(b)) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if byVersion[2] != 1 || byVersion[3] != 0 {
+		t.Fatalf("judged by version %v, want the reload's (2)", byVersion)
+	}
+}
