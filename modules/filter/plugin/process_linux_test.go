@@ -192,6 +192,11 @@ func testProcessSecurity(t *testing.T, usr string, wantUID uint32) {
 	waitFor(t, "plugin gone after Close", func() bool { return !running(pid) })
 }
 
+// lazy is a value formatted when it is printed (a failure's counters).
+type lazy func() string
+
+func (l lazy) String() string { return l() }
+
 // restartWithin is how long the supervisor may take to restart the plugin
 // of TestProcessKillAndHang: the health check that finds a hang (5× its
 // 300ms deadline), the first backoff and a start, which startInstance
@@ -227,7 +232,8 @@ func TestProcessKillAndHang(t *testing.T) {
 		}
 		a.InjectFrames(frames)
 		got := 0
-		waitFor(t, sig.String()+": all 50 forwarded by the policy", func() bool { got += len(pt.Drain(b)); return got == 50 })
+		pt.Eventually(t, 5*time.Second, func() bool { got += len(pt.Drain(b)); return got == 50 },
+			"%v: all 50 forwarded by the policy: %v", sig, lazy(func() string { return fmt.Sprintf("%d\n%s", got, n.DumpCounters()) }))
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("%v: the policy took %v (deadline 300ms)", sig, d)
 		}
