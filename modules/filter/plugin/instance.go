@@ -283,6 +283,13 @@ func (in *instance) drainThen(drained func()) {
 		}
 		limit.Reset(wait) // a batch still holds it: its flights come, then their deadline
 	}
+	// A flight leaves its lane's queue before its packets are resumed (on
+	// the lane's goroutine, under deliverMu): let that delivery end, or the
+	// next version's answers could overtake it.
+	for _, l := range in.lanes {
+		l.deliverMu.Lock()
+		l.deliverMu.Unlock()
+	}
 	if drained != nil {
 		drained()
 	}

@@ -2,11 +2,14 @@ package plugin
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
+	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
@@ -75,5 +78,62 @@ func TestRestartLosesToReplace(t *testing.T) {
 	defer mu.Unlock()
 	if byVersion[2] != 1 || byVersion[3] != 0 {
 		t.Fatalf("judged by version %v, want the reload's (2)", byVersion)
+	}
+}
+
+// TestReplaceWaitsForDelivery: a replaced version's last flight leaves its
+// lane's queue before its packets are resumed. The new version's answers
+// wait until that delivery ended (here held inside the resume, at a second
+// plugin's rule), so a flow's packets stay in order across the switch.
+func TestReplaceWaitsForDelivery(t *testing.T) {
+	f := &fake{}
+	f.judge = func(_ int, cfg map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+		a := sdk.Continue // blk: on to the next rule
+		if cfg["role"] == "hold" {
+			a = sdk.Accept
+		}
+		for i := range out {
+			out[i] = sdk.Result{Answer: a}
+		}
+	}
+	f.install(t)
+	var steals atomic.Int32
+	inResume, release := make(chan struct{}), make(chan struct{})
+	stealHook = func() {
+		// The second steal: the first packet at hold's rule, resumed by
+		// blk's first version on its lane's goroutine.
+		if steals.Add(1) == 2 {
+			close(inResume)
+			<-release
+		}
+	}
+	t.Cleanup(func() { stealHook = nil })
+	cfg := strings.Replace(routerConfig("  - {name: blk, path: /bin/true, timeout: 2s, config: {role: blk}}\n  - {name: hold, path: /bin/true, timeout: 2s, config: {role: hold}}"),
+		`        - "-p udp -j PLUGIN --name blk"`, "        - \"-p udp -j PLUGIN --name blk\"\n        - \"-p udp -j PLUGIN --name hold\"", 1)
+	n := pt.NewNode(t, "r", cfg, pipeline.Options{})
+	reg := n.Stack.Shared("filter.plugin/registry", func() any { return nil }).(*registry)
+	reg.mu.Lock()
+	p := reg.plugins["blk"]
+	reg.mu.Unlock()
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	a.InjectFrames([][]byte{udp(0, 80, 1)})
+	<-inResume
+	p.mu.Lock()
+	launch, cfgJSON := p.launch, p.cfgJSON
+	p.mu.Unlock()
+	if err := p.Replace(launch, "v2", cfgJSON, nil); err != nil {
+		t.Fatal(err)
+	}
+	a.InjectFrames([][]byte{udp(0, 80, 2)})
+	select {
+	case <-p.cur.Load().gate:
+		t.Error("the new version's answers were let through while the old one still delivered")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	var got [][]byte
+	waitFor(t, "both forwarded", func() bool { got = append(got, pt.Drain(b)...); return len(got) == 2 })
+	if _, s0 := seqOf(got[0]); s0 != 1 {
+		t.Fatalf("seq %d went out first: reordered across the replacement", s0)
 	}
 }
