@@ -34,7 +34,7 @@ links:
   - {name: b, module: link.channel, framing: ip, addresses: [10.0.2.1/24]}
 forwarding: {ipv4: true}
 plugins:
-  - {name: dstfilter, path: PATH, timeout: 1s, reload: watch, config: {block: [10.0.2.3/32]}}
+  - {name: dstfilter, path: PATH, timeout: 5s, reload: watch, config: {block: [10.0.2.3/32]}}
 filter:
   filter:
     forward:
@@ -57,7 +57,13 @@ func TestHotReloadByRename(t *testing.T) {
 	os.Chmod(dir, 0o755)
 	bin := filepath.Join(dir, "dstfilter")
 	build(t, bin, "1", "drop")
-	n := pt.NewNode(t, "r", strings.Replace(router, "PATH", bin, 1), pipeline.Options{})
+	// Nothing may get the failure policy here, not even at load 25 on 2
+	// cores, where a round trip took over 1 s: the plugin's deadline is 5 s,
+	// and a stolen packet stays resumable longer than that plus the switch
+	// (the new version's answers wait for the old one's, up to its
+	// deadline). With the defaults (timeout 1s, ResumeTimeout 1s) a late
+	// round trip dropped packets as stack.resume_stale.
+	n := pt.NewNode(t, "r", strings.Replace(router, "PATH", bin, 1), pipeline.Options{ResumeTimeout: 15 * time.Second})
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	if st := plugin.Plugins(n.Stack); len(st) != 1 || st[0].Version != "1" {
 		t.Fatalf("%+v", st)

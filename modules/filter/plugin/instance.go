@@ -283,6 +283,13 @@ func (in *instance) drainThen(drained func()) {
 		}
 		limit.Reset(wait) // a batch still holds it: its flights come, then their deadline
 	}
+	// A flight leaves its lane's queue before its packets are resumed (on
+	// the lane's goroutine, under deliverMu): let that delivery end, or the
+	// next version's answers could overtake it.
+	for _, l := range in.lanes {
+		l.deliverMu.Lock()
+		l.deliverMu.Unlock()
+	}
 	if drained != nil {
 		drained()
 	}
@@ -319,10 +326,13 @@ func (p *Plugin) setState(s, reason string) {
 }
 
 // restart replaces a dead version with backoff, within the budget; once
-// spent, the failure policy holds (every flush fails: unavailable).
+// spent, the failure policy holds (every flush fails: unavailable). A
+// Replace (reload) that installs another version meanwhile wins: the
+// restart gives up, and the version it started is killed, not installed
+// over the reload's.
 func (p *Plugin) restart(dead *instance) {
 	p.mu.Lock()
-	if p.stopped || p.cur.Load() != dead {
+	if p.superseded(dead) {
 		p.mu.Unlock()
 		return
 	}
@@ -334,7 +344,7 @@ func (p *Plugin) restart(dead *instance) {
 	backoff := 50 * time.Millisecond
 	for {
 		p.mu.Lock()
-		if p.stopped {
+		if p.superseded(dead) {
 			p.mu.Unlock()
 			return
 		}
@@ -352,7 +362,7 @@ func (p *Plugin) restart(dead *instance) {
 		in, err := p.startInstance(launch, cfgJSON, nil)
 		if err == nil {
 			p.mu.Lock()
-			if p.stopped {
+			if p.superseded(dead) {
 				p.mu.Unlock()
 				in.kill()
 				return
@@ -366,6 +376,12 @@ func (p *Plugin) restart(dead *instance) {
 		p.log.Warn().Err(err).Msg("plugin restart failed")
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// superseded: the plugin stopped, or another version replaced dead (p.mu
+// held).
+func (p *Plugin) superseded(dead *instance) bool {
+	return p.stopped || p.cur.Load() != dead
 }
 
 // failedState reports whether the restart budget ran out (or the first

@@ -81,6 +81,30 @@ func running(pid int) bool {
 	return len(f) > 2 && f[2] != "Z"
 }
 
+// stopped reports whether every thread of pid is stopped (state T). kill(2)
+// with SIGSTOP returns once the signal is queued: one thread takes it and
+// then stops the others, which run on until then — on a loaded machine for
+// tens of milliseconds, long enough to answer a batch.
+func stopped(pid int) bool {
+	ts, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(ts) == 0 {
+		return false
+	}
+	for _, p := range ts {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return false
+		}
+		// pid (comm) state …: comm may hold anything, the state follows
+		// its last ")".
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i < 0 || !strings.HasPrefix(s[i+1:], " T") {
+			return false
+		}
+	}
+	return true
+}
+
 func processRouter(t *testing.T, decl string) *pt.Node {
 	t.Helper()
 	cfg := strings.Replace(routerBase, "privileges: {drop: false}", "privileges: {keep: [net_admin, net_raw, setuid, setgid, chown, dac_override]}", 1)
@@ -169,6 +193,17 @@ func testProcessSecurity(t *testing.T, usr string, wantUID uint32) {
 	waitFor(t, "plugin gone after Close", func() bool { return !running(pid) })
 }
 
+// lazy is a value formatted when it is printed (a failure's counters).
+type lazy func() string
+
+func (l lazy) String() string { return l() }
+
+// restartWithin is how long the supervisor may take to restart the plugin
+// of TestProcessKillAndHang: the health check that finds a hang (5× its
+// 300ms deadline), the first backoff and a start, which startInstance
+// allows 10s (exec and the AutoMTLS handshake take 1–4s at load 20).
+const restartWithin = 5*300*time.Millisecond + 50*time.Millisecond + 10*time.Second
+
 // TestProcessKillAndHang: SIGKILL (crash) and SIGSTOP (hang) under
 // traffic: the policy answers within the deadline, nothing is left
 // unjudged, the plugin is killed with its group and restarted.
@@ -182,6 +217,12 @@ func TestProcessKillAndHang(t *testing.T) {
 		if err := syscall.Kill(pid, sig); err != nil {
 			t.Fatal(err)
 		}
+		if sig == syscall.SIGSTOP {
+			// Hung means hung: traffic sent before the stop reached every
+			// thread would be answered, and with no miss nothing restarts.
+			// (No thread runs after SIGKILL: it is fatal to all at once.)
+			waitFor(t, "every thread stopped", func() bool { return stopped(pid) })
+		}
 		// Traffic while it is dead or hung: every packet ends (policy
 		// accept: forwarded) within the deadline and counted.
 		before := n.Counter("plugin_blk", "policy_accept_packets")
@@ -192,7 +233,8 @@ func TestProcessKillAndHang(t *testing.T) {
 		}
 		a.InjectFrames(frames)
 		got := 0
-		waitFor(t, sig.String()+": all 50 forwarded by the policy", func() bool { got += len(pt.Drain(b)); return got == 50 })
+		pt.Eventually(t, 5*time.Second, func() bool { got += len(pt.Drain(b)); return got == 50 },
+			"%v: all 50 forwarded by the policy: %v", sig, lazy(func() string { return fmt.Sprintf("%d\n%s", got, n.DumpCounters()) }))
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("%v: the policy took %v (deadline 300ms)", sig, d)
 		}
@@ -200,11 +242,11 @@ func TestProcessKillAndHang(t *testing.T) {
 			t.Errorf("%v: policy counted %d of 50", sig, c-before)
 		}
 		var np int
-		waitFor(t, sig.String()+": restarted", func() bool {
+		pt.Eventually(t, restartWithin, func() bool {
 			st := Plugins(n.Stack)[0]
 			np = st.PID
 			return st.State == "running" && np != pid
-		})
+		}, "%v: restarted", sig)
 		waitFor(t, "old process gone", func() bool { return !running(pid) })
 		pid = np
 		a.InjectFrames([][]byte{udp(0, 53, 1), udp(0, 80, 2)})
