@@ -20,10 +20,10 @@ import (
 func TestRestartLosesToReplace(t *testing.T) {
 	f := &fake{}
 	var judgedBy atomic.Int32 // the version that judged last
-	f.judge = func(v int, _ map[string]any, _ []*sdk.Packet, out []sdk.Result) {
+	f.judge = func(v int, _ map[string]any, _ *sdk.Batch, out *sdk.Results) {
 		judgedBy.Store(int32(v))
-		for i := range out {
-			out[i].Answer = sdk.Accept
+		for i := range out.Answers {
+			out.Answers[i] = sdk.Accept
 		}
 	}
 	f.install(t)
@@ -81,13 +81,13 @@ func TestRestartLosesToReplace(t *testing.T) {
 // plugin's rule), so a flow's packets stay in order across the switch.
 func TestReplaceWaitsForDelivery(t *testing.T) {
 	f := &fake{}
-	f.judge = func(_ int, cfg map[string]any, pkts []*sdk.Packet, out []sdk.Result) {
+	f.judge = func(_ int, cfg map[string]any, _ *sdk.Batch, out *sdk.Results) {
 		a := sdk.Continue // blk: on to the next rule
 		if cfg["role"] == "hold" {
 			a = sdk.Accept
 		}
-		for i := range out {
-			out[i] = sdk.Result{Answer: a}
+		for i := range out.Answers {
+			out.Answers[i] = a
 		}
 	}
 	f.install(t)
