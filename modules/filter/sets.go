@@ -1339,7 +1339,7 @@ func newU64Table(m map[uint64]int32) u64Table {
 	t := u64Table{slots: make([]u64Slot, n), shift: uint8(64 - bits.TrailingZeros(uint(n)))}
 	mask := uint64(n - 1)
 	for k, v := range m {
-		i := (k * 0x9e3779b97f4a7c15) >> t.shift
+		i := t.home(k)
 		for t.slots[i].v != 0 {
 			i = (i + 1) & mask
 		}
@@ -1348,12 +1348,16 @@ func newU64Table(m map[uint64]int32) u64Table {
 	return t
 }
 
+// home is the slot a probe for k starts at (Fibonacci hashing on the top
+// bits); build, get and the batch prefetch (touch) share it.
+func (t *u64Table) home(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> t.shift }
+
 func (t *u64Table) get(k uint64) (int32, bool) {
 	if len(t.slots) == 0 {
 		return 0, false
 	}
 	mask := uint64(len(t.slots) - 1)
-	for i := (k * 0x9e3779b97f4a7c15) >> t.shift; ; i = (i + 1) & mask {
+	for i := t.home(k); ; i = (i + 1) & mask {
 		s := &t.slots[i]
 		if s.v == 0 {
 			return 0, false

@@ -107,7 +107,7 @@ func (t *u64Table) touch(k uint64) uint32 {
 	if len(t.slots) == 0 {
 		return 0
 	}
-	return uint32(t.slots[(k*0x9e3779b97f4a7c15)>>t.shift].v)
+	return uint32(t.slots[t.home(k)].v)
 }
 
 // peek4 reads an IPv4 packet's address (the source's for srcA) and, when

@@ -115,10 +115,10 @@ func TestSetPrefetch(t *testing.T) {
 	for _, pc := range pcs {
 		k := uint64(pc.Dst4)<<32 | uint64(pc.Tuple.DstPort)
 		if sn.someProto {
-			want += uint32(sn.ipp4.slots[(k|uint64(pc.Tuple.Proto)<<16)*0x9e3779b97f4a7c15>>sn.ipp4.shift].v)
+			want += uint32(sn.ipp4.slots[sn.ipp4.home(k|uint64(pc.Tuple.Proto)<<16)].v)
 		}
 		if sn.anyProto {
-			want += uint32(sn.ipp4.slots[k*0x9e3779b97f4a7c15>>sn.ipp4.shift].v)
+			want += uint32(sn.ipp4.slots[sn.ipp4.home(k)].v)
 		}
 	}
 	if got := sn.prefetch(pkts, false, false); got != want || want == 0 {
