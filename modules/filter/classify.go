@@ -130,6 +130,8 @@ func matcherKind(m pipeline.Matcher) classify.Kind {
 		return classify.Irregular | classify.Exact // flags: FieldTCPFlags
 	case *Limit:
 		return classify.Opaque
+	case *setFast: // a set matcher's specialised form (fast.go)
+		return matcherKind(x.m)
 	case *SetMatch:
 		// Never a hotdrop. A constant address set describes its
 		// prefixes exactly; another set no constraint (its contents

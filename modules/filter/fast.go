@@ -61,9 +61,10 @@ func v4Prefix(addr, mask uint32) netip.Prefix {
 // those of consecutive rules are neighbours in memory. A nil arena
 // allocates each on its own.
 type fastArena struct {
-	d []dst4
-	s []src4
-	l []l4Ports
+	d  []dst4
+	s  []src4
+	l  []l4Ports
+	st []setFast
 }
 
 const arenaChunk = 256
@@ -232,7 +233,81 @@ func fastL4(b *Base, m Match) pipeline.Matcher {
 	return f
 }
 
+// setFast is "-m set [!] --match-set S dst|src[,dst|src]" over a hash:net
+// or an addr . port set without counters: an IPv4 packet's address (and
+// port) straight from the parsed context into the IPv4 structure — the
+// DIR table, the u64Table — instead of SetMatch.find's netip.Addr and the
+// lookup's dispatch on the type. It answers as m (which it calls for
+// everything else: IPv6, a snapshot with timeouts, a small hash:net set
+// searched in its sorted array) and describes what m does.
+type setFast struct {
+	m          *SetMatch
+	set        *Set
+	srcA, srcP bool
+	inv        bool
+}
+
+func (f *setFast) Match(pc *pipeline.PacketContext) (bool, bool) {
+	sn := f.set.snap.Load()
+	a, is4 := pc.Dst4, pc.Tuple.Dst.Is4()
+	if f.srcA {
+		a, is4 = pc.Src4, pc.Tuple.Src.Is4()
+	}
+	if sn.state || !is4 {
+		return f.m.Match(pc)
+	}
+	var hit bool
+	switch sn.typ {
+	case setNet:
+		if sn.v4dir.top == nil {
+			return f.m.Match(pc)
+		}
+		hit = sn.v4dir.get(a) >= 0
+	case setIPPort:
+		proto := uint8(pc.Tuple.Proto)
+		if pc.Fragment || pc.L4Unknown || !hasPorts(proto) || pc.L4End-pc.L4Off < 4 {
+			return f.inv, false // no ports: no element
+		}
+		port := pc.Tuple.DstPort
+		if f.srcP {
+			port = pc.Tuple.SrcPort
+		}
+		k := uint64(a)<<32 | uint64(port)
+		if sn.someProto {
+			_, hit = sn.ipp4.get(k | uint64(proto)<<16)
+		}
+		if !hit && sn.anyProto {
+			_, hit = sn.ipp4.get(k)
+		}
+	default:
+		return f.m.Match(pc)
+	}
+	return hit != f.inv, false
+}
+
+func (f *setFast) Fields() pipeline.FieldSet              { return f.m.Fields() }
+func (f *setFast) Constraint() []pipeline.FieldConstraint { return f.m.Constraint() }
+
+// set is the specialised form of a set matcher, or nil.
+func (a *fastArena) set(m Match) pipeline.Matcher {
+	sm, ok := m.(*SetMatch)
+	if !ok || sm.set == nil || sm.set.decl.counters || len(sm.dirs) == 0 {
+		return nil
+	}
+	if t := sm.set.decl.typ; t != setNet && t != setIPPort {
+		return nil
+	}
+	f := &setFast{m: sm, set: sm.set, srcA: sm.dirs[0], srcP: sm.dirs[len(sm.dirs)-1], inv: sm.inv}
+	if a != nil {
+		p := take(&a.st)
+		*p = *f
+		return p
+	}
+	return f
+}
+
 var (
+	_ pipeline.ConstraintDescriber = (*setFast)(nil)
 	_ pipeline.ConstraintDescriber = (*dst4)(nil)
 	_ pipeline.ConstraintDescriber = (*src4)(nil)
 	_ pipeline.ConstraintDescriber = (*l4Ports)(nil)

@@ -575,6 +575,10 @@ func (r *rule) appendMatchers(out []pipeline.Matcher, a *fastArena) []pipeline.M
 		out = append(out, f)
 	}
 	for _, m := range ms {
+		if f := a.set(m); f != nil {
+			out = append(out, f)
+			continue
+		}
 		out = append(out, m)
 	}
 	return out

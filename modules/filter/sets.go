@@ -1349,7 +1349,7 @@ func newU64Table(m map[uint64]int32) u64Table {
 }
 
 // home is the slot a probe for k starts at (Fibonacci hashing on the top
-// bits); build, get and the batch prefetch (touch) share it.
+// bits); build, get and the batch prefetch share it.
 func (t *u64Table) home(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> t.shift }
 
 func (t *u64Table) get(k uint64) (int32, bool) {
