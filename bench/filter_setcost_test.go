@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/pipeline"
 )
 
@@ -50,11 +51,15 @@ var setCostSets = []struct{ name, rule string }{
 	{"control-d21", halfRule},
 }
 
-// setCostSide is one router of a paired round.
-type setCostSide struct {
-	pass func(n int)
-	fs   *flowSet
-	ns   []float64 // per round: CPU ns per packet
+// setCostRouter is one router of a paired round.
+type setCostRouter struct {
+	in, out *channel.Endpoint
+	fs      *flowSet
+}
+
+func newSetCostRouter(tb testing.TB, rule string) setCostRouter {
+	_, in, out := newPipestackRouterWith(tb, false, setSection(tb, rule, "ACCEPT"), pipeline.Options{})
+	return setCostRouter{in, out, newFilterFlowSet()}
 }
 
 // BenchmarkFilterSetCost: one op is one round in which each router (the
@@ -67,8 +72,14 @@ type setCostSide struct {
 // rule adds), and other-cpu-ns/pkt: the process's CPU time on other
 // threads (the collector, idle routers, the runtime) per packet, which
 // the per-side figures leave out and which must stay near 0. ns/op is the
-// wall time of a round.
+// wall time of a round. The baselines' routers are built once per run of
+// the benchmark (-count: once per count), the set's per sub-benchmark
+// call; every router declares both sets, as in BenchmarkForwardFilterSets.
 func BenchmarkFilterSetCost(b *testing.B) {
+	var base []setCostRouter
+	for _, c := range setCostBaselines {
+		base = append(base, newSetCostRouter(b, c.rule))
+	}
 	for _, s := range setCostSets {
 		b.Run("set="+s.name, func(b *testing.B) {
 			runtime.LockOSThread()
@@ -80,37 +91,40 @@ func BenchmarkFilterSetCost(b *testing.B) {
 				start := time.Now()
 				clock = func() time.Duration { return time.Since(start) }
 			}
-			var sides []*setCostSide
-			for _, c := range append(setCostBaselines[:len(setCostBaselines):len(setCostBaselines)], s) {
-				_, in, out := newPipestackRouterWith(b, false, setSection(b, c.rule, "ACCEPT"), pipeline.Options{})
-				fs := newFilterFlowSet()
-				side := &setCostSide{pass: forwardPass(b, in, out, fs, func(d, want []byte) { checkForwarded(b, d, want) }), fs: fs, ns: make([]float64, 0, b.N)}
-				for range 2 * fs.warmBatches() {
-					side.pass(batchSize)
+			routers := append(base[:len(base):len(base)], newSetCostRouter(b, s.rule))
+			passes := make([]func(int), len(routers))
+			for j, r := range routers {
+				passes[j] = forwardPass(b, r.in, r.out, r.fs, func(d, want []byte) { checkForwarded(b, d, want) })
+				r.fs.next = 0
+				for range 2 * r.fs.warmBatches() {
+					passes[j](batchSize)
 				}
-				sides = append(sides, side)
 			}
-			chunks := sides[0].fs.warmBatches() / setCostChunk // per pass over the flows
-			if chunks*setCostChunk != sides[0].fs.warmBatches() {
-				b.Fatalf("%d batches per pass: not a multiple of %d", sides[0].fs.warmBatches(), setCostChunk)
+			chunks := filterFlows / batchSize / setCostChunk // per pass over the flows
+			if chunks*setCostChunk*batchSize != filterFlows {
+				b.Fatalf("%d flows: not a multiple of %d batches of %d", filterFlows, setCostChunk, batchSize)
 			}
-			// The setup's garbage (each router's two 100,000-element
+			// The setup's garbage (the set router's two 100,000-element
 			// sets, its files' text) collected and given back to the OS
 			// now: after runtime.GC alone the background scavenger
 			// returned it during the timed rounds, on another thread.
 			debug.FreeOSMemory()
-			cpu := make([]time.Duration, len(sides))
+			ns := make([][]float64, len(routers)) // [router][round]: CPU ns per packet
+			for j := range ns {
+				ns[j] = make([]float64, 0, b.N)
+			}
+			cpu := make([]time.Duration, len(routers))
 			round := func(record bool) {
 				clear(cpu)
 				t0 := clock()
 				for k := range chunks {
-					for i := range sides {
+					for i := range routers {
 						j := i
 						if k%2 == 1 {
-							j = len(sides) - 1 - i
+							j = len(routers) - 1 - i
 						}
 						for range setCostChunk {
-							sides[j].pass(batchSize)
+							passes[j](batchSize)
 						}
 						t1 := clock()
 						cpu[j] += t1 - t0
@@ -118,8 +132,8 @@ func BenchmarkFilterSetCost(b *testing.B) {
 					}
 				}
 				if record {
-					for j, side := range sides {
-						side.ns = append(side.ns, float64(cpu[j].Nanoseconds())/float64(filterFlows))
+					for j := range routers {
+						ns[j] = append(ns[j], float64(cpu[j].Nanoseconds())/float64(filterFlows))
 					}
 				}
 			}
@@ -132,7 +146,7 @@ func BenchmarkFilterSetCost(b *testing.B) {
 			}
 			b.StopTimer()
 			other := processCPU() - p0 - (clock() - t0)
-			none, d32, d21, set := sides[0].ns, sides[1].ns, sides[2].ns, sides[3].ns
+			none, d32, d21, set := ns[0], ns[1], ns[2], ns[3]
 			for _, m := range []struct {
 				unit string
 				v    []float64
@@ -145,7 +159,7 @@ func BenchmarkFilterSetCost(b *testing.B) {
 			b.ReportMetric(median(perRound(set, d21, div)), "set/d21")
 			b.ReportMetric(median(perRound(perRound(set, none, sub), perRound(d21, none, sub), div)), "set-extra/d21-extra")
 			if p0 > 0 && threadOK {
-				b.ReportMetric(float64(other.Nanoseconds())/float64(b.N*len(sides)*filterFlows), "other-cpu-ns/pkt")
+				b.ReportMetric(float64(other.Nanoseconds())/float64(b.N*len(routers)*filterFlows), "other-cpu-ns/pkt")
 			}
 		})
 	}
