@@ -62,6 +62,7 @@ var setCases = []struct{ name, rule string }{
 	{"none", ""},
 	{"rule=-d32", "-d 198.18.0.1/32 -j %s"},
 	{"rule=-d15", "-d 198.18.0.0/15 -j %s"}, // every flow matches: the matched rule's cost (its counter)
+	{"rule=-d21", halfRule},                 // half the flows match, as many as each set rule
 	{"set=prefix100k", "-m set --match-set nets dst -j %s"},
 	{"set=addrport100k", "-m set --match-set ipport dst,dst -j %s"},
 }
@@ -105,7 +106,8 @@ func BenchmarkForwardFilterSets(b *testing.B) {
 }
 
 // TestForwardFilterSetsApply: with DROP as the target, the set rules let
-// exactly the odd flows through (the -d /32 rule all but flow 0), and
+// exactly the odd flows through (the -d /32 rule all but flow 0, the
+// -d /21 all but 2,048 flows, the -d /15 none), and
 // forwarding through them allocates nothing.
 func TestForwardFilterSetsApply(t *testing.T) {
 	for _, c := range setCases[1:] {
