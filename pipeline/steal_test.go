@@ -240,6 +240,50 @@ func TestResumeStale(t *testing.T) {
 	r.WantCounters(t, "stack", map[string]uint64{"resume_no_token": 1})
 }
 
+// TestResumeLate: ResumeLate resumes a token older than ResumeTimeout (the
+// stealer bounds its holding itself), but not one whose generation a
+// reload stopped after waiting ResumeTimeout for it.
+func TestResumeLate(t *testing.T) {
+	clk := pt.NewManualClock()
+	st := newStealTable()
+	r := stealNode(t, st, pipeline.Options{Clock: clk, ResumeTimeout: 100 * time.Millisecond})
+	a, b := r.Link(t, "a"), r.Link(t, "b")
+	frame := pt.UDP4("10.0.1.2", "10.0.2.2", 1000, 2000, 64, []byte("late"))
+	a.InjectFrames([][]byte{frame})
+	pkts := st.m.Take(nil)
+	clk.Advance(time.Second)
+	r.Stack.ResumeLate(pkts, []pipeline.Answer{pipeline.MatchAnswer(true, false)})
+	pkts = st.tgt.Take(nil) // b0 matched; b1's target steals it again
+	if len(pkts) != 1 || st.counts["b0"].Load() != 1 {
+		t.Fatalf("a late packet resumed with ResumeLate: rule b0 %d, stolen again %d", st.counts["b0"].Load(), len(pkts))
+	}
+	clk.Advance(time.Second)
+	r.Stack.ResumeLate(pkts, []pipeline.Answer{pipeline.VerdictAnswer(pipeline.VerdictAccept, 0)})
+	r.WantCounters(t, "stack", map[string]uint64{"resume_stale": 0})
+	if got := len(pt.Drain(b)); got != 1 {
+		t.Fatalf("late packet accepted with ResumeLate: %d forwarded", got)
+	}
+
+	// Its generation stopped: dropped all the same.
+	a.InjectFrames([][]byte{frame})
+	pkts = st.m.Take(nil)
+	cfg, err := pipeline.ParseConfig("router.yaml", []byte(routerYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Stack.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	r.Stack.ResumeLate(pkts, []pipeline.Answer{pipeline.MatchAnswer(true, false)})
+	r.WantCounters(t, "stack", map[string]uint64{"resume_stale": 1})
+	if b.Pending() != 0 {
+		t.Errorf("a packet of a stopped generation went on")
+	}
+	if r.Stack.ResumeTimeout() != 100*time.Millisecond || pipeline.New(pipeline.Options{}).ResumeTimeout() != time.Second {
+		t.Errorf("ResumeTimeout %v, default %v", r.Stack.ResumeTimeout(), pipeline.New(pipeline.Options{}).ResumeTimeout())
+	}
+}
+
 // TestStealFlushOncePerBatch: many packets stolen in one batch give the
 // stealer one flush with all of them; resumed in one call, all go on.
 func TestStealFlushOncePerBatch(t *testing.T) {
