@@ -308,10 +308,18 @@ func TestReplaceUnderTraffic(t *testing.T) {
 		}
 	}
 	f.install(t)
+	// Nothing may get the failure policy, so the deadline must outlast a
+	// round trip on a loaded machine: at load 44 under -race, 2 runs in 60
+	// had one of 2.2 s (its answer came 1.5 ms after the deadline, seconds
+	// after the reload). The stack's resume bound is the one that deadline
+	// needs (minResumeTimeout); with a bound shorter than the deadline,
+	// answers after 1 s were dropped as resume_stale (4 of 20 runs at load
+	// 40 under -race, before Stack.ResumeLate and the check of the bound).
+	const deadline = 5 * time.Second
 	decl := func(c int) string {
-		return `  - {name: blk, path: /bin/true, timeout: 2s, window: 64, config: {gen: ` + string(rune('0'+c)) + `}}`
+		return fmt.Sprintf("  - {name: blk, path: /bin/true, timeout: %v, window: 64, config: {gen: %d}}", deadline, c)
 	}
-	n := newRouter(t, decl(1))
+	n := pt.NewNode(t, "r", routerConfig(decl(1)), pipeline.Options{ResumeTimeout: minResumeTimeout(deadline)})
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	const workers, per = 2, 3000
 	var wg sync.WaitGroup
