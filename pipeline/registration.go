@@ -760,7 +760,12 @@ func MatchStolen() (matches, hotdrop bool) { return true, true }
 //   - Bounded: a token is good for Options.ResumeTimeout (1 s by default)
 //     after its steal; later, or once its generation stopped, Resume drops
 //     the packet (stack.resume_stale). A reload waits that long at most
-//     for the old generation's tokens before stopping it.
+//     for the old generation's tokens before stopping it. A stealer that
+//     bounds its holding time itself (a deadline, then a failure policy:
+//     the out-of-process plugins) resumes with Stack.ResumeLate, which
+//     looks at the generation only: a late answer or policy is applied,
+//     not dropped. Such a stealer's bound must fit in ResumeTimeout for
+//     its packets to survive a reload (Stack.ResumeTimeout).
 //
 // Why not a batch form of Match (the engine evaluating rule k for every
 // packet of the batch before rule k+1, contexts for all of them): every

@@ -203,18 +203,35 @@ func VerdictAnswer(v Verdict, chain int) Answer { return Answer{Verdict: v, Chai
 // "stolen" under resume_bad_answer, one whose token is older than
 // Options.ResumeTimeout or names a generation already stopped under
 // resume_stale. A resumed packet is not traced.
-func (s *Stack) Resume(pkts []*Packet, answers []Answer) {
+func (s *Stack) Resume(pkts []*Packet, answers []Answer) { s.resume(pkts, answers, false) }
+
+// ResumeLate is Resume for a stealer that bounds how long it holds packets
+// itself — an out-of-process plugin: its deadline, then its failure
+// policy: a token older than Options.ResumeTimeout is resumed too, so
+// that an answer or a fail-open policy that comes late (a loaded machine,
+// a flight that waited for a window slot) is applied instead of turning
+// into a drop under a bound the stealer's user does not set. A token whose
+// generation stopped (a reload waited ResumeTimeout for it) still drops
+// its packet under resume_stale: its rule set is gone.
+func (s *Stack) ResumeLate(pkts []*Packet, answers []Answer) { s.resume(pkts, answers, true) }
+
+// ResumeTimeout is Options.ResumeTimeout (its default filled in): how long
+// a stolen packet stays resumable by Resume, and how long a reload waits
+// for the old generation's tokens.
+func (s *Stack) ResumeTimeout() time.Duration { return s.opts.ResumeTimeout }
+
+func (s *Stack) resume(pkts []*Packet, answers []Answer, late bool) {
 	b := s.acquire()
 	if b == nil {
 		ReleaseBatch(pkts)
 		return
 	}
-	b.resumeTokens(pkts, answers)
+	b.resumeTokens(pkts, answers, late)
 	s.release(b)
 }
 
-// resumeTokens is Resume inside batch b.
-func (b *Batch) resumeTokens(pkts []*Packet, answers []Answer) {
+// resumeTokens is Resume inside batch b (late: ResumeLate).
+func (b *Batch) resumeTokens(pkts []*Packet, answers []Answer, late bool) {
 	if cap(b.rhooks) < len(pkts) {
 		b.rhooks = make([]Hook, len(pkts))
 	}
@@ -237,7 +254,7 @@ func (b *Batch) resumeTokens(pkts []*Packet, answers []Answer) {
 			continue
 		}
 		h := tok.hook
-		switch b.resumeOne(p, tok, answers[i]) {
+		switch b.resumeOne(p, tok, answers[i], late) {
 		case VerdictAccept:
 			hooks[i], after[h] = h, true
 		case VerdictStolen:
@@ -271,12 +288,13 @@ const resumeGone Verdict = 255
 // resumeOne runs the rest of p's hook from its token: the token's table,
 // then the hook's later ones, in the token's generation. It spends the
 // token and returns the hook's verdict, or resumeGone when it dropped the
-// packet (stale, malformed, nested too deep).
-func (b *Batch) resumeOne(p *Packet, tok *resumeToken, ans Answer) Verdict {
+// packet (stale, malformed, nested too deep). late: the token's age is
+// not looked at (ResumeLate), only whether its generation stopped.
+func (b *Batch) resumeOne(p *Packet, tok *resumeToken, ans Answer, late bool) Verdict {
 	g := tok.gen
 	g.refs.Add(1) // before the stale check: drain (stack.go)
 	defer g.refs.Add(-1)
-	if g.stale.Load() || b.Now.Sub(tok.at) > b.stack.opts.ResumeTimeout {
+	if g.stale.Load() || !late && b.Now.Sub(tok.at) > b.stack.opts.ResumeTimeout {
 		b.dropToken(p)
 		b.Drop(p, b.Gen.resumeStale)
 		return resumeGone

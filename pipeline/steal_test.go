@@ -198,26 +198,48 @@ func TestResumeAcrossReload(t *testing.T) {
 }
 
 // TestResumeStale: a token older than ResumeTimeout resumes nowhere (the
-// packet is dropped under resume_stale); a reload gives up on an
+// packet is dropped under resume_stale) unless resumed with ResumeLate (a
+// stealer that bounds its holding itself); a reload gives up on an
 // unanswered token after ResumeTimeout, and resuming it later drops it
-// too. A packet without a token is dropped under resume_no_token.
+// too, ResumeLate or not. A packet without a token is dropped under
+// resume_no_token.
 func TestResumeStale(t *testing.T) {
 	clk := pt.NewManualClock()
 	st := newStealTable()
 	r := stealNode(t, st, pipeline.Options{Clock: clk, ResumeTimeout: 100 * time.Millisecond})
+	if r.Stack.ResumeTimeout() != 100*time.Millisecond || pipeline.New(pipeline.Options{}).ResumeTimeout() != time.Second {
+		t.Errorf("ResumeTimeout %v, default %v", r.Stack.ResumeTimeout(), pipeline.New(pipeline.Options{}).ResumeTimeout())
+	}
 	a, b := r.Link(t, "a"), r.Link(t, "b")
 	frame := pt.UDP4("10.0.1.2", "10.0.2.2", 1000, 2000, 64, []byte("late"))
+	match := []pipeline.Answer{pipeline.MatchAnswer(true, false)}
 	a.InjectFrames([][]byte{frame})
 	pkts := st.m.Take(nil)
 	clk.Advance(101 * time.Millisecond)
-	r.Stack.Resume(pkts, []pipeline.Answer{pipeline.MatchAnswer(true, false)})
+	r.Stack.Resume(pkts, match)
 	r.WantCounters(t, "stack", map[string]uint64{"resume_stale": 1})
 	if b.Pending() != 0 || st.counts["b0"].Load() != 0 {
 		t.Errorf("a stale packet went on")
 	}
 
-	// Across a reload that times out.
+	// ResumeLate: as late, it goes on (b0 matches, b1's target steals it
+	// again, and accepts it later still).
 	a.InjectFrames([][]byte{frame})
+	pkts = st.m.Take(nil)
+	clk.Advance(time.Second)
+	r.Stack.ResumeLate(pkts, match)
+	if pkts = st.tgt.Take(nil); len(pkts) != 1 || st.counts["b0"].Load() != 1 {
+		t.Fatalf("resumed with ResumeLate: rule b0 %d, stolen again %d", st.counts["b0"].Load(), len(pkts))
+	}
+	clk.Advance(time.Second)
+	r.Stack.ResumeLate(pkts, []pipeline.Answer{pipeline.VerdictAnswer(pipeline.VerdictAccept, 0)})
+	r.WantCounters(t, "stack", map[string]uint64{"resume_stale": 1})
+	if got := len(pt.Drain(b)); got != 1 {
+		t.Fatalf("accepted with ResumeLate: %d forwarded", got)
+	}
+
+	// Across a reload that times out.
+	a.InjectFrames([][]byte{frame, frame})
 	pkts = st.m.Take(nil)
 	cfg, err := pipeline.ParseConfig("router.yaml", []byte(routerYAML))
 	if err != nil {
@@ -230,8 +252,12 @@ func TestResumeStale(t *testing.T) {
 	if d := time.Since(start); d < 100*time.Millisecond || d > 5*time.Second {
 		t.Errorf("the reload waited %v for the token, want its ResumeTimeout (100ms)", d)
 	}
-	r.Stack.Resume(pkts, []pipeline.Answer{pipeline.MatchAnswer(true, false)})
-	r.WantCounters(t, "stack", map[string]uint64{"resume_stale": 2})
+	r.Stack.Resume(pkts[:1], match)
+	r.Stack.ResumeLate(pkts[1:], match)
+	r.WantCounters(t, "stack", map[string]uint64{"resume_stale": 3})
+	if b.Pending() != 0 {
+		t.Errorf("a packet of a stopped generation went on")
+	}
 
 	// Without a token.
 	p := r.Stack.Pool().Get(64)

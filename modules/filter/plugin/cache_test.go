@@ -20,7 +20,7 @@ func cacheRouter(t *testing.T, plugins string, ct bool, clock pipeline.Clock) *p
 	if ct {
 		cfg = strings.Replace(cfg, "modules: [network.ipv4]", "modules: [network.ipv4, netfilter.conntrack]", 1)
 	}
-	return pt.NewNode(t, "r", cfg, pipeline.Options{Clock: clock})
+	return pt.NewNode(t, "r", cfg, testOptions(clock))
 }
 
 // judgeCounting makes f accept everything but port 53 (dropped), counting
@@ -189,7 +189,7 @@ func TestVerdictCacheCountsUntracked(t *testing.T) {
 	f.install(t)
 	cfg := strings.Replace(routerConfig(`  - {name: blk, path: /bin/true, timeout: 2s}`), "modules: [network.ipv4]", "modules: [network.ipv4, netfilter.conntrack]", 1)
 	cfg = strings.Replace(cfg, "filter:\n  filter:\n", "filter:\n  raw:\n    prerouting:\n      rules: [\"-p udp --dport 81 -j NOTRACK\"]\n  filter:\n", 1)
-	n := pt.NewNode(t, "r", cfg, pipeline.Options{Clock: pipeline.NewManualClock(time.Unix(1e9, 0))})
+	n := pt.NewNode(t, "r", cfg, testOptions(pipeline.NewManualClock(time.Unix(1e9, 0))))
 	forwardN(t, n, [][]byte{udp(0, 81, 0), udp(0, 81, 1), udp(0, 81, 2)}, 3) // untracked
 	forwardN(t, n, [][]byte{udp(1, 80, 0)}, 1)                               // tracked: judged, cached
 	forwardN(t, n, [][]byte{udp(1, 80, 1)}, 1)                               // from the cache

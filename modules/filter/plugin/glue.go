@@ -207,7 +207,11 @@ func (m *Matcher) Match(pc *pipeline.PacketContext) (bool, bool) {
 
 // policySink ends judged packets: answers are applied (mark, rewrite) and
 // each packet resumes at its rule with the answer; failed flights get
-// on_failure.
+// on_failure. Both resume with ResumeLate: the plugin's deadline bounds
+// how long a packet is held (Validate fits it in the stack's resume
+// bound), so an answer or a fail-open policy that comes late — a loaded
+// machine, a flight that waited for a window slot or for a replaced
+// version — is applied, not dropped as stack.resume_stale.
 type policySink struct {
 	p     *Plugin
 	stack *pipeline.Stack
@@ -268,7 +272,7 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 	if drops > 0 {
 		s.p.counters.Get("verdict_drop_packets").Add(uint64(drops))
 	}
-	s.stack.Resume(f.pkts, f.answers)
+	s.stack.ResumeLate(f.pkts, f.answers)
 	clear(f.pkts)
 	cacheDone(f, true, s.p.clock)
 }
@@ -313,7 +317,7 @@ func (s *policySink) failed(f *flight, why failure) {
 		f.pkts = append(f.pkts, f.items[i].pkt)
 		f.answers = append(f.answers, ans)
 	}
-	s.stack.Resume(f.pkts, f.answers)
+	s.stack.ResumeLate(f.pkts, f.answers)
 	clear(f.pkts)
 }
 

@@ -123,5 +123,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func newRouter(t *testing.T, plugins string) *pt.Node {
 	t.Helper()
-	return pt.NewNode(t, "r", routerConfig(plugins), pipeline.Options{})
+	return pt.NewNode(t, "r", routerConfig(plugins), testOptions(nil))
+}
+
+// testDeadline is the timeout: most tests give a plugin that must not
+// miss it: on a loaded 2-core machine (load 20-40, -race) a round trip
+// passed 1 s. The stack's resume bound must hold it (Validate):
+// testOptions sets the bound that deadline needs (minResumeTimeout).
+const testDeadline = 2 * time.Second
+
+// testOptions are the test routers' stack options.
+func testOptions(clock pipeline.Clock) pipeline.Options {
+	return pipeline.Options{Clock: clock, ResumeTimeout: minResumeTimeout(testDeadline)}
 }

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -124,6 +125,111 @@ func TestTimeoutAppliesPolicy(t *testing.T) {
 	}
 }
 
+// TestTimeoutWithinResumeBound: a timeout: the stack's resume bound cannot
+// hold (with the drain a replaced version gets) is refused at validation,
+// at its line, naming the plugin and the largest deadline that fits.
+func TestTimeoutWithinResumeBound(t *testing.T) {
+	(&fake{judge: func(int, map[string]any, *sdk.Batch, *sdk.Results) {}}).install(t)
+	opts := pipeline.Options{ResumeTimeout: 500 * time.Millisecond}
+	for _, tc := range []struct{ decl, err string }{
+		{"  - {name: blk, path: /bin/true, timeout: 2s, on_failure: accept}", "r.yaml:10:43: plugins (plugin blk): timeout 2s does not fit in the stack's resume bound (500ms)"},
+		{"  - {name: blk, path: /bin/true, timeout: 451ms}", "r.yaml:10:43: plugins (plugin blk): timeout 451ms does not fit in the stack's resume bound (500ms): a reload drops the packets still waiting for the plugin's answer or its on_failure after that long, so the deadline (plus the 50ms a replaced version gets to drain) must be at most 450ms"},
+		{"  - {name: blk, path: /bin/true, timeout: 450ms}", ""},
+		{"  - {name: blk, path: /bin/true}", ""}, // the default deadline, 20ms
+	} {
+		cfg, err := pipeline.ParseConfig("r.yaml", []byte(routerConfig(tc.decl)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := pipeline.New(opts)
+		_, err = st.Apply(cfg)
+		st.Close()
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.err)) {
+			t.Errorf("%s:\n got %v\nwant %s", tc.decl, err, cmp.Or(tc.err, "no error"))
+		}
+	}
+	// pipectl validate checks with the default bound, 1 s.
+	cfg, _ := pipeline.ParseConfig("r.yaml", []byte(routerConfig("  - {name: blk, path: /bin/true, timeout: 1s}")))
+	if err := pipeline.Check(cfg); err == nil || !strings.Contains(err.Error(), "at most 950ms") {
+		t.Errorf("Check: %v", err)
+	}
+}
+
+// TestPolicyAfterResumeBound: with window 1 and a plugin that answers
+// nothing, flights wait for a slot one deadline after another, so the
+// third's packets are older than the stack's resume bound when their
+// deadline passes: on_failure accept still accepts them (they are not
+// dropped as stack.resume_stale), in order.
+func TestPolicyAfterResumeBound(t *testing.T) {
+	f := &fake{}
+	release := make(chan struct{})
+	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) { <-release }
+	f.install(t)
+	defer close(release)
+	const deadline = 100 * time.Millisecond
+	clk := pipeline.NewManualClock(time.Unix(1e9, 0))
+	n := pt.NewNode(t, "r", routerConfig(`  - {name: blk, path: /bin/true, window: 1, lanes: 1, timeout: 100ms, on_failure: accept}`),
+		pipeline.Options{Clock: clk, ResumeTimeout: minResumeTimeout(deadline)})
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	for i := range 3 { // three batches: one flight sent, two wait
+		a.InjectFrames([][]byte{udp(0, 80, uint32(i))})
+	}
+	for range 3 {
+		clk.Advance(deadline) // the oldest flight fails; the next is sent
+	}
+	var got [][]byte
+	waitFor(t, "three accepted", func() bool { got = append(got, pt.Drain(b)...); return len(got) >= 3 })
+	for i, g := range got {
+		if _, seq := seqOf(g); seq != uint32(i) {
+			t.Fatalf("got seq %d at %d", seq, i)
+		}
+	}
+	if n.Counter("stack", "resume_stale") != 0 || n.Counter("plugin_blk", "policy_accept_packets") != 3 || n.Counter("plugin_blk", "timeout_packets") != 3 {
+		t.Fatalf("forwarded %d\n%s", len(got), n.DumpCounters())
+	}
+}
+
+// TestLateAnswerApplied: a flight that waited for a window slot is
+// answered after the stack's resume bound (but within its own deadline):
+// the plugin's answer applies (accept, where on_failure is drop), it is
+// not dropped as stack.resume_stale.
+func TestLateAnswerApplied(t *testing.T) {
+	f := &fake{}
+	release, judging := make(chan struct{}), make(chan struct{}, 4)
+	var once sync.Once
+	f.judge = func(_ int, _ map[string]any, b *sdk.Batch, out *sdk.Results) {
+		judging <- struct{}{}
+		once.Do(func() { <-release }) // the first flight: answered after its deadline
+		for i := range out.Answers {
+			out.Answers[i] = sdk.Accept
+		}
+	}
+	f.install(t)
+	const deadline = 100 * time.Millisecond
+	clk := pipeline.NewManualClock(time.Unix(1e9, 0))
+	n := pt.NewNode(t, "r", routerConfig(`  - {name: blk, path: /bin/true, window: 1, lanes: 1, timeout: 100ms, on_failure: drop}`),
+		pipeline.Options{Clock: clk, ResumeTimeout: minResumeTimeout(deadline)})
+	a, b := n.Link(t, "a"), n.Link(t, "b")
+	a.InjectFrames([][]byte{udp(0, 80, 0)}) // sent
+	a.InjectFrames([][]byte{udp(0, 80, 1)}) // waits for the slot
+	<-judging
+	clk.Advance(deadline)          // the first fails (drop), the second is sent
+	clk.Advance(deadline * 9 / 10) // older than the resume bound, within its deadline
+	close(release)
+	var got [][]byte
+	waitFor(t, "the second answered", func() bool { got = append(got, pt.Drain(b)...); return len(got) >= 1 })
+	time.Sleep(20 * time.Millisecond)
+	if got = append(got, pt.Drain(b)...); len(got) != 1 || n.Counter("stack", "resume_stale") != 0 || n.Counter("plugin_blk", "policy_drop_packets") != 1 {
+		t.Fatalf("forwarded %d\n%s", len(got), n.DumpCounters())
+	}
+	if _, seq := seqOf(got[0]); seq != 1 {
+		t.Fatalf("forwarded seq %d", seq)
+	}
+	if st := Plugins(n.Stack)[0]; st.Late != 1 {
+		t.Fatalf("late answers %d", st.Late)
+	}
+}
+
 // TestWindowFull: with window 1 and a plugin that holds the first flight,
 // a second flight waits for the slot (bounded: max_batch packets wait), a
 // third gets the policy at once (window_full); the worker does not wait,
@@ -139,7 +245,7 @@ func TestWindowFull(t *testing.T) {
 		}
 	}
 	f.install(t)
-	n := newRouter(t, `  - {name: blk, path: /bin/true, window: 1, lanes: 1, max_batch: 4, timeout: 5s, on_failure: drop}`)
+	n := newRouter(t, `  - {name: blk, path: /bin/true, window: 1, lanes: 1, max_batch: 4, timeout: 2s, on_failure: drop}`)
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	var frames [][]byte
 	for i := 0; i < 12; i++ {
@@ -202,10 +308,18 @@ func TestReplaceUnderTraffic(t *testing.T) {
 		}
 	}
 	f.install(t)
+	// Nothing may get the failure policy, so the deadline must outlast a
+	// round trip on a loaded machine: at load 44 under -race, 2 runs in 60
+	// had one of 2.2 s (its answer came 1.5 ms after the deadline, seconds
+	// after the reload). The stack's resume bound is the one that deadline
+	// needs (minResumeTimeout); with a bound shorter than the deadline,
+	// answers after 1 s were dropped as resume_stale (4 of 20 runs at load
+	// 40 under -race, before Stack.ResumeLate and the check of the bound).
+	const deadline = 5 * time.Second
 	decl := func(c int) string {
-		return `  - {name: blk, path: /bin/true, timeout: 2s, window: 64, config: {gen: ` + string(rune('0'+c)) + `}}`
+		return fmt.Sprintf("  - {name: blk, path: /bin/true, timeout: %v, window: 64, config: {gen: %d}}", deadline, c)
 	}
-	n := newRouter(t, decl(1))
+	n := pt.NewNode(t, "r", routerConfig(decl(1)), pipeline.Options{ResumeTimeout: minResumeTimeout(deadline)})
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	const workers, per = 2, 3000
 	var wg sync.WaitGroup
@@ -430,7 +544,7 @@ func TestResumeAtRule(t *testing.T) {
         - "-p udp --dport 81 -j DROP"
         - "-p udp --dport 82 -j DROP"
 `, 1)
-	n := pt.NewNode(t, "r", cfg, pipeline.Options{})
+	n := pt.NewNode(t, "r", cfg, testOptions(nil))
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	a.InjectFrames([][]byte{udp(0, 53, 1), udp(0, 80, 2), udp(0, 81, 3), udp(0, 82, 4)})
 	var got [][]byte
@@ -625,8 +739,8 @@ func TestWatchFollowsNewestDecl(t *testing.T) {
 	decl := func(timeout string) string {
 		return `  - {name: blk, path: ` + bin + `, reload: watch, timeout: ` + timeout + `}`
 	}
-	n := newRouter(t, decl("2s"))
-	if err := n.Reload(routerConfig(decl("3s"))); err != nil { // settings changed: v2
+	n := newRouter(t, decl("1s"))
+	if err := n.Reload(routerConfig(decl("2s"))); err != nil { // settings changed: v2
 		t.Fatal(err)
 	}
 	write("v3")
@@ -635,7 +749,7 @@ func TestWatchFollowsNewestDecl(t *testing.T) {
 	reg.mu.Lock()
 	p := reg.plugins["blk"]
 	reg.mu.Unlock()
-	if got := p.settings().Timeout; got != 3*time.Second {
-		t.Fatalf("after reload: watch the timeout is %v, the declaration in force says 3s", got)
+	if got := p.settings().Timeout; got != 2*time.Second {
+		t.Fatalf("after reload: watch the timeout is %v, the declaration in force says 2s", got)
 	}
 }

@@ -245,6 +245,19 @@ func (in *instance) kill() {
 	}
 }
 
+// drainSlack is how long past its flights' deadline a replaced version
+// is given to hand them back before it is killed (its lanes then fail what
+// is left); the next version's answers and deadlines wait for it (gate).
+const drainSlack = 50 * time.Millisecond
+
+// minResumeTimeout is the stack's resume bound (pipeline
+// Options.ResumeTimeout) a plugin with this deadline needs: every packet it
+// holds is answered or gets the failure policy within the deadline after
+// its flight is sent, or, behind a replaced version, within that version's
+// deadline and drainSlack. A reload waits that long for the old
+// generation's packets (Validate refuses a deadline that does not fit).
+func minResumeTimeout(timeout time.Duration) time.Duration { return timeout + drainSlack }
+
 // drainAndStop stops a replaced version: it answers what it holds (until
 // no batch holds it any more and its lanes are empty, or the deadline of
 // the last flight passed), then is killed.
@@ -257,7 +270,7 @@ func (in *instance) drainAndStop() { in.drainThen(nil) }
 func (in *instance) drainThen(drained func()) {
 	in.drainCh = make(chan struct{}, 1)
 	in.draining.Store(true)
-	wait := in.cfg.Timeout + 50*time.Millisecond
+	wait := in.cfg.Timeout + drainSlack
 	limit := time.NewTimer(wait)
 	defer limit.Stop()
 	poll := time.NewTicker(time.Millisecond) // a batch flushed, a flight opened

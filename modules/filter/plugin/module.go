@@ -69,6 +69,8 @@ type declConfig struct {
 type decl struct {
 	declConfig
 	line, col int
+	tline     int // timeout:'s value (the entry's line and column without one)
+	tcol      int
 
 	path    string // resolved
 	cfg     settings
@@ -117,6 +119,8 @@ func (s *Section) UnmarshalYAML(n *yaml.Node) error {
 			return posErr(e, "", "a plugin is a mapping {name:, path:, …}")
 		}
 		d := &decl{line: e.Line, col: e.Column}
+		tn := keyNode(e, "timeout")
+		d.tline, d.tcol = tn.Line, tn.Column
 		if err := pipeline.DecodeStrict(e, &d.declConfig); err != nil {
 			var pe *pipeline.PosError
 			if nn := keyNode(e, "name"); nn != e && errors.As(err, &pe) && pe.Where == "" {
@@ -396,12 +400,45 @@ func (d *decl) credentials() (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// Validate checks that pipectl keeps what starting a plugin with user:
-// needs after it dropped its privileges (a restart, a reload): setuid and
-// setgid to switch, chown to give the socket directory to the user, and
-// dac_override to reach the user's socket. Without user: a plugin needs
-// none of them.
+// Validate checks that each plugin's deadline fits in the stack's resume
+// bound (validateTimeouts) and that pipectl keeps what starting a plugin
+// with user: needs (validatePrivileges).
 func (s *Section) Validate() error {
+	if err := s.validateTimeouts(); err != nil {
+		return err
+	}
+	return s.validatePrivileges()
+}
+
+// validateTimeouts refuses a timeout: the stack's resume bound (pipeline
+// Options.ResumeTimeout, 1 s by default) cannot hold. A reload stops the
+// old generation once it waited that long for the packets stolen in it:
+// those still out — waiting for an answer, or for the deadline and then
+// the failure policy — are dropped (stack.resume_stale), whatever
+// on_failure says. A plugin hands every packet back within its deadline
+// plus, behind a replaced version, drainSlack (minResumeTimeout).
+func (s *Section) validateTimeouts() error {
+	if s.ctx == nil || s.ctx.Stack() == nil {
+		return nil
+	}
+	bound := s.ctx.Stack().ResumeTimeout()
+	for _, d := range s.decls {
+		if minResumeTimeout(d.cfg.Timeout) <= bound {
+			continue
+		}
+		return &pipeline.PosError{Line: d.tline, Col: d.tcol, Where: "plugin " + d.Name, Msg: fmt.Sprintf(
+			"timeout %v does not fit in the stack's resume bound (%v): a reload drops the packets still waiting for the plugin's answer or its on_failure after that long, so the deadline (plus the %v a replaced version gets to drain) must be at most %v",
+			d.cfg.Timeout, bound, drainSlack, max(bound-drainSlack, 0))}
+	}
+	return nil
+}
+
+// validatePrivileges checks that pipectl keeps what starting a plugin with
+// user: needs after it dropped its privileges (a restart, a reload):
+// setuid and setgid to switch, chown to give the socket directory to the
+// user, and dac_override to reach the user's socket. Without user: a
+// plugin needs none of them.
+func (s *Section) validatePrivileges() error {
 	if s.ctx == nil || s.ctx.Config == nil || runtime.GOOS != "linux" {
 		return nil
 	}

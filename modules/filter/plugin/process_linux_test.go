@@ -109,7 +109,7 @@ func processRouter(t *testing.T, decl string) *pt.Node {
 	t.Helper()
 	cfg := strings.Replace(routerBase, "privileges: {drop: false}", "privileges: {keep: [net_admin, net_raw, setuid, setgid, chown, dac_override]}", 1)
 	cfg = strings.Replace(cfg, "PLUGINS", decl, 1)
-	return pt.NewNode(t, "r", cfg, pipeline.Options{})
+	return pt.NewNode(t, "r", cfg, testOptions(nil))
 }
 
 // TestProcessSecurity: the plugin runs as a real child with CapEff,
@@ -368,7 +368,7 @@ func TestPythonPlugin(t *testing.T) {
 		cfg = strings.Replace(cfg, "privileges: {drop: false}", "privileges: {keep: [net_admin, net_raw, setuid, setgid]}", 1)
 	}
 	cfg = strings.Replace(cfg, "PLUGINS", fmt.Sprintf(`  - {name: blk, path: %s, args: [%s], timeout: 2s, on_failure: accept, config: {block: [53, 54]}}`, py, filepath.Join(dir, "plugin.py")), 1)
-	n := pt.NewNode(t, "r", cfg, pipeline.Options{})
+	n := pt.NewNode(t, "r", cfg, testOptions(nil))
 	st := Plugins(n.Stack)
 	if len(st) != 1 || st[0].Version != "python-1" || st[0].State != "running" || st[0].Protocol != 1 { // the Python plugin speaks version 1
 		t.Fatalf("%+v", st)

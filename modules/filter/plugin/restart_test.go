@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/modules/filter/plugin/sdk"
-	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipelinetest"
 )
 
@@ -104,7 +103,7 @@ func TestReplaceWaitsForDelivery(t *testing.T) {
 	t.Cleanup(func() { stealHook = nil })
 	cfg := strings.Replace(routerConfig("  - {name: blk, path: /bin/true, timeout: 2s, config: {role: blk}}\n  - {name: hold, path: /bin/true, timeout: 2s, config: {role: hold}}"),
 		`        - "-p udp -j PLUGIN --name blk"`, "        - \"-p udp -j PLUGIN --name blk\"\n        - \"-p udp -j PLUGIN --name hold\"", 1)
-	n := pt.NewNode(t, "r", cfg, pipeline.Options{})
+	n := pt.NewNode(t, "r", cfg, testOptions(nil))
 	reg := n.Stack.Shared("filter.plugin/registry", func() any { return nil }).(*registry)
 	reg.mu.Lock()
 	p := reg.plugins["blk"]

@@ -75,7 +75,7 @@ func benchStack(b *testing.B, mode string, n int) {
 		cfg = strings.Replace(cfg, "PLUGINS", fmt.Sprintf("plugins:\n  - {name: blk, path: /bin/true, timeout: 10s, lanes: 1, window: 8, max_batch: %d}", n), 1)
 		cfg = strings.Replace(cfg, "RULE", `"-p udp -j PLUGIN --name blk"`, 1)
 	}
-	node := pt.NewNode(b, "r", cfg, pipeline.Options{})
+	node := pt.NewNode(b, "r", cfg, pipeline.Options{ResumeTimeout: minResumeTimeout(10 * time.Second)})
 	a, out := node.Link(b, "a"), node.Link(b, "b")
 	frames := make([][]byte, n)
 	for i := range frames {
