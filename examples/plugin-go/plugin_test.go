@@ -61,8 +61,9 @@ func TestHotReloadByRename(t *testing.T) {
 	// cores, where a round trip took over 1 s: the plugin's deadline is 5 s,
 	// and a stolen packet stays resumable longer than that plus the switch
 	// (the new version's answers wait for the old one's, up to its
-	// deadline). With the defaults (timeout 1s, ResumeTimeout 1s) a late
-	// round trip dropped packets as stack.resume_stale.
+	// deadline). With a 1 s timeout under the default 1 s ResumeTimeout
+	// (which validation now refuses) a late round trip dropped packets as
+	// stack.resume_stale.
 	n := pt.NewNode(t, "r", strings.Replace(router, "PATH", bin, 1), pipeline.Options{ResumeTimeout: 15 * time.Second})
 	a, b := n.Link(t, "a"), n.Link(t, "b")
 	if st := plugin.Plugins(n.Stack); len(st) != 1 || st[0].Version != "1" {
