@@ -364,3 +364,34 @@ func TestSetConstant(t *testing.T) {
 		t.Errorf("a set that may change: %+v, %v", v.Constraint(), matcherKind(v))
 	}
 }
+
+// TestSetCompactDuplicates: an element given twice is the later line —
+// its options and, in a verdict map, its verdict (kept beside the compact
+// records) — and the listing's text is made from the record.
+func TestSetCompactDuplicates(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m, err := newSetLines(setDecl{name: "m", typ: setPort, maxElem: 10, isMap: true},
+		[]string{"tcp:80 : accept", "tcp:443 : jump web", "tcp:80 : drop"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := m.Info(now, true)
+	if len(in.Members) != 2 || in.Members[0] != (SetElement{Elem: "tcp:80", Verdict: "drop"}) || in.Members[1] != (SetElement{Elem: "tcp:443", Verdict: "jump web"}) {
+		t.Fatalf("members %+v", in.Members)
+	}
+	s, err := newSetLines(setDecl{name: "s", typ: setNet, timeout: time.Hour, maxElem: 10},
+		[]string{"10.1.2.3/8 timeout 5", "192.0.2.1-192.0.2.6", "10.0.0.0/8 timeout 60", "::ffff:192.0.2.9"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = s.Info(now, true)
+	want := []SetElement{{Elem: "10.0.0.0/8", Timeout: 60}, {Elem: "192.0.2.1-192.0.2.6"}, {Elem: "192.0.2.9/32"}}
+	if len(in.Members) != len(want) {
+		t.Fatalf("members %+v", in.Members)
+	}
+	for i := range want {
+		if in.Members[i] != want[i] {
+			t.Errorf("member %d: %+v, want %+v", i, in.Members[i], want[i])
+		}
+	}
+}
