@@ -9,8 +9,6 @@ package filter
 // writer lock.
 
 import (
-	"crypto/sha256"
-	hexenc "encoding/hex"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -22,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // setType is what a set's elements are.
@@ -83,21 +82,32 @@ const (
 	maxPortExpand = 65536 // ports one element of hash:ip,port may expand to
 )
 
-// elemKey is an element's value.
+// elemKey is an element's value, 40 bytes without pointers: its
+// canonical text (format) is made when a listing asks, two keys are the
+// same element when they are equal.
 type elemKey struct {
-	lo, hi   netip.Addr // setNet: a range (a prefix's first and last); setIP: lo
-	bits     int        // setNet*: the prefix length, -1 for a range FROM-TO
-	proto    uint8      // 0: any protocol with ports
-	plo, phi uint16     // ports
+	lo, hi   u128   // setNet: a range (a prefix's first and last); setIP: lo = hi
+	bits     int16  // setNet*: the prefix length, -1 for a range FROM-TO; setIP*: the address length
+	v4       bool   // lo and hi are IPv4 addresses (types with an address)
+	proto    uint8  // 0: any protocol with ports
+	plo, phi uint16 // ports
 }
 
-// setElem is one element of a set: its value, canonical text and the state
-// that outlives snapshots (timeout, counters).
+// addrKey is the key of the addresses lo..hi (bits: the prefix length,
+// -1 a range).
+func addrKey(lo, hi netip.Addr, bits int) elemKey {
+	return elemKey{lo: addrU128(lo), hi: addrU128(hi), bits: int16(bits), v4: lo.Is4()}
+}
+
+func (k *elemKey) loAddr() netip.Addr { return u128Addr(k.lo, k.v4) }
+func (k *elemKey) hiAddr() netip.Addr { return u128Addr(k.hi, k.v4) }
+
+// setElem is one element of a set: its value and the state that outlives
+// snapshots (timeout, counters; nil for a set without either). A verdict
+// map's verdicts are beside the elements (setSnap.vals).
 type setElem struct {
-	key  elemKey
-	text string
-	st   *elemState
-	val  string // a verdict map's verdict (canonical: accept, drop, return, continue, jump C, goto C)
+	key elemKey
+	st  *elemState
 }
 
 // elemState is an element's timeout and counters, shared by every
@@ -170,10 +180,10 @@ func parseElemAddrs(t setType, s string) (k elemKey, err error) {
 		if hi.Less(lo) {
 			return k, fmt.Errorf("range %q: FROM is greater than TO", s)
 		}
-		k.lo, k.hi, k.bits = lo, hi, -1
+		k = addrKey(lo, hi, -1)
 		// A range that is a prefix is written as one.
 		if p, ok := rangePrefix(lo, hi); ok {
-			k.bits = p.Bits()
+			k.bits = int16(p.Bits())
 		}
 		return k, nil
 	}
@@ -189,16 +199,14 @@ func parseElemAddrs(t setType, s string) (k elemKey, err error) {
 		if !p.Addr().Is4() && p.Addr().Is4In6() {
 			return k, fmt.Errorf("%q is not a prefix", s)
 		}
-		k.lo, k.hi, k.bits = p.Addr(), setLastAddr(p), p.Bits()
-		return k, nil
+		return addrKey(p.Addr(), setLastAddr(p), p.Bits()), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
 		return k, fmt.Errorf("%q is not an address", s)
 	}
 	a = a.Unmap()
-	k.lo, k.hi, k.bits = a, a, a.BitLen()
-	return k, nil
+	return addrKey(a, a, a.BitLen()), nil
 }
 
 // lastAddr is the last address of p (masked).
@@ -302,11 +310,11 @@ func (k elemKey) format(t setType) string {
 	if t != setPort {
 		switch {
 		case t == setIP || t == setIPPort:
-			b.WriteString(k.lo.String())
+			b.WriteString(k.loAddr().String())
 		case k.bits >= 0:
-			b.WriteString(netip.PrefixFrom(k.lo, k.bits).String())
+			b.WriteString(netip.PrefixFrom(k.loAddr(), int(k.bits)).String())
 		default:
-			b.WriteString(k.lo.String() + "-" + k.hi.String())
+			b.WriteString(k.loAddr().String() + "-" + k.hiAddr().String())
 		}
 	}
 	if t == setNet || t == setIP {
@@ -426,9 +434,11 @@ type setDecl struct {
 	timeout  time.Duration // default timeout of elements added at run time (0: none)
 	counters bool
 	maxElem  int
-	elems    []string // canonical element lines (with their options) from the file
-	digest   string   // of typ and elems: what "the file changed the set" compares
-	isMap    bool     // a verdict map (maps:): each element line is "KEY : VERDICT"
+	// digest: of typ, options and the canonical element lines (with their
+	// options) of the file: what "the file changed the set" compares. The
+	// lines themselves are not kept.
+	digest string
+	isMap  bool // a verdict map (maps:): each element line is "KEY : VERDICT"
 	// constant: the contents are the file's only (nft's flags constant):
 	// no run-time change, so a small address set's elements are its
 	// matcher's constraint for the classifier (maxConstraintPrefixes).
@@ -459,33 +469,46 @@ func (s *Set) Name() string { return s.decl.name }
 // Type is the set's type in ipset's spelling (hash:net, …).
 func (s *Set) Type() string { return s.decl.typ.String() }
 
-// newSet makes a set of decl's type filled with its declared elements; now
-// is the stack clock (element timeouts count from it).
-func newSet(decl setDecl, now time.Time) (*Set, error) {
+// newSet makes a set of decl's type filled with its declared elements
+// (made by makeElem, in the file's order; vals: a verdict map's verdicts,
+// one an element). An element given twice is the later line (its
+// options). It takes elems and vals over.
+func newSet(decl setDecl, elems []setElem, vals []string) (*Set, error) {
 	start := time.Now()
 	s := &Set{decl: decl}
 	defer func() { s.build = time.Since(start) }()
-	var elems []setElem
-	seen := map[string]int{}
-	for _, line := range decl.elems {
-		e, _, err := s.makeElem(line, now)
-		if err != nil {
-			return nil, err
-		}
-		if i, dup := seen[e.text]; dup {
-			elems[i] = e // the later line wins (its options)
+	seen := make(map[elemKey]int, len(elems))
+	out := elems[:0]
+	for i := range elems {
+		e := elems[i]
+		if j, dup := seen[e.key]; dup {
+			out[j] = e // the later line wins (its options)
+			if vals != nil {
+				vals[j] = vals[i]
+			}
 			continue
 		}
-		seen[e.text] = len(elems)
-		elems = append(elems, e)
+		seen[e.key] = len(out)
+		if vals != nil {
+			vals[len(out)] = vals[i]
+		}
+		out = append(out, e)
 	}
-	if len(elems) > decl.maxElem {
-		return nil, fmt.Errorf("%d elements, more than maxelem %d", len(elems), decl.maxElem)
+	if len(out) > decl.maxElem {
+		return nil, fmt.Errorf("%d elements, more than maxelem %d", len(out), decl.maxElem)
 	}
-	sn, err := buildSnap(decl.typ, elems)
+	// The elements were appended one by one: no spare capacity is kept.
+	if cap(out) > len(out)+len(out)/16 {
+		out = slices.Clone(out)
+	}
+	if vals != nil {
+		vals = slices.Clip(vals[:len(out)])
+	}
+	sn, err := buildSnap(decl.typ, out)
 	if err != nil {
 		return nil, err
 	}
+	sn.vals = vals
 	s.snap.Store(sn)
 	return s, nil
 }
@@ -493,30 +516,31 @@ func newSet(decl setDecl, now time.Time) (*Set, error) {
 // needsState: elements carry a state (a timeout or counters).
 func (s *Set) needsState() bool { return s.decl.counters || s.decl.timeout > 0 }
 
-// makeElem parses one element line, with its state.
-func (s *Set) makeElem(line string, now time.Time) (setElem, elemOpts, error) {
-	var val string
+// makeElem parses one element line, with its state; text is its
+// canonical value, val a verdict map's verdict (canonical: accept, drop,
+// return, continue, jump C, goto C).
+func (s *Set) makeElem(line string, now time.Time) (e setElem, text, val string, o elemOpts, err error) {
 	if s.decl.isMap {
 		i := strings.LastIndex(line, " : ")
 		if i < 0 {
-			return setElem{}, elemOpts{}, fmt.Errorf("%q: a verdict map's element is KEY : VERDICT", line)
+			return e, "", "", o, fmt.Errorf("%q: a verdict map's element is KEY : VERDICT", line)
 		}
 		v, err := parseMapVerdict(line[i+3:])
 		if err != nil {
-			return setElem{}, elemOpts{}, err
+			return e, "", "", o, err
 		}
 		line, val = line[:i], v
 	}
 	k, text, o, err := parseElement(s.decl.typ, line)
 	if err != nil {
-		return setElem{}, o, err
+		return e, "", "", o, err
 	}
-	e := setElem{key: k, text: text, val: val}
+	e = setElem{key: k}
 	if o.timeoutSet && s.decl.timeout == 0 {
-		return e, o, errors.New("timeout on an element of a set without timeout (declare the set with timeout: N, 0 for none by default)")
+		return e, text, val, o, errors.New("timeout on an element of a set without timeout (declare the set with timeout: N, 0 for none by default)")
 	}
 	if (o.packets != 0 || o.bytes != 0) && !s.decl.counters {
-		return e, o, errors.New("packets/bytes on an element of a set without counters")
+		return e, text, val, o, errors.New("packets/bytes on an element of a set without counters")
 	}
 	if s.needsState() {
 		e.st = new(elemState)
@@ -526,7 +550,7 @@ func (s *Set) makeElem(line string, now time.Time) (setElem, elemOpts, error) {
 			e.st.expires.Store(now.Add(o.timeout).UnixNano())
 		}
 	}
-	return e, o, nil
+	return e, text, val, o, nil
 }
 
 // SetElement is one element as a listing shows it.
@@ -568,7 +592,10 @@ func (s *Set) Info(now time.Time, members bool) SetInfo {
 		if !members {
 			continue
 		}
-		se := SetElement{Elem: e.text, Verdict: e.val}
+		se := SetElement{Elem: e.key.format(sn.typ)}
+		if sn.vals != nil {
+			se.Verdict = sn.vals[i]
+		}
 		if e.st != nil {
 			if x := e.st.expires.Load(); x != 0 {
 				se.Timeout = (x - t + int64(time.Second) - 1) / int64(time.Second)
@@ -600,7 +627,7 @@ func (s *Set) Add(elem string, timeout time.Duration, now time.Time) (bool, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, o, err := s.makeElem(elem, now)
+	e, _, _, o, err := s.makeElem(elem, now)
 	if err != nil {
 		return false, err
 	}
@@ -618,7 +645,7 @@ func (s *Set) Add(elem string, timeout time.Duration, now time.Time) (bool, erro
 	old := s.snap.Load()
 	t := now.UnixNano()
 	for i := range old.elems {
-		if old.elems[i].text == e.text && !old.elems[i].expired(t) {
+		if old.elems[i].key == e.key && !old.elems[i].expired(t) {
 			if old.elems[i].st != nil {
 				old.elems[i].st.expires.Store(e.st.expires.Load())
 			}
@@ -628,7 +655,7 @@ func (s *Set) Add(elem string, timeout time.Duration, now time.Time) (bool, erro
 	}
 	elems := make([]setElem, 0, len(old.elems)+1)
 	for i := range old.elems {
-		if old.elems[i].text != e.text && !old.elems[i].expired(t) {
+		if old.elems[i].key != e.key && !old.elems[i].expired(t) {
 			elems = append(elems, old.elems[i])
 		}
 	}
@@ -651,7 +678,7 @@ func (s *Set) Del(elem string, now time.Time) error {
 	if s.decl.isMap || s.decl.constant {
 		return s.mapErr()
 	}
-	_, text, _, err := parseElement(s.decl.typ, elem)
+	k, text, _, err := parseElement(s.decl.typ, elem)
 	if err != nil {
 		return err
 	}
@@ -663,7 +690,7 @@ func (s *Set) Del(elem string, now time.Time) error {
 	elems := make([]setElem, 0, len(old.elems))
 	for i := range old.elems {
 		switch {
-		case old.elems[i].text == text:
+		case old.elems[i].key == k:
 			found = !old.elems[i].expired(t)
 		case !old.elems[i].expired(t):
 			elems = append(elems, old.elems[i])
@@ -723,25 +750,14 @@ func (s *Set) Test(elem string, now time.Time) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if k.lo.IsValid() && k.lo != k.hi || k.plo != k.phi {
+	if k.lo != k.hi || k.plo != k.phi {
 		return false, errors.New("test takes one address and one port")
 	}
 	proto := k.proto
 	if proto == 0 {
 		proto = 6
 	}
-	return s.snap.Load().lookup(k.lo, k.plo, proto, now.UnixNano()) >= 0, nil
-}
-
-// declDigest is what identifies a declaration's contents.
-func declDigest(t setType, elems []string) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%d\n", t)
-	for _, e := range elems {
-		h.Write([]byte(e))
-		h.Write([]byte{'\n'})
-	}
-	return hexenc.EncodeToString(h.Sum(nil))
+	return s.snap.Load().lookup(k.loAddr(), k.plo, proto, now.UnixNano()) >= 0, nil
 }
 
 // setSnap is one immutable version of a set's contents and lookup
@@ -749,6 +765,8 @@ func declDigest(t setType, elems []string) string {
 type setSnap struct {
 	typ   setType
 	elems []setElem
+	// vals: a verdict map's verdicts, one an element (nil for a set).
+	vals []string
 	// state: some element has a state (timeout or counters).
 	state bool
 
@@ -816,11 +834,11 @@ func (sn *setSnap) fallback(a netip.Addr, port uint16, proto uint8, now int64) i
 		}
 		switch sn.typ {
 		case setIPPort:
-			if k.lo != a {
+			if k.v4 != a.Is4() || k.lo != addrU128(a) {
 				continue
 			}
 		case setNetPort:
-			if k.lo.BitLen() != a.BitLen() || a.Less(k.lo) || k.hi.Less(a) {
+			if v := addrU128(a); k.v4 != a.Is4() || v.less(k.lo) || k.hi.less(v) {
 				continue
 			}
 		}
@@ -889,15 +907,18 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 			sn.v4dir.build(sn.v4starts, sn.v4piece)
 			sn.v4starts, sn.v4piece = nil, nil
 		}
+		if !sn.state {
+			sn.pieces = nil // the intervals name the elements: no piece is looked at
+		}
 	case setIP:
 		ip4 := map[uint64]int32{}
 		sn.ip6 = map[[16]byte]int32{}
 		for i := range elems {
-			a := elems[i].key.lo
-			if a.Is4() {
-				ip4[addrU128(a).lo] = int32(i)
+			k := &elems[i].key
+			if k.v4 {
+				ip4[k.lo.lo] = int32(i)
 			} else {
-				sn.ip6[a.As16()] = int32(i)
+				sn.ip6[k.loAddr().As16()] = int32(i)
 			}
 		}
 		sn.ip4 = newU64Table(ip4)
@@ -919,14 +940,14 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 		for i := range elems {
 			k := &elems[i].key
 			for p := int(k.plo); p <= int(k.phi); p++ {
-				if k.lo.Is4() {
-					key := addrU128(k.lo).lo<<32 | uint64(k.proto)<<16 | uint64(p)
+				if k.v4 {
+					key := k.lo.lo<<32 | uint64(k.proto)<<16 | uint64(p)
 					if o, ok := ipp4[key]; ok {
 						sn.shade(o)
 					}
 					ipp4[key] = int32(i)
 				} else {
-					key := ipp6Key{k.lo.As16(), k.proto, uint16(p)}
+					key := ipp6Key{k.loAddr().As16(), k.proto, uint16(p)}
 					if o, ok := sn.ipp6[key]; ok {
 						sn.shade(o)
 					}
@@ -942,9 +963,9 @@ func buildSnap(t setType, elems []setElem) (*setSnap, error) {
 		total := 0
 		for i := range elems {
 			k := &elems[i].key
-			ps := []netip.Prefix{netip.PrefixFrom(k.lo, k.bits)}
+			ps := []netip.Prefix{netip.PrefixFrom(k.loAddr(), int(k.bits))}
 			if k.bits < 0 {
-				ps = rangePrefixes(addrU128(k.lo), addrU128(k.hi), k.lo.Is4())
+				ps = rangePrefixes(k.lo, k.hi, k.v4)
 			}
 			for _, p := range ps {
 				a := addrU128(p.Addr())
@@ -999,17 +1020,17 @@ func (sn *setSnap) buildNet() {
 	var ps []pfx
 	for i := range sn.elems {
 		k := &sn.elems[i].key
-		lo, hi := addrU128(k.lo), addrU128(k.hi)
+		lo, hi := k.lo, k.hi
 		w := u128{hi.hi - lo.hi, hi.lo - lo.lo}
 		if hi.lo < lo.lo {
 			w.hi--
 		}
 		if k.bits >= 0 {
-			ps = append(ps, pfx{lo, hi, k.bits, int32(i), k.lo.Is4(), w})
+			ps = append(ps, pfx{lo, hi, int(k.bits), int32(i), k.v4, w})
 			continue
 		}
-		for _, p := range rangePrefixes(lo, hi, k.lo.Is4()) {
-			ps = append(ps, pfx{addrU128(p.Addr()), addrU128(setLastAddr(p)), p.Bits(), int32(i), k.lo.Is4(), w})
+		for _, p := range rangePrefixes(lo, hi, k.v4) {
+			ps = append(ps, pfx{addrU128(p.Addr()), addrU128(setLastAddr(p)), p.Bits(), int32(i), k.v4, w})
 		}
 	}
 	sort.Slice(ps, func(i, j int) bool {
@@ -1383,9 +1404,9 @@ func (s *Set) prefixes() []netip.Prefix {
 	for _, e := range s.snap.Load().elems {
 		k := &e.key
 		if k.bits >= 0 {
-			out = append(out, netip.PrefixFrom(k.lo, k.bits))
+			out = append(out, netip.PrefixFrom(k.loAddr(), int(k.bits)))
 		} else {
-			out = append(out, rangePrefixes(addrU128(k.lo), addrU128(k.hi), k.lo.Is4())...)
+			out = append(out, rangePrefixes(k.lo, k.hi, k.v4)...)
 		}
 		if len(out) > maxConstraintPrefixes {
 			return nil
@@ -1403,16 +1424,20 @@ type SetStats struct {
 	Bytes      int           // the lookup structures and elements, estimated
 }
 
-// bytes estimates the snapshot's memory.
+// bytes is the snapshot's memory: its slices' capacities, its maps
+// estimated (48 bytes an entry), the elements' states (24 bytes each).
 func (sn *setSnap) bytes() int {
-	n := 4*(len(sn.v4starts)+len(sn.v4piece)+len(sn.v6piece)) + sn.v4dir.bytes() +
-		16*len(sn.v6starts) + 8*len(sn.pieces) + 16*(len(sn.ip4.slots)+len(sn.ipp4.slots)+len(sn.np4.slots)) +
-		48*(len(sn.ip6)+len(sn.ipp6)+len(sn.np6)) + 4*65536*len(sn.ports)
+	n := 4*(cap(sn.v4starts)+cap(sn.v4piece)+cap(sn.v6piece)) + sn.v4dir.bytes() +
+		16*cap(sn.v6starts) + 8*cap(sn.pieces) + 16*(cap(sn.ip4.slots)+cap(sn.ipp4.slots)+cap(sn.np4.slots)) +
+		48*(len(sn.ip6)+len(sn.ipp6)+len(sn.np6)) + 4*65536*len(sn.ports) +
+		int(unsafe.Sizeof(setElem{}))*cap(sn.elems) + 16*cap(sn.vals) + 4*cap(sn.shadowed)
 	for i := range sn.elems {
-		n += 80 + len(sn.elems[i].text) + len(sn.elems[i].val)
 		if sn.elems[i].st != nil {
-			n += 24
+			n += int(unsafe.Sizeof(elemState{}))
 		}
+	}
+	for _, v := range sn.vals {
+		n += len(v)
 	}
 	return n
 }

@@ -96,16 +96,17 @@ func BenchmarkSetAdd(b *testing.B) {
 	for _, typ := range []string{"hash:net", "addr . port"} {
 		b.Run("type="+strings.ReplaceAll(typ, " ", ""), func(b *testing.B) {
 			decl := setDecl{name: "b", typ: setNet, maxElem: defaultMaxElem}
+			var lines []string
 			for i := 0; i < 100000; i++ {
 				a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 				if typ == "hash:net" {
-					decl.elems = append(decl.elems, a.String())
+					lines = append(lines, a.String())
 				} else {
 					decl.typ = setIPPort
-					decl.elems = append(decl.elems, a.String()+" . tcp:80")
+					lines = append(lines, a.String()+" . tcp:80")
 				}
 			}
-			s, err := newSet(decl, time.Now())
+			s, err := newSetLines(decl, lines, time.Now())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -308,4 +309,16 @@ func passClock() time.Duration {
 		return d
 	}
 	return time.Duration(time.Now().UnixNano())
+}
+
+// BenchmarkSetLoad: building a filter section with the 100,000-element
+// sets from files (big_net, big_ipport, big_ipport_plain): what a reload
+// that changes them costs.
+func BenchmarkSetLoad(b *testing.B) {
+	sec := bigSetsSection(b, b.TempDir(), 100000) + "\n  forward:\n    rules: [\"-p tcp -j ACCEPT\"]\n"
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		m := mustLoad(b, sec)
+		m.Cleanup()
+	}
 }

@@ -1,7 +1,10 @@
 package filter
 
 import (
+	"crypto/sha256"
+	hexenc "encoding/hex"
 	"fmt"
+	"hash"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,55 +203,31 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 			where = "map " + src.decl.name
 		}
 		d := src.decl
-		d.elems = nil
-		var lines [][2]int
+		l := newSetLoader(d, now)
 		for i, e := range src.inline {
-			// Canonical form (also checks it), options kept.
-			if _, _, err := (&Set{decl: d}).makeElem(e, now); err != nil {
+			if err := l.add(e); err != nil {
 				return &pipeline.PosError{Line: src.inPos[i][0], Col: src.inPos[i][1], Where: where, Msg: "element " + strconv.Quote(e) + ": " + err.Error()}
 			}
-			d.elems = append(d.elems, strings.Join(strings.Fields(e), " "))
-			lines = append(lines, src.inPos[i])
 		}
 		if src.file != "" {
 			b, err := ctx.ReadFile(src.file)
 			if err != nil {
 				return &pipeline.PosError{Line: src.filePos[0], Col: src.filePos[1], Where: where, Msg: err.Error()}
 			}
-			for ln, text := range strings.Split(string(b), "\n") {
+			// Line by line: nothing of the file's text outlives this loop.
+			for ln, rest := 1, string(b); rest != ""; ln++ {
+				var text string
+				text, rest, _ = strings.Cut(rest, "\n")
 				e, skip, err := fileElement(d.name, text)
 				if err == nil && !skip {
-					_, _, err = (&Set{decl: d}).makeElem(e, now)
+					err = l.add(e)
 				}
 				if err != nil {
-					return &pipeline.PosError{Line: src.filePos[0], Col: src.filePos[1], Where: where, Msg: fmt.Sprintf("%s line %d: %v", src.file, ln+1, err)}
-				}
-				if !skip {
-					d.elems = append(d.elems, e)
-					lines = append(lines, src.filePos)
+					return &pipeline.PosError{Line: src.filePos[0], Col: src.filePos[1], Where: where, Msg: fmt.Sprintf("%s line %d: %v", src.file, ln, err)}
 				}
 			}
 		}
-		// The digest is over the canonical elements: the same set written
-		// otherwise (10.1.2.3/8 for 10.0.0.0/8, "a,80" for "a . 80") is
-		// the same set.
-		canon := make([]string, 0, len(d.elems))
-		for _, line := range d.elems {
-			e, o, err := (&Set{decl: d}).makeElem(line, now)
-			if err != nil {
-				canon = append(canon, line)
-				continue
-			}
-			c := e.text
-			if e.val != "" {
-				c += " : " + e.val
-			}
-			if o.timeoutSet {
-				c += fmt.Sprintf(" timeout %d", o.timeout/time.Second)
-			}
-			canon = append(canon, c)
-		}
-		d.digest = declDigest(d.typ, canon) + fmt.Sprintf("/%d/%t/%d/%t/%t", d.timeout, d.counters, d.maxElem, d.isMap, d.constant)
+		d.digest = l.digest()
 		if _, dup := m.sets[d.name]; dup {
 			return &pipeline.PosError{Line: src.line, Col: src.col, Where: where, Msg: "a set or map of this name is declared already"}
 		}
@@ -256,15 +235,9 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 			m.sets[d.name] = p
 			continue
 		}
-		s, err := newSet(d, now)
+		lines := len(l.elems)
+		s, err := newSet(d, l.elems, l.vals)
 		if err != nil {
-			// Which element: parse again one by one for its line.
-			for i, e := range d.elems {
-				tmp := &Set{decl: d}
-				if _, _, err2 := tmp.makeElem(e, now); err2 != nil {
-					return &pipeline.PosError{Line: lines[i][0], Col: lines[i][1], Where: where, Msg: "element " + strconv.Quote(e) + ": " + err2.Error()}
-				}
-			}
 			return &pipeline.PosError{Line: src.line, Col: src.col, Where: where, Msg: err.Error()}
 		}
 		if p, ok := prev[d.name]; ok {
@@ -275,7 +248,7 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 			case p.decl.timeout != d.timeout || p.decl.counters != d.counters || p.decl.maxElem != d.maxElem:
 				what = "options"
 			}
-			note := fmt.Sprintf("set %s: the file changed its %s: the file's %d elements replace the running set's %d", d.name, what, len(d.elems), p.Info(now, false).Entries)
+			note := fmt.Sprintf("set %s: the file changed its %s: the file's %d elements replace the running set's %d", d.name, what, lines, p.Info(now, false).Entries)
 			if p.changed.Load() {
 				note += " (its run-time changes are dropped)"
 			}
@@ -284,6 +257,56 @@ func (m *Module) provisionSets(ctx *pipeline.Context) error {
 		m.sets[d.name] = s
 	}
 	return nil
+}
+
+// setLoader reads a declaration's element lines one by one into their
+// compact form, and the digest of their canonical text as it goes: what a
+// reload compares is the digest, not the lines.
+type setLoader struct {
+	tmp   Set
+	now   time.Time
+	elems []setElem
+	vals  []string // a verdict map's
+	h     hash.Hash
+	line  []byte
+}
+
+func newSetLoader(d setDecl, now time.Time) *setLoader {
+	l := &setLoader{now: now, h: sha256.New()}
+	l.tmp.decl = d
+	fmt.Fprintf(l.h, "%d\n", d.typ)
+	return l
+}
+
+// add parses one element line (canonical form checked, options kept).
+// The digest is over the canonical elements: the same set written
+// otherwise (10.1.2.3/8 for 10.0.0.0/8, "a,80" for "a . 80") is the same
+// set.
+func (l *setLoader) add(line string) error {
+	e, text, val, o, err := l.tmp.makeElem(line, l.now)
+	if err != nil {
+		return err
+	}
+	b := append(l.line[:0], text...)
+	if val != "" {
+		b = append(append(b, " : "...), val...)
+	}
+	if o.timeoutSet {
+		b = append(append(b, " timeout "...), strconv.FormatInt(int64(o.timeout/time.Second), 10)...)
+	}
+	l.line = append(b, '\n')
+	l.h.Write(l.line)
+	l.elems = append(l.elems, e)
+	if l.tmp.decl.isMap {
+		l.vals = append(l.vals, val)
+	}
+	return nil
+}
+
+// digest identifies the declaration: type, elements, options.
+func (l *setLoader) digest() string {
+	d := &l.tmp.decl
+	return hexenc.EncodeToString(l.h.Sum(nil)) + fmt.Sprintf("/%d/%t/%d/%t/%t", d.timeout, d.counters, d.maxElem, d.isMap, d.constant)
 }
 
 // fileElement is one line of a set's file: an element with its options,

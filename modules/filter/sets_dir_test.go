@@ -192,8 +192,7 @@ func TestDir4Prefixes(t *testing.T) {
 			}
 		}
 		decl := setDecl{name: "d", typ: setNet, maxElem: defaultMaxElem}
-		decl.elems = elems
-		s, err := newSet(decl, time.Unix(1000, 0))
+		s, err := newSetLines(decl, elems, time.Unix(1000, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +214,7 @@ func TestDir4Prefixes(t *testing.T) {
 			want := false
 			for i := range sn.elems {
 				k := &sn.elems[i].key
-				if !a.Less(k.lo) && !k.hi.Less(a) {
+				if !a.Less(k.loAddr()) && !k.hiAddr().Less(a) {
 					want = true
 					break
 				}
@@ -225,8 +224,8 @@ func TestDir4Prefixes(t *testing.T) {
 				t.Fatalf("%s: %s: found %d, want %v", what, a, e, want)
 			}
 			if e >= 0 {
-				if k := &sn.elems[e].key; a.Less(k.lo) || k.hi.Less(a) {
-					t.Fatalf("%s: %s found in %s", what, a, sn.elems[e].text)
+				if k := &sn.elems[e].key; a.Less(k.loAddr()) || k.hiAddr().Less(a) {
+					t.Fatalf("%s: %s found in %s", what, a, elemText(sn, e))
 				}
 			}
 		}

@@ -14,18 +14,19 @@ import (
 // file) would be 2^36 entries.
 func TestSetPortRangeBound(t *testing.T) {
 	decl := setDecl{name: "wide", typ: setIPPort, maxElem: defaultMaxElem}
+	var lines []string
 	for i := 0; i <= maxExpanded/65536; i++ {
-		decl.elems = append(decl.elems, fmt.Sprintf("10.0.%d.%d . 0-65535", i/256, i%256))
+		lines = append(lines, fmt.Sprintf("10.0.%d.%d . 0-65535", i/256, i%256))
 	}
-	_, err := newSet(decl, time.Unix(1000, 0))
+	_, err := newSetLines(decl, lines, time.Unix(1000, 0))
 	if err == nil || !strings.Contains(err.Error(), "expand to more than") {
 		t.Fatalf("newSet: %v, want the bound", err)
 	}
-	s, err := newSet(setDecl{name: "w", typ: setIPPort, maxElem: defaultMaxElem, elems: []string{"10.0.0.1 . 1-65535"}}, time.Unix(1000, 0))
+	s, err := newSetLines(setDecl{name: "w", typ: setIPPort, maxElem: defaultMaxElem}, []string{"10.0.0.1 . 1-65535"}, time.Unix(1000, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.snap.Load().elems[0].key.lo.IsValid() || s.snap.Load().lookup(s.snap.Load().elems[0].key.lo, 80, 6, 0) < 0 {
+	if k := s.snap.Load().elems[0].key; !k.v4 || s.snap.Load().lookup(k.loAddr(), 80, 6, 0) < 0 {
 		t.Fatal("a range within the bound is not looked up")
 	}
 }
@@ -50,7 +51,7 @@ func TestSetNestedPortExpiry(t *testing.T) {
 		{setNetPort, "10.0.0.0/24 . 1000-2000", "10.0.0.0/24 . 1500", "10.0.0.7"},
 		{setNetPort, "2001:db8::/64 . udp:1000-2000", "2001:db8::/64 . udp:1500", "2001:db8::7"},
 	} {
-		s, err := newSet(setDecl{name: "p", typ: c.typ, timeout: time.Hour, maxElem: 100, elems: []string{c.wide}}, now)
+		s, err := newSetLines(setDecl{name: "p", typ: c.typ, timeout: time.Hour, maxElem: 100}, []string{c.wide}, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,10 +67,10 @@ func TestSetNestedPortExpiry(t *testing.T) {
 			proto = 17
 		}
 		sn := s.snap.Load()
-		if e := sn.lookup(a, 1500, proto, now.UnixNano()); e < 0 || sn.elems[e].text != s.Info(now, true).Members[1].Elem {
+		if e := sn.lookup(a, 1500, proto, now.UnixNano()); e < 0 || elemText(sn, e) != s.Info(now, true).Members[1].Elem {
 			t.Fatalf("%s: before the expiry: element %d", c.inner, e)
 		}
-		if e := sn.lookup(a, 1500, proto, at); e < 0 || sn.elems[e].text != sn.elems[0].text {
+		if e := sn.lookup(a, 1500, proto, at); e < 0 || elemText(sn, e) != elemText(sn, 0) {
 			t.Errorf("%s expired inside %s: port 1500 found %d, want the wider element (members %+v)", c.inner, c.wide, e, s.Info(time.Unix(0, at), true).Members)
 		}
 	}

@@ -130,6 +130,7 @@ func TestSetLookupRandom(t *testing.T) {
 			return netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(4)), byte(r.IntN(256))})
 		}
 		decl := setDecl{name: "r", typ: setNet, timeout: time.Hour, maxElem: defaultMaxElem}
+		var lines []string
 		stateless := round%2 == 1 // nothing expires: the intervals name the elements
 		if stateless {
 			decl.timeout = 0
@@ -160,9 +161,9 @@ func TestSetLookupRandom(t *testing.T) {
 			if !stateless {
 				e += fmt.Sprintf(" timeout %d", 1+r.IntN(3))
 			}
-			decl.elems = append(decl.elems, e)
+			lines = append(lines, e)
 		}
-		s, err := newSet(decl, now)
+		s, err := newSetLines(decl, lines, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +171,7 @@ func TestSetLookupRandom(t *testing.T) {
 			if _, err := s.Add(randAddr().String(), -1, now); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Del(s.snap.Load().elems[0].text, now); err != nil {
+			if err := s.Del(elemText(s.snap.Load(), 0), now); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -181,7 +182,7 @@ func TestSetLookupRandom(t *testing.T) {
 			want := false
 			for i := range sn.elems {
 				k := &sn.elems[i].key
-				if k.lo.BitLen() == a.BitLen() && !a.Less(k.lo) && !k.hi.Less(a) && !sn.elems[i].expired(at) {
+				if k.v4 == a.Is4() && !a.Less(k.loAddr()) && !k.hiAddr().Less(a) && !sn.elems[i].expired(at) {
 					want = true
 				}
 			}
@@ -191,8 +192,8 @@ func TestSetLookupRandom(t *testing.T) {
 			}
 			if e >= 0 {
 				k := &sn.elems[e].key
-				if a.Less(k.lo) || k.hi.Less(a) || sn.elems[e].expired(at) {
-					t.Fatalf("seed %d: %s found in %s (expired %v)", seed, a, sn.elems[e].text, sn.elems[e].expired(at))
+				if a.Less(k.loAddr()) || k.hiAddr().Less(a) || sn.elems[e].expired(at) {
+					t.Fatalf("seed %d: %s found in %s (expired %v)", seed, a, elemText(sn, e), sn.elems[e].expired(at))
 				}
 			}
 		}
@@ -201,10 +202,24 @@ func TestSetLookupRandom(t *testing.T) {
 
 func elemTexts(sn *setSnap) []string {
 	var out []string
-	for _, e := range sn.elems {
-		out = append(out, e.text)
+	for i := range sn.elems {
+		out = append(out, elemText(sn, int32(i)))
 	}
 	return out
+}
+
+// elemText is element e's canonical text, as a listing shows it.
+func elemText(sn *setSnap, e int32) string { return sn.elems[e].key.format(sn.typ) }
+
+// newSetLines makes a set from element lines as a file gives them.
+func newSetLines(d setDecl, lines []string, now time.Time) (*Set, error) {
+	l := newSetLoader(d, now)
+	for _, line := range lines {
+		if err := l.add(line); err != nil {
+			return nil, err
+		}
+	}
+	return newSet(d, l.elems, l.vals)
 }
 
 // TestSetTimeouts: elements expire on the batch clock; the default
@@ -309,12 +324,12 @@ func FuzzParseElement(f *testing.F) {
 		if err != nil || text2 != text || k2 != k {
 			t.Fatalf("%s %q → %q → %q, %v", st, s, text, text2, err)
 		}
-		sn, err := buildSnap(st, []setElem{{key: k, text: text}})
+		sn, err := buildSnap(st, []setElem{{key: k}})
 		if err != nil {
 			return
 		}
-		a := k.lo
-		if !a.IsValid() {
+		a := k.loAddr()
+		if st == setPort {
 			a = netip.MustParseAddr("1.2.3.4")
 		}
 		proto := k.proto
@@ -347,5 +362,36 @@ func TestSetConstant(t *testing.T) {
 	v := &SetMatch{set: m.sets["v"], dirs: []bool{true}}
 	if v.Constraint() != nil || matcherKind(v) != classify.Pure {
 		t.Errorf("a set that may change: %+v, %v", v.Constraint(), matcherKind(v))
+	}
+}
+
+// TestSetCompactDuplicates: an element given twice is the later line —
+// its options and, in a verdict map, its verdict (kept beside the compact
+// records) — and the listing's text is made from the record.
+func TestSetCompactDuplicates(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m, err := newSetLines(setDecl{name: "m", typ: setPort, maxElem: 10, isMap: true},
+		[]string{"tcp:80 : accept", "tcp:443 : jump web", "tcp:80 : drop"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := m.Info(now, true)
+	if len(in.Members) != 2 || in.Members[0] != (SetElement{Elem: "tcp:80", Verdict: "drop"}) || in.Members[1] != (SetElement{Elem: "tcp:443", Verdict: "jump web"}) {
+		t.Fatalf("members %+v", in.Members)
+	}
+	s, err := newSetLines(setDecl{name: "s", typ: setNet, timeout: time.Hour, maxElem: 10},
+		[]string{"10.1.2.3/8 timeout 5", "192.0.2.1-192.0.2.6", "10.0.0.0/8 timeout 60", "::ffff:192.0.2.9"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = s.Info(now, true)
+	want := []SetElement{{Elem: "10.0.0.0/8", Timeout: 60}, {Elem: "192.0.2.1-192.0.2.6"}, {Elem: "192.0.2.9/32"}}
+	if len(in.Members) != len(want) {
+		t.Fatalf("members %+v", in.Members)
+	}
+	for i := range want {
+		if in.Members[i] != want[i] {
+			t.Errorf("member %d: %+v, want %+v", i, in.Members[i], want[i])
+		}
 	}
 }

@@ -215,7 +215,7 @@ func (sn *setSnap) lookupExact(a netip.Addr, port uint16, proto uint8, now int64
 	k := &sn.elems[e].key
 	switch sn.typ {
 	case setNet, setNetPort:
-		if k.bits != a.BitLen() {
+		if int(k.bits) != a.BitLen() {
 			return -1
 		}
 	}
@@ -327,35 +327,35 @@ func (s *Set) applyOps(ops []setOp) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.snap.Load()
-	add := map[string]setElem{}
-	del := map[string]bool{}
-	var order []string
+	add := map[elemKey]setElem{}
+	del := map[elemKey]bool{}
+	var order []elemKey
 	var now int64 // the latest batch clock: elements expired by then go
 	for _, op := range ops {
 		now = max(now, op.now)
-		k := elemKey{lo: op.addr, hi: op.addr, bits: op.addr.BitLen(), proto: op.proto, plo: op.port, phi: op.port}
+		k := addrKey(op.addr, op.addr, op.addr.BitLen())
+		k.proto, k.plo, k.phi = op.proto, op.port, op.port
 		switch s.decl.typ {
 		case setNet, setIP:
 			k.proto, k.plo, k.phi = 0, 0, 0
 		case setPort:
 			k = elemKey{proto: 0, plo: op.port, phi: op.port}
 		}
-		text := k.format(s.decl.typ)
 		if op.del {
-			del[text] = true
-			delete(add, text)
+			del[k] = true
+			delete(add, k)
 			continue
 		}
-		delete(del, text)
-		e := setElem{key: k, text: text}
+		delete(del, k)
+		e := setElem{key: k}
 		if s.needsState() {
 			e.st = new(elemState)
 			e.st.expires.Store(op.expires)
 		}
-		if _, seen := add[text]; !seen {
-			order = append(order, text)
+		if _, seen := add[k]; !seen {
+			order = append(order, k)
 		}
-		add[text] = e
+		add[k] = e
 	}
 	// changed: an element goes or comes. Else (renewals in place, adds
 	// to a full set) the snapshot stays: no rebuild of a full set per
@@ -364,21 +364,21 @@ func (s *Set) applyOps(ops []setOp) {
 	elems := make([]setElem, 0, len(old.elems)+len(add))
 	for i := range old.elems {
 		e := old.elems[i]
-		if del[e.text] || e.expired(now) {
+		if del[e.key] || e.expired(now) {
 			changed = true
 			continue
 		}
-		if n, ok := add[e.text]; ok {
+		if n, ok := add[e.key]; ok {
 			if e.st != nil && n.st != nil {
 				e.st.expires.Store(n.st.expires.Load())
 			}
 			renewed = true
-			delete(add, e.text)
+			delete(add, e.key)
 		}
 		elems = append(elems, e)
 	}
-	for _, text := range order {
-		if e, ok := add[text]; ok && len(elems) < s.decl.maxElem {
+	for _, k := range order {
+		if e, ok := add[k]; ok && len(elems) < s.decl.maxElem {
 			elems = append(elems, e)
 			changed = true
 		}

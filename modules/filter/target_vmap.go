@@ -61,11 +61,11 @@ func (t *VMap) Provision(ctx *pipeline.Context) error {
 		return fmt.Errorf("%s is a set, not a verdict map (maps:)", t.m.name)
 	}
 	seen := map[string]bool{}
-	for _, e := range t.m.set.snap.Load().elems {
-		if c, ok := strings.CutPrefix(e.val, "jump "); ok && !seen[c] {
+	for _, val := range t.m.set.snap.Load().vals {
+		if c, ok := strings.CutPrefix(val, "jump "); ok && !seen[c] {
 			seen[c] = true
 			t.chains = append(t.chains, c)
-		} else if c, ok := strings.CutPrefix(e.val, "goto "); ok && !seen[c] {
+		} else if c, ok := strings.CutPrefix(val, "goto "); ok && !seen[c] {
 			seen[c] = true
 			t.chains = append(t.chains, c)
 		}
@@ -80,7 +80,8 @@ func (t *VMap) resolveChains(byName map[string]int, builtin func(int) bool) ([]i
 	t.resolved = make([]vmapVerdict, len(sn.elems))
 	var to []int
 	for i, e := range sn.elems {
-		w, c, _ := strings.Cut(e.val, " ")
+		val := sn.vals[i]
+		w, c, _ := strings.Cut(val, " ")
 		switch w {
 		case "accept":
 			t.resolved[i] = vmapVerdict{v: pipeline.VerdictAccept}
@@ -99,14 +100,14 @@ func (t *VMap) resolveChains(byName map[string]int, builtin func(int) bool) ([]i
 						known = append(known, n)
 					}
 				}
-				msg := fmt.Sprintf("map %s: %s : %s: chain %q does not exist in this table", t.m.name, e.text, e.val, c)
+				msg := fmt.Sprintf("map %s: %s : %s: chain %q does not exist in this table", t.m.name, e.key.format(sn.typ), val, c)
 				if sg := pipeline.Suggest(c, known); len(sg) > 0 {
 					msg += fmt.Sprintf(", did you mean %q?", sg[0])
 				}
 				return nil, fmt.Errorf("%s", msg)
 			}
 			if builtin(idx) {
-				return nil, fmt.Errorf("map %s: %s : %s: cannot jump to built-in chain %s", t.m.name, e.text, e.val, c)
+				return nil, fmt.Errorf("map %s: %s : %s: cannot jump to built-in chain %s", t.m.name, e.key.format(sn.typ), val, c)
 			}
 			v := pipeline.VerdictJump
 			if w == "goto" {
