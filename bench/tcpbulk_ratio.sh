@@ -12,34 +12,37 @@
 #   COUNT=3 ROUNDS=400 MIB=8 bench/tcpbulk_ratio.sh
 set -euo pipefail
 cd "$(dirname "$0")"
-COUNT=${COUNT:-5}
-ROUNDS=${ROUNDS:-200}
-MIB=${MIB:-4}
-out=$(mktemp)
-bin=$(mktemp)
-trap 'rm -f "$out" "$out.run" "$bin"' EXIT
-go test -c -o "$bin" .
-for i in $(seq "$COUNT"); do
-	l0=$(cut -d' ' -f1 /proc/loadavg)
-	"$bin" -test.run '^$' -test.bench '^BenchmarkTCPBulkPair$' -test.benchmem -test.benchtime "${ROUNDS}x" \
-		-test.count 1 -test.timeout 0 -tcppair.mib "$MIB" | grep '^Benchmark' >"$out.run"
-	echo "== run $i of $COUNT load $l0 $(cut -d' ' -f1 /proc/loadavg)" | tee -a "$out"
-	tee -a "$out" <"$out.run"
+: "${COUNT:=5}" "${ROUNDS:=200}" "${MIB:=4}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=$tmp/all
+go test -c -o "$tmp/bench.test" .
+load() { cut -d' ' -f1 /proc/loadavg; }
+i=0
+while ((i++ < COUNT)); do
+	l0=$(load)
+	"$tmp/bench.test" -test.run '^$' -test.bench '^BenchmarkTCPBulkPair$' -test.benchmem \
+		-test.benchtime "${ROUNDS}x" -test.count 1 -test.timeout 0 -tcppair.mib "$MIB" >"$tmp/run"
+	echo "== run $i of $COUNT load $l0 $(load)" | tee -a "$out"
+	grep '^Benchmark' "$tmp/run" | tee -a "$out"
 done
 echo
 awk -v mib="$MIB" -v rounds="$ROUNDS" '
+# sorted[key, 1..n[key]]: the values of one case and metric over the runs, kept in order
+function add(key, x,   i) {
+	for (i=++n[key]; i>1 && sorted[key, i-1]>x; i--) sorted[key, i]=sorted[key, i-1]
+	sorted[key, i]=x
+}
 /^== run/ { run=$3; runs[run]=1; load[run]=$7 "→" $8 }
 /^Benchmark/ {
 	name=$1; sub(/-[0-9]+$/, "", name); sub(/^BenchmarkTCPBulkPair\//, "", name)
 	if (!(name in seen)) { seen[name]=1; order[++ns]=name }
-	for (i=2; i<=NF; i++) if ($i ~ /^(A|B)/ || $i ~ /-%$/) v[name, $i, run]=$(i-1)
+	for (i=2; i<=NF; i++) if ($i ~ /^(A|B)/ || $i ~ /-%$/) { v[name, $i, run]=$(i-1); add(name SUBSEP $i, $(i-1)+0) }
 }
-function med(name, unit,   r, k, x, i, j, t) {
-	k=0
-	for (r in runs) if ((name, unit, r) in v) x[++k]=v[name, unit, r]+0
-	for (i=1; i<=k; i++) for (j=i+1; j<=k; j++) if (x[j]<x[i]) { t=x[i]; x[i]=x[j]; x[j]=t }
+function med(name, unit,   key, k) {
+	key=name SUBSEP unit; k=n[key]
 	if (!k) return -1
-	return (k%2) ? x[(k+1)/2] : (x[k/2]+x[k/2+1])/2
+	return (k%2) ? sorted[key, (k+1)/2] : (sorted[key, k/2]+sorted[key, k/2+1])/2
 }
 function row(label, ld, name, r) {
 	printf "%-7s %-11s %9.0f %9.0f %9.3f %9.1f %9.1f %9.3f %7.2f %7.2f\n", label, ld,
