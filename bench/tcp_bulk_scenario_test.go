@@ -91,6 +91,14 @@ func runBulk(b *testing.B, client, server net.Conn) {
 
 // bulk accepts one connection of p and runs the transfer on it.
 func bulk(b *testing.B, p tcpPair) {
+	cli, srv := establish(b, p)
+	runBulk(b, cli, srv)
+}
+
+// establish dials one connection of p and accepts it; both ends are
+// closed when tb ends.
+func establish(tb testing.TB, p tcpPair) (cli, srv net.Conn) {
+	tb.Helper()
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, _ := p.ln.Accept()
@@ -98,15 +106,15 @@ func bulk(b *testing.B, p tcpPair) {
 	}()
 	cli, err := p.dial(context.Background())
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer cli.Close()
-	srv := <-accepted
+	tb.Cleanup(func() { cli.Close() })
+	srv = <-accepted
 	if srv == nil {
-		b.Fatal("accept failed")
+		tb.Fatal("accept failed")
 	}
-	defer srv.Close()
-	runBulk(b, cli, srv)
+	tb.Cleanup(func() { srv.Close() })
+	return cli, srv
 }
 
 // runConnect opens and closes b.N connections from dialers goroutines.
