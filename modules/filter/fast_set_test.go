@@ -145,7 +145,7 @@ filter:
 			if _, err := s.Add(e, -1, at); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Del(s.snap.Load().elems[r.IntN(len(s.snap.Load().elems))].text, at); err != nil {
+			if err := s.Del(s.snap.Load().elems[r.IntN(len(s.snap.Load().elems))].key.format(s.decl.typ), at); err != nil {
 				t.Fatal(err)
 			}
 		}
