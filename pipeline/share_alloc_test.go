@@ -3,13 +3,14 @@
 package pipeline
 
 import (
-	"runtime"
 	"testing"
+
+	"github.com/pipestack/pipestack/internal/alloctest"
 )
 
 // TestShareZeroAllocs: sharing a packet and releasing both handles
 // allocates nothing once the pool is warm: mallocs counted over 10,000
-// rounds.
+// rounds (alloctest.Count: the process's, with the collector held off).
 func TestShareZeroAllocs(t *testing.T) {
 	pl := NewPool(64)
 	round := func() {
@@ -23,14 +24,12 @@ func TestShareZeroAllocs(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		round()
 	}
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	for i := 0; i < 10000; i++ {
-		round()
-	}
-	runtime.ReadMemStats(&m1)
-	if n := m1.Mallocs - m0.Mallocs; n != 0 {
+	n := alloctest.Count(func() {
+		for i := 0; i < 10000; i++ {
+			round()
+		}
+	})
+	if n != 0 {
 		t.Fatalf("%d allocations over 10,000 shares", n)
 	}
 }
