@@ -76,13 +76,19 @@ func (c *conn) zeroCopy() bool {
 }
 
 // sndChunk is the data a send-queue packet takes: one segment when
-// segments leave as handles (zeroCopy), else a large buffer's worth.
+// segments leave as handles (zeroCopy), else 0: packed (write).
 func (c *conn) sndChunk() int {
 	if c.zeroCopy() {
 		return c.sndMSS
 	}
-	return pipeline.LargeDataSize - sndRoom
+	return 0
 }
+
+// packSmall is the queue size under which packed bytes go to small
+// buffers: a connection with little unacknowledged data (a request, a
+// response) holds 2 KiB buffers, not 64 KiB ones, as the ring it replaced
+// started at 4 KiB.
+const packSmall = 16 << 10
 
 // reserveEntries grows the ring to hold k entries without growing later.
 func (s *sndQueue) reserveEntries(k int) {
@@ -100,10 +106,12 @@ func (s *sndQueue) reserveEntries(k int) {
 }
 
 // write queues what it can of p in packets of at most chunk bytes from
-// pool, filling the last packet first when it is not sealed, and returns
-// how many bytes it queued (fewer than len(p) only at the stack's memory
-// limit).
+// pool (chunk 0: packed, a small buffer's worth while the queue holds
+// less than packSmall, a large one's after), filling the last packet
+// first when it is not sealed, and returns how many bytes it queued
+// (fewer than len(p) only at the stack's memory limit).
 func (s *sndQueue) write(p []byte, chunk int, pool *pipeline.Pool) int {
+	packed := chunk <= 0
 	chunk = max(1, min(chunk, pipeline.LargeDataSize-sndRoom))
 	if s.q == nil {
 		s.q = new(sndPkts) // once per connection (and after a release)
@@ -112,6 +120,9 @@ func (s *sndQueue) write(p []byte, chunk int, pool *pipeline.Pool) int {
 	total := 0
 	if q.cnt > 0 {
 		e := q.at(q.cnt - 1)
+		if packed {
+			chunk = pipeline.LargeDataSize - sndRoom // the tailroom bounds it
+		}
 		if room := chunk - e.pkt.Len(); !e.sealed && room > 0 {
 			k := min(room, len(p), e.pkt.Tailroom())
 			b, _ := e.pkt.Append(k)
@@ -120,6 +131,12 @@ func (s *sndQueue) write(p []byte, chunk int, pool *pipeline.Pool) int {
 		}
 	}
 	for len(p) > 0 {
+		if packed {
+			chunk = pipeline.LargeDataSize - sndRoom
+			if s.n+total < packSmall {
+				chunk = pipeline.SmallDataSize - sndRoom
+			}
+		}
 		k := min(chunk, len(p))
 		pkt := pool.Get(sndRoom + chunk)
 		size := pkt.Headroom() + pkt.Len() + pkt.Tailroom()
