@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/pipestack/pipestack/pipeline/wire"
 )
@@ -75,6 +76,25 @@ const (
 // Header offsets are absolute positions in buf, -1 when not set. A packet is
 // owned by exactly one holder at a time (see registration.go); the holder
 // ends it with Release, or hands it on.
+//
+// Shared buffers. Share gives a second handle to the same bytes — a
+// Packet of its own (position, header marks, metadata), the buffer in
+// common, freed when the last handle is released — so that a sender may
+// keep data it has sent (TCP's retransmission queue) and hand the same
+// bytes on without copying them. While a buffer is shared (Shared):
+//
+//   - the bytes of Data() at the time of Share are read-only for every
+//     handle;
+//   - the handle Share returned owns the headroom in front of them and the
+//     tailroom behind: it may Push and write headers there, and Append;
+//   - the handle that called Share writes nothing in the buffer (no Push,
+//     Append, SetData or header rewrite) and shares it no more until
+//     Shared is false again.
+//
+// A stage handed a packet that rewrites bytes past the headers in front of
+// its data (none in this repository does: NAT, TTL and checksum updates
+// write headers; fragmentation and GSO copy the payload) must work on a
+// Clone when Shared is true.
 type Packet struct {
 	buf        []byte
 	head, tail int
@@ -139,6 +159,12 @@ type Packet struct {
 
 	pool *Pool
 	next *Packet // free list / queue link
+
+	// root is, in a handle made by Share, the Packet whose struct carries
+	// the buffer (nil in that one); sc is the carrier's count of the
+	// other handles, made at its first Share and kept with the buffer.
+	root *Packet
+	sc   *shareCount
 
 	dbg debugState // ownership checks under -race (debug_race.go); empty otherwise
 }
@@ -270,8 +296,8 @@ func (p *Packet) SetData(b []byte) bool {
 // Reset clears the packet's metadata and leaves it empty with the default
 // headroom. Get returns packets in this state.
 func (p *Packet) reset() {
-	pool, buf := p.pool, p.buf
-	*p = Packet{buf: buf, pool: pool}
+	pool, buf, sc := p.pool, p.buf, p.sc
+	*p = Packet{buf: buf, pool: pool, sc: sc}
 	p.head, p.tail = DefaultHeadroom, DefaultHeadroom
 	p.linkHdr, p.netHdr, p.transHdr = -1, -1, -1
 }
@@ -283,8 +309,8 @@ func (p *Packet) ResetMeta() {
 	if p.tok != nil {
 		p.tok.release()
 	}
-	buf, pool, head, tail := p.buf, p.pool, p.head, p.tail
-	*p = Packet{buf: buf, pool: pool, head: head, tail: tail}
+	buf, pool, head, tail, root, sc := p.buf, p.pool, p.head, p.tail, p.root, p.sc
+	*p = Packet{buf: buf, pool: pool, head: head, tail: tail, root: root, sc: sc}
 	p.linkHdr, p.netHdr, p.transHdr = -1, -1, -1
 }
 
@@ -336,8 +362,78 @@ func (p *Packet) Release() {
 		p.tok.release() // a stolen packet dropped instead of resumed
 		p.tok = nil
 	}
+	if p.sharing() {
+		p.releaseShared()
+		return
+	}
 	if p.pool != nil {
 		p.pool.put(p)
+	}
+}
+
+// shareCount is how many handles of a buffer there are besides one.
+type shareCount struct{ n atomic.Int32 }
+
+// carrier is the Packet whose struct holds p's buffer: p, or its root.
+func (p *Packet) carrier() *Packet {
+	if p.root != nil {
+		return p.root
+	}
+	return p
+}
+
+// sharing reports whether p is a handle made by Share or has such
+// handles alive (Release then goes through releaseShared).
+func (p *Packet) sharing() bool {
+	return p.root != nil || (p.sc != nil && p.sc.n.Load() != 0)
+}
+
+// Shared reports whether another handle of p's buffer exists (see
+// "Shared buffers" on Packet). It turns false when the other handles are
+// released, never true behind the caller's back: only a holder shares.
+func (p *Packet) Shared() bool {
+	c := p.carrier()
+	return c.sc != nil && c.sc.n.Load() != 0
+}
+
+// Share returns another handle of p's bytes: the same position, header
+// marks and metadata, the buffer in common (see "Shared buffers" on
+// Packet for who may write what). Each handle is released on its own; the
+// buffer goes back to its pool with the last. It copies no bytes and,
+// once the pool is warm, allocates nothing.
+func (p *Packet) Share() *Packet {
+	c := p.carrier()
+	if c.sc == nil {
+		c.sc = new(shareCount) // once per buffer: kept across its reuse
+	}
+	c.sc.n.Add(1)
+	var v *Packet
+	if p.pool != nil {
+		v = p.pool.getView()
+	} else {
+		v = new(Packet)
+	}
+	v.buf, v.head, v.tail = p.buf, p.head, p.tail
+	v.linkHdr, v.netHdr, v.transHdr = p.linkHdr, p.netHdr, p.transHdr
+	v.CopyMeta(p)
+	v.root = c
+	return v
+}
+
+// releaseShared releases a handle of a shared buffer: the buffer (its
+// carrier) goes back to the pool with the last handle; a handle made by
+// Share goes back to the pool's list of bare handles.
+func (p *Packet) releaseShared() {
+	c := p.carrier()
+	last := c.sc.n.Add(-1) < 0
+	if last {
+		c.sc.n.Store(0) // one handle again: the carrier, released below
+	}
+	if p != c && p.pool != nil {
+		p.pool.putView(p)
+	}
+	if last && c.pool != nil {
+		c.pool.put(c)
 	}
 }
 
@@ -373,10 +469,11 @@ func (p *Packet) Compact() *Packet {
 		shift = small - p.tail
 	}
 	q := p.pool.get(0)
-	buf, pool := q.buf, q.pool
+	buf, pool, sc := q.buf, q.pool, q.sc
 	*q = *p
 	q.buf, q.pool, q.next, q.dbg = buf, pool, nil, debugState{}
-	p.tok = nil // q's now
+	q.root, q.sc = nil, sc // q is the only handle of its own buffer
+	p.tok = nil            // q's now
 	copy(q.buf[start+shift:], p.buf[start:p.tail])
 	q.head += shift
 	q.tail += shift

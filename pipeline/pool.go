@@ -31,6 +31,9 @@ type Pool struct {
 	// since the last Trim: that many at the bottom of the list (the
 	// least recently used) were not taken meanwhile.
 	smallLow, largeLow int
+	// views are free bare handles (Packet.Share), without a buffer of
+	// their own; at most maxViews are kept.
+	views []*Packet
 
 	allocated atomic.Uint64 // buffers ever allocated
 	trimmed   atomic.Uint64 // free buffers dropped by Trim
@@ -248,6 +251,36 @@ func (pl *Pool) put(p *Packet) {
 	pl.mu.Unlock()
 }
 
+// maxViews bounds a pool's free bare handles (Packet.Share).
+const maxViews = 4096
+
+// getView returns a bare handle (no buffer) for Share.
+func (pl *Pool) getView() *Packet {
+	pl.mu.Lock()
+	var v *Packet
+	if n := len(pl.views); n > 0 {
+		v = pl.views[n-1]
+		pl.views[n-1] = nil
+		pl.views = pl.views[:n-1]
+	}
+	pl.mu.Unlock()
+	if v == nil {
+		return &Packet{pool: pl}
+	}
+	*v = Packet{pool: pl}
+	return v
+}
+
+// putView takes back a released bare handle.
+func (pl *Pool) putView(v *Packet) {
+	v.buf, v.root, v.NextHop = nil, nil, zeroAddr
+	pl.mu.Lock()
+	if len(pl.views) < maxViews {
+		pl.views = append(pl.views, v)
+	}
+	pl.mu.Unlock()
+}
+
 // ReleaseBatch releases every non-nil packet of pkts and sets its slot to
 // nil, taking each pool's lock once per run of packets from that pool.
 func ReleaseBatch(pkts []*Packet) {
@@ -265,6 +298,16 @@ func ReleaseBatch(pkts []*Packet) {
 			continue
 		}
 		pkts[i] = nil
+		if p.sharing() {
+			// A handle of a shared buffer: Release's way, outside the
+			// pool's lock (which it takes).
+			if locked {
+				pl.mu.Unlock()
+				locked, pl = false, nil
+			}
+			p.releaseShared()
+			continue
+		}
 		if p.pool == nil {
 			continue
 		}

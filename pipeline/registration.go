@@ -28,6 +28,13 @@ import (
 //     back to its very rule, Stack.Resume ("Stealing inside a hook"). No
 //     stage ever blocks the worker waiting for another process or a timer.
 //
+// A packet may share its buffer with other handles (Packet.Share: a
+// sender keeping what it sent for retransmission). Owning such a handle
+// is owning the packet for every rule above, but its data is read-only:
+// a stage may push and write headers in front of it (as every output path
+// does) and must Clone before it writes past them (Packet.Shared; see
+// "Shared buffers" on Packet).
+//
 // What lives elsewhere, and why: the module lifecycle (Module, the role
 // interfaces LinkModule, NetworkModule, TransportModule, and Provisioner …
 // CleanerUpper) is the contract between a module and the pipeline file and

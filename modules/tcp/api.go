@@ -183,13 +183,11 @@ func (c *conn) write(b *pipeline.Batch, p []byte, now int64) (int, error) {
 	if k <= 0 {
 		return 0, nil
 	}
-	if !c.sndBuf.reserve(c.sndBuf.n+k, c.sndBufMax) {
-		// The stack's memory limit: what the ring holds already.
-		if k = min(k, len(c.sndBuf.buf)-c.sndBuf.n); k <= 0 {
-			return 0, nil
-		}
+	// In packets of one segment (the stack's memory limit may take
+	// fewer bytes, or none).
+	if k = c.sndBuf.write(p[:k], c.sndChunk(), c.t.s.Pool()); k == 0 {
+		return 0, nil
 	}
-	c.sndBuf.write(p[:k])
 	c.output(b, now)
 	return k, nil
 }

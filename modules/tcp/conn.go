@@ -93,7 +93,7 @@ type conn struct {
 
 	// send side
 	sndMSS    int // payload bytes per segment (options excluded)
-	sndBuf    ring
+	sndBuf    sndQueue
 	sndBufMax int
 
 	// receive side

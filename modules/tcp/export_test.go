@@ -26,7 +26,7 @@ func GrowBuffers(cn *Conn) {
 	c := cn.c
 	c.mu.Lock()
 	c.sndLimit, c.rcvSpace = c.sndBufMax, c.rcvBufMax
-	c.sndBuf.reserve(c.sndBufMax, c.sndBufMax)
+	c.sndBuf.reserveEntries(c.sndBufMax/max(c.sndMSS, 536) + 2)
 	c.rcvBuf.reserve(c.rcvBufMax, c.rcvBufMax)
 	c.mu.Unlock()
 }

@@ -151,7 +151,17 @@ func (c *conn) rcvRTTMeasure(s *segment, n int, now int64) {
 	if c.rcvRTTTime != 0 {
 		c.rcvRTTUpdate(now-c.rcvRTTTime, true)
 	}
-	c.rcvRTTSeq, c.rcvRTTTime = c.rcvNxt+(c.rcvAdv-c.rcvNxt), now
+	// One window on: the window as last announced (Linux's rcv_wnd, the
+	// edge less the ACK it rode on), not what is left of it now — with
+	// the buffer full that is nothing, the next segment ended the
+	// "window" at once, the estimate became one segment's spacing, DRS
+	// then compared a few Reads with the buffer and never grew it (at
+	// MTU 65,535 a two-segment window stayed two segments).
+	wnd := c.rcvAdv - c.lastAckSent
+	if seqLT(c.rcvAdv, c.lastAckSent) || wnd < uint32(c.rcvMSS) {
+		wnd = uint32(max(c.rcvMSS, 536))
+	}
+	c.rcvRTTSeq, c.rcvRTTTime = c.rcvNxt+wnd, now
 }
 
 // rcvSpaceAdjust is Linux's tcp_rcv_space_adjust (DRS), run when the
@@ -218,7 +228,7 @@ func (c *conn) memRelease() {
 	if !c.t.mem.underPressure() {
 		return
 	}
-	if c.sndBuf.n == 0 && c.sndBuf.buf != nil && c.sndUna == c.sndMax {
+	if c.sndBuf.n == 0 && c.sndBuf.q != nil && c.sndUna == c.sndMax {
 		c.sndBuf.release()
 		c.t.mem.cFreedBuffer.Inc()
 	}

@@ -2,11 +2,15 @@ package tcp_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pipestack/pipestack/modules/link/channel"
 	"github.com/pipestack/pipestack/modules/tcp"
 	"github.com/pipestack/pipestack/pipeline"
 	pt "github.com/pipestack/pipestack/pipelinetest"
@@ -60,7 +64,10 @@ func pipePair(t *testing.T, mtu int) (a, b *pt.Node, c, s *tcp.Conn) {
 // lost its tail. At MTU 65,535 the receive buffer must also grow past its
 // first 64 KiB (one segment): a zero-ms timestamp echo taken as a 1 ns
 // RTT kept DRS from ever growing it, and every segment waited for the
-// 40 ms delayed ACK.
+// 40 ms delayed ACK; and a window-based RTT sample that ended one window
+// past RCV.NXT as what was left of the window (nothing, with the buffer
+// full) measured one segment's spacing, and a two-segment window stayed
+// two segments in one run of two.
 func TestBulkInOrderOnFIFOLink(t *testing.T) {
 	for _, tc := range []struct {
 		mtu  int
@@ -98,8 +105,8 @@ func TestBulkInOrderOnFIFOLink(t *testing.T) {
 			if ooo != 0 || paws != 0 {
 				t.Errorf("the receiver took %d segments out of order and refused %d by PAWS on a link that never reorders", ooo, paws)
 			}
-			if tc.mtu == 65535 && rcv <= 64<<10 {
-				t.Errorf("receive buffer still %d bytes (one segment) after %d MiB", rcv, tc.size>>20)
+			if tc.mtu == 65535 && rcv <= 4*65535 {
+				t.Errorf("receive buffer still %d bytes (at most four segments) after %d MiB", rcv, tc.size>>20)
 			}
 			// What the receive queue held is given back to the account.
 			c.Close()
@@ -151,5 +158,96 @@ func TestSegmentsLeaveInOrderAcrossBatches(t *testing.T) {
 	}
 	if paws := b.Counter("tcp", "paws_rejected"); paws != 0 {
 		t.Errorf("the receiver refused %d segments by PAWS: the second batch sent an older TSval", paws)
+	}
+}
+
+// TestBulkZeroCopyLossy: at MTU 65,535 segments leave as handles of the
+// send queue's packets (zero_copy_sent), also over a link that loses,
+// duplicates and delays some: the retransmissions (of packets whose
+// earlier handle may still be held on the way or by the peer) and the
+// duplicates keep every byte intact.
+func TestBulkZeroCopyLossy(t *testing.T) {
+	a := pt.NewNode(t, "a", pipeHost("a", "10.0.1.2", 65535), pipeline.Options{})
+	b := pt.NewNode(t, "b", pipeHost("b", "10.0.1.1", 65535), pipeline.Options{})
+	la, lb := a.Link(t, "l"), b.Link(t, "l")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	move := func(from, to *channel.Endpoint, seed uint64) {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(seed, 1))
+		buf := make([]*pipeline.Packet, 64)
+		var held []*pipeline.Packet // delayed behind the next batch
+		for {
+			n, err := from.ReadWait(ctx, buf)
+			if err != nil {
+				pipeline.ReleaseBatch(held)
+				return
+			}
+			out := held[:0:0]
+			for _, p := range buf[:n] {
+				p.ResetMeta()
+				switch r := rng.IntN(100); {
+				case r < 2:
+					p.Release() // lost
+				case r < 4:
+					out = append(out, p, p.Clone()) // duplicated
+				case r < 6:
+					held = append(held, p) // reordered
+				default:
+					out = append(out, p)
+				}
+			}
+			if rng.IntN(4) == 0 {
+				out = append(out, held...)
+				held = held[:0]
+			}
+			to.InjectPackets(out)
+			clear(buf[:n])
+		}
+	}
+	wg.Add(2)
+	go move(la, lb, 1)
+	go move(lb, la, 2)
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	ln, err := tcp.Listen(b.Stack, "tcp4", ":5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := tcp.Dial(a.Stack, "tcp4", "10.0.1.1:5001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(120 * time.Second))
+	data := blob(32 << 20)
+	go func() {
+		for p := data; len(p) > 0; p = p[min(len(p), 64<<10):] {
+			if _, err := c.Write(p[:min(len(p), 64<<10)]); err != nil {
+				return
+			}
+		}
+	}()
+	got := make([]byte, 0, len(data))
+	buf := make([]byte, 8<<10)
+	for len(got) < len(data) {
+		n, err := s.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v; %s", len(got), len(data), err, a.DumpCounters())
+		}
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the bytes read differ from those written")
+	}
+	zc, rtx := a.Counter("tcp", "zero_copy_sent"), a.Counter("tcp", "retransmits")
+	t.Logf("sender: %s", a.DumpCounters())
+	if zc == 0 || rtx == 0 {
+		t.Errorf("zero_copy_sent %d, retransmits %d: want both > 0", zc, rtx)
 	}
 }

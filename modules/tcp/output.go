@@ -135,11 +135,31 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 	}
 	hl := wire.TCPMinimumSize + ob.Len()
 	size := hl + n
-	pkt := c.t.s.Pool().Get(size)
-	body, ok := pkt.Append(size)
-	if !ok {
-		pkt.Release()
-		return false
+	tso := n > ss && c.tso
+	var pkt *pipeline.Packet
+	var body []byte
+	var e *sndEntry
+	if n > 0 && !tso && c.zeroCopy() {
+		e = c.sndBuf.segment(off, n, hl)
+	}
+	if e != nil {
+		// The segment is one packet of the send queue: it leaves as a
+		// handle of it, the data not copied (sndQueue).
+		pkt = e.pkt.Share()
+		e.sealed = true
+		pkt.Push(hl)
+		body = pkt.Data()
+		c.t.c.zeroCopySent.Inc()
+	} else {
+		pkt = c.t.s.Pool().Get(size)
+		var ok bool
+		if body, ok = pkt.Append(size); !ok {
+			pkt.Release()
+			return false
+		}
+		if n > 0 {
+			c.sndBuf.peek(off, body[hl:])
+		}
 	}
 	var ack uint32
 	if flags&wire.TCPFlagAck != 0 {
@@ -155,10 +175,7 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 		SrcPort: c.local.Port(), DstPort: c.remote.Port(),
 		Seq: seq, Ack: ack, Flags: flags, Window: win, Options: ob.Bytes(),
 	})
-	if n > 0 {
-		c.sndBuf.peek(off, body[hl:])
-	}
-	if n > ss && c.tso {
+	if tso {
 		// A TSO super-packet: the link (or the core, for a link met
 		// later that cannot) cuts it into segments of segSize; the
 		// checksum is left partial, the pseudo-header sum over the
@@ -343,7 +360,17 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 		if ss := c.segSize(); n > ss && n < unsent {
 			n -= n % ss // a super-packet carries whole segments but the last of the data
 		}
-		if n < c.segSize() {
+		cut := false
+		if c.zeroCopy() {
+			// A segment ends where its packet of the send queue does, so
+			// that the next starts one and leaves as a handle of it
+			// (sndQueue): after a segment cut short by the window, the
+			// rest of its packet goes on its own.
+			if r := c.sndBuf.toEnd(int(c.sndNxt - c.sndUna)); r < n {
+				n, cut = r, true
+			}
+		}
+		if n < c.segSize() && !cut {
 			if n < unsent && n < int(c.maxSndWnd/2) && flight > 0 {
 				break // sender silly window avoidance: wait for more window
 			}

@@ -35,7 +35,7 @@ type counters struct {
 	sackReneging                          *pipeline.Counter
 	memPressure, memDrops, oooPruned      *pipeline.Counter
 	memFreed                              *pipeline.Counter
-	tsoSent, groRecv                      *pipeline.Counter
+	tsoSent, groRecv, zeroCopySent        *pipeline.Counter
 }
 
 func newCounters(cs *pipeline.CounterSet) *counters {
@@ -59,7 +59,7 @@ func newCounters(cs *pipeline.CounterSet) *counters {
 		syncookiesRecv: cs.Get("syncookies_recv"), syncookiesFailed: cs.Get("syncookies_failed"),
 		undoDSACK: cs.Get("undo_dsack"), undoTimestamps: cs.Get("undo_timestamps"), sackReneging: cs.Get("sack_reneging"),
 		memPressure: cs.Get("mem_pressure"), memDrops: cs.Get("mem_drops"), oooPruned: cs.Get("ooo_pruned"),
-		memFreed: cs.Get("mem_freed"), tsoSent: cs.Get("tso_sent"), groRecv: cs.Get("gro_received"),
+		memFreed: cs.Get("mem_freed"), tsoSent: cs.Get("tso_sent"), groRecv: cs.Get("gro_received"), zeroCopySent: cs.Get("zero_copy_sent"),
 	}
 }
 
