@@ -92,9 +92,9 @@ const (
 //     Shared is false again.
 //
 // A stage handed a packet that rewrites bytes past the headers in front of
-// its data (none in this repository does: NAT, TTL and checksum updates
-// write headers; fragmentation and GSO copy the payload) must work on a
-// Clone when Shared is true.
+// its data calls Unshare first (a filter plugin's Rewrite does; NAT, TTL
+// and checksum updates write headers; fragmentation and GSO copy the
+// payload).
 type Packet struct {
 	buf        []byte
 	head, tail int
@@ -418,6 +418,39 @@ func (p *Packet) Share() *Packet {
 	v.CopyMeta(p)
 	v.root = c
 	return v
+}
+
+// Unshare gives p a buffer of its own when it is a handle made by Share
+// and the buffer is still shared: its bytes are copied (same positions,
+// header marks and metadata kept; the Packet itself, and so a resume
+// token it carries, is the same), so that it may write anywhere in them.
+// A stage that rewrites bytes past the headers in front of a packet's
+// data calls it first. True when p may write its bytes; false when p is
+// the handle other handles were made from (the sharer writes nothing).
+func (p *Packet) Unshare() bool {
+	if !p.Shared() {
+		return true
+	}
+	if p.root == nil {
+		return false
+	}
+	q := p.Clone() // a buffer of its own, carried by q's struct
+	c := p.root
+	if c.sc.n.Add(-1) < 0 { // p was the last handle of the old buffer
+		c.sc.n.Store(0)
+		if c.pool != nil {
+			c.pool.put(c)
+		}
+	}
+	p.buf, p.head, p.tail = q.buf, q.head, q.tail
+	p.linkHdr, p.netHdr, p.transHdr = q.linkHdr, q.netHdr, q.transHdr
+	p.pool, p.root, p.sc = q.pool, nil, q.sc
+	// q's struct, now without a buffer, goes back as a bare handle.
+	if pool := q.pool; pool != nil {
+		*q = Packet{pool: pool}
+		pool.putView(q)
+	}
+	return true
 }
 
 // releaseShared releases a handle of a shared buffer: the buffer (its

@@ -135,3 +135,67 @@ func TestShareConcurrentRelease(t *testing.T) {
 		t.Fatalf("%d free packets of %d allocated: buffers lost", got, want)
 	}
 }
+
+// TestUnshare: a handle made by Share while the sharer holds the buffer
+// gets a copy of its bytes of its own (marks and metadata kept), so that
+// writing them leaves the sharer's intact; the last handle alive keeps
+// its buffer; every buffer goes back to the pool with its last handle;
+// the sharer cannot unshare, and an unshared packet is left as it is.
+func TestUnshare(t *testing.T) {
+	for _, order := range []string{"root released first", "root released after"} {
+		t.Run(order, func(t *testing.T) {
+			pl := NewPool(64)
+			root := pl.Get(LargeDataSize - 512)
+			data, _ := root.Append(50000)
+			for i := range data {
+				data[i] = byte(i * 13)
+			}
+			want := bytes.Clone(data)
+			v := root.Share()
+			h, _ := v.Push(20)
+			copy(h, bytes.Repeat([]byte{0x45}, 20))
+			v.SetNetworkHeader()
+			v.Mark = 7
+			if root.Unshare() {
+				t.Fatal("the sharer unshared while a handle of its buffer is alive")
+			}
+			if order == "root released first" {
+				root.Release()
+			}
+			_, large0 := pl.Free()
+			if !v.Unshare() || v.Shared() {
+				t.Fatal("Unshare left the handle shared")
+			}
+			if order == "root released first" {
+				// v was the last handle: nothing to copy, the buffer stays.
+				if _, large := pl.Free(); large != large0 {
+					t.Fatalf("Unshare of the last handle moved buffers: %d free, was %d", large, large0)
+				}
+			} else if root.Shared() {
+				t.Fatal("the sharer still counts the unshared handle")
+			}
+			if v.Mark != 7 || len(v.NetworkHeader()) != 50020 || v.NetworkHeader()[0] != 0x45 || !bytes.Equal(v.Data()[20:], want) {
+				t.Fatal("Unshare lost bytes, marks or metadata")
+			}
+			for i := range v.Data() {
+				v.Data()[i] = 0
+			}
+			if order == "root released after" {
+				if !bytes.Equal(root.Data(), want) {
+					t.Fatal("writing the unshared handle changed the sharer's bytes")
+				}
+				root.Release()
+			}
+			_, large0 = pl.Free()
+			v.Release()
+			if _, large := pl.Free(); large != large0+1 {
+				t.Fatalf("the last handle's release did not return its buffer: %d free, was %d", large, large0)
+			}
+		})
+	}
+	p := NewPool(4).Get(100)
+	if !p.Unshare() || p.Shared() {
+		t.Fatal("an unshared packet is not writable")
+	}
+	p.Release()
+}

@@ -238,7 +238,10 @@ func (s *policySink) answered(f *flight, a *pb.Answers) {
 			}
 			f.items[idx].noCache = true
 			nh := f.items[idx].pkt.NetworkHeader()
-			if l <= len(nh) && l == f.dataLen(int(idx)) && f.items[idx].kind == sdk.KindTarget {
+			if l <= len(nh) && l == f.dataLen(int(idx)) && f.items[idx].kind == sdk.KindTarget && f.items[idx].pkt.Unshare() {
+				// Unshare: a local TCP segment may share its bytes with
+				// the sender's retransmission queue (Packet.Share).
+				nh = f.items[idx].pkt.NetworkHeader()
 				copy(nh, a.RewriteData[off:off+l])
 			} else {
 				s.p.counters.Get("bad_rewrites").Inc()
