@@ -128,12 +128,34 @@ func registerTrim(pl *Pool) {
 	trimState.mu.Unlock()
 }
 
+// trimHeld counts HoldTrim's holds: while it is not zero, collections
+// trim no pool.
+var trimHeld atomic.Int32
+
+// HoldTrim stops collections from trimming pools until the returned
+// function is called, waiting for a trim under way to end first. For
+// exact zero-allocation measurements (pipelinetest.CountMallocs): they
+// turn the collector off for their window, but the trim of a collection
+// just before it runs later, on the finalizer goroutine, and may drop
+// free packets inside the window, which the next Get then allocates
+// again — the pool's policy, not the packet path's cost.
+func HoldTrim() (release func()) {
+	trimHeld.Add(1)
+	trimState.mu.Lock() // a trim under way (onGC holds it) ends first
+	trimState.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { trimHeld.Add(-1) }) }
+}
+
 func onGC(s *gcSentinel) {
 	trimState.mu.Lock()
 	live := trimState.pools[:0]
+	held := trimHeld.Load() != 0
 	for _, w := range trimState.pools {
 		if pl := w.Value(); pl != nil {
-			pl.Trim()
+			if !held {
+				pl.Trim()
+			}
 			live = append(live, w)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,15 @@ func (s *Stack) SharedLookup(key string) (any, bool) {
 // New returns a stack with no generation: it drops everything until Apply.
 func New(opts Options) *Stack {
 	s := &Stack{opts: opts, nics: map[string]*NIC{}, nicIDs: map[string]NICID{}}
+	// Batches for as many goroutines as may run stack work at once (links'
+	// readers, sockets' writers, timers) made now, and room for more in
+	// the free list: the first time two of them overlapped (a timer's
+	// batch beside a socket write) made a batch and grew the list in the
+	// middle of steady traffic.
+	s.batches = make([]*Batch, 0, 4*runtime.GOMAXPROCS(0)+16)
+	for range 2*runtime.GOMAXPROCS(0) + 4 {
+		s.batches = append(s.batches, &Batch{stack: s})
+	}
 	s.log = zerolog.Nop()
 	if opts.Logger != nil {
 		s.log = *opts.Logger

@@ -16,8 +16,26 @@ import (
 // allocation cache, minus an empty window measured the same way, with the
 // collector off and on one OS thread (internal/alloctest says why each).
 // Run it outside -race, which allocates on its own. Every zero-allocation
-// test in the repository counts with it.
-func CountMallocs(f func()) uint64 { return alloctest.Count(f) }
+// test in the repository counts with it. Pools are not trimmed during the
+// window (pipeline.HoldTrim says why).
+func CountMallocs(f func()) uint64 {
+	defer pipeline.HoldTrim()()
+	return alloctest.Count(f)
+}
+
+// SparePackets puts k more free packets of each size class in pl (takes
+// them and gives them back), so that the stack's own background packets
+// (an IPv6 node's DAD and router solicitations in its first seconds, a
+// timer's) do not find the pool exactly as large as the measured traffic
+// needs and make it grow inside a zero-allocation window: the pool's
+// high-water mark, not a per-packet cost.
+func SparePackets(pl *pipeline.Pool, k int) {
+	ps := make([]*pipeline.Packet, 0, 2*k)
+	for range k {
+		ps = append(ps, pl.Get(64), pl.Get(pipeline.LargeDataSize))
+	}
+	pipeline.ReleaseBatch(ps)
+}
 
 // ForwardZeroAllocs proves that a node forwards without allocating: it
 // injects batches of 64 copies of frame on in and reads them from out — 100
@@ -54,10 +72,11 @@ func ForwardZeroAllocs(t testing.TB, n *Node, in, out *channel.Endpoint, frame [
 	if warm != nil {
 		warm()
 	}
+	SparePackets(n.Stack.Pool(), 128)
 	const batches = 200 // 12,800 packets
 	if m := CountMallocs(func() { run(batches) }); m != 0 {
-		t.Fatalf("%d mallocs over %d forwarded packets (%.2f per %d-packet batch), want 0",
-			m, batches*len(frames), float64(m)/batches, len(frames))
+		t.Fatalf("%d mallocs over %d forwarded packets (%.2f per %d-packet batch), want 0\n%s",
+			m, batches*len(frames), float64(m)/batches, len(frames), MallocStacks())
 	}
 }
 

@@ -42,6 +42,7 @@ func TestReceiveZeroAllocs(t *testing.T) {
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	run(100)
+	pt.SparePackets(n.Stack.Pool(), 128)
 	const batches = 200
 	if m := pt.CountMallocs(func() { run(batches) }); m != 0 {
 		t.Fatalf("%d mallocs over %d received datagrams, want 0", m, batches*len(frames))
@@ -76,6 +77,7 @@ func TestReceiveLargeBuffersZeroAllocs(t *testing.T) {
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	run(100)
+	pt.SparePackets(n.Stack.Pool(), 128)
 	const batches = 200
 	if m := pt.CountMallocs(func() { run(batches) }); m != 0 {
 		t.Fatalf("%d mallocs over %d received datagrams, want 0", m, batches*len(pkts))
@@ -107,6 +109,7 @@ func TestSendZeroAllocs(t *testing.T) {
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	run(100)
+	pt.SparePackets(n.Stack.Pool(), 128)
 	const batches = 200
 	if m := pt.CountMallocs(func() { run(batches) }); m != 0 {
 		t.Fatalf("%d mallocs over %d sent datagrams, want 0", m, batches*len(pkts))
@@ -158,6 +161,7 @@ links:
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	run(100)
+	pt.SparePackets(n.Stack.Pool(), 128)
 	const rounds = 200
 	if m := pt.CountMallocs(func() { run(rounds) }); m != 0 {
 		t.Fatalf("%d mallocs over %d datagrams to ourselves, want 0", m, rounds*64)
