@@ -1,19 +1,25 @@
 //go:build linux
 
-// Command tcpsink measures one TCP stream from the Linux kernel into a
+// Command tcpsink measures one TCP stream between the Linux kernel and a
 // userspace stack over a TUN device: pipestack (link.tun with its
-// virtio-net offloads, GRO super-packets taken whole) or gVisor's netstack
-// (fdbased on the same kind of TUN device; fdbased cannot take the
-// virtio-net header, so the kernel segments and checksums for it). It is
-// the receiving end; the same binary with -send is the kernel-side sender,
-// run inside the device's namespace (bench/tcptun.sh drives both).
+// virtio-net offloads: GRO super-packets taken whole, TSO super-packets
+// sent) or gVisor's netstack (fdbased on the same kind of TUN device;
+// fdbased cannot take the virtio-net header, so the kernel segments and
+// checksums for it and gVisor sends MTU-sized segments). The stack's end
+// listens; the same binary with -send or -recv is the kernel's end, run
+// inside the device's namespace (bench/tcptun.sh drives both).
 //
 //	tcpsink -stack pipestack -dev ps-tt0@ps-tt -addr 10.233.0.2/24   # prints "ready"
-//	ip netns exec ps-tt tcpsink -send 10.233.0.2:5201 -t 5s
+//	ip netns exec ps-tt tcpsink -send 10.233.0.2:5201 -t 5s          # kernel → stack
 //
-// The sink accepts connections on -port, reads and discards, and prints
-// for each, when its sender closes: "received N bytes in D: X MB/s", from
-// its first byte to the EOF.
+//	tcpsink -stack gvisor -dev ps-tt0@ps-tt -serve send -t 5s         # stack → kernel
+//	ip netns exec ps-tt tcpsink -recv 10.233.0.2:5201
+//
+// With -serve recv (the default) the stack accepts connections on -port,
+// reads and discards, and prints for each, when its sender closes:
+// "received N bytes in D: X MB/s", from its first byte to the EOF. With
+// -serve send it writes to each connection for -t, then closes its side;
+// the kernel's end (-recv) reads and discards and prints the same line.
 package main
 
 import (
@@ -49,14 +55,29 @@ func main() {
 	port := flag.Int("port", 5201, "the port to listen on")
 	queues := flag.Int("queues", 1, "TUN queues")
 	offload := flag.Bool("offload", true, "pipestack: virtio-net offloads")
-	send := flag.String("send", "", "sender mode: dial this address with the kernel's TCP")
-	dur := flag.Duration("t", 5*time.Second, "sender mode: how long to send")
+	send := flag.String("send", "", "kernel sender: dial this address with the kernel's TCP and send")
+	recv := flag.String("recv", "", "kernel receiver: dial this address with the kernel's TCP and read until EOF")
+	mode := flag.String("serve", "recv", "the stack's end: recv (read and discard) or send (write for -t)")
+	dur := flag.Duration("t", 5*time.Second, "how long the sending end sends")
 	flag.Parse()
 	if *send != "" {
 		if err := sender(*send, *dur); err != nil {
 			fatalf("%v", err)
 		}
 		return
+	}
+	if *recv != "" {
+		c, err := net.Dial("tcp", *recv)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		if err := receive(c); err != nil {
+			fatalf("%v", err)
+		}
+		return
+	}
+	if *mode != "recv" && *mode != "send" {
+		fatalf("-serve %q: recv or send", *mode)
 	}
 	pfx, err := netip.ParsePrefix(*addr)
 	if err != nil || *dev == "" {
@@ -74,44 +95,57 @@ func main() {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	go serve(ln)
+	go serve(ln, *mode == "send", *dur)
 	fmt.Println("ready")
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
 	<-sigc
 }
 
-func serve(ln net.Listener) {
+func serve(ln net.Listener, send bool, d time.Duration) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		go func() {
-			defer c.Close()
-			buf := make([]byte, 256<<10)
-			n, err := c.Read(buf)
+			var err error
+			if send {
+				err = sendFor(c, d)
+			} else {
+				err = receive(c)
+			}
 			if err != nil {
-				return
+				fmt.Println(err)
 			}
-			start := time.Now()
-			m, err := io.CopyBuffer(io.Discard, c, buf)
-			total := int64(n) + m
-			d := time.Since(start)
-			if err != nil && !errors.Is(err, io.EOF) {
-				fmt.Printf("error after %d bytes: %v\n", total, err)
-				return
-			}
-			fmt.Printf("received %d bytes in %v: %.1f MB/s\n", total, d.Round(time.Millisecond), float64(total)/d.Seconds()/1e6)
 		}()
 	}
 }
 
-func sender(addr string, d time.Duration) error {
-	c, err := net.Dial("tcp", addr)
+// receive reads c to the EOF, prints the rate from the first byte to the
+// EOF, and closes c.
+func receive(c net.Conn) error {
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	n, err := c.Read(buf)
 	if err != nil {
-		return err
+		return fmt.Errorf("first read: %v", err)
 	}
+	start := time.Now()
+	m, err := io.CopyBuffer(io.Discard, c, buf)
+	total := int64(n) + m
+	d := time.Since(start)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("error after %d bytes: %v", total, err)
+	}
+	fmt.Printf("received %d bytes in %v: %.1f MB/s\n", total, d.Round(time.Millisecond), float64(total)/d.Seconds()/1e6)
+	return nil
+}
+
+// sendFor writes to c for d, closes its sending side, waits for the
+// receiver to close, and closes c.
+func sendFor(c net.Conn, d time.Duration) error {
+	defer c.Close()
 	buf := make([]byte, 128<<10)
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
@@ -119,9 +153,21 @@ func sender(addr string, d time.Duration) error {
 			return err
 		}
 	}
-	c.(*net.TCPConn).CloseWrite()
-	io.Copy(io.Discard, c) // until the sink closes
-	return c.Close()
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		if err := cw.CloseWrite(); err != nil {
+			return err
+		}
+	}
+	io.Copy(io.Discard, c) // until the receiver closes
+	return nil
+}
+
+func sender(addr string, d time.Duration) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return sendFor(c, d)
 }
 
 func pipestack(spec string, pfx netip.Prefix, port, queues int, offload bool) (net.Listener, error) {
