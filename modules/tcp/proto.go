@@ -117,7 +117,7 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		cn, l := p.t.lookup(local, remote)
 		if cn != cur && cur != nil {
 			cur.endRun(b, now)
-			cur.mu.Unlock()
+			cur.unlockRun()
 			cur = nil
 		}
 		if cn == nil && p.t.twLookup(fourTuple{local, remote}) {
@@ -153,14 +153,14 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 				// A new SYN for a TIME-WAIT connection: it is gone, a
 				// listener takes the SYN.
 				cur.endRun(b, now)
-				cur.mu.Unlock()
+				cur.unlockRun()
 				cur = nil
 				if l = p.t.listenerFor(local); l != nil {
 					p.listenSegment(b, l, &s, pkt, local, remote, iss, now)
 					continue
 				}
 			} else {
-				cur.mu.Unlock()
+				cur.unlockRun()
 				cur = nil
 				// It closed after the lookup: as if there were none.
 				l = p.t.listenerFor(local)
@@ -180,7 +180,7 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	}
 	if cur != nil {
 		cur.endRun(b, now)
-		cur.mu.Unlock()
+		cur.unlockRun()
 	}
 	c.rx.Add(rx)
 }
@@ -294,7 +294,7 @@ func (p *Protocol) listenSegment(b *pipeline.Batch, l *listener, s *segment, pkt
 				n.destroy(nil)
 			}
 			n.endRun(b, now)
-			n.mu.Unlock()
+			n.unlockRun()
 			pkt.Release()
 			return
 		}
