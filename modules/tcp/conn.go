@@ -215,7 +215,6 @@ type conn struct {
 	estabDone            bool
 	doneClosed           bool
 	ackedFar             bool // 2^31 bytes or more acknowledged (RFC 5961 §5.2's bound is MAX.SND.WND alone)
-	rcvWake              bool // a run of segments gave the reader data: wake it when the run ends (unlockRun)
 }
 
 func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {

@@ -723,7 +723,7 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	case c.rcvUnacked >= 2*c.rcvMSS:
 		c.ackNow = true
 	}
-	c.rcvWake = true // once the run's lock is released (unlockRun)
+	wake(c.rcvReady)
 }
 
 // addOOO records [left, right) as held out of order, merging ranges; false
@@ -857,20 +857,6 @@ func (c *conn) timeWaitSegment(b *pipeline.Batch, s *segment, now int64) (bool, 
 		c.ackNow = true
 	}
 	return false, 0
-}
-
-// unlockRun releases the connection's lock at the end of a run of
-// segments, then wakes a reader the run gave data to: woken while the
-// run still held the lock (its later segments, the ACK), the reader found
-// the lock taken and slept on it, to be woken a second time by the
-// unlock.
-func (c *conn) unlockRun() {
-	w := c.rcvWake
-	c.rcvWake = false
-	c.mu.Unlock()
-	if w {
-		wake(c.rcvReady)
-	}
 }
 
 // endRun sends what a run of segments called for: data the ACKs let out,

@@ -117,7 +117,7 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 		cn, l := p.t.lookup(local, remote)
 		if cn != cur && cur != nil {
 			cur.endRun(b, now)
-			cur.unlockRun()
+			cur.mu.Unlock()
 			cur = nil
 		}
 		if cn == nil && p.t.twLookup(fourTuple{local, remote}) {
@@ -153,14 +153,14 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 				// A new SYN for a TIME-WAIT connection: it is gone, a
 				// listener takes the SYN.
 				cur.endRun(b, now)
-				cur.unlockRun()
+				cur.mu.Unlock()
 				cur = nil
 				if l = p.t.listenerFor(local); l != nil {
 					p.listenSegment(b, l, &s, pkt, local, remote, iss, now)
 					continue
 				}
 			} else {
-				cur.unlockRun()
+				cur.mu.Unlock()
 				cur = nil
 				// It closed after the lookup: as if there were none.
 				l = p.t.listenerFor(local)
@@ -180,7 +180,7 @@ func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	}
 	if cur != nil {
 		cur.endRun(b, now)
-		cur.unlockRun()
+		cur.mu.Unlock()
 	}
 	c.rx.Add(rx)
 }
@@ -294,7 +294,7 @@ func (p *Protocol) listenSegment(b *pipeline.Batch, l *listener, s *segment, pkt
 				n.destroy(nil)
 			}
 			n.endRun(b, now)
-			n.unlockRun()
+			n.mu.Unlock()
 			pkt.Release()
 			return
 		}
