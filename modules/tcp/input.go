@@ -497,9 +497,6 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		c.sndNxt = c.sndUna // acknowledged past a go-back-N restart
 	}
 	c.retries = 0
-	if data > 0 {
-		wake(c.sndReady)
-	}
 	flight := int(c.sndMax - c.sndUna)
 	c.ccs.InFlight = flight
 	c.rk.tlpRearm = true
@@ -541,6 +538,9 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 	c.dupAcks = 0
 	if data > 0 {
 		c.sndBufExpand()
+		if c.writeSpace() {
+			wake(c.sndReady)
+		}
 	}
 	if c.sndUna == c.sndMax {
 		c.rtoAt = 0

@@ -240,3 +240,11 @@ func (c *conn) memRelease() {
 		c.rxq = nil
 	}
 }
+
+// writeSpace reports whether a writer waiting for send buffer space is to
+// be woken: the free space is at least half what is queued, a third of
+// the buffer when it is full (Linux's sk_stream_write_space:
+// sk_stream_wspace >= sk_stream_min_wspace). Woken on every ACK, a
+// writer blocked on a full buffer ran for one Write's worth of room per
+// wake-up.
+func (c *conn) writeSpace() bool { return c.sndLimit-c.sndBuf.n >= c.sndBuf.n/2 }

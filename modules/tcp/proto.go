@@ -64,28 +64,38 @@ func (s *segment) length() uint32 {
 func (p *Protocol) HandlePackets(b *pipeline.Batch, pkts []*pipeline.Packet) {
 	c := p.c
 	now := p.t.now(b)
-	var cur *conn
 	var rx uint64
+	// Every segment's header and checksum first, before any connection
+	// is locked: the verification is the costliest step per byte, and a
+	// connection's lock held across it (a run holds the lock from its
+	// first segment to its end) kept the reader from copying out what
+	// the run had already queued.
+	for i, pkt := range pkts {
+		if pkt == nil {
+			continue
+		}
+		rx++
+		raw := wire.TCP(pkt.Data())
+		src, dst, ok := addresses(pkt)
+		switch {
+		case raw.Check() != nil || !ok:
+			b.Drop(pkt, c.malformed)
+		case !pkt.CsumVerified && (len(raw) > 0xffff || !raw.IsChecksumValid(pseudo(src, dst, len(raw)))):
+			b.Drop(pkt, c.badChecksum)
+		default:
+			pkt.CsumVerified = true
+			continue
+		}
+		pkts[i] = nil
+	}
+	var cur *conn
 	for i, pkt := range pkts {
 		if pkt == nil {
 			continue
 		}
 		pkts[i] = nil
-		rx++
 		raw := wire.TCP(pkt.Data())
-		if raw.Check() != nil {
-			b.Drop(pkt, c.malformed)
-			continue
-		}
-		src, dst, ok := addresses(pkt)
-		if !ok {
-			b.Drop(pkt, c.malformed)
-			continue
-		}
-		if !pkt.CsumVerified && (len(raw) > 0xffff || !raw.IsChecksumValid(pseudo(src, dst, len(raw)))) {
-			b.Drop(pkt, c.badChecksum)
-			continue
-		}
+		src, dst, _ := addresses(pkt)
 		var s segment
 		s.seq, s.ack, s.flags, s.wnd = raw.Seq(), raw.Ack(), raw.Flags(), uint32(raw.Window())
 		s.data = raw.Payload()
