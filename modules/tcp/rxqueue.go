@@ -36,8 +36,8 @@ type rxQueue struct {
 type rxEntry struct {
 	pkt  *pipeline.Packet
 	data []byte
-	size int  // the packet's buffer (charged)
-	own  bool // a packet the queue made (rxqCopy): its bytes may grow
+	size int32 // the packet's buffer (charged; at most LargeDataSize and headroom)
+	own  bool  // a packet the queue made (rxqCopy): its bytes may grow
 }
 
 // rcvHeld is the bytes a Read may return: the ring's and the queue's.
@@ -76,7 +76,7 @@ func (c *conn) rxqTake(s *segment, data []byte) bool {
 	if q.n == rxqMax || !c.rcvBuf.m.charge(size, size) {
 		return false
 	}
-	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: data, size: size}
+	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: data, size: int32(size)}
 	q.n++
 	q.bytes += len(data)
 	q.charged += size
@@ -112,7 +112,7 @@ func (c *conn) rxqCopy(data []byte) bool {
 	}
 	b, _ := pkt.Append(len(data))
 	copy(b, data)
-	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: b, size: size, own: true}
+	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: b, size: int32(size), own: true}
 	q.n++
 	q.bytes += len(data)
 	q.charged += size
@@ -146,8 +146,8 @@ func (c *conn) rxqPop() {
 	q := c.rxq
 	e := &q.e[q.head]
 	e.pkt.Release()
-	c.rcvBuf.m.uncharge(e.size)
-	q.charged -= e.size
+	c.rcvBuf.m.uncharge(int(e.size))
+	q.charged -= int(e.size)
 	*e = rxEntry{}
 	q.head = (q.head + 1) % rxqMax
 	q.n--
