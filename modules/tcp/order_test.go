@@ -174,22 +174,33 @@ func TestSmallTailsJoinHeldPackets(t *testing.T) {
 		t.Fatal(err)
 	}
 	const writes = 3
-	data := blob(writes << 16)
-	for i := 0; i < writes; i++ {
-		if _, err := c.Write(data[i<<16 : (i+1)<<16]); err != nil {
+	data := blob(writes<<16 + 30)
+	write := func(p []byte) {
+		t.Helper()
+		end := tcp.Buffered(s) + len(p)
+		if _, err := c.Write(p); err != nil {
 			t.Fatal(err)
 		}
 		// Each write's segments arrive before the next write.
-		for deadline := time.Now().Add(5 * time.Second); tcp.Buffered(s) < (i+1)<<16; time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); tcp.Buffered(s) < end; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("write %d: %d of %d bytes arrived", i, tcp.Buffered(s), (i+1)<<16)
+				t.Fatalf("%d of %d bytes arrived", tcp.Buffered(s), end)
 			}
 		}
+	}
+	for i := 0; i < writes; i++ {
+		write(data[i<<16 : (i+1)<<16])
 	}
 	held, ring := tcp.HeldPackets(s), tcp.RingHeld(s)
 	t.Logf("%d bytes unread: %d in the ring, the rest in %d held packets", tcp.Buffered(s), ring, held)
 	if ring > 65535 || held < writes {
 		t.Errorf("%d bytes in the ring and %d held packets, want the large segments held (at most the first write's tail in the ring)", ring, held)
+	}
+	// Two more small segments join the last tail's copy, which has room.
+	write(data[writes<<16 : writes<<16+10])
+	write(data[writes<<16+10:])
+	if n := tcp.HeldPackets(s); n != held || tcp.RingHeld(s) != ring {
+		t.Errorf("after two small segments: %d held packets (was %d), %d bytes in the ring (was %d); want them in the last copy", n, held, tcp.RingHeld(s), ring)
 	}
 	got := make([]byte, len(data))
 	for off := 0; off < len(got); {
