@@ -100,3 +100,12 @@ func HeldPackets(cn *Conn) int {
 	}
 	return c.rxq.n
 }
+
+// RingHeld is the unread bytes a connection's receive ring holds (the
+// rest of Buffered waits in the receive queue as packets).
+func RingHeld(cn *Conn) int {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rcvBuf.n
+}

@@ -161,6 +161,60 @@ func TestSegmentsLeaveInOrderAcrossBatches(t *testing.T) {
 	}
 }
 
+// TestSmallTailsJoinHeldPackets: at MTU 65,535 every 64 KiB write ends a
+// little past a segment (MSS 65,495), and the sender sends that tail as a
+// segment of its own (NoDelay). Behind the held large segments the receiver
+// keeps each tail as a small copy in its receive queue (rxqCopy), not in
+// the ring: the ring would first take in every held segment (rxqFlush),
+// copying the large segments a second time for a few bytes.
+func TestSmallTailsJoinHeldPackets(t *testing.T) {
+	_, _, c, s := pipePair(t, 65535)
+	s.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := s.SetReadBuffer(1 << 20); err != nil { // every write within the window
+		t.Fatal(err)
+	}
+	const writes = 3
+	data := blob(writes<<16 + 30)
+	write := func(p []byte) {
+		t.Helper()
+		end := tcp.Buffered(s) + len(p)
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		// Each write's segments arrive before the next write.
+		for deadline := time.Now().Add(5 * time.Second); tcp.Buffered(s) < end; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d bytes arrived", tcp.Buffered(s), end)
+			}
+		}
+	}
+	for i := 0; i < writes; i++ {
+		write(data[i<<16 : (i+1)<<16])
+	}
+	held, ring := tcp.HeldPackets(s), tcp.RingHeld(s)
+	t.Logf("%d bytes unread: %d in the ring, the rest in %d held packets", tcp.Buffered(s), ring, held)
+	if ring > 65535 || held < writes {
+		t.Errorf("%d bytes in the ring and %d held packets, want the large segments held (at most the first write's tail in the ring)", ring, held)
+	}
+	// Two more small segments join the last tail's copy, which has room.
+	write(data[writes<<16 : writes<<16+10])
+	write(data[writes<<16+10:])
+	if n := tcp.HeldPackets(s); n != held || tcp.RingHeld(s) != ring {
+		t.Errorf("after two small segments: %d held packets (was %d), %d bytes in the ring (was %d); want them in the last copy", n, held, tcp.RingHeld(s), ring)
+	}
+	got := make([]byte, len(data))
+	for off := 0; off < len(got); {
+		n, err := s.Read(got[off:min(off+8<<10, len(got))]) // io.Discard's reads
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", off, err)
+		}
+		off += n
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the bytes read differ from those written")
+	}
+}
+
 // TestBulkZeroCopyLossy: at MTU 65,535 segments leave as handles of the
 // send queue's packets (zero_copy_sent), also over a link that loses,
 // duplicates and delays some: the retransmissions (of packets whose

@@ -142,6 +142,11 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 	if n > 0 && !tso && c.zeroCopy() {
 		e = c.sndBuf.segment(off, n, hl)
 	}
+	// The payload's checksum sum when known (sumOK): kept by the send
+	// queue's packet, or taken while copying the payload out of it; the
+	// payload is then not summed again, only the header.
+	var sum uint16
+	sumOK := n == 0
 	if e != nil {
 		// The segment is one packet of the send queue: it leaves as a
 		// handle of it, the data not copied (sndQueue).
@@ -149,6 +154,7 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 		e.sealed = true
 		pkt.Push(hl)
 		body = pkt.Data()
+		sum, sumOK = e.sum, e.sumOK
 		c.t.c.zeroCopySent.Inc()
 	} else {
 		pkt = c.t.s.Pool().Get(size)
@@ -158,7 +164,9 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 			return false
 		}
 		if n > 0 {
-			c.sndBuf.peek(off, body[hl:])
+			// Summed as copied, unless the link sums (TSO).
+			_, sum = c.sndBuf.peek(off, body[hl:], !tso)
+			sumOK = !tso
 		}
 	}
 	var ack uint32
@@ -190,6 +198,8 @@ func (c *conn) emit(b *pipeline.Batch, seq uint32, flags uint8, off, n int, now 
 			NeedsCsum: true, CsumStart: uint16(ipHdr), CsumOffset: 16}
 		c.txSegSize = ss
 		c.t.c.tsoSent.Inc()
+	} else if sumOK {
+		seg.SetChecksum(seg.CalculateChecksumPayload(pseudo(c.local.Addr(), c.remote.Addr(), size), sum))
 	} else {
 		seg.SetChecksum(seg.CalculateChecksum(pseudo(c.local.Addr(), c.remote.Addr(), size)))
 	}

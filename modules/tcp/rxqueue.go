@@ -16,6 +16,15 @@ const rxqMax = 32
 // anything else goes to the ring, the queue moved into it first (flush),
 // so that the ring's offsets stay those of the sequence space. The held
 // buffers are charged to the stack's account of ring storage.
+//
+// A segment too small for its buffer that arrives while the queue holds
+// packets is copied into a small packet of the queue's own (or the tail
+// of the last one it made, when that has room), not into the ring: the
+// ring would take the whole queue in first (flush), up to rxqMax large
+// segments copied for a few bytes. A bulk sender whose writes do not end
+// on segment boundaries sends such a tail with every write (64 KiB writes
+// at an MSS of 65,495: a 41-byte segment after each full one); flushing
+// for it made the ring carry most of the bytes and every byte two copies.
 type rxQueue struct {
 	e       [rxqMax]rxEntry
 	head, n int
@@ -27,7 +36,8 @@ type rxQueue struct {
 type rxEntry struct {
 	pkt  *pipeline.Packet
 	data []byte
-	size int // the packet's buffer (charged)
+	size int32 // the packet's buffer (charged; at most LargeDataSize and headroom)
+	own  bool  // a packet the queue made (rxqCopy): its bytes may grow
 }
 
 // rcvHeld is the bytes a Read may return: the ring's and the queue's.
@@ -56,7 +66,7 @@ func (c *conn) rxqTake(s *segment, data []byte) bool {
 	}
 	size := pkt.Headroom() + pkt.Len() + pkt.Tailroom()
 	if 2*len(data) < size {
-		return false
+		return c.rxqCopy(data)
 	}
 	q := c.rxq
 	if q == nil {
@@ -66,11 +76,46 @@ func (c *conn) rxqTake(s *segment, data []byte) bool {
 	if q.n == rxqMax || !c.rcvBuf.m.charge(size, size) {
 		return false
 	}
-	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: data, size: size}
+	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: data, size: int32(size)}
 	q.n++
 	q.bytes += len(data)
 	q.charged += size
 	s.pkt = nil
+	return true
+}
+
+// rxqCopy holds data (a segment too small for its buffer: rxqTake) as a
+// copy, behind the packets the queue holds: in the tail of the last entry
+// when that is a packet of the queue's own with room, else in a small
+// packet of its own. False when the queue is empty (the ring takes it, as
+// any small data), full, or data does not fit a small packet.
+func (c *conn) rxqCopy(data []byte) bool {
+	q := c.rxq
+	if q == nil || q.n == 0 || len(data) > pipeline.SmallDataSize {
+		return false
+	}
+	if e := &q.e[(q.head+q.n-1)%rxqMax]; e.own && e.pkt.Tailroom() >= len(data) {
+		b, _ := e.pkt.Append(len(data))
+		copy(b, data)
+		e.data = e.data[:len(e.data)+len(data)] // b follows e.data in the buffer
+		q.bytes += len(data)
+		return true
+	}
+	if q.n == rxqMax {
+		return false
+	}
+	pkt := c.t.s.Pool().Get(len(data))
+	size := pkt.Headroom() + pkt.Len() + pkt.Tailroom()
+	if !c.rcvBuf.m.charge(size, size) {
+		pkt.Release()
+		return false
+	}
+	b, _ := pkt.Append(len(data))
+	copy(b, data)
+	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: b, size: int32(size), own: true}
+	q.n++
+	q.bytes += len(data)
+	q.charged += size
 	return true
 }
 
@@ -101,8 +146,8 @@ func (c *conn) rxqPop() {
 	q := c.rxq
 	e := &q.e[q.head]
 	e.pkt.Release()
-	c.rcvBuf.m.uncharge(e.size)
-	q.charged -= e.size
+	c.rcvBuf.m.uncharge(int(e.size))
+	q.charged -= int(e.size)
 	*e = rxEntry{}
 	q.head = (q.head + 1) % rxqMax
 	q.n--

@@ -22,3 +22,16 @@ func TestConnSize(t *testing.T) {
 	}
 	t.Logf("conn: %d bytes", unsafe.Sizeof(c))
 }
+
+// TestQueueEntrySizes pins the send and receive queues' entries: the
+// send queue's kept checksum sum and the receive queue's own-copy flag
+// sit in padding (a bulk connection holds 32 receive entries and a ring
+// of send entries).
+func TestQueueEntrySizes(t *testing.T) {
+	if n := unsafe.Sizeof(sndEntry{}); n > 24 {
+		t.Errorf("sndEntry is %d bytes, want at most 24", n)
+	}
+	if n := unsafe.Sizeof(rxEntry{}); n > 40 {
+		t.Errorf("rxEntry is %d bytes, want at most 40", n)
+	}
+}

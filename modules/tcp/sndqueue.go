@@ -43,9 +43,18 @@ type sndPkts struct {
 // sndEntry is one packet of the queue and the stream position of its
 // first byte. A sealed packet (sent as a handle once) takes no more bytes:
 // the handle's holder may write behind its data.
+//
+// When sumOK, sum is the checksum sum (wire.Checksum, not inverted) of
+// the packet's bytes, taken while Write copied them in (wire.CopyChecksum):
+// a segment that leaves as a handle of the packet takes its checksum from
+// it and the header's, its payload not summed again, retransmissions
+// included. Only packets of one segment each (zeroCopy) keep it, and a
+// packet loses it when an ACK takes bytes from its front (discard).
 type sndEntry struct {
 	pkt    *pipeline.Packet
 	start  int64
+	sum    uint16
+	sumOK  bool
 	sealed bool
 }
 
@@ -125,8 +134,14 @@ func (s *sndQueue) write(p []byte, chunk int, pool *pipeline.Pool) int {
 		}
 		if room := chunk - e.pkt.Len(); !e.sealed && room > 0 {
 			k := min(room, len(p), e.pkt.Tailroom())
+			at := e.pkt.Len()
 			b, _ := e.pkt.Append(k)
-			copy(b, p[:k])
+			if e.sumOK {
+				_, sum := wire.CopyChecksum(b, p[:k], 0)
+				e.sum = wire.ChecksumCombine(e.sum, wire.ChecksumShift(sum, at))
+			} else {
+				copy(b, p[:k])
+			}
 			p, total = p[k:], k
 		}
 	}
@@ -147,8 +162,14 @@ func (s *sndQueue) write(p []byte, chunk int, pool *pipeline.Pool) int {
 		q.charged += size
 		pkt.Append(sndRoom + k)
 		pkt.Pull(sndRoom)
-		copy(pkt.Data(), p[:k])
-		q.push(sndEntry{pkt: pkt, start: q.front + int64(s.n+total)})
+		e := sndEntry{pkt: pkt, start: q.front + int64(s.n+total)}
+		if packed {
+			copy(pkt.Data(), p[:k]) // segments are copied out (peek)
+		} else {
+			_, e.sum = wire.CopyChecksum(pkt.Data(), p[:k], 0)
+			e.sumOK = true
+		}
+		q.push(e)
 		p, total = p[k:], total+k
 	}
 	s.n += total
@@ -170,23 +191,33 @@ func (q *sndPkts) find(off int) int {
 	return lo
 }
 
-// peek copies bytes from offset off into p and returns how many.
-func (s *sndQueue) peek(off int, p []byte) int {
+// peek copies bytes from offset off into p and returns how many and,
+// when sum is set, their checksum sum (wire.Checksum, not inverted),
+// summed as they are copied (wire.CopyChecksum).
+func (s *sndQueue) peek(off int, p []byte, sum bool) (int, uint16) {
 	if off >= s.n || len(p) == 0 {
-		return 0
+		return 0, 0
 	}
 	q := s.q
 	total := 0
+	var cs uint16
 	for i := q.find(off); i < q.cnt && len(p) > 0; i++ {
 		e := q.at(i)
 		d := e.pkt.Data()
 		if skip := q.front + int64(off+total) - e.start; skip > 0 {
 			d = d[skip:]
 		}
-		k := copy(p, d)
+		var k int
+		if sum {
+			var ps uint16
+			k, ps = wire.CopyChecksum(p, d, 0)
+			cs = wire.ChecksumCombine(cs, wire.ChecksumShift(ps, total))
+		} else {
+			k = copy(p, d)
+		}
 		p, total = p[k:], total+k
 	}
-	return total
+	return total, cs
 }
 
 // segment returns the packet holding exactly bytes [off, off+n) when it
@@ -229,6 +260,7 @@ func (s *sndQueue) discard(k int) {
 		if k < l {
 			e.pkt.Pull(k)
 			e.start += int64(k)
+			e.sumOK = false // the sum was of the bytes pulled too
 			break
 		}
 		k -= l

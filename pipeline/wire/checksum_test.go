@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
@@ -265,6 +266,105 @@ func TestChecksumUpdate32(t *testing.T) {
 		got := ChecksumUpdate32(before, old, nw)
 		if want := b.CalculateChecksum(); got != want {
 			t.Fatalf("src %#08x->%#08x: incremental %#04x, recomputed %#04x", old, nw, got, want)
+		}
+	}
+}
+
+// fillPattern fills b by kind: random, all 0xff (maximal carries), zero.
+func fillPattern(r *rand.Rand, b []byte, kind int) {
+	for j := range b {
+		switch kind {
+		case 0:
+			b[j] = byte(r.Uint32())
+		case 1:
+			b[j] = 0xff
+		default:
+			b[j] = 0
+		}
+	}
+}
+
+// TestCopyChecksum: CopyChecksum copies what copy copies and returns
+// Checksum of the copy, for every length 0..300 at every source and
+// destination offset 0..7, for long buffers, and for a destination
+// shorter or longer than the source; bytes around the copy stay as they
+// were.
+func TestCopyChecksum(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	check := func(dst, src []byte, initial uint16) {
+		t.Helper()
+		guard := make([]byte, len(dst)+16)
+		fillPattern(r, guard, 0)
+		d := guard[8 : 8+len(dst) : 8+len(dst)]
+		copy(d, dst)
+		before := append([]byte(nil), guard...)
+		want := make([]byte, len(dst))
+		copy(want, dst)
+		wn := copy(want, src)
+		n, sum := CopyChecksum(d, src, initial)
+		if n != wn {
+			t.Fatalf("len dst %d src %d: copied %d, want %d", len(dst), len(src), n, wn)
+		}
+		if !bytes.Equal(d, want) {
+			t.Fatalf("len dst %d src %d: the bytes copied differ from copy's", len(dst), len(src))
+		}
+		if !bytes.Equal(guard[:8], before[:8]) || !bytes.Equal(guard[8+len(dst):], before[8+len(dst):]) {
+			t.Fatalf("len dst %d src %d: a byte outside dst changed", len(dst), len(src))
+		}
+		if w := Checksum(want[:n], initial); sum != w {
+			t.Fatalf("len %d initial %#04x: CopyChecksum sum %#04x, Checksum %#04x", n, initial, sum, w)
+		}
+	}
+	src := make([]byte, 300+8)
+	dst := make([]byte, 300+8)
+	for n := 0; n <= 300; n++ {
+		for so := 0; so < 8; so++ {
+			for do := 0; do < 8; do++ {
+				fillPattern(r, src, (n+so+do)%3)
+				initial := uint16(r.Uint32())
+				if do == 0 {
+					initial = [...]uint16{0, 0xffff, 1, 0xfffe, 0x8000, 0x00ff, 0xff00, 0x1234}[so]
+				}
+				check(dst[do:do+n], src[so:so+n], initial)
+			}
+		}
+	}
+	// Long buffers: a segment's payload at MTU 65,535, and random lengths.
+	big := make([]byte, 1<<17)
+	for i, n := range []int{65495, 65536, 1 << 17, 64*1024 + 63, 4097} {
+		fillPattern(r, big, i%3)
+		off := r.IntN(8)
+		check(make([]byte, n-off), big[off:n], uint16(r.Uint32()))
+	}
+	for i := 0; i < 200; i++ {
+		n := r.IntN(len(big) - 8)
+		fillPattern(r, big[:n+8], 0)
+		check(make([]byte, n), big[r.IntN(8):][:n], uint16(r.Uint32()))
+	}
+	// Unequal lengths: the shorter bounds the copy.
+	fillPattern(r, src, 0)
+	check(dst[:100], src[:250], 7)
+	check(dst[:250], src[:99], 7)
+	check(nil, src[:10], 0xffff)
+}
+
+// TestChecksumShift: the sums of a buffer's pieces, each shifted by its
+// offset, combine to the buffer's sum, wherever the buffer is cut.
+func TestChecksumShift(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	buf := make([]byte, 3000)
+	for i := 0; i < 5000; i++ {
+		n := r.IntN(len(buf) + 1)
+		b := buf[:n]
+		fillPattern(r, b, i%3)
+		var sum uint16
+		for off := 0; off < n; {
+			k := min(n-off, 1+r.IntN(200))
+			sum = ChecksumCombine(sum, ChecksumShift(Checksum(b[off:off+k], 0), off))
+			off += k
+		}
+		if w := Checksum(b, 0); sum != w {
+			t.Fatalf("len %d: pieces combine to %#04x, Checksum %#04x", n, sum, w)
 		}
 	}
 }

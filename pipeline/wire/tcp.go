@@ -132,6 +132,16 @@ func (b TCP) CalculateChecksum(pseudo uint16) uint16 {
 	return ^sum
 }
 
+// CalculateChecksumPayload is CalculateChecksum for a segment whose
+// payload (the bytes after its header, DataOffset) the caller has summed
+// already (Checksum or CopyChecksum, not inverted): only the header is
+// summed here. The result is CalculateChecksum's.
+func (b TCP) CalculateChecksumPayload(pseudo, payload uint16) uint16 {
+	sum := Checksum(b[:16], ChecksumCombine(pseudo, payload))
+	sum = Checksum(b[18:b.DataOffset()], sum)
+	return ^sum
+}
+
 // IsChecksumValid reports whether the checksum over the whole slice verifies
 // against the partial pseudo-header sum.
 func (b TCP) IsChecksumValid(pseudo uint16) bool {

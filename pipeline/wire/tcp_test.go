@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -191,4 +192,30 @@ func callTCPAccessors(b TCP) {
 	_ = b.Payload()
 	_ = b.CalculateChecksum(0)
 	_ = b.IsChecksumValid(0)
+}
+
+// TestTCPCalculateChecksumPayload: with the payload's sum given, the
+// header-only sum equals CalculateChecksum over the whole segment, for
+// random headers (0..40 bytes of options), payloads (odd lengths and
+// all-0xff ones included) and pseudo-header sums.
+func TestTCPCalculateChecksumPayload(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	buf := make([]byte, 60+3000)
+	for i := 0; i < 20000; i++ {
+		opts := make([]byte, 4*r.IntN(11))
+		fillPattern(r, opts, 0)
+		hl := TCPMinimumSize + len(opts)
+		n := r.IntN(3000)
+		if i%10 == 0 {
+			n = r.IntN(8)
+		}
+		seg := TCP(buf[:hl+n])
+		fillPattern(r, seg[hl:], i%3)
+		seg.Encode(&TCPFields{SrcPort: uint16(r.Uint32()), DstPort: uint16(r.Uint32()), Seq: r.Uint32(), Ack: r.Uint32(),
+			Flags: uint8(r.Uint32()), Window: uint16(r.Uint32()), Options: opts})
+		pseudo := uint16(r.Uint32())
+		if got, want := seg.CalculateChecksumPayload(pseudo, Checksum(seg[hl:], 0)), seg.CalculateChecksum(pseudo); got != want {
+			t.Fatalf("hl %d payload %d pseudo %#04x: %#04x, CalculateChecksum %#04x", hl, n, pseudo, got, want)
+		}
+	}
 }
