@@ -117,11 +117,6 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 			return false, 0
 		}
 	}
-	// Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
-	// (RFC 7323 §4.3).
-	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && c.pawsOK(s.opts.TSVal, 0, now) {
-		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
-	}
 	if !c.processAck(b, s, now) {
 		return false, 0
 	}
@@ -439,6 +434,14 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 			return false
 		}
 		return true // an old ACK: ignored, the text is still processed
+	}
+	// Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
+	// (RFC 7323 §4.3) — once its ACK is known to be acceptable, as
+	// Linux's tcp_ack (tcp_replace_ts_recent after the checks above): a
+	// segment dropped for an ACK of unsent data must not move it, or its
+	// forged TSval would make PAWS drop every genuine segment after it.
+	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && c.pawsOK(s.opts.TSVal, 0, now) {
+		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
 	}
 	// Window update (RFC 9293 §3.10.7.4, fifth, SND.WL1/WL2).
 	winChanged := false
