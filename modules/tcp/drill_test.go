@@ -410,6 +410,39 @@ func TestDrillShutdown(t *testing.T) {
 	d.out(ack, 2, 0, 1002)
 }
 
+// shutdown/shutdown-rdwr-write-queue-close.pkt: SHUT_RDWR with data in
+// flight sends the FIN at once behind it; closed, the connection stays
+// until the peer has everything: the tail loss probe resends the FIN
+// 2·SRTT after it was sent (SRTT 10 ms), in FIN-WAIT-1 as in ESTABLISHED
+// (Linux's tcp_schedule_loss_probe checks no state), armed by the send
+// itself, not only by an ACK.
+func TestDrillShutdownWriteQueueClose(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 7), 32792, 10*time.Millisecond, 257)
+	d.wait(10 * time.Millisecond)
+	d.write(10000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(10 * time.Millisecond)
+	d.c.CloseRead()
+	d.c.CloseWrite()
+	d.out(fin|ack, 10001, 0, 1)
+	d.readEOF()
+	if _, err := d.c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("write after SHUT_RDWR: %v, want EPIPE", err)
+	}
+	d.wait(10 * time.Millisecond)
+	d.c.Close()
+	d.none()
+	d.wait(9 * time.Millisecond)
+	d.none()
+	d.wait(3 * time.Millisecond)
+	d.out(fin|ack, 10001, 0, 1) // the TLP: 2·SRTT + 2 ms after the FIN (the script: 20–25 ms)
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 10002, 257, nil)
+	d.wait(10 * time.Millisecond)
+	d.in(fin|ack, 1, 0, 10002, 257, nil)
+	d.out(ack, 10002, 0, 2)
+}
+
 // ioctl/ioctl-siocinq-fin.pkt and inq/server.pkt: data is ACKed at once
 // at the start, SIOCINQ (Buffered) counts what is readable, a FIN with
 // data is ACKed past both, and the read after the data is EOF.

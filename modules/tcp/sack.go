@@ -494,7 +494,7 @@ func (c *conn) armTLP(now int64) {
 	rk.tlpRearm = false
 	rk.tlpAt = 0
 	if !c.sackOK || c.inRecovery || rk.tlpOut || c.sndMax == c.sndUna || c.srtt == 0 ||
-		seqLT(c.sndUna, c.recover) || c.state != stateEstablished && c.state != stateCloseWait {
+		seqLT(c.sndUna, c.recover) || !c.state.synchronized() || c.state == stateTimeWait {
 		return
 	}
 	pto := 2 * c.srtt
