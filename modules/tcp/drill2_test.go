@@ -220,6 +220,34 @@ func TestDrillSlowStart(t *testing.T) {
 	}
 }
 
+// limited_transmit/limited-transmit-sack.pkt and -no-sack.pkt (RFC
+// 3042): each of the first two duplicate ACKs lets one new segment out,
+// the window unchanged. (What follows in the scripts — how far cwnd
+// grows on the ACK that ends the episode — is where the slow start of
+// RFC 5681 and Linux's differ; see the README.)
+func TestDrillLimitedTransmit(t *testing.T) {
+	for _, sack := range []bool{true, false} {
+		opts := optsMSSWscale(1000, 7)
+		if sack {
+			opts = optsMSSWscaleSACK(1000, 7)
+		}
+		d, _ := passive(t, "", opts, 32792, 100*time.Millisecond, 320)
+		d.write(15000)
+		d.outData(1, 10000, 1, 1000)
+		d.wait(110 * time.Millisecond)
+		var o1, o2 []byte
+		if sack {
+			o1, o2 = d.sack(1001, 2001), d.sack(1001, 3001)
+		}
+		d.in(ack, 1, 0, 1, 320, o1)
+		d.out(ack, 10001, 1000, 1)
+		d.wait(10 * time.Millisecond)
+		d.in(ack, 1, 0, 1, 320, o2)
+		d.out(ack, 11001, 1000, 1)
+		d.wantCwnd(10, -1, 1000)
+	}
+}
+
 // slow_start/slow-start-after-win-update.pkt: the peer closes its window
 // with data waiting; zero-window probes (an ACK at SND.UNA−1) go at the
 // RTO (300 ms: RTT 100 ms + 200 ms) and back off 600 ms, 1.2 s; the

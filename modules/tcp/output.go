@@ -353,6 +353,12 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 			wnd = int(d)
 		}
 		cw := c.ccs.Cwnd - cwFlight
+		if !c.sackOK && !c.inRecovery && c.dupAcks > 0 && c.dupAcks < 3 {
+			// RFC 3042's limited transmit: one new segment per duplicate
+			// ACK below the threshold, cwnd unchanged (with SACK, pipe
+			// does it: the SACKed segment left the network).
+			cw += c.dupAcks * c.sndMSS
+		}
 		n := min(unsent, c.sendSize(), wnd, cw)
 		if n <= 0 {
 			break
