@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pipestack/pipestack/modules/tcp"
+	"github.com/pipestack/pipestack/pipeline/wire"
 )
 
 const cubicOpts = ", congestion_control: cubic"
@@ -304,4 +305,144 @@ func TestDrillNagleOffHTTPSClient(t *testing.T) {
 	d.wait(100 * time.Millisecond)
 	d.in(ack, 144, 0, 2571, 229, nil)
 	d.none()
+}
+
+// The Linux kernel's copies of such scripts
+// (tools/testing/selftests/net/packetdrill/, same notation) add a few:
+
+// tcp_disorder_fin_in_FIN_WAIT.pkt (Linux 795a7dfbc3d9, "accept old ack
+// during closing"): after SHUT_WR the peer ACKs our FIN, then its own
+// FIN arrives carrying an older ACK (sent before it saw ours): it is
+// still taken and ACKed.
+func TestDrillDisorderFINInFinWait(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 7), 65535, 0, 257)
+	d.c.CloseWrite()
+	d.out(fin|ack, 1, 0, 1)
+	d.in(ack, 2, 0, 2, 257, nil)
+	d.none()
+	d.in(fin|ack, 1, 0, 1, 257, nil)
+	d.out(ack, 2, 0, 2)
+	wantState(t, d.c, "TIME-WAIT")
+}
+
+// tcp_close_no_rst.pkt (RFC 2525 §2.17): data read, then the same data
+// again with a FIN: ACKed past the FIN; close then sends a FIN, not a
+// reset, since nothing unread is left.
+func TestDrillCloseNoRST(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 0)[:8], 32792, 100*time.Millisecond, 32792)
+	d.in(ack, 1, 1000, 1, 32792, nil)
+	d.out(ack, 1, 0, 1001)
+	d.read(1000)
+	d.in(fin|ack, 1, 1000, 1, 32792, nil)
+	d.wait(40 * time.Millisecond) // the script allows the ACK up to 40 ms late
+	d.out(ack, 1, 0, 1002)
+	d.c.Close()
+	d.out(fin|ack, 1, 0, 1002)
+}
+
+// tcp_advmss_pmtu_ipv4.pkt, its first connection: fragmentation needed
+// (next-hop MTU 1200) for a full segment resends it at once as 1160 +
+// 300 bytes; a reset then ends the connection. Our SYN-ACKs advertise the
+// link's MSS (1460), not a learned path MTU, as the script's second
+// connection checks.
+func TestDrillAdvMSSPMTU(t *testing.T) {
+	d, sa := passive(t, "", optsMSSWscaleSACK(1460, 8), 65535, 100*time.Millisecond, 257)
+	if sa.parsed.MSS != 1460 {
+		t.Fatalf("SYN-ACK MSS %d", sa.parsed.MSS)
+	}
+	d.write(1460)
+	s := d.out(ack|psh, 1, 1460, 1)
+	d.p.ep.InjectFrames([][]byte{d.p.icmp4(wire.ICMPv4DstUnreachable, wire.ICMPv4FragmentationNeeded, wire.ICMPv4FragNeededRest(1200), d.p.quote(s))})
+	got := d.p.read()
+	if len(got) != 2 {
+		t.Fatalf("after fragmentation needed: %v", d.rels(got))
+	}
+	d.check(got[0], ack, 1, 1160, 1)
+	d.check(got[1], ack|psh, 1161, 300, 1)
+	d.in(rst|ack, 1, 0, 1461, 0, nil)
+	wantState(t, d.c, "CLOSED")
+
+	d2 := &drill{p: d.p, t: t, sport: 40001, dport: 80, piss: 1000}
+	d2.in(syn, 0, 0, 0, 65535, optsMSSWscaleSACK(1460, 8))
+	if sa := d.p.one(); sa.flags != syn|ack || sa.parsed.MSS != 1460 {
+		t.Fatalf("second SYN-ACK %v MSS %d, want 1460", sa, sa.parsed.MSS)
+	}
+}
+
+// shutdown/shutdown-rdwr-send-queue-ack-close.pkt: SHUT_RDWR with data
+// not yet sent queues the FIN behind it; an ACK lets two more segments
+// out (slow start), the tail loss probe 2·SRTT + 2 ms later sends the
+// next new one; closed, the rest goes with the FIN on its last segment
+// when the window allows, and the peer's FIN is ACKed.
+func TestDrillShutdownSendQueueAckClose(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 7), 32792, time.Millisecond, 257)
+	d.wait(10 * time.Millisecond)
+	d.write(20000)
+	d.outData(1, 10000, 1, 1000)
+	d.c.CloseRead()
+	d.c.CloseWrite()
+	d.none()
+	d.wait(time.Millisecond)
+	d.in(ack, 1, 0, 1001, 257, nil)
+	d.outData(10001, 2000, 1, 1000)
+	d.wait(3 * time.Millisecond)
+	d.none()
+	d.wait(2 * time.Millisecond) // the script: 5 ms (SRTT 1 ms)
+	d.out(ack, 12001, 1000, 1)
+	d.readEOF()
+	d.wait(10 * time.Millisecond)
+	d.c.Close()
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 13001, 257, nil)
+	got := d.p.read()
+	if len(got) != 7 || d.rel(got[6]).flags&fin == 0 {
+		t.Fatalf("want 13001:20001 in 7 segments, the FIN on the last: %v", d.rels(got))
+	}
+	for i, s := range got {
+		want := ack
+		if i == 6 {
+			want = fin | ack
+		}
+		d.check(s, want, 13001+uint32(i)*1000, 1000, 1)
+	}
+	d.in(ack, 1, 0, 20002, 257, nil)
+	d.wait(10 * time.Millisecond)
+	d.in(fin|ack, 1, 0, 20002, 257, nil)
+	d.out(ack, 20002, 0, 2)
+}
+
+// fast_retransmit/fr-4pkt-fack-last-byte.pkt: only the last byte of the
+// fourth segment SACKed (no whole segment: no loss marked); the probe
+// resends the last segment 2·SRTT (+ 2 ms) after the data (SRTT 100 ms),
+// the RTO (300 ms) the first; its ACK lets two lost segments go (cwnd 2), the
+// next ACK the last.
+func TestDrillFR4pktFACKLastByte(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 320)
+	d.write(4000)
+	d.outData(1, 4000, 1, 1000)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 320, d.sack(4000, 4001))
+	d.none()
+	d.wait(99 * time.Millisecond)
+	d.none()
+	d.wait(3 * time.Millisecond) // 2·SRTT + 2 ms after the data (the script: 100–105 ms after the SACK)
+	d.out(ack, 3001, 1000, 1)
+	d.wait(299 * time.Millisecond)
+	d.none()
+	d.wait(time.Millisecond) // the RTO, 300 ms after the probe (the script: 300–310 ms)
+	d.out(ack, 1, 1000, 1)
+	d.wait(500 * time.Millisecond)
+	d.in(ack, 1, 0, 1001, 320, d.sack(4000, 4001))
+	d.outData(1001, 2000, 1, 1000)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 3001, 320, d.sack(4000, 4001))
+	d.out(ack, 3001, 1000, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 4001, 257, nil)
+	d.none()
+	d.c.Close()
+	d.out(fin|ack, 4001, 0, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(fin|ack, 1, 0, 4002, 257, nil)
+	d.out(ack, 4002, 0, 2)
 }
