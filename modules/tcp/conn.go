@@ -128,6 +128,7 @@ type conn struct {
 	persistAt         int64
 	persistProbes     int
 	persistBackoff    int
+	maxOut            int // the most bytes in flight in the window that ends at cwndUsageSeq (cwndValidate)
 	keepAt            int64
 	keepIdle          time.Duration
 	keepIntvl         time.Duration
@@ -187,6 +188,7 @@ type conn struct {
 	rttSeq                           uint32
 	recover                          uint32
 	roundEnd                         uint32 // a round trip ends when it is acknowledged (HyStart++)
+	cwndUsageSeq                     uint32 // cwndLimited and maxOut describe the window up to here
 	riNIC                            pipeline.NICID
 
 	// bytes
@@ -215,6 +217,7 @@ type conn struct {
 	estabDone            bool
 	doneClosed           bool
 	ackedFar             bool // 2^31 bytes or more acknowledged (RFC 5961 §5.2's bound is MAX.SND.WND alone)
+	cwndLimited          bool // cwnd held the sender back in the window up to cwndUsageSeq
 }
 
 func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {

@@ -88,8 +88,13 @@ func (c cubic) OnAck(s *CCState, acked int, rttNS, nowNS int64) {
 		if s.Scratch[hsState] != hsDone && c.hystart(s, acked) {
 			return
 		}
-		s.Cwnd += min(acked, 2*s.MSS)
+		if s.CwndLimited {
+			s.Cwnd += min(acked, 2*s.MSS)
+		}
 		return
+	}
+	if !s.CwndLimited {
+		return // application- or receiver-limited (RFC 9438 §4.6): no growth, no epoch
 	}
 	mss := float64(s.MSS)
 	cwnd := float64(s.Cwnd) / mss
@@ -164,6 +169,9 @@ func (cubic) hystart(s *CCState, acked int) bool {
 		if enough && sc[hsCurMin] < sc[hsBaseline] {
 			sc[hsState] = hsSlowStart // the RTT increase was spurious
 			return false
+		}
+		if !s.CwndLimited {
+			return true
 		}
 		sc[cuFrac] += float64(min(acked, 2*s.MSS)) / hsCSSGrowthDiv
 		if sc[cuFrac] >= 1 {

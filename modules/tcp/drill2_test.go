@@ -446,3 +446,49 @@ func TestDrillFR4pktFACKLastByte(t *testing.T) {
 	d.in(fin|ack, 1, 0, 4002, 257, nil)
 	d.out(ack, 4002, 0, 2)
 }
+
+// cubic/cubic-rto-ss-ca-cwnd-bump.pkt: one segment ACKed while cwnd is
+// 10 leaves it 10 (not cwnd-limited); a lost second one is probed at the
+// RTO's time (the probe is no later than the RTO) and resent by the RTO
+// (300 ms, doubled); its ACK: cwnd 2, ssthresh 7 (CUBIC's β = 0.7 of 10);
+// slow start to 7 (one segment more per ACK), then congestion
+// avoidance one segment per ACK until cwnd 8 after 16 ACKs.
+func TestDrillCubicRTOSlowStartCA(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 257)
+	d.write(1000)
+	d.out(ack|psh, 1, 1000, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 1001, 257, nil)
+	d.wantCwnd(10, -1, 1000)
+	d.write(1000)
+	d.out(ack|psh, 1001, 1000, 1)
+	d.wait(300 * time.Millisecond)
+	d.out(ack|psh, 1001, 1000, 1)
+	d.wait(300 * time.Millisecond)
+	d.out(ack|psh, 1001, 1000, 1)
+	d.wait(100 * time.Millisecond)
+	d.in(ack, 1, 0, 2001, 257, nil)
+	d.wantCwnd(2, 7, 1000)
+	d.write(30000)
+	d.outData(2001, 2000, 1, 1000)
+	steps := []struct {
+		dt   time.Duration
+		ackn uint32
+		n    int
+	}{
+		{100, 3001, 2}, {2, 4001, 2}, {98, 5001, 2}, {2, 6001, 2}, {2, 7001, 2},
+		{2, 8001, 1}, {98, 9001, 1}, {2, 10001, 1}, {2, 11001, 1}, {2, 12001, 1}, {2, 13001, 1},
+		{2, 14001, 1}, {2, 15001, 1}, {98, 16001, 1}, {2, 17001, 1}, {2, 18001, 1}, {2, 19001, 1},
+		{2, 20001, 1}, {2, 21001, 1}, {2, 22001, 1}, {98, 23001, 2},
+	}
+	next := uint32(4001)
+	for _, s := range steps {
+		d.wait(s.dt * time.Millisecond)
+		d.in(ack, 1, 0, s.ackn, 257, nil)
+		d.outData(next, 1000*s.n, 1, 1000)
+		next += uint32(1000 * s.n)
+	}
+	if c, s := tcp.Window(d.c); c/1000 != 8 || s != 7000 {
+		t.Fatalf("cwnd %d ssthresh %d, want 8 segments (and a fraction: ours counts bytes) and 7", c, s)
+	}
+}

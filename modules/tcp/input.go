@@ -535,6 +535,7 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		}
 	} else {
 		c.ccs.RTT = rtt
+		c.ccs.CwndLimited = c.cwndLimited || (c.ccs.Cwnd < c.ccs.Ssthresh && c.ccs.Cwnd < 2*c.maxOut)
 		c.ccs.NewRound = seqGEQ(ack, c.roundEnd)
 		if c.ccs.NewRound {
 			c.roundEnd = c.sndMax

@@ -20,11 +20,21 @@ func sackConn(t *testing.T) (*peer, *pconn) {
 // sackConnWith is sackConn with transport.tcp options (", key: value").
 func sackConnWith(t *testing.T, tcpOpts string) (*peer, *pconn) {
 	t.Helper()
+	return sackConnScaled(t, tcpOpts, 0)
+}
+
+// sackConnScaled is sackConnWith whose peer offers window scale ws (0:
+// none): its window field 65535 is then 65535 << ws bytes.
+func sackConnScaled(t *testing.T, tcpOpts string, ws uint8) (*peer, *pconn) {
+	t.Helper()
 	p := newPeer(t, tcpOpts)
 	ln := p.listen()
 	var ob wire.TCPOptionsBuilder
 	ob.AddMSS(1000)
 	ob.AddSACKPermitted()
+	if ws > 0 {
+		ob.AddWindowScale(ws)
+	}
 	// The handshake takes one RTT too (its sample starts the estimator).
 	const iss = 1000
 	p.send(seg{sport: 40000, dport: 80, seq: iss, flags: syn, wnd: 65535, opts: append([]byte(nil), ob.Bytes()...)})
