@@ -492,3 +492,24 @@ func TestDrillCubicRTOSlowStartCA(t *testing.T) {
 		t.Fatalf("cwnd %d ssthresh %d, want 8 segments (and a fraction: ours counts bytes) and 7", c, s)
 	}
 }
+
+// slow_start/slow-start-app-limited.pkt, -app-limited-9-packets-out.pkt,
+// -ack-per-2pkt-send-5pkt.pkt and -send-6pkt.pkt: an application-limited
+// sender grows cwnd in slow start only while cwnd is below twice what it
+// had in flight (Linux's tcp_is_cwnd_limited): 10 segments out of 10
+// take it to 20, 9 to 18, 6 to 12, and 5 leave it at 10.
+func TestDrillSlowStartAppLimited(t *testing.T) {
+	for _, c := range []struct{ segs, want int }{{10, 20}, {9, 18}, {6, 12}, {5, 10}} {
+		d, _ := passive(t, "", optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 257)
+		d.write(1000 * c.segs)
+		d.outData(1, 1000*c.segs, 1, 1000)
+		d.wantCwnd(10, -1, 1000)
+		d.wait(105 * time.Millisecond)
+		for a := 2; a < c.segs+2; a += 2 {
+			d.in(ack, 1, 0, uint32(1+1000*min(a, c.segs)), 257, nil)
+			d.wait(5 * time.Millisecond)
+		}
+		d.none()
+		d.wantCwnd(c.want, -1, 1000)
+	}
+}
