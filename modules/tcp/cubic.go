@@ -68,6 +68,11 @@ const (
 	hsNRTTSample     = 8
 	hsCSSGrowthDiv   = 4
 	hsCSSRoundsLimit = 5
+	// hsL is RFC 9406's L for a sender that does not pace: slow start
+	// (and CSS) grow by at most 8 segments per ACK, so a stretch ACK
+	// (GRO, ACK thinning) counts what it acknowledges, as Linux's
+	// tcp_slow_start does, where RFC 3465's L = 2 halves the growth.
+	hsL = 8
 )
 
 type cubic struct{ noHyStart bool }
@@ -89,7 +94,7 @@ func (c cubic) OnAck(s *CCState, acked int, rttNS, nowNS int64) {
 			return
 		}
 		if s.CwndLimited {
-			s.Cwnd += min(acked, 2*s.MSS)
+			s.Cwnd = min(s.Cwnd+min(acked, hsL*s.MSS), max(s.Ssthresh, s.Cwnd)) // to ssthresh at most (tcp_slow_start)
 		}
 		return
 	}
@@ -173,7 +178,7 @@ func (cubic) hystart(s *CCState, acked int) bool {
 		if !s.CwndLimited {
 			return true
 		}
-		sc[cuFrac] += float64(min(acked, 2*s.MSS)) / hsCSSGrowthDiv
+		sc[cuFrac] += float64(min(acked, hsL*s.MSS)) / hsCSSGrowthDiv
 		if sc[cuFrac] >= 1 {
 			inc := int(sc[cuFrac])
 			s.Cwnd += inc

@@ -513,3 +513,23 @@ func TestDrillSlowStartAppLimited(t *testing.T) {
 		d.wantCwnd(c.want, -1, 1000)
 	}
 }
+
+// slow_start/slow-start-ack-per-4pkt.pkt with CUBIC: an ACK of four
+// segments in slow start grows cwnd by four (RFC 9406's L = 8 for a
+// sender that does not pace, as Linux's tcp_slow_start), so eight go
+// out; after ten segments ACKed cwnd is 20.
+func TestDrillSlowStartStretchACK(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 257)
+	d.write(30000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(110 * time.Millisecond)
+	d.in(ack, 1, 0, 4001, 257, nil)
+	d.outData(10001, 8000, 1, 1000)
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 8001, 257, nil)
+	d.outData(18001, 8000, 1, 1000)
+	d.wait(5 * time.Millisecond)
+	d.in(ack, 1, 0, 10001, 257, nil)
+	d.outData(26001, 4000, 1, 1000)
+	d.wantCwnd(20, -1, 1000)
+}
