@@ -33,6 +33,7 @@ type drill struct {
 	sport, dport uint16
 	piss, siss   uint32 // the peer's and the stack's ISN
 	c            *tcp.Conn
+	ln           *tcp.Listener // passive's
 }
 
 // in sends "< flags seq:seq+n(n) ack ackn win wnd <opts>".
@@ -222,7 +223,7 @@ func passiveWith(t *testing.T, tcpOpts string, opts []byte, synWin uint16, rtt t
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.c = c
+	d.c, d.ln = c, ln
 	return d, sa
 }
 
@@ -549,4 +550,61 @@ func TestDrillFINAndResetTSval(t *testing.T) {
 			t.Fatalf("%v timestamps %+v, want val %d ecr %d", d.rel(s), s.parsed, ours+1100, echo)
 		}
 	}
+}
+
+// user_timeout/user_timeout.pkt, its FIN schedule (TCP_USER_TIMEOUT, which
+// then ends the connection after 3 s, has no Go counterpart): closed two
+// seconds after the handshake (RTT 100 ms), the lone FIN is probed at the
+// RTO's time, 300 ms (the probe is no later than the RTO), resent by the
+// RTO 300 ms after that, then 600 ms later (backed off).
+func TestDrillFINRetransmissions(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 0)[:8], 32792, 100*time.Millisecond, 32792)
+	d.wait(2 * time.Second)
+	d.c.Close()
+	d.out(fin|ack, 1, 0, 1)
+	for _, dt := range []time.Duration{300, 300, 600} {
+		d.wait((dt - 1) * time.Millisecond)
+		d.none()
+		d.wait(time.Millisecond)
+		d.out(fin|ack, 1, 0, 1)
+	}
+}
+
+// inq/client.pkt, the segments (TCP_INQ's control messages have no Go
+// counterpart): a client with timestamps ACKs the handshake echoing the
+// SYN-ACK's TSval, takes 10,000 bytes in one (GRO) packet and ACKs it at
+// once, then data with a FIN: ACKed past both, read to the end, EOF.
+func TestDrillInqClient(t *testing.T) {
+	p := newPeer(t, "")
+	s, ch := p.dial(80, tcp.Dialer{})
+	d := &drill{p: p, t: t, sport: 80, dport: s.sport, piss: 5000, siss: s.seq}
+	if !s.parsed.HasTimestamps || s.parsed.TSEcr != 0 {
+		t.Fatalf("SYN timestamps %+v", s.parsed)
+	}
+	ours := s.parsed.TSVal
+	d.wait(10 * time.Millisecond)
+	var ob wire.TCPOptionsBuilder
+	ob.AddMSS(1460)
+	ob.AddSACKPermittedTimestamps(700, ours)
+	ob.AddWindowScale(7)
+	d.in(syn|ack, 0, 0, 1, 5792, append([]byte(nil), ob.Bytes()...))
+	a := d.out(ack, 1, 0, 1)
+	if a.parsed.TSEcr != 700 || a.parsed.TSVal != ours+10 {
+		t.Fatalf("ACK timestamps %+v, want val %d ecr 700", a.parsed, ours+10)
+	}
+	r := ch.wait(t)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	d.c = r.c
+	d.in(ack, 1, 10000, 1, 514, tsOpt(701, ours+10))
+	if a := d.out(ack, 1, 0, 10001); a.parsed.TSEcr != 701 {
+		t.Fatalf("ACK timestamps %+v, want ecr 701", a.parsed)
+	}
+	d.read(1000)
+	d.read(9000)
+	d.in(fin|ack, 10001, 10000, 1, 514, tsOpt(702, ours+10))
+	d.out(ack, 1, 0, 20002)
+	d.read(10000)
+	d.readEOF()
 }
