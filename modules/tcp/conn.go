@@ -282,14 +282,23 @@ func (c *conn) tsSend(now int64) uint32 {
 	return ts
 }
 
-// setMSS fixes the sender's MSS from the peer's option and the route.
+// setMSS fixes the sender's MSS from the peer's option and the route:
+// the path MTU the network layer learnt towards the peer (ICMP, RFC 1191
+// and 8201; PathMTUReporter), not only the link's, as Linux's
+// tcp_sync_mss takes dst_mtu — else a new connection to a destination
+// whose path MTU is known sends segments the network layer fragments.
+// (The MSS we advertise stays the link's: ourMSS.)
 func (c *conn) setMSS(b *pipeline.Batch) {
 	mss := c.peerMSS
 	if mss == 0 {
 		mss = c.defaultMSS()
 	}
 	if c.route(b) {
-		mss = min(mss, c.pathMTU()-c.headerOverhead())
+		mtu := c.pathMTU()
+		if r, ok := c.ne.(pipeline.PathMTUReporter); ok {
+			mtu = min(mtu, r.PathMTU(b, c.remote.Addr().WithZone(""), c.riMTU))
+		}
+		mss = min(mss, mtu-c.headerOverhead())
 	}
 	if c.tsOK {
 		mss -= 12

@@ -340,11 +340,12 @@ func TestDrillCloseNoRST(t *testing.T) {
 	d.out(fin|ack, 1, 0, 1002)
 }
 
-// tcp_advmss_pmtu_ipv4.pkt, its first connection: fragmentation needed
-// (next-hop MTU 1200) for a full segment resends it at once as 1160 +
-// 300 bytes; a reset then ends the connection. Our SYN-ACKs advertise the
-// link's MSS (1460), not a learned path MTU, as the script's second
-// connection checks.
+// tcp_advmss_pmtu_ipv4.pkt: fragmentation needed (next-hop MTU 1200) for
+// a full segment resends it at once as 1160 + 300 bytes; a reset ends
+// the connection. A second connection from the same peer is offered the
+// link's MSS (1460) in the SYN-ACK, not the learnt path MTU's, but sends
+// by the path MTU: 1160 + 300 again (the network layer would otherwise
+// fragment its 1500-byte packets).
 func TestDrillAdvMSSPMTU(t *testing.T) {
 	d, sa := passive(t, "", optsMSSWscaleSACK(1460, 8), 65535, 100*time.Millisecond, 257)
 	if sa.parsed.MSS != 1460 {
@@ -364,9 +365,30 @@ func TestDrillAdvMSSPMTU(t *testing.T) {
 
 	d2 := &drill{p: d.p, t: t, sport: 40001, dport: 80, piss: 1000}
 	d2.in(syn, 0, 0, 0, 65535, optsMSSWscaleSACK(1460, 8))
-	if sa := d.p.one(); sa.flags != syn|ack || sa.parsed.MSS != 1460 {
+	sa = d.p.one()
+	if sa.flags != syn|ack || sa.parsed.MSS != 1460 {
 		t.Fatalf("second SYN-ACK %v MSS %d, want 1460", sa, sa.parsed.MSS)
 	}
+	d2.siss = sa.seq
+	d2.in(ack, 1, 0, 1, 257, nil)
+	d.ln.SetDeadline(time.Now().Add(5 * time.Second))
+	c, err := d.ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2.c = c
+	d2.write(1460)
+	got = d.p.read()
+	if len(got) != 2 {
+		t.Fatalf("second connection: %v", d2.rels(got))
+	}
+	d2.check(got[0], ack, 1, 1160, 1)
+	d2.check(got[1], ack|psh, 1161, 300, 1)
+	d2.in(ack, 1, 0, 1461, 257, nil)
+	d2.c.Close()
+	d2.out(fin|ack, 1461, 0, 1)
+	d2.in(fin|ack, 1, 0, 1462, 257, nil)
+	d2.out(ack, 1462, 0, 2)
 }
 
 // shutdown/shutdown-rdwr-send-queue-ack-close.pkt: SHUT_RDWR with data
