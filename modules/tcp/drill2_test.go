@@ -7,6 +7,7 @@ package tcp_test
 // the stack runs tcp.cc.cubic too.
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -554,4 +555,42 @@ func TestDrillSlowStartStretchACK(t *testing.T) {
 	d.in(ack, 1, 0, 10001, 257, nil)
 	d.outData(26001, 4000, 1, 1000)
 	d.wantCwnd(20, -1, 1000)
+}
+
+// outSACK expects one ACK of ackn carrying exactly the SACK blocks given
+// (the script's numbers of the peer's data; none: no SACK option).
+func (d *drill) outSACK(ackn uint32, blocks ...uint32) {
+	d.t.Helper()
+	s := d.out(ack, 1, 0, ackn)
+	var got []uint32
+	for _, b := range s.parsed.SACK[:s.parsed.NumSACK] {
+		got = append(got, b.Left-d.piss, b.Right-d.piss)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(blocks) {
+		d.t.Fatalf("ACK %d with SACK blocks %v, want %v", ackn, got, blocks)
+	}
+}
+
+// tcp_dsack_mult.pkt (RFC 2018, RFC 2883): out-of-order segments are
+// ACKed at once with SACK blocks, the latest first; a segment that fills
+// the hole and covers held data reports the first range it duplicated
+// as a DSACK before the remaining SACK block; a segment covering a held
+// range, and an old one, each its duplicate.
+func TestDrillDSACKMult(t *testing.T) {
+	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 7), 32792, 100*time.Millisecond, 1024)
+	d.in(ack|psh, 1001, 1000, 1, 1024, nil)
+	d.outSACK(1, 1001, 2001)
+	d.in(ack|psh, 2001, 1000, 1, 1024, nil)
+	d.outSACK(1, 1001, 3001)
+	d.in(ack|psh, 4001, 1000, 1, 1024, nil)
+	d.outSACK(1, 4001, 5001, 1001, 3001)
+	d.in(ack|psh, 7001, 1000, 1, 1024, nil)
+	d.outSACK(1, 7001, 8001, 4001, 5001, 1001, 3001)
+	d.in(ack|psh, 1, 6000, 1, 1024, nil)
+	d.outSACK(6001, 1001, 3001, 7001, 8001)
+	d.in(ack|psh, 6001, 2000, 1, 1024, nil)
+	d.outSACK(8001, 7001, 8001)
+	d.in(ack|psh, 1, 1000, 1, 1024, nil)
+	d.outSACK(8001, 1, 1001)
+	d.read(8000)
 }

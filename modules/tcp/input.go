@@ -613,6 +613,7 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 		return
 	}
 	seq, data := s.seq, s.data
+	dup := false // a duplicate of this segment is reported already
 	if seqLT(seq, c.rcvNxt) {
 		skip := c.rcvNxt - seq
 		if skip >= uint32(len(data)) {
@@ -621,6 +622,7 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 			return
 		}
 		c.noteDuplicate(seq, c.rcvNxt)
+		dup = true
 		data, seq = data[skip:], c.rcvNxt
 	}
 	// Room: the buffer offered now, and never less than the window
@@ -701,8 +703,18 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	}
 	c.rcvNxt = end
 	c.rcvRTTMeasure(s, len(data), now)
-	// Ranges now reached join the readable bytes.
+	// Ranges now reached join the readable bytes. The first that the
+	// segment overlaps was received twice: a DSACK (RFC 2883; Linux's
+	// tcp_ofo_queue, whose tcp_dsack_extend keeps the first range).
 	for c.nooo > 0 && seqLEQ(c.ooo[0].left, c.rcvNxt) {
+		if l := c.ooo[0].left; !dup && seqLT(l, end) {
+			hi := c.ooo[0].right
+			if seqGT(hi, end) {
+				hi = end
+			}
+			c.noteDuplicate(l, hi)
+			dup = true
+		}
 		if r := c.ooo[0].right; seqGT(r, c.rcvNxt) {
 			c.rcvBuf.extend(int(r - c.rcvNxt))
 			c.rcvNxt = r
