@@ -594,3 +594,35 @@ func TestDrillDSACKMult(t *testing.T) {
 	d.outSACK(8001, 1, 1001)
 	d.read(8000)
 }
+
+// tcp_rcv_zero_wnd_fin.pkt: the window filled (the application does not
+// read), the peer's FIN arrives anyway; it is taken and ACKed, window 0,
+// so that a FIN/ACK loop cannot start (Linux's tcp_sequence lets a
+// zero-length-in-window FIN at RCV.NXT in; RFC 9293 would refuse it).
+func TestDrillZeroWindowFIN(t *testing.T) {
+	d, _ := passive(t, ", receive_buffer: 16384, receive_buffer_initial: 16384, auto_tuning: false", optsMSSWscale(1000, 7), 32792, 0, 257)
+	// Segments until an ACK offers window 0 (ACKed at once at first,
+	// later each second one, or the delayed ACK).
+	seq, next, closed := uint32(1), uint32(1), false
+	for i := 0; i < 64 && !closed; i++ {
+		d.in(ack|psh, next, 1000, 1, 257, nil)
+		next += 1000
+		got := d.p.read()
+		if len(got) == 0 {
+			d.wait(50 * time.Millisecond)
+			got = d.p.read()
+		}
+		for _, a := range got {
+			seq, closed = d.rel(a).ack, a.wnd == 0
+		}
+	}
+	if n := tcp.Buffered(d.c); !closed || uint32(n) != seq-1 {
+		t.Fatalf("buffered %d, window closed %v at %d", n, closed, seq)
+	}
+	d.in(fin|ack, seq, 0, 1, 257, nil)
+	s := d.out(ack, 1, 0, seq+1)
+	if s.wnd != 0 {
+		t.Fatalf("window %d after the FIN, want 0", s.wnd)
+	}
+	wantState(t, d.c, "CLOSE-WAIT")
+}
