@@ -626,3 +626,66 @@ func TestDrillZeroWindowFIN(t *testing.T) {
 	}
 	wantState(t, d.c, "CLOSE-WAIT")
 }
+
+// fast_recovery/prr-ss-30pkt-lost1_4.pkt: segments 1–4 of 10 lost; the
+// third SACK starts recovery, each SACK after it lets PRR (slow-start
+// reduction bound, pipe below ssthresh 7) resend one lost segment; once
+// everything is ACKed a new write goes out as ssthresh's 7 segments.
+func TestDrillPRR30pktLost1to4(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 7), 32792, 10*time.Millisecond, 320)
+	d.write(10000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 320, d.sack(4001, 5001))
+	d.wait(2 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 320, d.sack(4001, 6001))
+	d.none()
+	d.in(ack, 1, 0, 1, 320, d.sack(4001, 7001))
+	d.out(ack, 1, 1000, 1)
+	for i := uint32(0); i < 3; i++ {
+		d.in(ack, 1, 0, 1, 320, d.sack(4001, 8001+1000*i))
+		d.out(ack, 1001+1000*i, 1000, 1)
+	}
+	d.wait(10 * time.Millisecond)
+	for _, a := range []uint32{1001, 2001, 3001} {
+		d.in(ack, 1, 0, a, 320, d.sack(4001, 10001))
+	}
+	d.in(ack, 1, 0, 10001, 320, nil)
+	d.none()
+	d.wait(10 * time.Millisecond)
+	d.write(10000)
+	d.outData(10001, 7000, 1, 1000)
+}
+
+// sack/sack-route-refresh-ip-tos.pkt, without its IP_TOS setsockopts (no
+// Go counterpart; they force Linux to refresh the route): a SACK of
+// 16061:17521 and 20441:26281 above a cumulative ACK resends exactly the
+// two holes, never a SACKed segment.
+func TestDrillSACKHolesOnly(t *testing.T) {
+	d, _ := active(t, "", optsMSSWscaleSACK(1460, 2), 65535, 10*time.Millisecond)
+	d.wait(10 * time.Millisecond)
+	d.write(5840)
+	d.outData(1, 5840, 1, 1460)
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 5841, 65535, nil)
+	d.wait(10 * time.Millisecond)
+	d.write(5840)
+	d.outData(5841, 5840, 1, 1460)
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 11681, 65535, nil)
+	d.wait(10 * time.Millisecond)
+	d.write(14600)
+	d.outData(11681, 14600, 1, 1460)
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 13141, 65535, d.sack(16061, 17521, 20441, 26281))
+	got := d.p.read()
+	if len(got) != 4 {
+		t.Fatalf("want 13141:16061 and 17521:20441, got %v", d.rels(got))
+	}
+	for i, seq := range []uint32{13141, 14601, 17521, 18981} {
+		d.check(got[i], ack, seq, 1460, 1)
+	}
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 26281, 65535, nil)
+	d.none()
+}
