@@ -27,51 +27,36 @@ func (d *drill) wantCwnd(cwnd, ssth, mss int) {
 	}
 }
 
-// fast_retransmit/fr-4pkt.pkt: without SACK, three duplicate ACKs resend
-// the first segment at once; the close after it is ordinary.
+// fast_retransmit/fr-4pkt.pkt and fr-4pkt-sack.pkt: three duplicate
+// ACKs (without SACK), or three SACKed segments above the hole (RACK's
+// reordering window is then 0: RFC 6675's DupThresh, Linux's
+// tcp_rack_reo_wnd), resend the first segment at once; the close after
+// it is ordinary.
 func TestDrillFastRetransmit4pkt(t *testing.T) {
-	d, _ := passive(t, "", optsMSSWscale(1460, 7), 32792, 100*time.Millisecond, 257)
-	d.write(5840)
-	d.outData(1, 5840, 1, 1460)
-	d.wait(100 * time.Millisecond)
-	d.in(ack, 1, 0, 1, 257, nil)
-	d.in(ack, 1, 0, 1, 257, nil)
-	d.none()
-	d.in(ack, 1, 0, 1, 257, nil)
-	d.out(ack, 1, 1460, 1)
-	d.wait(100 * time.Millisecond)
-	d.in(ack, 1, 0, 5841, 257, nil)
-	d.none()
-	d.wait(100 * time.Millisecond)
-	d.c.Close()
-	d.out(fin|ack, 5841, 0, 1)
-	d.wait(100 * time.Millisecond)
-	d.in(fin|ack, 1, 0, 5842, 257, nil)
-	d.out(ack, 5842, 0, 2)
-}
-
-// fast_retransmit/fr-4pkt-sack.pkt: with SACK, the third SACK (three
-// segments above the hole) makes RACK's reordering window 0 (RFC 6675's
-// DupThresh, Linux's tcp_rack_reo_wnd): the first segment goes at once.
-func TestDrillFastRetransmit4pktSACK(t *testing.T) {
-	d, _ := passive(t, "", optsMSSWscaleSACK(1460, 7), 32792, 100*time.Millisecond, 257)
-	d.write(5840)
-	d.outData(1, 5840, 1, 1460)
-	d.wait(100 * time.Millisecond)
-	d.in(ack, 1, 0, 1, 257, d.sack(1461, 2921))
-	d.in(ack, 1, 0, 1, 257, d.sack(1461, 4381))
-	d.none()
-	d.in(ack, 1, 0, 1, 257, d.sack(1461, 5841))
-	d.out(ack, 1, 1460, 1)
-	d.wait(100 * time.Millisecond)
-	d.in(ack, 1, 0, 5841, 257, nil)
-	d.none()
-	d.wait(100 * time.Millisecond)
-	d.c.Close()
-	d.out(fin|ack, 5841, 0, 1)
-	d.wait(100 * time.Millisecond)
-	d.in(fin|ack, 1, 0, 5842, 257, nil)
-	d.out(ack, 5842, 0, 2)
+	for _, sack := range []bool{false, true} {
+		opts := optsMSSWscale(1460, 7)
+		if sack {
+			opts = optsMSSWscaleSACK(1460, 7)
+		}
+		d, _ := passive(t, "", opts, 32792, 100*time.Millisecond, 257)
+		d.write(5840)
+		d.outData(1, 5840, 1, 1460)
+		d.wait(100 * time.Millisecond)
+		for i := uint32(0); i < 3; i++ {
+			var o []byte
+			if sack {
+				o = d.sack(1461, 2921+1460*i)
+			}
+			d.none()
+			d.in(ack, 1, 0, 1, 257, o)
+		}
+		d.out(ack, 1, 1460, 1)
+		d.wait(100 * time.Millisecond)
+		d.in(ack, 1, 0, 5841, 257, nil)
+		d.none()
+		d.wait(100 * time.Millisecond)
+		d.closeThenFIN(5841, 1, 100*time.Millisecond)
+	}
 }
 
 // sack/sack-shift-sacked-7-5-6-8-9-fack.pkt: a SACK of the 8th of 10
@@ -386,10 +371,7 @@ func TestDrillAdvMSSPMTU(t *testing.T) {
 	d2.check(got[0], ack, 1, 1160, 1)
 	d2.check(got[1], ack|psh, 1161, 300, 1)
 	d2.in(ack, 1, 0, 1461, 257, nil)
-	d2.c.Close()
-	d2.out(fin|ack, 1461, 0, 1)
-	d2.in(fin|ack, 1, 0, 1462, 257, nil)
-	d2.out(ack, 1462, 0, 2)
+	d2.closeThenFIN(1461, 1, 0)
 }
 
 // shutdown/shutdown-rdwr-send-queue-ack-close.pkt: SHUT_RDWR with data
@@ -428,10 +410,7 @@ func TestDrillShutdownSendQueueAckClose(t *testing.T) {
 		}
 		d.check(s, want, 13001+uint32(i)*1000, 1000, 1)
 	}
-	d.in(ack, 1, 0, 20002, 257, nil)
-	d.wait(10 * time.Millisecond)
-	d.in(fin|ack, 1, 0, 20002, 257, nil)
-	d.out(ack, 20002, 0, 2)
+	d.peerFIN(20001, 1, 10*time.Millisecond)
 }
 
 // fast_retransmit/fr-4pkt-fack-last-byte.pkt: only the last byte of the
@@ -463,11 +442,7 @@ func TestDrillFR4pktFACKLastByte(t *testing.T) {
 	d.wait(100 * time.Millisecond)
 	d.in(ack, 1, 0, 4001, 257, nil)
 	d.none()
-	d.c.Close()
-	d.out(fin|ack, 4001, 0, 1)
-	d.wait(100 * time.Millisecond)
-	d.in(fin|ack, 1, 0, 4002, 257, nil)
-	d.out(ack, 4002, 0, 2)
+	d.closeThenFIN(4001, 1, 100*time.Millisecond)
 }
 
 // cubic/cubic-rto-ss-ca-cwnd-bump.pkt: one segment ACKed while cwnd is

@@ -148,6 +148,43 @@ func (d *drill) readEOF() {
 	}
 }
 
+// closeThenFIN is the scripts' clean-up: close, our FIN at seq, dt later
+// the peer's FIN at peerSeq ACKing ours, and our ACK of it.
+func (d *drill) closeThenFIN(seq, peerSeq uint32, dt time.Duration) {
+	d.t.Helper()
+	d.c.Close()
+	d.out(fin|ack, seq, 0, peerSeq)
+	d.wait(dt)
+	d.in(fin|ack, peerSeq, 0, seq+1, 257, nil)
+	d.out(ack, seq+1, 0, peerSeq+1)
+}
+
+// peerFIN: the peer ACKs our FIN at seq, dt later sends its own at
+// peerSeq, and we ACK it.
+func (d *drill) peerFIN(seq, peerSeq uint32, dt time.Duration) {
+	d.t.Helper()
+	d.in(ack, peerSeq, 0, seq+1, 257, nil)
+	d.wait(dt)
+	d.in(fin|ack, peerSeq, 0, seq+1, 257, nil)
+	d.out(ack, seq+1, 0, peerSeq+1)
+}
+
+// wantInq checks what a read would return at once (SIOCINQ).
+func (d *drill) wantInq(n int) {
+	d.t.Helper()
+	if got := tcp.Buffered(d.c); got != n {
+		d.t.Fatalf("SIOCINQ %d, want %d", got, n)
+	}
+}
+
+// wantEPIPE checks that a write fails with EPIPE (after SHUT_WR).
+func (d *drill) wantEPIPE() {
+	d.t.Helper()
+	if _, err := d.c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+		d.t.Fatalf("write after SHUT_WR: %v, want EPIPE", err)
+	}
+}
+
 // Options in the scripts' notation.
 func optsMSSWscaleSACK(mss uint16, ws uint8) []byte {
 	var ob wire.TCPOptionsBuilder
@@ -258,8 +295,7 @@ func TestDrillCloseLocalThenRemoteFIN(t *testing.T) {
 	d.in(ack, 1, 0, 1002, 257, nil)
 	d.none()
 	wantState(t, d.c, "FIN-WAIT-2")
-	d.in(fin|ack, 1, 0, 1002, 257, nil)
-	d.out(ack, 1002, 0, 2)
+	d.peerFIN(1001, 1, 0)
 	if got := tcp.Sockets(d.p.n.Stack); len(got) != 1 || got[0].State != "TIME-WAIT" {
 		t.Fatalf("sockets %v, want one in TIME-WAIT", got)
 	}
@@ -367,10 +403,7 @@ func TestDrillShutdown(t *testing.T) {
 	d.wait(10 * time.Millisecond)
 	d.c.Close()
 	d.out(fin|ack, 1001, 0, 1)
-	d.in(ack, 1, 0, 1002, 257, nil)
-	d.wait(10 * time.Millisecond)
-	d.in(fin|ack, 1, 0, 1002, 257, nil)
-	d.out(ack, 1002, 0, 2)
+	d.peerFIN(1001, 1, 10*time.Millisecond)
 
 	// SHUT_RDWR, then close.
 	d, _ = passive(t, "", optsMSSWscaleSACK(1000, 7), 32792, 0, 257)
@@ -380,9 +413,7 @@ func TestDrillShutdown(t *testing.T) {
 	d.out(fin|ack, 1, 0, 1)
 	d.in(ack, 1, 0, 2, 257, nil)
 	d.readEOF()
-	if _, err := d.c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("write after SHUT_RDWR: %v, want EPIPE", err)
-	}
+	d.wantEPIPE()
 	d.wait(10 * time.Millisecond)
 	d.c.Close()
 	d.none()
@@ -396,9 +427,7 @@ func TestDrillShutdown(t *testing.T) {
 	d.c.CloseWrite()
 	d.out(fin|ack, 1, 0, 1)
 	d.in(ack, 1, 0, 2, 257, nil)
-	if _, err := d.c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("write after SHUT_WR: %v, want EPIPE", err)
-	}
+	d.wantEPIPE()
 	d.wait(10 * time.Millisecond)
 	d.in(ack, 1, 1000, 2, 257, nil)
 	d.out(ack, 2, 0, 1001)
@@ -427,9 +456,7 @@ func TestDrillShutdownWriteQueueClose(t *testing.T) {
 	d.c.CloseWrite()
 	d.out(fin|ack, 10001, 0, 1)
 	d.readEOF()
-	if _, err := d.c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("write after SHUT_RDWR: %v, want EPIPE", err)
-	}
+	d.wantEPIPE()
 	d.wait(10 * time.Millisecond)
 	d.c.Close()
 	d.none()
@@ -438,10 +465,7 @@ func TestDrillShutdownWriteQueueClose(t *testing.T) {
 	d.wait(3 * time.Millisecond)
 	d.out(fin|ack, 10001, 0, 1) // the TLP: 2·SRTT + 2 ms after the FIN (the script: 20–25 ms)
 	d.wait(10 * time.Millisecond)
-	d.in(ack, 1, 0, 10002, 257, nil)
-	d.wait(10 * time.Millisecond)
-	d.in(fin|ack, 1, 0, 10002, 257, nil)
-	d.out(ack, 10002, 0, 2)
+	d.peerFIN(10001, 1, 10*time.Millisecond)
 }
 
 // ioctl/ioctl-siocinq-fin.pkt and inq/server.pkt: data is ACKed at once
@@ -451,25 +475,17 @@ func TestDrillSIOCINQFIN(t *testing.T) {
 	d, _ := passive(t, "", optsMSSWscaleSACK(1000, 10), 32792, 10*time.Millisecond, 514)
 	d.in(ack, 1, 10000, 1, 514, nil) // inq/server.pkt: a 10,000-byte GRO packet
 	d.out(ack, 1, 0, 10001)
-	if n := tcp.Buffered(d.c); n != 10000 {
-		t.Fatalf("SIOCINQ %d, want 10000", n)
-	}
+	d.wantInq(10000)
 	d.read(2000)
-	if n := tcp.Buffered(d.c); n != 8000 {
-		t.Fatalf("SIOCINQ %d, want 8000", n)
-	}
+	d.wantInq(8000)
 	d.read(8000)
 	d.none()
 	d.wait(80 * time.Millisecond)
 	d.in(fin|ack|psh, 10001, 1000, 1, 514, nil)
 	d.out(ack, 1, 0, 11002)
-	if n := tcp.Buffered(d.c); n != 1000 {
-		t.Fatalf("SIOCINQ %d, want 1000", n)
-	}
+	d.wantInq(1000)
 	d.read(1000)
-	if n := tcp.Buffered(d.c); n != 0 {
-		t.Fatalf("SIOCINQ %d, want 0", n)
-	}
+	d.wantInq(0)
 	d.readEOF()
 }
 
@@ -480,14 +496,10 @@ func TestDrillValidateNoFlags(t *testing.T) {
 	d.wait(10 * time.Millisecond)
 	d.in(0, 1, 1000, 0, 20000, nil)
 	d.none()
-	if n := tcp.Buffered(d.c); n != 0 {
-		t.Fatalf("SIOCINQ %d after a segment without flags, want 0", n)
-	}
+	d.wantInq(0)
 	d.wait(10 * time.Millisecond)
 	d.in(ack, 1, 1000, 1, 20000, nil)
-	if n := tcp.Buffered(d.c); n != 1000 {
-		t.Fatalf("SIOCINQ %d, want 1000", n)
-	}
+	d.wantInq(1000)
 }
 
 // ts_recent/invalid_ack.pkt: a segment whose ACK is above SND.NXT is
@@ -514,9 +526,7 @@ func TestDrillTSRecentInvalidACK(t *testing.T) {
 	if !s.parsed.HasTimestamps || s.parsed.TSEcr != 201 {
 		t.Fatalf("ACK timestamps %+v, want ecr 201 (TS.Recent moved by the dropped segment?)", s.parsed)
 	}
-	if n := tcp.Buffered(d.c); n != 1000 {
-		t.Fatalf("SIOCINQ %d, want 1000", n)
-	}
+	d.wantInq(1000)
 }
 
 // ts_recent/fin_tsval.pkt and reset_tsval.pkt: the FIN of a close, and
