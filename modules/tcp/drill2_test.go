@@ -664,3 +664,34 @@ func TestDrillSACKHolesOnly(t *testing.T) {
 	d.in(ack, 1, 0, 26281, 65535, nil)
 	d.none()
 }
+
+// fast_recovery/prr-ss-ack-below-snd_una-cubic.pkt, its point: in
+// recovery an ACK reordered behind a later one (its ACK below SND.UNA)
+// still carries news in its SACK blocks, and what they free is sent
+// (Linux's tcp_ack takes the SACK blocks of an old ACK). The script's
+// ACK of 4001 lets Linux send three segments, ours two (README: where
+// we differ), so what the old ACK then frees is ours: the two lost
+// segments left, 7001:8001 and 9001:10001.
+func TestDrillPRRACKBelowSndUna(t *testing.T) {
+	d, _ := passive(t, cubicOpts, optsMSSWscaleSACK(1000, 8), 32792, 10*time.Millisecond, 320)
+	d.write(10000)
+	d.outData(1, 10000, 1, 1000)
+	d.wait(10 * time.Millisecond)
+	d.in(ack, 1, 0, 1, 320, d.sack(1001, 2001))
+	d.in(ack, 1, 0, 1, 320, d.sack(1001, 3001))
+	d.in(ack, 1, 0, 1, 320, d.sack(1001, 3001, 8001, 9001))
+	d.out(ack, 1, 1000, 1)
+	d.wait(12 * time.Millisecond)
+	d.in(ack, 1, 0, 4001, 320, d.sack(8001, 9001))
+	d.outData(4001, 2000, 1, 1000) // Linux: 4001:7001
+	d.write(10000)
+	d.none()
+	d.wait(2 * time.Millisecond)
+	d.in(ack, 1, 0, 3001, 320, d.sack(5001, 7001))
+	got := d.p.read()
+	if len(got) != 2 {
+		t.Fatalf("after an old ACK with new SACK blocks: %v", d.rels(got))
+	}
+	d.check(got[0], ack, 7001, 1000, 1)
+	d.check(got[1], ack, 9001, 1000, 1)
+}

@@ -433,6 +433,13 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 			c.challengeAck(now)
 			return false
 		}
+		if c.sackOK && s.opts.NumSACK > 0 {
+			// A reordered ACK's SACK blocks still say what arrived
+			// (RFC 6675; Linux's tcp_ack takes them at old_ack): the
+			// scoreboard and recovery go on from them.
+			c.scoreboard(s, now)
+			c.sackRecover(b, now, false)
+		}
 		return true // an old ACK: ignored, the text is still processed
 	}
 	// Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
