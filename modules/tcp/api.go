@@ -47,6 +47,7 @@ func (c *conn) do(fn func(b *pipeline.Batch, now int64)) bool {
 		c.mu.Lock()
 		fn(b, now)
 		c.flush(b)
+		c.armTLP(now) // what fn sent (a Write's data, a FIN) is probed as the receive path's is
 		c.resched(now)
 		c.mu.Unlock()
 	})

@@ -66,6 +66,13 @@ type CCState struct {
 	// the next round ends at what is sent now). HyStart++ uses both.
 	RTT      int64
 	NewRound bool
+	// CwndLimited reports that cwnd, not the application or the peer's
+	// window, held the sender back in the last window of data (Linux's
+	// tcp_is_cwnd_limited: in slow start, also while cwnd is below twice
+	// the most that was in flight). An algorithm grows cwnd only then
+	// (RFC 9438 §4.6's "other measures", RFC 7661): an application-limited
+	// sender keeps the window it has used.
+	CwndLimited bool
 	// Scratch is room for an algorithm's per-connection numbers that
 	// avoids an allocation.
 	Scratch [12]float64

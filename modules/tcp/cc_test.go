@@ -12,7 +12,7 @@ import (
 // estimate, leads), one ACK per segment.
 func TestCubicCurve(t *testing.T) {
 	var c cubic
-	s := &CCState{MSS: 1000}
+	s := &CCState{MSS: 1000, CwndLimited: true} // the sender uses its whole window
 	c.Init(s)
 	s.Cwnd = 100 * 1000
 	s.Ssthresh = 1 << 30
@@ -56,7 +56,7 @@ func TestCubicCurve(t *testing.T) {
 // window.
 func TestNewRenoGrowth(t *testing.T) {
 	var r newReno
-	s := &CCState{MSS: 1000}
+	s := &CCState{MSS: 1000, CwndLimited: true} // the sender uses its whole window
 	r.Init(s)
 	if s.Cwnd != 10000 {
 		t.Fatal(s.Cwnd)
@@ -99,7 +99,7 @@ func hsRounds(c cubic, s *CCState, n int, rtt int64) {
 func TestHyStartPlusPlus(t *testing.T) {
 	const ms = int64(time.Millisecond)
 	var c cubic
-	s := &CCState{MSS: 1000}
+	s := &CCState{MSS: 1000, CwndLimited: true} // the sender uses its whole window
 	c.Init(s)
 	hsRounds(c, s, 3, 20*ms)
 	if s.Cwnd != 80000 || s.Ssthresh != 1<<30 {
@@ -131,7 +131,7 @@ func TestHyStartPlusPlus(t *testing.T) {
 
 	// Off (hystart: false): slow start goes on.
 	off := cubic{noHyStart: true}
-	s = &CCState{MSS: 1000}
+	s = &CCState{MSS: 1000, CwndLimited: true}
 	off.Init(s)
 	hsRounds(off, s, 3, 20*ms)
 	hsRounds(off, s, 3, 40*ms)
@@ -140,7 +140,7 @@ func TestHyStartPlusPlus(t *testing.T) {
 	}
 
 	// A spurious rise: CSS, then the RTT falls below the baseline.
-	s = &CCState{MSS: 1000}
+	s = &CCState{MSS: 1000, CwndLimited: true}
 	c.Init(s)
 	hsRounds(c, s, 2, 20*ms)
 	hsRounds(c, s, 1, 30*ms)

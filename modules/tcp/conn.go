@@ -128,6 +128,7 @@ type conn struct {
 	persistAt         int64
 	persistProbes     int
 	persistBackoff    int
+	maxOut            int // the most bytes in flight in the window that ends at cwndUsageSeq (cwndValidate)
 	keepAt            int64
 	keepIdle          time.Duration
 	keepIntvl         time.Duration
@@ -187,6 +188,7 @@ type conn struct {
 	rttSeq                           uint32
 	recover                          uint32
 	roundEnd                         uint32 // a round trip ends when it is acknowledged (HyStart++)
+	cwndUsageSeq                     uint32 // cwndLimited and maxOut describe the window up to here
 	riNIC                            pipeline.NICID
 
 	// bytes
@@ -215,6 +217,7 @@ type conn struct {
 	estabDone            bool
 	doneClosed           bool
 	ackedFar             bool // 2^31 bytes or more acknowledged (RFC 5961 §5.2's bound is MAX.SND.WND alone)
+	cwndLimited          bool // cwnd held the sender back in the window up to cwndUsageSeq
 }
 
 func newConn(t *table, st *settings, local, remote netip.AddrPort) *conn {
@@ -279,14 +282,23 @@ func (c *conn) tsSend(now int64) uint32 {
 	return ts
 }
 
-// setMSS fixes the sender's MSS from the peer's option and the route.
+// setMSS fixes the sender's MSS from the peer's option and the route:
+// the path MTU the network layer learnt towards the peer (ICMP, RFC 1191
+// and 8201; PathMTUReporter), not only the link's, as Linux's
+// tcp_sync_mss takes dst_mtu — else a new connection to a destination
+// whose path MTU is known sends segments the network layer fragments.
+// (The MSS we advertise stays the link's: ourMSS.)
 func (c *conn) setMSS(b *pipeline.Batch) {
 	mss := c.peerMSS
 	if mss == 0 {
 		mss = c.defaultMSS()
 	}
 	if c.route(b) {
-		mss = min(mss, c.pathMTU()-c.headerOverhead())
+		mtu := c.pathMTU()
+		if r, ok := c.ne.(pipeline.PathMTUReporter); ok {
+			mtu = min(mtu, r.PathMTU(b, c.remote.Addr().WithZone(""), c.riMTU))
+		}
+		mss = min(mss, mtu-c.headerOverhead())
 	}
 	if c.tsOK {
 		mss -= 12

@@ -68,6 +68,11 @@ const (
 	hsNRTTSample     = 8
 	hsCSSGrowthDiv   = 4
 	hsCSSRoundsLimit = 5
+	// hsL is RFC 9406's L for a sender that does not pace: slow start
+	// (and CSS) grow by at most 8 segments per ACK, so a stretch ACK
+	// (GRO, ACK thinning) counts what it acknowledges, as Linux's
+	// tcp_slow_start does, where RFC 3465's L = 2 halves the growth.
+	hsL = 8
 )
 
 type cubic struct{ noHyStart bool }
@@ -88,8 +93,13 @@ func (c cubic) OnAck(s *CCState, acked int, rttNS, nowNS int64) {
 		if s.Scratch[hsState] != hsDone && c.hystart(s, acked) {
 			return
 		}
-		s.Cwnd += min(acked, 2*s.MSS)
+		if s.CwndLimited {
+			s.Cwnd = min(s.Cwnd+min(acked, hsL*s.MSS), max(s.Ssthresh, s.Cwnd)) // to ssthresh at most (tcp_slow_start)
+		}
 		return
+	}
+	if !s.CwndLimited {
+		return // application- or receiver-limited (RFC 9438 §4.6): no growth, no epoch
 	}
 	mss := float64(s.MSS)
 	cwnd := float64(s.Cwnd) / mss
@@ -165,7 +175,10 @@ func (cubic) hystart(s *CCState, acked int) bool {
 			sc[hsState] = hsSlowStart // the RTT increase was spurious
 			return false
 		}
-		sc[cuFrac] += float64(min(acked, 2*s.MSS)) / hsCSSGrowthDiv
+		if !s.CwndLimited {
+			return true
+		}
+		sc[cuFrac] += float64(min(acked, hsL*s.MSS)) / hsCSSGrowthDiv
 		if sc[cuFrac] >= 1 {
 			inc := int(sc[cuFrac])
 			s.Cwnd += inc

@@ -117,11 +117,6 @@ func (c *conn) segment(b *pipeline.Batch, s *segment, now int64) (relisten bool,
 			return false, 0
 		}
 	}
-	// Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
-	// (RFC 7323 §4.3).
-	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && c.pawsOK(s.opts.TSVal, 0, now) {
-		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
-	}
 	if !c.processAck(b, s, now) {
 		return false, 0
 	}
@@ -438,7 +433,22 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 			c.challengeAck(now)
 			return false
 		}
+		if c.sackOK && s.opts.NumSACK > 0 {
+			// A reordered ACK's SACK blocks still say what arrived
+			// (RFC 6675; Linux's tcp_ack takes them at old_ack): the
+			// scoreboard and recovery go on from them.
+			c.scoreboard(s, now)
+			c.sackRecover(b, now, false)
+		}
 		return true // an old ACK: ignored, the text is still processed
+	}
+	// Timestamps: TS.Recent follows the segment that covers Last.ACK.sent
+	// (RFC 7323 §4.3) — once its ACK is known to be acceptable, as
+	// Linux's tcp_ack (tcp_replace_ts_recent after the checks above): a
+	// segment dropped for an ACK of unsent data must not move it, or its
+	// forged TSval would make PAWS drop every genuine segment after it.
+	if c.tsOK && s.opts.HasTimestamps && seqLEQ(s.seq, c.lastAckSent) && c.pawsOK(s.opts.TSVal, 0, now) {
+		c.tsRecent, c.tsRecentAt = s.opts.TSVal, now
 	}
 	// Window update (RFC 9293 §3.10.7.4, fifth, SND.WL1/WL2).
 	winChanged := false
@@ -529,6 +539,7 @@ func (c *conn) processAck(b *pipeline.Batch, s *segment, now int64) bool {
 		}
 	} else {
 		c.ccs.RTT = rtt
+		c.ccs.CwndLimited = c.cwndLimited || (c.ccs.Cwnd < c.ccs.Ssthresh && c.ccs.Cwnd < 2*c.maxOut)
 		c.ccs.NewRound = seqGEQ(ack, c.roundEnd)
 		if c.ccs.NewRound {
 			c.roundEnd = c.sndMax
@@ -609,6 +620,7 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 		return
 	}
 	seq, data := s.seq, s.data
+	dup := false // a duplicate of this segment is reported already
 	if seqLT(seq, c.rcvNxt) {
 		skip := c.rcvNxt - seq
 		if skip >= uint32(len(data)) {
@@ -617,6 +629,7 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 			return
 		}
 		c.noteDuplicate(seq, c.rcvNxt)
+		dup = true
 		data, seq = data[skip:], c.rcvNxt
 	}
 	// Room: the buffer offered now, and never less than the window
@@ -697,8 +710,18 @@ func (c *conn) receive(b *pipeline.Batch, s *segment, now int64) {
 	}
 	c.rcvNxt = end
 	c.rcvRTTMeasure(s, len(data), now)
-	// Ranges now reached join the readable bytes.
+	// Ranges now reached join the readable bytes. The first that the
+	// segment overlaps was received twice: a DSACK (RFC 2883; Linux's
+	// tcp_ofo_queue, whose tcp_dsack_extend keeps the first range).
 	for c.nooo > 0 && seqLEQ(c.ooo[0].left, c.rcvNxt) {
+		if l := c.ooo[0].left; !dup && seqLT(l, end) {
+			hi := c.ooo[0].right
+			if seqGT(hi, end) {
+				hi = end
+			}
+			c.noteDuplicate(l, hi)
+			dup = true
+		}
 		if r := c.ooo[0].right; seqGT(r, c.rcvNxt) {
 			c.rcvBuf.extend(int(r - c.rcvNxt))
 			c.rcvNxt = r

@@ -35,6 +35,9 @@ func (newReno) Init(s *CCState) {
 }
 
 func (newReno) OnAck(s *CCState, acked int, _, _ int64) {
+	if !s.CwndLimited {
+		return // application- or receiver-limited: the window is not what was used
+	}
 	if s.Cwnd < s.Ssthresh {
 		// Slow start, RFC 3465: at most 2 segments per ACK.
 		s.Cwnd += min(acked, 2*s.MSS)

@@ -344,6 +344,7 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 		return
 	}
 	end := c.dataEnd()
+	start := c.sndNxt
 	pipe := -1
 	if c.sackOK && c.sndNxt == c.sndMax {
 		pipe = c.pipe() // RFC 6675: what SACK says is still in the network
@@ -363,6 +364,12 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 			wnd = int(d)
 		}
 		cw := c.ccs.Cwnd - cwFlight
+		if !c.sackOK && !c.inRecovery && c.dupAcks > 0 && c.dupAcks < 3 {
+			// RFC 3042's limited transmit: one new segment per duplicate
+			// ACK below the threshold, cwnd unchanged (with SACK, pipe
+			// does it: the SACKed segment left the network).
+			cw += c.dupAcks * c.sndMSS
+		}
 		n := min(unsent, c.sendSize(), wnd, cw)
 		if n <= 0 {
 			break
@@ -415,10 +422,32 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 			c.advanced(end, now)
 		}
 	}
+	inflight := int(c.sndNxt - c.sndUna)
+	if pipe >= 0 {
+		inflight = pipe
+	}
+	c.cwndValidate(inflight, c.sndNxt != start)
 	// Zero window with data waiting and nothing in flight: probe.
 	if c.sndNxt == c.sndUna && seqLT(c.sndNxt, end) && c.persistAt == 0 {
 		c.persistProbes = 0
 		c.persistAt = now + c.backedOff(0)
+	}
+}
+
+// cwndValidate is Linux's tcp_cwnd_validate: after output sent something
+// or found cwnd full, it notes whether cwnd held the sender back and the
+// most bytes in flight, for the window of data now in flight (a new
+// window starts once SND.UNA passes the last one's end). CCState's
+// CwndLimited comes from it.
+func (c *conn) cwndValidate(inflight int, sent bool) {
+	limited := c.ccs.Cwnd-inflight < c.sndMSS
+	if !sent && !limited {
+		return
+	}
+	if !seqLT(c.sndUna, c.cwndUsageSeq) || limited || (!c.cwndLimited && inflight > c.maxOut) {
+		c.cwndLimited = limited
+		c.maxOut = int(c.sndMax - c.sndUna)
+		c.cwndUsageSeq = c.sndNxt
 	}
 }
 

@@ -355,9 +355,14 @@ func (c *conn) rackDetect(now int64) {
 		}
 	}
 	if wait > 0 {
-		rk.reoAt = now + wait
+		// Plus Linux's TCP_TIMEOUT_MIN (2 ms, tcp_rack_mark_lost), so the
+		// timer fires when the segment's deadline has surely passed.
+		rk.reoAt = now + wait + reoSlack
 	}
 }
+
+// reoSlack is what the reordering timer adds to the earliest deadline.
+const reoSlack = 2 * int64(time.Millisecond)
 
 // pipe is RFC 6675's estimate of the bytes in the network: those in
 // flight less the SACKed and the lost (a retransmitted segment counts
@@ -494,7 +499,7 @@ func (c *conn) armTLP(now int64) {
 	rk.tlpRearm = false
 	rk.tlpAt = 0
 	if !c.sackOK || c.inRecovery || rk.tlpOut || c.sndMax == c.sndUna || c.srtt == 0 ||
-		seqLT(c.sndUna, c.recover) || c.state != stateEstablished && c.state != stateCloseWait {
+		seqLT(c.sndUna, c.recover) || !c.state.synchronized() || c.state == stateTimeWait {
 		return
 	}
 	pto := 2 * c.srtt

@@ -20,11 +20,21 @@ func sackConn(t *testing.T) (*peer, *pconn) {
 // sackConnWith is sackConn with transport.tcp options (", key: value").
 func sackConnWith(t *testing.T, tcpOpts string) (*peer, *pconn) {
 	t.Helper()
+	return sackConnScaled(t, tcpOpts, 0)
+}
+
+// sackConnScaled is sackConnWith whose peer offers window scale ws (0:
+// none): its window field 65535 is then 65535 << ws bytes.
+func sackConnScaled(t *testing.T, tcpOpts string, ws uint8) (*peer, *pconn) {
+	t.Helper()
 	p := newPeer(t, tcpOpts)
 	ln := p.listen()
 	var ob wire.TCPOptionsBuilder
 	ob.AddMSS(1000)
 	ob.AddSACKPermitted()
+	if ws > 0 {
+		ob.AddWindowScale(ws)
+	}
 	// The handshake takes one RTT too (its sample starts the estimator).
 	const iss = 1000
 	p.send(seg{sport: 40000, dport: 80, seq: iss, flags: syn, wnd: 65535, opts: append([]byte(nil), ob.Bytes()...)})
@@ -106,14 +116,15 @@ func TestRACKReorderingNoSpuriousRetransmit(t *testing.T) {
 	}
 	p.n.WantCounters(t, "tcp", map[string]uint64{"retransmits": 0, "fast_retransmits": 0, "dup_acks": 10})
 	// Late by more than the window (3 ms > 2.5 ms): taken for a loss,
-	// retransmitted when the reordering timer fires.
+	// retransmitted when the reordering timer fires (the window and
+	// Linux's 2 ms of TCP_TIMEOUT_MIN after the SACKs).
 	una = burst(t, p, pc, 9)
 	p.clock.Advance(rtt)
 	for i := 1; i <= 8; i++ {
 		p.send(pc.sackAck(una, una+1000, una+uint32(i+1)*1000))
 	}
 	p.none()
-	p.clock.Advance(2 * time.Millisecond)
+	p.clock.Advance(4 * time.Millisecond)
 	p.none()
 	p.clock.Advance(time.Millisecond)
 	if got := p.read(); len(got) != 1 || got[0].seq != una || len(got[0].data) != 1000 {
