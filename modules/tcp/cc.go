@@ -86,9 +86,10 @@ type CCModule interface {
 }
 
 // loadCC decodes congestion_control: a name ("newreno", meaning
-// tcp.cc.newreno) or a mapping {module: tcp.cc.<name>, …its keys}.
+// tcp.cc.newreno) or a mapping {module: tcp.cc.<name>, …its keys};
+// without one, tcp.cc.cubic (Linux's default).
 func loadCC(ctx *pipeline.Context, n *yaml.Node) (CongestionControl, string, error) {
-	id := "tcp.cc.newreno"
+	id := "tcp.cc.cubic"
 	rest := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	idNode := n
 	switch n.Kind {

@@ -10,12 +10,12 @@ import (
 )
 
 // TestPerConnectionCC: a Dialer and a ListenConfig choose the algorithm
-// of their connections over the stack's (newreno here); an unknown name
+// of their connections over the stack's (cubic, the default); an unknown name
 // is refused with the known ones.
 func TestPerConnectionCC(t *testing.T) {
 	pt.CheckGoroutines(t)
 	tp := newTopo(t, "")
-	ln, err := tcp.ListenConfig{CongestionControl: "cubic"}.Listen(tp.b.Stack, "tcp4", ":7")
+	ln, err := tcp.ListenConfig{CongestionControl: "newreno"}.Listen(tp.b.Stack, "tcp4", ":7")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,8 +29,8 @@ func TestPerConnectionCC(t *testing.T) {
 		dialer, port, client, server string
 		ln                           *tcp.Listener
 	}{
-		{"", "7", "newreno", "cubic", ln},
-		{"tcp.cc.cubic", "8", "cubic", "newreno", plain},
+		{"", "7", "cubic", "newreno", ln},
+		{"tcp.cc.newreno", "8", "newreno", "cubic", plain},
 	} {
 		d := tcp.Dialer{Stack: tp.a.Stack, CongestionControl: tc.dialer}
 		c, err := d.DialTCP(context.Background(), "tcp4", "10.0.2.2:"+tc.port)

@@ -21,7 +21,7 @@ type CubicModule struct {
 func (*CubicModule) PipelineModule() pipeline.ModuleInfo {
 	return pipeline.ModuleInfo{
 		ID:      "tcp.cc.cubic",
-		Summary: "TCP congestion control: CUBIC (RFC 9438), Linux's default",
+		Summary: "TCP congestion control: CUBIC (RFC 9438), the default of transport.tcp and of Linux",
 		New:     func() pipeline.Module { return new(CubicModule) },
 	}
 }

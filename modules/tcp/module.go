@@ -67,7 +67,8 @@ type Module struct {
 	MemoryPressure int64 `yaml:"memory_pressure"`
 	MemoryLow      int64 `yaml:"memory_low"`
 	// CongestionControl names the algorithm, a tcp.cc.<name> module:
-	// "newreno" (default) or a mapping {module: tcp.cc.newreno, …}.
+	// "cubic" (default, as Linux's), "newreno", or a mapping
+	// {module: tcp.cc.cubic, hystart: false}.
 	CongestionControl yaml.Node `yaml:"congestion_control"`
 	// TimeWaitMax bounds how many connections are kept in TIME-WAIT
 	// (Linux's tcp_max_tw_buckets); beyond it a closing connection goes

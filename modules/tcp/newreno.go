@@ -13,7 +13,7 @@ type NewRenoModule struct{}
 func (*NewRenoModule) PipelineModule() pipeline.ModuleInfo {
 	return pipeline.ModuleInfo{
 		ID:      "tcp.cc.newreno",
-		Summary: "TCP congestion control: NewReno (RFC 5681, RFC 6582), the default of transport.tcp",
+		Summary: "TCP congestion control: NewReno (RFC 5681, RFC 6582)",
 		New:     func() pipeline.Module { return new(NewRenoModule) },
 	}
 }

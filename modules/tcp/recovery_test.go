@@ -239,7 +239,7 @@ func TestRTOSACKReneging(t *testing.T) {
 // ssthresh (PRR-SSRB) — rather than sending nothing, as RFC 6675's pipe
 // alone does, until pipe falls below ssthresh, and then a burst.
 func TestPRRProportionalSends(t *testing.T) {
-	p, pc := sackConn(t)
+	p, pc := sackConnWith(t, ", congestion_control: newreno") // ssthresh = flight/2
 	pc.c.Write(bytes.Repeat([]byte{5}, 30*1000))
 	segs := p.read()
 	if len(segs) != 10 {
