@@ -618,3 +618,31 @@ func TestDrillInqClient(t *testing.T) {
 	d.read(10000)
 	d.readEOF()
 }
+
+// A bare FIN carries no PSH, also when it is retransmitted (Linux sends
+// "F." — PSH marks the end of data, tcp_mark_push — and packetdrill
+// compares flags exactly); the last data segment before it has PSH.
+func TestDrillBareFINNoPSH(t *testing.T) {
+	d, _ := active(t, "", optsMSSWscaleSACK(1000, 6), 32768, 0)
+	d.write(1000)
+	if s := d.out(ack|psh, 1, 1000, 1); s.flags&psh == 0 {
+		t.Fatalf("last data segment %v without PSH", d.rel(s))
+	}
+	d.in(ack, 1, 0, 1001, 257, nil)
+	d.c.Close()
+	if s := d.out(fin|ack, 1001, 0, 1); s.flags != fin|ack {
+		t.Fatalf("FIN %v, want flags F. only", d.rel(s))
+	}
+	// No ACK of the FIN: its retransmission (a probe or the RTO) is
+	// "F." again.
+	d.p.clock.Advance(3 * time.Second)
+	got := d.p.read()
+	if len(got) == 0 {
+		t.Fatal("FIN not retransmitted within 3 s")
+	}
+	for _, s := range got {
+		if r := d.rel(s); r.flags != fin|ack || r.seq != 1001 {
+			t.Fatalf("retransmitted FIN %v, want F. 1001", r)
+		}
+	}
+}

@@ -397,7 +397,9 @@ func (c *conn) output(b *pipeline.Batch, now int64) {
 		}
 		flags := wire.TCPFlagAck
 		if n == unsent {
-			flags |= wire.TCPFlagPsh
+			if n > 0 {
+				flags |= wire.TCPFlagPsh // a bare FIN has none (Linux: "F.")
+			}
 			if c.finQueued {
 				flags |= wire.TCPFlagFin
 			}
@@ -525,7 +527,9 @@ func (c *conn) retransmitHead(b *pipeline.Batch, now int64) {
 	n := min(avail, c.segSize())
 	flags := wire.TCPFlagAck
 	if n == avail {
-		flags |= wire.TCPFlagPsh
+		if n > 0 {
+			flags |= wire.TCPFlagPsh
+		}
 		if c.finSent() {
 			flags |= wire.TCPFlagFin
 		}

@@ -462,7 +462,9 @@ func (c *conn) resendSeg(b *pipeline.Batch, s *txSeg, now int64) bool {
 		flags := wire.TCPFlagAck
 		last := seq+uint32(n) == end
 		if last {
-			flags |= wire.TCPFlagPsh
+			if n > 0 {
+				flags |= wire.TCPFlagPsh
+			}
 			if withFin {
 				flags |= wire.TCPFlagFin
 			}

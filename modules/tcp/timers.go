@@ -185,7 +185,9 @@ func (c *conn) onRTO(b *pipeline.Batch, now int64) {
 		n := min(c.sndBuf.n, c.segSize())
 		flags := wire.TCPFlagAck
 		if n == c.sndBuf.n {
-			flags |= wire.TCPFlagPsh
+			if n > 0 {
+				flags |= wire.TCPFlagPsh
+			}
 			if c.finQueued {
 				flags |= wire.TCPFlagFin
 			}
