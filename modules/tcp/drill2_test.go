@@ -158,7 +158,7 @@ func TestDrillPRR10pktLost1(t *testing.T) {
 	}
 	d.wait(20 * time.Millisecond)
 	d.in(ack, 1, 0, 10001, 320, nil)
-	d.out(ack, 16001, 1000, 1)
+	d.out(ack|psh, 16001, 1000, 1) // "> P. 16001:17001": the write's last byte
 	d.wait(10 * time.Millisecond)
 	d.wantCwnd(7, 7, 1000)
 	for _, a := range []uint32{12001, 14001, 16001, 17001} {
@@ -406,7 +406,7 @@ func TestDrillShutdownSendQueueAckClose(t *testing.T) {
 	for i, s := range got {
 		want := ack
 		if i == 6 {
-			want = fin | ack
+			want = fin | ack | psh // "> FP. 13001:20001(7000)"
 		}
 		d.check(s, want, 13001+uint32(i)*1000, 1000, 1)
 	}
@@ -427,8 +427,8 @@ func TestDrillFR4pktFACKLastByte(t *testing.T) {
 	d.none()
 	d.wait(99 * time.Millisecond)
 	d.none()
-	d.wait(3 * time.Millisecond) // 2·SRTT + 2 ms after the data (the script: 100–105 ms after the SACK)
-	d.out(ack, 3001, 1000, 1)
+	d.wait(3 * time.Millisecond)  // 2·SRTT + 2 ms after the data (the script: 100–105 ms after the SACK)
+	d.out(ack|psh, 3001, 1000, 1) // "> P. 3001:4001"
 	d.wait(299 * time.Millisecond)
 	d.none()
 	d.wait(time.Millisecond) // the RTO, 300 ms after the probe (the script: 300–310 ms)
@@ -438,7 +438,7 @@ func TestDrillFR4pktFACKLastByte(t *testing.T) {
 	d.outData(1001, 2000, 1, 1000)
 	d.wait(100 * time.Millisecond)
 	d.in(ack, 1, 0, 3001, 320, d.sack(4000, 4001))
-	d.out(ack, 3001, 1000, 1)
+	d.out(ack|psh, 3001, 1000, 1) // "> P. 3001:4001"
 	d.wait(100 * time.Millisecond)
 	d.in(ack, 1, 0, 4001, 257, nil)
 	d.none()

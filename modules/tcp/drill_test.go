@@ -69,10 +69,11 @@ func (d *drill) out(flags uint8, seq uint32, n int, ackn uint32) seg {
 	return got[0]
 }
 
+// check compares flags exactly, PSH included, as packetdrill does.
 func (d *drill) check(s seg, flags uint8, seq uint32, n int, ackn uint32) {
 	d.t.Helper()
 	r := d.rel(s)
-	if r.flags&^psh != flags&^psh || r.seq != seq || len(r.data) != n || (flags&ack != 0 && r.ack != ackn) {
+	if r.flags != flags || r.seq != seq || len(r.data) != n || (flags&ack != 0 && r.ack != ackn) {
 		d.t.Fatalf("got %v, want %s", r, fmtWant(flags, seq, n, ackn))
 	}
 }

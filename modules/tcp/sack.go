@@ -461,10 +461,10 @@ func (c *conn) resendSeg(b *pipeline.Batch, s *txSeg, now int64) bool {
 		n := min(int(end-seq), c.segSize())
 		flags := wire.TCPFlagAck
 		last := seq+uint32(n) == end
+		if n > 0 && seq+uint32(n) == dataEnd {
+			flags |= wire.TCPFlagPsh // the data's last byte, as when first sent
+		}
 		if last {
-			if n > 0 {
-				flags |= wire.TCPFlagPsh
-			}
 			if withFin {
 				flags |= wire.TCPFlagFin
 			}
