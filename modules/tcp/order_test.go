@@ -305,3 +305,45 @@ func TestBulkZeroCopyLossy(t *testing.T) {
 		t.Errorf("zero_copy_sent %d, retransmits %d: want both > 0", zc, rtx)
 	}
 }
+
+// TestHalfSegmentWritesHeld: at MTU 65,535 each 32 KiB write (io.Copy's
+// buffer) arrives as a segment of 32 KiB in a 64 KiB buffer, under half
+// of it; such segments of rxqHoldMin bytes or more are held as packets
+// (each charged as its whole buffer) rather than copied into the ring,
+// and Read returns every byte in order.
+func TestHalfSegmentWritesHeld(t *testing.T) {
+	_, _, c, s := pipePair(t, 65535)
+	s.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := s.SetReadBuffer(1 << 20); err != nil { // every write within the window
+		t.Fatal(err)
+	}
+	const writes = 6
+	data := blob(writes << 15)
+	for i := 0; i < writes; i++ {
+		end := tcp.Buffered(s) + 32<<10
+		if _, err := c.Write(data[i<<15 : (i+1)<<15]); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); tcp.Buffered(s) < end; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d bytes arrived", tcp.Buffered(s), end)
+			}
+		}
+	}
+	held, ring := tcp.HeldPackets(s), tcp.RingHeld(s)
+	t.Logf("%d bytes unread: %d in the ring, the rest in %d held packets", tcp.Buffered(s), ring, held)
+	if ring != 0 || held != writes {
+		t.Errorf("%d bytes in the ring and %d held packets, want every 32 KiB segment held (%d)", ring, held, writes)
+	}
+	got := make([]byte, len(data))
+	for off := 0; off < len(got); {
+		n, err := s.Read(got[off:min(off+8<<10, len(got))])
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", off, err)
+		}
+		off += n
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("the bytes read differ from those written")
+	}
+}
