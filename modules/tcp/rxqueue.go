@@ -8,8 +8,10 @@ const rxqMax = 32
 // rxqHoldMin is the smallest segment held as its packet however large
 // its buffer (rxqTake): a 32 KiB write (io.Copy's buffer) at MTU 65,535
 // arrives as a segment of 32 KiB in a 64 KiB buffer, just under half of
-// it, and copying it into the ring (the whole queue first) cost a second
-// copy of most bytes.
+// it, and went to the ring, the held packets copied in first (rxqFlush):
+// most bytes copied twice. A cap on the held buffers below rxqMax (twice
+// the receive buffer, say) brought the flushes back (5–7 % of the CPU):
+// the window counts bytes, not buffers, and lets in more than the cap.
 const rxqHoldMin = 16 << 10
 
 // rxQueue holds in-order segments as the packets they arrived in, after
@@ -19,9 +21,8 @@ const rxqHoldMin = 16 << 10
 // the ring's contents, then the queue's. Only a segment that fills at least
 // half its packet's buffer is held (a small one in a large buffer would
 // cost the large buffer: Packet.Compact's rule), or of rxqHoldMin bytes
-// or more while the buffers the queue holds stay within the receive
-// buffer (each is charged as its whole buffer; so sparse a packet costs
-// up to four times its bytes, which the window does not count), only while no
+// or more (each packet is charged as its whole buffer; the most a
+// connection holds stays rxqMax buffers), only while no
 // out-of-order data is held and the stack is not under memory pressure;
 // anything else goes to the ring, the queue moved into it first (flush),
 // so that the ring's offsets stay those of the sequence space. The held
@@ -75,8 +76,7 @@ func (c *conn) rxqTake(s *segment, data []byte) bool {
 		return false
 	}
 	size := pkt.Headroom() + pkt.Len() + pkt.Tailroom()
-	sparse := 2*len(data) < size
-	if sparse && len(data) < rxqHoldMin {
+	if 2*len(data) < size && len(data) < rxqHoldMin {
 		return c.rxqCopy(data)
 	}
 	q := c.rxq
@@ -84,7 +84,7 @@ func (c *conn) rxqTake(s *segment, data []byte) bool {
 		q = new(rxQueue) // once per connection, at its first held segment
 		c.rxq = q
 	}
-	if q.n == rxqMax || (sparse && q.charged+size > c.rcvLimit()) || !c.rcvBuf.m.charge(size, size) {
+	if q.n == rxqMax || !c.rcvBuf.m.charge(size, size) {
 		return false
 	}
 	q.e[(q.head+q.n)%rxqMax] = rxEntry{pkt: pkt, data: data, size: int32(size)}
