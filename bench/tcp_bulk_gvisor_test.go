@@ -80,6 +80,7 @@ func BenchmarkTCPBulkGVisor(b *testing.B) {
 	for _, mtu := range []int{1500, 65535} {
 		b.Run(fmt.Sprintf("mtu=%d", mtu), func(b *testing.B) { bulk(b, newGVisorTCPPair(b, mtu)) })
 	}
+	b.Run("mtu=65535-writes=32KiB", func(b *testing.B) { bulkWrites32K(b, newGVisorTCPPair(b, 65535)) })
 }
 
 func BenchmarkTCPConnectGVisor(b *testing.B) {

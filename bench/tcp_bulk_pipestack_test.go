@@ -65,6 +65,7 @@ func BenchmarkTCPBulkPipestack(b *testing.B) {
 	for _, mtu := range []int{1500, 65535} {
 		b.Run(fmt.Sprintf("mtu=%d", mtu), func(b *testing.B) { bulk(b, newPipestackTCPPair(b, mtu)) })
 	}
+	b.Run("mtu=65535-writes=32KiB", func(b *testing.B) { bulkWrites32K(b, newPipestackTCPPair(b, 65535)) })
 }
 
 func BenchmarkTCPConnectPipestack(b *testing.B) {

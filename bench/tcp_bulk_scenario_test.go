@@ -56,7 +56,11 @@ type tcpPair struct {
 
 // runBulk drives the transfer: client writes b.N chunks, server reads
 // them all.
-func runBulk(b *testing.B, client, server net.Conn) {
+func runBulk(b *testing.B, client, server net.Conn) { runBulkWrites(b, client, server, bulkChunk) }
+
+// runBulkWrites is runBulk with each 64 KiB chunk written in Writes of
+// size bytes (io.Copy's 32 KiB buffer, say); an op is still one chunk.
+func runBulkWrites(b *testing.B, client, server net.Conn, size int) {
 	b.Helper()
 	chunk := make([]byte, bulkChunk)
 	for i := range chunk {
@@ -72,8 +76,10 @@ func runBulk(b *testing.B, client, server net.Conn) {
 	b.ResetTimer()
 	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
-		if _, err := client.Write(chunk); err != nil {
-			b.Fatal(err)
+		for off := 0; off < bulkChunk; off += size {
+			if _, err := client.Write(chunk[off:min(off+size, bulkChunk)]); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 	if n := <-done; n != int64(b.N)*bulkChunk {
@@ -93,6 +99,13 @@ func runBulk(b *testing.B, client, server net.Conn) {
 func bulk(b *testing.B, p tcpPair) {
 	cli, srv := establish(b, p)
 	runBulk(b, cli, srv)
+}
+
+// bulkWrites32K is bulk in 32 KiB Writes (io.Copy's buffer): at MTU
+// 65,535 a segment of half a segment's size.
+func bulkWrites32K(b *testing.B, p tcpPair) {
+	cli, srv := establish(b, p)
+	runBulkWrites(b, cli, srv, 32<<10)
 }
 
 // establish dials one connection of p and accepts it; both ends are

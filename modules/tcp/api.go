@@ -77,7 +77,7 @@ func (cn *Conn) Read(p []byte) (int, error) {
 			n := c.rcvBuf.read(p)
 			n += c.rxqRead(p[n:])
 			c.rcvCopied += uint32(n)
-			c.rcvSpaceAdjust(c.t.wheel.nowNS(c.t.wheel.clock.Now()))
+			c.rcvSpaceAdjust(c.lastRecv)
 			more := c.rcvHeld() > 0
 			update := c.windowUpdateDue()
 			c.mu.Unlock()

@@ -169,6 +169,16 @@ func (c *conn) rcvRTTMeasure(s *segment, n int, now int64) {
 // last one, the buffer becomes twice that plus 16 segments, more again
 // by how fast the rate grows (the sender may be in slow start), up to
 // receive_buffer.
+//
+// now is the time of the last segment the connection received
+// (lastRecv), not the clock's: reading the clock in every Read was 4 %
+// of the CPU of bulk at MTU 65,535 (0.8 µs per 64 KiB). Linux's clock
+// here is tcp_mstamp, the stamp its segment processing caches on the
+// socket. In bulk a segment arrives between any two Reads, so the stamp
+// trails the clock by less than a segment's gap; a Read long after the
+// last segment acts at the next Read after one more arrives. The checks
+// keep Linux's order: an RTT must have passed since the measurement
+// began, then the bytes copied in it are compared with the last round's.
 func (c *conn) rcvSpaceAdjust(now int64) {
 	if c.rcvRTT == 0 || now-c.rcvqTime < c.rcvRTT {
 		return

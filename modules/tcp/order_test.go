@@ -167,27 +167,50 @@ func TestSegmentsLeaveInOrderAcrossBatches(t *testing.T) {
 // keeps each tail as a small copy in its receive queue (rxqCopy), not in
 // the ring: the ring would first take in every held segment (rxqFlush),
 // copying the large segments a second time for a few bytes.
-func TestSmallTailsJoinHeldPackets(t *testing.T) {
+// heldPair is a connected pair at MTU 65,535 whose receiver's window
+// takes every write of the test, and a write that returns when the
+// write's segments have arrived.
+func heldPair(t *testing.T) (s *tcp.Conn, write func(p []byte)) {
 	_, _, c, s := pipePair(t, 65535)
 	s.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := s.SetReadBuffer(1 << 20); err != nil { // every write within the window
+	if err := s.SetReadBuffer(1 << 20); err != nil {
 		t.Fatal(err)
 	}
-	const writes = 3
-	data := blob(writes<<16 + 30)
-	write := func(p []byte) {
+	return s, func(p []byte) {
 		t.Helper()
 		end := tcp.Buffered(s) + len(p)
 		if _, err := c.Write(p); err != nil {
 			t.Fatal(err)
 		}
-		// Each write's segments arrive before the next write.
 		for deadline := time.Now().Add(5 * time.Second); tcp.Buffered(s) < end; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%d of %d bytes arrived", tcp.Buffered(s), end)
 			}
 		}
 	}
+}
+
+// readAll reads want's length from s in io.Discard's 8 KiB reads and
+// compares.
+func readAll(t *testing.T, s *tcp.Conn, want []byte) {
+	t.Helper()
+	got := make([]byte, len(want))
+	for off := 0; off < len(got); {
+		n, err := s.Read(got[off:min(off+8<<10, len(got))])
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", off, err)
+		}
+		off += n
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the bytes read differ from those written")
+	}
+}
+
+func TestSmallTailsJoinHeldPackets(t *testing.T) {
+	s, write := heldPair(t)
+	const writes = 3
+	data := blob(writes<<16 + 30)
 	for i := 0; i < writes; i++ {
 		write(data[i<<16 : (i+1)<<16])
 	}
@@ -202,17 +225,7 @@ func TestSmallTailsJoinHeldPackets(t *testing.T) {
 	if n := tcp.HeldPackets(s); n != held || tcp.RingHeld(s) != ring {
 		t.Errorf("after two small segments: %d held packets (was %d), %d bytes in the ring (was %d); want them in the last copy", n, held, tcp.RingHeld(s), ring)
 	}
-	got := make([]byte, len(data))
-	for off := 0; off < len(got); {
-		n, err := s.Read(got[off:min(off+8<<10, len(got))]) // io.Discard's reads
-		if err != nil {
-			t.Fatalf("after %d bytes: %v", off, err)
-		}
-		off += n
-	}
-	if !bytes.Equal(got, data) {
-		t.Fatal("the bytes read differ from those written")
-	}
+	readAll(t, s, data)
 }
 
 // TestBulkZeroCopyLossy: at MTU 65,535 segments leave as handles of the
@@ -304,4 +317,24 @@ func TestBulkZeroCopyLossy(t *testing.T) {
 	if zc == 0 || rtx == 0 {
 		t.Errorf("zero_copy_sent %d, retransmits %d: want both > 0", zc, rtx)
 	}
+}
+
+// TestHalfSegmentWritesHeld: at MTU 65,535 each 32 KiB write (io.Copy's
+// buffer) arrives as a segment of 32 KiB in a 64 KiB buffer, under half
+// of it; such segments of rxqHoldMin bytes or more are held as packets
+// (each charged as its whole buffer) rather than copied into the ring,
+// and Read returns every byte in order.
+func TestHalfSegmentWritesHeld(t *testing.T) {
+	s, write := heldPair(t)
+	const writes = 6
+	data := blob(writes << 15)
+	for i := 0; i < writes; i++ {
+		write(data[i<<15 : (i+1)<<15])
+	}
+	held, ring := tcp.HeldPackets(s), tcp.RingHeld(s)
+	t.Logf("%d bytes unread: %d in the ring, the rest in %d held packets", tcp.Buffered(s), ring, held)
+	if ring != 0 || held != writes {
+		t.Errorf("%d bytes in the ring and %d held packets, want every 32 KiB segment held (%d)", ring, held, writes)
+	}
+	readAll(t, s, data)
 }

@@ -5,13 +5,24 @@ import "github.com/pipestack/pipestack/pipeline"
 // rxqMax is how many in-order segments a connection holds as packets.
 const rxqMax = 32
 
+// rxqHoldMin is the smallest segment held as its packet however large
+// its buffer (rxqTake): a 32 KiB write (io.Copy's buffer) at MTU 65,535
+// arrives as a segment of 32 KiB in a 64 KiB buffer, just under half of
+// it, and went to the ring, the held packets copied in first (rxqFlush):
+// most bytes copied twice. A cap on the held buffers below rxqMax (twice
+// the receive buffer, say) brought the flushes back (5–7 % of the CPU):
+// the window counts bytes, not buffers, and lets in more than the cap.
+const rxqHoldMin = 16 << 10
+
 // rxQueue holds in-order segments as the packets they arrived in, after
 // the receive ring's contents: Read copies their bytes out once, where
 // copying them into the ring first made two copies of every byte (gVisor's
 // receive queue keeps its segments the same way). The readable bytes are
 // the ring's contents, then the queue's. Only a segment that fills at least
 // half its packet's buffer is held (a small one in a large buffer would
-// cost the large buffer: Packet.Compact's rule), only while no
+// cost the large buffer: Packet.Compact's rule), or of rxqHoldMin bytes
+// or more (each packet is charged as its whole buffer; the most a
+// connection holds stays rxqMax buffers), only while no
 // out-of-order data is held and the stack is not under memory pressure;
 // anything else goes to the ring, the queue moved into it first (flush),
 // so that the ring's offsets stay those of the sequence space. The held
@@ -65,7 +76,7 @@ func (c *conn) rxqTake(s *segment, data []byte) bool {
 		return false
 	}
 	size := pkt.Headroom() + pkt.Len() + pkt.Tailroom()
-	if 2*len(data) < size {
+	if 2*len(data) < size && len(data) < rxqHoldMin {
 		return c.rxqCopy(data)
 	}
 	q := c.rxq
