@@ -51,15 +51,29 @@ var setCostSets = []struct{ name, rule string }{
 	{"control-d21", halfRule},
 }
 
+// setCostScenario is what a paired round compares: the baselines (none,
+// the -d /32, the rule half the flows match; their names are the
+// metrics'), the sides measured against them, the flows, and the files of
+// the sets every router declares.
+type setCostScenario struct {
+	baselines, sets []struct{ name, rule string }
+	flows           func() *flowSet
+	files           func(tb testing.TB, dir string) (nets, ipport string)
+}
+
+// setCostConsecutive is BenchmarkFilterSetCost's: the filter flows
+// (destinations 198.18.0.1+i) and the sets of BenchmarkForwardFilterSets.
+var setCostConsecutive = setCostScenario{setCostBaselines, setCostSets, newFilterFlowSet, setFiles}
+
 // setCostRouter is one router of a paired round.
 type setCostRouter struct {
 	in, out *channel.Endpoint
 	fs      *flowSet
 }
 
-func newSetCostRouter(tb testing.TB, rule string) setCostRouter {
-	_, in, out := newPipestackRouterWith(tb, false, setSection(tb, rule, "ACCEPT"), pipeline.Options{})
-	return setCostRouter{in, out, newFilterFlowSet()}
+func newSetCostRouter(tb testing.TB, sc setCostScenario, rule string) setCostRouter {
+	_, in, out := newPipestackRouterWith(tb, false, setSectionWith(tb, rule, "ACCEPT", sc.files), pipeline.Options{})
+	return setCostRouter{in, out, sc.flows()}
 }
 
 // BenchmarkFilterSetCost: one op is one round in which each router (the
@@ -75,12 +89,17 @@ func newSetCostRouter(tb testing.TB, rule string) setCostRouter {
 // wall time of a round. The baselines' routers are built once per run of
 // the benchmark (-count: once per count), the set's per sub-benchmark
 // call; every router declares both sets, as in BenchmarkForwardFilterSets.
-func BenchmarkFilterSetCost(b *testing.B) {
+func BenchmarkFilterSetCost(b *testing.B) { benchSetCost(b, setCostConsecutive) }
+
+// benchSetCost is BenchmarkFilterSetCost over sc's flows, sets and
+// baselines (sc.baselines[2].name names the half rule's metrics).
+func benchSetCost(b *testing.B, sc setCostScenario) {
 	var base []setCostRouter
-	for _, c := range setCostBaselines {
-		base = append(base, newSetCostRouter(b, c.rule))
+	for _, c := range sc.baselines {
+		base = append(base, newSetCostRouter(b, sc, c.rule))
 	}
-	for _, s := range setCostSets {
+	half := sc.baselines[2].name
+	for _, s := range sc.sets {
 		b.Run("set="+s.name, func(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
@@ -91,7 +110,7 @@ func BenchmarkFilterSetCost(b *testing.B) {
 				start := time.Now()
 				clock = func() time.Duration { return time.Since(start) }
 			}
-			routers := append(base[:len(base):len(base)], newSetCostRouter(b, s.rule))
+			routers := append(base[:len(base):len(base)], newSetCostRouter(b, sc, s.rule))
 			passes := make([]func(int), len(routers))
 			for j, r := range routers {
 				passes[j] = forwardPass(b, r.in, r.out, r.fs, func(d, want []byte) { checkForwarded(b, d, want) })
@@ -146,18 +165,18 @@ func BenchmarkFilterSetCost(b *testing.B) {
 			}
 			b.StopTimer()
 			other := processCPU() - p0 - (clock() - t0)
-			none, d32, d21, set := ns[0], ns[1], ns[2], ns[3]
+			none, d32, dh, set := ns[0], ns[1], ns[2], ns[3]
 			for _, m := range []struct {
 				unit string
 				v    []float64
-			}{{"none-ns/pkt", none}, {"d32-ns/pkt", d32}, {"d21-ns/pkt", d21}, {"set-ns/pkt", set}} {
+			}{{"none-ns/pkt", none}, {"d32-ns/pkt", d32}, {half + "-ns/pkt", dh}, {"set-ns/pkt", set}} {
 				b.ReportMetric(median(m.v), m.unit)
 			}
 			div := func(x, y float64) float64 { return x / y }
 			sub := func(x, y float64) float64 { return x - y }
 			b.ReportMetric(median(perRound(set, d32, div)), "set/d32")
-			b.ReportMetric(median(perRound(set, d21, div)), "set/d21")
-			b.ReportMetric(median(perRound(perRound(set, none, sub), perRound(d21, none, sub), div)), "set-extra/d21-extra")
+			b.ReportMetric(median(perRound(set, dh, div)), "set/"+half)
+			b.ReportMetric(median(perRound(perRound(set, none, sub), perRound(dh, none, sub), div)), "set-extra/"+half+"-extra")
 			if p0 > 0 && threadOK {
 				b.ReportMetric(float64(other.Nanoseconds())/float64(b.N*len(routers)*filterFlows), "other-cpu-ns/pkt")
 			}

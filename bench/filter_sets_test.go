@@ -30,23 +30,38 @@ import (
 
 const setElements = 100000
 
+// setElem is one element of both sets: addr/bits in the prefix set, addr
+// . udp:port in the addr . port set.
+type setElem struct {
+	addr       uint32 // host order
+	bits, port int
+}
+
 // setFiles writes the two sets' files into dir.
 func setFiles(tb testing.TB, dir string) (nets, ipport string) {
-	var n, p strings.Builder
+	elems := make([]setElem, 0, setElements)
 	for k := 0; k < setElements; k++ {
 		if k < filterFlows/2 {
-			d := ip4(beyond4 + 1 + uint32(2*k))
-			fmt.Fprintf(&n, "%d.%d.%d.%d/32\n", d[0], d[1], d[2], d[3])
-			fmt.Fprintf(&p, "%d.%d.%d.%d . udp:%d\n", d[0], d[1], d[2], d[3], flowPortFirst+2*k)
+			elems = append(elems, setElem{beyond4 + 1 + uint32(2*k), 32, flowPortFirst + 2*k})
 			continue
 		}
-		a := ip4(0x64400000 + uint32(k)*16)
 		bits := 32
 		if k%2 == 0 {
 			bits = 28
 		}
-		fmt.Fprintf(&n, "%d.%d.%d.%d/%d\n", a[0], a[1], a[2], a[3], bits)
-		fmt.Fprintf(&p, "%d.%d.%d.%d . udp:%d\n", a[0], a[1], a[2], a[3], 1+k%60000)
+		elems = append(elems, setElem{0x64400000 + uint32(k)*16, bits, 1 + k%60000})
+	}
+	return writeSetFiles(tb, dir, elems)
+}
+
+// writeSetFiles writes elems as the prefix set's file (nets) and the addr
+// . port set's (ipport) into dir.
+func writeSetFiles(tb testing.TB, dir string, elems []setElem) (nets, ipport string) {
+	var n, p strings.Builder
+	for _, e := range elems {
+		d := ip4(e.addr)
+		fmt.Fprintf(&n, "%d.%d.%d.%d/%d\n", d[0], d[1], d[2], d[3], e.bits)
+		fmt.Fprintf(&p, "%d.%d.%d.%d . udp:%d\n", d[0], d[1], d[2], d[3], e.port)
 	}
 	nets, ipport = filepath.Join(dir, "nets.txt"), filepath.Join(dir, "ipport.txt")
 	for _, f := range []struct{ path, s string }{{nets, n.String()}, {ipport, p.String()}} {
@@ -68,7 +83,13 @@ var setCases = []struct{ name, rule string }{
 }
 
 func setSection(tb testing.TB, rule, target string) string {
-	nets, ipport := setFiles(tb, tb.TempDir())
+	return setSectionWith(tb, rule, target, setFiles)
+}
+
+// setSectionWith is the filter section declaring the two sets that files
+// writes, with rule (a format of the target; "": none) in FORWARD.
+func setSectionWith(tb testing.TB, rule, target string, files func(testing.TB, string) (nets, ipport string)) string {
+	nets, ipport := files(tb, tb.TempDir())
 	s := fmt.Sprintf("filter:\n  sets:\n    nets: {type: hash:net, file: %s}\n    ipport: {type: \"addr . port\", file: %s}\n  filter:\n    forward:\n      policy: accept\n", nets, ipport)
 	if rule != "" {
 		s += "      rules: [" + fmt.Sprintf("%q", fmt.Sprintf(rule, target)) + "]\n"
