@@ -3,10 +3,11 @@ package bench
 // BenchmarkFilterSetCost with scattered destinations (issue 12;
 // bench/README.md, "Sets"). The filter flows go to consecutive addresses
 // (198.18.0.1+i), and so do the set elements they match: the prefix set's
-// DIR table (modules/filter/sets_dir.go) serves all 4,096 from the leaf
-// blocks of eight /24s (8 KB), which real traffic's destinations do not
-// allow. Here the flows' destinations and the sets' elements are spread
-// over the routed 198.18.0.0/15 by a seeded pseudo-random permutation:
+// DIR table (modules/filter/sets_dir.go) serves all 4,096 from the
+// blocks of sixteen /24s (16 KB, neighbouring flows on one cache line),
+// which real traffic's destinations do not allow. Here the flows'
+// destinations and the sets' elements are spread over the routed
+// 198.18.0.0/15 by a seeded pseudo-random permutation:
 //
 //   - flow i goes to a distinct address of 198.18.0.0/16 when (i>>1)&1 is
 //     0, of 198.19.0.0/16 when it is 1 (2,048 flows in each, drawn
@@ -15,8 +16,10 @@ package bench
 //   - each set holds the even flows' destinations (/32, or DST .
 //     udp:2000+i) and 97,952 other /32s (DST . udp:1+k%60000) drawn from
 //     the /15's remaining addresses, so half the flows match each set
-//     rule, and the prefix set's table is 100,000 /32s over 512 /24s —
-//     the flows' lookups spread over ~0.5 MB of leaf blocks;
+//     rule, and the prefix set's table is 100,000 /32s over the /15's
+//     512 /24s (expected: ~46 runs of addresses each, ~93 interval
+//     starts, more than a run holds, so a 1 KB block per /24) — the flows' lookups
+//     spread over ~0.5 MB of blocks, the consecutive flows' over 16 KB;
 //   - the -d /32 baseline is flow 0's destination; the half baseline is
 //     -d 198.18.0.0/16 (d16), which exactly the 2,048 flows of the first
 //     /16 match (half of them even, half odd: not the set's half, as many);
