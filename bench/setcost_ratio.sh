@@ -10,7 +10,7 @@
 # where the rules' do not, so the ratios grow with the machine's memory
 # traffic; the control's ratio is the method's own error).
 #
-#   bench/setcost_ratio.sh                  # 5 runs of 300 rounds, both (~8 min)
+#   bench/setcost_ratio.sh                  # 5 runs of 300 rounds, both (~1.5 min quiet)
 #   COUNT=3 ROUNDS=1000 bench/setcost_ratio.sh
 #   DST=scattered bench/setcost_ratio.sh    # DST=consecutive|scattered|both (default)
 set -euo pipefail
