@@ -185,17 +185,7 @@ func TestFilterSetCostScatteredApply(t *testing.T) {
 			if c.name != "d32" && len(want) != filterFlows/2 {
 				t.Errorf("the rule drops %d flows, want %d", filterFlows-len(want), filterFlows/2)
 			}
-			if raceEnabled {
-				return
-			}
-			if a := totalAllocs(2*fs.warmBatches(), func() {
-				frames, _ := fs.batch(batchSize)
-				in.InjectFrames(frames)
-				n := out.Read(buf)
-				pipeline.ReleaseBatch(buf[:n])
-			}); a != 0 {
-				t.Errorf("%d allocations", a)
-			}
+			checkSetForwardAllocs(t, in, out, fs)
 		})
 	}
 }
