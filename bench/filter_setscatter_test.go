@@ -21,7 +21,6 @@ package bench
 //     than a run holds, so a 1 KB block per /24; a scratch build of this
 //     table had 514 blocks, 0.79 MB in all) — the flows' lookups spread
 //     over ~0.5 MB of blocks, the consecutive flows' over 16 KB;
-
 //   - the -d /32 baseline is flow 0's destination; the half baseline is
 //     -d 198.18.0.0/16 (d16), which exactly the 2,048 flows of the first
 //     /16 match (half of them even, half odd: not the set's half, as many);
