@@ -109,3 +109,29 @@ func RingHeld(cn *Conn) int {
 	defer c.mu.Unlock()
 	return c.rcvBuf.n
 }
+
+// SendFree is how many bytes a Write takes now without blocking (at most:
+// the stack's memory limit may take fewer).
+func SendFree(cn *Conn) int {
+	c := cn.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(c.sndLimit-c.sndBuf.n, 0)
+}
+
+// Conns is how many connections a stack's table holds (TIME-WAIT ones as
+// connections or as compact records included).
+func Conns(s *pipeline.Stack) int {
+	v, ok := s.SharedLookup(sharedKey)
+	if !ok {
+		return 0
+	}
+	t := v.(*table)
+	t.mu.RLock()
+	n := len(t.conns)
+	t.mu.RUnlock()
+	t.tw.mu.Lock()
+	n += len(t.tw.idx)
+	t.tw.mu.Unlock()
+	return n
+}
