@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -441,7 +442,15 @@ func (f *seqFuzz) finish() {
 	}
 	f.collect()
 	if o := pt.OutstandingBuffers(f.pool); o != 0 {
-		f.t.Fatalf("%d pool buffers not back after the connection is gone", o)
+		var b strings.Builder
+		for _, cs := range f.p.n.Stack.Counters() {
+			for _, v := range cs.Snapshot() {
+				if v.Value != 0 {
+					fmt.Fprintf(&b, "%s.%s=%d ", cs.Name(), v.Name, v.Value)
+				}
+			}
+		}
+		f.t.Fatalf("%d pool buffers not back after the connection is gone; counters %s", o, b.String())
 	}
 }
 
