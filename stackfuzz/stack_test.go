@@ -1,7 +1,7 @@
 // Package stackfuzz fuzzes the whole stack: arbitrary sequences of frames
 // into a host and a router built from pipeline files on channel links, with
 // every module the project has (network.ipv4, network.arp, network.ipv6 with
-// NDP, transport.udp, reassembly, fragmentation, the filter with rules in
+// NDP, transport.udp, transport.tcp with a listener, reassembly, fragmentation, the filter with rules in
 // raw, mangle, nat (MASQUERADE, DNAT) and filter, named sets, verdict maps
 // and the SET target, conntrack's flowtable fast path), and the
 // invariants checked
@@ -38,6 +38,7 @@ import (
 	_ "github.com/pipestack/pipestack/modules/ipv4"
 	_ "github.com/pipestack/pipestack/modules/ipv6"
 	"github.com/pipestack/pipestack/modules/link/channel"
+	"github.com/pipestack/pipestack/modules/tcp"
 	"github.com/pipestack/pipestack/modules/udp"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -47,7 +48,7 @@ import (
 // The topology:
 //
 //	host 10.1.0.2 fd00:1::2 ─(up)═══(lan)─ router ─(wan, IP framing, MTU 1280)─ 10.2.0.2
-//	       UDP :53 bound       ethernet      10.1.0.1 fd00:1::1 / 10.2.0.1 fd00:2::1
+//	  UDP :53, TCP :80 bound   ethernet      10.1.0.1 fd00:1::1 / 10.2.0.1 fd00:2::1
 //
 // The fuzzer injects into the router's lan (as a neighbor on the Ethernet
 // segment) and wan (as the upstream), and into the host; the host's and
@@ -143,7 +144,7 @@ routes:
 
 const hostYAML = `
 name: host
-modules: [network.ipv4, network.arp, {module: network.ipv6, dad: {transmits: 0}}, transport.udp]
+modules: [network.ipv4, network.arp, {module: network.ipv6, dad: {transmits: 0}}, transport.udp, transport.tcp]
 links:
   - {name: up, module: link.channel, framing: ethernet, mac: "02:00:00:00:02:02", queue: 4096, addresses: [10.1.0.2/24, "fd00:1::2/64"]}
 routes:
@@ -181,6 +182,7 @@ type harness struct {
 	router, host *pipeline.Stack
 	lan, wan, up *channel.Endpoint
 	sock         *udp.Conn
+	ln           *tcp.Listener // never accepts: its queue holds what the handshakes complete
 	buf          []*pipeline.Packet
 }
 
@@ -209,12 +211,20 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	h.sock = c
+	ln, err := tcp.Listen(h.host, "tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ln = ln
 	return h
 }
 
 func (h *harness) close() {
 	if h.sock != nil {
 		h.sock.Close()
+	}
+	if h.ln != nil {
+		h.ln.Close()
 	}
 	h.host.Close()
 	h.router.Close()
@@ -365,6 +375,13 @@ func (h *harness) quiesce(t testing.TB) {
 	// deadline would depend on the machine's speed).
 	h.sock.Close()
 	h.sock = nil
+	// So does closing the listener (the accept queue's connections are
+	// reset; the resets go out on up).
+	h.ln.Close()
+	h.ln = nil
+	h.shuttle()
+	h.discard(h.lan)
+	h.discard(h.wan)
 	if n := inUse(h.pool); n != 0 {
 		t.Fatalf("%d packet buffers not back in the pool after every timeout\nrouter: %s\nhost: %s", n, dump(h.router), dump(h.host))
 	}
