@@ -382,21 +382,8 @@ func (h *harness) quiesce(t testing.TB) {
 	h.shuttle()
 	h.discard(h.lan)
 	h.discard(h.wan)
-	if n := inUse(h.pool); n != 0 {
+	if n := pt.PoolInUse(h.pool); n != 0 {
 		t.Fatalf("%d packet buffers not back in the pool after every timeout\nrouter: %s\nhost: %s", n, dump(h.router), dump(h.host))
-	}
-}
-
-// inUse is how many buffers are out of the pool: allocated, less those
-// free and those Trim dropped (the pool's limits are too high for a
-// release to find its list full).
-func inUse(pl *pipeline.Pool) int {
-	for {
-		t := pl.Trimmed()
-		small, large := pl.Free()
-		if pl.Trimmed() == t {
-			return int(pl.Allocated()) - int(t) - small - large
-		}
 	}
 }
 

@@ -110,13 +110,22 @@ func RingHeld(cn *Conn) int {
 	return c.rcvBuf.n
 }
 
-// SendFree is how many bytes a Write takes now without blocking (at most:
-// the stack's memory limit may take fewer).
-func SendFree(cn *Conn) int {
+// WriteNow is Write without blocking: it queues what the send buffer
+// takes now (Write's steps, until one takes nothing).
+func WriteNow(cn *Conn, p []byte) (int, error) {
 	c := cn.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return max(c.sndLimit-c.sndBuf.n, 0)
+	total := 0
+	for len(p) > 0 {
+		var k int
+		var err error
+		c.do(func(b *pipeline.Batch, now int64) { k, err = c.write(b, p, now) })
+		total += k
+		p = p[k:]
+		if err != nil || k == 0 {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // Conns is how many connections a stack's table holds (TIME-WAIT ones as

@@ -360,15 +360,12 @@ func (f *seqFuzz) step(in *seqIn) {
 		if f.closed {
 			return
 		}
-		n = min(n, tcp.SendFree(f.c))
 		p := make([]byte, n)
 		for i := range p {
 			p[i] = appByte(f.written + uint32(i))
 		}
-		// A bound in real time: the memory limit may take less than
-		// SendFree says.
-		f.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		k, _ := f.c.Write(p)
+		// Not Write: it blocks when the send buffer is full.
+		k, _ := tcp.WriteNow(f.c, p)
 		f.written += uint32(k)
 		f.collect()
 	case stRead:
@@ -441,7 +438,7 @@ func (f *seqFuzz) finish() {
 		f.ln.Close()
 	}
 	f.collect()
-	if o := pt.OutstandingBuffers(f.pool); o != 0 {
+	if o := pt.PoolInUse(f.pool); o != 0 {
 		var b strings.Builder
 		for _, cs := range f.p.n.Stack.Counters() {
 			for _, v := range cs.Snapshot() {
