@@ -26,8 +26,6 @@ package stackfuzz
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -403,18 +401,6 @@ func dump(s *pipeline.Stack) string {
 	return b.String()
 }
 
-// watchdog fails the whole run when one input takes longer than d (a
-// hang: a loop the wire can make endless).
-func watchdog(d time.Duration, data []byte) func() {
-	tm := time.AfterFunc(d, func() {
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		fmt.Fprintf(os.Stderr, "stackfuzz: input %x ran longer than %v\n%s", data, d, buf[:n])
-		os.Exit(2)
-	})
-	return func() { tm.Stop() }
-}
-
 // maxInput bounds an input; a fragment train (opFrags) stands for up to
 // 64 KiB of fragments in a few bytes.
 const maxInput = 16 << 10
@@ -427,7 +413,7 @@ func FuzzStack(f *testing.F) {
 		if len(data) > maxInput {
 			data = data[:maxInput] // long inputs only slow the mutator down
 		}
-		defer watchdog(20*time.Second, data)()
+		defer pt.Watchdog("stackfuzz", 20*time.Second, data)()
 		h := newHarness(t)
 		// Not deferred: after a panic on the packet path the stacks
 		// cannot close (the link's delivery lock is held); the panic is

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +53,7 @@ func FuzzConnSequence(f *testing.F) {
 		if len(data) > 2048 {
 			data = data[:2048]
 		}
-		defer seqWatchdog(20*time.Second, data)()
+		defer pt.Watchdog("FuzzConnSequence", 20*time.Second, data)()
 		runConnSequence(t, data)
 	})
 }
@@ -449,17 +448,6 @@ func (f *seqFuzz) finish() {
 		}
 		f.t.Fatalf("%d pool buffers not back after the connection is gone; counters %s", o, b.String())
 	}
-}
-
-// seqWatchdog fails the whole run when one input takes longer than d.
-func seqWatchdog(d time.Duration, data []byte) func() {
-	tm := time.AfterFunc(d, func() {
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		fmt.Fprintf(os.Stderr, "FuzzConnSequence: input %x ran longer than %v\n%s", data, d, buf[:n])
-		os.Exit(2)
-	})
-	return func() { tm.Stop() }
 }
 
 // connSeqSeeds are handwritten sequences: handshake and data both ways,
