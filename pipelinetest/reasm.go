@@ -61,6 +61,20 @@ func OutstandingBuffers(pool *pipeline.Pool) int {
 	return int(all) - free
 }
 
+// PoolInUse is how many buffers are out of pool: allocated, less those
+// free and those Trim dropped (a collection trims pools, so Allocated
+// alone overcounts). For a pool whose free lists never fill up (a release
+// to a full list drops its packet): NewPoolLimits with high limits.
+func PoolInUse(pool *pipeline.Pool) int {
+	for {
+		t := pool.Trimmed()
+		small, large := pool.Free()
+		if pool.Trimmed() == t {
+			return int(pool.Allocated()) - int(t) - small - large
+		}
+	}
+}
+
 // CloseWantBuffersBack closes n's stack and fails t unless every buffer of
 // pool (the one the stack was built with) is back in it.
 func CloseWantBuffersBack(t testing.TB, n *Node, pool *pipeline.Pool) {

@@ -366,8 +366,8 @@ func flowSeeds(cat func(...[]byte) []byte, payload []byte) [][]byte {
 		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 80, 40001, 5401, 302, ack|rst, 0)),
 	))
 	// A port forward: UDP from the wan to 10.2.0.1:5353, DNATed to the
-	// host's socket, and the host's answers; TCP to 8080 (the host has no
-	// TCP).
+	// host's socket, and the host's answers; TCP to 8080 (DNATed to the
+	// host's listener: a SYN, a data segment and a reset for it).
 	out = append(out, cat(
 		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 999, 5353, 10)),
 		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 999, 5353, 10)),
@@ -375,6 +375,8 @@ func flowSeeds(cat func(...[]byte) []byte, payload []byte) [][]byte {
 		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 999, 5353, 10)),
 		rec(opWAN|fixSums, u("10.2.0.2", "10.2.0.1", 999, 5353, 10)),
 		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 40002, 8080, 1, 0, syn, 0)),
+		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 40002, 8080, 2, 1, ack|psh, 100)),
+		rec(opWAN|fixSums, t("10.2.0.2", "10.2.0.1", 40002, 8080, 2, 0, rst, 0)),
 	))
 	// The sets: a knock (SET --add-set), a packet it lets through, the
 	// element deleted; blocked sources and destinations; the verdict maps'

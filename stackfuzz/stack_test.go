@@ -1,7 +1,7 @@
 // Package stackfuzz fuzzes the whole stack: arbitrary sequences of frames
 // into a host and a router built from pipeline files on channel links, with
 // every module the project has (network.ipv4, network.arp, network.ipv6 with
-// NDP, transport.udp, reassembly, fragmentation, the filter with rules in
+// NDP, transport.udp, transport.tcp with a listener, reassembly, fragmentation, the filter with rules in
 // raw, mangle, nat (MASQUERADE, DNAT) and filter, named sets, verdict maps
 // and the SET target, conntrack's flowtable fast path), and the
 // invariants checked
@@ -26,8 +26,6 @@ package stackfuzz
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +36,7 @@ import (
 	_ "github.com/pipestack/pipestack/modules/ipv4"
 	_ "github.com/pipestack/pipestack/modules/ipv6"
 	"github.com/pipestack/pipestack/modules/link/channel"
+	"github.com/pipestack/pipestack/modules/tcp"
 	"github.com/pipestack/pipestack/modules/udp"
 	"github.com/pipestack/pipestack/pipeline"
 	"github.com/pipestack/pipestack/pipeline/wire"
@@ -47,7 +46,7 @@ import (
 // The topology:
 //
 //	host 10.1.0.2 fd00:1::2 ─(up)═══(lan)─ router ─(wan, IP framing, MTU 1280)─ 10.2.0.2
-//	       UDP :53 bound       ethernet      10.1.0.1 fd00:1::1 / 10.2.0.1 fd00:2::1
+//	  UDP :53, TCP :80 bound   ethernet      10.1.0.1 fd00:1::1 / 10.2.0.1 fd00:2::1
 //
 // The fuzzer injects into the router's lan (as a neighbor on the Ethernet
 // segment) and wan (as the upstream), and into the host; the host's and
@@ -143,7 +142,7 @@ routes:
 
 const hostYAML = `
 name: host
-modules: [network.ipv4, network.arp, {module: network.ipv6, dad: {transmits: 0}}, transport.udp]
+modules: [network.ipv4, network.arp, {module: network.ipv6, dad: {transmits: 0}}, transport.udp, transport.tcp]
 links:
   - {name: up, module: link.channel, framing: ethernet, mac: "02:00:00:00:02:02", queue: 4096, addresses: [10.1.0.2/24, "fd00:1::2/64"]}
 routes:
@@ -181,6 +180,7 @@ type harness struct {
 	router, host *pipeline.Stack
 	lan, wan, up *channel.Endpoint
 	sock         *udp.Conn
+	ln           *tcp.Listener // never accepts: its queue holds what the handshakes complete
 	buf          []*pipeline.Packet
 }
 
@@ -209,12 +209,20 @@ func newHarness(t testing.TB) *harness {
 		t.Fatal(err)
 	}
 	h.sock = c
+	ln, err := tcp.Listen(h.host, "tcp", ":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ln = ln
 	return h
 }
 
 func (h *harness) close() {
 	if h.sock != nil {
 		h.sock.Close()
+	}
+	if h.ln != nil {
+		h.ln.Close()
 	}
 	h.host.Close()
 	h.router.Close()
@@ -365,21 +373,15 @@ func (h *harness) quiesce(t testing.TB) {
 	// deadline would depend on the machine's speed).
 	h.sock.Close()
 	h.sock = nil
-	if n := inUse(h.pool); n != 0 {
+	// So does closing the listener (the accept queue's connections are
+	// reset; the resets go out on up).
+	h.ln.Close()
+	h.ln = nil
+	h.shuttle()
+	h.discard(h.lan)
+	h.discard(h.wan)
+	if n := pt.PoolInUse(h.pool); n != 0 {
 		t.Fatalf("%d packet buffers not back in the pool after every timeout\nrouter: %s\nhost: %s", n, dump(h.router), dump(h.host))
-	}
-}
-
-// inUse is how many buffers are out of the pool: allocated, less those
-// free and those Trim dropped (the pool's limits are too high for a
-// release to find its list full).
-func inUse(pl *pipeline.Pool) int {
-	for {
-		t := pl.Trimmed()
-		small, large := pl.Free()
-		if pl.Trimmed() == t {
-			return int(pl.Allocated()) - int(t) - small - large
-		}
 	}
 }
 
@@ -399,18 +401,6 @@ func dump(s *pipeline.Stack) string {
 	return b.String()
 }
 
-// watchdog fails the whole run when one input takes longer than d (a
-// hang: a loop the wire can make endless).
-func watchdog(d time.Duration, data []byte) func() {
-	tm := time.AfterFunc(d, func() {
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		fmt.Fprintf(os.Stderr, "stackfuzz: input %x ran longer than %v\n%s", data, d, buf[:n])
-		os.Exit(2)
-	})
-	return func() { tm.Stop() }
-}
-
 // maxInput bounds an input; a fragment train (opFrags) stands for up to
 // 64 KiB of fragments in a few bytes.
 const maxInput = 16 << 10
@@ -423,7 +413,7 @@ func FuzzStack(f *testing.F) {
 		if len(data) > maxInput {
 			data = data[:maxInput] // long inputs only slow the mutator down
 		}
-		defer watchdog(20*time.Second, data)()
+		defer pt.Watchdog("stackfuzz", 20*time.Second, data)()
 		h := newHarness(t)
 		// Not deferred: after a panic on the packet path the stacks
 		// cannot close (the link's delivery lock is held); the panic is

@@ -109,3 +109,38 @@ func RingHeld(cn *Conn) int {
 	defer c.mu.Unlock()
 	return c.rcvBuf.n
 }
+
+// WriteNow is Write without blocking: it queues what the send buffer
+// takes now (Write's steps, until one takes nothing).
+func WriteNow(cn *Conn, p []byte) (int, error) {
+	c := cn.c
+	total := 0
+	for len(p) > 0 {
+		var k int
+		var err error
+		c.do(func(b *pipeline.Batch, now int64) { k, err = c.write(b, p, now) })
+		total += k
+		p = p[k:]
+		if err != nil || k == 0 {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Conns is how many connections a stack's table holds (TIME-WAIT ones as
+// connections or as compact records included).
+func Conns(s *pipeline.Stack) int {
+	v, ok := s.SharedLookup(sharedKey)
+	if !ok {
+		return 0
+	}
+	t := v.(*table)
+	t.mu.RLock()
+	n := len(t.conns)
+	t.mu.RUnlock()
+	t.tw.mu.Lock()
+	n += len(t.tw.idx)
+	t.tw.mu.Unlock()
+	return n
+}

@@ -31,6 +31,13 @@ const stackAddr, peerAddr = "10.0.2.2", "10.0.2.9"
 
 func newPeer(t *testing.T, tcpOpts string) *peer {
 	t.Helper()
+	return newPeerPool(t, tcpOpts, nil)
+}
+
+// newPeerPool is newPeer with the stack's packets from pool (nil: the
+// default pool).
+func newPeerPool(t *testing.T, tcpOpts string, pool *pipeline.Pool) *peer {
+	t.Helper()
 	clock := pt.NewManualClock()
 	cfg := fmt.Sprintf(`
 name: host
@@ -42,7 +49,7 @@ links:
 routes:
   - {to: default, via: 10.0.2.1, link: eth0}
 `, tcpOpts)
-	n := pt.NewNode(t, "host", cfg, pipeline.Options{Clock: clock, Seed: 1})
+	n := pt.NewNode(t, "host", cfg, pipeline.Options{Clock: clock, Seed: 1, Pool: pool})
 	return &peer{t: t, n: n, ep: n.Link(t, "eth0"), clock: clock,
 		addr: netip.MustParseAddr(peerAddr), stack: netip.MustParseAddr(stackAddr)}
 }

@@ -262,13 +262,19 @@ func (ln *Listener) Close() error {
 				c.mu.Lock()
 				c.userClosed = true
 				c.abort(b, now, errReset)
+				// One the stack had already closed (a reset, a
+				// keepalive timeout while it waited) kept its
+				// receive side for the Accept that will not come.
+				c.releaseRcv()
 				c.mu.Unlock()
 			}
 		})
 		if !ran {
 			for _, c := range q {
 				c.mu.Lock()
+				c.userClosed = true
 				c.destroy(errReset)
+				c.releaseRcv()
 				c.mu.Unlock()
 			}
 		}
