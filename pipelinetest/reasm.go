@@ -40,32 +40,13 @@ func WantReassemblyEmpty(t testing.TB, st *pipeline.Stack, shared string) {
 	}
 }
 
-// OutstandingBuffers is the number of a pool's buffers not back in it: it
-// takes free packets of each size class until the pool has to allocate
-// one, then gives them all back.
+// OutstandingBuffers is the number of a pool's buffers out of it:
+// allocated, less those free and those Trim dropped (a collection trims
+// pools, so Allocated alone overcounts; Free and Trimmed are read so that
+// no trim falls between them). For a pool whose free lists never fill up
+// (a release to a full list drops its packet): NewPoolLimits with high
+// limits, or the default's when fewer packets than its limits are out.
 func OutstandingBuffers(pool *pipeline.Pool) int {
-	all := pool.Allocated()
-	var held []*pipeline.Packet
-	free := 0
-	for _, size := range []int{64, pipeline.SmallDataSize + 1} {
-		for {
-			before := pool.Allocated()
-			held = append(held, pool.Get(size))
-			if pool.Allocated() != before {
-				break
-			}
-			free++
-		}
-	}
-	pipeline.ReleaseBatch(held)
-	return int(all) - free
-}
-
-// PoolInUse is how many buffers are out of pool: allocated, less those
-// free and those Trim dropped (a collection trims pools, so Allocated
-// alone overcounts). For a pool whose free lists never fill up (a release
-// to a full list drops its packet): NewPoolLimits with high limits.
-func PoolInUse(pool *pipeline.Pool) int {
 	for {
 		t := pool.Trimmed()
 		small, large := pool.Free()

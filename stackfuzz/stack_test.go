@@ -380,7 +380,7 @@ func (h *harness) quiesce(t testing.TB) {
 	h.shuttle()
 	h.discard(h.lan)
 	h.discard(h.wan)
-	if n := pt.PoolInUse(h.pool); n != 0 {
+	if n := pt.OutstandingBuffers(h.pool); n != 0 {
 		t.Fatalf("%d packet buffers not back in the pool after every timeout\nrouter: %s\nhost: %s", n, dump(h.router), dump(h.host))
 	}
 }

@@ -437,7 +437,7 @@ func (f *seqFuzz) finish() {
 		f.ln.Close()
 	}
 	f.collect()
-	if o := pt.PoolInUse(f.pool); o != 0 {
+	if o := pt.OutstandingBuffers(f.pool); o != 0 {
 		var b strings.Builder
 		for _, cs := range f.p.n.Stack.Counters() {
 			for _, v := range cs.Snapshot() {
